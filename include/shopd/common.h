@@ -1,0 +1,58 @@
+/*
+ * common.h: what every shopd module shares: the internal status codes, the
+ * allocation wrappers that abort on out-of-memory (one place, as Redis does),
+ * clocks and small string helpers.
+ *
+ * Status codes are turned into HTTP statuses once, at the edge (net/), never
+ * inside business logic.
+ */
+#ifndef SHOPD_COMMON_H
+#define SHOPD_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** Internal result of an operation. 0 is success; everything else is a kind of failure. */
+typedef enum shopd_rc_e {
+    SHOPD_OK = 0,
+    SHOPD_ERR = -1,         /**< unexpected internal error (500) */
+    SHOPD_AGAIN = -2,       /**< not ready yet; try later */
+    SHOPD_NOTFOUND = -3,    /**< the thing does not exist (404) */
+    SHOPD_BUSY = -4,        /**< back-pressure: a queue is full (503 + Retry-After) */
+    SHOPD_CONFLICT = -5,    /**< unique or state conflict (409) */
+    SHOPD_INVALID = -6,     /**< validation failed (422) */
+    SHOPD_FORBIDDEN = -7,   /**< caller may not do this (403) */
+    SHOPD_UNAVAILABLE = -8, /**< a backend (PostgreSQL, Redis) is unreachable (503) */
+} shopd_rc_t;
+
+/** Short stable name of a status code ("ok", "busy", ...). Never NULL. */
+const char *shopd_rc_name(shopd_rc_t rc);
+
+/* Allocation: these never return NULL; on exhaustion they log one line and abort(). */
+void *shopd_malloc(size_t n);
+void *shopd_calloc(size_t n, size_t size);
+void *shopd_realloc(void *p, size_t n);
+char *shopd_strdup(const char *s);
+char *shopd_strndup(const char *s, size_t n);
+void shopd_free(void *p);
+
+/** Monotonic clock in microseconds (CLOCK_MONOTONIC). Any thread. */
+uint64_t shopd_now_us(void);
+/** Wall clock in microseconds since the epoch. Any thread. */
+uint64_t shopd_wall_us(void);
+
+/** Constant-time comparison of two byte strings; lengths may differ (then false,
+ *  after a full-length pass so timing does not reveal the prefix). */
+bool shopd_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/** Fill buf with n cryptographically random bytes (getrandom). Returns 0 or -1. */
+int shopd_random(void *buf, size_t n);
+
+/** Lower-case hex of n random bytes into out (2n+1 bytes incl. NUL). */
+void shopd_random_hex(char *out, size_t nbytes);
+
+#define SHOPD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SHOPD_UNUSED(x) (void)(x)
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * config.h: shopd's configuration. One declarative table (config.c) gives each
+ * setting its environment variable, command-line flag, type, bounds, default
+ * and help line; --help is printed from the same table. Flags override the
+ * environment, which overrides defaults.
+ */
+#ifndef SHOPD_CONFIG_H
+#define SHOPD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct cfg_s {
+    char *listen;           /**< "host:port" */
+    char listen_host[256];  /**< parsed from listen */
+    int listen_port;
+    int io_threads;         /**< 0 in the table means "number of cores", resolved by cfg_load */
+    int workers;
+    char *database_url;
+    char *redis_url;
+    int db_pool_size;
+    int max_body;           /**< bytes */
+    int max_header;         /**< bytes of request line + headers */
+    int max_conns;
+    int idle_timeout;       /**< seconds a keep-alive connection may sit idle */
+    int request_timeout;    /**< milliseconds before a request is answered 504 */
+    int mailbox_cap;
+    int actor_batch;
+    int actor_idle_ms;
+    int shutdown_timeout;   /**< milliseconds to drain on SIGTERM */
+    char *platform_token;
+    char *base_domain;      /**< "shop.example.com": <slug>.shop.example.com resolves the store */
+    int tenant_cache_ttl;   /**< seconds */
+    bool migrate;           /**< apply migrations at start */
+    char *sql_dir;
+    char *log_level;
+    bool access_log;
+} cfg_t;
+
+/** Loads defaults, then environment (envp may be NULL: use environ), then flags from
+ *  argv[first..argc-1]. On error writes one line into err and returns -1 (the caller
+ *  prints it and exits 2). Unknown flags, bad numbers, out-of-range values and a
+ *  malformed listen address are errors. */
+int cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen);
+/** Frees strings held by cfg. */
+void cfg_free(cfg_t *cfg);
+/** Prints every setting: flag, environment variable, default and help. */
+void cfg_usage(FILE *out);
+
+/** Parses "host:port" or "[v6]:port" into host and port. Returns 0 or -1. */
+int cfg_parse_listen(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * config.c: the configuration table and its loader. Every setting is one row:
+ * flag, environment variable, type, bounds, default, help. Defaults, then the
+ * environment, then flags; each value is validated against its row, and the
+ * first bad one ends loading with a single clear line.
+ */
+#include "shopd/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shopd/common.h"
+
+extern char **environ;
+
+typedef enum { CFG_INT, CFG_STR, CFG_BOOL } cfg_type_t;
+
+typedef struct cfg_row_s {
+    const char *flag;
+    const char *env;
+    cfg_type_t type;
+    size_t off;
+    long min, max;
+    const char *def;
+    const char *help;
+} cfg_row_t;
+
+#define O(f) offsetof(cfg_t, f)
+
+static const cfg_row_t cfg_rows[] = {
+    {"listen", "SHOPD_LISTEN", CFG_STR, O(listen), 0, 0, "127.0.0.1:8080", "address to serve HTTP on (host:port)"},
+    {"io-threads", "SHOPD_IO_THREADS", CFG_INT, O(io_threads), 0, 256, "0", "HTTP I/O threads (0 = number of cores)"},
+    {"workers", "SHOPD_WORKERS", CFG_INT, O(workers), 0, 256, "0", "actor worker threads (0 = number of cores)"},
+    {"database-url", "SHOPD_DATABASE_URL", CFG_STR, O(database_url), 0, 0, "postgresql://shopd@127.0.0.1:5432/shopd", "PostgreSQL connection URL"},
+    {"redis-url", "SHOPD_REDIS_URL", CFG_STR, O(redis_url), 0, 0, "redis://127.0.0.1:6379/0", "Redis URL"},
+    {"db-pool-size", "SHOPD_DB_POOL_SIZE", CFG_INT, O(db_pool_size), 0, 1000, "0", "PostgreSQL connections (0 = workers + 2)"},
+    {"max-body", "SHOPD_MAX_BODY", CFG_INT, O(max_body), 1024, 1 << 30, "1048576", "largest request body in bytes (413 beyond)"},
+    {"max-header", "SHOPD_MAX_HEADER", CFG_INT, O(max_header), 1024, 1 << 20, "16384", "largest request line + headers in bytes (431 beyond)"},
+    {"max-conns", "SHOPD_MAX_CONNS", CFG_INT, O(max_conns), 1, 1000000, "10000", "open client connections at most (over: 503 and close)"},
+    {"idle-timeout", "SHOPD_IDLE_TIMEOUT", CFG_INT, O(idle_timeout), 1, 86400, "60", "seconds an idle keep-alive connection is kept"},
+    {"request-timeout", "SHOPD_REQUEST_TIMEOUT", CFG_INT, O(request_timeout), 10, 600000, "30000", "milliseconds before a request is answered 504"},
+    {"mailbox-cap", "SHOPD_MAILBOX_CAP", CFG_INT, O(mailbox_cap), 1, 10000000, "4096", "queued messages per store actor (over: 503 Retry-After)"},
+    {"actor-batch", "SHOPD_ACTOR_BATCH", CFG_INT, O(actor_batch), 1, 10000, "64", "messages an actor takes in one turn"},
+    {"actor-idle-ms", "SHOPD_ACTOR_IDLE_MS", CFG_INT, O(actor_idle_ms), 10, 86400000, "60000", "an idle store actor is freed after this many ms"},
+    {"shutdown-timeout", "SHOPD_SHUTDOWN_TIMEOUT", CFG_INT, O(shutdown_timeout), 0, 600000, "10000", "ms to finish in-flight work on SIGTERM"},
+    {"platform-token", "SHOPD_PLATFORM_TOKEN", CFG_STR, O(platform_token), 0, 0, "", "bearer token for the platform API (empty: platform API disabled)"},
+    {"base-domain", "SHOPD_BASE_DOMAIN", CFG_STR, O(base_domain), 0, 0, "localhost", "stores answer at <slug>.<base-domain>"},
+    {"tenant-cache-ttl", "SHOPD_TENANT_CACHE_TTL", CFG_INT, O(tenant_cache_ttl), 0, 86400, "30", "seconds a store lookup stays cached"},
+    {"migrate", "SHOPD_MIGRATE", CFG_BOOL, O(migrate), 0, 0, "true", "apply pending migrations at start"},
+    {"sql-dir", "SHOPD_SQL_DIR", CFG_STR, O(sql_dir), 0, 0, SHOPD_SOURCE_DIR "/sql", "folder of numbered migrations"},
+    {"log-level", "SHOPD_LOG_LEVEL", CFG_STR, O(log_level), 0, 0, "info", "debug, info, warn or error"},
+    {"access-log", "SHOPD_ACCESS_LOG", CFG_BOOL, O(access_log), 0, 0, "true", "one log line per request"},
+};
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int
+set_value(cfg_t *cfg, const cfg_row_t *row, const char *val, const char *src, char *err,
+          size_t errlen)
+{
+    char *base = (char *)cfg + row->off;
+    switch (row->type) {
+    case CFG_INT: {
+        char *end;
+        errno = 0;
+        long v = strtol(val, &end, 10);
+        if (errno != 0 || end == val || *end != '\0')
+            return fail(err, errlen, "invalid configuration: %s=%s is not an integer", src, val);
+        if (v < row->min || v > row->max)
+            return fail(err, errlen, "invalid configuration: %s=%s is out of range [%ld, %ld]", src,
+                        val, row->min, row->max);
+        *(int *)base = (int)v;
+        return 0;
+    }
+    case CFG_BOOL:
+        if (!strcmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") ||
+            !strcasecmp(val, "on"))
+            *(bool *)base = true;
+        else if (!strcmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no") ||
+                 !strcasecmp(val, "off"))
+            *(bool *)base = false;
+        else
+            return fail(err, errlen, "invalid configuration: %s=%s is not a boolean", src, val);
+        return 0;
+    case CFG_STR:
+        free(*(char **)base);
+        *(char **)base = shopd_strdup(val);
+        return 0;
+    }
+    return -1;
+}
+
+int
+cfg_parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (rb == NULL || rb[1] != ':') return -1;
+        hl = (size_t)(rb - s - 1);
+        s++;
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL) return -1;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen) return -1;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end != '\0' || p < 0 || p > 65535) return -1;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+static const char *
+env_lookup(const char *name)
+{
+    size_t n = strlen(name);
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+    return NULL;
+}
+
+int
+cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++)
+        if (set_value(cfg, &cfg_rows[i], cfg_rows[i].def, cfg_rows[i].flag, err, errlen) != 0)
+            return -1;
+    for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++) {
+        const char *v = env_lookup(cfg_rows[i].env);
+        if (v != NULL && set_value(cfg, &cfg_rows[i], v, cfg_rows[i].env, err, errlen) != 0)
+            return -1;
+    }
+    for (int a = first; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strncmp(arg, "--", 2) != 0)
+            return fail(err, errlen, "invalid configuration: unexpected argument '%s'", arg);
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const cfg_row_t *row = NULL;
+        bool negated = false;
+        for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++) {
+            if (strlen(cfg_rows[i].flag) == nlen && !strncmp(cfg_rows[i].flag, name, nlen)) {
+                row = &cfg_rows[i];
+                break;
+            }
+            if (cfg_rows[i].type == CFG_BOOL && nlen == strlen(cfg_rows[i].flag) + 3 &&
+                !strncmp(name, "no-", 3) && !strncmp(name + 3, cfg_rows[i].flag, nlen - 3)) {
+                row = &cfg_rows[i];
+                negated = true;
+                break;
+            }
+        }
+        if (row == NULL)
+            return fail(err, errlen, "invalid configuration: unknown flag '--%.*s' (see --help)",
+                        (int)nlen, name);
+        const char *val;
+        if (eq) {
+            val = eq + 1;
+        } else if (row->type == CFG_BOOL) {
+            val = negated ? "false" : "true";
+        } else if (a + 1 < argc) {
+            val = argv[++a];
+        } else {
+            return fail(err, errlen, "invalid configuration: --%s needs a value", row->flag);
+        }
+        char src[96];
+        snprintf(src, sizeof(src), "--%s", row->flag);
+        if (set_value(cfg, row, val, src, err, errlen) != 0) return -1;
+    }
+
+    if (cfg_parse_listen(cfg->listen, cfg->listen_host, sizeof(cfg->listen_host),
+                         &cfg->listen_port) != 0)
+        return fail(err, errlen, "invalid configuration: listen address '%s' is not host:port",
+                    cfg->listen);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    if (cfg->io_threads == 0) cfg->io_threads = (int)cores;
+    if (cfg->workers == 0) cfg->workers = (int)cores;
+    if (cfg->db_pool_size == 0) cfg->db_pool_size = cfg->workers + 2;
+    if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
+        strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error"))
+        return fail(err, errlen, "invalid configuration: log level '%s' is not debug, info, warn or error",
+                    cfg->log_level);
+    if (strncmp(cfg->database_url, "postgres", 8) != 0 && strchr(cfg->database_url, '=') == NULL)
+        return fail(err, errlen, "invalid configuration: database URL must start with postgresql://");
+    if (strncmp(cfg->redis_url, "redis://", 8) != 0)
+        return fail(err, errlen, "invalid configuration: Redis URL must start with redis://");
+    return 0;
+}
+
+void
+cfg_free(cfg_t *cfg)
+{
+    if (cfg == NULL) return;
+    for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++) {
+        if (cfg_rows[i].type == CFG_STR) {
+            char **p = (char **)((char *)cfg + cfg_rows[i].off);
+            free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+void
+cfg_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: shopd [serve|migrate] [--flag value ...]\n"
+            "\n"
+            "commands:\n"
+            "  serve     run the HTTP server (default)\n"
+            "  migrate   apply pending database migrations and exit\n"
+            "\n"
+            "settings (flag, environment variable, default):\n");
+    for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++) {
+        const cfg_row_t *r = &cfg_rows[i];
+        const char *shown = r->def;
+        if (r->type == CFG_STR && r->def[0] == '\0') shown = "(empty)";
+        fprintf(out, "  --%-18s %-24s %s\n  %-20s %-24s default: %s\n", r->flag, r->env, r->help,
+                "", "", shown);
+    }
+}
