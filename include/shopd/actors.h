@@ -1,0 +1,105 @@
+/*
+ * actors.h: the actor runtime. One actor per store (store id 0 is the
+ * platform actor), each with a bounded multi-producer single-consumer mailbox,
+ * run by a pool of worker threads. An actor runs on at most one worker at a
+ * time, so a store's messages are handled one turn after another, in the order
+ * they were sent. A turn hands the handler up to `batch_max` queued messages at
+ * once so it can commit them together (one transaction, one Redis pipeline).
+ *
+ * Threads: act_send() from any thread. Handlers run on workers. Actors are
+ * created on first send and reclaimed after `idle_reclaim_ms` with an empty
+ * mailbox.
+ */
+#ifndef SHOPD_ACTORS_H
+#define SHOPD_ACTORS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shopd/common.h"
+
+/** Store id of the platform actor (cross-store work: store CRUD, tenant lookups). */
+#define ACT_PLATFORM_ID 0u
+
+typedef struct act_msg_s act_msg_t;
+/** A message. Once act_send() accepts it, it belongs to the runtime, and then to
+ *  the handler, which must free it with act_msg_free(). */
+struct act_msg_s {
+    _Atomic(act_msg_t *) next; /**< intrusive mailbox link; runtime only */
+    uint32_t type;             /**< message type, defined by the application */
+    uint64_t store_id;         /**< destination actor; ACT_PLATFORM_ID for the platform */
+    char *data;                /**< payload (a msgpack envelope); owned, freed with the message */
+    size_t len;
+    void *reply_to;            /**< opaque reply route (the sending I/O thread), may be NULL */
+    uint64_t reply_token;      /**< opaque token for reply_to */
+    uint64_t enqueued_us;      /**< set by act_send (monotonic), for queue-time metrics */
+};
+
+/** New message; takes ownership of data (allocated with shopd_malloc, may be NULL). */
+act_msg_t *act_msg_new(uint32_t type, uint64_t store_id, char *data, size_t len);
+/** Frees the message and its data. Accepts NULL. */
+void act_msg_free(act_msg_t *m);
+
+typedef struct act_system_s act_system_t;
+typedef struct act_worker_s act_worker_t;
+
+/** One actor turn: msgs[0..n-1] (1 <= n <= batch_max) from the mailbox of store_id,
+ *  oldest first. Runs on a worker thread; the handler owns and frees the messages. */
+typedef void (*act_handler_fn)(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n,
+                               void *ud);
+/** Called once on each worker thread before it runs anything; the result is that
+ *  worker's private state (database/Redis connections...). */
+typedef void *(*act_worker_init_fn)(int index, void *ud);
+/** Called once on each worker thread as it exits. */
+typedef void (*act_worker_fini_fn)(void *wstate, void *ud);
+
+typedef struct act_config_s {
+    int workers;              /**< worker threads, >= 1 */
+    size_t mailbox_cap;       /**< max queued messages per actor; more is refused (SHOPD_BUSY) */
+    size_t batch_max;         /**< max messages per turn (and per handler call) */
+    unsigned idle_reclaim_ms; /**< an actor idle this long with an empty mailbox is freed */
+    act_handler_fn handler;
+    act_worker_init_fn worker_init; /**< may be NULL */
+    act_worker_fini_fn worker_fini; /**< may be NULL */
+    void *ud;                       /**< passed to the callbacks */
+} act_config_t;
+
+/** Counters summed over the runtime, read with relaxed atomics (approximate). */
+typedef struct act_stats_s {
+    uint64_t actors;      /**< live actors */
+    uint64_t queued;      /**< messages in all mailboxes now */
+    uint64_t max_depth;   /**< deepest mailbox now */
+    uint64_t processed;   /**< messages handed to the handler so far */
+    uint64_t turns;       /**< handler calls so far */
+    uint64_t rejected;    /**< sends refused because a mailbox was full */
+    uint64_t reclaimed;   /**< idle actors freed so far */
+    uint64_t busy_workers;/**< workers running a turn now */
+    int workers;
+} act_stats_t;
+
+/** Creates the runtime (no threads yet). Returns NULL on invalid config. */
+act_system_t *act_system_new(const act_config_t *cfg);
+/** Starts the worker threads. Returns 0 or -1. */
+int act_system_start(act_system_t *sys);
+/** Queues m for the actor m->store_id, creating the actor if needed. On SHOPD_OK the
+ *  runtime owns m. On SHOPD_BUSY (mailbox full) or SHOPD_UNAVAILABLE (stopping) the
+ *  caller still owns m. Any thread, including handlers (to forward a message). */
+shopd_rc_t act_send(act_system_t *sys, act_msg_t *m);
+/** Stops accepting sends, lets the workers drain every mailbox until deadline_ms has
+ *  passed, then joins the workers. Messages still queued at the deadline are freed
+ *  unhandled; returns how many. Call once, from a non-worker thread. */
+size_t act_system_stop(act_system_t *sys, unsigned deadline_ms);
+/** Frees a stopped runtime. Accepts NULL. */
+void act_system_free(act_system_t *sys);
+/** Stats snapshot. Any thread. */
+void act_system_stats(act_system_t *sys, act_stats_t *out);
+
+/** The worker's private state (from worker_init). Worker thread only. */
+void *act_worker_state(act_worker_t *w);
+/** The worker's index, 0..workers-1. */
+int act_worker_index(act_worker_t *w);
+/** The runtime a worker belongs to (to forward messages from a handler). */
+act_system_t *act_worker_system(act_worker_t *w);
+
+#endif

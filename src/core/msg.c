@@ -1,0 +1,187 @@
+/*
+ * msg.c: encoding and decoding of the request envelope (see msg.h) with
+ * msgpack-c. Decoding is zero-copy for strings: msgpack-c's unpacker points
+ * str/bin objects into the input buffer, so only the map structure lives in the
+ * temporary zone, which is released before returning.
+ */
+#include "shopd/msg.h"
+
+#include <msgpack.h>
+#include <string.h>
+
+static void
+pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void
+pack_key(msgpack_packer *pk, const char *k)
+{
+    pack_str(pk, k, strlen(k));
+}
+
+char *
+msg_encode(const msg_env_t *env, size_t *len)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+
+    msgpack_pack_map(&pk, env->body.n > 0 ? 7 : 6);
+    pack_key(&pk, "t");
+    pack_str(&pk, env->type.p, env->type.n);
+    pack_key(&pk, "rid");
+    pack_str(&pk, env->request_id.p, env->request_id.n);
+    pack_key(&pk, "sid");
+    msgpack_pack_uint64(&pk, env->store_id);
+    pack_key(&pk, "caller");
+    msgpack_pack_map(&pk, 3);
+    pack_key(&pk, "uid");
+    msgpack_pack_uint64(&pk, env->caller.user_id);
+    pack_key(&pk, "sid");
+    msgpack_pack_uint64(&pk, env->caller.store_id);
+    pack_key(&pk, "role");
+    msgpack_pack_int(&pk, env->caller.role);
+    pack_key(&pk, "params");
+    msgpack_pack_map(&pk, env->nparams);
+    for (size_t i = 0; i < env->nparams; i++) {
+        pack_str(&pk, env->param_names[i].p, env->param_names[i].n);
+        pack_str(&pk, env->param_values[i].p, env->param_values[i].n);
+    }
+    pack_key(&pk, "query");
+    pack_str(&pk, env->query.p, env->query.n);
+    if (env->body.n > 0) {
+        pack_key(&pk, "body");
+        msgpack_pack_bin(&pk, env->body.n);
+        msgpack_pack_bin_body(&pk, env->body.p, env->body.n);
+    }
+    /* Hand the sbuffer's memory to the caller; it came from malloc. */
+    char *out = shopd_malloc(sb.size);
+    memcpy(out, sb.data, sb.size);
+    *len = sb.size;
+    msgpack_sbuffer_destroy(&sb);
+    return out;
+}
+
+static bool
+key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+static bool
+get_str(const msgpack_object *o, msg_str_t *out)
+{
+    if (o->type == MSGPACK_OBJECT_STR) {
+        out->p = o->via.str.ptr;
+        out->n = o->via.str.size;
+        return true;
+    }
+    if (o->type == MSGPACK_OBJECT_BIN) {
+        out->p = o->via.bin.ptr;
+        out->n = o->via.bin.size;
+        return true;
+    }
+    return false;
+}
+
+static bool
+get_u64(const msgpack_object *o, uint64_t *out)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return false;
+    *out = o->via.u64;
+    return true;
+}
+
+static bool
+decode_caller(const msgpack_object *o, msg_caller_t *c)
+{
+    if (o->type != MSGPACK_OBJECT_MAP) return false;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr[i];
+        if (key_is(&kv->key, "uid")) {
+            if (!get_u64(&kv->val, &c->user_id)) return false;
+        } else if (key_is(&kv->key, "sid")) {
+            if (!get_u64(&kv->val, &c->store_id)) return false;
+        } else if (key_is(&kv->key, "role")) {
+            if (kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv->val.via.u64 <= 16)
+                c->role = (int)kv->val.via.u64;
+            else
+                return false;
+        }
+    }
+    return true;
+}
+
+shopd_rc_t
+msg_decode(const char *buf, size_t len, msg_env_t *env)
+{
+    msgpack_unpacked up;
+    size_t off = 0;
+    shopd_rc_t rc = SHOPD_INVALID;
+    bool have_type = false;
+
+    memset(env, 0, sizeof(*env));
+    msgpack_unpacked_init(&up);
+    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS) goto out;
+    if (off != len) goto out;
+    const msgpack_object *root = &up.data;
+    if (root->type != MSGPACK_OBJECT_MAP) goto out;
+    for (uint32_t i = 0; i < root->via.map.size; i++) {
+        const msgpack_object_kv *kv = &root->via.map.ptr[i];
+        if (key_is(&kv->key, "t")) {
+            if (!get_str(&kv->val, &env->type)) goto out;
+            have_type = true;
+        } else if (key_is(&kv->key, "rid")) {
+            if (!get_str(&kv->val, &env->request_id)) goto out;
+        } else if (key_is(&kv->key, "sid")) {
+            if (!get_u64(&kv->val, &env->store_id)) goto out;
+        } else if (key_is(&kv->key, "caller")) {
+            if (!decode_caller(&kv->val, &env->caller)) goto out;
+        } else if (key_is(&kv->key, "params")) {
+            const msgpack_object *m = &kv->val;
+            if (m->type != MSGPACK_OBJECT_MAP || m->via.map.size > MSG_MAX_PARAMS) goto out;
+            for (uint32_t j = 0; j < m->via.map.size; j++) {
+                if (!get_str(&m->via.map.ptr[j].key, &env->param_names[j]) ||
+                    !get_str(&m->via.map.ptr[j].val, &env->param_values[j]))
+                    goto out;
+            }
+            env->nparams = m->via.map.size;
+        } else if (key_is(&kv->key, "query")) {
+            if (!get_str(&kv->val, &env->query)) goto out;
+        } else if (key_is(&kv->key, "body")) {
+            if (!get_str(&kv->val, &env->body)) goto out;
+        }
+    }
+    rc = have_type ? SHOPD_OK : SHOPD_INVALID;
+out:
+    /* Strings point into buf, not into the zone, so the zone can go now. */
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
+const char *
+msg_param(const msg_env_t *env, const char *name, size_t *n)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < env->nparams; i++) {
+        if (env->param_names[i].n == nl && memcmp(env->param_names[i].p, name, nl) == 0) {
+            if (n) *n = env->param_values[i].n;
+            return env->param_values[i].p;
+        }
+    }
+    if (n) *n = 0;
+    return NULL;
+}
+
+msg_str_t
+msg_str(const char *s)
+{
+    msg_str_t r = {s ? s : "", s ? strlen(s) : 0};
+    return r;
+}
