@@ -1,0 +1,93 @@
+/*
+ * db.h: PostgreSQL access: a fixed-size libpq connection pool, prepared
+ * statements prepared lazily per connection, a transaction helper with retry
+ * on serialization failures and deadlocks, pipeline mode for several
+ * statements in one round trip, and the migration runner.
+ *
+ * A connection that breaks is reset on its next acquire; while PostgreSQL is
+ * down, db_acquire() returns NULL and callers answer 503. Nothing here aborts
+ * the process at run time.
+ *
+ * Threads: the pool is shared (mutex + condvar); a db_conn_t is used by one
+ * thread between db_acquire() and db_release().
+ */
+#ifndef SHOPD_DB_H
+#define SHOPD_DB_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shopd/common.h"
+
+typedef struct db_pool_s db_pool_t;
+typedef struct db_conn_s db_conn_t;
+
+/** Creates a pool of `size` connections to conninfo (a libpq URL or key=value string).
+ *  Connects one connection eagerly to fail fast; the rest connect on demand.
+ *  Returns NULL and writes one line to err if PostgreSQL cannot be reached. */
+db_pool_t *db_pool_new(const char *conninfo, int size, char *err, size_t errlen);
+/** Closes every connection. Connections must have been released. Accepts NULL. */
+void db_pool_free(db_pool_t *pool);
+
+/** Borrows a connection, waiting up to timeout_ms for one to be free. Returns NULL when
+ *  none frees up in time or PostgreSQL is unreachable (the caller answers 503). */
+db_conn_t *db_acquire(db_pool_t *pool, unsigned timeout_ms);
+/** Returns a connection to its pool. An open transaction is rolled back. Accepts NULL. */
+void db_release(db_conn_t *c);
+/** The underlying libpq connection (for things this module does not wrap). */
+PGconn *db_pg(db_conn_t *c);
+
+/** Runs a statement with text parameters (NULL entries are SQL NULL). If name is not
+ *  NULL the statement is prepared once per connection under that name and then
+ *  executed; otherwise it is run with PQexecParams. Returns the result (caller frees
+ *  with PQclear), or NULL if the connection broke (the connection is marked for reset). */
+PGresult *db_exec(db_conn_t *c, const char *name, const char *sql, int nparams,
+                  const char *const *params);
+
+/** Maps a result to a status: OK for COMMAND_OK/TUPLES_OK; CONFLICT for unique
+ *  violations (23505) and exclusion/serialization failures; INVALID for data and
+ *  check errors (22xxx, 23514, 23502); NOTFOUND for foreign-key violations (23503);
+ *  UNAVAILABLE for a NULL result or a lost connection; ERR otherwise. */
+shopd_rc_t db_result_rc(const PGresult *r);
+/** SQLSTATE of a failed result, or "" */
+const char *db_sqlstate(const PGresult *r);
+
+/** Runs fn inside BEGIN ... COMMIT. fn's non-OK result rolls back and is returned.
+ *  Serialization failures (40001) and deadlocks (40P01) are retried up to 3 times. */
+typedef shopd_rc_t (*db_tx_fn)(db_conn_t *c, void *arg);
+shopd_rc_t db_tx(db_conn_t *c, db_tx_fn fn, void *arg);
+
+/** One statement of a pipeline. */
+typedef struct db_query_s {
+    const char *name; /**< prepared-statement name, or NULL for an unnamed statement */
+    const char *sql;
+    int nparams;
+    const char *const *params;
+} db_query_t;
+
+/** Sends n statements in libpq pipeline mode (one round trip) and stores each result
+ *  in results[i] (caller PQclears each; entries may be NULL after a failure).
+ *  Returns OK if every statement succeeded, else the status of the first failure. */
+shopd_rc_t db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results);
+
+/** SELECT 1 on the connection; OK or UNAVAILABLE. */
+shopd_rc_t db_ping(db_conn_t *c);
+
+/** Pool usage for /metrics. Any thread. */
+typedef struct db_pool_stats_s {
+    int size;
+    int in_use;
+    uint64_t acquired; /**< successful acquires so far */
+    uint64_t timeouts; /**< acquires that gave up */
+    uint64_t resets;   /**< reconnects after a lost connection */
+} db_pool_stats_t;
+void db_pool_stats(db_pool_t *pool, db_pool_stats_t *out);
+
+/** Applies every sql/NNNN_name.sql file in sql_dir whose version is not yet in
+ *  schema_migrations, in order, each in its own transaction, recording it there.
+ *  A session advisory lock keeps two processes from migrating at once.
+ *  Returns the number applied (>= 0), or -1 with one line in err. */
+int db_migrate(const char *conninfo, const char *sql_dir, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,834 @@
+/*
+ * pool.c: the PostgreSQL connection pool and everything that runs on one
+ * pooled connection: statements (prepared lazily, once per connection),
+ * transactions with retry, pipelines, and the liveness handling that keeps a
+ * lost server from ever crashing the process.
+ *
+ * The pool owns a fixed array of connections. Its mutex guards only the
+ * in_use flags, the counters and the reconnect back-off; a connection's own
+ * fields (PGconn, prepared-statement list, broken flag) belong to the thread
+ * that borrowed it, and the mutex hand-off in acquire/release orders them.
+ *
+ * A connection that fails is only marked broken where it failed; the repair
+ * (PQreset) happens on the next db_acquire() so that the failing request
+ * answers quickly and the reconnect cost lands on whoever needs the
+ * connection next.
+ */
+#include "shopd/db.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db/db_priv.h"
+#include "shopd/log.h"
+
+/* Retries of a transaction that failed with 40001 or 40P01 (so 1 + 3 attempts). */
+#define DB_TX_RETRIES 3
+/* After a failed (re)connect, acquires that would have to reconnect fail at once
+ * for this long, so a down server does not park every worker in connect(). */
+#define DB_RECONNECT_BACKOFF_US 250000
+
+/* One statement prepared on a connection: the server knows it by name; the
+ * SQL hash catches two callers using one name for different SQL. */
+typedef struct db_stmt_s {
+    uint64_t name_hash;
+    uint64_t sql_hash;
+    char *name;
+} db_stmt_t;
+
+struct db_conn_s {
+    db_pool_t *pool;
+    PGconn *pg;           /* NULL until first connected */
+    bool broken;          /* must be reset before use */
+    bool fatal_seen;      /* the server sent FATAL while we were idle */
+    bool in_use;          /* guarded by pool->mu */
+    int tx_depth;         /* nesting of db_tx (savepoints below the outermost) */
+    db_stmt_t *stmts;     /* statements prepared on this server session */
+    size_t nstmts, capstmts;
+    char last_state[6];   /* SQLSTATE of the last failed statement, for db_tx's retry */
+};
+
+struct db_pool_s {
+    char *conninfo;
+    int size;
+    db_conn_t *conns;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;    /* signalled when a connection is released */
+    int in_use;
+    uint64_t acquired, timeouts, resets;
+    uint64_t retry_after_us; /* reconnect back-off deadline (monotonic) */
+};
+
+/* ---- shared helpers (db_priv.h) ---------------------------------------- */
+
+static void
+notice_to_log(void *arg, const PGresult *r)
+{
+    (void)arg;
+    char line[512];
+    db_first_line(PQresultErrorMessage(r), line, sizeof(line));
+    /* Notices are advisory (e.g. "relation exists, skipping"); keep them out of
+     * the normal log but reachable when debugging. */
+    log_debug("msg=\"postgres notice\" text=\"%s\"", line);
+}
+
+PGconn *
+db_connect(const char *conninfo)
+{
+    /* Later entries override earlier ones and the expanded dbname overrides
+     * what precedes it, so these act as defaults that conninfo may replace. */
+    const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
+    const char *vals[] = {DB_DEFAULT_CONNECT_TIMEOUT, "shopd", conninfo, NULL};
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    if (pg != NULL) PQsetNoticeReceiver(pg, notice_to_log, NULL);
+    return pg;
+}
+
+void
+db_first_line(const char *msg, char *out, size_t outlen)
+{
+    if (outlen == 0) return;
+    if (msg == NULL) msg = "";
+    size_t n = strcspn(msg, "\r\n");
+    if (n >= outlen) n = outlen - 1;
+    memcpy(out, msg, n);
+    out[n] = '\0';
+    /* Quotes would break the key="value" log format. */
+    for (size_t i = 0; i < n; i++)
+        if (out[i] == '"') out[i] = '\'';
+}
+
+/* ---- prepared-statement bookkeeping ------------------------------------ */
+
+static uint64_t
+fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* A linear scan: a connection holds a few hundred statements at most and the
+ * 64-bit hash compare is far cheaper than the round trip that follows. */
+static db_stmt_t *
+stmt_find(db_conn_t *c, const char *name, uint64_t name_hash)
+{
+    for (size_t i = 0; i < c->nstmts; i++)
+        if (c->stmts[i].name_hash == name_hash && strcmp(c->stmts[i].name, name) == 0)
+            return &c->stmts[i];
+    return NULL;
+}
+
+static void
+stmt_add(db_conn_t *c, const char *name, uint64_t name_hash, uint64_t sql_hash)
+{
+    if (c->nstmts == c->capstmts) {
+        c->capstmts = c->capstmts ? c->capstmts * 2 : 32;
+        c->stmts = shopd_realloc(c->stmts, c->capstmts * sizeof(*c->stmts));
+    }
+    c->stmts[c->nstmts++] = (db_stmt_t){name_hash, sql_hash, shopd_strdup(name)};
+}
+
+static void
+stmt_remove(db_conn_t *c, db_stmt_t *s)
+{
+    shopd_free(s->name);
+    *s = c->stmts[--c->nstmts];
+}
+
+/* The server forgets prepared statements when the session ends; so do we. */
+static void
+stmt_forget_all(db_conn_t *c)
+{
+    for (size_t i = 0; i < c->nstmts; i++)
+        shopd_free(c->stmts[i].name);
+    c->nstmts = 0;
+}
+
+/* ---- connection state --------------------------------------------------- */
+
+static bool
+state_is(const char *state, const char *want)
+{
+    return strcmp(state, want) == 0;
+}
+
+/* SQLSTATEs that mean the session is gone even if libpq has not noticed yet:
+ * class 08 (connection exception) and 57P01..57P03 (shutdown, crash, not ready). */
+static bool
+state_means_lost(const char *state)
+{
+    return strncmp(state, "08", 2) == 0 || state_is(state, "57P01") ||
+           state_is(state, "57P02") || state_is(state, "57P03");
+}
+
+static void
+mark_broken(db_conn_t *c, const char *why)
+{
+    if (!c->broken) {
+        char line[256];
+        db_first_line(why, line, sizeof(line));
+        log_warn("msg=\"postgres connection lost\" err=\"%s\"", line);
+    }
+    c->broken = true;
+}
+
+/* Common tail of every statement: a NULL result or a dead session marks the
+ * connection broken and yields NULL; a failure records its SQLSTATE. */
+static PGresult *
+finish_result(db_conn_t *c, PGresult *r)
+{
+    if (r == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+        mark_broken(c, PQerrorMessage(c->pg));
+        PQclear(r);
+        return NULL;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
+        const char *state = db_sqlstate(r);
+        snprintf(c->last_state, sizeof(c->last_state), "%s", state);
+        if (state_means_lost(state)) {
+            mark_broken(c, PQresultErrorMessage(r));
+            PQclear(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/* An idle session has nothing to say; if its socket is readable the server has
+ * closed it (pg_terminate_backend, restart) or sent a FATAL. Catching that here
+ * means the borrower gets a working connection instead of a first failure. */
+static void
+check_idle(db_conn_t *c)
+{
+    int fd = PQsocket(c->pg);
+    if (fd < 0) {
+        mark_broken(c, "no socket");
+        return;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0) return;
+    if (!PQconsumeInput(c->pg)) {
+        mark_broken(c, PQerrorMessage(c->pg));
+        return;
+    }
+    /* Parsing what arrived runs the notice receiver (which flags a FATAL);
+     * PQnotifies parses and drops notifications nobody listens for. */
+    PGnotify *n;
+    while ((n = PQnotifies(c->pg)) != NULL)
+        PQfreemem(n);
+    if (c->fatal_seen || PQstatus(c->pg) == CONNECTION_BAD)
+        mark_broken(c, "closed by the server while idle");
+}
+
+/* Notices on pooled sessions. A FATAL that arrives while the session is idle
+ * (pg_terminate_backend, shutdown) reaches libpq as a notice, before the EOF
+ * that would tell libpq the session is gone; remember it. */
+static void
+pool_notice(void *arg, const PGresult *r)
+{
+    db_conn_t *c = arg;
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+        c->fatal_seen = true;
+    notice_to_log(NULL, r);
+}
+
+/* Opens c's session and hooks its notices. */
+static void
+conn_open(db_conn_t *c)
+{
+    c->pg = db_connect(c->pool->conninfo);
+    if (c->pg != NULL) PQsetNoticeReceiver(c->pg, pool_notice, c);
+}
+
+/* Makes c usable: connects it the first time, resets it after a failure.
+ * Returns 0, or -1 when PostgreSQL cannot be reached. Called by the borrower,
+ * outside the pool mutex (connecting may take connect_timeout). */
+static int
+conn_ensure(db_conn_t *c)
+{
+    db_pool_t *pool = c->pool;
+    if (c->pg != NULL && !c->broken) check_idle(c);
+    if (c->pg != NULL && !c->broken && PQstatus(c->pg) == CONNECTION_OK) return 0;
+
+    pthread_mutex_lock(&pool->mu);
+    bool backing_off = shopd_now_us() < pool->retry_after_us;
+    pthread_mutex_unlock(&pool->mu);
+    if (backing_off) return -1;
+
+    bool reset = c->pg != NULL;
+    stmt_forget_all(c);
+    c->tx_depth = 0;
+    c->fatal_seen = false;
+    if (reset) {
+        PQreset(c->pg);
+        /* A reset session must not inherit pipeline state from the lost one. */
+        if (PQstatus(c->pg) == CONNECTION_OK && PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF) {
+            PQfinish(c->pg);
+            conn_open(c);
+        }
+    } else {
+        conn_open(c);
+    }
+    if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
+        char line[256];
+        db_first_line(c->pg ? PQerrorMessage(c->pg) : "out of memory", line, sizeof(line));
+        log_warn("msg=\"postgres connect failed\" err=\"%s\"", line);
+        c->broken = true;
+        pthread_mutex_lock(&pool->mu);
+        pool->retry_after_us = shopd_now_us() + DB_RECONNECT_BACKOFF_US;
+        pthread_mutex_unlock(&pool->mu);
+        return -1;
+    }
+    c->broken = false;
+    pthread_mutex_lock(&pool->mu);
+    if (reset) pool->resets++;
+    pool->retry_after_us = 0;
+    pthread_mutex_unlock(&pool->mu);
+    if (reset) log_info("msg=\"postgres connection restored\"");
+    return 0;
+}
+
+/* ---- pool ---------------------------------------------------------------- */
+
+db_pool_t *
+db_pool_new(const char *conninfo, int size, char *err, size_t errlen)
+{
+    if (conninfo == NULL || size < 1) {
+        snprintf(err, errlen, "database pool: need a URL and a size >= 1");
+        return NULL;
+    }
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+    if (opts == NULL) {
+        char line[256];
+        db_first_line(perr ? perr : "out of memory", line, sizeof(line));
+        snprintf(err, errlen, "invalid database URL: %s", line);
+        PQfreemem(perr);
+        return NULL;
+    }
+    PQconninfoFree(opts);
+
+    db_pool_t *pool = shopd_calloc(1, sizeof(*pool));
+    pool->conninfo = shopd_strdup(conninfo);
+    pool->size = size;
+    pool->conns = shopd_calloc((size_t)size, sizeof(*pool->conns));
+    for (int i = 0; i < size; i++)
+        pool->conns[i].pool = pool;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    /* Timed waits against the monotonic clock: a wall-clock jump must not
+     * stretch or cut short an acquire timeout. */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    /* One eager connection: a wrong URL or a down server fails start-up with
+     * one clear line instead of the first request. */
+    db_conn_t *c = &pool->conns[0];
+    conn_open(c);
+    if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
+        char line[256];
+        db_first_line(c->pg ? PQerrorMessage(c->pg) : "out of memory", line, sizeof(line));
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", line);
+        db_pool_free(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+void
+db_pool_free(db_pool_t *pool)
+{
+    if (pool == NULL) return;
+    if (pool->in_use > 0)
+        log_error("msg=\"db pool freed with connections still borrowed\" in_use=%d", pool->in_use);
+    for (int i = 0; i < pool->size; i++) {
+        db_conn_t *c = &pool->conns[i];
+        if (c->pg != NULL) PQfinish(c->pg);
+        stmt_forget_all(c);
+        shopd_free(c->stmts);
+    }
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+    shopd_free(pool->conns);
+    shopd_free(pool->conninfo);
+    shopd_free(pool);
+}
+
+/* Prefers a free connection that is already up, so a pool that is larger than
+ * the load never opens its idle tail. Caller holds pool->mu. */
+static db_conn_t *
+pick_free(db_pool_t *pool)
+{
+    db_conn_t *fallback = NULL;
+    for (int i = 0; i < pool->size; i++) {
+        db_conn_t *c = &pool->conns[i];
+        if (c->in_use) continue;
+        if (c->pg != NULL && !c->broken) return c;
+        if (fallback == NULL) fallback = c;
+    }
+    return fallback;
+}
+
+static void
+give_back(db_conn_t *c)
+{
+    db_pool_t *pool = c->pool;
+    pthread_mutex_lock(&pool->mu);
+    c->in_use = false;
+    pool->in_use--;
+    pthread_cond_signal(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+db_conn_t *
+db_acquire(db_pool_t *pool, unsigned timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+
+    pthread_mutex_lock(&pool->mu);
+    db_conn_t *c;
+    while ((c = pick_free(pool)) == NULL) {
+        if (pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline) == ETIMEDOUT) {
+            c = pick_free(pool);
+            break;
+        }
+    }
+    if (c == NULL) {
+        pool->timeouts++;
+        pthread_mutex_unlock(&pool->mu);
+        return NULL;
+    }
+    c->in_use = true;
+    pool->in_use++;
+    pthread_mutex_unlock(&pool->mu);
+
+    if (conn_ensure(c) != 0) {
+        give_back(c);
+        return NULL;
+    }
+    pthread_mutex_lock(&pool->mu);
+    pool->acquired++;
+    pthread_mutex_unlock(&pool->mu);
+    return c;
+}
+
+void
+db_release(db_conn_t *c)
+{
+    if (c == NULL) return;
+    if (c->pg != NULL && !c->broken) {
+        if (PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF) {
+            mark_broken(c, "released in pipeline mode");
+        } else {
+            switch (PQtransactionStatus(c->pg)) {
+            case PQTRANS_IDLE:
+                break;
+            case PQTRANS_INTRANS:
+            case PQTRANS_INERROR: {
+                /* The next borrower must start outside any transaction. */
+                PGresult *r = finish_result(c, PQexec(c->pg, "ROLLBACK"));
+                if (r != NULL && PQresultStatus(r) != PGRES_COMMAND_OK)
+                    mark_broken(c, "rollback on release failed");
+                PQclear(r);
+                break;
+            }
+            default:
+                /* A command still in flight: only a new session is clean. */
+                mark_broken(c, "released with a command in progress");
+                break;
+            }
+        }
+    }
+    c->tx_depth = 0;
+    give_back(c);
+}
+
+PGconn *
+db_pg(db_conn_t *c)
+{
+    return c ? c->pg : NULL;
+}
+
+void
+db_pool_stats(db_pool_t *pool, db_pool_stats_t *out)
+{
+    pthread_mutex_lock(&pool->mu);
+    out->size = pool->size;
+    out->in_use = pool->in_use;
+    out->acquired = pool->acquired;
+    out->timeouts = pool->timeouts;
+    out->resets = pool->resets;
+    pthread_mutex_unlock(&pool->mu);
+}
+
+/* ---- statements ---------------------------------------------------------- */
+
+static bool
+usable(db_conn_t *c)
+{
+    return c != NULL && c->pg != NULL && !c->broken;
+}
+
+/* Runs a named statement, preparing it first on this session if needed.
+ * Returns the raw libpq result (finish_result is applied by the caller). */
+static PGresult *
+exec_named(db_conn_t *c, const char *name, const char *sql, int nparams,
+           const char *const *params)
+{
+    uint64_t nh = fnv1a(name), sh = fnv1a(sql);
+    for (int attempt = 0;; attempt++) {
+        db_stmt_t *s = stmt_find(c, name, nh);
+        if (s != NULL && s->sql_hash != sh) {
+            /* Two call sites share a name: running the other SQL would be a
+             * silent wrong answer, so run this one unprepared and shout. */
+            log_error("msg=\"prepared statement name reused for different SQL\" name=%s", name);
+            return PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+        }
+        if (s == NULL) {
+            PGresult *p = PQprepare(c->pg, name, sql, nparams, NULL);
+            if (p == NULL || PQresultStatus(p) != PGRES_COMMAND_OK) return p;
+            PQclear(p);
+            stmt_add(c, name, nh, sh);
+        }
+        PGresult *r = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
+        if (r == NULL || attempt > 0 || PQresultStatus(r) != PGRES_FATAL_ERROR) return r;
+        /* The session lost the statement (someone ran DEALLOCATE or DISCARD
+         * through db_pg) or a schema change altered its result type. Outside a
+         * transaction one fresh prepare is safe; inside, the error stands. */
+        const char *state = db_sqlstate(r);
+        bool lost = state_is(state, "26000");
+        bool stale = state_is(state, "0A000") &&
+                     strstr(PQresultErrorMessage(r), "cached plan") != NULL;
+        if ((!lost && !stale) || PQtransactionStatus(c->pg) != PQTRANS_IDLE) return r;
+        PQclear(r);
+        s = stmt_find(c, name, nh);
+        if (s != NULL) stmt_remove(c, s);
+        if (stale) {
+            char *quoted = PQescapeIdentifier(c->pg, name, strlen(name));
+            if (quoted == NULL) return NULL;
+            char sqlbuf[512];
+            snprintf(sqlbuf, sizeof(sqlbuf), "DEALLOCATE %s", quoted);
+            PQfreemem(quoted);
+            PQclear(PQexec(c->pg, sqlbuf));
+        }
+    }
+}
+
+PGresult *
+db_exec(db_conn_t *c, const char *name, const char *sql, int nparams,
+        const char *const *params)
+{
+    if (!usable(c)) return NULL;
+    c->last_state[0] = '\0';
+    PGresult *r = name ? exec_named(c, name, sql, nparams, params)
+                       : PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    return finish_result(c, r);
+}
+
+const char *
+db_sqlstate(const PGresult *r)
+{
+    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return s ? s : "";
+}
+
+shopd_rc_t
+db_result_rc(const PGresult *r)
+{
+    if (r == NULL) return SHOPD_UNAVAILABLE;
+    switch (PQresultStatus(r)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+    case PGRES_SINGLE_TUPLE:
+    case PGRES_EMPTY_QUERY:
+    case PGRES_PIPELINE_SYNC:
+        return SHOPD_OK;
+    case PGRES_FATAL_ERROR:
+        break;
+    default:
+        return SHOPD_ERR;
+    }
+    const char *s = db_sqlstate(r);
+    /* No SQLSTATE means libpq produced the error itself: the connection failed. */
+    if (s[0] == '\0' || state_means_lost(s)) return SHOPD_UNAVAILABLE;
+    if (state_is(s, "23505") || state_is(s, "23P01") || state_is(s, "40001") ||
+        state_is(s, "40P01"))
+        return SHOPD_CONFLICT;
+    if (state_is(s, "23503")) return SHOPD_NOTFOUND;
+    if (strncmp(s, "22", 2) == 0 || state_is(s, "23514") || state_is(s, "23502"))
+        return SHOPD_INVALID;
+    return SHOPD_ERR;
+}
+
+/* Runs a command that takes no parameters and returns its status. */
+static shopd_rc_t
+simple_cmd(db_conn_t *c, const char *sql)
+{
+    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
+    shopd_rc_t rc = db_result_rc(r);
+    PQclear(r);
+    return rc;
+}
+
+shopd_rc_t
+db_ping(db_conn_t *c)
+{
+    PGresult *r = db_exec(c, NULL, "SELECT 1", 0, NULL);
+    shopd_rc_t rc = db_result_rc(r) == SHOPD_OK ? SHOPD_OK : SHOPD_UNAVAILABLE;
+    PQclear(r);
+    return rc;
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+static bool
+retryable(const char *state)
+{
+    return state_is(state, "40001") || state_is(state, "40P01");
+}
+
+/* A db_tx inside a transaction becomes a savepoint, so helpers that use db_tx
+ * compose. No retry here: a serialization failure aborts the whole outer
+ * transaction, and only the outermost db_tx can run it again. */
+static shopd_rc_t
+tx_nested(db_conn_t *c, db_tx_fn fn, void *arg)
+{
+    char sp[64], sql[96];
+    snprintf(sp, sizeof(sp), "shopd_sp_%d", ++c->tx_depth);
+    snprintf(sql, sizeof(sql), "SAVEPOINT %s", sp);
+    shopd_rc_t rc = simple_cmd(c, sql);
+    if (rc == SHOPD_OK) {
+        rc = fn(c, arg);
+        if (!usable(c)) {
+            rc = SHOPD_UNAVAILABLE;
+        } else if (rc == SHOPD_OK && PQtransactionStatus(c->pg) != PQTRANS_INERROR) {
+            snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT %s", sp);
+            rc = simple_cmd(c, sql);
+        } else {
+            char state[6];
+            memcpy(state, c->last_state, sizeof(state));
+            if (rc == SHOPD_OK) rc = SHOPD_ERR; /* fn swallowed a failed statement */
+            snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT %s", sp);
+            shopd_rc_t rb = simple_cmd(c, sql);
+            if (rb == SHOPD_UNAVAILABLE) rc = rb;
+            /* Keep the inner failure visible to an outer db_tx's retry check. */
+            memcpy(c->last_state, state, sizeof(state));
+        }
+    }
+    c->tx_depth--;
+    return rc;
+}
+
+shopd_rc_t
+db_tx(db_conn_t *c, db_tx_fn fn, void *arg)
+{
+    if (!usable(c)) return SHOPD_UNAVAILABLE;
+    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+    if (ts == PQTRANS_INTRANS) return tx_nested(c, fn, arg);
+    if (ts != PQTRANS_IDLE) return SHOPD_ERR;
+
+    for (int attempt = 0;; attempt++) {
+        shopd_rc_t rc = simple_cmd(c, "BEGIN");
+        if (rc != SHOPD_OK) return rc;
+        c->last_state[0] = '\0';
+        rc = fn(c, arg);
+        if (!usable(c)) return SHOPD_UNAVAILABLE;
+
+        char state[6];
+        if (rc == SHOPD_OK && PQtransactionStatus(c->pg) == PQTRANS_INERROR) {
+            /* COMMIT of a failed transaction "succeeds" as ROLLBACK; never
+             * report that as success. */
+            log_error("msg=\"transaction function returned ok after a failed statement\" "
+                      "sqlstate=%s", c->last_state);
+            rc = SHOPD_ERR;
+        }
+        if (rc == SHOPD_OK) {
+            PGresult *r = db_exec(c, NULL, "COMMIT", 0, NULL);
+            rc = db_result_rc(r);
+            if (rc == SHOPD_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0) rc = SHOPD_ERR;
+            PQclear(r);
+            if (rc == SHOPD_OK || !usable(c)) return rc;
+            /* A failed COMMIT (e.g. SERIALIZABLE's 40001) has ended the transaction. */
+            memcpy(state, c->last_state, sizeof(state));
+        } else {
+            memcpy(state, c->last_state, sizeof(state));
+            if (simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE) return SHOPD_UNAVAILABLE;
+        }
+        if (!retryable(state) || attempt >= DB_TX_RETRIES) {
+            memcpy(c->last_state, state, sizeof(state));
+            return rc;
+        }
+        /* Jitter so two deadlocked peers do not collide again in lock step. */
+        usleep((useconds_t)(1000 * (attempt + 1) + shopd_now_us() % 2000));
+        log_debug("msg=\"retrying transaction\" sqlstate=%s attempt=%d", state, attempt + 2);
+    }
+}
+
+/* ---- pipelines ----------------------------------------------------------- */
+
+/* What each sent item of a pipeline is, so results can be matched in order. */
+typedef struct db_pitem_s {
+    int query;     /* index into qs */
+    bool prepare;  /* a PQsendPrepare for qs[query] rather than its execution */
+} db_pitem_t;
+
+/* Reads the results of one pipelined item: exactly one result then NULL. */
+static PGresult *
+pipeline_take(db_conn_t *c, bool *lost)
+{
+    PGresult *r = PQgetResult(c->pg), *extra;
+    if (r == NULL) {
+        *lost = true;
+        return NULL;
+    }
+    while ((extra = PQgetResult(c->pg)) != NULL) {
+        /* Not expected for plain statements; keep the last, like PQexec. */
+        PQclear(r);
+        r = extra;
+        if (PQstatus(c->pg) == CONNECTION_BAD) break;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) *lost = true;
+    return r;
+}
+
+shopd_rc_t
+db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
+{
+    for (size_t i = 0; i < n; i++)
+        results[i] = NULL;
+    if (!usable(c)) return SHOPD_UNAVAILABLE;
+    if (n == 0) return SHOPD_OK;
+
+    shopd_rc_t rc = SHOPD_OK;
+    db_pitem_t *items = shopd_calloc(2 * n, sizeof(*items));
+    uint64_t *new_name = shopd_calloc(n, sizeof(*new_name));
+    size_t nitems = 0;
+    bool lost = false;
+    c->last_state[0] = '\0';
+
+    if (!PQenterPipelineMode(c->pg)) {
+        mark_broken(c, "cannot enter pipeline mode");
+        rc = SHOPD_UNAVAILABLE;
+        goto out;
+    }
+    /* Send everything, then one sync: one round trip. Outside an explicit
+     * transaction the statements share one implicit transaction up to the sync,
+     * so a failure undoes the earlier ones too. Blocking mode is fine for the
+     * small batches used here; a huge pipeline could fill both socket buffers. */
+    for (size_t i = 0; i < n; i++) {
+        const db_query_t *q = &qs[i];
+        int ok;
+        if (q->name != NULL) {
+            uint64_t nh = fnv1a(q->name), sh = fnv1a(q->sql);
+            db_stmt_t *s = stmt_find(c, q->name, nh);
+            if (s != NULL && s->sql_hash != sh) {
+                log_error("msg=\"prepared statement name reused for different SQL\" name=%s",
+                          q->name);
+                ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+                items[nitems++] = (db_pitem_t){(int)i, false};
+                if (!ok) goto send_failed;
+                continue;
+            }
+            if (s == NULL) {
+                bool dup = false; /* the same new name twice in one pipeline */
+                for (size_t j = 0; j < i; j++)
+                    if (new_name[j] == nh && qs[j].name && strcmp(qs[j].name, q->name) == 0)
+                        dup = true;
+                if (!dup) {
+                    if (!PQsendPrepare(c->pg, q->name, q->sql, q->nparams, NULL))
+                        goto send_failed;
+                    items[nitems++] = (db_pitem_t){(int)i, true};
+                    new_name[i] = nh;
+                }
+            }
+            ok = PQsendQueryPrepared(c->pg, q->name, q->nparams, q->params, NULL, NULL, 0);
+        } else {
+            ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+        }
+        items[nitems++] = (db_pitem_t){(int)i, false};
+        if (!ok) goto send_failed;
+    }
+    if (!PQpipelineSync(c->pg)) goto send_failed;
+
+    for (size_t k = 0; k < nitems && !lost; k++) {
+        PGresult *r = pipeline_take(c, &lost);
+        if (r == NULL) break;
+        const db_query_t *q = &qs[items[k].query];
+        ExecStatusType st = PQresultStatus(r);
+        if (items[k].prepare) {
+            if (st == PGRES_COMMAND_OK) {
+                stmt_add(c, q->name, fnv1a(q->name), fnv1a(q->sql));
+                PQclear(r);
+            } else {
+                /* Keep the prepare's error: it explains why the execution that
+                 * follows was aborted. */
+                PQclear(results[items[k].query]);
+                results[items[k].query] = r;
+            }
+            continue;
+        }
+        if (results[items[k].query] != NULL) {
+            PQclear(r); /* the failed prepare already says what went wrong */
+        } else {
+            results[items[k].query] = r;
+        }
+    }
+    if (!lost) {
+        PGresult *sync = PQgetResult(c->pg);
+        if (sync == NULL || PQresultStatus(sync) != PGRES_PIPELINE_SYNC) lost = true;
+        PQclear(sync);
+    }
+    if (lost || !PQexitPipelineMode(c->pg)) {
+        mark_broken(c, PQerrorMessage(c->pg));
+        rc = SHOPD_UNAVAILABLE;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        shopd_rc_t one = db_result_rc(results[i]);
+        if (one != SHOPD_OK) {
+            if (results[i] != NULL && c->last_state[0] == '\0')
+                snprintf(c->last_state, sizeof(c->last_state), "%s", db_sqlstate(results[i]));
+            /* PIPELINE_ABORTED entries follow the real failure; report that one. */
+            if (rc == SHOPD_OK) rc = one;
+        }
+    }
+    goto out;
+
+send_failed:
+    /* A send that fails leaves the protocol state unknown: start a new session. */
+    mark_broken(c, PQerrorMessage(c->pg));
+    rc = SHOPD_UNAVAILABLE;
+out:
+    if (rc == SHOPD_UNAVAILABLE) {
+        /* Statements prepared in a pipeline that never completed are unknown to
+         * the next session anyway; results of a lost pipeline are meaningless. */
+        for (size_t i = 0; i < n; i++) {
+            PQclear(results[i]);
+            results[i] = NULL;
+        }
+    }
+    shopd_free(new_name);
+    shopd_free(items);
+    return rc;
+}
