@@ -1,0 +1,154 @@
+/*
+ * net.h: the HTTP/1.1 edge. N I/O threads, each with its own event_base and a
+ * SO_REUSEPORT listener on the same address, frame requests with http-parser
+ * (keep-alive, pipelining one request at a time per connection), enforce the
+ * limits (header size 431, body size 413, connection cap, idle and request
+ * timeouts) and hand each complete request to one callback on the I/O thread.
+ *
+ * The callback either answers at once (net_respond) or takes a reply route
+ * (net_req_defer) and returns; the answer then comes from any thread through
+ * net_reply_post(), which queues it for the owning I/O thread and wakes that
+ * thread with event_active. A reply whose client went away, or whose request
+ * already timed out, is dropped.
+ *
+ * Also here: the router (pure, unit-tested), JSON error bodies, request
+ * metrics in Prometheus text format.
+ */
+#ifndef SHOPD_NET_H
+#define SHOPD_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shopd/common.h"
+
+/* ---------------------------------------------------------------- replies */
+
+/** A response. Owned by whoever holds it; net frees it after writing. */
+typedef struct net_reply_s {
+    int status;          /**< HTTP status */
+    char *body;          /**< owned (shopd_malloc), may be NULL */
+    size_t len;
+    char *headers;       /**< owned extra header lines "Name: value\r\n...", may be NULL */
+    const char *content_type; /**< static string; NULL means application/json */
+    uint64_t store_id;   /**< for the access log; 0 if none */
+} net_reply_t;
+
+net_reply_t *net_reply_new(int status);
+void net_reply_free(net_reply_t *r);
+/** Sets the body (copies). */
+void net_reply_set_body(net_reply_t *r, const char *body, size_t len);
+/** Appends an extra header line (copies). */
+void net_reply_add_header(net_reply_t *r, const char *name, const char *value);
+
+/** Builds the error body of DESIGN.md:
+ *  {"error":{"code":code,"message":message,"details":[{"field":f,"issue":i}...]}}
+ *  fields/issues may be NULL when nfields is 0. Returns a shopd_malloc'd string. */
+char *net_error_body(const char *code, const char *message, const char *const *fields,
+                     const char *const *issues, size_t nfields, size_t *len);
+/** New reply carrying an error body. */
+net_reply_t *net_reply_error(int status, const char *code, const char *message);
+/** Same with one field detail. */
+net_reply_t *net_reply_error_field(int status, const char *code, const char *message,
+                                   const char *field, const char *issue);
+/** HTTP status for an internal status code (the one mapping, used at the edge). */
+int net_status_for_rc(shopd_rc_t rc);
+/** Reason phrase of an HTTP status ("Not Found"). */
+const char *net_reason(int status);
+
+/* ----------------------------------------------------------------- router */
+
+#define NET_MAX_PARAMS 8
+
+typedef struct net_route_s {
+    const char *method;  /**< "GET", "POST", ... */
+    const char *pattern; /**< "/api/v1/stores/:id"; ":name" segments capture */
+} net_route_t;
+
+typedef struct net_match_s {
+    int route;                  /**< index into the table, or -1 */
+    size_t nparams;
+    const char *param_names[NET_MAX_PARAMS]; /**< point into the pattern (name without ':') */
+    size_t param_name_lens[NET_MAX_PARAMS];
+    const char *param_values[NET_MAX_PARAMS]; /**< point into the path */
+    size_t param_value_lens[NET_MAX_PARAMS];
+    char allow[128];            /**< for 405: "GET, POST" */
+} net_match_t;
+
+typedef enum net_match_rc_e { NET_MATCH_OK = 0, NET_MATCH_NOT_FOUND, NET_MATCH_BAD_METHOD } net_match_rc_t;
+
+/** Matches method + path against routes[0..n-1] (first match wins). path excludes
+ *  the query string. NOT_FOUND when no pattern matches the path; BAD_METHOD when a
+ *  pattern matches but not the method (out->allow lists the methods). Pure. */
+net_match_rc_t net_route_match(const net_route_t *routes, size_t n, const char *method,
+                               const char *path, size_t pathlen, net_match_t *out);
+
+/* ----------------------------------------------------------------- server */
+
+typedef struct net_server_s net_server_t;
+typedef struct net_request_s net_request_t;
+
+typedef enum net_handled_e { NET_DONE = 0, NET_DEFERRED = 1 } net_handled_t;
+
+/** Called on the owning I/O thread for each complete request. Must either call
+ *  net_respond() and return NET_DONE, or call net_req_defer() and return
+ *  NET_DEFERRED (the answer then comes through net_reply_post). Must not block. */
+typedef net_handled_t (*net_request_fn)(net_request_t *req, void *ud);
+
+typedef struct net_config_s {
+    const char *host;
+    int port;
+    int threads;
+    size_t max_body;
+    size_t max_header;
+    int max_conns;
+    int idle_timeout_s;
+    int request_timeout_ms;
+    bool access_log;
+    size_t nlabels;            /**< number of route labels for metrics */
+    const char *const *labels; /**< label names (route names), index = label id */
+    net_request_fn on_request;
+    void *ud;
+} net_config_t;
+
+/** Binds the listeners (one per thread, SO_REUSEPORT). NULL with a line in err on
+ *  failure (e.g. address in use). Call evthread_use_pthreads() before. */
+net_server_t *net_server_new(const net_config_t *cfg, char *err, size_t errlen);
+/** Starts the I/O threads. 0 or -1. */
+int net_server_start(net_server_t *srv);
+/** Graceful stop, step 1: stop accepting; later responses say Connection: close;
+ *  idle keep-alive connections are closed. Any thread. */
+void net_server_drain(net_server_t *srv);
+/** Requests in flight now (accepted, not yet answered). Any thread. */
+uint64_t net_server_inflight(net_server_t *srv);
+/** Step 2: stops the loops, closes every connection, joins the threads. */
+void net_server_stop(net_server_t *srv);
+void net_server_free(net_server_t *srv);
+/** Writes request metrics (Prometheus text) into a malloc'd buffer. Any thread. */
+char *net_server_metrics(net_server_t *srv, size_t *len);
+
+/* Request accessors: I/O thread only, valid until the request is answered. */
+const char *net_req_method(const net_request_t *req);
+/** Path without the query string (decoded form is not applied: raw bytes). */
+const char *net_req_path(const net_request_t *req, size_t *len);
+/** Query string without '?', "" if none. */
+const char *net_req_query(const net_request_t *req, size_t *len);
+/** Case-insensitive header lookup; NULL if absent. NUL-terminated. */
+const char *net_req_header(const net_request_t *req, const char *name);
+const char *net_req_body(const net_request_t *req, size_t *len);
+/** The request id (from X-Request-Id if valid, else generated). */
+const char *net_req_id(const net_request_t *req);
+/** Sets the metrics label (route index) and the store id for the access log. */
+void net_req_set_label(net_request_t *req, int label);
+void net_req_set_store(net_request_t *req, uint64_t store_id);
+
+/** Answers now. Takes ownership of reply. I/O thread only. */
+void net_respond(net_request_t *req, net_reply_t *reply);
+/** Gives the route for a later answer: *reply_to and *token go with the work. */
+void net_req_defer(net_request_t *req, void **reply_to, uint64_t *token);
+/** Queues reply for the request (reply_to, token). Any thread. Takes ownership; a
+ *  reply for a request that is gone (client left, timed out) is freed unsent. */
+void net_reply_post(void *reply_to, uint64_t token, net_reply_t *reply);
+
+#endif

@@ -1,0 +1,975 @@
+/*
+ * http.c: the HTTP/1.1 server. Owns the I/O threads (one event_base each,
+ * memcached style), their SO_REUSEPORT listeners, the client connections,
+ * request framing with http-parser, the limits, the per-thread reply queues
+ * and the per-thread request metrics.
+ *
+ * Why not evhttp: libevent 2.1's evhttp answers an oversized header block
+ * with 413 and an HTML body, cannot cap connections and cannot answer in the
+ * JSON error format; framing on bufferevents with http-parser gives all of
+ * that and one allocation-light path per request.
+ *
+ * A connection handles one request at a time: when a request is complete the
+ * parser is paused (pipelined bytes wait in the input buffer), the request is
+ * handed to the application, and parsing resumes once the answer is written.
+ *
+ * Replies from other threads arrive through net_reply_post(): a mutex-guarded
+ * list per thread plus event_active() on a wake-up event; the thread drains the
+ * whole list in one callback. Each deferred request is named by a token
+ * (connection slot << 32 | generation); the generation moves on when the
+ * request is answered, times out or its connection closes, so a late reply
+ * finds a different generation and is dropped.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "shopd/log.h"
+#include "shopd/net.h"
+
+#define NET_MAX_HEADERS 100
+#define NET_LINGER_S 2
+
+/* Statuses counted individually in /metrics; anything else is counted as "other". */
+static const int metric_statuses[] = {200, 201, 204, 304, 400, 401, 403, 404, 405, 409,
+                                      413, 415, 422, 429, 431, 500, 503, 504, 0};
+#define NSTATUS (SHOPD_ARRAY_LEN(metric_statuses))
+/* Latency histogram upper bounds in microseconds; the last bucket is +Inf. */
+static const uint64_t hist_bounds_us[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000,
+                                          50000, 100000, 250000, 500000, 1000000, 2500000,
+                                          5000000};
+#define NBUCKETS (SHOPD_ARRAY_LEN(hist_bounds_us) + 1)
+
+typedef struct net_thread_s net_thread_t;
+typedef struct net_conn_s net_conn_t;
+
+typedef struct reply_node_s {
+    struct reply_node_s *next;
+    uint64_t token;
+    net_reply_t *reply;
+} reply_node_t;
+
+struct net_request_s {
+    net_conn_t *conn;
+    const char *method;
+    char *url;
+    size_t url_len, url_cap;
+    size_t path_len;          /* bytes of url before '?' */
+    char *hbuf;               /* "name\0value\0name\0value\0..." */
+    size_t hlen, hcap;
+    uint32_t hname[NET_MAX_HEADERS], hval[NET_MAX_HEADERS];
+    size_t nhdrs;
+    bool in_value;
+    size_t header_bytes;
+    char *body;
+    size_t body_len, body_cap;
+    char rid[132];
+    int label;
+    uint64_t store_id;
+    uint64_t start_us;
+    bool keep_alive;
+};
+
+struct net_conn_s {
+    net_thread_t *t;
+    struct bufferevent *bev;
+    http_parser parser;
+    net_request_t req;
+    uint32_t slot;
+    bool in_flight;   /* handed to the application, not answered yet */
+    bool closing;     /* last response queued; free when flushed */
+    bool lingering;   /* after an error: discard input until EOF or timeout */
+    int error_status; /* set by a parser callback to answer and close */
+    struct event *timer;
+};
+
+typedef struct slot_s {
+    net_conn_t *conn;
+    uint32_t gen;
+} slot_t;
+
+struct net_thread_s {
+    net_server_t *srv;
+    int idx;
+    pthread_t tid;
+    struct event_base *base;
+    struct evconnlistener *lst;
+    struct event *wake;
+    pthread_mutex_t qlock;
+    reply_node_t *qhead, *qtail;
+    bool stop_req, drain_req; /* guarded by qlock */
+    slot_t *slots;
+    size_t nslots, slots_cap;
+    uint32_t *free_slots;
+    size_t nfree, free_cap;
+    uint64_t rng[2];
+    /* Metrics: written only by this thread (relaxed load+store, no locked RMW
+     * needed with a single writer), read by /metrics on any thread. */
+    _Atomic uint64_t *counts; /* [(nlabels + 1) * NSTATUS] */
+    _Atomic uint64_t hist[NBUCKETS];
+    _Atomic uint64_t hist_sum_us;
+    _Atomic uint64_t conns_open;
+};
+
+struct net_server_s {
+    net_config_t cfg;
+    net_thread_t *threads;
+    int nthreads;
+    _Atomic int conns;        /* open connections, all threads (relaxed: a cap, not a fence) */
+    _Atomic uint64_t inflight;/* requests accepted and not answered */
+    _Atomic bool draining;
+    _Atomic uint64_t rejected_conns;
+};
+
+static http_parser_settings parser_settings;
+
+/* ------------------------------------------------------------ helpers */
+
+static inline void
+stat_add(_Atomic uint64_t *p, uint64_t v)
+{
+    /* Single writer (the owning thread): relaxed load + store is enough. */
+    atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+static uint64_t
+rng_next(net_thread_t *t)
+{
+    /* xorshift128+: request ids need uniqueness, not secrecy. */
+    uint64_t s1 = t->rng[0];
+    const uint64_t s0 = t->rng[1];
+    t->rng[0] = s0;
+    s1 ^= s1 << 23;
+    t->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return t->rng[1] + s0;
+}
+
+static bool
+valid_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+        if (n >= 128) return false;
+    }
+    return n > 0;
+}
+
+static void
+buf_append(char **buf, size_t *len, size_t *cap, const char *at, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t nc = *cap ? *cap : 256;
+        while (nc < *len + n + 1) nc *= 2;
+        *buf = shopd_realloc(*buf, nc);
+        *cap = nc;
+    }
+    memcpy(*buf + *len, at, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+}
+
+static void
+req_reset(net_request_t *r)
+{
+    r->url_len = 0;
+    r->path_len = 0;
+    r->hlen = 0;
+    r->nhdrs = 0;
+    r->in_value = false;
+    r->header_bytes = 0;
+    r->body_len = 0;
+    r->rid[0] = '\0';
+    r->label = -1;
+    r->store_id = 0;
+    r->keep_alive = true;
+    r->method = "GET";
+    if (r->url) r->url[0] = '\0';
+    if (r->body) r->body[0] = '\0';
+}
+
+/* ------------------------------------------------------------ slots */
+
+static uint32_t
+slot_alloc(net_thread_t *t, net_conn_t *c)
+{
+    uint32_t s;
+    if (t->nfree > 0) {
+        s = t->free_slots[--t->nfree];
+    } else {
+        if (t->nslots == t->slots_cap) {
+            t->slots_cap = t->slots_cap ? t->slots_cap * 2 : 64;
+            t->slots = shopd_realloc(t->slots, t->slots_cap * sizeof(slot_t));
+        }
+        s = (uint32_t)t->nslots++;
+        t->slots[s].gen = 0;
+    }
+    t->slots[s].conn = c;
+    return s;
+}
+
+static void
+slot_release(net_thread_t *t, uint32_t s)
+{
+    t->slots[s].conn = NULL;
+    t->slots[s].gen++;
+    if (t->nfree == t->free_cap) {
+        t->free_cap = t->free_cap ? t->free_cap * 2 : 64;
+        t->free_slots = shopd_realloc(t->free_slots, t->free_cap * sizeof(uint32_t));
+    }
+    t->free_slots[t->nfree++] = s;
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void conn_parse(net_conn_t *c);
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void
+conn_free(net_conn_t *c)
+{
+    net_thread_t *t = c->t;
+    net_server_t *srv = t->srv;
+    if (c->in_flight) {
+        /* The answer will find a new generation and be dropped. */
+        c->in_flight = false;
+        atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
+    }
+    slot_release(t, c->slot);
+    if (c->timer) event_free(c->timer);
+    bufferevent_free(c->bev);
+    shopd_free(c->req.url);
+    shopd_free(c->req.hbuf);
+    shopd_free(c->req.body);
+    shopd_free(c);
+    atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+    stat_add(&t->conns_open, (uint64_t)-1);
+}
+
+static int
+status_index(int status)
+{
+    for (size_t i = 0; i + 1 < NSTATUS; i++)
+        if (metric_statuses[i] == status) return (int)i;
+    return (int)NSTATUS - 1;
+}
+
+static void
+record_metrics(net_thread_t *t, int label, int status, uint64_t us)
+{
+    size_t nl = t->srv->cfg.nlabels;
+    size_t row = (label >= 0 && (size_t)label < nl) ? (size_t)label : nl;
+    stat_add(&t->counts[row * NSTATUS + (size_t)status_index(status)], 1);
+    size_t b = 0;
+    while (b < NBUCKETS - 1 && us > hist_bounds_us[b]) b++;
+    stat_add(&t->hist[b], 1);
+    stat_add(&t->hist_sum_us, us);
+}
+
+/* Writes the response for the current request and moves the connection on. */
+static void
+conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
+{
+    net_thread_t *t = c->t;
+    net_server_t *srv = t->srv;
+    net_request_t *q = &c->req;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bool close_after = force_close || !q->keep_alive ||
+                       atomic_load_explicit(&srv->draining, memory_order_relaxed);
+
+    if (q->rid[0] == '\0') snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
+    if (r->store_id && !q->store_id) q->store_id = r->store_id;
+
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "X-Request-Id: %s\r\nConnection: %s\r\n",
+                        r->status, net_reason(r->status),
+                        r->content_type ? r->content_type : "application/json", r->len, q->rid,
+                        close_after ? "close" : "keep-alive");
+    if (r->headers) evbuffer_add(out, r->headers, strlen(r->headers));
+    evbuffer_add(out, "\r\n", 2);
+    if (r->len && strcmp(q->method, "HEAD") != 0) evbuffer_add(out, r->body, r->len);
+
+    uint64_t us = shopd_now_us() - q->start_us;
+    record_metrics(t, q->label, r->status, us);
+    if (srv->cfg.access_log)
+        log_info("access method=%s path=\"%.*s\" status=%d us=%llu store=%llu rid=%s", q->method,
+                 (int)(q->path_len > 512 ? 512 : q->path_len), q->url ? q->url : "", r->status,
+                 (unsigned long long)us, (unsigned long long)q->store_id, q->rid);
+    net_reply_free(r);
+
+    if (c->in_flight) {
+        c->in_flight = false;
+        atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
+    }
+    t->slots[c->slot].gen++;
+    if (c->timer) evtimer_del(c->timer);
+
+    if (close_after) {
+        c->closing = true;
+        /* The write callback frees the connection once the output is flushed. */
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        return;
+    }
+    req_reset(q);
+}
+
+/* Answers a framing error (431, 413, 400) and closes after a short linger, so
+ * the client reads the answer instead of a reset. */
+static void
+conn_fail(net_conn_t *c, int status, const char *code, const char *message)
+{
+    net_reply_t *r = net_reply_error(status, code, message);
+    if (c->req.start_us == 0) c->req.start_us = shopd_now_us();
+    c->lingering = true;
+    conn_send(c, r, true);
+}
+
+static void
+dispatch(net_conn_t *c)
+{
+    net_thread_t *t = c->t;
+    net_server_t *srv = t->srv;
+    net_request_t *q = &c->req;
+
+    const char *rid = net_req_header(q, "X-Request-Id");
+    if (rid && valid_request_id(rid))
+        snprintf(q->rid, sizeof(q->rid), "%s", rid);
+    else
+        snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
+
+    const char *qm = memchr(q->url, '?', q->url_len);
+    q->path_len = qm ? (size_t)(qm - q->url) : q->url_len;
+    c->in_flight = true;
+    atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
+    srv->cfg.on_request(q, srv->cfg.ud);
+}
+
+/* ------------------------------------------------------------ parser callbacks */
+
+static int
+on_message_begin(http_parser *p)
+{
+    net_conn_t *c = p->data;
+    req_reset(&c->req);
+    c->req.start_us = shopd_now_us();
+    return 0;
+}
+
+static int
+header_budget(net_conn_t *c, size_t n)
+{
+    c->req.header_bytes += n;
+    if (c->req.header_bytes > c->t->srv->cfg.max_header) {
+        c->error_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+on_url(http_parser *p, const char *at, size_t n)
+{
+    net_conn_t *c = p->data;
+    if (header_budget(c, n)) return -1;
+    buf_append(&c->req.url, &c->req.url_len, &c->req.url_cap, at, n);
+    return 0;
+}
+
+static int
+on_header_field(http_parser *p, const char *at, size_t n)
+{
+    net_conn_t *c = p->data;
+    net_request_t *q = &c->req;
+    if (header_budget(c, n + 4)) return -1;
+    if (q->in_value || q->nhdrs == 0) {
+        if (q->nhdrs == NET_MAX_HEADERS) {
+            c->error_status = 431;
+            return -1;
+        }
+        if (q->nhdrs > 0) buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end value */
+        q->hname[q->nhdrs] = (uint32_t)q->hlen;
+        q->hval[q->nhdrs] = UINT32_MAX;
+        q->nhdrs++;
+        q->in_value = false;
+    }
+    buf_append(&q->hbuf, &q->hlen, &q->hcap, at, n);
+    return 0;
+}
+
+static int
+on_header_value(http_parser *p, const char *at, size_t n)
+{
+    net_conn_t *c = p->data;
+    net_request_t *q = &c->req;
+    if (header_budget(c, n)) return -1;
+    if (!q->in_value) {
+        buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end name */
+        q->hval[q->nhdrs - 1] = (uint32_t)q->hlen;
+        q->in_value = true;
+    }
+    buf_append(&q->hbuf, &q->hlen, &q->hcap, at, n);
+    return 0;
+}
+
+static int
+on_headers_complete(http_parser *p)
+{
+    net_conn_t *c = p->data;
+    net_request_t *q = &c->req;
+    if (q->nhdrs > 0) {
+        if (!q->in_value) { /* a header name with no value */
+            buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1);
+            q->hval[q->nhdrs - 1] = (uint32_t)q->hlen;
+        }
+        buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1);
+    }
+    q->method = http_method_str((enum http_method)p->method);
+    q->keep_alive = http_should_keep_alive(p) != 0;
+    if (p->content_length != ULLONG_MAX && p->content_length > c->t->srv->cfg.max_body) {
+        c->error_status = 413;
+        return -1;
+    }
+    const char *expect = net_req_header(q, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && p->content_length > 0)
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 0;
+}
+
+static int
+on_body(http_parser *p, const char *at, size_t n)
+{
+    net_conn_t *c = p->data;
+    net_request_t *q = &c->req;
+    if (q->body_len + n > c->t->srv->cfg.max_body) {
+        c->error_status = 413;
+        return -1;
+    }
+    buf_append(&q->body, &q->body_len, &q->body_cap, at, n);
+    return 0;
+}
+
+static int
+on_message_complete(http_parser *p)
+{
+    /* Stop here: the rest of the input (pipelined requests) waits for the answer. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------ I/O callbacks */
+
+static void
+conn_parse(net_conn_t *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (!c->in_flight && !c->closing) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) return;
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
+        size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
+        evbuffer_drain(in, n);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (c->error_status == 431) {
+            conn_fail(c, 431, "header_too_large", "request line and headers exceed the limit");
+            return;
+        }
+        if (c->error_status == 413) {
+            conn_fail(c, 413, "body_too_large", "request body exceeds the limit");
+            return;
+        }
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            dispatch(c);
+            continue;
+        }
+        if (e == HPE_HEADER_OVERFLOW) {
+            conn_fail(c, 431, "header_too_large", "request line and headers exceed the limit");
+            return;
+        }
+        if (e != HPE_OK) {
+            conn_fail(c, 400, "bad_request", http_errno_description(e));
+            return;
+        }
+        if (n < v.iov_len) return; /* should not happen without an error */
+    }
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    net_conn_t *c = arg;
+    if (c->lingering) {
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        return;
+    }
+    conn_parse(c);
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    net_conn_t *c = arg;
+    if (!c->closing || evbuffer_get_length(bufferevent_get_output(bev)) > 0) return;
+    if (c->lingering) {
+        /* Half-close and keep reading (discarding) briefly, so unread request bytes
+         * do not turn our answer into a connection reset on the client. */
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        struct timeval tv = {NET_LINGER_S, 0};
+        bufferevent_set_timeouts(bev, &tv, NULL);
+        bufferevent_enable(bev, EV_READ);
+        c->closing = false; /* now waiting for EOF or timeout */
+        c->in_flight = false;
+        return;
+    }
+    conn_free(c);
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    net_conn_t *c = arg;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && c->in_flight && !c->lingering) {
+        /* Idle timer fired while the application works on a request: keep waiting. */
+        bufferevent_enable(bev, EV_READ);
+        return;
+    }
+    conn_free(c);
+}
+
+static void
+request_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    net_conn_t *c = arg;
+    if (!c->in_flight) return;
+    conn_send(c, net_reply_error(504, "request_timeout", "the request took too long"), false);
+    if (!c->closing) conn_parse(c);
+}
+
+static void
+accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    net_thread_t *t = arg;
+    net_server_t *srv = t->srv;
+    int prev = atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed);
+    if (prev >= srv->cfg.max_conns) {
+        atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv->rejected_conns, 1, memory_order_relaxed);
+        static const char busy[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Retry-After: 1\r\nConnection: close\r\nContent-Length: 81\r\n\r\n"
+            "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"try again\",\"details\":[]}}";
+        ssize_t w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+        (void)w;
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    net_conn_t *c = shopd_calloc(1, sizeof(*c));
+    c->t = t;
+    c->req.conn = c;
+    c->slot = slot_alloc(t, c);
+    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    req_reset(&c->req);
+    stat_add(&t->conns_open, 1);
+    struct timeval idle = {srv->cfg.idle_timeout_s, 0};
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    /* Bound what one connection may buffer while its request is being handled. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, srv->cfg.max_header + srv->cfg.max_body + 4096);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* ------------------------------------------------------------ reply queue */
+
+static void
+drain_thread(net_thread_t *t)
+{
+    /* Close (not just disable) the listener: new connections are refused at once
+     * instead of waiting in a backlog nobody will accept from. */
+    if (t->lst) {
+        evconnlistener_free(t->lst);
+        t->lst = NULL;
+    }
+    for (size_t i = 0; i < t->nslots; i++) {
+        net_conn_t *c = t->slots[i].conn;
+        if (c && !c->in_flight && !c->closing && !c->lingering &&
+            evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+            conn_free(c);
+    }
+}
+
+static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    net_thread_t *t = arg;
+    pthread_mutex_lock(&t->qlock);
+    reply_node_t *list = t->qhead;
+    t->qhead = t->qtail = NULL;
+    bool stop = t->stop_req, drain = t->drain_req;
+    t->drain_req = false;
+    pthread_mutex_unlock(&t->qlock);
+
+    while (list) {
+        reply_node_t *n = list;
+        list = n->next;
+        uint32_t s = (uint32_t)(n->token >> 32), gen = (uint32_t)n->token;
+        net_conn_t *c = s < t->nslots && t->slots[s].gen == gen ? t->slots[s].conn : NULL;
+        if (c && c->in_flight) {
+            conn_send(c, n->reply, false);
+            if (!c->closing) conn_parse(c);
+        } else {
+            net_reply_free(n->reply);
+        }
+        shopd_free(n);
+    }
+    if (drain) drain_thread(t);
+    if (stop) event_base_loopbreak(t->base);
+}
+
+void
+net_reply_post(void *reply_to, uint64_t token, net_reply_t *reply)
+{
+    net_thread_t *t = reply_to;
+    reply_node_t *n = shopd_malloc(sizeof(*n));
+    n->next = NULL;
+    n->token = token;
+    n->reply = reply;
+    pthread_mutex_lock(&t->qlock);
+    bool was_empty = t->qhead == NULL;
+    if (t->qtail)
+        t->qtail->next = n;
+    else
+        t->qhead = n;
+    t->qtail = n;
+    pthread_mutex_unlock(&t->qlock);
+    /* Only the poster that made the list non-empty needs to wake the loop; the
+     * callback takes the whole list. */
+    if (was_empty) event_active(t->wake, EV_READ, 0);
+}
+
+/* ------------------------------------------------------------ request API */
+
+const char *
+net_req_method(const net_request_t *req)
+{
+    return req->method;
+}
+
+const char *
+net_req_path(const net_request_t *req, size_t *len)
+{
+    *len = req->path_len;
+    return req->url ? req->url : "";
+}
+
+const char *
+net_req_query(const net_request_t *req, size_t *len)
+{
+    if (req->path_len < req->url_len) {
+        *len = req->url_len - req->path_len - 1;
+        return req->url + req->path_len + 1;
+    }
+    *len = 0;
+    return "";
+}
+
+const char *
+net_req_header(const net_request_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->nhdrs; i++)
+        if (req->hval[i] != UINT32_MAX && strcasecmp(req->hbuf + req->hname[i], name) == 0)
+            return req->hbuf + req->hval[i];
+    return NULL;
+}
+
+const char *
+net_req_body(const net_request_t *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+const char *
+net_req_id(const net_request_t *req)
+{
+    return req->rid;
+}
+
+void
+net_req_set_label(net_request_t *req, int label)
+{
+    req->label = label;
+}
+
+void
+net_req_set_store(net_request_t *req, uint64_t store_id)
+{
+    req->store_id = store_id;
+}
+
+void
+net_respond(net_request_t *req, net_reply_t *reply)
+{
+    net_conn_t *c = req->conn;
+    conn_send(c, reply, false);
+    /* The caller (dispatch, from conn_parse) resumes parsing. */
+}
+
+void
+net_req_defer(net_request_t *req, void **reply_to, uint64_t *token)
+{
+    net_conn_t *c = req->conn;
+    net_thread_t *t = c->t;
+    *reply_to = t;
+    *token = ((uint64_t)c->slot << 32) | t->slots[c->slot].gen;
+    if (c->timer == NULL) c->timer = evtimer_new(t->base, request_timeout_cb, c);
+    int ms = t->srv->cfg.request_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+/* ------------------------------------------------------------ server */
+
+static void *
+thread_main(void *arg)
+{
+    net_thread_t *t = arg;
+    event_base_dispatch(t->base);
+    return NULL;
+}
+
+net_server_t *
+net_server_new(const net_config_t *cfg, char *err, size_t errlen)
+{
+    parser_settings.on_message_begin = on_message_begin;
+    parser_settings.on_url = on_url;
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_body = on_body;
+    parser_settings.on_message_complete = on_message_complete;
+
+    net_server_t *srv = shopd_calloc(1, sizeof(*srv));
+    srv->cfg = *cfg;
+    srv->nthreads = cfg->threads;
+    srv->threads = shopd_calloc((size_t)cfg->threads, sizeof(net_thread_t));
+
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    char addr[300];
+    if (strchr(cfg->host, ':'))
+        snprintf(addr, sizeof(addr), "[%s]:%d", cfg->host, cfg->port);
+    else
+        snprintf(addr, sizeof(addr), "%s:%d", cfg->host, cfg->port);
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: not an IP address", addr);
+        goto fail;
+    }
+    for (int i = 0; i < cfg->threads; i++) {
+        net_thread_t *t = &srv->threads[i];
+        t->srv = srv;
+        t->idx = i;
+        pthread_mutex_init(&t->qlock, NULL);
+        shopd_random(t->rng, sizeof(t->rng));
+        t->rng[0] |= 1;
+        t->counts = shopd_calloc((cfg->nlabels + 1) * NSTATUS, sizeof(_Atomic uint64_t));
+        t->base = event_base_new();
+        if (t->base == NULL) {
+            snprintf(err, errlen, "cannot create an event base");
+            goto fail;
+        }
+        t->wake = event_new(t->base, -1, EV_PERSIST | EV_READ, wake_cb, t);
+        event_add(t->wake, NULL);
+        t->lst = evconnlistener_new_bind(
+            t->base, accept_cb, t,
+            LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+            1024, (struct sockaddr *)&ss, sslen);
+        if (t->lst == NULL) {
+            snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+            goto fail;
+        }
+    }
+    return srv;
+fail:
+    net_server_free(srv);
+    return NULL;
+}
+
+int
+net_server_start(net_server_t *srv)
+{
+    for (int i = 0; i < srv->nthreads; i++)
+        if (pthread_create(&srv->threads[i].tid, NULL, thread_main, &srv->threads[i]) != 0)
+            return -1;
+    return 0;
+}
+
+static void
+post_control(net_thread_t *t, bool drain, bool stop)
+{
+    pthread_mutex_lock(&t->qlock);
+    t->drain_req |= drain;
+    t->stop_req |= stop;
+    pthread_mutex_unlock(&t->qlock);
+    event_active(t->wake, EV_READ, 0);
+}
+
+void
+net_server_drain(net_server_t *srv)
+{
+    atomic_store_explicit(&srv->draining, true, memory_order_relaxed);
+    for (int i = 0; i < srv->nthreads; i++) post_control(&srv->threads[i], true, false);
+}
+
+uint64_t
+net_server_inflight(net_server_t *srv)
+{
+    return atomic_load_explicit(&srv->inflight, memory_order_relaxed);
+}
+
+void
+net_server_stop(net_server_t *srv)
+{
+    for (int i = 0; i < srv->nthreads; i++) post_control(&srv->threads[i], false, true);
+    for (int i = 0; i < srv->nthreads; i++)
+        if (srv->threads[i].tid) pthread_join(srv->threads[i].tid, NULL);
+    for (int i = 0; i < srv->nthreads; i++) {
+        net_thread_t *t = &srv->threads[i];
+        srv->threads[i].tid = 0;
+        for (size_t s = 0; s < t->nslots; s++)
+            if (t->slots[s].conn) conn_free(t->slots[s].conn);
+    }
+}
+
+void
+net_server_free(net_server_t *srv)
+{
+    if (srv == NULL) return;
+    for (int i = 0; i < srv->nthreads; i++) {
+        net_thread_t *t = &srv->threads[i];
+        for (size_t s = 0; s < t->nslots; s++)
+            if (t->slots[s].conn) conn_free(t->slots[s].conn);
+        reply_node_t *n = t->qhead;
+        while (n) {
+            reply_node_t *next = n->next;
+            net_reply_free(n->reply);
+            shopd_free(n);
+            n = next;
+        }
+        if (t->lst) evconnlistener_free(t->lst);
+        if (t->wake) event_free(t->wake);
+        if (t->base) event_base_free(t->base);
+        pthread_mutex_destroy(&t->qlock);
+        shopd_free(t->slots);
+        shopd_free(t->free_slots);
+        shopd_free(t->counts);
+    }
+    shopd_free(srv->threads);
+    shopd_free(srv);
+}
+
+/* ------------------------------------------------------------ metrics */
+
+static void
+mbuf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < *cap - *len) {
+            *len += (size_t)n;
+            return;
+        }
+        *cap *= 2;
+        *buf = shopd_realloc(*buf, *cap);
+    }
+}
+
+char *
+net_server_metrics(net_server_t *srv, size_t *lenp)
+{
+    size_t cap = 8192, len = 0;
+    char *buf = shopd_malloc(cap);
+    buf[0] = '\0';
+    size_t nl = srv->cfg.nlabels;
+
+    mbuf_printf(&buf, &len, &cap,
+                "# HELP shopd_http_requests_total HTTP requests answered, by route and status.\n"
+                "# TYPE shopd_http_requests_total counter\n");
+    for (size_t l = 0; l <= nl; l++) {
+        for (size_t s = 0; s < NSTATUS; s++) {
+            uint64_t v = 0;
+            for (int i = 0; i < srv->nthreads; i++)
+                v += atomic_load_explicit(&srv->threads[i].counts[l * NSTATUS + s], memory_order_relaxed);
+            if (v == 0) continue;
+            const char *route = l < nl ? srv->cfg.labels[l] : "unmatched";
+            if (metric_statuses[s])
+                mbuf_printf(&buf, &len, &cap, "shopd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                            route, metric_statuses[s], (unsigned long long)v);
+            else
+                mbuf_printf(&buf, &len, &cap, "shopd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                            route, (unsigned long long)v);
+        }
+    }
+    mbuf_printf(&buf, &len, &cap,
+                "# HELP shopd_http_request_duration_seconds Time from first byte to answer.\n"
+                "# TYPE shopd_http_request_duration_seconds histogram\n");
+    uint64_t cum = 0, sum = 0;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (int i = 0; i < srv->nthreads; i++)
+            cum += atomic_load_explicit(&srv->threads[i].hist[b], memory_order_relaxed);
+        if (b < NBUCKETS - 1)
+            mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                        (double)hist_bounds_us[b] / 1e6, (unsigned long long)cum);
+        else
+            mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                        (unsigned long long)cum);
+    }
+    for (int i = 0; i < srv->nthreads; i++)
+        sum += atomic_load_explicit(&srv->threads[i].hist_sum_us, memory_order_relaxed);
+    mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_sum %.6f\n", (double)sum / 1e6);
+    mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_count %llu\n", (unsigned long long)cum);
+    mbuf_printf(&buf, &len, &cap,
+                "# HELP shopd_http_connections Open client connections.\n"
+                "# TYPE shopd_http_connections gauge\nshopd_http_connections %d\n"
+                "# HELP shopd_http_connections_rejected_total Connections refused at the cap.\n"
+                "# TYPE shopd_http_connections_rejected_total counter\nshopd_http_connections_rejected_total %llu\n"
+                "# HELP shopd_http_inflight Requests being handled.\n"
+                "# TYPE shopd_http_inflight gauge\nshopd_http_inflight %llu\n",
+                atomic_load_explicit(&srv->conns, memory_order_relaxed),
+                (unsigned long long)atomic_load_explicit(&srv->rejected_conns, memory_order_relaxed),
+                (unsigned long long)atomic_load_explicit(&srv->inflight, memory_order_relaxed));
+    *lenp = len;
+    return buf;
+}

@@ -1,0 +1,134 @@
+/*
+ * reply.c: response objects, the JSON error format of DESIGN.md, and the one
+ * mapping from internal status codes to HTTP statuses.
+ */
+#include <jansson.h>
+#include <string.h>
+
+#include "shopd/net.h"
+
+net_reply_t *
+net_reply_new(int status)
+{
+    net_reply_t *r = shopd_calloc(1, sizeof(*r));
+    r->status = status;
+    return r;
+}
+
+void
+net_reply_free(net_reply_t *r)
+{
+    if (r == NULL) return;
+    shopd_free(r->body);
+    shopd_free(r->headers);
+    shopd_free(r);
+}
+
+void
+net_reply_set_body(net_reply_t *r, const char *body, size_t len)
+{
+    shopd_free(r->body);
+    r->body = shopd_malloc(len + 1);
+    memcpy(r->body, body, len);
+    r->body[len] = '\0';
+    r->len = len;
+}
+
+void
+net_reply_add_header(net_reply_t *r, const char *name, const char *value)
+{
+    size_t old = r->headers ? strlen(r->headers) : 0;
+    size_t add = strlen(name) + strlen(value) + 4;
+    r->headers = shopd_realloc(r->headers, old + add + 1);
+    snprintf(r->headers + old, add + 1, "%s: %s\r\n", name, value);
+}
+
+char *
+net_error_body(const char *code, const char *message, const char *const *fields,
+               const char *const *issues, size_t nfields, size_t *len)
+{
+    json_t *details = json_array();
+    for (size_t i = 0; i < nfields; i++)
+        json_array_append_new(details, json_pack("{s:s, s:s}", "field", fields[i], "issue",
+                                                 issues[i]));
+    json_t *root = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", message,
+                             "details", details);
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    /* json_dumps allocates with malloc; hand back our own copy so callers free uniformly. */
+    size_t n = strlen(s);
+    char *out = shopd_strndup(s, n);
+    free(s);
+    *len = n;
+    return out;
+}
+
+static net_reply_t *
+error_reply(int status, const char *code, const char *message, const char *field,
+            const char *issue)
+{
+    net_reply_t *r = net_reply_new(status);
+    r->body = net_error_body(code, message, field ? &field : NULL, issue ? &issue : NULL,
+                             field ? 1 : 0, &r->len);
+    return r;
+}
+
+net_reply_t *
+net_reply_error(int status, const char *code, const char *message)
+{
+    return error_reply(status, code, message, NULL, NULL);
+}
+
+net_reply_t *
+net_reply_error_field(int status, const char *code, const char *message, const char *field,
+                      const char *issue)
+{
+    return error_reply(status, code, message, field, issue);
+}
+
+int
+net_status_for_rc(shopd_rc_t rc)
+{
+    switch (rc) {
+    case SHOPD_OK: return 200;
+    case SHOPD_NOTFOUND: return 404;
+    case SHOPD_BUSY: return 503;
+    case SHOPD_CONFLICT: return 409;
+    case SHOPD_INVALID: return 422;
+    case SHOPD_FORBIDDEN: return 403;
+    case SHOPD_UNAVAILABLE: return 503;
+    case SHOPD_AGAIN: return 503;
+    case SHOPD_ERR: return 500;
+    }
+    return 500;
+}
+
+const char *
+net_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    }
+    return "Unknown";
+}
