@@ -1,0 +1,142 @@
+/*
+ * api.h: the application: the route table (one row per endpoint: method,
+ * path, name, who may call it, how it runs, its handler), the edge logic that
+ * turns an HTTP request into an envelope for the right actor, and the handler
+ * context that module code receives on a worker.
+ *
+ * Request path: I/O thread -> api_on_request (route, auth, body checks,
+ * tenant from cache) -> act_send(store actor) -> worker -> api_actor_turn ->
+ * route handler -> net_reply_post -> I/O thread.
+ */
+#ifndef SHOPD_API_H
+#define SHOPD_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shopd/actors.h"
+#include "shopd/config.h"
+#include "shopd/db.h"
+#include "shopd/kv.h"
+#include "shopd/msg.h"
+#include "shopd/net.h"
+#include "shopd/store.h"
+
+/** Everything a running shopd holds; one per process. */
+typedef struct app_s {
+    cfg_t *cfg;
+    db_pool_t *db;
+    act_system_t *actors;
+    net_server_t *net;
+    store_cache_t *stores;
+} app_t;
+
+/** Per-worker state (from the actor runtime's worker_init). */
+typedef struct api_worker_s {
+    app_t *app;
+    kv_conn_t *kv;
+    int index;
+} api_worker_t;
+
+/** What a handler gets: the decoded envelope, the parsed JSON body (NULL if none),
+ *  the store (for store-scoped routes) and the worker's connections. */
+typedef struct api_ctx_s {
+    app_t *app;
+    api_worker_t *worker;
+    const msg_env_t *env;
+    json_t *body;
+    uint64_t store_id;
+    const store_snap_t *store; /**< the resolved store, NULL on platform routes */
+} api_ctx_t;
+
+/** A handler runs on a worker, inside the actor of the request's store (or the
+ *  platform actor) and returns the reply (never NULL). */
+typedef net_reply_t *(*api_handler_fn)(api_ctx_t *ctx);
+/** An inline handler runs on the I/O thread; it must not block. */
+typedef net_reply_t *(*api_inline_fn)(app_t *app, net_request_t *req);
+
+/** Who may call a route. */
+typedef enum api_access_e {
+    API_PUBLIC = 0,   /**< anyone */
+    API_PLATFORM,     /**< the platform token (Authorization: Bearer SHOPD_PLATFORM_TOKEN) */
+} api_access_t;
+
+/** How a route runs. */
+enum {
+    API_STORE = 1 << 0,  /**< store-scoped: resolve the tenant, run on its actor */
+    API_INLINE = 1 << 1, /**< answered on the I/O thread */
+    API_BODY = 1 << 2,   /**< expects a JSON object body */
+};
+
+typedef struct api_route_s {
+    const char *method;
+    const char *pattern;
+    const char *name; /**< message type, metrics label, OpenAPI operationId */
+    int access;
+    int flags;
+    api_inline_fn inline_fn;
+    api_handler_fn handler;
+} api_route_t;
+
+extern const api_route_t api_routes[];
+extern const size_t api_nroutes;
+
+/** Builds the router's view of the route table; call once before serving. */
+void api_init(void);
+/** Route names indexed like api_routes (metrics labels). After api_init. */
+const char *const *api_route_names(void);
+
+/** The net_request_fn given to the HTTP server (ud = app_t *). */
+net_handled_t api_on_request(net_request_t *req, void *ud);
+/** The act_handler_fn given to the actor runtime (ud = app_t *). */
+void api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud);
+void *api_worker_init(int index, void *ud);
+void api_worker_fini(void *wstate, void *ud);
+
+/* ---- reply helpers for handlers ---- */
+/** Reply with status and a JSON value (reference stolen). */
+net_reply_t *api_json(int status, json_t *v);
+/** Reply with status and JSON text produced elsewhere (e.g. by PostgreSQL). */
+net_reply_t *api_raw_json(int status, const char *text, size_t len);
+/** 503 when PostgreSQL or Redis is unreachable, with Retry-After. */
+net_reply_t *api_unavailable(const char *what);
+/** 500 with a log line carrying the request id. */
+net_reply_t *api_internal(api_ctx_t *ctx, const char *what);
+
+/* ---- validation: collects field problems into one 422 ---- */
+#define API_MAX_ISSUES 16
+typedef struct api_val_s {
+    size_t n;
+    char fields[API_MAX_ISSUES][64];
+    char issues[API_MAX_ISSUES][128];
+} api_val_t;
+void api_val_add(api_val_t *v, const char *field, const char *issue);
+/** A string field: required or not, length bounds in characters (UTF-8 code points).
+ *  Returns the string, or NULL (absent or invalid; an issue is recorded if invalid or
+ *  required). Records "must be a string" for other types. */
+const char *api_val_string(api_val_t *v, json_t *obj, const char *field, bool required,
+                           size_t minlen, size_t maxlen);
+/** Records "unknown field" for every key of obj not in allowed (NULL-terminated). */
+void api_val_only(api_val_t *v, json_t *obj, const char *const *allowed);
+/** The 422 validation_failed reply for v (v->n > 0). */
+net_reply_t *api_val_reply(const api_val_t *v);
+
+/** Value of a query parameter (URL-decoded into buf), or NULL. */
+const char *api_query_param(const msg_env_t *env, const char *name, char *buf, size_t buflen);
+
+/* ---- handlers (modules) ---- */
+net_reply_t *api_healthz(app_t *app, net_request_t *req);
+net_reply_t *api_metrics(app_t *app, net_request_t *req);
+net_reply_t *api_readyz(api_ctx_t *ctx);
+
+net_reply_t *store_h_create(api_ctx_t *ctx);
+net_reply_t *store_h_list(api_ctx_t *ctx);
+net_reply_t *store_h_get(api_ctx_t *ctx);
+net_reply_t *store_h_update(api_ctx_t *ctx);
+net_reply_t *store_h_delete(api_ctx_t *ctx);
+net_reply_t *store_h_current(api_ctx_t *ctx);
+/** Looks a tenant key up in PostgreSQL (platform actor). OK, NOTFOUND or UNAVAILABLE. */
+shopd_rc_t store_lookup(app_t *app, const char *key, store_snap_t *out);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * store.h: stores (the tenants): tenant-key parsing from a request, the
+ * in-process resolution cache shared by the I/O threads and the workers,
+ * and the store API handlers (declared in api.h's route table).
+ */
+#ifndef SHOPD_STORE_H
+#define SHOPD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shopd/common.h"
+
+typedef enum store_status_e { STORE_ACTIVE = 0, STORE_SUSPENDED = 1 } store_status_t;
+
+/** What the edge and the handlers need of a store, copied out of the cache. */
+typedef struct store_snap_s {
+    uint64_t id; /**< 0 in a negative entry: no such store */
+    int status;  /**< store_status_t */
+    char slug[64];
+    char name[201 * 4];
+    char currency[4];
+    char domain[254];
+} store_snap_t;
+
+#define STORE_KEY_MAX 300
+
+/** Builds the cache key naming the store a request is for: from the X-Tenant-Id header
+ *  (digits -> "id:N", else "slug:S"), else from Host "<slug>.<base_domain>" -> "slug:S",
+ *  else any other Host -> "domain:H" (lower-cased, port removed). base_domain may be
+ *  NULL or "". Returns 0, or -1 when the request names no store (no header, no Host)
+ *  or the value is malformed. Pure. */
+int store_tenant_key(const char *x_tenant, const char *host, const char *base_domain, char *key,
+                     size_t keylen);
+
+/** True if s is a valid store slug: [a-z0-9-], 3-63 chars, no hyphen at either end. */
+bool store_slug_valid(const char *s, size_t n);
+/** True if code is an ISO 4217 currency code in use. */
+bool store_currency_valid(const char *code);
+/** True if s is a plausible DNS host name (lower case letters, digits, '-', '.'). */
+bool store_domain_valid(const char *s);
+
+typedef struct store_cache_s store_cache_t;
+
+/** A cache of key -> snapshot with a TTL (seconds; 0 disables caching). Negative
+ *  entries (id 0) live at most 5 seconds. Thread-safe (rwlock). */
+store_cache_t *store_cache_new(unsigned ttl_s);
+void store_cache_free(store_cache_t *c);
+/** Copies the entry into *out if present and fresh. */
+bool store_cache_get(store_cache_t *c, const char *key, store_snap_t *out);
+/** Stores snap under key (and, for a positive entry, also under "id:N"). */
+void store_cache_put(store_cache_t *c, const char *key, const store_snap_t *snap);
+/** Drops every entry of store id, and every negative entry (a new or renamed store
+ *  may now answer to a key that was unknown). */
+void store_cache_invalidate(store_cache_t *c, uint64_t id);
+/** Number of entries (for tests and metrics). */
+size_t store_cache_size(store_cache_t *c);
+
+#endif

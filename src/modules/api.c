@@ -1,0 +1,536 @@
+/*
+ * api.c: the edge and the dispatcher. On the I/O thread, api_on_request routes
+ * a request, checks who is calling, checks the body, names the store, packs
+ * the envelope and sends it to the store's actor. On a worker, api_actor_turn
+ * unpacks each message of a turn, resolves unknown tenants (platform actor),
+ * runs the route's handler and posts the reply back to the I/O thread.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "shopd/api.h"
+#include "shopd/log.h"
+
+#define TENANT_PARAM "__tenant"
+
+static net_route_t *net_routes; /* method + pattern of api_routes, for the router */
+static const char **route_names;
+
+/* Builds the router's view of the route table. Call once before the server starts. */
+void
+api_init(void)
+{
+    if (net_routes) return;
+    net_routes = shopd_calloc(api_nroutes, sizeof(net_route_t));
+    route_names = shopd_calloc(api_nroutes, sizeof(char *));
+    for (size_t i = 0; i < api_nroutes; i++) {
+        net_routes[i].method = api_routes[i].method;
+        net_routes[i].pattern = api_routes[i].pattern;
+        route_names[i] = api_routes[i].name;
+    }
+}
+
+const char *const *
+api_route_names(void)
+{
+    return route_names;
+}
+
+/* ------------------------------------------------------------ replies */
+
+net_reply_t *
+api_json(int status, json_t *v)
+{
+    net_reply_t *r = net_reply_new(status);
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+    if (s) {
+        net_reply_set_body(r, s, strlen(s));
+        free(s);
+    }
+    return r;
+}
+
+net_reply_t *
+api_raw_json(int status, const char *text, size_t len)
+{
+    net_reply_t *r = net_reply_new(status);
+    net_reply_set_body(r, text, len);
+    return r;
+}
+
+net_reply_t *
+api_unavailable(const char *what)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s is unavailable; retry shortly", what);
+    net_reply_t *r = net_reply_error(503, "service_unavailable", msg);
+    net_reply_add_header(r, "Retry-After", "1");
+    return r;
+}
+
+net_reply_t *
+api_internal(api_ctx_t *ctx, const char *what)
+{
+    log_error("internal error rid=%.*s store=%llu what=\"%s\"", (int)ctx->env->request_id.n,
+              ctx->env->request_id.p, (unsigned long long)ctx->store_id, what);
+    return net_reply_error(500, "internal_error", "internal error; the request id is in the logs");
+}
+
+/* ------------------------------------------------------------ validation */
+
+void
+api_val_add(api_val_t *v, const char *field, const char *issue)
+{
+    if (v->n >= API_MAX_ISSUES) return;
+    snprintf(v->fields[v->n], sizeof(v->fields[0]), "%s", field);
+    snprintf(v->issues[v->n], sizeof(v->issues[0]), "%s", issue);
+    v->n++;
+}
+
+static size_t
+utf8_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) n++;
+    return n;
+}
+
+const char *
+api_val_string(api_val_t *v, json_t *obj, const char *field, bool required, size_t minlen,
+               size_t maxlen)
+{
+    json_t *x = json_object_get(obj, field);
+    if (x == NULL || json_is_null(x)) {
+        if (required) api_val_add(v, field, "is required");
+        return NULL;
+    }
+    if (!json_is_string(x)) {
+        api_val_add(v, field, "must be a string");
+        return NULL;
+    }
+    const char *s = json_string_value(x);
+    if (strlen(s) != json_string_length(x)) {
+        api_val_add(v, field, "must not contain NUL characters");
+        return NULL;
+    }
+    size_t n = utf8_len(s);
+    if (n < minlen || n > maxlen) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "must be %zu to %zu characters long", minlen, maxlen);
+        api_val_add(v, field, msg);
+        return NULL;
+    }
+    return s;
+}
+
+void
+api_val_only(api_val_t *v, json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val) {
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, key) == 0;
+        if (!ok) api_val_add(v, key, "unknown field");
+    }
+}
+
+net_reply_t *
+api_val_reply(const api_val_t *v)
+{
+    const char *f[API_MAX_ISSUES], *i[API_MAX_ISSUES];
+    for (size_t k = 0; k < v->n; k++) {
+        f[k] = v->fields[k];
+        i[k] = v->issues[k];
+    }
+    net_reply_t *r = net_reply_new(422);
+    r->body = net_error_body("validation_failed", "the request has invalid fields", f, i, v->n,
+                             &r->len);
+    return r;
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+const char *
+api_query_param(const msg_env_t *env, const char *name, char *buf, size_t buflen)
+{
+    const char *q = env->query.p, *end = env->query.p + env->query.n;
+    size_t nl = strlen(name);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - q) == nl && memcmp(q, name, nl) == 0) {
+            size_t o = 0;
+            for (const char *p = eq ? eq + 1 : pe; p < pe && o + 1 < buflen; p++) {
+                if (*p == '+') {
+                    buf[o++] = ' ';
+                } else if (*p == '%' && p + 2 < pe && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+                    buf[o++] = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+                    p += 2;
+                } else {
+                    buf[o++] = *p;
+                }
+            }
+            buf[o] = '\0';
+            return buf;
+        }
+        q = pe + 1;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ edge (I/O thread) */
+
+static bool
+bearer_matches(const char *auth, const char *token)
+{
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) return false;
+    const char *given = auth + 7;
+    while (*given == ' ') given++;
+    return shopd_ct_equal(given, strlen(given), token, strlen(token));
+}
+
+static bool
+is_json_type(const char *ct)
+{
+    if (ct == NULL) return false;
+    while (*ct == ' ') ct++;
+    if (strncasecmp(ct, "application/json", 16) != 0) return false;
+    char c = ct[16];
+    return c == '\0' || c == ';' || c == ' ';
+}
+
+static net_handled_t
+answer(net_request_t *req, net_reply_t *r)
+{
+    net_respond(req, r);
+    return NET_DONE;
+}
+
+net_handled_t
+api_on_request(net_request_t *req, void *ud)
+{
+    app_t *app = ud;
+    size_t plen;
+    const char *path = net_req_path(req, &plen);
+    net_match_t m;
+    net_match_rc_t mrc = net_route_match(net_routes, api_nroutes, net_req_method(req), path, plen, &m);
+    if (mrc == NET_MATCH_NOT_FOUND)
+        return answer(req, net_reply_error(404, "not_found", "no such endpoint"));
+    if (mrc == NET_MATCH_BAD_METHOD) {
+        net_reply_t *r = net_reply_error(405, "method_not_allowed", "method not allowed on this endpoint");
+        net_reply_add_header(r, "Allow", m.allow);
+        return answer(req, r);
+    }
+    const api_route_t *route = &api_routes[m.route];
+    net_req_set_label(req, m.route);
+
+    msg_env_t env;
+    memset(&env, 0, sizeof(env));
+    if (route->access == API_PLATFORM) {
+        const char *tok = app->cfg->platform_token;
+        if (tok == NULL || tok[0] == '\0')
+            return answer(req, net_reply_error(403, "forbidden", "the platform API is disabled (no platform token configured)"));
+        if (!bearer_matches(net_req_header(req, "Authorization"), tok)) {
+            net_reply_t *r = net_reply_error(401, "unauthenticated", "a valid platform bearer token is required");
+            net_reply_add_header(r, "WWW-Authenticate", "Bearer realm=\"shopd\"");
+            return answer(req, r);
+        }
+        env.caller.role = MSG_ROLE_PLATFORM;
+    }
+
+    if (route->flags & API_INLINE) return answer(req, route->inline_fn(app, req));
+
+    size_t blen;
+    const char *body = net_req_body(req, &blen);
+    if (route->flags & API_BODY) {
+        if (!is_json_type(net_req_header(req, "Content-Type")))
+            return answer(req, net_reply_error(415, "unsupported_media_type", "send the body as Content-Type: application/json"));
+        json_error_t jerr;
+        json_t *doc = blen ? json_loadb(body, blen, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+        if (doc == NULL) {
+            char msg[256];
+            if (blen == 0)
+                snprintf(msg, sizeof(msg), "the request body is empty; send a JSON object");
+            else
+                snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
+                         jerr.column, jerr.text);
+            return answer(req, net_reply_error(400, "malformed_json", msg));
+        }
+        bool obj = json_is_object(doc);
+        json_decref(doc);
+        if (!obj)
+            return answer(req, net_reply_error_field(422, "validation_failed", "the request has invalid fields", "body", "must be a JSON object"));
+        env.body.p = body;
+        env.body.n = blen;
+    }
+
+    uint64_t target = ACT_PLATFORM_ID;
+    char key[STORE_KEY_MAX];
+    if (route->flags & API_STORE) {
+        if (store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
+                             app->cfg->base_domain, key, sizeof(key)) != 0)
+            return answer(req, net_reply_error(404, "store_not_found", "no store is named by X-Tenant-Id or Host"));
+        store_snap_t snap;
+        if (store_cache_get(app->stores, key, &snap)) {
+            if (snap.id == 0) return answer(req, net_reply_error(404, "store_not_found", "no such store"));
+            net_req_set_store(req, snap.id);
+            if (snap.status == STORE_SUSPENDED)
+                return answer(req, net_reply_error(403, "store_suspended", "this store is suspended"));
+            target = snap.id;
+            env.store_id = snap.id;
+        } else {
+            /* Unknown here: the platform actor looks it up and forwards the message. */
+            env.param_names[env.nparams] = msg_str(TENANT_PARAM);
+            env.param_values[env.nparams] = msg_str(key);
+            env.nparams++;
+        }
+    }
+    for (size_t i = 0; i < m.nparams && env.nparams < MSG_MAX_PARAMS; i++, env.nparams++) {
+        env.param_names[env.nparams].p = m.param_names[i];
+        env.param_names[env.nparams].n = m.param_name_lens[i];
+        env.param_values[env.nparams].p = m.param_values[i];
+        env.param_values[env.nparams].n = m.param_value_lens[i];
+    }
+    env.type = msg_str(route->name);
+    env.request_id = msg_str(net_req_id(req));
+    size_t qlen;
+    env.query.p = net_req_query(req, &qlen);
+    env.query.n = qlen;
+
+    size_t len;
+    char *data = msg_encode(&env, &len);
+    act_msg_t *msg = act_msg_new((uint32_t)m.route, target, data, len);
+    net_req_defer(req, &msg->reply_to, &msg->reply_token);
+    shopd_rc_t rc = act_send(app->actors, msg);
+    if (rc != SHOPD_OK) {
+        act_msg_free(msg);
+        net_reply_t *r = rc == SHOPD_BUSY
+                             ? net_reply_error(503, "store_busy", "too many requests are queued for this store")
+                             : net_reply_error(503, "shutting_down", "the server is shutting down");
+        net_reply_add_header(r, "Retry-After", "1");
+        net_respond(req, r);
+        return NET_DONE;
+    }
+    return NET_DEFERRED;
+}
+
+/* ------------------------------------------------------------ worker side */
+
+static void
+post(act_msg_t *m, net_reply_t *r, uint64_t store_id)
+{
+    r->store_id = store_id;
+    if (m->reply_to)
+        net_reply_post(m->reply_to, m->reply_token, r);
+    else
+        net_reply_free(r);
+}
+
+/* Platform actor: finds the store a message names, caches the answer and forwards
+ * the message to that store's actor. Returns true if m was forwarded (not ours now). */
+static bool
+resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
+{
+    size_t klen;
+    const char *kp = msg_param(env, TENANT_PARAM, &klen);
+    char key[STORE_KEY_MAX];
+    snprintf(key, sizeof(key), "%.*s", (int)klen, kp ? kp : "");
+    store_snap_t snap;
+    if (!store_cache_get(app->stores, key, &snap)) {
+        shopd_rc_t rc = store_lookup(app, key, &snap);
+        if (rc == SHOPD_UNAVAILABLE) {
+            post(m, api_unavailable("the database"), 0);
+            return false;
+        }
+        if (rc == SHOPD_NOTFOUND) memset(&snap, 0, sizeof(snap));
+        store_cache_put(app->stores, key, &snap);
+    }
+    if (snap.id == 0) {
+        post(m, net_reply_error(404, "store_not_found", "no such store"), 0);
+        return false;
+    }
+    if (snap.status == STORE_SUSPENDED) {
+        post(m, net_reply_error(403, "store_suspended", "this store is suspended"), snap.id);
+        return false;
+    }
+    /* Re-pack with the store id and without the tenant key, then forward. */
+    msg_env_t fwd = *env;
+    fwd.nparams = 0;
+    for (size_t i = 0; i < env->nparams; i++) {
+        if (env->param_names[i].n == strlen(TENANT_PARAM) &&
+            memcmp(env->param_names[i].p, TENANT_PARAM, env->param_names[i].n) == 0)
+            continue;
+        fwd.param_names[fwd.nparams] = env->param_names[i];
+        fwd.param_values[fwd.nparams] = env->param_values[i];
+        fwd.nparams++;
+    }
+    fwd.store_id = snap.id;
+    size_t len;
+    char *data = msg_encode(&fwd, &len);
+    shopd_free(m->data);
+    m->data = data;
+    m->len = len;
+    m->store_id = snap.id;
+    shopd_rc_t rc = act_send(app->actors, m);
+    if (rc != SHOPD_OK) {
+        net_reply_t *r = net_reply_error(503, "store_busy", "too many requests are queued for this store");
+        net_reply_add_header(r, "Retry-After", "1");
+        post(m, r, snap.id);
+        return false;
+    }
+    return true;
+}
+
+void
+api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud)
+{
+    app_t *app = ud;
+    api_worker_t *ws = act_worker_state(w);
+    for (size_t i = 0; i < n; i++) {
+        act_msg_t *m = msgs[i];
+        msg_env_t env;
+        if (m->type >= api_nroutes || msg_decode(m->data, m->len, &env) != SHOPD_OK) {
+            log_error("undecodable message type=%u store=%llu", m->type, (unsigned long long)store_id);
+            post(m, net_reply_error(500, "internal_error", "undecodable message"), store_id);
+            act_msg_free(m);
+            continue;
+        }
+        const api_route_t *route = &api_routes[m->type];
+        store_snap_t snap;
+        bool have_store = false;
+        if (route->flags & API_STORE) {
+            if (env.store_id == 0) {
+                if (!resolve_and_forward(app, m, &env)) act_msg_free(m);
+                continue;
+            }
+            char key[32];
+            snprintf(key, sizeof(key), "id:%llu", (unsigned long long)env.store_id);
+            if (!store_cache_get(app->stores, key, &snap)) {
+                shopd_rc_t rc = store_lookup(app, key, &snap);
+                if (rc == SHOPD_UNAVAILABLE) {
+                    post(m, api_unavailable("the database"), env.store_id);
+                    act_msg_free(m);
+                    continue;
+                }
+                if (rc == SHOPD_NOTFOUND) { /* deleted meanwhile */
+                    post(m, net_reply_error(404, "store_not_found", "no such store"), env.store_id);
+                    act_msg_free(m);
+                    continue;
+                }
+                store_cache_put(app->stores, key, &snap);
+            }
+            have_store = true;
+        }
+        json_t *body = NULL;
+        if (env.body.n > 0) body = json_loadb(env.body.p, env.body.n, 0, NULL);
+        api_ctx_t ctx = {.app = app,
+                         .worker = ws,
+                         .env = &env,
+                         .body = body,
+                         .store_id = env.store_id,
+                         .store = have_store ? &snap : NULL};
+        net_reply_t *r = route->handler(&ctx);
+        json_decref(body);
+        post(m, r, env.store_id);
+        act_msg_free(m);
+    }
+}
+
+void *
+api_worker_init(int index, void *ud)
+{
+    app_t *app = ud;
+    api_worker_t *ws = shopd_calloc(1, sizeof(*ws));
+    ws->app = app;
+    ws->index = index;
+    ws->kv = kv_conn_new(app->cfg->redis_url, 1000);
+    return ws;
+}
+
+void
+api_worker_fini(void *wstate, void *ud)
+{
+    api_worker_t *ws = wstate;
+    if (ws == NULL) return;
+    kv_conn_free(ws->kv);
+    shopd_free(ws);
+}
+
+/* ------------------------------------------------------------ system endpoints */
+
+net_reply_t *
+api_healthz(app_t *app, net_request_t *req)
+{
+    static const char ok[] = "{\"status\":\"ok\"}";
+    return api_raw_json(200, ok, sizeof(ok) - 1);
+}
+
+net_reply_t *
+api_readyz(api_ctx_t *ctx)
+{
+    shopd_rc_t pg = SHOPD_UNAVAILABLE, rd;
+    db_conn_t *c = db_acquire(ctx->app->db, 1000);
+    if (c) {
+        pg = db_ping(c);
+        db_release(c);
+    }
+    rd = kv_ping(ctx->worker->kv);
+    bool ok = pg == SHOPD_OK && rd == SHOPD_OK;
+    net_reply_t *r = api_json(ok ? 200 : 503,
+                              json_pack("{s:s, s:s, s:s}", "status", ok ? "ready" : "not_ready",
+                                        "postgres", pg == SHOPD_OK ? "ok" : "unavailable",
+                                        "redis", rd == SHOPD_OK ? "ok" : "unavailable"));
+    if (!ok) net_reply_add_header(r, "Retry-After", "1");
+    return r;
+}
+
+net_reply_t *
+api_metrics(app_t *app, net_request_t *req)
+{
+    size_t len;
+    char *text = net_server_metrics(app->net, &len);
+    act_stats_t as;
+    act_system_stats(app->actors, &as);
+    db_pool_stats_t ds;
+    db_pool_stats(app->db, &ds);
+    char extra[2048];
+    int n = snprintf(extra, sizeof(extra),
+                     "# HELP shopd_actors Live store actors.\n# TYPE shopd_actors gauge\nshopd_actors %llu\n"
+                     "# HELP shopd_mailbox_depth Messages queued in all mailboxes.\n# TYPE shopd_mailbox_depth gauge\nshopd_mailbox_depth %llu\n"
+                     "# HELP shopd_mailbox_depth_max Deepest mailbox now.\n# TYPE shopd_mailbox_depth_max gauge\nshopd_mailbox_depth_max %llu\n"
+                     "# HELP shopd_actor_messages_total Messages handled.\n# TYPE shopd_actor_messages_total counter\nshopd_actor_messages_total %llu\n"
+                     "# HELP shopd_actor_turns_total Actor turns (handler calls).\n# TYPE shopd_actor_turns_total counter\nshopd_actor_turns_total %llu\n"
+                     "# HELP shopd_mailbox_rejected_total Sends refused on a full mailbox.\n# TYPE shopd_mailbox_rejected_total counter\nshopd_mailbox_rejected_total %llu\n"
+                     "# HELP shopd_workers_busy Workers running a turn.\n# TYPE shopd_workers_busy gauge\nshopd_workers_busy %llu\n"
+                     "# HELP shopd_workers Worker threads.\n# TYPE shopd_workers gauge\nshopd_workers %d\n"
+                     "# HELP shopd_db_pool_size PostgreSQL connections in the pool.\n# TYPE shopd_db_pool_size gauge\nshopd_db_pool_size %d\n"
+                     "# HELP shopd_db_pool_in_use PostgreSQL connections lent out.\n# TYPE shopd_db_pool_in_use gauge\nshopd_db_pool_in_use %d\n"
+                     "# HELP shopd_db_pool_timeouts_total Acquires that gave up.\n# TYPE shopd_db_pool_timeouts_total counter\nshopd_db_pool_timeouts_total %llu\n"
+                     "# HELP shopd_db_reconnects_total Reconnects after a lost connection.\n# TYPE shopd_db_reconnects_total counter\nshopd_db_reconnects_total %llu\n"
+                     "# HELP shopd_tenant_cache_entries Cached store lookups.\n# TYPE shopd_tenant_cache_entries gauge\nshopd_tenant_cache_entries %zu\n",
+                     (unsigned long long)as.actors, (unsigned long long)as.queued,
+                     (unsigned long long)as.max_depth, (unsigned long long)as.processed,
+                     (unsigned long long)as.turns, (unsigned long long)as.rejected,
+                     (unsigned long long)as.busy_workers, as.workers, ds.size, ds.in_use,
+                     (unsigned long long)ds.timeouts, (unsigned long long)ds.resets,
+                     store_cache_size(app->stores));
+    net_reply_t *r = net_reply_new(200);
+    r->body = shopd_realloc(text, len + (size_t)n + 1);
+    memcpy(r->body + len, extra, (size_t)n + 1);
+    r->len = len + (size_t)n;
+    r->content_type = "text/plain; version=0.0.4";
+    return r;
+}

@@ -1,0 +1,400 @@
+/*
+ * store.c: the platform's store endpoints (create, list, get, update, delete;
+ * run on the platform actor) and GET /api/v1/store (run on the store's own
+ * actor, answered from the resolution snapshot without a query).
+ *
+ * PostgreSQL renders the JSON of a store (json_build_object), so a handler
+ * passes text through instead of rebuilding it field by field.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shopd/api.h"
+#include "shopd/log.h"
+
+#define STORE_JSON                                                                          \
+    "json_build_object('id', id, 'slug', slug, 'name', name, 'domain', domain, 'currency', " \
+    "currency, 'settings', settings, 'status', status, 'created_at', created_at, "          \
+    "'updated_at', updated_at)::text"
+
+static const char *const reserved_slugs[] = {"www", "api", "admin", "app", "static", "platform",
+                                             "status", "docs", NULL};
+
+static bool
+digits_only(const char *p, size_t n)
+{
+    if (n == 0 || n > 19) return false;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9') return false;
+    return true;
+}
+
+shopd_rc_t
+store_lookup(app_t *app, const char *key, store_snap_t *out)
+{
+    const char *sql;
+    const char *name;
+    const char *arg;
+    if (strncmp(key, "id:", 3) == 0) {
+        name = "store_by_id";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, '') FROM stores WHERE id = $1";
+        arg = key + 3;
+    } else if (strncmp(key, "slug:", 5) == 0) {
+        name = "store_by_slug";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, '') FROM stores WHERE slug = $1";
+        arg = key + 5;
+    } else if (strncmp(key, "domain:", 7) == 0) {
+        name = "store_by_domain";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, '') FROM stores WHERE domain = $1";
+        arg = key + 7;
+    } else {
+        return SHOPD_NOTFOUND;
+    }
+    db_conn_t *c = db_acquire(app->db, 2000);
+    if (c == NULL) return SHOPD_UNAVAILABLE;
+    PGresult *r = db_exec(c, name, sql, 1, &arg);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_OK) {
+        if (PQntuples(r) == 0) {
+            rc = SHOPD_NOTFOUND;
+        } else {
+            memset(out, 0, sizeof(*out));
+            out->id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+            out->status = strcmp(PQgetvalue(r, 0, 1), "suspended") == 0 ? STORE_SUSPENDED : STORE_ACTIVE;
+            snprintf(out->slug, sizeof(out->slug), "%s", PQgetvalue(r, 0, 2));
+            snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(r, 0, 3));
+            snprintf(out->currency, sizeof(out->currency), "%s", PQgetvalue(r, 0, 4));
+            snprintf(out->domain, sizeof(out->domain), "%s", PQgetvalue(r, 0, 5));
+        }
+    } else if (rc != SHOPD_UNAVAILABLE) {
+        log_error("store lookup failed key=%s: %s", key, r ? PQresultErrorMessage(r) : "no result");
+        rc = SHOPD_UNAVAILABLE;
+    }
+    PQclear(r);
+    db_release(c);
+    return rc;
+}
+
+/* Answers a failed write: unique violations become 409 with a precise code. */
+static net_reply_t *
+write_error(api_ctx_t *ctx, PGresult *r)
+{
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
+    if (rc == SHOPD_CONFLICT) {
+        const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+        if (cons && strstr(cons, "domain"))
+            return net_reply_error_field(409, "domain_taken", "another store uses this domain", "domain", "already taken");
+        return net_reply_error_field(409, "slug_taken", "another store uses this slug", "slug", "already taken");
+    }
+    if (rc == SHOPD_INVALID)
+        return net_reply_error(422, "validation_failed", r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "invalid");
+    return api_internal(ctx, r ? PQresultErrorMessage(r) : "store write failed");
+}
+
+/* Validates the writable fields of a store; NULL outputs mean "not given". */
+typedef struct store_input_s {
+    const char *slug, *name, *currency, *domain, *status;
+    bool domain_given; /* domain present (maybe null: remove it) */
+    char *settings;    /* JSON text, malloc'd by jansson */
+    char domain_lc[254];
+} store_input_t;
+
+static void
+validate_input(api_ctx_t *ctx, api_val_t *v, store_input_t *in, bool create)
+{
+    static const char *const allowed[] = {"slug", "name", "currency", "domain", "settings", "status", NULL};
+    json_t *b = ctx->body;
+    memset(in, 0, sizeof(*in));
+    api_val_only(v, b, allowed);
+
+    in->slug = api_val_string(v, b, "slug", create, 3, 63);
+    if (in->slug) {
+        if (!store_slug_valid(in->slug, strlen(in->slug))) {
+            api_val_add(v, "slug", "must be 3-63 characters of a-z, 0-9 and '-', not starting or ending with '-'");
+            in->slug = NULL;
+        } else {
+            for (const char *const *r = reserved_slugs; *r; r++)
+                if (strcmp(*r, in->slug) == 0) api_val_add(v, "slug", "is reserved");
+        }
+    }
+    in->name = api_val_string(v, b, "name", create, 1, 200);
+    in->currency = api_val_string(v, b, "currency", create, 3, 3);
+    if (in->currency && !store_currency_valid(in->currency))
+        api_val_add(v, "currency", "must be an ISO 4217 code in upper case, like USD");
+
+    json_t *d = json_object_get(b, "domain");
+    if (d) {
+        in->domain_given = true;
+        if (!json_is_null(d)) {
+            const char *s = api_val_string(v, b, "domain", false, 4, 253);
+            if (s) {
+                size_t i = 0;
+                for (; s[i] && i < sizeof(in->domain_lc) - 1; i++)
+                    in->domain_lc[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+                in->domain_lc[i] = '\0';
+                const char *base = ctx->app->cfg->base_domain;
+                size_t bl = strlen(base), dl = strlen(in->domain_lc);
+                if (!store_domain_valid(in->domain_lc))
+                    api_val_add(v, "domain", "must be a host name like shop.example.com");
+                else if (bl && (strcmp(in->domain_lc, base) == 0 ||
+                                (dl > bl && in->domain_lc[dl - bl - 1] == '.' &&
+                                 strcmp(in->domain_lc + dl - bl, base) == 0)))
+                    api_val_add(v, "domain", "must not be under the platform's base domain");
+                else
+                    in->domain = in->domain_lc;
+            }
+        }
+    }
+    json_t *st = json_object_get(b, "settings");
+    if (st) {
+        if (!json_is_object(st))
+            api_val_add(v, "settings", "must be a JSON object");
+        else
+            in->settings = json_dumps(st, JSON_COMPACT);
+    }
+    in->status = api_val_string(v, b, "status", false, 1, 20);
+    if (in->status && strcmp(in->status, "active") && strcmp(in->status, "suspended"))
+        api_val_add(v, "status", "must be active or suspended");
+}
+
+net_reply_t *
+store_h_create(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    store_input_t in;
+    net_reply_t *reply = NULL;
+    db_conn_t *c = NULL;
+    PGresult *r = NULL;
+
+    validate_input(ctx, &v, &in, true);
+    if (v.n) {
+        reply = api_val_reply(&v);
+        goto out;
+    }
+    c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) {
+        reply = api_unavailable("the database");
+        goto out;
+    }
+    const char *params[6] = {in.slug, in.name, in.currency, in.domain, in.settings, in.status};
+    r = db_exec(c, "store_create",
+                "INSERT INTO stores (slug, name, currency, domain, settings, status) "
+                "VALUES ($1, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), coalesce($6, 'active')) "
+                "RETURNING id, " STORE_JSON,
+                6, params);
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = write_error(ctx, r);
+        goto out;
+    }
+    store_cache_invalidate(ctx->app->stores, strtoull(PQgetvalue(r, 0, 0), NULL, 10));
+    reply = api_raw_json(201, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+    char loc[64];
+    snprintf(loc, sizeof(loc), "/api/v1/stores/%s", PQgetvalue(r, 0, 0));
+    net_reply_add_header(reply, "Location", loc);
+out:
+    PQclear(r);
+    db_release(c);
+    free(in.settings);
+    return reply;
+}
+
+net_reply_t *
+store_h_list(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    char lbuf[32], cbuf[32], pbuf[32], sbuf[32];
+    long limit = 20, page = 0;
+    const char *cursor = "0";
+    const char *s;
+    if ((s = api_query_param(ctx->env, "limit", lbuf, sizeof(lbuf)))) {
+        char *end;
+        limit = strtol(s, &end, 10);
+        if (*s == '\0' || *end || limit < 1 || limit > 100) api_val_add(&v, "limit", "must be an integer from 1 to 100");
+    }
+    if ((s = api_query_param(ctx->env, "cursor", cbuf, sizeof(cbuf)))) {
+        if (!digits_only(s, strlen(s)))
+            api_val_add(&v, "cursor", "must be a cursor returned by a previous page");
+        else
+            cursor = s;
+    }
+    if ((s = api_query_param(ctx->env, "page", pbuf, sizeof(pbuf)))) {
+        char *end;
+        page = strtol(s, &end, 10);
+        if (*s == '\0' || *end || page < 1 || page > 1000000) api_val_add(&v, "page", "must be an integer from 1");
+    }
+    const char *status = api_query_param(ctx->env, "status", sbuf, sizeof(sbuf));
+    if (status && strcmp(status, "active") && strcmp(status, "suspended"))
+        api_val_add(&v, "status", "must be active or suspended");
+    if (v.n) return api_val_reply(&v);
+
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) return api_unavailable("the database");
+    char lim[24], off[24];
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    snprintf(off, sizeof(off), "%ld", page > 0 ? (page - 1) * limit : 0);
+    const char *p_page[4] = {status, cursor, lim, off};
+    const char *p_count[1] = {status};
+    db_query_t qs[2] = {
+        {"store_list",
+         "WITH page AS (SELECT * FROM stores WHERE ($1::text IS NULL OR status = $1) AND id > $2::bigint "
+         "ORDER BY id LIMIT $3::int OFFSET $4::int) "
+         "SELECT coalesce(json_agg(" STORE_JSON "::json ORDER BY id), '[]')::text, count(*), max(id) FROM page",
+         4, p_page},
+        {"store_count", "SELECT count(*) FROM stores WHERE ($1::text IS NULL OR status = $1)", 1, p_count},
+    };
+    PGresult *res[2] = {NULL, NULL};
+    /* One round trip for the page and the total. */
+    shopd_rc_t rc = db_pipeline(c, qs, 2, res);
+    net_reply_t *reply;
+    if (rc != SHOPD_OK) {
+        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(ctx, "store list failed");
+    } else {
+        long got = atol(PQgetvalue(res[0], 0, 1));
+        json_t *data = json_loads(PQgetvalue(res[0], 0, 0), 0, NULL);
+        json_t *doc = json_pack("{s:o, s:I, s:i}", "data", data ? data : json_array(), "total",
+                                (json_int_t)atoll(PQgetvalue(res[1], 0, 0)), "limit", (int)limit);
+        if (got == limit && page == 0)
+            json_object_set_new(doc, "next_cursor", json_string(PQgetvalue(res[0], 0, 2)));
+        else
+            json_object_set_new(doc, "next_cursor", json_null());
+        if (page > 0) json_object_set_new(doc, "page", json_integer(page));
+        reply = api_json(200, doc);
+    }
+    PQclear(res[0]);
+    PQclear(res[1]);
+    db_release(c);
+    return reply;
+}
+
+/* The :id path parameter: a numeric id or a slug. */
+static const char *
+id_param(api_ctx_t *ctx, char *buf, size_t buflen, bool *numeric)
+{
+    size_t n;
+    const char *p = msg_param(ctx->env, "id", &n);
+    if (p == NULL || n >= buflen) return NULL;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    *numeric = digits_only(buf, n);
+    if (!*numeric && !store_slug_valid(buf, n)) return NULL;
+    return buf;
+}
+
+net_reply_t *
+store_h_get(api_ctx_t *ctx)
+{
+    char idb[80];
+    bool numeric;
+    const char *id = id_param(ctx, idb, sizeof(idb), &numeric);
+    if (id == NULL) return net_reply_error(404, "store_not_found", "no such store");
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) return api_unavailable("the database");
+    PGresult *r = numeric ? db_exec(c, "store_get_id", "SELECT " STORE_JSON " FROM stores WHERE id = $1::bigint", 1, &id)
+                          : db_exec(c, "store_get_slug", "SELECT " STORE_JSON " FROM stores WHERE slug = $1", 1, &id);
+    net_reply_t *reply;
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc != SHOPD_OK)
+        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(ctx, "store get failed");
+    else if (PQntuples(r) == 0)
+        reply = net_reply_error(404, "store_not_found", "no such store");
+    else
+        reply = api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+net_reply_t *
+store_h_update(api_ctx_t *ctx)
+{
+    char idb[80];
+    bool numeric;
+    api_val_t v = {0};
+    store_input_t in;
+    net_reply_t *reply = NULL;
+    db_conn_t *c = NULL;
+    PGresult *r = NULL;
+
+    memset(&in, 0, sizeof(in));
+    const char *id = id_param(ctx, idb, sizeof(idb), &numeric);
+    if (id == NULL) {
+        reply = net_reply_error(404, "store_not_found", "no such store");
+        goto out;
+    }
+    validate_input(ctx, &v, &in, false);
+    if (v.n) {
+        reply = api_val_reply(&v);
+        goto out;
+    }
+    c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) {
+        reply = api_unavailable("the database");
+        goto out;
+    }
+    const char *params[9] = {numeric ? id : NULL, numeric ? NULL : id, in.slug, in.name, in.currency,
+                             in.domain_given ? "t" : "f", in.domain, in.settings, in.status};
+    r = db_exec(c, "store_update",
+                "UPDATE stores SET slug = coalesce($3, slug), name = coalesce($4, name), "
+                "currency = coalesce($5, currency), "
+                "domain = CASE WHEN $6::bool THEN $7 ELSE domain END, "
+                "settings = CASE WHEN $8::jsonb IS NULL THEN settings ELSE settings || $8::jsonb END, "
+                "status = coalesce($9, status), updated_at = now() "
+                "WHERE (id = $1::bigint OR slug = $2::text) "
+                "RETURNING id, " STORE_JSON,
+                9, params);
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = write_error(ctx, r);
+        goto out;
+    }
+    if (PQntuples(r) == 0) {
+        reply = net_reply_error(404, "store_not_found", "no such store");
+        goto out;
+    }
+    /* Other I/O threads must not keep routing to the old slug, domain or status. */
+    store_cache_invalidate(ctx->app->stores, strtoull(PQgetvalue(r, 0, 0), NULL, 10));
+    reply = api_raw_json(200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+out:
+    PQclear(r);
+    db_release(c);
+    free(in.settings);
+    return reply;
+}
+
+net_reply_t *
+store_h_delete(api_ctx_t *ctx)
+{
+    char idb[80];
+    bool numeric;
+    const char *id = id_param(ctx, idb, sizeof(idb), &numeric);
+    if (id == NULL) return net_reply_error(404, "store_not_found", "no such store");
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) return api_unavailable("the database");
+    const char *params[2] = {numeric ? id : NULL, numeric ? NULL : id};
+    PGresult *r = db_exec(c, "store_delete",
+                          "DELETE FROM stores WHERE (id = $1::bigint OR slug = $2::text) RETURNING id",
+                          2, params);
+    net_reply_t *reply;
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = write_error(ctx, r);
+    } else if (PQntuples(r) == 0) {
+        reply = net_reply_error(404, "store_not_found", "no such store");
+    } else {
+        store_cache_invalidate(ctx->app->stores, strtoull(PQgetvalue(r, 0, 0), NULL, 10));
+        reply = net_reply_new(204);
+    }
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+net_reply_t *
+store_h_current(api_ctx_t *ctx)
+{
+    const store_snap_t *s = ctx->store;
+    json_t *doc = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)s->id, "slug", s->slug,
+                            "name", s->name, "currency", s->currency, "domain",
+                            s->domain[0] ? json_string(s->domain) : json_null());
+    return api_json(200, doc);
+}

@@ -1,0 +1,306 @@
+/*
+ * tenant.c: which store a request is for, and the in-process cache of those
+ * answers. The I/O threads read the cache on every store-scoped request, the
+ * workers fill it after a database lookup and clear a store's entries when
+ * the store changes. Entries also expire (TTL), which bounds staleness when
+ * another shopd process changed a store.
+ */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "shopd/store.h"
+
+#define NEGATIVE_TTL_US 5000000u
+
+typedef struct entry_s {
+    struct entry_s *next;
+    char *key;
+    store_snap_t snap;
+    uint64_t expires_us;
+} entry_t;
+
+struct store_cache_s {
+    pthread_rwlock_t lock;
+    entry_t **buckets;
+    size_t nbuckets;
+    size_t n;
+    uint64_t ttl_us;
+};
+
+bool
+store_slug_valid(const char *s, size_t n)
+{
+    if (n < 3 || n > 63) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    }
+    return s[0] != '-' && s[n - 1] != '-';
+}
+
+bool
+store_domain_valid(const char *s)
+{
+    size_t n = strlen(s), label = 0;
+    if (n < 1 || n > 253 || s[0] == '.' || s[n - 1] == '.' || !strchr(s, '.')) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-') return false;
+            label = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+        if (label == 0 && c == '-') return false;
+        if (++label > 63) return false;
+    }
+    return true;
+}
+
+/* ISO 4217 codes in use (2024), sorted for bsearch. */
+static const char *const currencies[] = {
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
+    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD",
+    "CDF", "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD",
+    "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ",
+    "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
+    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR",
+    "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
+    "MWK", "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN",
+    "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR",
+    "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB",
+    "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWL"};
+
+static int
+cmp_code(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool
+store_currency_valid(const char *code)
+{
+    if (code == NULL || strlen(code) != 3) return false;
+    return bsearch(&code, currencies, SHOPD_ARRAY_LEN(currencies), sizeof(currencies[0]),
+                   cmp_code) != NULL;
+}
+
+int
+store_tenant_key(const char *x_tenant, const char *host, const char *base_domain, char *key,
+                 size_t keylen)
+{
+    if (x_tenant && *x_tenant) {
+        size_t n = strlen(x_tenant);
+        bool digits = n <= 19;
+        for (size_t i = 0; i < n && digits; i++) digits = isdigit((unsigned char)x_tenant[i]);
+        if (digits) {
+            char *end;
+            unsigned long long id = strtoull(x_tenant, &end, 10);
+            if (id == 0) return -1;
+            snprintf(key, keylen, "id:%llu", id);
+            return 0;
+        }
+        if (!store_slug_valid(x_tenant, n)) return -1;
+        snprintf(key, keylen, "slug:%s", x_tenant);
+        return 0;
+    }
+    if (host == NULL || *host == '\0') return -1;
+
+    /* Lower-case the host and drop the port ("Shop.Example.com:8080"). */
+    char h[256];
+    size_t n = 0;
+    if (host[0] == '[') return -1; /* an IPv6 literal names no store */
+    for (; host[n] && host[n] != ':'; n++) {
+        if (n >= sizeof(h) - 1) return -1;
+        h[n] = (char)tolower((unsigned char)host[n]);
+    }
+    h[n] = '\0';
+    if (n > 0 && h[n - 1] == '.') h[--n] = '\0'; /* absolute form "shop.example.com." */
+    if (n == 0) return -1;
+
+    if (base_domain && *base_domain) {
+        size_t bl = strlen(base_domain);
+        if (n > bl + 1 && h[n - bl - 1] == '.' && strcasecmp(h + n - bl, base_domain) == 0) {
+            size_t sl = n - bl - 1;
+            if (!store_slug_valid(h, sl)) return -1;
+            snprintf(key, keylen, "slug:%.*s", (int)sl, h);
+            return 0;
+        }
+        if (strcasecmp(h, base_domain) == 0) return -1; /* the bare platform domain */
+    }
+    if (!store_domain_valid(h)) return -1;
+    snprintf(key, keylen, "domain:%s", h);
+    return 0;
+}
+
+/* ------------------------------------------------------------ cache */
+
+static uint64_t
+hash_key(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+store_cache_t *
+store_cache_new(unsigned ttl_s)
+{
+    store_cache_t *c = shopd_calloc(1, sizeof(*c));
+    pthread_rwlock_init(&c->lock, NULL);
+    c->nbuckets = 1024;
+    c->buckets = shopd_calloc(c->nbuckets, sizeof(entry_t *));
+    c->ttl_us = (uint64_t)ttl_s * 1000000u;
+    return c;
+}
+
+void
+store_cache_free(store_cache_t *c)
+{
+    if (c == NULL) return;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        entry_t *e = c->buckets[i];
+        while (e) {
+            entry_t *n = e->next;
+            shopd_free(e->key);
+            shopd_free(e);
+            e = n;
+        }
+    }
+    shopd_free(c->buckets);
+    pthread_rwlock_destroy(&c->lock);
+    shopd_free(c);
+}
+
+bool
+store_cache_get(store_cache_t *c, const char *key, store_snap_t *out)
+{
+    bool hit = false;
+    uint64_t now = shopd_now_us();
+    pthread_rwlock_rdlock(&c->lock);
+    for (entry_t *e = c->buckets[hash_key(key) & (c->nbuckets - 1)]; e; e = e->next) {
+        if (strcmp(e->key, key) == 0) {
+            if (e->expires_us > now) {
+                *out = e->snap;
+                hit = true;
+            }
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return hit;
+}
+
+static void
+grow(store_cache_t *c)
+{
+    size_t nb = c->nbuckets * 2;
+    entry_t **b = shopd_calloc(nb, sizeof(entry_t *));
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        entry_t *e = c->buckets[i];
+        while (e) {
+            entry_t *n = e->next;
+            size_t j = hash_key(e->key) & (nb - 1);
+            e->next = b[j];
+            b[j] = e;
+            e = n;
+        }
+    }
+    shopd_free(c->buckets);
+    c->buckets = b;
+    c->nbuckets = nb;
+}
+
+/* Caller holds the write lock. */
+static void
+put_locked(store_cache_t *c, const char *key, const store_snap_t *snap, uint64_t expires)
+{
+    entry_t **slot = &c->buckets[hash_key(key) & (c->nbuckets - 1)];
+    for (entry_t *e = *slot; e; e = e->next) {
+        if (strcmp(e->key, key) == 0) {
+            e->snap = *snap;
+            e->expires_us = expires;
+            return;
+        }
+    }
+    entry_t *e = shopd_malloc(sizeof(*e));
+    e->key = shopd_strdup(key);
+    e->snap = *snap;
+    e->expires_us = expires;
+    e->next = *slot;
+    *slot = e;
+    if (++c->n > c->nbuckets) grow(c);
+}
+
+/* Drops expired entries so a scan of unknown hosts cannot grow the cache without
+ * bound; caller holds the write lock. Runs when the table doubles its size. */
+static void
+sweep_locked(store_cache_t *c, uint64_t now)
+{
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        entry_t **pp = &c->buckets[i];
+        while (*pp) {
+            entry_t *e = *pp;
+            if (e->expires_us <= now) {
+                *pp = e->next;
+                shopd_free(e->key);
+                shopd_free(e);
+                c->n--;
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+}
+
+void
+store_cache_put(store_cache_t *c, const char *key, const store_snap_t *snap)
+{
+    if (c->ttl_us == 0) return;
+    uint64_t now = shopd_now_us();
+    uint64_t ttl = snap->id ? c->ttl_us : (c->ttl_us < NEGATIVE_TTL_US ? c->ttl_us : NEGATIVE_TTL_US);
+    pthread_rwlock_wrlock(&c->lock);
+    if (c->n >= c->nbuckets - 1) sweep_locked(c, now);
+    put_locked(c, key, snap, now + ttl);
+    if (snap->id) {
+        char idkey[32];
+        snprintf(idkey, sizeof(idkey), "id:%llu", (unsigned long long)snap->id);
+        if (strcmp(idkey, key) != 0) put_locked(c, idkey, snap, now + ttl);
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
+void
+store_cache_invalidate(store_cache_t *c, uint64_t id)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        entry_t **pp = &c->buckets[i];
+        while (*pp) {
+            entry_t *e = *pp;
+            if (e->snap.id == id || e->snap.id == 0) {
+                *pp = e->next;
+                shopd_free(e->key);
+                shopd_free(e);
+                c->n--;
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
+size_t
+store_cache_size(store_cache_t *c)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    size_t n = c->n;
+    pthread_rwlock_unlock(&c->lock);
+    return n;
+}

@@ -1,0 +1,326 @@
+/*
+ * harness.c: spawning shopd, HTTP through libcurl, raw sockets. See harness.h.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+extern char **environ;
+
+const char *
+th_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0') {
+        fprintf(stderr, "integration tests need %s (run scripts/test.sh)\n", name);
+        exit(1);
+    }
+    return v;
+}
+
+int
+th_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    int port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Builds the child environment: ours, the test settings, then extra (later wins). */
+static char **
+child_env(int port, const char *const *extra)
+{
+    static char bufs[8][512];
+    size_t n = 0, cap = 64;
+    char **env = calloc(cap, sizeof(char *));
+    for (char **e = environ; *e; e++) {
+        if (!strncmp(*e, "SHOPD_", 6) && strncmp(*e, "SHOPD_TEST_", 11)) continue;
+        if (n + 16 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
+        env[n++] = *e;
+    }
+    snprintf(bufs[0], 512, "SHOPD_DATABASE_URL=%s", th_env("SHOPD_TEST_DATABASE_URL"));
+    snprintf(bufs[1], 512, "SHOPD_REDIS_URL=%s", th_env("SHOPD_TEST_REDIS_URL"));
+    snprintf(bufs[2], 512, "SHOPD_LISTEN=127.0.0.1:%d", port);
+    snprintf(bufs[3], 512, "SHOPD_PLATFORM_TOKEN=%s", TH_PLATFORM_TOKEN);
+    snprintf(bufs[4], 512, "SHOPD_BASE_DOMAIN=%s", TH_BASE_DOMAIN);
+    snprintf(bufs[5], 512, "SHOPD_SQL_DIR=%s", getenv("SHOPD_SQL_DIR") ? getenv("SHOPD_SQL_DIR") : "sql");
+    snprintf(bufs[6], 512, "SHOPD_IO_THREADS=2");
+    snprintf(bufs[7], 512, "SHOPD_WORKERS=2");
+    for (int i = 0; i < 8; i++) env[n++] = bufs[i];
+    for (const char *const *x = extra; x && *x; x++) {
+        if (n + 2 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
+        env[n++] = (char *)*x;
+    }
+    env[n] = NULL;
+    return env;
+}
+
+th_server_t *
+th_start(const char *const *extra_env)
+{
+    th_server_t *srv = calloc(1, sizeof(*srv));
+    const char *ext = getenv("SHOPD_TEST_URL");
+    if (ext) {
+        snprintf(srv->url, sizeof(srv->url), "%s", ext);
+        srv->pid = 0;
+        return srv;
+    }
+    srv->port = th_free_port();
+    snprintf(srv->url, sizeof(srv->url), "http://127.0.0.1:%d", srv->port);
+    snprintf(srv->log_path, sizeof(srv->log_path), "/tmp/shopd-test-%d-%d.log", (int)getpid(), srv->port);
+    char **env = child_env(srv->port, extra_env);
+    const char *bin = th_env("SHOPD_BIN");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(srv->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        char *argv[] = {(char *)bin, "serve", NULL};
+        execve(bin, argv, env);
+        _exit(127);
+    }
+    free(env);
+    srv->pid = pid;
+    for (int i = 0; i < 200; i++) { /* up to 10 s */
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            char cmd[300];
+            snprintf(cmd, sizeof(cmd), "cat %s >&2", srv->log_path);
+            if (system(cmd) != 0) {}
+            fail_msg("shopd exited at start (status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        }
+        th_resp_t r = th_req(srv, "GET", "/healthz", NULL, NULL);
+        long s = r.status;
+        th_resp_free(&r);
+        if (s == 200) return srv;
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    fail_msg("shopd did not answer /healthz within 10 s (log: %s)", srv->log_path);
+    return NULL;
+}
+
+int
+th_stop(th_server_t *srv)
+{
+    int status = -1;
+    if (srv->pid > 0) {
+        kill(srv->pid, SIGTERM);
+        int st;
+        for (int i = 0; i < 300; i++) {
+            if (waitpid(srv->pid, &st, WNOHANG) == srv->pid) {
+                status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                break;
+            }
+            usleep(50000);
+        }
+        if (status == -1) {
+            kill(srv->pid, SIGKILL);
+            waitpid(srv->pid, &st, 0);
+        } else if (status == 0) {
+            unlink(srv->log_path);
+        }
+    }
+    free(srv);
+    return status;
+}
+
+int
+th_run_shopd(const char *const *argv, const char *const *extra_env, char *err, size_t errlen)
+{
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    char **env = child_env(th_free_port(), extra_env);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        execve(th_env("SHOPD_BIN"), (char *const *)argv, env);
+        _exit(127);
+    }
+    free(env);
+    close(pipefd[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < errlen && (n = read(pipefd[0], err + got, errlen - got - 1)) > 0) got += (size_t)n;
+    err[got] = '\0';
+    close(pipefd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+typedef struct grow_s {
+    char *p;
+    size_t n;
+} grow_t;
+
+static size_t
+grow_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+    grow_t *g = arg;
+    size_t add = size * nmemb;
+    g->p = realloc(g->p, g->n + add + 1);
+    memcpy(g->p + g->n, data, add);
+    g->n += add;
+    g->p[g->n] = '\0';
+    return add;
+}
+
+th_resp_t
+th_req(th_server_t *srv, const char *method, const char *path, const char *const *headers,
+       const char *body)
+{
+    th_resp_t r = {0};
+    grow_t b = {0}, h = {0};
+    CURL *curl = curl_easy_init();
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s", srv->url, path);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, grow_cb);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, grow_cb);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    struct curl_slist *sl = NULL;
+    bool has_ct = false;
+    for (const char *const *x = headers; x && *x; x++) {
+        sl = curl_slist_append(sl, *x);
+        if (!strncasecmp(*x, "Content-Type:", 13)) has_ct = true;
+    }
+    if (body) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+        if (!has_ct) sl = curl_slist_append(sl, "Content-Type: application/json");
+    }
+    if (!strcmp(method, "HEAD")) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, sl);
+    CURLcode cc = curl_easy_perform(curl);
+    if (cc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(sl);
+    curl_easy_cleanup(curl);
+    r.body = b.p ? b.p : strdup("");
+    r.len = b.n;
+    r.headers = h.p ? h.p : strdup("");
+    r.json = r.len ? json_loadb(r.body, r.len, 0, NULL) : NULL;
+    return r;
+}
+
+th_resp_t
+th_platform(th_server_t *srv, const char *method, const char *path, const char *body)
+{
+    const char *h[] = {"Authorization: Bearer " TH_PLATFORM_TOKEN, NULL};
+    return th_req(srv, method, path, h, body);
+}
+
+const char *
+th_header(const th_resp_t *r, const char *name)
+{
+    static __thread char val[512];
+    size_t nl = strlen(name);
+    for (const char *p = r->headers; p && *p;) {
+        const char *eol = strstr(p, "\r\n");
+        if (eol == NULL) break;
+        if ((size_t)(eol - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ') v++;
+            snprintf(val, sizeof(val), "%.*s", (int)(eol - v), v);
+            return val;
+        }
+        p = eol + 2;
+    }
+    return NULL;
+}
+
+const char *
+th_error_code(const th_resp_t *r)
+{
+    json_t *c = json_object_get(json_object_get(r->json, "error"), "code");
+    return json_is_string(c) ? json_string_value(c) : "";
+}
+
+void
+th_resp_free(th_resp_t *r)
+{
+    free(r->body);
+    free(r->headers);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+size_t
+th_raw(th_server_t *srv, const char *bytes, size_t len, char *out, size_t outcap, int timeout_ms)
+{
+    int port = srv->port;
+    if (port == 0) sscanf(srv->url, "http://127.0.0.1:%d", &port);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t w = send(fd, bytes + sent, len - sent, MSG_NOSIGNAL);
+        if (w <= 0) break; /* the server may answer and close before reading everything */
+        sent += (size_t)w;
+    }
+    size_t got = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (got + 1 < outcap && poll(&p, 1, timeout_ms) > 0) {
+        ssize_t n = recv(fd, out + got, outcap - got - 1, 0);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(fd);
+    return got;
+}
+
+const char *
+th_slug(const char *prefix)
+{
+    static __thread char buf[64];
+    static __thread unsigned seq;
+    unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^ (++seq * 40503u);
+    snprintf(buf, sizeof(buf), "%s-%x-%u", prefix, r, seq);
+    return buf;
+}
+
+long
+th_create_store(th_server_t *srv, const char *slug, const char *extra)
+{
+    char body[1024];
+    snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"Store %s\",\"currency\":\"USD\"%s%s}",
+             slug, slug, extra ? "," : "", extra ? extra : "");
+    th_resp_t r = th_platform(srv, "POST", "/api/v1/stores", body);
+    if (r.status != 201) fail_msg("create store %s: %ld %s", slug, r.status, r.body);
+    long id = (long)json_integer_value(json_object_get(r.json, "id"));
+    th_resp_free(&r);
+    return id;
+}

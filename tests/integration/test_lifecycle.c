@@ -1,0 +1,272 @@
+/*
+ * Lifecycle against the real binary: configuration errors (exit 2, one line),
+ * /readyz following Redis down and back, a lost PostgreSQL connection costing
+ * a 503 at most (never a crash), back-pressure from a full mailbox (503 +
+ * Retry-After), and a graceful stop that finishes in-flight requests.
+ *
+ * In-flight work is made slow for real: the test takes an exclusive lock on
+ * the stores table, so a store write waits inside PostgreSQL.
+ */
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+static void
+test_config_errors(void **state)
+{
+    char err[4096];
+    const char *argv1[] = {"shopd", "serve", "--workers", "many", NULL};
+    assert_int_equal(th_run_shopd(argv1, NULL, err, sizeof(err)), 2);
+    assert_non_null(strstr(err, "not an integer"));
+    assert_int_equal(strchr(err, '\n') - err, (long)strlen(err) - 1); /* one line */
+
+    const char *argv2[] = {"shopd", "serve", NULL};
+    const char *env2[] = {"SHOPD_LISTEN=nowhere", NULL};
+    assert_int_equal(th_run_shopd(argv2, env2, err, sizeof(err)), 2);
+    assert_non_null(strstr(err, "listen address"));
+
+    const char *argv3[] = {"shopd", "--help", NULL};
+    assert_int_equal(th_run_shopd(argv3, NULL, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "SHOPD_DATABASE_URL"));
+    assert_non_null(strstr(err, "--max-body"));
+
+    const char *argv4[] = {"shopd", "frobnicate", NULL};
+    assert_int_equal(th_run_shopd(argv4, NULL, err, sizeof(err)), 2);
+
+    const char *argv5[] = {"shopd", "migrate", NULL};
+    assert_int_equal(th_run_shopd(argv5, NULL, err, sizeof(err)), 0);
+}
+
+/* ---------------------------------------------------------------- readyz */
+
+static pid_t
+start_redis(int port)
+{
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", 1);
+        dup2(devnull, 1);
+        execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    /* Wait for it to listen. */
+    for (int i = 0; i < 100; i++) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "redis-cli -p %d ping >/dev/null 2>&1", port);
+        if (system(cmd) == 0) return pid;
+        usleep(50000);
+    }
+    fail_msg("redis-server did not start on %d", port);
+    return -1;
+}
+
+static long
+readyz(th_server_t *srv)
+{
+    th_resp_t r = th_req(srv, "GET", "/readyz", NULL, NULL);
+    long s = r.status;
+    th_resp_free(&r);
+    return s;
+}
+
+static void
+test_readyz_follows_redis(void **state)
+{
+    int rport = th_free_port();
+    pid_t redis = start_redis(rport);
+    char url[64];
+    snprintf(url, sizeof(url), "SHOPD_REDIS_URL=redis://127.0.0.1:%d/0", rport);
+    const char *env[] = {url, NULL};
+    th_server_t *srv = th_start(env);
+    assert_int_equal(readyz(srv), 200);
+
+    kill(redis, SIGKILL);
+    waitpid(redis, NULL, 0);
+    th_resp_t r = th_req(srv, "GET", "/readyz", NULL, NULL);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(json_string_value(json_object_get(r.json, "redis")), "unavailable");
+    assert_string_equal(json_string_value(json_object_get(r.json, "postgres")), "ok");
+    assert_non_null(th_header(&r, "Retry-After"));
+    th_resp_free(&r);
+    /* The server itself stays healthy. */
+    r = th_req(srv, "GET", "/healthz", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+
+    redis = start_redis(rport);
+    long s = 0;
+    for (int i = 0; i < 40 && s != 200; i++) {
+        s = readyz(srv);
+        if (s != 200) usleep(100000);
+    }
+    assert_int_equal(s, 200);
+    assert_int_equal(th_stop(srv), 0);
+    kill(redis, SIGTERM);
+    waitpid(redis, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- PostgreSQL loss */
+
+static PGconn *
+pg(void)
+{
+    PGconn *c = PQconnectdb(th_env("SHOPD_TEST_DATABASE_URL"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    return c;
+}
+
+static void
+test_db_connection_loss(void **state)
+{
+    th_server_t *srv = th_start(NULL);
+    th_resp_t r = th_platform(srv, "GET", "/api/v1/stores?limit=1", NULL);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+
+    /* Kill every backend of this database but ours: shopd's pool loses its connections. */
+    PGconn *c = pg();
+    PGresult *res = PQexec(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                              "AND backend_type = 'client backend' AND application_name = 'shopd'");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    PQfinish(c);
+
+    /* At most a 503 while reconnecting; never a dropped connection or a 500. */
+    int ok = 0;
+    for (int i = 0; i < 20; i++) {
+        r = th_platform(srv, "GET", "/api/v1/stores?limit=1", NULL);
+        if (r.status != 200 && r.status != 503) fail_msg("status %ld: %s", r.status, r.body);
+        if (r.status == 200) ok++;
+        th_resp_free(&r);
+    }
+    assert_true(ok >= 15);
+    assert_int_equal(th_stop(srv), 0);
+}
+
+/* ---------------------------------------------------------------- in-flight work */
+
+typedef struct call_s {
+    th_server_t *srv;
+    const char *method, *path, *body;
+    long status;
+    char code[64];
+} call_t;
+
+static void *
+call_thread(void *arg)
+{
+    call_t *c = arg;
+    th_resp_t r = th_platform(c->srv, c->method, c->path, c->body);
+    c->status = r.status;
+    snprintf(c->code, sizeof(c->code), "%s", th_error_code(&r));
+    th_resp_free(&r);
+    return NULL;
+}
+
+static void
+lock_stores(PGconn *c)
+{
+    PGresult *r = PQexec(c, "BEGIN; LOCK TABLE stores IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+}
+
+static void
+unlock_stores(PGconn *c)
+{
+    PGresult *r = PQexec(c, "COMMIT");
+    PQclear(r);
+}
+
+static void
+test_mailbox_full(void **state)
+{
+    static const char *const env[] = {"SHOPD_MAILBOX_CAP=2", "SHOPD_ACTOR_BATCH=1", NULL};
+    th_server_t *srv = th_start(env);
+    PGconn *c = pg();
+    lock_stores(c);
+    /* The platform actor blocks on the first request; two more fill its mailbox;
+     * the rest are refused at once with 503 + Retry-After. */
+    call_t calls[6];
+    pthread_t th[6];
+    for (int i = 0; i < 6; i++) {
+        calls[i] = (call_t){srv, "GET", "/api/v1/stores?limit=1", NULL, 0, ""};
+        pthread_create(&th[i], NULL, call_thread, &calls[i]);
+        usleep(100000);
+    }
+    usleep(300000);
+    unlock_stores(c);
+    int ok = 0, busy = 0;
+    for (int i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        if (calls[i].status == 200) ok++;
+        if (calls[i].status == 503 && !strcmp(calls[i].code, "store_busy")) busy++;
+    }
+    assert_int_equal(ok + busy, 6);
+    assert_true(busy >= 2);
+    assert_true(ok >= 2);
+    PQfinish(c);
+    assert_int_equal(th_stop(srv), 0);
+}
+
+static void
+test_graceful_shutdown(void **state)
+{
+    th_server_t *srv = th_start(NULL);
+    PGconn *c = pg();
+    lock_stores(c);
+    char body[256];
+    snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"In Flight\",\"currency\":\"USD\"}", th_slug("inflight"));
+    call_t call = {srv, "POST", "/api/v1/stores", body, 0, ""};
+    pthread_t t;
+    pthread_create(&t, NULL, call_thread, &call);
+    usleep(300000); /* the INSERT now waits for the lock */
+
+    pid_t pid = srv->pid;
+    kill(pid, SIGTERM);
+    usleep(300000);
+    /* Stopped accepting: a new connection is refused. */
+    th_resp_t r = th_req(srv, "GET", "/healthz", NULL, NULL);
+    assert_int_equal(r.status, 0);
+    th_resp_free(&r);
+
+    unlock_stores(c);
+    pthread_join(t, NULL);
+    assert_int_equal(call.status, 201); /* the in-flight request finished */
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    srv->pid = 0;
+    th_stop(srv);
+    PQfinish(c);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_readyz_follows_redis),
+        cmocka_unit_test(test_db_connection_loss),
+        cmocka_unit_test(test_mailbox_full),
+        cmocka_unit_test(test_graceful_shutdown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
