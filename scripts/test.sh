@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# test.sh: the whole test suite from a fresh Debian 12 machine (README command 2).
+#
+#   1. scripts/deps.sh (installs what is missing)
+#   2. Debug build in build/ with -Werror, then every test (ctest) against a
+#      private PostgreSQL + Redis started in a temporary folder
+#   3. unless SHOPD_SKIP_SANITIZERS=1: the unit tests under TSan (build-tsan/),
+#      then the whole suite under ASan+UBSan (build-asan/) on a fresh database
+#
+# The services are stopped and the folder removed on exit, whatever happens.
+# Exits non-zero if any stage failed; later stages still run so one report
+# shows everything. SHOPD_JOBS sets build parallelism (default 2).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+JOBS=${SHOPD_JOBS:-2}
+START=$(date +%s)
+
+scripts/deps.sh
+
+SVC=$(mktemp -d /tmp/shopd-test.XXXXXX)
+cleanup() {
+    "$ROOT/scripts/services.sh" destroy "$SVC" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+declare -a RESULTS=()
+FAILED=0
+
+# stage NAME CMD...: runs one stage, records PASS/FAIL and keeps going.
+stage() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name"
+    local t0 rc=0
+    t0=$(date +%s)
+    "$@" || rc=$?
+    local dt=$(($(date +%s) - t0))
+    if [[ $rc -eq 0 ]]; then
+        RESULTS+=("PASS  $name (${dt}s)")
+    else
+        RESULTS+=("FAIL  $name (${dt}s, exit $rc)")
+        FAILED=1
+    fi
+    return $rc
+}
+
+configure_build() {
+    local dir=$1 type=$2 werror=$3
+    cmake -S "$ROOT" -B "$ROOT/$dir" -DCMAKE_BUILD_TYPE="$type" -DSHOPD_WERROR="$werror" \
+        >/dev/null &&
+        cmake --build "$ROOT/$dir" -j"$JOBS" "${@:4}"
+}
+
+# Only the unit-test executables: TSan runs nothing else, so building the
+# rest would only cost time.
+build_tsan_units() {
+    cmake -S "$ROOT" -B "$ROOT/build-tsan" -DCMAKE_BUILD_TYPE=Tsan >/dev/null || return
+    local targets
+    targets=$(cmake --build "$ROOT/build-tsan" --target help | grep -o 'unit_test_[A-Za-z0-9_]*' |
+        sort -u | tr '\n' ' ')
+    if [[ -z $targets ]]; then
+        echo "no unit tests found"
+        return 0
+    fi
+    # shellcheck disable=SC2086
+    cmake --build "$ROOT/build-tsan" -j"$JOBS" --target $targets
+}
+
+run_ctest() {
+    local dir=$1
+    shift
+    (cd "$ROOT/$dir" && ctest --output-on-failure -j2 "$@")
+}
+
+summary() {
+    echo
+    echo "=== summary ($(($(date +%s) - START))s)"
+    printf '%s\n' "${RESULTS[@]}"
+}
+
+if ! stage "build (Debug, -Werror)" configure_build build Debug ON; then
+    summary
+    exit 1
+fi
+
+stage "services" env SHOPD_TEST_FAST=1 scripts/services.sh start "$SVC" || {
+    summary
+    exit 1
+}
+# shellcheck disable=SC1091
+source "$SVC/env"
+export SHOPD_DATABASE_URL SHOPD_REDIS_URL
+export SHOPD_TEST_DATABASE_URL=$SHOPD_DATABASE_URL
+export SHOPD_TEST_REDIS_URL=$SHOPD_REDIS_URL
+export SHOPD_TEST_SERVICES_DIR=$SVC
+
+stage "tests (Debug)" run_ctest build || true
+
+if [[ ${SHOPD_SKIP_SANITIZERS:-0} != 1 ]]; then
+    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+    export ASAN_OPTIONS="detect_leaks=1"
+    export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1"
+    if stage "build (TSan, unit tests)" build_tsan_units; then
+        stage "unit tests (TSan)" run_ctest build-tsan -L unit || true
+    fi
+    if stage "build (ASan+UBSan)" configure_build build-asan Asan OFF; then
+        stage "reset services" scripts/services.sh reset "$SVC" || true
+        stage "tests (ASan+UBSan)" run_ctest build-asan || true
+    fi
+fi
+
+summary
+exit $FAILED
