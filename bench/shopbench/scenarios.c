@@ -1,0 +1,194 @@
+/*
+ * scenarios.c: the scenario table. Each row names a workload, says in one
+ * line what it measures, and gives the per-connection state machine (next
+ * request, judge the response). Rows whose endpoints shopd does not serve yet
+ * stay in the table with `missing` set, so `--list` shows the plan and running
+ * them fails with a clear message instead of measuring 404s.
+ *
+ * A scenario's shared data (built in setup on the main thread) is read-only
+ * while workers run; per-connection state is zeroed memory owned by the engine.
+ */
+#include "shopbench.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- store / healthz: one fixed request ---- */
+
+static sb_next_t
+store_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+{
+    (void)state;
+    snprintf(req->path, sizeof(req->path), "/api/v1/store");
+    sb_req_header(req, "X-Tenant-Id: %s", cx->opts->tenant);
+    return SB_NEXT_SEND;
+}
+
+static sb_next_t
+healthz_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+{
+    (void)cx;
+    (void)state;
+    snprintf(req->path, sizeof(req->path), "/healthz");
+    return SB_NEXT_SEND;
+}
+
+/* ---- tenants: Zipf-skewed store popularity ---- */
+
+typedef struct tenants_s {
+    int k;
+    double *cdf; /* cdf[i]: probability of ranks 1..i+1; cdf[k-1] == 1 */
+} tenants_t;
+
+static int
+tenants_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
+{
+    if (o->stores < 1) {
+        snprintf(err, errlen, "--stores must be at least 1");
+        return -1;
+    }
+    if (o->zipf_s < 0) {
+        snprintf(err, errlen, "--zipf must not be negative");
+        return -1;
+    }
+    tenants_t *t = calloc(1, sizeof(*t));
+    double *cdf = calloc((size_t)o->stores, sizeof(double));
+    if (t == NULL || cdf == NULL) {
+        free(t);
+        free(cdf);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    double sum = 0;
+    for (int i = 0; i < o->stores; i++) {
+        sum += 1.0 / pow((double)(i + 1), o->zipf_s);
+        cdf[i] = sum;
+    }
+    for (int i = 0; i < o->stores; i++)
+        cdf[i] /= sum;
+    cdf[o->stores - 1] = 1.0;
+    t->k = o->stores;
+    t->cdf = cdf;
+    *shared = t;
+    return 0;
+}
+
+static void
+tenants_teardown(void *shared)
+{
+    tenants_t *t = shared;
+    if (t == NULL)
+        return;
+    free(t->cdf);
+    free(t);
+}
+
+/* Rank 1..k drawn with probability proportional to 1/rank^s. */
+static int
+tenants_pick(const tenants_t *t, uint64_t *rng)
+{
+    double u = sb_rand01(rng);
+    int lo = 0, hi = t->k - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (t->cdf[mid] > u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo + 1;
+}
+
+static sb_next_t
+tenants_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+{
+    (void)state;
+    char slug[32];
+    sb_store_slug(slug, sizeof(slug), tenants_pick(cx->shared, cx->rng));
+    snprintf(req->path, sizeof(req->path), "/api/v1/store");
+    sb_req_header(req, "X-Tenant-Id: %s", slug);
+    return SB_NEXT_SEND;
+}
+
+/* ---- the table ---- */
+
+static const sb_scenario_t scenarios[] = {
+    {
+        .name = "store",
+        .help = "GET /api/v1/store for one tenant (X-Tenant-Id: --tenant, default demo)",
+        .next = store_next,
+    },
+    {
+        .name = "healthz",
+        .help = "GET /healthz: the HTTP stack alone, no tenant lookup",
+        .next = healthz_next,
+    },
+    {
+        .name = "tenants",
+        .help = "GET /api/v1/store over --stores K tenants bench-000001.. with Zipf(--zipf 1.0) "
+                "popularity (seed them first)",
+        .flags = SB_SCN_NEEDS_STORES,
+        .setup = tenants_setup,
+        .teardown = tenants_teardown,
+        .next = tenants_next,
+    },
+    {
+        .name = "browse",
+        .help = "catalog: list products page by page, open product pages, search",
+        .missing = "GET /api/v1/products (catalog) does not exist in shopd yet",
+    },
+    {
+        .name = "login",
+        .help = "customer login: POST /api/v1/auth/login (argon2id dominates)",
+        .missing = "POST /api/v1/auth/login does not exist in shopd yet",
+    },
+    {
+        .name = "hot-stock",
+        .help = "many connections read the stock level of a few hot variants",
+        .missing = "GET /api/v1/inventory (catalog and inventory) does not exist in shopd yet",
+    },
+    {
+        .name = "cart",
+        .help = "guest carts: create, add, change and remove lines",
+        .missing = "POST /api/v1/carts (carts) does not exist in shopd yet",
+    },
+    {
+        .name = "checkout",
+        .help = "cart -> address -> shipping -> checkout with Idempotency-Key, batched per store",
+        .missing = "POST /api/v1/checkouts (checkout) does not exist in shopd yet",
+    },
+    {
+        .name = "hot-sku",
+        .help = "flash sale: every connection checks out the same SKU; stock must not go negative",
+        .missing = "POST /api/v1/checkouts (checkout) does not exist in shopd yet",
+    },
+    {
+        .name = "mixed",
+        .help = "weighted mix: browse 80%, cart 10%, login 5%, checkout 5%",
+        .missing = "needs browse, login, cart and checkout, which do not exist in shopd yet",
+    },
+};
+
+const sb_scenario_t *
+sb_scenario_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+        if (strcmp(scenarios[i].name, name) == 0)
+            return &scenarios[i];
+    }
+    return NULL;
+}
+
+void
+sb_scenarios_print(FILE *out)
+{
+    fprintf(out, "scenarios (shopbench [options] URL SCENARIO):\n");
+    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+        const sb_scenario_t *s = &scenarios[i];
+        fprintf(out, "  %-10s %s%s\n", s->name, s->missing ? "[not yet available] " : "", s->help);
+    }
+    fprintf(out,
+            "  %-10s create stores bench-000001..K for `tenants` (shopbench seed --stores K URL)\n",
+            "seed");
+}
