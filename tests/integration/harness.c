@@ -55,6 +55,11 @@ child_env(int port, const char *const *extra)
     static char bufs[8][512];
     size_t n = 0, cap = 64;
     char **env = calloc(cap, sizeof(char *));
+    /* Extra settings first: lookups take the first match, so they win. */
+    for (const char *const *x = extra; x && *x; x++) {
+        if (n + 2 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
+        env[n++] = (char *)*x;
+    }
     for (char **e = environ; *e; e++) {
         if (!strncmp(*e, "SHOPD_", 6) && strncmp(*e, "SHOPD_TEST_", 11)) continue;
         if (n + 16 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
@@ -68,11 +73,8 @@ child_env(int port, const char *const *extra)
     snprintf(bufs[5], 512, "SHOPD_SQL_DIR=%s", getenv("SHOPD_SQL_DIR") ? getenv("SHOPD_SQL_DIR") : "sql");
     snprintf(bufs[6], 512, "SHOPD_IO_THREADS=2");
     snprintf(bufs[7], 512, "SHOPD_WORKERS=2");
+    if (n + 10 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
     for (int i = 0; i < 8; i++) env[n++] = bufs[i];
-    for (const char *const *x = extra; x && *x; x++) {
-        if (n + 2 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
-        env[n++] = (char *)*x;
-    }
     env[n] = NULL;
     return env;
 }

@@ -51,6 +51,8 @@ test_config_errors(void **state)
 
 /* ---------------------------------------------------------------- readyz */
 
+static pid_t redis_pid; /* killed by the group teardown if a test fails midway */
+
 static pid_t
 start_redis(int port)
 {
@@ -58,8 +60,11 @@ start_redis(int port)
     snprintf(ps, sizeof(ps), "%d", port);
     pid_t pid = fork();
     if (pid == 0) {
-        int devnull = open("/dev/null", 1);
+        /* Not on our stdout/stderr: a redis left behind must not hold the test
+         * runner's pipe open. */
+        int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
+        dup2(devnull, 2);
         execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", (char *)NULL);
         _exit(127);
@@ -68,7 +73,7 @@ start_redis(int port)
     for (int i = 0; i < 100; i++) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "redis-cli -p %d ping >/dev/null 2>&1", port);
-        if (system(cmd) == 0) return pid;
+        if (system(cmd) == 0) return redis_pid = pid;
         usleep(50000);
     }
     fail_msg("redis-server did not start on %d", port);
@@ -118,6 +123,7 @@ test_readyz_follows_redis(void **state)
     assert_int_equal(th_stop(srv), 0);
     kill(redis, SIGTERM);
     waitpid(redis, NULL, 0);
+    redis_pid = 0;
 }
 
 /* ---------------------------------------------------------------- PostgreSQL loss */
@@ -258,6 +264,16 @@ test_graceful_shutdown(void **state)
     PQfinish(c);
 }
 
+static int
+group_teardown(void **state)
+{
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGKILL);
+        waitpid(redis_pid, NULL, 0);
+    }
+    return 0;
+}
+
 int
 main(void)
 {
@@ -268,5 +284,5 @@ main(void)
         cmocka_unit_test(test_mailbox_full),
         cmocka_unit_test(test_graceful_shutdown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, group_teardown);
 }
