@@ -48,6 +48,7 @@ typedef struct api_ctx_s {
     json_t *body;
     uint64_t store_id;
     const store_snap_t *store; /**< the resolved store, NULL on platform routes */
+    const msg_caller_t *caller; /**< who is calling (role MSG_ROLE_ANONYMOUS if nobody) */
 } api_ctx_t;
 
 /** A handler runs on a worker, inside the actor of the request's store (or the
@@ -58,8 +59,11 @@ typedef net_reply_t *(*api_inline_fn)(app_t *app, net_request_t *req);
 
 /** Who may call a route. */
 typedef enum api_access_e {
-    API_PUBLIC = 0,   /**< anyone */
+    API_PUBLIC = 0,   /**< anyone (a valid bearer token, if sent, still fills the caller) */
     API_PLATFORM,     /**< the platform token (Authorization: Bearer SHOPD_PLATFORM_TOKEN) */
+    API_CUSTOMER,     /**< a signed-in user of the resolved store (any role), or a super admin */
+    API_STORE_ADMIN,  /**< a STORE_ADMIN of the resolved store, or a super admin */
+    API_SUPER_ADMIN,  /**< a platform SUPER_ADMIN */
 } api_access_t;
 
 /** How a route runs. */
@@ -69,14 +73,21 @@ enum {
     API_BODY = 1 << 2,   /**< expects a JSON object body */
 };
 
+/** A batch handler: the dispatcher hands it every consecutive message of one actor
+ *  turn that targets the same route (1 <= n <= actor batch size), so it can commit
+ *  them together (one transaction, one pipeline). It must set replies[i] for each
+ *  ctxs[i] (never NULL); each request succeeds or fails on its own. */
+typedef void (*api_batch_fn)(api_ctx_t *ctxs, size_t n, net_reply_t **replies);
+
 typedef struct api_route_s {
     const char *method;
     const char *pattern;
     const char *name; /**< message type, metrics label, OpenAPI operationId */
-    int access;
+    int access;       /**< api_access_t */
     int flags;
     api_inline_fn inline_fn;
     api_handler_fn handler;
+    api_batch_fn batch; /**< optional; used instead of handler when set */
 } api_route_t;
 
 extern const api_route_t api_routes[];

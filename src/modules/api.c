@@ -394,59 +394,105 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
     return true;
 }
 
+/* One message of a turn, decoded and ready for its handler. */
+typedef struct prepared_s {
+    act_msg_t *m;
+    const api_route_t *route;
+    msg_env_t env;
+    store_snap_t snap;
+    api_ctx_t ctx;
+} prepared_t;
+
+/* Decodes m and resolves its store. Returns false if m was answered or forwarded
+ * here (nothing left to do), true if it waits for its handler in p. */
+static bool
+prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_t *p)
+{
+    p->m = m;
+    if (m->type >= api_nroutes || msg_decode(m->data, m->len, &p->env) != SHOPD_OK) {
+        log_error("undecodable message type=%u store=%llu", m->type, (unsigned long long)store_id);
+        post(m, net_reply_error(500, "internal_error", "undecodable message"), store_id);
+        act_msg_free(m);
+        return false;
+    }
+    msg_env_t *env = &p->env;
+    p->route = &api_routes[m->type];
+    bool have_store = false;
+    if (p->route->flags & API_STORE) {
+        if (env->store_id == 0) {
+            if (!resolve_and_forward(app, m, env)) act_msg_free(m);
+            return false;
+        }
+        char key[32];
+        snprintf(key, sizeof(key), "id:%llu", (unsigned long long)env->store_id);
+        if (!store_cache_get(app->stores, key, &p->snap)) {
+            shopd_rc_t rc = store_lookup(app, key, &p->snap);
+            if (rc != SHOPD_OK) {
+                post(m, rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                                : net_reply_error(404, "store_not_found", "no such store"),
+                     env->store_id);
+                act_msg_free(m);
+                return false;
+            }
+            store_cache_put(app->stores, key, &p->snap);
+        }
+        have_store = true;
+    }
+    p->ctx = (api_ctx_t){.app = app,
+                         .worker = ws,
+                         .env = env,
+                         .body = env->body.n ? json_loadb(env->body.p, env->body.n, 0, NULL) : NULL,
+                         .store_id = env->store_id,
+                         .store = have_store ? &p->snap : NULL,
+                         .caller = &env->caller};
+    return true;
+}
+
+static void
+finish(prepared_t *p, net_reply_t *r)
+{
+    json_decref(p->ctx.body);
+    post(p->m, r, p->env.store_id);
+    act_msg_free(p->m);
+}
+
 void
 api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud)
 {
     app_t *app = ud;
     api_worker_t *ws = act_worker_state(w);
-    for (size_t i = 0; i < n; i++) {
-        act_msg_t *m = msgs[i];
-        msg_env_t env;
-        if (m->type >= api_nroutes || msg_decode(m->data, m->len, &env) != SHOPD_OK) {
-            log_error("undecodable message type=%u store=%llu", m->type, (unsigned long long)store_id);
-            post(m, net_reply_error(500, "internal_error", "undecodable message"), store_id);
-            act_msg_free(m);
+    prepared_t *ps = shopd_calloc(n, sizeof(*ps));
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++)
+        if (prepare(app, ws, store_id, msgs[i], &ps[np])) np++;
+    /* ctx.env/store point into ps[]; fix them now that ps no longer moves. */
+    for (size_t i = 0; i < np; i++) {
+        ps[i].ctx.env = &ps[i].env;
+        ps[i].ctx.caller = &ps[i].env.caller;
+        if (ps[i].ctx.store) ps[i].ctx.store = &ps[i].snap;
+    }
+    for (size_t i = 0; i < np;) {
+        const api_route_t *route = ps[i].route;
+        if (route->batch == NULL) {
+            finish(&ps[i], route->handler(&ps[i].ctx));
+            i++;
             continue;
         }
-        const api_route_t *route = &api_routes[m->type];
-        store_snap_t snap;
-        bool have_store = false;
-        if (route->flags & API_STORE) {
-            if (env.store_id == 0) {
-                if (!resolve_and_forward(app, m, &env)) act_msg_free(m);
-                continue;
-            }
-            char key[32];
-            snprintf(key, sizeof(key), "id:%llu", (unsigned long long)env.store_id);
-            if (!store_cache_get(app->stores, key, &snap)) {
-                shopd_rc_t rc = store_lookup(app, key, &snap);
-                if (rc == SHOPD_UNAVAILABLE) {
-                    post(m, api_unavailable("the database"), env.store_id);
-                    act_msg_free(m);
-                    continue;
-                }
-                if (rc == SHOPD_NOTFOUND) { /* deleted meanwhile */
-                    post(m, net_reply_error(404, "store_not_found", "no such store"), env.store_id);
-                    act_msg_free(m);
-                    continue;
-                }
-                store_cache_put(app->stores, key, &snap);
-            }
-            have_store = true;
-        }
-        json_t *body = NULL;
-        if (env.body.n > 0) body = json_loadb(env.body.p, env.body.n, 0, NULL);
-        api_ctx_t ctx = {.app = app,
-                         .worker = ws,
-                         .env = &env,
-                         .body = body,
-                         .store_id = env.store_id,
-                         .store = have_store ? &snap : NULL};
-        net_reply_t *r = route->handler(&ctx);
-        json_decref(body);
-        post(m, r, env.store_id);
-        act_msg_free(m);
+        /* Consecutive messages for the same batch route go to the handler together. */
+        size_t j = i + 1;
+        while (j < np && ps[j].route == route) j++;
+        size_t k = j - i;
+        api_ctx_t *ctxs = shopd_malloc(k * sizeof(*ctxs));
+        net_reply_t **replies = shopd_calloc(k, sizeof(*replies));
+        for (size_t x = 0; x < k; x++) ctxs[x] = ps[i + x].ctx;
+        route->batch(ctxs, k, replies);
+        for (size_t x = 0; x < k; x++)
+            finish(&ps[i + x], replies[x] ? replies[x] : net_reply_error(500, "internal_error", "no reply"));
+        shopd_free(ctxs);
+        shopd_free(replies);
+        i = j;
     }
+    shopd_free(ps);
 }
 
 void *

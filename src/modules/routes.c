@@ -6,18 +6,18 @@
 #include "shopd/api.h"
 
 const api_route_t api_routes[] = {
-    /* method, path, name, access, flags, inline handler, worker handler */
-    {"GET", "/healthz", "healthz", API_PUBLIC, API_INLINE, api_healthz, NULL},
-    {"GET", "/readyz", "readyz", API_PUBLIC, 0, NULL, api_readyz},
-    {"GET", "/metrics", "metrics", API_PUBLIC, API_INLINE, api_metrics, NULL},
+    /* method, path, name, access, flags, inline handler, worker handler, batch handler */
+    {"GET", "/healthz", "healthz", API_PUBLIC, API_INLINE, api_healthz, NULL, NULL},
+    {"GET", "/readyz", "readyz", API_PUBLIC, 0, NULL, api_readyz, NULL},
+    {"GET", "/metrics", "metrics", API_PUBLIC, API_INLINE, api_metrics, NULL, NULL},
 
-    {"POST", "/api/v1/stores", "stores.create", API_PLATFORM, API_BODY, NULL, store_h_create},
-    {"GET", "/api/v1/stores", "stores.list", API_PLATFORM, 0, NULL, store_h_list},
-    {"GET", "/api/v1/stores/:id", "stores.get", API_PLATFORM, 0, NULL, store_h_get},
-    {"PATCH", "/api/v1/stores/:id", "stores.update", API_PLATFORM, API_BODY, NULL, store_h_update},
-    {"DELETE", "/api/v1/stores/:id", "stores.delete", API_PLATFORM, 0, NULL, store_h_delete},
+    {"POST", "/api/v1/stores", "stores.create", API_PLATFORM, API_BODY, NULL, store_h_create, NULL},
+    {"GET", "/api/v1/stores", "stores.list", API_PLATFORM, 0, NULL, store_h_list, NULL},
+    {"GET", "/api/v1/stores/:id", "stores.get", API_PLATFORM, 0, NULL, store_h_get, NULL},
+    {"PATCH", "/api/v1/stores/:id", "stores.update", API_PLATFORM, API_BODY, NULL, store_h_update, NULL},
+    {"DELETE", "/api/v1/stores/:id", "stores.delete", API_PLATFORM, 0, NULL, store_h_delete, NULL},
 
-    {"GET", "/api/v1/store", "store.current", API_PUBLIC, API_STORE, NULL, store_h_current},
+    {"GET", "/api/v1/store", "store.current", API_PUBLIC, API_STORE, NULL, store_h_current, NULL},
 };
 
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);
