@@ -1,0 +1,108 @@
+/*
+ * The OpenAPI document follows the route table: every route of api_routes has
+ * its path (":id" written "{id}") and method in docs/openapi.yaml, with the
+ * route's name as operationId, and the document names no path the table lacks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ctype.h>
+#include <strings.h>
+#include <cmocka.h>
+
+#include "shopd/api.h"
+
+static char *
+read_spec(void)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/docs/openapi.yaml", SHOPD_SOURCE_DIR);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* "/api/v1/stores/:id" -> "  /api/v1/stores/{id}:\n" */
+static void
+spec_path(const char *pattern, char *out, size_t n)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(out, n, "  ");
+    for (const char *p = pattern; *p && o + 4 < n;) {
+        if (*p == ':') {
+            out[o++] = '{';
+            p++;
+            while (*p && *p != '/' && o + 3 < n) out[o++] = *p++;
+            out[o++] = '}';
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    snprintf(out + o, n - o, ":\n");
+}
+
+static void
+test_routes_documented(void **state)
+{
+    char *spec = read_spec();
+    for (size_t i = 0; i < api_nroutes; i++) {
+        const api_route_t *r = &api_routes[i];
+        char path[512];
+        spec_path(r->pattern, path, sizeof(path));
+        char *block = strstr(spec, path);
+        if (block == NULL) fail_msg("docs/openapi.yaml lacks path %s (route %s)", r->pattern, r->name);
+        /* The block of this path ends at the next line starting with two spaces and '/'. */
+        char *end = strstr(block + strlen(path), "\n  /");
+        size_t blen = end ? (size_t)(end - block) : strlen(block);
+        char *b = strndup(block, blen);
+        char method[32], opid[160];
+        snprintf(method, sizeof(method), "\n    %s:", r->method);
+        for (char *c = method; *c; c++) *c = (char)tolower((unsigned char)*c);
+        if (strstr(b, method) == NULL) fail_msg("docs/openapi.yaml: %s lacks %s", r->pattern, r->method);
+        snprintf(opid, sizeof(opid), "operationId: %s\n", r->name);
+        if (strstr(b, opid) == NULL) fail_msg("docs/openapi.yaml: %s %s lacks operationId %s", r->method, r->pattern, r->name);
+        free(b);
+    }
+    free(spec);
+}
+
+static void
+test_no_stale_paths(void **state)
+{
+    char *spec = read_spec();
+    char *paths = strstr(spec, "\npaths:\n");
+    assert_non_null(paths);
+    for (char *line = paths + 8; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, "  /", 3) != 0) continue;
+        char *eol = strchr(line, '\n');
+        size_t n = eol ? (size_t)(eol - line) : strlen(line);
+        bool found = false;
+        for (size_t i = 0; i < api_nroutes && !found; i++) {
+            char want[512];
+            spec_path(api_routes[i].pattern, want, sizeof(want));
+            found = strlen(want) == n + 1 && strncmp(want, line, n) == 0;
+        }
+        if (!found) fail_msg("docs/openapi.yaml documents %.*s, which no route serves", (int)n, line);
+    }
+    free(spec);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routes_documented),
+        cmocka_unit_test(test_no_stale_paths),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
