@@ -98,6 +98,7 @@ struct net_conn_s {
     bool lingering;   /* after an error: discard input until EOF or timeout */
     int error_status; /* set by a parser callback to answer and close */
     struct event *timer;
+    char peer[48];    /* the client's IP address, text form (rate limits, logs) */
 };
 
 typedef struct slot_s {
@@ -539,6 +540,8 @@ conn_write_cb(struct bufferevent *bev, void *arg)
         /* Half-close and keep reading (discarding) briefly, so unread request bytes
          * do not turn our answer into a connection reset on the client. */
         shutdown(bufferevent_getfd(bev), SHUT_WR);
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in)); /* may have hit the read watermark */
         struct timeval tv = {NET_LINGER_S, 0};
         bufferevent_set_timeouts(bev, &tv, NULL);
         bufferevent_enable(bev, EV_READ);
@@ -593,6 +596,10 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     net_conn_t *c = shopd_calloc(1, sizeof(*c));
     c->t = t;
     c->req.conn = c;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
     c->slot = slot_alloc(t, c);
     c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -722,6 +729,12 @@ const char *
 net_req_id(const net_request_t *req)
 {
     return req->rid;
+}
+
+const char *
+net_req_remote(const net_request_t *req)
+{
+    return req->conn->peer;
 }
 
 void

@@ -169,7 +169,11 @@ th_run_shopd(const char *const *argv, const char *const *extra_env, char *err, s
     close(pipefd[1]);
     size_t got = 0;
     ssize_t n;
-    while (got + 1 < errlen && (n = read(pipefd[0], err + got, errlen - got - 1)) > 0) got += (size_t)n;
+    char sink[4096];
+    /* Read to the end (discarding what does not fit) so the child never dies of SIGPIPE. */
+    while ((n = got + 1 < errlen ? read(pipefd[0], err + got, errlen - got - 1)
+                                 : read(pipefd[0], sink, sizeof(sink))) > 0)
+        if (got + 1 < errlen) got += (size_t)n;
     err[got] = '\0';
     close(pipefd[0]);
     int st;
