@@ -371,12 +371,20 @@ dispatch(net_conn_t *c)
 
 /* ------------------------------------------------------------ parser callbacks */
 
+static void request_timeout_cb(evutil_socket_t fd, short what, void *arg);
+
 static int
 on_message_begin(http_parser *p)
 {
     net_conn_t *c = p->data;
     req_reset(&c->req);
     c->req.start_us = shopd_now_us();
+    /* The whole request must arrive within the idle timeout: the read timeout
+     * alone restarts with every byte, so a client trickling one byte a second
+     * (slowloris) would hold the connection forever. */
+    if (c->timer == NULL) c->timer = evtimer_new(c->t->base, request_timeout_cb, c);
+    struct timeval tv = {c->t->srv->cfg.idle_timeout_s, 0};
+    evtimer_add(c->timer, &tv);
     return 0;
 }
 
@@ -568,7 +576,12 @@ static void
 request_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     net_conn_t *c = arg;
-    if (!c->in_flight) return;
+    if (!c->in_flight) {
+        /* Still receiving the request (see on_message_begin). */
+        if (!c->closing && !c->lingering)
+            conn_fail(c, 408, "request_timeout", "the request did not arrive in time");
+        return;
+    }
     conn_send(c, net_reply_error(504, "request_timeout", "the request took too long"), false);
     if (!c->closing) conn_parse(c);
 }
