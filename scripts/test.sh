@@ -114,5 +114,36 @@ if [[ ${SHOPD_SKIP_SANITIZERS:-0} != 1 ]]; then
     fi
 fi
 
+# Fuzzing (libFuzzer, clang): replay every committed corpus file, then explore for
+# SHOPD_FUZZ_SECONDS per target (default 20). New crashes are written to the
+# build folder; copy them into fuzz/corpus/<target>/ once fixed.
+fuzz_targets() {
+    local secs=${SHOPD_FUZZ_SECONDS:-20} t rc=0
+    for t in msg tenant; do
+        local work="$ROOT/build-fuzz/corpus-$t"
+        mkdir -p "$work"
+        echo "--- fuzz_$t: ${secs}s"
+        local frc=0
+        (cd "$ROOT/build-fuzz" && ./fuzz/fuzz_$t -max_total_time="$secs" -max_len=4096 \
+            -print_final_stats=1 "$work" "$ROOT/fuzz/corpus/$t" >"$work.log" 2>&1) || frc=$?
+        grep -E 'Done|ERROR|SUMMARY|stat::number_of_executed_units' "$work.log" || true
+        [[ $frc -eq 0 ]] || rc=1
+        if ls "$ROOT/build-fuzz"/crash-* "$ROOT/build-fuzz"/leak-* "$ROOT/build-fuzz"/oom-* >/dev/null 2>&1; then
+            echo "fuzz_$t found a failing input:"
+            ls "$ROOT/build-fuzz"/crash-* "$ROOT/build-fuzz"/leak-* "$ROOT/build-fuzz"/oom-* 2>/dev/null
+            rc=1
+        fi
+    done
+    return $rc
+}
+
+if [[ ${SHOPD_SKIP_FUZZ:-0} != 1 ]] && command -v clang >/dev/null; then
+    if stage "build (fuzzers, clang)" env CC=clang bash -c \
+        'cmake -S "$0" -B "$0/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DSHOPD_FUZZ=ON >/dev/null &&
+         cmake --build "$0/build-fuzz" -j"$1" --target fuzz_msg fuzz_tenant' "$ROOT" "$JOBS"; then
+        stage "fuzz (corpus replay + exploration)" fuzz_targets || true
+    fi
+fi
+
 summary
 exit $FAILED

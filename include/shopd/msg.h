@@ -7,6 +7,7 @@
  *     "caller": { "uid": uint, "sid": uint, "role": int },
  *     "params": { str: str, ... },   path parameters (":id" -> "42")
  *     "query": str,                  raw query string (without '?')
+ *     "ip": str,                     client address (rate limits), may be absent
  *     "body": bin }                  raw request body (JSON), may be absent
  * Unknown keys are ignored so later versions can add fields.
  */
@@ -52,6 +53,7 @@ typedef struct msg_env_s {
     size_t nparams;
     msg_str_t query;
     msg_str_t body;
+    msg_str_t ip; /**< client address, "" if unknown */
 } msg_env_t;
 
 /** Encodes env into a new buffer (shopd_malloc; caller frees). Never fails. */

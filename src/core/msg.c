@@ -30,7 +30,7 @@ msg_encode(const msg_env_t *env, size_t *len)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 
-    msgpack_pack_map(&pk, env->body.n > 0 ? 7 : 6);
+    msgpack_pack_map(&pk, 6 + (env->body.n > 0) + (env->ip.n > 0));
     pack_key(&pk, "t");
     pack_str(&pk, env->type.p, env->type.n);
     pack_key(&pk, "rid");
@@ -53,6 +53,10 @@ msg_encode(const msg_env_t *env, size_t *len)
     }
     pack_key(&pk, "query");
     pack_str(&pk, env->query.p, env->query.n);
+    if (env->ip.n > 0) {
+        pack_key(&pk, "ip");
+        pack_str(&pk, env->ip.p, env->ip.n);
+    }
     if (env->body.n > 0) {
         pack_key(&pk, "body");
         msgpack_pack_bin(&pk, env->body.n);
@@ -118,6 +122,70 @@ decode_caller(const msgpack_object *o, msg_caller_t *c)
     return true;
 }
 
+/* msgpack-c sizes a map or array from its header before reading the elements,
+ * so a 5-byte header claiming 2^32 entries costs gigabytes. Walk the encoding
+ * once first and refuse any container that claims more elements than there
+ * are bytes left (each element takes at least one). Linear, no recursion. */
+static bool
+sizes_plausible(const unsigned char *p, size_t len)
+{
+    size_t pos = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pos >= len) return false;
+        unsigned char b = p[pos++];
+        uint64_t skip = 0, items = 0;
+        size_t left = len - pos;
+#define NEED(n)                                                                                    \
+    do {                                                                                           \
+        if (left < (n)) return false;                                                             \
+    } while (0)
+#define BE(n) (n == 1 ? (uint64_t)p[pos] : n == 2 ? ((uint64_t)p[pos] << 8 | p[pos + 1]) : \
+               ((uint64_t)p[pos] << 24 | (uint64_t)p[pos + 1] << 16 | (uint64_t)p[pos + 2] << 8 | p[pos + 3]))
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            skip = 0;
+        } else if (b >= 0x80 && b <= 0x8f) {
+            items = 2u * (b & 0x0f);
+        } else if (b >= 0x90 && b <= 0x9f) {
+            items = b & 0x0f;
+        } else if (b >= 0xa0 && b <= 0xbf) {
+            skip = b & 0x1f;
+        } else {
+            switch (b) {
+            case 0xc4: case 0xd9: NEED(1); skip = 1 + BE(1); break;
+            case 0xc5: case 0xda: NEED(2); skip = 2 + BE(2); break;
+            case 0xc6: case 0xdb: NEED(4); skip = 4 + BE(4); break;
+            case 0xc7: NEED(1); skip = 2 + BE(1); break;
+            case 0xc8: NEED(2); skip = 3 + BE(2); break;
+            case 0xc9: NEED(4); skip = 5 + BE(4); break;
+            case 0xca: skip = 4; break;
+            case 0xcb: skip = 8; break;
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: skip = 4; break;
+            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: NEED(2); items = BE(2); skip = 2; break;
+            case 0xdd: NEED(4); items = BE(4); skip = 4; break;
+            case 0xde: NEED(2); items = 2 * BE(2); skip = 2; break;
+            case 0xdf: NEED(4); items = 2 * BE(4); skip = 4; break;
+            default: return false; /* 0xc1: never used */
+            }
+        }
+#undef NEED
+#undef BE
+        if (skip > left) return false;
+        pos += (size_t)skip;
+        pending = pending - 1 + items;
+        if (pending > len - pos) return false;
+    }
+    return true;
+}
+
 shopd_rc_t
 msg_decode(const char *buf, size_t len, msg_env_t *env)
 {
@@ -128,6 +196,7 @@ msg_decode(const char *buf, size_t len, msg_env_t *env)
 
     memset(env, 0, sizeof(*env));
     msgpack_unpacked_init(&up);
+    if (!sizes_plausible((const unsigned char *)buf, len)) goto out;
     if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS) goto out;
     if (off != len) goto out;
     const msgpack_object *root = &up.data;
@@ -156,6 +225,9 @@ msg_decode(const char *buf, size_t len, msg_env_t *env)
             if (!get_str(&kv->val, &env->query)) goto out;
         } else if (key_is(&kv->key, "body")) {
             if (!get_str(&kv->val, &env->body)) goto out;
+        } else if (key_is(&kv->key, "ip")) {
+            /* Tolerant: a malformed address only loses the per-address limit. */
+            if (!get_str(&kv->val, &env->ip)) env->ip = msg_str(NULL);
         }
     }
     rc = have_type ? SHOPD_OK : SHOPD_INVALID;

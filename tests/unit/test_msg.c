@@ -28,6 +28,7 @@ test_round_trip(void **state)
     static const char body[] = "{\"name\":\"x\\u0000y\"}";
     in.body.p = body;
     in.body.n = sizeof(body) - 1;
+    in.ip = msg_str("203.0.113.7");
 
     size_t len;
     char *buf = msg_encode(&in, &len);
@@ -49,6 +50,8 @@ test_round_trip(void **state)
     assert_int_equal(out.query.n, strlen("limit=10&cursor=5"));
     assert_int_equal(out.body.n, sizeof(body) - 1);
     assert_memory_equal(out.body.p, body, sizeof(body) - 1);
+    assert_int_equal(out.ip.n, strlen("203.0.113.7"));
+    assert_memory_equal(out.ip.p, "203.0.113.7", out.ip.n);
     /* Strings point into the buffer (no copies to free). */
     assert_true(out.type.p >= buf && out.type.p < buf + len);
     free(buf);
@@ -65,6 +68,7 @@ test_no_body(void **state)
     assert_int_equal(msg_decode(buf, len, &out), SHOPD_OK);
     assert_int_equal(out.body.n, 0);
     assert_int_equal(out.nparams, 0);
+    assert_int_equal(out.ip.n, 0); /* absent when unknown */
     free(buf);
 }
 
@@ -111,6 +115,23 @@ test_malformed(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+static void
+test_huge_containers(void **state)
+{
+    msg_env_t out;
+    /* Found by fuzz_msg: a map32 header claiming 2^32-1 entries made msgpack-c try to
+     * allocate ~128 GiB before reading anything. Refused now, cheaply. */
+    const char map32[] = "\xdf\xff\xff\xff\xff";
+    assert_int_equal(msg_decode(map32, 5, &out), SHOPD_INVALID);
+    const char arr32[] = "\x81\xa1t\xdd\x7f\xff\xff\xff";
+    assert_int_equal(msg_decode(arr32, 8, &out), SHOPD_INVALID);
+    /* A str32 longer than the buffer. */
+    const char str32[] = "\x81\xa1t\xdb\x00\x10\x00\x00ab";
+    assert_int_equal(msg_decode(str32, 10, &out), SHOPD_INVALID);
+    /* 0xc1 is never valid. */
+    assert_int_equal(msg_decode("\xc1", 1, &out), SHOPD_INVALID);
+}
+
 int
 main(void)
 {
@@ -118,6 +139,7 @@ main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_no_body),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_huge_containers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

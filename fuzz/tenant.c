@@ -1,0 +1,59 @@
+/*
+ * libFuzzer driver: the pieces of the edge that read raw client strings: the
+ * router (method + path), tenant naming from X-Tenant-Id / Host, and query
+ * parameter decoding. Input: fields separated by '\n'.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shopd/api.h"
+
+int
+LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+    char *s = malloc(size + 1);
+    memcpy(s, data, size);
+    s[size] = '\0';
+    char *f[4] = {s, "", "", ""};
+    for (int i = 1; i < 4; i++) {
+        char *nl = strchr(f[i - 1], '\n');
+        if (nl == NULL) break;
+        *nl = '\0';
+        f[i] = nl + 1;
+    }
+
+    char key[STORE_KEY_MAX];
+    if (store_tenant_key(f[0][0] ? f[0] : NULL, f[1], "shop.test", key, sizeof(key)) == 0) {
+        if (strlen(key) >= sizeof(key)) abort();
+        if (strncmp(key, "id:", 3) && strncmp(key, "slug:", 5) && strncmp(key, "domain:", 7)) abort();
+    }
+
+    static net_route_t *routes;
+    if (routes == NULL) {
+        routes = calloc(api_nroutes, sizeof(*routes));
+        for (size_t i = 0; i < api_nroutes; i++) {
+            routes[i].method = api_routes[i].method;
+            routes[i].pattern = api_routes[i].pattern;
+        }
+    }
+    net_match_t m;
+    net_match_rc_t rc = net_route_match(routes, api_nroutes, f[0], f[2], strlen(f[2]), &m);
+    if (rc == NET_MATCH_OK) {
+        if (m.route < 0 || (size_t)m.route >= api_nroutes) abort();
+        for (size_t i = 0; i < m.nparams; i++)
+            if (m.param_values[i] < f[2] || m.param_values[i] + m.param_value_lens[i] > f[2] + strlen(f[2])) abort();
+    }
+
+    msg_env_t env;
+    memset(&env, 0, sizeof(env));
+    env.query.p = f[3];
+    env.query.n = strlen(f[3]);
+    char buf[64];
+    const char *names[] = {"limit", "cursor", "page", "q", ""};
+    for (size_t i = 0; i < 5; i++) {
+        const char *v = api_query_param(&env, names[i], buf, sizeof(buf));
+        if (v && strlen(v) >= sizeof(buf)) abort();
+    }
+    free(s);
+    return 0;
+}
