@@ -59,10 +59,53 @@ if [[ -z ${SHOPD_PLATFORM_TOKEN:-} ]]; then
 fi
 export SHOPD_PLATFORM_TOKEN
 export SHOPD_LISTEN=${SHOPD_LISTEN:-127.0.0.1:8080}
+# Access tokens survive restarts with a key kept in .shopd/; reset e-mails land in .shopd/outbox.
+if [[ -z ${SHOPD_JWT_KEYS:-} ]]; then
+    if [[ ! -s $STATE/jwt_secret ]]; then
+        (umask 077 && openssl rand -hex 32 >"$STATE/jwt_secret")
+    fi
+    SHOPD_JWT_KEYS="main:$(<"$STATE/jwt_secret")"
+fi
+export SHOPD_JWT_KEYS
+export SHOPD_OUTBOX_DIR=${SHOPD_OUTBOX_DIR:-$STATE/outbox}
+
+# Demo accounts (created once; the passwords are fixed demo values, printed below).
+DEMO_SUPER=super@demo.test DEMO_SUPER_PW=demo-super-pass-1
+DEMO_ADMIN=admin@demo.test DEMO_ADMIN_PW=demo-admin-pass-1
+DEMO_CUSTOMER=customer@demo.test DEMO_CUSTOMER_PW=demo-customer-pass-1
+printf '%s\n' "$DEMO_SUPER_PW" |
+    "$ROOT/build-release/shopd" create-super-admin --email "$DEMO_SUPER" --password-stdin >/dev/null
+
+# Not exec: this shell stays to stop the services afterwards. setsid keeps the
+# terminal's Ctrl-C from reaching shopd directly, so it gets exactly one
+# signal, the one forwarded by the trap above.
+setsid "$ROOT/build-release/shopd" serve &
+SHOPD_PID=$!
+for _ in $(seq 100); do
+    curl -fs "http://$SHOPD_LISTEN/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+# The demo store's admin and customer, through the API (201, or 409 when they exist).
+demo_user() {
+    curl -s -o /dev/null -H "Authorization: Bearer $SHOPD_PLATFORM_TOKEN" -H 'X-Tenant-Id: demo' \
+        -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$1\",\"password\":\"$2\",\"role\":\"$3\",\"name\":\"Demo $3\"}" \
+        "http://$SHOPD_LISTEN/api/v1/admin/users" || true
+}
+demo_user "$DEMO_ADMIN" "$DEMO_ADMIN_PW" STORE_ADMIN
+demo_user "$DEMO_CUSTOMER" "$DEMO_CUSTOMER_PW" CUSTOMER
 
 cat <<EOF
 
-shopd is starting on http://$SHOPD_LISTEN  (Ctrl-C stops it and the private services)
+shopd is running on http://$SHOPD_LISTEN  (Ctrl-C stops it and the private services)
+
+  demo accounts:
+    super admin     $DEMO_SUPER / $DEMO_SUPER_PW   (POST /api/v1/platform/auth/login)
+    store admin     $DEMO_ADMIN / $DEMO_ADMIN_PW   (store demo: POST /api/v1/auth/login)
+    customer        $DEMO_CUSTOMER / $DEMO_CUSTOMER_PW
+
+  curl -H 'X-Tenant-Id: demo' -H 'Content-Type: application/json' \\
+       -d '{"email":"$DEMO_CUSTOMER","password":"$DEMO_CUSTOMER_PW"}' http://$SHOPD_LISTEN/api/v1/auth/login
 
   curl http://$SHOPD_LISTEN/healthz
   curl -H 'X-Tenant-Id: demo' http://$SHOPD_LISTEN/api/v1/store
@@ -72,11 +115,6 @@ shopd is starting on http://$SHOPD_LISTEN  (Ctrl-C stops it and the private serv
 
 EOF
 
-# Not exec: this shell stays to stop the services afterwards. setsid keeps the
-# terminal's Ctrl-C from reaching shopd directly, so it gets exactly one
-# signal, the one forwarded by the trap above.
-setsid "$ROOT/build-release/shopd" serve &
-SHOPD_PID=$!
 rc=0
 wait "$SHOPD_PID" || rc=$?
 # shopd ended by itself (error or crash): report its status after cleanup.

@@ -1,5 +1,5 @@
 /*
- * main.c: shopd's entry point: commands (serve, migrate), configuration,
+ * main.c: shopd's entry point: commands (serve, migrate, create-super-admin), configuration,
  * start-up in dependency order, and the graceful stop on SIGTERM/SIGINT:
  * stop accepting, finish in-flight requests, drain the mailboxes, close the
  * pools, free everything in reverse order, exit 0.
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "shopd/api.h"
+#include "shopd/auth.h"
 #include "shopd/log.h"
 
 static int
@@ -26,6 +27,64 @@ cmd_migrate(cfg_t *cfg)
     }
     log_info("migrations applied=%d dir=%s", n, cfg->sql_dir);
     return 0;
+}
+
+/* shopd create-super-admin --email E --password-stdin: creates a platform admin,
+ * or sets the password of an existing one (and re-enables it). The password is
+ * read from the first line of standard input so it never shows in ps. */
+static int
+cmd_create_super_admin(cfg_t *cfg, const char *email)
+{
+    char pw[1024], hash[AUTH_HASH_MAX], err[512];
+    int status = 1;
+    PGconn *pg = NULL;
+    PGresult *r = NULL;
+
+    if (email == NULL || !auth_email_valid(email)) {
+        fprintf(stderr, "shopd: create-super-admin needs --email with an e-mail address\n");
+        return 2;
+    }
+    if (fgets(pw, sizeof(pw), stdin) == NULL) {
+        fprintf(stderr, "shopd: no password on standard input\n");
+        return 2;
+    }
+    pw[strcspn(pw, "\r\n")] = '\0';
+    const char *issue = auth_password_issue(pw, email);
+    if (issue) {
+        fprintf(stderr, "shopd: the password %s\n", issue);
+        return 2;
+    }
+    if (cfg->migrate && cmd_migrate(cfg) != 0) return 1;
+    if (auth_password_hash(pw, hash, sizeof(hash)) != 0) {
+        fprintf(stderr, "shopd: password hashing failed\n");
+        return 1;
+    }
+    pg = PQconnectdb(cfg->database_url);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        snprintf(err, sizeof(err), "%s", PQerrorMessage(pg));
+        err[strcspn(err, "\n")] = '\0';
+        log_error("cannot connect to PostgreSQL: %s", err);
+        goto out;
+    }
+    const char *p[2] = {email, hash};
+    r = PQexecParams(pg,
+                     "WITH u AS (UPDATE users SET password_hash = $2, status = 'active', updated_at = now() "
+                     "WHERE store_id IS NULL AND lower(email) = lower($1) RETURNING id, false AS created), "
+                     "i AS (INSERT INTO users (store_id, email, password_hash, role) "
+                     "SELECT NULL, $1, $2, 'SUPER_ADMIN' WHERE NOT EXISTS (SELECT 1 FROM u) RETURNING id, true) "
+                     "SELECT * FROM u UNION ALL SELECT * FROM i",
+                     2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        log_error("create-super-admin failed: %s", PQresultErrorMessage(r));
+        goto out;
+    }
+    printf("super admin %s id=%s (%s)\n", email, PQgetvalue(r, 0, 0),
+           PQgetvalue(r, 0, 1)[0] == 't' ? "created" : "existed; password updated");
+    status = 0;
+out:
+    PQclear(r);
+    PQfinish(pg);
+    return status;
 }
 
 static int
@@ -51,6 +110,10 @@ cmd_serve(cfg_t *cfg)
     }
     app.db = db_pool_new(cfg->database_url, cfg->db_pool_size, err, sizeof(err));
     if (app.db == NULL) {
+        log_error("cannot start: %s", err);
+        goto out;
+    }
+    if (auth_init(cfg, err, sizeof(err)) != 0) {
         log_error("cannot start: %s", err);
         goto out;
     }
@@ -114,6 +177,7 @@ out:
     if (app.actors && status != 0) act_system_stop(app.actors, 0);
     act_system_free(app.actors);
     store_cache_free(app.stores);
+    auth_fini();
     db_pool_free(app.db);
     return status;
 }
@@ -136,9 +200,30 @@ main(int argc, char **argv)
         cmd = argv[1];
         first = 2;
     }
-    if (strcmp(cmd, "serve") && strcmp(cmd, "migrate")) {
+    if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "create-super-admin")) {
         fprintf(stderr, "shopd: unknown command '%s' (try --help)\n", cmd);
         return 2;
+    }
+    /* create-super-admin's own flags are taken out before the configuration sees argv. */
+    const char *email = NULL;
+    bool pw_stdin = false;
+    if (strcmp(cmd, "create-super-admin") == 0) {
+        int o = first;
+        for (int i = first; i < argc; i++) {
+            if (!strcmp(argv[i], "--email") && i + 1 < argc)
+                email = argv[++i];
+            else if (!strncmp(argv[i], "--email=", 8))
+                email = argv[i] + 8;
+            else if (!strcmp(argv[i], "--password-stdin"))
+                pw_stdin = true;
+            else
+                argv[o++] = argv[i];
+        }
+        argc = o;
+        if (!pw_stdin) {
+            fprintf(stderr, "shopd: create-super-admin needs --email E --password-stdin\n");
+            return 2;
+        }
     }
     if (cfg_load(&cfg, argc, argv, first, err, sizeof(err)) != 0) {
         fprintf(stderr, "shopd: %s\n", err);
@@ -148,7 +233,9 @@ main(int argc, char **argv)
     log_level_t lvl;
     if (log_parse_level(cfg.log_level, &lvl) == 0) log_set_level(lvl);
 
-    int rc = strcmp(cmd, "migrate") == 0 ? cmd_migrate(&cfg) : cmd_serve(&cfg);
+    int rc = strcmp(cmd, "migrate") == 0              ? cmd_migrate(&cfg)
+             : strcmp(cmd, "create-super-admin") == 0 ? cmd_create_super_admin(&cfg, email)
+                                                      : cmd_serve(&cfg);
     cfg_free(&cfg);
     return rc;
 }

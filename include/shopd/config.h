@@ -36,6 +36,11 @@ typedef struct cfg_s {
     char *sql_dir;
     char *log_level;
     bool access_log;
+    char *jwt_keys;         /**< "kid:secret,kid:secret": the first signs, all verify */
+    char *outbox_dir;       /**< outgoing e-mail is written here, one file per message */
+    int auth_rate_ip;       /**< auth attempts per minute per client address and endpoint (0 = off) */
+    int auth_rate_account;  /**< auth attempts per hour per account and endpoint (0 = off) */
+    char *trusted_proxies;  /**< "ip,ip": peers whose X-Forwarded-For names the client */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

@@ -139,6 +139,8 @@ const char *net_req_header(const net_request_t *req, const char *name);
 const char *net_req_body(const net_request_t *req, size_t *len);
 /** The request id (from X-Request-Id if valid, else generated). */
 const char *net_req_id(const net_request_t *req);
+/** The client's IP address in text form ("127.0.0.1", "::1"); "" if unknown. */
+const char *net_req_remote(const net_request_t *req);
 /** Sets the metrics label (route index) and the store id for the access log. */
 void net_req_set_label(net_request_t *req, int label);
 void net_req_set_store(net_request_t *req, uint64_t store_id);

@@ -54,6 +54,11 @@ static const cfg_row_t cfg_rows[] = {
     {"sql-dir", "SHOPD_SQL_DIR", CFG_STR, O(sql_dir), 0, 0, SHOPD_SOURCE_DIR "/sql", "folder of numbered migrations"},
     {"log-level", "SHOPD_LOG_LEVEL", CFG_STR, O(log_level), 0, 0, "info", "debug, info, warn or error"},
     {"access-log", "SHOPD_ACCESS_LOG", CFG_BOOL, O(access_log), 0, 0, "true", "one log line per request"},
+    {"jwt-keys", "SHOPD_JWT_KEYS", CFG_STR, O(jwt_keys), 0, 0, "", "access-token keys kid:secret,... (first signs, all verify; empty: random per process)"},
+    {"outbox-dir", "SHOPD_OUTBOX_DIR", CFG_STR, O(outbox_dir), 0, 0, "outbox", "folder where outgoing e-mails are written, one file each"},
+    {"auth-rate-ip", "SHOPD_AUTH_RATE_IP", CFG_INT, O(auth_rate_ip), 0, 1000000, "100", "login/register/forgot/refresh attempts per minute per client address (0 = no limit)"},
+    {"auth-rate-account", "SHOPD_AUTH_RATE_ACCOUNT", CFG_INT, O(auth_rate_account), 0, 1000000, "30", "login/register/forgot/refresh attempts per hour per account (0 = no limit)"},
+    {"trusted-proxies", "SHOPD_TRUSTED_PROXIES", CFG_STR, O(trusted_proxies), 0, 0, "", "proxy addresses (ip,ip) whose X-Forwarded-For names the client (rate limits)"},
 };
 
 static int
@@ -226,11 +231,13 @@ void
 cfg_usage(FILE *out)
 {
     fprintf(out,
-            "usage: shopd [serve|migrate] [--flag value ...]\n"
+            "usage: shopd [serve|migrate|create-super-admin] [--flag value ...]\n"
             "\n"
             "commands:\n"
             "  serve     run the HTTP server (default)\n"
             "  migrate   apply pending database migrations and exit\n"
+            "  create-super-admin --email E --password-stdin\n"
+            "            create a platform admin (password read from stdin) and exit\n"
             "\n"
             "settings (flag, environment variable, default):\n");
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++) {

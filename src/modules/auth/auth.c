@@ -1,0 +1,647 @@
+/*
+ * auth.c: the account endpoints: register, login (store and platform),
+ * refresh with rotation and reuse detection, logout, /me, forgot and reset
+ * password, and the outbox files that carry reset links until e-mail is
+ * delivered for real.
+ *
+ * Every answer about credentials is the same whether or not the e-mail
+ * exists (login: 401 invalid_credentials after a full argon2 verification
+ * either way; forgot-password: always 202). Argon2 runs here, on the worker
+ * of the store's actor (or the platform actor for platform logins): it holds
+ * that actor for tens of milliseconds per call, accepted at this stage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth_int.h"
+#include "shopd/log.h"
+
+/* ------------------------------------------------------------ shared helpers */
+
+net_reply_t *
+auth_rate_check(api_ctx_t *ctx, const char *what, const char *account)
+{
+    const cfg_t *cfg = ctx->app->cfg;
+    char key[160];
+    int wait = 0;
+    if (ctx->env->ip.n > 0) {
+        snprintf(key, sizeof(key), "rl:auth:%s:ip:%.*s", what, (int)ctx->env->ip.n, ctx->env->ip.p);
+        wait = auth_rate_take(ctx->worker->kv, key, cfg->auth_rate_ip, 60);
+    }
+    if (wait == 0 && account) {
+        char h[65];
+        auth_sha256_hex(account, strlen(account), h);
+        snprintf(key, sizeof(key), "rl:auth:%s:acct:%s", what, h);
+        wait = auth_rate_take(ctx->worker->kv, key, cfg->auth_rate_account, 3600);
+    }
+    if (wait == 0)
+        return NULL;
+    char ra[16];
+    snprintf(ra, sizeof(ra), "%d", wait);
+    net_reply_t *r = net_reply_error(429, "rate_limited", "too many attempts; retry later");
+    net_reply_add_header(r, "Retry-After", ra);
+    return r;
+}
+
+/* "store:email" lower-cased: the account a rate limit counts. */
+static void
+account_key(char *out, size_t n, uint64_t store_id, const char *email)
+{
+    int k = snprintf(out, n, "%llu:", (unsigned long long)store_id);
+    for (size_t i = 0; email && email[i] && (size_t)k + 1 < n; i++, k++)
+        out[k] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
+    out[k < (int)n ? k : (int)n - 1] = '\0';
+}
+
+net_reply_t *
+auth_db_error(api_ctx_t *ctx, PGresult *r, const char *what)
+{
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_UNAVAILABLE)
+        return api_unavailable("the database");
+    if (rc == SHOPD_CONFLICT)
+        return net_reply_error_field(409, "email_taken",
+                                     "an account with this e-mail already exists", "email",
+                                     "already taken");
+    return api_internal(ctx, r ? PQresultErrorMessage(r) : what);
+}
+
+/* Issues an access token and a new refresh token (in `family`, or a new one)
+ * for a user whose JSON is user_json. The refresh token goes in on c. */
+net_reply_t *
+auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid, int role,
+           const char *family, const char *user_json)
+{
+    char refresh[65], hash[65], fam[33], id[24];
+    shopd_random_hex(refresh, 32);
+    auth_sha256_hex(refresh, 64, hash);
+    if (family == NULL) {
+        shopd_random_hex(fam, 16);
+        family = fam;
+    }
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)uid);
+    const char *p[3] = {id, family, hash};
+    PGresult *r = db_exec(c, "auth_refresh_insert",
+                          "INSERT INTO refresh_tokens (user_id, family, token_hash, expires_at) "
+                          "VALUES ($1::bigint, $2, $3, now() + interval '30 days')",
+                          3, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        net_reply_t *e = auth_db_error(ctx, r, "refresh insert failed");
+        PQclear(r);
+        return e;
+    }
+    PQclear(r);
+    char jwt[AUTH_JWT_MAX];
+    if (auth_jwt_sign(uid, sid, role, jwt, sizeof(jwt)) == 0)
+        return api_internal(ctx, "jwt too long");
+    json_t *user = user_json ? json_loads(user_json, 0, NULL) : NULL;
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:o}", "access_token", jwt, "token_type",
+                            "Bearer", "expires_in", AUTH_ACCESS_TTL_S, "refresh_token", refresh,
+                            "user", user ? user : json_null());
+    return api_json(status, doc);
+}
+
+/* A hash to verify against when the e-mail is unknown, so the answer takes as
+ * long as for a wrong password and says nothing about who has an account. */
+static char dummy_hash[AUTH_HASH_MAX];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+
+static void
+make_dummy(void)
+{
+    char pw[33];
+    shopd_random_hex(pw, 16);
+    if (auth_password_hash(pw, dummy_hash, sizeof(dummy_hash)) != 0)
+        dummy_hash[0] = '\0';
+}
+
+static const char *const login_fields[] = {"email", "password", NULL};
+
+/* Login shared by the store and platform endpoints; store_id 0 = platform. */
+static net_reply_t *
+login(api_ctx_t *ctx, uint64_t store_id)
+{
+    api_val_t v = {0};
+    net_reply_t *reply = NULL;
+    db_conn_t *c = NULL;
+    PGresult *r = NULL;
+    char acct[400], sid[24];
+
+    api_val_only(&v, ctx->body, login_fields);
+    const char *email = api_val_string(&v, ctx->body, "email", true, 1, 254);
+    const char *pw = api_val_string(&v, ctx->body, "password", true, 1, 4 * AUTH_PASSWORD_MAX);
+    account_key(acct, sizeof(acct), store_id, email);
+    if ((reply = auth_rate_check(ctx, store_id ? "login" : "plogin", email ? acct : NULL)))
+        goto out;
+    if (v.n) {
+        reply = api_val_reply(&v);
+        goto out;
+    }
+    c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) {
+        reply = api_unavailable("the database");
+        goto out;
+    }
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
+    const char *p[2] = {sid, email};
+    r = store_id ? db_exec(c, "auth_login_store",
+                           "SELECT id, password_hash, role, status FROM users "
+                           "WHERE store_id = $1::bigint AND lower(email) = lower($2)",
+                           2, p)
+                 : db_exec(c, "auth_login_platform",
+                           "SELECT id, password_hash, role, status FROM users "
+                           "WHERE store_id IS NULL AND $1::bigint = 0 AND lower(email) = lower($2)",
+                           2, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = auth_db_error(ctx, r, "login lookup failed");
+        goto out;
+    }
+    bool found = PQntuples(r) == 1;
+    if (!found)
+        pthread_once(&dummy_once, make_dummy);
+    bool ok = auth_password_verify(found ? PQgetvalue(r, 0, 1) : dummy_hash, pw) && found;
+    if (!ok) {
+        reply = net_reply_error(401, "invalid_credentials", "the e-mail or password is wrong");
+        goto out;
+    }
+    if (strcmp(PQgetvalue(r, 0, 3), "active") != 0) {
+        reply = net_reply_error(403, "account_disabled", "this account is disabled");
+        goto out;
+    }
+    uint64_t uid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    int role = auth_role_parse(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    const char *pu[1] = {sid};
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)uid);
+    r = db_exec(
+        c, "auth_login_touch",
+        "UPDATE users SET last_login_at = now() WHERE id = $1::bigint RETURNING " AUTH_USER_JSON, 1,
+        pu);
+    if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
+        reply = auth_db_error(ctx, r, "login update failed");
+        goto out;
+    }
+    reply = auth_issue(ctx, c, 200, uid, store_id, role, NULL, PQgetvalue(r, 0, 0));
+out:
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+net_reply_t *
+auth_h_login(api_ctx_t *ctx)
+{
+    return login(ctx, ctx->store_id);
+}
+
+net_reply_t *
+auth_h_platform_login(api_ctx_t *ctx)
+{
+    return login(ctx, 0);
+}
+
+net_reply_t *
+auth_h_register(api_ctx_t *ctx)
+{
+    static const char *const allowed[] = {"email", "password", "name", NULL};
+    api_val_t v = {0};
+    net_reply_t *reply = NULL;
+    db_conn_t *c = NULL;
+    PGresult *r = NULL;
+    char acct[400], hash[AUTH_HASH_MAX], sid[24];
+
+    if ((reply = auth_rate_check(ctx, "register", NULL)))
+        return reply;
+    api_val_only(&v, ctx->body, allowed);
+    const char *email = api_val_string(&v, ctx->body, "email", true, 3, 254);
+    if (email && !auth_email_valid(email)) {
+        api_val_add(&v, "email", "must be an e-mail address like name@example.com");
+        email = NULL;
+    }
+    const char *pw = api_val_string(&v, ctx->body, "password", true, 0, 100000);
+    const char *issue = pw ? auth_password_issue(pw, email) : NULL;
+    if (issue)
+        api_val_add(&v, "password", issue);
+    const char *name = api_val_string(&v, ctx->body, "name", false, 0, 200);
+    if (v.n)
+        return api_val_reply(&v);
+    account_key(acct, sizeof(acct), ctx->store_id, email);
+    if ((reply = auth_rate_check(ctx, "register", acct)))
+        return reply;
+
+    if (auth_password_hash(pw, hash, sizeof(hash)) != 0)
+        return api_internal(ctx, "password hash failed");
+    c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    const char *p[4] = {sid, email, hash, name ? name : ""};
+    r = db_exec(c, "auth_register",
+                "INSERT INTO users (store_id, email, password_hash, role, name) "
+                "VALUES ($1::bigint, $2, $3, 'CUSTOMER', $4) RETURNING id, " AUTH_USER_JSON,
+                4, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = auth_db_error(ctx, r, "register failed");
+        goto out;
+    }
+    reply = auth_issue(ctx, c, 201, strtoull(PQgetvalue(r, 0, 0), NULL, 10), ctx->store_id,
+                       MSG_ROLE_CUSTOMER, NULL, PQgetvalue(r, 0, 1));
+out:
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+/* ------------------------------------------------------------ refresh / logout */
+
+typedef struct refresh_tx_s {
+    api_ctx_t *ctx;
+    const char *hash;
+    net_reply_t *reply; /* set when the outcome is an error */
+    uint64_t uid, sid;
+    int role;
+    char family[64];
+    char *user_json;
+} refresh_tx_t;
+
+static net_reply_t *
+invalid_refresh(void)
+{
+    return net_reply_error(401, "invalid_token",
+                           "the refresh token is invalid, expired or revoked");
+}
+
+static shopd_rc_t
+refresh_tx(db_conn_t *c, void *arg)
+{
+    refresh_tx_t *t = arg;
+    /* db_tx may run this again after a deadlock: start from nothing. */
+    if (t->reply)
+        net_reply_free(t->reply);
+    shopd_free(t->user_json);
+    t->reply = NULL;
+    t->user_json = NULL;
+    const char *p[1] = {t->hash};
+    PGresult *r =
+        db_exec(c, "auth_refresh_lock",
+                "SELECT rt.id, rt.user_id, rt.family, rt.used_at IS NOT NULL, "
+                "rt.revoked_at IS NOT NULL OR rt.expires_at < now(), u.status, u.role, "
+                "coalesce(u.store_id, 0), " AUTH_USER_JSON_U " FROM refresh_tokens rt "
+                "JOIN users u ON u.id = rt.user_id WHERE rt.token_hash = $1 FOR UPDATE OF rt",
+                1, p);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc != SHOPD_OK)
+        goto out;
+    if (PQntuples(r) != 1) {
+        t->reply = invalid_refresh();
+        goto out;
+    }
+    snprintf(t->family, sizeof(t->family), "%s", PQgetvalue(r, 0, 2));
+    if (PQgetvalue(r, 0, 3)[0] == 't') {
+        /* A rotated token came back: someone holds a copy. End the whole family. */
+        const char *pf[1] = {t->family};
+        PGresult *x = db_exec(
+            c, "auth_refresh_revoke_family",
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL",
+            1, pf);
+        rc = db_result_rc(x);
+        PQclear(x);
+        log_warn("refresh token reuse: family revoked user=%s rid=%.*s", PQgetvalue(r, 0, 1),
+                 (int)t->ctx->env->request_id.n, t->ctx->env->request_id.p);
+        t->reply = net_reply_error(
+            401, "invalid_token",
+            "the refresh token was already used; every session of this login is now revoked");
+        goto out;
+    }
+    if (PQgetvalue(r, 0, 4)[0] == 't' || strcmp(PQgetvalue(r, 0, 5), "active") != 0) {
+        t->reply = invalid_refresh();
+        goto out;
+    }
+    t->uid = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    t->role = auth_role_parse(PQgetvalue(r, 0, 6));
+    t->sid = strtoull(PQgetvalue(r, 0, 7), NULL, 10);
+    char acct[32];
+    snprintf(acct, sizeof(acct), "user:%llu", (unsigned long long)t->uid);
+    if ((t->reply = auth_rate_check(t->ctx, "refresh", acct))) {
+        rc = SHOPD_BUSY; /* roll back: nothing was used */
+        goto out;
+    }
+    const char *pi[1] = {PQgetvalue(r, 0, 0)};
+    PGresult *x = db_exec(c, "auth_refresh_use",
+                          "UPDATE refresh_tokens SET used_at = now() WHERE id = $1::bigint", 1, pi);
+    rc = db_result_rc(x);
+    PQclear(x);
+    if (rc != SHOPD_OK)
+        goto out;
+    t->user_json = shopd_strdup(PQgetvalue(r, 0, 8));
+    /* The new token of the family is inserted by auth_issue, inside this transaction. */
+    t->reply = auth_issue(t->ctx, c, 200, t->uid, t->sid, t->role, t->family, t->user_json);
+    if (t->reply->status != 200)
+        rc = SHOPD_ERR;
+out:
+    PQclear(r);
+    return rc;
+}
+
+static const char *
+refresh_param(api_ctx_t *ctx, api_val_t *v)
+{
+    static const char *const allowed[] = {"refresh_token", NULL};
+    api_val_only(v, ctx->body, allowed);
+    return api_val_string(v, ctx->body, "refresh_token", true, 1, 256);
+}
+
+net_reply_t *
+auth_h_refresh(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    net_reply_t *reply;
+    if ((reply = auth_rate_check(ctx, "refresh", NULL)))
+        return reply;
+    const char *tok = refresh_param(ctx, &v);
+    if (v.n)
+        return api_val_reply(&v);
+    char hash[65];
+    auth_sha256_hex(tok, strlen(tok), hash);
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    refresh_tx_t t = {.ctx = ctx, .hash = hash};
+    shopd_rc_t rc = db_tx(c, refresh_tx, &t);
+    db_release(c);
+    shopd_free(t.user_json);
+    if (t.reply) {
+        /* Committed with an error reply (reuse revocation) or rolled back with one. */
+        if (rc != SHOPD_OK && t.reply->status == 200) {
+            net_reply_free(t.reply);
+            return api_unavailable("the database");
+        }
+        return t.reply;
+    }
+    return rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                   : api_internal(ctx, "refresh failed");
+}
+
+net_reply_t *
+auth_h_logout(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    const char *tok = refresh_param(ctx, &v);
+    if (v.n)
+        return api_val_reply(&v);
+    char hash[65];
+    auth_sha256_hex(tok, strlen(tok), hash);
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    const char *p[1] = {hash};
+    PGresult *r = db_exec(
+        c, "auth_logout",
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL AND family = "
+        "(SELECT family FROM refresh_tokens WHERE token_hash = $1)",
+        1, p);
+    /* Unknown tokens get 204 too: logging out twice is not an error. */
+    net_reply_t *reply =
+        db_result_rc(r) == SHOPD_OK ? net_reply_new(204) : auth_db_error(ctx, r, "logout failed");
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+/* ------------------------------------------------------------ /me */
+
+net_reply_t *
+auth_h_me(api_ctx_t *ctx)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)ctx->caller->user_id);
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    const char *p[1] = {id};
+    PGresult *r =
+        db_exec(c, "auth_me", "SELECT " AUTH_USER_JSON " FROM users WHERE id = $1::bigint", 1, p);
+    net_reply_t *reply;
+    if (db_result_rc(r) != SHOPD_OK)
+        reply = auth_db_error(ctx, r, "me failed");
+    else if (PQntuples(r) == 0)
+        reply = net_reply_error(404, "user_not_found", "no such user");
+    else
+        reply = api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+net_reply_t *
+auth_h_me_update(api_ctx_t *ctx)
+{
+    static const char *const allowed[] = {"name", "password", "current_password", NULL};
+    api_val_t v = {0};
+    net_reply_t *reply = NULL;
+    db_conn_t *c = NULL;
+    PGresult *r = NULL;
+    char id[24], hash[AUTH_HASH_MAX];
+
+    api_val_only(&v, ctx->body, allowed);
+    const char *name = api_val_string(&v, ctx->body, "name", false, 0, 200);
+    const char *pw = api_val_string(&v, ctx->body, "password", false, 0, 100000);
+    const char *cur =
+        api_val_string(&v, ctx->body, "current_password", pw != NULL, 1, 4 * AUTH_PASSWORD_MAX);
+    const char *issue = pw ? auth_password_issue(pw, NULL) : NULL;
+    if (issue)
+        api_val_add(&v, "password", issue);
+    if (v.n)
+        return api_val_reply(&v);
+
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)ctx->caller->user_id);
+    c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    const char *p1[1] = {id};
+    if (pw) {
+        r = db_exec(c, "auth_me_hash", "SELECT password_hash FROM users WHERE id = $1::bigint", 1,
+                    p1);
+        if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
+            reply = auth_db_error(ctx, r, "me lookup failed");
+            goto out;
+        }
+        if (!auth_password_verify(PQgetvalue(r, 0, 0), cur)) {
+            reply = net_reply_error_field(403, "wrong_password", "the current password is wrong",
+                                          "current_password", "is wrong");
+            goto out;
+        }
+        PQclear(r);
+        r = NULL;
+        if (auth_password_hash(pw, hash, sizeof(hash)) != 0) {
+            reply = api_internal(ctx, "password hash failed");
+            goto out;
+        }
+    }
+    const char *p[3] = {id, name, pw ? hash : NULL};
+    /* A new password ends every refresh session: whoever knew the old one is out. */
+    r = db_exec(
+        c, "auth_me_update",
+        "WITH x AS (UPDATE refresh_tokens SET revoked_at = now() "
+        "WHERE $3::text IS NOT NULL AND user_id = $1::bigint AND revoked_at IS NULL) "
+        "UPDATE users SET name = coalesce($2, name), password_hash = coalesce($3, password_hash), "
+        "updated_at = now() WHERE id = $1::bigint RETURNING " AUTH_USER_JSON,
+        3, p);
+    if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1)
+        reply = auth_db_error(ctx, r, "me update failed");
+    else
+        reply = api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+out:
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+/* ------------------------------------------------------------ password reset */
+
+/* Writes one message into the outbox folder (write to a temporary name, then
+ * rename, so a reader never sees half a file). 0 or -1. */
+int
+auth_outbox_write(const char *dir, const char *to, const char *subject, const char *body)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    char rnd[17], tmp[1024], fin[1024], date[64];
+    shopd_random_hex(rnd, 8);
+    snprintf(tmp, sizeof(tmp), "%s/.%llu-%s.tmp", dir, (unsigned long long)shopd_now_us(), rnd);
+    snprintf(fin, sizeof(fin), "%s/%llu-%s.eml", dir, (unsigned long long)shopd_now_us(), rnd);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    fprintf(
+        f, "To: %s\r\nSubject: %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n%s",
+        to, subject, date, body);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, fin) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+net_reply_t *
+auth_h_forgot(api_ctx_t *ctx)
+{
+    static const char *const allowed[] = {"email", NULL};
+    api_val_t v = {0};
+    net_reply_t *reply = NULL;
+    char acct[400], sid[24];
+
+    api_val_only(&v, ctx->body, allowed);
+    const char *email = api_val_string(&v, ctx->body, "email", true, 1, 254);
+    account_key(acct, sizeof(acct), ctx->store_id, email);
+    if ((reply = auth_rate_check(ctx, "forgot", email ? acct : NULL)))
+        return reply;
+    if (v.n)
+        return api_val_reply(&v);
+
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    char token[65], hash[65];
+    shopd_random_hex(token, 32);
+    auth_sha256_hex(token, 64, hash);
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    const char *p[3] = {sid, email, hash};
+    PGresult *r =
+        db_exec(c, "auth_forgot",
+                "INSERT INTO password_resets (user_id, token_hash, expires_at) "
+                "SELECT id, $3, now() + interval '1 hour' FROM users "
+                "WHERE store_id = $1::bigint AND lower(email) = lower($2) AND status = 'active' "
+                "RETURNING user_id, (SELECT email FROM users WHERE id = user_id)",
+                3, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = auth_db_error(ctx, r, "forgot failed");
+    } else {
+        if (PQntuples(r) == 1) {
+            const store_snap_t *s = ctx->store;
+            char host[400], subject[900], body[2048];
+            if (s->domain[0])
+                snprintf(host, sizeof(host), "%s", s->domain);
+            else
+                snprintf(host, sizeof(host), "%s.%s", s->slug, ctx->app->cfg->base_domain);
+            snprintf(subject, sizeof(subject), "Reset your password at %s", s->name);
+            snprintf(body, sizeof(body),
+                     "Someone asked to reset the password of your account at %s.\r\n\r\n"
+                     "Choose a new password here (the link works once, for one hour):\r\n"
+                     "https://%s/reset-password?token=%s\r\n\r\n"
+                     "If it was not you, ignore this message.\r\n\r\nReset-Token: %s\r\n",
+                     s->name, host, token, token);
+            if (auth_outbox_write(ctx->app->cfg->outbox_dir, PQgetvalue(r, 0, 1), subject, body) !=
+                0)
+                log_error("outbox write failed dir=%s rid=%.*s", ctx->app->cfg->outbox_dir,
+                          (int)ctx->env->request_id.n, ctx->env->request_id.p);
+        }
+        reply = api_json(
+            202, json_pack("{s:s}", "message",
+                           "if an account with this e-mail exists, a reset link is on its way"));
+    }
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+net_reply_t *
+auth_h_reset(api_ctx_t *ctx)
+{
+    static const char *const allowed[] = {"token", "password", NULL};
+    api_val_t v = {0};
+    char hash[AUTH_HASH_MAX], th[65], sid[24];
+
+    api_val_only(&v, ctx->body, allowed);
+    const char *tok = api_val_string(&v, ctx->body, "token", true, 1, 256);
+    const char *pw = api_val_string(&v, ctx->body, "password", true, 0, 100000);
+    const char *issue = pw ? auth_password_issue(pw, NULL) : NULL;
+    if (issue)
+        api_val_add(&v, "password", issue);
+    if (v.n)
+        return api_val_reply(&v);
+    if (auth_password_hash(pw, hash, sizeof(hash)) != 0)
+        return api_internal(ctx, "password hash failed");
+    auth_sha256_hex(tok, strlen(tok), th);
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    const char *p[3] = {th, sid, hash};
+    /* One statement: use the token, set the password, end every refresh session. */
+    PGresult *r = db_exec(
+        c, "auth_reset",
+        "WITH t AS (UPDATE password_resets SET used_at = now() WHERE token_hash = $1 "
+        "AND used_at IS NULL AND expires_at > now() "
+        "AND user_id IN (SELECT id FROM users WHERE store_id = $2::bigint) RETURNING user_id), "
+        "u AS (UPDATE users SET password_hash = $3, updated_at = now() "
+        "WHERE id = (SELECT user_id FROM t) RETURNING id), "
+        "x AS (UPDATE refresh_tokens SET revoked_at = now() "
+        "WHERE user_id = (SELECT user_id FROM t) AND revoked_at IS NULL) "
+        "SELECT id FROM u",
+        3, p);
+    net_reply_t *reply;
+    if (db_result_rc(r) != SHOPD_OK)
+        reply = auth_db_error(ctx, r, "reset failed");
+    else if (PQntuples(r) == 0)
+        reply = net_reply_error_field(400, "invalid_token",
+                                      "the reset token is invalid, used or expired", "token",
+                                      "is invalid");
+    else
+        reply = net_reply_new(204);
+    PQclear(r);
+    db_release(c);
+    return reply;
+}

@@ -1,0 +1,29 @@
+/*
+ * auth_int.h: what the auth module's files share (not for other modules).
+ */
+#ifndef SHOPD_AUTH_INT_H
+#define SHOPD_AUTH_INT_H
+
+#include "shopd/api.h"
+#include "shopd/auth.h"
+
+/* PostgreSQL renders a user's public JSON (never the password hash). */
+#define AUTH_USER_JSON_OF(t)                                                                       \
+    "json_build_object('id', " t "id, 'store_id', " t "store_id, 'email', " t "email, 'name', " t  \
+    "name, 'role', " t "role, 'status', " t "status, 'created_at', " t "created_at, "              \
+    "'updated_at', " t "updated_at, 'last_login_at', " t "last_login_at)::text"
+#define AUTH_USER_JSON AUTH_USER_JSON_OF("")
+#define AUTH_USER_JSON_U AUTH_USER_JSON_OF("u.")
+
+/** 429 with Retry-After if the per-address bucket of `what` (or, when account is
+ *  not NULL, the per-account one) is empty; NULL if the attempt may go on. */
+net_reply_t *auth_rate_check(api_ctx_t *ctx, const char *what, const char *account);
+/** A failed statement as a reply (503, 409 email_taken, or 500). */
+net_reply_t *auth_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
+/** The token reply: access token + new refresh token (inserted on c). */
+net_reply_t *auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid,
+                        int role, const char *family, const char *user_json);
+/** One message into the outbox folder. 0 or -1. */
+int auth_outbox_write(const char *dir, const char *to, const char *subject, const char *body);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * guard.c: the two checks the auth endpoints and the middleware lean on:
+ * token-bucket rate limits in Redis, and the "is this user still active"
+ * cache behind the disabled-user check.
+ *
+ * The bucket is one Redis hash {tokens, ts} updated by a Lua script, so the
+ * read-refill-take is atomic across every shopd process sharing Redis. Time
+ * comes from Redis (TIME) so processes with skewed clocks agree.
+ *
+ * The active-user cache is a small direct-mapped table under a mutex: a
+ * disabled user is refused within ACTIVE_TTL_US everywhere, at once in the
+ * process that disabled them (auth_user_forget).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shopd/auth.h"
+#include "shopd/db.h"
+#include "shopd/log.h"
+
+/* KEYS[1] bucket; ARGV: capacity, refill per second. Returns 0 (taken) or the
+ * whole seconds until one token is back. */
+static const char bucket_lua[] =
+    "local cap = tonumber(ARGV[1]) local rate = tonumber(ARGV[2]) "
+    "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1e6 "
+    "local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts') "
+    "local tokens = tonumber(b[1]) or cap local ts = tonumber(b[2]) or now "
+    "tokens = math.min(cap, tokens + math.max(0, now - ts) * rate) "
+    "local wait = 0 "
+    "if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate) end "
+    "redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now)) "
+    "redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 1) "
+    "return wait";
+
+int
+auth_rate_take(kv_conn_t *kv, const char *key, int burst, int period_s)
+{
+    if (burst <= 0 || period_s <= 0 || kv == NULL)
+        return 0;
+    char cap[24], rate[48];
+    snprintf(cap, sizeof(cap), "%d", burst);
+    snprintf(rate, sizeof(rate), "%.9f", (double)burst / period_s);
+    const char *argv[] = {"EVAL", bucket_lua, "1", key, cap, rate};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = kv_commandv(kv, 6, argv, lens);
+    int wait = 0;
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+        /* Fail open: a lost Redis must not stop every login. */
+        log_warn("rate limit check failed key=%s: %s", key,
+                 r && r->str ? r->str : "redis unavailable");
+    } else {
+        wait = r->integer > 0 ? (int)r->integer : 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    return wait;
+}
+
+#define ACTIVE_SLOTS 4096
+#define ACTIVE_TTL_US 5000000ull
+
+typedef struct active_ent_s {
+    uint64_t user_id;
+    uint64_t expires_us;
+    bool active;
+    int role;
+} active_ent_t;
+
+static active_ent_t active_tab[ACTIVE_SLOTS];
+static pthread_mutex_t active_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void
+auth_user_forget(uint64_t user_id)
+{
+    pthread_mutex_lock(&active_lock);
+    active_ent_t *e = &active_tab[user_id % ACTIVE_SLOTS];
+    if (e->user_id == user_id)
+        e->user_id = 0;
+    pthread_mutex_unlock(&active_lock);
+}
+
+bool
+auth_user_active(db_pool_t *db, uint64_t user_id, int role, bool *unavailable)
+{
+    *unavailable = false;
+    uint64_t now = shopd_now_us();
+    pthread_mutex_lock(&active_lock);
+    active_ent_t e = active_tab[user_id % ACTIVE_SLOTS];
+    pthread_mutex_unlock(&active_lock);
+    if (e.user_id == user_id && e.expires_us > now)
+        return e.active;
+
+    db_conn_t *c = db_acquire(db, 2000);
+    if (c == NULL) {
+        *unavailable = true;
+        return false;
+    }
+    char id[24];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)user_id);
+    const char *p[1] = {id};
+    PGresult *r = db_exec(c, "auth_user_status",
+                          "SELECT status, role FROM users WHERE id = $1::bigint", 1, p);
+    bool active = false;
+    if (db_result_rc(r) != SHOPD_OK) {
+        *unavailable = true;
+    } else {
+        bool found = PQntuples(r) == 1;
+        active = found && strcmp(PQgetvalue(r, 0, 0), "active") == 0;
+        int have = found ? auth_role_parse(PQgetvalue(r, 0, 1)) : MSG_ROLE_ANONYMOUS;
+        pthread_mutex_lock(&active_lock);
+        active_tab[user_id % ACTIVE_SLOTS] =
+            (active_ent_t){user_id, now + ACTIVE_TTL_US, active, have};
+        pthread_mutex_unlock(&active_lock);
+        active = active && have == role;
+    }
+    PQclear(r);
+    db_release(c);
+    return active;
+}
