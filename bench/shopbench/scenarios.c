@@ -9,6 +9,7 @@
  * while workers run; per-connection state is zeroed memory owned by the engine.
  */
 #include "shopbench.h"
+#include "catalog_scn.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -111,6 +112,25 @@ tenants_next(sb_ctx_t *cx, void *state, sb_req_t *req)
     return SB_NEXT_SEND;
 }
 
+/* ---- login: the cost of argon2id per sign-in ---- */
+
+/* run.sh's demo customer; the server must run with SHOPD_AUTH_RATE_IP=0 and
+ * SHOPD_AUTH_RATE_ACCOUNT=0, or the rate limits answer 429 after a few tries. */
+static const char login_body[] = "{\"email\":\"customer@demo.test\",\"password\":\"demo-customer-pass-1\"}";
+
+static sb_next_t
+login_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+{
+    (void)state;
+    req->method = "POST";
+    snprintf(req->path, sizeof(req->path), "/api/v1/auth/login");
+    sb_req_header(req, "X-Tenant-Id: %s", cx->opts->tenant);
+    sb_req_header(req, "Content-Type: application/json");
+    req->body = login_body;
+    req->body_len = sizeof(login_body) - 1;
+    return SB_NEXT_SEND;
+}
+
 /* ---- the table ---- */
 
 static const sb_scenario_t scenarios[] = {
@@ -135,18 +155,26 @@ static const sb_scenario_t scenarios[] = {
     },
     {
         .name = "browse",
-        .help = "catalog: list products page by page, open product pages, search",
-        .missing = "GET /api/v1/products (catalog) does not exist in shopd yet",
+        .help = "catalog: list pages 60%, product pages 30%, searches 10% in --tenant (seeds "
+                "bench-product-1..200 with --token if missing)",
+        .setup = sb_catalog_setup,
+        .teardown = sb_catalog_teardown,
+        .next = sb_browse_next,
     },
     {
         .name = "login",
-        .help = "customer login: POST /api/v1/auth/login (argon2id dominates)",
-        .missing = "POST /api/v1/auth/login does not exist in shopd yet",
+        .help = "customer login: POST /api/v1/auth/login as run.sh's demo customer (argon2id "
+                "dominates; run shopd with SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0)",
+        .next = login_next,
     },
     {
         .name = "hot-stock",
-        .help = "many connections read the stock level of a few hot variants",
-        .missing = "GET /api/v1/inventory (catalog and inventory) does not exist in shopd yet",
+        .help = "4 hot variants: 50% stock adjustments -1/+1 (batched per actor turn), 50% "
+                "reads (needs --token)",
+        .state_size = sizeof(sb_hot_conn_t),
+        .setup = sb_catalog_setup,
+        .teardown = sb_catalog_teardown,
+        .next = sb_hot_stock_next,
     },
     {
         .name = "cart",

@@ -1,0 +1,195 @@
+/*
+ * catalog_scn.c: the catalog scenarios. `browse` reads like a shopper: list
+ * pages (newest or by price), product pages by slug and searches, all public
+ * and served through shopd's catalog cache. `hot-stock` is a flash sale on the
+ * inventory path: half the requests adjust the stock of SB_HOT_VARIANTS hot
+ * variants by -1/+1 (alternating per connection, so stock stays level) through
+ * the batched PATCH /api/v1/variants/:id/inventory, half read them back.
+ *
+ * Setup (main thread, blocking sockets) makes sure the --tenant store has the
+ * products bench-product-1..SB_CATALOG_PRODUCTS, each active with one variant
+ * of a large stock, creating what is missing with the platform token (--token
+ * or $SHOPD_PLATFORM_TOKEN; shopd accepts it for store-admin routes). The
+ * shared data built there is read-only while the workers run.
+ */
+#include "catalog_scn.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+typedef struct catalog_s {
+    long hot[SB_HOT_VARIANTS]; /* variant ids */
+    char auth[600];            /* "Authorization: Bearer ..." */
+} catalog_t;
+
+/* One blocking request with Connection: close. Returns the status (0 on a socket
+ * error) and the body in *body (malloc'd, NUL-terminated; caller frees). */
+static int
+http_do(const sb_opts_t *o, const char *method, const char *path, const char *auth, const char *body,
+        char **out)
+{
+    *out = NULL;
+    int fd = socket(o->target.addr.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (const struct sockaddr *)&o->target.addr, o->target.addrlen) != 0) {
+        close(fd);
+        return 0;
+    }
+    size_t blen = body ? strlen(body) : 0;
+    char *req = NULL;
+    int n = asprintf(&req,
+                     "%s %s%s HTTP/1.1\r\nHost: %s\r\nX-Tenant-Id: %s\r\n%s%s%sConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     method, o->target.base_path, path, o->target.host, o->tenant, auth ? auth : "",
+                     auth ? "\r\n" : "", body ? "Content-Type: application/json\r\n" : "", blen, body ? body : "");
+    if (n < 0) {
+        close(fd);
+        return 0;
+    }
+    for (size_t sent = 0; sent < (size_t)n;) {
+        ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        sent += (size_t)w;
+    }
+    free(req);
+    size_t cap = 8192, got = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (got + 4096 > cap) buf = realloc(buf, cap *= 2);
+        ssize_t r = recv(fd, buf + got, cap - got - 1, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) status = 0;
+    const char *b = strstr(buf, "\r\n\r\n");
+    *out = strdup(b ? b + 4 : "");
+    free(buf);
+    return status;
+}
+
+/* The id of the first variant of product bench-product-i, creating the product and
+ * the variant if needed. Returns 0 with a message in err on failure. */
+static long
+ensure_product(const sb_opts_t *o, const catalog_t *c, int i, char *err, size_t errlen)
+{
+    char path[128], body[512], *resp = NULL;
+    long vid = 0;
+    snprintf(path, sizeof(path), "/api/v1/products/bench-product-%d", i);
+    int st = http_do(o, "GET", path, c->auth, NULL, &resp);
+    if (st == 404) {
+        free(resp);
+        snprintf(body, sizeof(body),
+                 "{\"name\":\"Bench Product %d\",\"slug\":\"bench-product-%d\",\"base_price\":%d,\"status\":\"active\","
+                 "\"brand\":\"Brand %d\",\"description\":\"A product to benchmark the catalog, number %d.\"}",
+                 i, i, 100 * i, i % 10, i);
+        st = http_do(o, "POST", "/api/v1/products", c->auth, body, &resp);
+        if (st != 201) goto fail;
+        free(resp);
+        st = http_do(o, "GET", path, c->auth, NULL, &resp);
+    }
+    if (st != 200) goto fail;
+    json_t *doc = json_loads(resp, 0, NULL);
+    json_t *v = json_array_get(json_object_get(doc, "variants"), 0);
+    long pid = (long)json_integer_value(json_object_get(doc, "id"));
+    vid = v ? (long)json_integer_value(json_object_get(v, "id")) : 0;
+    json_decref(doc);
+    free(resp);
+    if (vid == 0) {
+        char vpath[128];
+        snprintf(vpath, sizeof(vpath), "/api/v1/products/%ld/variants", pid);
+        snprintf(body, sizeof(body), "{\"sku\":\"BENCH-%d\",\"stock\":1000000}", i);
+        st = http_do(o, "POST", vpath, c->auth, body, &resp);
+        if (st != 201) goto fail;
+        doc = json_loads(resp, 0, NULL);
+        vid = (long)json_integer_value(json_object_get(doc, "id"));
+        json_decref(doc);
+        free(resp);
+    }
+    return vid;
+fail:
+    snprintf(err, errlen, "seeding bench-product-%d in store %s: HTTP %d %.200s", i, o->tenant, st, resp ? resp : "");
+    free(resp);
+    return 0;
+}
+
+int
+sb_catalog_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
+{
+    if (o->token == NULL || o->token[0] == '\0') {
+        snprintf(err, errlen, "the catalog scenarios seed products: give the platform token (--token or $SHOPD_PLATFORM_TOKEN)");
+        return -1;
+    }
+    catalog_t *c = calloc(1, sizeof(*c));
+    snprintf(c->auth, sizeof(c->auth), "Authorization: Bearer %s", o->token);
+    for (int i = 1; i <= SB_CATALOG_PRODUCTS; i++) {
+        long vid = ensure_product(o, c, i, err, errlen);
+        if (vid == 0) {
+            free(c);
+            return -1;
+        }
+        if (i <= SB_HOT_VARIANTS) c->hot[i - 1] = vid;
+    }
+    *shared = c;
+    return 0;
+}
+
+void
+sb_catalog_teardown(void *shared)
+{
+    free(shared);
+}
+
+sb_next_t
+sb_browse_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+{
+    (void)state;
+    uint64_t r = sb_rand(cx->rng);
+    unsigned kind = (unsigned)(r % 10);
+    r /= 10;
+    if (kind < 6) /* a list page */
+        snprintf(req->path, sizeof(req->path), "/api/v1/products?limit=20&page=%u&sort=%s", 1 + (unsigned)(r % 10),
+                 (r / 10) % 2 ? "price" : "newest");
+    else if (kind < 9) /* a product page */
+        snprintf(req->path, sizeof(req->path), "/api/v1/products/bench-product-%u", 1 + (unsigned)(r % SB_CATALOG_PRODUCTS));
+    else /* a search */
+        snprintf(req->path, sizeof(req->path), "/api/v1/products?q=product+%u", 1 + (unsigned)(r % 20));
+    sb_req_header(req, "X-Tenant-Id: %s", cx->opts->tenant);
+    return SB_NEXT_SEND;
+}
+
+static const char adjust_down[] = "{\"adjust\":-1,\"reason\":\"shopbench\"}";
+static const char adjust_up[] = "{\"adjust\":1,\"reason\":\"shopbench\"}";
+
+sb_next_t
+sb_hot_stock_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+{
+    const catalog_t *c = cx->shared;
+    sb_hot_conn_t *hc = state;
+    long vid = c->hot[sb_rand(cx->rng) % SB_HOT_VARIANTS];
+    sb_req_header(req, "X-Tenant-Id: %s", cx->opts->tenant);
+    if (hc->n++ % 2 == 0) {
+        snprintf(req->path, sizeof(req->path), "/api/v1/variants/%ld", vid);
+        return SB_NEXT_SEND;
+    }
+    /* Writes alternate -1 / +1 on each connection: the stock stays level. */
+    bool down = (hc->n / 2) % 2 == 0;
+    req->method = "PATCH";
+    snprintf(req->path, sizeof(req->path), "/api/v1/variants/%ld/inventory", vid);
+    sb_req_header(req, "%s", c->auth);
+    sb_req_header(req, "Content-Type: application/json");
+    req->body = down ? adjust_down : adjust_up;
+    req->body_len = down ? sizeof(adjust_down) - 1 : sizeof(adjust_up) - 1;
+    return SB_NEXT_SEND;
+}

@@ -1,0 +1,24 @@
+/*
+ * catalog_scn.h: the catalog scenarios of shopbench (catalog_scn.c), listed in
+ * the table of scenarios.c.
+ */
+#ifndef SHOPBENCH_CATALOG_SCN_H
+#define SHOPBENCH_CATALOG_SCN_H
+
+#include "shopbench.h"
+
+/** Products bench-product-1..N the catalog scenarios read (seeded if missing). */
+#define SB_CATALOG_PRODUCTS 200
+/** Variants the hot-stock scenario hammers. */
+#define SB_HOT_VARIANTS 4
+
+int sb_catalog_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen);
+void sb_catalog_teardown(void *shared);
+sb_next_t sb_browse_next(sb_ctx_t *cx, void *state, sb_req_t *req);
+sb_next_t sb_hot_stock_next(sb_ctx_t *cx, void *state, sb_req_t *req);
+/** Per-connection state of hot-stock. */
+typedef struct sb_hot_conn_s {
+    unsigned n;
+} sb_hot_conn_t;
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * catalog.h: the catalog and inventory module: nested categories, products,
+ * variants, store-level attributes with variant generation, the stock ledger
+ * and the cached public listing. Every handler runs on a worker inside the
+ * store's actor (routes.c lists them); every query filters by store_id first.
+ *
+ * Limits (documented here, enforced by the handlers):
+ *  - categories nest at most CATALOG_MAX_DEPTH levels (a root is level 1);
+ *  - a product has at most CATALOG_MAX_VARIANTS variants (generation included);
+ *  - a list page holds at most 100 products (limit), q is 2 to 100 characters;
+ *  - the list's total is exact up to CATALOG_COUNT_CAP (then total_capped is true).
+ *
+ * Caching: public GETs (anonymous or customer callers) are cached in Redis under
+ * the store's catalog version, which every catalog write bumps (INCR) after its
+ * commit; admins always read fresh data (Cache-Control: private, no-store).
+ */
+#ifndef SHOPD_CATALOG_H
+#define SHOPD_CATALOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shopd/api.h"
+
+#define CATALOG_MAX_DEPTH 8
+#define CATALOG_MAX_VARIANTS 100
+#define CATALOG_MAX_LIMIT 100
+/** The list's total counts up to this many products; beyond, total is this number and
+ *  total_capped is true (an exact count would scan most of a big store per page). */
+#define CATALOG_COUNT_CAP 10000
+
+/* ---- categories (categories.c) ---- */
+net_reply_t *catalog_h_category_tree(api_ctx_t *ctx);
+net_reply_t *catalog_h_category_get(api_ctx_t *ctx);
+net_reply_t *catalog_h_category_create(api_ctx_t *ctx);
+net_reply_t *catalog_h_category_update(api_ctx_t *ctx);
+/** DELETE /categories/:id[?move_to=<id>|root]: refused (409 category_not_empty) while the
+ *  category has children or products, unless move_to says where they go. */
+net_reply_t *catalog_h_category_delete(api_ctx_t *ctx);
+
+/* ---- products (products.c) ---- */
+net_reply_t *catalog_h_product_list(api_ctx_t *ctx);
+/** GET /products/:id where :id is a numeric id or a slug. */
+net_reply_t *catalog_h_product_get(api_ctx_t *ctx);
+net_reply_t *catalog_h_product_create(api_ctx_t *ctx);
+net_reply_t *catalog_h_product_update(api_ctx_t *ctx);
+net_reply_t *catalog_h_product_delete(api_ctx_t *ctx);
+
+/* ---- variants and inventory (variants.c) ---- */
+net_reply_t *catalog_h_variant_list(api_ctx_t *ctx);
+net_reply_t *catalog_h_variant_create(api_ctx_t *ctx);
+/** Creates one variant per combination of the product's chosen attribute values that
+ *  has none yet (idempotent); 201 if any was created, else 200. */
+net_reply_t *catalog_h_variant_generate(api_ctx_t *ctx);
+net_reply_t *catalog_h_variant_get(api_ctx_t *ctx);
+net_reply_t *catalog_h_variant_update(api_ctx_t *ctx);
+net_reply_t *catalog_h_variant_delete(api_ctx_t *ctx);
+/** GET /variants/:id/movements: stock, ledger sum and the latest movements (admins). */
+net_reply_t *catalog_h_variant_movements(api_ctx_t *ctx);
+/** PATCH /variants/:id/inventory, batched: one transaction per actor turn, a savepoint
+ *  per request, the conditional UPDATE as the guard (409 insufficient_stock). */
+void catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies);
+
+/* ---- attributes (attributes.c) ---- */
+net_reply_t *catalog_h_attribute_list(api_ctx_t *ctx);
+net_reply_t *catalog_h_attribute_get(api_ctx_t *ctx);
+net_reply_t *catalog_h_attribute_create(api_ctx_t *ctx);
+net_reply_t *catalog_h_attribute_update(api_ctx_t *ctx);
+net_reply_t *catalog_h_attribute_delete(api_ctx_t *ctx);
+net_reply_t *catalog_h_value_list(api_ctx_t *ctx);
+net_reply_t *catalog_h_value_create(api_ctx_t *ctx);
+net_reply_t *catalog_h_value_update(api_ctx_t *ctx);
+net_reply_t *catalog_h_value_delete(api_ctx_t *ctx);
+
+/* ---- the product list query (products.c), public so tests can EXPLAIN it ---- */
+typedef enum catalog_sort_e {
+    CATALOG_SORT_NEWEST = 0,
+    CATALOG_SORT_PRICE_ASC,
+    CATALOG_SORT_PRICE_DESC,
+    CATALOG_SORT_NAME_ASC,
+    CATALOG_SORT_NAME_DESC,
+} catalog_sort_t;
+
+/** A validated product list request. Strings are borrowed. */
+typedef struct catalog_filter_s {
+    uint64_t store_id;
+    bool admin;              /**< sees every status */
+    const char *status;      /**< admins only; NULL = any (public: always active) */
+    const char *category_ids; /**< NULL = any; else a PostgreSQL array text ("{4,9}") of a
+                                  category and its descendants (catalog_descendants_sql) */
+    long long min_price;     /**< -1 = none (minor units, on the base price) */
+    long long max_price;     /**< -1 = none */
+    const char *brand;       /**< exact match, NULL = any */
+    const char *q;           /**< case-insensitive substring of name or description */
+    int sort;                /**< catalog_sort_t */
+    const char *cursor_key;  /**< keyset cursor: sort value (NULL = first page) */
+    uint64_t cursor_id;      /**< keyset cursor: product id */
+    int limit;               /**< 1..CATALOG_MAX_LIMIT */
+    long offset;             /**< page mode: (page - 1) * limit; 0 with a cursor */
+} catalog_filter_t;
+
+#define CATALOG_SQL_MAXP 16
+
+/** The SQL of one list request: page_sql returns one row per product (json text,
+ *  sort key text, id) in order; count_sql the total. Params are text. */
+typedef struct catalog_sql_s {
+    char *page_sql;  /**< malloc'd */
+    char *count_sql; /**< malloc'd */
+    int nparams;     /**< of page_sql; count_sql uses the first count_nparams */
+    int count_nparams;
+    const char *params[CATALOG_SQL_MAXP];
+    char buf[CATALOG_SQL_MAXP][32]; /**< storage for numeric params */
+    char *pattern;   /**< malloc'd ILIKE pattern of q */
+    char *cursor_key; /**< malloc'd copy of the cursor's sort value */
+} catalog_sql_t;
+
+/** SQL giving the array text of category $2 and its descendants in store $1 ("{}" if
+ *  none). Run first so the list query gets the ids as a constant the planner can size. */
+extern const char catalog_descendants_sql[];
+
+/** Builds the SQL for f into out (pure). Free with catalog_sql_free. */
+void catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *out);
+void catalog_sql_free(catalog_sql_t *s);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * catalog_priv.h: helpers shared by the catalog handlers (common.c): who may
+ * see what, path ids, field validation, mapping PostgreSQL errors to API
+ * errors by constraint name, transactions, and the public response cache
+ * keyed by the store's catalog version.
+ */
+#ifndef SHOPD_CATALOG_PRIV_H
+#define SHOPD_CATALOG_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shopd/api.h"
+#include "shopd/catalog.h"
+
+/* JSON of a variant row v of product p (PostgreSQL renders it). */
+#define CAT_VARIANT_JSON(v, p)                                                                     \
+    "json_build_object('id', " v ".id, 'product_id', " v ".product_id, 'sku', " v ".sku, "         \
+    "'options', " v ".options, 'price', coalesce(" v ".price, " p ".base_price), "                  \
+    "'price_override', " v ".price, 'stock', " v ".stock, 'weight_g', " v ".weight_g, "            \
+    "'barcode', " v ".barcode, 'position', " v ".position, 'created_at', " v ".created_at, "       \
+    "'updated_at', " v ".updated_at)"
+
+/* JSON of a product row p with its category and variants. */
+#define CAT_PRODUCT_JSON(p)                                                                        \
+    "json_build_object('id', " p ".id, 'category_id', " p ".category_id, 'name', " p ".name, "     \
+    "'slug', " p ".slug, 'description', " p ".description, 'base_price', " p ".base_price, "       \
+    "'status', " p ".status, 'brand', " p ".brand, 'attributes', " p ".attributes, "               \
+    "'created_at', " p ".created_at, 'updated_at', " p ".updated_at, "                             \
+    "'category', (SELECT json_build_object('id', c.id, 'name', c.name, 'slug', c.slug) "           \
+    "FROM categories c WHERE c.store_id = " p ".store_id AND c.id = " p ".category_id), "          \
+    "'option_value_ids', (SELECT coalesce(json_agg(o.value_id ORDER BY o.value_id), '[]') "        \
+    "FROM product_option_values o WHERE o.store_id = " p ".store_id AND o.product_id = " p ".id), "\
+    "'variants', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON("v", p) " ORDER BY v.position, v.id), '[]') " \
+    "FROM product_variants v WHERE v.store_id = " p ".store_id AND v.product_id = " p ".id))"
+
+/** True if the caller administers this store (its STORE_ADMIN, or a SUPER_ADMIN). */
+bool cat_is_admin(const api_ctx_t *ctx);
+/** Path parameter `name` as a positive id; its decimal text goes to buf[24]. */
+bool cat_id_param(const api_ctx_t *ctx, const char *name, char *buf);
+/** The store id as text (buf[24]). */
+const char *cat_sid(const api_ctx_t *ctx, char *buf);
+
+/** Integer field: 0 absent (or null when null_ok), 1 valid (*out set), -1 invalid (recorded). */
+int cat_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
+                long long *out);
+/** Lower-case slug of s (a-z, 0-9, '-'), at most n-1 bytes; "item" if nothing is left. */
+void cat_slugify(const char *s, char *out, size_t n);
+bool cat_slug_valid(const char *s);
+
+/** Borrows a connection; NULL after answering *reply with 503. */
+db_conn_t *cat_acquire(api_ctx_t *ctx, net_reply_t **reply);
+/** Runs a command without results (BEGIN, COMMIT...). */
+shopd_rc_t cat_cmd(db_conn_t *c, const char *sql);
+/** The API error for a failed statement, chosen by constraint name when there is one. */
+net_reply_t *cat_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
+/** 200/201 with the JSON text of row 0 column col. */
+net_reply_t *cat_row_json(int status, PGresult *r, int col);
+
+/** Bumps the store's catalog version (after a committed write). */
+void cat_bump(api_ctx_t *ctx);
+/** Serves a public GET through the cache: fn builds the fresh reply on a miss.
+ *  Admin callers bypass it. Adds ETag, Cache-Control, and answers 304 on a match. */
+net_reply_t *cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx));
+
+#endif

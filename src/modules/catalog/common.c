@@ -1,0 +1,423 @@
+/*
+ * common.c: what every catalog handler shares: the admin check, path ids,
+ * integer validation, slugs, PostgreSQL error mapping by constraint name, and
+ * the public response cache.
+ *
+ * The cache: every catalog write INCRs "shopd:cat:ver:<store>" after its commit.
+ * A public GET reads that version and its entry in one pipelined round trip;
+ * the entry ("<version>\n<etag>\n<body>") is served only if its version is the
+ * current one, so a write makes every older page unreachable at once, without
+ * scanning keys. Entries also expire (CAT_CACHE_TTL) so a version bump lost
+ * while Redis was down cannot keep a stale page forever. When Redis is down
+ * the GET is simply served uncached. A small per-worker in-process table in
+ * front of Redis holds recent pages, so a hot page costs one GET of the version.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog_priv.h"
+#include "shopd/log.h"
+
+#define CAT_CACHE_TTL "300"
+#define INM_PARAM "__inm"
+
+bool
+cat_is_admin(const api_ctx_t *ctx)
+{
+    const msg_caller_t *c = ctx->caller;
+    if (c == NULL) return false;
+    if (c->role == MSG_ROLE_SUPER_ADMIN || c->role == MSG_ROLE_PLATFORM) return true;
+    return c->role == MSG_ROLE_STORE_ADMIN && c->store_id == ctx->store_id;
+}
+
+bool
+cat_id_param(const api_ctx_t *ctx, const char *name, char *buf)
+{
+    size_t n;
+    const char *p = msg_param(ctx->env, name, &n);
+    if (p == NULL || n == 0 || n > 18) return false;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9') return false;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return strtoull(buf, NULL, 10) > 0;
+}
+
+const char *
+cat_sid(const api_ctx_t *ctx, char *buf)
+{
+    snprintf(buf, 24, "%llu", (unsigned long long)ctx->store_id);
+    return buf;
+}
+
+int
+cat_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
+            long long *out)
+{
+    json_t *x = json_object_get(obj, field);
+    if (x == NULL || json_is_null(x)) return 0;
+    if (!json_is_integer(x)) {
+        api_val_add(v, field, "must be an integer");
+        return -1;
+    }
+    long long n = (long long)json_integer_value(x);
+    if (n < min || n > max) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "must be from %lld to %lld", min, max);
+        api_val_add(v, field, msg);
+        return -1;
+    }
+    *out = n;
+    return 1;
+}
+
+void
+cat_slugify(const char *s, char *out, size_t n)
+{
+    size_t o = 0;
+    bool dash = false;
+    for (; *s && o + 1 < n; s++) {
+        char ch = *s;
+        if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
+        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
+            if (dash && o > 0 && o + 2 < n) out[o++] = '-';
+            dash = false;
+            out[o++] = ch;
+        } else {
+            dash = true;
+        }
+    }
+    out[o] = '\0';
+    if (o == 0) snprintf(out, n, "item");
+}
+
+bool
+cat_slug_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 120 || s[0] == '-' || s[n - 1] == '-') return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
+        if (!ok || (ch == '-' && s[i + 1] == '-')) return false;
+    }
+    return true;
+}
+
+db_conn_t *
+cat_acquire(api_ctx_t *ctx, net_reply_t **reply)
+{
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) *reply = api_unavailable("the database");
+    return c;
+}
+
+shopd_rc_t
+cat_cmd(db_conn_t *c, const char *sql)
+{
+    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
+    shopd_rc_t rc = db_result_rc(r);
+    PQclear(r);
+    return rc;
+}
+
+/* Constraint name -> API error. Names are PostgreSQL's defaults for sql/0003. */
+static const struct {
+    const char *constraint;
+    int status;
+    const char *code, *message, *field, *issue;
+} cons_errors[] = {
+    {"categories_store_id_slug_key", 409, "slug_taken", "another category uses this slug", "slug", "already taken"},
+    {"categories_store_id_parent_id_fkey", 422, "validation_failed", "the request has invalid fields", "parent_id", "no such category"},
+    {"products_store_id_slug_key", 409, "slug_taken", "another product uses this slug", "slug", "already taken"},
+    {"products_store_id_category_id_fkey", 422, "validation_failed", "the request has invalid fields", "category_id", "no such category"},
+    {"product_variants_store_id_sku_key", 409, "sku_taken", "another variant uses this SKU", "sku", "already taken"},
+    {"product_variants_store_id_product_id_options_key", 409, "variant_exists", "the product already has a variant with these options", "options", "already used"},
+    {"product_variants_stock_check", 409, "insufficient_stock", "not enough stock", "stock", "would become negative"},
+    {"attributes_store_id_name_key", 409, "name_taken", "another attribute has this name", "name", "already taken"},
+    {"attribute_values_store_id_attribute_id_value_key", 409, "value_taken", "the attribute already has this value", "value", "already taken"},
+    {"product_option_values_store_id_value_id_fkey", 422, "validation_failed", "the request has invalid fields", "option_value_ids", "no such attribute value"},
+};
+
+net_reply_t *
+cat_db_error(api_ctx_t *ctx, PGresult *r, const char *what)
+{
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
+    const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (cons)
+        for (size_t i = 0; i < sizeof(cons_errors) / sizeof(cons_errors[0]); i++)
+            if (strcmp(cons, cons_errors[i].constraint) == 0)
+                return net_reply_error_field(cons_errors[i].status, cons_errors[i].code,
+                                             cons_errors[i].message, cons_errors[i].field,
+                                             cons_errors[i].issue);
+    if (rc == SHOPD_CONFLICT) return net_reply_error(409, "conflict", "the change conflicts with existing data");
+    if (rc == SHOPD_INVALID)
+        return net_reply_error(422, "validation_failed", r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "invalid");
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s: %s", what, r ? PQresultErrorMessage(r) : "no result");
+    return api_internal(ctx, msg);
+}
+
+net_reply_t *
+cat_row_json(int status, PGresult *r, int col)
+{
+    return api_raw_json(status, PQgetvalue(r, 0, col), (size_t)PQgetlength(r, 0, col));
+}
+
+/* ------------------------------------------------------------ cache */
+
+void
+cat_bump(api_ctx_t *ctx)
+{
+    if (ctx->worker == NULL || ctx->worker->kv == NULL) return;
+    redisReply *r = kv_command(ctx->worker->kv, "INCR shopd:cat:ver:%llu", (unsigned long long)ctx->store_id);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        log_warn("catalog version bump failed store=%llu; cached pages may be stale for up to " CAT_CACHE_TTL " s",
+                 (unsigned long long)ctx->store_id);
+    if (r) freeReplyObject(r);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* route name, path parameters, then the query's pairs sorted: the same page asked
+ * with its parameters in another order shares one entry. */
+static char *
+cache_key(const api_ctx_t *ctx)
+{
+    const msg_env_t *e = ctx->env;
+    size_t cap = 64 + e->type.n + e->query.n * 2;
+    for (size_t i = 0; i < e->nparams; i++) cap += e->param_names[i].n + e->param_values[i].n + 2;
+    char *k = shopd_malloc(cap);
+    int o = snprintf(k, cap, "shopd:cat:%llu:%.*s", (unsigned long long)ctx->store_id,
+                     (int)e->type.n, e->type.p);
+    for (size_t i = 0; i < e->nparams; i++) {
+        if (e->param_names[i].n == strlen(INM_PARAM) && !memcmp(e->param_names[i].p, INM_PARAM, e->param_names[i].n))
+            continue;
+        o += snprintf(k + o, cap - (size_t)o, ":%.*s", (int)e->param_values[i].n, e->param_values[i].p);
+    }
+    char *q = shopd_strndup(e->query.p ? e->query.p : "", e->query.n);
+    char *parts[64];
+    size_t np = 0;
+    for (char *save = NULL, *t = strtok_r(q, "&", &save); t && np < 64; t = strtok_r(NULL, "&", &save))
+        parts[np++] = t;
+    qsort(parts, np, sizeof(char *), cmp_str);
+    o += snprintf(k + o, cap - (size_t)o, "?");
+    for (size_t i = 0; i < np; i++) o += snprintf(k + o, cap - (size_t)o, "%s%s", i ? "&" : "", parts[i]);
+    shopd_free(q);
+    return k;
+}
+
+static uint64_t
+fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void
+etag_of(const char *body, size_t len, char out[24])
+{
+    snprintf(out, 24, "\"%016llx\"", (unsigned long long)fnv1a(body, len));
+}
+
+static bool
+inm_matches(const api_ctx_t *ctx, const char *etag)
+{
+    size_t n;
+    const char *p = msg_param(ctx->env, INM_PARAM, &n);
+    if (p == NULL) return false;
+    if (n == 1 && p[0] == '*') return true;
+    return memmem(p, n, etag, strlen(etag)) != NULL;
+}
+
+/* The reply for a public page: 304 if the client has it, else the body. */
+static net_reply_t *
+public_reply(const api_ctx_t *ctx, const char *body, size_t len, const char *etag, const char *state)
+{
+    net_reply_t *r;
+    if (inm_matches(ctx, etag)) {
+        r = net_reply_new(304);
+    } else {
+        r = net_reply_new(200);
+        net_reply_set_body(r, body, len);
+    }
+    net_reply_add_header(r, "ETag", etag);
+    /* Revalidate every time: the version makes a changed page visible at once. */
+    net_reply_add_header(r, "Cache-Control", "public, no-cache");
+    net_reply_add_header(r, "X-Cache", state);
+    return r;
+}
+
+/* ---- the in-process layer: per worker thread, so no locks ----
+ * A direct-mapped table of recent pages with the catalog version they were built
+ * under. Redis still says which version is current (pages are never served on
+ * local say-so); when the local copy is current, only the small version key
+ * crosses the wire. Freed by the thread-key destructor when a worker exits. */
+#define LC_SLOTS 256
+#define LC_MAX_BODY (256 * 1024)
+
+typedef struct lc_entry_s {
+    uint64_t hash;
+    char *key;
+    char ver[32];
+    char etag[24];
+    char *body;
+    size_t len;
+    uint64_t born_us; /* expires like the Redis entry (CAT_CACHE_TTL) */
+} lc_entry_t;
+
+static pthread_key_t lc_key;
+static pthread_once_t lc_once = PTHREAD_ONCE_INIT;
+
+static void
+lc_destroy(void *p)
+{
+    lc_entry_t *t = p;
+    for (size_t i = 0; t && i < LC_SLOTS; i++) {
+        shopd_free(t[i].key);
+        shopd_free(t[i].body);
+    }
+    shopd_free(t);
+}
+
+static void
+lc_init(void)
+{
+    if (pthread_key_create(&lc_key, lc_destroy) != 0) abort();
+}
+
+/* This thread's slot for key (the entry may hold another key or be empty). */
+static lc_entry_t *
+lc_slot(const char *key, uint64_t *hash)
+{
+    pthread_once(&lc_once, lc_init);
+    lc_entry_t *t = pthread_getspecific(lc_key);
+    if (t == NULL) {
+        t = shopd_calloc(LC_SLOTS, sizeof(*t));
+        pthread_setspecific(lc_key, t);
+    }
+    *hash = fnv1a(key, strlen(key));
+    return &t[*hash % LC_SLOTS];
+}
+
+static void
+lc_put(lc_entry_t *e, uint64_t hash, const char *key, const char *ver, const char *etag, const char *body, size_t len)
+{
+    if (len > LC_MAX_BODY) return;
+    shopd_free(e->key);
+    shopd_free(e->body);
+    e->hash = hash;
+    e->key = shopd_strdup(key);
+    snprintf(e->ver, sizeof(e->ver), "%s", ver);
+    snprintf(e->etag, sizeof(e->etag), "%s", etag);
+    e->body = shopd_malloc(len + 1);
+    memcpy(e->body, body, len);
+    e->body[len] = '\0';
+    e->len = len;
+    e->born_us = shopd_now_us();
+}
+
+/* Parses a Redis entry "<version>\n<etag>\n<body>"; true if it is of version ver. */
+static bool
+entry_parse(const redisReply *re, const char *ver, char etag[24], const char **body, size_t *len)
+{
+    if (re == NULL || re->type != REDIS_REPLY_STRING) return false;
+    const char *nl1 = memchr(re->str, '\n', re->len);
+    const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', re->len - (size_t)(nl1 + 1 - re->str)) : NULL;
+    if (nl2 == NULL || (size_t)(nl1 - re->str) != strlen(ver) || memcmp(re->str, ver, strlen(ver)) != 0 ||
+        nl2 - nl1 - 1 >= 24)
+        return false;
+    snprintf(etag, 24, "%.*s", (int)(nl2 - nl1 - 1), nl1 + 1);
+    *body = nl2 + 1;
+    *len = re->len - (size_t)(nl2 + 1 - re->str);
+    return true;
+}
+
+static void
+free_reply(redisReply *r)
+{
+    if (r) freeReplyObject(r);
+}
+
+net_reply_t *
+cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
+{
+    if (cat_is_admin(ctx)) {
+        net_reply_t *r = fn(ctx);
+        net_reply_add_header(r, "Cache-Control", "private, no-store");
+        return r;
+    }
+    kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
+    char *key = cache_key(ctx);
+    uint64_t hash;
+    lc_entry_t *local = lc_slot(key, &hash);
+    /* Our key, and young enough: a version counter reset (Redis lost its data) or a
+     * bump lost while Redis was down cannot keep a stale page longer than the TTL. */
+    bool mine = local->key && local->hash == hash && strcmp(local->key, key) == 0 &&
+                shopd_now_us() - local->born_us < (uint64_t)atoi(CAT_CACHE_TTL) * 1000000u;
+    char ver[32] = "0", etag[24];
+    const char *body;
+    size_t len;
+    bool redis_ok = false;
+    net_reply_t *out = NULL;
+    redisReply *rv = NULL, *re = NULL;
+
+    /* One round trip: the version, plus the page unless a local copy may do. */
+    int queued = 0;
+    if (kv && kv_append(kv, "GET shopd:cat:ver:%llu", (unsigned long long)ctx->store_id) == 0) {
+        queued = 1;
+        if (!mine && kv_append(kv, "GET %s", key) == 0) queued = 2;
+    }
+    if (queued) rv = kv_get_reply(kv);
+    if (queued == 2) re = kv_get_reply(kv);
+    if (rv && rv->type != REDIS_REPLY_ERROR && (queued == 1 || (re && re->type != REDIS_REPLY_ERROR))) {
+        redis_ok = true;
+        if (rv->type == REDIS_REPLY_STRING) snprintf(ver, sizeof(ver), "%.*s", (int)rv->len, rv->str);
+    }
+    if (redis_ok && mine && strcmp(local->ver, ver) == 0) {
+        out = public_reply(ctx, local->body, local->len, local->etag, "hit");
+    } else if (redis_ok) {
+        if (mine) re = kv_command(kv, "GET %s", key); /* the local copy is stale */
+        if (entry_parse(re, ver, etag, &body, &len)) {
+            lc_put(local, hash, key, ver, etag, body, len);
+            out = public_reply(ctx, body, len, etag, "hit");
+        }
+    }
+    free_reply(rv);
+    free_reply(re);
+    if (out == NULL) {
+        net_reply_t *fresh = fn(ctx);
+        if (fresh->status != 200) {
+            out = fresh;
+        } else {
+            body = fresh->body ? fresh->body : "";
+            etag_of(body, fresh->len, etag);
+            if (redis_ok) {
+                size_t hl = strlen(ver) + strlen(etag) + 2;
+                char *val = shopd_malloc(hl + fresh->len + 1);
+                snprintf(val, hl + 1, "%s\n%s\n", ver, etag);
+                if (fresh->len) memcpy(val + hl, body, fresh->len);
+                const char *argv[5] = {"SET", key, val, "EX", CAT_CACHE_TTL};
+                size_t argl[5] = {3, strlen(key), hl + fresh->len, 2, strlen(CAT_CACHE_TTL)};
+                free_reply(kv_commandv(kv, 5, argv, argl));
+                shopd_free(val);
+                lc_put(local, hash, key, ver, etag, body, fresh->len);
+            }
+            out = public_reply(ctx, body, fresh->len, etag, "miss");
+            net_reply_free(fresh);
+        }
+    }
+    shopd_free(key);
+    return out;
+}

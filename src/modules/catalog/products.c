@@ -1,0 +1,640 @@
+/*
+ * products.c: products: the list (filters, sorts, keyset cursor or page, total
+ * count; each product with its variants and category), one product by id or
+ * slug, and create/update/delete. The public sees active products only; store
+ * admins see every status.
+ *
+ * The list SQL is built here (catalog_list_sql) with only the filters asked
+ * for, the status test as a literal so the partial "active" indexes apply, and
+ * the page selected in a subquery before the per-product JSON is rendered.
+ * Price filters and sorts use the product's base price.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog_priv.h"
+
+/* ------------------------------------------------------------ list SQL */
+
+static int
+addp(catalog_sql_t *s, const char *v)
+{
+    s->params[s->nparams] = v;
+    return ++s->nparams;
+}
+
+static int
+addnum(catalog_sql_t *s, long long v)
+{
+    snprintf(s->buf[s->nparams], sizeof(s->buf[0]), "%lld", v);
+    return addp(s, s->buf[s->nparams]);
+}
+
+typedef struct sbuf_s {
+    char *p;
+    size_t n, cap;
+} sbuf_t;
+
+static void __attribute__((format(printf, 2, 3)))
+sb_printf(sbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (b->p && (size_t)k < b->cap - b->n) {
+            b->n += (size_t)k;
+            return;
+        }
+        b->cap = (b->cap + (size_t)k + 1) * 2;
+        b->p = shopd_realloc(b->p, b->cap);
+    }
+}
+
+static void
+sb_put(sbuf_t *b, const char *s, size_t len)
+{
+    if (b->n + len + 1 > b->cap) {
+        b->cap = (b->n + len + 1) * 2;
+        b->p = shopd_realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+}
+
+const char catalog_descendants_sql[] =
+    "WITH RECURSIVE sub AS (SELECT id, 1 AS d FROM categories WHERE store_id = $1::bigint AND id = $2::bigint"
+    " UNION ALL SELECT k.id, sub.d + 1 FROM categories k JOIN sub ON k.store_id = $1::bigint"
+    " AND k.parent_id = sub.id WHERE sub.d < 64)"
+    " SELECT coalesce(array_agg(id), '{}')::text FROM sub";
+
+void
+catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    sbuf_t w = {0}, with = {0};
+    addnum(s, (long long)f->store_id);
+    sb_printf(&w, "p.store_id = $1::bigint");
+    if (!f->admin)
+        sb_printf(&w, " AND p.status = 'active'");
+    else if (f->status) /* one of three validated words: inlined so partial indexes match */
+        sb_printf(&w, " AND p.status = '%s'", !strcmp(f->status, "draft") ? "draft" : !strcmp(f->status, "archived") ? "archived" : "active");
+    if (f->category_ids) sb_printf(&w, " AND p.category_id = ANY ($%d::bigint[])", addp(s, f->category_ids));
+    if (f->min_price >= 0) sb_printf(&w, " AND p.base_price >= $%d::bigint", addnum(s, f->min_price));
+    if (f->max_price >= 0) sb_printf(&w, " AND p.base_price <= $%d::bigint", addnum(s, f->max_price));
+    if (f->brand) sb_printf(&w, " AND p.brand = $%d", addp(s, f->brand));
+    if (f->q) {
+        size_t n = strlen(f->q);
+        s->pattern = shopd_malloc(2 * n + 3);
+        size_t o = 0;
+        s->pattern[o++] = '%';
+        for (size_t i = 0; i < n; i++) {
+            if (f->q[i] == '%' || f->q[i] == '_' || f->q[i] == '\\') s->pattern[o++] = '\\';
+            s->pattern[o++] = f->q[i];
+        }
+        s->pattern[o++] = '%';
+        s->pattern[o] = '\0';
+        int k = addp(s, s->pattern);
+        /* The matches are computed first, through the trigram indexes, then joined:
+         * left to itself the planner may walk a sort index filtering every row with
+         * ILIKE, hoping to fill the page early, which is a full scan for a rare word. */
+        sb_printf(&with, "WITH m AS MATERIALIZED (SELECT id FROM products WHERE store_id = $1::bigint"
+                         " AND (name ILIKE $%d OR description ILIKE $%d)) ", k, k);
+    }
+    const char *from = f->q ? "products p JOIN m ON m.id = p.id" : "products p";
+    s->count_nparams = s->nparams;
+    sbuf_t cq = {0};
+    /* Counting stops past CATALOG_COUNT_CAP: an exact count of most of a big store
+     * would read all of it on every page. The ORDER BY makes the bounded count walk
+     * an id index instead of reading the table until the cap is reached. */
+    sb_printf(&cq, "%sSELECT count(*) FROM (SELECT 1 FROM %s WHERE %s ORDER BY p.id LIMIT %d) c",
+              with.p ? with.p : "", from, w.p, CATALOG_COUNT_CAP + 1);
+    s->count_sql = cq.p;
+
+    const char *order, *key;
+    bool desc = f->sort == CATALOG_SORT_NEWEST || f->sort == CATALOG_SORT_PRICE_DESC || f->sort == CATALOG_SORT_NAME_DESC;
+    switch (f->sort) {
+    case CATALOG_SORT_PRICE_ASC: order = "base_price, id"; key = "base_price"; break;
+    case CATALOG_SORT_PRICE_DESC: order = "base_price DESC, id DESC"; key = "base_price"; break;
+    case CATALOG_SORT_NAME_ASC: order = "name, id"; key = "name"; break;
+    case CATALOG_SORT_NAME_DESC: order = "name DESC, id DESC"; key = "name"; break;
+    default: order = "id DESC"; key = NULL; break;
+    }
+    if (f->cursor_id) {
+        int ki = addnum(s, (long long)f->cursor_id);
+        if (key == NULL) {
+            sb_printf(&w, " AND p.id < $%d::bigint", ki);
+        } else {
+            s->cursor_key = shopd_strdup(f->cursor_key ? f->cursor_key : "");
+            int kk = addp(s, s->cursor_key);
+            sb_printf(&w, " AND (p.%s, p.id) %s ($%d::%s, $%d::bigint)", key, desc ? "<" : ">", kk,
+                      strcmp(key, "name") ? "bigint" : "text", ki);
+        }
+    }
+    int kl = addnum(s, f->limit);
+    int ko = addnum(s, f->offset);
+    sbuf_t q = {0};
+    sb_printf(&q, "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
+                  "SELECT p.* FROM %s WHERE %s ORDER BY p.%s LIMIT $%d::int OFFSET $%d::int) p ORDER BY p.%s",
+              with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
+    s->page_sql = q.p;
+    shopd_free(w.p);
+    shopd_free(with.p);
+}
+
+void
+catalog_sql_free(catalog_sql_t *s)
+{
+    if (s == NULL) return;
+    shopd_free(s->page_sql);
+    shopd_free(s->count_sql);
+    shopd_free(s->pattern);
+    shopd_free(s->cursor_key);
+    s->page_sql = s->count_sql = s->pattern = s->cursor_key = NULL;
+}
+
+/* ------------------------------------------------------------ list */
+
+static const struct {
+    const char *name;
+    int sort;
+} sorts[] = {
+    {"newest", CATALOG_SORT_NEWEST}, {"price", CATALOG_SORT_PRICE_ASC}, {"-price", CATALOG_SORT_PRICE_DESC},
+    {"name", CATALOG_SORT_NAME_ASC}, {"-name", CATALOG_SORT_NAME_DESC},
+};
+
+static int
+hexv(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* Cursor: "<id>" (newest) or "<hex of the sort value>.<id>". */
+static bool
+parse_cursor(const char *s, int sort, char *key, size_t keycap, uint64_t *id)
+{
+    const char *dot = strrchr(s, '.');
+    const char *ids = dot ? dot + 1 : s;
+    if ((sort == CATALOG_SORT_NEWEST) != (dot == NULL)) return false;
+    char *end;
+    if (*ids < '0' || *ids > '9') return false;
+    unsigned long long v = strtoull(ids, &end, 10);
+    if (*end || v == 0) return false;
+    *id = v;
+    if (dot) {
+        size_t hl = (size_t)(dot - s);
+        if (hl % 2 || hl / 2 + 1 > keycap) return false;
+        for (size_t i = 0; i < hl; i += 2) {
+            int a = hexv(s[i]), b = hexv(s[i + 1]);
+            if (a < 0 || b < 0) return false;
+            key[i / 2] = (char)(a * 16 + b);
+        }
+        key[hl / 2] = '\0';
+        if (strlen(key) != hl / 2) return false;
+        if (sort == CATALOG_SORT_PRICE_ASC || sort == CATALOG_SORT_PRICE_DESC) {
+            strtoll(key, &end, 10);
+            if (*key == '\0' || *end) return false;
+        }
+    }
+    return true;
+}
+
+static bool
+parse_ll(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    if (s == NULL || *s == '\0') return false;
+    long long v = strtoll(s, &end, 10);
+    if (*end || v < min || v > max) return false;
+    *out = v;
+    return true;
+}
+
+/* Runs the page and the count of f on c (one round trip) and renders the answer. */
+static net_reply_t *
+list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long page)
+{
+    const catalog_filter_t f = *fp;
+    net_reply_t *reply;
+    catalog_sql_t sql;
+    catalog_list_sql(&f, &sql);
+    db_query_t qs[2] = {{NULL, sql.page_sql, sql.nparams, sql.params}, {NULL, sql.count_sql, sql.count_nparams, sql.params}};
+    PGresult *res[2] = {NULL, NULL};
+    shopd_rc_t rc = db_pipeline(c, qs, 2, res); /* page and total in one round trip */
+    if (rc != SHOPD_OK) {
+        reply = cat_db_error(ctx, res[0] && db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1], "product list");
+    } else {
+        sbuf_t b = {0};
+        int rows = PQntuples(res[0]);
+        sb_put(&b, "{\"data\":[", 9);
+        for (int i = 0; i < rows; i++) {
+            if (i) sb_put(&b, ",", 1);
+            sb_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
+        }
+        long total = atol(PQgetvalue(res[1], 0, 0));
+        bool capped = total > CATALOG_COUNT_CAP;
+        sb_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":", capped ? CATALOG_COUNT_CAP : total,
+                  capped ? "true" : "false", f.limit);
+        if (rows == f.limit && page == 0) {
+            sb_put(&b, "\"", 1);
+            if (f.sort != CATALOG_SORT_NEWEST) {
+                const char *k = PQgetvalue(res[0], rows - 1, 1);
+                for (; *k; k++) sb_printf(&b, "%02x", (unsigned char)*k);
+                sb_put(&b, ".", 1);
+            }
+            sb_printf(&b, "%s\"", PQgetvalue(res[0], rows - 1, 2));
+        } else {
+            sb_put(&b, "null", 4);
+        }
+        if (page) sb_printf(&b, ",\"page\":%lld", page);
+        sb_put(&b, "}", 1);
+        reply = api_raw_json(200, b.p, b.n);
+        shopd_free(b.p);
+    }
+    PQclear(res[0]);
+    PQclear(res[1]);
+    catalog_sql_free(&sql);
+    return reply;
+}
+
+
+static net_reply_t *
+list(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    catalog_filter_t f = {.store_id = ctx->store_id, .admin = cat_is_admin(ctx), .min_price = -1, .max_price = -1, .limit = 20};
+    char b_cat[32], b_st[32], b_min[32], b_max[32], b_brand[512], b_q[512], b_sort[32], b_lim[32], b_cur[2600], b_page[32];
+    char ckey[1300]; /* a name sort key: up to 300 characters of UTF-8 */
+    const char *s, *category = NULL;
+    long long n, page = 0;
+    if ((s = api_query_param(ctx->env, "category", b_cat, sizeof(b_cat)))) {
+        if (parse_ll(s, 1, INT64_MAX, &n)) category = s;
+        else api_val_add(&v, "category", "must be a category id");
+    }
+    if ((s = api_query_param(ctx->env, "status", b_st, sizeof(b_st)))) {
+        if (strcmp(s, "draft") && strcmp(s, "active") && strcmp(s, "archived"))
+            api_val_add(&v, "status", "must be draft, active or archived");
+        else if (!f.admin && strcmp(s, "active"))
+            return net_reply_error_field(403, "forbidden", "only store admins see products that are not active", "status", "admins only");
+        else
+            f.status = s;
+    }
+    if ((s = api_query_param(ctx->env, "min_price", b_min, sizeof(b_min))) && !parse_ll(s, 0, INT64_MAX, &f.min_price))
+        api_val_add(&v, "min_price", "must be a non-negative integer (minor units)");
+    if ((s = api_query_param(ctx->env, "max_price", b_max, sizeof(b_max))) && !parse_ll(s, 0, INT64_MAX, &f.max_price))
+        api_val_add(&v, "max_price", "must be a non-negative integer (minor units)");
+    if (f.min_price >= 0 && f.max_price >= 0 && f.min_price > f.max_price)
+        api_val_add(&v, "max_price", "must not be below min_price");
+    if ((s = api_query_param(ctx->env, "brand", b_brand, sizeof(b_brand)))) {
+        if (*s == '\0' || strlen(s) > 400) api_val_add(&v, "brand", "must be 1 to 100 characters long");
+        else f.brand = s;
+    }
+    if ((s = api_query_param(ctx->env, "q", b_q, sizeof(b_q)))) {
+        size_t ql = strlen(s);
+        if (ql < 2 || ql > 100) api_val_add(&v, "q", "must be 2 to 100 characters long");
+        else f.q = s;
+    }
+    if ((s = api_query_param(ctx->env, "sort", b_sort, sizeof(b_sort)))) {
+        size_t i;
+        for (i = 0; i < sizeof(sorts) / sizeof(sorts[0]); i++)
+            if (!strcmp(sorts[i].name, s)) break;
+        if (i == sizeof(sorts) / sizeof(sorts[0])) api_val_add(&v, "sort", "must be newest, price, -price, name or -name");
+        else f.sort = sorts[i].sort;
+    }
+    if ((s = api_query_param(ctx->env, "limit", b_lim, sizeof(b_lim)))) {
+        if (parse_ll(s, 1, CATALOG_MAX_LIMIT, &n)) f.limit = (int)n;
+        else api_val_add(&v, "limit", "must be an integer from 1 to 100");
+    }
+    if ((s = api_query_param(ctx->env, "page", b_page, sizeof(b_page))) && !parse_ll(s, 1, 100000, &page))
+        api_val_add(&v, "page", "must be an integer from 1 to 100000");
+    if ((s = api_query_param(ctx->env, "cursor", b_cur, sizeof(b_cur)))) {
+        if (page) api_val_add(&v, "cursor", "cannot be combined with page");
+        else if (!parse_cursor(s, f.sort, ckey, sizeof(ckey), &f.cursor_id))
+            api_val_add(&v, "cursor", "must be a next_cursor returned with the same sort");
+        else f.cursor_key = ckey;
+    }
+    if (v.n) return api_val_reply(&v);
+    if (page) f.offset = (long)((page - 1) * f.limit);
+
+    net_reply_t *reply = NULL;
+    db_conn_t *c = cat_acquire(ctx, &reply);
+    if (c == NULL) return reply;
+    char sid[24], *cat_ids = NULL;
+    reply = NULL;
+    if (category) {
+        const char *cp[2] = {cat_sid(ctx, sid), category};
+        PGresult *cr = db_exec(c, "prod_list_cats", catalog_descendants_sql, 2, cp);
+        if (db_result_rc(cr) != SHOPD_OK)
+            reply = cat_db_error(ctx, cr, "product list categories");
+        else
+            f.category_ids = cat_ids = shopd_strdup(PQgetvalue(cr, 0, 0));
+        PQclear(cr);
+    }
+    if (reply == NULL) reply = list_page(ctx, c, &f, page);
+    shopd_free(cat_ids);
+    db_release(c);
+    return reply;
+}
+
+net_reply_t *
+catalog_h_product_list(api_ctx_t *ctx)
+{
+    return cat_cached(ctx, list);
+}
+
+/* ------------------------------------------------------------ one product */
+
+static net_reply_t *
+get_one(api_ctx_t *ctx)
+{
+    char sid[24], idb[128];
+    size_t n;
+    const char *p = msg_param(ctx->env, "id", &n);
+    if (p == NULL || n == 0 || n >= sizeof(idb)) return net_reply_error(404, "product_not_found", "no such product");
+    memcpy(idb, p, n);
+    idb[n] = '\0';
+    bool numeric = strspn(idb, "0123456789") == n && n <= 18;
+    if (!numeric && !cat_slug_valid(idb)) return net_reply_error(404, "product_not_found", "no such product");
+    const char *params[4] = {cat_sid(ctx, sid), numeric ? idb : NULL, numeric ? NULL : idb, cat_is_admin(ctx) ? "t" : "f"};
+    net_reply_t *reply = NULL;
+    db_conn_t *c = cat_acquire(ctx, &reply);
+    if (c == NULL) return reply;
+    PGresult *r = db_exec(c, "prod_get",
+                          "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = $1::bigint"
+                          " AND (p.id = $2::bigint OR p.slug = $3) AND ($4::bool OR p.status = 'active')",
+                          4, params);
+    if (db_result_rc(r) != SHOPD_OK)
+        reply = cat_db_error(ctx, r, "product get");
+    else if (PQntuples(r) == 0)
+        reply = net_reply_error(404, "product_not_found", "no such product");
+    else
+        reply = cat_row_json(200, r, 0);
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+net_reply_t *
+catalog_h_product_get(api_ctx_t *ctx)
+{
+    return cat_cached(ctx, get_one);
+}
+
+/* ------------------------------------------------------------ writes */
+
+typedef struct prod_input_s {
+    const char *name, *slug, *description, *status, *brand;
+    char slugbuf[128];
+    bool brand_given, category_given;
+    char category[24]; /* "" = null */
+    char price[24];    /* "" = not given */
+    char *attributes;  /* JSON text (jansson malloc) */
+    char *value_ids;   /* "{1,2}" PostgreSQL array text, NULL = not given */
+} prod_input_t;
+
+static void
+validate(api_ctx_t *ctx, api_val_t *v, prod_input_t *in, bool create)
+{
+    static const char *const allowed[] = {"name", "slug", "description", "base_price", "status", "brand",
+                                          "category_id", "attributes", "option_value_ids", NULL};
+    json_t *b = ctx->body;
+    memset(in, 0, sizeof(*in));
+    api_val_only(v, b, allowed);
+    in->name = api_val_string(v, b, "name", create, 1, 300);
+    in->slug = api_val_string(v, b, "slug", false, 1, 120);
+    if (in->slug && !cat_slug_valid(in->slug)) {
+        api_val_add(v, "slug", "must be lower-case letters, digits and single '-' between them");
+        in->slug = NULL;
+    }
+    if (create && in->slug == NULL && in->name) {
+        cat_slugify(in->name, in->slugbuf, sizeof(in->slugbuf));
+        in->slug = in->slugbuf;
+    }
+    in->description = api_val_string(v, b, "description", false, 0, 20000);
+    long long price;
+    int pr = cat_val_int(v, b, "base_price", 0, INT64_MAX / 2, &price);
+    if (pr == 1) snprintf(in->price, sizeof(in->price), "%lld", price);
+    else if (pr == 0 && create) api_val_add(v, "base_price", "is required");
+    in->status = api_val_string(v, b, "status", false, 1, 20);
+    if (in->status && strcmp(in->status, "draft") && strcmp(in->status, "active") && strcmp(in->status, "archived"))
+        api_val_add(v, "status", "must be draft, active or archived");
+    if (json_object_get(b, "brand")) {
+        in->brand_given = true;
+        in->brand = api_val_string(v, b, "brand", false, 1, 100);
+    }
+    if (json_object_get(b, "category_id")) {
+        long long cid;
+        in->category_given = true;
+        if (cat_val_int(v, b, "category_id", 1, INT64_MAX, &cid) == 1) snprintf(in->category, sizeof(in->category), "%lld", cid);
+    }
+    json_t *a = json_object_get(b, "attributes");
+    if (a && !json_is_null(a)) {
+        if (!json_is_object(a)) api_val_add(v, "attributes", "must be a JSON object");
+        else in->attributes = json_dumps(a, JSON_COMPACT);
+    }
+    json_t *ov = json_object_get(b, "option_value_ids");
+    if (ov && !json_is_null(ov)) {
+        size_t i;
+        json_t *x;
+        if (!json_is_array(ov) || json_array_size(ov) > 200) {
+            api_val_add(v, "option_value_ids", "must be an array of at most 200 attribute value ids");
+            return;
+        }
+        in->value_ids = shopd_malloc(json_array_size(ov) * 21 + 3);
+        size_t o = 0;
+        in->value_ids[o++] = '{';
+        json_array_foreach(ov, i, x) {
+            if (!json_is_integer(x) || json_integer_value(x) < 1) {
+                api_val_add(v, "option_value_ids", "must be an array of attribute value ids");
+                break;
+            }
+            o += (size_t)sprintf(in->value_ids + o, "%s%lld", i ? "," : "", (long long)json_integer_value(x));
+        }
+        in->value_ids[o++] = '}';
+        in->value_ids[o] = '\0';
+    }
+}
+
+static void
+input_free(prod_input_t *in)
+{
+    free(in->attributes);
+    shopd_free(in->value_ids);
+}
+
+/* Replaces the product's chosen attribute values (inside the caller's tx). */
+static PGresult *
+set_values(db_conn_t *c, const char *sid, const char *pid, const char *ids)
+{
+    const char *p[3] = {sid, pid, ids};
+    return db_exec(c, "prod_set_values",
+                   "WITH d AS (DELETE FROM product_option_values WHERE store_id = $1::bigint AND product_id = $2::bigint"
+                   " AND value_id <> ALL ($3::bigint[]))"
+                   " INSERT INTO product_option_values (store_id, product_id, value_id)"
+                   " SELECT DISTINCT $1::bigint, $2::bigint, unnest($3::bigint[]) ON CONFLICT DO NOTHING",
+                   3, p);
+}
+
+static PGresult *
+product_json(db_conn_t *c, const char *sid, const char *pid)
+{
+    const char *p[2] = {sid, pid};
+    return db_exec(c, "prod_json",
+                   "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
+                   2, p);
+}
+
+/* Sets option values if given, reads the product back and commits. */
+static net_reply_t *
+finish_write(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *pid, const prod_input_t *in, int status)
+{
+    PGresult *r;
+    if (in->value_ids) {
+        r = set_values(c, sid, pid, in->value_ids);
+        if (db_result_rc(r) != SHOPD_OK) {
+            net_reply_t *e = cat_db_error(ctx, r, "product option values");
+            PQclear(r);
+            return e;
+        }
+        PQclear(r);
+    }
+    r = product_json(c, sid, pid);
+    net_reply_t *reply;
+    if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
+        reply = cat_db_error(ctx, r, "product read back");
+    } else {
+        shopd_rc_t rc = cat_cmd(c, "COMMIT");
+        if (rc == SHOPD_OK) {
+            cat_bump(ctx);
+            reply = cat_row_json(status, r, 0);
+        } else {
+            reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(ctx, "commit failed");
+        }
+    }
+    PQclear(r);
+    return reply;
+}
+
+net_reply_t *
+catalog_h_product_create(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    prod_input_t in;
+    char sid[24], pid[24];
+    net_reply_t *reply = NULL;
+    db_conn_t *c = NULL;
+    PGresult *r = NULL;
+    validate(ctx, &v, &in, true);
+    if (v.n) {
+        reply = api_val_reply(&v);
+        goto out;
+    }
+    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
+    if (cat_cmd(c, "BEGIN") != SHOPD_OK) {
+        reply = api_unavailable("the database");
+        goto out;
+    }
+    const char *p[9] = {cat_sid(ctx, sid), in.category[0] ? in.category : NULL, in.name, in.slug, in.description,
+                        in.price, in.status, in.brand, in.attributes};
+    r = db_exec(c, "prod_create",
+                "INSERT INTO products (store_id, category_id, name, slug, description, base_price, status, brand, attributes)"
+                " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5, ''), $6::bigint, coalesce($7, 'draft'), $8,"
+                " coalesce($9::jsonb, '{}'::jsonb)) RETURNING id",
+                9, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = cat_db_error(ctx, r, "product create");
+        goto out;
+    }
+    snprintf(pid, sizeof(pid), "%s", PQgetvalue(r, 0, 0));
+    reply = finish_write(ctx, c, sid, pid, &in, 201);
+    if (reply->status == 201) {
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/api/v1/products/%s", pid);
+        net_reply_add_header(reply, "Location", loc);
+    }
+out:
+    PQclear(r);
+    db_release(c);
+    input_free(&in);
+    return reply;
+}
+
+net_reply_t *
+catalog_h_product_update(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    prod_input_t in;
+    char sid[24], pid[24];
+    net_reply_t *reply = NULL;
+    db_conn_t *c = NULL;
+    PGresult *r = NULL;
+    memset(&in, 0, sizeof(in));
+    if (!cat_id_param(ctx, "id", pid)) {
+        reply = net_reply_error(404, "product_not_found", "no such product");
+        goto out;
+    }
+    validate(ctx, &v, &in, false);
+    if (v.n) {
+        reply = api_val_reply(&v);
+        goto out;
+    }
+    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
+    if (cat_cmd(c, "BEGIN") != SHOPD_OK) {
+        reply = api_unavailable("the database");
+        goto out;
+    }
+    const char *p[12] = {cat_sid(ctx, sid), pid, in.category_given ? "t" : "f", in.category[0] ? in.category : NULL,
+                         in.name, in.slug, in.description, in.price[0] ? in.price : NULL, in.status,
+                         in.brand_given ? "t" : "f", in.brand, in.attributes};
+    r = db_exec(c, "prod_update",
+                "UPDATE products SET category_id = CASE WHEN $3::bool THEN $4::bigint ELSE category_id END,"
+                " name = coalesce($5, name), slug = coalesce($6, slug), description = coalesce($7, description),"
+                " base_price = coalesce($8::bigint, base_price), status = coalesce($9, status),"
+                " brand = CASE WHEN $10::bool THEN $11 ELSE brand END,"
+                " attributes = coalesce($12::jsonb, attributes), updated_at = now()"
+                " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING id",
+                12, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = cat_db_error(ctx, r, "product update");
+        goto out;
+    }
+    if (PQntuples(r) == 0) {
+        reply = net_reply_error(404, "product_not_found", "no such product");
+        goto out;
+    }
+    reply = finish_write(ctx, c, sid, pid, &in, 200);
+out:
+    PQclear(r);
+    db_release(c);
+    input_free(&in);
+    return reply;
+}
+
+net_reply_t *
+catalog_h_product_delete(api_ctx_t *ctx)
+{
+    char sid[24], pid[24];
+    if (!cat_id_param(ctx, "id", pid)) return net_reply_error(404, "product_not_found", "no such product");
+    net_reply_t *reply = NULL;
+    db_conn_t *c = cat_acquire(ctx, &reply);
+    if (c == NULL) return reply;
+    const char *p[2] = {cat_sid(ctx, sid), pid};
+    PGresult *r = db_exec(c, "prod_delete", "DELETE FROM products WHERE store_id = $1::bigint AND id = $2::bigint", 2, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        reply = cat_db_error(ctx, r, "product delete");
+    } else if (strcmp(PQcmdTuples(r), "0") == 0) {
+        reply = net_reply_error(404, "product_not_found", "no such product");
+    } else {
+        cat_bump(ctx);
+        reply = net_reply_new(204);
+    }
+    PQclear(r);
+    db_release(c);
+    return reply;
+}

@@ -1,0 +1,125 @@
+/*
+ * Pure pieces of the catalog module: the product list SQL builder (filters,
+ * literal status for the partial indexes, keyset cursor clauses, ILIKE
+ * escaping, parameter numbering shared by the page and the count) and slugs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "modules/catalog/catalog_priv.h"
+
+static catalog_filter_t
+base(void)
+{
+    return (catalog_filter_t){.store_id = 42, .min_price = -1, .max_price = -1, .limit = 20};
+}
+
+static void
+test_public_newest(void **state)
+{
+    catalog_filter_t f = base();
+    catalog_sql_t s;
+    catalog_list_sql(&f, &s);
+    assert_non_null(strstr(s.page_sql, "p.status = 'active'"));
+    assert_non_null(strstr(s.count_sql, "p.status = 'active'"));
+    assert_non_null(strstr(s.page_sql, "ORDER BY p.id DESC LIMIT $2::int OFFSET $3::int"));
+    assert_int_equal(s.count_nparams, 1);
+    assert_int_equal(s.nparams, 3);
+    assert_string_equal(s.params[0], "42");
+    assert_string_equal(s.params[1], "20");
+    catalog_sql_free(&s);
+    catalog_sql_free(&s); /* twice is harmless */
+}
+
+static void
+test_admin_filters_and_cursor(void **state)
+{
+    catalog_filter_t f = base();
+    f.admin = true;
+    f.status = "draft";
+    f.category_ids = "{3,4}";
+    f.min_price = 100;
+    f.max_price = 900;
+    f.brand = "Acme";
+    f.sort = CATALOG_SORT_PRICE_DESC;
+    f.cursor_key = "500";
+    f.cursor_id = 77;
+    catalog_sql_t s;
+    catalog_list_sql(&f, &s);
+    assert_non_null(strstr(s.page_sql, "p.status = 'draft'"));
+    assert_non_null(strstr(s.page_sql, "p.category_id = ANY ($2::bigint[])"));
+    assert_non_null(strstr(s.page_sql, "p.base_price >= $3::bigint"));
+    assert_non_null(strstr(s.page_sql, "p.base_price <= $4::bigint"));
+    assert_non_null(strstr(s.page_sql, "p.brand = $5"));
+    assert_non_null(strstr(s.page_sql, "(p.base_price, p.id) < ($7::bigint, $6::bigint)"));
+    assert_null(strstr(s.count_sql, "p.id) <")); /* the count ignores the cursor */
+    assert_int_equal(s.count_nparams, 5);
+    assert_int_equal(s.nparams, 9);
+    assert_string_equal(s.params[5], "77");
+    assert_string_equal(s.params[6], "500");
+    catalog_sql_free(&s);
+
+    f = base();
+    f.admin = true; /* every status: no status test at all */
+    f.sort = CATALOG_SORT_NAME_ASC;
+    f.cursor_key = "Mug";
+    f.cursor_id = 5;
+    catalog_list_sql(&f, &s);
+    assert_null(strstr(s.page_sql, "p.status ="));
+    assert_non_null(strstr(s.page_sql, "(p.name, p.id) > ($3::text, $2::bigint)"));
+    catalog_sql_free(&s);
+}
+
+static void
+test_q_is_escaped_and_materialized(void **state)
+{
+    catalog_filter_t f = base();
+    f.q = "100%_a\\b";
+    catalog_sql_t s;
+    catalog_list_sql(&f, &s);
+    assert_string_equal(s.params[1], "%100\\%\\_a\\\\b%");
+    assert_non_null(strstr(s.page_sql, "WITH m AS MATERIALIZED"));
+    assert_non_null(strstr(s.page_sql, "JOIN m ON m.id = p.id"));
+    assert_non_null(strstr(s.count_sql, "JOIN m ON m.id = p.id"));
+    assert_non_null(strstr(s.count_sql, "LIMIT 10001"));
+    catalog_sql_free(&s);
+}
+
+static void
+test_slugs(void **state)
+{
+    char out[64];
+    cat_slugify("Red Wine!", out, sizeof(out));
+    assert_string_equal(out, "red-wine");
+    cat_slugify("  T-Shirts -- XL ", out, sizeof(out));
+    assert_string_equal(out, "t-shirts-xl");
+    cat_slugify("\xc3\xa9t\xc3\xa9", out, sizeof(out)); /* non-ASCII dropped */
+    assert_string_equal(out, "t");
+    cat_slugify("!!!", out, sizeof(out));
+    assert_string_equal(out, "item");
+    cat_slugify("abcdefghij", out, 5);
+    assert_string_equal(out, "abcd");
+    assert_true(cat_slug_valid("a"));
+    assert_true(cat_slug_valid("t-shirts-2"));
+    assert_false(cat_slug_valid(""));
+    assert_false(cat_slug_valid("-a"));
+    assert_false(cat_slug_valid("a-"));
+    assert_false(cat_slug_valid("a--b"));
+    assert_false(cat_slug_valid("A"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_public_newest),
+        cmocka_unit_test(test_admin_filters_and_cursor),
+        cmocka_unit_test(test_q_is_escaped_and_materialized),
+        cmocka_unit_test(test_slugs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
