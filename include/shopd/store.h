@@ -22,6 +22,10 @@ typedef struct store_snap_s {
     char name[201 * 4];
     char currency[4];
     char domain[254];
+    /** The public JSON of GET /api/v1/store, rendered once when the store is looked
+     *  up (building it per request was a third of that request's instructions). */
+    char public_json[1400];
+    size_t public_len;
 } store_snap_t;
 
 #define STORE_KEY_MAX 300

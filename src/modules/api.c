@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "shopd/api.h"
+#include "shopd/auth.h"
 #include "shopd/log.h"
 
 #define TENANT_PARAM "__tenant"
@@ -219,6 +220,101 @@ answer(net_request_t *req, net_reply_t *r)
     return NET_DONE;
 }
 
+/* The client's address for rate limits: the peer, or, when the peer is one of
+ * the configured proxies, the last X-Forwarded-For entry (the one that proxy
+ * added; earlier entries are whatever the client chose to send). */
+static const char *
+client_ip(app_t *app, net_request_t *req, char *buf, size_t n)
+{
+    const char *peer = net_req_remote(req);
+    const char *list = app->cfg->trusted_proxies;
+    size_t pl = strlen(peer);
+    bool trusted = false;
+    for (const char *p = list; p && *p && pl && !trusted;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        trusted = l == pl && memcmp(p, peer, l) == 0;
+        p = e ? e + 1 : p + l;
+    }
+    const char *xff = trusted ? net_req_header(req, "X-Forwarded-For") : NULL;
+    if (xff == NULL) return peer;
+    const char *last = strrchr(xff, ',');
+    last = last ? last + 1 : xff;
+    while (*last == ' ') last++;
+    size_t l = strcspn(last, " \t");
+    if (l == 0 || l >= n) return peer;
+    memcpy(buf, last, l);
+    buf[l] = '\0';
+    return buf;
+}
+
+static net_reply_t *
+unauthenticated(const char *msg, bool invalid)
+{
+    net_reply_t *r = net_reply_error(401, "unauthenticated", msg);
+    net_reply_add_header(r, "WWW-Authenticate",
+                         invalid ? "Bearer realm=\"shopd\", error=\"invalid_token\"" : "Bearer realm=\"shopd\"");
+    return r;
+}
+
+/* The middleware, edge half (I/O thread; JWT verification is one HMAC): who is
+ * calling, and may that role call this route at all? Fills caller and returns
+ * NULL to go on, or the 401/403 reply. The other half runs in prepare() on the
+ * worker, where the store is known: token store == resolved store, and the user
+ * is not disabled. The platform token counts as a super admin without a user. */
+static net_reply_t *
+authenticate(app_t *app, net_request_t *req, const api_route_t *route, msg_caller_t *caller)
+{
+    const char *authz = net_req_header(req, "Authorization");
+    const char *ptok = app->cfg->platform_token;
+    bool have_ptok = ptok != NULL && ptok[0] != '\0';
+    auth_jwt_rc_t jrc = AUTH_JWT_MALFORMED;
+    bool sent = authz != NULL && strncasecmp(authz, "Bearer ", 7) == 0;
+
+    if (route->access == API_PLATFORM && !have_ptok)
+        return net_reply_error(403, "forbidden", "the platform API is disabled (no platform token configured)");
+    if (have_ptok && bearer_matches(authz, ptok)) {
+        caller->role = MSG_ROLE_PLATFORM;
+    } else if (sent) {
+        const char *t = authz + 7;
+        while (*t == ' ') t++;
+        msg_caller_t c = {0};
+        jrc = auth_jwt_verify(t, strlen(t), &c);
+        if (jrc == AUTH_JWT_OK) *caller = c;
+    }
+    int role = caller->role;
+    switch (route->access) {
+    case API_PUBLIC:
+        return NULL; /* a bad token on a public route is ignored: the caller is anonymous */
+    case API_PLATFORM:
+        return role == MSG_ROLE_PLATFORM ? NULL : unauthenticated("a valid platform bearer token is required", sent);
+    default:
+        break;
+    }
+    if (role == MSG_ROLE_ANONYMOUS) {
+        if (!sent) return unauthenticated("sign in: send Authorization: Bearer <access token>", false);
+        return unauthenticated(jrc == AUTH_JWT_EXPIRED ? "the access token has expired; refresh it"
+                                                       : "the access token is invalid",
+                               true);
+    }
+    bool ok;
+    switch (route->access) {
+    case API_CUSTOMER:
+        ok = role == MSG_ROLE_CUSTOMER || role == MSG_ROLE_STORE_ADMIN || role == MSG_ROLE_SUPER_ADMIN ||
+             role == MSG_ROLE_PLATFORM;
+        break;
+    case API_STORE_ADMIN:
+        ok = role == MSG_ROLE_STORE_ADMIN || role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
+        break;
+    case API_SUPER_ADMIN:
+        ok = role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
+        break;
+    default:
+        ok = false;
+    }
+    return ok ? NULL : net_reply_error(403, "forbidden", "your role may not call this endpoint");
+}
+
 net_handled_t
 api_on_request(net_request_t *req, void *ud)
 {
@@ -239,17 +335,8 @@ api_on_request(net_request_t *req, void *ud)
 
     msg_env_t env;
     memset(&env, 0, sizeof(env));
-    if (route->access == API_PLATFORM) {
-        const char *tok = app->cfg->platform_token;
-        if (tok == NULL || tok[0] == '\0')
-            return answer(req, net_reply_error(403, "forbidden", "the platform API is disabled (no platform token configured)"));
-        if (!bearer_matches(net_req_header(req, "Authorization"), tok)) {
-            net_reply_t *r = net_reply_error(401, "unauthenticated", "a valid platform bearer token is required");
-            net_reply_add_header(r, "WWW-Authenticate", "Bearer realm=\"shopd\"");
-            return answer(req, r);
-        }
-        env.caller.role = MSG_ROLE_PLATFORM;
-    }
+    net_reply_t *denied = authenticate(app, req, route, &env.caller);
+    if (denied) return answer(req, denied);
 
     if (route->flags & API_INLINE) return answer(req, route->inline_fn(app, req));
 
@@ -304,11 +391,20 @@ api_on_request(net_request_t *req, void *ud)
         env.param_values[env.nparams].p = m.param_values[i];
         env.param_values[env.nparams].n = m.param_value_lens[i];
     }
+    /* Conditional GETs: the catalog cache answers 304 on a matching ETag. */
+    const char *inm = net_req_header(req, "If-None-Match");
+    if (inm && env.nparams < MSG_MAX_PARAMS) {
+        env.param_names[env.nparams] = msg_str("__inm");
+        env.param_values[env.nparams] = msg_str(inm);
+        env.nparams++;
+    }
     env.type = msg_str(route->name);
     env.request_id = msg_str(net_req_id(req));
     size_t qlen;
     env.query.p = net_req_query(req, &qlen);
     env.query.n = qlen;
+    char ipbuf[64];
+    env.ip = msg_str(client_ip(app, req, ipbuf, sizeof(ipbuf)));
 
     size_t len;
     char *data = msg_encode(&env, &len);
@@ -437,6 +533,38 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
             store_cache_put(app->stores, key, &p->snap);
         }
         have_store = true;
+    }
+    /* The middleware, worker half: a store user's token is good for its own store
+     * only, and a disabled or demoted user's tokens stop working (cached a few
+     * seconds; at once in this process). */
+    msg_caller_t *cl = &env->caller;
+    bool store_user = cl->role == MSG_ROLE_CUSTOMER || cl->role == MSG_ROLE_STORE_ADMIN;
+    bool user = store_user || cl->role == MSG_ROLE_SUPER_ADMIN;
+    if (have_store && store_user && cl->store_id != env->store_id) {
+        if (p->route->access != API_PUBLIC) {
+            post(m, net_reply_error(403, "forbidden", "this token belongs to another store"), env->store_id);
+            act_msg_free(m);
+            return false;
+        }
+        memset(cl, 0, sizeof(*cl)); /* public route: act as an anonymous caller */
+        user = false;
+    }
+    if (user && cl->user_id) {
+        bool unavailable;
+        if (!auth_user_active(app->db, cl->user_id, cl->role, &unavailable)) {
+            if (unavailable) {
+                post(m, api_unavailable("the database"), env->store_id);
+                act_msg_free(m);
+                return false;
+            }
+            if (p->route->access != API_PUBLIC) {
+                post(m, unauthenticated("this account is disabled or its role changed; sign in again", true),
+                     env->store_id);
+                act_msg_free(m);
+                return false;
+            }
+            memset(cl, 0, sizeof(*cl));
+        }
     }
     p->ctx = (api_ctx_t){.app = app,
                          .worker = ws,

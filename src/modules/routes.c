@@ -4,6 +4,8 @@
  * Keep docs/openapi.yaml in step with it (tests/unit/test_openapi.c checks).
  */
 #include "shopd/api.h"
+#include "shopd/auth.h"
+#include "shopd/catalog.h"
 
 const api_route_t api_routes[] = {
     /* method, path, name, access, flags, inline handler, worker handler, batch handler */
@@ -11,13 +13,58 @@ const api_route_t api_routes[] = {
     {"GET", "/readyz", "readyz", API_PUBLIC, 0, NULL, api_readyz, NULL},
     {"GET", "/metrics", "metrics", API_PUBLIC, API_INLINE, api_metrics, NULL, NULL},
 
-    {"POST", "/api/v1/stores", "stores.create", API_PLATFORM, API_BODY, NULL, store_h_create, NULL},
-    {"GET", "/api/v1/stores", "stores.list", API_PLATFORM, 0, NULL, store_h_list, NULL},
-    {"GET", "/api/v1/stores/:id", "stores.get", API_PLATFORM, 0, NULL, store_h_get, NULL},
-    {"PATCH", "/api/v1/stores/:id", "stores.update", API_PLATFORM, API_BODY, NULL, store_h_update, NULL},
-    {"DELETE", "/api/v1/stores/:id", "stores.delete", API_PLATFORM, 0, NULL, store_h_delete, NULL},
+    {"POST", "/api/v1/stores", "stores.create", API_SUPER_ADMIN, API_BODY, NULL, store_h_create, NULL},
+    {"GET", "/api/v1/stores", "stores.list", API_SUPER_ADMIN, 0, NULL, store_h_list, NULL},
+    {"GET", "/api/v1/stores/:id", "stores.get", API_SUPER_ADMIN, 0, NULL, store_h_get, NULL},
+    {"PATCH", "/api/v1/stores/:id", "stores.update", API_SUPER_ADMIN, API_BODY, NULL, store_h_update, NULL},
+    {"DELETE", "/api/v1/stores/:id", "stores.delete", API_SUPER_ADMIN, 0, NULL, store_h_delete, NULL},
+
+    /* Users and authentication (the platform token also passes API_SUPER_ADMIN). */
+    {"POST", "/api/v1/auth/register", "auth.register", API_PUBLIC, API_STORE | API_BODY, NULL, auth_h_register, NULL},
+    {"POST", "/api/v1/auth/login", "auth.login", API_PUBLIC, API_STORE | API_BODY, NULL, auth_h_login, NULL},
+    {"POST", "/api/v1/platform/auth/login", "auth.platform_login", API_PUBLIC, API_BODY, NULL, auth_h_platform_login, NULL},
+    {"POST", "/api/v1/auth/refresh", "auth.refresh", API_PUBLIC, API_BODY, NULL, auth_h_refresh, NULL},
+    {"POST", "/api/v1/auth/logout", "auth.logout", API_PUBLIC, API_BODY, NULL, auth_h_logout, NULL},
+    {"POST", "/api/v1/auth/forgot-password", "auth.forgot_password", API_PUBLIC, API_STORE | API_BODY, NULL, auth_h_forgot, NULL},
+    {"POST", "/api/v1/auth/reset-password", "auth.reset_password", API_PUBLIC, API_STORE | API_BODY, NULL, auth_h_reset, NULL},
+    {"GET", "/api/v1/me", "me.get", API_CUSTOMER, API_STORE, NULL, auth_h_me, NULL},
+    {"PATCH", "/api/v1/me", "me.update", API_CUSTOMER, API_STORE | API_BODY, NULL, auth_h_me_update, NULL},
+    {"GET", "/api/v1/admin/users", "users.list", API_STORE_ADMIN, API_STORE, NULL, auth_h_users_list, NULL},
+    {"POST", "/api/v1/admin/users", "users.create", API_STORE_ADMIN, API_STORE | API_BODY, NULL, auth_h_users_create, NULL},
+    {"GET", "/api/v1/admin/users/:id", "users.get", API_STORE_ADMIN, API_STORE, NULL, auth_h_users_get, NULL},
+    {"PATCH", "/api/v1/admin/users/:id", "users.update", API_STORE_ADMIN, API_STORE | API_BODY, NULL, auth_h_users_update, NULL},
+    {"DELETE", "/api/v1/admin/users/:id", "users.delete", API_STORE_ADMIN, API_STORE, NULL, auth_h_users_delete, NULL},
 
     {"GET", "/api/v1/store", "store.current", API_PUBLIC, API_STORE, NULL, store_h_current, NULL},
+
+    /* catalog and inventory (src/modules/catalog) */
+    {"GET", "/api/v1/categories", "categories.tree", API_PUBLIC, API_STORE, NULL, catalog_h_category_tree, NULL},
+    {"POST", "/api/v1/categories", "categories.create", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_category_create, NULL},
+    {"GET", "/api/v1/categories/:id", "categories.get", API_PUBLIC, API_STORE, NULL, catalog_h_category_get, NULL},
+    {"PATCH", "/api/v1/categories/:id", "categories.update", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_category_update, NULL},
+    {"DELETE", "/api/v1/categories/:id", "categories.delete", API_STORE_ADMIN, API_STORE, NULL, catalog_h_category_delete, NULL},
+    {"GET", "/api/v1/products", "products.list", API_PUBLIC, API_STORE, NULL, catalog_h_product_list, NULL},
+    {"POST", "/api/v1/products", "products.create", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_product_create, NULL},
+    {"GET", "/api/v1/products/:id", "products.get", API_PUBLIC, API_STORE, NULL, catalog_h_product_get, NULL},
+    {"PATCH", "/api/v1/products/:id", "products.update", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_product_update, NULL},
+    {"DELETE", "/api/v1/products/:id", "products.delete", API_STORE_ADMIN, API_STORE, NULL, catalog_h_product_delete, NULL},
+    {"GET", "/api/v1/products/:id/variants", "variants.list", API_PUBLIC, API_STORE, NULL, catalog_h_variant_list, NULL},
+    {"POST", "/api/v1/products/:id/variants", "variants.create", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_variant_create, NULL},
+    {"POST", "/api/v1/products/:id/variants/generate", "variants.generate", API_STORE_ADMIN, API_STORE, NULL, catalog_h_variant_generate, NULL},
+    {"GET", "/api/v1/variants/:id", "variants.get", API_PUBLIC, API_STORE, NULL, catalog_h_variant_get, NULL},
+    {"PATCH", "/api/v1/variants/:id", "variants.update", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_variant_update, NULL},
+    {"DELETE", "/api/v1/variants/:id", "variants.delete", API_STORE_ADMIN, API_STORE, NULL, catalog_h_variant_delete, NULL},
+    {"PATCH", "/api/v1/variants/:id/inventory", "inventory.adjust", API_STORE_ADMIN, API_STORE | API_BODY, NULL, NULL, catalog_b_inventory},
+    {"GET", "/api/v1/variants/:id/movements", "inventory.movements", API_STORE_ADMIN, API_STORE, NULL, catalog_h_variant_movements, NULL},
+    {"GET", "/api/v1/attributes", "attributes.list", API_PUBLIC, API_STORE, NULL, catalog_h_attribute_list, NULL},
+    {"POST", "/api/v1/attributes", "attributes.create", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_attribute_create, NULL},
+    {"GET", "/api/v1/attributes/:id", "attributes.get", API_PUBLIC, API_STORE, NULL, catalog_h_attribute_get, NULL},
+    {"PATCH", "/api/v1/attributes/:id", "attributes.update", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_attribute_update, NULL},
+    {"DELETE", "/api/v1/attributes/:id", "attributes.delete", API_STORE_ADMIN, API_STORE, NULL, catalog_h_attribute_delete, NULL},
+    {"GET", "/api/v1/attributes/:id/values", "attribute_values.list", API_PUBLIC, API_STORE, NULL, catalog_h_value_list, NULL},
+    {"POST", "/api/v1/attributes/:id/values", "attribute_values.create", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_value_create, NULL},
+    {"PATCH", "/api/v1/attributes/:id/values/:value_id", "attribute_values.update", API_STORE_ADMIN, API_STORE | API_BODY, NULL, catalog_h_value_update, NULL},
+    {"DELETE", "/api/v1/attributes/:id/values/:value_id", "attribute_values.delete", API_STORE_ADMIN, API_STORE, NULL, catalog_h_value_delete, NULL},
 };
 
 const size_t api_nroutes = sizeof(api_routes) / sizeof(api_routes[0]);

@@ -63,6 +63,35 @@ const char *th_slug(const char *prefix);
 /** Creates a store through the platform API; returns its id (asserts 201). */
 long th_create_store(th_server_t *srv, const char *slug, const char *extra_json_fields);
 
+/* ---- users and tokens (harness_auth.c) ---- */
+#define TH_PASSWORD "th-Password-4711"
+
+/** A user made by th_user_new: id, e-mail, and a fresh access + refresh token
+ *  (malloc'd). Its password is TH_PASSWORD. */
+typedef struct th_user_s {
+    long id;
+    long store_id; /* 0 for a super admin */
+    char email[128];
+    char *access;
+    char *refresh;
+} th_user_t;
+
+/** Creates a user with role "CUSTOMER", "STORE_ADMIN" or "SUPER_ADMIN" (store_id is
+ *  ignored for super admins) directly in PostgreSQL, then signs in through the API.
+ *  Asserts on failure. */
+th_user_t th_user_new(th_server_t *srv, const char *role, long store_id);
+void th_user_free(th_user_t *u);
+/** A malloc'd access token of a freshly created user with that role in that store. */
+char *th_token(th_server_t *srv, const char *role, long store_id);
+/** Writes "Authorization: Bearer <token>" into buf. */
+void th_auth_header(char *buf, size_t n, const char *token);
+/** Runs one SQL statement on the test database (text params, NULL-ended list may be
+ *  NULL); returns the first column of the first row in a static buffer ("" if none).
+ *  Asserts the statement succeeded. */
+const char *th_sql(const char *sql, const char *const *params);
+/** A fresh e-mail address, unique per call. */
+const char *th_email(const char *prefix);
+
 /** A free TCP port on 127.0.0.1. */
 int th_free_port(void);
 /** Reads an environment variable or aborts the test with a message. */

@@ -11,12 +11,18 @@
 #include <string.h>
 
 #include "shopd/api.h"
+#include "shopd/auth.h"
 #include "shopd/log.h"
 
 #define STORE_JSON                                                                          \
     "json_build_object('id', id, 'slug', slug, 'name', name, 'domain', domain, 'currency', " \
     "currency, 'settings', settings, 'status', status, 'created_at', created_at, "          \
     "'updated_at', updated_at)::text"
+
+/* What GET /api/v1/store shows (no settings, no status). */
+#define STORE_PUBLIC_JSON                                                                   \
+    "json_build_object('id', id, 'slug', slug, 'name', name, 'currency', currency, "         \
+    "'domain', domain)::text"
 
 static const char *const reserved_slugs[] = {"www", "api", "admin", "app", "static", "platform",
                                              "status", "docs", NULL};
@@ -38,15 +44,15 @@ store_lookup(app_t *app, const char *key, store_snap_t *out)
     const char *arg;
     if (strncmp(key, "id:", 3) == 0) {
         name = "store_by_id";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, '') FROM stores WHERE id = $1";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON " FROM stores WHERE id = $1";
         arg = key + 3;
     } else if (strncmp(key, "slug:", 5) == 0) {
         name = "store_by_slug";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, '') FROM stores WHERE slug = $1";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON " FROM stores WHERE slug = $1";
         arg = key + 5;
     } else if (strncmp(key, "domain:", 7) == 0) {
         name = "store_by_domain";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, '') FROM stores WHERE domain = $1";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON " FROM stores WHERE domain = $1";
         arg = key + 7;
     } else {
         return SHOPD_NOTFOUND;
@@ -66,6 +72,8 @@ store_lookup(app_t *app, const char *key, store_snap_t *out)
             snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(r, 0, 3));
             snprintf(out->currency, sizeof(out->currency), "%s", PQgetvalue(r, 0, 4));
             snprintf(out->domain, sizeof(out->domain), "%s", PQgetvalue(r, 0, 5));
+            int n = snprintf(out->public_json, sizeof(out->public_json), "%s", PQgetvalue(r, 0, 6));
+            out->public_len = n < (int)sizeof(out->public_json) ? (size_t)n : 0;
         }
     } else if (rc != SHOPD_UNAVAILABLE) {
         log_error("store lookup failed key=%s: %s", key, r ? PQresultErrorMessage(r) : "no result");
@@ -168,6 +176,9 @@ store_h_create(api_ctx_t *ctx)
     db_conn_t *c = NULL;
     PGresult *r = NULL;
 
+    /* The optional first STORE_ADMIN ("admin": {...}) is taken out of the body first. */
+    auth_admin_input_t adm;
+    auth_store_admin_take(ctx, &v, &adm);
     validate_input(ctx, &v, &in, true);
     if (v.n) {
         reply = api_val_reply(&v);
@@ -178,12 +189,24 @@ store_h_create(api_ctx_t *ctx)
         reply = api_unavailable("the database");
         goto out;
     }
-    const char *params[6] = {in.slug, in.name, in.currency, in.domain, in.settings, in.status};
-    r = db_exec(c, "store_create",
-                "INSERT INTO stores (slug, name, currency, domain, settings, status) "
-                "VALUES ($1, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), coalesce($6, 'active')) "
-                "RETURNING id, " STORE_JSON,
-                6, params);
+    const char *params[9] = {in.slug, in.name, in.currency, in.domain, in.settings, in.status,
+                             adm.email, adm.hash, adm.name};
+    if (adm.given)
+        /* One statement, so the store and its first admin exist together or not at all. */
+        r = db_exec(c, "store_create_admin",
+                    "WITH s AS (INSERT INTO stores (slug, name, currency, domain, settings, status) "
+                    "VALUES ($1, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), coalesce($6, 'active')) "
+                    "RETURNING *), a AS (INSERT INTO users (store_id, email, password_hash, role, name) "
+                    "SELECT id, $7, $8, 'STORE_ADMIN', $9 FROM s RETURNING id, email, role) "
+                    "SELECT id, ((" STORE_JSON ")::jsonb || jsonb_build_object('admin', "
+                    "(SELECT json_build_object('id', a.id, 'email', a.email, 'role', a.role) FROM a)))::text FROM s",
+                    9, params);
+    else
+        r = db_exec(c, "store_create",
+                    "INSERT INTO stores (slug, name, currency, domain, settings, status) "
+                    "VALUES ($1, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), coalesce($6, 'active')) "
+                    "RETURNING id, " STORE_JSON,
+                    6, params);
     if (db_result_rc(r) != SHOPD_OK) {
         reply = write_error(ctx, r);
         goto out;
@@ -393,6 +416,8 @@ net_reply_t *
 store_h_current(api_ctx_t *ctx)
 {
     const store_snap_t *s = ctx->store;
+    if (s->public_len > 0) return api_raw_json(200, s->public_json, s->public_len);
+    /* Rendered JSON did not fit the snapshot (very long name): build it here. */
     json_t *doc = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)s->id, "slug", s->slug,
                             "name", s->name, "currency", s->currency, "domain",
                             s->domain[0] ? json_string(s->domain) : json_null());
