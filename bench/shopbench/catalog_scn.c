@@ -1,7 +1,7 @@
 /*
  * catalog_scn.c: the catalog scenarios. `browse` reads like a shopper: list
  * pages (newest or by price), product pages by slug and searches, all public
- * and served through shopd's catalog cache. `hot-stock` is a flash sale on the
+ * and served through shopd's catalog cache. `stock-mix` is a flash sale on the
  * inventory path: half the requests adjust the stock of SB_HOT_VARIANTS hot
  * variants by -1/+1 (alternating per connection, so stock stays level) through
  * the batched PATCH /api/v1/variants/:id/inventory, half read them back.
@@ -15,6 +15,8 @@
 #include "catalog_scn.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,7 +175,7 @@ static const char adjust_down[] = "{\"adjust\":-1,\"reason\":\"shopbench\"}";
 static const char adjust_up[] = "{\"adjust\":1,\"reason\":\"shopbench\"}";
 
 sb_next_t
-sb_hot_stock_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+sb_stock_mix_next(sb_ctx_t *cx, void *state, sb_req_t *req)
 {
     const catalog_t *c = cx->shared;
     sb_hot_conn_t *hc = state;
@@ -192,4 +194,164 @@ sb_hot_stock_next(sb_ctx_t *cx, void *state, sb_req_t *req)
     req->body = down ? adjust_down : adjust_up;
     req->body_len = down ? sizeof(adjust_down) - 1 : sizeof(adjust_up) - 1;
     return SB_NEXT_SEND;
+}
+
+/* ---------------------------------------------------------------- hot-stock */
+
+/* Every connection decrements one variant by 1 until the server says
+ * insufficient_stock; then the run checks through the API that exactly the
+ * starting stock was taken, that it never went negative and that the ledger
+ * sums to the stock. This is the per-store actor's single-writer path under
+ * the worst contention: one row. */
+typedef struct hot_s {
+    catalog_t cat;
+    long vid;
+    _Atomic uint64_t taken;    /* 200 answers */
+    _Atomic uint64_t refused;  /* 409 insufficient_stock answers */
+    _Atomic bool sold_out;
+    double msgs0, turns0;      /* actor counters before the run */
+} hot_t;
+
+static double
+metric_value(const sb_opts_t *o, const char *name)
+{
+    char *body = NULL;
+    double v = -1;
+    if (http_do(o, "GET", "/metrics", NULL, NULL, &body) == 200) {
+        char key[128];
+        snprintf(key, sizeof(key), "\n%s ", name);
+        const char *p = strstr(body, key);
+        if (p) v = atof(p + strlen(key));
+    }
+    free(body);
+    return v;
+}
+
+int
+sb_hot_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
+{
+    if (o->token == NULL || o->token[0] == '\0') {
+        snprintf(err, errlen, "hot-stock creates its product: give the platform token (--token or $SHOPD_PLATFORM_TOKEN)");
+        return -1;
+    }
+    hot_t *h = calloc(1, sizeof(*h));
+    snprintf(h->cat.auth, sizeof(h->cat.auth), "Authorization: Bearer %s", o->token);
+    char *resp = NULL, body[256], path[128];
+    int st = http_do(o, "GET", "/api/v1/products/bench-hot", h->cat.auth, NULL, &resp);
+    if (st == 404) {
+        free(resp);
+        st = http_do(o, "POST", "/api/v1/products", h->cat.auth,
+                     "{\"name\":\"Bench Hot\",\"slug\":\"bench-hot\",\"base_price\":999,\"status\":\"active\"}", &resp);
+        free(resp);
+        st = http_do(o, "GET", "/api/v1/products/bench-hot", h->cat.auth, NULL, &resp);
+    }
+    json_t *doc = st == 200 ? json_loads(resp, 0, NULL) : NULL;
+    long pid = (long)json_integer_value(json_object_get(doc, "id"));
+    h->vid = (long)json_integer_value(json_object_get(json_array_get(json_object_get(doc, "variants"), 0), "id"));
+    json_decref(doc);
+    free(resp);
+    resp = NULL;
+    if (pid == 0) {
+        snprintf(err, errlen, "cannot create product bench-hot in store %s (HTTP %d)", o->tenant, st);
+        goto fail;
+    }
+    if (h->vid == 0) {
+        snprintf(path, sizeof(path), "/api/v1/products/%ld/variants", pid);
+        st = http_do(o, "POST", path, h->cat.auth, "{\"sku\":\"BENCH-HOT\",\"stock\":0}", &resp);
+        doc = st == 201 ? json_loads(resp, 0, NULL) : NULL;
+        h->vid = (long)json_integer_value(json_object_get(doc, "id"));
+        json_decref(doc);
+        free(resp);
+        resp = NULL;
+        if (h->vid == 0) {
+            snprintf(err, errlen, "cannot create the bench-hot variant (HTTP %d)", st);
+            goto fail;
+        }
+    }
+    snprintf(path, sizeof(path), "/api/v1/variants/%ld/inventory", h->vid);
+    snprintf(body, sizeof(body), "{\"set\":%ld,\"reason\":\"shopbench hot-stock start\"}", o->stock);
+    st = http_do(o, "PATCH", path, h->cat.auth, body, &resp);
+    free(resp);
+    if (st != 200) {
+        snprintf(err, errlen, "cannot set the stock of variant %ld (HTTP %d)", h->vid, st);
+        goto fail;
+    }
+    h->msgs0 = metric_value(o, "shopd_actor_messages_total");
+    h->turns0 = metric_value(o, "shopd_actor_turns_total");
+    *shared = h;
+    return 0;
+fail:
+    free(h);
+    return -1;
+}
+
+void
+sb_hot_teardown(void *shared)
+{
+    free(shared);
+}
+
+static const char take_one[] = "{\"adjust\":-1,\"reason\":\"shopbench hot-stock\"}";
+
+sb_next_t
+sb_hot_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+{
+    hot_t *h = cx->shared;
+    /* relaxed: a hint to stop; the server's answers are the truth. */
+    if (atomic_load_explicit(&h->sold_out, memory_order_relaxed)) return SB_NEXT_DONE;
+    req->method = "PATCH";
+    snprintf(req->path, sizeof(req->path), "/api/v1/variants/%ld/inventory", h->vid);
+    sb_req_header(req, "X-Tenant-Id: %s", cx->opts->tenant);
+    sb_req_header(req, "%s", h->cat.auth);
+    sb_req_header(req, "Content-Type: application/json");
+    req->body = take_one;
+    req->body_len = sizeof(take_one) - 1;
+    return SB_NEXT_SEND;
+}
+
+bool
+sb_hot_response(sb_ctx_t *cx, void *state, const sb_resp_t *resp)
+{
+    hot_t *h = cx->shared;
+    if (resp->status == 200) {
+        atomic_fetch_add_explicit(&h->taken, 1, memory_order_relaxed);
+        return true;
+    }
+    if (resp->status == 409) { /* insufficient_stock: sold out, as expected at the end */
+        atomic_fetch_add_explicit(&h->refused, 1, memory_order_relaxed);
+        atomic_store_explicit(&h->sold_out, true, memory_order_relaxed);
+        return true;
+    }
+    return false;
+}
+
+int
+sb_hot_verify(const sb_opts_t *o, void *shared, double seconds, FILE *out)
+{
+    hot_t *h = shared;
+    char path[128], *resp = NULL;
+    snprintf(path, sizeof(path), "/api/v1/variants/%ld/movements", h->vid);
+    int st = http_do(o, "GET", path, h->cat.auth, NULL, &resp);
+    json_t *doc = st == 200 ? json_loads(resp, 0, NULL) : NULL;
+    free(resp);
+    if (doc == NULL) {
+        fprintf(out, "  hot-stock    cannot read %s (HTTP %d)\n", path, st);
+        return -1;
+    }
+    long stock = (long)json_integer_value(json_object_get(doc, "stock"));
+    long ledger = (long)json_integer_value(json_object_get(doc, "ledger_sum"));
+    json_decref(doc);
+    uint64_t taken = atomic_load(&h->taken), refused = atomic_load(&h->refused);
+    double msgs = metric_value(o, "shopd_actor_messages_total") - h->msgs0;
+    double turns = metric_value(o, "shopd_actor_turns_total") - h->turns0;
+    bool ok = stock >= 0 && (long)taken == o->stock - stock && ledger == stock &&
+              (!atomic_load(&h->sold_out) || stock == 0);
+    fprintf(out, "  hot-stock    started %ld, taken %llu (%.0f decrements/s), refused %llu, stock now %ld, "
+                 "ledger sum %ld: %s\n",
+            o->stock, (unsigned long long)taken, seconds > 0 ? (double)taken / seconds : 0.0,
+            (unsigned long long)refused, stock, ledger, ok ? "OK (no oversell, ledger = stock)" : "FAILED");
+    if (turns > 0)
+        fprintf(out, "  batching     %.0f actor messages in %.0f turns: %.1f per turn on average "
+                     "(all of shopd, this run)\n", msgs, turns, msgs / turns);
+    return ok ? 0 : -1;
 }

@@ -15,7 +15,14 @@
 int sb_catalog_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen);
 void sb_catalog_teardown(void *shared);
 sb_next_t sb_browse_next(sb_ctx_t *cx, void *state, sb_req_t *req);
-sb_next_t sb_hot_stock_next(sb_ctx_t *cx, void *state, sb_req_t *req);
+sb_next_t sb_stock_mix_next(sb_ctx_t *cx, void *state, sb_req_t *req);
+
+/* hot-stock: one variant sold down to zero, then checked through the API. */
+int sb_hot_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen);
+void sb_hot_teardown(void *shared);
+sb_next_t sb_hot_next(sb_ctx_t *cx, void *state, sb_req_t *req);
+bool sb_hot_response(sb_ctx_t *cx, void *state, const sb_resp_t *resp);
+int sb_hot_verify(const sb_opts_t *o, void *shared, double seconds, FILE *out);
 /** Per-connection state of hot-stock. */
 typedef struct sb_hot_conn_s {
     unsigned n;

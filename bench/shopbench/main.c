@@ -38,6 +38,7 @@ usage(FILE *out)
             "      --tenant SLUG    X-Tenant-Id for `store` (default demo)\n"
             "  -k, --stores K       stores for `tenants` and `seed` (default 100)\n"
             "      --zipf S         Zipf exponent of store popularity for `tenants` (default 1.0)\n"
+            "      --stock N        starting stock of the hot variant for `hot-stock` (default 20000)\n"
             "      --token T        platform token for `seed` (default $SHOPD_PLATFORM_TOKEN)\n"
             "      --verify N       stores read back after seeding (default 20)\n"
             "      --json FILE      write every figure and the machine as JSON\n"
@@ -187,6 +188,7 @@ enum {
     OPT_TIMEOUT = 256,
     OPT_TENANT,
     OPT_ZIPF,
+    OPT_STOCK,
     OPT_TOKEN,
     OPT_VERIFY,
     OPT_JSON,
@@ -210,6 +212,7 @@ static const struct option long_opts[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"tenant", required_argument, NULL, OPT_TENANT},
     {"zipf", required_argument, NULL, OPT_ZIPF},
+    {"stock", required_argument, NULL, OPT_STOCK},
     {"token", required_argument, NULL, OPT_TOKEN},
     {"verify", required_argument, NULL, OPT_VERIFY},
     {"json", required_argument, NULL, OPT_JSON},
@@ -289,6 +292,11 @@ parse_args(int argc, char **argv, sb_opts_t *o, const char **url, bool *seed)
                 bad = "--tenant wants a store slug";
             o->tenant = optarg;
             break;
+        case OPT_STOCK:
+            if (!parse_long(optarg, 1, 100000000, &l))
+                bad = "--stock wants 1..100000000";
+            o->stock = l;
+            break;
         case OPT_ZIPF:
             if (!parse_double(optarg, 0, 10, &d))
                 bad = "--zipf wants 0..10";
@@ -366,6 +374,7 @@ main(int argc, char **argv)
         .tenant = "demo",
         .stores = 100,
         .zipf_s = 1.0,
+        .stock = 20000,
         .token = getenv("SHOPD_PLATFORM_TOKEN"),
         .verify = 20,
         .argc = argc,
@@ -444,6 +453,8 @@ main(int argc, char **argv)
     uint64_t failures = sb_failures(&res.total);
     code =
         (failures > (uint64_t)o.max_errors || res.total.responses == 0 || res.interrupted) ? 1 : 0;
+    if (scn->verify != NULL && scn->verify(&o, shared, res.measured_s, stdout) < 0)
+        code = 1;
     if (report_rc < 0 && code == 0)
         code = 2;
     sb_result_free(&res);

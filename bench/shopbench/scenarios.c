@@ -169,12 +169,22 @@ static const sb_scenario_t scenarios[] = {
     },
     {
         .name = "hot-stock",
+        .help = "every connection takes 1 from one variant (--stock, default 20000) until it "
+                "is sold out, then checks: none oversold, ledger = stock (needs --token; use -w 0)",
+        .setup = sb_hot_setup,
+        .teardown = sb_hot_teardown,
+        .next = sb_hot_next,
+        .on_response = sb_hot_response,
+        .verify = sb_hot_verify,
+    },
+    {
+        .name = "stock-mix",
         .help = "4 hot variants: 50% stock adjustments -1/+1 (batched per actor turn), 50% "
                 "reads (needs --token)",
         .state_size = sizeof(sb_hot_conn_t),
         .setup = sb_catalog_setup,
         .teardown = sb_catalog_teardown,
-        .next = sb_hot_stock_next,
+        .next = sb_stock_mix_next,
     },
     {
         .name = "cart",

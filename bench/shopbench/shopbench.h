@@ -45,6 +45,7 @@ typedef struct sb_opts_s {
     const char *tenant; /**< X-Tenant-Id for `store` */
     int stores;         /**< K for `tenants` and `seed` */
     double zipf_s;      /**< Zipf exponent for `tenants` */
+    long stock;         /**< starting stock of the hot variant for `hot-stock` */
     const char *token;  /**< platform token for `seed` */
     int verify;         /**< stores checked after seeding */
     const char *json_path;
@@ -118,6 +119,9 @@ typedef struct sb_scenario_s {
     /** Sees every finished request (status 0 on failure) and says whether it
      *  succeeded. NULL: any 2xx succeeds. Worker thread. */
     bool (*on_response)(sb_ctx_t *cx, void *state, const sb_resp_t *resp);
+    /** After the run, on the main thread: check the server's state (invariants) and
+     *  print what was found. Returns 0, or -1 to fail the run (exit 1). May be NULL. */
+    int (*verify)(const sb_opts_t *o, void *shared, double seconds, FILE *out);
 } sb_scenario_t;
 
 /** Finds a scenario by name; NULL if unknown. */
