@@ -56,6 +56,10 @@ shopd_rc_t cat_cmd(db_conn_t *c, const char *sql);
 net_reply_t *cat_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
 /** 200/201 with the JSON text of row 0 column col. */
 net_reply_t *cat_row_json(int status, PGresult *r, int col);
+/** The usual answer to a one-row query: the error for a failed result, 404 (nf_code,
+ *  nf_message) for no row, else the row's first column as a 200 JSON body. Clears r. */
+net_reply_t *cat_one_row(api_ctx_t *ctx, PGresult *r, const char *what, const char *nf_code,
+                         const char *nf_message);
 
 /** Bumps the store's catalog version (after a committed write). */
 void cat_bump(api_ctx_t *ctx);

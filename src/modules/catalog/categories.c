@@ -96,13 +96,7 @@ get_one(api_ctx_t *ctx)
                           "  FROM categories k WHERE k.store_id = $1::bigint AND k.parent_id = c.id)))::text"
                           " FROM categories c WHERE c.store_id = $1::bigint AND c.id = $2::bigint",
                           2, p);
-    if (db_result_rc(r) != SHOPD_OK)
-        reply = cat_db_error(ctx, r, "category get");
-    else if (PQntuples(r) == 0)
-        reply = net_reply_error(404, "category_not_found", "no such category");
-    else
-        reply = cat_row_json(200, r, 0);
-    PQclear(r);
+    reply = cat_one_row(ctx, r, "category get", "category_not_found", "no such category");
     db_release(c);
     return reply;
 }

@@ -167,6 +167,20 @@ cat_row_json(int status, PGresult *r, int col)
     return api_raw_json(status, PQgetvalue(r, 0, col), (size_t)PQgetlength(r, 0, col));
 }
 
+net_reply_t *
+cat_one_row(api_ctx_t *ctx, PGresult *r, const char *what, const char *nf_code, const char *nf_message)
+{
+    net_reply_t *reply;
+    if (db_result_rc(r) != SHOPD_OK)
+        reply = cat_db_error(ctx, r, what);
+    else if (PQntuples(r) == 0)
+        reply = net_reply_error(404, nf_code, nf_message);
+    else
+        reply = cat_row_json(200, r, 0);
+    PQclear(r);
+    return reply;
+}
+
 /* ------------------------------------------------------------ cache */
 
 void

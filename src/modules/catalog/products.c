@@ -369,13 +369,7 @@ get_one(api_ctx_t *ctx)
                           "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = $1::bigint"
                           " AND (p.id = $2::bigint OR p.slug = $3) AND ($4::bool OR p.status = 'active')",
                           4, params);
-    if (db_result_rc(r) != SHOPD_OK)
-        reply = cat_db_error(ctx, r, "product get");
-    else if (PQntuples(r) == 0)
-        reply = net_reply_error(404, "product_not_found", "no such product");
-    else
-        reply = cat_row_json(200, r, 0);
-    PQclear(r);
+    reply = cat_one_row(ctx, r, "product get", "product_not_found", "no such product");
     db_release(c);
     return reply;
 }

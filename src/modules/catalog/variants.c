@@ -56,13 +56,7 @@ list(api_ctx_t *ctx)
                           " FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint"
                           " AND ($3::bool OR p.status = 'active')",
                           3, p);
-    if (db_result_rc(r) != SHOPD_OK)
-        reply = cat_db_error(ctx, r, "variant list");
-    else if (PQntuples(r) == 0)
-        reply = product_not_found();
-    else
-        reply = cat_row_json(200, r, 0);
-    PQclear(r);
+    reply = cat_one_row(ctx, r, "variant list", "product_not_found", "no such product");
     db_release(c);
     return reply;
 }
@@ -86,13 +80,7 @@ get_one(api_ctx_t *ctx)
                           VARIANT_SELECT " WHERE v.store_id = $1::bigint AND v.id = $2::bigint"
                                          " AND ($3::bool OR p.status = 'active')",
                           3, p);
-    if (db_result_rc(r) != SHOPD_OK)
-        reply = cat_db_error(ctx, r, "variant get");
-    else if (PQntuples(r) == 0)
-        reply = not_found();
-    else
-        reply = cat_row_json(200, r, 0);
-    PQclear(r);
+    reply = cat_one_row(ctx, r, "variant get", "variant_not_found", "no such variant");
     db_release(c);
     return reply;
 }
@@ -122,13 +110,7 @@ catalog_h_variant_movements(api_ctx_t *ctx)
                           "  WHERE m.store_id = v.store_id AND m.variant_id = v.id ORDER BY m.id DESC LIMIT 100) x))::text"
                           " FROM product_variants v WHERE v.store_id = $1::bigint AND v.id = $2::bigint",
                           2, p);
-    if (db_result_rc(r) != SHOPD_OK)
-        reply = cat_db_error(ctx, r, "variant movements");
-    else if (PQntuples(r) == 0)
-        reply = not_found();
-    else
-        reply = cat_row_json(200, r, 0);
-    PQclear(r);
+    reply = cat_one_row(ctx, r, "variant movements", "variant_not_found", "no such variant");
     db_release(c);
     return reply;
 }
