@@ -29,11 +29,9 @@ typedef struct catalog_s {
     char auth[600];            /* "Authorization: Bearer ..." */
 } catalog_t;
 
-/* One blocking request with Connection: close. Returns the status (0 on a socket
- * error) and the body in *body (malloc'd, NUL-terminated; caller frees). */
-static int
-http_do(const sb_opts_t *o, const char *method, const char *path, const char *auth, const char *body,
-        char **out)
+int
+sb_http_do(const sb_opts_t *o, const char *tenant, const char *method, const char *path, const char *auth,
+           const char *body, char **out)
 {
     *out = NULL;
     int fd = socket(o->target.addr.ss_family, SOCK_STREAM, 0);
@@ -50,7 +48,7 @@ http_do(const sb_opts_t *o, const char *method, const char *path, const char *au
     int n = asprintf(&req,
                      "%s %s%s HTTP/1.1\r\nHost: %s\r\nX-Tenant-Id: %s\r\n%s%s%sConnection: close\r\n"
                      "Content-Length: %zu\r\n\r\n%s",
-                     method, o->target.base_path, path, o->target.host, o->tenant, auth ? auth : "",
+                     method, o->target.base_path, path, o->target.host, tenant, auth ? auth : "",
                      auth ? "\r\n" : "", body ? "Content-Type: application/json\r\n" : "", blen, body ? body : "");
     if (n < 0) {
         close(fd);
@@ -79,6 +77,14 @@ http_do(const sb_opts_t *o, const char *method, const char *path, const char *au
     *out = strdup(b ? b + 4 : "");
     free(buf);
     return status;
+}
+
+/* sb_http_do in the --tenant store. */
+static int
+http_do(const sb_opts_t *o, const char *method, const char *path, const char *auth, const char *body,
+        char **out)
+{
+    return sb_http_do(o, o->tenant, method, path, auth, body, out);
 }
 
 /* The id of the first variant of product bench-product-i, creating the product and

@@ -23,7 +23,8 @@ usage(FILE *out)
 {
     fprintf(out,
             "usage: shopbench [options] URL [SCENARIO]   run a scenario (default: store)\n"
-            "       shopbench seed [options] URL         create stores bench-000001..K\n"
+            "       shopbench seed [options] URL         create stores bench-000001..K (and\n"
+            "                                            their catalogs with --products N)\n"
             "       shopbench --list                     list the scenarios\n"
             "       shopbench selftest                   check the response parser and histogram\n"
             "\n"
@@ -41,6 +42,9 @@ usage(FILE *out)
             "      --stock N        starting stock of the hot variant for `hot-stock` (default 20000)\n"
             "      --token T        platform token for `seed` (default $SHOPD_PLATFORM_TOKEN)\n"
             "      --verify N       stores read back after seeding (default 20)\n"
+            "      --products N     seed: N active products per store, with an admin and 2\n"
+            "                       categories (default 0: stores only)\n"
+            "      --variants V     seed: variants per product (default 1)\n"
             "      --json FILE      write every figure and the machine as JSON\n"
             "      --md FILE        append a Markdown table row to FILE\n"
             "      --plot PREFIX    write PREFIX-latency.png and PREFIX-rate.png (gnuplot)\n"
@@ -191,6 +195,8 @@ enum {
     OPT_STOCK,
     OPT_TOKEN,
     OPT_VERIFY,
+    OPT_PRODUCTS,
+    OPT_VARIANTS,
     OPT_JSON,
     OPT_MD,
     OPT_PLOT,
@@ -215,6 +221,8 @@ static const struct option long_opts[] = {
     {"stock", required_argument, NULL, OPT_STOCK},
     {"token", required_argument, NULL, OPT_TOKEN},
     {"verify", required_argument, NULL, OPT_VERIFY},
+    {"products", required_argument, NULL, OPT_PRODUCTS},
+    {"variants", required_argument, NULL, OPT_VARIANTS},
     {"json", required_argument, NULL, OPT_JSON},
     {"md", required_argument, NULL, OPT_MD},
     {"plot", required_argument, NULL, OPT_PLOT},
@@ -312,6 +320,16 @@ parse_args(int argc, char **argv, sb_opts_t *o, const char **url, bool *seed)
                 bad = "--verify wants 0..1000000";
             o->verify = (int)l;
             break;
+        case OPT_PRODUCTS:
+            if (!parse_long(optarg, 0, 1000000, &l))
+                bad = "--products wants 0..1000000";
+            o->products = (int)l;
+            break;
+        case OPT_VARIANTS:
+            if (!parse_long(optarg, 0, 100, &l))
+                bad = "--variants wants 0..100";
+            o->variants = (int)l;
+            break;
         case OPT_JSON:
             o->json_path = optarg;
             break;
@@ -377,6 +395,7 @@ main(int argc, char **argv)
         .stock = 20000,
         .token = getenv("SHOPD_PLATFORM_TOKEN"),
         .verify = 20,
+        .variants = 1,
         .argc = argc,
         .argv = argv,
     };

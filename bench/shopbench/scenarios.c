@@ -5,6 +5,9 @@
  * stay in the table with `missing` set, so `--list` shows the plan and running
  * them fails with a clear message instead of measuring 404s.
  *
+ * `tenants` spreads requests over the bench stores; when their catalogs were
+ * seeded it sends the browse mix of catalog_scn.c to the chosen store.
+ *
  * A scenario's shared data (built in setup on the main thread) is read-only
  * while workers run; per-connection state is zeroed memory owned by the engine.
  */
@@ -39,8 +42,25 @@ healthz_next(sb_ctx_t *cx, void *state, sb_req_t *req)
 
 typedef struct tenants_s {
     int k;
-    double *cdf; /* cdf[i]: probability of ranks 1..i+1; cdf[k-1] == 1 */
+    double *cdf;  /* cdf[i]: probability of ranks 1..i+1; cdf[k-1] == 1 */
+    int products; /* > 0: browse mode over bench-product-1..products of each store */
 } tenants_t;
+
+/* Products the store has (the list's total), 0 when it has none or cannot say. */
+static long
+tenants_products(const sb_opts_t *o, int store)
+{
+    char slug[32], *body = NULL;
+    sb_store_slug(slug, sizeof(slug), store);
+    long total = 0;
+    if (sb_http_do(o, slug, "GET", "/api/v1/products?limit=1", NULL, NULL, &body) == 200) {
+        const char *p = body ? strstr(body, "\"total\":") : NULL;
+        if (p != NULL)
+            total = atol(p + 8);
+    }
+    free(body);
+    return total;
+}
 
 static int
 tenants_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
@@ -71,6 +91,22 @@ tenants_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
     cdf[o->stores - 1] = 1.0;
     t->k = o->stores;
     t->cdf = cdf;
+    /* Browse mode when `seed --products N` filled the catalogs: the first and the
+     * last store both have products (a catalog seeded for fewer stores than K
+     * would answer 404 for product pages). N: the smaller of the two totals. */
+    long first = tenants_products(o, 1);
+    long last = o->stores > 1 ? tenants_products(o, o->stores) : first;
+    long n = first < last ? first : last;
+    t->products = n > 0 ? (int)(n < 1000000 ? n : 1000000) : 0;
+    if (t->products > 0)
+        printf("tenants: browse mode: list pages 60%%, product pages 30%%, searches 10%% over "
+               "bench-product-1..%d of each store\n",
+               t->products);
+    else
+        printf("tenants: store mode: GET /api/v1/store (no seeded products in bench-000001 and "
+               "bench-%06d)\n",
+               o->stores);
+    fflush(stdout);
     *shared = t;
     return 0;
 }
@@ -105,10 +141,29 @@ static sb_next_t
 tenants_next(sb_ctx_t *cx, void *state, sb_req_t *req)
 {
     (void)state;
+    const tenants_t *t = cx->shared;
     char slug[32];
-    sb_store_slug(slug, sizeof(slug), tenants_pick(cx->shared, cx->rng));
-    snprintf(req->path, sizeof(req->path), "/api/v1/store");
+    sb_store_slug(slug, sizeof(slug), tenants_pick(t, cx->rng));
     sb_req_header(req, "X-Tenant-Id: %s", slug);
+    if (t->products == 0) {
+        snprintf(req->path, sizeof(req->path), "/api/v1/store");
+        return SB_NEXT_SEND;
+    }
+    /* The browse mix of catalog_scn.c, over the pages this store has. */
+    unsigned n = (unsigned)t->products;
+    unsigned pages = (n + 19) / 20;
+    uint64_t r = sb_rand(cx->rng);
+    unsigned kind = (unsigned)(r % 10);
+    r /= 10;
+    if (kind < 6) /* a list page */
+        snprintf(req->path, sizeof(req->path), "/api/v1/products?limit=20&page=%u&sort=%s",
+                 1 + (unsigned)(r % pages), (r / pages) % 2 ? "price" : "newest");
+    else if (kind < 9) /* a product page */
+        snprintf(req->path, sizeof(req->path), "/api/v1/products/bench-product-%u",
+                 1 + (unsigned)(r % n));
+    else /* a search */
+        snprintf(req->path, sizeof(req->path), "/api/v1/products?q=product+%u",
+                 1 + (unsigned)(r % (n < 20 ? n : 20)));
     return SB_NEXT_SEND;
 }
 
@@ -146,8 +201,9 @@ static const sb_scenario_t scenarios[] = {
     },
     {
         .name = "tenants",
-        .help = "GET /api/v1/store over --stores K tenants bench-000001.. with Zipf(--zipf 1.0) "
-                "popularity (seed them first)",
+        .help = "--stores K tenants bench-000001.. with Zipf(--zipf 1.0) popularity: the browse "
+                "mix when `seed --products N` filled their catalogs, else GET /api/v1/store "
+                "(seed them first)",
         .flags = SB_SCN_NEEDS_STORES,
         .setup = tenants_setup,
         .teardown = tenants_teardown,

@@ -48,6 +48,8 @@ typedef struct sb_opts_s {
     long stock;         /**< starting stock of the hot variant for `hot-stock` */
     const char *token;  /**< platform token for `seed` */
     int verify;         /**< stores checked after seeding */
+    int products;       /**< seed: active products per store (0: stores only) */
+    int variants;       /**< seed: variants per seeded product */
     const char *json_path;
     const char *plot_prefix;
     const char *md_path;                       /**< append one Markdown table row here */
@@ -210,6 +212,11 @@ int sb_seed(sb_opts_t *o);
 /** Checks that bench-<first> and bench-<last> answer GET /api/v1/store. Returns
  *  0, or -1 after printing what is wrong. */
 int sb_seed_check(const sb_opts_t *o, int k);
+/** `seed --products N`: gives each of bench-000001..K a store admin, two
+ *  categories and N active products bench-product-1..N with o->variants
+ *  variants each. Stores that already have N products are skipped. Returns 0,
+ *  or -1 after printing what failed. */
+int sb_seed_catalog(const sb_opts_t *o);
 /** Writes the slug of store i (1-based) into buf: "bench-000042". */
 void sb_store_slug(char *buf, size_t len, int i);
 
