@@ -155,6 +155,26 @@ too_deep(const char *field)
     return net_reply_error_field(422, "category_too_deep", msg, field, "too deep");
 }
 
+/* Checks that `parent` may take the subtree of `cat` (moved, or its children on a
+ * delete: levels = -1): it exists, is not inside that subtree, and the result stays
+ * within CATALOG_MAX_DEPTH. Returns the refusal, or NULL when the move is fine.
+ * A failed query's result is left in *r for the caller to clear. */
+static net_reply_t *
+check_new_parent(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *cat, const char *parent,
+                 const char *field, int levels, const char *cycle_msg, PGresult **r)
+{
+    tree_info_t ti;
+    if (tree_check(c, sid, cat, parent, &ti, r) != SHOPD_OK) return cat_db_error(ctx, *r, "tree check");
+    if (ti.parent_depth == 0)
+        return net_reply_error_field(422, "validation_failed", "the request has invalid fields", field,
+                                     "no such category");
+    if (ti.cycle)
+        return net_reply_error_field(409, "category_cycle", cycle_msg, field,
+                                     "is the category or one of its descendants");
+    if (ti.parent_depth + ti.height + levels > CATALOG_MAX_DEPTH) return too_deep(field);
+    return NULL;
+}
+
 static net_reply_t *
 begin_locked(api_ctx_t *ctx, db_conn_t *c, const char *sid)
 {
@@ -283,24 +303,8 @@ catalog_h_category_update(api_ctx_t *ctx)
     if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
     if ((reply = begin_locked(ctx, c, sid))) goto out;
     if (in.parent[0]) {
-        tree_info_t ti;
-        if (tree_check(c, sid, id, in.parent, &ti, &r) != SHOPD_OK) {
-            reply = cat_db_error(ctx, r, "tree check");
-            goto out;
-        }
-        if (ti.parent_depth == 0) {
-            reply = net_reply_error_field(422, "validation_failed", "the request has invalid fields", "parent_id", "no such category");
-            goto out;
-        }
-        if (ti.cycle) {
-            reply = net_reply_error_field(409, "category_cycle", "a category cannot move under itself or one of its descendants",
-                                          "parent_id", "is the category or one of its descendants");
-            goto out;
-        }
-        if (ti.parent_depth + ti.height > CATALOG_MAX_DEPTH) {
-            reply = too_deep("parent_id");
-            goto out;
-        }
+        if ((reply = check_new_parent(ctx, c, sid, id, in.parent, "parent_id", 0,
+                                       "a category cannot move under itself or one of its descendants", &r))) goto out;
     }
     const char *p[7] = {sid, id, in.name, in.slug, in.parent_given ? "t" : "f",
                         in.parent[0] ? in.parent : NULL, in.pos_given ? in.pos : NULL};
@@ -371,25 +375,10 @@ catalog_h_category_delete(api_ctx_t *ctx)
     }
     if (nonempty) {
         if (!to_root) {
-            tree_info_t ti;
-            if (tree_check(c, sid, id, move_to, &ti, &r) != SHOPD_OK) {
-                reply = cat_db_error(ctx, r, "tree check");
-                goto out;
-            }
-            if (ti.parent_depth == 0) {
-                reply = net_reply_error_field(422, "validation_failed", "the request has invalid fields", "move_to", "no such category");
-                goto out;
-            }
-            if (ti.cycle) {
-                reply = net_reply_error_field(409, "category_cycle", "the children cannot move under the deleted category or its descendants",
-                                              "move_to", "is the category or one of its descendants");
-                goto out;
-            }
             /* The children's subtrees hang one level lower than the deleted category's. */
-            if (ti.parent_depth + ti.height - 1 > CATALOG_MAX_DEPTH) {
-                reply = too_deep("move_to");
-                goto out;
-            }
+            if ((reply = check_new_parent(ctx, c, sid, id, move_to, "move_to", -1,
+                                           "the children cannot move under the deleted category or its descendants",
+                                           &r))) goto out;
         }
         const char *p3[3] = {sid, id, to_root ? NULL : move_to};
         r = db_exec(c, "cat_del_move",
