@@ -1,7 +1,8 @@
 /*
  * libFuzzer driver: the pieces of the edge that read raw client strings: the
- * router (method + path), tenant naming from X-Tenant-Id / Host, and query
- * parameter decoding. Input: fields separated by '\n'.
+ * router (method + path), tenant naming from X-Tenant-Id / Host, id parsing,
+ * and the query: canonical form (api_query_canon) and parameter decoding.
+ * Input: fields separated by '\n'.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -44,16 +45,38 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             if (m.param_values[i] < f[2] || m.param_values[i] + m.param_value_lens[i] > f[2] + strlen(f[2])) abort();
     }
 
+    /* An id is 1..INT64_MAX or nothing. */
+    uint64_t id;
+    if (shopd_id_parse(f[0], strlen(f[0]), &id) && (id == 0 || id > (uint64_t)INT64_MAX)) abort();
+    long long ll;
+    if (shopd_int_parse(f[0], -5, 100, &ll) && (ll < -5 || ll > 100)) abort();
+
+    /* The canonical query of the product list: declared names only, each once,
+     * and canonical again when read back (idempotent). */
+    static const char *const allowed[] = {"category", "status", "min_price", "max_price", "brand", "q",
+                                          "sort", "limit", "page", "cursor", NULL};
+    char *canon = NULL, *again = NULL;
+    size_t cl = 0, al = 0;
+    net_reply_t *bad = api_query_canon(allowed, f[3], strlen(f[3]), &canon, &cl);
+    if (bad) {
+        if (canon || bad->status != 400) abort();
+        net_reply_free(bad);
+    } else if (canon) {
+        bad = api_query_canon(allowed, canon, cl, &again, &al);
+        if (bad || al != cl || memcmp(canon, again, cl) != 0) abort();
+    }
     msg_env_t env;
     memset(&env, 0, sizeof(env));
-    env.query.p = f[3];
-    env.query.n = strlen(f[3]);
+    env.query.p = canon ? canon : f[3];
+    env.query.n = canon ? cl : strlen(f[3]);
     char buf[64];
     const char *names[] = {"limit", "cursor", "page", "q", ""};
     for (size_t i = 0; i < 5; i++) {
         const char *v = api_query_param(&env, names[i], buf, sizeof(buf));
         if (v && strlen(v) >= sizeof(buf)) abort();
     }
+    shopd_free(canon);
+    shopd_free(again);
     free(s);
     return 0;
 }

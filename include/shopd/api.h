@@ -88,7 +88,15 @@ typedef struct api_route_s {
     api_inline_fn inline_fn;
     api_handler_fn handler;
     api_batch_fn batch; /**< optional; used instead of handler when set */
+    /** The query parameters the route reads (NULL-terminated; NULL: none). The
+     *  edge refuses any other, a repeated one, or more than API_MAX_QUERY, with
+     *  400 invalid_query, and hands the worker the query in one canonical form
+     *  (sorted by name, values re-encoded), so a handler's reading and a cache
+     *  key built from it can never disagree. */
+    const char *const *query;
 } api_route_t;
+
+#define API_MAX_QUERY 16 /**< query parameters per request */
 
 extern const api_route_t api_routes[];
 extern const size_t api_nroutes;
@@ -135,6 +143,14 @@ net_reply_t *api_val_reply(const api_val_t *v);
 
 /** Value of a query parameter (URL-decoded into buf), or NULL. */
 const char *api_query_param(const msg_env_t *env, const char *name, char *buf, size_t buflen);
+/** The edge's reading of a raw query (qlen bytes at q, may be NULL) for a route
+ *  that accepts the parameters in allowed (NULL-terminated, or NULL for none):
+ *  NULL and, in *out (malloc'd, caller frees; NULL when the query is empty), the
+ *  canonical query: pairs sorted by name, values re-encoded (unreserved bytes as
+ *  they are, the rest %XX). Or a 400 invalid_query reply naming the parameter
+ *  that is unknown or repeated (*out stays NULL). Any thread. */
+net_reply_t *api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **out,
+                             size_t *outlen);
 
 /* ---- handlers (modules) ---- */
 net_reply_t *api_healthz(app_t *app, net_request_t *req);

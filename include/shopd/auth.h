@@ -50,8 +50,12 @@ const char *auth_role_name(int role);
 /** msg_role_t for a name, or MSG_ROLE_ANONYMOUS if unknown. */
 int auth_role_parse(const char *name);
 
-/** Signs an access token for a user (store_id 0 = platform super admin) into out.
- *  Returns the length, or 0 if out is too small. Any thread. */
+/** Signs an access token for a user (store_id 0 = platform super admin) whose token
+ *  version (users.token_version) is ver, into out. Returns the length, or 0 if
+ *  out is too small. Any thread. */
+size_t auth_jwt_sign_ver(uint64_t user_id, uint64_t store_id, int role, uint32_t ver, char *out,
+                         size_t outlen);
+/** auth_jwt_sign_ver with version 1 (a user never changed since creation). */
 size_t auth_jwt_sign(uint64_t user_id, uint64_t store_id, int role, char *out, size_t outlen);
 
 typedef enum auth_jwt_rc_e {
@@ -86,13 +90,19 @@ void auth_sha256_hex(const char *s, size_t n, char out[65]);
  *  warning: a rate limit must not take logins down with it. burst 0 disables. */
 int auth_rate_take(kv_conn_t *kv, const char *key, int burst, int period_s);
 
-/** The disabled-user check of the middleware: true if user_id may act (active and
- *  still holding the token's role; a demoted admin's old tokens stop working),
- *  false if disabled, demoted or gone. Caches answers for a few seconds per
- *  process. *unavailable is set when the database could not be asked. Workers only. */
+/** The worker half of the middleware: true if the token's claims in c still
+ *  describe the user c->user_id: the account exists, is active, and its role,
+ *  store and token version are the ones in the token. The version changes with
+ *  every change of role, status, store or password (a trigger in the database),
+ *  so no token issued before such a change works again, whatever happens later.
+ *  Answers are cached per process for AUTH_USER_CACHE_S seconds (the window in
+ *  which another process may still accept a token made stale by a change there);
+ *  every cached answer is compared with the claims in full, never trusted alone.
+ *  *unavailable is set when the database could not be asked. Workers only. */
+#define AUTH_USER_CACHE_S 5
 typedef struct db_pool_s db_pool_t;
-bool auth_user_active(db_pool_t *db, uint64_t user_id, int role, bool *unavailable);
-/** Drops user_id from that cache (after disabling, deleting, re-enabling). */
+bool auth_user_current(db_pool_t *db, const msg_caller_t *c, bool *unavailable);
+/** Drops user_id from this process's cache (after any change to the user). */
 void auth_user_forget(uint64_t user_id);
 
 /** Input of POST /api/v1/stores's optional "admin" object, validated and hashed. */

@@ -29,6 +29,14 @@
  *  total_capped is true (an exact count would scan most of a big store per page). */
 #define CATALOG_COUNT_CAP 10000
 
+/** Retries the catalog version bumps that failed while Redis was down (a no-op,
+ *  one relaxed load, when there are none). Called by every catalog request and
+ *  by /readyz. Workers only (kv is the worker's connection). */
+void catalog_cache_recover(kv_conn_t *kv);
+/** True while store_id has a write whose version bump has not reached Redis yet
+ *  (its public pages bypass the cache). Any thread. */
+bool catalog_cache_dirty(uint64_t store_id);
+
 /* ---- categories (categories.c) ---- */
 net_reply_t *catalog_h_category_tree(api_ctx_t *ctx);
 net_reply_t *catalog_h_category_get(api_ctx_t *ctx);

@@ -52,6 +52,17 @@ int shopd_random(void *buf, size_t n);
 /** Lower-case hex of n random bytes into out (2n+1 bytes incl. NUL). */
 void shopd_random_hex(char *out, size_t nbytes);
 
+/** Parses a database id: 1 to 19 ASCII digits (no sign, no spaces) whose value is
+ *  1..INT64_MAX, the range of a PostgreSQL bigint. s need not be NUL-terminated.
+ *  Returns true and sets *out, or false for anything else (an id that cannot
+ *  exist: the caller answers 404, or 400 for a malformed cursor, without asking
+ *  the database). Any thread. */
+bool shopd_id_parse(const char *s, size_t n, uint64_t *out);
+
+/** Parses a decimal integer (optional leading '-', digits only) within
+ *  [min, max]; false on anything else, overflow included. s is NUL-terminated. */
+bool shopd_int_parse(const char *s, long long min, long long max, long long *out);
+
 #define SHOPD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHOPD_UNUSED(x) (void)(x)
 

@@ -34,6 +34,7 @@ typedef struct msg_caller_s {
     uint64_t user_id;
     uint64_t store_id;
     int role;
+    uint32_t ver; /**< the user's token version in the token (0: no user, e.g. the platform token) */
 } msg_caller_t;
 
 typedef struct msg_str_s {

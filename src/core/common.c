@@ -140,3 +140,38 @@ shopd_random_hex(char *out, size_t nbytes)
     }
     out[2 * nbytes] = '\0';
 }
+
+bool
+shopd_id_parse(const char *s, size_t n, uint64_t *out)
+{
+    if (s == NULL || n == 0 || n > 19) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (uint64_t)(s[i] - '0'); /* 19 digits fit in uint64_t */
+    }
+    if (v == 0 || v > (uint64_t)INT64_MAX) return false;
+    *out = v;
+    return true;
+}
+
+bool
+shopd_int_parse(const char *s, long long min, long long max, long long *out)
+{
+    if (s == NULL) return false;
+    const char *p = s;
+    bool neg = *p == '-';
+    if (neg) p++;
+    if (*p == '\0') return false;
+    unsigned long long v = 0, lim = neg ? (unsigned long long)INT64_MAX + 1 : (unsigned long long)INT64_MAX;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return false;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (lim - d) / 10) return false; /* would pass the int64 range */
+        v = v * 10 + d;
+    }
+    long long x = neg ? (v == (unsigned long long)INT64_MAX + 1 ? INT64_MIN : -(long long)v) : (long long)v;
+    if (x < min || x > max) return false;
+    *out = x;
+    return true;
+}

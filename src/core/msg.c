@@ -38,13 +38,15 @@ msg_encode(const msg_env_t *env, size_t *len)
     pack_key(&pk, "sid");
     msgpack_pack_uint64(&pk, env->store_id);
     pack_key(&pk, "caller");
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, 4);
     pack_key(&pk, "uid");
     msgpack_pack_uint64(&pk, env->caller.user_id);
     pack_key(&pk, "sid");
     msgpack_pack_uint64(&pk, env->caller.store_id);
     pack_key(&pk, "role");
     msgpack_pack_int(&pk, env->caller.role);
+    pack_key(&pk, "ver");
+    msgpack_pack_uint32(&pk, env->caller.ver);
     pack_key(&pk, "params");
     msgpack_pack_map(&pk, env->nparams);
     for (size_t i = 0; i < env->nparams; i++) {
@@ -112,6 +114,10 @@ decode_caller(const msgpack_object *o, msg_caller_t *c)
             if (!get_u64(&kv->val, &c->user_id)) return false;
         } else if (key_is(&kv->key, "sid")) {
             if (!get_u64(&kv->val, &c->store_id)) return false;
+        } else if (key_is(&kv->key, "ver")) {
+            uint64_t v;
+            if (!get_u64(&kv->val, &v) || v > UINT32_MAX) return false;
+            c->ver = (uint32_t)v;
         } else if (key_is(&kv->key, "role")) {
             if (kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv->val.via.u64 <= 16)
                 c->role = (int)kv->val.via.u64;

@@ -11,6 +11,7 @@
 
 #include "shopd/api.h"
 #include "shopd/auth.h"
+#include "shopd/catalog.h"
 #include "shopd/log.h"
 
 #define TENANT_PARAM "__tenant"
@@ -151,45 +152,6 @@ api_val_reply(const api_val_t *v)
     r->body = net_error_body("validation_failed", "the request has invalid fields", f, i, v->n,
                              &r->len);
     return r;
-}
-
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-const char *
-api_query_param(const msg_env_t *env, const char *name, char *buf, size_t buflen)
-{
-    const char *q = env->query.p, *end = env->query.p + env->query.n;
-    size_t nl = strlen(name);
-    while (q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *pe = amp ? amp : end;
-        const char *eq = memchr(q, '=', (size_t)(pe - q));
-        const char *ke = eq ? eq : pe;
-        if ((size_t)(ke - q) == nl && memcmp(q, name, nl) == 0) {
-            size_t o = 0;
-            for (const char *p = eq ? eq + 1 : pe; p < pe && o + 1 < buflen; p++) {
-                if (*p == '+') {
-                    buf[o++] = ' ';
-                } else if (*p == '%' && p + 2 < pe && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-                    buf[o++] = (char)(hexval(p[1]) * 16 + hexval(p[2]));
-                    p += 2;
-                } else {
-                    buf[o++] = *p;
-                }
-            }
-            buf[o] = '\0';
-            return buf;
-        }
-        q = pe + 1;
-    }
-    return NULL;
 }
 
 /* ------------------------------------------------------------ edge (I/O thread) */
@@ -400,14 +362,19 @@ api_on_request(net_request_t *req, void *ud)
     }
     env.type = msg_str(route->name);
     env.request_id = msg_str(net_req_id(req));
-    size_t qlen;
-    env.query.p = net_req_query(req, &qlen);
-    env.query.n = qlen;
+    size_t qlen, clen;
+    char *canon;
+    const char *rawq = net_req_query(req, &qlen);
+    net_reply_t *bad = api_query_canon(route->query, rawq, qlen, &canon, &clen);
+    if (bad) return answer(req, bad);
+    env.query.p = canon;
+    env.query.n = clen;
     char ipbuf[64];
     env.ip = msg_str(client_ip(app, req, ipbuf, sizeof(ipbuf)));
 
     size_t len;
     char *data = msg_encode(&env, &len);
+    shopd_free(canon);
     act_msg_t *msg = act_msg_new((uint32_t)m.route, target, data, len);
     net_req_defer(req, &msg->reply_to, &msg->reply_token);
     shopd_rc_t rc = act_send(app->actors, msg);
@@ -535,8 +502,9 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
         have_store = true;
     }
     /* The middleware, worker half: a store user's token is good for its own store
-     * only, and a disabled or demoted user's tokens stop working (cached a few
-     * seconds; at once in this process). */
+     * only, and it must still describe its user (active, same role, same store,
+     * same token version: auth_user_current), so a demoted, disabled or re-keyed
+     * user's old tokens, and tokens with claims the user never had, stop working. */
     msg_caller_t *cl = &env->caller;
     bool store_user = cl->role == MSG_ROLE_CUSTOMER || cl->role == MSG_ROLE_STORE_ADMIN;
     bool user = store_user || cl->role == MSG_ROLE_SUPER_ADMIN;
@@ -551,7 +519,7 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
     }
     if (user && cl->user_id) {
         bool unavailable;
-        if (!auth_user_active(app->db, cl->user_id, cl->role, &unavailable)) {
+        if (!auth_user_current(app->db, cl, &unavailable)) {
             if (unavailable) {
                 post(m, api_unavailable("the database"), env->store_id);
                 act_msg_free(m);
@@ -662,6 +630,7 @@ api_readyz(api_ctx_t *ctx)
         db_release(c);
     }
     rd = kv_ping(ctx->worker->kv);
+    if (rd == SHOPD_OK) catalog_cache_recover(ctx->worker->kv);
     bool ok = pg == SHOPD_OK && rd == SHOPD_OK;
     net_reply_t *r = api_json(ok ? 200 : 503,
                               json_pack("{s:s, s:s, s:s}", "status", ok ? "ready" : "not_ready",

@@ -168,12 +168,12 @@ claims(long uid, long store, const char *role, long long iat, long long exp)
     static char p[512];
     if (store)
         snprintf(p, sizeof(p),
-                 "{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"%s\",\"iat\":%lld,\"exp\":%lld,"
-                 "\"jti\":\"t\"}",
+                 "{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"%s\",\"ver\":1,\"iat\":%lld,"
+                 "\"exp\":%lld,\"jti\":\"t\"}",
                  uid, store, role, iat, exp);
     else
         snprintf(p, sizeof(p),
-                 "{\"sub\":\"%ld\",\"role\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"jti\":\"t\"}", uid,
+                 "{\"sub\":\"%ld\",\"role\":\"%s\",\"ver\":1,\"iat\":%lld,\"exp\":%lld,\"jti\":\"t\"}", uid,
                  role, iat, exp);
     return p;
 }

@@ -26,16 +26,16 @@
 /* ------------------------------------------------------------ shared helpers */
 
 net_reply_t *
-auth_rate_check(api_ctx_t *ctx, const char *what, const char *account)
+auth_rate_check(api_ctx_t *ctx, const char *what, const char *account, int buckets)
 {
     const cfg_t *cfg = ctx->app->cfg;
     char key[160];
     int wait = 0;
-    if (ctx->env->ip.n > 0) {
+    if ((buckets & AUTH_RL_IP) && ctx->env->ip.n > 0) {
         snprintf(key, sizeof(key), "rl:auth:%s:ip:%.*s", what, (int)ctx->env->ip.n, ctx->env->ip.p);
         wait = auth_rate_take(ctx->worker->kv, key, cfg->auth_rate_ip, 60);
     }
-    if (wait == 0 && account) {
+    if (wait == 0 && account && (buckets & AUTH_RL_ACCOUNT)) {
         char h[65];
         auth_sha256_hex(account, strlen(account), h);
         snprintf(key, sizeof(key), "rl:auth:%s:acct:%s", what, h);
@@ -77,7 +77,7 @@ auth_db_error(api_ctx_t *ctx, PGresult *r, const char *what)
  * for a user whose JSON is user_json. The refresh token goes in on c. */
 net_reply_t *
 auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid, int role,
-           const char *family, const char *user_json)
+           uint32_t ver, const char *family, const char *user_json)
 {
     char refresh[65], hash[65], fam[33], id[24];
     shopd_random_hex(refresh, 32);
@@ -99,7 +99,7 @@ auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid,
     }
     PQclear(r);
     char jwt[AUTH_JWT_MAX];
-    if (auth_jwt_sign(uid, sid, role, jwt, sizeof(jwt)) == 0)
+    if (auth_jwt_sign_ver(uid, sid, role, ver, jwt, sizeof(jwt)) == 0)
         return api_internal(ctx, "jwt too long");
     json_t *user = user_json ? json_loads(user_json, 0, NULL) : NULL;
     json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:o}", "access_token", jwt, "token_type",
@@ -138,7 +138,8 @@ login(api_ctx_t *ctx, uint64_t store_id)
     const char *email = api_val_string(&v, ctx->body, "email", true, 1, 254);
     const char *pw = api_val_string(&v, ctx->body, "password", true, 1, 4 * AUTH_PASSWORD_MAX);
     account_key(acct, sizeof(acct), store_id, email);
-    if ((reply = auth_rate_check(ctx, store_id ? "login" : "plogin", email ? acct : NULL)))
+    if ((reply = auth_rate_check(ctx, store_id ? "login" : "plogin", email ? acct : NULL,
+                                 AUTH_RL_IP | AUTH_RL_ACCOUNT)))
         goto out;
     if (v.n) {
         reply = api_val_reply(&v);
@@ -152,11 +153,11 @@ login(api_ctx_t *ctx, uint64_t store_id)
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
     const char *p[2] = {sid, email};
     r = store_id ? db_exec(c, "auth_login_store",
-                           "SELECT id, password_hash, role, status FROM users "
+                           "SELECT id, password_hash, role, status, token_version FROM users "
                            "WHERE store_id = $1::bigint AND lower(email) = lower($2)",
                            2, p)
                  : db_exec(c, "auth_login_platform",
-                           "SELECT id, password_hash, role, status FROM users "
+                           "SELECT id, password_hash, role, status, token_version FROM users "
                            "WHERE store_id IS NULL AND $1::bigint = 0 AND lower(email) = lower($2)",
                            2, p);
     if (db_result_rc(r) != SHOPD_OK) {
@@ -177,6 +178,7 @@ login(api_ctx_t *ctx, uint64_t store_id)
     }
     uint64_t uid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     int role = auth_role_parse(PQgetvalue(r, 0, 2));
+    uint32_t ver = (uint32_t)strtoul(PQgetvalue(r, 0, 4), NULL, 10);
     PQclear(r);
     const char *pu[1] = {sid};
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)uid);
@@ -188,7 +190,7 @@ login(api_ctx_t *ctx, uint64_t store_id)
         reply = auth_db_error(ctx, r, "login update failed");
         goto out;
     }
-    reply = auth_issue(ctx, c, 200, uid, store_id, role, NULL, PQgetvalue(r, 0, 0));
+    reply = auth_issue(ctx, c, 200, uid, store_id, role, ver, NULL, PQgetvalue(r, 0, 0));
 out:
     PQclear(r);
     db_release(c);
@@ -217,7 +219,7 @@ auth_h_register(api_ctx_t *ctx)
     PGresult *r = NULL;
     char acct[400], hash[AUTH_HASH_MAX], sid[24];
 
-    if ((reply = auth_rate_check(ctx, "register", NULL)))
+    if ((reply = auth_rate_check(ctx, "register", NULL, AUTH_RL_IP)))
         return reply;
     api_val_only(&v, ctx->body, allowed);
     const char *email = api_val_string(&v, ctx->body, "email", true, 3, 254);
@@ -233,7 +235,7 @@ auth_h_register(api_ctx_t *ctx)
     if (v.n)
         return api_val_reply(&v);
     account_key(acct, sizeof(acct), ctx->store_id, email);
-    if ((reply = auth_rate_check(ctx, "register", acct)))
+    if ((reply = auth_rate_check(ctx, "register", acct, AUTH_RL_ACCOUNT)))
         return reply;
 
     if (auth_password_hash(pw, hash, sizeof(hash)) != 0)
@@ -245,14 +247,15 @@ auth_h_register(api_ctx_t *ctx)
     const char *p[4] = {sid, email, hash, name ? name : ""};
     r = db_exec(c, "auth_register",
                 "INSERT INTO users (store_id, email, password_hash, role, name) "
-                "VALUES ($1::bigint, $2, $3, 'CUSTOMER', $4) RETURNING id, " AUTH_USER_JSON,
+                "VALUES ($1::bigint, $2, $3, 'CUSTOMER', $4) RETURNING id, " AUTH_USER_JSON ", token_version",
                 4, p);
     if (db_result_rc(r) != SHOPD_OK) {
         reply = auth_db_error(ctx, r, "register failed");
         goto out;
     }
     reply = auth_issue(ctx, c, 201, strtoull(PQgetvalue(r, 0, 0), NULL, 10), ctx->store_id,
-                       MSG_ROLE_CUSTOMER, NULL, PQgetvalue(r, 0, 1));
+                       MSG_ROLE_CUSTOMER, (uint32_t)strtoul(PQgetvalue(r, 0, 2), NULL, 10), NULL,
+                       PQgetvalue(r, 0, 1));
 out:
     PQclear(r);
     db_release(c);
@@ -293,7 +296,7 @@ refresh_tx(db_conn_t *c, void *arg)
         db_exec(c, "auth_refresh_lock",
                 "SELECT rt.id, rt.user_id, rt.family, rt.used_at IS NOT NULL, "
                 "rt.revoked_at IS NOT NULL OR rt.expires_at < now(), u.status, u.role, "
-                "coalesce(u.store_id, 0), " AUTH_USER_JSON_U " FROM refresh_tokens rt "
+                "coalesce(u.store_id, 0), " AUTH_USER_JSON_U ", u.token_version FROM refresh_tokens rt "
                 "JOIN users u ON u.id = rt.user_id WHERE rt.token_hash = $1 FOR UPDATE OF rt",
                 1, p);
     shopd_rc_t rc = db_result_rc(r);
@@ -329,7 +332,7 @@ refresh_tx(db_conn_t *c, void *arg)
     t->sid = strtoull(PQgetvalue(r, 0, 7), NULL, 10);
     char acct[32];
     snprintf(acct, sizeof(acct), "user:%llu", (unsigned long long)t->uid);
-    if ((t->reply = auth_rate_check(t->ctx, "refresh", acct))) {
+    if ((t->reply = auth_rate_check(t->ctx, "refresh", acct, AUTH_RL_ACCOUNT))) {
         rc = SHOPD_BUSY; /* roll back: nothing was used */
         goto out;
     }
@@ -342,7 +345,8 @@ refresh_tx(db_conn_t *c, void *arg)
         goto out;
     t->user_json = shopd_strdup(PQgetvalue(r, 0, 8));
     /* The new token of the family is inserted by auth_issue, inside this transaction. */
-    t->reply = auth_issue(t->ctx, c, 200, t->uid, t->sid, t->role, t->family, t->user_json);
+    t->reply = auth_issue(t->ctx, c, 200, t->uid, t->sid, t->role,
+                          (uint32_t)strtoul(PQgetvalue(r, 0, 9), NULL, 10), t->family, t->user_json);
     if (t->reply->status != 200)
         rc = SHOPD_ERR;
 out:
@@ -363,7 +367,7 @@ auth_h_refresh(api_ctx_t *ctx)
 {
     api_val_t v = {0};
     net_reply_t *reply;
-    if ((reply = auth_rate_check(ctx, "refresh", NULL)))
+    if ((reply = auth_rate_check(ctx, "refresh", NULL, AUTH_RL_IP)))
         return reply;
     const char *tok = refresh_param(ctx, &v);
     if (v.n)
@@ -494,10 +498,14 @@ auth_h_me_update(api_ctx_t *ctx)
         "UPDATE users SET name = coalesce($2, name), password_hash = coalesce($3, password_hash), "
         "updated_at = now() WHERE id = $1::bigint RETURNING " AUTH_USER_JSON,
         3, p);
-    if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1)
+    if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
         reply = auth_db_error(ctx, r, "me update failed");
-    else
+    } else {
+        /* A new password retires every access token of the user (token_version),
+         * this one included: seen here at once, elsewhere within AUTH_USER_CACHE_S. */
+        auth_user_forget(ctx->caller->user_id);
         reply = api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    }
 out:
     PQclear(r);
     db_release(c);
@@ -546,7 +554,7 @@ auth_h_forgot(api_ctx_t *ctx)
     api_val_only(&v, ctx->body, allowed);
     const char *email = api_val_string(&v, ctx->body, "email", true, 1, 254);
     account_key(acct, sizeof(acct), ctx->store_id, email);
-    if ((reply = auth_rate_check(ctx, "forgot", email ? acct : NULL)))
+    if ((reply = auth_rate_check(ctx, "forgot", email ? acct : NULL, AUTH_RL_IP | AUTH_RL_ACCOUNT)))
         return reply;
     if (v.n)
         return api_val_reply(&v);
@@ -639,8 +647,10 @@ auth_h_reset(api_ctx_t *ctx)
         reply = net_reply_error_field(400, "invalid_token",
                                       "the reset token is invalid, used or expired", "token",
                                       "is invalid");
-    else
+    else {
+        auth_user_forget(strtoull(PQgetvalue(r, 0, 0), NULL, 10));
         reply = net_reply_new(204);
+    }
     PQclear(r);
     db_release(c);
     return reply;

@@ -15,14 +15,18 @@
 #define AUTH_USER_JSON AUTH_USER_JSON_OF("")
 #define AUTH_USER_JSON_U AUTH_USER_JSON_OF("u.")
 
-/** 429 with Retry-After if the per-address bucket of `what` (or, when account is
- *  not NULL, the per-account one) is empty; NULL if the attempt may go on. */
-net_reply_t *auth_rate_check(api_ctx_t *ctx, const char *what, const char *account);
+/** Which buckets one auth_rate_check call takes from. A request takes exactly one
+ *  token from each bucket it is counted in, however many checks it passes. */
+enum { AUTH_RL_IP = 1, AUTH_RL_ACCOUNT = 2 };
+/** 429 with Retry-After if a bucket of `what` named in `buckets` is empty (the
+ *  per-address one; the per-account one when account is not NULL); NULL if the
+ *  attempt may go on. Each named bucket is taken from at most once. */
+net_reply_t *auth_rate_check(api_ctx_t *ctx, const char *what, const char *account, int buckets);
 /** A failed statement as a reply (503, 409 email_taken, or 500). */
 net_reply_t *auth_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
 /** The token reply: access token + new refresh token (inserted on c). */
 net_reply_t *auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid,
-                        int role, const char *family, const char *user_json);
+                        int role, uint32_t ver, const char *family, const char *user_json);
 /** One message into the outbox folder. 0 or -1. */
 int auth_outbox_write(const char *dir, const char *to, const char *subject, const char *body);
 

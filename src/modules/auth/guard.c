@@ -7,9 +7,12 @@
  * read-refill-take is atomic across every shopd process sharing Redis. Time
  * comes from Redis (TIME) so processes with skewed clocks agree.
  *
- * The active-user cache is a small direct-mapped table under a mutex: a
- * disabled user is refused within ACTIVE_TTL_US everywhere, at once in the
- * process that disabled them (auth_user_forget).
+ * The user cache is a small direct-mapped table under a mutex holding what the
+ * database said of a user (status, role, store, token version); every request
+ * compares it with its own token's claims. A change is seen at once in the
+ * process that made it (auth_user_forget) and within AUTH_USER_CACHE_S seconds
+ * in every other process (the entries expire; the token version in the
+ * database makes sure no stale token is accepted again after that).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -61,13 +64,18 @@ auth_rate_take(kv_conn_t *kv, const char *key, int burst, int period_s)
 }
 
 #define ACTIVE_SLOTS 4096
-#define ACTIVE_TTL_US 5000000ull
+#define ACTIVE_TTL_US ((uint64_t)AUTH_USER_CACHE_S * 1000000u)
 
+/* What the database said of a user: the cache holds facts, never a verdict, so
+ * each request compares them with its own token's claims. */
 typedef struct active_ent_s {
     uint64_t user_id;
     uint64_t expires_us;
+    bool found;
     bool active;
     int role;
+    uint64_t store_id; /* 0 for a platform super admin */
+    uint32_t ver;
 } active_ent_t;
 
 static active_ent_t active_tab[ACTIVE_SLOTS];
@@ -83,41 +91,54 @@ auth_user_forget(uint64_t user_id)
     pthread_mutex_unlock(&active_lock);
 }
 
+static bool
+claims_hold(const active_ent_t *e, const msg_caller_t *c)
+{
+    return e->found && e->active && e->role == c->role && e->store_id == c->store_id &&
+           e->ver == c->ver;
+}
+
 bool
-auth_user_active(db_pool_t *db, uint64_t user_id, int role, bool *unavailable)
+auth_user_current(db_pool_t *db, const msg_caller_t *c, bool *unavailable)
 {
     *unavailable = false;
     uint64_t now = shopd_now_us();
     pthread_mutex_lock(&active_lock);
-    active_ent_t e = active_tab[user_id % ACTIVE_SLOTS];
+    active_ent_t e = active_tab[c->user_id % ACTIVE_SLOTS];
     pthread_mutex_unlock(&active_lock);
-    if (e.user_id == user_id && e.expires_us > now)
-        return e.active;
+    if (e.user_id == c->user_id && e.expires_us > now)
+        return claims_hold(&e, c);
 
-    db_conn_t *c = db_acquire(db, 2000);
-    if (c == NULL) {
+    db_conn_t *conn = db_acquire(db, 2000);
+    if (conn == NULL) {
         *unavailable = true;
         return false;
     }
     char id[24];
-    snprintf(id, sizeof(id), "%llu", (unsigned long long)user_id);
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)c->user_id);
     const char *p[1] = {id};
-    PGresult *r = db_exec(c, "auth_user_status",
-                          "SELECT status, role FROM users WHERE id = $1::bigint", 1, p);
-    bool active = false;
+    PGresult *r = db_exec(conn, "auth_user_status",
+                          "SELECT status, role, coalesce(store_id, 0), token_version FROM users "
+                          "WHERE id = $1::bigint",
+                          1, p);
+    bool ok = false;
     if (db_result_rc(r) != SHOPD_OK) {
         *unavailable = true;
     } else {
-        bool found = PQntuples(r) == 1;
-        active = found && strcmp(PQgetvalue(r, 0, 0), "active") == 0;
-        int have = found ? auth_role_parse(PQgetvalue(r, 0, 1)) : MSG_ROLE_ANONYMOUS;
+        active_ent_t fresh = {.user_id = c->user_id, .expires_us = now + ACTIVE_TTL_US};
+        if (PQntuples(r) == 1) {
+            fresh.found = true;
+            fresh.active = strcmp(PQgetvalue(r, 0, 0), "active") == 0;
+            fresh.role = auth_role_parse(PQgetvalue(r, 0, 1));
+            fresh.store_id = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+            fresh.ver = (uint32_t)strtoul(PQgetvalue(r, 0, 3), NULL, 10);
+        }
         pthread_mutex_lock(&active_lock);
-        active_tab[user_id % ACTIVE_SLOTS] =
-            (active_ent_t){user_id, now + ACTIVE_TTL_US, active, have};
+        active_tab[c->user_id % ACTIVE_SLOTS] = fresh;
         pthread_mutex_unlock(&active_lock);
-        active = active && have == role;
+        ok = claims_hold(&fresh, c);
     }
     PQclear(r);
-    db_release(c);
-    return active;
+    db_release(conn);
+    return ok;
 }

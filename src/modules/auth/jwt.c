@@ -213,6 +213,13 @@ hmac256(const auth_key_t *k, const char *data, size_t n, unsigned char mac[32])
 size_t
 auth_jwt_sign(uint64_t user_id, uint64_t store_id, int role, char *out, size_t outlen)
 {
+    return auth_jwt_sign_ver(user_id, store_id, role, 1, out, outlen);
+}
+
+size_t
+auth_jwt_sign_ver(uint64_t user_id, uint64_t store_id, int role, uint32_t ver, char *out,
+                  size_t outlen)
+{
     char hdr[160], pl[384], jti[33];
     time_t now = time(NULL);
     shopd_random_hex(jti, 16);
@@ -223,14 +230,16 @@ auth_jwt_sign(uint64_t user_id, uint64_t store_id, int role, char *out, size_t o
     if (store_id)
         pn =
             snprintf(pl, sizeof(pl),
-                     "{\"sub\":\"%llu\",\"store_id\":%llu,\"role\":\"%s\",\"iat\":%lld,\"exp\":%"
-                     "lld,\"jti\":\"%s\"}",
+                     "{\"sub\":\"%llu\",\"store_id\":%llu,\"role\":\"%s\",\"ver\":%u,\"iat\":%"
+                     "lld,\"exp\":%lld,\"jti\":\"%s\"}",
                      (unsigned long long)user_id, (unsigned long long)store_id,
-                     auth_role_name(role), (long long)now, (long long)now + AUTH_ACCESS_TTL_S, jti);
+                     auth_role_name(role), ver, (long long)now, (long long)now + AUTH_ACCESS_TTL_S,
+                     jti);
     else
         pn = snprintf(pl, sizeof(pl),
-                      "{\"sub\":\"%llu\",\"role\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"jti\":\"%s\"}",
-                      (unsigned long long)user_id, auth_role_name(role), (long long)now,
+                      "{\"sub\":\"%llu\",\"role\":\"%s\",\"ver\":%u,\"iat\":%lld,\"exp\":%lld,"
+                      "\"jti\":\"%s\"}",
+                      (unsigned long long)user_id, auth_role_name(role), ver, (long long)now,
                       (long long)now + AUTH_ACCESS_TTL_S, jti);
     size_t need = ((size_t)hn + (size_t)pn) * 4 / 3 + 4 + 2 + 44;
     if (need > outlen)
@@ -309,11 +318,15 @@ auth_jwt_verify(const char *token, size_t len, msg_caller_t *caller)
     const char *sub = json_string_value(json_object_get(pl, "sub"));
     int role = auth_role_parse(json_string_value(json_object_get(pl, "role")));
     json_t *sid = json_object_get(pl, "store_id");
+    json_t *ver = json_object_get(pl, "ver");
     if (!json_is_integer(exp) || !json_is_integer(iat) || sub == NULL || role == MSG_ROLE_ANONYMOUS)
         goto out;
-    char *end;
-    unsigned long long uid = strtoull(sub, &end, 10);
-    if (*sub == '\0' || *end || uid == 0)
+    /* ver: the user's token version when it was signed; the middleware refuses it
+     * once the user's role, status, store or password has changed since. */
+    if (!json_is_integer(ver) || json_integer_value(ver) < 1 || json_integer_value(ver) > UINT32_MAX)
+        goto out;
+    uint64_t uid;
+    if (!shopd_id_parse(sub, strlen(sub), &uid))
         goto out;
     /* A super admin has no store; everyone else must have one. */
     if (role == MSG_ROLE_SUPER_ADMIN ? sid != NULL
@@ -329,6 +342,7 @@ auth_jwt_verify(const char *token, size_t len, msg_caller_t *caller)
     caller->user_id = uid;
     caller->store_id = sid ? (uint64_t)json_integer_value(sid) : 0;
     caller->role = role;
+    caller->ver = (uint32_t)json_integer_value(ver);
     rc = AUTH_JWT_OK;
 out:
     json_decref(hdr);

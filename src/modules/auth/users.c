@@ -14,15 +14,13 @@
 #include "auth_int.h"
 #include "shopd/log.h"
 
+/* A user id as the database can hold it (1..INT64_MAX); anything else is 404
+ * (path) or 400 (cursor) without a query. */
 static bool
 digits(const char *p, size_t n)
 {
-    if (n == 0 || n > 18)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-    return true;
+    uint64_t id;
+    return shopd_id_parse(p, n, &id);
 }
 
 /* The :id parameter as a C string, or NULL (then the answer is 404). */
@@ -51,10 +49,11 @@ auth_h_users_list(api_ctx_t *ctx)
     char lbuf[32], cbuf[32], rbuf[32], sbuf[32], sid[24], lim[16];
     long limit = 50;
     const char *cursor = "0", *s;
+    long long x;
     if ((s = api_query_param(ctx->env, "limit", lbuf, sizeof(lbuf)))) {
-        char *end;
-        limit = strtol(s, &end, 10);
-        if (*s == '\0' || *end || limit < 1 || limit > 200)
+        if (shopd_int_parse(s, 1, 200, &x))
+            limit = (long)x;
+        else
             api_val_add(&v, "limit", "must be an integer from 1 to 200");
     }
     if ((s = api_query_param(ctx->env, "cursor", cbuf, sizeof(cbuf)))) {

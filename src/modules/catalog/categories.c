@@ -342,9 +342,8 @@ catalog_h_category_delete(api_ctx_t *ctx)
     const char *move_to = api_query_param(ctx->env, "move_to", mbuf, sizeof(mbuf));
     bool to_root = move_to && strcmp(move_to, "root") == 0;
     if (move_to && !to_root) {
-        char *end;
-        long long t = strtoll(move_to, &end, 10);
-        if (*move_to == '\0' || *end || t < 1)
+        uint64_t t;
+        if (!shopd_id_parse(move_to, strlen(move_to), &t))
             return net_reply_error_field(422, "validation_failed", "the request has invalid fields", "move_to",
                                          "must be a category id or root");
     }

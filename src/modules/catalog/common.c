@@ -7,12 +7,14 @@
  * A public GET reads that version and its entry in one pipelined round trip;
  * the entry ("<version>\n<etag>\n<body>") is served only if its version is the
  * current one, so a write makes every older page unreachable at once, without
- * scanning keys. Entries also expire (CAT_CACHE_TTL) so a version bump lost
- * while Redis was down cannot keep a stale page forever. When Redis is down
- * the GET is simply served uncached. A small per-worker in-process table in
+ * scanning keys. A bump lost while Redis was down is remembered per store and
+ * retried (see "stores whose version bump was lost"); entries also expire
+ * (CAT_CACHE_TTL) as the last bound. When Redis is down the GET is simply
+ * served uncached. A small per-worker in-process table in
  * front of Redis holds recent pages, so a hot page costs one GET of the version.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +39,11 @@ cat_id_param(const api_ctx_t *ctx, const char *name, char *buf)
 {
     size_t n;
     const char *p = msg_param(ctx->env, name, &n);
-    if (p == NULL || n == 0 || n > 18) return false;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] < '0' || p[i] > '9') return false;
+    uint64_t id;
+    if (!shopd_id_parse(p, n, &id)) return false;
     memcpy(buf, p, n);
     buf[n] = '\0';
-    return strtoull(buf, NULL, 10) > 0;
+    return true;
 }
 
 const char *
@@ -183,31 +184,118 @@ cat_one_row(api_ctx_t *ctx, PGresult *r, const char *what, const char *nf_code, 
 
 /* ------------------------------------------------------------ cache */
 
+/* ---- stores whose version bump was lost ----
+ * A write committed while Redis was down could not bump its store's version, so
+ * the pages cached before it would come back with Redis, stale. The store is
+ * remembered here until a bump succeeds; meanwhile its public pages are built
+ * fresh and never served from or written to the cache. Any catalog request of
+ * this process (and /readyz, which load balancers poll) retries the bumps, so
+ * they land as soon as Redis answers again. A lost process loses the list;
+ * the entries' TTL (CAT_CACHE_TTL) is the bound then. */
+static pthread_mutex_t dirty_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t *dirty_ids; /* under dirty_lock */
+static size_t dirty_n, dirty_cap;
+/* Mirror of dirty_n read without the lock on every cached GET: relaxed is enough,
+ * a reader that misses a store added this instant is ordered after nothing it
+ * could have seen (the failed bump and its write are in another request). */
+static _Atomic size_t dirty_count;
+
+static bool
+dirty_has(uint64_t store_id)
+{
+    if (atomic_load_explicit(&dirty_count, memory_order_relaxed) == 0) return false;
+    bool found = false;
+    pthread_mutex_lock(&dirty_lock);
+    for (size_t i = 0; i < dirty_n && !found; i++) found = dirty_ids[i] == store_id;
+    pthread_mutex_unlock(&dirty_lock);
+    return found;
+}
+
+static void
+dirty_add(uint64_t store_id)
+{
+    pthread_mutex_lock(&dirty_lock);
+    bool found = false;
+    for (size_t i = 0; i < dirty_n && !found; i++) found = dirty_ids[i] == store_id;
+    if (!found) {
+        if (dirty_n == dirty_cap) {
+            dirty_cap = dirty_cap ? dirty_cap * 2 : 16;
+            dirty_ids = shopd_realloc(dirty_ids, dirty_cap * sizeof(*dirty_ids));
+        }
+        dirty_ids[dirty_n++] = store_id;
+        atomic_store_explicit(&dirty_count, dirty_n, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&dirty_lock);
+}
+
+static void
+dirty_remove(uint64_t store_id)
+{
+    pthread_mutex_lock(&dirty_lock);
+    for (size_t i = 0; i < dirty_n; i++)
+        if (dirty_ids[i] == store_id) {
+            dirty_ids[i] = dirty_ids[--dirty_n];
+            break;
+        }
+    atomic_store_explicit(&dirty_count, dirty_n, memory_order_relaxed);
+    pthread_mutex_unlock(&dirty_lock);
+}
+
+static bool
+bump(kv_conn_t *kv, uint64_t store_id)
+{
+    redisReply *r = kv ? kv_command(kv, "INCR shopd:cat:ver:%llu", (unsigned long long)store_id) : NULL;
+    bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
+    if (r) freeReplyObject(r);
+    return ok;
+}
+
+void
+catalog_cache_recover(kv_conn_t *kv)
+{
+    if (kv == NULL || atomic_load_explicit(&dirty_count, memory_order_relaxed) == 0) return;
+    pthread_mutex_lock(&dirty_lock);
+    size_t n = dirty_n;
+    uint64_t *ids = shopd_malloc((n ? n : 1) * sizeof(*ids));
+    if (n) memcpy(ids, dirty_ids, n * sizeof(*ids));
+    pthread_mutex_unlock(&dirty_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (!bump(kv, ids[i])) break; /* still down: try again on the next request */
+        dirty_remove(ids[i]);
+        log_info("catalog version bumped after a Redis outage store=%llu", (unsigned long long)ids[i]);
+    }
+    shopd_free(ids);
+}
+
+bool
+catalog_cache_dirty(uint64_t store_id)
+{
+    return dirty_has(store_id);
+}
+
 void
 cat_bump(api_ctx_t *ctx)
 {
-    if (ctx->worker == NULL || ctx->worker->kv == NULL) return;
-    redisReply *r = kv_command(ctx->worker->kv, "INCR shopd:cat:ver:%llu", (unsigned long long)ctx->store_id);
-    if (r == NULL || r->type == REDIS_REPLY_ERROR)
-        log_warn("catalog version bump failed store=%llu; cached pages may be stale for up to " CAT_CACHE_TTL " s",
-                 (unsigned long long)ctx->store_id);
-    if (r) freeReplyObject(r);
+    kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
+    if (bump(kv, ctx->store_id)) {
+        if (dirty_has(ctx->store_id)) dirty_remove(ctx->store_id);
+        return;
+    }
+    dirty_add(ctx->store_id);
+    log_warn("catalog version bump failed store=%llu; its pages bypass the cache until Redis answers again",
+             (unsigned long long)ctx->store_id);
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* route name, path parameters, then the query's pairs sorted: the same page asked
- * with its parameters in another order shares one entry. */
+/* Route name, path parameters, then the query. The edge has already put the
+ * query in its canonical form (api_query_canon: declared parameters only, each
+ * once, sorted, re-encoded), exactly what the handler reads, so the key names
+ * the page the handler would build and nothing else. */
 static char *
 cache_key(const api_ctx_t *ctx)
 {
     const msg_env_t *e = ctx->env;
-    size_t cap = 64 + e->type.n + e->query.n * 2;
-    for (size_t i = 0; i < e->nparams; i++) cap += e->param_names[i].n + e->param_values[i].n + 2;
+    size_t cap = 64 + e->type.n + e->query.n;
+    for (size_t i = 0; i < e->nparams; i++) cap += e->param_values[i].n + 1;
     char *k = shopd_malloc(cap);
     int o = snprintf(k, cap, "shopd:cat:%llu:%.*s", (unsigned long long)ctx->store_id,
                      (int)e->type.n, e->type.p);
@@ -216,15 +304,7 @@ cache_key(const api_ctx_t *ctx)
             continue;
         o += snprintf(k + o, cap - (size_t)o, ":%.*s", (int)e->param_values[i].n, e->param_values[i].p);
     }
-    char *q = shopd_strndup(e->query.p ? e->query.p : "", e->query.n);
-    char *parts[64];
-    size_t np = 0;
-    for (char *save = NULL, *t = strtok_r(q, "&", &save); t && np < 64; t = strtok_r(NULL, "&", &save))
-        parts[np++] = t;
-    qsort(parts, np, sizeof(char *), cmp_str);
-    o += snprintf(k + o, cap - (size_t)o, "?");
-    for (size_t i = 0; i < np; i++) o += snprintf(k + o, cap - (size_t)o, "%s%s", i ? "&" : "", parts[i]);
-    shopd_free(q);
+    snprintf(k + o, cap - (size_t)o, "?%.*s", (int)e->query.n, e->query.p ? e->query.p : "");
     return k;
 }
 
@@ -373,6 +453,15 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
         return r;
     }
     kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
+    catalog_cache_recover(kv);
+    if (dirty_has(ctx->store_id)) {
+        /* A write of this store is not yet reflected in its version: what Redis
+         * holds may predate it. Build the page, do not cache it. */
+        net_reply_t *r = fn(ctx);
+        net_reply_add_header(r, "Cache-Control", "no-cache");
+        net_reply_add_header(r, "X-Cache", "bypass");
+        return r;
+    }
     char *key = cache_key(ctx);
     uint64_t hash;
     lc_entry_t *local = lc_slot(key, &hash);

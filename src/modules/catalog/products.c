@@ -182,11 +182,7 @@ parse_cursor(const char *s, int sort, char *key, size_t keycap, uint64_t *id)
     const char *dot = strrchr(s, '.');
     const char *ids = dot ? dot + 1 : s;
     if ((sort == CATALOG_SORT_NEWEST) != (dot == NULL)) return false;
-    char *end;
-    if (*ids < '0' || *ids > '9') return false;
-    unsigned long long v = strtoull(ids, &end, 10);
-    if (*end || v == 0) return false;
-    *id = v;
+    if (!shopd_id_parse(ids, strlen(ids), id)) return false;
     if (dot) {
         size_t hl = (size_t)(dot - s);
         if (hl % 2 || hl / 2 + 1 > keycap) return false;
@@ -197,10 +193,10 @@ parse_cursor(const char *s, int sort, char *key, size_t keycap, uint64_t *id)
         }
         key[hl / 2] = '\0';
         if (strlen(key) != hl / 2) return false;
-        if (sort == CATALOG_SORT_PRICE_ASC || sort == CATALOG_SORT_PRICE_DESC) {
-            strtoll(key, &end, 10);
-            if (*key == '\0' || *end) return false;
-        }
+        long long price;
+        if ((sort == CATALOG_SORT_PRICE_ASC || sort == CATALOG_SORT_PRICE_DESC) &&
+            !shopd_int_parse(key, INT64_MIN, INT64_MAX, &price))
+            return false;
     }
     return true;
 }
@@ -208,12 +204,7 @@ parse_cursor(const char *s, int sort, char *key, size_t keycap, uint64_t *id)
 static bool
 parse_ll(const char *s, long long min, long long max, long long *out)
 {
-    char *end;
-    if (s == NULL || *s == '\0') return false;
-    long long v = strtoll(s, &end, 10);
-    if (*end || v < min || v > max) return false;
-    *out = v;
-    return true;
+    return shopd_int_parse(s, min, max, out);
 }
 
 /* Runs the page and the count of f on c (one round trip) and renders the answer. */

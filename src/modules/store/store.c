@@ -30,7 +30,7 @@ static const char *const reserved_slugs[] = {"www", "api", "admin", "app", "stat
 static bool
 digits_only(const char *p, size_t n)
 {
-    if (n == 0 || n > 19) return false;
+    if (n == 0) return false;
     for (size_t i = 0; i < n; i++)
         if (p[i] < '0' || p[i] > '9') return false;
     return true;
@@ -123,6 +123,8 @@ validate_input(api_ctx_t *ctx, api_val_t *v, store_input_t *in, bool create)
             api_val_add(v, "slug", "must be 3-63 characters of a-z, 0-9 and '-', not starting or ending with '-'");
             in->slug = NULL;
         } else {
+            if (digits_only(in->slug, strlen(in->slug)))
+                api_val_add(v, "slug", "must contain a letter (all digits would read as a store id)");
             for (const char *const *r = reserved_slugs; *r; r++)
                 if (strcmp(*r, in->slug) == 0) api_val_add(v, "slug", "is reserved");
         }
@@ -231,21 +233,21 @@ store_h_list(api_ctx_t *ctx)
     long limit = 20, page = 0;
     const char *cursor = "0";
     const char *s;
+    long long x;
+    uint64_t cid;
     if ((s = api_query_param(ctx->env, "limit", lbuf, sizeof(lbuf)))) {
-        char *end;
-        limit = strtol(s, &end, 10);
-        if (*s == '\0' || *end || limit < 1 || limit > 100) api_val_add(&v, "limit", "must be an integer from 1 to 100");
+        if (shopd_int_parse(s, 1, 100, &x)) limit = (long)x;
+        else api_val_add(&v, "limit", "must be an integer from 1 to 100");
     }
     if ((s = api_query_param(ctx->env, "cursor", cbuf, sizeof(cbuf)))) {
-        if (!digits_only(s, strlen(s)))
+        if (!shopd_id_parse(s, strlen(s), &cid))
             api_val_add(&v, "cursor", "must be a cursor returned by a previous page");
         else
             cursor = s;
     }
     if ((s = api_query_param(ctx->env, "page", pbuf, sizeof(pbuf)))) {
-        char *end;
-        page = strtol(s, &end, 10);
-        if (*s == '\0' || *end || page < 1 || page > 1000000) api_val_add(&v, "page", "must be an integer from 1");
+        if (shopd_int_parse(s, 1, 1000000, &x)) page = (long)x;
+        else api_val_add(&v, "page", "must be an integer from 1 to 1000000");
     }
     const char *status = api_query_param(ctx->env, "status", sbuf, sizeof(sbuf));
     if (status && strcmp(status, "active") && strcmp(status, "suspended"))
@@ -300,7 +302,10 @@ id_param(api_ctx_t *ctx, char *buf, size_t buflen, bool *numeric)
     if (p == NULL || n >= buflen) return NULL;
     memcpy(buf, p, n);
     buf[n] = '\0';
+    /* All digits is an id; one past the bigint range cannot exist (404, no query). */
+    uint64_t id;
     *numeric = digits_only(buf, n);
+    if (*numeric && !shopd_id_parse(buf, n, &id)) return NULL;
     if (!*numeric && !store_slug_valid(buf, n)) return NULL;
     return buf;
 }

@@ -96,13 +96,14 @@ store_tenant_key(const char *x_tenant, const char *host, const char *base_domain
 {
     if (x_tenant && *x_tenant) {
         size_t n = strlen(x_tenant);
-        bool digits = n <= 19;
+        bool digits = n > 0;
         for (size_t i = 0; i < n && digits; i++) digits = isdigit((unsigned char)x_tenant[i]);
         if (digits) {
-            char *end;
-            unsigned long long id = strtoull(x_tenant, &end, 10);
-            if (id == 0) return -1;
-            snprintf(key, keylen, "id:%llu", id);
+            /* An id past the bigint range names no store: refused here, never a
+             * database round trip. */
+            uint64_t id;
+            if (!shopd_id_parse(x_tenant, n, &id)) return -1;
+            snprintf(key, keylen, "id:%llu", (unsigned long long)id);
             return 0;
         }
         if (!store_slug_valid(x_tenant, n)) return -1;

@@ -1,0 +1,162 @@
+/*
+ * query.c: the URL query of a request, read once at the edge.
+ *
+ * api_query_canon turns the raw query into one canonical form before the
+ * request leaves the I/O thread: only the parameters the route declares, each
+ * at most once, sorted by name, values percent-decoded and re-encoded the same
+ * way every time. Everything downstream (api_query_param in the handlers, the
+ * catalog cache key) reads that form, so two spellings of one request share a
+ * cache entry and two different requests can never share one: the defect this
+ * replaces sorted raw pairs for the key while the handler took the first of a
+ * repeated parameter.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shopd/api.h"
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes application/x-www-form-urlencoded bytes [p, e) into out (room for
+ * e - p bytes + NUL); '+' is a space, a '%' not followed by two hex digits is
+ * kept as it is. Returns the decoded length. */
+static size_t
+url_decode(const char *p, const char *e, char *out)
+{
+    size_t o = 0;
+    for (; p < e; p++) {
+        if (*p == '+') {
+            out[o++] = ' ';
+        } else if (*p == '%' && e - p > 2 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+            out[o++] = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+            p += 2;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+typedef struct pair_s {
+    const char *name; /* points into the route's list */
+    const char *val;  /* raw, points into the query */
+    size_t vlen;
+} pair_t;
+
+static int
+pair_cmp(const void *a, const void *b)
+{
+    return strcmp(((const pair_t *)a)->name, ((const pair_t *)b)->name);
+}
+
+static net_reply_t *
+bad_query(const char *field, const char *issue)
+{
+    return net_reply_error_field(400, "invalid_query", "the query string is not valid for this endpoint",
+                                 field, issue);
+}
+
+net_reply_t *
+api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **out, size_t *outlen)
+{
+    *out = NULL;
+    *outlen = 0;
+    pair_t pairs[API_MAX_QUERY];
+    size_t np = 0;
+    const char *end = q ? q + qlen : q;
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        if (pe == q) { /* "a=1&&b=2": an empty pair means nothing */
+            q = pe + 1;
+            continue;
+        }
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq ? eq : pe;
+        size_t kl = (size_t)(ke - q);
+        const char *name = NULL;
+        for (const char *const *a = allowed; a && *a && !name; a++)
+            if (strlen(*a) == kl && memcmp(*a, q, kl) == 0) name = *a;
+        if (name == NULL) {
+            char f[64];
+            snprintf(f, sizeof(f), "%.*s", (int)(kl < 60 ? kl : 60), q);
+            return bad_query(f, "unknown query parameter");
+        }
+        for (size_t i = 0; i < np; i++)
+            if (pairs[i].name == name) return bad_query(name, "given more than once");
+        /* Distinct names from the route's list: np can only reach API_MAX_QUERY if
+         * the list is that long (checked at start-up by the route-table test). */
+        if (np == API_MAX_QUERY) return bad_query(name, "too many query parameters");
+        const char *v = eq ? eq + 1 : pe;
+        pairs[np++] = (pair_t){name, v, (size_t)(pe - v)};
+        q = pe + 1;
+    }
+    if (np == 0) return NULL;
+    qsort(pairs, np, sizeof(pairs[0]), pair_cmp);
+    size_t cap = 1;
+    for (size_t i = 0; i < np; i++) cap += strlen(pairs[i].name) + 2 + 3 * pairs[i].vlen;
+    char *buf = shopd_malloc(cap), *tmp = shopd_malloc(qlen + 1);
+    size_t o = 0;
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < np; i++) {
+        size_t nl = strlen(pairs[i].name);
+        if (i) buf[o++] = '&';
+        memcpy(buf + o, pairs[i].name, nl);
+        o += nl;
+        buf[o++] = '=';
+        size_t dl = url_decode(pairs[i].val, pairs[i].val + pairs[i].vlen, tmp);
+        for (size_t k = 0; k < dl; k++) {
+            unsigned char c = (unsigned char)tmp[k];
+            if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                c == '.' || c == '_' || c == '~') {
+                buf[o++] = (char)c;
+            } else {
+                buf[o++] = '%';
+                buf[o++] = hex[c >> 4];
+                buf[o++] = hex[c & 15];
+            }
+        }
+    }
+    buf[o] = '\0';
+    shopd_free(tmp);
+    *out = buf;
+    *outlen = o;
+    return NULL;
+}
+
+const char *
+api_query_param(const msg_env_t *env, const char *name, char *buf, size_t buflen)
+{
+    const char *q = env->query.p, *end = env->query.p + env->query.n;
+    size_t nl = strlen(name);
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - q) == nl && memcmp(q, name, nl) == 0) {
+            const char *v = eq ? eq + 1 : pe;
+            /* A value longer than buf is cut; every caller's bounds are shorter than
+             * its buffer, so a cut value always fails its validation. */
+            size_t take = (size_t)(pe - v);
+            char *tmp = shopd_malloc(take + 1);
+            size_t dl = url_decode(v, pe, tmp);
+            size_t n = dl < buflen ? dl : buflen - 1;
+            memcpy(buf, tmp, n);
+            buf[n] = '\0';
+            shopd_free(tmp);
+            return buf;
+        }
+        q = pe + 1;
+    }
+    return NULL;
+}
