@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh: installs the Debian 12 packages shopd needs to build, test and run,
-# and nothing else. Idempotent: only missing packages are installed, and
-# `apt-get update` runs once and only when something is missing. Runs as root,
-# or through sudo when available.
+# and nothing else (plus the pinned npm tools of tools/node). Idempotent: only
+# missing packages are installed, and `apt-get update` runs once and only when
+# something is missing. Runs as root, or through sudo when available.
 set -euo pipefail
 
 PKGS=(
@@ -45,6 +45,27 @@ for p in "${PKGS[@]}"; do
 done
 need_trgm=0
 [[ -f $TRGM_CONTROL ]] || need_trgm=1
+
+# The npm tools (OpenAPI lint, the contract check, client generation) go into
+# tools/node/node_modules exactly as tools/node/package-lock.json pins them; npm
+# runs only when that folder is missing or was installed from another lock file.
+install_npm_tools() {
+    local dir stamp want
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tools/node"
+    stamp=$dir/node_modules/.shopd-lock-sha256
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [[ -s $stamp && $(<"$stamp") == "$want" ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "deps.sh: npm is missing (node 20 + npm are needed for tools/node)" >&2
+        return 1
+    fi
+    echo "deps.sh: installing npm tools into $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    echo "$want" >"$stamp"
+}
+install_npm_tools
 
 if [[ ${#missing[@]} -eq 0 && $need_trgm -eq 0 ]]; then
     echo "deps.sh: all packages present"

@@ -145,5 +145,64 @@ if [[ ${SHOPD_SKIP_FUZZ:-0} != 1 ]] && command -v clang >/dev/null; then
     fi
 fi
 
+# OpenAPI (docs/openapi.yaml): both linters; then the live contract check of the
+# main flows against a shopd of its own (free port, platform token, a super admin)
+# and a TypeScript client generated from the document and compiled. The generated
+# code goes to tests/contract/client/generated/ (not committed).
+NODE_TOOLS=$ROOT/tools/node/node_modules
+openapi_lint() {
+    local rc=0
+    "$NODE_TOOLS/.bin/redocly" lint --config "$ROOT/docs/redocly.yaml" "$ROOT/docs/openapi.yaml" 2>&1 | grep -v '[║╔╚]' || rc=1
+    (cd "$ROOT/docs" && NODE_PATH=$NODE_TOOLS "$NODE_TOOLS/.bin/spectral" lint -r .spectral.yaml \
+        --fail-severity=warn openapi.yaml) || rc=1
+    return $rc
+}
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# A subshell, so its EXIT trap stops this shopd whatever happens.
+openapi_contract() (
+    set -euo pipefail
+    local work port pid="" rc=0 shopd_rc=0
+    work=$(mktemp -d /tmp/shopd-contract.XXXXXX)
+    trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+    port=$(free_port)
+    export SHOPD_LISTEN=127.0.0.1:$port SHOPD_PLATFORM_TOKEN SHOPD_JWT_KEYS SHOPD_OUTBOX_DIR=$work/outbox
+    SHOPD_PLATFORM_TOKEN=$(openssl rand -hex 24)
+    SHOPD_JWT_KEYS="contract:$(openssl rand -hex 32)"
+    export SHOPD_WORKERS=2 SHOPD_IO_THREADS=1
+    "$ROOT/build/shopd" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log"; return 1; }
+    local email="super-$(openssl rand -hex 4)@contract.test" pw
+    pw=$(openssl rand -hex 12)
+    printf '%s\n' "$pw" | "$ROOT/build/shopd" create-super-admin --email "$email" --password-stdin \
+        >"$work/super.log" 2>&1 || { cat "$work/super.log"; return 1; }
+    "$ROOT/build/shopd" serve >"$work/shopd.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        curl -fs "http://$SHOPD_LISTEN/healthz" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    node "$ROOT/tests/contract/check.mjs" --url "http://$SHOPD_LISTEN" --platform-token "$SHOPD_PLATFORM_TOKEN" \
+        --super-email "$email" --super-password "$pw" || rc=1
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" || shopd_rc=$?
+    pid=""
+    if [[ $shopd_rc -ne 0 ]]; then
+        echo "shopd exited with $shopd_rc after SIGTERM"
+        rc=1
+    fi
+    [[ $rc -eq 0 ]] || tail -n 30 "$work/shopd.log"
+    echo "--- TypeScript client from docs/openapi.yaml"
+    "$NODE_TOOLS/.bin/openapi-typescript" "$ROOT/docs/openapi.yaml" \
+        -o "$ROOT/tests/contract/client/generated/shopd.ts" || rc=1
+    "$NODE_TOOLS/.bin/tsc" -p "$ROOT/tests/contract/client/tsconfig.json" && echo "tsc: client compiles" || rc=1
+    return $rc
+)
+
+stage "openapi lint (redocly, spectral)" openapi_lint || true
+stage "openapi contract (live check, TypeScript client)" openapi_contract || true
+
 summary
 exit $FAILED

@@ -2,6 +2,10 @@
  * The OpenAPI document follows the route table: every route of api_routes has
  * its path (":id" written "{id}") and method in docs/openapi.yaml, with the
  * route's name as operationId, and the document names no path the table lacks.
+ * Each operation's `security` line is the one for its route's access level
+ * (public routes `security: []`, protected ones exactly the schemes that the
+ * access check in src/modules/api.c admits), and protected operations document
+ * 401 and 403.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,6 +80,83 @@ test_routes_documented(void **state)
     free(spec);
 }
 
+/* The security requirement each access level is written with (one line, flow style). */
+static const char *
+security_for(api_access_t access)
+{
+    switch (access) {
+    case API_PUBLIC: return "[]";
+    case API_PLATFORM: return "[{platformToken: []}]";
+    case API_CUSTOMER:
+        return "[{customerToken: []}, {storeAdminToken: []}, {superAdminToken: []}, {platformToken: []}]";
+    case API_STORE_ADMIN: return "[{storeAdminToken: []}, {superAdminToken: []}, {platformToken: []}]";
+    case API_SUPER_ADMIN: return "[{superAdminToken: []}, {platformToken: []}]";
+    }
+    return NULL;
+}
+
+/* The text of one operation: from "\n    <method>:" to the next operation or path. */
+static char *
+operation_block(const char *spec, const api_route_t *r)
+{
+    char path[512], method[32];
+    spec_path(r->pattern, path, sizeof(path));
+    const char *block = strstr(spec, path);
+    if (block == NULL) return NULL;
+    const char *pend = strstr(block + strlen(path), "\n  /");
+    if (pend == NULL) pend = block + strlen(block);
+    snprintf(method, sizeof(method), "\n    %s:", r->method);
+    for (char *c = method; *c; c++) *c = (char)tolower((unsigned char)*c);
+    const char *op = strstr(block, method);
+    if (op == NULL || op > pend) return NULL;
+    /* The next sibling key at four spaces (another method, or path-level parameters). */
+    const char *oend = op + strlen(method);
+    for (;;) {
+        oend = strstr(oend, "\n    ");
+        if (oend == NULL || oend >= pend) {
+            oend = pend;
+            break;
+        }
+        if (oend[5] != ' ') break;
+        oend++;
+    }
+    return strndup(op, (size_t)(oend - op));
+}
+
+static void
+test_security_matches_access(void **state)
+{
+    char *spec = read_spec();
+    /* No document-wide default: each operation says who may call it. */
+    if (strstr(spec, "\nsecurity:") != NULL) fail_msg("docs/openapi.yaml has a top-level security; give it per operation");
+    for (size_t i = 0; i < api_nroutes; i++) {
+        const api_route_t *r = &api_routes[i];
+        char *op = operation_block(spec, r);
+        if (op == NULL) fail_msg("docs/openapi.yaml: no operation for %s %s", r->method, r->pattern);
+        const char *want = security_for(r->access);
+        if (want == NULL) fail_msg("route %s has an access level this test does not know", r->name);
+        char line[256];
+        snprintf(line, sizeof(line), "\n      security: %s\n", want);
+        const char *at = strstr(op, "\n      security:");
+        if (at == NULL) fail_msg("%s %s (%s) has no security; want %s", r->method, r->pattern, r->name, want);
+        if (strncmp(at, line, strlen(line)) != 0) {
+            const char *eol = strchr(at + 1, '\n');
+            fail_msg("%s %s (%s): %.*s, but its access level wants security: %s", r->method, r->pattern, r->name,
+                     (int)(eol ? eol - at - 1 : 80), at + 1, want);
+        }
+        if (strstr(at + 1, "\n      security:") != NULL)
+            fail_msg("%s %s (%s) has two security keys", r->method, r->pattern, r->name);
+        if (r->access != API_PUBLIC) {
+            if (strstr(op, "\n        '401':") == NULL)
+                fail_msg("%s %s (%s) is protected but documents no 401", r->method, r->pattern, r->name);
+            if (strstr(op, "\n        '403':") == NULL)
+                fail_msg("%s %s (%s) is protected but documents no 403", r->method, r->pattern, r->name);
+        }
+        free(op);
+    }
+    free(spec);
+}
+
 static void
 test_no_stale_paths(void **state)
 {
@@ -103,6 +184,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes_documented),
         cmocka_unit_test(test_no_stale_paths),
+        cmocka_unit_test(test_security_matches_access),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

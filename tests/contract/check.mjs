@@ -1,0 +1,290 @@
+#!/usr/bin/env node
+// check.mjs: the live contract check. Drives the main flows against a running shopd
+// (it starts nothing) and validates every answer against docs/openapi.yaml: the status
+// must be documented for the operation, the JSON body must match the response schema
+// (ajv, all errors), and the documented X-Request-Id, Location, ETag, WWW-Authenticate
+// and Retry-After headers must be present and match their schemas.
+//
+//   node tests/contract/check.mjs --url http://127.0.0.1:PORT --platform-token TOKEN
+//        [--super-email E --super-password P] [--spec FILE]
+//
+// With a super admin's credentials (made with `shopd create-super-admin`) the platform
+// login and that token's access to store and platform routes are checked too.
+// Each run creates its own store (slug ct-<random>) and deletes it at the end.
+// Exit status: 0 when every answer matched, 1 otherwise (every mismatch is printed).
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+// The npm tools live in tools/node (scripts/deps.sh installs them).
+const require = createRequire(resolve(root, 'tools/node/package.json'));
+const YAML = require('yaml');
+const Ajv = require('ajv');
+const addFormats = require('ajv-formats');
+
+function arg(name, def) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : def;
+}
+const BASE = arg('url', process.env.SHOPD_URL);
+const PTOK = arg('platform-token', process.env.SHOPD_PLATFORM_TOKEN);
+const SUPER_EMAIL = arg('super-email');
+const SUPER_PASSWORD = arg('super-password');
+const SPEC = arg('spec', resolve(root, 'docs/openapi.yaml'));
+if (!BASE || !PTOK) {
+  console.error('usage: check.mjs --url http://127.0.0.1:PORT --platform-token TOKEN [--spec FILE]');
+  process.exit(2);
+}
+
+const spec = YAML.parse(readFileSync(SPEC, 'utf8'));
+const ajv = new Ajv({ strict: false, allErrors: true });
+addFormats(ajv);
+ajv.addFormat('password', true);
+ajv.addSchema(spec, 'spec');
+
+// "#/components/responses/X" -> the object (one level of $ref, as the document uses).
+function deref(o) {
+  while (o && o.$ref) {
+    o = o.$ref.slice(2).split('/').reduce((a, k) => a[k.replace(/~1/g, '/').replace(/~0/g, '~')], spec);
+  }
+  return o;
+}
+function schemaRef(pointer) {
+  return { $ref: 'spec#' + pointer };
+}
+
+// The operation of a concrete path: the template whose segments match.
+function findOperation(method, path) {
+  const segs = path.split('?')[0].split('/');
+  for (const [tpl, item] of Object.entries(spec.paths)) {
+    const t = tpl.split('/');
+    if (t.length !== segs.length) continue;
+    if (t.every((s, i) => s.startsWith('{') || s === segs[i]) && item[method]) {
+      return { tpl, op: item[method] };
+    }
+  }
+  return null;
+}
+
+let failures = 0;
+let checks = 0;
+const seen = new Set();
+function fail(what, detail) {
+  failures++;
+  console.log(`FAIL ${what}\n     ${detail}`);
+}
+
+function checkHeader(what, headers, name, h) {
+  const value = headers.get(name);
+  if (value == null) {
+    fail(what, `documented header ${name} is missing`);
+    return;
+  }
+  const schema = deref(h).schema;
+  let v = value;
+  if (schema && schema.type === 'integer') v = /^-?[0-9]+$/.test(value) ? Number(value) : value;
+  const validate = ajv.compile(schema);
+  if (!validate(v)) fail(what, `header ${name}: ${JSON.stringify(value)} ${ajv.errorsText(validate.errors)}`);
+}
+
+// One request, checked against the document. Returns {status, body, headers}.
+async function call(method, path, { token, tenant, body, headers: extra = {}, raw, expect } = {}) {
+  const headers = { ...extra };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (tenant) headers['X-Tenant-Id'] = tenant;
+  let payload;
+  if (raw !== undefined) payload = raw;
+  else if (body !== undefined) {
+    payload = JSON.stringify(body);
+    headers['Content-Type'] = 'application/json';
+  }
+  const res = await fetch(BASE + path, { method: method.toUpperCase(), headers, body: payload });
+  const text = await res.text();
+  const what = `${method.toUpperCase()} ${path} -> ${res.status}`;
+  checks++;
+  const found = findOperation(method, path);
+  if (!found) {
+    fail(what, 'no operation in the document');
+    return { status: res.status, body: null, headers: res.headers };
+  }
+  const { tpl, op } = found;
+  seen.add(`${method} ${tpl} ${res.status}`);
+  if (expect !== undefined && res.status !== expect) fail(what, `expected status ${expect}; body ${text.slice(0, 300)}`);
+  const response = deref(op.responses[String(res.status)]);
+  if (!response) {
+    fail(what, `status ${res.status} is not documented for ${op.operationId}; body ${text.slice(0, 300)}`);
+    return { status: res.status, body: null, headers: res.headers };
+  }
+  for (const [name, h] of Object.entries(response.headers || {})) {
+    // Cache headers are for public readers; store admins get Cache-Control: private only.
+    if ((name === 'ETag' || name === 'X-Cache') && res.headers.get('cache-control') === 'private, no-store') continue;
+    checkHeader(what, res.headers, name, h);
+  }
+  let parsed = null;
+  const media = response.content ? Object.keys(response.content)[0] : null;
+  if (media === 'application/json') {
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      fail(what, `body is not JSON: ${text.slice(0, 200)}`);
+      return { status: res.status, body: null, headers: res.headers };
+    }
+    const code = String(res.status);
+    const ptr = op.responses[code].$ref
+      ? `${op.responses[code].$ref.slice(1)}/content/application~1json/schema`
+      : `/paths/${tpl.replace(/~/g, '~0').replace(/\//g, '~1')}/${method}/responses/${code}/content/application~1json/schema`;
+    const validate = ajv.compile(schemaRef(ptr));
+    if (!validate(parsed)) {
+      const why = validate.errors.map((e) => `${e.instancePath || '(body)'} ${e.message} ${JSON.stringify(e.params)}`);
+      fail(what, `body does not match ${op.operationId} ${code}:\n     ${why.join('\n     ')}`);
+    }
+  } else if (media === null && text.length > 0) {
+    fail(what, `documented without a body, got ${text.slice(0, 200)}`);
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+const slug = `ct-${randomBytes(4).toString('hex')}`;
+const admin = { email: `admin@${slug}.test`, password: 'contract-admin-pass-1', name: 'Contract Admin' };
+const customer = { email: `customer@${slug}.test`, password: 'contract-customer-pass-1', name: 'Contract Customer' };
+
+async function main() {
+  await call('get', '/healthz', { expect: 200 });
+  await call('get', '/readyz', { expect: 200 });
+  await call('get', '/metrics', { expect: 200 });
+
+  // Stores (platform token)
+  await call('post', '/api/v1/stores', { token: PTOK, body: { slug, name: 'Contract Store', currency: 'EUR', admin }, expect: 201 });
+  await call('post', '/api/v1/stores', { token: PTOK, body: { slug, name: 'Again', currency: 'EUR' }, expect: 409 });
+  await call('get', '/api/v1/stores?limit=2', { token: PTOK, expect: 200 });
+  await call('get', '/api/v1/stores?page=1&limit=1&status=active', { token: PTOK, expect: 200 });
+  await call('get', `/api/v1/stores/${slug}`, { token: PTOK, expect: 200 });
+  await call('patch', `/api/v1/stores/${slug}`, { token: PTOK, body: { settings: { theme: 'dark' } }, expect: 200 });
+  await call('get', '/api/v1/stores', { expect: 401 });
+  await call('get', '/api/v1/store', { tenant: slug, expect: 200 });
+  await call('get', '/api/v1/store', { tenant: `${slug}-none`, expect: 404 });
+
+  // Sign-in
+  const login = await call('post', '/api/v1/auth/login', { tenant: slug, body: { email: admin.email, password: admin.password }, expect: 200 });
+  const A = login.body && login.body.access_token;
+  await call('post', '/api/v1/auth/login', { tenant: slug, body: { email: admin.email, password: 'wrong-password-1' }, expect: 401 });
+  const reg = await call('post', '/api/v1/auth/register', { tenant: slug, body: customer, expect: 201 });
+  const C = reg.body && reg.body.access_token;
+  await call('get', '/api/v1/me', { token: C, tenant: slug, expect: 200 });
+  await call('patch', '/api/v1/me', { token: C, tenant: slug, body: { name: 'Renamed Customer' }, expect: 200 });
+  const ref = await call('post', '/api/v1/auth/refresh', { body: { refresh_token: reg.body && reg.body.refresh_token }, expect: 200 });
+  await call('post', '/api/v1/auth/logout', { body: { refresh_token: ref.body && ref.body.refresh_token }, expect: 204 });
+  await call('post', '/api/v1/auth/forgot-password', { tenant: slug, body: { email: customer.email }, expect: 202 });
+  await call('post', '/api/v1/auth/reset-password', { tenant: slug, body: { token: 'not-a-token', password: 'another-pass-123' }, expect: 400 });
+
+  // The platform's super admin (optional)
+  if (SUPER_EMAIL) {
+    const sup = await call('post', '/api/v1/platform/auth/login', { body: { email: SUPER_EMAIL, password: SUPER_PASSWORD }, expect: 200 });
+    const S = sup.body && sup.body.access_token;
+    await call('post', '/api/v1/platform/auth/login', { body: { email: SUPER_EMAIL, password: 'not-the-password-1' }, expect: 401 });
+    await call('get', `/api/v1/stores/${slug}`, { token: S, expect: 200 });
+    await call('get', '/api/v1/admin/users?role=STORE_ADMIN&status=active', { token: S, tenant: slug, expect: 200 });
+    await call('get', '/api/v1/stores', { token: A, expect: 403 });
+  }
+
+  // Users
+  await call('get', '/api/v1/admin/users?limit=1', { token: A, tenant: slug, expect: 200 });
+  const staff = await call('post', '/api/v1/admin/users', { token: A, tenant: slug, body: { email: `staff@${slug}.test`, password: 'contract-staff-pass-1', role: 'STORE_ADMIN' }, expect: 201 });
+  const sid = staff.body && staff.body.id;
+  await call('get', `/api/v1/admin/users/${sid}`, { token: A, tenant: slug, expect: 200 });
+  await call('patch', `/api/v1/admin/users/${sid}`, { token: A, tenant: slug, body: { name: 'Staff' }, expect: 200 });
+  await call('delete', `/api/v1/admin/users/${sid}`, { token: A, tenant: slug, expect: 204 });
+  await call('get', '/api/v1/admin/users', { token: C, tenant: slug, expect: 403 });
+  await call('get', '/api/v1/admin/users/999999999', { token: A, tenant: slug, expect: 404 });
+
+  // Categories
+  const root = await call('post', '/api/v1/categories', { token: A, tenant: slug, body: { name: 'Shirts' }, expect: 201 });
+  const rid = root.body && root.body.id;
+  const tees = await call('post', '/api/v1/categories', { token: A, tenant: slug, body: { name: 'Tees', parent_id: rid, position: 1 }, expect: 201 });
+  const cid = tees.body && tees.body.id;
+  await call('post', '/api/v1/categories', { token: A, tenant: slug, body: { name: 'Shirts' }, expect: 409 });
+  await call('patch', `/api/v1/categories/${rid}`, { token: A, tenant: slug, body: { parent_id: cid }, expect: 409 });
+  await call('patch', `/api/v1/categories/${cid}`, { token: A, tenant: slug, body: { position: 2 }, expect: 200 });
+  await call('get', '/api/v1/categories', { tenant: slug, expect: 200 });
+  const cat = await call('get', `/api/v1/categories/${cid}`, { tenant: slug, expect: 200 });
+  await call('get', `/api/v1/categories/${cid}`, { tenant: slug, headers: { 'If-None-Match': cat.headers.get('etag') || '"0"' }, expect: 304 });
+  await call('get', '/api/v1/categories', { token: A, tenant: slug, expect: 200 });
+
+  // Attributes
+  const size = await call('post', '/api/v1/attributes', { token: A, tenant: slug, body: { name: 'Size', values: ['S', 'M'] }, expect: 201 });
+  const aid = size.body && size.body.id;
+  const vals = size.body ? size.body.values.map((v) => v.id) : [];
+  const l = await call('post', `/api/v1/attributes/${aid}/values`, { token: A, tenant: slug, body: { value: 'L' }, expect: 201 });
+  await call('patch', `/api/v1/attributes/${aid}/values/${l.body && l.body.id}`, { token: A, tenant: slug, body: { position: 5 }, expect: 200 });
+  await call('patch', `/api/v1/attributes/${aid}`, { token: A, tenant: slug, body: { position: 1 }, expect: 200 });
+  await call('get', '/api/v1/attributes', { tenant: slug, expect: 200 });
+  await call('get', `/api/v1/attributes/${aid}`, { tenant: slug, expect: 200 });
+  await call('get', `/api/v1/attributes/${aid}/values`, { tenant: slug, expect: 200 });
+
+  // Products and variants
+  const prod = await call('post', '/api/v1/products', { token: A, tenant: slug,
+    body: { name: 'Basic Tee', base_price: 1999, status: 'active', brand: 'Acme', category_id: cid, option_value_ids: vals, attributes: { material: 'cotton' } }, expect: 201 });
+  const pid = prod.body && prod.body.id;
+  await call('post', '/api/v1/products', { token: A, tenant: slug, body: { name: 'Draft', base_price: 500 }, expect: 201 });
+  await call('post', '/api/v1/products', { token: A, tenant: slug, body: { name: 'Basic Tee', base_price: 1 }, expect: 409 });
+  await call('post', '/api/v1/products', { token: A, tenant: slug, body: { name: '', base_price: -1 }, expect: 422 });
+  await call('post', '/api/v1/products', { token: A, tenant: slug, raw: '{"name":', headers: { 'Content-Type': 'application/json' }, expect: 400 });
+  await call('post', '/api/v1/products', { token: A, tenant: slug, raw: 'name=x', headers: { 'Content-Type': 'text/plain' }, expect: 415 });
+  await call('post', '/api/v1/products', { tenant: slug, body: { name: 'x', base_price: 1 }, expect: 401 });
+  await call('post', '/api/v1/products', { token: C, tenant: slug, body: { name: 'x', base_price: 1 }, expect: 403 });
+  await call('post', `/api/v1/products/${pid}/variants/generate`, { token: A, tenant: slug, expect: 201 });
+  await call('post', `/api/v1/products/${pid}/variants/generate`, { token: A, tenant: slug, expect: 200 });
+  const v = await call('post', `/api/v1/products/${pid}/variants`, { token: A, tenant: slug,
+    body: { sku: `${slug}-XL`.toUpperCase(), options: { Size: 'XL' }, price: 2499, stock: 5, weight_g: 200, barcode: '4006381333931' }, expect: 201 });
+  const vid = v.body && v.body.id;
+  await call('patch', `/api/v1/variants/${vid}`, { token: A, tenant: slug, body: { barcode: null }, expect: 200 });
+  await call('patch', `/api/v1/variants/${vid}/inventory`, { token: A, tenant: slug, body: { adjust: -2, reason: 'sold' }, expect: 200 });
+  await call('patch', `/api/v1/variants/${vid}/inventory`, { token: A, tenant: slug, body: { adjust: -100 }, expect: 409 });
+  await call('patch', `/api/v1/variants/${vid}/inventory`, { token: A, tenant: slug, body: { set: 10 }, expect: 200 });
+  await call('get', `/api/v1/variants/${vid}/movements`, { token: A, tenant: slug, expect: 200 });
+  await call('patch', `/api/v1/products/${pid}`, { token: A, tenant: slug, body: { description: 'A plain tee.' }, expect: 200 });
+  const page = await call('get', '/api/v1/products?limit=1&sort=price', { tenant: slug, expect: 200 });
+  const cursor = page.body && page.body.next_cursor;
+  if (cursor) await call('get', `/api/v1/products?limit=1&sort=price&cursor=${encodeURIComponent(cursor)}`, { tenant: slug, expect: 200 });
+  await call('get', `/api/v1/products?category=${rid}&min_price=100&max_price=5000&brand=Acme&q=tee&page=1`, { tenant: slug, expect: 200 });
+  await call('get', '/api/v1/products?status=draft', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/products?status=draft', { tenant: slug, expect: 403 });
+  await call('get', '/api/v1/products?limit=0&sort=cheapest', { tenant: slug, expect: 422 });
+  await call('get', '/api/v1/products/basic-tee', { tenant: slug, expect: 200 });
+  await call('get', `/api/v1/products/${pid}`, { tenant: slug, expect: 200 });
+  await call('get', '/api/v1/products/999999999', { tenant: slug, expect: 404 });
+  await call('get', `/api/v1/products/${pid}/variants`, { tenant: slug, expect: 200 });
+  await call('get', `/api/v1/variants/${vid}`, { tenant: slug, expect: 200 });
+
+  // Deletes
+  await call('delete', `/api/v1/variants/${vid}`, { token: A, tenant: slug, expect: 204 });
+  await call('delete', `/api/v1/categories/${rid}`, { token: A, tenant: slug, expect: 409 });
+  await call('delete', `/api/v1/categories/${rid}?move_to=root`, { token: A, tenant: slug, expect: 204 });
+  await call('delete', `/api/v1/products/${pid}`, { token: A, tenant: slug, expect: 204 });
+  await call('delete', `/api/v1/attributes/${aid}/values/${vals[0]}`, { token: A, tenant: slug, expect: 204 });
+  await call('delete', `/api/v1/attributes/${aid}`, { token: A, tenant: slug, expect: 204 });
+  await call('delete', `/api/v1/stores/${slug}`, { token: PTOK, expect: 204 });
+  await call('get', `/api/v1/stores/${slug}`, { token: PTOK, expect: 404 });
+}
+
+try {
+  await main();
+} catch (e) {
+  fail('run', e.stack || String(e));
+}
+const ops = new Set([...seen].map((s) => s.split(' ').slice(0, 2).join(' ')));
+let total = 0;
+const missed = [];
+for (const [tpl, item] of Object.entries(spec.paths)) {
+  for (const m of Object.keys(item).filter((k) => k !== 'parameters')) {
+    total++;
+    if (!ops.has(`${m} ${tpl}`)) missed.push(`${m.toUpperCase()} ${tpl}`);
+  }
+}
+if (missed.length) console.log(`not exercised: ${missed.join(', ')}`);
+console.log(`contract: ${checks} answers checked, ${ops.size} of ${total} operations covered, ${failures} mismatches`);
+process.exit(failures ? 1 : 0);
