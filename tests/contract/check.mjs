@@ -254,6 +254,8 @@ async function main() {
   await call('get', '/api/v1/products?status=draft', { token: A, tenant: slug, expect: 200 });
   await call('get', '/api/v1/products?status=draft', { tenant: slug, expect: 403 });
   await call('get', '/api/v1/products?limit=0&sort=cheapest', { tenant: slug, expect: 422 });
+  await call('get', '/api/v1/products?sort=price&sort=-price', { tenant: slug, expect: 400 });
+  await call('get', '/api/v1/products?color=red', { tenant: slug, expect: 400 });
   await call('get', '/api/v1/products/basic-tee', { tenant: slug, expect: 200 });
   await call('get', `/api/v1/products/${pid}`, { tenant: slug, expect: 200 });
   await call('get', '/api/v1/products/999999999', { tenant: slug, expect: 404 });

@@ -157,6 +157,38 @@ test_security_matches_access(void **state)
     free(spec);
 }
 
+/* The query parameters each operation documents are exactly the ones its route
+ * declares (api_route_t.query, which the edge enforces with 400 invalid_query),
+ * and every operation the edge can refuse a query on documents that 400. */
+static void
+test_query_matches_route(void **state)
+{
+    char *spec = read_spec();
+    for (size_t i = 0; i < api_nroutes; i++) {
+        const api_route_t *r = &api_routes[i];
+        char *op = operation_block(spec, r);
+        if (op == NULL) fail_msg("docs/openapi.yaml: no operation for %s %s", r->method, r->pattern);
+        size_t declared = 0;
+        for (const char *const *q = r->query; q && *q; q++, declared++) {
+            char needle[128];
+            snprintf(needle, sizeof(needle), "{name: %s, in: query", *q);
+            if (strstr(op, needle) == NULL)
+                fail_msg("%s %s (%s) reads query parameter %s but does not document it", r->method, r->pattern,
+                         r->name, *q);
+        }
+        size_t documented = 0;
+        for (const char *at = op; (at = strstr(at, ", in: query")) != NULL; at++) documented++;
+        if (documented != declared)
+            fail_msg("%s %s (%s) documents %zu query parameters; the route declares %zu", r->method, r->pattern,
+                     r->name, documented, declared);
+        if (!(r->flags & API_INLINE) && strstr(op, "\n        '400':") == NULL)
+            fail_msg("%s %s (%s) can answer 400 invalid_query but does not document it", r->method, r->pattern,
+                     r->name);
+        free(op);
+    }
+    free(spec);
+}
+
 static void
 test_no_stale_paths(void **state)
 {
@@ -183,6 +215,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes_documented),
+        cmocka_unit_test(test_query_matches_route),
         cmocka_unit_test(test_no_stale_paths),
         cmocka_unit_test(test_security_matches_access),
     };
