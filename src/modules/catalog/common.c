@@ -349,6 +349,9 @@ public_reply(const api_ctx_t *ctx, const char *body, size_t len, const char *eta
     net_reply_add_header(r, "ETag", etag);
     /* Revalidate every time: the version makes a changed page visible at once. */
     net_reply_add_header(r, "Cache-Control", "public, no-cache");
+    /* The store is named by these headers, not the URL alone: a shared cache in
+     * front of shopd must not hand one store's page to another. */
+    net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
     net_reply_add_header(r, "X-Cache", state);
     return r;
 }
