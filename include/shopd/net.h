@@ -79,10 +79,15 @@ typedef struct net_match_s {
 typedef enum net_match_rc_e { NET_MATCH_OK = 0, NET_MATCH_NOT_FOUND, NET_MATCH_BAD_METHOD } net_match_rc_t;
 
 /** Matches method + path against routes[0..n-1] (first match wins). path excludes
- *  the query string. NOT_FOUND when no pattern matches the path; BAD_METHOD when a
- *  pattern matches but not the method (out->allow lists the methods). Pure. */
+ *  the query string. HEAD matches a GET route. NOT_FOUND when no pattern matches
+ *  the path; BAD_METHOD when a pattern matches but not the method (out->allow lists
+ *  the table's methods). Pure. */
 net_match_rc_t net_route_match(const net_route_t *routes, size_t n, const char *method,
                                const char *path, size_t pathlen, net_match_t *out);
+/** The Allow header of a 405 for m (from a BAD_METHOD match) into out (n bytes,
+ *  truncated at a whole method): m->allow with HEAD after GET, since HEAD is
+ *  served wherever GET is. Pure. */
+void net_route_allow(const net_match_t *m, char *out, size_t n);
 
 /* ----------------------------------------------------------------- server */
 

@@ -117,6 +117,38 @@ on_header_value(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* The rules that keep a proxy in front of us and shopd agreeing on where a
+ * request ends (request smuggling) and which store it names. http-parser 2.9
+ * already refuses a second Content-Length and Transfer-Encoding with
+ * Content-Length, but only outside its lenient modes; checking here keeps the
+ * rule ours whatever the library version or flags. */
+static int
+framing_rules(net_framer_t *f)
+{
+    const net_request_t *q = &f->req;
+    size_t hosts = 0;
+    const char *length = NULL;
+    bool coding = false;
+    for (size_t i = 0; i < q->nhdrs; i++) {
+        const char *name = q->hbuf + q->hname[i];
+        const char *value = q->hval[i] == UINT32_MAX ? "" : q->hbuf + q->hval[i];
+        if (strcasecmp(name, "Host") == 0) {
+            hosts++;
+        } else if (strcasecmp(name, "Content-Length") == 0) {
+            if (length && strcmp(length, value) != 0)
+                return frame_fail(f, 400, "bad_request", "conflicting Content-Length headers");
+            length = value;
+        } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+            coding = true;
+        }
+    }
+    if (hosts > 1) /* RFC 9112 section 3.2 */
+        return frame_fail(f, 400, "bad_request", "more than one Host header");
+    if (coding && length) /* RFC 9112 section 6.3 */
+        return frame_fail(f, 400, "bad_request", "Transfer-Encoding together with Content-Length");
+    return 0;
+}
+
 static int
 on_headers_complete(http_parser *p)
 {
@@ -131,6 +163,7 @@ on_headers_complete(http_parser *p)
     }
     q->method = http_method_str((enum http_method)p->method);
     q->keep_alive = http_should_keep_alive(p) != 0;
+    if (framing_rules(f) != 0) return -1;
     if (p->content_length != ULLONG_MAX && p->content_length > f->max_body)
         return frame_fail(f, 413, "body_too_large", "request body exceeds the limit");
     const char *expect = net_req_header(q, "Expect");
