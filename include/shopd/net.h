@@ -3,7 +3,9 @@
  * SO_REUSEPORT listener on the same address, frame requests with http-parser
  * (keep-alive, pipelining one request at a time per connection), enforce the
  * limits (header size 431, body size 413, connection cap, idle and request
- * timeouts) and hand each complete request to one callback on the I/O thread.
+ * timeouts, unsent output per connection) and hand each complete request to
+ * one callback on the I/O thread. A client that half-closes (shutdown
+ * SHUT_WR) gets the answers to every complete request it sent, then a close.
  *
  * The callback either answers at once (net_respond) or takes a reply route
  * (net_req_defer) and returns; the answer then comes from any thread through
@@ -107,6 +109,8 @@ typedef struct net_config_s {
     int threads;
     size_t max_body;
     size_t max_header;
+    size_t max_output;         /**< unsent answer bytes on a connection beyond which
+                                    its further (pipelined) requests wait */
     int max_conns;
     int idle_timeout_s;
     int request_timeout_ms;

@@ -12,6 +12,15 @@
  * A connection handles one request at a time: when a request is complete the
  * parser is paused (pipelined bytes wait in the input buffer), the request is
  * handed to the application, and parsing resumes once the answer is written.
+ * Output is bounded too: while a connection's unsent answers exceed
+ * max_output (a client pipelining without reading), its further requests are
+ * not parsed; the write low-watermark callback resumes parsing once half of it
+ * has drained. Its input is capped by the read high-watermark meanwhile, so a
+ * connection holds at most about max_output + one answer + max input.
+ *
+ * End of input (a client's shutdown(SHUT_WR), nc -N) is not the end of the
+ * connection: the request in flight and any complete requests still buffered
+ * are answered, then the connection closes once its output is flushed.
  *
  * Replies from other threads arrive through net_reply_post(): a mutex-guarded
  * list per thread plus event_active() on a wake-up event; the thread drains the
@@ -72,6 +81,8 @@ struct net_conn_s {
     bool in_flight;   /* handed to the application, not answered yet */
     bool closing;     /* last response queued; free when flushed */
     bool lingering;   /* after an error: discard input until EOF or timeout */
+    bool read_eof;    /* the client shut its sending side: answer what it sent, then close */
+    bool out_blocked; /* unsent output above max_output: further requests wait */
     struct event *timer;
     char peer[48];    /* the client's IP address, text form (rate limits, logs) */
 };
@@ -238,7 +249,8 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
     net_request_t *q = &c->fr.req;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     bool close_after = force_close || !q->keep_alive ||
-                       atomic_load_explicit(&srv->draining, memory_order_relaxed);
+                       atomic_load_explicit(&srv->draining, memory_order_relaxed) ||
+                       (c->read_eof && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0);
 
     if (q->rid[0] == '\0') snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
     if (r->store_id && !q->store_id) q->store_id = r->store_id;
@@ -319,15 +331,40 @@ request_begun(net_conn_t *c)
     evtimer_add(c->timer, &tv);
 }
 
+/* End of input and nothing left to answer: close once the output is flushed. */
+static void
+conn_finish(net_conn_t *c)
+{
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        conn_free(c);
+        return;
+    }
+    c->closing = true;
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+}
+
+/* Frames and dispatches the buffered requests one at a time until one is in
+ * flight, the input runs out, the output is over its bound or the connection
+ * closes. At end of input with nothing left to answer it closes the connection
+ * (c may be freed on return: callers must not touch c afterwards). */
 static void
 conn_parse(net_conn_t *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t max_output = c->t->srv->cfg.max_output;
     net_framer_t *f = &c->fr;
     while (!c->in_flight && !c->closing) {
-        if (evbuffer_get_length(in) == 0) return;
+        if (evbuffer_get_length(out) > max_output) {
+            /* Back-pressure: leave the next request unread until the client has
+             * taken half of what is waiting (conn_write_cb). */
+            c->out_blocked = true;
+            bufferevent_setwatermark(c->bev, EV_WRITE, max_output / 2, 0);
+            return;
+        }
+        if (evbuffer_get_length(in) == 0) break;
         struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t n;
         net_frame_rc_t rc = net_framer_feed(f, v.iov_base, v.iov_len, &n);
         evbuffer_drain(in, n);
@@ -337,7 +374,7 @@ conn_parse(net_conn_t *c)
         }
         if (f->expect_continue) {
             f->expect_continue = false;
-            evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            evbuffer_add(out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
         }
         if (rc == NET_FRAME_ERROR) {
             conn_fail(c, f->status, f->code, f->message);
@@ -347,8 +384,10 @@ conn_parse(net_conn_t *c)
             dispatch(c);
             continue;
         }
-        if (n < v.iov_len) return; /* should not happen without an error */
+        if (n < v.iov_len) break; /* should not happen without an error */
     }
+    /* A partial request at end of input is dropped with the connection. */
+    if (c->read_eof && !c->in_flight && !c->closing) conn_finish(c);
 }
 
 static void
@@ -366,6 +405,13 @@ static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
     net_conn_t *c = arg;
+    if (c->out_blocked) {
+        /* Drained to the low watermark set in conn_parse: resume. */
+        c->out_blocked = false;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        conn_parse(c);
+        return;
+    }
     if (!c->closing || evbuffer_get_length(bufferevent_get_output(bev)) > 0) return;
     if (c->lingering) {
         /* Half-close and keep reading (discarding) briefly, so unread request bytes
@@ -387,9 +433,29 @@ static void
 conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     net_conn_t *c = arg;
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && c->in_flight && !c->lingering) {
-        /* Idle timer fired while the application works on a request: keep waiting. */
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && (c->in_flight || c->out_blocked) &&
+        !c->lingering) {
+        /* Idle timer fired while the application works on a request, or while
+         * answers wait for the client to read them (the write timeout watches
+         * that client): keep waiting. */
         bufferevent_enable(bev, EV_READ);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        /* The client shut its sending side (libevent has stopped reading). */
+        c->read_eof = true;
+        if (c->lingering) {
+            /* After an error answer: nothing more to discard. Free now, or once
+             * the answer is flushed (conn_write_cb, without lingering). */
+            if (!c->closing) {
+                conn_free(c);
+                return;
+            }
+            c->lingering = false;
+            return;
+        }
+        if (c->closing) return; /* the last answer is being flushed */
+        conn_parse(c);          /* answers what was read, then closes */
         return;
     }
     conn_free(c);
