@@ -88,8 +88,11 @@ on_header_field(http_parser *p, const char *at, size_t n)
 {
     net_framer_t *f = p->data;
     net_request_t *q = &f->req;
-    if (header_budget(f, n + 4)) return -1;
-    if (q->in_value || q->nhdrs == 0) {
+    /* A name may arrive in pieces (one call per read): ": " and CRLF are
+     * counted once, when the field starts. */
+    bool starts = q->in_value || q->nhdrs == 0;
+    if (header_budget(f, starts ? n + 4 : n)) return -1;
+    if (starts) {
         if (q->nhdrs == NET_MAX_HEADERS)
             return frame_fail(f, 431, "header_too_large", "request line and headers exceed the limit");
         if (q->nhdrs > 0) buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end value */
