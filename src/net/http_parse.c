@@ -32,6 +32,7 @@ net_request_reset(net_request_t *r)
     r->hlen = 0;
     r->nhdrs = 0;
     r->in_value = false;
+    r->headers_done = false;
     r->header_bytes = 0;
     r->body_len = 0;
     r->rid[0] = '\0';
@@ -88,6 +89,9 @@ on_header_field(http_parser *p, const char *at, size_t n)
 {
     net_framer_t *f = p->data;
     net_request_t *q = &f->req;
+    /* Trailers of a chunked body count against the budget but are dropped: the
+     * application reads the header block only, which framing_rules checked. */
+    if (q->headers_done) return header_budget(f, n);
     /* A name may arrive in pieces (one call per read): ": " and CRLF are
      * counted once, when the field starts. */
     bool starts = q->in_value || q->nhdrs == 0;
@@ -110,6 +114,7 @@ on_header_value(http_parser *p, const char *at, size_t n)
 {
     net_framer_t *f = p->data;
     net_request_t *q = &f->req;
+    if (q->headers_done) return header_budget(f, n); /* a trailer: dropped */
     if (header_budget(f, n)) return -1;
     if (!q->in_value) {
         buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end name */
@@ -164,6 +169,7 @@ on_headers_complete(http_parser *p)
         }
         buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1);
     }
+    q->headers_done = true;
     q->method = http_method_str((enum http_method)p->method);
     q->keep_alive = http_should_keep_alive(p) != 0;
     if (framing_rules(f) != 0) return -1;

@@ -32,6 +32,7 @@ struct net_request_s {
     uint32_t hname[NET_MAX_HEADERS], hval[NET_MAX_HEADERS];
     size_t nhdrs;
     bool in_value;
+    bool headers_done;        /* past the header block: fields now are chunked trailers */
     size_t header_bytes;
     char *body;
     size_t body_len, body_cap;

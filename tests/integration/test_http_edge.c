@@ -2,10 +2,11 @@
  * HTTP edge cases against the real binary, on raw sockets where curl would
  * hide the behaviour: HEAD answered like GET, the framing rules that stop
  * request smuggling (two Host headers, differing Content-Lengths,
- * Transfer-Encoding with Content-Length), output back-pressure for a client
- * that pipelines and never reads (RSS bounded, answers complete and in order
- * afterwards, the idle timeout still closing it), and half-close (a request
- * followed by shutdown(SHUT_WR) is still answered).
+ * Transfer-Encoding with Content-Length, trailers read as headers), output
+ * back-pressure for a client that pipelines and never reads (RSS bounded,
+ * answers complete and in order afterwards, the idle timeout still closing
+ * it), and half-close (a request followed by shutdown(SHUT_WR) is still
+ * answered).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -251,6 +252,22 @@ test_te_with_content_length(void **state)
                "0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
+static void
+test_trailers_are_not_headers(void **state)
+{
+    /* A chunked body's trailer must not name the store (or anything else the
+     * application reads as a header): no X-Tenant-Id in the header block, so 404. */
+    char raw[1024], out[8192];
+    snprintf(raw, sizeof(raw),
+             "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+             "2\r\n{}\r\n0\r\nX-Tenant-Id: %ld\r\n\r\n",
+             store_id);
+    th_raw(srv, raw, strlen(raw), out, sizeof(out), 5000);
+    if (parse_head(out).status != 404 || !strstr(out, "store_not_found"))
+        fail_msg("a trailer was read as a header:\n%s", out);
+}
+
 /* ------------------------------------------------------------ item 9: half-close */
 
 static void
@@ -476,6 +493,7 @@ main(void)
         cmocka_unit_test(test_two_hosts),
         cmocka_unit_test(test_two_content_lengths),
         cmocka_unit_test(test_te_with_content_length),
+        cmocka_unit_test(test_trailers_are_not_headers),
         cmocka_unit_test(test_half_close),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_backpressure_timeout),
