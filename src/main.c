@@ -137,6 +137,7 @@ cmd_serve(cfg_t *cfg)
                          .threads = cfg->io_threads,
                          .max_body = (size_t)cfg->max_body,
                          .max_header = (size_t)cfg->max_header,
+                         .max_output = (size_t)cfg->max_output,
                          .max_conns = cfg->max_conns,
                          .idle_timeout_s = cfg->idle_timeout,
                          .request_timeout_ms = cfg->request_timeout,

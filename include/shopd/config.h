@@ -22,6 +22,7 @@ typedef struct cfg_s {
     int db_pool_size;
     int max_body;           /**< bytes */
     int max_header;         /**< bytes of request line + headers */
+    int max_output;         /**< unsent answer bytes per connection before parsing pauses */
     int max_conns;
     int idle_timeout;       /**< seconds a keep-alive connection may sit idle */
     int request_timeout;    /**< milliseconds before a request is answered 504 */

@@ -3,7 +3,9 @@
  * SO_REUSEPORT listener on the same address, frame requests with http-parser
  * (keep-alive, pipelining one request at a time per connection), enforce the
  * limits (header size 431, body size 413, connection cap, idle and request
- * timeouts) and hand each complete request to one callback on the I/O thread.
+ * timeouts, unsent output per connection) and hand each complete request to
+ * one callback on the I/O thread. A client that half-closes (shutdown
+ * SHUT_WR) gets the answers to every complete request it sent, then a close.
  *
  * The callback either answers at once (net_respond) or takes a reply route
  * (net_req_defer) and returns; the answer then comes from any thread through
@@ -79,10 +81,15 @@ typedef struct net_match_s {
 typedef enum net_match_rc_e { NET_MATCH_OK = 0, NET_MATCH_NOT_FOUND, NET_MATCH_BAD_METHOD } net_match_rc_t;
 
 /** Matches method + path against routes[0..n-1] (first match wins). path excludes
- *  the query string. NOT_FOUND when no pattern matches the path; BAD_METHOD when a
- *  pattern matches but not the method (out->allow lists the methods). Pure. */
+ *  the query string. HEAD matches a GET route. NOT_FOUND when no pattern matches
+ *  the path; BAD_METHOD when a pattern matches but not the method (out->allow lists
+ *  the table's methods). Pure. */
 net_match_rc_t net_route_match(const net_route_t *routes, size_t n, const char *method,
                                const char *path, size_t pathlen, net_match_t *out);
+/** The Allow header of a 405 for m (from a BAD_METHOD match) into out (n bytes,
+ *  truncated at a whole method): m->allow with HEAD after GET, since HEAD is
+ *  served wherever GET is. Pure. */
+void net_route_allow(const net_match_t *m, char *out, size_t n);
 
 /* ----------------------------------------------------------------- server */
 
@@ -102,6 +109,8 @@ typedef struct net_config_s {
     int threads;
     size_t max_body;
     size_t max_header;
+    size_t max_output;         /**< unsent answer bytes on a connection beyond which
+                                    its further (pipelined) requests wait */
     int max_conns;
     int idle_timeout_s;
     int request_timeout_ms;

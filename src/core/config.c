@@ -40,6 +40,7 @@ static const cfg_row_t cfg_rows[] = {
     {"db-pool-size", "SHOPD_DB_POOL_SIZE", CFG_INT, O(db_pool_size), 0, 1000, "0", "PostgreSQL connections (0 = workers + 2)"},
     {"max-body", "SHOPD_MAX_BODY", CFG_INT, O(max_body), 1024, 1 << 30, "1048576", "largest request body in bytes (413 beyond)"},
     {"max-header", "SHOPD_MAX_HEADER", CFG_INT, O(max_header), 1024, 1 << 20, "16384", "largest request line + headers in bytes (431 beyond)"},
+    {"max-output", "SHOPD_MAX_OUTPUT", CFG_INT, O(max_output), 4096, 1 << 30, "1048576", "unsent answer bytes per connection beyond which its pipelined requests wait"},
     {"max-conns", "SHOPD_MAX_CONNS", CFG_INT, O(max_conns), 1, 1000000, "10000", "open client connections at most (over: 503 and close)"},
     {"idle-timeout", "SHOPD_IDLE_TIMEOUT", CFG_INT, O(idle_timeout), 1, 86400, "60", "seconds an idle keep-alive connection is kept"},
     {"request-timeout", "SHOPD_REQUEST_TIMEOUT", CFG_INT, O(request_timeout), 10, 600000, "30000", "milliseconds before a request is answered 504"},

@@ -289,7 +289,9 @@ api_on_request(net_request_t *req, void *ud)
         return answer(req, net_reply_error(404, "not_found", "no such endpoint"));
     if (mrc == NET_MATCH_BAD_METHOD) {
         net_reply_t *r = net_reply_error(405, "method_not_allowed", "method not allowed on this endpoint");
-        net_reply_add_header(r, "Allow", m.allow);
+        char allow[sizeof(m.allow) + 8];
+        net_route_allow(&m, allow, sizeof(allow));
+        net_reply_add_header(r, "Allow", allow);
         return answer(req, r);
     }
     const api_route_t *route = &api_routes[m.route];

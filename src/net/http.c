@@ -1,8 +1,8 @@
 /*
  * http.c: the HTTP/1.1 server. Owns the I/O threads (one event_base each,
- * memcached style), their SO_REUSEPORT listeners, the client connections,
- * request framing with http-parser, the limits, the per-thread reply queues
- * and the per-thread request metrics.
+ * memcached style), their SO_REUSEPORT listeners, the client connections and
+ * their timeouts, the per-thread reply queues and the per-thread request
+ * metrics. Request framing and the limits are in http_parse.c.
  *
  * Why not evhttp: libevent 2.1's evhttp answers an oversized header block
  * with 413 and an HTML body, cannot cap connections and cannot answer in the
@@ -12,6 +12,15 @@
  * A connection handles one request at a time: when a request is complete the
  * parser is paused (pipelined bytes wait in the input buffer), the request is
  * handed to the application, and parsing resumes once the answer is written.
+ * Output is bounded too: while a connection's unsent answers exceed
+ * max_output (a client pipelining without reading), its further requests are
+ * not parsed; the write low-watermark callback resumes parsing once half of it
+ * has drained. Its input is capped by the read high-watermark meanwhile, so a
+ * connection holds at most about max_output + one answer + max input.
+ *
+ * End of input (a client's shutdown(SHUT_WR), nc -N) is not the end of the
+ * connection: the request in flight and any complete requests still buffered
+ * are answered, then the connection closes once its output is flushed.
  *
  * Replies from other threads arrive through net_reply_post(): a mutex-guarded
  * list per thread plus event_active() on a wake-up event; the thread drains the
@@ -27,7 +36,6 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
-#include <http_parser.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <limits.h>
@@ -43,8 +51,8 @@
 
 #include "shopd/log.h"
 #include "shopd/net.h"
+#include "http_parse.h"
 
-#define NET_MAX_HEADERS 100
 #define NET_LINGER_S 2
 
 /* Statuses counted individually in /metrics; anything else is counted as "other". */
@@ -58,7 +66,6 @@ static const uint64_t hist_bounds_us[] = {100, 250, 500, 1000, 2500, 5000, 10000
 #define NBUCKETS (SHOPD_ARRAY_LEN(hist_bounds_us) + 1)
 
 typedef struct net_thread_s net_thread_t;
-typedef struct net_conn_s net_conn_t;
 
 typedef struct reply_node_s {
     struct reply_node_s *next;
@@ -66,37 +73,16 @@ typedef struct reply_node_s {
     net_reply_t *reply;
 } reply_node_t;
 
-struct net_request_s {
-    net_conn_t *conn;
-    const char *method;
-    char *url;
-    size_t url_len, url_cap;
-    size_t path_len;          /* bytes of url before '?' */
-    char *hbuf;               /* "name\0value\0name\0value\0..." */
-    size_t hlen, hcap;
-    uint32_t hname[NET_MAX_HEADERS], hval[NET_MAX_HEADERS];
-    size_t nhdrs;
-    bool in_value;
-    size_t header_bytes;
-    char *body;
-    size_t body_len, body_cap;
-    char rid[132];
-    int label;
-    uint64_t store_id;
-    uint64_t start_us;
-    bool keep_alive;
-};
-
 struct net_conn_s {
     net_thread_t *t;
     struct bufferevent *bev;
-    http_parser parser;
-    net_request_t req;
+    net_framer_t fr;  /* framing state and the current request */
     uint32_t slot;
     bool in_flight;   /* handed to the application, not answered yet */
     bool closing;     /* last response queued; free when flushed */
     bool lingering;   /* after an error: discard input until EOF or timeout */
-    int error_status; /* set by a parser callback to answer and close */
+    bool read_eof;    /* the client shut its sending side: answer what it sent, then close */
+    bool out_blocked; /* unsent output above max_output: further requests wait */
     struct event *timer;
     char peer[48];    /* the client's IP address, text form (rate limits, logs) */
 };
@@ -139,8 +125,6 @@ struct net_server_s {
     _Atomic uint64_t rejected_conns;
 };
 
-static http_parser_settings parser_settings;
-
 /* ------------------------------------------------------------ helpers */
 
 static inline void
@@ -175,39 +159,6 @@ valid_request_id(const char *s)
         if (n >= 128) return false;
     }
     return n > 0;
-}
-
-static void
-buf_append(char **buf, size_t *len, size_t *cap, const char *at, size_t n)
-{
-    if (*len + n + 1 > *cap) {
-        size_t nc = *cap ? *cap : 256;
-        while (nc < *len + n + 1) nc *= 2;
-        *buf = shopd_realloc(*buf, nc);
-        *cap = nc;
-    }
-    memcpy(*buf + *len, at, n);
-    *len += n;
-    (*buf)[*len] = '\0';
-}
-
-static void
-req_reset(net_request_t *r)
-{
-    r->url_len = 0;
-    r->path_len = 0;
-    r->hlen = 0;
-    r->nhdrs = 0;
-    r->in_value = false;
-    r->header_bytes = 0;
-    r->body_len = 0;
-    r->rid[0] = '\0';
-    r->label = -1;
-    r->store_id = 0;
-    r->keep_alive = true;
-    r->method = "GET";
-    if (r->url) r->url[0] = '\0';
-    if (r->body) r->body[0] = '\0';
 }
 
 /* ------------------------------------------------------------ slots */
@@ -248,6 +199,7 @@ static void conn_parse(net_conn_t *c);
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void request_timeout_cb(evutil_socket_t fd, short what, void *arg);
 
 static void
 conn_free(net_conn_t *c)
@@ -262,9 +214,7 @@ conn_free(net_conn_t *c)
     slot_release(t, c->slot);
     if (c->timer) event_free(c->timer);
     bufferevent_free(c->bev);
-    shopd_free(c->req.url);
-    shopd_free(c->req.hbuf);
-    shopd_free(c->req.body);
+    net_framer_free(&c->fr);
     shopd_free(c);
     atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
     stat_add(&t->conns_open, (uint64_t)-1);
@@ -296,10 +246,11 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
 {
     net_thread_t *t = c->t;
     net_server_t *srv = t->srv;
-    net_request_t *q = &c->req;
+    net_request_t *q = &c->fr.req;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     bool close_after = force_close || !q->keep_alive ||
-                       atomic_load_explicit(&srv->draining, memory_order_relaxed);
+                       atomic_load_explicit(&srv->draining, memory_order_relaxed) ||
+                       (c->read_eof && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0);
 
     if (q->rid[0] == '\0') snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
     if (r->store_id && !q->store_id) q->store_id = r->store_id;
@@ -335,7 +286,7 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
         return;
     }
-    req_reset(q);
+    net_request_reset(q);
 }
 
 /* Answers a framing error (431, 413, 400) and closes after a short linger, so
@@ -344,7 +295,7 @@ static void
 conn_fail(net_conn_t *c, int status, const char *code, const char *message)
 {
     net_reply_t *r = net_reply_error(status, code, message);
-    if (c->req.start_us == 0) c->req.start_us = shopd_now_us();
+    if (c->fr.req.start_us == 0) c->fr.req.start_us = shopd_now_us();
     c->lingering = true;
     conn_send(c, r, true);
 }
@@ -354,7 +305,7 @@ dispatch(net_conn_t *c)
 {
     net_thread_t *t = c->t;
     net_server_t *srv = t->srv;
-    net_request_t *q = &c->req;
+    net_request_t *q = &c->fr.req;
 
     const char *rid = net_req_header(q, "X-Request-Id");
     if (rid && valid_request_id(rid))
@@ -362,170 +313,81 @@ dispatch(net_conn_t *c)
     else
         snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
 
-    const char *qm = memchr(q->url, '?', q->url_len);
-    q->path_len = qm ? (size_t)(qm - q->url) : q->url_len;
     c->in_flight = true;
     atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
     srv->cfg.on_request(q, srv->cfg.ud);
 }
 
-/* ------------------------------------------------------------ parser callbacks */
+/* ------------------------------------------------------------ I/O callbacks */
 
-static void request_timeout_cb(evutil_socket_t fd, short what, void *arg);
-
-static int
-on_message_begin(http_parser *p)
+/* Starts the whole-request timer of a request whose first byte just arrived:
+ * the read timeout alone restarts with every byte, so a client trickling one
+ * byte a second (slowloris) would hold the connection forever. */
+static void
+request_begun(net_conn_t *c)
 {
-    net_conn_t *c = p->data;
-    req_reset(&c->req);
-    c->req.start_us = shopd_now_us();
-    /* The whole request must arrive within the idle timeout: the read timeout
-     * alone restarts with every byte, so a client trickling one byte a second
-     * (slowloris) would hold the connection forever. */
     if (c->timer == NULL) c->timer = evtimer_new(c->t->base, request_timeout_cb, c);
     struct timeval tv = {c->t->srv->cfg.idle_timeout_s, 0};
     evtimer_add(c->timer, &tv);
-    return 0;
 }
 
-static int
-header_budget(net_conn_t *c, size_t n)
+/* End of input and nothing left to answer: close once the output is flushed. */
+static void
+conn_finish(net_conn_t *c)
 {
-    c->req.header_bytes += n;
-    if (c->req.header_bytes > c->t->srv->cfg.max_header) {
-        c->error_status = 431;
-        return -1;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        conn_free(c);
+        return;
     }
-    return 0;
+    c->closing = true;
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 }
 
-static int
-on_url(http_parser *p, const char *at, size_t n)
-{
-    net_conn_t *c = p->data;
-    if (header_budget(c, n)) return -1;
-    buf_append(&c->req.url, &c->req.url_len, &c->req.url_cap, at, n);
-    return 0;
-}
-
-static int
-on_header_field(http_parser *p, const char *at, size_t n)
-{
-    net_conn_t *c = p->data;
-    net_request_t *q = &c->req;
-    if (header_budget(c, n + 4)) return -1;
-    if (q->in_value || q->nhdrs == 0) {
-        if (q->nhdrs == NET_MAX_HEADERS) {
-            c->error_status = 431;
-            return -1;
-        }
-        if (q->nhdrs > 0) buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end value */
-        q->hname[q->nhdrs] = (uint32_t)q->hlen;
-        q->hval[q->nhdrs] = UINT32_MAX;
-        q->nhdrs++;
-        q->in_value = false;
-    }
-    buf_append(&q->hbuf, &q->hlen, &q->hcap, at, n);
-    return 0;
-}
-
-static int
-on_header_value(http_parser *p, const char *at, size_t n)
-{
-    net_conn_t *c = p->data;
-    net_request_t *q = &c->req;
-    if (header_budget(c, n)) return -1;
-    if (!q->in_value) {
-        buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end name */
-        q->hval[q->nhdrs - 1] = (uint32_t)q->hlen;
-        q->in_value = true;
-    }
-    buf_append(&q->hbuf, &q->hlen, &q->hcap, at, n);
-    return 0;
-}
-
-static int
-on_headers_complete(http_parser *p)
-{
-    net_conn_t *c = p->data;
-    net_request_t *q = &c->req;
-    if (q->nhdrs > 0) {
-        if (!q->in_value) { /* a header name with no value */
-            buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1);
-            q->hval[q->nhdrs - 1] = (uint32_t)q->hlen;
-        }
-        buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1);
-    }
-    q->method = http_method_str((enum http_method)p->method);
-    q->keep_alive = http_should_keep_alive(p) != 0;
-    if (p->content_length != ULLONG_MAX && p->content_length > c->t->srv->cfg.max_body) {
-        c->error_status = 413;
-        return -1;
-    }
-    const char *expect = net_req_header(q, "Expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && p->content_length > 0)
-        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    return 0;
-}
-
-static int
-on_body(http_parser *p, const char *at, size_t n)
-{
-    net_conn_t *c = p->data;
-    net_request_t *q = &c->req;
-    if (q->body_len + n > c->t->srv->cfg.max_body) {
-        c->error_status = 413;
-        return -1;
-    }
-    buf_append(&q->body, &q->body_len, &q->body_cap, at, n);
-    return 0;
-}
-
-static int
-on_message_complete(http_parser *p)
-{
-    /* Stop here: the rest of the input (pipelined requests) waits for the answer. */
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-/* ------------------------------------------------------------ I/O callbacks */
-
+/* Frames and dispatches the buffered requests one at a time until one is in
+ * flight, the input runs out, the output is over its bound or the connection
+ * closes. At end of input with nothing left to answer it closes the connection
+ * (c may be freed on return: callers must not touch c afterwards). */
 static void
 conn_parse(net_conn_t *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t max_output = c->t->srv->cfg.max_output;
+    net_framer_t *f = &c->fr;
     while (!c->in_flight && !c->closing) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail == 0) return;
+        if (evbuffer_get_length(out) > max_output) {
+            /* Back-pressure: leave the next request unread until the client has
+             * taken half of what is waiting (conn_write_cb). */
+            c->out_blocked = true;
+            bufferevent_setwatermark(c->bev, EV_WRITE, max_output / 2, 0);
+            return;
+        }
+        if (evbuffer_get_length(in) == 0) break;
         struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
-        size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        size_t n;
+        net_frame_rc_t rc = net_framer_feed(f, v.iov_base, v.iov_len, &n);
         evbuffer_drain(in, n);
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (c->error_status == 431) {
-            conn_fail(c, 431, "header_too_large", "request line and headers exceed the limit");
+        if (f->began) {
+            f->began = false;
+            request_begun(c);
+        }
+        if (f->expect_continue) {
+            f->expect_continue = false;
+            evbuffer_add(out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        }
+        if (rc == NET_FRAME_ERROR) {
+            conn_fail(c, f->status, f->code, f->message);
             return;
         }
-        if (c->error_status == 413) {
-            conn_fail(c, 413, "body_too_large", "request body exceeds the limit");
-            return;
-        }
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
+        if (rc == NET_FRAME_REQUEST) {
             dispatch(c);
             continue;
         }
-        if (e == HPE_HEADER_OVERFLOW) {
-            conn_fail(c, 431, "header_too_large", "request line and headers exceed the limit");
-            return;
-        }
-        if (e != HPE_OK) {
-            conn_fail(c, 400, "bad_request", http_errno_description(e));
-            return;
-        }
-        if (n < v.iov_len) return; /* should not happen without an error */
+        if (n < v.iov_len) break; /* should not happen without an error */
     }
+    /* A partial request at end of input is dropped with the connection. */
+    if (c->read_eof && !c->in_flight && !c->closing) conn_finish(c);
 }
 
 static void
@@ -543,6 +405,13 @@ static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
     net_conn_t *c = arg;
+    if (c->out_blocked) {
+        /* Drained to the low watermark set in conn_parse: resume. */
+        c->out_blocked = false;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        conn_parse(c);
+        return;
+    }
     if (!c->closing || evbuffer_get_length(bufferevent_get_output(bev)) > 0) return;
     if (c->lingering) {
         /* Half-close and keep reading (discarding) briefly, so unread request bytes
@@ -564,9 +433,29 @@ static void
 conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     net_conn_t *c = arg;
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && c->in_flight && !c->lingering) {
-        /* Idle timer fired while the application works on a request: keep waiting. */
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && (c->in_flight || c->out_blocked) &&
+        !c->lingering) {
+        /* Idle timer fired while the application works on a request, or while
+         * answers wait for the client to read them (the write timeout watches
+         * that client): keep waiting. */
         bufferevent_enable(bev, EV_READ);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        /* The client shut its sending side (libevent has stopped reading). */
+        c->read_eof = true;
+        if (c->lingering) {
+            /* After an error answer: nothing more to discard. Free now, or once
+             * the answer is flushed (conn_write_cb, without lingering). */
+            if (!c->closing) {
+                conn_free(c);
+                return;
+            }
+            c->lingering = false;
+            return;
+        }
+        if (c->closing) return; /* the last answer is being flushed */
+        conn_parse(c);          /* answers what was read, then closes */
         return;
     }
     conn_free(c);
@@ -608,16 +497,14 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     net_conn_t *c = shopd_calloc(1, sizeof(*c));
     c->t = t;
-    c->req.conn = c;
+    c->fr.req.conn = c;
     if (sa && sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
     c->slot = slot_alloc(t, c);
     c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
-    req_reset(&c->req);
+    net_framer_init(&c->fr, srv->cfg.max_header, srv->cfg.max_body);
     stat_add(&t->conns_open, 1);
     struct timeval idle = {srv->cfg.idle_timeout_s, 0};
     bufferevent_set_timeouts(c->bev, &idle, &idle);
@@ -699,46 +586,6 @@ net_reply_post(void *reply_to, uint64_t token, net_reply_t *reply)
 /* ------------------------------------------------------------ request API */
 
 const char *
-net_req_method(const net_request_t *req)
-{
-    return req->method;
-}
-
-const char *
-net_req_path(const net_request_t *req, size_t *len)
-{
-    *len = req->path_len;
-    return req->url ? req->url : "";
-}
-
-const char *
-net_req_query(const net_request_t *req, size_t *len)
-{
-    if (req->path_len < req->url_len) {
-        *len = req->url_len - req->path_len - 1;
-        return req->url + req->path_len + 1;
-    }
-    *len = 0;
-    return "";
-}
-
-const char *
-net_req_header(const net_request_t *req, const char *name)
-{
-    for (size_t i = 0; i < req->nhdrs; i++)
-        if (req->hval[i] != UINT32_MAX && strcasecmp(req->hbuf + req->hname[i], name) == 0)
-            return req->hbuf + req->hval[i];
-    return NULL;
-}
-
-const char *
-net_req_body(const net_request_t *req, size_t *len)
-{
-    *len = req->body_len;
-    return req->body ? req->body : "";
-}
-
-const char *
 net_req_id(const net_request_t *req)
 {
     return req->rid;
@@ -796,14 +643,6 @@ thread_main(void *arg)
 net_server_t *
 net_server_new(const net_config_t *cfg, char *err, size_t errlen)
 {
-    parser_settings.on_message_begin = on_message_begin;
-    parser_settings.on_url = on_url;
-    parser_settings.on_header_field = on_header_field;
-    parser_settings.on_header_value = on_header_value;
-    parser_settings.on_headers_complete = on_headers_complete;
-    parser_settings.on_body = on_body;
-    parser_settings.on_message_complete = on_message_complete;
-
     net_server_t *srv = shopd_calloc(1, sizeof(*srv));
     srv->cfg = *cfg;
     srv->nthreads = cfg->threads;

@@ -3,6 +3,9 @@
  * on '/'; a segment starting with ':' captures one non-empty path segment.
  * Linear scan, first match wins: the table is small and the scan is cheaper
  * than building a trie for it (measure before changing).
+ *
+ * HEAD is served by the GET route of a path (RFC 9110 section 9.3.2: same
+ * status and headers, no body; http.c leaves the body out).
  */
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +47,7 @@ net_route_match(const net_route_t *routes, size_t n, const char *method, const c
                 size_t pathlen, net_match_t *out)
 {
     bool path_seen = false;
+    bool head = strcmp(method, "HEAD") == 0;
     net_match_t tmp;
     out->route = -1;
     out->nparams = 0;
@@ -52,7 +56,7 @@ net_route_match(const net_route_t *routes, size_t n, const char *method, const c
     if (pathlen > 1 && path[pathlen - 1] == '/') pathlen--;
     for (size_t i = 0; i < n; i++) {
         if (!match_pattern(routes[i].pattern, path, pathlen, &tmp)) continue;
-        if (strcmp(routes[i].method, method) == 0) {
+        if (strcmp(routes[i].method, method) == 0 || (head && strcmp(routes[i].method, "GET") == 0)) {
             *out = tmp;
             out->route = (int)i;
             out->allow[0] = '\0';
@@ -66,4 +70,25 @@ net_route_match(const net_route_t *routes, size_t n, const char *method, const c
         path_seen = true;
     }
     return path_seen ? NET_MATCH_BAD_METHOD : NET_MATCH_NOT_FOUND;
+}
+
+void
+net_route_allow(const net_match_t *m, char *out, size_t n)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (const char *p = m->allow; *p && used + 1 < n;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int w = snprintf(out + used, n - used, "%s%.*s", used ? ", " : "", (int)len, p);
+        if (w < 0 || (size_t)w >= n - used) break;
+        used += (size_t)w;
+        if (len == 3 && !memcmp(p, "GET", 3) && !strstr(m->allow, "HEAD")) {
+            w = snprintf(out + used, n - used, ", HEAD");
+            if (w < 0 || (size_t)w >= n - used) break;
+            used += (size_t)w;
+        }
+        p += len;
+        while (*p == ',' || *p == ' ') p++;
+    }
 }
