@@ -74,7 +74,7 @@ test_not_found_and_method(void **state)
     r = th_req(srv, "PUT", "/api/v1/stores", NULL, NULL);
     assert_int_equal(r.status, 405);
     assert_string_equal(th_error_code(&r), "method_not_allowed");
-    assert_string_equal(th_header(&r, "Allow"), "POST, GET");
+    assert_string_equal(th_header(&r, "Allow"), "POST, GET, HEAD");
     th_resp_free(&r);
 }
 

@@ -443,8 +443,10 @@ test_query_read_once(void **state)
 static void
 test_rate_limit_exact(void **state)
 {
+    char outbox[64];
+    snprintf(outbox, sizeof(outbox), "SHOPD_OUTBOX_DIR=/tmp/shopd-sec-outbox-%d", (int)getpid());
     const char *env[] = {"SHOPD_JWT_KEYS=" KEY ":" SECRET, "SHOPD_AUTH_RATE_IP=5", "SHOPD_AUTH_RATE_ACCOUNT=1000",
-                         "SHOPD_TRUSTED_PROXIES=127.0.0.1", NULL};
+                         "SHOPD_TRUSTED_PROXIES=127.0.0.1", outbox, NULL};
     th_server_t *rl = th_start(env);
     char xff[64], tenant[64];
     snprintf(xff, sizeof(xff), "X-Forwarded-For: 198.51.100.%d", (int)(getpid() % 250) + 1);
@@ -490,6 +492,9 @@ test_rate_limit_exact(void **state)
     free(refresh);
     th_user_free(&u);
     assert_int_equal(th_stop(rl), 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", outbox + strlen("SHOPD_OUTBOX_DIR="));
+    assert_int_equal(system(cmd), 0);
 }
 
 /* ------------------------------------------------------------ 10: Redis outage */
