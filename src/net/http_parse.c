@@ -134,12 +134,20 @@ static int
 framing_rules(net_framer_t *f)
 {
     const net_request_t *q = &f->req;
+    /* Headers that name the store or the caller: two of them would let a proxy
+     * and shopd read different ones (the first wins here), so a second one is
+     * refused like a second Host. */
+    static const char *const single[] = {"X-Tenant-Id", "Authorization", "Content-Type", "If-None-Match"};
+    size_t seen[sizeof(single) / sizeof(single[0])] = {0};
     size_t hosts = 0;
     const char *length = NULL;
     bool coding = false;
     for (size_t i = 0; i < q->nhdrs; i++) {
         const char *name = q->hbuf + q->hname[i];
         const char *value = q->hval[i] == UINT32_MAX ? "" : q->hbuf + q->hval[i];
+        for (size_t k = 0; k < sizeof(single) / sizeof(single[0]); k++)
+            if (strcasecmp(name, single[k]) == 0 && ++seen[k] > 1)
+                return frame_fail(f, 400, "bad_request", "a header that may appear once appears twice");
         if (strcasecmp(name, "Host") == 0) {
             hosts++;
         } else if (strcasecmp(name, "Content-Length") == 0) {

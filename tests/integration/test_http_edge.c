@@ -226,6 +226,9 @@ test_two_hosts(void **state)
 {
     expect_400("GET /healthz HTTP/1.1\r\nHost: a.shop.test\r\nHost: b.shop.test\r\n\r\n");
     expect_400("GET /healthz HTTP/1.1\r\nHost: a.shop.test\r\nhost: a.shop.test\r\n\r\n");
+    /* The same for the other headers that name the store or the caller. */
+    expect_400("GET /api/v1/store HTTP/1.1\r\nHost: x\r\nX-Tenant-Id: 1\r\nX-Tenant-Id: 2\r\n\r\n");
+    expect_400("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n");
     /* One Host is fine. */
     char out[4096];
     const char *ok = "GET /healthz HTTP/1.1\r\nHost: a.shop.test\r\nConnection: close\r\n\r\n";
