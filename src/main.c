@@ -126,8 +126,18 @@ cmd_serve(cfg_t *cfg)
                          .worker_init = api_worker_init,
                          .worker_fini = api_worker_fini,
                          .ud = &app};
+    acfg.batch_for = api_batch_for;
     app.actors = act_system_new(&acfg);
-    if (app.actors == NULL) {
+    /* The blocking pool is a runtime of its own: its threads are the only ones
+     * that run argon2 (and, later, outbound calls), so the workers stay free for
+     * the stores' actors and reads. Same handler, same worker state. */
+    act_config_t bcfg = acfg;
+    bcfg.workers = cfg->blocking_threads;
+    bcfg.mailbox_cap = (size_t)cfg->blocking_queue;
+    bcfg.batch_max = 1;
+    bcfg.batch_for = api_blocking_batch_for;
+    app.blocking = app.actors ? act_system_new(&bcfg) : NULL;
+    if (app.actors == NULL || app.blocking == NULL) {
         log_error("cannot start: invalid actor configuration");
         goto out;
     }
@@ -151,12 +161,13 @@ cmd_serve(cfg_t *cfg)
         log_error("cannot start: %s", err);
         goto out;
     }
-    if (act_system_start(app.actors) != 0 || net_server_start(app.net) != 0) {
+    if (act_system_start(app.actors) != 0 || act_system_start(app.blocking) != 0 ||
+        net_server_start(app.net) != 0) {
         log_error("cannot start threads");
         goto out;
     }
-    log_info("shopd listening addr=%s io_threads=%d workers=%d db_pool=%d", cfg->listen,
-             cfg->io_threads, cfg->workers, cfg->db_pool_size);
+    log_info("shopd listening addr=%s io_threads=%d workers=%d blocking_threads=%d db_pool=%d", cfg->listen,
+             cfg->io_threads, cfg->workers, cfg->blocking_threads, cfg->db_pool_size);
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -168,14 +179,20 @@ cmd_serve(cfg_t *cfg)
     while (net_server_inflight(app.net) > 0 && shopd_now_us() < deadline) usleep(5000);
     uint64_t now = shopd_now_us();
     unsigned left_ms = now < deadline ? (unsigned)((deadline - now) / 1000u) : 0;
-    size_t dropped = act_system_stop(app.actors, left_ms);
+    /* The blocking pool first: its tasks may still forward to the actors. */
+    size_t dropped = act_system_stop(app.blocking, left_ms);
+    now = shopd_now_us();
+    left_ms = now < deadline ? (unsigned)((deadline - now) / 1000u) : 0;
+    dropped += act_system_stop(app.actors, left_ms);
     net_server_stop(app.net);
     log_info("stopped inflight_left=%llu dropped_messages=%zu",
              (unsigned long long)net_server_inflight(app.net), dropped);
     status = 0;
 out:
     net_server_free(app.net);
+    if (app.blocking && status != 0) act_system_stop(app.blocking, 0);
     if (app.actors && status != 0) act_system_stop(app.actors, 0);
+    act_system_free(app.blocking);
     act_system_free(app.actors);
     store_cache_free(app.stores);
     auth_fini();

@@ -22,13 +22,29 @@
 /** Store id of the platform actor (cross-store work: store CRUD, tenant lookups). */
 #define ACT_PLATFORM_ID 0u
 
+/* Actor ids. The runtime only needs a distinct 64-bit key per actor; shopd gives
+ * each store several: lane 0 is the store's actor proper (its mutations, in
+ * order), lanes 1..255 are extra actors of the same store whose messages need no
+ * order among themselves (reads), so one store can keep several workers busy
+ * while the run queue still takes turns across stores. The low 56 bits are the
+ * store id (the stores.id sequence stops below 2^56, migration 0006). */
+#define ACT_LANE_SHIFT 56
+#define ACT_STORE_MASK ((UINT64_C(1) << ACT_LANE_SHIFT) - 1)
+#define ACT_MAX_LANES 256u
+/** The actor id of lane `lane` (0..255) of store `store`. */
+#define ACT_ID(store, lane) (((uint64_t)(lane) << ACT_LANE_SHIFT) | ((uint64_t)(store) & ACT_STORE_MASK))
+/** The store an actor id belongs to. */
+#define ACT_STORE_OF(id) ((uint64_t)(id) & ACT_STORE_MASK)
+/** The lane of an actor id (0: the store's ordered actor). */
+#define ACT_LANE_OF(id) ((unsigned)((uint64_t)(id) >> ACT_LANE_SHIFT))
+
 typedef struct act_msg_s act_msg_t;
 /** A message. Once act_send() accepts it, it belongs to the runtime, and then to
  *  the handler, which must free it with act_msg_free(). */
 struct act_msg_s {
     _Atomic(act_msg_t *) next; /**< intrusive mailbox link; runtime only */
     uint32_t type;             /**< message type, defined by the application */
-    uint64_t store_id;         /**< destination actor; ACT_PLATFORM_ID for the platform */
+    uint64_t store_id;         /**< destination actor id (ACT_ID(store, lane)); ACT_PLATFORM_ID for the platform */
     char *data;                /**< payload (a msgpack envelope); owned, freed with the message */
     size_t len;
     void *reply_to;            /**< opaque reply route (the sending I/O thread), may be NULL */
@@ -44,8 +60,9 @@ void act_msg_free(act_msg_t *m);
 typedef struct act_system_s act_system_t;
 typedef struct act_worker_s act_worker_t;
 
-/** One actor turn: msgs[0..n-1] (1 <= n <= batch_max) from the mailbox of store_id,
- *  oldest first. Runs on a worker thread; the handler owns and frees the messages. */
+/** One actor turn: msgs[0..n-1] (1 <= n <= the actor's batch limit) from the mailbox
+ *  of actor store_id (an actor id: ACT_STORE_OF gives the store), oldest first. Runs
+ *  on a worker thread; the handler owns and frees the messages. */
 typedef void (*act_handler_fn)(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n,
                                void *ud);
 /** Called once on each worker thread before it runs anything; the result is that
@@ -53,6 +70,11 @@ typedef void (*act_handler_fn)(act_worker_t *w, uint64_t store_id, act_msg_t **m
 typedef void *(*act_worker_init_fn)(int index, void *ud);
 /** Called once on each worker thread as it exits. */
 typedef void (*act_worker_fini_fn)(void *wstate, void *ud);
+/** The most messages one turn of actor `id` may take (clamped to 1..batch_max).
+ *  Lets an application give batching actors long turns and latency-sensitive ones
+ *  short turns, so a worker returns to the run queue (other stores) sooner. Any
+ *  worker thread; must be cheap and pure. */
+typedef size_t (*act_batch_fn)(uint64_t id, void *ud);
 
 typedef struct act_config_s {
     int workers;              /**< worker threads, >= 1 */
@@ -62,6 +84,7 @@ typedef struct act_config_s {
     act_handler_fn handler;
     act_worker_init_fn worker_init; /**< may be NULL */
     act_worker_fini_fn worker_fini; /**< may be NULL */
+    act_batch_fn batch_for;         /**< may be NULL: every actor takes up to batch_max */
     void *ud;                       /**< passed to the callbacks */
 } act_config_t;
 

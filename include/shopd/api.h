@@ -27,7 +27,8 @@
 typedef struct app_s {
     cfg_t *cfg;
     db_pool_t *db;
-    act_system_t *actors;
+    act_system_t *actors;   /**< workers: store actors (lane 0) and their read lanes */
+    act_system_t *blocking; /**< the blocking pool: its own threads, lanes per store */
     net_server_t *net;
     store_cache_t *stores;
 } app_t;
@@ -66,9 +67,25 @@ typedef enum api_access_e {
     API_SUPER_ADMIN,  /**< a platform SUPER_ADMIN */
 } api_access_t;
 
+/** Where a route's handler runs (the run class, a column of the route table).
+ *  Whatever the class, a store's messages are queued per store (bounded: 503
+ *  store_busy with Retry-After beyond) and the run queue takes turns across
+ *  stores, so one store's flood cannot take every thread from the others. */
+typedef enum api_run_e {
+    /** On the store's actor (lane 0): one at a time, in arrival order, batchable.
+     *  For mutations that need order: inventory, carts, orders, checkout. */
+    API_ORDERED = 0,
+    /** On any worker: a read lane of the store (lanes 1..workers), short turns
+     *  (SHOPD_READ_BATCH), never behind the store's mutations. For reads. */
+    API_ANY,
+    /** On the blocking pool (its own threads, SHOPD_BLOCKING_THREADS): CPU-heavy
+     *  or slow work (argon2, outbound calls), at most half the pool per store. */
+    API_BLOCKING,
+} api_run_t;
+
 /** How a route runs. */
 enum {
-    API_STORE = 1 << 0,  /**< store-scoped: resolve the tenant, run on its actor */
+    API_STORE = 1 << 0,  /**< store-scoped: resolve the tenant first (X-Tenant-Id, Host) */
     API_INLINE = 1 << 1, /**< answered on the I/O thread */
     API_BODY = 1 << 2,   /**< expects a JSON object body */
 };
@@ -84,6 +101,7 @@ typedef struct api_route_s {
     const char *pattern;
     const char *name; /**< message type, metrics label, OpenAPI operationId */
     int access;       /**< api_access_t */
+    int run;          /**< api_run_t */
     int flags;
     api_inline_fn inline_fn;
     api_handler_fn handler;
@@ -111,6 +129,11 @@ net_handled_t api_on_request(net_request_t *req, void *ud);
 /** The act_handler_fn given to the actor runtime (ud = app_t *). */
 void api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud);
 void *api_worker_init(int index, void *ud);
+/** The act_batch_fn of the workers' runtime: lane 0 (the store's actor) takes up to
+ *  SHOPD_ACTOR_BATCH messages a turn, read lanes SHOPD_READ_BATCH (ud = app_t *). */
+size_t api_batch_for(uint64_t actor_id, void *ud);
+/** The act_batch_fn of the blocking pool: one task per turn. */
+size_t api_blocking_batch_for(uint64_t actor_id, void *ud);
 void api_worker_fini(void *wstate, void *ud);
 
 /* ---- reply helpers for handlers ---- */

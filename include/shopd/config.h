@@ -17,6 +17,9 @@ typedef struct cfg_s {
     int listen_port;
     int io_threads;         /**< 0 in the table means "number of cores", resolved by cfg_load */
     int workers;
+    int blocking_threads; /**< threads of the blocking pool */
+    int blocking_queue;   /**< queued tasks per blocking lane of a store */
+    int read_batch;       /**< messages per turn of a read lane */
     char *database_url;
     char *redis_url;
     int db_pool_size;

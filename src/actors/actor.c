@@ -304,8 +304,12 @@ static bool
 run_turn(act_worker_t *w, act_actor_t *a)
 {
     act_system_t *sys = w->sys;
-    size_t n = 0;
-    while (n < sys->cfg.batch_max) {
+    size_t n = 0, lim = sys->cfg.batch_max;
+    if (sys->cfg.batch_for) {
+        size_t want = sys->cfg.batch_for(a->store_id, sys->cfg.ud);
+        lim = want < 1 ? 1 : want < lim ? want : lim;
+    }
+    while (n < lim) {
         act_msg_t *m = act_mailbox_pop(&a->mb);
         if (m == NULL)
             break;

@@ -35,9 +35,12 @@ static const cfg_row_t cfg_rows[] = {
     {"listen", "SHOPD_LISTEN", CFG_STR, O(listen), 0, 0, "127.0.0.1:8080", "address to serve HTTP on (host:port)"},
     {"io-threads", "SHOPD_IO_THREADS", CFG_INT, O(io_threads), 0, 256, "0", "HTTP I/O threads (0 = number of cores)"},
     {"workers", "SHOPD_WORKERS", CFG_INT, O(workers), 0, 256, "0", "actor worker threads (0 = number of cores)"},
+    {"blocking-threads", "SHOPD_BLOCKING_THREADS", CFG_INT, O(blocking_threads), 0, 256, "0", "threads of the blocking pool: argon2, later outbound calls (0 = number of cores)"},
+    {"blocking-queue", "SHOPD_BLOCKING_QUEUE", CFG_INT, O(blocking_queue), 1, 1000000, "256", "queued blocking tasks per store lane (over: 503 Retry-After)"},
+    {"read-batch", "SHOPD_READ_BATCH", CFG_INT, O(read_batch), 1, 10000, "4", "messages a read lane takes in one turn (small: other stores get turns sooner)"},
     {"database-url", "SHOPD_DATABASE_URL", CFG_STR, O(database_url), 0, 0, "postgresql://shopd@127.0.0.1:5432/shopd", "PostgreSQL connection URL"},
     {"redis-url", "SHOPD_REDIS_URL", CFG_STR, O(redis_url), 0, 0, "redis://127.0.0.1:6379/0", "Redis URL"},
-    {"db-pool-size", "SHOPD_DB_POOL_SIZE", CFG_INT, O(db_pool_size), 0, 1000, "0", "PostgreSQL connections (0 = workers + 2)"},
+    {"db-pool-size", "SHOPD_DB_POOL_SIZE", CFG_INT, O(db_pool_size), 0, 1000, "0", "PostgreSQL connections (0 = workers + blocking threads + 2)"},
     {"max-body", "SHOPD_MAX_BODY", CFG_INT, O(max_body), 1024, 1 << 30, "1048576", "largest request body in bytes (413 beyond)"},
     {"max-header", "SHOPD_MAX_HEADER", CFG_INT, O(max_header), 1024, 1 << 20, "16384", "largest request line + headers in bytes (431 beyond)"},
     {"max-output", "SHOPD_MAX_OUTPUT", CFG_INT, O(max_output), 4096, 1 << 30, "1048576", "unsent answer bytes per connection beyond which its pipelined requests wait"},
@@ -203,7 +206,8 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
     if (cores < 1) cores = 1;
     if (cfg->io_threads == 0) cfg->io_threads = (int)cores;
     if (cfg->workers == 0) cfg->workers = (int)cores;
-    if (cfg->db_pool_size == 0) cfg->db_pool_size = cfg->workers + 2;
+    if (cfg->blocking_threads == 0) cfg->blocking_threads = (int)cores;
+    if (cfg->db_pool_size == 0) cfg->db_pool_size = cfg->workers + cfg->blocking_threads + 2;
     if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
         strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error"))
         return fail(err, errlen, "invalid configuration: log level '%s' is not debug, info, warn or error",

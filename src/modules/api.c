@@ -5,6 +5,7 @@
  * unpacks each message of a turn, resolves unknown tenants (platform actor),
  * runs the route's handler and posts the reply back to the I/O thread.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -17,6 +18,62 @@
 #define TENANT_PARAM "__tenant"
 
 static net_route_t *net_routes; /* method + pattern of api_routes, for the router */
+
+/* ---- run classes: which actor a message goes to ----
+ * ordered: the store's actor (lane 0) on the workers; any: one of the store's
+ * read lanes (1..workers) on the workers; blocking: one of the store's lanes
+ * (1..half the pool) on the blocking pool. Lanes are picked round-robin, so a
+ * store uses at most that many threads of each pool at once, and the run
+ * queues, which take actors in turn, share the threads across stores. */
+static _Atomic uint64_t lane_rr; /* relaxed: only spreads load, orders nothing */
+
+static unsigned
+read_lanes(const app_t *app)
+{
+    unsigned n = (unsigned)app->cfg->workers;
+    return n < 1 ? 1 : n > ACT_MAX_LANES - 1 ? ACT_MAX_LANES - 1 : n;
+}
+
+static unsigned
+blocking_lanes(const app_t *app)
+{
+    unsigned n = (unsigned)(app->cfg->blocking_threads + 1) / 2;
+    return n < 1 ? 1 : n > ACT_MAX_LANES - 1 ? ACT_MAX_LANES - 1 : n;
+}
+
+/* Addresses m to store_id's actor for the route's run class and sends it there.
+ * Same contract as act_send: on SHOPD_OK the runtime owns m. */
+static shopd_rc_t
+dispatch(app_t *app, act_msg_t *m, const api_route_t *route, uint64_t store_id)
+{
+    uint64_t rr = atomic_fetch_add_explicit(&lane_rr, 1, memory_order_relaxed);
+    switch (route->run) {
+    case API_ANY:
+        m->store_id = ACT_ID(store_id, 1 + rr % read_lanes(app));
+        return act_send(app->actors, m);
+    case API_BLOCKING:
+        m->store_id = ACT_ID(store_id, 1 + rr % blocking_lanes(app));
+        return act_send(app->blocking, m);
+    default:
+        m->store_id = ACT_ID(store_id, 0);
+        return act_send(app->actors, m);
+    }
+}
+
+size_t
+api_batch_for(uint64_t actor_id, void *ud)
+{
+    const app_t *app = ud;
+    /* Lane 0 batches (the inventory batch handler commits a turn together); read
+     * lanes take short turns so other stores' lanes get the worker back soon. */
+    return ACT_LANE_OF(actor_id) == 0 ? (size_t)app->cfg->actor_batch : (size_t)app->cfg->read_batch;
+}
+
+size_t
+api_blocking_batch_for(uint64_t actor_id, void *ud)
+{
+    return 1; /* each task is long: never hold a thread for two */
+}
 static const char **route_names;
 
 /* Builds the router's view of the route table. Call once before the server starts. */
@@ -379,7 +436,10 @@ api_on_request(net_request_t *req, void *ud)
     shopd_free(canon);
     act_msg_t *msg = act_msg_new((uint32_t)m.route, target, data, len);
     net_req_defer(req, &msg->reply_to, &msg->reply_token);
-    shopd_rc_t rc = act_send(app->actors, msg);
+    /* A store not yet known here goes to the platform actor, which looks it up
+     * and forwards the message to the actor its run class names. */
+    shopd_rc_t rc = target == ACT_PLATFORM_ID && (route->flags & API_STORE) ? act_send(app->actors, msg)
+                                                                           : dispatch(app, msg, route, target);
     if (rc != SHOPD_OK) {
         act_msg_free(msg);
         net_reply_t *r = rc == SHOPD_BUSY
@@ -448,8 +508,7 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
     shopd_free(m->data);
     m->data = data;
     m->len = len;
-    m->store_id = snap.id;
-    shopd_rc_t rc = act_send(app->actors, m);
+    shopd_rc_t rc = dispatch(app, m, &api_routes[m->type], snap.id);
     if (rc != SHOPD_OK) {
         net_reply_t *r = net_reply_error(503, "store_busy", "too many requests are queued for this store");
         net_reply_add_header(r, "Retry-After", "1");
@@ -562,7 +621,7 @@ api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, v
     prepared_t *ps = shopd_calloc(n, sizeof(*ps));
     size_t np = 0;
     for (size_t i = 0; i < n; i++)
-        if (prepare(app, ws, store_id, msgs[i], &ps[np])) np++;
+        if (prepare(app, ws, ACT_STORE_OF(store_id), msgs[i], &ps[np])) np++;
     /* ctx.env/store point into ps[]; fix them now that ps no longer moves. */
     for (size_t i = 0; i < np; i++) {
         ps[i].ctx.env = &ps[i].env;
@@ -647,11 +706,12 @@ api_metrics(app_t *app, net_request_t *req)
 {
     size_t len;
     char *text = net_server_metrics(app->net, &len);
-    act_stats_t as;
+    act_stats_t as, bs;
     act_system_stats(app->actors, &as);
+    act_system_stats(app->blocking, &bs);
     db_pool_stats_t ds;
     db_pool_stats(app->db, &ds);
-    char extra[2048];
+    char extra[4096];
     int n = snprintf(extra, sizeof(extra),
                      "# HELP shopd_actors Live store actors.\n# TYPE shopd_actors gauge\nshopd_actors %llu\n"
                      "# HELP shopd_mailbox_depth Messages queued in all mailboxes.\n# TYPE shopd_mailbox_depth gauge\nshopd_mailbox_depth %llu\n"
@@ -665,13 +725,20 @@ api_metrics(app_t *app, net_request_t *req)
                      "# HELP shopd_db_pool_in_use PostgreSQL connections lent out.\n# TYPE shopd_db_pool_in_use gauge\nshopd_db_pool_in_use %d\n"
                      "# HELP shopd_db_pool_timeouts_total Acquires that gave up.\n# TYPE shopd_db_pool_timeouts_total counter\nshopd_db_pool_timeouts_total %llu\n"
                      "# HELP shopd_db_reconnects_total Reconnects after a lost connection.\n# TYPE shopd_db_reconnects_total counter\nshopd_db_reconnects_total %llu\n"
-                     "# HELP shopd_tenant_cache_entries Cached store lookups.\n# TYPE shopd_tenant_cache_entries gauge\nshopd_tenant_cache_entries %zu\n",
+                     "# HELP shopd_tenant_cache_entries Cached store lookups.\n# TYPE shopd_tenant_cache_entries gauge\nshopd_tenant_cache_entries %zu\n"
+                     "# HELP shopd_blocking_tasks_total Tasks run by the blocking pool.\n# TYPE shopd_blocking_tasks_total counter\nshopd_blocking_tasks_total %llu\n"
+                     "# HELP shopd_blocking_queued Tasks waiting for the blocking pool.\n# TYPE shopd_blocking_queued gauge\nshopd_blocking_queued %llu\n"
+                     "# HELP shopd_blocking_busy Blocking threads running a task.\n# TYPE shopd_blocking_busy gauge\nshopd_blocking_busy %llu\n"
+                     "# HELP shopd_blocking_rejected_total Tasks refused on a full queue.\n# TYPE shopd_blocking_rejected_total counter\nshopd_blocking_rejected_total %llu\n"
+                     "# HELP shopd_blocking_threads Threads of the blocking pool.\n# TYPE shopd_blocking_threads gauge\nshopd_blocking_threads %d\n",
                      (unsigned long long)as.actors, (unsigned long long)as.queued,
                      (unsigned long long)as.max_depth, (unsigned long long)as.processed,
                      (unsigned long long)as.turns, (unsigned long long)as.rejected,
                      (unsigned long long)as.busy_workers, as.workers, ds.size, ds.in_use,
                      (unsigned long long)ds.timeouts, (unsigned long long)ds.resets,
-                     store_cache_size(app->stores));
+                     store_cache_size(app->stores), (unsigned long long)bs.processed,
+                     (unsigned long long)bs.queued, (unsigned long long)bs.busy_workers,
+                     (unsigned long long)bs.rejected, bs.workers);
     net_reply_t *r = net_reply_new(200);
     r->body = shopd_realloc(text, len + (size_t)n + 1);
     memcpy(r->body + len, extra, (size_t)n + 1);

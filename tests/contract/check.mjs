@@ -121,7 +121,7 @@ async function call(method, path, { token, tenant, body, headers: extra = {}, ra
   }
   for (const [name, h] of Object.entries(response.headers || {})) {
     // Cache headers are for public readers; store admins get Cache-Control: private only.
-    if ((name === 'ETag' || name === 'X-Cache') && res.headers.get('cache-control') === 'private, no-store') continue;
+    if ((name === 'ETag' || name === 'X-Cache' || name === 'Vary') && res.headers.get('cache-control') === 'private, no-store') continue;
     checkHeader(what, res.headers, name, h);
   }
   let parsed = null;

@@ -216,7 +216,8 @@ unlock_stores(PGconn *c)
 static void
 test_mailbox_full(void **state)
 {
-    static const char *const env[] = {"SHOPD_MAILBOX_CAP=2", "SHOPD_ACTOR_BATCH=1", NULL};
+    /* One worker: the stores list runs on one read lane of the platform. */
+    static const char *const env[] = {"SHOPD_MAILBOX_CAP=2", "SHOPD_ACTOR_BATCH=1", "SHOPD_READ_BATCH=1", "SHOPD_WORKERS=1", NULL};
     th_server_t *srv = th_start(env);
     PGconn *c = pg();
     lock_stores(c);

@@ -30,7 +30,9 @@ test_defaults(void **state)
     assert_int_equal(c.listen_port, 8080);
     assert_true(c.io_threads >= 1);
     assert_true(c.workers >= 1);
-    assert_int_equal(c.db_pool_size, c.workers + 2);
+    assert_int_equal(c.db_pool_size, c.workers + c.blocking_threads + 2);
+    assert_true(c.blocking_threads >= 1);
+    assert_int_equal(c.read_batch, 4);
     assert_int_equal(c.max_body, 1048576);
     assert_true(c.migrate);
     cfg_free(&c);
