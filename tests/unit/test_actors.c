@@ -393,6 +393,55 @@ cap_handler(act_worker_t *w, uint64_t store, act_msg_t **msgs, size_t n, void *u
     atomic_fetch_add(&c->received, n);
 }
 
+/* act_batch_fn: actor 42 (a "read lane") takes at most 3 per turn, every other
+ * actor the runtime's batch_max. */
+static size_t
+lane_batch(uint64_t id, void *ud)
+{
+    (void)ud;
+    return id == ACT_ID(42, 1) ? 3 : 1000000;
+}
+
+static void
+test_batch_per_actor(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 2; round++) {
+        uint64_t id = round == 0 ? ACT_ID(42, 1) : ACT_ID(42, 0);
+        size_t want = round == 0 ? 3 : BATCH_MAX; /* clamped to batch_max */
+        batch_ctx_t c;
+        memset(&c, 0, sizeof(c));
+        gate_init(&c.gate);
+        act_config_t cfg = {
+            .workers = 2,
+            .mailbox_cap = 1000,
+            .batch_max = BATCH_MAX,
+            .idle_reclaim_ms = 60000,
+            .handler = batch_handler,
+            .batch_for = lane_batch,
+            .ud = &c,
+        };
+        act_system_t *sys = act_system_new(&cfg);
+        assert_int_equal(act_system_start(sys), 0);
+        assert_int_equal(act_send(sys, msg_make(id, 0, 0)), SHOPD_OK);
+        assert_true(wait_entered(&c.gate, 1));
+        for (uint64_t i = 1; i < BATCH_MSGS; i++) assert_int_equal(act_send(sys, msg_make(id, 0, i)), SHOPD_OK);
+        gate_open(&c.gate);
+        assert_true(wait_processed(sys, BATCH_MSGS));
+        assert_int_equal(act_system_stop(sys, 5000), 0);
+        assert_int_equal(atomic_load(&c.received), BATCH_MSGS);
+        assert_int_equal(atomic_load(&c.order_errors), 0);
+        assert_int_equal(atomic_load(&c.max_n), want);
+        assert_int_equal(atomic_load(&c.calls), 1 + (BATCH_MSGS - 1 + want - 1) / want);
+        act_system_free(sys);
+    }
+    /* Lanes of one store are distinct actors with the store in the low bits. */
+    assert_true(ACT_ID(42, 1) != ACT_ID(42, 0));
+    assert_int_equal(ACT_STORE_OF(ACT_ID(42, 7)), 42);
+    assert_int_equal(ACT_LANE_OF(ACT_ID(42, 7)), 7);
+    assert_int_equal(ACT_ID(42, 0), 42);
+}
+
 static void
 test_mailbox_cap(void **state)
 {
@@ -727,6 +776,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invalid_config),        cmocka_unit_test(test_ordering_per_store),
         cmocka_unit_test(test_ordering_with_reclaim), cmocka_unit_test(test_batches),
+        cmocka_unit_test(test_batch_per_actor),
         cmocka_unit_test(test_mailbox_cap),           cmocka_unit_test(test_forward_from_handler),
         cmocka_unit_test(test_stop_drains),           cmocka_unit_test(test_stop_deadline),
         cmocka_unit_test(test_never_started),         cmocka_unit_test(test_idle_reclaim),
