@@ -113,9 +113,9 @@ typedef struct auth_admin_input_s {
     char hash[AUTH_HASH_MAX];
 } auth_admin_input_t;
 
-/* ---- handlers (route table). Argon2 runs inside some of them: it occupies the
- * store's actor for tens of milliseconds per call, which is accepted here (logins
- * are rare next to catalog reads, and rate limits bound them). */
+/* ---- handlers (route table). Those that run argon2 (register, login, password
+ * changes, user creation) are of the blocking run class: they run on the blocking
+ * pool's threads, never on the store's actor. */
 typedef struct api_ctx_s api_ctx_t;
 typedef struct net_reply_s net_reply_t;
 net_reply_t *auth_h_register(api_ctx_t *ctx);

@@ -6,9 +6,9 @@
  *
  * Every answer about credentials is the same whether or not the e-mail
  * exists (login: 401 invalid_credentials after a full argon2 verification
- * either way; forgot-password: always 202). Argon2 runs here, on the worker
- * of the store's actor (or the platform actor for platform logins): it holds
- * that actor for tens of milliseconds per call, accepted at this stage.
+ * either way; forgot-password: always 202). The handlers that run argon2 are
+ * of the blocking run class (routes.c): they run on the blocking pool, so the
+ * tens of milliseconds per hash hold neither the store's actor nor a worker.
  */
 #include <errno.h>
 #include <fcntl.h>
