@@ -43,6 +43,21 @@ th_env(const char *name)
 }
 
 bool
+th_in_ci(void)
+{
+    const char *ci = getenv("CI");
+    return ci && (!strcasecmp(ci, "true") || !strcmp(ci, "1"));
+}
+
+void
+th_skip_or_fail(const char *why)
+{
+    if (th_in_ci()) fail_msg("cannot run in CI: %s", why);
+    print_message("SKIPPED: %s\n", why);
+    skip();
+}
+
+bool
 th_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
     for (int waited = 0;; waited += 10) {

@@ -130,6 +130,13 @@ int th_free_port(void);
 /** Reads an environment variable or exits the program (status 1) with a message: a
  *  missing prerequisite is a failure, never a skip. */
 const char *th_env(const char *name);
+/** True when running in CI (CI=true or CI=1): every prerequisite is required there. */
+bool th_in_ci(void);
+/** For a test that cannot run in this setting: in CI it fails with why; elsewhere it
+ *  prints "SKIPPED: why" and skips the test (cmocka counts a skip as a pass, so keep
+ *  it for settings a developer chose, such as SHOPD_TEST_URL, never for a missing
+ *  prerequisite: use th_env for those). */
+void th_skip_or_fail(const char *why);
 /** Polls cond(arg) every 10 ms until it returns true or timeout_ms passes; returns
  *  whether it became true. For waiting on a condition instead of sleeping; give
  *  timeouts that only guard against hangs (seconds, not milliseconds). */

@@ -28,8 +28,7 @@ run(const char *cmd)
 static void
 test_browse_and_hot_stock(void **state)
 {
-    const char *bin = getenv("SHOPBENCH_BIN");
-    if (bin == NULL || *bin == '\0') skip();
+    const char *bin = th_env("SHOPBENCH_BIN"); /* required: a missing one is a failure */
     th_server_t *srv = th_start(NULL);
     char slug[64], cmd[1024], sid[24];
     snprintf(slug, sizeof(slug), "%s", th_slug("bench-cat"));
@@ -73,8 +72,7 @@ test_browse_and_hot_stock(void **state)
 static void
 test_seed_catalogs_and_tenants_browse(void **state)
 {
-    const char *bin = getenv("SHOPBENCH_BIN");
-    if (bin == NULL || *bin == '\0') skip();
+    const char *bin = th_env("SHOPBENCH_BIN"); /* required: a missing one is a failure */
     th_server_t *srv = th_start(NULL);
     char cmd[1024], out[64];
     snprintf(out, sizeof(out), "/tmp/shopbench-tenants-%d.txt", (int)getpid());
