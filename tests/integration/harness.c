@@ -111,11 +111,23 @@ admin_exec(const char *url, const char *sql, char *err, size_t errlen)
 static void
 drop_private_db(void)
 {
-    if (private_db[0] == '\0' || getpid() != private_db_owner) return;
+    if (private_db[0] == '\0') return;
     char sql[128], err[512];
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", private_db);
     if (!admin_exec(admin_url, sql, err, sizeof(err)))
         fprintf(stderr, "harness: could not drop database %s: %s", private_db, err);
+}
+
+static void kill_leftover_servers(void);
+
+/* At exit of the test program (not of a forked child): servers a failed test left
+ * running are killed, then the private database is dropped. */
+static void
+harness_exit(void)
+{
+    if (getpid() != private_db_owner) return;
+    kill_leftover_servers();
+    drop_private_db();
 }
 
 /* Runs before main(): creates shopd_<program>_<pid> and points SHOPD_TEST_DATABASE_URL
@@ -123,6 +135,8 @@ drop_private_db(void)
 __attribute__((constructor)) static void
 create_private_db(void)
 {
+    private_db_owner = getpid();
+    atexit(harness_exit);
     const char *base = getenv("SHOPD_TEST_DATABASE_URL");
     const char *shared = getenv("SHOPD_TEST_SHARED_DB");
     if (base == NULL || *base == '\0' || getenv("SHOPD_TEST_URL") != NULL ||
@@ -145,8 +159,6 @@ create_private_db(void)
         private_db[0] = '\0';
         exit(1);
     }
-    private_db_owner = getpid();
-    atexit(drop_private_db);
     url_with_db(admin_url, private_db, url, sizeof(url));
     /* Like scripts/services.sh does for the shared database. */
     if (!admin_exec(url,
@@ -317,6 +329,19 @@ th_start(const char *const *extra_env)
     }
     fail_msg("shopd could not bind a port in 5 attempts (log: %s)", srv->log_path);
     return NULL;
+}
+
+static void
+kill_leftover_servers(void)
+{
+    for (th_server_t *s = servers; s; s = s->next)
+        if (!s->stopped && s->pid > 0) {
+            fprintf(stderr, "harness: killing shopd on port %d, left running by a failed test (log: %s)\n",
+                    s->port, s->log_path);
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+            s->pid = 0;
+        }
 }
 
 /* SIGTERM, wait up to 15 s, else SIGKILL. Returns the exit status as th_stop does. */
