@@ -176,15 +176,15 @@ create_private_db(void)
 
 /* Binds a port picked by the kernel and keeps the socket: SO_REUSEPORT lets shopd
  * (same user, same option) bind it as well, while nobody else can take it, neither
- * another test's bind(0) nor an outgoing connection's ephemeral port, until the
- * socket is closed. Returns the fd, the port in *port. */
+ * another test's bind(0) nor an outgoing connection's ephemeral port nor a server
+ * binding it with SO_REUSEADDR (which is why this socket does not set that), until
+ * the socket is closed. Returns the fd, the port in *port. */
 static int
 reserve_port(int *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof(a);

@@ -769,8 +769,18 @@ kill_client(long long id)
     assert_non_null(r);
     assert_int_equal(r->integer, 1);
     freeReplyObject(r);
+    /* Wait until Redis has really closed it (CLIENT KILL may only mark it), so the
+     * next command meets a closed connection, not one being closed. */
+    bool gone = false;
+    for (int i = 0; i < 1000 && !gone; i++) {
+        r = kv_command(admin, "CLIENT LIST ID %lld", id);
+        assert_non_null(r);
+        gone = r->str == NULL || r->str[0] == '\0';
+        freeReplyObject(r);
+        if (!gone) usleep(10000);
+    }
+    assert_true(gone);
     kv_conn_free(admin);
-    usleep(20000); /* let the FIN arrive */
 }
 
 static void
