@@ -26,6 +26,12 @@
  *
  * The group teardown may still call th_stop(srv) (it then only frees srv and
  * returns the status the stop test saw), so it cleans up when setup failed.
+ * Servers a failed test left running are killed when the program exits.
+ *
+ * Ports: th_start keeps the server's port bound (SO_REUSEPORT, which shopd also
+ * sets) from before the server starts until th_stop, so no other test or
+ * outgoing connection can take it in between; if shopd still cannot bind, it
+ * retries on another port.
  */
 #ifndef SHOPD_TEST_HARNESS_H
 #define SHOPD_TEST_HARNESS_H

@@ -18,10 +18,20 @@
 
 #include "harness.h"
 
+/* Runs cmd with its output in a file, shown when it fails (a red smoke test
+ * should say which requests failed). */
 static void
 run(const char *cmd)
 {
-    int rc = system(cmd);
+    char out[64], full[1400];
+    snprintf(out, sizeof(out), "/tmp/shopbench-run-%d.txt", (int)getpid());
+    snprintf(full, sizeof(full), "{ %s ; } >%s 2>&1", cmd, out);
+    int rc = system(full);
+    if (rc != 0) {
+        snprintf(full, sizeof(full), "tail -n 60 %s >&2", out);
+        if (system(full) != 0) {}
+    }
+    unlink(out);
     if (rc != 0) fail_msg("'%s' exited %d", cmd, rc);
 }
 
@@ -34,7 +44,7 @@ test_browse_and_hot_stock(void **state)
     snprintf(slug, sizeof(slug), "%s", th_slug("bench-cat"));
     snprintf(sid, sizeof(sid), "%ld", th_create_store(srv, slug, NULL));
 
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --token %s %s browse >/dev/null", bin, slug,
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --token %s %s browse", bin, slug,
              TH_PLATFORM_TOKEN, srv->url);
     run(cmd);
     const char *p[] = {sid, NULL};
@@ -43,7 +53,7 @@ test_browse_and_hot_stock(void **state)
     run(cmd);
     assert_int_equal(atoi(th_sql("SELECT count(*) FROM products WHERE store_id = $1::bigint", p)), 200);
 
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 8 -d 1 -w 0 --tenant %s --token %s %s stock-mix >/dev/null", bin, slug,
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 8 -d 1 -w 0 --tenant %s --token %s %s stock-mix", bin, slug,
              TH_PLATFORM_TOKEN, srv->url);
     run(cmd);
     assert_true(atoi(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint AND reason = 'shopbench'", p)) > 0);
@@ -51,7 +61,7 @@ test_browse_and_hot_stock(void **state)
     /* hot-stock sells one variant out and checks it through the API itself (exit 1 on
      * oversell or a ledger mismatch); run it twice: the second starts from a fresh set. */
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof(cmd), "%s -t 1 -c 16 -d 20 -w 0 --stock 300 --tenant %s --token %s %s hot-stock >/dev/null",
+        snprintf(cmd, sizeof(cmd), "%s -t 1 -c 16 -d 20 -w 0 --stock 300 --tenant %s --token %s %s hot-stock",
                  bin, slug, TH_PLATFORM_TOKEN, srv->url);
         run(cmd);
     }
@@ -76,7 +86,7 @@ test_seed_catalogs_and_tenants_browse(void **state)
     th_server_t *srv = th_start(NULL);
     char cmd[1024], out[64];
     snprintf(out, sizeof(out), "/tmp/shopbench-tenants-%d.txt", (int)getpid());
-    snprintf(cmd, sizeof(cmd), "%s seed -k 2 --products 3 --variants 2 --token %s %s >/dev/null", bin,
+    snprintf(cmd, sizeof(cmd), "%s seed -k 2 --products 3 --variants 2 --token %s %s", bin,
              TH_PLATFORM_TOKEN, srv->url);
     run(cmd);
     run(cmd);

@@ -14,10 +14,20 @@
 
 #include "harness.h"
 
+/* Runs cmd with its output in a file, shown when it fails (a red smoke test
+ * should say which requests failed). */
 static void
 run(const char *cmd)
 {
-    int rc = system(cmd);
+    char out[64], full[1400];
+    snprintf(out, sizeof(out), "/tmp/shopbench-run-%d.txt", (int)getpid());
+    snprintf(full, sizeof(full), "{ %s ; } >%s 2>&1", cmd, out);
+    int rc = system(full);
+    if (rc != 0) {
+        snprintf(full, sizeof(full), "tail -n 60 %s >&2", out);
+        if (system(full) != 0) {}
+    }
+    unlink(out);
     if (rc != 0) fail_msg("'%s' exited %d", cmd, rc);
 }
 
@@ -31,7 +41,7 @@ test_smoke(void **state)
     th_create_store(srv, slug, NULL);
     snprintf(json, sizeof(json), "/tmp/shopbench-smoke-%d.json", (int)getpid());
 
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --json %s %s store >/dev/null", bin, slug, json, srv->url);
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --json %s %s store", bin, slug, json, srv->url);
     run(cmd);
     json_error_t e;
     json_t *doc = json_load_file(json, 0, &e);
@@ -46,9 +56,9 @@ test_smoke(void **state)
     json_decref(doc);
     unlink(json);
 
-    snprintf(cmd, sizeof(cmd), "SHOPD_PLATFORM_TOKEN=%s %s seed -k 3 %s >/dev/null", TH_PLATFORM_TOKEN, bin, srv->url);
+    snprintf(cmd, sizeof(cmd), "SHOPD_PLATFORM_TOKEN=%s %s seed -k 3 %s", TH_PLATFORM_TOKEN, bin, srv->url);
     run(cmd);
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 -k 3 %s tenants >/dev/null", bin, srv->url);
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 -k 3 %s tenants", bin, srv->url);
     run(cmd);
     assert_int_equal(th_stop(srv), 0);
 }
