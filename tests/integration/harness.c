@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* program_invocation_short_name */
 #endif
 #include "harness.h"
+#include "shopd/kv.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -118,6 +120,115 @@ drop_private_db(void)
         fprintf(stderr, "harness: could not drop database %s: %s", private_db, err);
 }
 
+/* ---- the program's own Redis database -------------------------------------------- */
+
+/* Store ids start at 1 in every private PostgreSQL database, so servers of two
+ * programs sharing one Redis database would read each other's cached stores and
+ * pages. Each program takes a Redis database of its own: a key
+ * shopd-test:redis-db:N in the runner's database holds the owner's pid. 5 and 9
+ * are left out: test_db_kv and test_auth use them by number. */
+static char redis_host[256], redis_pw[256];
+static int redis_port, redis_base_db, private_redis_db = -1;
+
+static redisContext *
+redis_admin(void)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout(redis_host, redis_port, tv);
+    if (c == NULL || c->err) {
+        fprintf(stderr, "harness: cannot reach Redis %s:%d: %s\n", redis_host, redis_port,
+                c ? c->errstr : "out of memory");
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisReply *r = NULL;
+    if (redis_pw[0]) freeReplyObject(redisCommand(c, "AUTH %s", redis_pw));
+    r = redisCommand(c, "SELECT %d", redis_base_db);
+    freeReplyObject(r);
+    return c;
+}
+
+static bool
+reply_ok(redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "OK");
+}
+
+/* Takes database n if it is free or its owner is dead; true when it is ours. */
+static bool
+claim_redis_db(redisContext *c, int n)
+{
+    char key[64], me[16];
+    snprintf(key, sizeof(key), "shopd-test:redis-db:%d", n);
+    snprintf(me, sizeof(me), "%d", (int)getpid());
+    redisReply *r = redisCommand(c, "SET %s %s NX EX 3600", key, me);
+    bool ok = reply_ok(r);
+    freeReplyObject(r);
+    if (ok) return true;
+    r = redisCommand(c, "GET %s", key);
+    int owner = r && r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
+    freeReplyObject(r);
+    if (owner <= 0 || (kill(owner, 0) == 0 || errno != ESRCH)) return false;
+    /* The owner died without releasing it: take over, unless someone else just did. */
+    char was[16];
+    snprintf(was, sizeof(was), "%d", owner);
+    r = redisCommand(c, "EVAL %s 1 %s %s %s",
+                     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                     "return redis.call('SET', KEYS[1], ARGV[2], 'EX', 3600) end return nil",
+                     key, was, me);
+    ok = reply_ok(r);
+    freeReplyObject(r);
+    return ok;
+}
+
+static void
+release_redis_db(void)
+{
+    if (private_redis_db < 0) return;
+    redisContext *c = redis_admin();
+    if (c == NULL) return;
+    freeReplyObject(redisCommand(c, "SELECT %d", private_redis_db));
+    freeReplyObject(redisCommand(c, "FLUSHDB"));
+    freeReplyObject(redisCommand(c, "SELECT %d", redis_base_db));
+    char key[64];
+    snprintf(key, sizeof(key), "shopd-test:redis-db:%d", private_redis_db);
+    freeReplyObject(redisCommand(c, "DEL %s", key));
+    redisFree(c);
+    private_redis_db = -1;
+}
+
+static void
+take_private_redis_db(void)
+{
+    const char *base = getenv("SHOPD_TEST_REDIS_URL");
+    if (base == NULL || *base == '\0') return;
+    if (kv_parse_url(base, redis_host, sizeof(redis_host), &redis_port, &redis_base_db, redis_pw,
+                     sizeof(redis_pw)) != 0) {
+        fprintf(stderr, "harness: cannot parse SHOPD_TEST_REDIS_URL %s\n", base);
+        exit(1);
+    }
+    redisContext *c = redis_admin();
+    if (c == NULL) exit(1);
+    for (int n = 1; n < 16 && private_redis_db < 0; n++)
+        if (n != 5 && n != 9 && n != redis_base_db && claim_redis_db(c, n)) private_redis_db = n;
+    if (private_redis_db < 0) {
+        redisFree(c);
+        fprintf(stderr, "harness: no free Redis database for this test program (all taken)\n");
+        exit(1);
+    }
+    freeReplyObject(redisCommand(c, "SELECT %d", private_redis_db));
+    freeReplyObject(redisCommand(c, "FLUSHDB")); /* whatever a dead owner left */
+    redisFree(c);
+    char url[600];
+    if (redis_pw[0])
+        snprintf(url, sizeof(url), "redis://:%s@%s:%d/%d", redis_pw, redis_host, redis_port,
+                 private_redis_db);
+    else
+        snprintf(url, sizeof(url), "redis://%s:%d/%d", redis_host, redis_port, private_redis_db);
+    setenv("SHOPD_TEST_ADMIN_REDIS_URL", base, 1);
+    setenv("SHOPD_TEST_REDIS_URL", url, 1);
+}
+
 static void kill_leftover_servers(void);
 
 /* At exit of the test program (not of a forked child): servers a failed test left
@@ -128,6 +239,7 @@ harness_exit(void)
     if (getpid() != private_db_owner) return;
     kill_leftover_servers();
     drop_private_db();
+    release_redis_db();
 }
 
 /* Runs before main(): creates shopd_<program>_<pid> and points SHOPD_TEST_DATABASE_URL
@@ -139,8 +251,10 @@ create_private_db(void)
     atexit(harness_exit);
     const char *base = getenv("SHOPD_TEST_DATABASE_URL");
     const char *shared = getenv("SHOPD_TEST_SHARED_DB");
-    if (base == NULL || *base == '\0' || getenv("SHOPD_TEST_URL") != NULL ||
-        (shared && !strcmp(shared, "1")))
+    if (getenv("SHOPD_TEST_URL") != NULL || (shared && !strcmp(shared, "1")))
+        return;
+    take_private_redis_db();
+    if (base == NULL || *base == '\0')
         return;
     char prog[40] = "";
     size_t k = 0;

@@ -12,8 +12,13 @@
  * SHOPD_TEST_DATABASE_URL at it (so th_start, th_sql and any getenv see it) and
  * drops it at exit. Test programs running in parallel therefore never see each
  * other's rows or locks. The URL given by the runner stays in
- * SHOPD_TEST_ADMIN_DATABASE_URL. Not done when SHOPD_TEST_URL is set (an
- * external server has its own database) or SHOPD_TEST_SHARED_DB=1.
+ * SHOPD_TEST_ADMIN_DATABASE_URL. Redis likewise: the program takes a Redis
+ * database number of its own (not 5 or 9, which tests use by number), points
+ * SHOPD_TEST_REDIS_URL at it and flushes and frees it at exit (the runner's URL
+ * stays in SHOPD_TEST_ADMIN_REDIS_URL); store ids start at 1 in every private
+ * database, so a shared Redis would mix up the programs' cached stores. Neither
+ * is done when SHOPD_TEST_URL is set (an external server has its own database)
+ * or SHOPD_TEST_SHARED_DB=1.
  *
  * Stopping as a test: with cmocka 1.1.5 a failed assertion in a group teardown
  * prints "GROUP TEARDOWN" failed and the program still exits 0, so a check
