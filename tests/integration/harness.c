@@ -1,12 +1,21 @@
 /*
- * harness.c: spawning shopd, HTTP through libcurl, raw sockets. See harness.h.
+ * harness.c: the private database of a test program, spawning and stopping
+ * shopd (the stop as a test case of its own), HTTP through libcurl, raw
+ * sockets. See harness.h.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* program_invocation_short_name */
+#endif
 #include "harness.h"
+#include "shopd/kv.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -35,16 +44,275 @@ th_env(const char *name)
     return v;
 }
 
-int
-th_free_port(void)
+bool
+th_in_ci(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    const char *ci = getenv("CI");
+    return ci && (!strcasecmp(ci, "true") || !strcmp(ci, "1"));
+}
+
+void
+th_skip_or_fail(const char *why)
+{
+    if (th_in_ci()) fail_msg("cannot run in CI: %s", why);
+    print_message("SKIPPED: %s\n", why);
+    skip();
+}
+
+bool
+th_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
+{
+    for (int waited = 0;; waited += 10) {
+        if (cond(arg)) return true;
+        if (waited >= timeout_ms) return false;
+        usleep(10000);
+    }
+}
+
+/* ---- the program's own database ------------------------------------------------ */
+
+static char admin_url[512];
+static char private_db[64];
+static pid_t private_db_owner;
+
+/* url with its database name replaced by db (the path of a postgresql:// URL, or a
+ * dbname= keyword appended to a key=value string). */
+static void
+url_with_db(const char *url, const char *db, char *out, size_t n)
+{
+    const char *scheme = strstr(url, "://");
+    if (scheme == NULL) {
+        snprintf(out, n, "%s dbname=%s", url, db);
+        return;
+    }
+    const char *path = strchr(scheme + 3, '/');
+    const char *query = strchr(scheme + 3, '?');
+    if (path == NULL || (query && path > query)) path = query ? query : url + strlen(url);
+    const char *rest = query ? query : url + strlen(url);
+    snprintf(out, n, "%.*s/%s%s", (int)(path - url), url, db, rest);
+}
+
+static bool
+admin_exec(const char *url, const char *sql, char *err, size_t errlen)
+{
+    PGconn *c = PQconnectdb(url);
+    bool ok = PQstatus(c) == CONNECTION_OK;
+    if (ok) {
+        PQclear(PQexec(c, "SET client_min_messages = warning"));
+        PGresult *r = PQexec(c, sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok) snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+    } else {
+        snprintf(err, errlen, "%s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return ok;
+}
+
+static void
+drop_private_db(void)
+{
+    if (private_db[0] == '\0') return;
+    char sql[128], err[512];
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", private_db);
+    if (!admin_exec(admin_url, sql, err, sizeof(err)))
+        fprintf(stderr, "harness: could not drop database %s: %s", private_db, err);
+}
+
+/* ---- the program's own Redis database -------------------------------------------- */
+
+/* Store ids start at 1 in every private PostgreSQL database, so servers of two
+ * programs sharing one Redis database would read each other's cached stores and
+ * pages. Each program takes a Redis database of its own: a key
+ * shopd-test:redis-db:N in the runner's database holds the owner's pid. 5 and 9
+ * are left out: test_db_kv and test_auth use them by number. */
+static char redis_host[256], redis_pw[256];
+static int redis_port, redis_base_db, private_redis_db = -1;
+
+static redisContext *
+redis_admin(void)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout(redis_host, redis_port, tv);
+    if (c == NULL || c->err) {
+        fprintf(stderr, "harness: cannot reach Redis %s:%d: %s\n", redis_host, redis_port,
+                c ? c->errstr : "out of memory");
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisReply *r = NULL;
+    if (redis_pw[0]) freeReplyObject(redisCommand(c, "AUTH %s", redis_pw));
+    r = redisCommand(c, "SELECT %d", redis_base_db);
+    freeReplyObject(r);
+    return c;
+}
+
+static bool
+reply_ok(redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "OK");
+}
+
+/* Takes database n if it is free or its owner is dead; true when it is ours. */
+static bool
+claim_redis_db(redisContext *c, int n)
+{
+    char key[64], me[16];
+    snprintf(key, sizeof(key), "shopd-test:redis-db:%d", n);
+    snprintf(me, sizeof(me), "%d", (int)getpid());
+    redisReply *r = redisCommand(c, "SET %s %s NX EX 3600", key, me);
+    bool ok = reply_ok(r);
+    freeReplyObject(r);
+    if (ok) return true;
+    r = redisCommand(c, "GET %s", key);
+    int owner = r && r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
+    freeReplyObject(r);
+    if (owner <= 0 || (kill(owner, 0) == 0 || errno != ESRCH)) return false;
+    /* The owner died without releasing it: take over, unless someone else just did. */
+    char was[16];
+    snprintf(was, sizeof(was), "%d", owner);
+    r = redisCommand(c, "EVAL %s 1 %s %s %s",
+                     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                     "return redis.call('SET', KEYS[1], ARGV[2], 'EX', 3600) end return nil",
+                     key, was, me);
+    ok = reply_ok(r);
+    freeReplyObject(r);
+    return ok;
+}
+
+static void
+release_redis_db(void)
+{
+    if (private_redis_db < 0) return;
+    redisContext *c = redis_admin();
+    if (c == NULL) return;
+    freeReplyObject(redisCommand(c, "SELECT %d", private_redis_db));
+    freeReplyObject(redisCommand(c, "FLUSHDB"));
+    freeReplyObject(redisCommand(c, "SELECT %d", redis_base_db));
+    char key[64];
+    snprintf(key, sizeof(key), "shopd-test:redis-db:%d", private_redis_db);
+    freeReplyObject(redisCommand(c, "DEL %s", key));
+    redisFree(c);
+    private_redis_db = -1;
+}
+
+static void
+take_private_redis_db(void)
+{
+    const char *base = getenv("SHOPD_TEST_REDIS_URL");
+    if (base == NULL || *base == '\0') return;
+    if (kv_parse_url(base, redis_host, sizeof(redis_host), &redis_port, &redis_base_db, redis_pw,
+                     sizeof(redis_pw)) != 0) {
+        fprintf(stderr, "harness: cannot parse SHOPD_TEST_REDIS_URL %s\n", base);
+        exit(1);
+    }
+    redisContext *c = redis_admin();
+    if (c == NULL) exit(1);
+    for (int n = 1; n < 16 && private_redis_db < 0; n++)
+        if (n != 5 && n != 9 && n != redis_base_db && claim_redis_db(c, n)) private_redis_db = n;
+    if (private_redis_db < 0) {
+        redisFree(c);
+        fprintf(stderr, "harness: no free Redis database for this test program (all taken)\n");
+        exit(1);
+    }
+    freeReplyObject(redisCommand(c, "SELECT %d", private_redis_db));
+    freeReplyObject(redisCommand(c, "FLUSHDB")); /* whatever a dead owner left */
+    redisFree(c);
+    char url[600];
+    if (redis_pw[0])
+        snprintf(url, sizeof(url), "redis://:%s@%s:%d/%d", redis_pw, redis_host, redis_port,
+                 private_redis_db);
+    else
+        snprintf(url, sizeof(url), "redis://%s:%d/%d", redis_host, redis_port, private_redis_db);
+    setenv("SHOPD_TEST_ADMIN_REDIS_URL", base, 1);
+    setenv("SHOPD_TEST_REDIS_URL", url, 1);
+}
+
+static void kill_leftover_servers(void);
+
+/* At exit of the test program (not of a forked child): servers a failed test left
+ * running are killed, then the private database is dropped. */
+static void
+harness_exit(void)
+{
+    if (getpid() != private_db_owner) return;
+    kill_leftover_servers();
+    drop_private_db();
+    release_redis_db();
+}
+
+/* Runs before main(): creates shopd_<program>_<pid> and points SHOPD_TEST_DATABASE_URL
+ * at it, so everything the program starts or queries uses it (see harness.h). */
+__attribute__((constructor)) static void
+create_private_db(void)
+{
+    private_db_owner = getpid();
+    atexit(harness_exit);
+    const char *base = getenv("SHOPD_TEST_DATABASE_URL");
+    const char *shared = getenv("SHOPD_TEST_SHARED_DB");
+    if (getenv("SHOPD_TEST_URL") != NULL || (shared && !strcmp(shared, "1")))
+        return;
+    take_private_redis_db();
+    if (base == NULL || *base == '\0')
+        return;
+    char prog[40] = "";
+    size_t k = 0;
+    for (const char *p = program_invocation_short_name; *p && k + 1 < sizeof(prog); p++)
+        prog[k++] = isalnum((unsigned char)*p) ? (char)tolower((unsigned char)*p) : '_';
+    prog[k] = '\0';
+    snprintf(private_db, sizeof(private_db), "shopd_%s_%d", prog, (int)getpid());
+    snprintf(admin_url, sizeof(admin_url), "%s", base);
+    char sql[256], err[512], url[600];
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", private_db);
+    bool ok = admin_exec(admin_url, sql, err, sizeof(err));
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", private_db);
+    ok = ok && admin_exec(admin_url, sql, err, sizeof(err));
+    if (!ok) {
+        fprintf(stderr, "harness: cannot create the test database %s: %s", private_db, err);
+        private_db[0] = '\0';
+        exit(1);
+    }
+    url_with_db(admin_url, private_db, url, sizeof(url));
+    /* Like scripts/services.sh does for the shared database. */
+    if (!admin_exec(url,
+                    "DO $$ BEGIN IF EXISTS (SELECT FROM pg_available_extensions WHERE name = "
+                    "'pg_trgm') THEN CREATE EXTENSION IF NOT EXISTS pg_trgm; END IF; END $$",
+                    err, sizeof(err))) {
+        fprintf(stderr, "harness: pg_trgm in %s: %s", private_db, err);
+        exit(1);
+    }
+    setenv("SHOPD_TEST_ADMIN_DATABASE_URL", admin_url, 1);
+    setenv("SHOPD_TEST_DATABASE_URL", url, 1);
+}
+
+/* ---- ports ----------------------------------------------------------------------- */
+
+/* Binds a port picked by the kernel and keeps the socket: SO_REUSEPORT lets shopd
+ * (same user, same option) bind it as well, while nobody else can take it, neither
+ * another test's bind(0) nor an outgoing connection's ephemeral port nor a server
+ * binding it with SO_REUSEADDR (which is why this socket does not set that), until
+ * the socket is closed. Returns the fd, the port in *port. */
+static int
+reserve_port(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof(a);
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     getsockname(fd, (struct sockaddr *)&a, &al);
-    int port = ntohs(a.sin_port);
-    close(fd);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+int
+th_free_port(void)
+{
+    int port;
+    close(reserve_port(&port));
     return port;
 }
 
@@ -83,17 +351,34 @@ child_env(int port, const char *const *extra)
     return env;
 }
 
-th_server_t *
-th_start(const char *const *extra_env)
+static th_server_t *servers; /* started and not yet freed by th_stop */
+
+static bool
+log_contains(const char *path, const char *needle)
 {
-    th_server_t *srv = calloc(1, sizeof(*srv));
-    const char *ext = getenv("SHOPD_TEST_URL");
-    if (ext) {
-        snprintf(srv->url, sizeof(srv->url), "%s", ext);
-        srv->pid = 0;
-        return srv;
-    }
-    srv->port = th_free_port();
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void
+print_log_tail(const char *path)
+{
+    char cmd[320];
+    snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", path);
+    if (system(cmd) != 0) {}
+}
+
+/* One attempt: 1 on success (srv filled), 0 when the port could not be bound (try
+ * another), and the test fails on any other problem. */
+static int
+start_once(th_server_t *srv, const char *const *extra_env)
+{
+    srv->reserve_fd = reserve_port(&srv->port);
     snprintf(srv->url, sizeof(srv->url), "http://127.0.0.1:%d", srv->port);
     snprintf(srv->log_path, sizeof(srv->log_path), "/tmp/shopd-test-%d-%d.log", (int)getpid(), srv->port);
     char **env = child_env(srv->port, extra_env);
@@ -111,27 +396,71 @@ th_start(const char *const *extra_env)
     }
     free(env);
     srv->pid = pid;
-    for (int i = 0; i < 200; i++) { /* up to 10 s */
+    for (int i = 0; i < 400; i++) { /* up to 20 s: a hang guard (ASan, migrations) */
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
-            char cmd[300];
-            snprintf(cmd, sizeof(cmd), "cat %s >&2", srv->log_path);
-            if (system(cmd) != 0) {}
+            srv->pid = 0;
+            close(srv->reserve_fd);
+            srv->reserve_fd = -1;
+            if (log_contains(srv->log_path, "cannot listen on")) return 0;
+            print_log_tail(srv->log_path);
             fail_msg("shopd exited at start (status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
         }
         th_resp_t r = th_req(srv, "GET", "/healthz", NULL, NULL);
         long s = r.status;
         th_resp_free(&r);
-        if (s == 200) return srv;
+        if (s == 200) return 1;
         usleep(50000);
     }
     kill(pid, SIGKILL);
-    fail_msg("shopd did not answer /healthz within 10 s (log: %s)", srv->log_path);
+    waitpid(pid, NULL, 0);
+    srv->pid = 0;
+    print_log_tail(srv->log_path);
+    fail_msg("shopd did not answer /healthz within 20 s (log: %s)", srv->log_path);
+    return 0;
+}
+
+th_server_t *
+th_start(const char *const *extra_env)
+{
+    th_server_t *srv = calloc(1, sizeof(*srv));
+    srv->reserve_fd = -1;
+    const char *ext = getenv("SHOPD_TEST_URL");
+    if (ext) {
+        snprintf(srv->url, sizeof(srv->url), "%s", ext);
+        srv->pid = 0;
+        return srv;
+    }
+    /* The port is held from before shopd starts until it stops, so a bind failure
+     * means something outside the harness took it: retry on another one. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        if (start_once(srv, extra_env)) {
+            srv->next = servers;
+            servers = srv;
+            return srv;
+        }
+        fprintf(stderr, "harness: shopd could not bind port %d, retrying\n", srv->port);
+    }
+    fail_msg("shopd could not bind a port in 5 attempts (log: %s)", srv->log_path);
     return NULL;
 }
 
-int
-th_stop(th_server_t *srv)
+static void
+kill_leftover_servers(void)
+{
+    for (th_server_t *s = servers; s; s = s->next)
+        if (!s->stopped && s->pid > 0) {
+            fprintf(stderr, "harness: killing shopd on port %d, left running by a failed test (log: %s)\n",
+                    s->port, s->log_path);
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+            s->pid = 0;
+        }
+}
+
+/* SIGTERM, wait up to 15 s, else SIGKILL. Returns the exit status as th_stop does. */
+static int
+stop_process(th_server_t *srv)
 {
     int status = -1;
     if (srv->pid > 0) {
@@ -147,12 +476,57 @@ th_stop(th_server_t *srv)
         if (status == -1) {
             kill(srv->pid, SIGKILL);
             waitpid(srv->pid, &st, 0);
-        } else if (status == 0) {
-            unlink(srv->log_path);
         }
+        if (status == 0) {
+            unlink(srv->log_path);
+        } else {
+            fprintf(stderr, "harness: shopd on port %d stopped with status %d (log: %s):\n",
+                    srv->port, status, srv->log_path);
+            print_log_tail(srv->log_path);
+        }
+        srv->pid = 0;
+    } else {
+        /* An external server (SHOPD_TEST_URL), or one the test stopped itself
+         * (setting pid to 0) after checking its exit status. */
+        status = 0;
     }
+    if (srv->reserve_fd >= 0) close(srv->reserve_fd);
+    srv->reserve_fd = -1;
+    srv->stopped = true;
+    srv->exit_status = status;
+    return status;
+}
+
+int
+th_stop(th_server_t *srv)
+{
+    if (srv == NULL) return -1;
+    int status = srv->stopped ? srv->exit_status : stop_process(srv);
+    for (th_server_t **pp = &servers; *pp; pp = &(*pp)->next)
+        if (*pp == srv) {
+            *pp = srv->next;
+            break;
+        }
     free(srv);
     return status;
+}
+
+void
+th_test_stop_all(void **state)
+{
+    (void)state;
+    int failed = 0, stopped = 0;
+    char first[400] = "";
+    for (th_server_t *s = servers; s; s = s->next) {
+        if (s->stopped) continue;
+        stopped++;
+        int st = stop_process(s);
+        if (st != 0 && failed++ == 0)
+            snprintf(first, sizeof(first), "shopd on port %d exited %d (log: %s)", s->port, st,
+                     s->log_path);
+    }
+    print_message("stopped %d server(s)\n", stopped);
+    if (failed) fail_msg("%d server(s) did not stop cleanly; first: %s", failed, first);
 }
 
 int

@@ -6,6 +6,37 @@
  *
  * Set SHOPD_TEST_URL=http://host:port to aim the HTTP helpers at a server you
  * started yourself (for gdb); th_start then does not spawn one.
+ *
+ * A database of its own: before main() runs, the harness creates the database
+ * shopd_<program>_<pid> on the server of SHOPD_TEST_DATABASE_URL, points
+ * SHOPD_TEST_DATABASE_URL at it (so th_start, th_sql and any getenv see it) and
+ * drops it at exit. Test programs running in parallel therefore never see each
+ * other's rows or locks. The URL given by the runner stays in
+ * SHOPD_TEST_ADMIN_DATABASE_URL. Redis likewise: the program takes a Redis
+ * database number of its own (not 5 or 9, which tests use by number), points
+ * SHOPD_TEST_REDIS_URL at it and flushes and frees it at exit (the runner's URL
+ * stays in SHOPD_TEST_ADMIN_REDIS_URL); store ids start at 1 in every private
+ * database, so a shared Redis would mix up the programs' cached stores. Neither
+ * is done when SHOPD_TEST_URL is set (an external server has its own database)
+ * or SHOPD_TEST_SHARED_DB=1.
+ *
+ * Stopping as a test: with cmocka 1.1.5 a failed assertion in a group teardown
+ * prints "GROUP TEARDOWN" failed and the program still exits 0, so a check
+ * there can never fail. Put TH_STOP_TEST last in the test list instead:
+ *
+ *     const struct CMUnitTest tests[] = {
+ *         cmocka_unit_test(test_something),
+ *         TH_STOP_TEST,   // stops every server still running; each must exit 0
+ *     };
+ *
+ * The group teardown may still call th_stop(srv) (it then only frees srv and
+ * returns the status the stop test saw), so it cleans up when setup failed.
+ * Servers a failed test left running are killed when the program exits.
+ *
+ * Ports: th_start keeps the server's port bound (SO_REUSEPORT, which shopd also
+ * sets) from before the server starts until th_stop, so no other test or
+ * outgoing connection can take it in between; if shopd still cannot bind, it
+ * retries on another port.
  */
 #ifndef SHOPD_TEST_HARNESS_H
 #define SHOPD_TEST_HARNESS_H
@@ -23,6 +54,11 @@ typedef struct th_server_s {
     int port;
     char url[64];
     char log_path[256];
+    /* Harness-private from here on. */
+    int reserve_fd;  /* keeps the port taken until the server stops (-1: none) */
+    bool stopped;    /* stopped by th_test_stop_all; exit_status holds the result */
+    int exit_status;
+    struct th_server_s *next; /* list of started servers */
 } th_server_t;
 
 typedef struct th_resp_s {
@@ -36,8 +72,16 @@ typedef struct th_resp_s {
 /** Starts shopd with the test databases plus extra "NAME=value" settings (NULL-ended,
  *  may be NULL). Waits until /healthz answers. Aborts the test on failure. */
 th_server_t *th_start(const char *const *extra_env);
-/** Sends SIGTERM, waits, returns the exit status (or -1), frees srv. */
+/** Sends SIGTERM, waits, returns the exit status (128 + signal if killed by one, -1 if it
+ *  did not stop within 15 s and had to be killed), frees srv. On a server that
+ *  th_test_stop_all already stopped: returns the status seen then and frees srv.
+ *  A non-zero status keeps the server's log and prints its path and last lines. */
 int th_stop(th_server_t *srv);
+/** A test case (use it through TH_STOP_TEST, last in the list): stops every server
+ *  th_start started and nobody stopped yet, and fails unless each exited 0 (a crash,
+ *  a hang on SIGTERM or a LeakSanitizer report all count). */
+void th_test_stop_all(void **state);
+#define TH_STOP_TEST cmocka_unit_test(th_test_stop_all)
 /** Exit status of a finished shopd run with argv (for config errors): also captures
  *  stderr into err (NUL-terminated). */
 int th_run_shopd(const char *const *argv, const char *const *extra_env, char *err, size_t errlen);
@@ -92,9 +136,21 @@ const char *th_sql(const char *sql, const char *const *params);
 /** A fresh e-mail address, unique per call. */
 const char *th_email(const char *prefix);
 
-/** A free TCP port on 127.0.0.1. */
+/** A free TCP port on 127.0.0.1 (free now; nothing holds it: th_start does not use it). */
 int th_free_port(void);
-/** Reads an environment variable or aborts the test with a message. */
+/** Reads an environment variable or exits the program (status 1) with a message: a
+ *  missing prerequisite is a failure, never a skip. */
 const char *th_env(const char *name);
+/** True when running in CI (CI=true or CI=1): every prerequisite is required there. */
+bool th_in_ci(void);
+/** For a test that cannot run in this setting: in CI it fails with why; elsewhere it
+ *  prints "SKIPPED: why" and skips the test (cmocka counts a skip as a pass, so keep
+ *  it for settings a developer chose, such as SHOPD_TEST_URL, never for a missing
+ *  prerequisite: use th_env for those). */
+void th_skip_or_fail(const char *why);
+/** Polls cond(arg) every 10 ms until it returns true or timeout_ms passes; returns
+ *  whether it became true. For waiting on a condition instead of sleeping; give
+ *  timeouts that only guard against hangs (seconds, not milliseconds). */
+bool th_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
 
 #endif

@@ -60,7 +60,7 @@ teardown(void **state)
     }
     if (srv == NULL)
         return -1;
-    assert_int_equal(th_stop(srv), 0);
+    th_stop(srv); /* frees it: TH_STOP_TEST checked the exit status */
     return 0;
 }
 
@@ -428,19 +428,19 @@ test_refresh_rotation_and_reuse(void **state)
     th_user_free(&u);
 }
 
-/* Newest outbox message addressed to `to`, with its Reset-Token, or false. */
-static bool
-outbox_token(const char *to, char *token, size_t n)
+/* The Reset-Tokens of every outbox message addressed to `to` (at most max, in
+ * directory order); returns how many messages there are. */
+static int
+outbox_tokens(const char *to, char (*tokens)[80], int max)
 {
     DIR *d = opendir(outbox);
     if (d == NULL)
-        return false;
+        return 0;
     struct dirent *e;
-    bool found = false;
-    char best[256] = "";
+    int found = 0;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
-            continue;
+            continue; /* also the server's temporary files, renamed when complete */
         char path[512], buf[4096];
         snprintf(path, sizeof(path), "%s/%s", outbox, e->d_name);
         FILE *f = fopen(path, "r");
@@ -452,15 +452,50 @@ outbox_token(const char *to, char *token, size_t n)
         char want[200];
         snprintf(want, sizeof(want), "To: %s\r\n", to);
         const char *t = strstr(buf, "Reset-Token: ");
-        if (strstr(buf, want) && t && strcmp(e->d_name, best) > 0) {
-            snprintf(best, sizeof(best), "%s", e->d_name);
-            snprintf(token, n, "%.64s", t + 13);
+        if (strstr(buf, want) && t) {
             assert_non_null(strstr(buf, "/reset-password?token="));
-            found = true;
+            if (found < max)
+                snprintf(tokens[found], 80, "%.64s", t + 13);
+            found++;
         }
     }
     closedir(d);
     return found;
+}
+
+typedef struct outbox_wait_s {
+    const char *to;
+    int want;
+} outbox_wait_t;
+
+static bool
+outbox_has(void *arg)
+{
+    outbox_wait_t *w = arg;
+    char tokens[8][80];
+    return outbox_tokens(w->to, tokens, 8) >= w->want;
+}
+
+/* Waits for the n-th message to `to` and copies the token of one that is not in
+ * old[0..n-2] into token. The messages are told apart by their tokens, so two
+ * written in the same microsecond are no problem. */
+static void
+outbox_wait_new(const char *to, int n, char (*old)[80], char *token)
+{
+    outbox_wait_t w = {to, n};
+    if (!th_wait_until(outbox_has, &w, 10000))
+        fail_msg("no outbox message #%d to %s in %s within 10 s", n, to, outbox);
+    char tokens[8][80];
+    assert_int_equal(outbox_tokens(to, tokens, 8), n);
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int k = 0; k < n - 1; k++) seen |= !strcmp(tokens[i], old[k]);
+        if (!seen) {
+            snprintf(token, 80, "%s", tokens[i]);
+            return;
+        }
+    }
+    fail_msg("message #%d to %s repeats an old token", n, to);
 }
 
 static void
@@ -474,18 +509,23 @@ test_forgot_and_reset(void **state)
     assert_int_equal(r.status, 202);
     char *answer = strdup(r.body);
     th_resp_free(&r);
-    assert_true(outbox_token(u.email, tok, sizeof(tok)));
+    char old[1][80];
+    outbox_wait_new(u.email, 1, old, tok);
+    snprintf(old[0], sizeof(old[0]), "%s", tok);
     /* Unknown e-mail, and a user of another store: the same answer, no message. */
     r = req("POST", "/api/v1/auth/forgot-password", store_a, NULL,
             "{\"email\":\"ghost-user@example.com\"}");
     assert_int_equal(r.status, 202);
     assert_string_equal(r.body, answer);
     th_resp_free(&r);
-    assert_false(outbox_token("ghost-user@example.com", tok2, sizeof(tok2)));
     r = req("POST", "/api/v1/auth/forgot-password", store_b, NULL, body);
     assert_int_equal(r.status, 202);
     th_resp_free(&r);
     free(answer);
+    /* The messages are written before the 202 goes out, so none has been missed. */
+    char none[1][80];
+    assert_int_equal(outbox_tokens("ghost-user@example.com", none, 1), 0);
+    assert_int_equal(outbox_tokens(u.email, none, 1), 1);
 
     /* Reset: weak password refused (token still good), then a good one. */
     snprintf(body, sizeof(body), "{\"token\":\"%s\",\"password\":\"short\"}", tok);
@@ -510,10 +550,9 @@ test_forgot_and_reset(void **state)
     assert_int_equal(status_of("POST", "/api/v1/auth/refresh", 0, NULL, body), 401);
 
     /* Expiry: a token whose hour has passed is refused. */
-    usleep(2000); /* distinct outbox file names (microsecond stamps) */
     snprintf(body, sizeof(body), "{\"email\":\"%s\"}", u.email);
     assert_int_equal(status_of("POST", "/api/v1/auth/forgot-password", store_a, NULL, body), 202);
-    assert_true(outbox_token(u.email, tok2, sizeof(tok2)));
+    outbox_wait_new(u.email, 2, old, tok2);
     assert_string_not_equal(tok, tok2);
     const char *p[] = {u.email, NULL};
     th_sql("UPDATE password_resets SET expires_at = now() - interval '1 second' "
@@ -822,8 +861,9 @@ test_rate_limits(void **state)
         if (last != 429)
             fail_msg("%s: 6th attempt got %ld, want 429", paths[p], last);
     }
-    assert_int_equal(th_stop(srv), 0);
-    srv = main_srv;
+    th_server_t *limited = srv;
+    srv = main_srv; /* first: a failed stop must not leave the teardown a freed server */
+    assert_int_equal(th_stop(limited), 0);
 }
 
 int
@@ -839,6 +879,7 @@ main(void)
         cmocka_unit_test(test_store_with_first_admin),
         cmocka_unit_test(test_super_admin_cli_and_platform_login),
         cmocka_unit_test(test_rate_limits),
+        TH_STOP_TEST, /* last: the server must exit 0 on SIGTERM */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,24 +18,33 @@
 
 #include "harness.h"
 
+/* Runs cmd with its output in a file, shown when it fails (a red smoke test
+ * should say which requests failed). */
 static void
 run(const char *cmd)
 {
-    int rc = system(cmd);
+    char out[64], full[1400];
+    snprintf(out, sizeof(out), "/tmp/shopbench-run-%d.txt", (int)getpid());
+    snprintf(full, sizeof(full), "{ %s ; } >%s 2>&1", cmd, out);
+    int rc = system(full);
+    if (rc != 0) {
+        snprintf(full, sizeof(full), "tail -n 60 %s >&2", out);
+        if (system(full) != 0) {}
+    }
+    unlink(out);
     if (rc != 0) fail_msg("'%s' exited %d", cmd, rc);
 }
 
 static void
 test_browse_and_hot_stock(void **state)
 {
-    const char *bin = getenv("SHOPBENCH_BIN");
-    if (bin == NULL || *bin == '\0') skip();
+    const char *bin = th_env("SHOPBENCH_BIN"); /* required: a missing one is a failure */
     th_server_t *srv = th_start(NULL);
     char slug[64], cmd[1024], sid[24];
     snprintf(slug, sizeof(slug), "%s", th_slug("bench-cat"));
     snprintf(sid, sizeof(sid), "%ld", th_create_store(srv, slug, NULL));
 
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --token %s %s browse >/dev/null", bin, slug,
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --token %s %s browse", bin, slug,
              TH_PLATFORM_TOKEN, srv->url);
     run(cmd);
     const char *p[] = {sid, NULL};
@@ -44,7 +53,7 @@ test_browse_and_hot_stock(void **state)
     run(cmd);
     assert_int_equal(atoi(th_sql("SELECT count(*) FROM products WHERE store_id = $1::bigint", p)), 200);
 
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 8 -d 1 -w 0 --tenant %s --token %s %s stock-mix >/dev/null", bin, slug,
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 8 -d 1 -w 0 --tenant %s --token %s %s stock-mix", bin, slug,
              TH_PLATFORM_TOKEN, srv->url);
     run(cmd);
     assert_true(atoi(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint AND reason = 'shopbench'", p)) > 0);
@@ -52,7 +61,7 @@ test_browse_and_hot_stock(void **state)
     /* hot-stock sells one variant out and checks it through the API itself (exit 1 on
      * oversell or a ledger mismatch); run it twice: the second starts from a fresh set. */
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof(cmd), "%s -t 1 -c 16 -d 20 -w 0 --stock 300 --tenant %s --token %s %s hot-stock >/dev/null",
+        snprintf(cmd, sizeof(cmd), "%s -t 1 -c 16 -d 20 -w 0 --stock 300 --tenant %s --token %s %s hot-stock",
                  bin, slug, TH_PLATFORM_TOKEN, srv->url);
         run(cmd);
     }
@@ -73,12 +82,11 @@ test_browse_and_hot_stock(void **state)
 static void
 test_seed_catalogs_and_tenants_browse(void **state)
 {
-    const char *bin = getenv("SHOPBENCH_BIN");
-    if (bin == NULL || *bin == '\0') skip();
+    const char *bin = th_env("SHOPBENCH_BIN"); /* required: a missing one is a failure */
     th_server_t *srv = th_start(NULL);
     char cmd[1024], out[64];
     snprintf(out, sizeof(out), "/tmp/shopbench-tenants-%d.txt", (int)getpid());
-    snprintf(cmd, sizeof(cmd), "%s seed -k 2 --products 3 --variants 2 --token %s %s >/dev/null", bin,
+    snprintf(cmd, sizeof(cmd), "%s seed -k 2 --products 3 --variants 2 --token %s %s", bin,
              TH_PLATFORM_TOKEN, srv->url);
     run(cmd);
     run(cmd);
@@ -86,15 +94,18 @@ test_seed_catalogs_and_tenants_browse(void **state)
         char slug[32];
         snprintf(slug, sizeof(slug), "bench-%06d", i);
         const char *p[] = {slug, NULL};
-        assert_true(atoi(th_sql("SELECT count(*) FROM products p JOIN stores s ON s.id = p.store_id"
-                                " WHERE s.slug = $1 AND p.status = 'active' AND p.slug LIKE 'bench-product-%'",
-                                p)) >= 3);
-        /* At least: the database may hold a bigger seed from an earlier run. */
-        assert_true(atoi(th_sql("SELECT min(n) FROM (SELECT count(v.id) AS n FROM products p"
-                                " JOIN stores s ON s.id = p.store_id LEFT JOIN product_variants v ON v.product_id = p.id"
-                                " WHERE s.slug = $1 AND p.slug IN ('bench-product-1', 'bench-product-2', 'bench-product-3')"
-                                " GROUP BY p.id) x",
-                                p)) >= 2);
+        /* Exactly: the database is this program's own, and the second seed added nothing. */
+        assert_int_equal(atoi(th_sql("SELECT count(*) FROM products p JOIN stores s ON s.id = p.store_id"
+                                     " WHERE s.slug = $1 AND p.status = 'active' AND p.slug LIKE 'bench-product-%'",
+                                     p)), 3);
+        /* Each of the three has exactly two variants: "count min max". */
+        assert_string_equal(th_sql("SELECT count(*) || ' ' || min(n) || ' ' || max(n) FROM (SELECT count(v.id) AS n"
+                                   " FROM products p JOIN stores s ON s.id = p.store_id"
+                                   " LEFT JOIN product_variants v ON v.product_id = p.id"
+                                   " WHERE s.slug = $1 AND p.slug IN ('bench-product-1', 'bench-product-2', 'bench-product-3')"
+                                   " GROUP BY p.id) x",
+                                   p),
+                            "3 2 2");
         assert_int_equal(atoi(th_sql("SELECT count(*) FROM users u JOIN stores s ON s.id = u.store_id"
                                      " WHERE s.slug = $1 AND u.role = 'STORE_ADMIN' AND u.email = 'admin@' || $1 || '.test'",
                                      p)),

@@ -5,7 +5,11 @@
  * Retry-After), and a graceful stop that finishes in-flight requests.
  *
  * In-flight work is made slow for real: the test takes an exclusive lock on
- * the stores table, so a store write waits inside PostgreSQL.
+ * the stores table, so a store write waits inside PostgreSQL. The database is
+ * this program's own (the harness makes one per program), so the lock stalls
+ * no other test. Nothing here sleeps to let something happen: each step waits
+ * for its condition (a lock waiter in pg_locks, a gauge in /metrics, a refused
+ * connection), with timeouts that only guard against hangs.
  */
 #include <arpa/inet.h>
 #include <libpq-fe.h>
@@ -131,9 +135,15 @@ test_readyz_follows_redis(void **state)
 
 /* ---------------------------------------------------------------- PostgreSQL loss */
 
+static PGconn *locker; /* holds the lock on stores; a failed test may leave it */
+
 static PGconn *
 pg(void)
 {
+    if (locker) { /* left by a failed test: release its lock, or the next test hangs */
+        PQfinish(locker);
+        locker = NULL;
+    }
     PGconn *c = PQconnectdb(th_env("SHOPD_TEST_DATABASE_URL"));
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     return c;
@@ -204,6 +214,7 @@ lock_stores(PGconn *c)
     PGresult *r = PQexec(c, "BEGIN; LOCK TABLE stores IN ACCESS EXCLUSIVE MODE");
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
+    locker = c;
 }
 
 static void
@@ -211,6 +222,65 @@ unlock_stores(PGconn *c)
 {
     PGresult *r = PQexec(c, "COMMIT");
     PQclear(r);
+    locker = NULL;
+}
+
+/* Sessions of this database waiting for a lock on stores. */
+static int
+stores_lock_waiters(PGconn *c)
+{
+    PGresult *r = PQexec(c, "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                            "'stores'::regclass AND database = (SELECT oid FROM pg_database "
+                            "WHERE datname = current_database())");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+typedef struct waiters_s {
+    PGconn *c;
+    int want;
+} waiters_t;
+
+static bool
+waiters_are(void *arg)
+{
+    waiters_t *w = arg;
+    return stores_lock_waiters(w->c) == w->want;
+}
+
+/* Waits (10 s at most) until exactly n sessions wait for the lock on stores. */
+static void
+wait_lock_waiters(PGconn *c, int n)
+{
+    waiters_t w = {c, n};
+    if (!th_wait_until(waiters_are, &w, 10000))
+        fail_msg("want %d waiter(s) for the lock on stores, have %d", n, stores_lock_waiters(c));
+}
+
+static long metric(th_server_t *srv, const char *name);
+
+typedef struct gauge_s {
+    th_server_t *srv;
+    const char *name;
+    long want;
+} gauge_t;
+
+static bool
+gauge_is(void *arg)
+{
+    gauge_t *g = arg;
+    return metric(g->srv, g->name) == g->want;
+}
+
+/* Waits (10 s at most) until the /metrics line `name` reads want. */
+static void
+wait_metric(th_server_t *srv, const char *name, long want)
+{
+    gauge_t g = {srv, name, want};
+    if (!th_wait_until(gauge_is, &g, 10000))
+        fail_msg("%s: want %ld, have %ld", name, want, metric(srv, name));
 }
 
 static void
@@ -219,28 +289,36 @@ test_mailbox_full(void **state)
     /* One worker: the stores list runs on one read lane of the platform. */
     static const char *const env[] = {"SHOPD_MAILBOX_CAP=2", "SHOPD_ACTOR_BATCH=1", "SHOPD_READ_BATCH=1", "SHOPD_WORKERS=1", NULL};
     th_server_t *srv = th_start(env);
+    /* The /metrics request that reads the gauge is in flight itself. */
+    long idle = metric(srv, "shopd_http_inflight");
+    assert_true(idle >= 0);
     PGconn *c = pg();
     lock_stores(c);
-    /* The platform actor blocks on the first request; two more fill its mailbox;
-     * the rest are refused at once with 503 + Retry-After. */
-    call_t calls[6];
-    pthread_t th[6];
-    for (int i = 0; i < 6; i++) {
+    /* The platform actor runs the first request, which waits for the lock inside
+     * PostgreSQL; the next two fill its mailbox (cap 2). Each step waits for its
+     * condition, so the order is certain. */
+    /* Static: if a step fails, the threads still finish later and write here. */
+    static call_t calls[3];
+    static pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
         calls[i] = (call_t){srv, "GET", "/api/v1/stores?limit=1", NULL, 0, ""};
         pthread_create(&th[i], NULL, call_thread, &calls[i]);
-        usleep(100000);
+        if (i == 0) wait_lock_waiters(c, 1);
+        wait_metric(srv, "shopd_http_inflight", idle + i + 1);
     }
-    usleep(300000);
+    /* Now every further request is refused at once with 503 + Retry-After. */
+    for (int i = 0; i < 3; i++) {
+        th_resp_t r = th_platform(srv, "GET", "/api/v1/stores?limit=1", NULL);
+        assert_int_equal(r.status, 503);
+        assert_string_equal(th_error_code(&r), "store_busy");
+        assert_non_null(th_header(&r, "Retry-After"));
+        th_resp_free(&r);
+    }
     unlock_stores(c);
-    int ok = 0, busy = 0;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 3; i++) {
         pthread_join(th[i], NULL);
-        if (calls[i].status == 200) ok++;
-        if (calls[i].status == 503 && !strcmp(calls[i].code, "store_busy")) busy++;
+        if (calls[i].status != 200) fail_msg("queued request %d: %ld %s", i, calls[i].status, calls[i].code);
     }
-    assert_int_equal(ok + busy, 6);
-    assert_true(busy >= 2);
-    assert_true(ok >= 2);
     PQfinish(c);
     assert_int_equal(th_stop(srv), 0);
 }
@@ -269,15 +347,54 @@ metric(th_server_t *srv, const char *name)
     return v;
 }
 
+/* Sends GET /metrics on an open keep-alive connection and returns the value of
+ * the line `name` (-1 if missing). */
+static long
+metric_on(int fd, const char *name)
+{
+    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n";
+    assert_int_equal(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)(sizeof(req) - 1));
+    char buf[65536];
+    size_t got = 0;
+    long clen = -1;
+    const char *body = NULL;
+    while (got + 1 < sizeof(buf)) {
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - got - 1, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+        buf[got] = '\0';
+        const char *end = strstr(buf, "\r\n\r\n");
+        if (end == NULL) continue;
+        const char *cl = strcasestr(buf, "\r\nContent-Length:");
+        assert_non_null(cl);
+        clen = atol(cl + 17);
+        body = end + 4;
+        if ((long)(buf + got - body) >= clen) break;
+    }
+    assert_non_null(body);
+    char key[128];
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *p = strstr(body, key);
+    return p ? atol(p + strlen(key)) : -1;
+}
+
 static void
 test_connection_cap_and_cleanup(void **state)
 {
-    static const char *const env[] = {"SHOPD_MAX_CONNS=20", NULL};
+    /* 20 idle connections and one that reads /metrics fill the cap of 21. */
+    static const char *const env[] = {"SHOPD_MAX_CONNS=21", NULL};
     th_server_t *srv = th_start(env);
     int fds[20];
     for (int i = 0; i < 20; i++) fds[i] = connect_to(srv);
-    usleep(200000);
-    /* 20 idle connections fill the cap: the next one is refused with a JSON 503. */
+    int probe = connect_to(srv);
+    /* Wait until the server has accepted all 21 (accepting is asynchronous). */
+    long open = -1;
+    for (int i = 0; i < 1000 && open != 21; i++) {
+        open = metric_on(probe, "shopd_http_connections");
+        if (open != 21) usleep(10000);
+    }
+    assert_int_equal(open, 21);
+    /* The next one is refused with a JSON 503. */
     int extra = connect_to(srv);
     char buf[512] = "";
     ssize_t n = recv(extra, buf, sizeof(buf) - 1, 0);
@@ -286,15 +403,11 @@ test_connection_cap_and_cleanup(void **state)
     assert_non_null(strstr(buf, "503"));
     assert_non_null(strstr(buf, "too_many_connections"));
     close(extra);
+    assert_int_equal(metric_on(probe, "shopd_http_connections_rejected_total"), 1);
     for (int i = 0; i < 20; i++) close(fds[i]);
+    close(probe);
     /* Closed connections are forgotten: the count returns to just ours. */
-    long open = -1;
-    for (int i = 0; i < 50 && open != 1; i++) {
-        usleep(20000);
-        open = metric(srv, "shopd_http_connections");
-    }
-    assert_int_equal(open, 1);
-    assert_true(metric(srv, "shopd_http_connections_rejected_total") >= 1);
+    wait_metric(srv, "shopd_http_connections", 1);
     assert_int_equal(th_stop(srv), 0);
 }
 
@@ -303,16 +416,21 @@ test_request_timeout(void **state)
 {
     static const char *const env[] = {"SHOPD_REQUEST_TIMEOUT=300", NULL};
     th_server_t *srv = th_start(env);
+    long idle = metric(srv, "shopd_http_inflight");
     PGconn *c = pg();
     lock_stores(c);
     th_resp_t r = th_platform(srv, "GET", "/api/v1/stores?limit=1", NULL);
     assert_int_equal(r.status, 504);
     assert_string_equal(th_error_code(&r), "request_timeout");
     th_resp_free(&r);
+    /* The timed-out query still waits for the lock: release it and wait until the
+     * query has run and the late answer is back (nothing in flight but /metrics).
+     * The late answer is dropped; the server keeps serving. */
+    assert_int_equal(stores_lock_waiters(c), 1);
     unlock_stores(c);
+    wait_lock_waiters(c, 0);
+    wait_metric(srv, "shopd_http_inflight", idle);
     PQfinish(c);
-    /* The late answer is dropped; the server keeps serving. */
-    usleep(200000);
     r = th_platform(srv, "GET", "/api/v1/stores?limit=1", NULL);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
@@ -330,15 +448,21 @@ test_graceful_shutdown(void **state)
     call_t call = {srv, "POST", "/api/v1/stores", body, 0, ""};
     pthread_t t;
     pthread_create(&t, NULL, call_thread, &call);
-    usleep(300000); /* the INSERT now waits for the lock */
+    wait_lock_waiters(c, 1); /* the INSERT now waits for the lock */
 
     pid_t pid = srv->pid;
     kill(pid, SIGTERM);
-    usleep(300000);
-    /* Stopped accepting: a new connection is refused. */
-    th_resp_t r = th_req(srv, "GET", "/healthz", NULL, NULL);
-    assert_int_equal(r.status, 0);
-    th_resp_free(&r);
+    /* It stops accepting: soon a new connection is refused (10 s at most). */
+    long s = 200;
+    for (int i = 0; i < 1000 && s != 0; i++) {
+        th_resp_t r = th_req(srv, "GET", "/healthz", NULL, NULL);
+        s = r.status;
+        th_resp_free(&r);
+        if (s != 0) usleep(10000);
+    }
+    assert_int_equal(s, 0);
+    /* Still in PostgreSQL, waiting: the stop did not cut it short. */
+    assert_int_equal(stores_lock_waiters(c), 1);
 
     unlock_stores(c);
     pthread_join(t, NULL);

@@ -27,7 +27,7 @@ static int
 teardown(void **state)
 {
     if (srv == NULL) return -1;
-    assert_int_equal(th_stop(srv), 0);
+    th_stop(srv); /* frees it: TH_STOP_TEST checked the exit status */
     return 0;
 }
 
@@ -198,12 +198,37 @@ test_list_pagination(void **state)
     r = th_platform(srv, "GET", "/api/v1/stores?cursor=abc", NULL);
     assert_int_equal(r.status, 422);
     th_resp_free(&r);
+    /* The status filter: a suspended store among active ones is the only match (the
+     * database is this program's own; other tests here suspend only stores they
+     * reactivate or delete before this runs, so count what this test made). */
+    char sus[64], spath[64];
+    snprintf(sus, sizeof(sus), "%s-sus", prefix);
+    long sus_id = th_create_store(srv, sus, NULL);
+    snprintf(spath, sizeof(spath), "/api/v1/stores/%ld", sus_id);
+    r = th_platform(srv, "PATCH", spath, "{\"status\":\"suspended\"}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
     r = th_platform(srv, "GET", "/api/v1/stores?status=suspended&limit=100", NULL);
     assert_int_equal(r.status, 200);
-    size_t i;
-    json_t *x;
-    json_array_foreach(json_object_get(r.json, "data"), i, x)
+    size_t i, mine = 0;
+    json_t *x, *data = json_object_get(r.json, "data");
+    assert_true(json_array_size(data) >= 1);
+    json_array_foreach(data, i, x) {
         assert_string_equal(json_string_value(json_object_get(x, "status")), "suspended");
+        if (json_integer_value(json_object_get(x, "id")) == sus_id) mine++;
+    }
+    assert_int_equal(mine, 1);
+    th_resp_free(&r);
+    /* None of the five active stores of this test is listed as suspended. */
+    r = th_platform(srv, "GET", "/api/v1/stores?status=active&limit=100", NULL);
+    assert_int_equal(r.status, 200);
+    size_t active = 0;
+    json_array_foreach(json_object_get(r.json, "data"), i, x) {
+        assert_string_equal(json_string_value(json_object_get(x, "status")), "active");
+        const char *sl = json_string_value(json_object_get(x, "slug"));
+        if (sl && !strncmp(sl, prefix, strlen(prefix))) active++;
+    }
+    assert_int_equal(active, 5);
     th_resp_free(&r);
 }
 
@@ -357,6 +382,7 @@ main(void)
         cmocka_unit_test(test_list_pagination),
         cmocka_unit_test(test_tenant_resolution),
         cmocka_unit_test(test_cache_follows_changes),
+        TH_STOP_TEST, /* last: the server must exit 0 on SIGTERM */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
