@@ -41,8 +41,10 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    if (srv == NULL) return -1;
-    assert_int_equal(th_stop(srv), 0);
+    /* Only frees srv: TH_STOP_TEST, the last test, stopped it and checked its
+     * exit status (a failed assertion here would not fail the program). */
+    if (srv) th_stop(srv);
+    srv = NULL;
     return 0;
 }
 
@@ -500,6 +502,7 @@ main(void)
         cmocka_unit_test(test_half_close),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_backpressure_timeout),
+        TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -223,6 +223,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_and_logins_do_not_wait_for_the_actor),
         cmocka_unit_test(test_full_blocking_queue_is_503),
+        TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
