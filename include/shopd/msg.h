@@ -3,10 +3,13 @@
  * that parsed it to the actor that handles it.
  *
  * Wire form: a msgpack map
- *   { "t": str type, "rid": str request id, "sid": uint store id,
- *     "caller": { "uid": uint, "sid": uint, "role": int },
- *     "params": { str: str, ... },   path parameters (":id" -> "42")
- *     "query": str,                  raw query string (without '?')
+ *   { "k": uint kind (msg_kind_t; absent: a request),
+ *     "t": str type, "rid": str request id, "sid": uint store id,
+ *     "caller": { "uid": uint, "sid": uint, "role": int, "ver": uint },
+ *     "params": { str: str, ... },   path parameters (":id" -> "42"), nothing else
+ *     "query": str,                  canonical query string (without '?')
+ *     "tk": str,                     tenant key ("slug:acme") while the store is unknown
+ *     "inm": str,                    If-None-Match, may be absent
  *     "ip": str,                     client address (rate limits), may be absent
  *     "body": bin }                  raw request body (JSON), may be absent
  * Unknown keys are ignored so later versions can add fields.
@@ -30,6 +33,16 @@ typedef enum msg_role_e {
     MSG_ROLE_PLATFORM = 4, /**< the configured platform token */
 } msg_role_t;
 
+/** What a message is. Requests come from the HTTP edge (and, later, the admin
+ *  protocol); jobs from the job streams; timers from a store's own schedule
+ *  (sweepers); control from the process (stop, reload). */
+typedef enum msg_kind_e {
+    MSG_KIND_REQUEST = 0,
+    MSG_KIND_JOB = 1,
+    MSG_KIND_TIMER = 2,
+    MSG_KIND_CONTROL = 3,
+} msg_kind_t;
+
 typedef struct msg_caller_s {
     uint64_t user_id;
     uint64_t store_id;
@@ -45,6 +58,7 @@ typedef struct msg_str_s {
 /** A decoded envelope. Strings point into the buffer given to msg_decode (which must
  *  outlive the envelope); they are not NUL-terminated. */
 typedef struct msg_env_s {
+    int kind; /**< msg_kind_t */
     msg_str_t type;
     msg_str_t request_id;
     uint64_t store_id;
@@ -55,6 +69,8 @@ typedef struct msg_env_s {
     msg_str_t query;
     msg_str_t body;
     msg_str_t ip; /**< client address, "" if unknown */
+    msg_str_t tenant; /**< tenant key for the platform actor to resolve, "" once resolved */
+    msg_str_t inm;    /**< If-None-Match of a conditional GET, "" if none */
 } msg_env_t;
 
 /** Encodes env into a new buffer (shopd_malloc; caller frees). Never fails. */

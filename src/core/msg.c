@@ -30,7 +30,12 @@ msg_encode(const msg_env_t *env, size_t *len)
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 
-    msgpack_pack_map(&pk, 6 + (env->body.n > 0) + (env->ip.n > 0));
+    msgpack_pack_map(&pk, 6 + (env->kind != MSG_KIND_REQUEST) + (env->body.n > 0) + (env->ip.n > 0) +
+                              (env->tenant.n > 0) + (env->inm.n > 0));
+    if (env->kind != MSG_KIND_REQUEST) {
+        pack_key(&pk, "k");
+        msgpack_pack_uint32(&pk, (uint32_t)env->kind);
+    }
     pack_key(&pk, "t");
     pack_str(&pk, env->type.p, env->type.n);
     pack_key(&pk, "rid");
@@ -58,6 +63,14 @@ msg_encode(const msg_env_t *env, size_t *len)
     if (env->ip.n > 0) {
         pack_key(&pk, "ip");
         pack_str(&pk, env->ip.p, env->ip.n);
+    }
+    if (env->tenant.n > 0) {
+        pack_key(&pk, "tk");
+        pack_str(&pk, env->tenant.p, env->tenant.n);
+    }
+    if (env->inm.n > 0) {
+        pack_key(&pk, "inm");
+        pack_str(&pk, env->inm.p, env->inm.n);
     }
     if (env->body.n > 0) {
         pack_key(&pk, "body");
@@ -231,6 +244,14 @@ msg_decode(const char *buf, size_t len, msg_env_t *env)
             if (!get_str(&kv->val, &env->query)) goto out;
         } else if (key_is(&kv->key, "body")) {
             if (!get_str(&kv->val, &env->body)) goto out;
+        } else if (key_is(&kv->key, "k")) {
+            uint64_t k;
+            if (!get_u64(&kv->val, &k) || k > MSG_KIND_CONTROL) goto out;
+            env->kind = (int)k;
+        } else if (key_is(&kv->key, "tk")) {
+            if (!get_str(&kv->val, &env->tenant)) goto out;
+        } else if (key_is(&kv->key, "inm")) {
+            if (!get_str(&kv->val, &env->inm)) goto out;
         } else if (key_is(&kv->key, "ip")) {
             /* Tolerant: a malformed address only loses the per-address limit. */
             if (!get_str(&kv->val, &env->ip)) env->ip = msg_str(NULL);

@@ -15,7 +15,6 @@
 #include "shopd/catalog.h"
 #include "shopd/log.h"
 
-#define TENANT_PARAM "__tenant"
 
 static net_route_t *net_routes; /* method + pattern of api_routes, for the router */
 
@@ -401,9 +400,7 @@ api_on_request(net_request_t *req, void *ud)
             env.store_id = snap.id;
         } else {
             /* Unknown here: the platform actor looks it up and forwards the message. */
-            env.param_names[env.nparams] = msg_str(TENANT_PARAM);
-            env.param_values[env.nparams] = msg_str(key);
-            env.nparams++;
+            env.tenant = msg_str(key);
         }
     }
     for (size_t i = 0; i < m.nparams && env.nparams < MSG_MAX_PARAMS; i++, env.nparams++) {
@@ -413,12 +410,7 @@ api_on_request(net_request_t *req, void *ud)
         env.param_values[env.nparams].n = m.param_value_lens[i];
     }
     /* Conditional GETs: the catalog cache answers 304 on a matching ETag. */
-    const char *inm = net_req_header(req, "If-None-Match");
-    if (inm && env.nparams < MSG_MAX_PARAMS) {
-        env.param_names[env.nparams] = msg_str("__inm");
-        env.param_values[env.nparams] = msg_str(inm);
-        env.nparams++;
-    }
+    env.inm = msg_str(net_req_header(req, "If-None-Match"));
     env.type = msg_str(route->name);
     env.request_id = msg_str(net_req_id(req));
     size_t qlen, clen;
@@ -469,10 +461,8 @@ post(act_msg_t *m, net_reply_t *r, uint64_t store_id)
 static bool
 resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
 {
-    size_t klen;
-    const char *kp = msg_param(env, TENANT_PARAM, &klen);
     char key[STORE_KEY_MAX];
-    snprintf(key, sizeof(key), "%.*s", (int)klen, kp ? kp : "");
+    snprintf(key, sizeof(key), "%.*s", (int)env->tenant.n, env->tenant.p ? env->tenant.p : "");
     store_snap_t snap;
     if (!store_cache_get(app->stores, key, &snap)) {
         shopd_rc_t rc = store_lookup(app, key, &snap);
@@ -493,15 +483,7 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
     }
     /* Re-pack with the store id and without the tenant key, then forward. */
     msg_env_t fwd = *env;
-    fwd.nparams = 0;
-    for (size_t i = 0; i < env->nparams; i++) {
-        if (env->param_names[i].n == strlen(TENANT_PARAM) &&
-            memcmp(env->param_names[i].p, TENANT_PARAM, env->param_names[i].n) == 0)
-            continue;
-        fwd.param_names[fwd.nparams] = env->param_names[i];
-        fwd.param_values[fwd.nparams] = env->param_values[i];
-        fwd.nparams++;
-    }
+    fwd.tenant = msg_str(NULL);
     fwd.store_id = snap.id;
     size_t len;
     char *data = msg_encode(&fwd, &len);

@@ -29,6 +29,10 @@ test_round_trip(void **state)
     in.body.p = body;
     in.body.n = sizeof(body) - 1;
     in.ip = msg_str("203.0.113.7");
+    in.caller.ver = 3;
+    in.kind = MSG_KIND_TIMER;
+    in.tenant = msg_str("slug:acme");
+    in.inm = msg_str("\"00ff\"");
 
     size_t len;
     char *buf = msg_encode(&in, &len);
@@ -41,6 +45,13 @@ test_round_trip(void **state)
     assert_int_equal(out.caller.user_id, 5);
     assert_int_equal(out.caller.store_id, 9);
     assert_int_equal(out.caller.role, MSG_ROLE_STORE_ADMIN);
+    assert_int_equal(out.caller.ver, 3);
+    assert_int_equal(out.kind, MSG_KIND_TIMER);
+    assert_int_equal(out.tenant.n, 9);
+    assert_memory_equal(out.tenant.p, "slug:acme", 9);
+    assert_int_equal(out.inm.n, 6);
+    assert_memory_equal(out.inm.p, "\"00ff\"", 6);
+    assert_int_equal(out.nparams, 1); /* typed fields, not fake path parameters */
     size_t n;
     const char *id = msg_param(&out, "id", &n);
     assert_non_null(id);

@@ -23,7 +23,6 @@
 #include "shopd/log.h"
 
 #define CAT_CACHE_TTL "300"
-#define INM_PARAM "__inm"
 
 bool
 cat_is_admin(const api_ctx_t *ctx)
@@ -300,8 +299,6 @@ cache_key(const api_ctx_t *ctx)
     int o = snprintf(k, cap, "shopd:cat:%llu:%.*s", (unsigned long long)ctx->store_id,
                      (int)e->type.n, e->type.p);
     for (size_t i = 0; i < e->nparams; i++) {
-        if (e->param_names[i].n == strlen(INM_PARAM) && !memcmp(e->param_names[i].p, INM_PARAM, e->param_names[i].n))
-            continue;
         o += snprintf(k + o, cap - (size_t)o, ":%.*s", (int)e->param_values[i].n, e->param_values[i].p);
     }
     snprintf(k + o, cap - (size_t)o, "?%.*s", (int)e->query.n, e->query.p ? e->query.p : "");
@@ -328,9 +325,9 @@ etag_of(const char *body, size_t len, char out[24])
 static bool
 inm_matches(const api_ctx_t *ctx, const char *etag)
 {
-    size_t n;
-    const char *p = msg_param(ctx->env, INM_PARAM, &n);
-    if (p == NULL) return false;
+    const char *p = ctx->env->inm.p;
+    size_t n = ctx->env->inm.n;
+    if (p == NULL || n == 0) return false;
     if (n == 1 && p[0] == '*') return true;
     return memmem(p, n, etag, strlen(etag)) != NULL;
 }
