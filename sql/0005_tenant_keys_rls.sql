@@ -93,9 +93,12 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shopd_app') THEN
         BEGIN
             CREATE ROLE shopd_app NOLOGIN;
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE NOTICE 'role shopd_app not created (no CREATEROLE); the policies still apply to non-owner roles';
-            RETURN;
+        EXCEPTION
+            WHEN insufficient_privilege THEN
+                RAISE NOTICE 'role shopd_app not created (no CREATEROLE); the policies still apply to non-owner roles';
+                RETURN;
+            WHEN duplicate_object OR unique_violation THEN
+                NULL; -- another database of the cluster created it just now
         END;
     END IF;
     GRANT USAGE ON SCHEMA public TO shopd_app;

@@ -9,9 +9,12 @@
  * fails here. Two stores are seeded through the real server (stores, users,
  * logins: refresh tokens) and by SQL (catalog rows, password resets).
  *
- * Also here: a refresh token names its store ("<store_id>.<secret>"); the same
+ * Also here: sql/0005 applied by the migrator on a database that already has
+ * users, refresh tokens and password resets backfills their store ids; and a
+ * refresh token names its store ("<store_id>.<secret>"); the same
  * secret under another store's prefix is unknown.
  */
+#include <dirent.h>
 #include <libpq-fe.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,9 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "harness.h"
+#include "shopd/db.h"
 
 static th_server_t *srv;
 static PGconn *pg;
@@ -413,6 +418,113 @@ test_refresh_token_names_its_store(void **state)
     th_resp_free(&r);
 }
 
+/* Copies the migrations of SHOPD_SQL_DIR whose names sort before `before`
+ * (or from it on, when from is true) into dir. */
+static void
+copy_migrations(const char *dir, const char *before, bool from)
+{
+    const char *src = th_env("SHOPD_SQL_DIR");
+    DIR *d = opendir(src);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".sql") != 0 ||
+            (strcmp(e->d_name, before) < 0) == from)
+            continue;
+        char in[1024], out[1024], buf[8192];
+        snprintf(in, sizeof(in), "%s/%s", src, e->d_name);
+        snprintf(out, sizeof(out), "%s/%s", dir, e->d_name);
+        FILE *fi = fopen(in, "r"), *fo = fopen(out, "w");
+        assert_non_null(fi);
+        assert_non_null(fo);
+        size_t k;
+        while ((k = fread(buf, 1, sizeof(buf), fi)) > 0)
+            assert_int_equal(fwrite(buf, 1, k, fo), k);
+        fclose(fi);
+        assert_int_equal(fclose(fo), 0);
+    }
+    closedir(d);
+}
+
+/* 0001-0004 with data, then 0005 through the real migrator: every token row
+ * gets its user's store (0 for the platform), and the new keys hold. */
+static void
+test_migration_backfills_existing_rows(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/shopd-rls-mig-XXXXXX", schema[64], url[1024], sql[512], err[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(schema, sizeof(schema), "rls_mig_%d", (int)getpid());
+    const char *db_url = th_env("SHOPD_TEST_DATABASE_URL");
+    /* A schema of our own first on the search path; public after it for pg_trgm. */
+    snprintf(url, sizeof(url), "%s%soptions=-csearch_path%%3D%s%%2Cpublic", db_url,
+             strchr(db_url, '?') ? "&" : "?", schema);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+    ok(sql);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", schema);
+    ok(sql);
+
+    copy_migrations(dir, "0005", false);
+    assert_int_equal(db_migrate(url, dir, err, sizeof(err)), 4);
+    PGconn *m = PQconnectdb(url);
+    assert_int_equal(PQstatus(m), CONNECTION_OK);
+    PGresult *r = PQexec(
+        m, "INSERT INTO stores (id, slug, name, currency) VALUES (1, 'old-one', 'One', 'EUR'), "
+           "(2, 'old-two', 'Two', 'EUR'); "
+           "INSERT INTO users (id, store_id, email, password_hash, role) VALUES "
+           "(1, 1, 'a@example.com', 'h', 'CUSTOMER'), (2, 2, 'b@example.com', 'h', 'STORE_ADMIN'), "
+           "(3, NULL, 'root@example.com', 'h', 'SUPER_ADMIN'); "
+           "INSERT INTO refresh_tokens (user_id, family, token_hash, expires_at) VALUES "
+           "(1, 'f1', 'h1', now() + interval '1 day'), (2, 'f2', 'h2', now() + interval '1 day'), "
+           "(3, 'f3', 'h3', now() + interval '1 day'); "
+           "INSERT INTO password_resets (user_id, token_hash, expires_at) VALUES "
+           "(1, 'r1', now() + interval '1 hour'), (3, 'r3', now() + interval '1 hour')");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("seed 0004: %s", PQresultErrorMessage(r));
+    PQclear(r);
+
+    copy_migrations(dir, "0005", true);
+    assert_true(db_migrate(url, dir, err, sizeof(err)) >= 1);
+    r = PQexec(m, "SELECT (SELECT string_agg(user_id || ':' || store_id, ',' ORDER BY user_id) "
+                  "FROM refresh_tokens), "
+                  "(SELECT string_agg(user_id || ':' || store_id, ',' ORDER BY user_id) "
+                  "FROM password_resets)");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "1:1,2:2,3:0");
+    assert_string_equal(PQgetvalue(r, 0, 1), "1:1,3:0");
+    PQclear(r);
+    /* A token row of store 2 for store 1's user, or of the platform for a store
+     * user, has no user to point at. */
+    const char *bad[] = {"INSERT INTO refresh_tokens (store_id, user_id, family, token_hash, "
+                         "expires_at) VALUES (2, 1, 'x', 'x1', now())",
+                         "INSERT INTO password_resets (store_id, user_id, token_hash, expires_at) "
+                         "VALUES (0, 1, 'x2', now())",
+                         NULL};
+    for (const char *const *b = bad; *b; b++) {
+        r = PQexec(m, *b);
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (st == NULL || strcmp(st, "23503") != 0)
+            fail_msg("%s: %s (want a foreign key violation)", *b, PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    PQfinish(m);
+
+    snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", schema);
+    ok(sql);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -423,6 +535,7 @@ main(void)
         cmocka_unit_test_setup(test_platform_sees_platform_users_only, fresh),
         cmocka_unit_test_setup(test_cannot_write_other_store, fresh),
         cmocka_unit_test_setup(test_refresh_token_names_its_store, fresh),
+        cmocka_unit_test_setup(test_migration_backfills_existing_rows, fresh),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
