@@ -5,8 +5,9 @@
  * SHOPD_JWT_KEYS and verified with any of them (the "kid" header picks the
  * key), so a key can be added and the old one retired without logging
  * everyone out. Verification is a cheap HMAC and runs on the I/O thread.
- * Refresh tokens are opaque random strings stored as SHA-256 hashes, rotated
- * on every use; replaying a rotated one revokes its whole family.
+ * Refresh tokens are "<store_id>.<random secret>" (store 0: the platform):
+ * the secret is stored as a SHA-256 hash under that store, rotated on every
+ * use; replaying a rotated one revokes its whole family.
  * Passwords are argon2id (see AUTH_ARGON2_*); hashing runs on workers only.
  * Rate limits are token buckets in Redis (one Lua script per check).
  */

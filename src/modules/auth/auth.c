@@ -6,9 +6,12 @@
  *
  * Every answer about credentials is the same whether or not the e-mail
  * exists (login: 401 invalid_credentials after a full argon2 verification
- * either way; forgot-password: always 202). The handlers that run argon2 are
- * of the blocking run class (routes.c): they run on the blocking pool, so the
- * tens of milliseconds per hash hold neither the store's actor nor a worker.
+ * either way; forgot-password: always 202). Every query names the tenant:
+ * the resolved store, or 0 / "store_id IS NULL" for the platform (users,
+ * refresh tokens and password resets are keyed by store, sql/0005). The
+ * handlers that run argon2 are of the blocking run class (routes.c): they run
+ * on the blocking pool, so the tens of milliseconds per hash hold neither the
+ * store's actor nor a worker.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,25 +76,52 @@ auth_db_error(api_ctx_t *ctx, PGresult *r, const char *what)
     return api_internal(ctx, r ? PQresultErrorMessage(r) : what);
 }
 
+/* A refresh token is "<store_id>.<64 hex secret>" (store 0: the platform).
+ * /auth/refresh and /auth/logout are not store-scoped, so the token itself
+ * names the tenant its row is keyed by; only the secret is hashed and stored,
+ * and a changed prefix finds no row. */
+#define REFRESH_MAX (20 + 1 + 64 + 1)
+
+/* Splits a presented refresh token into its store id (decimal, as text) and
+ * the hash of its secret. False if it is not of that shape (then it is
+ * unknown, like a token no row matches). */
+static bool
+refresh_parse(const char *tok, char sid[24], char hash[65])
+{
+    const char *dot = strchr(tok, '.');
+    uint64_t id;
+    if (dot == NULL || strlen(dot + 1) != 64)
+        return false;
+    if (!(dot - tok == 1 && tok[0] == '0') && !shopd_id_parse(tok, (size_t)(dot - tok), &id))
+        return false;
+    snprintf(sid, 24, "%.*s", (int)(dot - tok), tok);
+    auth_sha256_hex(dot + 1, 64, hash);
+    return true;
+}
+
 /* Issues an access token and a new refresh token (in `family`, or a new one)
- * for a user whose JSON is user_json. The refresh token goes in on c. */
+ * for a user of tenant sid (0: platform) whose JSON is user_json. The refresh
+ * token goes in on c. */
 net_reply_t *
 auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid, int role,
            uint32_t ver, const char *family, const char *user_json)
 {
-    char refresh[65], hash[65], fam[33], id[24];
-    shopd_random_hex(refresh, 32);
-    auth_sha256_hex(refresh, 64, hash);
+    char secret[65], refresh[REFRESH_MAX], hash[65], fam[33], id[24], store[24];
+    shopd_random_hex(secret, 32);
+    auth_sha256_hex(secret, 64, hash);
+    snprintf(refresh, sizeof(refresh), "%llu.%s", (unsigned long long)sid, secret);
     if (family == NULL) {
         shopd_random_hex(fam, 16);
         family = fam;
     }
     snprintf(id, sizeof(id), "%llu", (unsigned long long)uid);
-    const char *p[3] = {id, family, hash};
-    PGresult *r = db_exec(c, "auth_refresh_insert",
-                          "INSERT INTO refresh_tokens (user_id, family, token_hash, expires_at) "
-                          "VALUES ($1::bigint, $2, $3, now() + interval '30 days')",
-                          3, p);
+    snprintf(store, sizeof(store), "%llu", (unsigned long long)sid);
+    const char *p[4] = {id, family, hash, store};
+    PGresult *r =
+        db_exec(c, "auth_refresh_insert",
+                "INSERT INTO refresh_tokens (store_id, user_id, family, token_hash, expires_at) "
+                "VALUES ($4::bigint, $1::bigint, $2, $3, now() + interval '30 days')",
+                4, p);
     if (db_result_rc(r) != SHOPD_OK) {
         net_reply_t *e = auth_db_error(ctx, r, "refresh insert failed");
         PQclear(r);
@@ -180,12 +210,14 @@ login(api_ctx_t *ctx, uint64_t store_id)
     int role = auth_role_parse(PQgetvalue(r, 0, 2));
     uint32_t ver = (uint32_t)strtoul(PQgetvalue(r, 0, 4), NULL, 10);
     PQclear(r);
-    const char *pu[1] = {sid};
-    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)uid);
+    char uidb[24];
+    snprintf(uidb, sizeof(uidb), "%llu", (unsigned long long)uid);
+    const char *pu[2] = {uidb, sid};
     r = db_exec(
         c, "auth_login_touch",
-        "UPDATE users SET last_login_at = now() WHERE id = $1::bigint RETURNING " AUTH_USER_JSON, 1,
-        pu);
+        "UPDATE users SET last_login_at = now() WHERE tenant_id = $2::bigint AND id = $1::bigint "
+        "RETURNING " AUTH_USER_JSON,
+        2, pu);
     if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
         reply = auth_db_error(ctx, r, "login update failed");
         goto out;
@@ -267,6 +299,7 @@ out:
 typedef struct refresh_tx_s {
     api_ctx_t *ctx;
     const char *hash;
+    const char *store;  /* the tenant the token names, as text */
     net_reply_t *reply; /* set when the outcome is an error */
     uint64_t uid, sid;
     int role;
@@ -291,14 +324,15 @@ refresh_tx(db_conn_t *c, void *arg)
     shopd_free(t->user_json);
     t->reply = NULL;
     t->user_json = NULL;
-    const char *p[1] = {t->hash};
+    const char *p[2] = {t->hash, t->store};
     PGresult *r =
         db_exec(c, "auth_refresh_lock",
                 "SELECT rt.id, rt.user_id, rt.family, rt.used_at IS NOT NULL, "
                 "rt.revoked_at IS NOT NULL OR rt.expires_at < now(), u.status, u.role, "
-                "coalesce(u.store_id, 0), " AUTH_USER_JSON_U ", u.token_version FROM refresh_tokens rt "
-                "JOIN users u ON u.id = rt.user_id WHERE rt.token_hash = $1 FOR UPDATE OF rt",
-                1, p);
+                "u.tenant_id, " AUTH_USER_JSON_U ", u.token_version FROM refresh_tokens rt "
+                "JOIN users u ON u.tenant_id = rt.store_id AND u.id = rt.user_id "
+                "WHERE rt.store_id = $2::bigint AND rt.token_hash = $1 FOR UPDATE OF rt",
+                2, p);
     shopd_rc_t rc = db_result_rc(r);
     if (rc != SHOPD_OK)
         goto out;
@@ -309,11 +343,11 @@ refresh_tx(db_conn_t *c, void *arg)
     snprintf(t->family, sizeof(t->family), "%s", PQgetvalue(r, 0, 2));
     if (PQgetvalue(r, 0, 3)[0] == 't') {
         /* A rotated token came back: someone holds a copy. End the whole family. */
-        const char *pf[1] = {t->family};
-        PGresult *x = db_exec(
-            c, "auth_refresh_revoke_family",
-            "UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1 AND revoked_at IS NULL",
-            1, pf);
+        const char *pf[2] = {t->family, t->store};
+        PGresult *x = db_exec(c, "auth_refresh_revoke_family",
+                              "UPDATE refresh_tokens SET revoked_at = now() "
+                              "WHERE store_id = $2::bigint AND family = $1 AND revoked_at IS NULL",
+                              2, pf);
         rc = db_result_rc(x);
         PQclear(x);
         log_warn("refresh token reuse: family revoked user=%s rid=%.*s", PQgetvalue(r, 0, 1),
@@ -336,9 +370,11 @@ refresh_tx(db_conn_t *c, void *arg)
         rc = SHOPD_BUSY; /* roll back: nothing was used */
         goto out;
     }
-    const char *pi[1] = {PQgetvalue(r, 0, 0)};
+    const char *pi[2] = {PQgetvalue(r, 0, 0), t->store};
     PGresult *x = db_exec(c, "auth_refresh_use",
-                          "UPDATE refresh_tokens SET used_at = now() WHERE id = $1::bigint", 1, pi);
+                          "UPDATE refresh_tokens SET used_at = now() "
+                          "WHERE store_id = $2::bigint AND id = $1::bigint",
+                          2, pi);
     rc = db_result_rc(x);
     PQclear(x);
     if (rc != SHOPD_OK)
@@ -359,7 +395,7 @@ refresh_param(api_ctx_t *ctx, api_val_t *v)
 {
     static const char *const allowed[] = {"refresh_token", NULL};
     api_val_only(v, ctx->body, allowed);
-    return api_val_string(v, ctx->body, "refresh_token", true, 1, 256);
+    return api_val_string(v, ctx->body, "refresh_token", true, 1, REFRESH_MAX - 1);
 }
 
 net_reply_t *
@@ -372,12 +408,13 @@ auth_h_refresh(api_ctx_t *ctx)
     const char *tok = refresh_param(ctx, &v);
     if (v.n)
         return api_val_reply(&v);
-    char hash[65];
-    auth_sha256_hex(tok, strlen(tok), hash);
+    char hash[65], sid[24];
+    if (!refresh_parse(tok, sid, hash))
+        return invalid_refresh();
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
     if (c == NULL)
         return api_unavailable("the database");
-    refresh_tx_t t = {.ctx = ctx, .hash = hash};
+    refresh_tx_t t = {.ctx = ctx, .hash = hash, .store = sid};
     shopd_rc_t rc = db_tx(c, refresh_tx, &t);
     db_release(c);
     shopd_free(t.user_json);
@@ -400,18 +437,20 @@ auth_h_logout(api_ctx_t *ctx)
     const char *tok = refresh_param(ctx, &v);
     if (v.n)
         return api_val_reply(&v);
-    char hash[65];
-    auth_sha256_hex(tok, strlen(tok), hash);
+    char hash[65], sid[24];
+    /* Unknown tokens get 204 too: logging out twice is not an error. */
+    if (!refresh_parse(tok, sid, hash))
+        return net_reply_new(204);
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
     if (c == NULL)
         return api_unavailable("the database");
-    const char *p[1] = {hash};
-    PGresult *r = db_exec(
-        c, "auth_logout",
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL AND family = "
-        "(SELECT family FROM refresh_tokens WHERE token_hash = $1)",
-        1, p);
-    /* Unknown tokens get 204 too: logging out twice is not an error. */
+    const char *p[2] = {hash, sid};
+    PGresult *r =
+        db_exec(c, "auth_logout",
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE store_id = $2::bigint "
+                "AND revoked_at IS NULL AND family = (SELECT family FROM refresh_tokens "
+                "WHERE store_id = $2::bigint AND token_hash = $1)",
+                2, p);
     net_reply_t *reply =
         db_result_rc(r) == SHOPD_OK ? net_reply_new(204) : auth_db_error(ctx, r, "logout failed");
     PQclear(r);
@@ -421,17 +460,30 @@ auth_h_logout(api_ctx_t *ctx)
 
 /* ------------------------------------------------------------ /me */
 
+/* The tenant of the caller's own account, as text: the resolved store for its
+ * customers and admins (the middleware has checked the token belongs to it),
+ * 0 for a platform super admin looking at a store. */
+static void
+me_tenant(api_ctx_t *ctx, char out[24])
+{
+    uint64_t sid = ctx->caller->role == MSG_ROLE_SUPER_ADMIN ? 0 : ctx->store_id;
+    snprintf(out, 24, "%llu", (unsigned long long)sid);
+}
+
 net_reply_t *
 auth_h_me(api_ctx_t *ctx)
 {
-    char id[24];
+    char id[24], sid[24];
     snprintf(id, sizeof(id), "%llu", (unsigned long long)ctx->caller->user_id);
+    me_tenant(ctx, sid);
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
     if (c == NULL)
         return api_unavailable("the database");
-    const char *p[1] = {id};
-    PGresult *r =
-        db_exec(c, "auth_me", "SELECT " AUTH_USER_JSON " FROM users WHERE id = $1::bigint", 1, p);
+    const char *p[2] = {id, sid};
+    PGresult *r = db_exec(c, "auth_me",
+                          "SELECT " AUTH_USER_JSON
+                          " FROM users WHERE tenant_id = $2::bigint AND id = $1::bigint",
+                          2, p);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK)
         reply = auth_db_error(ctx, r, "me failed");
@@ -452,7 +504,7 @@ auth_h_me_update(api_ctx_t *ctx)
     net_reply_t *reply = NULL;
     db_conn_t *c = NULL;
     PGresult *r = NULL;
-    char id[24], hash[AUTH_HASH_MAX];
+    char id[24], sid[24], hash[AUTH_HASH_MAX];
 
     api_val_only(&v, ctx->body, allowed);
     const char *name = api_val_string(&v, ctx->body, "name", false, 0, 200);
@@ -466,13 +518,16 @@ auth_h_me_update(api_ctx_t *ctx)
         return api_val_reply(&v);
 
     snprintf(id, sizeof(id), "%llu", (unsigned long long)ctx->caller->user_id);
+    me_tenant(ctx, sid);
     c = db_acquire(ctx->app->db, 2000);
     if (c == NULL)
         return api_unavailable("the database");
-    const char *p1[1] = {id};
+    const char *p1[2] = {id, sid};
     if (pw) {
-        r = db_exec(c, "auth_me_hash", "SELECT password_hash FROM users WHERE id = $1::bigint", 1,
-                    p1);
+        r = db_exec(
+            c, "auth_me_hash",
+            "SELECT password_hash FROM users WHERE tenant_id = $2::bigint AND id = $1::bigint", 2,
+            p1);
         if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
             reply = auth_db_error(ctx, r, "me lookup failed");
             goto out;
@@ -489,15 +544,17 @@ auth_h_me_update(api_ctx_t *ctx)
             goto out;
         }
     }
-    const char *p[3] = {id, name, pw ? hash : NULL};
+    const char *p[4] = {id, name, pw ? hash : NULL, sid};
     /* A new password ends every refresh session: whoever knew the old one is out. */
     r = db_exec(
         c, "auth_me_update",
         "WITH x AS (UPDATE refresh_tokens SET revoked_at = now() "
-        "WHERE $3::text IS NOT NULL AND user_id = $1::bigint AND revoked_at IS NULL) "
+        "WHERE $3::text IS NOT NULL AND store_id = $4::bigint AND user_id = $1::bigint "
+        "AND revoked_at IS NULL) "
         "UPDATE users SET name = coalesce($2, name), password_hash = coalesce($3, password_hash), "
-        "updated_at = now() WHERE id = $1::bigint RETURNING " AUTH_USER_JSON,
-        3, p);
+        "updated_at = now() WHERE tenant_id = $4::bigint AND id = $1::bigint "
+        "RETURNING " AUTH_USER_JSON,
+        4, p);
     if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
         reply = auth_db_error(ctx, r, "me update failed");
     } else {
@@ -569,10 +626,11 @@ auth_h_forgot(api_ctx_t *ctx)
     const char *p[3] = {sid, email, hash};
     PGresult *r =
         db_exec(c, "auth_forgot",
-                "INSERT INTO password_resets (user_id, token_hash, expires_at) "
-                "SELECT id, $3, now() + interval '1 hour' FROM users "
-                "WHERE store_id = $1::bigint AND lower(email) = lower($2) AND status = 'active' "
-                "RETURNING user_id, (SELECT email FROM users WHERE id = user_id)",
+                "WITH u AS (SELECT id, email FROM users WHERE store_id = $1::bigint "
+                "AND lower(email) = lower($2) AND status = 'active'), "
+                "i AS (INSERT INTO password_resets (store_id, user_id, token_hash, expires_at) "
+                "SELECT $1::bigint, id, $3, now() + interval '1 hour' FROM u RETURNING user_id) "
+                "SELECT i.user_id, u.email FROM i JOIN u ON u.id = i.user_id",
                 3, p);
     if (db_result_rc(r) != SHOPD_OK) {
         reply = auth_db_error(ctx, r, "forgot failed");
@@ -631,13 +689,12 @@ auth_h_reset(api_ctx_t *ctx)
     /* One statement: use the token, set the password, end every refresh session. */
     PGresult *r = db_exec(
         c, "auth_reset",
-        "WITH t AS (UPDATE password_resets SET used_at = now() WHERE token_hash = $1 "
-        "AND used_at IS NULL AND expires_at > now() "
-        "AND user_id IN (SELECT id FROM users WHERE store_id = $2::bigint) RETURNING user_id), "
+        "WITH t AS (UPDATE password_resets SET used_at = now() WHERE store_id = $2::bigint "
+        "AND token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id), "
         "u AS (UPDATE users SET password_hash = $3, updated_at = now() "
-        "WHERE id = (SELECT user_id FROM t) RETURNING id), "
+        "WHERE store_id = $2::bigint AND id = (SELECT user_id FROM t) RETURNING id), "
         "x AS (UPDATE refresh_tokens SET revoked_at = now() "
-        "WHERE user_id = (SELECT user_id FROM t) AND revoked_at IS NULL) "
+        "WHERE store_id = $2::bigint AND user_id = (SELECT user_id FROM t) AND revoked_at IS NULL) "
         "SELECT id FROM u",
         3, p);
     net_reply_t *reply;

@@ -74,7 +74,7 @@ typedef struct active_ent_s {
     bool found;
     bool active;
     int role;
-    uint64_t store_id; /* 0 for a platform super admin */
+    uint64_t store_id; /* the tenant looked up in (the claim); 0 for the platform */
     uint32_t ver;
 } active_ent_t;
 
@@ -106,7 +106,8 @@ auth_user_current(db_pool_t *db, const msg_caller_t *c, bool *unavailable)
     pthread_mutex_lock(&active_lock);
     active_ent_t e = active_tab[c->user_id % ACTIVE_SLOTS];
     pthread_mutex_unlock(&active_lock);
-    if (e.user_id == c->user_id && e.expires_us > now)
+    /* An entry answers only for the tenant it was looked up in. */
+    if (e.user_id == c->user_id && e.store_id == c->store_id && e.expires_us > now)
         return claims_hold(&e, c);
 
     db_conn_t *conn = db_acquire(db, 2000);
@@ -114,18 +115,22 @@ auth_user_current(db_pool_t *db, const msg_caller_t *c, bool *unavailable)
         *unavailable = true;
         return false;
     }
-    char id[24];
+    /* Looked up in the tenant the token claims (0: platform): a user of another
+     * store, or one moved away since, is not found, so its claims do not hold. */
+    char id[24], sid[24];
     snprintf(id, sizeof(id), "%llu", (unsigned long long)c->user_id);
-    const char *p[1] = {id};
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)c->store_id);
+    const char *p[2] = {id, sid};
     PGresult *r = db_exec(conn, "auth_user_status",
-                          "SELECT status, role, coalesce(store_id, 0), token_version FROM users "
-                          "WHERE id = $1::bigint",
-                          1, p);
+                          "SELECT status, role, tenant_id, token_version FROM users "
+                          "WHERE tenant_id = $2::bigint AND id = $1::bigint",
+                          2, p);
     bool ok = false;
     if (db_result_rc(r) != SHOPD_OK) {
         *unavailable = true;
     } else {
-        active_ent_t fresh = {.user_id = c->user_id, .expires_us = now + ACTIVE_TTL_US};
+        active_ent_t fresh = {
+            .user_id = c->user_id, .expires_us = now + ACTIVE_TTL_US, .store_id = c->store_id};
         if (PQntuples(r) == 1) {
             fresh.found = true;
             fresh.active = strcmp(PQgetvalue(r, 0, 0), "active") == 0;

@@ -187,15 +187,16 @@ update_user(api_ctx_t *ctx, const char *id, const char *name, const char *role, 
     if (c == NULL)
         return api_unavailable("the database");
     const char *p[6] = {id, sid, name, role, status, hash};
-    PGresult *r = db_exec(
-        c, "auth_users_update",
-        "WITH u AS (UPDATE users SET name = coalesce($3, name), role = coalesce($4, role), "
-        "status = coalesce($5, status), password_hash = coalesce($6, password_hash), "
-        "updated_at = now() WHERE id = $1::bigint AND store_id = $2::bigint RETURNING *), "
-        "x AS (UPDATE refresh_tokens SET revoked_at = now() WHERE revoked_at IS NULL "
-        "AND user_id IN (SELECT id FROM u WHERE status = 'disabled' OR $6::text IS NOT NULL)) "
-        "SELECT " AUTH_USER_JSON " FROM u",
-        6, p);
+    PGresult *r =
+        db_exec(c, "auth_users_update",
+                "WITH u AS (UPDATE users SET name = coalesce($3, name), role = coalesce($4, role), "
+                "status = coalesce($5, status), password_hash = coalesce($6, password_hash), "
+                "updated_at = now() WHERE id = $1::bigint AND store_id = $2::bigint RETURNING *), "
+                "x AS (UPDATE refresh_tokens SET revoked_at = now() WHERE store_id = $2::bigint "
+                "AND revoked_at IS NULL AND user_id IN (SELECT id FROM u WHERE status = 'disabled' "
+                "OR $6::text IS NOT NULL)) "
+                "SELECT " AUTH_USER_JSON " FROM u",
+                6, p);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK) {
         reply = auth_db_error(ctx, r, "user update failed");
