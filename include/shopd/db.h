@@ -1,8 +1,11 @@
 /*
  * db.h: PostgreSQL access: a fixed-size libpq connection pool, prepared
- * statements prepared lazily per connection, a transaction helper with retry
- * on serialization failures and deadlocks, pipeline mode for several
- * statements in one round trip, and the migration runner.
+ * statements prepared lazily per connection, the transaction helpers (db_tx
+ * with retry on serialization failures and deadlocks, nesting as savepoints;
+ * db_tx_batch, one transaction of independent items with a savepoint each),
+ * pipeline mode for several statements in one round trip, and the migration
+ * runner. Every write goes through db_tx or db_tx_batch: no caller issues
+ * BEGIN/COMMIT itself.
  *
  * A connection that breaks is reset on its next acquire; while PostgreSQL is
  * down, db_acquire() returns NULL and callers answer 503. Nothing here aborts
