@@ -514,6 +514,8 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
     if (cat_is_admin(ctx)) {
         net_reply_t *r = fn(ctx);
         net_reply_add_header(r, "Cache-Control", "private, no-store");
+        /* The same URL answers differently per store: say so on every page. */
+        net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
         return r;
     }
     kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
@@ -523,6 +525,7 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
          * holds may predate it. Build the page, do not cache it. */
         net_reply_t *r = fn(ctx);
         net_reply_add_header(r, "Cache-Control", "no-cache");
+        net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
         net_reply_add_header(r, "X-Cache", "bypass");
         return r;
     }
