@@ -1,8 +1,11 @@
 /*
  * db.h: PostgreSQL access: a fixed-size libpq connection pool, prepared
- * statements prepared lazily per connection, a transaction helper with retry
- * on serialization failures and deadlocks, pipeline mode for several
- * statements in one round trip, and the migration runner.
+ * statements prepared lazily per connection, the transaction helpers (db_tx
+ * with retry on serialization failures and deadlocks, nesting as savepoints;
+ * db_tx_batch, one transaction of independent items with a savepoint each),
+ * pipeline mode for several statements in one round trip, and the migration
+ * runner. Every write goes through db_tx or db_tx_batch: no caller issues
+ * BEGIN/COMMIT itself.
  *
  * A connection that breaks is reset on its next acquire; while PostgreSQL is
  * down, db_acquire() returns NULL and callers answer 503. Nothing here aborts
@@ -53,10 +56,50 @@ shopd_rc_t db_result_rc(const PGresult *r);
 /** SQLSTATE of a failed result, or "" */
 const char *db_sqlstate(const PGresult *r);
 
-/** Runs fn inside BEGIN ... COMMIT. fn's non-OK result rolls back and is returned.
- *  Serialization failures (40001) and deadlocks (40P01) are retried up to 3 times. */
+/** A transaction body. It runs on the thread that holds c and may run more than once
+ *  (see db_tx), so it must start from nothing each time: free or overwrite whatever an
+ *  earlier attempt left in arg. */
 typedef shopd_rc_t (*db_tx_fn)(db_conn_t *c, void *arg);
+
+/** Runs fn(c, arg) inside BEGIN ... COMMIT on the borrowed connection c (the calling
+ *  thread's, between db_acquire and db_release). fn's non-OK result rolls back and is
+ *  returned; OK means COMMIT succeeded (a transaction in which a statement failed is
+ *  never reported as committed, even if fn returned OK).
+ *
+ *  Retry: when any statement of an attempt failed with a serialization failure (40001)
+ *  or a deadlock (40P01), the attempt is rolled back and fn runs again from the start,
+ *  up to 3 more times with a jittered pause; then the CONFLICT is returned.
+ *
+ *  Nesting: called while a db_tx (or db_tx_batch) is open on c, it becomes a savepoint:
+ *  fn's failure rolls back to it and is returned, the outer transaction goes on. No retry
+ *  happens at that level: a serialization failure aborts the whole outer transaction,
+ *  whose db_tx then runs everything again. */
 shopd_rc_t db_tx(db_conn_t *c, db_tx_fn fn, void *arg);
+
+/** One item of a batch: item i of db_tx_batch, run inside its own savepoint. Returns OK to
+ *  keep what it did, anything else to undo it (that status becomes results[i]). Like a
+ *  db_tx_fn it may run more than once: a retried batch runs every item again from scratch,
+ *  so it must reset whatever an earlier attempt left in arg for item i. */
+typedef shopd_rc_t (*db_item_fn)(db_conn_t *c, size_t i, void *arg);
+
+/** Runs n independent items in one transaction (one COMMIT for all), each inside its own
+ *  savepoint, so each succeeds or fails alone: a failing item (its non-OK status, or a
+ *  statement of it that failed) is rolled back to its savepoint and reported in results[i],
+ *  while the others commit. The savepoint commands are pipelined with the item's first
+ *  statement (and the last release with the COMMIT): an item of one statement costs one
+ *  round trip, as without savepoints. Statements must go through db_exec or db_pipeline
+ *  (not raw libpq on db_pg) for that.
+ *
+ *  A serialization failure or deadlock in any item rolls the whole batch back and runs
+ *  every item again (the retry of db_tx, same limits). Inside an open db_tx the batch is a
+ *  savepoint of that transaction and is not retried on its own.
+ *
+ *  Returns OK when the transaction committed: results[i] (may be NULL if the caller keeps
+ *  outcomes in arg) then says which items took effect. Otherwise nothing was committed,
+ *  every results[i] is set to the returned status: UNAVAILABLE (connection lost),
+ *  CONFLICT (retries used up), ERR (COMMIT or a savepoint command failed). n == 0 is OK
+ *  and touches nothing. Same thread rules as db_tx. */
+shopd_rc_t db_tx_batch(db_conn_t *c, size_t n, db_item_fn fn, void *arg, shopd_rc_t *results);
 
 /** One statement of a pipeline. */
 typedef struct db_query_s {

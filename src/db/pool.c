@@ -9,6 +9,11 @@
  * fields (PGconn, prepared-statement list, broken flag) belong to the thread
  * that borrowed it, and the mutex hand-off in acquire/release orders them.
  *
+ * Savepoints of db_tx_batch are opened and closed lazily: the commands wait
+ * in the connection's pending list and go out in one pipeline ahead of the
+ * next statement (or the COMMIT), so an item of one statement stays one round
+ * trip.
+ *
  * A connection that fails is only marked broken where it failed; the repair
  * (PQreset) happens on the next db_acquire() so that the failing request
  * answers quickly and the reconnect cost lands on whoever needs the
@@ -33,6 +38,9 @@
 /* After a failed (re)connect, acquires that would have to reconnect fail at once
  * for this long, so a down server does not park every worker in connect(). */
 #define DB_RECONNECT_BACKOFF_US 250000
+/* Savepoint commands waiting for the next statement (a batch item leaves at most three;
+ * nested batches add more, and a full list is sent at once). */
+#define DB_PENDING_MAX 8
 
 /* One statement prepared on a connection: the server knows it by name; the
  * SQL hash catches two callers using one name for different SQL. */
@@ -52,6 +60,12 @@ struct db_conn_s {
     db_stmt_t *stmts;     /* statements prepared on this server session */
     size_t nstmts, capstmts;
     char last_state[6];   /* SQLSTATE of the last failed statement, for db_tx's retry */
+    bool retry_seen;      /* a statement failed with 40001/40P01 since db_tx last looked */
+    char retry_state[6];  /* ... and which of the two */
+    char pending[DB_PENDING_MAX][48]; /* savepoint commands sent ahead of the next statement */
+    int npending;
+    uint64_t pending_sent; /* counts sends of the pending list (a batch item's "did it open") */
+    bool pending_failed;   /* a pending savepoint command failed: the transaction is lost */
 };
 
 struct db_pool_s {
@@ -162,6 +176,22 @@ state_is(const char *state, const char *want)
     return strcmp(state, want) == 0;
 }
 
+static bool
+retryable(const char *state)
+{
+    return state_is(state, "40001") || state_is(state, "40P01");
+}
+
+/* Remembers that this statement's failure asks for the transaction to run again, so a
+ * later statement's error (25P02, "transaction aborted") cannot hide it from db_tx. */
+static void
+note_failure(db_conn_t *c, const char *state)
+{
+    if (!retryable(state)) return;
+    c->retry_seen = true;
+    snprintf(c->retry_state, sizeof(c->retry_state), "%s", state);
+}
+
 /* SQLSTATEs that mean the session is gone even if libpq has not noticed yet:
  * class 08 (connection exception) and 57P01..57P03 (shutdown, crash, not ready). */
 static bool
@@ -196,6 +226,7 @@ finish_result(db_conn_t *c, PGresult *r)
     if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
         const char *state = db_sqlstate(r);
         snprintf(c->last_state, sizeof(c->last_state), "%s", state);
+        note_failure(c, state);
         if (state_means_lost(state)) {
             mark_broken(c, PQresultErrorMessage(r));
             PQclear(r);
@@ -270,6 +301,7 @@ conn_ensure(db_conn_t *c)
     bool reset = c->pg != NULL;
     stmt_forget_all(c);
     c->tx_depth = 0;
+    c->npending = 0;
     c->fatal_seen = false;
     if (reset) {
         PQreset(c->pg);
@@ -461,6 +493,7 @@ db_release(db_conn_t *c)
         }
     }
     c->tx_depth = 0;
+    c->npending = 0;
     give_back(c);
 }
 
@@ -540,6 +573,13 @@ db_exec(db_conn_t *c, const char *name, const char *sql, int nparams,
         const char *const *params)
 {
     if (!usable(c)) return NULL;
+    if (c->npending > 0) {
+        /* Savepoint commands are waiting: send them with this statement, one round trip. */
+        db_query_t q = {name, sql, nparams, params};
+        PGresult *r = NULL;
+        db_pipeline(c, &q, 1, &r);
+        return r;
+    }
     c->last_state[0] = '\0';
     PGresult *r = name ? exec_named(c, name, sql, nparams, params)
                        : PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
@@ -600,91 +640,6 @@ db_ping(db_conn_t *c)
     return rc;
 }
 
-/* ---- transactions -------------------------------------------------------- */
-
-static bool
-retryable(const char *state)
-{
-    return state_is(state, "40001") || state_is(state, "40P01");
-}
-
-/* A db_tx inside a transaction becomes a savepoint, so helpers that use db_tx
- * compose. No retry here: a serialization failure aborts the whole outer
- * transaction, and only the outermost db_tx can run it again. */
-static shopd_rc_t
-tx_nested(db_conn_t *c, db_tx_fn fn, void *arg)
-{
-    char sp[64], sql[96];
-    snprintf(sp, sizeof(sp), "shopd_sp_%d", ++c->tx_depth);
-    snprintf(sql, sizeof(sql), "SAVEPOINT %s", sp);
-    shopd_rc_t rc = simple_cmd(c, sql);
-    if (rc == SHOPD_OK) {
-        rc = fn(c, arg);
-        if (!usable(c)) {
-            rc = SHOPD_UNAVAILABLE;
-        } else if (rc == SHOPD_OK && PQtransactionStatus(c->pg) != PQTRANS_INERROR) {
-            snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT %s", sp);
-            rc = simple_cmd(c, sql);
-        } else {
-            char state[6];
-            memcpy(state, c->last_state, sizeof(state));
-            if (rc == SHOPD_OK) rc = SHOPD_ERR; /* fn swallowed a failed statement */
-            snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT %s", sp);
-            shopd_rc_t rb = simple_cmd(c, sql);
-            if (rb == SHOPD_UNAVAILABLE) rc = rb;
-            /* Keep the inner failure visible to an outer db_tx's retry check. */
-            memcpy(c->last_state, state, sizeof(state));
-        }
-    }
-    c->tx_depth--;
-    return rc;
-}
-
-shopd_rc_t
-db_tx(db_conn_t *c, db_tx_fn fn, void *arg)
-{
-    if (!usable(c)) return SHOPD_UNAVAILABLE;
-    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
-    if (ts == PQTRANS_INTRANS) return tx_nested(c, fn, arg);
-    if (ts != PQTRANS_IDLE) return SHOPD_ERR;
-
-    for (int attempt = 0;; attempt++) {
-        shopd_rc_t rc = simple_cmd(c, "BEGIN");
-        if (rc != SHOPD_OK) return rc;
-        c->last_state[0] = '\0';
-        rc = fn(c, arg);
-        if (!usable(c)) return SHOPD_UNAVAILABLE;
-
-        char state[6];
-        if (rc == SHOPD_OK && PQtransactionStatus(c->pg) == PQTRANS_INERROR) {
-            /* COMMIT of a failed transaction "succeeds" as ROLLBACK; never
-             * report that as success. */
-            log_error("msg=\"transaction function returned ok after a failed statement\" "
-                      "sqlstate=%s", c->last_state);
-            rc = SHOPD_ERR;
-        }
-        if (rc == SHOPD_OK) {
-            PGresult *r = db_exec(c, NULL, "COMMIT", 0, NULL);
-            rc = db_result_rc(r);
-            if (rc == SHOPD_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0) rc = SHOPD_ERR;
-            PQclear(r);
-            if (rc == SHOPD_OK || !usable(c)) return rc;
-            /* A failed COMMIT (e.g. SERIALIZABLE's 40001) has ended the transaction. */
-            memcpy(state, c->last_state, sizeof(state));
-        } else {
-            memcpy(state, c->last_state, sizeof(state));
-            if (simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE) return SHOPD_UNAVAILABLE;
-        }
-        if (!retryable(state) || attempt >= DB_TX_RETRIES) {
-            memcpy(c->last_state, state, sizeof(state));
-            return rc;
-        }
-        /* Jitter so two deadlocked peers do not collide again in lock step. */
-        usleep((useconds_t)(1000 * (attempt + 1) + shopd_now_us() % 2000));
-        log_debug("msg=\"retrying transaction\" sqlstate=%s attempt=%d", state, attempt + 2);
-    }
-}
-
 /* ---- pipelines ----------------------------------------------------------- */
 
 /* What each sent item of a pipeline is, so results can be matched in order. */
@@ -712,8 +667,8 @@ pipeline_take(db_conn_t *c, bool *lost)
     return r;
 }
 
-shopd_rc_t
-db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
+static shopd_rc_t
+pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
 {
     for (size_t i = 0; i < n; i++)
         results[i] = NULL;
@@ -806,6 +761,7 @@ db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
     }
     for (size_t i = 0; i < n; i++) {
         shopd_rc_t one = db_result_rc(results[i]);
+        if (one != SHOPD_OK) note_failure(c, db_sqlstate(results[i]));
         if (one != SHOPD_OK) {
             if (results[i] != NULL && c->last_state[0] == '\0')
                 snprintf(c->last_state, sizeof(c->last_state), "%s", db_sqlstate(results[i]));
@@ -830,5 +786,227 @@ out:
     }
     shopd_free(new_name);
     shopd_free(items);
+    return rc;
+}
+
+shopd_rc_t
+db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
+{
+    if (!usable(c) || c->npending == 0) return pipeline_run(c, qs, n, results);
+    /* The pending savepoint commands go first, in the same round trip. If one fails,
+     * the statements behind it come back aborted and the batch that queued it is lost. */
+    size_t np = (size_t)c->npending;
+    db_query_t *all = shopd_calloc(np + n, sizeof(*all));
+    PGresult **res = shopd_calloc(np + n, sizeof(*res));
+    for (size_t i = 0; i < np; i++)
+        all[i] = (db_query_t){NULL, c->pending[i], 0, NULL};
+    for (size_t i = 0; i < n; i++)
+        all[np + i] = qs[i];
+    c->npending = 0;
+    c->pending_sent++;
+    shopd_rc_t rc = pipeline_run(c, all, np + n, res);
+    for (size_t i = 0; i < np; i++) {
+        if (rc != SHOPD_UNAVAILABLE && db_result_rc(res[i]) != SHOPD_OK) {
+            if (!c->pending_failed)
+                log_error("msg=\"savepoint command failed\" sql=\"%s\" sqlstate=%s", all[i].sql,
+                          db_sqlstate(res[i]));
+            c->pending_failed = true;
+        }
+        PQclear(res[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        results[i] = res[np + i];
+    shopd_free(res);
+    shopd_free(all);
+    return rc;
+}
+
+/* Sends the pending savepoint commands now (nothing else to carry them). */
+static shopd_rc_t
+pending_flush(db_conn_t *c)
+{
+    if (c->npending == 0) return SHOPD_OK;
+    shopd_rc_t rc = db_pipeline(c, NULL, 0, NULL);
+    return c->pending_failed && rc == SHOPD_OK ? SHOPD_ERR : rc;
+}
+
+static void
+pending_add(db_conn_t *c, const char *verb, const char *sp)
+{
+    if (c->npending == DB_PENDING_MAX) pending_flush(c);
+    snprintf(c->pending[c->npending++], sizeof(c->pending[0]), "%s %s", verb, sp);
+}
+
+/* The transaction status once pending savepoint commands count: a failed item's
+ * ROLLBACK TO still waiting makes libpq say INERROR though the transaction is fine,
+ * so it is sent first. */
+static PGTransactionStatusType
+tx_status(db_conn_t *c)
+{
+    if (c->npending > 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR) pending_flush(c);
+    return usable(c) ? PQtransactionStatus(c->pg) : PQTRANS_UNKNOWN;
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+/* A db_tx inside a transaction becomes a savepoint, so helpers that use db_tx
+ * compose. No retry here: a serialization failure aborts the whole outer
+ * transaction, and only the outermost db_tx can run it again. */
+static shopd_rc_t
+tx_nested(db_conn_t *c, db_tx_fn fn, void *arg)
+{
+    char sp[64], sql[96];
+    snprintf(sp, sizeof(sp), "shopd_sp_%d", ++c->tx_depth);
+    snprintf(sql, sizeof(sql), "SAVEPOINT %s", sp);
+    shopd_rc_t rc = simple_cmd(c, sql);
+    if (rc == SHOPD_OK) {
+        rc = fn(c, arg);
+        if (!usable(c)) {
+            rc = SHOPD_UNAVAILABLE;
+        } else if (rc == SHOPD_OK && tx_status(c) != PQTRANS_INERROR) {
+            snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT %s", sp);
+            rc = simple_cmd(c, sql);
+        } else {
+            char state[6];
+            memcpy(state, c->last_state, sizeof(state));
+            if (rc == SHOPD_OK) rc = SHOPD_ERR; /* fn swallowed a failed statement */
+            /* Whatever is pending closes savepoints inside sp, which this undoes anyway. */
+            c->npending = 0;
+            snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT %s", sp);
+            shopd_rc_t rb = simple_cmd(c, sql);
+            if (rb == SHOPD_UNAVAILABLE) rc = rb;
+            /* Keep the inner failure visible to an outer db_tx's retry check. */
+            memcpy(c->last_state, state, sizeof(state));
+        }
+    }
+    c->tx_depth--;
+    return rc;
+}
+
+shopd_rc_t
+db_tx(db_conn_t *c, db_tx_fn fn, void *arg)
+{
+    if (!usable(c)) return SHOPD_UNAVAILABLE;
+    PGTransactionStatusType ts = tx_status(c);
+    if (ts == PQTRANS_INTRANS) return tx_nested(c, fn, arg);
+    if (ts != PQTRANS_IDLE) return SHOPD_ERR;
+
+    for (int attempt = 0;; attempt++) {
+        c->npending = 0;
+        c->pending_failed = false;
+        shopd_rc_t rc = simple_cmd(c, "BEGIN");
+        if (rc != SHOPD_OK) return rc;
+        c->last_state[0] = '\0';
+        c->retry_seen = false;
+        rc = fn(c, arg);
+        if (!usable(c)) return SHOPD_UNAVAILABLE;
+
+        char state[6];
+        if (rc == SHOPD_OK && tx_status(c) == PQTRANS_INERROR) {
+            /* COMMIT of a failed transaction "succeeds" as ROLLBACK; never
+             * report that as success. */
+            log_error("msg=\"transaction function returned ok after a failed statement\" "
+                      "sqlstate=%s", c->last_state);
+            rc = SHOPD_ERR;
+        }
+        if (rc == SHOPD_OK && c->pending_failed) rc = SHOPD_ERR;
+        if (rc == SHOPD_OK) {
+            /* Pending savepoint releases ride along with the COMMIT. */
+            PGresult *r = db_exec(c, NULL, "COMMIT", 0, NULL);
+            rc = db_result_rc(r);
+            if (rc == SHOPD_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0) rc = SHOPD_ERR;
+            if (rc == SHOPD_OK && c->pending_failed) rc = SHOPD_ERR;
+            PQclear(r);
+            if (rc == SHOPD_OK || !usable(c)) return rc;
+            /* A failed COMMIT (e.g. SERIALIZABLE's 40001) has ended the transaction. */
+            memcpy(state, c->last_state, sizeof(state));
+            if (PQtransactionStatus(c->pg) != PQTRANS_IDLE &&
+                simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE)
+                return SHOPD_UNAVAILABLE;
+        } else {
+            memcpy(state, c->last_state, sizeof(state));
+            c->npending = 0; /* savepoints of this transaction: the ROLLBACK ends them all */
+            if (simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE) return SHOPD_UNAVAILABLE;
+        }
+        /* A deadlock or serialization failure anywhere in the attempt, even one fn
+         * reported as a later statement's error, asks for a fresh run. */
+        if (!retryable(state) && c->retry_seen) memcpy(state, c->retry_state, sizeof(state));
+        if (!retryable(state) || attempt >= DB_TX_RETRIES) {
+            memcpy(c->last_state, state, sizeof(state));
+            return retryable(state) && rc != SHOPD_UNAVAILABLE ? SHOPD_CONFLICT : rc;
+        }
+        /* Jitter so two deadlocked peers do not collide again in lock step. */
+        usleep((useconds_t)(1000 * (attempt + 1) + shopd_now_us() % 2000));
+        log_debug("msg=\"retrying transaction\" sqlstate=%s attempt=%d", state, attempt + 2);
+    }
+}
+
+/* ---- batches ------------------------------------------------------------- */
+
+typedef struct db_batch_s {
+    size_t n;
+    db_item_fn fn;
+    void *arg;
+    shopd_rc_t *results;
+} db_batch_t;
+
+/* The body of a batch's transaction: each item under savepoint shopd_sp_<depth>,
+ * opened and closed lazily (pending commands) so the commands share the round trip
+ * of the item's first statement. Returns OK unless the batch as a whole is lost;
+ * an item's failure is only its result. */
+static shopd_rc_t
+batch_body(db_conn_t *c, void *arg)
+{
+    db_batch_t *b = arg;
+    if (b->results != NULL)
+        for (size_t i = 0; i < b->n; i++)
+            b->results[i] = SHOPD_ERR;
+    for (size_t i = 0; i < b->n; i++) {
+        char sp[32];
+        snprintf(sp, sizeof(sp), "shopd_sp_%d", ++c->tx_depth);
+        pending_add(c, "SAVEPOINT", sp);
+        uint64_t sent = c->pending_sent;
+        bool retry_before = c->retry_seen;
+        c->retry_seen = false;
+        shopd_rc_t rc = b->fn(c, i, b->arg);
+        c->tx_depth--;
+        if (!usable(c)) return SHOPD_UNAVAILABLE;
+        if (c->pending_failed) return SHOPD_ERR;
+        if (c->retry_seen) {
+            /* The whole transaction must run again, every item from scratch. */
+            memcpy(c->last_state, c->retry_state, sizeof(c->last_state));
+            return SHOPD_CONFLICT;
+        }
+        c->retry_seen = retry_before;
+        if (c->pending_sent == sent) {
+            /* The item sent nothing: its savepoint was never opened; drop it and keep
+             * the previous item's close waiting. */
+            c->npending--;
+        } else {
+            if (rc == SHOPD_OK && PQtransactionStatus(c->pg) == PQTRANS_INERROR) {
+                log_error("msg=\"batch item returned ok after a failed statement\" sqlstate=%s",
+                          c->last_state);
+                rc = SHOPD_ERR;
+            }
+            if (rc != SHOPD_OK) pending_add(c, "ROLLBACK TO SAVEPOINT", sp);
+            pending_add(c, "RELEASE SAVEPOINT", sp);
+        }
+        if (b->results != NULL) b->results[i] = rc;
+    }
+    /* A last failed item leaves the transaction aborted until its ROLLBACK TO is sent. */
+    if (tx_status(c) == PQTRANS_INERROR || c->pending_failed)
+        return usable(c) ? SHOPD_ERR : SHOPD_UNAVAILABLE;
+    return SHOPD_OK;
+}
+
+shopd_rc_t
+db_tx_batch(db_conn_t *c, size_t n, db_item_fn fn, void *arg, shopd_rc_t *results)
+{
+    if (n == 0) return SHOPD_OK;
+    db_batch_t b = {n, fn, arg, results};
+    shopd_rc_t rc = db_tx(c, batch_body, &b);
+    if (rc != SHOPD_OK && results != NULL)
+        for (size_t i = 0; i < n; i++)
+            results[i] = rc;
     return rc;
 }

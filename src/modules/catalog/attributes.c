@@ -30,26 +30,32 @@ value_not_found(void)
     return net_reply_error(404, "attribute_value_not_found", "no such attribute value");
 }
 
-/* Runs one statement for a handler: 404 (nf) when it returns no row, else the JSON
- * of column 0 with `status`; bumps the catalog version after a write. */
+/* Runs one statement for a handler (a write as its own transaction, cat_write_stmt):
+ * 404 (nf) when it returns no row, else the JSON of column 0 with `status`; bumps the
+ * catalog version after a write. */
 static net_reply_t *
 run(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *const *p, int status, bool write,
     net_reply_t *(*nf)(void))
 {
     net_reply_t *reply = NULL;
-    db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
-    PGresult *r = db_exec(c, name, sql, np, p);
+    PGresult *r = NULL;
+    if (write) {
+        if ((reply = cat_write_stmt(ctx, name, name, sql, np, p, &r)) != NULL) return reply;
+    } else {
+        db_conn_t *c = cat_acquire(ctx, &reply);
+        if (c == NULL) return reply;
+        r = db_exec(c, name, sql, np, p);
+        db_release(c);
+    }
     if (db_result_rc(r) != SHOPD_OK) {
         reply = cat_db_error(ctx, r, name);
     } else if (PQntuples(r) == 0 && (PQnfields(r) > 0 || strcmp(PQcmdTuples(r), "0") == 0)) {
-        reply = nf();
+        reply = nf(); /* a write that matched nothing committed nothing */
     } else {
         if (write) cat_bump(ctx);
         reply = status == 204 ? net_reply_new(204) : cat_row_json(status, r, 0);
     }
     PQclear(r);
-    db_release(c);
     return reply;
 }
 

@@ -1,7 +1,7 @@
 /*
  * catalog_priv.h: helpers shared by the catalog handlers (common.c): who may
  * see what, path ids, field validation, mapping PostgreSQL errors to API
- * errors by constraint name, transactions, and the public response cache
+ * errors by constraint name, writes as transactions (db_tx), and the public response cache
  * keyed by the store's catalog version.
  */
 #ifndef SHOPD_CATALOG_PRIV_H
@@ -50,8 +50,19 @@ bool cat_slug_valid(const char *s);
 
 /** Borrows a connection; NULL after answering *reply with 503. */
 db_conn_t *cat_acquire(api_ctx_t *ctx, net_reply_t **reply);
-/** Runs a command without results (BEGIN, COMMIT...). */
-shopd_rc_t cat_cmd(db_conn_t *c, const char *sql);
+/** The body of a catalog write: runs inside db_tx on the handler's thread, and again
+ *  after a deadlock or serialization failure, so it starts from nothing each time (frees
+ *  or overwrites what an earlier attempt left in arg). Returns OK to commit, or the failure
+ *  with *reply set to its answer (left NULL, the status picks a 503 or 500). */
+typedef shopd_rc_t (*cat_tx_fn)(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply);
+/** Runs fn as one transaction (db_tx: retried, a savepoint when nested) on a connection it
+ *  borrows and returns. NULL once committed: the caller answers from what fn left in arg
+ *  and bumps the catalog version. Otherwise the answer to send (the caller owns it). */
+net_reply_t *cat_tx(api_ctx_t *ctx, cat_tx_fn fn, void *arg);
+/** One write statement as its own cat_tx. NULL when it committed, with its result in *out
+ *  (caller PQclears); else the answer (cat_db_error(what) for a failed statement), *out NULL. */
+net_reply_t *cat_write_stmt(api_ctx_t *ctx, const char *what, const char *name, const char *sql,
+                            int np, const char *const *p, PGresult **out);
 /** The API error for a failed statement, chosen by constraint name when there is one. */
 net_reply_t *cat_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
 /** 200/201 with the JSON text of row 0 column col. */

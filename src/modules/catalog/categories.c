@@ -175,24 +175,32 @@ check_new_parent(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *cat,
     return NULL;
 }
 
-static net_reply_t *
-begin_locked(api_ctx_t *ctx, db_conn_t *c, const char *sid)
+/* First statement of every tree write: the per-store advisory lock (see the top). */
+static shopd_rc_t
+lock_tree(api_ctx_t *ctx, db_conn_t *c, const char *sid, net_reply_t **reply)
 {
-    if (cat_cmd(c, "BEGIN") != SHOPD_OK) return api_unavailable("the database");
     PGresult *r = db_exec(c, "cat_tree_lock", TREE_LOCK, 1, &sid);
-    net_reply_t *reply = db_result_rc(r) == SHOPD_OK ? NULL : cat_db_error(ctx, r, "tree lock");
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc != SHOPD_OK) *reply = cat_db_error(ctx, r, "tree lock");
     PQclear(r);
-    return reply;
+    return rc;
 }
 
-static net_reply_t *
-commit(api_ctx_t *ctx, db_conn_t *c)
+/* A refusal decided inside a tree write: roll back and answer it. */
+static shopd_rc_t
+refuse(net_reply_t **reply, net_reply_t *why)
 {
-    shopd_rc_t rc = cat_cmd(c, "COMMIT");
-    if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
-    if (rc != SHOPD_OK) return api_internal(ctx, "commit failed");
-    cat_bump(ctx);
-    return NULL;
+    *reply = why;
+    return SHOPD_INVALID; /* any non-OK status rolls back; the reply says what */
+}
+
+/* A failed statement inside a tree write: roll back and answer it. */
+static shopd_rc_t
+failed(api_ctx_t *ctx, PGresult *r, const char *what, net_reply_t **reply)
+{
+    shopd_rc_t rc = db_result_rc(r);
+    *reply = cat_db_error(ctx, r, what);
+    return rc;
 }
 
 /* ------------------------------------------------------------ writes */
@@ -237,54 +245,100 @@ validate(api_ctx_t *ctx, api_val_t *v, cat_input_t *in, bool create)
     }
 }
 
+/* What a category write works on and, once it ran, its result row. */
+typedef struct cat_write_s {
+    const cat_input_t *in;
+    const char *sid, *id, *move_to;
+    bool to_root;
+    PGresult *r;
+} cat_write_t;
+
+static shopd_rc_t
+create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    cat_write_t *w = arg;
+    const cat_input_t *in = w->in;
+    PQclear(w->r);
+    w->r = NULL;
+    shopd_rc_t rc = lock_tree(ctx, c, w->sid, reply);
+    if (rc != SHOPD_OK) return rc;
+    if (in->parent[0]) {
+        tree_info_t ti;
+        PGresult *r = NULL;
+        if (tree_check(c, w->sid, "0", in->parent, &ti, &r) != SHOPD_OK) {
+            rc = failed(ctx, r, "tree check", reply);
+            PQclear(r);
+            return rc;
+        }
+        if (ti.parent_depth == 0)
+            return refuse(reply, net_reply_error_field(422, "validation_failed", "the request has invalid fields",
+                                                       "parent_id", "no such category"));
+        if (ti.parent_depth + 1 > CATALOG_MAX_DEPTH) return refuse(reply, too_deep("parent_id"));
+    }
+    const char *p[5] = {w->sid, in->parent[0] ? in->parent : NULL, in->name, in->slug, in->pos_given ? in->pos : NULL};
+    w->r = db_exec(c, "cat_create",
+                   "INSERT INTO categories (store_id, parent_id, name, slug, position)"
+                   " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5::int, 0))"
+                   " RETURNING id, " CATEGORY_JSON("categories") "::text",
+                   5, p);
+    if (db_result_rc(w->r) != SHOPD_OK) return failed(ctx, w->r, "category create", reply);
+    return SHOPD_OK;
+}
+
 net_reply_t *
 catalog_h_category_create(api_ctx_t *ctx)
 {
     api_val_t v = {0};
     cat_input_t in;
     char sid[24];
-    net_reply_t *reply = NULL;
-    PGresult *r = NULL;
-    db_conn_t *c = NULL;
     validate(ctx, &v, &in, true);
     if (v.n) return api_val_reply(&v);
-    cat_sid(ctx, sid);
-    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
-    if ((reply = begin_locked(ctx, c, sid))) goto out;
-    if (in.parent[0]) {
-        tree_info_t ti;
-        if (tree_check(c, sid, "0", in.parent, &ti, &r) != SHOPD_OK) {
-            reply = cat_db_error(ctx, r, "tree check");
-            goto out;
-        }
-        if (ti.parent_depth == 0) {
-            reply = net_reply_error_field(422, "validation_failed", "the request has invalid fields", "parent_id", "no such category");
-            goto out;
-        }
-        if (ti.parent_depth + 1 > CATALOG_MAX_DEPTH) {
-            reply = too_deep("parent_id");
-            goto out;
-        }
+    cat_write_t w = {.in = &in, .sid = cat_sid(ctx, sid)};
+    net_reply_t *reply = cat_tx(ctx, create_tx, &w);
+    if (reply == NULL) {
+        cat_bump(ctx);
+        reply = cat_row_json(201, w.r, 1);
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/api/v1/categories/%s", PQgetvalue(w.r, 0, 0));
+        net_reply_add_header(reply, "Location", loc);
     }
-    const char *p[5] = {sid, in.parent[0] ? in.parent : NULL, in.name, in.slug, in.pos_given ? in.pos : NULL};
-    r = db_exec(c, "cat_create",
-                "INSERT INTO categories (store_id, parent_id, name, slug, position)"
-                " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5::int, 0))"
-                " RETURNING id, " CATEGORY_JSON("categories") "::text",
-                5, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "category create");
-        goto out;
-    }
-    if ((reply = commit(ctx, c))) goto out;
-    reply = cat_row_json(201, r, 1);
-    char loc[64];
-    snprintf(loc, sizeof(loc), "/api/v1/categories/%s", PQgetvalue(r, 0, 0));
-    net_reply_add_header(reply, "Location", loc);
-out:
-    PQclear(r);
-    db_release(c);
+    PQclear(w.r);
     return reply;
+}
+
+static shopd_rc_t
+update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    cat_write_t *w = arg;
+    const cat_input_t *in = w->in;
+    PQclear(w->r);
+    w->r = NULL;
+    shopd_rc_t rc = lock_tree(ctx, c, w->sid, reply);
+    if (rc != SHOPD_OK) return rc;
+    if (in->parent[0]) {
+        PGresult *r = NULL;
+        net_reply_t *no = check_new_parent(ctx, c, w->sid, w->id, in->parent, "parent_id", 0,
+                                           "a category cannot move under itself or one of its descendants", &r);
+        if (no != NULL) {
+            rc = r != NULL ? db_result_rc(r) : SHOPD_INVALID;
+            PQclear(r);
+            *reply = no;
+            return rc == SHOPD_OK ? SHOPD_INVALID : rc;
+        }
+    }
+    const char *p[7] = {w->sid, w->id, in->name, in->slug, in->parent_given ? "t" : "f",
+                        in->parent[0] ? in->parent : NULL, in->pos_given ? in->pos : NULL};
+    w->r = db_exec(c, "cat_update",
+                   "UPDATE categories SET name = coalesce($3, name), slug = coalesce($4, slug),"
+                   " parent_id = CASE WHEN $5::bool THEN $6::bigint ELSE parent_id END,"
+                   " position = coalesce($7::int, position), updated_at = now()"
+                   " WHERE store_id = $1::bigint AND id = $2::bigint"
+                   " RETURNING " CATEGORY_JSON("categories") "::text",
+                   7, p);
+    if (db_result_rc(w->r) != SHOPD_OK) return failed(ctx, w->r, "category update", reply);
+    if (PQntuples(w->r) == 0)
+        return refuse(reply, net_reply_error(404, "category_not_found", "no such category"));
+    return SHOPD_OK;
 }
 
 net_reply_t *
@@ -293,51 +347,80 @@ catalog_h_category_update(api_ctx_t *ctx)
     api_val_t v = {0};
     cat_input_t in;
     char sid[24], id[24];
-    net_reply_t *reply = NULL;
-    PGresult *r = NULL;
-    db_conn_t *c = NULL;
     if (!cat_id_param(ctx, "id", id)) return net_reply_error(404, "category_not_found", "no such category");
     validate(ctx, &v, &in, false);
     if (v.n) return api_val_reply(&v);
-    cat_sid(ctx, sid);
-    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
-    if ((reply = begin_locked(ctx, c, sid))) goto out;
-    if (in.parent[0]) {
-        if ((reply = check_new_parent(ctx, c, sid, id, in.parent, "parent_id", 0,
-                                       "a category cannot move under itself or one of its descendants", &r))) goto out;
+    cat_write_t w = {.in = &in, .sid = cat_sid(ctx, sid), .id = id};
+    net_reply_t *reply = cat_tx(ctx, update_tx, &w);
+    if (reply == NULL) {
+        cat_bump(ctx);
+        reply = cat_row_json(200, w.r, 0);
     }
-    const char *p[7] = {sid, id, in.name, in.slug, in.parent_given ? "t" : "f",
-                        in.parent[0] ? in.parent : NULL, in.pos_given ? in.pos : NULL};
-    r = db_exec(c, "cat_update",
-                "UPDATE categories SET name = coalesce($3, name), slug = coalesce($4, slug),"
-                " parent_id = CASE WHEN $5::bool THEN $6::bigint ELSE parent_id END,"
-                " position = coalesce($7::int, position), updated_at = now()"
-                " WHERE store_id = $1::bigint AND id = $2::bigint"
-                " RETURNING " CATEGORY_JSON("categories") "::text",
-                7, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "category update");
-        goto out;
-    }
-    if (PQntuples(r) == 0) {
-        reply = net_reply_error(404, "category_not_found", "no such category");
-        goto out;
-    }
-    if ((reply = commit(ctx, c))) goto out;
-    reply = cat_row_json(200, r, 0);
-out:
-    PQclear(r);
-    db_release(c);
+    PQclear(w.r);
     return reply;
+}
+
+static shopd_rc_t
+delete_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    cat_write_t *w = arg;
+    const char *sid = w->sid, *id = w->id, *move_to = w->move_to;
+    shopd_rc_t rc = lock_tree(ctx, c, sid, reply);
+    if (rc != SHOPD_OK) return rc;
+    const char *p2[2] = {sid, id};
+    PGresult *r = db_exec(c, "cat_del_counts",
+                          "SELECT (SELECT count(*) FROM categories WHERE store_id = $1::bigint AND parent_id = $2::bigint),"
+                          " (SELECT count(*) FROM products WHERE store_id = $1::bigint AND category_id = $2::bigint)"
+                          " FROM categories WHERE store_id = $1::bigint AND id = $2::bigint",
+                          2, p2);
+    if (db_result_rc(r) != SHOPD_OK) goto failed;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return refuse(reply, net_reply_error(404, "category_not_found", "no such category"));
+    }
+    bool nonempty = atol(PQgetvalue(r, 0, 0)) > 0 || atol(PQgetvalue(r, 0, 1)) > 0;
+    PQclear(r);
+    r = NULL;
+    if (nonempty && move_to == NULL)
+        return refuse(reply, net_reply_error(409, "category_not_empty",
+                                             "the category has children or products; say where they go with ?move_to=<category id> or ?move_to=root"));
+    if (nonempty) {
+        if (!w->to_root) {
+            /* The children's subtrees hang one level lower than the deleted category's. */
+            net_reply_t *no = check_new_parent(ctx, c, sid, id, move_to, "move_to", -1,
+                                               "the children cannot move under the deleted category or its descendants",
+                                               &r);
+            if (no != NULL) {
+                rc = r != NULL ? db_result_rc(r) : SHOPD_INVALID;
+                PQclear(r);
+                *reply = no;
+                return rc == SHOPD_OK ? SHOPD_INVALID : rc;
+            }
+        }
+        const char *p3[3] = {sid, id, w->to_root ? NULL : move_to};
+        r = db_exec(c, "cat_del_move",
+                    "WITH k AS (UPDATE categories SET parent_id = $3::bigint, updated_at = now()"
+                    " WHERE store_id = $1::bigint AND parent_id = $2::bigint RETURNING 1)"
+                    " UPDATE products SET category_id = $3::bigint, updated_at = now()"
+                    " WHERE store_id = $1::bigint AND category_id = $2::bigint",
+                    3, p3);
+        if (db_result_rc(r) != SHOPD_OK) goto failed;
+        PQclear(r);
+    }
+    r = db_exec(c, "cat_delete", "DELETE FROM categories WHERE store_id = $1::bigint AND id = $2::bigint", 2, p2);
+    if (db_result_rc(r) != SHOPD_OK) goto failed;
+    PQclear(r);
+    return SHOPD_OK;
+failed:
+    rc = failed(ctx, r, "category delete", reply);
+    PQclear(r);
+    return rc;
 }
 
 net_reply_t *
 catalog_h_category_delete(api_ctx_t *ctx)
 {
     char sid[24], id[24], mbuf[32];
-    net_reply_t *reply = NULL;
-    PGresult *r = NULL;
-    db_conn_t *c = NULL;
     if (!cat_id_param(ctx, "id", id)) return net_reply_error(404, "category_not_found", "no such category");
     const char *move_to = api_query_param(ctx->env, "move_to", mbuf, sizeof(mbuf));
     bool to_root = move_to && strcmp(move_to, "root") == 0;
@@ -347,61 +430,11 @@ catalog_h_category_delete(api_ctx_t *ctx)
             return net_reply_error_field(422, "validation_failed", "the request has invalid fields", "move_to",
                                          "must be a category id or root");
     }
-    cat_sid(ctx, sid);
-    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
-    if ((reply = begin_locked(ctx, c, sid))) goto out;
-    const char *p2[2] = {sid, id};
-    r = db_exec(c, "cat_del_counts",
-                "SELECT (SELECT count(*) FROM categories WHERE store_id = $1::bigint AND parent_id = $2::bigint),"
-                " (SELECT count(*) FROM products WHERE store_id = $1::bigint AND category_id = $2::bigint)"
-                " FROM categories WHERE store_id = $1::bigint AND id = $2::bigint",
-                2, p2);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "category delete");
-        goto out;
+    cat_write_t w = {.sid = cat_sid(ctx, sid), .id = id, .move_to = move_to, .to_root = to_root};
+    net_reply_t *reply = cat_tx(ctx, delete_tx, &w);
+    if (reply == NULL) {
+        cat_bump(ctx);
+        reply = net_reply_new(204);
     }
-    if (PQntuples(r) == 0) {
-        reply = net_reply_error(404, "category_not_found", "no such category");
-        goto out;
-    }
-    bool nonempty = atol(PQgetvalue(r, 0, 0)) > 0 || atol(PQgetvalue(r, 0, 1)) > 0;
-    PQclear(r);
-    r = NULL;
-    if (nonempty && move_to == NULL) {
-        reply = net_reply_error(409, "category_not_empty",
-                                "the category has children or products; say where they go with ?move_to=<category id> or ?move_to=root");
-        goto out;
-    }
-    if (nonempty) {
-        if (!to_root) {
-            /* The children's subtrees hang one level lower than the deleted category's. */
-            if ((reply = check_new_parent(ctx, c, sid, id, move_to, "move_to", -1,
-                                           "the children cannot move under the deleted category or its descendants",
-                                           &r))) goto out;
-        }
-        const char *p3[3] = {sid, id, to_root ? NULL : move_to};
-        r = db_exec(c, "cat_del_move",
-                    "WITH k AS (UPDATE categories SET parent_id = $3::bigint, updated_at = now()"
-                    " WHERE store_id = $1::bigint AND parent_id = $2::bigint RETURNING 1)"
-                    " UPDATE products SET category_id = $3::bigint, updated_at = now()"
-                    " WHERE store_id = $1::bigint AND category_id = $2::bigint",
-                    3, p3);
-        if (db_result_rc(r) != SHOPD_OK) {
-            reply = cat_db_error(ctx, r, "category delete move");
-            goto out;
-        }
-        PQclear(r);
-        r = NULL;
-    }
-    r = db_exec(c, "cat_delete", "DELETE FROM categories WHERE store_id = $1::bigint AND id = $2::bigint", 2, p2);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "category delete");
-        goto out;
-    }
-    if ((reply = commit(ctx, c))) goto out;
-    reply = net_reply_new(204);
-out:
-    PQclear(r);
-    db_release(c);
     return reply;
 }

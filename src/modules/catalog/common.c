@@ -114,13 +114,74 @@ cat_acquire(api_ctx_t *ctx, net_reply_t **reply)
     return c;
 }
 
-shopd_rc_t
-cat_cmd(db_conn_t *c, const char *sql)
+/* One attempt of a cat_tx: what the handler's body answered last. */
+typedef struct cat_txrun_s {
+    api_ctx_t *ctx;
+    cat_tx_fn fn;
+    void *arg;
+    net_reply_t *reply;
+} cat_txrun_t;
+
+static shopd_rc_t
+tx_body(db_conn_t *c, void *arg)
 {
-    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
-    shopd_rc_t rc = db_result_rc(r);
-    PQclear(r);
+    cat_txrun_t *t = arg;
+    /* A retried attempt forgets the answer of the one before. */
+    net_reply_free(t->reply);
+    t->reply = NULL;
+    return t->fn(t->ctx, c, t->arg, &t->reply);
+}
+
+net_reply_t *
+cat_tx(api_ctx_t *ctx, cat_tx_fn fn, void *arg)
+{
+    net_reply_t *reply = NULL;
+    db_conn_t *c = cat_acquire(ctx, &reply);
+    if (c == NULL) return reply;
+    cat_txrun_t t = {ctx, fn, arg, NULL};
+    shopd_rc_t rc = db_tx(c, tx_body, &t);
+    db_release(c);
+    if (rc == SHOPD_OK) {
+        net_reply_free(t.reply); /* a body answers only when it fails */
+        return NULL;
+    }
+    if (t.reply != NULL) return t.reply;
+    /* The body was fine but the COMMIT was not, or the connection went. */
+    if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
+    if (rc == SHOPD_CONFLICT) return net_reply_error(409, "conflict", "the change conflicts with existing data");
+    return api_internal(ctx, "commit failed");
+}
+
+typedef struct cat_stmt_s {
+    const char *what, *name, *sql;
+    int np;
+    const char *const *p;
+    PGresult *r;
+} cat_stmt_t;
+
+static shopd_rc_t
+stmt_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    cat_stmt_t *s = arg;
+    PQclear(s->r);
+    s->r = db_exec(c, s->name, s->sql, s->np, s->p);
+    shopd_rc_t rc = db_result_rc(s->r);
+    if (rc != SHOPD_OK) *reply = cat_db_error(ctx, s->r, s->what);
     return rc;
+}
+
+net_reply_t *
+cat_write_stmt(api_ctx_t *ctx, const char *what, const char *name, const char *sql, int np,
+               const char *const *p, PGresult **out)
+{
+    cat_stmt_t s = {what, name, sql, np, p, NULL};
+    net_reply_t *reply = cat_tx(ctx, stmt_body, &s);
+    if (reply != NULL) {
+        PQclear(s.r);
+        s.r = NULL;
+    }
+    *out = s.r;
+    return reply;
 }
 
 /* Constraint name -> API error. Names are PostgreSQL's defaults for sql/0003. */
@@ -450,6 +511,8 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
     if (cat_is_admin(ctx)) {
         net_reply_t *r = fn(ctx);
         net_reply_add_header(r, "Cache-Control", "private, no-store");
+        /* The same URL answers differently per store: say so on every page. */
+        net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
         return r;
     }
     kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
@@ -459,6 +522,7 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
          * holds may predate it. Build the page, do not cache it. */
         net_reply_t *r = fn(ctx);
         net_reply_add_header(r, "Cache-Control", "no-cache");
+        net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
         net_reply_add_header(r, "X-Cache", "bypass");
         return r;
     }

@@ -475,35 +475,57 @@ product_json(db_conn_t *c, const char *sid, const char *pid)
                    2, p);
 }
 
-/* Sets option values if given, reads the product back and commits. */
-static net_reply_t *
-finish_write(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *pid, const prod_input_t *in, int status)
-{
+/* A product write: its input and, once it ran, the product read back. */
+typedef struct prod_write_s {
+    const prod_input_t *in;
+    const char *sid;
+    char pid[24];
     PGresult *r;
-    if (in->value_ids) {
-        r = set_values(c, sid, pid, in->value_ids);
-        if (db_result_rc(r) != SHOPD_OK) {
-            net_reply_t *e = cat_db_error(ctx, r, "product option values");
-            PQclear(r);
-            return e;
-        }
+} prod_write_t;
+
+/* Sets option values if given and reads the product back, inside the write's tx. */
+static shopd_rc_t
+finish_write(api_ctx_t *ctx, db_conn_t *c, prod_write_t *w, net_reply_t **reply)
+{
+    if (w->in->value_ids) {
+        PGresult *r = set_values(c, w->sid, w->pid, w->in->value_ids);
+        shopd_rc_t rc = db_result_rc(r);
+        if (rc != SHOPD_OK) *reply = cat_db_error(ctx, r, "product option values");
         PQclear(r);
+        if (rc != SHOPD_OK) return rc;
     }
-    r = product_json(c, sid, pid);
-    net_reply_t *reply;
-    if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
-        reply = cat_db_error(ctx, r, "product read back");
-    } else {
-        shopd_rc_t rc = cat_cmd(c, "COMMIT");
-        if (rc == SHOPD_OK) {
-            cat_bump(ctx);
-            reply = cat_row_json(status, r, 0);
-        } else {
-            reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(ctx, "commit failed");
-        }
+    w->r = product_json(c, w->sid, w->pid);
+    shopd_rc_t rc = db_result_rc(w->r);
+    if (rc != SHOPD_OK || PQntuples(w->r) != 1) {
+        *reply = cat_db_error(ctx, w->r, "product read back");
+        return rc != SHOPD_OK ? rc : SHOPD_ERR;
     }
+    return SHOPD_OK;
+}
+
+static shopd_rc_t
+create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    prod_write_t *w = arg;
+    const prod_input_t *in = w->in;
+    PQclear(w->r);
+    w->r = NULL;
+    const char *p[9] = {w->sid, in->category[0] ? in->category : NULL, in->name, in->slug, in->description,
+                        in->price, in->status, in->brand, in->attributes};
+    PGresult *r = db_exec(c, "prod_create",
+                          "INSERT INTO products (store_id, category_id, name, slug, description, base_price, status, brand, attributes)"
+                          " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5, ''), $6::bigint, coalesce($7, 'draft'), $8,"
+                          " coalesce($9::jsonb, '{}'::jsonb)) RETURNING id",
+                          9, p);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc != SHOPD_OK) {
+        *reply = cat_db_error(ctx, r, "product create");
+        PQclear(r);
+        return rc;
+    }
+    snprintf(w->pid, sizeof(w->pid), "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
-    return reply;
+    return finish_write(ctx, c, w, reply);
 }
 
 net_reply_t *
@@ -511,43 +533,53 @@ catalog_h_product_create(api_ctx_t *ctx)
 {
     api_val_t v = {0};
     prod_input_t in;
-    char sid[24], pid[24];
+    char sid[24];
     net_reply_t *reply = NULL;
-    db_conn_t *c = NULL;
-    PGresult *r = NULL;
     validate(ctx, &v, &in, true);
     if (v.n) {
         reply = api_val_reply(&v);
         goto out;
     }
-    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
-    if (cat_cmd(c, "BEGIN") != SHOPD_OK) {
-        reply = api_unavailable("the database");
-        goto out;
-    }
-    const char *p[9] = {cat_sid(ctx, sid), in.category[0] ? in.category : NULL, in.name, in.slug, in.description,
-                        in.price, in.status, in.brand, in.attributes};
-    r = db_exec(c, "prod_create",
-                "INSERT INTO products (store_id, category_id, name, slug, description, base_price, status, brand, attributes)"
-                " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5, ''), $6::bigint, coalesce($7, 'draft'), $8,"
-                " coalesce($9::jsonb, '{}'::jsonb)) RETURNING id",
-                9, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "product create");
-        goto out;
-    }
-    snprintf(pid, sizeof(pid), "%s", PQgetvalue(r, 0, 0));
-    reply = finish_write(ctx, c, sid, pid, &in, 201);
-    if (reply->status == 201) {
+    prod_write_t w = {.in = &in, .sid = cat_sid(ctx, sid)};
+    if ((reply = cat_tx(ctx, create_tx, &w)) == NULL) {
+        cat_bump(ctx);
+        reply = cat_row_json(201, w.r, 0);
         char loc[64];
-        snprintf(loc, sizeof(loc), "/api/v1/products/%s", pid);
+        snprintf(loc, sizeof(loc), "/api/v1/products/%s", w.pid);
         net_reply_add_header(reply, "Location", loc);
     }
+    PQclear(w.r);
 out:
-    PQclear(r);
-    db_release(c);
     input_free(&in);
     return reply;
+}
+
+static shopd_rc_t
+update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    prod_write_t *w = arg;
+    const prod_input_t *in = w->in;
+    PQclear(w->r);
+    w->r = NULL;
+    const char *p[12] = {w->sid, w->pid, in->category_given ? "t" : "f", in->category[0] ? in->category : NULL,
+                         in->name, in->slug, in->description, in->price[0] ? in->price : NULL, in->status,
+                         in->brand_given ? "t" : "f", in->brand, in->attributes};
+    PGresult *r = db_exec(c, "prod_update",
+                          "UPDATE products SET category_id = CASE WHEN $3::bool THEN $4::bigint ELSE category_id END,"
+                          " name = coalesce($5, name), slug = coalesce($6, slug), description = coalesce($7, description),"
+                          " base_price = coalesce($8::bigint, base_price), status = coalesce($9, status),"
+                          " brand = CASE WHEN $10::bool THEN $11 ELSE brand END,"
+                          " attributes = coalesce($12::jsonb, attributes), updated_at = now()"
+                          " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING id",
+                          12, p);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc != SHOPD_OK) *reply = cat_db_error(ctx, r, "product update");
+    else if (PQntuples(r) == 0) *reply = net_reply_error(404, "product_not_found", "no such product");
+    bool found = rc == SHOPD_OK && PQntuples(r) > 0;
+    PQclear(r);
+    if (rc != SHOPD_OK) return rc;
+    if (!found) return SHOPD_NOTFOUND;
+    return finish_write(ctx, c, w, reply);
 }
 
 net_reply_t *
@@ -555,12 +587,11 @@ catalog_h_product_update(api_ctx_t *ctx)
 {
     api_val_t v = {0};
     prod_input_t in;
-    char sid[24], pid[24];
+    char sid[24];
     net_reply_t *reply = NULL;
-    db_conn_t *c = NULL;
-    PGresult *r = NULL;
+    prod_write_t w = {.in = &in, .sid = cat_sid(ctx, sid)};
     memset(&in, 0, sizeof(in));
-    if (!cat_id_param(ctx, "id", pid)) {
+    if (!cat_id_param(ctx, "id", w.pid)) {
         reply = net_reply_error(404, "product_not_found", "no such product");
         goto out;
     }
@@ -569,34 +600,12 @@ catalog_h_product_update(api_ctx_t *ctx)
         reply = api_val_reply(&v);
         goto out;
     }
-    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
-    if (cat_cmd(c, "BEGIN") != SHOPD_OK) {
-        reply = api_unavailable("the database");
-        goto out;
+    if ((reply = cat_tx(ctx, update_tx, &w)) == NULL) {
+        cat_bump(ctx);
+        reply = cat_row_json(200, w.r, 0);
     }
-    const char *p[12] = {cat_sid(ctx, sid), pid, in.category_given ? "t" : "f", in.category[0] ? in.category : NULL,
-                         in.name, in.slug, in.description, in.price[0] ? in.price : NULL, in.status,
-                         in.brand_given ? "t" : "f", in.brand, in.attributes};
-    r = db_exec(c, "prod_update",
-                "UPDATE products SET category_id = CASE WHEN $3::bool THEN $4::bigint ELSE category_id END,"
-                " name = coalesce($5, name), slug = coalesce($6, slug), description = coalesce($7, description),"
-                " base_price = coalesce($8::bigint, base_price), status = coalesce($9, status),"
-                " brand = CASE WHEN $10::bool THEN $11 ELSE brand END,"
-                " attributes = coalesce($12::jsonb, attributes), updated_at = now()"
-                " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING id",
-                12, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "product update");
-        goto out;
-    }
-    if (PQntuples(r) == 0) {
-        reply = net_reply_error(404, "product_not_found", "no such product");
-        goto out;
-    }
-    reply = finish_write(ctx, c, sid, pid, &in, 200);
+    PQclear(w.r);
 out:
-    PQclear(r);
-    db_release(c);
     input_free(&in);
     return reply;
 }
@@ -606,20 +615,17 @@ catalog_h_product_delete(api_ctx_t *ctx)
 {
     char sid[24], pid[24];
     if (!cat_id_param(ctx, "id", pid)) return net_reply_error(404, "product_not_found", "no such product");
-    net_reply_t *reply = NULL;
-    db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
     const char *p[2] = {cat_sid(ctx, sid), pid};
-    PGresult *r = db_exec(c, "prod_delete", "DELETE FROM products WHERE store_id = $1::bigint AND id = $2::bigint", 2, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "product delete");
-    } else if (strcmp(PQcmdTuples(r), "0") == 0) {
+    PGresult *r = NULL;
+    net_reply_t *reply = cat_write_stmt(ctx, "product delete", "prod_delete",
+                                        "DELETE FROM products WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, &r);
+    if (reply != NULL) return reply;
+    if (strcmp(PQcmdTuples(r), "0") == 0) {
         reply = net_reply_error(404, "product_not_found", "no such product");
     } else {
         cat_bump(ctx);
         reply = net_reply_new(204);
     }
     PQclear(r);
-    db_release(c);
     return reply;
 }

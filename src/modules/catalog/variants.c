@@ -7,9 +7,9 @@
  * statement, so stock always equals the sum of the variant's ledger.
  *
  * The inventory route is a batch route: the store's actor hands over every
- * queued adjustment of one turn; they share one transaction (one commit for a
- * burst on a hot SKU) with a savepoint each, so each succeeds or fails on its
- * own. The guard is still the conditional UPDATE (stock + delta >= 0), which
+ * queued adjustment of one turn; they run as one db_tx_batch (one transaction,
+ * one commit for a burst on a hot SKU, a savepoint each pipelined with its
+ * statement), so each succeeds or fails on its own. The guard is still the conditional UPDATE (stock + delta >= 0), which
  * holds even when two processes serve one store.
  */
 #include <stdio.h>
@@ -174,6 +174,48 @@ actor_id(const api_ctx_t *ctx, char *buf)
     return buf;
 }
 
+/* A variant create: its parameters and, once it ran, the new row. */
+typedef struct var_create_s {
+    const char *const *p;  /* var_create's 10 parameters */
+    const char *const *pc; /* var_create_why's 3 */
+    PGresult *r;
+} var_create_t;
+
+static shopd_rc_t
+create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    var_create_t *w = arg;
+    PQclear(w->r);
+    /* The initial stock is the variant's first ledger row, in the same statement. */
+    w->r = db_exec(c, "var_create",
+                   "WITH v AS (INSERT INTO product_variants (store_id, product_id, sku, options, price, stock, weight_g, barcode, position)"
+                   " SELECT $1::bigint, p.id, $3, coalesce($4::jsonb, '{}'::jsonb), $5::bigint, coalesce($6::int, 0), $7::int, $8,"
+                   " coalesce($9::int, 0) FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint"
+                   " AND (SELECT count(*) FROM product_variants w WHERE w.store_id = $1::bigint AND w.product_id = $2::bigint) < "
+                   CAT_STR(CATALOG_MAX_VARIANTS) " RETURNING *),"
+                   " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id)"
+                   " SELECT store_id, id, stock, 'initial stock', $10::bigint FROM v WHERE stock > 0)"
+                   " SELECT v.id, " CAT_VARIANT_JSON("v", "p") "::text FROM v JOIN products p ON p.store_id = v.store_id AND p.id = v.product_id",
+                   10, w->p);
+    shopd_rc_t rc = db_result_rc(w->r);
+    if (rc != SHOPD_OK) {
+        *reply = cat_db_error(ctx, w->r, "variant create");
+        return rc;
+    }
+    if (PQntuples(w->r) > 0) return SHOPD_OK;
+    /* Nothing inserted: say why. */
+    PGresult *r = db_exec(c, "var_create_why", "SELECT 1 FROM products WHERE store_id = $1::bigint AND id = $2::bigint AND $3::int > 0", 3, w->pc);
+    rc = db_result_rc(r);
+    if (rc != SHOPD_OK)
+        *reply = cat_db_error(ctx, r, "variant create");
+    else if (PQntuples(r) == 0)
+        *reply = product_not_found();
+    else
+        *reply = net_reply_error(422, "too_many_variants", "a product has at most " CAT_STR(CATALOG_MAX_VARIANTS) " variants");
+    PQclear(r);
+    return rc != SHOPD_OK ? rc : SHOPD_INVALID;
+}
+
 net_reply_t *
 catalog_h_variant_create(api_ctx_t *ctx)
 {
@@ -181,8 +223,6 @@ catalog_h_variant_create(api_ctx_t *ctx)
     var_input_t in;
     char sid[24], pid[24], uid[24], cap[24];
     net_reply_t *reply = NULL;
-    db_conn_t *c = NULL;
-    PGresult *r = NULL;
     memset(&in, 0, sizeof(in));
     if (!cat_id_param(ctx, "id", pid)) {
         reply = product_not_found();
@@ -193,46 +233,21 @@ catalog_h_variant_create(api_ctx_t *ctx)
         reply = api_val_reply(&v);
         goto out;
     }
-    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
     snprintf(cap, sizeof(cap), "%d", CATALOG_MAX_VARIANTS);
     const char *p[10] = {cat_sid(ctx, sid), pid, in.sku, in.options, in.price[0] ? in.price : NULL,
                          in.stock[0] ? in.stock : NULL, in.weight[0] ? in.weight : NULL, in.barcode,
                          in.pos[0] ? in.pos : NULL, actor_id(ctx, uid)};
     const char *pc[3] = {sid, pid, cap};
-    /* The initial stock is the variant's first ledger row. One statement: atomic. */
-    r = db_exec(c, "var_create",
-                "WITH v AS (INSERT INTO product_variants (store_id, product_id, sku, options, price, stock, weight_g, barcode, position)"
-                " SELECT $1::bigint, p.id, $3, coalesce($4::jsonb, '{}'::jsonb), $5::bigint, coalesce($6::int, 0), $7::int, $8,"
-                " coalesce($9::int, 0) FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint"
-                " AND (SELECT count(*) FROM product_variants w WHERE w.store_id = $1::bigint AND w.product_id = $2::bigint) < "
-                CAT_STR(CATALOG_MAX_VARIANTS) " RETURNING *),"
-                " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id)"
-                " SELECT store_id, id, stock, 'initial stock', $10::bigint FROM v WHERE stock > 0)"
-                " SELECT v.id, " CAT_VARIANT_JSON("v", "p") "::text FROM v JOIN products p ON p.store_id = v.store_id AND p.id = v.product_id",
-                10, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "variant create");
-        goto out;
+    var_create_t w = {p, pc, NULL};
+    if ((reply = cat_tx(ctx, create_tx, &w)) == NULL) {
+        cat_bump(ctx);
+        reply = cat_row_json(201, w.r, 1);
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/api/v1/variants/%s", PQgetvalue(w.r, 0, 0));
+        net_reply_add_header(reply, "Location", loc);
     }
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        r = db_exec(c, "var_create_why", "SELECT 1 FROM products WHERE store_id = $1::bigint AND id = $2::bigint AND $3::int > 0", 3, pc);
-        if (db_result_rc(r) != SHOPD_OK)
-            reply = cat_db_error(ctx, r, "variant create");
-        else if (PQntuples(r) == 0)
-            reply = product_not_found();
-        else
-            reply = net_reply_error(422, "too_many_variants", "a product has at most " CAT_STR(CATALOG_MAX_VARIANTS) " variants");
-        goto out;
-    }
-    cat_bump(ctx);
-    reply = cat_row_json(201, r, 1);
-    char loc[64];
-    snprintf(loc, sizeof(loc), "/api/v1/variants/%s", PQgetvalue(r, 0, 0));
-    net_reply_add_header(reply, "Location", loc);
+    PQclear(w.r);
 out:
-    PQclear(r);
-    db_release(c);
     free(in.options);
     return reply;
 }
@@ -244,7 +259,6 @@ catalog_h_variant_update(api_ctx_t *ctx)
     var_input_t in;
     char sid[24], id[24];
     net_reply_t *reply = NULL;
-    db_conn_t *c = NULL;
     PGresult *r = NULL;
     memset(&in, 0, sizeof(in));
     if (!cat_id_param(ctx, "id", id)) {
@@ -256,23 +270,19 @@ catalog_h_variant_update(api_ctx_t *ctx)
         reply = api_val_reply(&v);
         goto out;
     }
-    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
     const char *p[11] = {cat_sid(ctx, sid), id, in.sku, in.options, in.price_given ? "t" : "f", in.price[0] ? in.price : NULL,
                          in.weight_given ? "t" : "f", in.weight[0] ? in.weight : NULL, in.barcode_given ? "t" : "f",
                          in.barcode, in.pos[0] ? in.pos : NULL};
-    r = db_exec(c, "var_update",
-                "WITH v AS (UPDATE product_variants SET sku = coalesce($3, sku), options = coalesce($4::jsonb, options),"
-                " price = CASE WHEN $5::bool THEN $6::bigint ELSE price END,"
-                " weight_g = CASE WHEN $7::bool THEN $8::int ELSE weight_g END,"
-                " barcode = CASE WHEN $9::bool THEN $10 ELSE barcode END,"
-                " position = coalesce($11::int, position), updated_at = now()"
-                " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING *)"
-                " SELECT " CAT_VARIANT_JSON("v", "p") "::text FROM v JOIN products p ON p.store_id = v.store_id AND p.id = v.product_id",
-                11, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "variant update");
-        goto out;
-    }
+    reply = cat_write_stmt(ctx, "variant update", "var_update",
+                           "WITH v AS (UPDATE product_variants SET sku = coalesce($3, sku), options = coalesce($4::jsonb, options),"
+                           " price = CASE WHEN $5::bool THEN $6::bigint ELSE price END,"
+                           " weight_g = CASE WHEN $7::bool THEN $8::int ELSE weight_g END,"
+                           " barcode = CASE WHEN $9::bool THEN $10 ELSE barcode END,"
+                           " position = coalesce($11::int, position), updated_at = now()"
+                           " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING *)"
+                           " SELECT " CAT_VARIANT_JSON("v", "p") "::text FROM v JOIN products p ON p.store_id = v.store_id AND p.id = v.product_id",
+                           11, p, &r);
+    if (reply != NULL) goto out;
     if (PQntuples(r) == 0) {
         reply = not_found();
         goto out;
@@ -281,7 +291,6 @@ catalog_h_variant_update(api_ctx_t *ctx)
     reply = cat_row_json(200, r, 0);
 out:
     PQclear(r);
-    db_release(c);
     free(in.options);
     return reply;
 }
@@ -291,21 +300,18 @@ catalog_h_variant_delete(api_ctx_t *ctx)
 {
     char sid[24], id[24];
     if (!cat_id_param(ctx, "id", id)) return not_found();
-    net_reply_t *reply = NULL;
-    db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
     const char *p[2] = {cat_sid(ctx, sid), id};
-    PGresult *r = db_exec(c, "var_delete", "DELETE FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint", 2, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "variant delete");
-    } else if (strcmp(PQcmdTuples(r), "0") == 0) {
+    PGresult *r = NULL;
+    net_reply_t *reply = cat_write_stmt(ctx, "variant delete", "var_delete",
+                                        "DELETE FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, &r);
+    if (reply != NULL) return reply;
+    if (strcmp(PQcmdTuples(r), "0") == 0) {
         reply = not_found();
     } else {
         cat_bump(ctx);
         reply = net_reply_new(204);
     }
     PQclear(r);
-    db_release(c);
     return reply;
 }
 
@@ -323,29 +329,33 @@ sku_part(char *sku, size_t cap, const char *s)
     sku[o] = '\0';
 }
 
-net_reply_t *
-catalog_h_variant_generate(api_ctx_t *ctx)
+/* A generation: the product and, once it ran, the variant list and the counts. */
+typedef struct var_gen_s {
+    const char *sid, *pid;
+    PGresult *r; /* the product's variants after the insert */
+    long created;
+    long long combos;
+} var_gen_t;
+
+static shopd_rc_t
+generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 {
-    char sid[24], pid[24];
-    net_reply_t *reply = NULL;
-    db_conn_t *c = NULL;
+    var_gen_t *w = arg;
+    const char *sid = w->sid, *pid = w->pid;
+    const char *p[2] = {sid, pid};
     PGresult *r = NULL, *sel = NULL;
     json_t *rows = NULL;
     char *rows_text = NULL;
-    if (!cat_id_param(ctx, "id", pid)) return product_not_found();
-    const char *p[2] = {cat_sid(ctx, sid), pid};
-    if ((c = cat_acquire(ctx, &reply)) == NULL) goto out;
-    if (cat_cmd(c, "BEGIN") != SHOPD_OK) {
-        reply = api_unavailable("the database");
-        goto out;
-    }
+    shopd_rc_t rc = SHOPD_INVALID; /* a refusal unless a statement says otherwise */
+    PQclear(w->r);
+    w->r = NULL;
     r = db_exec(c, "var_gen_product", "SELECT slug FROM products WHERE store_id = $1::bigint AND id = $2::bigint FOR UPDATE", 2, p);
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "variant generate");
-        goto out;
+        *reply = cat_db_error(ctx, r, "variant generate");
+        goto failed;
     }
     if (PQntuples(r) == 0) {
-        reply = product_not_found();
+        *reply = product_not_found();
         goto out;
     }
     char base[41] = "";
@@ -358,12 +368,13 @@ catalog_h_variant_generate(api_ctx_t *ctx)
                   " ORDER BY a.position, a.id, av.position, av.id",
                   2, p);
     if (db_result_rc(sel) != SHOPD_OK) {
-        reply = cat_db_error(ctx, sel, "variant generate");
+        *reply = cat_db_error(ctx, sel, "variant generate");
+        rc = db_result_rc(sel);
         goto out;
     }
     int nrow = PQntuples(sel);
     if (nrow == 0) {
-        reply = net_reply_error_field(422, "no_options", "the product has no attribute values to combine",
+        *reply = net_reply_error_field(422, "no_options", "the product has no attribute values to combine",
                                       "option_value_ids", "set them on the product first");
         goto out;
     }
@@ -378,7 +389,7 @@ catalog_h_variant_generate(api_ctx_t *ctx)
     if (combos > CATALOG_MAX_VARIANTS) {
         char msg[128];
         snprintf(msg, sizeof(msg), "the chosen values make more than %d combinations", CATALOG_MAX_VARIANTS);
-        reply = net_reply_error(422, "too_many_variants", msg);
+        *reply = net_reply_error(422, "too_many_variants", msg);
         goto out;
     }
     /* Odometer over the attributes: one row per combination. */
@@ -414,8 +425,8 @@ catalog_h_variant_generate(api_ctx_t *ctx)
                 " (SELECT count(*) FROM product_variants WHERE store_id = $1::bigint AND product_id = $2::bigint)",
                 3, pg);
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "variant generate");
-        goto out;
+        *reply = cat_db_error(ctx, r, "variant generate");
+        goto failed;
     }
     long created = atol(PQgetvalue(r, 0, 0));
     /* count(*) ran on the statement's snapshot: add what this statement inserted. */
@@ -423,7 +434,7 @@ catalog_h_variant_generate(api_ctx_t *ctx)
     if (total > CATALOG_MAX_VARIANTS) {
         char msg[128];
         snprintf(msg, sizeof(msg), "a product has at most %d variants", CATALOG_MAX_VARIANTS);
-        reply = net_reply_error(422, "too_many_variants", msg);
+        *reply = net_reply_error(422, "too_many_variants", msg);
         goto out;
     }
     PQclear(r);
@@ -434,26 +445,41 @@ catalog_h_variant_generate(api_ctx_t *ctx)
                 " FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
                 2, p);
     if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
-        reply = cat_db_error(ctx, r, "variant generate");
-        goto out;
+        *reply = cat_db_error(ctx, r, "variant generate");
+        goto failed;
     }
-    shopd_rc_t rc = cat_cmd(c, "COMMIT");
-    if (rc != SHOPD_OK) {
-        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(ctx, "commit failed");
-        goto out;
-    }
-    if (created) cat_bump(ctx);
-    json_t *doc = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-    if (doc == NULL) doc = json_object();
-    json_object_set_new(doc, "created", json_integer(created));
-    json_object_set_new(doc, "combinations", json_integer(combos));
-    reply = api_json(created ? 201 : 200, doc);
+    w->r = r;
+    r = NULL;
+    w->created = created;
+    w->combos = combos;
+    rc = SHOPD_OK;
+    goto out;
+failed:
+    rc = db_result_rc(r);
+    if (rc == SHOPD_OK) rc = SHOPD_ERR;
 out:
     PQclear(r);
     PQclear(sel);
     json_decref(rows);
     free(rows_text);
-    db_release(c);
+    return rc;
+}
+
+net_reply_t *
+catalog_h_variant_generate(api_ctx_t *ctx)
+{
+    char sid[24], pid[24];
+    if (!cat_id_param(ctx, "id", pid)) return product_not_found();
+    var_gen_t w = {.sid = cat_sid(ctx, sid), .pid = pid};
+    net_reply_t *reply = cat_tx(ctx, generate_tx, &w);
+    if (reply != NULL) return reply;
+    if (w.created) cat_bump(ctx);
+    json_t *doc = json_loads(PQgetvalue(w.r, 0, 0), 0, NULL);
+    if (doc == NULL) doc = json_object();
+    json_object_set_new(doc, "created", json_integer(w.created));
+    json_object_set_new(doc, "combinations", json_integer(w.combos));
+    reply = api_json(w.created ? 201 : 200, doc);
+    PQclear(w.r);
     return reply;
 }
 
@@ -513,96 +539,81 @@ inv_validate(api_ctx_t *ctx, inv_item_t *it)
     " SELECT $1::bigint, id, $3::int, $4, $5::bigint FROM u RETURNING id)"                             \
     " SELECT u.stock, $3::int, (SELECT id FROM m) FROM u"
 
-/* How the previous adjustment's savepoint is to be closed. */
-enum { INV_NONE = 0, INV_RELEASE, INV_ROLLBACK };
-static const char *const inv_close_sql[] = {NULL, "RELEASE SAVEPOINT inv", "ROLLBACK TO SAVEPOINT inv"};
+/* The batch as db_tx_batch sees it: item k is items[todo[k]], the ones that passed
+ * validation. */
+typedef struct inv_batch_s {
+    api_ctx_t *ctxs;
+    inv_item_t *items;
+    size_t *todo;
+    const char *sid;
+} inv_batch_t;
 
-/* One adjustment inside the batch's transaction, under its own savepoint. The
- * previous item's savepoint is closed (*pending: RELEASE or ROLLBACK TO) in the
- * same pipeline, so an adjustment costs one round trip. Sets *pending for the
- * next one. Returns UNAVAILABLE if the batch is lost (connection gone, or a
- * savepoint command failed). */
+/* One adjustment, inside its own savepoint of the batch's transaction (db_tx_batch
+ * sends the savepoint commands with the statement: one round trip). Returns OK when
+ * the change was made, else the refusal or failure, with it->reply set. A retried batch
+ * runs it again: it starts by forgetting the last attempt's outcome. */
 static shopd_rc_t
-inv_apply(api_ctx_t *ctx, db_conn_t *c, const char *sid, inv_item_t *it, int *pending)
+inv_apply(db_conn_t *c, size_t k, void *arg)
 {
-    const char *p[5] = {sid, it->id, it->amount, it->reason, it->uid[0] ? it->uid : NULL};
-    db_query_t qs[3];
-    size_t n = 0;
-    if (*pending != INV_NONE) qs[n++] = (db_query_t){NULL, inv_close_sql[*pending], 0, NULL};
-    qs[n++] = (db_query_t){NULL, "SAVEPOINT inv", 0, NULL};
-    qs[n++] = it->set ? (db_query_t){"inv_set", INV_SET_SQL, 5, p} : (db_query_t){"inv_adjust", INV_ADJUST_SQL, 5, p};
-    PGresult *res[3] = {NULL, NULL, NULL};
-    shopd_rc_t prc = db_pipeline(c, qs, n, res);
-    shopd_rc_t out = SHOPD_OK;
-    PGresult *r = res[n - 1];
-    for (size_t i = 0; i + 1 < n; i++)
-        if (db_result_rc(res[i]) != SHOPD_OK) out = SHOPD_UNAVAILABLE;
-    if (prc == SHOPD_UNAVAILABLE || out != SHOPD_OK) {
-        out = SHOPD_UNAVAILABLE;
-        goto done;
-    }
+    inv_batch_t *b = arg;
+    api_ctx_t *ctx = &b->ctxs[b->todo[k]];
+    inv_item_t *it = &b->items[b->todo[k]];
+    net_reply_free(it->reply);
+    it->reply = NULL;
+    it->done = false;
+    const char *p[5] = {b->sid, it->id, it->amount, it->reason, it->uid[0] ? it->uid : NULL};
+    PGresult *r = it->set ? db_exec(c, "inv_set", INV_SET_SQL, 5, p) : db_exec(c, "inv_adjust", INV_ADJUST_SQL, 5, p);
     shopd_rc_t rc = db_result_rc(r);
     if (rc == SHOPD_OK && PQntuples(r) == 1) {
         snprintf(it->stock, sizeof(it->stock), "%s", PQgetvalue(r, 0, 0));
         snprintf(it->delta, sizeof(it->delta), "%s", PQgetvalue(r, 0, 1));
         snprintf(it->movement, sizeof(it->movement), "%s", PQgetisnull(r, 0, 2) ? "" : PQgetvalue(r, 0, 2));
         it->done = true;
-        *pending = INV_RELEASE;
     } else if (rc != SHOPD_OK) {
-        it->reply = cat_db_error(ctx, r, "inventory"); /* the transaction is aborted: undo to the savepoint */
-        *pending = INV_ROLLBACK;
+        it->reply = cat_db_error(ctx, r, "inventory");
     } else {
         /* No row: either no such variant, or the guard refused the change. */
         PGresult *e = db_exec(c, "inv_exists", "SELECT stock FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint", 2, p);
-        if (db_result_rc(e) == SHOPD_OK && PQntuples(e) == 1) {
+        rc = db_result_rc(e);
+        if (rc == SHOPD_OK && PQntuples(e) == 1) {
             char msg[128];
             snprintf(msg, sizeof(msg), "not enough stock: %s in stock, adjustment %s", PQgetvalue(e, 0, 0), it->amount);
             it->reply = net_reply_error_field(409, "insufficient_stock", msg, "adjust", "would make stock negative");
-        } else if (db_result_rc(e) == SHOPD_OK) {
+            rc = SHOPD_CONFLICT;
+        } else if (rc == SHOPD_OK) {
             it->reply = not_found();
-        } else if (db_result_rc(e) == SHOPD_UNAVAILABLE) {
-            out = SHOPD_UNAVAILABLE;
-        } else {
+            rc = SHOPD_NOTFOUND;
+        } else if (rc != SHOPD_UNAVAILABLE) {
             it->reply = cat_db_error(ctx, e, "inventory");
         }
         PQclear(e);
-        *pending = INV_ROLLBACK;
     }
-done:
-    for (size_t i = 0; i < n; i++) PQclear(res[i]);
-    return out;
+    PQclear(r);
+    return rc;
 }
 
 void
 catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
 {
     inv_item_t *items = shopd_calloc(n, sizeof(*items));
+    size_t *todo = shopd_calloc(n, sizeof(*todo));
     char sid[24];
-    size_t todo = 0;
+    size_t ntodo = 0;
     for (size_t i = 0; i < n; i++) {
         inv_validate(&ctxs[i], &items[i]);
-        if (items[i].reply == NULL) todo++;
+        if (items[i].reply == NULL) todo[ntodo++] = i;
     }
     net_reply_t *fail = NULL; /* set when the whole batch is lost */
-    db_conn_t *c = NULL;
-    if (todo) {
-        cat_sid(&ctxs[0], sid);
-        c = cat_acquire(&ctxs[0], &fail);
-        if (c && cat_cmd(c, "BEGIN") != SHOPD_OK) fail = api_unavailable("the database");
-        int pending = INV_NONE;
-        for (size_t i = 0; i < n && fail == NULL; i++) {
-            if (items[i].reply) continue;
-            if (inv_apply(&ctxs[i], c, sid, &items[i], &pending) != SHOPD_OK) fail = api_unavailable("the database");
-        }
-        /* COMMIT releases an open savepoint, but an aborted one must be undone first. */
-        if (fail == NULL && pending == INV_ROLLBACK && cat_cmd(c, inv_close_sql[INV_ROLLBACK]) != SHOPD_OK)
-            fail = api_unavailable("the database");
-        if (fail == NULL) {
-            shopd_rc_t rc = cat_cmd(c, "COMMIT");
-            if (rc != SHOPD_OK)
-                fail = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(&ctxs[0], "inventory commit failed");
-        }
+    if (ntodo) {
+        inv_batch_t b = {ctxs, items, todo, cat_sid(&ctxs[0], sid)};
+        db_conn_t *c = cat_acquire(&ctxs[0], &fail);
+        shopd_rc_t rc = c ? db_tx_batch(c, ntodo, inv_apply, &b, NULL) : SHOPD_UNAVAILABLE;
         db_release(c);
+        /* Not committed: UNAVAILABLE (the connection went) and CONFLICT (deadlocks or
+         * serialization failures past the retries) are worth a retry, the rest is ours. */
+        if (rc != SHOPD_OK && fail == NULL)
+            fail = rc == SHOPD_UNAVAILABLE || rc == SHOPD_CONFLICT ? api_unavailable("the database")
+                                                                   : api_internal(&ctxs[0], "inventory batch failed");
     }
     bool changed = false;
     for (size_t i = 0; i < n; i++) {
@@ -626,5 +637,6 @@ catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
     }
     net_reply_free(fail);
     if (changed) cat_bump(&ctxs[0]);
+    shopd_free(todo);
     shopd_free(items);
 }
