@@ -136,11 +136,32 @@ size_t api_batch_for(uint64_t actor_id, void *ud);
 size_t api_blocking_batch_for(uint64_t actor_id, void *ud);
 void api_worker_fini(void *wstate, void *ud);
 
-/* ---- reply helpers for handlers ---- */
-/** Reply with status and a JSON value (reference stolen). */
-net_reply_t *api_json(int status, json_t *v);
-/** Reply with status and JSON text produced elsewhere (e.g. by PostgreSQL). */
-net_reply_t *api_raw_json(int status, const char *text, size_t len);
+/* ---- reply helpers for handlers ----
+ * A handler answers with a result (shopd_rc_t: SHOPD_OK, SHOPD_CREATED,
+ * SHOPD_NOTFOUND, ...), an error code and message, or a body; it never names an
+ * HTTP status. net_status_for_rc is the one table that turns a result into one.
+ * The reply returned belongs to the caller (the dispatcher posts it). */
+/** An answer with a JSON value (reference stolen): usually rc is SHOPD_OK or
+ *  SHOPD_CREATED; a failure rc sends the value as it is (e.g. /readyz's 503). */
+net_reply_t *api_json(shopd_rc_t rc, json_t *v);
+/** Same with JSON text produced elsewhere (e.g. by PostgreSQL). */
+net_reply_t *api_raw_json(shopd_rc_t rc, const char *text, size_t len);
+/** An answer without a body: SHOPD_NO_CONTENT, SHOPD_NOT_MODIFIED, SHOPD_ACCEPTED... */
+net_reply_t *api_empty(shopd_rc_t rc);
+/** A failure: rc (< 0), a stable error code ("product_not_found") and a message. */
+net_reply_t *api_fail(shopd_rc_t rc, const char *code, const char *message);
+/** Same with one field detail. */
+net_reply_t *api_fail_field(shopd_rc_t rc, const char *code, const char *message, const char *field,
+                            const char *issue);
+/** True if r is a success answer (any rc >= 0). */
+bool api_reply_ok(const net_reply_t *r);
+/** The answer for a failed statement (r may be NULL), from the one constraint table
+ *  in src/modules/dberr.c: a named constraint gives its code and field (409
+ *  slug_taken...), a lost connection 503, other conflicts 409, check violations
+ *  422, the rest 500 with a log line naming what and the request id. */
+net_reply_t *api_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
+/** The error code the constraint table gives constraint, or NULL (for tests). */
+const char *api_constraint_code(const char *constraint);
 /** 503 when PostgreSQL or Redis is unreachable, with Retry-After. */
 net_reply_t *api_unavailable(const char *what);
 /** 500 with a log line carrying the request id. */

@@ -13,8 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/** Internal result of an operation. 0 is success; everything else is a kind of failure. */
+/** Internal result of an operation, and of a handler's answer. 0 and above are
+ *  kinds of success (an answer may say "created" or "nothing to send"), below 0
+ *  kinds of failure. The HTTP edge turns each into a status through one table
+ *  (net_status_for_rc); domain code never names an HTTP status. */
 typedef enum shopd_rc_e {
+    SHOPD_NOT_MODIFIED = 4, /**< the client's copy is current (304) */
+    SHOPD_NO_CONTENT = 3,   /**< done, nothing to send (204) */
+    SHOPD_ACCEPTED = 2,     /**< taken, done later or not said (202) */
+    SHOPD_CREATED = 1,      /**< a new resource (201) */
     SHOPD_OK = 0,
     SHOPD_ERR = -1,         /**< unexpected internal error (500) */
     SHOPD_AGAIN = -2,       /**< not ready yet; try later */
@@ -24,6 +31,11 @@ typedef enum shopd_rc_e {
     SHOPD_INVALID = -6,     /**< validation failed (422) */
     SHOPD_FORBIDDEN = -7,   /**< caller may not do this (403) */
     SHOPD_UNAVAILABLE = -8, /**< a backend (PostgreSQL, Redis) is unreachable (503) */
+    SHOPD_UNAUTHENTICATED = -9, /**< no valid credentials (401) */
+    SHOPD_BAD_REQUEST = -10,    /**< the request cannot be read (400) */
+    SHOPD_RATE_LIMITED = -11,   /**< over a rate limit (429) */
+    SHOPD_UNSUPPORTED = -12,    /**< a media type the endpoint does not take (415) */
+    SHOPD_NOT_ALLOWED = -13,    /**< the method is not allowed here (405) */
 } shopd_rc_t;
 
 /** Short stable name of a status code ("ok", "busy", ...). Never NULL. */

@@ -56,6 +56,8 @@ net_reply_t *net_reply_error_field(int status, const char *code, const char *mes
                                    const char *field, const char *issue);
 /** HTTP status for an internal status code (the one mapping, used at the edge). */
 int net_status_for_rc(shopd_rc_t rc);
+/** True if r answers with success (2xx or 304). */
+bool net_reply_ok(const net_reply_t *r);
 /** Reason phrase of an HTTP status ("Not Found"). */
 const char *net_reason(int status);
 

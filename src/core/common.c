@@ -23,6 +23,15 @@ shopd_rc_name(shopd_rc_t rc)
     case SHOPD_INVALID: return "invalid";
     case SHOPD_FORBIDDEN: return "forbidden";
     case SHOPD_UNAVAILABLE: return "unavailable";
+    case SHOPD_CREATED: return "created";
+    case SHOPD_ACCEPTED: return "accepted";
+    case SHOPD_NO_CONTENT: return "no_content";
+    case SHOPD_NOT_MODIFIED: return "not_modified";
+    case SHOPD_UNAUTHENTICATED: return "unauthenticated";
+    case SHOPD_BAD_REQUEST: return "bad_request";
+    case SHOPD_RATE_LIMITED: return "rate_limited";
+    case SHOPD_UNSUPPORTED: return "unsupported";
+    case SHOPD_NOT_ALLOWED: return "not_allowed";
     }
     return "unknown";
 }

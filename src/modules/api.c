@@ -98,9 +98,9 @@ api_route_names(void)
 /* ------------------------------------------------------------ replies */
 
 net_reply_t *
-api_json(int status, json_t *v)
+api_json(shopd_rc_t rc, json_t *v)
 {
-    net_reply_t *r = net_reply_new(status);
+    net_reply_t *r = net_reply_new(net_status_for_rc(rc));
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(v);
     if (s) {
@@ -111,11 +111,35 @@ api_json(int status, json_t *v)
 }
 
 net_reply_t *
-api_raw_json(int status, const char *text, size_t len)
+api_raw_json(shopd_rc_t rc, const char *text, size_t len)
 {
-    net_reply_t *r = net_reply_new(status);
+    net_reply_t *r = net_reply_new(net_status_for_rc(rc));
     net_reply_set_body(r, text, len);
     return r;
+}
+
+net_reply_t *
+api_empty(shopd_rc_t rc)
+{
+    return net_reply_new(net_status_for_rc(rc));
+}
+
+net_reply_t *
+api_fail(shopd_rc_t rc, const char *code, const char *message)
+{
+    return net_reply_error(net_status_for_rc(rc), code, message);
+}
+
+net_reply_t *
+api_fail_field(shopd_rc_t rc, const char *code, const char *message, const char *field, const char *issue)
+{
+    return net_reply_error_field(net_status_for_rc(rc), code, message, field, issue);
+}
+
+bool
+api_reply_ok(const net_reply_t *r)
+{
+    return net_reply_ok(r);
 }
 
 net_reply_t *
@@ -123,7 +147,7 @@ api_unavailable(const char *what)
 {
     char msg[128];
     snprintf(msg, sizeof(msg), "%s is unavailable; retry shortly", what);
-    net_reply_t *r = net_reply_error(503, "service_unavailable", msg);
+    net_reply_t *r = api_fail(SHOPD_UNAVAILABLE, "service_unavailable", msg);
     net_reply_add_header(r, "Retry-After", "1");
     return r;
 }
@@ -133,7 +157,7 @@ api_internal(api_ctx_t *ctx, const char *what)
 {
     log_error("internal error rid=%.*s store=%llu what=\"%s\"", (int)ctx->env->request_id.n,
               ctx->env->request_id.p, (unsigned long long)ctx->store_id, what);
-    return net_reply_error(500, "internal_error", "internal error; the request id is in the logs");
+    return api_fail(SHOPD_ERR, "internal_error", "internal error; the request id is in the logs");
 }
 
 /* ------------------------------------------------------------ validation */
@@ -204,7 +228,7 @@ api_val_reply(const api_val_t *v)
         f[k] = v->fields[k];
         i[k] = v->issues[k];
     }
-    net_reply_t *r = net_reply_new(422);
+    net_reply_t *r = api_empty(SHOPD_INVALID);
     r->body = net_error_body("validation_failed", "the request has invalid fields", f, i, v->n,
                              &r->len);
     return r;
@@ -269,7 +293,7 @@ client_ip(app_t *app, net_request_t *req, char *buf, size_t n)
 static net_reply_t *
 unauthenticated(const char *msg, bool invalid)
 {
-    net_reply_t *r = net_reply_error(401, "unauthenticated", msg);
+    net_reply_t *r = api_fail(SHOPD_UNAUTHENTICATED, "unauthenticated", msg);
     net_reply_add_header(r, "WWW-Authenticate",
                          invalid ? "Bearer realm=\"shopd\", error=\"invalid_token\"" : "Bearer realm=\"shopd\"");
     return r;
@@ -290,7 +314,7 @@ authenticate(app_t *app, net_request_t *req, const api_route_t *route, msg_calle
     bool sent = authz != NULL && strncasecmp(authz, "Bearer ", 7) == 0;
 
     if (route->access == API_PLATFORM && !have_ptok)
-        return net_reply_error(403, "forbidden", "the platform API is disabled (no platform token configured)");
+        return api_fail(SHOPD_FORBIDDEN, "forbidden", "the platform API is disabled (no platform token configured)");
     if (have_ptok && bearer_matches(authz, ptok)) {
         caller->role = MSG_ROLE_PLATFORM;
     } else if (sent) {
@@ -330,7 +354,7 @@ authenticate(app_t *app, net_request_t *req, const api_route_t *route, msg_calle
     default:
         ok = false;
     }
-    return ok ? NULL : net_reply_error(403, "forbidden", "your role may not call this endpoint");
+    return ok ? NULL : api_fail(SHOPD_FORBIDDEN, "forbidden", "your role may not call this endpoint");
 }
 
 net_handled_t
@@ -342,9 +366,9 @@ api_on_request(net_request_t *req, void *ud)
     net_match_t m;
     net_match_rc_t mrc = net_route_match(net_routes, api_nroutes, net_req_method(req), path, plen, &m);
     if (mrc == NET_MATCH_NOT_FOUND)
-        return answer(req, net_reply_error(404, "not_found", "no such endpoint"));
+        return answer(req, api_fail(SHOPD_NOTFOUND, "not_found", "no such endpoint"));
     if (mrc == NET_MATCH_BAD_METHOD) {
-        net_reply_t *r = net_reply_error(405, "method_not_allowed", "method not allowed on this endpoint");
+        net_reply_t *r = api_fail(SHOPD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint");
         char allow[sizeof(m.allow) + 8];
         net_route_allow(&m, allow, sizeof(allow));
         net_reply_add_header(r, "Allow", allow);
@@ -364,7 +388,7 @@ api_on_request(net_request_t *req, void *ud)
     const char *body = net_req_body(req, &blen);
     if (route->flags & API_BODY) {
         if (!is_json_type(net_req_header(req, "Content-Type")))
-            return answer(req, net_reply_error(415, "unsupported_media_type", "send the body as Content-Type: application/json"));
+            return answer(req, api_fail(SHOPD_UNSUPPORTED, "unsupported_media_type", "send the body as Content-Type: application/json"));
         json_error_t jerr;
         json_t *doc = blen ? json_loadb(body, blen, JSON_REJECT_DUPLICATES, &jerr) : NULL;
         if (doc == NULL) {
@@ -374,12 +398,12 @@ api_on_request(net_request_t *req, void *ud)
             else
                 snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
                          jerr.column, jerr.text);
-            return answer(req, net_reply_error(400, "malformed_json", msg));
+            return answer(req, api_fail(SHOPD_BAD_REQUEST, "malformed_json", msg));
         }
         bool obj = json_is_object(doc);
         json_decref(doc);
         if (!obj)
-            return answer(req, net_reply_error_field(422, "validation_failed", "the request has invalid fields", "body", "must be a JSON object"));
+            return answer(req, api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields", "body", "must be a JSON object"));
         env.body.p = body;
         env.body.n = blen;
     }
@@ -389,13 +413,13 @@ api_on_request(net_request_t *req, void *ud)
     if (route->flags & API_STORE) {
         if (store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
                              app->cfg->base_domain, key, sizeof(key)) != 0)
-            return answer(req, net_reply_error(404, "store_not_found", "no store is named by X-Tenant-Id or Host"));
+            return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found", "no store is named by X-Tenant-Id or Host"));
         store_snap_t snap;
         if (store_cache_get(app->stores, key, &snap)) {
-            if (snap.id == 0) return answer(req, net_reply_error(404, "store_not_found", "no such store"));
+            if (snap.id == 0) return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"));
             net_req_set_store(req, snap.id);
             if (snap.status == STORE_SUSPENDED)
-                return answer(req, net_reply_error(403, "store_suspended", "this store is suspended"));
+                return answer(req, api_fail(SHOPD_FORBIDDEN, "store_suspended", "this store is suspended"));
             target = snap.id;
             env.store_id = snap.id;
         } else {
@@ -435,8 +459,8 @@ api_on_request(net_request_t *req, void *ud)
     if (rc != SHOPD_OK) {
         act_msg_free(msg);
         net_reply_t *r = rc == SHOPD_BUSY
-                             ? net_reply_error(503, "store_busy", "too many requests are queued for this store")
-                             : net_reply_error(503, "shutting_down", "the server is shutting down");
+                             ? api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store")
+                             : api_fail(SHOPD_UNAVAILABLE, "shutting_down", "the server is shutting down");
         net_reply_add_header(r, "Retry-After", "1");
         net_respond(req, r);
         return NET_DONE;
@@ -474,11 +498,11 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
         store_cache_put(app->stores, key, &snap);
     }
     if (snap.id == 0) {
-        post(m, net_reply_error(404, "store_not_found", "no such store"), 0);
+        post(m, api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"), 0);
         return false;
     }
     if (snap.status == STORE_SUSPENDED) {
-        post(m, net_reply_error(403, "store_suspended", "this store is suspended"), snap.id);
+        post(m, api_fail(SHOPD_FORBIDDEN, "store_suspended", "this store is suspended"), snap.id);
         return false;
     }
     /* Re-pack with the store id and without the tenant key, then forward. */
@@ -492,7 +516,7 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
     m->len = len;
     shopd_rc_t rc = dispatch(app, m, &api_routes[m->type], snap.id);
     if (rc != SHOPD_OK) {
-        net_reply_t *r = net_reply_error(503, "store_busy", "too many requests are queued for this store");
+        net_reply_t *r = api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
         net_reply_add_header(r, "Retry-After", "1");
         post(m, r, snap.id);
         return false;
@@ -517,7 +541,7 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
     p->m = m;
     if (m->type >= api_nroutes || msg_decode(m->data, m->len, &p->env) != SHOPD_OK) {
         log_error("undecodable message type=%u store=%llu", m->type, (unsigned long long)store_id);
-        post(m, net_reply_error(500, "internal_error", "undecodable message"), store_id);
+        post(m, api_fail(SHOPD_ERR, "internal_error", "undecodable message"), store_id);
         act_msg_free(m);
         return false;
     }
@@ -535,7 +559,7 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
             shopd_rc_t rc = store_lookup(app, key, &p->snap);
             if (rc != SHOPD_OK) {
                 post(m, rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
-                                                : net_reply_error(404, "store_not_found", "no such store"),
+                                                : api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"),
                      env->store_id);
                 act_msg_free(m);
                 return false;
@@ -553,7 +577,7 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
     bool user = store_user || cl->role == MSG_ROLE_SUPER_ADMIN;
     if (have_store && store_user && cl->store_id != env->store_id) {
         if (p->route->access != API_PUBLIC) {
-            post(m, net_reply_error(403, "forbidden", "this token belongs to another store"), env->store_id);
+            post(m, api_fail(SHOPD_FORBIDDEN, "forbidden", "this token belongs to another store"), env->store_id);
             act_msg_free(m);
             return false;
         }
@@ -626,7 +650,7 @@ api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, v
         for (size_t x = 0; x < k; x++) ctxs[x] = ps[i + x].ctx;
         route->batch(ctxs, k, replies);
         for (size_t x = 0; x < k; x++)
-            finish(&ps[i + x], replies[x] ? replies[x] : net_reply_error(500, "internal_error", "no reply"));
+            finish(&ps[i + x], replies[x] ? replies[x] : api_fail(SHOPD_ERR, "internal_error", "no reply"));
         shopd_free(ctxs);
         shopd_free(replies);
         i = j;
@@ -660,7 +684,7 @@ net_reply_t *
 api_healthz(app_t *app, net_request_t *req)
 {
     static const char ok[] = "{\"status\":\"ok\"}";
-    return api_raw_json(200, ok, sizeof(ok) - 1);
+    return api_raw_json(SHOPD_OK, ok, sizeof(ok) - 1);
 }
 
 net_reply_t *
@@ -675,7 +699,7 @@ api_readyz(api_ctx_t *ctx)
     rd = kv_ping(ctx->worker->kv);
     if (rd == SHOPD_OK) catalog_cache_recover(ctx->worker->kv);
     bool ok = pg == SHOPD_OK && rd == SHOPD_OK;
-    net_reply_t *r = api_json(ok ? 200 : 503,
+    net_reply_t *r = api_json(ok ? SHOPD_OK : SHOPD_UNAVAILABLE,
                               json_pack("{s:s, s:s, s:s}", "status", ok ? "ready" : "not_ready",
                                         "postgres", pg == SHOPD_OK ? "ok" : "unavailable",
                                         "redis", rd == SHOPD_OK ? "ok" : "unavailable"));
@@ -721,7 +745,7 @@ api_metrics(app_t *app, net_request_t *req)
                      store_cache_size(app->stores), (unsigned long long)bs.processed,
                      (unsigned long long)bs.queued, (unsigned long long)bs.busy_workers,
                      (unsigned long long)bs.rejected, bs.workers);
-    net_reply_t *r = net_reply_new(200);
+    net_reply_t *r = api_empty(SHOPD_OK);
     r->body = shopd_realloc(text, len + (size_t)n + 1);
     memcpy(r->body + len, extra, (size_t)n + 1);
     r->len = len + (size_t)n;

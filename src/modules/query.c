@@ -61,7 +61,7 @@ pair_cmp(const void *a, const void *b)
 static net_reply_t *
 bad_query(const char *field, const char *issue)
 {
-    return net_reply_error_field(400, "invalid_query", "the query string is not valid for this endpoint",
+    return api_fail_field(SHOPD_BAD_REQUEST, "invalid_query", "the query string is not valid for this endpoint",
                                  field, issue);
 }
 

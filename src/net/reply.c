@@ -89,7 +89,13 @@ net_reply_error_field(int status, const char *code, const char *message, const c
 int
 net_status_for_rc(shopd_rc_t rc)
 {
+    /* The one place a result becomes an HTTP status (the admin protocol will keep
+     * the result itself and its error code). */
     switch (rc) {
+    case SHOPD_NOT_MODIFIED: return 304;
+    case SHOPD_NO_CONTENT: return 204;
+    case SHOPD_ACCEPTED: return 202;
+    case SHOPD_CREATED: return 201;
     case SHOPD_OK: return 200;
     case SHOPD_NOTFOUND: return 404;
     case SHOPD_BUSY: return 503;
@@ -98,9 +104,20 @@ net_status_for_rc(shopd_rc_t rc)
     case SHOPD_FORBIDDEN: return 403;
     case SHOPD_UNAVAILABLE: return 503;
     case SHOPD_AGAIN: return 503;
+    case SHOPD_UNAUTHENTICATED: return 401;
+    case SHOPD_BAD_REQUEST: return 400;
+    case SHOPD_RATE_LIMITED: return 429;
+    case SHOPD_UNSUPPORTED: return 415;
+    case SHOPD_NOT_ALLOWED: return 405;
     case SHOPD_ERR: return 500;
     }
     return 500;
+}
+
+bool
+net_reply_ok(const net_reply_t *r)
+{
+    return r != NULL && r->status >= 200 && r->status < 400;
 }
 
 const char *

@@ -48,7 +48,7 @@ auth_rate_check(api_ctx_t *ctx, const char *what, const char *account, int bucke
         return NULL;
     char ra[16];
     snprintf(ra, sizeof(ra), "%d", wait);
-    net_reply_t *r = net_reply_error(429, "rate_limited", "too many attempts; retry later");
+    net_reply_t *r = api_fail(SHOPD_RATE_LIMITED, "rate_limited", "too many attempts; retry later");
     net_reply_add_header(r, "Retry-After", ra);
     return r;
 }
@@ -61,19 +61,6 @@ account_key(char *out, size_t n, uint64_t store_id, const char *email)
     for (size_t i = 0; email && email[i] && (size_t)k + 1 < n; i++, k++)
         out[k] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
     out[k < (int)n ? k : (int)n - 1] = '\0';
-}
-
-net_reply_t *
-auth_db_error(api_ctx_t *ctx, PGresult *r, const char *what)
-{
-    shopd_rc_t rc = db_result_rc(r);
-    if (rc == SHOPD_UNAVAILABLE)
-        return api_unavailable("the database");
-    if (rc == SHOPD_CONFLICT)
-        return net_reply_error_field(409, "email_taken",
-                                     "an account with this e-mail already exists", "email",
-                                     "already taken");
-    return api_internal(ctx, r ? PQresultErrorMessage(r) : what);
 }
 
 /* A refresh token is "<store_id>.<64 hex secret>" (store 0: the platform).
@@ -103,7 +90,7 @@ refresh_parse(const char *tok, char sid[24], char hash[65])
  * for a user of tenant sid (0: platform) whose JSON is user_json. The refresh
  * token goes in on c. */
 net_reply_t *
-auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid, int role,
+auth_issue(api_ctx_t *ctx, db_conn_t *c, shopd_rc_t rc, uint64_t uid, uint64_t sid, int role,
            uint32_t ver, const char *family, const char *user_json)
 {
     char secret[65], refresh[REFRESH_MAX], hash[65], fam[33], id[24], store[24];
@@ -123,7 +110,7 @@ auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid,
                 "VALUES ($4::bigint, $1::bigint, $2, $3, now() + interval '30 days')",
                 4, p);
     if (db_result_rc(r) != SHOPD_OK) {
-        net_reply_t *e = auth_db_error(ctx, r, "refresh insert failed");
+        net_reply_t *e = api_db_error(ctx, r, "refresh insert failed");
         PQclear(r);
         return e;
     }
@@ -135,7 +122,7 @@ auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid,
     json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:o}", "access_token", jwt, "token_type",
                             "Bearer", "expires_in", AUTH_ACCESS_TTL_S, "refresh_token", refresh,
                             "user", user ? user : json_null());
-    return api_json(status, doc);
+    return api_json(rc, doc);
 }
 
 /* A hash to verify against when the e-mail is unknown, so the answer takes as
@@ -191,7 +178,7 @@ login(api_ctx_t *ctx, uint64_t store_id)
                            "WHERE store_id IS NULL AND $1::bigint = 0 AND lower(email) = lower($2)",
                            2, p);
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = auth_db_error(ctx, r, "login lookup failed");
+        reply = api_db_error(ctx, r, "login lookup failed");
         goto out;
     }
     bool found = PQntuples(r) == 1;
@@ -199,11 +186,11 @@ login(api_ctx_t *ctx, uint64_t store_id)
         pthread_once(&dummy_once, make_dummy);
     bool ok = auth_password_verify(found ? PQgetvalue(r, 0, 1) : dummy_hash, pw) && found;
     if (!ok) {
-        reply = net_reply_error(401, "invalid_credentials", "the e-mail or password is wrong");
+        reply = api_fail(SHOPD_UNAUTHENTICATED, "invalid_credentials", "the e-mail or password is wrong");
         goto out;
     }
     if (strcmp(PQgetvalue(r, 0, 3), "active") != 0) {
-        reply = net_reply_error(403, "account_disabled", "this account is disabled");
+        reply = api_fail(SHOPD_FORBIDDEN, "account_disabled", "this account is disabled");
         goto out;
     }
     uint64_t uid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -219,10 +206,10 @@ login(api_ctx_t *ctx, uint64_t store_id)
         "RETURNING " AUTH_USER_JSON,
         2, pu);
     if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
-        reply = auth_db_error(ctx, r, "login update failed");
+        reply = api_db_error(ctx, r, "login update failed");
         goto out;
     }
-    reply = auth_issue(ctx, c, 200, uid, store_id, role, ver, NULL, PQgetvalue(r, 0, 0));
+    reply = auth_issue(ctx, c, SHOPD_OK, uid, store_id, role, ver, NULL, PQgetvalue(r, 0, 0));
 out:
     PQclear(r);
     db_release(c);
@@ -282,10 +269,10 @@ auth_h_register(api_ctx_t *ctx)
                 "VALUES ($1::bigint, $2, $3, 'CUSTOMER', $4) RETURNING id, " AUTH_USER_JSON ", token_version",
                 4, p);
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = auth_db_error(ctx, r, "register failed");
+        reply = api_db_error(ctx, r, "register failed");
         goto out;
     }
-    reply = auth_issue(ctx, c, 201, strtoull(PQgetvalue(r, 0, 0), NULL, 10), ctx->store_id,
+    reply = auth_issue(ctx, c, SHOPD_CREATED, strtoull(PQgetvalue(r, 0, 0), NULL, 10), ctx->store_id,
                        MSG_ROLE_CUSTOMER, (uint32_t)strtoul(PQgetvalue(r, 0, 2), NULL, 10), NULL,
                        PQgetvalue(r, 0, 1));
 out:
@@ -310,7 +297,7 @@ typedef struct refresh_tx_s {
 static net_reply_t *
 invalid_refresh(void)
 {
-    return net_reply_error(401, "invalid_token",
+    return api_fail(SHOPD_UNAUTHENTICATED, "invalid_token",
                            "the refresh token is invalid, expired or revoked");
 }
 
@@ -352,8 +339,7 @@ refresh_tx(db_conn_t *c, void *arg)
         PQclear(x);
         log_warn("refresh token reuse: family revoked user=%s rid=%.*s", PQgetvalue(r, 0, 1),
                  (int)t->ctx->env->request_id.n, t->ctx->env->request_id.p);
-        t->reply = net_reply_error(
-            401, "invalid_token",
+        t->reply = api_fail(SHOPD_UNAUTHENTICATED, "invalid_token",
             "the refresh token was already used; every session of this login is now revoked");
         goto out;
     }
@@ -381,9 +367,9 @@ refresh_tx(db_conn_t *c, void *arg)
         goto out;
     t->user_json = shopd_strdup(PQgetvalue(r, 0, 8));
     /* The new token of the family is inserted by auth_issue, inside this transaction. */
-    t->reply = auth_issue(t->ctx, c, 200, t->uid, t->sid, t->role,
+    t->reply = auth_issue(t->ctx, c, SHOPD_OK, t->uid, t->sid, t->role,
                           (uint32_t)strtoul(PQgetvalue(r, 0, 9), NULL, 10), t->family, t->user_json);
-    if (t->reply->status != 200)
+    if (!api_reply_ok(t->reply))
         rc = SHOPD_ERR;
 out:
     PQclear(r);
@@ -420,7 +406,7 @@ auth_h_refresh(api_ctx_t *ctx)
     shopd_free(t.user_json);
     if (t.reply) {
         /* Committed with an error reply (reuse revocation) or rolled back with one. */
-        if (rc != SHOPD_OK && t.reply->status == 200) {
+        if (rc != SHOPD_OK && api_reply_ok(t.reply)) {
             net_reply_free(t.reply);
             return api_unavailable("the database");
         }
@@ -440,7 +426,7 @@ auth_h_logout(api_ctx_t *ctx)
     char hash[65], sid[24];
     /* Unknown tokens get 204 too: logging out twice is not an error. */
     if (!refresh_parse(tok, sid, hash))
-        return net_reply_new(204);
+        return api_empty(SHOPD_NO_CONTENT);
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
     if (c == NULL)
         return api_unavailable("the database");
@@ -452,7 +438,7 @@ auth_h_logout(api_ctx_t *ctx)
                 "WHERE store_id = $2::bigint AND token_hash = $1)",
                 2, p);
     net_reply_t *reply =
-        db_result_rc(r) == SHOPD_OK ? net_reply_new(204) : auth_db_error(ctx, r, "logout failed");
+        db_result_rc(r) == SHOPD_OK ? api_empty(SHOPD_NO_CONTENT) : api_db_error(ctx, r, "logout failed");
     PQclear(r);
     db_release(c);
     return reply;
@@ -486,11 +472,11 @@ auth_h_me(api_ctx_t *ctx)
                           2, p);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK)
-        reply = auth_db_error(ctx, r, "me failed");
+        reply = api_db_error(ctx, r, "me failed");
     else if (PQntuples(r) == 0)
-        reply = net_reply_error(404, "user_not_found", "no such user");
+        reply = api_fail(SHOPD_NOTFOUND, "user_not_found", "no such user");
     else
-        reply = api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+        reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
     PQclear(r);
     db_release(c);
     return reply;
@@ -529,11 +515,11 @@ auth_h_me_update(api_ctx_t *ctx)
             "SELECT password_hash FROM users WHERE tenant_id = $2::bigint AND id = $1::bigint", 2,
             p1);
         if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
-            reply = auth_db_error(ctx, r, "me lookup failed");
+            reply = api_db_error(ctx, r, "me lookup failed");
             goto out;
         }
         if (!auth_password_verify(PQgetvalue(r, 0, 0), cur)) {
-            reply = net_reply_error_field(403, "wrong_password", "the current password is wrong",
+            reply = api_fail_field(SHOPD_FORBIDDEN, "wrong_password", "the current password is wrong",
                                           "current_password", "is wrong");
             goto out;
         }
@@ -556,12 +542,12 @@ auth_h_me_update(api_ctx_t *ctx)
         "RETURNING " AUTH_USER_JSON,
         4, p);
     if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
-        reply = auth_db_error(ctx, r, "me update failed");
+        reply = api_db_error(ctx, r, "me update failed");
     } else {
         /* A new password retires every access token of the user (token_version),
          * this one included: seen here at once, elsewhere within AUTH_USER_CACHE_S. */
         auth_user_forget(ctx->caller->user_id);
-        reply = api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+        reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
     }
 out:
     PQclear(r);
@@ -633,7 +619,7 @@ auth_h_forgot(api_ctx_t *ctx)
                 "SELECT i.user_id, u.email FROM i JOIN u ON u.id = i.user_id",
                 3, p);
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = auth_db_error(ctx, r, "forgot failed");
+        reply = api_db_error(ctx, r, "forgot failed");
     } else {
         if (PQntuples(r) == 1) {
             const store_snap_t *s = ctx->store;
@@ -654,8 +640,7 @@ auth_h_forgot(api_ctx_t *ctx)
                 log_error("outbox write failed dir=%s rid=%.*s", ctx->app->cfg->outbox_dir,
                           (int)ctx->env->request_id.n, ctx->env->request_id.p);
         }
-        reply = api_json(
-            202, json_pack("{s:s}", "message",
+        reply = api_json(SHOPD_ACCEPTED, json_pack("{s:s}", "message",
                            "if an account with this e-mail exists, a reset link is on its way"));
     }
     PQclear(r);
@@ -699,14 +684,14 @@ auth_h_reset(api_ctx_t *ctx)
         3, p);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK)
-        reply = auth_db_error(ctx, r, "reset failed");
+        reply = api_db_error(ctx, r, "reset failed");
     else if (PQntuples(r) == 0)
-        reply = net_reply_error_field(400, "invalid_token",
+        reply = api_fail_field(SHOPD_BAD_REQUEST, "invalid_token",
                                       "the reset token is invalid, used or expired", "token",
                                       "is invalid");
     else {
         auth_user_forget(strtoull(PQgetvalue(r, 0, 0), NULL, 10));
-        reply = net_reply_new(204);
+        reply = api_empty(SHOPD_NO_CONTENT);
     }
     PQclear(r);
     db_release(c);

@@ -22,10 +22,8 @@ enum { AUTH_RL_IP = 1, AUTH_RL_ACCOUNT = 2 };
  *  per-address one; the per-account one when account is not NULL); NULL if the
  *  attempt may go on. Each named bucket is taken from at most once. */
 net_reply_t *auth_rate_check(api_ctx_t *ctx, const char *what, const char *account, int buckets);
-/** A failed statement as a reply (503, 409 email_taken, or 500). */
-net_reply_t *auth_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
 /** The token reply: access token + new refresh token (inserted on c). */
-net_reply_t *auth_issue(api_ctx_t *ctx, db_conn_t *c, int status, uint64_t uid, uint64_t sid,
+net_reply_t *auth_issue(api_ctx_t *ctx, db_conn_t *c, shopd_rc_t rc, uint64_t uid, uint64_t sid,
                         int role, uint32_t ver, const char *family, const char *user_json);
 /** One message into the outbox folder. 0 or -1. */
 int auth_outbox_write(const char *dir, const char *to, const char *subject, const char *body);

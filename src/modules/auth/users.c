@@ -39,7 +39,7 @@ user_id_param(api_ctx_t *ctx, char *buf, size_t n)
 static net_reply_t *
 not_found(void)
 {
-    return net_reply_error(404, "user_not_found", "no such user in this store");
+    return api_fail(SHOPD_NOTFOUND, "user_not_found", "no such user in this store");
 }
 
 net_reply_t *
@@ -87,11 +87,11 @@ auth_h_users_list(api_ctx_t *ctx)
                 5, p);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = auth_db_error(ctx, r, "user list failed");
+        reply = api_db_error(ctx, r, "user list failed");
     } else {
         json_t *data = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
         bool full = atol(PQgetvalue(r, 0, 1)) == limit;
-        reply = api_json(200, json_pack("{s:o, s:i, s:o}", "data", data ? data : json_array(),
+        reply = api_json(SHOPD_OK, json_pack("{s:o, s:i, s:o}", "data", data ? data : json_array(),
                                         "limit", (int)limit, "next_cursor",
                                         full ? json_string(PQgetvalue(r, 0, 2)) : json_null()));
     }
@@ -118,11 +118,11 @@ auth_h_users_get(api_ctx_t *ctx)
                           2, p);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK)
-        reply = auth_db_error(ctx, r, "user get failed");
+        reply = api_db_error(ctx, r, "user get failed");
     else if (PQntuples(r) == 0)
         reply = not_found();
     else
-        reply = api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+        reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
     PQclear(r);
     db_release(c);
     return reply;
@@ -163,9 +163,9 @@ auth_h_users_create(api_ctx_t *ctx)
                           5, p);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = auth_db_error(ctx, r, "user create failed");
+        reply = api_db_error(ctx, r, "user create failed");
     } else {
-        reply = api_raw_json(201, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+        reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
         char loc[64];
         snprintf(loc, sizeof(loc), "/api/v1/admin/users/%s", PQgetvalue(r, 0, 0));
         net_reply_add_header(reply, "Location", loc);
@@ -179,7 +179,7 @@ auth_h_users_create(api_ctx_t *ctx)
  * session and drops the user from the active-user cache. */
 static net_reply_t *
 update_user(api_ctx_t *ctx, const char *id, const char *name, const char *role, const char *status,
-            const char *hash, int ok_status)
+            const char *hash, shopd_rc_t ok_rc)
 {
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
@@ -199,14 +199,14 @@ update_user(api_ctx_t *ctx, const char *id, const char *name, const char *role, 
                 6, p);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = auth_db_error(ctx, r, "user update failed");
+        reply = api_db_error(ctx, r, "user update failed");
     } else if (PQntuples(r) == 0) {
         reply = not_found();
     } else {
         auth_user_forget(strtoull(id, NULL, 10));
-        reply = ok_status == 204
-                    ? net_reply_new(204)
-                    : api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+        reply = ok_rc == SHOPD_NO_CONTENT
+                    ? api_empty(SHOPD_NO_CONTENT)
+                    : api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
     }
     PQclear(r);
     db_release(c);
@@ -248,7 +248,7 @@ auth_h_users_update(api_ctx_t *ctx)
         return api_val_reply(&v);
     if (pw && auth_password_hash(pw, hash, sizeof(hash)) != 0)
         return api_internal(ctx, "password hash failed");
-    return update_user(ctx, id, name, role, status, pw ? hash : NULL, 200);
+    return update_user(ctx, id, name, role, status, pw ? hash : NULL, SHOPD_OK);
 }
 
 net_reply_t *
@@ -259,8 +259,8 @@ auth_h_users_delete(api_ctx_t *ctx)
     if (id == NULL)
         return not_found();
     if (is_self(ctx, id))
-        return net_reply_error(409, "cannot_disable_self", "you cannot disable your own account");
-    return update_user(ctx, id, NULL, NULL, "disabled", NULL, 204);
+        return api_fail(SHOPD_CONFLICT, "cannot_disable_self", "you cannot disable your own account");
+    return update_user(ctx, id, NULL, NULL, "disabled", NULL, SHOPD_NO_CONTENT);
 }
 
 void

@@ -21,20 +21,20 @@
 static net_reply_t *
 attr_not_found(void)
 {
-    return net_reply_error(404, "attribute_not_found", "no such attribute");
+    return api_fail(SHOPD_NOTFOUND, "attribute_not_found", "no such attribute");
 }
 
 static net_reply_t *
 value_not_found(void)
 {
-    return net_reply_error(404, "attribute_value_not_found", "no such attribute value");
+    return api_fail(SHOPD_NOTFOUND, "attribute_value_not_found", "no such attribute value");
 }
 
 /* Runs one statement for a handler (a write as its own transaction, cat_write_stmt):
- * 404 (nf) when it returns no row, else the JSON of column 0 with `status`; bumps the
+ * not found (nf) when it returns no row, else the JSON of column 0 with result `ok`; bumps the
  * catalog version after a write. */
 static net_reply_t *
-run(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *const *p, int status, bool write,
+run(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *const *p, shopd_rc_t ok, bool write,
     net_reply_t *(*nf)(void))
 {
     net_reply_t *reply = NULL;
@@ -48,12 +48,12 @@ run(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *const
         db_release(c);
     }
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, name);
+        reply = api_db_error(ctx, r, name);
     } else if (PQntuples(r) == 0 && (PQnfields(r) > 0 || strcmp(PQcmdTuples(r), "0") == 0)) {
         reply = nf(); /* a write that matched nothing committed nothing */
     } else {
         if (write) cat_bump(ctx);
-        reply = status == 204 ? net_reply_new(204) : cat_row_json(status, r, 0);
+        reply = ok == SHOPD_NO_CONTENT ? api_empty(SHOPD_NO_CONTENT) : cat_row_json(ok, r, 0);
     }
     PQclear(r);
     return reply;
@@ -67,7 +67,7 @@ list(api_ctx_t *ctx)
     return run(ctx, "attr_list",
                "SELECT json_build_object('data', coalesce(json_agg(" ATTRIBUTE_JSON("a") " ORDER BY a.position, a.id), '[]'))::text"
                " FROM attributes a WHERE a.store_id = $1::bigint",
-               1, p, 200, false, attr_not_found);
+               1, p, SHOPD_OK, false, attr_not_found);
 }
 
 net_reply_t *
@@ -83,7 +83,7 @@ get_one(api_ctx_t *ctx)
     if (!cat_id_param(ctx, "id", id)) return attr_not_found();
     const char *p[2] = {cat_sid(ctx, sid), id};
     return run(ctx, "attr_get", "SELECT " ATTRIBUTE_JSON("a") "::text FROM attributes a WHERE a.store_id = $1::bigint AND a.id = $2::bigint",
-               2, p, 200, false, attr_not_found);
+               2, p, SHOPD_OK, false, attr_not_found);
 }
 
 net_reply_t *
@@ -102,7 +102,7 @@ values(api_ctx_t *ctx)
                "SELECT json_build_object('data', (SELECT coalesce(json_agg(" VALUE_JSON("x") " ORDER BY x.position, x.id), '[]')"
                " FROM attribute_values x WHERE x.store_id = a.store_id AND x.attribute_id = a.id))::text"
                " FROM attributes a WHERE a.store_id = $1::bigint AND a.id = $2::bigint",
-               2, p, 200, false, attr_not_found);
+               2, p, SHOPD_OK, false, attr_not_found);
 }
 
 net_reply_t *
@@ -157,7 +157,7 @@ catalog_h_attribute_create(api_ctx_t *ctx)
                          " RETURNING *)"
                          " SELECT json_build_object('id', a.id, 'name', a.name, 'position', a.position, 'values',"
                          " (SELECT coalesce(json_agg(" VALUE_JSON("x") " ORDER BY x.position, x.id), '[]') FROM x))::text FROM a",
-                         4, p, 201, true, attr_not_found);
+                         4, p, SHOPD_CREATED, true, attr_not_found);
     free(vals);
     return r;
 }
@@ -176,7 +176,7 @@ catalog_h_attribute_update(api_ctx_t *ctx)
                "WITH a AS (UPDATE attributes SET name = coalesce($3, name), position = coalesce($4::int, position)"
                " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING *)"
                " SELECT " ATTRIBUTE_JSON("a") "::text FROM a",
-               4, p, 200, true, attr_not_found);
+               4, p, SHOPD_OK, true, attr_not_found);
 }
 
 net_reply_t *
@@ -185,7 +185,7 @@ catalog_h_attribute_delete(api_ctx_t *ctx)
     char sid[24], id[24];
     if (!cat_id_param(ctx, "id", id)) return attr_not_found();
     const char *p[2] = {cat_sid(ctx, sid), id};
-    return run(ctx, "attr_delete", "DELETE FROM attributes WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, 204, true,
+    return run(ctx, "attr_delete", "DELETE FROM attributes WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, SHOPD_NO_CONTENT, true,
                attr_not_found);
 }
 
@@ -205,7 +205,7 @@ catalog_h_value_create(api_ctx_t *ctx)
                "  WHERE w.store_id = a.store_id AND w.attribute_id = a.id)::int)"
                " FROM attributes a WHERE a.store_id = $1::bigint AND a.id = $2::bigint RETURNING *)"
                " SELECT " VALUE_JSON("x") "::text FROM x",
-               4, p, 201, true, attr_not_found);
+               4, p, SHOPD_CREATED, true, attr_not_found);
 }
 
 net_reply_t *
@@ -222,7 +222,7 @@ catalog_h_value_update(api_ctx_t *ctx)
                "WITH x AS (UPDATE attribute_values SET value = coalesce($4, value), position = coalesce($5::int, position)"
                " WHERE store_id = $1::bigint AND attribute_id = $2::bigint AND id = $3::bigint RETURNING *)"
                " SELECT " VALUE_JSON("x") "::text FROM x",
-               5, p, 200, true, value_not_found);
+               5, p, SHOPD_OK, true, value_not_found);
 }
 
 net_reply_t *
@@ -233,5 +233,5 @@ catalog_h_value_delete(api_ctx_t *ctx)
     const char *p[3] = {cat_sid(ctx, sid), id, vid};
     return run(ctx, "attr_value_delete",
                "DELETE FROM attribute_values WHERE store_id = $1::bigint AND attribute_id = $2::bigint AND id = $3::bigint",
-               3, p, 204, true, value_not_found);
+               3, p, SHOPD_NO_CONTENT, true, value_not_found);
 }

@@ -60,13 +60,13 @@ typedef shopd_rc_t (*cat_tx_fn)(api_ctx_t *ctx, db_conn_t *c, void *arg, net_rep
  *  and bumps the catalog version. Otherwise the answer to send (the caller owns it). */
 net_reply_t *cat_tx(api_ctx_t *ctx, cat_tx_fn fn, void *arg);
 /** One write statement as its own cat_tx. NULL when it committed, with its result in *out
- *  (caller PQclears); else the answer (cat_db_error(what) for a failed statement), *out NULL. */
+ *  (caller PQclears); else the answer (api_db_error(what) for a failed statement), *out NULL. */
 net_reply_t *cat_write_stmt(api_ctx_t *ctx, const char *what, const char *name, const char *sql,
                             int np, const char *const *p, PGresult **out);
 /** The API error for a failed statement, chosen by constraint name when there is one. */
-net_reply_t *cat_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
+net_reply_t *api_db_error(api_ctx_t *ctx, PGresult *r, const char *what);
 /** 200/201 with the JSON text of row 0 column col. */
-net_reply_t *cat_row_json(int status, PGresult *r, int col);
+net_reply_t *cat_row_json(shopd_rc_t rc, PGresult *r, int col);
 /** The usual answer to a one-row query: the error for a failed result, 404 (nf_code,
  *  nf_message) for no row, else the row's first column as a 200 JSON body. Clears r. */
 net_reply_t *cat_one_row(api_ctx_t *ctx, PGresult *r, const char *what, const char *nf_code,

@@ -46,7 +46,7 @@ tree(api_ctx_t *ctx)
                           " JOIN categories c ON c.store_id = $1::bigint AND c.id = t.id ORDER BY t.path",
                           1, p);
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = cat_db_error(ctx, r, "category tree");
+        reply = api_db_error(ctx, r, "category tree");
     } else {
         json_t *roots = json_array();
         json_t *byid = json_object();
@@ -60,7 +60,7 @@ tree(api_ctx_t *ctx)
             json_object_set_new(byid, PQgetvalue(r, i, 0), node);
         }
         json_decref(byid);
-        reply = api_json(200, json_pack("{s:o, s:i}", "data", roots, "max_depth", CATALOG_MAX_DEPTH));
+        reply = api_json(SHOPD_OK, json_pack("{s:o, s:i}", "data", roots, "max_depth", CATALOG_MAX_DEPTH));
     }
     PQclear(r);
     db_release(c);
@@ -77,7 +77,7 @@ static net_reply_t *
 get_one(api_ctx_t *ctx)
 {
     char sid[24], id[24];
-    if (!cat_id_param(ctx, "id", id)) return net_reply_error(404, "category_not_found", "no such category");
+    if (!cat_id_param(ctx, "id", id)) return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
     const char *p[2] = {cat_sid(ctx, sid), id};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
@@ -152,7 +152,7 @@ too_deep(const char *field)
 {
     char msg[96];
     snprintf(msg, sizeof(msg), "categories nest at most %d levels deep", CATALOG_MAX_DEPTH);
-    return net_reply_error_field(422, "category_too_deep", msg, field, "too deep");
+    return api_fail_field(SHOPD_INVALID, "category_too_deep", msg, field, "too deep");
 }
 
 /* Checks that `parent` may take the subtree of `cat` (moved, or its children on a
@@ -164,12 +164,12 @@ check_new_parent(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *cat,
                  const char *field, int levels, const char *cycle_msg, PGresult **r)
 {
     tree_info_t ti;
-    if (tree_check(c, sid, cat, parent, &ti, r) != SHOPD_OK) return cat_db_error(ctx, *r, "tree check");
+    if (tree_check(c, sid, cat, parent, &ti, r) != SHOPD_OK) return api_db_error(ctx, *r, "tree check");
     if (ti.parent_depth == 0)
-        return net_reply_error_field(422, "validation_failed", "the request has invalid fields", field,
+        return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields", field,
                                      "no such category");
     if (ti.cycle)
-        return net_reply_error_field(409, "category_cycle", cycle_msg, field,
+        return api_fail_field(SHOPD_CONFLICT, "category_cycle", cycle_msg, field,
                                      "is the category or one of its descendants");
     if (ti.parent_depth + ti.height + levels > CATALOG_MAX_DEPTH) return too_deep(field);
     return NULL;
@@ -181,7 +181,7 @@ lock_tree(api_ctx_t *ctx, db_conn_t *c, const char *sid, net_reply_t **reply)
 {
     PGresult *r = db_exec(c, "cat_tree_lock", TREE_LOCK, 1, &sid);
     shopd_rc_t rc = db_result_rc(r);
-    if (rc != SHOPD_OK) *reply = cat_db_error(ctx, r, "tree lock");
+    if (rc != SHOPD_OK) *reply = api_db_error(ctx, r, "tree lock");
     PQclear(r);
     return rc;
 }
@@ -199,7 +199,7 @@ static shopd_rc_t
 failed(api_ctx_t *ctx, PGresult *r, const char *what, net_reply_t **reply)
 {
     shopd_rc_t rc = db_result_rc(r);
-    *reply = cat_db_error(ctx, r, what);
+    *reply = api_db_error(ctx, r, what);
     return rc;
 }
 
@@ -271,7 +271,7 @@ create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
             return rc;
         }
         if (ti.parent_depth == 0)
-            return refuse(reply, net_reply_error_field(422, "validation_failed", "the request has invalid fields",
+            return refuse(reply, api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields",
                                                        "parent_id", "no such category"));
         if (ti.parent_depth + 1 > CATALOG_MAX_DEPTH) return refuse(reply, too_deep("parent_id"));
     }
@@ -297,7 +297,7 @@ catalog_h_category_create(api_ctx_t *ctx)
     net_reply_t *reply = cat_tx(ctx, create_tx, &w);
     if (reply == NULL) {
         cat_bump(ctx);
-        reply = cat_row_json(201, w.r, 1);
+        reply = cat_row_json(SHOPD_CREATED, w.r, 1);
         char loc[64];
         snprintf(loc, sizeof(loc), "/api/v1/categories/%s", PQgetvalue(w.r, 0, 0));
         net_reply_add_header(reply, "Location", loc);
@@ -337,7 +337,7 @@ update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                    7, p);
     if (db_result_rc(w->r) != SHOPD_OK) return failed(ctx, w->r, "category update", reply);
     if (PQntuples(w->r) == 0)
-        return refuse(reply, net_reply_error(404, "category_not_found", "no such category"));
+        return refuse(reply, api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category"));
     return SHOPD_OK;
 }
 
@@ -347,14 +347,14 @@ catalog_h_category_update(api_ctx_t *ctx)
     api_val_t v = {0};
     cat_input_t in;
     char sid[24], id[24];
-    if (!cat_id_param(ctx, "id", id)) return net_reply_error(404, "category_not_found", "no such category");
+    if (!cat_id_param(ctx, "id", id)) return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
     validate(ctx, &v, &in, false);
     if (v.n) return api_val_reply(&v);
     cat_write_t w = {.in = &in, .sid = cat_sid(ctx, sid), .id = id};
     net_reply_t *reply = cat_tx(ctx, update_tx, &w);
     if (reply == NULL) {
         cat_bump(ctx);
-        reply = cat_row_json(200, w.r, 0);
+        reply = cat_row_json(SHOPD_OK, w.r, 0);
     }
     PQclear(w.r);
     return reply;
@@ -376,13 +376,13 @@ delete_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     if (db_result_rc(r) != SHOPD_OK) goto failed;
     if (PQntuples(r) == 0) {
         PQclear(r);
-        return refuse(reply, net_reply_error(404, "category_not_found", "no such category"));
+        return refuse(reply, api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category"));
     }
     bool nonempty = atol(PQgetvalue(r, 0, 0)) > 0 || atol(PQgetvalue(r, 0, 1)) > 0;
     PQclear(r);
     r = NULL;
     if (nonempty && move_to == NULL)
-        return refuse(reply, net_reply_error(409, "category_not_empty",
+        return refuse(reply, api_fail(SHOPD_CONFLICT, "category_not_empty",
                                              "the category has children or products; say where they go with ?move_to=<category id> or ?move_to=root"));
     if (nonempty) {
         if (!w->to_root) {
@@ -421,20 +421,20 @@ net_reply_t *
 catalog_h_category_delete(api_ctx_t *ctx)
 {
     char sid[24], id[24], mbuf[32];
-    if (!cat_id_param(ctx, "id", id)) return net_reply_error(404, "category_not_found", "no such category");
+    if (!cat_id_param(ctx, "id", id)) return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
     const char *move_to = api_query_param(ctx->env, "move_to", mbuf, sizeof(mbuf));
     bool to_root = move_to && strcmp(move_to, "root") == 0;
     if (move_to && !to_root) {
         uint64_t t;
         if (!shopd_id_parse(move_to, strlen(move_to), &t))
-            return net_reply_error_field(422, "validation_failed", "the request has invalid fields", "move_to",
+            return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields", "move_to",
                                          "must be a category id or root");
     }
     cat_write_t w = {.sid = cat_sid(ctx, sid), .id = id, .move_to = move_to, .to_root = to_root};
     net_reply_t *reply = cat_tx(ctx, delete_tx, &w);
     if (reply == NULL) {
         cat_bump(ctx);
-        reply = net_reply_new(204);
+        reply = api_empty(SHOPD_NO_CONTENT);
     }
     return reply;
 }

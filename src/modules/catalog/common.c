@@ -148,7 +148,7 @@ cat_tx(api_ctx_t *ctx, cat_tx_fn fn, void *arg)
     if (t.reply != NULL) return t.reply;
     /* The body was fine but the COMMIT was not, or the connection went. */
     if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
-    if (rc == SHOPD_CONFLICT) return net_reply_error(409, "conflict", "the change conflicts with existing data");
+    if (rc == SHOPD_CONFLICT) return api_fail(SHOPD_CONFLICT, "conflict", "the change conflicts with existing data");
     return api_internal(ctx, "commit failed");
 }
 
@@ -166,7 +166,7 @@ stmt_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     PQclear(s->r);
     s->r = db_exec(c, s->name, s->sql, s->np, s->p);
     shopd_rc_t rc = db_result_rc(s->r);
-    if (rc != SHOPD_OK) *reply = cat_db_error(ctx, s->r, s->what);
+    if (rc != SHOPD_OK) *reply = api_db_error(ctx, s->r, s->what);
     return rc;
 }
 
@@ -184,48 +184,10 @@ cat_write_stmt(api_ctx_t *ctx, const char *what, const char *name, const char *s
     return reply;
 }
 
-/* Constraint name -> API error. Names are PostgreSQL's defaults for sql/0003. */
-static const struct {
-    const char *constraint;
-    int status;
-    const char *code, *message, *field, *issue;
-} cons_errors[] = {
-    {"categories_store_id_slug_key", 409, "slug_taken", "another category uses this slug", "slug", "already taken"},
-    {"categories_store_id_parent_id_fkey", 422, "validation_failed", "the request has invalid fields", "parent_id", "no such category"},
-    {"products_store_id_slug_key", 409, "slug_taken", "another product uses this slug", "slug", "already taken"},
-    {"products_store_id_category_id_fkey", 422, "validation_failed", "the request has invalid fields", "category_id", "no such category"},
-    {"product_variants_store_id_sku_key", 409, "sku_taken", "another variant uses this SKU", "sku", "already taken"},
-    {"product_variants_store_id_product_id_options_key", 409, "variant_exists", "the product already has a variant with these options", "options", "already used"},
-    {"product_variants_stock_check", 409, "insufficient_stock", "not enough stock", "stock", "would become negative"},
-    {"attributes_store_id_name_key", 409, "name_taken", "another attribute has this name", "name", "already taken"},
-    {"attribute_values_store_id_attribute_id_value_key", 409, "value_taken", "the attribute already has this value", "value", "already taken"},
-    {"product_option_values_store_id_value_id_fkey", 422, "validation_failed", "the request has invalid fields", "option_value_ids", "no such attribute value"},
-};
-
 net_reply_t *
-cat_db_error(api_ctx_t *ctx, PGresult *r, const char *what)
+cat_row_json(shopd_rc_t rc, PGresult *r, int col)
 {
-    shopd_rc_t rc = db_result_rc(r);
-    if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
-    const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
-    if (cons)
-        for (size_t i = 0; i < sizeof(cons_errors) / sizeof(cons_errors[0]); i++)
-            if (strcmp(cons, cons_errors[i].constraint) == 0)
-                return net_reply_error_field(cons_errors[i].status, cons_errors[i].code,
-                                             cons_errors[i].message, cons_errors[i].field,
-                                             cons_errors[i].issue);
-    if (rc == SHOPD_CONFLICT) return net_reply_error(409, "conflict", "the change conflicts with existing data");
-    if (rc == SHOPD_INVALID)
-        return net_reply_error(422, "validation_failed", r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "invalid");
-    char msg[256];
-    snprintf(msg, sizeof(msg), "%s: %s", what, r ? PQresultErrorMessage(r) : "no result");
-    return api_internal(ctx, msg);
-}
-
-net_reply_t *
-cat_row_json(int status, PGresult *r, int col)
-{
-    return api_raw_json(status, PQgetvalue(r, 0, col), (size_t)PQgetlength(r, 0, col));
+    return api_raw_json(rc, PQgetvalue(r, 0, col), (size_t)PQgetlength(r, 0, col));
 }
 
 net_reply_t *
@@ -233,11 +195,11 @@ cat_one_row(api_ctx_t *ctx, PGresult *r, const char *what, const char *nf_code, 
 {
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK)
-        reply = cat_db_error(ctx, r, what);
+        reply = api_db_error(ctx, r, what);
     else if (PQntuples(r) == 0)
-        reply = net_reply_error(404, nf_code, nf_message);
+        reply = api_fail(SHOPD_NOTFOUND, nf_code, nf_message);
     else
-        reply = cat_row_json(200, r, 0);
+        reply = cat_row_json(SHOPD_OK, r, 0);
     PQclear(r);
     return reply;
 }
@@ -399,9 +361,9 @@ public_reply(const api_ctx_t *ctx, const char *body, size_t len, const char *eta
 {
     net_reply_t *r;
     if (inm_matches(ctx, etag)) {
-        r = net_reply_new(304);
+        r = api_empty(SHOPD_NOT_MODIFIED);
     } else {
-        r = net_reply_new(200);
+        r = api_empty(SHOPD_OK);
         net_reply_set_body(r, body, len);
     }
     net_reply_add_header(r, "ETag", etag);
@@ -565,7 +527,7 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
     free_reply(re);
     if (out == NULL) {
         net_reply_t *fresh = fn(ctx);
-        if (fresh->status != 200) {
+        if (fresh->status != net_status_for_rc(SHOPD_OK)) { /* only a plain success page is cached */
             out = fresh;
         } else {
             body = fresh->body ? fresh->body : "";

@@ -219,7 +219,7 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
     PGresult *res[2] = {NULL, NULL};
     shopd_rc_t rc = db_pipeline(c, qs, 2, res); /* page and total in one round trip */
     if (rc != SHOPD_OK) {
-        reply = cat_db_error(ctx, res[0] && db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1], "product list");
+        reply = api_db_error(ctx, res[0] && db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1], "product list");
     } else {
         sbuf_t b = {0};
         int rows = PQntuples(res[0]);
@@ -245,7 +245,7 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
         }
         if (page) sb_printf(&b, ",\"page\":%lld", page);
         sb_put(&b, "}", 1);
-        reply = api_raw_json(200, b.p, b.n);
+        reply = api_raw_json(SHOPD_OK, b.p, b.n);
         shopd_free(b.p);
     }
     PQclear(res[0]);
@@ -272,7 +272,7 @@ list(api_ctx_t *ctx)
         if (strcmp(s, "draft") && strcmp(s, "active") && strcmp(s, "archived"))
             api_val_add(&v, "status", "must be draft, active or archived");
         else if (!f.admin && strcmp(s, "active"))
-            return net_reply_error_field(403, "forbidden", "only store admins see products that are not active", "status", "admins only");
+            return api_fail_field(SHOPD_FORBIDDEN, "forbidden", "only store admins see products that are not active", "status", "admins only");
         else
             f.status = s;
     }
@@ -322,7 +322,7 @@ list(api_ctx_t *ctx)
         const char *cp[2] = {cat_sid(ctx, sid), category};
         PGresult *cr = db_exec(c, "prod_list_cats", catalog_descendants_sql, 2, cp);
         if (db_result_rc(cr) != SHOPD_OK)
-            reply = cat_db_error(ctx, cr, "product list categories");
+            reply = api_db_error(ctx, cr, "product list categories");
         else
             f.category_ids = cat_ids = shopd_strdup(PQgetvalue(cr, 0, 0));
         PQclear(cr);
@@ -347,11 +347,11 @@ get_one(api_ctx_t *ctx)
     char sid[24], idb[128];
     size_t n;
     const char *p = msg_param(ctx->env, "id", &n);
-    if (p == NULL || n == 0 || n >= sizeof(idb)) return net_reply_error(404, "product_not_found", "no such product");
+    if (p == NULL || n == 0 || n >= sizeof(idb)) return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     memcpy(idb, p, n);
     idb[n] = '\0';
     bool numeric = strspn(idb, "0123456789") == n && n <= 18;
-    if (!numeric && !cat_slug_valid(idb)) return net_reply_error(404, "product_not_found", "no such product");
+    if (!numeric && !cat_slug_valid(idb)) return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     const char *params[4] = {cat_sid(ctx, sid), numeric ? idb : NULL, numeric ? NULL : idb, cat_is_admin(ctx) ? "t" : "f"};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
@@ -490,14 +490,14 @@ finish_write(api_ctx_t *ctx, db_conn_t *c, prod_write_t *w, net_reply_t **reply)
     if (w->in->value_ids) {
         PGresult *r = set_values(c, w->sid, w->pid, w->in->value_ids);
         shopd_rc_t rc = db_result_rc(r);
-        if (rc != SHOPD_OK) *reply = cat_db_error(ctx, r, "product option values");
+        if (rc != SHOPD_OK) *reply = api_db_error(ctx, r, "product option values");
         PQclear(r);
         if (rc != SHOPD_OK) return rc;
     }
     w->r = product_json(c, w->sid, w->pid);
     shopd_rc_t rc = db_result_rc(w->r);
     if (rc != SHOPD_OK || PQntuples(w->r) != 1) {
-        *reply = cat_db_error(ctx, w->r, "product read back");
+        *reply = api_db_error(ctx, w->r, "product read back");
         return rc != SHOPD_OK ? rc : SHOPD_ERR;
     }
     return SHOPD_OK;
@@ -519,7 +519,7 @@ create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                           9, p);
     shopd_rc_t rc = db_result_rc(r);
     if (rc != SHOPD_OK) {
-        *reply = cat_db_error(ctx, r, "product create");
+        *reply = api_db_error(ctx, r, "product create");
         PQclear(r);
         return rc;
     }
@@ -543,7 +543,7 @@ catalog_h_product_create(api_ctx_t *ctx)
     prod_write_t w = {.in = &in, .sid = cat_sid(ctx, sid)};
     if ((reply = cat_tx(ctx, create_tx, &w)) == NULL) {
         cat_bump(ctx);
-        reply = cat_row_json(201, w.r, 0);
+        reply = cat_row_json(SHOPD_CREATED, w.r, 0);
         char loc[64];
         snprintf(loc, sizeof(loc), "/api/v1/products/%s", w.pid);
         net_reply_add_header(reply, "Location", loc);
@@ -573,8 +573,8 @@ update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                           " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING id",
                           12, p);
     shopd_rc_t rc = db_result_rc(r);
-    if (rc != SHOPD_OK) *reply = cat_db_error(ctx, r, "product update");
-    else if (PQntuples(r) == 0) *reply = net_reply_error(404, "product_not_found", "no such product");
+    if (rc != SHOPD_OK) *reply = api_db_error(ctx, r, "product update");
+    else if (PQntuples(r) == 0) *reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     bool found = rc == SHOPD_OK && PQntuples(r) > 0;
     PQclear(r);
     if (rc != SHOPD_OK) return rc;
@@ -592,7 +592,7 @@ catalog_h_product_update(api_ctx_t *ctx)
     prod_write_t w = {.in = &in, .sid = cat_sid(ctx, sid)};
     memset(&in, 0, sizeof(in));
     if (!cat_id_param(ctx, "id", w.pid)) {
-        reply = net_reply_error(404, "product_not_found", "no such product");
+        reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
         goto out;
     }
     validate(ctx, &v, &in, false);
@@ -602,7 +602,7 @@ catalog_h_product_update(api_ctx_t *ctx)
     }
     if ((reply = cat_tx(ctx, update_tx, &w)) == NULL) {
         cat_bump(ctx);
-        reply = cat_row_json(200, w.r, 0);
+        reply = cat_row_json(SHOPD_OK, w.r, 0);
     }
     PQclear(w.r);
 out:
@@ -614,17 +614,17 @@ net_reply_t *
 catalog_h_product_delete(api_ctx_t *ctx)
 {
     char sid[24], pid[24];
-    if (!cat_id_param(ctx, "id", pid)) return net_reply_error(404, "product_not_found", "no such product");
+    if (!cat_id_param(ctx, "id", pid)) return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     const char *p[2] = {cat_sid(ctx, sid), pid};
     PGresult *r = NULL;
     net_reply_t *reply = cat_write_stmt(ctx, "product delete", "prod_delete",
                                         "DELETE FROM products WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, &r);
     if (reply != NULL) return reply;
     if (strcmp(PQcmdTuples(r), "0") == 0) {
-        reply = net_reply_error(404, "product_not_found", "no such product");
+        reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     } else {
         cat_bump(ctx);
-        reply = net_reply_new(204);
+        reply = api_empty(SHOPD_NO_CONTENT);
     }
     PQclear(r);
     return reply;

@@ -29,13 +29,13 @@
 static net_reply_t *
 not_found(void)
 {
-    return net_reply_error(404, "variant_not_found", "no such variant");
+    return api_fail(SHOPD_NOTFOUND, "variant_not_found", "no such variant");
 }
 
 static net_reply_t *
 product_not_found(void)
 {
-    return net_reply_error(404, "product_not_found", "no such product");
+    return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
 }
 
 /* ------------------------------------------------------------ reads */
@@ -199,7 +199,7 @@ create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                    10, w->p);
     shopd_rc_t rc = db_result_rc(w->r);
     if (rc != SHOPD_OK) {
-        *reply = cat_db_error(ctx, w->r, "variant create");
+        *reply = api_db_error(ctx, w->r, "variant create");
         return rc;
     }
     if (PQntuples(w->r) > 0) return SHOPD_OK;
@@ -207,11 +207,11 @@ create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     PGresult *r = db_exec(c, "var_create_why", "SELECT 1 FROM products WHERE store_id = $1::bigint AND id = $2::bigint AND $3::int > 0", 3, w->pc);
     rc = db_result_rc(r);
     if (rc != SHOPD_OK)
-        *reply = cat_db_error(ctx, r, "variant create");
+        *reply = api_db_error(ctx, r, "variant create");
     else if (PQntuples(r) == 0)
         *reply = product_not_found();
     else
-        *reply = net_reply_error(422, "too_many_variants", "a product has at most " CAT_STR(CATALOG_MAX_VARIANTS) " variants");
+        *reply = api_fail(SHOPD_INVALID, "too_many_variants", "a product has at most " CAT_STR(CATALOG_MAX_VARIANTS) " variants");
     PQclear(r);
     return rc != SHOPD_OK ? rc : SHOPD_INVALID;
 }
@@ -241,7 +241,7 @@ catalog_h_variant_create(api_ctx_t *ctx)
     var_create_t w = {p, pc, NULL};
     if ((reply = cat_tx(ctx, create_tx, &w)) == NULL) {
         cat_bump(ctx);
-        reply = cat_row_json(201, w.r, 1);
+        reply = cat_row_json(SHOPD_CREATED, w.r, 1);
         char loc[64];
         snprintf(loc, sizeof(loc), "/api/v1/variants/%s", PQgetvalue(w.r, 0, 0));
         net_reply_add_header(reply, "Location", loc);
@@ -288,7 +288,7 @@ catalog_h_variant_update(api_ctx_t *ctx)
         goto out;
     }
     cat_bump(ctx);
-    reply = cat_row_json(200, r, 0);
+    reply = cat_row_json(SHOPD_OK, r, 0);
 out:
     PQclear(r);
     free(in.options);
@@ -309,7 +309,7 @@ catalog_h_variant_delete(api_ctx_t *ctx)
         reply = not_found();
     } else {
         cat_bump(ctx);
-        reply = net_reply_new(204);
+        reply = api_empty(SHOPD_NO_CONTENT);
     }
     PQclear(r);
     return reply;
@@ -351,7 +351,7 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     w->r = NULL;
     r = db_exec(c, "var_gen_product", "SELECT slug FROM products WHERE store_id = $1::bigint AND id = $2::bigint FOR UPDATE", 2, p);
     if (db_result_rc(r) != SHOPD_OK) {
-        *reply = cat_db_error(ctx, r, "variant generate");
+        *reply = api_db_error(ctx, r, "variant generate");
         goto failed;
     }
     if (PQntuples(r) == 0) {
@@ -368,13 +368,13 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                   " ORDER BY a.position, a.id, av.position, av.id",
                   2, p);
     if (db_result_rc(sel) != SHOPD_OK) {
-        *reply = cat_db_error(ctx, sel, "variant generate");
+        *reply = api_db_error(ctx, sel, "variant generate");
         rc = db_result_rc(sel);
         goto out;
     }
     int nrow = PQntuples(sel);
     if (nrow == 0) {
-        *reply = net_reply_error_field(422, "no_options", "the product has no attribute values to combine",
+        *reply = api_fail_field(SHOPD_INVALID, "no_options", "the product has no attribute values to combine",
                                       "option_value_ids", "set them on the product first");
         goto out;
     }
@@ -389,7 +389,7 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     if (combos > CATALOG_MAX_VARIANTS) {
         char msg[128];
         snprintf(msg, sizeof(msg), "the chosen values make more than %d combinations", CATALOG_MAX_VARIANTS);
-        *reply = net_reply_error(422, "too_many_variants", msg);
+        *reply = api_fail(SHOPD_INVALID, "too_many_variants", msg);
         goto out;
     }
     /* Odometer over the attributes: one row per combination. */
@@ -425,7 +425,7 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                 " (SELECT count(*) FROM product_variants WHERE store_id = $1::bigint AND product_id = $2::bigint)",
                 3, pg);
     if (db_result_rc(r) != SHOPD_OK) {
-        *reply = cat_db_error(ctx, r, "variant generate");
+        *reply = api_db_error(ctx, r, "variant generate");
         goto failed;
     }
     long created = atol(PQgetvalue(r, 0, 0));
@@ -434,7 +434,7 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     if (total > CATALOG_MAX_VARIANTS) {
         char msg[128];
         snprintf(msg, sizeof(msg), "a product has at most %d variants", CATALOG_MAX_VARIANTS);
-        *reply = net_reply_error(422, "too_many_variants", msg);
+        *reply = api_fail(SHOPD_INVALID, "too_many_variants", msg);
         goto out;
     }
     PQclear(r);
@@ -445,7 +445,7 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                 " FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
                 2, p);
     if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
-        *reply = cat_db_error(ctx, r, "variant generate");
+        *reply = api_db_error(ctx, r, "variant generate");
         goto failed;
     }
     w->r = r;
@@ -478,7 +478,7 @@ catalog_h_variant_generate(api_ctx_t *ctx)
     if (doc == NULL) doc = json_object();
     json_object_set_new(doc, "created", json_integer(w.created));
     json_object_set_new(doc, "combinations", json_integer(w.combos));
-    reply = api_json(w.created ? 201 : 200, doc);
+    reply = api_json(w.created ? SHOPD_CREATED : SHOPD_OK, doc);
     PQclear(w.r);
     return reply;
 }
@@ -486,7 +486,7 @@ catalog_h_variant_generate(api_ctx_t *ctx)
 /* ------------------------------------------------------------ inventory (batch) */
 
 typedef struct inv_item_s {
-    net_reply_t *reply; /* set when the item failed (validation, 404, 409...) */
+    net_reply_t *reply; /* set when the item failed (validation, not found, conflict...) */
     bool set;           /* {"set": n} rather than {"adjust": d} */
     char id[24], amount[24], uid[24];
     const char *reason;
@@ -570,7 +570,7 @@ inv_apply(db_conn_t *c, size_t k, void *arg)
         snprintf(it->movement, sizeof(it->movement), "%s", PQgetisnull(r, 0, 2) ? "" : PQgetvalue(r, 0, 2));
         it->done = true;
     } else if (rc != SHOPD_OK) {
-        it->reply = cat_db_error(ctx, r, "inventory");
+        it->reply = api_db_error(ctx, r, "inventory");
     } else {
         /* No row: either no such variant, or the guard refused the change. */
         PGresult *e = db_exec(c, "inv_exists", "SELECT stock FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint", 2, p);
@@ -578,13 +578,13 @@ inv_apply(db_conn_t *c, size_t k, void *arg)
         if (rc == SHOPD_OK && PQntuples(e) == 1) {
             char msg[128];
             snprintf(msg, sizeof(msg), "not enough stock: %s in stock, adjustment %s", PQgetvalue(e, 0, 0), it->amount);
-            it->reply = net_reply_error_field(409, "insufficient_stock", msg, "adjust", "would make stock negative");
+            it->reply = api_fail_field(SHOPD_CONFLICT, "insufficient_stock", msg, "adjust", "would make stock negative");
             rc = SHOPD_CONFLICT;
         } else if (rc == SHOPD_OK) {
             it->reply = not_found();
             rc = SHOPD_NOTFOUND;
         } else if (rc != SHOPD_UNAVAILABLE) {
-            it->reply = cat_db_error(ctx, e, "inventory");
+            it->reply = api_db_error(ctx, e, "inventory");
         }
         PQclear(e);
     }
@@ -604,6 +604,7 @@ catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         if (items[i].reply == NULL) todo[ntodo++] = i;
     }
     net_reply_t *fail = NULL; /* set when the whole batch is lost */
+    shopd_rc_t fail_rc = SHOPD_OK; /* and why: UNAVAILABLE is worth a retry */
     if (ntodo) {
         inv_batch_t b = {ctxs, items, todo, cat_sid(&ctxs[0], sid)};
         db_conn_t *c = cat_acquire(&ctxs[0], &fail);
@@ -614,6 +615,7 @@ catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         if (rc != SHOPD_OK && fail == NULL)
             fail = rc == SHOPD_UNAVAILABLE || rc == SHOPD_CONFLICT ? api_unavailable("the database")
                                                                    : api_internal(&ctxs[0], "inventory batch failed");
+        if (fail) fail_rc = rc == SHOPD_OK || rc == SHOPD_CONFLICT ? SHOPD_UNAVAILABLE : rc;
     }
     bool changed = false;
     for (size_t i = 0; i < n; i++) {
@@ -624,16 +626,17 @@ catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
             continue;
         }
         if (fail) {
-            replies[i] = net_reply_error(fail->status, fail->status == 503 ? "service_unavailable" : "internal_error",
-                                         "the inventory change was not saved; retry");
-            if (fail->status == 503) net_reply_add_header(replies[i], "Retry-After", "1");
+            bool retry = fail_rc == SHOPD_UNAVAILABLE;
+            replies[i] = api_fail(retry ? SHOPD_UNAVAILABLE : SHOPD_ERR, retry ? "service_unavailable" : "internal_error",
+                                  "the inventory change was not saved; retry");
+            if (retry) net_reply_add_header(replies[i], "Retry-After", "1");
             continue;
         }
         changed = changed || strcmp(it->delta, "0") != 0;
         char body[192];
         int len = snprintf(body, sizeof(body), "{\"variant_id\":%s,\"stock\":%s,\"delta\":%s,\"movement_id\":%s}", it->id,
                            it->stock, it->delta, it->movement[0] ? it->movement : "null");
-        replies[i] = api_raw_json(200, body, (size_t)len);
+        replies[i] = api_raw_json(SHOPD_OK, body, (size_t)len);
     }
     net_reply_free(fail);
     if (changed) cat_bump(&ctxs[0]);

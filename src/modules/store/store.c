@@ -84,23 +84,6 @@ store_lookup(app_t *app, const char *key, store_snap_t *out)
     return rc;
 }
 
-/* Answers a failed write: unique violations become 409 with a precise code. */
-static net_reply_t *
-write_error(api_ctx_t *ctx, PGresult *r)
-{
-    shopd_rc_t rc = db_result_rc(r);
-    if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
-    if (rc == SHOPD_CONFLICT) {
-        const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
-        if (cons && strstr(cons, "domain"))
-            return net_reply_error_field(409, "domain_taken", "another store uses this domain", "domain", "already taken");
-        return net_reply_error_field(409, "slug_taken", "another store uses this slug", "slug", "already taken");
-    }
-    if (rc == SHOPD_INVALID)
-        return net_reply_error(422, "validation_failed", r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "invalid");
-    return api_internal(ctx, r ? PQresultErrorMessage(r) : "store write failed");
-}
-
 /* Validates the writable fields of a store; NULL outputs mean "not given". */
 typedef struct store_input_s {
     const char *slug, *name, *currency, *domain, *status;
@@ -210,11 +193,11 @@ store_h_create(api_ctx_t *ctx)
                     "RETURNING id, " STORE_JSON,
                     6, params);
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = write_error(ctx, r);
+        reply = api_db_error(ctx, r, "store write");
         goto out;
     }
     store_cache_invalidate(ctx->app->stores, strtoull(PQgetvalue(r, 0, 0), NULL, 10));
-    reply = api_raw_json(201, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+    reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
     char loc[64];
     snprintf(loc, sizeof(loc), "/api/v1/stores/%s", PQgetvalue(r, 0, 0));
     net_reply_add_header(reply, "Location", loc);
@@ -285,7 +268,7 @@ store_h_list(api_ctx_t *ctx)
         else
             json_object_set_new(doc, "next_cursor", json_null());
         if (page > 0) json_object_set_new(doc, "page", json_integer(page));
-        reply = api_json(200, doc);
+        reply = api_json(SHOPD_OK, doc);
     }
     PQclear(res[0]);
     PQclear(res[1]);
@@ -316,7 +299,7 @@ store_h_get(api_ctx_t *ctx)
     char idb[80];
     bool numeric;
     const char *id = id_param(ctx, idb, sizeof(idb), &numeric);
-    if (id == NULL) return net_reply_error(404, "store_not_found", "no such store");
+    if (id == NULL) return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
     if (c == NULL) return api_unavailable("the database");
     PGresult *r = numeric ? db_exec(c, "store_get_id", "SELECT " STORE_JSON " FROM stores WHERE id = $1::bigint", 1, &id)
@@ -326,9 +309,9 @@ store_h_get(api_ctx_t *ctx)
     if (rc != SHOPD_OK)
         reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(ctx, "store get failed");
     else if (PQntuples(r) == 0)
-        reply = net_reply_error(404, "store_not_found", "no such store");
+        reply = api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
     else
-        reply = api_raw_json(200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+        reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
     PQclear(r);
     db_release(c);
     return reply;
@@ -348,7 +331,7 @@ store_h_update(api_ctx_t *ctx)
     memset(&in, 0, sizeof(in));
     const char *id = id_param(ctx, idb, sizeof(idb), &numeric);
     if (id == NULL) {
-        reply = net_reply_error(404, "store_not_found", "no such store");
+        reply = api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
         goto out;
     }
     validate_input(ctx, &v, &in, false);
@@ -373,16 +356,16 @@ store_h_update(api_ctx_t *ctx)
                 "RETURNING id, " STORE_JSON,
                 9, params);
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = write_error(ctx, r);
+        reply = api_db_error(ctx, r, "store write");
         goto out;
     }
     if (PQntuples(r) == 0) {
-        reply = net_reply_error(404, "store_not_found", "no such store");
+        reply = api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
         goto out;
     }
     /* Other I/O threads must not keep routing to the old slug, domain or status. */
     store_cache_invalidate(ctx->app->stores, strtoull(PQgetvalue(r, 0, 0), NULL, 10));
-    reply = api_raw_json(200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+    reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
 out:
     PQclear(r);
     db_release(c);
@@ -396,7 +379,7 @@ store_h_delete(api_ctx_t *ctx)
     char idb[80];
     bool numeric;
     const char *id = id_param(ctx, idb, sizeof(idb), &numeric);
-    if (id == NULL) return net_reply_error(404, "store_not_found", "no such store");
+    if (id == NULL) return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
     if (c == NULL) return api_unavailable("the database");
     const char *params[2] = {numeric ? id : NULL, numeric ? NULL : id};
@@ -405,12 +388,12 @@ store_h_delete(api_ctx_t *ctx)
                           2, params);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK) {
-        reply = write_error(ctx, r);
+        reply = api_db_error(ctx, r, "store write");
     } else if (PQntuples(r) == 0) {
-        reply = net_reply_error(404, "store_not_found", "no such store");
+        reply = api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
     } else {
         store_cache_invalidate(ctx->app->stores, strtoull(PQgetvalue(r, 0, 0), NULL, 10));
-        reply = net_reply_new(204);
+        reply = api_empty(SHOPD_NO_CONTENT);
     }
     PQclear(r);
     db_release(c);
@@ -421,10 +404,10 @@ net_reply_t *
 store_h_current(api_ctx_t *ctx)
 {
     const store_snap_t *s = ctx->store;
-    if (s->public_len > 0) return api_raw_json(200, s->public_json, s->public_len);
+    if (s->public_len > 0) return api_raw_json(SHOPD_OK, s->public_json, s->public_len);
     /* Rendered JSON did not fit the snapshot (very long name): build it here. */
     json_t *doc = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)s->id, "slug", s->slug,
                             "name", s->name, "currency", s->currency, "domain",
                             s->domain[0] ? json_string(s->domain) : json_null());
-    return api_json(200, doc);
+    return api_json(SHOPD_OK, doc);
 }
