@@ -1,0 +1,22 @@
+/*
+ * api_int.h: what the edge (edge.c), the dispatcher (dispatch.c), the system
+ * endpoints (system.c) and the kit (kit.c) share and nobody else needs.
+ */
+#ifndef SHOPD_API_INT_H
+#define SHOPD_API_INT_H
+
+#include "shopd/api.h"
+
+/** The router's view of api_routes (method + pattern), built by api_init. */
+extern net_route_t *api_net_routes;
+
+/** Sends m to the actor of store_id that route's run class names (the store's
+ *  actor, a read lane, a blocking lane). Same contract as act_send: on SHOPD_OK
+ *  the runtime owns m; otherwise the caller still does. Any thread. */
+shopd_rc_t api_dispatch(app_t *app, act_msg_t *m, const api_route_t *route, uint64_t store_id);
+
+/** 401 unauthenticated with WWW-Authenticate (error="invalid_token" when a token
+ *  was sent and refused). */
+net_reply_t *api_unauthenticated(const char *msg, bool invalid);
+
+#endif

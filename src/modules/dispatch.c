@@ -1,0 +1,306 @@
+/*
+ * dispatch.c: the dispatcher. api_dispatch sends a message to the actor of its
+ * run class (the store's actor, a read lane, a blocking lane); api_actor_turn,
+ * on a worker or a blocking thread, unpacks each message of a turn, resolves
+ * unknown tenants (platform actor), runs the middleware's worker half, runs the
+ * route's handler or batch handler and posts the reply to the I/O thread that
+ * owns the connection.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api_int.h"
+#include "shopd/auth.h"
+#include "shopd/catalog.h"
+#include "shopd/log.h"
+
+net_route_t *api_net_routes; /* method + pattern of api_routes, for the router */
+
+/* ---- run classes: which actor a message goes to ----
+ * ordered: the store's actor (lane 0) on the workers; any: one of the store's
+ * read lanes (1..workers) on the workers; blocking: one of the store's lanes
+ * (1..half the pool) on the blocking pool. Lanes are picked round-robin, so a
+ * store uses at most that many threads of each pool at once, and the run
+ * queues, which take actors in turn, share the threads across stores. */
+static _Atomic uint64_t lane_rr; /* relaxed: only spreads load, orders nothing */
+
+static unsigned
+read_lanes(const app_t *app)
+{
+    unsigned n = (unsigned)app->cfg->workers;
+    return n < 1 ? 1 : n > ACT_MAX_LANES - 1 ? ACT_MAX_LANES - 1 : n;
+}
+
+static unsigned
+blocking_lanes(const app_t *app)
+{
+    unsigned n = (unsigned)(app->cfg->blocking_threads + 1) / 2;
+    return n < 1 ? 1 : n > ACT_MAX_LANES - 1 ? ACT_MAX_LANES - 1 : n;
+}
+
+shopd_rc_t
+api_dispatch(app_t *app, act_msg_t *m, const api_route_t *route, uint64_t store_id)
+{
+    uint64_t rr = atomic_fetch_add_explicit(&lane_rr, 1, memory_order_relaxed);
+    switch (route->run) {
+    case API_ANY:
+        m->store_id = ACT_ID(store_id, 1 + rr % read_lanes(app));
+        return act_send(app->actors, m);
+    case API_BLOCKING:
+        m->store_id = ACT_ID(store_id, 1 + rr % blocking_lanes(app));
+        return act_send(app->blocking, m);
+    default:
+        m->store_id = ACT_ID(store_id, 0);
+        return act_send(app->actors, m);
+    }
+}
+
+size_t
+api_batch_for(uint64_t actor_id, void *ud)
+{
+    const app_t *app = ud;
+    /* Lane 0 batches (the inventory batch handler commits a turn together); read
+     * lanes take short turns so other stores' lanes get the worker back soon. */
+    return ACT_LANE_OF(actor_id) == 0 ? (size_t)app->cfg->actor_batch : (size_t)app->cfg->read_batch;
+}
+
+size_t
+api_blocking_batch_for(uint64_t actor_id, void *ud)
+{
+    return 1; /* each task is long: never hold a thread for two */
+}
+static const char **route_names;
+
+/* Builds the router's view of the route table. Call once before the server starts. */
+void
+api_init(void)
+{
+    if (api_net_routes) return;
+    api_net_routes = shopd_calloc(api_nroutes, sizeof(net_route_t));
+    route_names = shopd_calloc(api_nroutes, sizeof(char *));
+    for (size_t i = 0; i < api_nroutes; i++) {
+        api_net_routes[i].method = api_routes[i].method;
+        api_net_routes[i].pattern = api_routes[i].pattern;
+        route_names[i] = api_routes[i].name;
+    }
+}
+
+const char *const *
+api_route_names(void)
+{
+    return route_names;
+}
+
+/* ------------------------------------------------------------ worker side */
+
+static void
+post(act_msg_t *m, net_reply_t *r, uint64_t store_id)
+{
+    r->store_id = store_id;
+    if (m->reply_to)
+        net_reply_post(m->reply_to, m->reply_token, r);
+    else
+        net_reply_free(r);
+}
+
+/* Platform actor: finds the store a message names, caches the answer and forwards
+ * the message to that store's actor. Returns true if m was forwarded (not ours now). */
+static bool
+resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
+{
+    char key[STORE_KEY_MAX];
+    snprintf(key, sizeof(key), "%.*s", (int)env->tenant.n, env->tenant.p ? env->tenant.p : "");
+    store_snap_t snap;
+    if (!store_cache_get(app->stores, key, &snap)) {
+        shopd_rc_t rc = store_lookup(app, key, &snap);
+        if (rc == SHOPD_UNAVAILABLE) {
+            post(m, api_unavailable("the database"), 0);
+            return false;
+        }
+        if (rc == SHOPD_NOTFOUND) memset(&snap, 0, sizeof(snap));
+        store_cache_put(app->stores, key, &snap);
+    }
+    if (snap.id == 0) {
+        post(m, api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"), 0);
+        return false;
+    }
+    if (snap.status == STORE_SUSPENDED) {
+        post(m, api_fail(SHOPD_FORBIDDEN, "store_suspended", "this store is suspended"), snap.id);
+        return false;
+    }
+    /* Re-pack with the store id and without the tenant key, then forward. */
+    msg_env_t fwd = *env;
+    fwd.tenant = msg_str(NULL);
+    fwd.store_id = snap.id;
+    size_t len;
+    char *data = msg_encode(&fwd, &len);
+    shopd_free(m->data);
+    m->data = data;
+    m->len = len;
+    shopd_rc_t rc = api_dispatch(app, m, &api_routes[m->type], snap.id);
+    if (rc != SHOPD_OK) {
+        net_reply_t *r = api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
+        net_reply_add_header(r, "Retry-After", "1");
+        post(m, r, snap.id);
+        return false;
+    }
+    return true;
+}
+
+/* One message of a turn, decoded and ready for its handler. */
+typedef struct prepared_s {
+    act_msg_t *m;
+    const api_route_t *route;
+    msg_env_t env;
+    store_snap_t snap;
+    api_ctx_t ctx;
+} prepared_t;
+
+/* Decodes m and resolves its store. Returns false if m was answered or forwarded
+ * here (nothing left to do), true if it waits for its handler in p. */
+static bool
+prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_t *p)
+{
+    p->m = m;
+    if (m->type >= api_nroutes || msg_decode(m->data, m->len, &p->env) != SHOPD_OK) {
+        log_error("undecodable message type=%u store=%llu", m->type, (unsigned long long)store_id);
+        post(m, api_fail(SHOPD_ERR, "internal_error", "undecodable message"), store_id);
+        act_msg_free(m);
+        return false;
+    }
+    msg_env_t *env = &p->env;
+    p->route = &api_routes[m->type];
+    bool have_store = false;
+    if (p->route->flags & API_STORE) {
+        if (env->store_id == 0) {
+            if (!resolve_and_forward(app, m, env)) act_msg_free(m);
+            return false;
+        }
+        char key[32];
+        snprintf(key, sizeof(key), "id:%llu", (unsigned long long)env->store_id);
+        if (!store_cache_get(app->stores, key, &p->snap)) {
+            shopd_rc_t rc = store_lookup(app, key, &p->snap);
+            if (rc != SHOPD_OK) {
+                post(m, rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                                : api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"),
+                     env->store_id);
+                act_msg_free(m);
+                return false;
+            }
+            store_cache_put(app->stores, key, &p->snap);
+        }
+        have_store = true;
+    }
+    /* The middleware, worker half: a store user's token is good for its own store
+     * only, and it must still describe its user (active, same role, same store,
+     * same token version: auth_user_current), so a demoted, disabled or re-keyed
+     * user's old tokens, and tokens with claims the user never had, stop working. */
+    msg_caller_t *cl = &env->caller;
+    bool store_user = cl->role == MSG_ROLE_CUSTOMER || cl->role == MSG_ROLE_STORE_ADMIN;
+    bool user = store_user || cl->role == MSG_ROLE_SUPER_ADMIN;
+    if (have_store && store_user && cl->store_id != env->store_id) {
+        if (p->route->access != API_PUBLIC) {
+            post(m, api_fail(SHOPD_FORBIDDEN, "forbidden", "this token belongs to another store"), env->store_id);
+            act_msg_free(m);
+            return false;
+        }
+        memset(cl, 0, sizeof(*cl)); /* public route: act as an anonymous caller */
+        user = false;
+    }
+    if (user && cl->user_id) {
+        bool unavailable;
+        if (!auth_user_current(app->db, cl, &unavailable)) {
+            if (unavailable) {
+                post(m, api_unavailable("the database"), env->store_id);
+                act_msg_free(m);
+                return false;
+            }
+            if (p->route->access != API_PUBLIC) {
+                post(m, api_unauthenticated("this account is disabled or its role changed; sign in again", true),
+                     env->store_id);
+                act_msg_free(m);
+                return false;
+            }
+            memset(cl, 0, sizeof(*cl));
+        }
+    }
+    p->ctx = (api_ctx_t){.app = app,
+                         .worker = ws,
+                         .env = env,
+                         .body = env->body.n ? json_loadb(env->body.p, env->body.n, 0, NULL) : NULL,
+                         .store_id = env->store_id,
+                         .store = have_store ? &p->snap : NULL,
+                         .caller = &env->caller};
+    return true;
+}
+
+static void
+finish(prepared_t *p, net_reply_t *r)
+{
+    json_decref(p->ctx.body);
+    post(p->m, r, p->env.store_id);
+    act_msg_free(p->m);
+}
+
+void
+api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud)
+{
+    app_t *app = ud;
+    api_worker_t *ws = act_worker_state(w);
+    prepared_t *ps = shopd_calloc(n, sizeof(*ps));
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++)
+        if (prepare(app, ws, ACT_STORE_OF(store_id), msgs[i], &ps[np])) np++;
+    /* ctx.env/store point into ps[]; fix them now that ps no longer moves. */
+    for (size_t i = 0; i < np; i++) {
+        ps[i].ctx.env = &ps[i].env;
+        ps[i].ctx.caller = &ps[i].env.caller;
+        if (ps[i].ctx.store) ps[i].ctx.store = &ps[i].snap;
+    }
+    for (size_t i = 0; i < np;) {
+        const api_route_t *route = ps[i].route;
+        if (route->batch == NULL) {
+            finish(&ps[i], route->handler(&ps[i].ctx));
+            i++;
+            continue;
+        }
+        /* Consecutive messages for the same batch route go to the handler together. */
+        size_t j = i + 1;
+        while (j < np && ps[j].route == route) j++;
+        size_t k = j - i;
+        api_ctx_t *ctxs = shopd_malloc(k * sizeof(*ctxs));
+        net_reply_t **replies = shopd_calloc(k, sizeof(*replies));
+        for (size_t x = 0; x < k; x++) ctxs[x] = ps[i + x].ctx;
+        route->batch(ctxs, k, replies);
+        for (size_t x = 0; x < k; x++)
+            finish(&ps[i + x], replies[x] ? replies[x] : api_fail(SHOPD_ERR, "internal_error", "no reply"));
+        shopd_free(ctxs);
+        shopd_free(replies);
+        i = j;
+    }
+    shopd_free(ps);
+}
+
+void *
+api_worker_init(int index, void *ud)
+{
+    app_t *app = ud;
+    api_worker_t *ws = shopd_calloc(1, sizeof(*ws));
+    ws->app = app;
+    ws->index = index;
+    ws->kv = kv_conn_new(app->cfg->redis_url, 1000);
+    return ws;
+}
+
+void
+api_worker_fini(void *wstate, void *ud)
+{
+    api_worker_t *ws = wstate;
+    if (ws == NULL) return;
+    kv_conn_free(ws->kv);
+    shopd_free(ws);
+}
+
