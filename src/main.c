@@ -93,6 +93,7 @@ cmd_serve(cfg_t *cfg)
     char err[512];
     int status = 1;
     app_t app = {.cfg = cfg};
+    size_t modules_up = 0; /* modules whose init succeeded, stopped in reverse */
     sigset_t sigs;
 
     if (cfg->migrate && cmd_migrate(cfg) != 0) return 1;
@@ -113,11 +114,13 @@ cmd_serve(cfg_t *cfg)
         log_error("cannot start: %s", err);
         goto out;
     }
-    if (auth_init(cfg, err, sizeof(err)) != 0) {
-        log_error("cannot start: %s", err);
-        goto out;
+    for (; modules_up < api_nmodules; modules_up++) {
+        const api_module_t *mod = api_modules[modules_up];
+        if (mod->init && mod->init(&app, err, sizeof(err)) != 0) {
+            log_error("cannot start: module %s: %s", mod->name, err);
+            goto out;
+        }
     }
-    app.stores = store_cache_new((unsigned)cfg->tenant_cache_ttl);
     act_config_t acfg = {.workers = cfg->workers,
                          .mailbox_cap = (size_t)cfg->mailbox_cap,
                          .batch_max = (size_t)cfg->actor_batch,
@@ -194,8 +197,10 @@ out:
     if (app.actors && status != 0) act_system_stop(app.actors, 0);
     act_system_free(app.blocking);
     act_system_free(app.actors);
-    store_cache_free(app.stores);
-    auth_fini();
+    while (modules_up > 0) {
+        const api_module_t *mod = api_modules[--modules_up];
+        if (mod->fini) mod->fini(&app);
+    }
     db_pool_free(app.db);
     return status;
 }

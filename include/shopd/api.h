@@ -116,8 +116,31 @@ typedef struct api_route_s {
 
 #define API_MAX_QUERY 16 /**< query parameters per request */
 
-extern const api_route_t api_routes[];
-extern const size_t api_nroutes;
+/** A domain module, as the process sees it: its routes (run class, access and query
+ *  parameters per route) and its start and stop hooks. Each module exports one
+ *  (store_module, auth_module, catalog_module...); api_modules lists them in
+ *  order, and main.c only walks that list. Settings stay rows of the one
+ *  configuration table (src/core/config.c), so --help is still one table. */
+typedef struct api_module_s {
+    const char *name;
+    const api_route_t *routes;
+    size_t nroutes;
+    /** At start, in list order, before any thread runs; 0, or -1 with one line
+     *  in err (shopd then stops). May be NULL. */
+    int (*init)(app_t *app, char *err, size_t errlen);
+    /** At stop, in reverse order, after every thread has ended. May be NULL. */
+    void (*fini)(app_t *app);
+} api_module_t;
+
+extern const api_module_t *const api_modules[];
+extern const size_t api_nmodules;
+/** The system endpoints (/healthz, /readyz, /metrics). */
+extern const api_module_t api_system_module;
+
+/** The route table: every module's routes in list order, assembled before main
+ *  runs. A message's type is its route's index here. Read-only. */
+extern const api_route_t *api_routes;
+extern size_t api_nroutes;
 
 /** Builds the router's view of the route table; call once before serving. */
 void api_init(void);

@@ -140,4 +140,8 @@ typedef struct api_val_s api_val_t;
  *  validates it into v and hashes the password into out. Workers only. */
 void auth_store_admin_take(api_ctx_t *ctx, api_val_t *v, auth_admin_input_t *out);
 
+/** The module descriptor (routes, start and stop hooks); listed in src/modules/routes.c. */
+typedef struct api_module_s api_module_t;
+extern const api_module_t auth_module;
+
 #endif

@@ -130,4 +130,8 @@ extern const char catalog_descendants_sql[];
 void catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *out);
 void catalog_sql_free(catalog_sql_t *s);
 
+/** The module descriptor (routes, start and stop hooks); listed in src/modules/routes.c. */
+typedef struct api_module_s api_module_t;
+extern const api_module_t catalog_module;
+
 #endif

@@ -61,4 +61,8 @@ void store_cache_invalidate(store_cache_t *c, uint64_t id);
 /** Number of entries (for tests and metrics). */
 size_t store_cache_size(store_cache_t *c);
 
+/** The module descriptor (routes, start and stop hooks); listed in src/modules/routes.c. */
+typedef struct api_module_s api_module_t;
+extern const api_module_t store_module;
+
 #endif

@@ -87,3 +87,16 @@ api_metrics(app_t *app, net_request_t *req)
     r->content_type = "text/plain; version=0.0.4";
     return r;
 }
+
+static const api_route_t system_routes[] = {
+    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query */
+    {"GET", "/healthz", "healthz", API_PUBLIC, API_ANY, API_INLINE, api_healthz, NULL, NULL, NULL},
+    {"GET", "/readyz", "readyz", API_PUBLIC, API_ANY, 0, NULL, api_readyz, NULL, NULL},
+    {"GET", "/metrics", "metrics", API_PUBLIC, API_ANY, API_INLINE, api_metrics, NULL, NULL, NULL},
+};
+
+const api_module_t api_system_module = {
+    .name = "system",
+    .routes = system_routes,
+    .nroutes = SHOPD_ARRAY_LEN(system_routes),
+};

@@ -122,6 +122,23 @@ test_route_queries(void **state)
     }
 }
 
+/* The route table is the modules' routes one after another, with unique names
+ * (a message's type is its index, its name the metrics label). */
+static void
+test_route_table_from_modules(void **state)
+{
+    size_t n = 0;
+    for (size_t m = 0; m < api_nmodules; m++) {
+        assert_non_null(api_modules[m]->name);
+        for (size_t i = 0; i < api_modules[m]->nroutes; i++, n++)
+            assert_string_equal(api_routes[n].name, api_modules[m]->routes[i].name);
+    }
+    assert_int_equal(n, api_nroutes);
+    assert_true(api_nroutes >= 50);
+    for (size_t i = 0; i < api_nroutes; i++)
+        for (size_t k = 0; k < i; k++) assert_string_not_equal(api_routes[i].name, api_routes[k].name);
+}
+
 int
 main(void)
 {
@@ -130,6 +147,7 @@ main(void)
         cmocka_unit_test(test_int_parse),
         cmocka_unit_test(test_query_canon),
         cmocka_unit_test(test_route_queries),
+        cmocka_unit_test(test_route_table_from_modules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
