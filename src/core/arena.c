@@ -65,11 +65,11 @@ struct arena_s {
 #if ARENA_MALLOC
     block_t *allocs; /* newest first */
 #else
-    chunk_t *cur;       /* where small allocations bump */
-    chunk_t *more;      /* every chunk but the first, newest first */
-    size_t first_size;  /* usable bytes of the first chunk */
-    size_t next_size;   /* usable bytes of the next normal chunk */
-    chunk_t *first;     /* in the same malloc, right after the header */
+    chunk_t *cur;      /* where small allocations bump */
+    chunk_t *more;     /* every chunk but the first, newest first */
+    size_t first_size; /* usable bytes of the first chunk */
+    size_t next_size;  /* usable bytes of the next normal chunk */
+    chunk_t *first;    /* in the same malloc, right after the header */
 #endif
 };
 
@@ -85,7 +85,8 @@ too_big(size_t n)
 static size_t
 round_up(size_t n)
 {
-    if (n > SIZE_MAX / 2) too_big(n);
+    if (n > SIZE_MAX / 2)
+        too_big(n);
     return (n + ALIGN - 1) & ~(ALIGN - 1);
 }
 
@@ -146,9 +147,11 @@ arena_vsprintf(arena_t *a, const char *fmt, va_list ap)
     va_copy(ap2, ap);
     int len = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    if (len < 0) len = 0; /* an encoding error: an empty string, as snprintf would leave */
+    if (len < 0)
+        len = 0; /* an encoding error: an empty string, as snprintf would leave */
     char *s = arena_alloc(a, (size_t)len + 1);
-    if (vsnprintf(s, (size_t)len + 1, fmt, ap) < 0) s[0] = '\0';
+    if (vsnprintf(s, (size_t)len + 1, fmt, ap) < 0)
+        s[0] = '\0';
     return s;
 }
 
@@ -161,7 +164,8 @@ arena_new(size_t first_chunk)
 {
     size_t size = round_up(first_chunk ? first_chunk : ARENA_FIRST_CHUNK);
     size_t head = round_up(sizeof(arena_t)) + sizeof(chunk_t);
-    if (size > SIZE_MAX - head) too_big(size);
+    if (size > SIZE_MAX - head)
+        too_big(size);
     arena_t *a = shopd_malloc(head + size);
     memset(a, 0, sizeof(*a));
     a->first = (chunk_t *)((unsigned char *)a + round_up(sizeof(arena_t)));
@@ -175,7 +179,8 @@ arena_new(size_t first_chunk)
 static chunk_t *
 chunk_new(arena_t *a, size_t size)
 {
-    if (size > SIZE_MAX - sizeof(chunk_t)) too_big(size);
+    if (size > SIZE_MAX - sizeof(chunk_t))
+        too_big(size);
     chunk_t *c = shopd_malloc(sizeof(chunk_t) + size);
     c->size = size;
     c->used = 0;
@@ -199,10 +204,13 @@ arena_alloc(arena_t *a, size_t n)
 {
     size_t need = round_up(n ? n : 1);
     a->used += need;
-    if (a->cur->size - a->cur->used >= need) return bump(a->cur, need);
-    if (need > a->next_size / 4) return bump(chunk_new(a, need), need); /* a chunk of its own */
+    if (a->cur->size - a->cur->used >= need)
+        return bump(a->cur, need);
+    if (need > a->next_size / 4)
+        return bump(chunk_new(a, need), need); /* a chunk of its own */
     a->cur = chunk_new(a, a->next_size);
-    if (a->next_size < CHUNK_MAX) a->next_size = a->next_size * 2 < CHUNK_MAX ? a->next_size * 2 : CHUNK_MAX;
+    if (a->next_size < CHUNK_MAX)
+        a->next_size = a->next_size * 2 < CHUNK_MAX ? a->next_size * 2 : CHUNK_MAX;
     return bump(a->cur, need);
 }
 
@@ -254,7 +262,8 @@ arena_vsprintf(arena_t *a, const char *fmt, va_list ap)
         return dst;
     }
     char *s = arena_alloc(a, (size_t)len + 1);
-    if (vsnprintf(s, (size_t)len + 1, fmt, ap) < 0) s[0] = '\0';
+    if (vsnprintf(s, (size_t)len + 1, fmt, ap) < 0)
+        s[0] = '\0';
     return s;
 }
 
@@ -276,7 +285,8 @@ run_cleanups(arena_t *a)
 void
 arena_free(arena_t *a)
 {
-    if (a == NULL) return;
+    if (a == NULL)
+        return;
     run_cleanups(a);
     destroy(a);
 }
@@ -284,7 +294,8 @@ arena_free(arena_t *a)
 void
 arena_reset(arena_t *a)
 {
-    if (a == NULL) return;
+    if (a == NULL)
+        return;
     run_cleanups(a);
     release(a);
 }
@@ -292,7 +303,8 @@ arena_reset(arena_t *a)
 void *
 arena_calloc(arena_t *a, size_t nmemb, size_t size)
 {
-    if (size != 0 && nmemb > SIZE_MAX / size) too_big(SIZE_MAX);
+    if (size != 0 && nmemb > SIZE_MAX / size)
+        too_big(SIZE_MAX);
     void *p = arena_alloc(a, nmemb * size);
     memset(p, 0, nmemb * size);
     return p;
@@ -301,7 +313,8 @@ arena_calloc(arena_t *a, size_t nmemb, size_t size)
 char *
 arena_strndup(arena_t *a, const char *s, size_t n)
 {
-    if (s == NULL) return NULL;
+    if (s == NULL)
+        return NULL;
     size_t len = strnlen(s, n);
     char *d = arena_alloc(a, len + 1);
     memcpy(d, s, len);
@@ -351,14 +364,16 @@ free_redis_reply(void *r)
 PGresult *
 arena_pgresult(arena_t *a, PGresult *r)
 {
-    if (r != NULL) arena_cleanup(a, clear_pgresult, r);
+    if (r != NULL)
+        arena_cleanup(a, clear_pgresult, r);
     return r;
 }
 
 redisReply *
 arena_redis_reply(arena_t *a, redisReply *r)
 {
-    if (r != NULL) arena_cleanup(a, free_redis_reply, r);
+    if (r != NULL)
+        arena_cleanup(a, free_redis_reply, r);
     return r;
 }
 

@@ -45,7 +45,8 @@ test_alignment(void **state)
     assert_true(ld[2] == 1.5L);
     unsigned char *z = arena_calloc(a, 37, 3);
     assert_int_equal((uintptr_t)z % ALIGN, 0);
-    for (size_t i = 0; i < 37 * 3; i++) assert_int_equal(z[i], 0);
+    for (size_t i = 0; i < 37 * 3; i++)
+        assert_int_equal(z[i], 0);
     /* Two zero-size allocations are still two pointers. */
     assert_ptr_not_equal(arena_alloc(a, 0), arena_alloc(a, 0));
     arena_free(a);
@@ -69,7 +70,8 @@ test_growth(void **state)
         memset(ps[i], i & 0xff, ns[i]);
     }
     for (int i = 0; i < N; i++)
-        for (size_t k = 0; k < ns[i]; k++) assert_int_equal(ps[i][k], i & 0xff);
+        for (size_t k = 0; k < ns[i]; k++)
+            assert_int_equal(ps[i][k], i & 0xff);
     arena_stats(a, &st);
     assert_true(st.reserved > reserved0);
     assert_true(st.used >= 500);
@@ -118,7 +120,8 @@ test_large(void **state)
         l[i] = arena_alloc(a, 100000);
         memset(l[i], i, 100000);
     }
-    for (int i = 0; i < 4; i++) assert_int_equal(l[i][99999], i);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(l[i][99999], i);
     arena_free(a);
 }
 
@@ -147,7 +150,8 @@ test_strings(void **state)
     assert_int_equal(longs[9000], '|');
     /* Strings printed one after another do not overwrite each other. */
     char *prev[300];
-    for (int i = 0; i < 300; i++) prev[i] = arena_sprintf(a, "item %d of %d", i, 300);
+    for (int i = 0; i < 300; i++)
+        prev[i] = arena_sprintf(a, "item %d of %d", i, 300);
     for (int i = 0; i < 300; i++) {
         char want[32];
         snprintf(want, sizeof(want), "item %d of %d", i, 300);
@@ -181,7 +185,8 @@ test_cleanups_on_free(void **state)
     log_t log = {0};
     rec_t recs[3] = {{&log, 1}, {&log, 2}, {&log, 3}};
     arena_t *a = arena_new(0);
-    for (int i = 0; i < 3; i++) arena_cleanup(a, record, &recs[i]);
+    for (int i = 0; i < 3; i++)
+        arena_cleanup(a, record, &recs[i]);
     arena_stats_t st;
     arena_stats(a, &st);
     assert_int_equal(st.cleanups, 3);
@@ -289,7 +294,8 @@ test_reset_reuse(void **state)
     arena_stats_t st0, st;
     arena_stats(a, &st0);
     for (int round = 0; round < 3; round++) {
-        for (int i = 0; i < 200; i++) memset(arena_alloc(a, 500), round, 500);
+        for (int i = 0; i < 200; i++)
+            memset(arena_alloc(a, 500), round, 500);
         arena_alloc(a, 1 << 18);
         arena_stats(a, &st);
         assert_true(st.blocks > st0.blocks);
@@ -325,7 +331,8 @@ test_null_safety(void **state)
     arena_stats_t st;
     arena_stats(a, &st);
     assert_int_equal(st.cleanups, 0); /* NULL registered nothing */
-    for (int i = 0; i < 100; i++) arena_strdup(a, "grows from a 16-byte first chunk");
+    for (int i = 0; i < 100; i++)
+        arena_strdup(a, "grows from a 16-byte first chunk");
     arena_free(a);
     /* An arena never used, and one only reset, free cleanly. */
     arena_free(arena_new(0));
