@@ -5,6 +5,11 @@
  * unknown tenants (platform actor), runs the middleware's worker half, runs the
  * route's handler or batch handler and posts the reply to the I/O thread that
  * owns the connection.
+ *
+ * Each message that reaches its handler gets an arena (ctx->arena) for its
+ * allocations and its PGresult/redisReply cleanups; it is reset or freed right
+ * after that message's reply is posted. Each worker keeps one reset arena as a
+ * spare, so a small request allocates no arena memory.
  */
 #include <stdatomic.h>
 #include <stdio.h>
