@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "shopd/actors.h"
+#include "shopd/arena.h"
 #include "shopd/config.h"
 #include "shopd/db.h"
 #include "shopd/kv.h"
@@ -38,6 +39,7 @@ typedef struct api_worker_s {
     app_t *app;
     kv_conn_t *kv;
     int index;
+    arena_t *spare_arena; /**< a reset arena kept for the next message (dispatcher only) */
 } api_worker_t;
 
 /** What a handler gets: the decoded envelope, the parsed JSON body (NULL if none),
@@ -50,6 +52,12 @@ typedef struct api_ctx_s {
     uint64_t store_id;
     const store_snap_t *store; /**< the resolved store, NULL on platform routes */
     const msg_caller_t *caller; /**< who is calling (role MSG_ROLE_ANONYMOUS if nobody) */
+    /** The message's arena (never NULL in a handler): allocate from it, and register
+     *  a PGresult or redisReply on it (arena_pgresult, arena_redis_reply) instead of
+     *  clearing it on every path. The dispatcher owns it and frees it right after the
+     *  reply is posted, so nothing in it may be kept past the handler, the reply
+     *  included (api_json and api_raw_json copy). The handler's thread only. */
+    arena_t *arena;
 } api_ctx_t;
 
 /** A handler runs on a worker, inside the actor of the request's store (or the

@@ -5,6 +5,11 @@
  * unknown tenants (platform actor), runs the middleware's worker half, runs the
  * route's handler or batch handler and posts the reply to the I/O thread that
  * owns the connection.
+ *
+ * Each message that reaches its handler gets an arena (ctx->arena) for its
+ * allocations and its PGresult/redisReply cleanups; it is reset or freed right
+ * after that message's reply is posted. Each worker keeps one reset arena as a
+ * spare, so a small request allocates no arena memory.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -150,6 +155,30 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
     return true;
 }
 
+/* The message's arena: the worker's spare if it has one (reset, its first chunk
+ * kept), else a new one. A turn may hold several at once (a batch). */
+static arena_t *
+arena_take(api_worker_t *ws)
+{
+    if (ws == NULL || ws->spare_arena == NULL) return arena_new(0);
+    arena_t *a = ws->spare_arena;
+    ws->spare_arena = NULL;
+    return a;
+}
+
+/* Done with a message's arena: run its cleanups (PQclear...) and keep it as the
+ * worker's spare, or free it if the worker has one. */
+static void
+arena_give_back(api_worker_t *ws, arena_t *a)
+{
+    if (ws != NULL && ws->spare_arena == NULL) {
+        arena_reset(a);
+        ws->spare_arena = a;
+    } else {
+        arena_free(a);
+    }
+}
+
 /* One message of a turn, decoded and ready for its handler. */
 typedef struct prepared_s {
     act_msg_t *m;
@@ -233,7 +262,8 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
                          .body = env->body.n ? json_loadb(env->body.p, env->body.n, 0, NULL) : NULL,
                          .store_id = env->store_id,
                          .store = have_store ? &p->snap : NULL,
-                         .caller = &env->caller};
+                         .caller = &env->caller,
+                         .arena = arena_take(ws)};
     return true;
 }
 
@@ -242,6 +272,8 @@ finish(prepared_t *p, net_reply_t *r)
 {
     json_decref(p->ctx.body);
     post(p->m, r, p->env.store_id);
+    /* The reply is posted and owns copies of what it says: the arena can go. */
+    arena_give_back(p->ctx.worker, p->ctx.arena);
     act_msg_free(p->m);
 }
 
@@ -300,6 +332,7 @@ api_worker_fini(void *wstate, void *ud)
 {
     api_worker_t *ws = wstate;
     if (ws == NULL) return;
+    arena_free(ws->spare_arena);
     kv_conn_free(ws->kv);
     shopd_free(ws);
 }

@@ -77,27 +77,23 @@ auth_h_users_list(api_ctx_t *ctx)
     if (c == NULL)
         return api_unavailable("the database");
     const char *p[5] = {sid, role, status, cursor, lim};
-    PGresult *r =
+    PGresult *r = arena_pgresult(
+        ctx->arena,
         db_exec(c, "auth_users_list",
                 "WITH page AS (SELECT * FROM users WHERE store_id = $1::bigint "
                 "AND ($2::text IS NULL OR role = $2) AND ($3::text IS NULL OR status = $3) "
                 "AND id > $4::bigint ORDER BY id LIMIT $5::int) "
                 "SELECT coalesce(json_agg(" AUTH_USER_JSON "::json ORDER BY id), '[]')::text, "
                 "count(*), max(id) FROM page",
-                5, p);
-    net_reply_t *reply;
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = api_db_error(ctx, r, "user list failed");
-    } else {
-        json_t *data = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        bool full = atol(PQgetvalue(r, 0, 1)) == limit;
-        reply = api_json(SHOPD_OK, json_pack("{s:o, s:i, s:o}", "data", data ? data : json_array(),
+                5, p));
+    db_release(c); /* r is the arena's now, and outlives the connection */
+    if (db_result_rc(r) != SHOPD_OK)
+        return api_db_error(ctx, r, "user list failed");
+    json_t *data = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    bool full = atol(PQgetvalue(r, 0, 1)) == limit;
+    return api_json(SHOPD_OK, json_pack("{s:o, s:i, s:o}", "data", data ? data : json_array(),
                                         "limit", (int)limit, "next_cursor",
                                         full ? json_string(PQgetvalue(r, 0, 2)) : json_null()));
-    }
-    PQclear(r);
-    db_release(c);
-    return reply;
 }
 
 net_reply_t *
@@ -112,20 +108,17 @@ auth_h_users_get(api_ctx_t *ctx)
     if (c == NULL)
         return api_unavailable("the database");
     const char *p[2] = {id, sid};
-    PGresult *r = db_exec(c, "auth_users_get",
-                          "SELECT " AUTH_USER_JSON
-                          " FROM users WHERE id = $1::bigint AND store_id = $2::bigint",
-                          2, p);
-    net_reply_t *reply;
-    if (db_result_rc(r) != SHOPD_OK)
-        reply = api_db_error(ctx, r, "user get failed");
-    else if (PQntuples(r) == 0)
-        reply = not_found();
-    else
-        reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    PGresult *r = arena_pgresult(ctx->arena,
+                                 db_exec(c, "auth_users_get",
+                                         "SELECT " AUTH_USER_JSON
+                                         " FROM users WHERE id = $1::bigint AND store_id = $2::bigint",
+                                         2, p));
     db_release(c);
-    return reply;
+    if (db_result_rc(r) != SHOPD_OK)
+        return api_db_error(ctx, r, "user get failed");
+    if (PQntuples(r) == 0)
+        return not_found();
+    return api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
 }
 
 net_reply_t *
@@ -157,21 +150,18 @@ auth_h_users_create(api_ctx_t *ctx)
     if (c == NULL)
         return api_unavailable("the database");
     const char *p[5] = {sid, email, hash, role ? role : "STORE_ADMIN", name ? name : ""};
-    PGresult *r = db_exec(c, "auth_users_create",
-                          "INSERT INTO users (store_id, email, password_hash, role, name) "
-                          "VALUES ($1::bigint, $2, $3, $4, $5) RETURNING id, " AUTH_USER_JSON,
-                          5, p);
-    net_reply_t *reply;
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = api_db_error(ctx, r, "user create failed");
-    } else {
-        reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
-        char loc[64];
-        snprintf(loc, sizeof(loc), "/api/v1/admin/users/%s", PQgetvalue(r, 0, 0));
-        net_reply_add_header(reply, "Location", loc);
-    }
-    PQclear(r);
+    PGresult *r = arena_pgresult(
+        ctx->arena, db_exec(c, "auth_users_create",
+                            "INSERT INTO users (store_id, email, password_hash, role, name) "
+                            "VALUES ($1::bigint, $2, $3, $4, $5) RETURNING id, " AUTH_USER_JSON,
+                            5, p));
     db_release(c);
+    if (db_result_rc(r) != SHOPD_OK)
+        return api_db_error(ctx, r, "user create failed");
+    net_reply_t *reply =
+        api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+    net_reply_add_header(reply, "Location",
+                         arena_sprintf(ctx->arena, "/api/v1/admin/users/%s", PQgetvalue(r, 0, 0)));
     return reply;
 }
 
@@ -187,7 +177,8 @@ update_user(api_ctx_t *ctx, const char *id, const char *name, const char *role, 
     if (c == NULL)
         return api_unavailable("the database");
     const char *p[6] = {id, sid, name, role, status, hash};
-    PGresult *r =
+    PGresult *r = arena_pgresult(
+        ctx->arena,
         db_exec(c, "auth_users_update",
                 "WITH u AS (UPDATE users SET name = coalesce($3, name), role = coalesce($4, role), "
                 "status = coalesce($5, status), password_hash = coalesce($6, password_hash), "
@@ -196,21 +187,16 @@ update_user(api_ctx_t *ctx, const char *id, const char *name, const char *role, 
                 "AND revoked_at IS NULL AND user_id IN (SELECT id FROM u WHERE status = 'disabled' "
                 "OR $6::text IS NOT NULL)) "
                 "SELECT " AUTH_USER_JSON " FROM u",
-                6, p);
-    net_reply_t *reply;
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = api_db_error(ctx, r, "user update failed");
-    } else if (PQntuples(r) == 0) {
-        reply = not_found();
-    } else {
-        auth_user_forget(strtoull(id, NULL, 10));
-        reply = ok_rc == SHOPD_NO_CONTENT
-                    ? api_empty(SHOPD_NO_CONTENT)
-                    : api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    }
-    PQclear(r);
+                6, p));
     db_release(c);
-    return reply;
+    if (db_result_rc(r) != SHOPD_OK)
+        return api_db_error(ctx, r, "user update failed");
+    if (PQntuples(r) == 0)
+        return not_found();
+    auth_user_forget(strtoull(id, NULL, 10));
+    if (ok_rc == SHOPD_NO_CONTENT)
+        return api_empty(SHOPD_NO_CONTENT);
+    return api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
 }
 
 static bool

@@ -34,7 +34,7 @@ tree(api_ctx_t *ctx)
     db_conn_t *c = cat_acquire(ctx, &reply);
     if (c == NULL) return reply;
     /* One recursive query; rows come parents first, siblings by position. */
-    PGresult *r = db_exec(c, "cat_tree",
+    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, "cat_tree",
                           "WITH RECURSIVE t AS ("
                           " SELECT id, ARRAY[position::bigint, id] AS path, 1 AS depth FROM categories"
                           " WHERE store_id = $1::bigint AND parent_id IS NULL"
@@ -44,27 +44,22 @@ tree(api_ctx_t *ctx)
                           " WHERE t.depth < 64)"
                           " SELECT c.id, c.parent_id, " CATEGORY_JSON("c") "::text, t.depth FROM t"
                           " JOIN categories c ON c.store_id = $1::bigint AND c.id = t.id ORDER BY t.path",
-                          1, p);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = api_db_error(ctx, r, "category tree");
-    } else {
-        json_t *roots = json_array();
-        json_t *byid = json_object();
-        for (int i = 0; i < PQntuples(r); i++) {
-            json_t *node = json_loads(PQgetvalue(r, i, 2), 0, NULL);
-            if (node == NULL) continue;
-            json_object_set_new(node, "depth", json_integer(atoi(PQgetvalue(r, i, 3))));
-            json_object_set_new(node, "children", json_array());
-            json_t *parent = PQgetisnull(r, i, 1) ? NULL : json_object_get(byid, PQgetvalue(r, i, 1));
-            json_array_append(parent ? json_object_get(parent, "children") : roots, node);
-            json_object_set_new(byid, PQgetvalue(r, i, 0), node);
-        }
-        json_decref(byid);
-        reply = api_json(SHOPD_OK, json_pack("{s:o, s:i}", "data", roots, "max_depth", CATALOG_MAX_DEPTH));
-    }
-    PQclear(r);
+                          1, p));
     db_release(c);
-    return reply;
+    if (db_result_rc(r) != SHOPD_OK) return api_db_error(ctx, r, "category tree");
+    json_t *roots = json_array();
+    json_t *byid = json_object();
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *node = json_loads(PQgetvalue(r, i, 2), 0, NULL);
+        if (node == NULL) continue;
+        json_object_set_new(node, "depth", json_integer(atoi(PQgetvalue(r, i, 3))));
+        json_object_set_new(node, "children", json_array());
+        json_t *parent = PQgetisnull(r, i, 1) ? NULL : json_object_get(byid, PQgetvalue(r, i, 1));
+        json_array_append(parent ? json_object_get(parent, "children") : roots, node);
+        json_object_set_new(byid, PQgetvalue(r, i, 0), node);
+    }
+    json_decref(byid);
+    return api_json(SHOPD_OK, json_pack("{s:o, s:i}", "data", roots, "max_depth", CATALOG_MAX_DEPTH));
 }
 
 net_reply_t *
@@ -115,13 +110,14 @@ typedef struct tree_info_s {
     bool cycle;       /* the parent is the category or one of its descendants */
 } tree_info_t;
 
-/* Depth of `parent` and the subtree of `cat` ("0" = none). Inside the caller's tx. */
+/* Depth of `parent` and the subtree of `cat` ("0" = none). Inside the caller's tx. A failed
+ * query's result is left in *err (the arena's: nobody clears it). */
 static shopd_rc_t
-tree_check(db_conn_t *c, const char *sid, const char *cat, const char *parent, tree_info_t *out,
-           PGresult **err)
+tree_check(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *cat, const char *parent,
+           tree_info_t *out, PGresult **err)
 {
     const char *p[3] = {sid, cat, parent};
-    PGresult *r = db_exec(c, "cat_tree_check",
+    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, "cat_tree_check",
                           "WITH RECURSIVE sub AS ("
                           " SELECT id, 1 AS h FROM categories WHERE store_id = $1::bigint AND id = $2::bigint"
                           " UNION ALL"
@@ -134,16 +130,15 @@ tree_check(db_conn_t *c, const char *sid, const char *cat, const char *parent, t
                           " AND k.id = u.parent_id WHERE u.d < 64)"
                           " SELECT (SELECT count(*) FROM up), EXISTS (SELECT 1 FROM sub WHERE id = $3::bigint),"
                           " coalesce((SELECT max(h) FROM sub), 1)",
-                          3, p);
+                          3, p));
     shopd_rc_t rc = db_result_rc(r);
-    if (rc == SHOPD_OK) {
-        out->parent_depth = atoi(PQgetvalue(r, 0, 0));
-        out->cycle = PQgetvalue(r, 0, 1)[0] == 't';
-        out->height = atoi(PQgetvalue(r, 0, 2));
-        PQclear(r);
-    } else {
+    if (rc != SHOPD_OK) {
         *err = r;
+        return rc;
     }
+    out->parent_depth = atoi(PQgetvalue(r, 0, 0));
+    out->cycle = PQgetvalue(r, 0, 1)[0] == 't';
+    out->height = atoi(PQgetvalue(r, 0, 2));
     return rc;
 }
 
@@ -158,13 +153,13 @@ too_deep(const char *field)
 /* Checks that `parent` may take the subtree of `cat` (moved, or its children on a
  * delete: levels = -1): it exists, is not inside that subtree, and the result stays
  * within CATALOG_MAX_DEPTH. Returns the refusal, or NULL when the move is fine.
- * A failed query's result is left in *r for the caller to clear. */
+ * A failed query's result is left in *r (the arena's). */
 static net_reply_t *
 check_new_parent(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *cat, const char *parent,
                  const char *field, int levels, const char *cycle_msg, PGresult **r)
 {
     tree_info_t ti;
-    if (tree_check(c, sid, cat, parent, &ti, r) != SHOPD_OK) return api_db_error(ctx, *r, "tree check");
+    if (tree_check(ctx, c, sid, cat, parent, &ti, r) != SHOPD_OK) return api_db_error(ctx, *r, "tree check");
     if (ti.parent_depth == 0)
         return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields", field,
                                      "no such category");
@@ -179,10 +174,9 @@ check_new_parent(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *cat,
 static shopd_rc_t
 lock_tree(api_ctx_t *ctx, db_conn_t *c, const char *sid, net_reply_t **reply)
 {
-    PGresult *r = db_exec(c, "cat_tree_lock", TREE_LOCK, 1, &sid);
+    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, "cat_tree_lock", TREE_LOCK, 1, &sid));
     shopd_rc_t rc = db_result_rc(r);
     if (rc != SHOPD_OK) *reply = api_db_error(ctx, r, "tree lock");
-    PQclear(r);
     return rc;
 }
 
@@ -245,7 +239,9 @@ validate(api_ctx_t *ctx, api_val_t *v, cat_input_t *in, bool create)
     }
 }
 
-/* What a category write works on and, once it ran, its result row. */
+/* What a category write works on and, once it ran, its result row (the arena's: a
+ * retried transaction just overwrites it, the failed attempt's result goes with the
+ * message). */
 typedef struct cat_write_s {
     const cat_input_t *in;
     const char *sid, *id, *move_to;
@@ -258,29 +254,25 @@ create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 {
     cat_write_t *w = arg;
     const cat_input_t *in = w->in;
-    PQclear(w->r);
     w->r = NULL;
     shopd_rc_t rc = lock_tree(ctx, c, w->sid, reply);
     if (rc != SHOPD_OK) return rc;
     if (in->parent[0]) {
         tree_info_t ti;
         PGresult *r = NULL;
-        if (tree_check(c, w->sid, "0", in->parent, &ti, &r) != SHOPD_OK) {
-            rc = failed(ctx, r, "tree check", reply);
-            PQclear(r);
-            return rc;
-        }
+        if (tree_check(ctx, c, w->sid, "0", in->parent, &ti, &r) != SHOPD_OK)
+            return failed(ctx, r, "tree check", reply);
         if (ti.parent_depth == 0)
             return refuse(reply, api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields",
                                                        "parent_id", "no such category"));
         if (ti.parent_depth + 1 > CATALOG_MAX_DEPTH) return refuse(reply, too_deep("parent_id"));
     }
     const char *p[5] = {w->sid, in->parent[0] ? in->parent : NULL, in->name, in->slug, in->pos_given ? in->pos : NULL};
-    w->r = db_exec(c, "cat_create",
+    w->r = arena_pgresult(ctx->arena, db_exec(c, "cat_create",
                    "INSERT INTO categories (store_id, parent_id, name, slug, position)"
                    " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5::int, 0))"
                    " RETURNING id, " CATEGORY_JSON("categories") "::text",
-                   5, p);
+                   5, p));
     if (db_result_rc(w->r) != SHOPD_OK) return failed(ctx, w->r, "category create", reply);
     return SHOPD_OK;
 }
@@ -302,7 +294,6 @@ catalog_h_category_create(api_ctx_t *ctx)
         snprintf(loc, sizeof(loc), "/api/v1/categories/%s", PQgetvalue(w.r, 0, 0));
         net_reply_add_header(reply, "Location", loc);
     }
-    PQclear(w.r);
     return reply;
 }
 
@@ -311,7 +302,6 @@ update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 {
     cat_write_t *w = arg;
     const cat_input_t *in = w->in;
-    PQclear(w->r);
     w->r = NULL;
     shopd_rc_t rc = lock_tree(ctx, c, w->sid, reply);
     if (rc != SHOPD_OK) return rc;
@@ -321,20 +311,19 @@ update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                                            "a category cannot move under itself or one of its descendants", &r);
         if (no != NULL) {
             rc = r != NULL ? db_result_rc(r) : SHOPD_INVALID;
-            PQclear(r);
             *reply = no;
             return rc == SHOPD_OK ? SHOPD_INVALID : rc;
         }
     }
     const char *p[7] = {w->sid, w->id, in->name, in->slug, in->parent_given ? "t" : "f",
                         in->parent[0] ? in->parent : NULL, in->pos_given ? in->pos : NULL};
-    w->r = db_exec(c, "cat_update",
+    w->r = arena_pgresult(ctx->arena, db_exec(c, "cat_update",
                    "UPDATE categories SET name = coalesce($3, name), slug = coalesce($4, slug),"
                    " parent_id = CASE WHEN $5::bool THEN $6::bigint ELSE parent_id END,"
                    " position = coalesce($7::int, position), updated_at = now()"
                    " WHERE store_id = $1::bigint AND id = $2::bigint"
                    " RETURNING " CATEGORY_JSON("categories") "::text",
-                   7, p);
+                   7, p));
     if (db_result_rc(w->r) != SHOPD_OK) return failed(ctx, w->r, "category update", reply);
     if (PQntuples(w->r) == 0)
         return refuse(reply, api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category"));
@@ -356,7 +345,6 @@ catalog_h_category_update(api_ctx_t *ctx)
         cat_bump(ctx);
         reply = cat_row_json(SHOPD_OK, w.r, 0);
     }
-    PQclear(w.r);
     return reply;
 }
 
@@ -368,53 +356,44 @@ delete_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     shopd_rc_t rc = lock_tree(ctx, c, sid, reply);
     if (rc != SHOPD_OK) return rc;
     const char *p2[2] = {sid, id};
-    PGresult *r = db_exec(c, "cat_del_counts",
+    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, "cat_del_counts",
                           "SELECT (SELECT count(*) FROM categories WHERE store_id = $1::bigint AND parent_id = $2::bigint),"
                           " (SELECT count(*) FROM products WHERE store_id = $1::bigint AND category_id = $2::bigint)"
                           " FROM categories WHERE store_id = $1::bigint AND id = $2::bigint",
-                          2, p2);
-    if (db_result_rc(r) != SHOPD_OK) goto failed;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
+                          2, p2));
+    if (db_result_rc(r) != SHOPD_OK) return failed(ctx, r, "category delete", reply);
+    if (PQntuples(r) == 0)
         return refuse(reply, api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category"));
-    }
     bool nonempty = atol(PQgetvalue(r, 0, 0)) > 0 || atol(PQgetvalue(r, 0, 1)) > 0;
-    PQclear(r);
-    r = NULL;
     if (nonempty && move_to == NULL)
         return refuse(reply, api_fail(SHOPD_CONFLICT, "category_not_empty",
                                              "the category has children or products; say where they go with ?move_to=<category id> or ?move_to=root"));
     if (nonempty) {
         if (!w->to_root) {
             /* The children's subtrees hang one level lower than the deleted category's. */
+            r = NULL;
             net_reply_t *no = check_new_parent(ctx, c, sid, id, move_to, "move_to", -1,
                                                "the children cannot move under the deleted category or its descendants",
                                                &r);
             if (no != NULL) {
                 rc = r != NULL ? db_result_rc(r) : SHOPD_INVALID;
-                PQclear(r);
                 *reply = no;
                 return rc == SHOPD_OK ? SHOPD_INVALID : rc;
             }
         }
         const char *p3[3] = {sid, id, w->to_root ? NULL : move_to};
-        r = db_exec(c, "cat_del_move",
+        r = arena_pgresult(ctx->arena, db_exec(c, "cat_del_move",
                     "WITH k AS (UPDATE categories SET parent_id = $3::bigint, updated_at = now()"
                     " WHERE store_id = $1::bigint AND parent_id = $2::bigint RETURNING 1)"
                     " UPDATE products SET category_id = $3::bigint, updated_at = now()"
                     " WHERE store_id = $1::bigint AND category_id = $2::bigint",
-                    3, p3);
-        if (db_result_rc(r) != SHOPD_OK) goto failed;
-        PQclear(r);
+                    3, p3));
+        if (db_result_rc(r) != SHOPD_OK) return failed(ctx, r, "category delete", reply);
     }
-    r = db_exec(c, "cat_delete", "DELETE FROM categories WHERE store_id = $1::bigint AND id = $2::bigint", 2, p2);
-    if (db_result_rc(r) != SHOPD_OK) goto failed;
-    PQclear(r);
+    r = arena_pgresult(ctx->arena,
+                       db_exec(c, "cat_delete", "DELETE FROM categories WHERE store_id = $1::bigint AND id = $2::bigint", 2, p2));
+    if (db_result_rc(r) != SHOPD_OK) return failed(ctx, r, "category delete", reply);
     return SHOPD_OK;
-failed:
-    rc = failed(ctx, r, "category delete", reply);
-    PQclear(r);
-    return rc;
 }
 
 net_reply_t *
