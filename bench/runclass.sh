@@ -148,7 +148,7 @@ if [[ -n ${BASE:-} ]]; then
     fi
     NAMES+=(base)
     BINS+=("$BASE_BIN")
-    DESCS+=("$BASE_SHORT ($(git -C "$ROOT" log -1 --format=%s "$BASE_SHA" | cut -c1-60))")
+    DESCS+=("$BASE_SHORT ($(git -C "$ROOT" log -1 --format=%s "$BASE_SHA" | cut -c1-72))")
 fi
 NAMES+=(head)
 BINS+=("$BUILD/shopd")
@@ -437,7 +437,7 @@ MEM_MB=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
         "$CORES cores, and other engineers' builds ran on the machine meanwhile.** Compare the" \
         "columns of this run, and ratios, not absolute figures."
     echo "- Binaries (Release): $(for i in "${!NAMES[@]}"; do printf '%s = %s; ' "${NAMES[$i]}" "${DESCS[$i]}"; done)"
-    echo "  same PostgreSQL 15 (fsync on) and Redis, one after the other; shopbench of this tree."
+    echo "  all running at once on the same PostgreSQL 15 (fsync on) and Redis, measured in turn; shopbench of this tree."
     echo "- Each run: ${WARMUP} s warm-up, ${DURATION} s measured, closed loop; $REPEAT rounds, each" \
         "measurement taken of every binary in turn; figures are the median over the rounds" \
         "(ratios: of the medians; the ratios of each round follow in brackets)."
