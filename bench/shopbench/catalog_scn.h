@@ -22,6 +22,8 @@ int sb_http_do(const sb_opts_t *o, const char *tenant, const char *method, const
 int sb_catalog_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen);
 void sb_catalog_teardown(void *shared);
 sb_next_t sb_browse_next(sb_ctx_t *cx, void *state, sb_req_t *req);
+/** browse's list pages with the platform token: uncached (admins bypass the cache). */
+sb_next_t sb_admin_list_next(sb_ctx_t *cx, void *state, sb_req_t *req);
 sb_next_t sb_stock_mix_next(sb_ctx_t *cx, void *state, sb_req_t *req);
 
 /* hot-stock: one variant sold down to zero, then checked through the API. */

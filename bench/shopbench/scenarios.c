@@ -218,6 +218,14 @@ static const sb_scenario_t scenarios[] = {
         .next = sb_browse_next,
     },
     {
+        .name = "admin-list",
+        .help = "uncached product lists: browse's list pages in --tenant with the platform token "
+                "(admins bypass the catalog cache; needs --token, seeds like browse)",
+        .setup = sb_catalog_setup,
+        .teardown = sb_catalog_teardown,
+        .next = sb_admin_list_next,
+    },
+    {
         .name = "login",
         .help = "customer login: POST /api/v1/auth/login as run.sh's demo customer (argon2id "
                 "dominates; run shopd with SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0)",
