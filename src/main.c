@@ -130,6 +130,8 @@ cmd_serve(cfg_t *cfg)
                          .worker_fini = api_worker_fini,
                          .ud = &app};
     acfg.batch_for = api_batch_for;
+    acfg.group_of = api_store_of;
+    acfg.group_cap = (unsigned)cfg->store_workers;
     app.actors = act_system_new(&acfg);
     /* The blocking pool is a runtime of its own: its threads are the only ones
      * that run argon2 (and, later, outbound calls), so the workers stay free for
@@ -139,6 +141,8 @@ cmd_serve(cfg_t *cfg)
     bcfg.mailbox_cap = (size_t)cfg->blocking_queue;
     bcfg.batch_max = 1;
     bcfg.batch_for = api_blocking_batch_for;
+    bcfg.worker_init = api_blocking_worker_init;
+    bcfg.group_cap = (unsigned)(cfg->blocking_threads + 1) / 2; /* as many as a store's lanes */
     app.blocking = app.actors ? act_system_new(&bcfg) : NULL;
     if (app.actors == NULL || app.blocking == NULL) {
         log_error("cannot start: invalid actor configuration");

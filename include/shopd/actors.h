@@ -75,6 +75,8 @@ typedef void (*act_worker_fini_fn)(void *wstate, void *ud);
  *  short turns, so a worker returns to the run queue (other stores) sooner. Any
  *  worker thread; must be cheap and pure. */
 typedef size_t (*act_batch_fn)(uint64_t id, void *ud);
+/** The group an actor belongs to (shopd: its store, ACT_STORE_OF). Pure, cheap. */
+typedef uint64_t (*act_group_fn)(uint64_t id);
 
 typedef struct act_config_s {
     int workers;              /**< worker threads, >= 1 */
@@ -85,6 +87,13 @@ typedef struct act_config_s {
     act_worker_init_fn worker_init; /**< may be NULL */
     act_worker_fini_fn worker_fini; /**< may be NULL */
     act_batch_fn batch_for;         /**< may be NULL: every actor takes up to batch_max */
+    /** Fairness across groups (may be NULL/0: plain FIFO). A worker taking the next
+     *  actor skips those whose group already runs group_cap actors, if an actor
+     *  of another group is ready; when none is, it takes the head anyway, so the
+     *  cap never leaves a worker idle. One store's lanes can then use every
+     *  worker alone and at most group_cap of them while other stores wait. */
+    act_group_fn group_of;
+    unsigned group_cap;
     void *ud;                       /**< passed to the callbacks */
 } act_config_t;
 

@@ -160,9 +160,13 @@ net_handled_t api_on_request(net_request_t *req, void *ud);
 /** The act_handler_fn given to the actor runtime (ud = app_t *). */
 void api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud);
 void *api_worker_init(int index, void *ud);
+/** The worker_init of the blocking pool: api_worker_init at nice SHOPD_BLOCKING_NICE. */
+void *api_blocking_worker_init(int index, void *ud);
 /** The act_batch_fn of the workers' runtime: lane 0 (the store's actor) takes up to
  *  SHOPD_ACTOR_BATCH messages a turn, read lanes SHOPD_READ_BATCH (ud = app_t *). */
 size_t api_batch_for(uint64_t actor_id, void *ud);
+/** The act_group_fn of both runtimes: an actor's store (fairness is per store). */
+uint64_t api_store_of(uint64_t actor_id);
 /** The act_batch_fn of the blocking pool: one task per turn. */
 size_t api_blocking_batch_for(uint64_t actor_id, void *ud);
 void api_worker_fini(void *wstate, void *ud);

@@ -19,6 +19,8 @@ typedef struct cfg_s {
     int workers;
     int blocking_threads; /**< threads of the blocking pool */
     int blocking_queue;   /**< queued tasks per blocking lane of a store */
+    int blocking_nice;    /**< nice value of the blocking threads */
+    int store_workers;    /**< workers one store may hold while other stores wait */
     int read_batch;       /**< messages per turn of a read lane */
     char *database_url;
     char *redis_url;

@@ -64,6 +64,9 @@ struct act_worker_s {
     _Atomic uint64_t processed;
     _Atomic uint64_t turns;
     _Atomic int busy;
+    /* Under rq_lock: the group of the actor this worker runs (for group_cap). */
+    bool running;
+    uint64_t group;
     char pad_[64]; /* workers are separate allocations; keep their counters apart */
 };
 
@@ -212,15 +215,40 @@ rq_append_locked(act_system_t *sys, act_actor_t *a)
     sys->rq_tail = a;
 }
 
-/* rq_lock held. */
+/* rq_lock held. Workers running an actor of group g now. */
+static unsigned
+group_running_locked(const act_system_t *sys, uint64_t g)
+{
+    unsigned n = 0;
+    for (int i = 0; i < sys->cfg.workers; i++)
+        if (sys->workers[i]->running && sys->workers[i]->group == g) n++;
+    return n;
+}
+
+/* rq_lock held. The next actor to run: the head, or with group_cap the first
+ * whose group is under its cap (the head when none is: work-conserving). The
+ * scan is bounded, so a long queue of one store costs a bounded look. */
 static act_actor_t *
 rq_take_locked(act_system_t *sys)
 {
-    act_actor_t *a = sys->rq_head;
+    act_actor_t *a = sys->rq_head, *prev = NULL;
+    if (a != NULL && sys->cfg.group_of != NULL && sys->cfg.group_cap > 0) {
+        act_actor_t *p = NULL, *c = a;
+        for (int look = 0; c != NULL && look < 64; look++, p = c, c = c->rq_next) {
+            if (group_running_locked(sys, sys->cfg.group_of(c->store_id)) < sys->cfg.group_cap) {
+                a = c;
+                prev = p;
+                break;
+            }
+        }
+    }
     if (a != NULL) {
-        sys->rq_head = a->rq_next;
-        if (sys->rq_head == NULL)
-            sys->rq_tail = NULL;
+        if (prev != NULL)
+            prev->rq_next = a->rq_next;
+        else
+            sys->rq_head = a->rq_next;
+        if (sys->rq_tail == a)
+            sys->rq_tail = prev;
         a->rq_next = NULL;
     }
     return a;
@@ -387,6 +415,8 @@ worker_main(void *arg)
         }
         if (a == NULL)
             break; /* quit */
+        w->running = true;
+        w->group = sys->cfg.group_of ? sys->cfg.group_of(a->store_id) : 0;
         /* We may have taken one actor and re-queued another: if more are ready
          * and a worker sleeps, wake it rather than leave the work to us. */
         if (sys->rq_head != NULL && sys->rq_waiting > 0)
@@ -397,6 +427,7 @@ worker_main(void *arg)
         maybe_sweep(sys, shopd_now_us());
 
         pthread_mutex_lock(&sys->rq_lock);
+        w->running = false;
     }
     pthread_mutex_unlock(&sys->rq_lock);
 

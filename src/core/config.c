@@ -37,6 +37,8 @@ static const cfg_row_t cfg_rows[] = {
     {"workers", "SHOPD_WORKERS", CFG_INT, O(workers), 0, 256, "0", "actor worker threads (0 = number of cores)"},
     {"blocking-threads", "SHOPD_BLOCKING_THREADS", CFG_INT, O(blocking_threads), 0, 256, "0", "threads of the blocking pool: argon2, later outbound calls (0 = number of cores)"},
     {"blocking-queue", "SHOPD_BLOCKING_QUEUE", CFG_INT, O(blocking_queue), 1, 1000000, "256", "queued blocking tasks per store lane (over: 503 Retry-After)"},
+    {"blocking-nice", "SHOPD_BLOCKING_NICE", CFG_INT, O(blocking_nice), 0, 19, "10", "nice value of the blocking pool's threads (argon2 yields the CPU to workers and PostgreSQL)"},
+    {"store-workers", "SHOPD_STORE_WORKERS", CFG_INT, O(store_workers), 0, 256, "0", "workers one store's actors may hold while other stores wait (0 = workers - 1, at least 1)"},
     {"read-batch", "SHOPD_READ_BATCH", CFG_INT, O(read_batch), 1, 10000, "4", "messages a read lane takes in one turn (small: other stores get turns sooner)"},
     {"database-url", "SHOPD_DATABASE_URL", CFG_STR, O(database_url), 0, 0, "postgresql://shopd@127.0.0.1:5432/shopd", "PostgreSQL connection URL"},
     {"redis-url", "SHOPD_REDIS_URL", CFG_STR, O(redis_url), 0, 0, "redis://127.0.0.1:6379/0", "Redis URL"},
@@ -207,6 +209,7 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
     if (cfg->io_threads == 0) cfg->io_threads = (int)cores;
     if (cfg->workers == 0) cfg->workers = (int)cores;
     if (cfg->blocking_threads == 0) cfg->blocking_threads = (int)cores;
+    if (cfg->store_workers == 0) cfg->store_workers = cfg->workers > 1 ? cfg->workers - 1 : 1;
     if (cfg->db_pool_size == 0) cfg->db_pool_size = cfg->workers + cfg->blocking_threads + 2;
     if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
         strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error"))

@@ -11,7 +11,11 @@
  * after that message's reply is posted. Each worker keeps one reset arena as a
  * spare, so a small request allocates no arena memory.
  */
+#include <errno.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +74,12 @@ api_batch_for(uint64_t actor_id, void *ud)
     /* Lane 0 batches (the inventory batch handler commits a turn together); read
      * lanes take short turns so other stores' lanes get the worker back soon. */
     return ACT_LANE_OF(actor_id) == 0 ? (size_t)app->cfg->actor_batch : (size_t)app->cfg->read_batch;
+}
+
+uint64_t
+api_store_of(uint64_t actor_id)
+{
+    return ACT_STORE_OF(actor_id);
 }
 
 size_t
@@ -325,6 +335,20 @@ api_worker_init(int index, void *ud)
     ws->index = index;
     ws->kv = kv_conn_new(app->cfg->redis_url, 1000);
     return ws;
+}
+
+void *
+api_blocking_worker_init(int index, void *ud)
+{
+    app_t *app = ud;
+    /* Argon2 is pure CPU: at a lower priority it takes the cores only when the
+     * workers and PostgreSQL (whose commits a checkout waits for) leave them idle,
+     * so a burst of logins slows logins, not the store's stock writes. Linux
+     * applies a nice value per thread. */
+    if (app->cfg->blocking_nice > 0 &&
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), app->cfg->blocking_nice) != 0)
+        log_warn("blocking pool thread %d: setpriority failed: %s", index, strerror(errno));
+    return api_worker_init(index, ud);
 }
 
 void

@@ -442,6 +442,80 @@ test_batch_per_actor(void **state)
     assert_int_equal(ACT_ID(42, 0), 42);
 }
 
+/* group_cap: with store 42 already on one of two workers, the free worker takes
+ * store 7's actor before store 42's second lane, although that lane was queued
+ * first; and alone, one store still gets both workers (work-conserving). */
+typedef struct fair_ctx_s {
+    gate_t gate_a1, gate_c1;
+    _Atomic int n;
+    uint64_t order[8]; /* actor ids in the order their turns began */
+} fair_ctx_t;
+
+static void
+fair_handler(act_worker_t *w, uint64_t id, act_msg_t **msgs, size_t n, void *ud)
+{
+    fair_ctx_t *c = ud;
+    (void)w;
+    int k = atomic_fetch_add(&c->n, 1);
+    if (k < 8) c->order[k] = id;
+    if (id == ACT_ID(42, 1)) gate_wait(&c->gate_a1);
+    if (id == ACT_ID(9, 1)) gate_wait(&c->gate_c1);
+    for (size_t i = 0; i < n; i++) act_msg_free(msgs[i]);
+}
+
+static uint64_t
+store_of(uint64_t id)
+{
+    return ACT_STORE_OF(id);
+}
+
+static void
+test_group_cap(void **state)
+{
+    (void)state;
+    fair_ctx_t c;
+    memset(&c, 0, sizeof(c));
+    gate_init(&c.gate_a1);
+    gate_init(&c.gate_c1);
+    act_config_t cfg = {
+        .workers = 2, .mailbox_cap = 100, .batch_max = 1, .idle_reclaim_ms = 60000,
+        .handler = fair_handler, .group_of = store_of, .group_cap = 1, .ud = &c,
+    };
+    act_system_t *sys = act_system_new(&cfg);
+    assert_int_equal(act_system_start(sys), 0);
+    /* Both workers held: store 42's lane 1 and store 9's lane 1. */
+    assert_int_equal(act_send(sys, msg_make(ACT_ID(42, 1), 0, 0)), SHOPD_OK);
+    assert_true(wait_entered(&c.gate_a1, 1));
+    assert_int_equal(act_send(sys, msg_make(ACT_ID(9, 1), 0, 0)), SHOPD_OK);
+    assert_true(wait_entered(&c.gate_c1, 1));
+    /* Queued in this order: store 42's lane 2, then store 7. */
+    assert_int_equal(act_send(sys, msg_make(ACT_ID(42, 2), 0, 0)), SHOPD_OK);
+    assert_int_equal(act_send(sys, msg_make(ACT_ID(7, 1), 0, 0)), SHOPD_OK);
+    gate_open(&c.gate_c1); /* one worker comes free while 42 still runs */
+    assert_true(wait_processed(sys, 3));
+    assert_true(c.order[2] == ACT_ID(7, 1)); /* store 7 first: 42 is at its cap */
+    gate_open(&c.gate_a1);
+    assert_true(wait_processed(sys, 4));
+    assert_true(c.order[3] == ACT_ID(42, 2));
+
+    /* Alone, store 42 gets both workers: lane 1 holds one, lane 2 runs on the other. */
+    gate_t *g = &c.gate_a1;
+    pthread_mutex_lock(&g->mu);
+    g->open = false;
+    pthread_mutex_unlock(&g->mu);
+    atomic_store(&g->entered, 0);
+    assert_int_equal(act_send(sys, msg_make(ACT_ID(42, 1), 0, 1)), SHOPD_OK);
+    assert_true(wait_entered(g, 1));
+    assert_int_equal(act_send(sys, msg_make(ACT_ID(42, 2), 0, 1)), SHOPD_OK);
+    assert_true(wait_processed(sys, 5)); /* ran while lane 1 is still held */
+    gate_open(g);
+    assert_true(wait_processed(sys, 6));
+    assert_int_equal(act_system_stop(sys, 5000), 0);
+    act_system_free(sys);
+    gate_destroy(&c.gate_a1);
+    gate_destroy(&c.gate_c1);
+}
+
 static void
 test_mailbox_cap(void **state)
 {
@@ -777,6 +851,7 @@ main(void)
         cmocka_unit_test(test_invalid_config),        cmocka_unit_test(test_ordering_per_store),
         cmocka_unit_test(test_ordering_with_reclaim), cmocka_unit_test(test_batches),
         cmocka_unit_test(test_batch_per_actor),
+        cmocka_unit_test(test_group_cap),
         cmocka_unit_test(test_mailbox_cap),           cmocka_unit_test(test_forward_from_handler),
         cmocka_unit_test(test_stop_drains),           cmocka_unit_test(test_stop_deadline),
         cmocka_unit_test(test_never_started),         cmocka_unit_test(test_idle_reclaim),
