@@ -27,7 +27,8 @@
 # BASE is checked out in a temporary git worktree and its shopd built in a
 # temporary folder, then kept as build-base-<sha>/shopd so a rerun skips the
 # build. shopbench is always this tree's. One private PostgreSQL and Redis
-# (scripts/services.sh) serve both binaries (migrated by this tree; an older
+# (scripts/services.sh) serve both binaries, each with a database of its own
+# migrated by that binary from its own sql/ and a Redis database of its own (an older
 # binary only warns about newer migrations), which run side by side, each on a
 # free port with a random platform token, access log and auth rate limits off;
 # each measurement is taken of one binary, then of the other, so a change in
@@ -127,6 +128,8 @@ if [[ $COMMIT != nocommit && -n $(git -C "$ROOT" status --porcelain --untracked-
 fi
 # TARGETS: name, binary, description; the base (if any) first.
 NAMES=()
+SQLS=() # each binary's migrations folder; each binary gets a database of its own
+declare -A DB_OF SQL_OF REDIS_OF
 BINS=()
 DESCS=()
 if [[ -n ${BASE:-} ]]; then
@@ -146,12 +149,20 @@ if [[ -n ${BASE:-} ]]; then
         BASE_SRC=""
         rm -rf "$WORK/base-build"
     fi
+    # Its own migrations: the base binary runs on a database with its own schema.
+    BASE_SQL=$(dirname "$BASE_BIN")/sql
+    if [[ ! -d $BASE_SQL ]]; then
+        mkdir -p "$BASE_SQL"
+        git -C "$ROOT" archive "$BASE_SHA" sql | tar -x -C "$(dirname "$BASE_BIN")"
+    fi
     NAMES+=(base)
     BINS+=("$BASE_BIN")
+    SQLS+=("$BASE_SQL")
     DESCS+=("$BASE_SHORT ($(git -C "$ROOT" log -1 --format=%s "$BASE_SHA" | cut -c1-72))")
 fi
 NAMES+=(head)
 BINS+=("$BUILD/shopd")
+SQLS+=("$ROOT/sql")
 DESCS+=("$COMMIT (this tree)")
 
 # ---- services and data ---------------------------------------------------------------
@@ -160,7 +171,19 @@ log "starting PostgreSQL and Redis in $SVC"
 # shellcheck disable=SC1091
 source "$SVC/env"
 export SHOPD_DATABASE_URL SHOPD_REDIS_URL
-"$BUILD/shopd" migrate >"$WORK/migrate.log" 2>&1 || die "migration failed: $(tail -n 5 "$WORK/migrate.log")"
+# One database per binary, migrated by that binary from its own sql/: a base from
+# before a schema change must not run on the newer schema.
+BASE_URL=$SHOPD_DATABASE_URL
+for i in "${!NAMES[@]}"; do
+    db=shopd_${NAMES[$i]}
+    psql "$BASE_URL" -qAtc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null ||
+        die "cannot create database $db"
+    DB_OF[${BINS[$i]}]=${BASE_URL%/*}/$db
+    SQL_OF[${BINS[$i]}]=${SQLS[$i]}
+    REDIS_OF[${BINS[$i]}]=${SHOPD_REDIS_URL%/*}/$((i + 1)) # caches apart too
+    SHOPD_DATABASE_URL=${DB_OF[${BINS[$i]}]} SHOPD_SQL_DIR=${SQLS[$i]} "${BINS[$i]}" migrate >"$WORK/migrate-${NAMES[$i]}.log" 2>&1 ||
+        die "migration (${NAMES[$i]}) failed: $(tail -n 5 "$WORK/migrate-${NAMES[$i]}.log")"
+done
 
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export SHOPD_PLATFORM_TOKEN=$TOKEN
@@ -196,7 +219,8 @@ start_shopd_once() {
     local name=$1 bin=$2 workers=$3
     PORT=$(free_port)
     URL=http://127.0.0.1:$PORT
-    SHOPD_LISTEN=127.0.0.1:$PORT SHOPD_ACCESS_LOG=false SHOPD_MIGRATE=false SHOPD_WORKERS=$workers \
+    SHOPD_DATABASE_URL=${DB_OF[$bin]} SHOPD_SQL_DIR=${SQL_OF[$bin]} SHOPD_REDIS_URL=${REDIS_OF[$bin]} \
+        SHOPD_LISTEN=127.0.0.1:$PORT SHOPD_ACCESS_LOG=false SHOPD_MIGRATE=false SHOPD_WORKERS=$workers \
         SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0 \
         "$bin" serve >>"$WORK/shopd-$name.log" 2>&1 &
     SHOPD_PID=$!
@@ -240,17 +264,19 @@ post() {
 
 # Stores demo (A: lists, logins, hot stock, the flood) and demo-b (B), run.sh's
 # demo customer in demo, and 200 products in each (browse's setup seeds them).
-log "creating stores demo and demo-b and their catalogs"
-start_shopd seed "${BINS[-1]}" 0
-post /api/v1/stores '{"slug":"demo","name":"Demo","currency":"USD"}'
-post /api/v1/stores '{"slug":"demo-b","name":"Demo B","currency":"USD"}'
-post /api/v1/admin/users \
-    '{"email":"customer@demo.test","password":"demo-customer-pass-1","role":"CUSTOMER","name":"Demo Customer"}' demo
-for t in demo demo-b; do
-    "$SHOPBENCH" -t 1 -c 1 -d 0.5 -w 0 --token "$TOKEN" --tenant "$t" "$URL" browse >"$WORK/seed-$t.txt" 2>&1 ||
-        die "seeding $t failed: $(tail -n 5 "$WORK/seed-$t.txt")"
+log "creating stores demo and demo-b and their catalogs (in each binary's database)"
+for i in "${!NAMES[@]}"; do
+    start_shopd seed "${BINS[$i]}" 0
+    post /api/v1/stores '{"slug":"demo","name":"Demo","currency":"USD"}'
+    post /api/v1/stores '{"slug":"demo-b","name":"Demo B","currency":"USD"}'
+    post /api/v1/admin/users \
+        '{"email":"customer@demo.test","password":"demo-customer-pass-1","role":"CUSTOMER","name":"Demo Customer"}' demo
+    for t in demo demo-b; do
+        "$SHOPBENCH" -t 1 -c 1 -d 0.5 -w 0 --token "$TOKEN" --tenant "$t" "$URL" browse >"$WORK/seed-$t.txt" 2>&1 ||
+            die "seeding $t failed: $(tail -n 5 "$WORK/seed-$t.txt")"
+    done
+    stop_all
 done
-stop_all
 
 # ---- measurements -------------------------------------------------------------------
 FAILED_RUNS=0
