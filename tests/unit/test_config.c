@@ -32,7 +32,7 @@ test_defaults(void **state)
     assert_true(c.workers >= 1);
     assert_int_equal(c.db_pool_size, c.workers + c.blocking_threads + 2);
     assert_true(c.blocking_threads >= 1);
-    assert_int_equal(c.read_batch, 4);
+    assert_int_equal(c.read_batch, 1);
     assert_int_equal(c.store_workers, c.workers > 1 ? c.workers - 1 : 1);
     assert_int_equal(c.blocking_nice, 10);
     assert_int_equal(c.max_body, 1048576);
