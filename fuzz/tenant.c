@@ -18,15 +18,18 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     char *f[4] = {s, "", "", ""};
     for (int i = 1; i < 4; i++) {
         char *nl = strchr(f[i - 1], '\n');
-        if (nl == NULL) break;
+        if (nl == NULL)
+            break;
         *nl = '\0';
         f[i] = nl + 1;
     }
 
     char key[STORE_KEY_MAX];
     if (store_tenant_key(f[0][0] ? f[0] : NULL, f[1], "shop.test", key, sizeof(key)) == 0) {
-        if (strlen(key) >= sizeof(key)) abort();
-        if (strncmp(key, "id:", 3) && strncmp(key, "slug:", 5) && strncmp(key, "domain:", 7)) abort();
+        if (strlen(key) >= sizeof(key))
+            abort();
+        if (strncmp(key, "id:", 3) && strncmp(key, "slug:", 5) && strncmp(key, "domain:", 7))
+            abort();
     }
 
     static net_route_t *routes;
@@ -40,30 +43,38 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     net_match_t m;
     net_match_rc_t rc = net_route_match(routes, api_nroutes, f[0], f[2], strlen(f[2]), &m);
     if (rc == NET_MATCH_OK) {
-        if (m.route < 0 || (size_t)m.route >= api_nroutes) abort();
+        if (m.route < 0 || (size_t)m.route >= api_nroutes)
+            abort();
         for (size_t i = 0; i < m.nparams; i++)
-            if (m.param_values[i] < f[2] || m.param_values[i] + m.param_value_lens[i] > f[2] + strlen(f[2])) abort();
+            if (m.param_values[i] < f[2] ||
+                m.param_values[i] + m.param_value_lens[i] > f[2] + strlen(f[2]))
+                abort();
     }
 
     /* An id is 1..INT64_MAX or nothing. */
     uint64_t id;
-    if (shopd_id_parse(f[0], strlen(f[0]), &id) && (id == 0 || id > (uint64_t)INT64_MAX)) abort();
+    if (shopd_id_parse(f[0], strlen(f[0]), &id) && (id == 0 || id > (uint64_t)INT64_MAX))
+        abort();
     long long ll;
-    if (shopd_int_parse(f[0], -5, 100, &ll) && (ll < -5 || ll > 100)) abort();
+    if (shopd_int_parse(f[0], -5, 100, &ll) && (ll < -5 || ll > 100))
+        abort();
 
     /* The canonical query of the product list: declared names only, each once,
      * and canonical again when read back (idempotent). */
-    static const char *const allowed[] = {"category", "status", "min_price", "max_price", "brand", "q",
-                                          "sort", "limit", "page", "cursor", NULL};
+    static const char *const allowed[] = {"category", "status", "min_price", "max_price",
+                                          "brand",    "q",      "sort",      "limit",
+                                          "page",     "cursor", NULL};
     char *canon = NULL, *again = NULL;
     size_t cl = 0, al = 0;
     net_reply_t *bad = api_query_canon(allowed, f[3], strlen(f[3]), &canon, &cl);
     if (bad) {
-        if (canon || bad->status != 400) abort();
+        if (canon || bad->status != 400)
+            abort();
         net_reply_free(bad);
     } else if (canon) {
         bad = api_query_canon(allowed, canon, cl, &again, &al);
-        if (bad || al != cl || memcmp(canon, again, cl) != 0) abort();
+        if (bad || al != cl || memcmp(canon, again, cl) != 0)
+            abort();
     }
     msg_env_t env;
     memset(&env, 0, sizeof(env));
@@ -73,7 +84,8 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     const char *names[] = {"limit", "cursor", "page", "q", ""};
     for (size_t i = 0; i < 5; i++) {
         const char *v = api_query_param(&env, names[i], buf, sizeof(buf));
-        if (v && strlen(v) >= sizeof(buf)) abort();
+        if (v && strlen(v) >= sizeof(buf))
+            abort();
     }
     shopd_free(canon);
     shopd_free(again);

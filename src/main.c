@@ -54,7 +54,8 @@ cmd_create_super_admin(cfg_t *cfg, const char *email)
         fprintf(stderr, "shopd: the password %s\n", issue);
         return 2;
     }
-    if (cfg->migrate && cmd_migrate(cfg) != 0) return 1;
+    if (cfg->migrate && cmd_migrate(cfg) != 0)
+        return 1;
     if (auth_password_hash(pw, hash, sizeof(hash)) != 0) {
         fprintf(stderr, "shopd: password hashing failed\n");
         return 1;
@@ -67,13 +68,14 @@ cmd_create_super_admin(cfg_t *cfg, const char *email)
         goto out;
     }
     const char *p[2] = {email, hash};
-    r = PQexecParams(pg,
-                     "WITH u AS (UPDATE users SET password_hash = $2, status = 'active', updated_at = now() "
-                     "WHERE store_id IS NULL AND lower(email) = lower($1) RETURNING id, false AS created), "
-                     "i AS (INSERT INTO users (store_id, email, password_hash, role) "
-                     "SELECT NULL, $1, $2, 'SUPER_ADMIN' WHERE NOT EXISTS (SELECT 1 FROM u) RETURNING id, true) "
-                     "SELECT * FROM u UNION ALL SELECT * FROM i",
-                     2, NULL, p, NULL, NULL, 0);
+    r = PQexecParams(
+        pg,
+        "WITH u AS (UPDATE users SET password_hash = $2, status = 'active', updated_at = now() "
+        "WHERE store_id IS NULL AND lower(email) = lower($1) RETURNING id, false AS created), "
+        "i AS (INSERT INTO users (store_id, email, password_hash, role) "
+        "SELECT NULL, $1, $2, 'SUPER_ADMIN' WHERE NOT EXISTS (SELECT 1 FROM u) RETURNING id, true) "
+        "SELECT * FROM u UNION ALL SELECT * FROM i",
+        2, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         log_error("create-super-admin failed: %s", PQresultErrorMessage(r));
         goto out;
@@ -96,7 +98,8 @@ cmd_serve(cfg_t *cfg)
     size_t modules_up = 0; /* modules whose init succeeded, stopped in reverse */
     sigset_t sigs;
 
-    if (cfg->migrate && cmd_migrate(cfg) != 0) return 1;
+    if (cfg->migrate && cmd_migrate(cfg) != 0)
+        return 1;
 
     /* Block the stop signals in every thread; main waits for them with sigwait. */
     sigemptyset(&sigs);
@@ -173,8 +176,8 @@ cmd_serve(cfg_t *cfg)
         log_error("cannot start threads");
         goto out;
     }
-    log_info("shopd listening addr=%s io_threads=%d workers=%d blocking_threads=%d db_pool=%d", cfg->listen,
-             cfg->io_threads, cfg->workers, cfg->blocking_threads, cfg->db_pool_size);
+    log_info("shopd listening addr=%s io_threads=%d workers=%d blocking_threads=%d db_pool=%d",
+             cfg->listen, cfg->io_threads, cfg->workers, cfg->blocking_threads, cfg->db_pool_size);
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -183,7 +186,8 @@ cmd_serve(cfg_t *cfg)
 
     uint64_t deadline = shopd_now_us() + (uint64_t)cfg->shutdown_timeout * 1000u;
     net_server_drain(app.net);
-    while (net_server_inflight(app.net) > 0 && shopd_now_us() < deadline) usleep(5000);
+    while (net_server_inflight(app.net) > 0 && shopd_now_us() < deadline)
+        usleep(5000);
     uint64_t now = shopd_now_us();
     unsigned left_ms = now < deadline ? (unsigned)((deadline - now) / 1000u) : 0;
     /* The blocking pool first: its tasks may still forward to the actors. */
@@ -197,13 +201,16 @@ cmd_serve(cfg_t *cfg)
     status = 0;
 out:
     net_server_free(app.net);
-    if (app.blocking && status != 0) act_system_stop(app.blocking, 0);
-    if (app.actors && status != 0) act_system_stop(app.actors, 0);
+    if (app.blocking && status != 0)
+        act_system_stop(app.blocking, 0);
+    if (app.actors && status != 0)
+        act_system_stop(app.actors, 0);
     act_system_free(app.blocking);
     act_system_free(app.actors);
     while (modules_up > 0) {
         const api_module_t *mod = api_modules[--modules_up];
-        if (mod->fini) mod->fini(&app);
+        if (mod->fini)
+            mod->fini(&app);
     }
     db_pool_free(app.db);
     return status;
@@ -258,7 +265,8 @@ main(int argc, char **argv)
         return 2;
     }
     log_level_t lvl;
-    if (log_parse_level(cfg.log_level, &lvl) == 0) log_set_level(lvl);
+    if (log_parse_level(cfg.log_level, &lvl) == 0)
+        log_set_level(lvl);
 
     int rc = strcmp(cmd, "migrate") == 0              ? cmd_migrate(&cfg)
              : strcmp(cmd, "create-super-admin") == 0 ? cmd_create_super_admin(&cfg, email)

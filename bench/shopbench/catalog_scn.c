@@ -32,12 +32,13 @@ typedef struct catalog_s {
 } catalog_t;
 
 int
-sb_http_do(const sb_opts_t *o, const char *tenant, const char *method, const char *path, const char *auth,
-           const char *body, char **out)
+sb_http_do(const sb_opts_t *o, const char *tenant, const char *method, const char *path,
+           const char *auth, const char *body, char **out)
 {
     *out = NULL;
     int fd = socket(o->target.addr.ss_family, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
+    if (fd < 0)
+        return 0;
     struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -47,34 +48,41 @@ sb_http_do(const sb_opts_t *o, const char *tenant, const char *method, const cha
     }
     size_t blen = body ? strlen(body) : 0;
     char *req = NULL;
-    int n = asprintf(&req,
-                     "%s %s%s HTTP/1.1\r\nHost: %s\r\nX-Tenant-Id: %s\r\n%s%s%sConnection: close\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     method, o->target.base_path, path, o->target.host, tenant, auth ? auth : "",
-                     auth ? "\r\n" : "", body ? "Content-Type: application/json\r\n" : "", blen, body ? body : "");
+    int n =
+        asprintf(&req,
+                 "%s %s%s HTTP/1.1\r\nHost: %s\r\nX-Tenant-Id: %s\r\n%s%s%sConnection: close\r\n"
+                 "Content-Length: %zu\r\n\r\n%s",
+                 method, o->target.base_path, path, o->target.host, tenant, auth ? auth : "",
+                 auth ? "\r\n" : "", body ? "Content-Type: application/json\r\n" : "", blen,
+                 body ? body : "");
     if (n < 0) {
         close(fd);
         return 0;
     }
     for (size_t sent = 0; sent < (size_t)n;) {
         ssize_t w = send(fd, req + sent, (size_t)n - sent, MSG_NOSIGNAL);
-        if (w <= 0) break;
+        if (w <= 0)
+            break;
         sent += (size_t)w;
     }
     free(req);
     size_t cap = 8192, got = 0;
     char *buf = malloc(cap);
     for (;;) {
-        if (got + 4096 > cap) buf = realloc(buf, cap *= 2);
+        if (got + 4096 > cap)
+            buf = realloc(buf, cap *= 2);
         ssize_t r = recv(fd, buf + got, cap - got - 1, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
         got += (size_t)r;
     }
     close(fd);
     buf[got] = '\0';
     int status = 0;
-    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) status = 0;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+        status = 0;
     const char *b = strstr(buf, "\r\n\r\n");
     *out = strdup(b ? b + 4 : "");
     free(buf);
@@ -83,8 +91,8 @@ sb_http_do(const sb_opts_t *o, const char *tenant, const char *method, const cha
 
 /* sb_http_do in the --tenant store. */
 static int
-http_do(const sb_opts_t *o, const char *method, const char *path, const char *auth, const char *body,
-        char **out)
+http_do(const sb_opts_t *o, const char *method, const char *path, const char *auth,
+        const char *body, char **out)
 {
     return sb_http_do(o, o->tenant, method, path, auth, body, out);
 }
@@ -101,15 +109,19 @@ ensure_product(const sb_opts_t *o, const catalog_t *c, int i, char *err, size_t 
     if (st == 404) {
         free(resp);
         snprintf(body, sizeof(body),
-                 "{\"name\":\"Bench Product %d\",\"slug\":\"bench-product-%d\",\"base_price\":%d,\"status\":\"active\","
-                 "\"brand\":\"Brand %d\",\"description\":\"A product to benchmark the catalog, number %d.\"}",
+                 "{\"name\":\"Bench Product "
+                 "%d\",\"slug\":\"bench-product-%d\",\"base_price\":%d,\"status\":\"active\","
+                 "\"brand\":\"Brand %d\",\"description\":\"A product to benchmark the catalog, "
+                 "number %d.\"}",
                  i, i, 100 * i, i % 10, i);
         st = http_do(o, "POST", "/api/v1/products", c->auth, body, &resp);
-        if (st != 201) goto fail;
+        if (st != 201)
+            goto fail;
         free(resp);
         st = http_do(o, "GET", path, c->auth, NULL, &resp);
     }
-    if (st != 200) goto fail;
+    if (st != 200)
+        goto fail;
     json_t *doc = json_loads(resp, 0, NULL);
     json_t *v = json_array_get(json_object_get(doc, "variants"), 0);
     long pid = (long)json_integer_value(json_object_get(doc, "id"));
@@ -121,7 +133,8 @@ ensure_product(const sb_opts_t *o, const catalog_t *c, int i, char *err, size_t 
         snprintf(vpath, sizeof(vpath), "/api/v1/products/%ld/variants", pid);
         snprintf(body, sizeof(body), "{\"sku\":\"BENCH-%d\",\"stock\":1000000}", i);
         st = http_do(o, "POST", vpath, c->auth, body, &resp);
-        if (st != 201) goto fail;
+        if (st != 201)
+            goto fail;
         doc = json_loads(resp, 0, NULL);
         vid = (long)json_integer_value(json_object_get(doc, "id"));
         json_decref(doc);
@@ -129,7 +142,8 @@ ensure_product(const sb_opts_t *o, const catalog_t *c, int i, char *err, size_t 
     }
     return vid;
 fail:
-    snprintf(err, errlen, "seeding bench-product-%d in store %s: HTTP %d %.200s", i, o->tenant, st, resp ? resp : "");
+    snprintf(err, errlen, "seeding bench-product-%d in store %s: HTTP %d %.200s", i, o->tenant, st,
+             resp ? resp : "");
     free(resp);
     return 0;
 }
@@ -138,7 +152,9 @@ int
 sb_catalog_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
 {
     if (o->token == NULL || o->token[0] == '\0') {
-        snprintf(err, errlen, "the catalog scenarios seed products: give the platform token (--token or $SHOPD_PLATFORM_TOKEN)");
+        snprintf(err, errlen,
+                 "the catalog scenarios seed products: give the platform token (--token or "
+                 "$SHOPD_PLATFORM_TOKEN)");
         return -1;
     }
     catalog_t *c = calloc(1, sizeof(*c));
@@ -157,7 +173,8 @@ sb_catalog_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
             free(c);
             return -1;
         }
-        if (i <= SB_HOT_VARIANTS) c->hot[i - 1] = vid;
+        if (i <= SB_HOT_VARIANTS)
+            c->hot[i - 1] = vid;
     }
     *shared = c;
     return 0;
@@ -177,12 +194,14 @@ sb_browse_next(sb_ctx_t *cx, void *state, sb_req_t *req)
     unsigned kind = (unsigned)(r % 10);
     r /= 10;
     if (kind < 6) /* a list page */
-        snprintf(req->path, sizeof(req->path), "/api/v1/products?limit=20&page=%u&sort=%s", 1 + (unsigned)(r % 10),
-                 (r / 10) % 2 ? "price" : "newest");
+        snprintf(req->path, sizeof(req->path), "/api/v1/products?limit=20&page=%u&sort=%s",
+                 1 + (unsigned)(r % 10), (r / 10) % 2 ? "price" : "newest");
     else if (kind < 9) /* a product page */
-        snprintf(req->path, sizeof(req->path), "/api/v1/products/bench-product-%u", 1 + (unsigned)(r % SB_CATALOG_PRODUCTS));
+        snprintf(req->path, sizeof(req->path), "/api/v1/products/bench-product-%u",
+                 1 + (unsigned)(r % SB_CATALOG_PRODUCTS));
     else /* a search */
-        snprintf(req->path, sizeof(req->path), "/api/v1/products?q=product+%u", 1 + (unsigned)(r % 20));
+        snprintf(req->path, sizeof(req->path), "/api/v1/products?q=product+%u",
+                 1 + (unsigned)(r % 20));
     sb_req_header(req, "X-Tenant-Id: %s", cx->opts->tenant);
     return SB_NEXT_SEND;
 }
@@ -196,8 +215,8 @@ sb_admin_list_next(sb_ctx_t *cx, void *state, sb_req_t *req)
     (void)state;
     const catalog_t *c = cx->shared;
     uint64_t r = sb_rand(cx->rng);
-    snprintf(req->path, sizeof(req->path), "/api/v1/products?limit=20&page=%u&sort=%s", 1 + (unsigned)(r % 10),
-             (r / 10) % 2 ? "price" : "newest");
+    snprintf(req->path, sizeof(req->path), "/api/v1/products?limit=20&page=%u&sort=%s",
+             1 + (unsigned)(r % 10), (r / 10) % 2 ? "price" : "newest");
     sb_req_header(req, "X-Tenant-Id: %s", cx->opts->tenant);
     sb_req_header(req, "%s", c->auth);
     return SB_NEXT_SEND;
@@ -238,10 +257,10 @@ sb_stock_mix_next(sb_ctx_t *cx, void *state, sb_req_t *req)
 typedef struct hot_s {
     catalog_t cat;
     long vid;
-    _Atomic uint64_t taken;    /* 200 answers */
-    _Atomic uint64_t refused;  /* 409 insufficient_stock answers */
+    _Atomic uint64_t taken;   /* 200 answers */
+    _Atomic uint64_t refused; /* 409 insufficient_stock answers */
     _Atomic bool sold_out;
-    double msgs0, turns0;      /* actor counters before the run */
+    double msgs0, turns0; /* actor counters before the run */
 } hot_t;
 
 static double
@@ -253,7 +272,8 @@ metric_value(const sb_opts_t *o, const char *name)
         char key[128];
         snprintf(key, sizeof(key), "\n%s ", name);
         const char *p = strstr(body, key);
-        if (p) v = atof(p + strlen(key));
+        if (p)
+            v = atof(p + strlen(key));
     }
     free(body);
     return v;
@@ -263,7 +283,9 @@ int
 sb_hot_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
 {
     if (o->token == NULL || o->token[0] == '\0') {
-        snprintf(err, errlen, "hot-stock creates its product: give the platform token (--token or $SHOPD_PLATFORM_TOKEN)");
+        snprintf(err, errlen,
+                 "hot-stock creates its product: give the platform token (--token or "
+                 "$SHOPD_PLATFORM_TOKEN)");
         return -1;
     }
     hot_t *h = calloc(1, sizeof(*h));
@@ -273,18 +295,22 @@ sb_hot_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
     if (st == 404) {
         free(resp);
         st = http_do(o, "POST", "/api/v1/products", h->cat.auth,
-                     "{\"name\":\"Bench Hot\",\"slug\":\"bench-hot\",\"base_price\":999,\"status\":\"active\"}", &resp);
+                     "{\"name\":\"Bench "
+                     "Hot\",\"slug\":\"bench-hot\",\"base_price\":999,\"status\":\"active\"}",
+                     &resp);
         free(resp);
         st = http_do(o, "GET", "/api/v1/products/bench-hot", h->cat.auth, NULL, &resp);
     }
     json_t *doc = st == 200 ? json_loads(resp, 0, NULL) : NULL;
     long pid = (long)json_integer_value(json_object_get(doc, "id"));
-    h->vid = (long)json_integer_value(json_object_get(json_array_get(json_object_get(doc, "variants"), 0), "id"));
+    h->vid = (long)json_integer_value(
+        json_object_get(json_array_get(json_object_get(doc, "variants"), 0), "id"));
     json_decref(doc);
     free(resp);
     resp = NULL;
     if (pid == 0) {
-        snprintf(err, errlen, "cannot create product bench-hot in store %s (HTTP %d)", o->tenant, st);
+        snprintf(err, errlen, "cannot create product bench-hot in store %s (HTTP %d)", o->tenant,
+                 st);
         goto fail;
     }
     if (h->vid == 0) {
@@ -301,7 +327,8 @@ sb_hot_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
         }
     }
     snprintf(path, sizeof(path), "/api/v1/variants/%ld/inventory", h->vid);
-    snprintf(body, sizeof(body), "{\"set\":%ld,\"reason\":\"shopbench hot-stock start\"}", o->stock);
+    snprintf(body, sizeof(body), "{\"set\":%ld,\"reason\":\"shopbench hot-stock start\"}",
+             o->stock);
     st = http_do(o, "PATCH", path, h->cat.auth, body, &resp);
     free(resp);
     if (st != 200) {
@@ -330,7 +357,8 @@ sb_hot_next(sb_ctx_t *cx, void *state, sb_req_t *req)
 {
     hot_t *h = cx->shared;
     /* relaxed: a hint to stop; the server's answers are the truth. */
-    if (atomic_load_explicit(&h->sold_out, memory_order_relaxed)) return SB_NEXT_DONE;
+    if (atomic_load_explicit(&h->sold_out, memory_order_relaxed))
+        return SB_NEXT_DONE;
     req->method = "PATCH";
     snprintf(req->path, sizeof(req->path), "/api/v1/variants/%ld/inventory", h->vid);
     sb_req_header(req, "X-Tenant-Id: %s", cx->opts->tenant);
@@ -378,12 +406,17 @@ sb_hot_verify(const sb_opts_t *o, void *shared, double seconds, FILE *out)
     double turns = metric_value(o, "shopd_actor_turns_total") - h->turns0;
     bool ok = stock >= 0 && (long)taken == o->stock - stock && ledger == stock &&
               (!atomic_load(&h->sold_out) || stock == 0);
-    fprintf(out, "  hot-stock    started %ld, taken %llu (%.0f decrements/s), refused %llu, stock now %ld, "
-                 "ledger sum %ld: %s\n",
-            o->stock, (unsigned long long)taken, seconds > 0 ? (double)taken / seconds : 0.0,
-            (unsigned long long)refused, stock, ledger, ok ? "OK (no oversell, ledger = stock)" : "FAILED");
+    fprintf(
+        out,
+        "  hot-stock    started %ld, taken %llu (%.0f decrements/s), refused %llu, stock now %ld, "
+        "ledger sum %ld: %s\n",
+        o->stock, (unsigned long long)taken, seconds > 0 ? (double)taken / seconds : 0.0,
+        (unsigned long long)refused, stock, ledger,
+        ok ? "OK (no oversell, ledger = stock)" : "FAILED");
     if (turns > 0)
-        fprintf(out, "  batching     %.0f actor messages in %.0f turns: %.1f per turn on average "
-                     "(all of shopd, this run)\n", msgs, turns, msgs / turns);
+        fprintf(out,
+                "  batching     %.0f actor messages in %.0f turns: %.1f per turn on average "
+                "(all of shopd, this run)\n",
+                msgs, turns, msgs / turns);
     return ok ? 0 : -1;
 }

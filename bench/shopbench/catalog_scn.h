@@ -16,8 +16,8 @@
  *  X-Tenant-Id: tenant and Connection: close; auth is a whole header line or
  *  NULL. Returns the status (0 on a socket error) and the body in *out
  *  (malloc'd, NUL-terminated; the caller frees it, also on failure). */
-int sb_http_do(const sb_opts_t *o, const char *tenant, const char *method, const char *path, const char *auth,
-               const char *body, char **out);
+int sb_http_do(const sb_opts_t *o, const char *tenant, const char *method, const char *path,
+               const char *auth, const char *body, char **out);
 
 int sb_catalog_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen);
 void sb_catalog_teardown(void *shared);

@@ -171,7 +171,8 @@ tenants_next(sb_ctx_t *cx, void *state, sb_req_t *req)
 
 /* run.sh's demo customer; the server must run with SHOPD_AUTH_RATE_IP=0 and
  * SHOPD_AUTH_RATE_ACCOUNT=0, or the rate limits answer 429 after a few tries. */
-static const char login_body[] = "{\"email\":\"customer@demo.test\",\"password\":\"demo-customer-pass-1\"}";
+static const char login_body[] =
+    "{\"email\":\"customer@demo.test\",\"password\":\"demo-customer-pass-1\"}";
 
 static sb_next_t
 login_next(sb_ctx_t *cx, void *state, sb_req_t *req)

@@ -460,7 +460,8 @@ cat_prep_done(sb_ctx_t *cx, void *state, const sb_resp_t *r)
         }
         json_t *doc = resp_json(r), *node;
         size_t i;
-        json_array_foreach(json_object_get(doc, "data"), i, node) {
+        json_array_foreach(json_object_get(doc, "data"), i, node)
+        {
             int which = 0;
             const char *slug = json_string_value(json_object_get(node, "slug"));
             if (slug != NULL && sscanf(slug, "bench-cat-%d", &which) == 1 && which >= 1 &&

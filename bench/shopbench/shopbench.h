@@ -144,8 +144,8 @@ void sb_scenarios_print(FILE *out);
 /** The plain counters of sb_stats_t, for merging and reports. */
 #define SB_COUNTERS(X)                                                                             \
     X(responses)                                                                                   \
-    X(ok) X(rejected) X(warm_failures) X(bytes_in) X(bytes_out) X(reconnects) X(unfinished)        \
-        X(behind)
+    X(ok)                                                                                          \
+    X(rejected) X(warm_failures) X(bytes_in) X(bytes_out) X(reconnects) X(unfinished) X(behind)
 
 typedef struct sb_stats_s {
     sb_hist_t *hist;      /**< latency of measured responses, microseconds */

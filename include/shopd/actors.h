@@ -32,9 +32,10 @@
 #define ACT_STORE_MASK ((UINT64_C(1) << ACT_LANE_SHIFT) - 1)
 #define ACT_MAX_LANES 256u
 /** The actor id of lane `lane` (0..255) of store `store`. */
-#define ACT_ID(store, lane) (((uint64_t)(lane) << ACT_LANE_SHIFT) | ((uint64_t)(store) & ACT_STORE_MASK))
+#define ACT_ID(store, lane)                                                                        \
+    (((uint64_t)(lane) << ACT_LANE_SHIFT) | ((uint64_t)(store)&ACT_STORE_MASK))
 /** The store an actor id belongs to. */
-#define ACT_STORE_OF(id) ((uint64_t)(id) & ACT_STORE_MASK)
+#define ACT_STORE_OF(id) ((uint64_t)(id)&ACT_STORE_MASK)
 /** The lane of an actor id (0: the store's ordered actor). */
 #define ACT_LANE_OF(id) ((unsigned)((uint64_t)(id) >> ACT_LANE_SHIFT))
 
@@ -44,12 +45,13 @@ typedef struct act_msg_s act_msg_t;
 struct act_msg_s {
     _Atomic(act_msg_t *) next; /**< intrusive mailbox link; runtime only */
     uint32_t type;             /**< message type, defined by the application */
-    uint64_t store_id;         /**< destination actor id (ACT_ID(store, lane)); ACT_PLATFORM_ID for the platform */
-    char *data;                /**< payload (a msgpack envelope); owned, freed with the message */
+    uint64_t store_id; /**< destination actor id (ACT_ID(store, lane)); ACT_PLATFORM_ID for the
+                          platform */
+    char *data;        /**< payload (a msgpack envelope); owned, freed with the message */
     size_t len;
-    void *reply_to;            /**< opaque reply route (the sending I/O thread), may be NULL */
-    uint64_t reply_token;      /**< opaque token for reply_to */
-    uint64_t enqueued_us;      /**< set by act_send (monotonic), for queue-time metrics */
+    void *reply_to;       /**< opaque reply route (the sending I/O thread), may be NULL */
+    uint64_t reply_token; /**< opaque token for reply_to */
+    uint64_t enqueued_us; /**< set by act_send (monotonic), for queue-time metrics */
 };
 
 /** New message; takes ownership of data (allocated with shopd_malloc, may be NULL). */
@@ -94,19 +96,19 @@ typedef struct act_config_s {
      *  worker alone and at most group_cap of them while other stores wait. */
     act_group_fn group_of;
     unsigned group_cap;
-    void *ud;                       /**< passed to the callbacks */
+    void *ud; /**< passed to the callbacks */
 } act_config_t;
 
 /** Counters summed over the runtime, read with relaxed atomics (approximate). */
 typedef struct act_stats_s {
-    uint64_t actors;      /**< live actors */
-    uint64_t queued;      /**< messages in all mailboxes now */
-    uint64_t max_depth;   /**< deepest mailbox now */
-    uint64_t processed;   /**< messages handed to the handler so far */
-    uint64_t turns;       /**< handler calls so far */
-    uint64_t rejected;    /**< sends refused because a mailbox was full */
-    uint64_t reclaimed;   /**< idle actors freed so far */
-    uint64_t busy_workers;/**< workers running a turn now */
+    uint64_t actors;       /**< live actors */
+    uint64_t queued;       /**< messages in all mailboxes now */
+    uint64_t max_depth;    /**< deepest mailbox now */
+    uint64_t processed;    /**< messages handed to the handler so far */
+    uint64_t turns;        /**< handler calls so far */
+    uint64_t rejected;     /**< sends refused because a mailbox was full */
+    uint64_t reclaimed;    /**< idle actors freed so far */
+    uint64_t busy_workers; /**< workers running a turn now */
     int workers;
 } act_stats_t;
 

@@ -50,7 +50,7 @@ typedef struct api_ctx_s {
     const msg_env_t *env;
     json_t *body;
     uint64_t store_id;
-    const store_snap_t *store; /**< the resolved store, NULL on platform routes */
+    const store_snap_t *store;  /**< the resolved store, NULL on platform routes */
     const msg_caller_t *caller; /**< who is calling (role MSG_ROLE_ANONYMOUS if nobody) */
     /** The message's arena (never NULL in a handler): allocate from it, and register
      *  a PGresult or redisReply on it (arena_pgresult, arena_redis_reply) instead of
@@ -68,11 +68,11 @@ typedef net_reply_t *(*api_inline_fn)(app_t *app, net_request_t *req);
 
 /** Who may call a route. */
 typedef enum api_access_e {
-    API_PUBLIC = 0,   /**< anyone (a valid bearer token, if sent, still fills the caller) */
-    API_PLATFORM,     /**< the platform token (Authorization: Bearer SHOPD_PLATFORM_TOKEN) */
-    API_CUSTOMER,     /**< a signed-in user of the resolved store (any role), or a super admin */
-    API_STORE_ADMIN,  /**< a STORE_ADMIN of the resolved store, or a super admin */
-    API_SUPER_ADMIN,  /**< a platform SUPER_ADMIN */
+    API_PUBLIC = 0,  /**< anyone (a valid bearer token, if sent, still fills the caller) */
+    API_PLATFORM,    /**< the platform token (Authorization: Bearer SHOPD_PLATFORM_TOKEN) */
+    API_CUSTOMER,    /**< a signed-in user of the resolved store (any role), or a super admin */
+    API_STORE_ADMIN, /**< a STORE_ADMIN of the resolved store, or a super admin */
+    API_SUPER_ADMIN, /**< a platform SUPER_ADMIN */
 } api_access_t;
 
 /** Where a route's handler runs (the run class, a column of the route table).

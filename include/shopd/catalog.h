@@ -92,19 +92,19 @@ typedef enum catalog_sort_e {
 /** A validated product list request. Strings are borrowed. */
 typedef struct catalog_filter_s {
     uint64_t store_id;
-    bool admin;              /**< sees every status */
-    const char *status;      /**< admins only; NULL = any (public: always active) */
+    bool admin;               /**< sees every status */
+    const char *status;       /**< admins only; NULL = any (public: always active) */
     const char *category_ids; /**< NULL = any; else a PostgreSQL array text ("{4,9}") of a
                                   category and its descendants (catalog_descendants_sql) */
-    long long min_price;     /**< -1 = none (minor units, on the base price) */
-    long long max_price;     /**< -1 = none */
-    const char *brand;       /**< exact match, NULL = any */
-    const char *q;           /**< case-insensitive substring of name or description */
-    int sort;                /**< catalog_sort_t */
-    const char *cursor_key;  /**< keyset cursor: sort value (NULL = first page) */
-    uint64_t cursor_id;      /**< keyset cursor: product id */
-    int limit;               /**< 1..CATALOG_MAX_LIMIT */
-    long offset;             /**< page mode: (page - 1) * limit; 0 with a cursor */
+    long long min_price;      /**< -1 = none (minor units, on the base price) */
+    long long max_price;      /**< -1 = none */
+    const char *brand;        /**< exact match, NULL = any */
+    const char *q;            /**< case-insensitive substring of name or description */
+    int sort;                 /**< catalog_sort_t */
+    const char *cursor_key;   /**< keyset cursor: sort value (NULL = first page) */
+    uint64_t cursor_id;       /**< keyset cursor: product id */
+    int limit;                /**< 1..CATALOG_MAX_LIMIT */
+    long offset;              /**< page mode: (page - 1) * limit; 0 with a cursor */
 } catalog_filter_t;
 
 #define CATALOG_SQL_MAXP 16
@@ -118,8 +118,8 @@ typedef struct catalog_sql_s {
     int count_nparams;
     const char *params[CATALOG_SQL_MAXP];
     char buf[CATALOG_SQL_MAXP][32]; /**< storage for numeric params */
-    char *pattern;   /**< malloc'd ILIKE pattern of q */
-    char *cursor_key; /**< malloc'd copy of the cursor's sort value */
+    char *pattern;                  /**< malloc'd ILIKE pattern of q */
+    char *cursor_key;               /**< malloc'd copy of the cursor's sort value */
 } catalog_sql_t;
 
 /** SQL giving the array text of category $2 and its descendants in store $1 ("{}" if

@@ -12,10 +12,10 @@
 #include <stdio.h>
 
 typedef struct cfg_s {
-    char *listen;           /**< "host:port" */
-    char listen_host[256];  /**< parsed from listen */
+    char *listen;          /**< "host:port" */
+    char listen_host[256]; /**< parsed from listen */
     int listen_port;
-    int io_threads;         /**< 0 in the table means "number of cores", resolved by cfg_load */
+    int io_threads; /**< 0 in the table means "number of cores", resolved by cfg_load */
     int workers;
     int blocking_threads; /**< threads of the blocking pool */
     int blocking_queue;   /**< queued tasks per blocking lane of a store */
@@ -25,28 +25,28 @@ typedef struct cfg_s {
     char *database_url;
     char *redis_url;
     int db_pool_size;
-    int max_body;           /**< bytes */
-    int max_header;         /**< bytes of request line + headers */
-    int max_output;         /**< unsent answer bytes per connection before parsing pauses */
+    int max_body;   /**< bytes */
+    int max_header; /**< bytes of request line + headers */
+    int max_output; /**< unsent answer bytes per connection before parsing pauses */
     int max_conns;
-    int idle_timeout;       /**< seconds a keep-alive connection may sit idle */
-    int request_timeout;    /**< milliseconds before a request is answered 504 */
+    int idle_timeout;    /**< seconds a keep-alive connection may sit idle */
+    int request_timeout; /**< milliseconds before a request is answered 504 */
     int mailbox_cap;
     int actor_batch;
     int actor_idle_ms;
-    int shutdown_timeout;   /**< milliseconds to drain on SIGTERM */
+    int shutdown_timeout; /**< milliseconds to drain on SIGTERM */
     char *platform_token;
-    char *base_domain;      /**< "shop.example.com": <slug>.shop.example.com resolves the store */
-    int tenant_cache_ttl;   /**< seconds */
-    bool migrate;           /**< apply migrations at start */
+    char *base_domain;    /**< "shop.example.com": <slug>.shop.example.com resolves the store */
+    int tenant_cache_ttl; /**< seconds */
+    bool migrate;         /**< apply migrations at start */
     char *sql_dir;
     char *log_level;
     bool access_log;
-    char *jwt_keys;         /**< "kid:secret,kid:secret": the first signs, all verify */
-    char *outbox_dir;       /**< outgoing e-mail is written here, one file per message */
-    int auth_rate_ip;       /**< auth attempts per minute per client address and endpoint (0 = off) */
-    int auth_rate_account;  /**< auth attempts per hour per account and endpoint (0 = off) */
-    char *trusted_proxies;  /**< "ip,ip": peers whose X-Forwarded-For names the client */
+    char *jwt_keys;   /**< "kid:secret,kid:secret": the first signs, all verify */
+    char *outbox_dir; /**< outgoing e-mail is written here, one file per message */
+    int auth_rate_ip; /**< auth attempts per minute per client address and endpoint (0 = off) */
+    int auth_rate_account; /**< auth attempts per hour per account and endpoint (0 = off) */
+    char *trusted_proxies; /**< "ip,ip": peers whose X-Forwarded-For names the client */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

@@ -16,8 +16,8 @@
 typedef struct kv_conn_s kv_conn_t;
 
 /** Parses a redis://[:password@]host[:port][/db] URL. Returns 0 or -1 (bad URL). */
-int kv_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db,
-                 char *password, size_t pwlen);
+int kv_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db, char *password,
+                 size_t pwlen);
 
 /** New connection handle for url (not connected yet). NULL if the URL is invalid.
  *  timeout_ms bounds connect and each command. */

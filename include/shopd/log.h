@@ -8,7 +8,12 @@
 
 #include <stdarg.h>
 
-typedef enum log_level_e { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR } log_level_t;
+typedef enum log_level_e {
+    LOG_LEVEL_DEBUG = 0,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_ERROR
+} log_level_t;
 
 /** Set the minimum level written; default info. Call before threads start. */
 void log_set_level(log_level_t lvl);

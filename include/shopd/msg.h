@@ -47,7 +47,8 @@ typedef struct msg_caller_s {
     uint64_t user_id;
     uint64_t store_id;
     int role;
-    uint32_t ver; /**< the user's token version in the token (0: no user, e.g. the platform token) */
+    uint32_t
+        ver; /**< the user's token version in the token (0: no user, e.g. the platform token) */
 } msg_caller_t;
 
 typedef struct msg_str_s {
@@ -68,7 +69,7 @@ typedef struct msg_env_s {
     size_t nparams;
     msg_str_t query;
     msg_str_t body;
-    msg_str_t ip; /**< client address, "" if unknown */
+    msg_str_t ip;     /**< client address, "" if unknown */
     msg_str_t tenant; /**< tenant key for the platform actor to resolve, "" once resolved */
     msg_str_t inm;    /**< If-None-Match of a conditional GET, "" if none */
 } msg_env_t;

@@ -29,12 +29,12 @@
 
 /** A response. Owned by whoever holds it; net frees it after writing. */
 typedef struct net_reply_s {
-    int status;          /**< HTTP status */
-    char *body;          /**< owned (shopd_malloc), may be NULL */
+    int status; /**< HTTP status */
+    char *body; /**< owned (shopd_malloc), may be NULL */
     size_t len;
-    char *headers;       /**< owned extra header lines "Name: value\r\n...", may be NULL */
+    char *headers;            /**< owned extra header lines "Name: value\r\n...", may be NULL */
     const char *content_type; /**< static string; NULL means application/json */
-    uint64_t store_id;   /**< for the access log; 0 if none */
+    uint64_t store_id;        /**< for the access log; 0 if none */
 } net_reply_t;
 
 net_reply_t *net_reply_new(int status);
@@ -71,16 +71,20 @@ typedef struct net_route_s {
 } net_route_t;
 
 typedef struct net_match_s {
-    int route;                  /**< index into the table, or -1 */
+    int route; /**< index into the table, or -1 */
     size_t nparams;
     const char *param_names[NET_MAX_PARAMS]; /**< point into the pattern (name without ':') */
     size_t param_name_lens[NET_MAX_PARAMS];
     const char *param_values[NET_MAX_PARAMS]; /**< point into the path */
     size_t param_value_lens[NET_MAX_PARAMS];
-    char allow[128];            /**< for 405: "GET, POST" */
+    char allow[128]; /**< for 405: "GET, POST" */
 } net_match_t;
 
-typedef enum net_match_rc_e { NET_MATCH_OK = 0, NET_MATCH_NOT_FOUND, NET_MATCH_BAD_METHOD } net_match_rc_t;
+typedef enum net_match_rc_e {
+    NET_MATCH_OK = 0,
+    NET_MATCH_NOT_FOUND,
+    NET_MATCH_BAD_METHOD
+} net_match_rc_t;
 
 /** Matches method + path against routes[0..n-1] (first match wins). path excludes
  *  the query string. HEAD matches a GET route. NOT_FOUND when no pattern matches
@@ -111,8 +115,8 @@ typedef struct net_config_s {
     int threads;
     size_t max_body;
     size_t max_header;
-    size_t max_output;         /**< unsent answer bytes on a connection beyond which
-                                    its further (pipelined) requests wait */
+    size_t max_output; /**< unsent answer bytes on a connection beyond which
+                            its further (pipelined) requests wait */
     int max_conns;
     int idle_timeout_s;
     int request_timeout_ms;

@@ -221,7 +221,8 @@ group_running_locked(const act_system_t *sys, uint64_t g)
 {
     unsigned n = 0;
     for (int i = 0; i < sys->cfg.workers; i++)
-        if (sys->workers[i]->running && sys->workers[i]->group == g) n++;
+        if (sys->workers[i]->running && sys->workers[i]->group == g)
+            n++;
     return n;
 }
 

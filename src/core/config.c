@@ -31,41 +31,76 @@ typedef struct cfg_row_s {
 
 #define O(f) offsetof(cfg_t, f)
 
+/* clang-format off: one row per line, a table to read across */
 static const cfg_row_t cfg_rows[] = {
-    {"listen", "SHOPD_LISTEN", CFG_STR, O(listen), 0, 0, "127.0.0.1:8080", "address to serve HTTP on (host:port)"},
-    {"io-threads", "SHOPD_IO_THREADS", CFG_INT, O(io_threads), 0, 256, "0", "HTTP I/O threads (0 = number of cores)"},
-    {"workers", "SHOPD_WORKERS", CFG_INT, O(workers), 0, 256, "0", "actor worker threads (0 = number of cores)"},
-    {"blocking-threads", "SHOPD_BLOCKING_THREADS", CFG_INT, O(blocking_threads), 0, 256, "0", "threads of the blocking pool: argon2, later outbound calls (0 = number of cores)"},
-    {"blocking-queue", "SHOPD_BLOCKING_QUEUE", CFG_INT, O(blocking_queue), 1, 1000000, "256", "queued blocking tasks per store lane (over: 503 Retry-After)"},
-    {"blocking-nice", "SHOPD_BLOCKING_NICE", CFG_INT, O(blocking_nice), 0, 19, "10", "nice value of the blocking pool's threads (argon2 yields the CPU to workers and PostgreSQL)"},
-    {"store-workers", "SHOPD_STORE_WORKERS", CFG_INT, O(store_workers), 0, 256, "0", "workers one store's actors may hold while other stores wait (0 = workers - 1, at least 1)"},
-    {"read-batch", "SHOPD_READ_BATCH", CFG_INT, O(read_batch), 1, 10000, "1", "messages a read lane takes in one turn (small: other stores get turns sooner)"},
-    {"database-url", "SHOPD_DATABASE_URL", CFG_STR, O(database_url), 0, 0, "postgresql://shopd@127.0.0.1:5432/shopd", "PostgreSQL connection URL"},
-    {"redis-url", "SHOPD_REDIS_URL", CFG_STR, O(redis_url), 0, 0, "redis://127.0.0.1:6379/0", "Redis URL"},
-    {"db-pool-size", "SHOPD_DB_POOL_SIZE", CFG_INT, O(db_pool_size), 0, 1000, "0", "PostgreSQL connections (0 = workers + blocking threads + 2)"},
-    {"max-body", "SHOPD_MAX_BODY", CFG_INT, O(max_body), 1024, 1 << 30, "1048576", "largest request body in bytes (413 beyond)"},
-    {"max-header", "SHOPD_MAX_HEADER", CFG_INT, O(max_header), 1024, 1 << 20, "16384", "largest request line + headers in bytes (431 beyond)"},
-    {"max-output", "SHOPD_MAX_OUTPUT", CFG_INT, O(max_output), 4096, 1 << 30, "1048576", "unsent answer bytes per connection beyond which its pipelined requests wait"},
-    {"max-conns", "SHOPD_MAX_CONNS", CFG_INT, O(max_conns), 1, 1000000, "10000", "open client connections at most (over: 503 and close)"},
-    {"idle-timeout", "SHOPD_IDLE_TIMEOUT", CFG_INT, O(idle_timeout), 1, 86400, "60", "seconds an idle keep-alive connection is kept"},
-    {"request-timeout", "SHOPD_REQUEST_TIMEOUT", CFG_INT, O(request_timeout), 10, 600000, "30000", "milliseconds before a request is answered 504"},
-    {"mailbox-cap", "SHOPD_MAILBOX_CAP", CFG_INT, O(mailbox_cap), 1, 10000000, "4096", "queued messages per store actor (over: 503 Retry-After)"},
-    {"actor-batch", "SHOPD_ACTOR_BATCH", CFG_INT, O(actor_batch), 1, 10000, "64", "messages an actor takes in one turn"},
-    {"actor-idle-ms", "SHOPD_ACTOR_IDLE_MS", CFG_INT, O(actor_idle_ms), 10, 86400000, "60000", "an idle store actor is freed after this many ms"},
-    {"shutdown-timeout", "SHOPD_SHUTDOWN_TIMEOUT", CFG_INT, O(shutdown_timeout), 0, 600000, "10000", "ms to finish in-flight work on SIGTERM"},
-    {"platform-token", "SHOPD_PLATFORM_TOKEN", CFG_STR, O(platform_token), 0, 0, "", "bearer token for the platform API (empty: platform API disabled)"},
-    {"base-domain", "SHOPD_BASE_DOMAIN", CFG_STR, O(base_domain), 0, 0, "localhost", "stores answer at <slug>.<base-domain>"},
-    {"tenant-cache-ttl", "SHOPD_TENANT_CACHE_TTL", CFG_INT, O(tenant_cache_ttl), 0, 86400, "30", "seconds a store lookup stays cached"},
-    {"migrate", "SHOPD_MIGRATE", CFG_BOOL, O(migrate), 0, 0, "true", "apply pending migrations at start"},
-    {"sql-dir", "SHOPD_SQL_DIR", CFG_STR, O(sql_dir), 0, 0, SHOPD_SOURCE_DIR "/sql", "folder of numbered migrations"},
-    {"log-level", "SHOPD_LOG_LEVEL", CFG_STR, O(log_level), 0, 0, "info", "debug, info, warn or error"},
-    {"access-log", "SHOPD_ACCESS_LOG", CFG_BOOL, O(access_log), 0, 0, "true", "one log line per request"},
-    {"jwt-keys", "SHOPD_JWT_KEYS", CFG_STR, O(jwt_keys), 0, 0, "", "access-token keys kid:secret,... (first signs, all verify; empty: random per process)"},
-    {"outbox-dir", "SHOPD_OUTBOX_DIR", CFG_STR, O(outbox_dir), 0, 0, "outbox", "folder where outgoing e-mails are written, one file each"},
-    {"auth-rate-ip", "SHOPD_AUTH_RATE_IP", CFG_INT, O(auth_rate_ip), 0, 1000000, "100", "login/register/forgot/refresh attempts per minute per client address (0 = no limit)"},
-    {"auth-rate-account", "SHOPD_AUTH_RATE_ACCOUNT", CFG_INT, O(auth_rate_account), 0, 1000000, "30", "login/register/forgot/refresh attempts per hour per account (0 = no limit)"},
-    {"trusted-proxies", "SHOPD_TRUSTED_PROXIES", CFG_STR, O(trusted_proxies), 0, 0, "", "proxy addresses (ip,ip) whose X-Forwarded-For names the client (rate limits)"},
+    {"listen", "SHOPD_LISTEN", CFG_STR, O(listen), 0, 0, "127.0.0.1:8080",
+     "address to serve HTTP on (host:port)"},
+    {"io-threads", "SHOPD_IO_THREADS", CFG_INT, O(io_threads), 0, 256, "0",
+     "HTTP I/O threads (0 = number of cores)"},
+    {"workers", "SHOPD_WORKERS", CFG_INT, O(workers), 0, 256, "0",
+     "actor worker threads (0 = number of cores)"},
+    {"blocking-threads", "SHOPD_BLOCKING_THREADS", CFG_INT, O(blocking_threads), 0, 256, "0",
+     "threads of the blocking pool: argon2, later outbound calls (0 = number of cores)"},
+    {"blocking-queue", "SHOPD_BLOCKING_QUEUE", CFG_INT, O(blocking_queue), 1, 1000000, "256",
+     "queued blocking tasks per store lane (over: 503 Retry-After)"},
+    {"blocking-nice", "SHOPD_BLOCKING_NICE", CFG_INT, O(blocking_nice), 0, 19, "10",
+     "nice value of the blocking pool's threads (argon2 yields the CPU to workers and PostgreSQL)"},
+    {"store-workers", "SHOPD_STORE_WORKERS", CFG_INT, O(store_workers), 0, 256, "0",
+     "workers one store's actors may hold while other stores wait (0 = workers - 1, at least 1)"},
+    {"read-batch", "SHOPD_READ_BATCH", CFG_INT, O(read_batch), 1, 10000, "1",
+     "messages a read lane takes in one turn (small: other stores get turns sooner)"},
+    {"database-url", "SHOPD_DATABASE_URL", CFG_STR, O(database_url), 0, 0,
+     "postgresql://shopd@127.0.0.1:5432/shopd", "PostgreSQL connection URL"},
+    {"redis-url", "SHOPD_REDIS_URL", CFG_STR, O(redis_url), 0, 0, "redis://127.0.0.1:6379/0",
+     "Redis URL"},
+    {"db-pool-size", "SHOPD_DB_POOL_SIZE", CFG_INT, O(db_pool_size), 0, 1000, "0",
+     "PostgreSQL connections (0 = workers + blocking threads + 2)"},
+    {"max-body", "SHOPD_MAX_BODY", CFG_INT, O(max_body), 1024, 1 << 30, "1048576",
+     "largest request body in bytes (413 beyond)"},
+    {"max-header", "SHOPD_MAX_HEADER", CFG_INT, O(max_header), 1024, 1 << 20, "16384",
+     "largest request line + headers in bytes (431 beyond)"},
+    {"max-output", "SHOPD_MAX_OUTPUT", CFG_INT, O(max_output), 4096, 1 << 30, "1048576",
+     "unsent answer bytes per connection beyond which its pipelined requests wait"},
+    {"max-conns", "SHOPD_MAX_CONNS", CFG_INT, O(max_conns), 1, 1000000, "10000",
+     "open client connections at most (over: 503 and close)"},
+    {"idle-timeout", "SHOPD_IDLE_TIMEOUT", CFG_INT, O(idle_timeout), 1, 86400, "60",
+     "seconds an idle keep-alive connection is kept"},
+    {"request-timeout", "SHOPD_REQUEST_TIMEOUT", CFG_INT, O(request_timeout), 10, 600000, "30000",
+     "milliseconds before a request is answered 504"},
+    {"mailbox-cap", "SHOPD_MAILBOX_CAP", CFG_INT, O(mailbox_cap), 1, 10000000, "4096",
+     "queued messages per store actor (over: 503 Retry-After)"},
+    {"actor-batch", "SHOPD_ACTOR_BATCH", CFG_INT, O(actor_batch), 1, 10000, "64",
+     "messages an actor takes in one turn"},
+    {"actor-idle-ms", "SHOPD_ACTOR_IDLE_MS", CFG_INT, O(actor_idle_ms), 10, 86400000, "60000",
+     "an idle store actor is freed after this many ms"},
+    {"shutdown-timeout", "SHOPD_SHUTDOWN_TIMEOUT", CFG_INT, O(shutdown_timeout), 0, 600000, "10000",
+     "ms to finish in-flight work on SIGTERM"},
+    {"platform-token", "SHOPD_PLATFORM_TOKEN", CFG_STR, O(platform_token), 0, 0, "",
+     "bearer token for the platform API (empty: platform API disabled)"},
+    {"base-domain", "SHOPD_BASE_DOMAIN", CFG_STR, O(base_domain), 0, 0, "localhost",
+     "stores answer at <slug>.<base-domain>"},
+    {"tenant-cache-ttl", "SHOPD_TENANT_CACHE_TTL", CFG_INT, O(tenant_cache_ttl), 0, 86400, "30",
+     "seconds a store lookup stays cached"},
+    {"migrate", "SHOPD_MIGRATE", CFG_BOOL, O(migrate), 0, 0, "true",
+     "apply pending migrations at start"},
+    {"sql-dir", "SHOPD_SQL_DIR", CFG_STR, O(sql_dir), 0, 0, SHOPD_SOURCE_DIR "/sql",
+     "folder of numbered migrations"},
+    {"log-level", "SHOPD_LOG_LEVEL", CFG_STR, O(log_level), 0, 0, "info",
+     "debug, info, warn or error"},
+    {"access-log", "SHOPD_ACCESS_LOG", CFG_BOOL, O(access_log), 0, 0, "true",
+     "one log line per request"},
+    {"jwt-keys", "SHOPD_JWT_KEYS", CFG_STR, O(jwt_keys), 0, 0, "",
+     "access-token keys kid:secret,... (first signs, all verify; empty: random per process)"},
+    {"outbox-dir", "SHOPD_OUTBOX_DIR", CFG_STR, O(outbox_dir), 0, 0, "outbox",
+     "folder where outgoing e-mails are written, one file each"},
+    {"auth-rate-ip", "SHOPD_AUTH_RATE_IP", CFG_INT, O(auth_rate_ip), 0, 1000000, "100",
+     "login/register/forgot/refresh attempts per minute per client address (0 = no limit)"},
+    {"auth-rate-account", "SHOPD_AUTH_RATE_ACCOUNT", CFG_INT, O(auth_rate_account), 0, 1000000,
+     "30", "login/register/forgot/refresh attempts per hour per account (0 = no limit)"},
+    {"trusted-proxies", "SHOPD_TRUSTED_PROXIES", CFG_STR, O(trusted_proxies), 0, 0, "",
+     "proxy addresses (ip,ip) whose X-Forwarded-For names the client (rate limits)"},
 };
+/* clang-format on */
 
 static int
 fail(char *err, size_t errlen, const char *fmt, ...)
@@ -120,20 +155,24 @@ cfg_parse_listen(const char *s, char *host, size_t hostlen, int *port)
     size_t hl;
     if (s[0] == '[') {
         const char *rb = strchr(s, ']');
-        if (rb == NULL || rb[1] != ':') return -1;
+        if (rb == NULL || rb[1] != ':')
+            return -1;
         hl = (size_t)(rb - s - 1);
         s++;
         colon = rb + 1;
     } else {
         colon = strrchr(s, ':');
-        if (colon == NULL) return -1;
+        if (colon == NULL)
+            return -1;
         hl = (size_t)(colon - s);
     }
-    if (hl == 0 || hl >= hostlen) return -1;
+    if (hl == 0 || hl >= hostlen)
+        return -1;
     char *end;
     errno = 0;
     long p = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end != '\0' || p < 0 || p > 65535) return -1;
+    if (errno || end == colon + 1 || *end != '\0' || p < 0 || p > 65535)
+        return -1;
     memcpy(host, s, hl);
     host[hl] = '\0';
     *port = (int)p;
@@ -145,7 +184,8 @@ env_lookup(const char *name)
 {
     size_t n = strlen(name);
     for (char **e = environ; e && *e; e++)
-        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
     return NULL;
 }
 
@@ -197,7 +237,8 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
         }
         char src[96];
         snprintf(src, sizeof(src), "--%s", row->flag);
-        if (set_value(cfg, row, val, src, err, errlen) != 0) return -1;
+        if (set_value(cfg, row, val, src, err, errlen) != 0)
+            return -1;
     }
 
     if (cfg_parse_listen(cfg->listen, cfg->listen_host, sizeof(cfg->listen_host),
@@ -205,18 +246,26 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
         return fail(err, errlen, "invalid configuration: listen address '%s' is not host:port",
                     cfg->listen);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    if (cfg->io_threads == 0) cfg->io_threads = (int)cores;
-    if (cfg->workers == 0) cfg->workers = (int)cores;
-    if (cfg->blocking_threads == 0) cfg->blocking_threads = (int)cores;
-    if (cfg->store_workers == 0) cfg->store_workers = cfg->workers > 1 ? cfg->workers - 1 : 1;
-    if (cfg->db_pool_size == 0) cfg->db_pool_size = cfg->workers + cfg->blocking_threads + 2;
+    if (cores < 1)
+        cores = 1;
+    if (cfg->io_threads == 0)
+        cfg->io_threads = (int)cores;
+    if (cfg->workers == 0)
+        cfg->workers = (int)cores;
+    if (cfg->blocking_threads == 0)
+        cfg->blocking_threads = (int)cores;
+    if (cfg->store_workers == 0)
+        cfg->store_workers = cfg->workers > 1 ? cfg->workers - 1 : 1;
+    if (cfg->db_pool_size == 0)
+        cfg->db_pool_size = cfg->workers + cfg->blocking_threads + 2;
     if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
         strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error"))
-        return fail(err, errlen, "invalid configuration: log level '%s' is not debug, info, warn or error",
+        return fail(err, errlen,
+                    "invalid configuration: log level '%s' is not debug, info, warn or error",
                     cfg->log_level);
     if (strncmp(cfg->database_url, "postgres", 8) != 0 && strchr(cfg->database_url, '=') == NULL)
-        return fail(err, errlen, "invalid configuration: database URL must start with postgresql://");
+        return fail(err, errlen,
+                    "invalid configuration: database URL must start with postgresql://");
     if (strncmp(cfg->redis_url, "redis://", 8) != 0)
         return fail(err, errlen, "invalid configuration: Redis URL must start with redis://");
     return 0;
@@ -225,7 +274,8 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
 void
 cfg_free(cfg_t *cfg)
 {
-    if (cfg == NULL) return;
+    if (cfg == NULL)
+        return;
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++) {
         if (cfg_rows[i].type == CFG_STR) {
             char **p = (char **)((char *)cfg + cfg_rows[i].off);
@@ -238,20 +288,20 @@ cfg_free(cfg_t *cfg)
 void
 cfg_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: shopd [serve|migrate|create-super-admin] [--flag value ...]\n"
-            "\n"
-            "commands:\n"
-            "  serve     run the HTTP server (default)\n"
-            "  migrate   apply pending database migrations and exit\n"
-            "  create-super-admin --email E --password-stdin\n"
-            "            create a platform admin (password read from stdin) and exit\n"
-            "\n"
-            "settings (flag, environment variable, default):\n");
+    fprintf(out, "usage: shopd [serve|migrate|create-super-admin] [--flag value ...]\n"
+                 "\n"
+                 "commands:\n"
+                 "  serve     run the HTTP server (default)\n"
+                 "  migrate   apply pending database migrations and exit\n"
+                 "  create-super-admin --email E --password-stdin\n"
+                 "            create a platform admin (password read from stdin) and exit\n"
+                 "\n"
+                 "settings (flag, environment variable, default):\n");
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++) {
         const cfg_row_t *r = &cfg_rows[i];
         const char *shown = r->def;
-        if (r->type == CFG_STR && r->def[0] == '\0') shown = "(empty)";
+        if (r->type == CFG_STR && r->def[0] == '\0')
+            shown = "(empty)";
         fprintf(out, "  --%-18s %-24s %s\n  %-20s %-24s default: %s\n", r->flag, r->env, r->help,
                 "", "", shown);
     }

@@ -39,21 +39,23 @@ log_parse_level(const char *s, log_level_t *out)
 void
 log_write(log_level_t lvl, const char *fmt, ...)
 {
-    if ((int)lvl < atomic_load_explicit(&log_min, memory_order_relaxed)) return;
+    if ((int)lvl < atomic_load_explicit(&log_min, memory_order_relaxed))
+        return;
     char line[2048];
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (long)(tv.tv_usec / 1000), level_names[lvl]);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (long)(tv.tv_usec / 1000), level_names[lvl]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof(line) - 2) len = sizeof(line) - 2;
+    if (len > sizeof(line) - 2)
+        len = sizeof(line) - 2;
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;

@@ -46,9 +46,11 @@ static long
 mig_version(const char *fname)
 {
     size_t len = strlen(fname);
-    if (len < 6 || strcmp(fname + len - 4, ".sql") != 0) return -1;
+    if (len < 6 || strcmp(fname + len - 4, ".sql") != 0)
+        return -1;
     size_t digits = strspn(fname, "0123456789");
-    if (digits == 0 || digits > 9 || fname[digits] != '_' || digits + 1 >= len - 4) return -1;
+    if (digits == 0 || digits > 9 || fname[digits] != '_' || digits + 1 >= len - 4)
+        return -1;
     return strtol(fname, NULL, 10);
 }
 
@@ -73,7 +75,8 @@ mig_scan(const char *dir, mig_file_t **out, size_t *nout, char *err, size_t errl
     size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
+        if (e->d_name[0] == '.')
+            continue;
         long v = mig_version(e->d_name);
         if (v < 0) {
             size_t len = strlen(e->d_name);
@@ -88,7 +91,8 @@ mig_scan(const char *dir, mig_file_t **out, size_t *nout, char *err, size_t errl
         files[n++] = (mig_file_t){v, shopd_strdup(e->d_name)};
     }
     closedir(d);
-    if (n > 0) qsort(files, n, sizeof(*files), mig_cmp);
+    if (n > 0)
+        qsort(files, n, sizeof(*files), mig_cmp);
     for (size_t i = 1; i < n; i++) {
         if (files[i].version == files[i - 1].version) {
             snprintf(err, errlen, "migrations %s and %s share version %ld", files[i - 1].name,
@@ -137,9 +141,12 @@ line_of(const char *text, long pos)
     int line = 1;
     long chars = 0;
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        if ((*p & 0xC0) == 0x80) continue; /* UTF-8 continuation byte */
-        if (++chars >= pos) break;
-        if (*p == '\n') line++;
+        if ((*p & 0xC0) == 0x80)
+            continue; /* UTF-8 continuation byte */
+        if (++chars >= pos)
+            break;
+        if (*p == '\n')
+            line++;
     }
     return line;
 }
@@ -169,7 +176,8 @@ run(PGconn *pg, const char *sql, const char *what, char *err, size_t errlen)
     PGresult *r = PQexec(pg, sql);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
-    if (!ok) describe_failure(r, pg, what, NULL, err, errlen);
+    if (!ok)
+        describe_failure(r, pg, what, NULL, err, errlen);
     PQclear(r);
     return ok;
 }
@@ -181,10 +189,12 @@ apply_one(PGconn *pg, const char *dir, const mig_file_t *m, char *err, size_t er
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, m->name);
     char *text = read_file(path, err, errlen);
-    if (text == NULL) return false;
+    if (text == NULL)
+        return false;
 
     bool ok = false;
-    if (!run(pg, "BEGIN", m->name, err, errlen)) goto out;
+    if (!run(pg, "BEGIN", m->name, err, errlen))
+        goto out;
     /* PQexec runs a multi-statement file in one call; it stops at the first
      * failing statement and returns that error. */
     PGresult *r = PQexec(pg, text);
@@ -200,13 +210,14 @@ apply_one(PGconn *pg, const char *dir, const mig_file_t *m, char *err, size_t er
         /* The file committed on its own; its effects are in, so record it
          * anyway (outside a transaction) rather than apply it twice later. */
         log_warn("msg=\"migration ended its own transaction; files must not contain COMMIT\" "
-                 "file=%s", m->name);
+                 "file=%s",
+                 m->name);
     }
     char ver[24];
     snprintf(ver, sizeof(ver), "%ld", m->version);
     const char *params[2] = {ver, m->name};
-    r = PQexecParams(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
-                     NULL, params, NULL, NULL, 0);
+    r = PQexecParams(pg, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, NULL,
+                     params, NULL, NULL, 0);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
         describe_failure(r, pg, m->name, NULL, err, errlen);
         PQclear(r);
@@ -229,9 +240,12 @@ is_applied(const long *applied, size_t n, long version)
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (applied[mid] == version) return true;
-        if (applied[mid] < version) lo = mid + 1;
-        else hi = mid;
+        if (applied[mid] == version)
+            return true;
+        if (applied[mid] < version)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return false;
 }
@@ -247,7 +261,8 @@ db_migrate(const char *conninfo, const char *sql_dir, char *err, size_t errlen)
     bool locked = false;
     PGconn *pg = NULL;
 
-    if (mig_scan(sql_dir, &files, &nfiles, err, errlen) != 0) goto out;
+    if (mig_scan(sql_dir, &files, &nfiles, err, errlen) != 0)
+        goto out;
 
     pg = db_connect(conninfo);
     if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
@@ -257,7 +272,8 @@ db_migrate(const char *conninfo, const char *sql_dir, char *err, size_t errlen)
         goto out;
     }
     /* Quiet "already exists, skipping" notices from idempotent DDL. */
-    if (!run(pg, "SET client_min_messages = warning", "session setup", err, errlen)) goto out;
+    if (!run(pg, "SET client_min_messages = warning", "session setup", err, errlen))
+        goto out;
     /* Two processes starting together: one migrates, the other waits, then
      * finds everything applied. */
     if (!run(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "advisory lock", err, errlen))
@@ -285,9 +301,11 @@ db_migrate(const char *conninfo, const char *sql_dir, char *err, size_t errlen)
 
     int count = 0;
     for (size_t i = 0; i < nfiles; i++) {
-        if (is_applied(applied, napplied, files[i].version)) continue;
+        if (is_applied(applied, napplied, files[i].version))
+            continue;
         uint64_t t0 = shopd_now_us();
-        if (!apply_one(pg, sql_dir, &files[i], err, errlen)) goto out;
+        if (!apply_one(pg, sql_dir, &files[i], err, errlen))
+            goto out;
         log_info("msg=\"migration applied\" file=%s ms=%llu", files[i].name,
                  (unsigned long long)((shopd_now_us() - t0) / 1000));
         count++;
@@ -297,8 +315,10 @@ db_migrate(const char *conninfo, const char *sql_dir, char *err, size_t errlen)
                  applied[napplied - 1]);
     applied_now = count;
 out:
-    if (locked) PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
-    if (pg != NULL) PQfinish(pg);
+    if (locked)
+        PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
+    if (pg != NULL)
+        PQfinish(pg);
     shopd_free(applied);
     mig_files_free(files, nfiles);
     return applied_now;

@@ -52,16 +52,16 @@ typedef struct db_stmt_s {
 
 struct db_conn_s {
     db_pool_t *pool;
-    PGconn *pg;           /* NULL until first connected */
-    bool broken;          /* must be reset before use */
-    bool fatal_seen;      /* the server sent FATAL while we were idle */
-    bool in_use;          /* guarded by pool->mu */
-    int tx_depth;         /* nesting of db_tx (savepoints below the outermost) */
-    db_stmt_t *stmts;     /* statements prepared on this server session */
+    PGconn *pg;       /* NULL until first connected */
+    bool broken;      /* must be reset before use */
+    bool fatal_seen;  /* the server sent FATAL while we were idle */
+    bool in_use;      /* guarded by pool->mu */
+    int tx_depth;     /* nesting of db_tx (savepoints below the outermost) */
+    db_stmt_t *stmts; /* statements prepared on this server session */
     size_t nstmts, capstmts;
-    char last_state[6];   /* SQLSTATE of the last failed statement, for db_tx's retry */
-    bool retry_seen;      /* a statement failed with 40001/40P01 since db_tx last looked */
-    char retry_state[6];  /* ... and which of the two */
+    char last_state[6];  /* SQLSTATE of the last failed statement, for db_tx's retry */
+    bool retry_seen;     /* a statement failed with 40001/40P01 since db_tx last looked */
+    char retry_state[6]; /* ... and which of the two */
     char pending[DB_PENDING_MAX][48]; /* savepoint commands sent ahead of the next statement */
     int npending;
     uint64_t pending_sent; /* counts sends of the pending list (a batch item's "did it open") */
@@ -73,7 +73,7 @@ struct db_pool_s {
     int size;
     db_conn_t *conns;
     pthread_mutex_t mu;
-    pthread_cond_t cv;    /* signalled when a connection is released */
+    pthread_cond_t cv; /* signalled when a connection is released */
     int in_use;
     uint64_t acquired, timeouts, resets;
     uint64_t retry_after_us; /* reconnect back-off deadline (monotonic) */
@@ -100,22 +100,27 @@ db_connect(const char *conninfo)
     const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
     const char *vals[] = {DB_DEFAULT_CONNECT_TIMEOUT, "shopd", conninfo, NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
-    if (pg != NULL) PQsetNoticeReceiver(pg, notice_to_log, NULL);
+    if (pg != NULL)
+        PQsetNoticeReceiver(pg, notice_to_log, NULL);
     return pg;
 }
 
 void
 db_first_line(const char *msg, char *out, size_t outlen)
 {
-    if (outlen == 0) return;
-    if (msg == NULL) msg = "";
+    if (outlen == 0)
+        return;
+    if (msg == NULL)
+        msg = "";
     size_t n = strcspn(msg, "\r\n");
-    if (n >= outlen) n = outlen - 1;
+    if (n >= outlen)
+        n = outlen - 1;
     memcpy(out, msg, n);
     out[n] = '\0';
     /* Quotes would break the key="value" log format. */
     for (size_t i = 0; i < n; i++)
-        if (out[i] == '"') out[i] = '\'';
+        if (out[i] == '"')
+            out[i] = '\'';
 }
 
 /* ---- prepared-statement bookkeeping ------------------------------------ */
@@ -187,7 +192,8 @@ retryable(const char *state)
 static void
 note_failure(db_conn_t *c, const char *state)
 {
-    if (!retryable(state)) return;
+    if (!retryable(state))
+        return;
     c->retry_seen = true;
     snprintf(c->retry_state, sizeof(c->retry_state), "%s", state);
 }
@@ -197,8 +203,8 @@ note_failure(db_conn_t *c, const char *state)
 static bool
 state_means_lost(const char *state)
 {
-    return strncmp(state, "08", 2) == 0 || state_is(state, "57P01") ||
-           state_is(state, "57P02") || state_is(state, "57P03");
+    return strncmp(state, "08", 2) == 0 || state_is(state, "57P01") || state_is(state, "57P02") ||
+           state_is(state, "57P03");
 }
 
 static void
@@ -248,7 +254,8 @@ check_idle(db_conn_t *c)
         return;
     }
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 0) <= 0) return;
+    if (poll(&p, 1, 0) <= 0)
+        return;
     if (!PQconsumeInput(c->pg)) {
         mark_broken(c, PQerrorMessage(c->pg));
         return;
@@ -280,7 +287,8 @@ static void
 conn_open(db_conn_t *c)
 {
     c->pg = db_connect(c->pool->conninfo);
-    if (c->pg != NULL) PQsetNoticeReceiver(c->pg, pool_notice, c);
+    if (c->pg != NULL)
+        PQsetNoticeReceiver(c->pg, pool_notice, c);
 }
 
 /* Makes c usable: connects it the first time, resets it after a failure.
@@ -290,13 +298,16 @@ static int
 conn_ensure(db_conn_t *c)
 {
     db_pool_t *pool = c->pool;
-    if (c->pg != NULL && !c->broken) check_idle(c);
-    if (c->pg != NULL && !c->broken && PQstatus(c->pg) == CONNECTION_OK) return 0;
+    if (c->pg != NULL && !c->broken)
+        check_idle(c);
+    if (c->pg != NULL && !c->broken && PQstatus(c->pg) == CONNECTION_OK)
+        return 0;
 
     pthread_mutex_lock(&pool->mu);
     bool backing_off = shopd_now_us() < pool->retry_after_us;
     pthread_mutex_unlock(&pool->mu);
-    if (backing_off) return -1;
+    if (backing_off)
+        return -1;
 
     bool reset = c->pg != NULL;
     stmt_forget_all(c);
@@ -325,10 +336,12 @@ conn_ensure(db_conn_t *c)
     }
     c->broken = false;
     pthread_mutex_lock(&pool->mu);
-    if (reset) pool->resets++;
+    if (reset)
+        pool->resets++;
     pool->retry_after_us = 0;
     pthread_mutex_unlock(&pool->mu);
-    if (reset) log_info("msg=\"postgres connection restored\"");
+    if (reset)
+        log_info("msg=\"postgres connection restored\"");
     return 0;
 }
 
@@ -384,12 +397,14 @@ db_pool_new(const char *conninfo, int size, char *err, size_t errlen)
 void
 db_pool_free(db_pool_t *pool)
 {
-    if (pool == NULL) return;
+    if (pool == NULL)
+        return;
     if (pool->in_use > 0)
         log_error("msg=\"db pool freed with connections still borrowed\" in_use=%d", pool->in_use);
     for (int i = 0; i < pool->size; i++) {
         db_conn_t *c = &pool->conns[i];
-        if (c->pg != NULL) PQfinish(c->pg);
+        if (c->pg != NULL)
+            PQfinish(c->pg);
         stmt_forget_all(c);
         shopd_free(c->stmts);
     }
@@ -408,9 +423,12 @@ pick_free(db_pool_t *pool)
     db_conn_t *fallback = NULL;
     for (int i = 0; i < pool->size; i++) {
         db_conn_t *c = &pool->conns[i];
-        if (c->in_use) continue;
-        if (c->pg != NULL && !c->broken) return c;
-        if (fallback == NULL) fallback = c;
+        if (c->in_use)
+            continue;
+        if (c->pg != NULL && !c->broken)
+            return c;
+        if (fallback == NULL)
+            fallback = c;
     }
     return fallback;
 }
@@ -468,7 +486,8 @@ db_acquire(db_pool_t *pool, unsigned timeout_ms)
 void
 db_release(db_conn_t *c)
 {
-    if (c == NULL) return;
+    if (c == NULL)
+        return;
     if (c->pg != NULL && !c->broken) {
         if (PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF) {
             mark_broken(c, "released in pipeline mode");
@@ -526,8 +545,7 @@ usable(db_conn_t *c)
 /* Runs a named statement, preparing it first on this session if needed.
  * Returns the raw libpq result (finish_result is applied by the caller). */
 static PGresult *
-exec_named(db_conn_t *c, const char *name, const char *sql, int nparams,
-           const char *const *params)
+exec_named(db_conn_t *c, const char *name, const char *sql, int nparams, const char *const *params)
 {
     uint64_t nh = fnv1a(name), sh = fnv1a(sql);
     for (int attempt = 0;; attempt++) {
@@ -540,26 +558,31 @@ exec_named(db_conn_t *c, const char *name, const char *sql, int nparams,
         }
         if (s == NULL) {
             PGresult *p = PQprepare(c->pg, name, sql, nparams, NULL);
-            if (p == NULL || PQresultStatus(p) != PGRES_COMMAND_OK) return p;
+            if (p == NULL || PQresultStatus(p) != PGRES_COMMAND_OK)
+                return p;
             PQclear(p);
             stmt_add(c, name, nh, sh);
         }
         PGresult *r = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
-        if (r == NULL || attempt > 0 || PQresultStatus(r) != PGRES_FATAL_ERROR) return r;
+        if (r == NULL || attempt > 0 || PQresultStatus(r) != PGRES_FATAL_ERROR)
+            return r;
         /* The session lost the statement (someone ran DEALLOCATE or DISCARD
          * through db_pg) or a schema change altered its result type. Outside a
          * transaction one fresh prepare is safe; inside, the error stands. */
         const char *state = db_sqlstate(r);
         bool lost = state_is(state, "26000");
-        bool stale = state_is(state, "0A000") &&
-                     strstr(PQresultErrorMessage(r), "cached plan") != NULL;
-        if ((!lost && !stale) || PQtransactionStatus(c->pg) != PQTRANS_IDLE) return r;
+        bool stale =
+            state_is(state, "0A000") && strstr(PQresultErrorMessage(r), "cached plan") != NULL;
+        if ((!lost && !stale) || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+            return r;
         PQclear(r);
         s = stmt_find(c, name, nh);
-        if (s != NULL) stmt_remove(c, s);
+        if (s != NULL)
+            stmt_remove(c, s);
         if (stale) {
             char *quoted = PQescapeIdentifier(c->pg, name, strlen(name));
-            if (quoted == NULL) return NULL;
+            if (quoted == NULL)
+                return NULL;
             char sqlbuf[512];
             snprintf(sqlbuf, sizeof(sqlbuf), "DEALLOCATE %s", quoted);
             PQfreemem(quoted);
@@ -569,10 +592,10 @@ exec_named(db_conn_t *c, const char *name, const char *sql, int nparams,
 }
 
 PGresult *
-db_exec(db_conn_t *c, const char *name, const char *sql, int nparams,
-        const char *const *params)
+db_exec(db_conn_t *c, const char *name, const char *sql, int nparams, const char *const *params)
 {
-    if (!usable(c)) return NULL;
+    if (!usable(c))
+        return NULL;
     if (c->npending > 0) {
         /* Savepoint commands are waiting: send them with this statement, one round trip. */
         db_query_t q = {name, sql, nparams, params};
@@ -596,7 +619,8 @@ db_sqlstate(const PGresult *r)
 shopd_rc_t
 db_result_rc(const PGresult *r)
 {
-    if (r == NULL) return SHOPD_UNAVAILABLE;
+    if (r == NULL)
+        return SHOPD_UNAVAILABLE;
     switch (PQresultStatus(r)) {
     case PGRES_COMMAND_OK:
     case PGRES_TUPLES_OK:
@@ -611,11 +635,13 @@ db_result_rc(const PGresult *r)
     }
     const char *s = db_sqlstate(r);
     /* No SQLSTATE means libpq produced the error itself: the connection failed. */
-    if (s[0] == '\0' || state_means_lost(s)) return SHOPD_UNAVAILABLE;
+    if (s[0] == '\0' || state_means_lost(s))
+        return SHOPD_UNAVAILABLE;
     if (state_is(s, "23505") || state_is(s, "23P01") || state_is(s, "40001") ||
         state_is(s, "40P01"))
         return SHOPD_CONFLICT;
-    if (state_is(s, "23503")) return SHOPD_NOTFOUND;
+    if (state_is(s, "23503"))
+        return SHOPD_NOTFOUND;
     if (strncmp(s, "22", 2) == 0 || state_is(s, "23514") || state_is(s, "23502"))
         return SHOPD_INVALID;
     return SHOPD_ERR;
@@ -644,8 +670,8 @@ db_ping(db_conn_t *c)
 
 /* What each sent item of a pipeline is, so results can be matched in order. */
 typedef struct db_pitem_s {
-    int query;     /* index into qs */
-    bool prepare;  /* a PQsendPrepare for qs[query] rather than its execution */
+    int query;    /* index into qs */
+    bool prepare; /* a PQsendPrepare for qs[query] rather than its execution */
 } db_pitem_t;
 
 /* Reads the results of one pipelined item: exactly one result then NULL. */
@@ -661,9 +687,11 @@ pipeline_take(db_conn_t *c, bool *lost)
         /* Not expected for plain statements; keep the last, like PQexec. */
         PQclear(r);
         r = extra;
-        if (PQstatus(c->pg) == CONNECTION_BAD) break;
+        if (PQstatus(c->pg) == CONNECTION_BAD)
+            break;
     }
-    if (PQstatus(c->pg) == CONNECTION_BAD) *lost = true;
+    if (PQstatus(c->pg) == CONNECTION_BAD)
+        *lost = true;
     return r;
 }
 
@@ -672,8 +700,10 @@ pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
 {
     for (size_t i = 0; i < n; i++)
         results[i] = NULL;
-    if (!usable(c)) return SHOPD_UNAVAILABLE;
-    if (n == 0) return SHOPD_OK;
+    if (!usable(c))
+        return SHOPD_UNAVAILABLE;
+    if (n == 0)
+        return SHOPD_OK;
 
     shopd_rc_t rc = SHOPD_OK;
     db_pitem_t *items = shopd_calloc(2 * n, sizeof(*items));
@@ -702,7 +732,8 @@ pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
                           q->name);
                 ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
                 items[nitems++] = (db_pitem_t){(int)i, false};
-                if (!ok) goto send_failed;
+                if (!ok)
+                    goto send_failed;
                 continue;
             }
             if (s == NULL) {
@@ -722,13 +753,16 @@ pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
             ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
         }
         items[nitems++] = (db_pitem_t){(int)i, false};
-        if (!ok) goto send_failed;
+        if (!ok)
+            goto send_failed;
     }
-    if (!PQpipelineSync(c->pg)) goto send_failed;
+    if (!PQpipelineSync(c->pg))
+        goto send_failed;
 
     for (size_t k = 0; k < nitems && !lost; k++) {
         PGresult *r = pipeline_take(c, &lost);
-        if (r == NULL) break;
+        if (r == NULL)
+            break;
         const db_query_t *q = &qs[items[k].query];
         ExecStatusType st = PQresultStatus(r);
         if (items[k].prepare) {
@@ -751,7 +785,8 @@ pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
     }
     if (!lost) {
         PGresult *sync = PQgetResult(c->pg);
-        if (sync == NULL || PQresultStatus(sync) != PGRES_PIPELINE_SYNC) lost = true;
+        if (sync == NULL || PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+            lost = true;
         PQclear(sync);
     }
     if (lost || !PQexitPipelineMode(c->pg)) {
@@ -761,12 +796,14 @@ pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
     }
     for (size_t i = 0; i < n; i++) {
         shopd_rc_t one = db_result_rc(results[i]);
-        if (one != SHOPD_OK) note_failure(c, db_sqlstate(results[i]));
+        if (one != SHOPD_OK)
+            note_failure(c, db_sqlstate(results[i]));
         if (one != SHOPD_OK) {
             if (results[i] != NULL && c->last_state[0] == '\0')
                 snprintf(c->last_state, sizeof(c->last_state), "%s", db_sqlstate(results[i]));
             /* PIPELINE_ABORTED entries follow the real failure; report that one. */
-            if (rc == SHOPD_OK) rc = one;
+            if (rc == SHOPD_OK)
+                rc = one;
         }
     }
     goto out;
@@ -792,7 +829,8 @@ out:
 shopd_rc_t
 db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
 {
-    if (!usable(c) || c->npending == 0) return pipeline_run(c, qs, n, results);
+    if (!usable(c) || c->npending == 0)
+        return pipeline_run(c, qs, n, results);
     /* The pending savepoint commands go first, in the same round trip. If one fails,
      * the statements behind it come back aborted and the batch that queued it is lost. */
     size_t np = (size_t)c->npending;
@@ -825,7 +863,8 @@ db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
 static shopd_rc_t
 pending_flush(db_conn_t *c)
 {
-    if (c->npending == 0) return SHOPD_OK;
+    if (c->npending == 0)
+        return SHOPD_OK;
     shopd_rc_t rc = db_pipeline(c, NULL, 0, NULL);
     return c->pending_failed && rc == SHOPD_OK ? SHOPD_ERR : rc;
 }
@@ -833,7 +872,8 @@ pending_flush(db_conn_t *c)
 static void
 pending_add(db_conn_t *c, const char *verb, const char *sp)
 {
-    if (c->npending == DB_PENDING_MAX) pending_flush(c);
+    if (c->npending == DB_PENDING_MAX)
+        pending_flush(c);
     snprintf(c->pending[c->npending++], sizeof(c->pending[0]), "%s %s", verb, sp);
 }
 
@@ -843,7 +883,8 @@ pending_add(db_conn_t *c, const char *verb, const char *sp)
 static PGTransactionStatusType
 tx_status(db_conn_t *c)
 {
-    if (c->npending > 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR) pending_flush(c);
+    if (c->npending > 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
+        pending_flush(c);
     return usable(c) ? PQtransactionStatus(c->pg) : PQTRANS_UNKNOWN;
 }
 
@@ -869,12 +910,14 @@ tx_nested(db_conn_t *c, db_tx_fn fn, void *arg)
         } else {
             char state[6];
             memcpy(state, c->last_state, sizeof(state));
-            if (rc == SHOPD_OK) rc = SHOPD_ERR; /* fn swallowed a failed statement */
+            if (rc == SHOPD_OK)
+                rc = SHOPD_ERR; /* fn swallowed a failed statement */
             /* Whatever is pending closes savepoints inside sp, which this undoes anyway. */
             c->npending = 0;
             snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT %s", sp);
             shopd_rc_t rb = simple_cmd(c, sql);
-            if (rb == SHOPD_UNAVAILABLE) rc = rb;
+            if (rb == SHOPD_UNAVAILABLE)
+                rc = rb;
             /* Keep the inner failure visible to an outer db_tx's retry check. */
             memcpy(c->last_state, state, sizeof(state));
         }
@@ -886,38 +929,48 @@ tx_nested(db_conn_t *c, db_tx_fn fn, void *arg)
 shopd_rc_t
 db_tx(db_conn_t *c, db_tx_fn fn, void *arg)
 {
-    if (!usable(c)) return SHOPD_UNAVAILABLE;
+    if (!usable(c))
+        return SHOPD_UNAVAILABLE;
     PGTransactionStatusType ts = tx_status(c);
-    if (ts == PQTRANS_INTRANS) return tx_nested(c, fn, arg);
-    if (ts != PQTRANS_IDLE) return SHOPD_ERR;
+    if (ts == PQTRANS_INTRANS)
+        return tx_nested(c, fn, arg);
+    if (ts != PQTRANS_IDLE)
+        return SHOPD_ERR;
 
     for (int attempt = 0;; attempt++) {
         c->npending = 0;
         c->pending_failed = false;
         shopd_rc_t rc = simple_cmd(c, "BEGIN");
-        if (rc != SHOPD_OK) return rc;
+        if (rc != SHOPD_OK)
+            return rc;
         c->last_state[0] = '\0';
         c->retry_seen = false;
         rc = fn(c, arg);
-        if (!usable(c)) return SHOPD_UNAVAILABLE;
+        if (!usable(c))
+            return SHOPD_UNAVAILABLE;
 
         char state[6];
         if (rc == SHOPD_OK && tx_status(c) == PQTRANS_INERROR) {
             /* COMMIT of a failed transaction "succeeds" as ROLLBACK; never
              * report that as success. */
             log_error("msg=\"transaction function returned ok after a failed statement\" "
-                      "sqlstate=%s", c->last_state);
+                      "sqlstate=%s",
+                      c->last_state);
             rc = SHOPD_ERR;
         }
-        if (rc == SHOPD_OK && c->pending_failed) rc = SHOPD_ERR;
+        if (rc == SHOPD_OK && c->pending_failed)
+            rc = SHOPD_ERR;
         if (rc == SHOPD_OK) {
             /* Pending savepoint releases ride along with the COMMIT. */
             PGresult *r = db_exec(c, NULL, "COMMIT", 0, NULL);
             rc = db_result_rc(r);
-            if (rc == SHOPD_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0) rc = SHOPD_ERR;
-            if (rc == SHOPD_OK && c->pending_failed) rc = SHOPD_ERR;
+            if (rc == SHOPD_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0)
+                rc = SHOPD_ERR;
+            if (rc == SHOPD_OK && c->pending_failed)
+                rc = SHOPD_ERR;
             PQclear(r);
-            if (rc == SHOPD_OK || !usable(c)) return rc;
+            if (rc == SHOPD_OK || !usable(c))
+                return rc;
             /* A failed COMMIT (e.g. SERIALIZABLE's 40001) has ended the transaction. */
             memcpy(state, c->last_state, sizeof(state));
             if (PQtransactionStatus(c->pg) != PQTRANS_IDLE &&
@@ -926,11 +979,13 @@ db_tx(db_conn_t *c, db_tx_fn fn, void *arg)
         } else {
             memcpy(state, c->last_state, sizeof(state));
             c->npending = 0; /* savepoints of this transaction: the ROLLBACK ends them all */
-            if (simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE) return SHOPD_UNAVAILABLE;
+            if (simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE)
+                return SHOPD_UNAVAILABLE;
         }
         /* A deadlock or serialization failure anywhere in the attempt, even one fn
          * reported as a later statement's error, asks for a fresh run. */
-        if (!retryable(state) && c->retry_seen) memcpy(state, c->retry_state, sizeof(state));
+        if (!retryable(state) && c->retry_seen)
+            memcpy(state, c->retry_state, sizeof(state));
         if (!retryable(state) || attempt >= DB_TX_RETRIES) {
             memcpy(c->last_state, state, sizeof(state));
             return retryable(state) && rc != SHOPD_UNAVAILABLE ? SHOPD_CONFLICT : rc;
@@ -970,8 +1025,10 @@ batch_body(db_conn_t *c, void *arg)
         c->retry_seen = false;
         shopd_rc_t rc = b->fn(c, i, b->arg);
         c->tx_depth--;
-        if (!usable(c)) return SHOPD_UNAVAILABLE;
-        if (c->pending_failed) return SHOPD_ERR;
+        if (!usable(c))
+            return SHOPD_UNAVAILABLE;
+        if (c->pending_failed)
+            return SHOPD_ERR;
         if (c->retry_seen) {
             /* The whole transaction must run again, every item from scratch. */
             memcpy(c->last_state, c->retry_state, sizeof(c->last_state));
@@ -988,10 +1045,12 @@ batch_body(db_conn_t *c, void *arg)
                           c->last_state);
                 rc = SHOPD_ERR;
             }
-            if (rc != SHOPD_OK) pending_add(c, "ROLLBACK TO SAVEPOINT", sp);
+            if (rc != SHOPD_OK)
+                pending_add(c, "ROLLBACK TO SAVEPOINT", sp);
             pending_add(c, "RELEASE SAVEPOINT", sp);
         }
-        if (b->results != NULL) b->results[i] = rc;
+        if (b->results != NULL)
+            b->results[i] = rc;
     }
     /* A last failed item leaves the transaction aborted until its ROLLBACK TO is sent. */
     if (tx_status(c) == PQTRANS_INERROR || c->pending_failed)
@@ -1002,7 +1061,8 @@ batch_body(db_conn_t *c, void *arg)
 shopd_rc_t
 db_tx_batch(db_conn_t *c, size_t n, db_item_fn fn, void *arg, shopd_rc_t *results)
 {
-    if (n == 0) return SHOPD_OK;
+    if (n == 0)
+        return SHOPD_OK;
     db_batch_t b = {n, fn, arg, results};
     shopd_rc_t rc = db_tx(c, batch_body, &b);
     if (rc != SHOPD_OK && results != NULL)

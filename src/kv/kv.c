@@ -43,9 +43,12 @@ struct kv_conn_s {
 static int
 hexval(char ch)
 {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
     return -1;
 }
 
@@ -54,18 +57,22 @@ hexval(char ch)
 static int
 copy_decoded(const char *s, size_t n, char *out, size_t outlen)
 {
-    if (outlen == 0) return -1;
+    if (outlen == 0)
+        return -1;
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         if (ch == '%') {
-            if (i + 2 >= n) return -1;
+            if (i + 2 >= n)
+                return -1;
             int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0) return -1;
+            if (hi < 0 || lo < 0)
+                return -1;
             ch = (char)(hi * 16 + lo);
             i += 2;
         }
-        if (o + 1 >= outlen) return -1;
+        if (o + 1 >= outlen)
+            return -1;
         out[o++] = ch;
     }
     out[o] = '\0';
@@ -76,13 +83,16 @@ copy_decoded(const char *s, size_t n, char *out, size_t outlen)
 static int
 parse_int(const char *s, size_t n, long lo, long hi, int *out)
 {
-    if (n == 0 || n > 9) return -1;
+    if (n == 0 || n > 9)
+        return -1;
     long v = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
         v = v * 10 + (s[i] - '0');
     }
-    if (v < lo || v > hi) return -1;
+    if (v < lo || v > hi)
+        return -1;
     *out = (int)v;
     return 0;
 }
@@ -93,13 +103,17 @@ parse_url_full(const char *url, char *host, size_t hostlen, int *port, int *db, 
                size_t userlen, char *password, size_t pwlen)
 {
     static const char scheme[] = "redis://";
-    if (url == NULL || strncmp(url, scheme, sizeof(scheme) - 1) != 0) return -1;
+    if (url == NULL || strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+        return -1;
     const char *p = url + sizeof(scheme) - 1;
     const char *end = p + strcspn(p, "/?#");
-    if (*end == '?' || *end == '#') return -1; /* no query options are understood */
+    if (*end == '?' || *end == '#')
+        return -1; /* no query options are understood */
 
-    if (userlen) user[0] = '\0';
-    if (pwlen) password[0] = '\0';
+    if (userlen)
+        user[0] = '\0';
+    if (pwlen)
+        password[0] = '\0';
     *port = 6379;
     *db = 0;
 
@@ -107,7 +121,8 @@ parse_url_full(const char *url, char *host, size_t hostlen, int *port, int *db, 
     if (at != NULL) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon != NULL) {
-            if (copy_decoded(p, (size_t)(colon - p), user, userlen) != 0) return -1;
+            if (copy_decoded(p, (size_t)(colon - p), user, userlen) != 0)
+                return -1;
             if (copy_decoded(colon + 1, (size_t)(at - colon - 1), password, pwlen) != 0)
                 return -1;
         } else if (copy_decoded(p, (size_t)(at - p), password, pwlen) != 0) {
@@ -120,23 +135,32 @@ parse_url_full(const char *url, char *host, size_t hostlen, int *port, int *db, 
     const char *hend, *portp = NULL;
     if (*p == '[') {
         const char *close = memchr(p, ']', (size_t)(end - p));
-        if (close == NULL) return -1;
-        if (copy_decoded(p + 1, (size_t)(close - p - 1), host, hostlen) != 0) return -1;
+        if (close == NULL)
+            return -1;
+        if (copy_decoded(p + 1, (size_t)(close - p - 1), host, hostlen) != 0)
+            return -1;
         hend = close + 1;
-        if (hend < end && *hend != ':') return -1;
+        if (hend < end && *hend != ':')
+            return -1;
     } else {
         hend = memchr(p, ':', (size_t)(end - p));
-        if (hend == NULL) hend = end;
-        if (copy_decoded(p, (size_t)(hend - p), host, hostlen) != 0) return -1;
+        if (hend == NULL)
+            hend = end;
+        if (copy_decoded(p, (size_t)(hend - p), host, hostlen) != 0)
+            return -1;
     }
-    if (host[0] == '\0') return -1;
-    if (hend < end && *hend == ':') portp = hend + 1;
-    if (portp != NULL && parse_int(portp, (size_t)(end - portp), 1, 65535, port) != 0) return -1;
+    if (host[0] == '\0')
+        return -1;
+    if (hend < end && *hend == ':')
+        portp = hend + 1;
+    if (portp != NULL && parse_int(portp, (size_t)(end - portp), 1, 65535, port) != 0)
+        return -1;
 
     if (*end == '/') {
         const char *d = end + 1;
         size_t dn = strlen(d);
-        if (dn > 0 && parse_int(d, dn, 0, 1000000, db) != 0) return -1;
+        if (dn > 0 && parse_int(d, dn, 0, 1000000, db) != 0)
+            return -1;
     }
     return 0;
 }
@@ -167,14 +191,16 @@ kv_conn_new(const char *url, unsigned timeout_ms)
 static void
 kv_disconnect(kv_conn_t *kv)
 {
-    if (kv->ctx != NULL) redisFree(kv->ctx);
+    if (kv->ctx != NULL)
+        redisFree(kv->ctx);
     kv->ctx = NULL;
 }
 
 void
 kv_conn_free(kv_conn_t *kv)
 {
-    if (kv == NULL) return;
+    if (kv == NULL)
+        return;
     kv_disconnect(kv);
     /* The password lived here; do not leave it in freed memory. */
     explicit_bzero(kv->password, sizeof(kv->password));
@@ -196,19 +222,21 @@ setup_cmd(kv_conn_t *kv, int argc, const char **argv, const char *what)
     redisReply *r = redisCommandArgv(kv->ctx, argc, argv, NULL);
     bool ok = r != NULL && r->type == REDIS_REPLY_STATUS;
     if (!ok) {
-        const char *why = r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply")
-                            : kv->ctx->errstr;
+        const char *why =
+            r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : kv->ctx->errstr;
         log_error("msg=\"redis %s failed\" host=%s port=%d err=\"%s\"", what, kv->host, kv->port,
                   why);
     }
-    if (r != NULL) freeReplyObject(r);
+    if (r != NULL)
+        freeReplyObject(r);
     return ok;
 }
 
 static int
 kv_connect(kv_conn_t *kv)
 {
-    struct timeval tv = {(time_t)(kv->timeout_ms / 1000), (suseconds_t)(kv->timeout_ms % 1000) * 1000};
+    struct timeval tv = {(time_t)(kv->timeout_ms / 1000),
+                         (suseconds_t)(kv->timeout_ms % 1000) * 1000};
     kv->ctx = redisConnectWithTimeout(kv->host, kv->port, tv);
     if (kv->ctx == NULL || kv->ctx->err) {
         note_down(kv, kv->ctx ? kv->ctx->errstr : "out of memory");
@@ -223,16 +251,20 @@ kv_connect(kv_conn_t *kv)
     if (kv->password[0] != '\0') {
         /* AUTH user pass (Redis 6 ACL) when the URL names a user, else AUTH pass. */
         const char *argv[3] = {"AUTH", kv->user, kv->password};
-        if (kv->user[0] == '\0') argv[1] = kv->password;
-        if (!setup_cmd(kv, kv->user[0] ? 3 : 2, argv, "AUTH")) goto fail;
+        if (kv->user[0] == '\0')
+            argv[1] = kv->password;
+        if (!setup_cmd(kv, kv->user[0] ? 3 : 2, argv, "AUTH"))
+            goto fail;
     }
     if (kv->db != 0) {
         char dbs[16];
         snprintf(dbs, sizeof(dbs), "%d", kv->db);
         const char *argv[2] = {"SELECT", dbs};
-        if (!setup_cmd(kv, 2, argv, "SELECT")) goto fail;
+        if (!setup_cmd(kv, 2, argv, "SELECT"))
+            goto fail;
     }
-    if (kv->was_down) log_info("msg=\"redis reachable again\" host=%s port=%d", kv->host, kv->port);
+    if (kv->was_down)
+        log_info("msg=\"redis reachable again\" host=%s port=%d", kv->host, kv->port);
     kv->was_down = false;
     return 0;
 fail:
@@ -244,7 +276,8 @@ fail:
 static bool
 idle_socket_dead(kv_conn_t *kv)
 {
-    if (kv->ctx->obuf != NULL && kv->ctx->obuf[0] != '\0') return false; /* not idle */
+    if (kv->ctx->obuf != NULL && kv->ctx->obuf[0] != '\0')
+        return false; /* not idle */
     struct pollfd p = {.fd = kv->ctx->fd, .events = POLLIN | POLLRDHUP};
     return poll(&p, 1, 0) > 0;
 }
@@ -275,8 +308,10 @@ static int
 kv_ready(kv_conn_t *kv)
 {
     drain_pending(kv);
-    if (kv->ctx != NULL && (kv->ctx->err || idle_socket_dead(kv))) kv_disconnect(kv);
-    if (kv->ctx == NULL) return kv_connect(kv);
+    if (kv->ctx != NULL && (kv->ctx->err || idle_socket_dead(kv)))
+        kv_disconnect(kv);
+    if (kv->ctx == NULL)
+        return kv_connect(kv);
     return 0;
 }
 
@@ -284,8 +319,10 @@ kv_ready(kv_conn_t *kv)
 static bool
 worth_retry(kv_conn_t *kv, int saved_errno)
 {
-    if (kv->ctx == NULL) return false;
-    if (kv->ctx->err == REDIS_ERR_EOF) return true;
+    if (kv->ctx == NULL)
+        return false;
+    if (kv->ctx->err == REDIS_ERR_EOF)
+        return true;
     if (kv->ctx->err == REDIS_ERR_IO)
         return saved_errno != EAGAIN && saved_errno != EWOULDBLOCK && saved_errno != EINPROGRESS;
     return false;
@@ -296,17 +333,20 @@ kv_command(kv_conn_t *kv, const char *fmt, ...)
 {
     redisReply *r = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (kv_ready(kv) != 0) return NULL;
+        if (kv_ready(kv) != 0)
+            return NULL;
         va_list ap;
         va_start(ap, fmt);
         r = redisvCommand(kv->ctx, fmt, ap);
         va_end(ap);
-        if (r != NULL) return r;
+        if (r != NULL)
+            return r;
         int saved = errno;
         bool retry = worth_retry(kv, saved);
         note_down(kv, kv->ctx->errstr);
         kv_disconnect(kv);
-        if (!retry) break;
+        if (!retry)
+            break;
     }
     return NULL;
 }
@@ -315,14 +355,17 @@ redisReply *
 kv_commandv(kv_conn_t *kv, int argc, const char **argv, const size_t *argvlen)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (kv_ready(kv) != 0) return NULL;
+        if (kv_ready(kv) != 0)
+            return NULL;
         redisReply *r = redisCommandArgv(kv->ctx, argc, argv, argvlen);
-        if (r != NULL) return r;
+        if (r != NULL)
+            return r;
         int saved = errno;
         bool retry = worth_retry(kv, saved);
         note_down(kv, kv->ctx->errstr);
         kv_disconnect(kv);
-        if (!retry) break;
+        if (!retry)
+            break;
     }
     return NULL;
 }
@@ -330,13 +373,16 @@ kv_commandv(kv_conn_t *kv, int argc, const char **argv, const size_t *argvlen)
 int
 kv_append(kv_conn_t *kv, const char *fmt, ...)
 {
-    if (kv->pending == 0 && kv_ready(kv) != 0) return -1;
-    if (kv->ctx == NULL || kv->pipe_failed) return -1;
+    if (kv->pending == 0 && kv_ready(kv) != 0)
+        return -1;
+    if (kv->ctx == NULL || kv->pipe_failed)
+        return -1;
     va_list ap;
     va_start(ap, fmt);
     int rc = redisvAppendCommand(kv->ctx, fmt, ap);
     va_end(ap);
-    if (rc != REDIS_OK) return -1;
+    if (rc != REDIS_OK)
+        return -1;
     kv->pending++;
     return 0;
 }
@@ -344,9 +390,12 @@ kv_append(kv_conn_t *kv, const char *fmt, ...)
 int
 kv_appendv(kv_conn_t *kv, int argc, const char **argv, const size_t *argvlen)
 {
-    if (kv->pending == 0 && kv_ready(kv) != 0) return -1;
-    if (kv->ctx == NULL || kv->pipe_failed) return -1;
-    if (redisAppendCommandArgv(kv->ctx, argc, argv, argvlen) != REDIS_OK) return -1;
+    if (kv->pending == 0 && kv_ready(kv) != 0)
+        return -1;
+    if (kv->ctx == NULL || kv->pipe_failed)
+        return -1;
+    if (redisAppendCommandArgv(kv->ctx, argc, argv, argvlen) != REDIS_OK)
+        return -1;
     kv->pending++;
     return 0;
 }
@@ -354,10 +403,12 @@ kv_appendv(kv_conn_t *kv, int argc, const char **argv, const size_t *argvlen)
 redisReply *
 kv_get_reply(kv_conn_t *kv)
 {
-    if (kv->pending == 0) return NULL;
+    if (kv->pending == 0)
+        return NULL;
     kv->pending--;
     if (kv->pipe_failed || kv->ctx == NULL) {
-        if (kv->pending == 0) kv->pipe_failed = false;
+        if (kv->pending == 0)
+            kv->pipe_failed = false;
         return NULL;
     }
     void *r = NULL;
@@ -378,6 +429,7 @@ kv_ping(kv_conn_t *kv)
     shopd_rc_t rc = (r != NULL && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0)
                         ? SHOPD_OK
                         : SHOPD_UNAVAILABLE;
-    if (r != NULL) freeReplyObject(r);
+    if (r != NULL)
+        freeReplyObject(r);
     return rc;
 }

@@ -19,31 +19,48 @@ typedef struct api_constraint_s {
     const char *code, *message, *field, *issue;
 } api_constraint_t;
 
+/* clang-format off: one row per line, a table to read across */
 static const api_constraint_t api_constraints[] = {
     /* stores (sql/0001) */
-    {"stores_slug_key", SHOPD_CONFLICT, "slug_taken", "another store uses this slug", "slug", "already taken"},
-    {"stores_domain_key", SHOPD_CONFLICT, "domain_taken", "another store uses this domain", "domain", "already taken"},
+    {"stores_slug_key", SHOPD_CONFLICT, "slug_taken", "another store uses this slug", "slug",
+     "already taken"},
+    {"stores_domain_key", SHOPD_CONFLICT, "domain_taken", "another store uses this domain",
+     "domain", "already taken"},
     /* users (sql/0002) */
-    {"users_store_email_uq", SHOPD_CONFLICT, "email_taken", "an account with this e-mail already exists", "email", "already taken"},
-    {"users_platform_email_uq", SHOPD_CONFLICT, "email_taken", "an account with this e-mail already exists", "email", "already taken"},
+    {"users_store_email_uq", SHOPD_CONFLICT, "email_taken",
+     "an account with this e-mail already exists", "email", "already taken"},
+    {"users_platform_email_uq", SHOPD_CONFLICT, "email_taken",
+     "an account with this e-mail already exists", "email", "already taken"},
     /* catalog (sql/0003) */
-    {"categories_store_id_slug_key", SHOPD_CONFLICT, "slug_taken", "another category uses this slug", "slug", "already taken"},
-    {"categories_store_id_parent_id_fkey", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "parent_id", "no such category"},
-    {"products_store_id_slug_key", SHOPD_CONFLICT, "slug_taken", "another product uses this slug", "slug", "already taken"},
-    {"products_store_id_category_id_fkey", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "category_id", "no such category"},
-    {"product_variants_store_id_sku_key", SHOPD_CONFLICT, "sku_taken", "another variant uses this SKU", "sku", "already taken"},
-    {"product_variants_store_id_product_id_options_key", SHOPD_CONFLICT, "variant_exists", "the product already has a variant with these options", "options", "already used"},
-    {"product_variants_stock_check", SHOPD_CONFLICT, "insufficient_stock", "not enough stock", "stock", "would become negative"},
-    {"attributes_store_id_name_key", SHOPD_CONFLICT, "name_taken", "another attribute has this name", "name", "already taken"},
-    {"attribute_values_store_id_attribute_id_value_key", SHOPD_CONFLICT, "value_taken", "the attribute already has this value", "value", "already taken"},
-    {"product_option_values_store_id_value_id_fkey", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "option_value_ids", "no such attribute value"},
+    {"categories_store_id_slug_key", SHOPD_CONFLICT, "slug_taken",
+     "another category uses this slug", "slug", "already taken"},
+    {"categories_store_id_parent_id_fkey", SHOPD_INVALID, "validation_failed",
+     "the request has invalid fields", "parent_id", "no such category"},
+    {"products_store_id_slug_key", SHOPD_CONFLICT, "slug_taken", "another product uses this slug",
+     "slug", "already taken"},
+    {"products_store_id_category_id_fkey", SHOPD_INVALID, "validation_failed",
+     "the request has invalid fields", "category_id", "no such category"},
+    {"product_variants_store_id_sku_key", SHOPD_CONFLICT, "sku_taken",
+     "another variant uses this SKU", "sku", "already taken"},
+    {"product_variants_store_id_product_id_options_key", SHOPD_CONFLICT, "variant_exists",
+     "the product already has a variant with these options", "options", "already used"},
+    {"product_variants_stock_check", SHOPD_CONFLICT, "insufficient_stock", "not enough stock",
+     "stock", "would become negative"},
+    {"attributes_store_id_name_key", SHOPD_CONFLICT, "name_taken",
+     "another attribute has this name", "name", "already taken"},
+    {"attribute_values_store_id_attribute_id_value_key", SHOPD_CONFLICT, "value_taken",
+     "the attribute already has this value", "value", "already taken"},
+    {"product_option_values_store_id_value_id_fkey", SHOPD_INVALID, "validation_failed",
+     "the request has invalid fields", "option_value_ids", "no such attribute value"},
 };
+/* clang-format on */
 
 const char *
 api_constraint_code(const char *constraint)
 {
     for (size_t i = 0; constraint && i < SHOPD_ARRAY_LEN(api_constraints); i++)
-        if (strcmp(constraint, api_constraints[i].constraint) == 0) return api_constraints[i].code;
+        if (strcmp(constraint, api_constraints[i].constraint) == 0)
+            return api_constraints[i].code;
     return NULL;
 }
 
@@ -51,15 +68,19 @@ net_reply_t *
 api_db_error(api_ctx_t *ctx, PGresult *r, const char *what)
 {
     shopd_rc_t rc = db_result_rc(r);
-    if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
+    if (rc == SHOPD_UNAVAILABLE)
+        return api_unavailable("the database");
     const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
     for (size_t i = 0; cons && i < SHOPD_ARRAY_LEN(api_constraints); i++) {
         const api_constraint_t *c = &api_constraints[i];
-        if (strcmp(cons, c->constraint) == 0) return api_fail_field(c->rc, c->code, c->message, c->field, c->issue);
+        if (strcmp(cons, c->constraint) == 0)
+            return api_fail_field(c->rc, c->code, c->message, c->field, c->issue);
     }
-    if (rc == SHOPD_CONFLICT) return api_fail(SHOPD_CONFLICT, "conflict", "the change conflicts with existing data");
+    if (rc == SHOPD_CONFLICT)
+        return api_fail(SHOPD_CONFLICT, "conflict", "the change conflicts with existing data");
     if (rc == SHOPD_INVALID)
-        return api_fail(SHOPD_INVALID, "validation_failed", r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "invalid");
+        return api_fail(SHOPD_INVALID, "validation_failed",
+                        r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "invalid");
     char msg[256];
     snprintf(msg, sizeof(msg), "%s: %s", what, r ? PQresultErrorMessage(r) : "no result");
     return api_internal(ctx, msg);

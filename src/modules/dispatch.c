@@ -73,7 +73,8 @@ api_batch_for(uint64_t actor_id, void *ud)
     const app_t *app = ud;
     /* Lane 0 batches (the inventory batch handler commits a turn together); read
      * lanes take short turns so other stores' lanes get the worker back soon. */
-    return ACT_LANE_OF(actor_id) == 0 ? (size_t)app->cfg->actor_batch : (size_t)app->cfg->read_batch;
+    return ACT_LANE_OF(actor_id) == 0 ? (size_t)app->cfg->actor_batch
+                                      : (size_t)app->cfg->read_batch;
 }
 
 uint64_t
@@ -93,7 +94,8 @@ static const char **route_names;
 void
 api_init(void)
 {
-    if (api_net_routes) return;
+    if (api_net_routes)
+        return;
     api_net_routes = shopd_calloc(api_nroutes, sizeof(net_route_t));
     route_names = shopd_calloc(api_nroutes, sizeof(char *));
     for (size_t i = 0; i < api_nroutes; i++) {
@@ -135,7 +137,8 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
             post(m, api_unavailable("the database"), 0);
             return false;
         }
-        if (rc == SHOPD_NOTFOUND) memset(&snap, 0, sizeof(snap));
+        if (rc == SHOPD_NOTFOUND)
+            memset(&snap, 0, sizeof(snap));
         store_cache_put(app->stores, key, &snap);
     }
     if (snap.id == 0) {
@@ -157,7 +160,8 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
     m->len = len;
     shopd_rc_t rc = api_dispatch(app, m, &api_routes[m->type], snap.id);
     if (rc != SHOPD_OK) {
-        net_reply_t *r = api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
+        net_reply_t *r =
+            api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
         net_reply_add_header(r, "Retry-After", "1");
         post(m, r, snap.id);
         return false;
@@ -170,7 +174,8 @@ resolve_and_forward(app_t *app, act_msg_t *m, msg_env_t *env)
 static arena_t *
 arena_take(api_worker_t *ws)
 {
-    if (ws == NULL || ws->spare_arena == NULL) return arena_new(0);
+    if (ws == NULL || ws->spare_arena == NULL)
+        return arena_new(0);
     arena_t *a = ws->spare_arena;
     ws->spare_arena = NULL;
     return a;
@@ -215,7 +220,8 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
     bool have_store = false;
     if (p->route->flags & API_STORE) {
         if (env->store_id == 0) {
-            if (!resolve_and_forward(app, m, env)) act_msg_free(m);
+            if (!resolve_and_forward(app, m, env))
+                act_msg_free(m);
             return false;
         }
         char key[32];
@@ -223,8 +229,10 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
         if (!store_cache_get(app->stores, key, &p->snap)) {
             shopd_rc_t rc = store_lookup(app, key, &p->snap);
             if (rc != SHOPD_OK) {
-                post(m, rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
-                                                : api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"),
+                post(m,
+                     rc == SHOPD_UNAVAILABLE
+                         ? api_unavailable("the database")
+                         : api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"),
                      env->store_id);
                 act_msg_free(m);
                 return false;
@@ -242,7 +250,8 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
     bool user = store_user || cl->role == MSG_ROLE_SUPER_ADMIN;
     if (have_store && store_user && cl->store_id != env->store_id) {
         if (p->route->access != API_PUBLIC) {
-            post(m, api_fail(SHOPD_FORBIDDEN, "forbidden", "this token belongs to another store"), env->store_id);
+            post(m, api_fail(SHOPD_FORBIDDEN, "forbidden", "this token belongs to another store"),
+                 env->store_id);
             act_msg_free(m);
             return false;
         }
@@ -258,7 +267,9 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
                 return false;
             }
             if (p->route->access != API_PUBLIC) {
-                post(m, api_unauthenticated("this account is disabled or its role changed; sign in again", true),
+                post(m,
+                     api_unauthenticated(
+                         "this account is disabled or its role changed; sign in again", true),
                      env->store_id);
                 act_msg_free(m);
                 return false;
@@ -295,12 +306,14 @@ api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, v
     prepared_t *ps = shopd_calloc(n, sizeof(*ps));
     size_t np = 0;
     for (size_t i = 0; i < n; i++)
-        if (prepare(app, ws, ACT_STORE_OF(store_id), msgs[i], &ps[np])) np++;
+        if (prepare(app, ws, ACT_STORE_OF(store_id), msgs[i], &ps[np]))
+            np++;
     /* ctx.env/store point into ps[]; fix them now that ps no longer moves. */
     for (size_t i = 0; i < np; i++) {
         ps[i].ctx.env = &ps[i].env;
         ps[i].ctx.caller = &ps[i].env.caller;
-        if (ps[i].ctx.store) ps[i].ctx.store = &ps[i].snap;
+        if (ps[i].ctx.store)
+            ps[i].ctx.store = &ps[i].snap;
     }
     for (size_t i = 0; i < np;) {
         const api_route_t *route = ps[i].route;
@@ -311,14 +324,17 @@ api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, v
         }
         /* Consecutive messages for the same batch route go to the handler together. */
         size_t j = i + 1;
-        while (j < np && ps[j].route == route) j++;
+        while (j < np && ps[j].route == route)
+            j++;
         size_t k = j - i;
         api_ctx_t *ctxs = shopd_malloc(k * sizeof(*ctxs));
         net_reply_t **replies = shopd_calloc(k, sizeof(*replies));
-        for (size_t x = 0; x < k; x++) ctxs[x] = ps[i + x].ctx;
+        for (size_t x = 0; x < k; x++)
+            ctxs[x] = ps[i + x].ctx;
         route->batch(ctxs, k, replies);
         for (size_t x = 0; x < k; x++)
-            finish(&ps[i + x], replies[x] ? replies[x] : api_fail(SHOPD_ERR, "internal_error", "no reply"));
+            finish(&ps[i + x],
+                   replies[x] ? replies[x] : api_fail(SHOPD_ERR, "internal_error", "no reply"));
         shopd_free(ctxs);
         shopd_free(replies);
         i = j;
@@ -355,9 +371,9 @@ void
 api_worker_fini(void *wstate, void *ud)
 {
     api_worker_t *ws = wstate;
-    if (ws == NULL) return;
+    if (ws == NULL)
+        return;
     arena_free(ws->spare_arena);
     kv_conn_free(ws->kv);
     shopd_free(ws);
 }
-

@@ -22,18 +22,23 @@
 static bool
 bearer_matches(const char *auth, const char *token)
 {
-    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) return false;
+    if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
     const char *given = auth + 7;
-    while (*given == ' ') given++;
+    while (*given == ' ')
+        given++;
     return shopd_ct_equal(given, strlen(given), token, strlen(token));
 }
 
 static bool
 is_json_type(const char *ct)
 {
-    if (ct == NULL) return false;
-    while (*ct == ' ') ct++;
-    if (strncasecmp(ct, "application/json", 16) != 0) return false;
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    if (strncasecmp(ct, "application/json", 16) != 0)
+        return false;
     char c = ct[16];
     return c == '\0' || c == ';' || c == ' ';
 }
@@ -62,17 +67,19 @@ client_ip(app_t *app, net_request_t *req, char *buf, size_t n)
         p = e ? e + 1 : p + l;
     }
     const char *xff = trusted ? net_req_header(req, "X-Forwarded-For") : NULL;
-    if (xff == NULL) return peer;
+    if (xff == NULL)
+        return peer;
     const char *last = strrchr(xff, ',');
     last = last ? last + 1 : xff;
-    while (*last == ' ') last++;
+    while (*last == ' ')
+        last++;
     size_t l = strcspn(last, " \t");
-    if (l == 0 || l >= n) return peer;
+    if (l == 0 || l >= n)
+        return peer;
     memcpy(buf, last, l);
     buf[l] = '\0';
     return buf;
 }
-
 
 /* The middleware, edge half (I/O thread; JWT verification is one HMAC): who is
  * calling, and may that role call this route at all? Fills caller and returns
@@ -89,39 +96,47 @@ authenticate(app_t *app, net_request_t *req, const api_route_t *route, msg_calle
     bool sent = authz != NULL && strncasecmp(authz, "Bearer ", 7) == 0;
 
     if (route->access == API_PLATFORM && !have_ptok)
-        return api_fail(SHOPD_FORBIDDEN, "forbidden", "the platform API is disabled (no platform token configured)");
+        return api_fail(SHOPD_FORBIDDEN, "forbidden",
+                        "the platform API is disabled (no platform token configured)");
     if (have_ptok && bearer_matches(authz, ptok)) {
         caller->role = MSG_ROLE_PLATFORM;
     } else if (sent) {
         const char *t = authz + 7;
-        while (*t == ' ') t++;
+        while (*t == ' ')
+            t++;
         msg_caller_t c = {0};
         jrc = auth_jwt_verify(t, strlen(t), &c);
-        if (jrc == AUTH_JWT_OK) *caller = c;
+        if (jrc == AUTH_JWT_OK)
+            *caller = c;
     }
     int role = caller->role;
     switch (route->access) {
     case API_PUBLIC:
         return NULL; /* a bad token on a public route is ignored: the caller is anonymous */
     case API_PLATFORM:
-        return role == MSG_ROLE_PLATFORM ? NULL : api_unauthenticated("a valid platform bearer token is required", sent);
+        return role == MSG_ROLE_PLATFORM
+                   ? NULL
+                   : api_unauthenticated("a valid platform bearer token is required", sent);
     default:
         break;
     }
     if (role == MSG_ROLE_ANONYMOUS) {
-        if (!sent) return api_unauthenticated("sign in: send Authorization: Bearer <access token>", false);
-        return api_unauthenticated(jrc == AUTH_JWT_EXPIRED ? "the access token has expired; refresh it"
-                                                       : "the access token is invalid",
-                               true);
+        if (!sent)
+            return api_unauthenticated("sign in: send Authorization: Bearer <access token>", false);
+        return api_unauthenticated(jrc == AUTH_JWT_EXPIRED
+                                       ? "the access token has expired; refresh it"
+                                       : "the access token is invalid",
+                                   true);
     }
     bool ok;
     switch (route->access) {
     case API_CUSTOMER:
-        ok = role == MSG_ROLE_CUSTOMER || role == MSG_ROLE_STORE_ADMIN || role == MSG_ROLE_SUPER_ADMIN ||
-             role == MSG_ROLE_PLATFORM;
+        ok = role == MSG_ROLE_CUSTOMER || role == MSG_ROLE_STORE_ADMIN ||
+             role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
         break;
     case API_STORE_ADMIN:
-        ok = role == MSG_ROLE_STORE_ADMIN || role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
+        ok = role == MSG_ROLE_STORE_ADMIN || role == MSG_ROLE_SUPER_ADMIN ||
+             role == MSG_ROLE_PLATFORM;
         break;
     case API_SUPER_ADMIN:
         ok = role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
@@ -129,7 +144,8 @@ authenticate(app_t *app, net_request_t *req, const api_route_t *route, msg_calle
     default:
         ok = false;
     }
-    return ok ? NULL : api_fail(SHOPD_FORBIDDEN, "forbidden", "your role may not call this endpoint");
+    return ok ? NULL
+              : api_fail(SHOPD_FORBIDDEN, "forbidden", "your role may not call this endpoint");
 }
 
 net_handled_t
@@ -139,11 +155,13 @@ api_on_request(net_request_t *req, void *ud)
     size_t plen;
     const char *path = net_req_path(req, &plen);
     net_match_t m;
-    net_match_rc_t mrc = net_route_match(api_net_routes, api_nroutes, net_req_method(req), path, plen, &m);
+    net_match_rc_t mrc =
+        net_route_match(api_net_routes, api_nroutes, net_req_method(req), path, plen, &m);
     if (mrc == NET_MATCH_NOT_FOUND)
         return answer(req, api_fail(SHOPD_NOTFOUND, "not_found", "no such endpoint"));
     if (mrc == NET_MATCH_BAD_METHOD) {
-        net_reply_t *r = api_fail(SHOPD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint");
+        net_reply_t *r = api_fail(SHOPD_NOT_ALLOWED, "method_not_allowed",
+                                  "method not allowed on this endpoint");
         char allow[sizeof(m.allow) + 8];
         net_route_allow(&m, allow, sizeof(allow));
         net_reply_add_header(r, "Allow", allow);
@@ -155,15 +173,18 @@ api_on_request(net_request_t *req, void *ud)
     msg_env_t env;
     memset(&env, 0, sizeof(env));
     net_reply_t *denied = authenticate(app, req, route, &env.caller);
-    if (denied) return answer(req, denied);
+    if (denied)
+        return answer(req, denied);
 
-    if (route->flags & API_INLINE) return answer(req, route->inline_fn(app, req));
+    if (route->flags & API_INLINE)
+        return answer(req, route->inline_fn(app, req));
 
     size_t blen;
     const char *body = net_req_body(req, &blen);
     if (route->flags & API_BODY) {
         if (!is_json_type(net_req_header(req, "Content-Type")))
-            return answer(req, api_fail(SHOPD_UNSUPPORTED, "unsupported_media_type", "send the body as Content-Type: application/json"));
+            return answer(req, api_fail(SHOPD_UNSUPPORTED, "unsupported_media_type",
+                                        "send the body as Content-Type: application/json"));
         json_error_t jerr;
         json_t *doc = blen ? json_loadb(body, blen, JSON_REJECT_DUPLICATES, &jerr) : NULL;
         if (doc == NULL) {
@@ -178,7 +199,9 @@ api_on_request(net_request_t *req, void *ud)
         bool obj = json_is_object(doc);
         json_decref(doc);
         if (!obj)
-            return answer(req, api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields", "body", "must be a JSON object"));
+            return answer(req, api_fail_field(SHOPD_INVALID, "validation_failed",
+                                              "the request has invalid fields", "body",
+                                              "must be a JSON object"));
         env.body.p = body;
         env.body.n = blen;
     }
@@ -188,13 +211,16 @@ api_on_request(net_request_t *req, void *ud)
     if (route->flags & API_STORE) {
         if (store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
                              app->cfg->base_domain, key, sizeof(key)) != 0)
-            return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found", "no store is named by X-Tenant-Id or Host"));
+            return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found",
+                                        "no store is named by X-Tenant-Id or Host"));
         store_snap_t snap;
         if (store_cache_get(app->stores, key, &snap)) {
-            if (snap.id == 0) return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"));
+            if (snap.id == 0)
+                return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"));
             net_req_set_store(req, snap.id);
             if (snap.status == STORE_SUSPENDED)
-                return answer(req, api_fail(SHOPD_FORBIDDEN, "store_suspended", "this store is suspended"));
+                return answer(
+                    req, api_fail(SHOPD_FORBIDDEN, "store_suspended", "this store is suspended"));
             target = snap.id;
             env.store_id = snap.id;
         } else {
@@ -216,7 +242,8 @@ api_on_request(net_request_t *req, void *ud)
     char *canon;
     const char *rawq = net_req_query(req, &qlen);
     net_reply_t *bad = api_query_canon(route->query, rawq, qlen, &canon, &clen);
-    if (bad) return answer(req, bad);
+    if (bad)
+        return answer(req, bad);
     env.query.p = canon;
     env.query.n = clen;
     char ipbuf[64];
@@ -229,17 +256,18 @@ api_on_request(net_request_t *req, void *ud)
     net_req_defer(req, &msg->reply_to, &msg->reply_token);
     /* A store not yet known here goes to the platform actor, which looks it up
      * and forwards the message to the actor its run class names. */
-    shopd_rc_t rc = target == ACT_PLATFORM_ID && (route->flags & API_STORE) ? act_send(app->actors, msg)
-                                                                           : api_dispatch(app, msg, route, target);
+    shopd_rc_t rc = target == ACT_PLATFORM_ID && (route->flags & API_STORE)
+                        ? act_send(app->actors, msg)
+                        : api_dispatch(app, msg, route, target);
     if (rc != SHOPD_OK) {
         act_msg_free(msg);
-        net_reply_t *r = rc == SHOPD_BUSY
-                             ? api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store")
-                             : api_fail(SHOPD_UNAVAILABLE, "shutting_down", "the server is shutting down");
+        net_reply_t *r =
+            rc == SHOPD_BUSY
+                ? api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store")
+                : api_fail(SHOPD_UNAVAILABLE, "shutting_down", "the server is shutting down");
         net_reply_add_header(r, "Retry-After", "1");
         net_respond(req, r);
         return NET_DONE;
     }
     return NET_DEFERRED;
 }
-

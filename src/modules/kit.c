@@ -51,7 +51,8 @@ api_fail(shopd_rc_t rc, const char *code, const char *message)
 }
 
 net_reply_t *
-api_fail_field(shopd_rc_t rc, const char *code, const char *message, const char *field, const char *issue)
+api_fail_field(shopd_rc_t rc, const char *code, const char *message, const char *field,
+               const char *issue)
 {
     return net_reply_error_field(net_status_for_rc(rc), code, message, field, issue);
 }
@@ -85,7 +86,8 @@ api_internal(api_ctx_t *ctx, const char *what)
 void
 api_val_add(api_val_t *v, const char *field, const char *issue)
 {
-    if (v->n >= API_MAX_ISSUES) return;
+    if (v->n >= API_MAX_ISSUES)
+        return;
     snprintf(v->fields[v->n], sizeof(v->fields[0]), "%s", field);
     snprintf(v->issues[v->n], sizeof(v->issues[0]), "%s", issue);
     v->n++;
@@ -96,7 +98,8 @@ utf8_len(const char *s)
 {
     size_t n = 0;
     for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80) n++;
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            n++;
     return n;
 }
 
@@ -106,7 +109,8 @@ api_val_string(api_val_t *v, json_t *obj, const char *field, bool required, size
 {
     json_t *x = json_object_get(obj, field);
     if (x == NULL || json_is_null(x)) {
-        if (required) api_val_add(v, field, "is required");
+        if (required)
+            api_val_add(v, field, "is required");
         return NULL;
     }
     if (!json_is_string(x)) {
@@ -133,10 +137,13 @@ api_val_only(api_val_t *v, json_t *obj, const char *const *allowed)
 {
     const char *key;
     json_t *val;
-    json_object_foreach(obj, key, val) {
+    json_object_foreach(obj, key, val)
+    {
         bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, key) == 0;
-        if (!ok) api_val_add(v, key, "unknown field");
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(*a, key) == 0;
+        if (!ok)
+            api_val_add(v, key, "unknown field");
     }
 }
 
@@ -149,17 +156,17 @@ api_val_reply(const api_val_t *v)
         i[k] = v->issues[k];
     }
     net_reply_t *r = api_empty(SHOPD_INVALID);
-    r->body = net_error_body("validation_failed", "the request has invalid fields", f, i, v->n,
-                             &r->len);
+    r->body =
+        net_error_body("validation_failed", "the request has invalid fields", f, i, v->n, &r->len);
     return r;
 }
-
 
 net_reply_t *
 api_unauthenticated(const char *msg, bool invalid)
 {
     net_reply_t *r = api_fail(SHOPD_UNAUTHENTICATED, "unauthenticated", msg);
     net_reply_add_header(r, "WWW-Authenticate",
-                         invalid ? "Bearer realm=\"shopd\", error=\"invalid_token\"" : "Bearer realm=\"shopd\"");
+                         invalid ? "Bearer realm=\"shopd\", error=\"invalid_token\""
+                                 : "Bearer realm=\"shopd\"");
     return r;
 }

@@ -19,9 +19,12 @@
 static int
 hexval(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -61,8 +64,8 @@ pair_cmp(const void *a, const void *b)
 static net_reply_t *
 bad_query(const char *field, const char *issue)
 {
-    return api_fail_field(SHOPD_BAD_REQUEST, "invalid_query", "the query string is not valid for this endpoint",
-                                 field, issue);
+    return api_fail_field(SHOPD_BAD_REQUEST, "invalid_query",
+                          "the query string is not valid for this endpoint", field, issue);
 }
 
 net_reply_t *
@@ -85,39 +88,45 @@ api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **o
         size_t kl = (size_t)(ke - q);
         const char *name = NULL;
         for (const char *const *a = allowed; a && *a && !name; a++)
-            if (strlen(*a) == kl && memcmp(*a, q, kl) == 0) name = *a;
+            if (strlen(*a) == kl && memcmp(*a, q, kl) == 0)
+                name = *a;
         if (name == NULL) {
             char f[64];
             snprintf(f, sizeof(f), "%.*s", (int)(kl < 60 ? kl : 60), q);
             return bad_query(f, "unknown query parameter");
         }
         for (size_t i = 0; i < np; i++)
-            if (pairs[i].name == name) return bad_query(name, "given more than once");
+            if (pairs[i].name == name)
+                return bad_query(name, "given more than once");
         /* Distinct names from the route's list: np can only reach API_MAX_QUERY if
          * the list is that long (checked at start-up by the route-table test). */
-        if (np == API_MAX_QUERY) return bad_query(name, "too many query parameters");
+        if (np == API_MAX_QUERY)
+            return bad_query(name, "too many query parameters");
         const char *v = eq ? eq + 1 : pe;
         pairs[np++] = (pair_t){name, v, (size_t)(pe - v)};
         q = pe + 1;
     }
-    if (np == 0) return NULL;
+    if (np == 0)
+        return NULL;
     qsort(pairs, np, sizeof(pairs[0]), pair_cmp);
     size_t cap = 1;
-    for (size_t i = 0; i < np; i++) cap += strlen(pairs[i].name) + 2 + 3 * pairs[i].vlen;
+    for (size_t i = 0; i < np; i++)
+        cap += strlen(pairs[i].name) + 2 + 3 * pairs[i].vlen;
     char *buf = shopd_malloc(cap), *tmp = shopd_malloc(qlen + 1);
     size_t o = 0;
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < np; i++) {
         size_t nl = strlen(pairs[i].name);
-        if (i) buf[o++] = '&';
+        if (i)
+            buf[o++] = '&';
         memcpy(buf + o, pairs[i].name, nl);
         o += nl;
         buf[o++] = '=';
         size_t dl = url_decode(pairs[i].val, pairs[i].val + pairs[i].vlen, tmp);
         for (size_t k = 0; k < dl; k++) {
             unsigned char c = (unsigned char)tmp[k];
-            if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                c == '.' || c == '_' || c == '~') {
+            if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                c == '-' || c == '.' || c == '_' || c == '~') {
                 buf[o++] = (char)c;
             } else {
                 buf[o++] = '%';

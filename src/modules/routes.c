@@ -15,7 +15,8 @@
 #include "shopd/catalog.h"
 #include "shopd/store.h"
 
-const api_module_t *const api_modules[] = {&api_system_module, &store_module, &auth_module, &catalog_module};
+const api_module_t *const api_modules[] = {&api_system_module, &store_module, &auth_module,
+                                           &catalog_module};
 const size_t api_nmodules = SHOPD_ARRAY_LEN(api_modules);
 
 const api_route_t *api_routes;
@@ -24,13 +25,14 @@ size_t api_nroutes;
 /* Runs before main (and before any test's or fuzzer's code): concatenates the
  * modules' routes. Never freed: it lives as long as the process, like the
  * static table it replaces. */
-static void __attribute__((constructor))
-assemble_routes(void)
+static void __attribute__((constructor)) assemble_routes(void)
 {
     size_t n = 0;
-    for (size_t i = 0; i < api_nmodules; i++) n += api_modules[i]->nroutes;
+    for (size_t i = 0; i < api_nmodules; i++)
+        n += api_modules[i]->nroutes;
     api_route_t *t = calloc(n, sizeof(*t));
-    if (t == NULL) abort();
+    if (t == NULL)
+        abort();
     size_t k = 0;
     for (size_t i = 0; i < api_nmodules; i++) {
         memcpy(t + k, api_modules[i]->routes, api_modules[i]->nroutes * sizeof(*t));

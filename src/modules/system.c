@@ -32,13 +32,15 @@ api_readyz(api_ctx_t *ctx)
         db_release(c);
     }
     rd = kv_ping(ctx->worker->kv);
-    if (rd == SHOPD_OK) catalog_cache_recover(ctx->worker->kv);
+    if (rd == SHOPD_OK)
+        catalog_cache_recover(ctx->worker->kv);
     bool ok = pg == SHOPD_OK && rd == SHOPD_OK;
     net_reply_t *r = api_json(ok ? SHOPD_OK : SHOPD_UNAVAILABLE,
                               json_pack("{s:s, s:s, s:s}", "status", ok ? "ready" : "not_ready",
-                                        "postgres", pg == SHOPD_OK ? "ok" : "unavailable",
-                                        "redis", rd == SHOPD_OK ? "ok" : "unavailable"));
-    if (!ok) net_reply_add_header(r, "Retry-After", "1");
+                                        "postgres", pg == SHOPD_OK ? "ok" : "unavailable", "redis",
+                                        rd == SHOPD_OK ? "ok" : "unavailable"));
+    if (!ok)
+        net_reply_add_header(r, "Retry-After", "1");
     return r;
 }
 
@@ -53,33 +55,50 @@ api_metrics(app_t *app, net_request_t *req)
     db_pool_stats_t ds;
     db_pool_stats(app->db, &ds);
     char extra[4096];
-    int n = snprintf(extra, sizeof(extra),
-                     "# HELP shopd_actors Live store actors.\n# TYPE shopd_actors gauge\nshopd_actors %llu\n"
-                     "# HELP shopd_mailbox_depth Messages queued in all mailboxes.\n# TYPE shopd_mailbox_depth gauge\nshopd_mailbox_depth %llu\n"
-                     "# HELP shopd_mailbox_depth_max Deepest mailbox now.\n# TYPE shopd_mailbox_depth_max gauge\nshopd_mailbox_depth_max %llu\n"
-                     "# HELP shopd_actor_messages_total Messages handled.\n# TYPE shopd_actor_messages_total counter\nshopd_actor_messages_total %llu\n"
-                     "# HELP shopd_actor_turns_total Actor turns (handler calls).\n# TYPE shopd_actor_turns_total counter\nshopd_actor_turns_total %llu\n"
-                     "# HELP shopd_mailbox_rejected_total Sends refused on a full mailbox.\n# TYPE shopd_mailbox_rejected_total counter\nshopd_mailbox_rejected_total %llu\n"
-                     "# HELP shopd_workers_busy Workers running a turn.\n# TYPE shopd_workers_busy gauge\nshopd_workers_busy %llu\n"
-                     "# HELP shopd_workers Worker threads.\n# TYPE shopd_workers gauge\nshopd_workers %d\n"
-                     "# HELP shopd_db_pool_size PostgreSQL connections in the pool.\n# TYPE shopd_db_pool_size gauge\nshopd_db_pool_size %d\n"
-                     "# HELP shopd_db_pool_in_use PostgreSQL connections lent out.\n# TYPE shopd_db_pool_in_use gauge\nshopd_db_pool_in_use %d\n"
-                     "# HELP shopd_db_pool_timeouts_total Acquires that gave up.\n# TYPE shopd_db_pool_timeouts_total counter\nshopd_db_pool_timeouts_total %llu\n"
-                     "# HELP shopd_db_reconnects_total Reconnects after a lost connection.\n# TYPE shopd_db_reconnects_total counter\nshopd_db_reconnects_total %llu\n"
-                     "# HELP shopd_tenant_cache_entries Cached store lookups.\n# TYPE shopd_tenant_cache_entries gauge\nshopd_tenant_cache_entries %zu\n"
-                     "# HELP shopd_blocking_tasks_total Tasks run by the blocking pool.\n# TYPE shopd_blocking_tasks_total counter\nshopd_blocking_tasks_total %llu\n"
-                     "# HELP shopd_blocking_queued Tasks waiting for the blocking pool.\n# TYPE shopd_blocking_queued gauge\nshopd_blocking_queued %llu\n"
-                     "# HELP shopd_blocking_busy Blocking threads running a task.\n# TYPE shopd_blocking_busy gauge\nshopd_blocking_busy %llu\n"
-                     "# HELP shopd_blocking_rejected_total Tasks refused on a full queue.\n# TYPE shopd_blocking_rejected_total counter\nshopd_blocking_rejected_total %llu\n"
-                     "# HELP shopd_blocking_threads Threads of the blocking pool.\n# TYPE shopd_blocking_threads gauge\nshopd_blocking_threads %d\n",
-                     (unsigned long long)as.actors, (unsigned long long)as.queued,
-                     (unsigned long long)as.max_depth, (unsigned long long)as.processed,
-                     (unsigned long long)as.turns, (unsigned long long)as.rejected,
-                     (unsigned long long)as.busy_workers, as.workers, ds.size, ds.in_use,
-                     (unsigned long long)ds.timeouts, (unsigned long long)ds.resets,
-                     store_cache_size(app->stores), (unsigned long long)bs.processed,
-                     (unsigned long long)bs.queued, (unsigned long long)bs.busy_workers,
-                     (unsigned long long)bs.rejected, bs.workers);
+    int n = snprintf(
+        extra, sizeof(extra),
+        "# HELP shopd_actors Live store actors.\n# TYPE shopd_actors gauge\nshopd_actors %llu\n"
+        "# HELP shopd_mailbox_depth Messages queued in all mailboxes.\n# TYPE shopd_mailbox_depth "
+        "gauge\nshopd_mailbox_depth %llu\n"
+        "# HELP shopd_mailbox_depth_max Deepest mailbox now.\n# TYPE shopd_mailbox_depth_max "
+        "gauge\nshopd_mailbox_depth_max %llu\n"
+        "# HELP shopd_actor_messages_total Messages handled.\n# TYPE shopd_actor_messages_total "
+        "counter\nshopd_actor_messages_total %llu\n"
+        "# HELP shopd_actor_turns_total Actor turns (handler calls).\n# TYPE "
+        "shopd_actor_turns_total counter\nshopd_actor_turns_total %llu\n"
+        "# HELP shopd_mailbox_rejected_total Sends refused on a full mailbox.\n# TYPE "
+        "shopd_mailbox_rejected_total counter\nshopd_mailbox_rejected_total %llu\n"
+        "# HELP shopd_workers_busy Workers running a turn.\n# TYPE shopd_workers_busy "
+        "gauge\nshopd_workers_busy %llu\n"
+        "# HELP shopd_workers Worker threads.\n# TYPE shopd_workers gauge\nshopd_workers %d\n"
+        "# HELP shopd_db_pool_size PostgreSQL connections in the pool.\n# TYPE shopd_db_pool_size "
+        "gauge\nshopd_db_pool_size %d\n"
+        "# HELP shopd_db_pool_in_use PostgreSQL connections lent out.\n# TYPE shopd_db_pool_in_use "
+        "gauge\nshopd_db_pool_in_use %d\n"
+        "# HELP shopd_db_pool_timeouts_total Acquires that gave up.\n# TYPE "
+        "shopd_db_pool_timeouts_total counter\nshopd_db_pool_timeouts_total %llu\n"
+        "# HELP shopd_db_reconnects_total Reconnects after a lost connection.\n# TYPE "
+        "shopd_db_reconnects_total counter\nshopd_db_reconnects_total %llu\n"
+        "# HELP shopd_tenant_cache_entries Cached store lookups.\n# TYPE "
+        "shopd_tenant_cache_entries gauge\nshopd_tenant_cache_entries %zu\n"
+        "# HELP shopd_blocking_tasks_total Tasks run by the blocking pool.\n# TYPE "
+        "shopd_blocking_tasks_total counter\nshopd_blocking_tasks_total %llu\n"
+        "# HELP shopd_blocking_queued Tasks waiting for the blocking pool.\n# TYPE "
+        "shopd_blocking_queued gauge\nshopd_blocking_queued %llu\n"
+        "# HELP shopd_blocking_busy Blocking threads running a task.\n# TYPE shopd_blocking_busy "
+        "gauge\nshopd_blocking_busy %llu\n"
+        "# HELP shopd_blocking_rejected_total Tasks refused on a full queue.\n# TYPE "
+        "shopd_blocking_rejected_total counter\nshopd_blocking_rejected_total %llu\n"
+        "# HELP shopd_blocking_threads Threads of the blocking pool.\n# TYPE "
+        "shopd_blocking_threads gauge\nshopd_blocking_threads %d\n",
+        (unsigned long long)as.actors, (unsigned long long)as.queued,
+        (unsigned long long)as.max_depth, (unsigned long long)as.processed,
+        (unsigned long long)as.turns, (unsigned long long)as.rejected,
+        (unsigned long long)as.busy_workers, as.workers, ds.size, ds.in_use,
+        (unsigned long long)ds.timeouts, (unsigned long long)ds.resets,
+        store_cache_size(app->stores), (unsigned long long)bs.processed,
+        (unsigned long long)bs.queued, (unsigned long long)bs.busy_workers,
+        (unsigned long long)bs.rejected, bs.workers);
     net_reply_t *r = api_empty(SHOPD_OK);
     r->body = shopd_realloc(text, len + (size_t)n + 1);
     memcpy(r->body + len, extra, (size_t)n + 1);
@@ -88,12 +107,15 @@ api_metrics(app_t *app, net_request_t *req)
     return r;
 }
 
+/* clang-format off: one row per line, a table to read across */
 static const api_route_t system_routes[] = {
-    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query */
+    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler,
+       query */
     {"GET", "/healthz", "healthz", API_PUBLIC, API_ANY, API_INLINE, api_healthz, NULL, NULL, NULL},
     {"GET", "/readyz", "readyz", API_PUBLIC, API_ANY, 0, NULL, api_readyz, NULL, NULL},
     {"GET", "/metrics", "metrics", API_PUBLIC, API_ANY, API_INLINE, api_metrics, NULL, NULL, NULL},
 };
+/* clang-format on */
 
 const api_module_t api_system_module = {
     .name = "system",

@@ -60,9 +60,9 @@ static const int metric_statuses[] = {200, 201, 204, 304, 400, 401, 403, 404, 40
                                       413, 415, 422, 429, 431, 500, 503, 504, 0};
 #define NSTATUS (SHOPD_ARRAY_LEN(metric_statuses))
 /* Latency histogram upper bounds in microseconds; the last bucket is +Inf. */
-static const uint64_t hist_bounds_us[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000,
-                                          50000, 100000, 250000, 500000, 1000000, 2500000,
-                                          5000000};
+static const uint64_t hist_bounds_us[] = {100,    250,    500,     1000,    2500,
+                                          5000,   10000,  25000,   50000,   100000,
+                                          250000, 500000, 1000000, 2500000, 5000000};
 #define NBUCKETS (SHOPD_ARRAY_LEN(hist_bounds_us) + 1)
 
 typedef struct net_thread_s net_thread_t;
@@ -76,7 +76,7 @@ typedef struct reply_node_s {
 struct net_conn_s {
     net_thread_t *t;
     struct bufferevent *bev;
-    net_framer_t fr;  /* framing state and the current request */
+    net_framer_t fr; /* framing state and the current request */
     uint32_t slot;
     bool in_flight;   /* handed to the application, not answered yet */
     bool closing;     /* last response queued; free when flushed */
@@ -84,7 +84,7 @@ struct net_conn_s {
     bool read_eof;    /* the client shut its sending side: answer what it sent, then close */
     bool out_blocked; /* unsent output above max_output: further requests wait */
     struct event *timer;
-    char peer[48];    /* the client's IP address, text form (rate limits, logs) */
+    char peer[48]; /* the client's IP address, text form (rate limits, logs) */
 };
 
 typedef struct slot_s {
@@ -119,8 +119,8 @@ struct net_server_s {
     net_config_t cfg;
     net_thread_t *threads;
     int nthreads;
-    _Atomic int conns;        /* open connections, all threads (relaxed: a cap, not a fence) */
-    _Atomic uint64_t inflight;/* requests accepted and not answered */
+    _Atomic int conns;         /* open connections, all threads (relaxed: a cap, not a fence) */
+    _Atomic uint64_t inflight; /* requests accepted and not answered */
     _Atomic bool draining;
     _Atomic uint64_t rejected_conns;
 };
@@ -156,7 +156,8 @@ valid_request_id(const char *s)
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '_' || c == '.' || c == ':'))
             return false;
-        if (n >= 128) return false;
+        if (n >= 128)
+            return false;
     }
     return n > 0;
 }
@@ -212,7 +213,8 @@ conn_free(net_conn_t *c)
         atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
     }
     slot_release(t, c->slot);
-    if (c->timer) event_free(c->timer);
+    if (c->timer)
+        event_free(c->timer);
     bufferevent_free(c->bev);
     net_framer_free(&c->fr);
     shopd_free(c);
@@ -224,7 +226,8 @@ static int
 status_index(int status)
 {
     for (size_t i = 0; i + 1 < NSTATUS; i++)
-        if (metric_statuses[i] == status) return (int)i;
+        if (metric_statuses[i] == status)
+            return (int)i;
     return (int)NSTATUS - 1;
 }
 
@@ -235,7 +238,8 @@ record_metrics(net_thread_t *t, int label, int status, uint64_t us)
     size_t row = (label >= 0 && (size_t)label < nl) ? (size_t)label : nl;
     stat_add(&t->counts[row * NSTATUS + (size_t)status_index(status)], 1);
     size_t b = 0;
-    while (b < NBUCKETS - 1 && us > hist_bounds_us[b]) b++;
+    while (b < NBUCKETS - 1 && us > hist_bounds_us[b])
+        b++;
     stat_add(&t->hist[b], 1);
     stat_add(&t->hist_sum_us, us);
 }
@@ -252,8 +256,10 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
                        atomic_load_explicit(&srv->draining, memory_order_relaxed) ||
                        (c->read_eof && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0);
 
-    if (q->rid[0] == '\0') snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
-    if (r->store_id && !q->store_id) q->store_id = r->store_id;
+    if (q->rid[0] == '\0')
+        snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
+    if (r->store_id && !q->store_id)
+        q->store_id = r->store_id;
 
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -261,9 +267,11 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
                         r->status, net_reason(r->status),
                         r->content_type ? r->content_type : "application/json", r->len, q->rid,
                         close_after ? "close" : "keep-alive");
-    if (r->headers) evbuffer_add(out, r->headers, strlen(r->headers));
+    if (r->headers)
+        evbuffer_add(out, r->headers, strlen(r->headers));
     evbuffer_add(out, "\r\n", 2);
-    if (r->len && strcmp(q->method, "HEAD") != 0) evbuffer_add(out, r->body, r->len);
+    if (r->len && strcmp(q->method, "HEAD") != 0)
+        evbuffer_add(out, r->body, r->len);
 
     uint64_t us = shopd_now_us() - q->start_us;
     record_metrics(t, q->label, r->status, us);
@@ -278,7 +286,8 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
         atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
     }
     t->slots[c->slot].gen++;
-    if (c->timer) evtimer_del(c->timer);
+    if (c->timer)
+        evtimer_del(c->timer);
 
     if (close_after) {
         c->closing = true;
@@ -295,7 +304,8 @@ static void
 conn_fail(net_conn_t *c, int status, const char *code, const char *message)
 {
     net_reply_t *r = net_reply_error(status, code, message);
-    if (c->fr.req.start_us == 0) c->fr.req.start_us = shopd_now_us();
+    if (c->fr.req.start_us == 0)
+        c->fr.req.start_us = shopd_now_us();
     c->lingering = true;
     conn_send(c, r, true);
 }
@@ -326,7 +336,8 @@ dispatch(net_conn_t *c)
 static void
 request_begun(net_conn_t *c)
 {
-    if (c->timer == NULL) c->timer = evtimer_new(c->t->base, request_timeout_cb, c);
+    if (c->timer == NULL)
+        c->timer = evtimer_new(c->t->base, request_timeout_cb, c);
     struct timeval tv = {c->t->srv->cfg.idle_timeout_s, 0};
     evtimer_add(c->timer, &tv);
 }
@@ -362,9 +373,11 @@ conn_parse(net_conn_t *c)
             bufferevent_setwatermark(c->bev, EV_WRITE, max_output / 2, 0);
             return;
         }
-        if (evbuffer_get_length(in) == 0) break;
+        if (evbuffer_get_length(in) == 0)
+            break;
         struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
         size_t n;
         net_frame_rc_t rc = net_framer_feed(f, v.iov_base, v.iov_len, &n);
         evbuffer_drain(in, n);
@@ -384,10 +397,12 @@ conn_parse(net_conn_t *c)
             dispatch(c);
             continue;
         }
-        if (n < v.iov_len) break; /* should not happen without an error */
+        if (n < v.iov_len)
+            break; /* should not happen without an error */
     }
     /* A partial request at end of input is dropped with the connection. */
-    if (c->read_eof && !c->in_flight && !c->closing) conn_finish(c);
+    if (c->read_eof && !c->in_flight && !c->closing)
+        conn_finish(c);
 }
 
 static void
@@ -412,7 +427,8 @@ conn_write_cb(struct bufferevent *bev, void *arg)
         conn_parse(c);
         return;
     }
-    if (!c->closing || evbuffer_get_length(bufferevent_get_output(bev)) > 0) return;
+    if (!c->closing || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        return;
     if (c->lingering) {
         /* Half-close and keep reading (discarding) briefly, so unread request bytes
          * do not turn our answer into a connection reset on the client. */
@@ -433,8 +449,8 @@ static void
 conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     net_conn_t *c = arg;
-    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && (c->in_flight || c->out_blocked) &&
-        !c->lingering) {
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
+        (c->in_flight || c->out_blocked) && !c->lingering) {
         /* Idle timer fired while the application works on a request, or while
          * answers wait for the client to read them (the write timeout watches
          * that client): keep waiting. */
@@ -454,8 +470,9 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
             c->lingering = false;
             return;
         }
-        if (c->closing) return; /* the last answer is being flushed */
-        conn_parse(c);          /* answers what was read, then closes */
+        if (c->closing)
+            return;    /* the last answer is being flushed */
+        conn_parse(c); /* answers what was read, then closes */
         return;
     }
     conn_free(c);
@@ -472,7 +489,8 @@ request_timeout_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     conn_send(c, net_reply_error(504, "request_timeout", "the request took too long"), false);
-    if (!c->closing) conn_parse(c);
+    if (!c->closing)
+        conn_parse(c);
 }
 
 static void
@@ -487,7 +505,8 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
         static const char busy[] =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             "Retry-After: 1\r\nConnection: close\r\nContent-Length: 81\r\n\r\n"
-            "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"try again\",\"details\":[]}}";
+            "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"try "
+            "again\",\"details\":[]}}";
         ssize_t w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
         (void)w;
         evutil_closesocket(fd);
@@ -552,14 +571,17 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         net_conn_t *c = s < t->nslots && t->slots[s].gen == gen ? t->slots[s].conn : NULL;
         if (c && c->in_flight) {
             conn_send(c, n->reply, false);
-            if (!c->closing) conn_parse(c);
+            if (!c->closing)
+                conn_parse(c);
         } else {
             net_reply_free(n->reply);
         }
         shopd_free(n);
     }
-    if (drain) drain_thread(t);
-    if (stop) event_base_loopbreak(t->base);
+    if (drain)
+        drain_thread(t);
+    if (stop)
+        event_base_loopbreak(t->base);
 }
 
 void
@@ -580,7 +602,8 @@ net_reply_post(void *reply_to, uint64_t token, net_reply_t *reply)
     pthread_mutex_unlock(&t->qlock);
     /* Only the poster that made the list non-empty needs to wake the loop; the
      * callback takes the whole list. */
-    if (was_empty) event_active(t->wake, EV_READ, 0);
+    if (was_empty)
+        event_active(t->wake, EV_READ, 0);
 }
 
 /* ------------------------------------------------------------ request API */
@@ -624,7 +647,8 @@ net_req_defer(net_request_t *req, void **reply_to, uint64_t *token)
     net_thread_t *t = c->t;
     *reply_to = t;
     *token = ((uint64_t)c->slot << 32) | t->slots[c->slot].gen;
-    if (c->timer == NULL) c->timer = evtimer_new(t->base, request_timeout_cb, c);
+    if (c->timer == NULL)
+        c->timer = evtimer_new(t->base, request_timeout_cb, c);
     int ms = t->srv->cfg.request_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);
@@ -674,10 +698,10 @@ net_server_new(const net_config_t *cfg, char *err, size_t errlen)
         }
         t->wake = event_new(t->base, -1, EV_PERSIST | EV_READ, wake_cb, t);
         event_add(t->wake, NULL);
-        t->lst = evconnlistener_new_bind(
-            t->base, accept_cb, t,
-            LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-            1024, (struct sockaddr *)&ss, sslen);
+        t->lst = evconnlistener_new_bind(t->base, accept_cb, t,
+                                         LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
+                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                         1024, (struct sockaddr *)&ss, sslen);
         if (t->lst == NULL) {
             snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
             goto fail;
@@ -712,7 +736,8 @@ void
 net_server_drain(net_server_t *srv)
 {
     atomic_store_explicit(&srv->draining, true, memory_order_relaxed);
-    for (int i = 0; i < srv->nthreads; i++) post_control(&srv->threads[i], true, false);
+    for (int i = 0; i < srv->nthreads; i++)
+        post_control(&srv->threads[i], true, false);
 }
 
 uint64_t
@@ -724,25 +749,30 @@ net_server_inflight(net_server_t *srv)
 void
 net_server_stop(net_server_t *srv)
 {
-    for (int i = 0; i < srv->nthreads; i++) post_control(&srv->threads[i], false, true);
     for (int i = 0; i < srv->nthreads; i++)
-        if (srv->threads[i].tid) pthread_join(srv->threads[i].tid, NULL);
+        post_control(&srv->threads[i], false, true);
+    for (int i = 0; i < srv->nthreads; i++)
+        if (srv->threads[i].tid)
+            pthread_join(srv->threads[i].tid, NULL);
     for (int i = 0; i < srv->nthreads; i++) {
         net_thread_t *t = &srv->threads[i];
         srv->threads[i].tid = 0;
         for (size_t s = 0; s < t->nslots; s++)
-            if (t->slots[s].conn) conn_free(t->slots[s].conn);
+            if (t->slots[s].conn)
+                conn_free(t->slots[s].conn);
     }
 }
 
 void
 net_server_free(net_server_t *srv)
 {
-    if (srv == NULL) return;
+    if (srv == NULL)
+        return;
     for (int i = 0; i < srv->nthreads; i++) {
         net_thread_t *t = &srv->threads[i];
         for (size_t s = 0; s < t->nslots; s++)
-            if (t->slots[s].conn) conn_free(t->slots[s].conn);
+            if (t->slots[s].conn)
+                conn_free(t->slots[s].conn);
         reply_node_t *n = t->qhead;
         while (n) {
             reply_node_t *next = n->next;
@@ -750,9 +780,12 @@ net_server_free(net_server_t *srv)
             shopd_free(n);
             n = next;
         }
-        if (t->lst) evconnlistener_free(t->lst);
-        if (t->wake) event_free(t->wake);
-        if (t->base) event_base_free(t->base);
+        if (t->lst)
+            evconnlistener_free(t->lst);
+        if (t->wake)
+            event_free(t->wake);
+        if (t->base)
+            event_base_free(t->base);
         pthread_mutex_destroy(&t->qlock);
         shopd_free(t->slots);
         shopd_free(t->free_slots);
@@ -796,14 +829,18 @@ net_server_metrics(net_server_t *srv, size_t *lenp)
         for (size_t s = 0; s < NSTATUS; s++) {
             uint64_t v = 0;
             for (int i = 0; i < srv->nthreads; i++)
-                v += atomic_load_explicit(&srv->threads[i].counts[l * NSTATUS + s], memory_order_relaxed);
-            if (v == 0) continue;
+                v += atomic_load_explicit(&srv->threads[i].counts[l * NSTATUS + s],
+                                          memory_order_relaxed);
+            if (v == 0)
+                continue;
             const char *route = l < nl ? srv->cfg.labels[l] : "unmatched";
             if (metric_statuses[s])
-                mbuf_printf(&buf, &len, &cap, "shopd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                            route, metric_statuses[s], (unsigned long long)v);
+                mbuf_printf(&buf, &len, &cap,
+                            "shopd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n", route,
+                            metric_statuses[s], (unsigned long long)v);
             else
-                mbuf_printf(&buf, &len, &cap, "shopd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                mbuf_printf(&buf, &len, &cap,
+                            "shopd_http_requests_total{route=\"%s\",status=\"other\"} %llu\n",
                             route, (unsigned long long)v);
         }
     }
@@ -815,26 +852,32 @@ net_server_metrics(net_server_t *srv, size_t *lenp)
         for (int i = 0; i < srv->nthreads; i++)
             cum += atomic_load_explicit(&srv->threads[i].hist[b], memory_order_relaxed);
         if (b < NBUCKETS - 1)
-            mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+            mbuf_printf(&buf, &len, &cap,
+                        "shopd_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
                         (double)hist_bounds_us[b] / 1e6, (unsigned long long)cum);
         else
-            mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+            mbuf_printf(&buf, &len, &cap,
+                        "shopd_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
                         (unsigned long long)cum);
     }
     for (int i = 0; i < srv->nthreads; i++)
         sum += atomic_load_explicit(&srv->threads[i].hist_sum_us, memory_order_relaxed);
-    mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_sum %.6f\n", (double)sum / 1e6);
-    mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_count %llu\n", (unsigned long long)cum);
-    mbuf_printf(&buf, &len, &cap,
-                "# HELP shopd_http_connections Open client connections.\n"
-                "# TYPE shopd_http_connections gauge\nshopd_http_connections %d\n"
-                "# HELP shopd_http_connections_rejected_total Connections refused at the cap.\n"
-                "# TYPE shopd_http_connections_rejected_total counter\nshopd_http_connections_rejected_total %llu\n"
-                "# HELP shopd_http_inflight Requests being handled.\n"
-                "# TYPE shopd_http_inflight gauge\nshopd_http_inflight %llu\n",
-                atomic_load_explicit(&srv->conns, memory_order_relaxed),
-                (unsigned long long)atomic_load_explicit(&srv->rejected_conns, memory_order_relaxed),
-                (unsigned long long)atomic_load_explicit(&srv->inflight, memory_order_relaxed));
+    mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_sum %.6f\n",
+                (double)sum / 1e6);
+    mbuf_printf(&buf, &len, &cap, "shopd_http_request_duration_seconds_count %llu\n",
+                (unsigned long long)cum);
+    mbuf_printf(
+        &buf, &len, &cap,
+        "# HELP shopd_http_connections Open client connections.\n"
+        "# TYPE shopd_http_connections gauge\nshopd_http_connections %d\n"
+        "# HELP shopd_http_connections_rejected_total Connections refused at the cap.\n"
+        "# TYPE shopd_http_connections_rejected_total "
+        "counter\nshopd_http_connections_rejected_total %llu\n"
+        "# HELP shopd_http_inflight Requests being handled.\n"
+        "# TYPE shopd_http_inflight gauge\nshopd_http_inflight %llu\n",
+        atomic_load_explicit(&srv->conns, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&srv->rejected_conns, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&srv->inflight, memory_order_relaxed));
     *lenp = len;
     return buf;
 }

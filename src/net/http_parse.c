@@ -15,7 +15,8 @@ buf_append(char **buf, size_t *len, size_t *cap, const char *at, size_t n)
 {
     if (*len + n + 1 > *cap) {
         size_t nc = *cap ? *cap : 256;
-        while (nc < *len + n + 1) nc *= 2;
+        while (nc < *len + n + 1)
+            nc *= 2;
         *buf = shopd_realloc(*buf, nc);
         *cap = nc;
     }
@@ -40,8 +41,10 @@ net_request_reset(net_request_t *r)
     r->store_id = 0;
     r->keep_alive = true;
     r->method = "GET";
-    if (r->url) r->url[0] = '\0';
-    if (r->body) r->body[0] = '\0';
+    if (r->url)
+        r->url[0] = '\0';
+    if (r->body)
+        r->body[0] = '\0';
 }
 
 /* Records the answer for a framing error; the callback then returns -1. */
@@ -79,7 +82,8 @@ static int
 on_url(http_parser *p, const char *at, size_t n)
 {
     net_framer_t *f = p->data;
-    if (header_budget(f, n)) return -1;
+    if (header_budget(f, n))
+        return -1;
     buf_append(&f->req.url, &f->req.url_len, &f->req.url_cap, at, n);
     return 0;
 }
@@ -91,15 +95,19 @@ on_header_field(http_parser *p, const char *at, size_t n)
     net_request_t *q = &f->req;
     /* Trailers of a chunked body count against the budget but are dropped: the
      * application reads the header block only, which framing_rules checked. */
-    if (q->headers_done) return header_budget(f, n);
+    if (q->headers_done)
+        return header_budget(f, n);
     /* A name may arrive in pieces (one call per read): ": " and CRLF are
      * counted once, when the field starts. */
     bool starts = q->in_value || q->nhdrs == 0;
-    if (header_budget(f, starts ? n + 4 : n)) return -1;
+    if (header_budget(f, starts ? n + 4 : n))
+        return -1;
     if (starts) {
         if (q->nhdrs == NET_MAX_HEADERS)
-            return frame_fail(f, 431, "header_too_large", "request line and headers exceed the limit");
-        if (q->nhdrs > 0) buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end value */
+            return frame_fail(f, 431, "header_too_large",
+                              "request line and headers exceed the limit");
+        if (q->nhdrs > 0)
+            buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end value */
         q->hname[q->nhdrs] = (uint32_t)q->hlen;
         q->hval[q->nhdrs] = UINT32_MAX;
         q->nhdrs++;
@@ -114,8 +122,10 @@ on_header_value(http_parser *p, const char *at, size_t n)
 {
     net_framer_t *f = p->data;
     net_request_t *q = &f->req;
-    if (q->headers_done) return header_budget(f, n); /* a trailer: dropped */
-    if (header_budget(f, n)) return -1;
+    if (q->headers_done)
+        return header_budget(f, n); /* a trailer: dropped */
+    if (header_budget(f, n))
+        return -1;
     if (!q->in_value) {
         buf_append(&q->hbuf, &q->hlen, &q->hcap, "", 1); /* end name */
         q->hval[q->nhdrs - 1] = (uint32_t)q->hlen;
@@ -137,7 +147,8 @@ framing_rules(net_framer_t *f)
     /* Headers that name the store or the caller: two of them would let a proxy
      * and shopd read different ones (the first wins here), so a second one is
      * refused like a second Host. */
-    static const char *const single[] = {"X-Tenant-Id", "Authorization", "Content-Type", "If-None-Match"};
+    static const char *const single[] = {"X-Tenant-Id", "Authorization", "Content-Type",
+                                         "If-None-Match"};
     size_t seen[sizeof(single) / sizeof(single[0])] = {0};
     size_t hosts = 0;
     const char *length = NULL;
@@ -147,7 +158,8 @@ framing_rules(net_framer_t *f)
         const char *value = q->hval[i] == UINT32_MAX ? "" : q->hbuf + q->hval[i];
         for (size_t k = 0; k < sizeof(single) / sizeof(single[0]); k++)
             if (strcasecmp(name, single[k]) == 0 && ++seen[k] > 1)
-                return frame_fail(f, 400, "bad_request", "a header that may appear once appears twice");
+                return frame_fail(f, 400, "bad_request",
+                                  "a header that may appear once appears twice");
         if (strcasecmp(name, "Host") == 0) {
             hosts++;
         } else if (strcasecmp(name, "Content-Length") == 0) {
@@ -180,7 +192,8 @@ on_headers_complete(http_parser *p)
     q->headers_done = true;
     q->method = http_method_str((enum http_method)p->method);
     q->keep_alive = http_should_keep_alive(p) != 0;
-    if (framing_rules(f) != 0) return -1;
+    if (framing_rules(f) != 0)
+        return -1;
     if (p->content_length != ULLONG_MAX && p->content_length > f->max_body)
         return frame_fail(f, 413, "body_too_large", "request body exceeds the limit");
     const char *expect = net_req_header(q, "Expect");
@@ -240,7 +253,8 @@ net_framer_init(net_framer_t *f, size_t max_header, size_t max_body)
 void
 net_framer_free(net_framer_t *f)
 {
-    if (f == NULL) return;
+    if (f == NULL)
+        return;
     shopd_free(f->req.url);
     shopd_free(f->req.hbuf);
     shopd_free(f->req.body);
@@ -252,10 +266,12 @@ net_frame_rc_t
 net_framer_feed(net_framer_t *f, const char *at, size_t n, size_t *used)
 {
     *used = 0;
-    if (f->status) return NET_FRAME_ERROR;
+    if (f->status)
+        return NET_FRAME_ERROR;
     *used = http_parser_execute(&f->parser, &parser_settings, at, n);
     enum http_errno e = HTTP_PARSER_ERRNO(&f->parser);
-    if (f->status) return NET_FRAME_ERROR; /* a callback refused the request */
+    if (f->status)
+        return NET_FRAME_ERROR; /* a callback refused the request */
     if (e == HPE_PAUSED) {
         http_parser_pause(&f->parser, 0);
         return NET_FRAME_REQUEST;

@@ -22,24 +22,24 @@ typedef struct net_conn_s net_conn_t;
 /* One request: filled by the framer, then read through the net_req_* accessors.
  * The buffers are owned by the request and reused from one request to the next. */
 struct net_request_s {
-    net_conn_t *conn;         /* NULL outside a server (fuzzing) */
-    const char *method;       /* static string from http-parser */
+    net_conn_t *conn;   /* NULL outside a server (fuzzing) */
+    const char *method; /* static string from http-parser */
     char *url;
     size_t url_len, url_cap;
-    size_t path_len;          /* bytes of url before '?' */
-    char *hbuf;               /* "name\0value\0name\0value\0..." */
+    size_t path_len; /* bytes of url before '?' */
+    char *hbuf;      /* "name\0value\0name\0value\0..." */
     size_t hlen, hcap;
     uint32_t hname[NET_MAX_HEADERS], hval[NET_MAX_HEADERS];
     size_t nhdrs;
     bool in_value;
-    bool headers_done;        /* past the header block: fields now are chunked trailers */
+    bool headers_done; /* past the header block: fields now are chunked trailers */
     size_t header_bytes;
     char *body;
     size_t body_len, body_cap;
     char rid[132];
     int label;
     uint64_t store_id;
-    uint64_t start_us;        /* first byte of the request */
+    uint64_t start_us; /* first byte of the request */
     bool keep_alive;
 };
 
@@ -47,19 +47,19 @@ struct net_request_s {
 typedef struct net_framer_s {
     http_parser parser;
     net_request_t req;
-    size_t max_header;        /**< request line + headers, bytes (431 beyond) */
-    size_t max_body;          /**< body bytes (413 beyond) */
-    int status;               /**< 0, or the 4xx answer once framing failed */
-    const char *code;         /**< error code for the answer (static) */
-    const char *message;      /**< error message for the answer (static) */
-    bool began;               /**< a request started during the last feed; caller clears */
-    bool expect_continue;     /**< the request asked for 100-continue; caller clears */
+    size_t max_header;    /**< request line + headers, bytes (431 beyond) */
+    size_t max_body;      /**< body bytes (413 beyond) */
+    int status;           /**< 0, or the 4xx answer once framing failed */
+    const char *code;     /**< error code for the answer (static) */
+    const char *message;  /**< error message for the answer (static) */
+    bool began;           /**< a request started during the last feed; caller clears */
+    bool expect_continue; /**< the request asked for 100-continue; caller clears */
 } net_framer_t;
 
 typedef enum net_frame_rc_e {
-    NET_FRAME_MORE = 0,       /**< all bytes taken, no complete request yet */
-    NET_FRAME_REQUEST,        /**< f->req holds a complete request */
-    NET_FRAME_ERROR           /**< f->status, f->code, f->message say why; stop reading */
+    NET_FRAME_MORE = 0, /**< all bytes taken, no complete request yet */
+    NET_FRAME_REQUEST,  /**< f->req holds a complete request */
+    NET_FRAME_ERROR     /**< f->status, f->code, f->message say why; stop reading */
 } net_frame_rc_t;
 
 /** Prepares f (zeroed or fresh memory) for a new connection. */

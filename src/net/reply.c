@@ -18,7 +18,8 @@ net_reply_new(int status)
 void
 net_reply_free(net_reply_t *r)
 {
-    if (r == NULL) return;
+    if (r == NULL)
+        return;
     shopd_free(r->body);
     shopd_free(r->headers);
     shopd_free(r);
@@ -49,8 +50,8 @@ net_error_body(const char *code, const char *message, const char *const *fields,
 {
     json_t *details = json_array();
     for (size_t i = 0; i < nfields; i++)
-        json_array_append_new(details, json_pack("{s:s, s:s}", "field", fields[i], "issue",
-                                                 issues[i]));
+        json_array_append_new(details,
+                              json_pack("{s:s, s:s}", "field", fields[i], "issue", issues[i]));
     json_t *root = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", message,
                              "details", details);
     char *s = json_dumps(root, JSON_COMPACT);
@@ -64,8 +65,7 @@ net_error_body(const char *code, const char *message, const char *const *fields,
 }
 
 static net_reply_t *
-error_reply(int status, const char *code, const char *message, const char *field,
-            const char *issue)
+error_reply(int status, const char *code, const char *message, const char *field, const char *issue)
 {
     net_reply_t *r = net_reply_new(status);
     r->body = net_error_body(code, message, field ? &field : NULL, issue ? &issue : NULL,
@@ -92,24 +92,42 @@ net_status_for_rc(shopd_rc_t rc)
     /* The one place a result becomes an HTTP status (the admin protocol will keep
      * the result itself and its error code). */
     switch (rc) {
-    case SHOPD_NOT_MODIFIED: return 304;
-    case SHOPD_NO_CONTENT: return 204;
-    case SHOPD_ACCEPTED: return 202;
-    case SHOPD_CREATED: return 201;
-    case SHOPD_OK: return 200;
-    case SHOPD_NOTFOUND: return 404;
-    case SHOPD_BUSY: return 503;
-    case SHOPD_CONFLICT: return 409;
-    case SHOPD_INVALID: return 422;
-    case SHOPD_FORBIDDEN: return 403;
-    case SHOPD_UNAVAILABLE: return 503;
-    case SHOPD_AGAIN: return 503;
-    case SHOPD_UNAUTHENTICATED: return 401;
-    case SHOPD_BAD_REQUEST: return 400;
-    case SHOPD_RATE_LIMITED: return 429;
-    case SHOPD_UNSUPPORTED: return 415;
-    case SHOPD_NOT_ALLOWED: return 405;
-    case SHOPD_ERR: return 500;
+    case SHOPD_NOT_MODIFIED:
+        return 304;
+    case SHOPD_NO_CONTENT:
+        return 204;
+    case SHOPD_ACCEPTED:
+        return 202;
+    case SHOPD_CREATED:
+        return 201;
+    case SHOPD_OK:
+        return 200;
+    case SHOPD_NOTFOUND:
+        return 404;
+    case SHOPD_BUSY:
+        return 503;
+    case SHOPD_CONFLICT:
+        return 409;
+    case SHOPD_INVALID:
+        return 422;
+    case SHOPD_FORBIDDEN:
+        return 403;
+    case SHOPD_UNAVAILABLE:
+        return 503;
+    case SHOPD_AGAIN:
+        return 503;
+    case SHOPD_UNAUTHENTICATED:
+        return 401;
+    case SHOPD_BAD_REQUEST:
+        return 400;
+    case SHOPD_RATE_LIMITED:
+        return 429;
+    case SHOPD_UNSUPPORTED:
+        return 415;
+    case SHOPD_NOT_ALLOWED:
+        return 405;
+    case SHOPD_ERR:
+        return 500;
     }
     return 500;
 }
@@ -124,28 +142,50 @@ const char *
 net_reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     }
     return "Unknown";
 }

@@ -19,17 +19,21 @@ match_pattern(const char *pattern, const char *path, size_t pathlen, net_match_t
     const char *p = pattern, *s = path, *end = path + pathlen;
     out->nparams = 0;
     while (*p && s < end) {
-        if (*p != '/' || *s != '/') return false;
+        if (*p != '/' || *s != '/')
+            return false;
         p++;
         s++;
         const char *pseg = p;
-        while (*p && *p != '/') p++;
+        while (*p && *p != '/')
+            p++;
         size_t plen = (size_t)(p - pseg);
         const char *sseg = s;
-        while (s < end && *s != '/') s++;
+        while (s < end && *s != '/')
+            s++;
         size_t slen = (size_t)(s - sseg);
         if (plen > 0 && pseg[0] == ':') {
-            if (slen == 0 || out->nparams >= NET_MAX_PARAMS) return false;
+            if (slen == 0 || out->nparams >= NET_MAX_PARAMS)
+                return false;
             out->param_names[out->nparams] = pseg + 1;
             out->param_name_lens[out->nparams] = plen - 1;
             out->param_values[out->nparams] = sseg;
@@ -53,10 +57,13 @@ net_route_match(const net_route_t *routes, size_t n, const char *method, const c
     out->nparams = 0;
     out->allow[0] = '\0';
     /* A trailing slash is not a different resource ("/stores/" == "/stores"). */
-    if (pathlen > 1 && path[pathlen - 1] == '/') pathlen--;
+    if (pathlen > 1 && path[pathlen - 1] == '/')
+        pathlen--;
     for (size_t i = 0; i < n; i++) {
-        if (!match_pattern(routes[i].pattern, path, pathlen, &tmp)) continue;
-        if (strcmp(routes[i].method, method) == 0 || (head && strcmp(routes[i].method, "GET") == 0)) {
+        if (!match_pattern(routes[i].pattern, path, pathlen, &tmp))
+            continue;
+        if (strcmp(routes[i].method, method) == 0 ||
+            (head && strcmp(routes[i].method, "GET") == 0)) {
             *out = tmp;
             out->route = (int)i;
             out->allow[0] = '\0';
@@ -81,14 +88,17 @@ net_route_allow(const net_match_t *m, char *out, size_t n)
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         int w = snprintf(out + used, n - used, "%s%.*s", used ? ", " : "", (int)len, p);
-        if (w < 0 || (size_t)w >= n - used) break;
+        if (w < 0 || (size_t)w >= n - used)
+            break;
         used += (size_t)w;
         if (len == 3 && !memcmp(p, "GET", 3) && !strstr(m->allow, "HEAD")) {
             w = snprintf(out + used, n - used, ", HEAD");
-            if (w < 0 || (size_t)w >= n - used) break;
+            if (w < 0 || (size_t)w >= n - used)
+                break;
             used += (size_t)w;
         }
         p += len;
-        while (*p == ',' || *p == ' ') p++;
+        while (*p == ',' || *p == ' ')
+            p++;
     }
 }

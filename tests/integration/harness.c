@@ -54,7 +54,8 @@ th_in_ci(void)
 void
 th_skip_or_fail(const char *why)
 {
-    if (th_in_ci()) fail_msg("cannot run in CI: %s", why);
+    if (th_in_ci())
+        fail_msg("cannot run in CI: %s", why);
     print_message("SKIPPED: %s\n", why);
     skip();
 }
@@ -63,8 +64,10 @@ bool
 th_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
     for (int waited = 0;; waited += 10) {
-        if (cond(arg)) return true;
-        if (waited >= timeout_ms) return false;
+        if (cond(arg))
+            return true;
+        if (waited >= timeout_ms)
+            return false;
         usleep(10000);
     }
 }
@@ -87,7 +90,8 @@ url_with_db(const char *url, const char *db, char *out, size_t n)
     }
     const char *path = strchr(scheme + 3, '/');
     const char *query = strchr(scheme + 3, '?');
-    if (path == NULL || (query && path > query)) path = query ? query : url + strlen(url);
+    if (path == NULL || (query && path > query))
+        path = query ? query : url + strlen(url);
     const char *rest = query ? query : url + strlen(url);
     snprintf(out, n, "%.*s/%s%s", (int)(path - url), url, db, rest);
 }
@@ -101,7 +105,8 @@ admin_exec(const char *url, const char *sql, char *err, size_t errlen)
         PQclear(PQexec(c, "SET client_min_messages = warning"));
         PGresult *r = PQexec(c, sql);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-        if (!ok) snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        if (!ok)
+            snprintf(err, errlen, "%s", PQresultErrorMessage(r));
         PQclear(r);
     } else {
         snprintf(err, errlen, "%s", PQerrorMessage(c));
@@ -113,7 +118,8 @@ admin_exec(const char *url, const char *sql, char *err, size_t errlen)
 static void
 drop_private_db(void)
 {
-    if (private_db[0] == '\0') return;
+    if (private_db[0] == '\0')
+        return;
     char sql[128], err[512];
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", private_db);
     if (!admin_exec(admin_url, sql, err, sizeof(err)))
@@ -138,11 +144,13 @@ redis_admin(void)
     if (c == NULL || c->err) {
         fprintf(stderr, "harness: cannot reach Redis %s:%d: %s\n", redis_host, redis_port,
                 c ? c->errstr : "out of memory");
-        if (c) redisFree(c);
+        if (c)
+            redisFree(c);
         return NULL;
     }
     redisReply *r = NULL;
-    if (redis_pw[0]) freeReplyObject(redisCommand(c, "AUTH %s", redis_pw));
+    if (redis_pw[0])
+        freeReplyObject(redisCommand(c, "AUTH %s", redis_pw));
     r = redisCommand(c, "SELECT %d", redis_base_db);
     freeReplyObject(r);
     return c;
@@ -164,11 +172,13 @@ claim_redis_db(redisContext *c, int n)
     redisReply *r = redisCommand(c, "SET %s %s NX EX 3600", key, me);
     bool ok = reply_ok(r);
     freeReplyObject(r);
-    if (ok) return true;
+    if (ok)
+        return true;
     r = redisCommand(c, "GET %s", key);
     int owner = r && r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
     freeReplyObject(r);
-    if (owner <= 0 || (kill(owner, 0) == 0 || errno != ESRCH)) return false;
+    if (owner <= 0 || (kill(owner, 0) == 0 || errno != ESRCH))
+        return false;
     /* The owner died without releasing it: take over, unless someone else just did. */
     char was[16];
     snprintf(was, sizeof(was), "%d", owner);
@@ -184,9 +194,11 @@ claim_redis_db(redisContext *c, int n)
 static void
 release_redis_db(void)
 {
-    if (private_redis_db < 0) return;
+    if (private_redis_db < 0)
+        return;
     redisContext *c = redis_admin();
-    if (c == NULL) return;
+    if (c == NULL)
+        return;
     freeReplyObject(redisCommand(c, "SELECT %d", private_redis_db));
     freeReplyObject(redisCommand(c, "FLUSHDB"));
     freeReplyObject(redisCommand(c, "SELECT %d", redis_base_db));
@@ -201,16 +213,19 @@ static void
 take_private_redis_db(void)
 {
     const char *base = getenv("SHOPD_TEST_REDIS_URL");
-    if (base == NULL || *base == '\0') return;
+    if (base == NULL || *base == '\0')
+        return;
     if (kv_parse_url(base, redis_host, sizeof(redis_host), &redis_port, &redis_base_db, redis_pw,
                      sizeof(redis_pw)) != 0) {
         fprintf(stderr, "harness: cannot parse SHOPD_TEST_REDIS_URL %s\n", base);
         exit(1);
     }
     redisContext *c = redis_admin();
-    if (c == NULL) exit(1);
+    if (c == NULL)
+        exit(1);
     for (int n = 1; n < 16 && private_redis_db < 0; n++)
-        if (n != 5 && n != 9 && n != redis_base_db && claim_redis_db(c, n)) private_redis_db = n;
+        if (n != 5 && n != 9 && n != redis_base_db && claim_redis_db(c, n))
+            private_redis_db = n;
     if (private_redis_db < 0) {
         redisFree(c);
         fprintf(stderr, "harness: no free Redis database for this test program (all taken)\n");
@@ -236,7 +251,8 @@ static void kill_leftover_servers(void);
 static void
 harness_exit(void)
 {
-    if (getpid() != private_db_owner) return;
+    if (getpid() != private_db_owner)
+        return;
     kill_leftover_servers();
     drop_private_db();
     release_redis_db();
@@ -325,12 +341,15 @@ child_env(int port, const char *const *extra)
     char **env = calloc(cap, sizeof(char *));
     /* Extra settings first: lookups take the first match, so they win. */
     for (const char *const *x = extra; x && *x; x++) {
-        if (n + 2 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
+        if (n + 2 >= cap)
+            env = realloc(env, (cap *= 2) * sizeof(char *));
         env[n++] = (char *)*x;
     }
     for (char **e = environ; *e; e++) {
-        if (!strncmp(*e, "SHOPD_", 6) && strncmp(*e, "SHOPD_TEST_", 11)) continue;
-        if (n + 16 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
+        if (!strncmp(*e, "SHOPD_", 6) && strncmp(*e, "SHOPD_TEST_", 11))
+            continue;
+        if (n + 16 >= cap)
+            env = realloc(env, (cap *= 2) * sizeof(char *));
         env[n++] = *e;
     }
     snprintf(bufs[0], 512, "SHOPD_DATABASE_URL=%s", th_env("SHOPD_TEST_DATABASE_URL"));
@@ -338,15 +357,18 @@ child_env(int port, const char *const *extra)
     snprintf(bufs[2], 512, "SHOPD_LISTEN=127.0.0.1:%d", port);
     snprintf(bufs[3], 512, "SHOPD_PLATFORM_TOKEN=%s", TH_PLATFORM_TOKEN);
     snprintf(bufs[4], 512, "SHOPD_BASE_DOMAIN=%s", TH_BASE_DOMAIN);
-    snprintf(bufs[5], 512, "SHOPD_SQL_DIR=%s", getenv("SHOPD_SQL_DIR") ? getenv("SHOPD_SQL_DIR") : "sql");
+    snprintf(bufs[5], 512, "SHOPD_SQL_DIR=%s",
+             getenv("SHOPD_SQL_DIR") ? getenv("SHOPD_SQL_DIR") : "sql");
     snprintf(bufs[6], 512, "SHOPD_IO_THREADS=2");
     snprintf(bufs[7], 512, "SHOPD_WORKERS=2");
     /* Every test server shares one Redis and the client address 127.0.0.1: a shared
      * per-address login bucket would make parallel tests flaky. Tests of the limits
      * set their own value (extra settings win). */
     snprintf(bufs[8], 512, "SHOPD_AUTH_RATE_IP=0");
-    if (n + 10 >= cap) env = realloc(env, (cap *= 2) * sizeof(char *));
-    for (int i = 0; i < 9; i++) env[n++] = bufs[i];
+    if (n + 10 >= cap)
+        env = realloc(env, (cap *= 2) * sizeof(char *));
+    for (int i = 0; i < 9; i++)
+        env[n++] = bufs[i];
     env[n] = NULL;
     return env;
 }
@@ -357,10 +379,12 @@ static bool
 log_contains(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
-    if (f == NULL) return false;
+    if (f == NULL)
+        return false;
     char line[1024];
     bool found = false;
-    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, needle) != NULL;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
     fclose(f);
     return found;
 }
@@ -370,7 +394,8 @@ print_log_tail(const char *path)
 {
     char cmd[320];
     snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", path);
-    if (system(cmd) != 0) {}
+    if (system(cmd) != 0) {
+    }
 }
 
 /* One attempt: 1 on success (srv filled), 0 when the port could not be bound (try
@@ -380,7 +405,8 @@ start_once(th_server_t *srv, const char *const *extra_env)
 {
     srv->reserve_fd = reserve_port(&srv->port);
     snprintf(srv->url, sizeof(srv->url), "http://127.0.0.1:%d", srv->port);
-    snprintf(srv->log_path, sizeof(srv->log_path), "/tmp/shopd-test-%d-%d.log", (int)getpid(), srv->port);
+    snprintf(srv->log_path, sizeof(srv->log_path), "/tmp/shopd-test-%d-%d.log", (int)getpid(),
+             srv->port);
     char **env = child_env(srv->port, extra_env);
     const char *bin = th_env("SHOPD_BIN");
     pid_t pid = fork();
@@ -402,14 +428,16 @@ start_once(th_server_t *srv, const char *const *extra_env)
             srv->pid = 0;
             close(srv->reserve_fd);
             srv->reserve_fd = -1;
-            if (log_contains(srv->log_path, "cannot listen on")) return 0;
+            if (log_contains(srv->log_path, "cannot listen on"))
+                return 0;
             print_log_tail(srv->log_path);
             fail_msg("shopd exited at start (status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
         }
         th_resp_t r = th_req(srv, "GET", "/healthz", NULL, NULL);
         long s = r.status;
         th_resp_free(&r);
-        if (s == 200) return 1;
+        if (s == 200)
+            return 1;
         usleep(50000);
     }
     kill(pid, SIGKILL);
@@ -450,7 +478,8 @@ kill_leftover_servers(void)
 {
     for (th_server_t *s = servers; s; s = s->next)
         if (!s->stopped && s->pid > 0) {
-            fprintf(stderr, "harness: killing shopd on port %d, left running by a failed test (log: %s)\n",
+            fprintf(stderr,
+                    "harness: killing shopd on port %d, left running by a failed test (log: %s)\n",
                     s->port, s->log_path);
             kill(s->pid, SIGKILL);
             waitpid(s->pid, NULL, 0);
@@ -490,7 +519,8 @@ stop_process(th_server_t *srv)
          * (setting pid to 0) after checking its exit status. */
         status = 0;
     }
-    if (srv->reserve_fd >= 0) close(srv->reserve_fd);
+    if (srv->reserve_fd >= 0)
+        close(srv->reserve_fd);
     srv->reserve_fd = -1;
     srv->stopped = true;
     srv->exit_status = status;
@@ -500,7 +530,8 @@ stop_process(th_server_t *srv)
 int
 th_stop(th_server_t *srv)
 {
-    if (srv == NULL) return -1;
+    if (srv == NULL)
+        return -1;
     int status = srv->stopped ? srv->exit_status : stop_process(srv);
     for (th_server_t **pp = &servers; *pp; pp = &(*pp)->next)
         if (*pp == srv) {
@@ -518,7 +549,8 @@ th_test_stop_all(void **state)
     int failed = 0, stopped = 0;
     char first[400] = "";
     for (th_server_t *s = servers; s; s = s->next) {
-        if (s->stopped) continue;
+        if (s->stopped)
+            continue;
         stopped++;
         int st = stop_process(s);
         if (st != 0 && failed++ == 0)
@@ -526,7 +558,8 @@ th_test_stop_all(void **state)
                      s->log_path);
     }
     print_message("stopped %d server(s)\n", stopped);
-    if (failed) fail_msg("%d server(s) did not stop cleanly; first: %s", failed, first);
+    if (failed)
+        fail_msg("%d server(s) did not stop cleanly; first: %s", failed, first);
 }
 
 int
@@ -551,7 +584,8 @@ th_run_shopd(const char *const *argv, const char *const *extra_env, char *err, s
     /* Read to the end (discarding what does not fit) so the child never dies of SIGPIPE. */
     while ((n = got + 1 < errlen ? read(pipefd[0], err + got, errlen - got - 1)
                                  : read(pipefd[0], sink, sizeof(sink))) > 0)
-        if (got + 1 < errlen) got += (size_t)n;
+        if (got + 1 < errlen)
+            got += (size_t)n;
     err[got] = '\0';
     close(pipefd[0]);
     int st;
@@ -597,17 +631,21 @@ th_req(th_server_t *srv, const char *method, const char *path, const char *const
     bool has_ct = false;
     for (const char *const *x = headers; x && *x; x++) {
         sl = curl_slist_append(sl, *x);
-        if (!strncasecmp(*x, "Content-Type:", 13)) has_ct = true;
+        if (!strncasecmp(*x, "Content-Type:", 13))
+            has_ct = true;
     }
     if (body) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-        if (!has_ct) sl = curl_slist_append(sl, "Content-Type: application/json");
+        if (!has_ct)
+            sl = curl_slist_append(sl, "Content-Type: application/json");
     }
-    if (!strcmp(method, "HEAD")) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    if (!strcmp(method, "HEAD"))
+        curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, sl);
     CURLcode cc = curl_easy_perform(curl);
-    if (cc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+    if (cc == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
     curl_slist_free_all(sl);
     curl_easy_cleanup(curl);
     r.body = b.p ? b.p : strdup("");
@@ -631,10 +669,12 @@ th_header(const th_resp_t *r, const char *name)
     size_t nl = strlen(name);
     for (const char *p = r->headers; p && *p;) {
         const char *eol = strstr(p, "\r\n");
-        if (eol == NULL) break;
+        if (eol == NULL)
+            break;
         if ((size_t)(eol - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
             const char *v = p + nl + 1;
-            while (*v == ' ') v++;
+            while (*v == ' ')
+                v++;
             snprintf(val, sizeof(val), "%.*s", (int)(eol - v), v);
             return val;
         }
@@ -663,22 +703,26 @@ size_t
 th_raw(th_server_t *srv, const char *bytes, size_t len, char *out, size_t outcap, int timeout_ms)
 {
     int port = srv->port;
-    if (port == 0) sscanf(srv->url, "http://127.0.0.1:%d", &port);
+    if (port == 0)
+        sscanf(srv->url, "http://127.0.0.1:%d", &port);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     size_t sent = 0;
     while (sent < len) {
         ssize_t w = send(fd, bytes + sent, len - sent, MSG_NOSIGNAL);
-        if (w <= 0) break; /* the server may answer and close before reading everything */
+        if (w <= 0)
+            break; /* the server may answer and close before reading everything */
         sent += (size_t)w;
     }
     size_t got = 0;
     struct pollfd p = {.fd = fd, .events = POLLIN};
     while (got + 1 < outcap && poll(&p, 1, timeout_ms) > 0) {
         ssize_t n = recv(fd, out + got, outcap - got - 1, 0);
-        if (n <= 0) break;
+        if (n <= 0)
+            break;
         got += (size_t)n;
     }
     out[got] = '\0';
@@ -703,7 +747,8 @@ th_create_store(th_server_t *srv, const char *slug, const char *extra)
     snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"Store %s\",\"currency\":\"USD\"%s%s}",
              slug, slug, extra ? "," : "", extra ? extra : "");
     th_resp_t r = th_platform(srv, "POST", "/api/v1/stores", body);
-    if (r.status != 201) fail_msg("create store %s: %ld %s", slug, r.status, r.body);
+    if (r.status != 201)
+        fail_msg("create store %s: %ld %s", slug, r.status, r.body);
     long id = (long)json_integer_value(json_object_get(r.json, "id"));
     th_resp_free(&r);
     return id;

@@ -55,8 +55,8 @@ typedef struct th_server_s {
     char url[64];
     char log_path[256];
     /* Harness-private from here on. */
-    int reserve_fd;  /* keeps the port taken until the server stops (-1: none) */
-    bool stopped;    /* stopped by th_test_stop_all; exit_status holds the result */
+    int reserve_fd; /* keeps the port taken until the server stops (-1: none) */
+    bool stopped;   /* stopped by th_test_stop_all; exit_status holds the result */
     int exit_status;
     struct th_server_s *next; /* list of started servers */
 } th_server_t;

@@ -172,9 +172,10 @@ claims(long uid, long store, const char *role, long long iat, long long exp)
                  "\"exp\":%lld,\"jti\":\"t\"}",
                  uid, store, role, iat, exp);
     else
-        snprintf(p, sizeof(p),
-                 "{\"sub\":\"%ld\",\"role\":\"%s\",\"ver\":1,\"iat\":%lld,\"exp\":%lld,\"jti\":\"t\"}", uid,
-                 role, iat, exp);
+        snprintf(
+            p, sizeof(p),
+            "{\"sub\":\"%ld\",\"role\":\"%s\",\"ver\":1,\"iat\":%lld,\"exp\":%lld,\"jti\":\"t\"}",
+            uid, role, iat, exp);
     return p;
 }
 
@@ -489,7 +490,8 @@ outbox_wait_new(const char *to, int n, char (*old)[80], char *token)
     assert_int_equal(outbox_tokens(to, tokens, 8), n);
     for (int i = 0; i < n; i++) {
         bool seen = false;
-        for (int k = 0; k < n - 1; k++) seen |= !strcmp(tokens[i], old[k]);
+        for (int k = 0; k < n - 1; k++)
+            seen |= !strcmp(tokens[i], old[k]);
         if (!seen) {
             snprintf(token, 80, "%s", tokens[i]);
             return;

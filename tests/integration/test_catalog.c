@@ -63,8 +63,10 @@ jstr(json_t *o, const char *k)
 static void
 expect(th_resp_t *r, long status, const char *code)
 {
-    if (r->status != status) fail_msg("expected %ld, got %ld: %s", status, r->status, r->body);
-    if (code && strcmp(th_error_code(r), code)) fail_msg("expected code %s: %s", code, r->body);
+    if (r->status != status)
+        fail_msg("expected %ld, got %ld: %s", status, r->status, r->body);
+    if (code && strcmp(th_error_code(r), code))
+        fail_msg("expected code %s: %s", code, r->body);
 }
 
 static bool
@@ -73,7 +75,8 @@ has_issue(const th_resp_t *r, const char *field)
     json_t *d = json_object_get(json_object_get(r->json, "error"), "details");
     size_t i;
     json_t *x;
-    json_array_foreach(d, i, x) if (!strcmp(json_string_value(json_object_get(x, "field")), field)) return true;
+    json_array_foreach(
+        d, i, x) if (!strcmp(json_string_value(json_object_get(x, "field")), field)) return true;
     return false;
 }
 
@@ -82,7 +85,8 @@ static long
 create(long store, const char *path, const char *body)
 {
     th_resp_t r = rq(store, store == store_a ? admin_a : admin_b, "POST", path, body);
-    if (r.status != 201) fail_msg("POST %s %s: %ld %s", path, body, r.status, r.body);
+    if (r.status != 201)
+        fail_msg("POST %s %s: %ld %s", path, body, r.status, r.body);
     long id = jint(r.json, "id");
     th_resp_free(&r);
     return id;
@@ -92,8 +96,10 @@ static long
 create_category(long store, const char *name, long parent)
 {
     char body[256];
-    if (parent) snprintf(body, sizeof(body), "{\"name\":\"%s\",\"parent_id\":%ld}", name, parent);
-    else snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
+    if (parent)
+        snprintf(body, sizeof(body), "{\"name\":\"%s\",\"parent_id\":%ld}", name, parent);
+    else
+        snprintf(body, sizeof(body), "{\"name\":\"%s\"}", name);
     return create(store, "/api/v1/categories", body);
 }
 
@@ -101,7 +107,8 @@ static long
 create_product(long store, const char *name, long price, const char *extra)
 {
     char body[1024];
-    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"base_price\":%ld%s%s}", name, price, extra ? "," : "", extra ? extra : "");
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"base_price\":%ld%s%s}", name, price,
+             extra ? "," : "", extra ? extra : "");
     return create(store, "/api/v1/products", body);
 }
 
@@ -109,7 +116,8 @@ static long
 create_variant(long store, long product, const char *sku, long stock)
 {
     char body[256], path[128];
-    snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"stock\":%ld,\"options\":{\"n\":\"%s\"}}", sku, stock, sku);
+    snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"stock\":%ld,\"options\":{\"n\":\"%s\"}}", sku,
+             stock, sku);
     snprintf(path, sizeof(path), "/api/v1/products/%ld/variants", product);
     return create(store, path, body);
 }
@@ -136,7 +144,8 @@ teardown(void **state)
     free(admin_a);
     free(admin_b);
     free(customer_a);
-    if (srv == NULL) return -1;
+    if (srv == NULL)
+        return -1;
     th_stop(srv); /* frees it: TH_STOP_TEST checked the exit status */
     curl_global_cleanup();
     return 0;
@@ -167,9 +176,12 @@ test_categories(void **state)
     json_t *c0 = NULL, *c1 = NULL;
     size_t i;
     json_t *x;
-    json_array_foreach(roots, i, x) {
-        if (jint(x, "id") == clothing) c0 = x;
-        if (jint(x, "id") == shoes) c1 = x;
+    json_array_foreach(roots, i, x)
+    {
+        if (jint(x, "id") == clothing)
+            c0 = x;
+        if (jint(x, "id") == shoes)
+            c1 = x;
     }
     assert_non_null(c0);
     assert_non_null(c1);
@@ -199,7 +211,8 @@ test_categories(void **state)
     th_resp_free(&r);
 
     /* Validation. */
-    r = rq(store_a, admin_a, "POST", "/api/v1/categories", "{\"slug\":\"Bad Slug\",\"position\":\"x\",\"color\":1}");
+    r = rq(store_a, admin_a, "POST", "/api/v1/categories",
+           "{\"slug\":\"Bad Slug\",\"position\":\"x\",\"color\":1}");
     expect(&r, 422, "validation_failed");
     assert_true(has_issue(&r, "name"));
     assert_true(has_issue(&r, "slug"));
@@ -209,7 +222,8 @@ test_categories(void **state)
     r = rq(store_a, admin_a, "POST", "/api/v1/categories", "{\"name\":\"Clothing\"}");
     expect(&r, 409, "slug_taken");
     th_resp_free(&r);
-    r = rq(store_a, admin_a, "POST", "/api/v1/categories", "{\"name\":\"Orphan\",\"parent_id\":999999999}");
+    r = rq(store_a, admin_a, "POST", "/api/v1/categories",
+           "{\"name\":\"Orphan\",\"parent_id\":999999999}");
     expect(&r, 422, "validation_failed");
     assert_true(has_issue(&r, "parent_id"));
     th_resp_free(&r);
@@ -267,7 +281,8 @@ test_categories(void **state)
     r = rqf(store_a, admin_a, "DELETE", NULL, "/api/v1/categories/%ld", clothing);
     expect(&r, 409, "category_not_empty");
     th_resp_free(&r);
-    r = rqf(store_a, admin_a, "DELETE", NULL, "/api/v1/categories/%ld?move_to=%ld", clothing, shirts);
+    r = rqf(store_a, admin_a, "DELETE", NULL, "/api/v1/categories/%ld?move_to=%ld", clothing,
+            shirts);
     expect(&r, 409, "category_cycle");
     th_resp_free(&r);
     r = rqf(store_a, admin_a, "DELETE", NULL, "/api/v1/categories/%ld?move_to=abc", clothing);
@@ -302,9 +317,10 @@ test_categories(void **state)
 static void
 test_products(void **state)
 {
-    th_resp_t r = rq(store_a, admin_a, "POST", "/api/v1/products",
-                     "{\"name\":\"Blue Mug\",\"base_price\":1299,\"brand\":\"Acme\",\"description\":\"A mug.\","
-                     "\"attributes\":{\"material\":\"ceramic\"}}");
+    th_resp_t r = rq(
+        store_a, admin_a, "POST", "/api/v1/products",
+        "{\"name\":\"Blue Mug\",\"base_price\":1299,\"brand\":\"Acme\",\"description\":\"A mug.\","
+        "\"attributes\":{\"material\":\"ceramic\"}}");
     expect(&r, 201, NULL);
     long id = jint(r.json, "id");
     assert_string_equal(jstr(r.json, "slug"), "blue-mug");
@@ -327,7 +343,8 @@ test_products(void **state)
     assert_string_equal(th_header(&r, "Cache-Control"), "private, no-store");
     th_resp_free(&r);
 
-    r = rqf(store_a, admin_a, "PATCH", "{\"status\":\"active\",\"base_price\":1499,\"brand\":null}", "/api/v1/products/%ld", id);
+    r = rqf(store_a, admin_a, "PATCH", "{\"status\":\"active\",\"base_price\":1499,\"brand\":null}",
+            "/api/v1/products/%ld", id);
     expect(&r, 200, NULL);
     assert_int_equal(jint(r.json, "base_price"), 1499);
     assert_true(json_is_null(json_object_get(r.json, "brand")));
@@ -345,21 +362,27 @@ test_products(void **state)
     assert_true(has_issue(&r, "base_price"));
     th_resp_free(&r);
     r = rq(store_a, admin_a, "POST", "/api/v1/products",
-           "{\"name\":\"\",\"base_price\":-1,\"status\":\"gone\",\"attributes\":[],\"category_id\":\"x\","
+           "{\"name\":\"\",\"base_price\":-1,\"status\":\"gone\",\"attributes\":[],\"category_id\":"
+           "\"x\","
            "\"option_value_ids\":[\"a\"],\"slug\":\"A B\",\"weight\":3}");
     expect(&r, 422, "validation_failed");
-    const char *fields[] = {"name", "base_price", "status", "attributes", "category_id", "option_value_ids", "slug", "weight"};
+    const char *fields[] = {"name",        "base_price",       "status", "attributes",
+                            "category_id", "option_value_ids", "slug",   "weight"};
     for (size_t i = 0; i < 8; i++)
-        if (!has_issue(&r, fields[i])) fail_msg("no issue for %s: %s", fields[i], r.body);
+        if (!has_issue(&r, fields[i]))
+            fail_msg("no issue for %s: %s", fields[i], r.body);
     th_resp_free(&r);
-    r = rq(store_a, admin_a, "POST", "/api/v1/products", "{\"name\":\"Blue Mug\",\"base_price\":1}");
+    r = rq(store_a, admin_a, "POST", "/api/v1/products",
+           "{\"name\":\"Blue Mug\",\"base_price\":1}");
     expect(&r, 409, "slug_taken");
     th_resp_free(&r);
-    r = rq(store_a, admin_a, "POST", "/api/v1/products", "{\"name\":\"No Cat\",\"base_price\":1,\"category_id\":999999999}");
+    r = rq(store_a, admin_a, "POST", "/api/v1/products",
+           "{\"name\":\"No Cat\",\"base_price\":1,\"category_id\":999999999}");
     expect(&r, 422, "validation_failed");
     assert_true(has_issue(&r, "category_id"));
     th_resp_free(&r);
-    r = rq(store_a, admin_a, "POST", "/api/v1/products", "{\"name\":\"No Val\",\"base_price\":1,\"option_value_ids\":[999999999]}");
+    r = rq(store_a, admin_a, "POST", "/api/v1/products",
+           "{\"name\":\"No Val\",\"base_price\":1,\"option_value_ids\":[999999999]}");
     expect(&r, 422, "validation_failed");
     assert_true(has_issue(&r, "option_value_ids"));
     th_resp_free(&r);
@@ -388,7 +411,8 @@ value_id(json_t *attr, const char *value)
 {
     size_t i;
     json_t *x;
-    json_array_foreach(json_object_get(attr, "values"), i, x) if (!strcmp(jstr(x, "value"), value)) return jint(x, "id");
+    json_array_foreach(json_object_get(attr, "values"), i,
+                       x) if (!strcmp(jstr(x, "value"), value)) return jint(x, "id");
     fail_msg("no value %s", value);
     return 0;
 }
@@ -396,7 +420,8 @@ value_id(json_t *attr, const char *value)
 static void
 test_attributes_and_generation(void **state)
 {
-    th_resp_t r = rq(store_a, admin_a, "POST", "/api/v1/attributes", "{\"name\":\"Size\",\"values\":[\"S\",\"M\",\"L\"]}");
+    th_resp_t r = rq(store_a, admin_a, "POST", "/api/v1/attributes",
+                     "{\"name\":\"Size\",\"values\":[\"S\",\"M\",\"L\"]}");
     expect(&r, 201, NULL);
     long size = jint(r.json, "id");
     assert_int_equal(json_array_size(json_object_get(r.json, "values")), 3);
@@ -427,11 +452,13 @@ test_attributes_and_generation(void **state)
     r = rq(store_a, admin_a, "POST", "/api/v1/attributes/999999999/values", "{\"value\":\"X\"}");
     expect(&r, 404, "attribute_not_found");
     th_resp_free(&r);
-    r = rqf(store_a, admin_a, "PATCH", "{\"value\":\"Forest Green\"}", "/api/v1/attributes/%ld/values/%ld", color, green);
+    r = rqf(store_a, admin_a, "PATCH", "{\"value\":\"Forest Green\"}",
+            "/api/v1/attributes/%ld/values/%ld", color, green);
     expect(&r, 200, NULL);
     assert_string_equal(jstr(r.json, "value"), "Forest Green");
     th_resp_free(&r);
-    r = rqf(store_a, admin_a, "PATCH", "{\"value\":\"X\"}", "/api/v1/attributes/%ld/values/%ld", size, green);
+    r = rqf(store_a, admin_a, "PATCH", "{\"value\":\"X\"}", "/api/v1/attributes/%ld/values/%ld",
+            size, green);
     expect(&r, 404, "attribute_value_not_found");
     th_resp_free(&r);
     r = rqf(store_a, admin_a, "DELETE", NULL, "/api/v1/attributes/%ld/values/%ld", color, green);
@@ -457,7 +484,8 @@ test_attributes_and_generation(void **state)
 
     /* A product choosing S, M x Red, Blue: 4 combinations. */
     char extra[256];
-    snprintf(extra, sizeof(extra), "\"status\":\"active\",\"option_value_ids\":[%ld,%ld,%ld,%ld]", s, m, red, blue);
+    snprintf(extra, sizeof(extra), "\"status\":\"active\",\"option_value_ids\":[%ld,%ld,%ld,%ld]",
+             s, m, red, blue);
     long tee = create_product(store_a, "Gen Tee", 2000, extra);
     r = rqf(store_a, admin_a, "POST", NULL, "/api/v1/products/%ld/variants/generate", tee);
     expect(&r, 201, NULL);
@@ -478,7 +506,8 @@ test_attributes_and_generation(void **state)
     assert_int_equal(json_array_size(json_object_get(r.json, "data")), 4);
     th_resp_free(&r);
     /* Adding L keeps the 4 and adds 2. */
-    snprintf(extra, sizeof(extra), "{\"option_value_ids\":[%ld,%ld,%ld,%ld,%ld]}", s, m, l, red, blue);
+    snprintf(extra, sizeof(extra), "{\"option_value_ids\":[%ld,%ld,%ld,%ld,%ld]}", s, m, l, red,
+             blue);
     r = rqf(store_a, admin_a, "PATCH", extra, "/api/v1/products/%ld", tee);
     expect(&r, 200, NULL);
     assert_int_equal(json_array_size(json_object_get(r.json, "option_value_ids")), 5);
@@ -502,12 +531,14 @@ test_attributes_and_generation(void **state)
     expect(&r, 404, "product_not_found");
     th_resp_free(&r);
     r = rq(store_a, admin_a, "POST", "/api/v1/attributes",
-           "{\"name\":\"Big1\",\"values\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\",\"11\"]}");
+           "{\"name\":\"Big1\",\"values\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\","
+           "\"10\",\"11\"]}");
     expect(&r, 201, NULL);
     json_t *big1 = json_incref(r.json);
     th_resp_free(&r);
     r = rq(store_a, admin_a, "POST", "/api/v1/attributes",
-           "{\"name\":\"Big2\",\"values\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\"]}");
+           "{\"name\":\"Big2\",\"values\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\","
+           "\"j\"]}");
     expect(&r, 201, NULL);
     json_t *big2 = json_incref(r.json);
     th_resp_free(&r);
@@ -516,8 +547,8 @@ test_attributes_and_generation(void **state)
     json_t *x;
     json_array_foreach(json_object_get(big1, "values"), i, x)
         snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%ld,", jint(x, "id"));
-    json_array_foreach(json_object_get(big2, "values"), i, x)
-        snprintf(ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%ld", i ? "," : "", jint(x, "id"));
+    json_array_foreach(json_object_get(big2, "values"), i, x) snprintf(
+        ids + strlen(ids), sizeof(ids) - strlen(ids), "%s%ld", i ? "," : "", jint(x, "id"));
     strcat(ids, "]}");
     json_decref(big1);
     json_decref(big2);
@@ -553,7 +584,8 @@ test_variants(void **state)
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/products/%ld/variants", prod);
     th_resp_t r = rq(store_a, admin_a, "POST", path,
-                     "{\"sku\":\"VP-1\",\"options\":{\"Size\":\"M\"},\"price\":750,\"stock\":5,\"weight_g\":200,\"barcode\":\"123\"}");
+                     "{\"sku\":\"VP-1\",\"options\":{\"Size\":\"M\"},\"price\":750,\"stock\":5,"
+                     "\"weight_g\":200,\"barcode\":\"123\"}");
     expect(&r, 201, NULL);
     long v = jint(r.json, "id");
     assert_int_equal(jint(r.json, "price"), 750);
@@ -565,7 +597,8 @@ test_variants(void **state)
     expect(&r, 200, NULL);
     assert_int_equal(jint(r.json, "stock"), 5);
     assert_int_equal(jint(r.json, "ledger_sum"), 5);
-    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "movements"), 0), "reason"), "initial stock");
+    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "movements"), 0), "reason"),
+                        "initial stock");
     th_resp_free(&r);
 
     r = rq(store_a, admin_a, "POST", path, "{\"sku\":\"VP-1\",\"options\":{\"Size\":\"L\"}}");
@@ -574,11 +607,13 @@ test_variants(void **state)
     r = rq(store_a, admin_a, "POST", path, "{\"sku\":\"VP-2\",\"options\":{\"Size\":\"M\"}}");
     expect(&r, 409, "variant_exists");
     th_resp_free(&r);
-    r = rq(store_a, admin_a, "POST", path, "{\"options\":[1],\"price\":-5,\"stock\":-1,\"weight_g\":\"x\",\"size\":1}");
+    r = rq(store_a, admin_a, "POST", path,
+           "{\"options\":[1],\"price\":-5,\"stock\":-1,\"weight_g\":\"x\",\"size\":1}");
     expect(&r, 422, "validation_failed");
     const char *fields[] = {"sku", "options", "price", "stock", "weight_g", "size"};
     for (size_t i = 0; i < 6; i++)
-        if (!has_issue(&r, fields[i])) fail_msg("no issue for %s: %s", fields[i], r.body);
+        if (!has_issue(&r, fields[i]))
+            fail_msg("no issue for %s: %s", fields[i], r.body);
     th_resp_free(&r);
     r = rq(store_a, admin_a, "POST", "/api/v1/products/999999999/variants", "{\"sku\":\"NOPE\"}");
     expect(&r, 404, "product_not_found");
@@ -588,7 +623,8 @@ test_variants(void **state)
     expect(&r, 422, "validation_failed");
     assert_true(has_issue(&r, "stock"));
     th_resp_free(&r);
-    r = rqf(store_a, admin_a, "PATCH", "{\"price\":null,\"sku\":\"VP-1B\"}", "/api/v1/variants/%ld", v);
+    r = rqf(store_a, admin_a, "PATCH", "{\"price\":null,\"sku\":\"VP-1B\"}", "/api/v1/variants/%ld",
+            v);
     expect(&r, 200, NULL);
     assert_int_equal(jint(r.json, "price"), 500); /* back to the base price */
     assert_true(json_is_null(json_object_get(r.json, "price_override")));
@@ -617,14 +653,17 @@ stock_of(long variant)
     th_resp_t r = rqf(store_a, admin_a, "GET", NULL, "/api/v1/variants/%ld/movements", variant);
     expect(&r, 200, NULL);
     long s = jint(r.json, "stock");
-    if (s != jint(r.json, "ledger_sum")) fail_msg("stock %ld != ledger sum %ld", s, jint(r.json, "ledger_sum"));
+    if (s != jint(r.json, "ledger_sum"))
+        fail_msg("stock %ld != ledger sum %ld", s, jint(r.json, "ledger_sum"));
     th_resp_free(&r);
     /* And straight from PostgreSQL. */
     char vid[24], sid[24];
     snprintf(vid, sizeof(vid), "%ld", variant);
     snprintf(sid, sizeof(sid), "%ld", store_a);
     const char *p[] = {sid, vid, NULL};
-    long sum = atol(th_sql("SELECT coalesce(sum(delta), 0) FROM inventory_movements WHERE store_id = $1 AND variant_id = $2", p));
+    long sum = atol(th_sql("SELECT coalesce(sum(delta), 0) FROM inventory_movements WHERE store_id "
+                           "= $1 AND variant_id = $2",
+                           p));
     assert_int_equal(sum, s);
     return s;
 }
@@ -634,28 +673,37 @@ test_inventory(void **state)
 {
     long prod = create_product(store_a, "Inv Prod", 100, NULL);
     long v = create_variant(store_a, prod, "INV-1", 0);
-    th_resp_t r = rqf(store_a, admin_a, "PATCH", "{\"set\":10}", "/api/v1/variants/%ld/inventory", v);
+    th_resp_t r =
+        rqf(store_a, admin_a, "PATCH", "{\"set\":10}", "/api/v1/variants/%ld/inventory", v);
     expect(&r, 200, NULL);
     assert_int_equal(jint(r.json, "stock"), 10);
     assert_int_equal(jint(r.json, "delta"), 10);
     th_resp_free(&r);
-    r = rqf(store_a, admin_a, "PATCH", "{\"adjust\":-3,\"reason\":\"damaged\"}", "/api/v1/variants/%ld/inventory", v);
+    r = rqf(store_a, admin_a, "PATCH", "{\"adjust\":-3,\"reason\":\"damaged\"}",
+            "/api/v1/variants/%ld/inventory", v);
     expect(&r, 200, NULL);
     assert_int_equal(jint(r.json, "stock"), 7);
     th_resp_free(&r);
     r = rqf(store_a, admin_a, "PATCH", "{\"adjust\":-8}", "/api/v1/variants/%ld/inventory", v);
     expect(&r, 409, "insufficient_stock");
     th_resp_free(&r);
-    r = rqf(store_a, admin_a, "PATCH", "{\"set\":7}", "/api/v1/variants/%ld/inventory", v); /* no change: no movement */
+    r = rqf(store_a, admin_a, "PATCH", "{\"set\":7}", "/api/v1/variants/%ld/inventory",
+            v); /* no change: no movement */
     expect(&r, 200, NULL);
     assert_int_equal(jint(r.json, "delta"), 0);
     assert_true(json_is_null(json_object_get(r.json, "movement_id")));
     th_resp_free(&r);
-    const char *bad[] = {"{}", "{\"set\":1,\"adjust\":1}", "{\"set\":-1}", "{\"adjust\":0}", "{\"adjust\":\"1\"}",
-                         "{\"adjust\":1,\"reason\":\"\"}", "{\"adjust\":1,\"why\":1}"};
+    const char *bad[] = {"{}",
+                         "{\"set\":1,\"adjust\":1}",
+                         "{\"set\":-1}",
+                         "{\"adjust\":0}",
+                         "{\"adjust\":\"1\"}",
+                         "{\"adjust\":1,\"reason\":\"\"}",
+                         "{\"adjust\":1,\"why\":1}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = rqf(store_a, admin_a, "PATCH", bad[i], "/api/v1/variants/%ld/inventory", v);
-        if (r.status != 422) fail_msg("%s: %ld %s", bad[i], r.status, r.body);
+        if (r.status != 422)
+            fail_msg("%s: %ld %s", bad[i], r.status, r.body);
         th_resp_free(&r);
     }
     r = rq(store_a, admin_a, "PATCH", "/api/v1/variants/999999999/inventory", "{\"adjust\":1}");
@@ -674,7 +722,8 @@ test_inventory(void **state)
     th_resp_free(&r);
     r = rqf(store_a, admin_a, "GET", NULL, "/api/v1/variants/%ld/movements", v);
     assert_int_equal(json_array_size(json_object_get(r.json, "movements")), 2);
-    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "movements"), 0), "reason"), "damaged");
+    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "movements"), 0), "reason"),
+                        "damaged");
     assert_true(jint(json_array_get(json_object_get(r.json, "movements"), 0), "actor_user_id") > 0);
     th_resp_free(&r);
 }
@@ -691,11 +740,16 @@ burst_thread(void *arg)
 {
     burst_t *b = arg;
     for (int i = 0; i < b->n; i++) {
-        th_resp_t r = rqf(store_a, admin_a, "PATCH", b->body, "/api/v1/variants/%ld/inventory", b->variant);
-        if (r.status == 200) b->ok++;
-        else if (r.status == 409) b->refused++;
-        else if (r.status == 422) b->invalid++;
-        else b->other++;
+        th_resp_t r =
+            rqf(store_a, admin_a, "PATCH", b->body, "/api/v1/variants/%ld/inventory", b->variant);
+        if (r.status == 200)
+            b->ok++;
+        else if (r.status == 409)
+            b->refused++;
+        else if (r.status == 422)
+            b->invalid++;
+        else
+            b->other++;
         th_resp_free(&r);
     }
     return NULL;
@@ -718,8 +772,10 @@ run_burst(burst_t *bs, int nthreads)
 {
     pthread_t t[32];
     assert_true(nthreads <= 32);
-    for (int i = 0; i < nthreads; i++) assert_int_equal(pthread_create(&t[i], NULL, burst_thread, &bs[i]), 0);
-    for (int i = 0; i < nthreads; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < nthreads; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, burst_thread, &bs[i]), 0);
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(t[i], NULL);
 }
 
 static void
@@ -732,7 +788,8 @@ test_inventory_burst(void **state)
     /* 16 threads x 50 requests of -1 from 300: exactly 300 succeed. */
     burst_t bs[24];
     memset(bs, 0, sizeof(bs));
-    for (int i = 0; i < 16; i++) bs[i] = (burst_t){.variant = v, .n = 50, .body = "{\"adjust\":-1,\"reason\":\"burst\"}"};
+    for (int i = 0; i < 16; i++)
+        bs[i] = (burst_t){.variant = v, .n = 50, .body = "{\"adjust\":-1,\"reason\":\"burst\"}"};
     run_burst(bs, 16);
     int ok = 0, refused = 0, other = 0;
     for (int i = 0; i < 16; i++) {
@@ -748,17 +805,20 @@ test_inventory_burst(void **state)
     /* Mixed: 8 threads of +2 and 8 of -1, 25 each; stock never negative and
      * every successful change is in the ledger. */
     for (int i = 0; i < 16; i++)
-        bs[i] = (burst_t){.variant = v, .n = 25, .body = i % 2 ? "{\"adjust\":2}" : "{\"adjust\":-1}"};
+        bs[i] =
+            (burst_t){.variant = v, .n = 25, .body = i % 2 ? "{\"adjust\":2}" : "{\"adjust\":-1}"};
     /* Plus 6 huge increments: two fit in an int, the others fail inside their
      * batches (integer overflow: 422) without disturbing their neighbours. */
-    for (int i = 16; i < 18; i++) bs[i] = (burst_t){.variant = v, .n = 3, .body = "{\"adjust\":1000000000}"};
+    for (int i = 16; i < 18; i++)
+        bs[i] = (burst_t){.variant = v, .n = 3, .body = "{\"adjust\":1000000000}"};
     run_burst(bs, 18);
     long expect_stock = 0;
     other = 0;
     for (int i = 0; i < 16; i++) {
         expect_stock += (i % 2 ? 2 : -1) * bs[i].ok;
         other += bs[i].other + bs[i].invalid;
-        if (i % 2) assert_int_equal(bs[i].ok, 25); /* increments always succeed */
+        if (i % 2)
+            assert_int_equal(bs[i].ok, 25); /* increments always succeed */
     }
     assert_int_equal(other, 0);
     assert_int_equal(bs[16].ok + bs[17].ok, 2);
@@ -767,8 +827,10 @@ test_inventory_burst(void **state)
     assert_true(expect_stock >= 0);
     assert_int_equal(stock_of(v), expect_stock);
 
-    double turns = metric("shopd_actor_turns_total") - turns0, msgs = metric("shopd_actor_messages_total") - msgs0;
-    print_message("inventory burst: %.0f messages in %.0f actor turns (%.1f per turn)\n", msgs, turns, msgs / turns);
+    double turns = metric("shopd_actor_turns_total") - turns0,
+           msgs = metric("shopd_actor_messages_total") - msgs0;
+    print_message("inventory burst: %.0f messages in %.0f actor turns (%.1f per turn)\n", msgs,
+                  turns, msgs / turns);
     assert_true(msgs >= 1200);
     assert_true(turns < msgs); /* adjustments were committed in batches */
 }
@@ -794,10 +856,17 @@ test_listing(void **state)
     for (int i = 1; i <= 30; i++) {
         char name[64], extra[256];
         snprintf(name, sizeof(name), "%s Item %02d", i % 3 == 0 ? "Woolly" : "Plain", i);
-        snprintf(extra, sizeof(extra), "\"status\":\"active\",\"brand\":\"%s\",\"category_id\":%ld,\"description\":\"%s\"",
-                 i % 2 ? "Acme" : "Zenith", i <= 10 ? top : i <= 20 ? sub : other, i == 7 ? "made of cashmere" : "plain");
+        snprintf(
+            extra, sizeof(extra),
+            "\"status\":\"active\",\"brand\":\"%s\",\"category_id\":%ld,\"description\":\"%s\"",
+            i % 2 ? "Acme" : "Zenith",
+            i <= 10   ? top
+            : i <= 20 ? sub
+                      : other,
+            i == 7 ? "made of cashmere" : "plain");
         long p = create_product(sc, name, i * 100, extra);
-        if (i == 1) create_variant(sc, p, "L-1", 3);
+        if (i == 1)
+            create_variant(sc, p, "L-1", 3);
     }
     for (int i = 0; i < 3; i++) {
         char name[64];
@@ -837,7 +906,8 @@ test_listing(void **state)
     th_resp_free(&r);
     r = rq(sc, NULL, "GET", "/api/v1/products?q=cashmere", NULL);
     assert_int_equal(jint(r.json, "total"), 1);
-    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "data"), 0), "name"), "Plain Item 07");
+    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "data"), 0), "name"),
+                        "Plain Item 07");
     th_resp_free(&r);
     r = rq(sc, NULL, "GET", "/api/v1/products?q=100%25", NULL); /* wildcards are literal */
     assert_int_equal(jint(r.json, "total"), 0);
@@ -853,10 +923,12 @@ test_listing(void **state)
     assert_int_equal(jint(json_array_get(json_object_get(r.json, "data"), 0), "base_price"), 3000);
     th_resp_free(&r);
     r = rq(sc, NULL, "GET", "/api/v1/products?sort=name&limit=1", NULL);
-    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "data"), 0), "name"), "Plain Item 01");
+    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "data"), 0), "name"),
+                        "Plain Item 01");
     th_resp_free(&r);
     r = rq(sc, NULL, "GET", "/api/v1/products?sort=-name&limit=1", NULL);
-    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "data"), 0), "name"), "Woolly Item 30");
+    assert_string_equal(jstr(json_array_get(json_object_get(r.json, "data"), 0), "name"),
+                        "Woolly Item 30");
     th_resp_free(&r);
 
     /* Cursor walks: every sort visits each product once, in order. */
@@ -866,15 +938,19 @@ test_listing(void **state)
         int seen = 0, pages = 0;
         long prev_price = -1;
         for (;;) {
-            snprintf(path, sizeof(path), "/api/v1/products?sort=%s&limit=7%s%s", sortv[s], cursor[0] ? "&cursor=" : "", cursor);
+            snprintf(path, sizeof(path), "/api/v1/products?sort=%s&limit=7%s%s", sortv[s],
+                     cursor[0] ? "&cursor=" : "", cursor);
             r = rq(sc, NULL, "GET", path, NULL);
             expect(&r, 200, NULL);
             json_t *x;
             size_t i;
-            json_array_foreach(json_object_get(r.json, "data"), i, x) {
+            json_array_foreach(json_object_get(r.json, "data"), i, x)
+            {
                 long pr = jint(x, "base_price");
-                if (s == 1 && prev_price >= 0) assert_true(pr > prev_price);
-                if (s == 2 && prev_price >= 0) assert_true(pr < prev_price);
+                if (s == 1 && prev_price >= 0)
+                    assert_true(pr > prev_price);
+                if (s == 2 && prev_price >= 0)
+                    assert_true(pr < prev_price);
                 prev_price = pr;
                 seen++;
             }
@@ -888,7 +964,8 @@ test_listing(void **state)
             th_resp_free(&r);
             assert_true(pages < 10);
         }
-        if (seen != 30) fail_msg("sort %s saw %d products", sortv[s], seen);
+        if (seen != 30)
+            fail_msg("sort %s saw %d products", sortv[s], seen);
     }
     /* Page mode. */
     r = rq(sc, NULL, "GET", "/api/v1/products?sort=price&limit=10&page=3", NULL);
@@ -910,12 +987,23 @@ test_listing(void **state)
     th_resp_free(&r);
 
     /* Bad parameters. */
-    const char *bad[] = {"limit=0", "limit=101", "sort=cheap", "min_price=-1", "max_price=x", "category=0",
-                         "q=a", "status=gone", "cursor=zz", "page=0", "cursor=5&page=2", "min_price=5&max_price=4",
+    const char *bad[] = {"limit=0",
+                         "limit=101",
+                         "sort=cheap",
+                         "min_price=-1",
+                         "max_price=x",
+                         "category=0",
+                         "q=a",
+                         "status=gone",
+                         "cursor=zz",
+                         "page=0",
+                         "cursor=5&page=2",
+                         "min_price=5&max_price=4",
                          "sort=price&cursor=12"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = rqf(sc, NULL, "GET", NULL, "/api/v1/products?%s", bad[i]);
-        if (r.status != 422) fail_msg("%s: %ld %s", bad[i], r.status, r.body);
+        if (r.status != 422)
+            fail_msg("%s: %ld %s", bad[i], r.status, r.body);
         th_resp_free(&r);
     }
     store_a = saved_a;
@@ -998,7 +1086,8 @@ test_isolation(void **state)
     long cat = create_category(store_b, "B Cat", 0);
     long draft = create_product(store_b, "B Draft", 100, NULL);
     long var = create_variant(store_b, draft, "B-1", 5);
-    th_resp_t r = rq(store_b, admin_b, "POST", "/api/v1/attributes", "{\"name\":\"B Attr\",\"values\":[\"x\"]}");
+    th_resp_t r = rq(store_b, admin_b, "POST", "/api/v1/attributes",
+                     "{\"name\":\"B Attr\",\"values\":[\"x\"]}");
     expect(&r, 201, NULL); /* else the checks below would run against id 0 */
     long attr = jint(r.json, "id");
     long val = jint(json_array_get(json_object_get(r.json, "values"), 0), "id");
@@ -1046,19 +1135,24 @@ test_isolation(void **state)
     };
     for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
         r = rqf(store_a, admin_a, calls[i].method, calls[i].body, calls[i].fmt, calls[i].id);
-        if (r.status != 404) fail_msg("%s %s (B's id via A): %ld %s", calls[i].method, calls[i].fmt, r.status, r.body);
+        if (r.status != 404)
+            fail_msg("%s %s (B's id via A): %ld %s", calls[i].method, calls[i].fmt, r.status,
+                     r.body);
         th_resp_free(&r);
     }
-    r = rqf(store_a, admin_a, "PATCH", "{\"value\":\"z\"}", "/api/v1/attributes/%ld/values/%ld", attr, val);
+    r = rqf(store_a, admin_a, "PATCH", "{\"value\":\"z\"}", "/api/v1/attributes/%ld/values/%ld",
+            attr, val);
     expect(&r, 404, NULL);
     th_resp_free(&r);
     /* A's product cannot point at B's category or B's attribute values. */
     char extra[128];
-    snprintf(extra, sizeof(extra), "{\"name\":\"Cross\",\"base_price\":1,\"category_id\":%ld}", cat);
+    snprintf(extra, sizeof(extra), "{\"name\":\"Cross\",\"base_price\":1,\"category_id\":%ld}",
+             cat);
     r = rq(store_a, admin_a, "POST", "/api/v1/products", extra);
     expect(&r, 422, "validation_failed");
     th_resp_free(&r);
-    snprintf(extra, sizeof(extra), "{\"name\":\"Cross2\",\"base_price\":1,\"option_value_ids\":[%ld]}", val);
+    snprintf(extra, sizeof(extra),
+             "{\"name\":\"Cross2\",\"base_price\":1,\"option_value_ids\":[%ld]}", val);
     r = rq(store_a, admin_a, "POST", "/api/v1/products", extra);
     expect(&r, 422, "validation_failed");
     th_resp_free(&r);

@@ -29,10 +29,12 @@ run(const char *cmd)
     int rc = system(full);
     if (rc != 0) {
         snprintf(full, sizeof(full), "tail -n 60 %s >&2", out);
-        if (system(full) != 0) {}
+        if (system(full) != 0) {
+        }
     }
     unlink(out);
-    if (rc != 0) fail_msg("'%s' exited %d", cmd, rc);
+    if (rc != 0)
+        fail_msg("'%s' exited %d", cmd, rc);
 }
 
 static void
@@ -48,31 +50,46 @@ test_browse_and_hot_stock(void **state)
              TH_PLATFORM_TOKEN, srv->url);
     run(cmd);
     const char *p[] = {sid, NULL};
-    assert_int_equal(atoi(th_sql("SELECT count(*) FROM products WHERE store_id = $1::bigint AND status = 'active'", p)), 200);
+    assert_int_equal(
+        atoi(th_sql(
+            "SELECT count(*) FROM products WHERE store_id = $1::bigint AND status = 'active'", p)),
+        200);
     /* A second run finds the catalog seeded and creates nothing. */
     run(cmd);
-    assert_int_equal(atoi(th_sql("SELECT count(*) FROM products WHERE store_id = $1::bigint", p)), 200);
+    assert_int_equal(atoi(th_sql("SELECT count(*) FROM products WHERE store_id = $1::bigint", p)),
+                     200);
 
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 8 -d 1 -w 0 --tenant %s --token %s %s stock-mix", bin, slug,
-             TH_PLATFORM_TOKEN, srv->url);
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 8 -d 1 -w 0 --tenant %s --token %s %s stock-mix", bin,
+             slug, TH_PLATFORM_TOKEN, srv->url);
     run(cmd);
-    assert_true(atoi(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint AND reason = 'shopbench'", p)) > 0);
+    assert_true(atoi(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint "
+                            "AND reason = 'shopbench'",
+                            p)) > 0);
 
     /* hot-stock sells one variant out and checks it through the API itself (exit 1 on
      * oversell or a ledger mismatch); run it twice: the second starts from a fresh set. */
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof(cmd), "%s -t 1 -c 16 -d 20 -w 0 --stock 300 --tenant %s --token %s %s hot-stock",
-                 bin, slug, TH_PLATFORM_TOKEN, srv->url);
+        snprintf(cmd, sizeof(cmd),
+                 "%s -t 1 -c 16 -d 20 -w 0 --stock 300 --tenant %s --token %s %s hot-stock", bin,
+                 slug, TH_PLATFORM_TOKEN, srv->url);
         run(cmd);
     }
-    assert_int_equal(atoi(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint "
-                                 "AND reason = 'shopbench hot-stock'", p)), 600);
-    assert_int_equal(atoi(th_sql("SELECT min(stock) FROM product_variants WHERE store_id = $1::bigint AND sku = 'BENCH-HOT'", p)), 0);
-    assert_int_equal(atoi(th_sql("SELECT count(*) FROM product_variants v WHERE v.store_id = $1::bigint AND v.stock <>"
-                                 " (SELECT coalesce(sum(delta), 0) FROM inventory_movements m"
-                                 "  WHERE m.store_id = v.store_id AND m.variant_id = v.id)",
+    assert_int_equal(
+        atoi(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint "
+                    "AND reason = 'shopbench hot-stock'",
+                    p)),
+        600);
+    assert_int_equal(atoi(th_sql("SELECT min(stock) FROM product_variants WHERE store_id = "
+                                 "$1::bigint AND sku = 'BENCH-HOT'",
                                  p)),
                      0);
+    assert_int_equal(
+        atoi(th_sql(
+            "SELECT count(*) FROM product_variants v WHERE v.store_id = $1::bigint AND v.stock <>"
+            " (SELECT coalesce(sum(delta), 0) FROM inventory_movements m"
+            "  WHERE m.store_id = v.store_id AND m.variant_id = v.id)",
+            p)),
+        0);
     assert_int_equal(th_stop(srv), 0);
 }
 
@@ -95,21 +112,28 @@ test_seed_catalogs_and_tenants_browse(void **state)
         snprintf(slug, sizeof(slug), "bench-%06d", i);
         const char *p[] = {slug, NULL};
         /* Exactly: the database is this program's own, and the second seed added nothing. */
-        assert_int_equal(atoi(th_sql("SELECT count(*) FROM products p JOIN stores s ON s.id = p.store_id"
-                                     " WHERE s.slug = $1 AND p.status = 'active' AND p.slug LIKE 'bench-product-%'",
-                                     p)), 3);
+        assert_int_equal(
+            atoi(th_sql(
+                "SELECT count(*) FROM products p JOIN stores s ON s.id = p.store_id"
+                " WHERE s.slug = $1 AND p.status = 'active' AND p.slug LIKE 'bench-product-%'",
+                p)),
+            3);
         /* Each of the three has exactly two variants: "count min max". */
-        assert_string_equal(th_sql("SELECT count(*) || ' ' || min(n) || ' ' || max(n) FROM (SELECT count(v.id) AS n"
-                                   " FROM products p JOIN stores s ON s.id = p.store_id"
-                                   " LEFT JOIN product_variants v ON v.product_id = p.id"
-                                   " WHERE s.slug = $1 AND p.slug IN ('bench-product-1', 'bench-product-2', 'bench-product-3')"
-                                   " GROUP BY p.id) x",
-                                   p),
-                            "3 2 2");
-        assert_int_equal(atoi(th_sql("SELECT count(*) FROM users u JOIN stores s ON s.id = u.store_id"
-                                     " WHERE s.slug = $1 AND u.role = 'STORE_ADMIN' AND u.email = 'admin@' || $1 || '.test'",
-                                     p)),
-                         1);
+        assert_string_equal(
+            th_sql("SELECT count(*) || ' ' || min(n) || ' ' || max(n) FROM (SELECT count(v.id) AS n"
+                   " FROM products p JOIN stores s ON s.id = p.store_id"
+                   " LEFT JOIN product_variants v ON v.product_id = p.id"
+                   " WHERE s.slug = $1 AND p.slug IN ('bench-product-1', 'bench-product-2', "
+                   "'bench-product-3')"
+                   " GROUP BY p.id) x",
+                   p),
+            "3 2 2");
+        assert_int_equal(
+            atoi(th_sql("SELECT count(*) FROM users u JOIN stores s ON s.id = u.store_id"
+                        " WHERE s.slug = $1 AND u.role = 'STORE_ADMIN' AND u.email = 'admin@' || "
+                        "$1 || '.test'",
+                        p)),
+            1);
     }
     snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 -k 2 %s tenants >%s", bin, srv->url, out);
     run(cmd);
@@ -120,7 +144,8 @@ test_seed_catalogs_and_tenants_browse(void **state)
     text[n] = '\0';
     fclose(f);
     unlink(out);
-    if (strstr(text, "tenants: browse mode") == NULL) fail_msg("tenants did not browse:\n%s", text);
+    if (strstr(text, "tenants: browse mode") == NULL)
+        fail_msg("tenants did not browse:\n%s", text);
     assert_int_equal(th_stop(srv), 0);
 }
 

@@ -50,7 +50,8 @@ fail_inserts(const char *table, const char *state, int times)
              " RETURN NEW; END $$",
              seq, store, seq, times, state);
     th_sql(sql, NULL);
-    snprintf(sql, sizeof(sql), "CREATE TRIGGER %s_t BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s_f()", seq,
+    snprintf(sql, sizeof(sql),
+             "CREATE TRIGGER %s_t BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s_f()", seq,
              table, seq);
     th_sql(sql, NULL);
     return seq;
@@ -74,7 +75,8 @@ static long
 firings(const char *seq)
 {
     char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM %s", seq);
+    snprintf(sql, sizeof(sql), "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM %s",
+             seq);
     return atol(th_sql(sql, NULL));
 }
 
@@ -115,7 +117,8 @@ teardown(void **state)
 {
     (void)state;
     free(admin);
-    if (srv != NULL) th_stop(srv); /* a test failed before the stop test */
+    if (srv != NULL)
+        th_stop(srv); /* a test failed before the stop test */
     return 0;
 }
 
@@ -127,11 +130,15 @@ test_write_retried_after_serialization_failure(void **state)
     th_resp_t r = rq("POST", "/api/v1/categories", "{\"name\":\"Retried\"}");
     long fired = firings(seq);
     stop_failing("categories");
-    if (r.status != 201) print_error("%s\n", r.body);
+    if (r.status != 201)
+        print_error("%s\n", r.body);
     assert_int_equal(r.status, 201);
     th_resp_free(&r);
     assert_int_equal(fired, 2); /* the failed attempt and the one that committed */
-    assert_int_equal(count_rows("SELECT count(*) FROM categories WHERE store_id = $1::bigint AND name = 'Retried'"), 1);
+    assert_int_equal(
+        count_rows(
+            "SELECT count(*) FROM categories WHERE store_id = $1::bigint AND name = 'Retried'"),
+        1);
 }
 
 static void
@@ -145,7 +152,9 @@ test_write_gives_up_after_retries(void **state)
     assert_int_equal(r.status, 409);
     th_resp_free(&r);
     assert_int_equal(fired, 4); /* 1 + 3 retries */
-    assert_int_equal(count_rows("SELECT count(*) FROM products WHERE store_id = $1::bigint AND name = 'Never'"), 0);
+    assert_int_equal(
+        count_rows("SELECT count(*) FROM products WHERE store_id = $1::bigint AND name = 'Never'"),
+        0);
 }
 
 static void
@@ -168,7 +177,8 @@ test_inventory_batch_retried_after_deadlock(void **state)
     r = rq("PATCH", path, "{\"adjust\":-2}");
     long fired = firings(seq);
     stop_failing("inventory_movements");
-    if (r.status != 200) print_error("%s\n", r.body);
+    if (r.status != 200)
+        print_error("%s\n", r.body);
     assert_int_equal(r.status, 200);
     assert_int_equal(json_integer_value(json_object_get(r.json, "stock")), 3);
     th_resp_free(&r);
@@ -178,10 +188,15 @@ test_inventory_batch_retried_after_deadlock(void **state)
     snprintf(sid, sizeof(sid), "%ld", store);
     snprintf(v, sizeof(v), "%ld", vid);
     const char *p[] = {sid, v, NULL};
-    assert_int_equal(atol(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint"
-                                 " AND variant_id = $2::bigint", p)), 2);
+    assert_int_equal(
+        atol(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint"
+                    " AND variant_id = $2::bigint",
+                    p)),
+        2);
     assert_int_equal(atol(th_sql("SELECT stock FROM product_variants WHERE store_id = $1::bigint"
-                                 " AND id = $2::bigint", p)), 3);
+                                 " AND id = $2::bigint",
+                                 p)),
+                     3);
 }
 
 int

@@ -36,7 +36,8 @@ new_pool(int size)
 {
     char err[256] = "";
     db_pool_t *pool = db_pool_new(db_url, size, err, sizeof(err));
-    if (pool == NULL) print_error("db_pool_new: %s\n", err);
+    if (pool == NULL)
+        print_error("db_pool_new: %s\n", err);
     assert_non_null(pool);
     return pool;
 }
@@ -165,8 +166,8 @@ test_result_rc(void **state)
 
 typedef struct tx_arg_s {
     const char *key;
-    shopd_rc_t ret;   /* what fn returns after its insert */
-    int fail_first;   /* attempts that raise this SQLSTATE before succeeding */
+    shopd_rc_t ret; /* what fn returns after its insert */
+    int fail_first; /* attempts that raise this SQLSTATE before succeeding */
     const char *raise_state;
     int calls;
 } tx_arg_t;
@@ -180,7 +181,8 @@ tx_insert(db_conn_t *c, void *arg)
     PGresult *r = db_exec(c, "tx_ins", "INSERT INTO tx_t (k) VALUES ($1)", 1, p);
     shopd_rc_t rc = db_result_rc(r);
     PQclear(r);
-    if (rc != SHOPD_OK) return rc;
+    if (rc != SHOPD_OK)
+        return rc;
     if (a->calls <= a->fail_first) {
         char sql[160];
         snprintf(sql, sizeof(sql),
@@ -398,9 +400,9 @@ test_unreachable(void **state)
     pool = db_pool_new("postgresql://[bad", 2, err, sizeof(err));
     assert_null(pool);
     assert_non_null(strstr(err, "invalid database URL"));
-    assert_int_equal(db_migrate("postgresql://shopd@127.0.0.1:1/shopd", "/nonexistent-dir", err,
-                                sizeof(err)),
-                     -1);
+    assert_int_equal(
+        db_migrate("postgresql://shopd@127.0.0.1:1/shopd", "/nonexistent-dir", err, sizeof(err)),
+        -1);
 
     kv_conn_t *kv = kv_conn_new("redis://127.0.0.1:1/0", 500);
     assert_non_null(kv);
@@ -430,8 +432,8 @@ write_file(const char *dir, const char *name, const char *text)
 static void
 remove_dir(const char *dir)
 {
-    const char *names[] = {"0001_first.sql", "0002_second.sql", "0003_third.sql",
-                           "0004_broken.sql", "README.md", "notes.txt"};
+    const char *names[] = {"0001_first.sql",  "0002_second.sql", "0003_third.sql",
+                           "0004_broken.sql", "README.md",       "notes.txt"};
     char path[512];
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(names); i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
@@ -492,11 +494,15 @@ test_migrations(void **state)
     assert_int_equal(query_long(c, sql), 3);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.widgets WHERE price = 100", schema);
     assert_int_equal(query_long(c, sql), 2);
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_tables WHERE schemaname = '%s'"
-                               " AND tablename = 'gadgets'", schema);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_tables WHERE schemaname = '%s'"
+             " AND tablename = 'gadgets'",
+             schema);
     assert_int_equal(query_long(c, sql), 0);
-    snprintf(sql, sizeof(sql), "SELECT string_agg(name, ',' ORDER BY version)"
-                               " FROM %s.schema_migrations", schema);
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(name, ',' ORDER BY version)"
+             " FROM %s.schema_migrations",
+             schema);
     PGresult *r = db_exec(c, NULL, sql, 0, NULL);
     assert_string_equal(PQgetvalue(r, 0, 0), "0001_first.sql,0002_second.sql,0003_third.sql");
     PQclear(r);
@@ -529,8 +535,8 @@ terminate_backend(int pid)
     char pids[16];
     snprintf(pids, sizeof(pids), "%d", pid);
     const char *p[] = {pids};
-    PGresult *r = PQexecParams(admin, "SELECT pg_terminate_backend($1::int)", 1, NULL, p, NULL,
-                               NULL, 0);
+    PGresult *r =
+        PQexecParams(admin, "SELECT pg_terminate_backend($1::int)", 1, NULL, p, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     assert_string_equal(PQgetvalue(r, 0, 0), "t");
     PQclear(r);
@@ -540,7 +546,8 @@ terminate_backend(int pid)
                          NULL, p, NULL, NULL, 0);
         int left = atoi(PQgetvalue(r, 0, 0));
         PQclear(r);
-        if (left == 0) break;
+        if (left == 0)
+            break;
         usleep(10000);
     }
     PQfinish(admin);
@@ -584,16 +591,24 @@ test_reconnect_after_backend_killed(void **state)
         PGresult *res[2] = {NULL, NULL};
         db_query_t qs[2] = {{"rc_one", "SELECT $1::int", 1, p1}, {NULL, "SELECT 2", 0, NULL}};
         switch (first) {
-        case 0: assert_null(db_exec(c, NULL, "SELECT 1", 0, NULL)); break;
-        case 1: assert_null(db_exec(c, "rc_one", "SELECT $1::int", 1, p1)); break;
-        case 2: assert_int_equal(db_pipeline(c, qs, 2, res), SHOPD_UNAVAILABLE); break;
+        case 0:
+            assert_null(db_exec(c, NULL, "SELECT 1", 0, NULL));
+            break;
+        case 1:
+            assert_null(db_exec(c, "rc_one", "SELECT $1::int", 1, p1));
+            break;
+        case 2:
+            assert_int_equal(db_pipeline(c, qs, 2, res), SHOPD_UNAVAILABLE);
+            break;
         case 3: {
             tx_arg_t a = {.key = "never", .ret = SHOPD_OK};
             assert_int_equal(db_tx(c, tx_insert, &a), SHOPD_UNAVAILABLE);
             assert_int_equal(a.calls, 0);
             break;
         }
-        case 4: assert_int_equal(db_ping(c), SHOPD_UNAVAILABLE); break;
+        case 4:
+            assert_int_equal(db_ping(c), SHOPD_UNAVAILABLE);
+            break;
         }
         assert_null(res[0]);
         assert_null(res[1]);
@@ -633,32 +648,32 @@ test_kv_parse_url(void **state)
     (void)state;
     char host[64], pw[64];
     int port, db;
-    assert_int_equal(kv_parse_url("redis://127.0.0.1:6390/3", host, sizeof(host), &port, &db,
-                                  pw, sizeof(pw)),
-                     0);
+    assert_int_equal(
+        kv_parse_url("redis://127.0.0.1:6390/3", host, sizeof(host), &port, &db, pw, sizeof(pw)),
+        0);
     assert_string_equal(host, "127.0.0.1");
     assert_int_equal(port, 6390);
     assert_int_equal(db, 3);
     assert_string_equal(pw, "");
 
-    assert_int_equal(kv_parse_url("redis://:s%40cret@cache.local", host, sizeof(host), &port,
-                                  &db, pw, sizeof(pw)),
+    assert_int_equal(kv_parse_url("redis://:s%40cret@cache.local", host, sizeof(host), &port, &db,
+                                  pw, sizeof(pw)),
                      0);
     assert_string_equal(host, "cache.local");
     assert_int_equal(port, 6379);
     assert_int_equal(db, 0);
     assert_string_equal(pw, "s@cret");
 
-    assert_int_equal(kv_parse_url("redis://user:pw@[::1]:7000/", host, sizeof(host), &port, &db,
-                                  pw, sizeof(pw)),
-                     0);
+    assert_int_equal(
+        kv_parse_url("redis://user:pw@[::1]:7000/", host, sizeof(host), &port, &db, pw, sizeof(pw)),
+        0);
     assert_string_equal(host, "::1");
     assert_int_equal(port, 7000);
     assert_string_equal(pw, "pw");
 
-    const char *bad[] = {"http://x", "redis://", "redis://:6379", "redis://h:0",
-                         "redis://h:99999", "redis://h:12ab", "redis://h/x", "redis://h?x=1",
-                         "redis://[::1", NULL};
+    const char *bad[] = {
+        "http://x",       "redis://",    "redis://:6379", "redis://h:0",  "redis://h:99999",
+        "redis://h:12ab", "redis://h/x", "redis://h?x=1", "redis://[::1", NULL};
     for (int i = 0; bad[i]; i++) {
         if (kv_parse_url(bad[i], host, sizeof(host), &port, &db, pw, sizeof(pw)) != -1)
             fail_msg("accepted %s", bad[i]);
@@ -777,7 +792,8 @@ kill_client(long long id)
         assert_non_null(r);
         gone = r->str == NULL || r->str[0] == '\0';
         freeReplyObject(r);
-        if (!gone) usleep(10000);
+        if (!gone)
+            usleep(10000);
     }
     assert_true(gone);
     kv_conn_free(admin);

@@ -26,13 +26,13 @@
 static const char *db_url;
 static char tag[64];
 
-#define NEED_DB()                                                                           \
-    do {                                                                                    \
-        if (db_url == NULL) {                                                               \
-            print_message("SKIP: SHOPD_TEST_DATABASE_URL is not set (scripts/test.sh sets " \
-                          "it)\n");                                                         \
-            skip();                                                                         \
-        }                                                                                   \
+#define NEED_DB()                                                                                  \
+    do {                                                                                           \
+        if (db_url == NULL) {                                                                      \
+            print_message("SKIP: SHOPD_TEST_DATABASE_URL is not set (scripts/test.sh sets "        \
+                          "it)\n");                                                                \
+            skip();                                                                                \
+        }                                                                                          \
     } while (0)
 
 static db_pool_t *
@@ -40,7 +40,8 @@ new_pool(int size)
 {
     char err[256] = "";
     db_pool_t *pool = db_pool_new(db_url, size, err, sizeof(err));
-    if (pool == NULL) print_error("db_pool_new: %s\n", err);
+    if (pool == NULL)
+        print_error("db_pool_new: %s\n", err);
     assert_non_null(pool);
     return pool;
 }
@@ -141,9 +142,11 @@ item_fn(db_conn_t *c, size_t i, void *arg)
     if (it->kind == DO_NESTED_TX) {
         /* First thing in the item (so possibly right after a failed item whose rollback
          * is still pending): a savepoint inside the item's; its failure stays inside. */
-        if (db_tx(c, nested_fail, NULL) != SHOPD_INVALID) return SHOPD_ERR;
+        if (db_tx(c, nested_fail, NULL) != SHOPD_INVALID)
+            return SHOPD_ERR;
     }
-    if ((rc = insert_key(c, it->key)) != SHOPD_OK) return rc;
+    if ((rc = insert_key(c, it->key)) != SHOPD_OK)
+        return rc;
     switch (it->kind) {
     case DO_SWALLOW:
         run_sql(c, "SELECT 1/0");
@@ -188,19 +191,20 @@ test_batch_items_fail_alone(void **state)
         {.kind = DO_INSERT, .key = "taken", .ret = SHOPD_OK}, /* unique violation */
         {.kind = DO_INSERT, .key = "b", .ret = SHOPD_OK},     /* right after a failed item */
         {.kind = DO_INSERT, .key = "refused", .ret = SHOPD_NOTFOUND}, /* its own no */
-        {.kind = DO_NOTHING, .ret = SHOPD_INVALID},           /* fails without a statement */
+        {.kind = DO_NOTHING, .ret = SHOPD_INVALID}, /* fails without a statement */
         {.kind = DO_NOTHING, .ret = SHOPD_OK},
-        {.kind = DO_SWALLOW, .key = "swallowed"},             /* OK after a failed statement */
+        {.kind = DO_SWALLOW, .key = "swallowed"}, /* OK after a failed statement */
         {.kind = DO_INSERT, .key = "c", .ret = SHOPD_OK},
-        {.kind = DO_INSERT, .key = "c", .ret = SHOPD_OK},     /* the batch's own duplicate */
+        {.kind = DO_INSERT, .key = "c", .ret = SHOPD_OK}, /* the batch's own duplicate */
     };
     size_t n = SHOPD_ARRAY_LEN(items);
     shopd_rc_t res[SHOPD_ARRAY_LEN(items)];
     assert_int_equal(db_tx_batch(c, n, item_fn, items, res), SHOPD_OK);
-    shopd_rc_t want[] = {SHOPD_OK,      SHOPD_CONFLICT, SHOPD_OK,  SHOPD_NOTFOUND, SHOPD_INVALID,
-                         SHOPD_OK,      SHOPD_ERR,      SHOPD_OK,  SHOPD_CONFLICT};
+    shopd_rc_t want[] = {SHOPD_OK, SHOPD_CONFLICT, SHOPD_OK, SHOPD_NOTFOUND, SHOPD_INVALID,
+                         SHOPD_OK, SHOPD_ERR,      SHOPD_OK, SHOPD_CONFLICT};
     for (size_t i = 0; i < n; i++) {
-        if (res[i] != want[i]) print_error("item %zu: rc %d, want %d\n", i, res[i], want[i]);
+        if (res[i] != want[i])
+            print_error("item %zu: rc %d, want %d\n", i, res[i], want[i]);
         assert_int_equal(res[i], want[i]);
         assert_int_equal(items[i].calls, 1);
     }
@@ -294,7 +298,8 @@ dl_item(db_conn_t *c, size_t i, void *arg)
     shopd_rc_t rc = db_result_rc(r);
     PQclear(r);
     /* Only the first attempt waits: both sides then hold one row and want the other. */
-    if (i == 0 && s->runs[0] == 1) pthread_barrier_wait(s->both_locked);
+    if (i == 0 && s->runs[0] == 1)
+        pthread_barrier_wait(s->both_locked);
     return rc;
 }
 
@@ -375,11 +380,14 @@ outer_fn(db_conn_t *c, void *arg)
 {
     outer_t *o = arg;
     shopd_rc_t rc = insert_key(c, "outer");
-    if (rc != SHOPD_OK) return rc;
+    if (rc != SHOPD_OK)
+        return rc;
     o->batch_rc = db_tx_batch(c, o->n, item_fn, o->items, o->res);
-    if (o->batch_rc != SHOPD_OK) return o->batch_rc;
+    if (o->batch_rc != SHOPD_OK)
+        return o->batch_rc;
     /* The outer transaction goes on after the batch. */
-    if ((rc = insert_key(c, "after")) != SHOPD_OK) return rc;
+    if ((rc = insert_key(c, "after")) != SHOPD_OK)
+        return rc;
     return o->ret;
 }
 
@@ -487,7 +495,8 @@ int
 main(void)
 {
     db_url = getenv("SHOPD_TEST_DATABASE_URL");
-    if (db_url != NULL && db_url[0] == '\0') db_url = NULL;
+    if (db_url != NULL && db_url[0] == '\0')
+        db_url = NULL;
     char rnd[9];
     shopd_random_hex(rnd, 4);
     snprintf(tag, sizeof(tag), "dbtx_%d_%s", (int)getpid(), rnd);

@@ -26,7 +26,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    if (srv == NULL) return -1;
+    if (srv == NULL)
+        return -1;
     th_stop(srv); /* frees it: TH_STOP_TEST checked the exit status */
     return 0;
 }
@@ -55,7 +56,8 @@ test_healthz_and_request_id(void **state)
     th_resp_free(&r);
 
     /* The id also travels through an actor and back. */
-    const char *h2[] = {"X-Request-Id: through-actor-1", "Authorization: Bearer " TH_PLATFORM_TOKEN, NULL};
+    const char *h2[] = {"X-Request-Id: through-actor-1", "Authorization: Bearer " TH_PLATFORM_TOKEN,
+                        NULL};
     r = th_req(srv, "GET", "/api/v1/stores?limit=1", h2, NULL);
     assert_int_equal(r.status, 200);
     assert_string_equal(th_header(&r, "X-Request-Id"), "through-actor-1");
@@ -98,10 +100,12 @@ test_body_too_large(void **state)
     int len = snprintf(req, sizeof(req),
                        "POST /api/v1/stores HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
                        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       "1000\r\n", TH_PLATFORM_TOKEN);
+                       "1000\r\n",
+                       TH_PLATFORM_TOKEN);
     memset(req + len, 'x', 4096);
     len += 4096;
-    len += snprintf(req + len, sizeof(req) - (size_t)len, "\r\n10\r\nxxxxxxxxxxxxxxxx\r\n0\r\n\r\n");
+    len +=
+        snprintf(req + len, sizeof(req) - (size_t)len, "\r\n10\r\nxxxxxxxxxxxxxxxx\r\n0\r\n\r\n");
     char out[4096];
     th_raw(srv, req, (size_t)len, out, sizeof(out), 3000);
     assert_non_null(strstr(out, "HTTP/1.1 413"));
@@ -146,7 +150,8 @@ test_malformed_http(void **state)
 static void
 test_json_errors(void **state)
 {
-    const char *plain[] = {"Authorization: Bearer " TH_PLATFORM_TOKEN, "Content-Type: text/plain", NULL};
+    const char *plain[] = {"Authorization: Bearer " TH_PLATFORM_TOKEN, "Content-Type: text/plain",
+                           NULL};
     th_resp_t r = th_req(srv, "POST", "/api/v1/stores", plain, "{}");
     assert_int_equal(r.status, 415);
     assert_string_equal(th_error_code(&r), "unsupported_media_type");
@@ -182,9 +187,10 @@ static void
 test_pipelining(void **state)
 {
     /* Three requests in one write: three answers, in order, on one connection. */
-    const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: p1\r\n\r\n"
-                      "GET /nope HTTP/1.1\r\nHost: x\r\nX-Request-Id: p2\r\n\r\n"
-                      "GET /readyz HTTP/1.1\r\nHost: x\r\nX-Request-Id: p3\r\nConnection: close\r\n\r\n";
+    const char *req =
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: p1\r\n\r\n"
+        "GET /nope HTTP/1.1\r\nHost: x\r\nX-Request-Id: p2\r\n\r\n"
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nX-Request-Id: p3\r\nConnection: close\r\n\r\n";
     char out[8192];
     th_raw(srv, req, strlen(req), out, sizeof(out), 5000);
     char *a = strstr(out, "X-Request-Id: p1");

@@ -43,7 +43,8 @@ teardown(void **state)
 {
     /* Only frees srv: TH_STOP_TEST, the last test, stopped it and checked its
      * exit status (a failed assertion here would not fail the program). */
-    if (srv) th_stop(srv);
+    if (srv)
+        th_stop(srv);
     srv = NULL;
     return 0;
 }
@@ -54,9 +55,11 @@ static int
 conn_open(th_server_t *s)
 {
     int port = s->port;
-    if (port == 0) sscanf(s->url, "http://127.0.0.1:%d", &port);
+    if (port == 0)
+        sscanf(s->url, "http://127.0.0.1:%d", &port);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     return fd;
@@ -81,7 +84,8 @@ read_all(int fd, char *out, size_t cap, int timeout_ms)
     struct pollfd p = {.fd = fd, .events = POLLIN};
     while (got + 1 < cap && poll(&p, 1, timeout_ms) > 0) {
         ssize_t n = recv(fd, out + got, cap - got - 1, 0);
-        if (n <= 0) break;
+        if (n <= 0)
+            break;
         got += (size_t)n;
     }
     out[got] = '\0';
@@ -106,7 +110,8 @@ server_rss_kib(void)
     assert_non_null(f);
     long kib = -1;
     while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
     fclose(f);
     return kib;
 }
@@ -114,7 +119,7 @@ server_rss_kib(void)
 /* One raw answer split up: status, a header's value, where the body starts. */
 typedef struct answer_s {
     int status;
-    const char *body;      /* just past the blank line; NULL if no full head */
+    const char *body; /* just past the blank line; NULL if no full head */
     size_t head_len;
 } answer_t;
 
@@ -138,7 +143,8 @@ head_long(const char *raw, const char *name)
     const char *end = strstr(raw, "\r\n\r\n");
     size_t nl = strlen(name);
     for (const char *p = strstr(raw, "\r\n"); p && p < end; p = strstr(p + 2, "\r\n"))
-        if (!strncasecmp(p + 2, name, nl) && p[2 + nl] == ':') return atol(p + 3 + nl);
+        if (!strncasecmp(p + 2, name, nl) && p[2 + nl] == ':')
+            return atol(p + 3 + nl);
     return -1;
 }
 
@@ -158,15 +164,18 @@ static void
 check_head_like_get(const char *path, const char *extra)
 {
     char req[512], get[16384], head[16384];
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", path, extra);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", path,
+             extra);
     size_t gn = th_raw(srv, req, strlen(req), get, sizeof(get), 5000);
-    snprintf(req, sizeof(req), "HEAD %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", path, extra);
+    snprintf(req, sizeof(req), "HEAD %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", path,
+             extra);
     size_t hn = th_raw(srv, req, strlen(req), head, sizeof(head), 5000);
     answer_t g = parse_head(get), h = parse_head(head);
     assert_non_null(g.body);
     assert_non_null(h.body);
     assert_int_equal(g.status, 200);
-    if (h.status != g.status) fail_msg("HEAD %s: %d, GET: %d\n%s", path, h.status, g.status, head);
+    if (h.status != g.status)
+        fail_msg("HEAD %s: %d, GET: %d\n%s", path, h.status, g.status, head);
     long glen = head_long(get, "Content-Length");
     assert_true(glen > 0);
     assert_int_equal((size_t)glen, gn - g.head_len);
@@ -177,10 +186,10 @@ check_head_like_get(const char *path, const char *extra)
 static void
 test_head_like_get(void **state)
 {
-    check_head_like_get("/healthz", "");              /* answered on the I/O thread */
+    check_head_like_get("/healthz", ""); /* answered on the I/O thread */
     char tenant[64];
     snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld\r\n", store_id);
-    check_head_like_get("/api/v1/store", tenant);     /* answered by the store's actor */
+    check_head_like_get("/api/v1/store", tenant); /* answered by the store's actor */
 
     /* Through curl too (NOBODY): status and headers of the GET. */
     th_resp_t r = th_req(srv, "HEAD", "/healthz", NULL, NULL);
@@ -217,7 +226,8 @@ expect_400(const char *raw)
     char out[8192];
     th_raw(srv, raw, strlen(raw), out, sizeof(out), 5000);
     answer_t a = parse_head(out);
-    if (a.status != 400) fail_msg("expected 400 for\n%s\ngot\n%s", raw, out);
+    if (a.status != 400)
+        fail_msg("expected 400 for\n%s\ngot\n%s", raw, out);
     assert_true(head_has(out, "Connection: close"));
     /* Only one answer: nothing smuggled behind it was served. */
     assert_null(strstr(a.body ? a.body : out, "HTTP/1.1"));
@@ -230,7 +240,8 @@ test_two_hosts(void **state)
     expect_400("GET /healthz HTTP/1.1\r\nHost: a.shop.test\r\nhost: a.shop.test\r\n\r\n");
     /* The same for the other headers that name the store or the caller. */
     expect_400("GET /api/v1/store HTTP/1.1\r\nHost: x\r\nX-Tenant-Id: 1\r\nX-Tenant-Id: 2\r\n\r\n");
-    expect_400("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n");
+    expect_400("GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nauthorization: "
+               "Bearer b\r\n\r\n");
     /* One Host is fine. */
     char out[4096];
     const char *ok = "GET /healthz HTTP/1.1\r\nHost: a.shop.test\r\nConnection: close\r\n\r\n";
@@ -287,23 +298,26 @@ test_half_close(void **state)
     size_t n = read_all(fd, out, sizeof(out), 5000);
     close(fd);
     answer_t a = parse_head(out);
-    if (a.status != 200) fail_msg("no answer after half-close (%zu bytes): %s", n, out);
+    if (a.status != 200)
+        fail_msg("no answer after half-close (%zu bytes): %s", n, out);
     assert_int_equal((size_t)head_long(out, "Content-Length"), n - a.head_len);
 
     /* Answered by an actor (in flight when the EOF arrives), then a pipelined
      * request still buffered: both answered, in order, then the server closes. */
     char req[1024];
-    snprintf(req, sizeof(req),
-             "GET /api/v1/store HTTP/1.1\r\nHost: x\r\nX-Tenant-Id: %ld\r\nX-Request-Id: hc-2\r\n\r\n"
-             "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: hc-3\r\n\r\n",
-             store_id);
+    snprintf(
+        req, sizeof(req),
+        "GET /api/v1/store HTTP/1.1\r\nHost: x\r\nX-Tenant-Id: %ld\r\nX-Request-Id: hc-2\r\n\r\n"
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: hc-3\r\n\r\n",
+        store_id);
     fd = conn_open(srv);
     send_all(fd, req, strlen(req));
     shutdown(fd, SHUT_WR);
     n = read_all(fd, out, sizeof(out), 5000);
     close(fd);
     char *first = strstr(out, "X-Request-Id: hc-2"), *second = strstr(out, "X-Request-Id: hc-3");
-    if (first == NULL || second == NULL) fail_msg("answers missing after half-close (%zu bytes): %s", n, out);
+    if (first == NULL || second == NULL)
+        fail_msg("answers missing after half-close (%zu bytes): %s", n, out);
     assert_true(first < second);
     assert_int_equal(parse_head(out).status, 200);
     assert_int_equal(parse_head(strstr(out + 1, "HTTP/1.1 ")).status, 200);
@@ -312,9 +326,9 @@ test_half_close(void **state)
 /* ------------------------------------------------------------ item 8: back-pressure */
 
 #define BP_CONNS 4
-#define BP_REQS 1000            /* per connection */
-#define BP_REQ_MAX 160           /* bytes of one pipelined request, at most */
-#define BP_IN_CAP (4 << 20)      /* answers read but not yet checked */
+#define BP_REQS 1000        /* per connection */
+#define BP_REQ_MAX 160      /* bytes of one pipelined request, at most */
+#define BP_IN_CAP (4 << 20) /* answers read but not yet checked */
 /* RSS growth allowed over the idle server: 4 x (1 MiB of unsent answers + one
  * answer + the input buffer) is ~5 MiB; measured +5 to +6 MiB. Under ASan the
  * redzones and the quarantine of every freed buffer add more (measured +39 to
@@ -334,7 +348,7 @@ typedef struct bp_conn_s {
     int fd;
     char out[BP_REQS * BP_REQ_MAX]; /* the pipelined requests */
     size_t out_len, sent;
-    char in[BP_IN_CAP + 1];     /* answers read so far, not yet checked */
+    char in[BP_IN_CAP + 1]; /* answers read so far, not yet checked */
     size_t in_len;
     int answered;
 } bp_conn_t;
@@ -347,14 +361,17 @@ bp_check_answers(bp_conn_t *b, int k)
     for (;;) {
         b->in[b->in_len] = '\0';
         answer_t a = parse_head(b->in);
-        if (a.body == NULL) return;
+        if (a.body == NULL)
+            return;
         long len = head_long(b->in, "Content-Length");
         assert_true(len >= 0);
-        if (b->in_len < a.head_len + (size_t)len) return;
+        if (b->in_len < a.head_len + (size_t)len)
+            return;
         char want[64];
         snprintf(want, sizeof(want), "X-Request-Id: bp-%d-%d\r\n", k, b->answered);
         if (a.status != 200 || !head_has(b->in, want))
-            fail_msg("connection %d answer %d out of order or failed: %.300s", k, b->answered, b->in);
+            fail_msg("connection %d answer %d out of order or failed: %.300s", k, b->answered,
+                     b->in);
         b->answered++;
         size_t used = a.head_len + (size_t)len;
         memmove(b->in, b->in + used, b->in_len - used);
@@ -365,13 +382,15 @@ bp_check_answers(bp_conn_t *b, int k)
 static void
 test_backpressure(void **state)
 {
-    if (srv->pid == 0) skip();
+    if (srv->pid == 0)
+        skip();
     /* A catalog page of ~50 KB: 4000 of them would be ~200 MB if buffered. */
     char sid[32];
     snprintf(sid, sizeof(sid), "%ld", store_id);
     const char *p[] = {sid, NULL};
     th_sql("INSERT INTO products (store_id, name, slug, description, base_price, status) "
-           "SELECT $1::bigint, 'Product ' || g, 'bp-' || g, repeat('back pressure ', 160), 100 + g, 'active' "
+           "SELECT $1::bigint, 'Product ' || g, 'bp-' || g, repeat('back pressure ', 160), 100 + "
+           "g, 'active' "
            "FROM generate_series(1, 20) g",
            p);
     char path[128], tenant[64];
@@ -395,8 +414,8 @@ test_backpressure(void **state)
         fcntl(c[k].fd, F_SETFL, fcntl(c[k].fd, F_GETFL) | O_NONBLOCK);
         for (int i = 0; i < BP_REQS; i++) {
             int w = snprintf(c[k].out + c[k].out_len, BP_REQ_MAX,
-                             "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\nX-Request-Id: bp-%d-%d\r\n\r\n", path,
-                             tenant, k, i);
+                             "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\nX-Request-Id: bp-%d-%d\r\n\r\n",
+                             path, tenant, k, i);
             assert_true(w > 0 && w < BP_REQ_MAX);
             c[k].out_len += (size_t)w;
         }
@@ -407,26 +426,35 @@ test_backpressure(void **state)
     for (bool pending = true; pending && now_ms() < deadline;) {
         pending = false;
         for (int k = 0; k < BP_CONNS; k++) {
-            if (c[k].sent == c[k].out_len) continue;
+            if (c[k].sent == c[k].out_len)
+                continue;
             ssize_t w = send(c[k].fd, c[k].out + c[k].sent, c[k].out_len - c[k].sent, MSG_NOSIGNAL);
-            if (w > 0) c[k].sent += (size_t)w;
-            else assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-            if (c[k].sent < c[k].out_len) pending = true;
+            if (w > 0)
+                c[k].sent += (size_t)w;
+            else
+                assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+            if (c[k].sent < c[k].out_len)
+                pending = true;
         }
-        if (pending) usleep(1000);
+        if (pending)
+            usleep(1000);
     }
-    for (int k = 0; k < BP_CONNS; k++) assert_int_equal(c[k].sent, c[k].out_len);
+    for (int k = 0; k < BP_CONNS; k++)
+        assert_int_equal(c[k].sent, c[k].out_len);
 
     /* Give the server 3 s to answer what it will; its RSS must stay bounded. */
     long peak = base;
     for (int i = 0; i < 30; i++) {
         usleep(100000);
         long rss = server_rss_kib();
-        if (rss > peak) peak = rss;
-        if (peak - base > BP_RSS_BOUND_KIB) break;
+        if (rss > peak)
+            peak = rss;
+        if (peak - base > BP_RSS_BOUND_KIB)
+            break;
     }
-    print_message("back-pressure: RSS %ld KiB idle, %ld KiB peak (+%ld KiB, bound +%d KiB), page %zu bytes\n",
-                  base, peak, peak - base, BP_RSS_BOUND_KIB, page);
+    print_message(
+        "back-pressure: RSS %ld KiB idle, %ld KiB peak (+%ld KiB, bound +%d KiB), page %zu bytes\n",
+        base, peak, peak - base, BP_RSS_BOUND_KIB, page);
     if (peak - base > BP_RSS_BOUND_KIB)
         fail_msg("RSS grew by %ld KiB with %d x %d unread answers (bound %d KiB)", peak - base,
                  BP_CONNS, BP_REQS, BP_RSS_BOUND_KIB);
@@ -436,13 +464,16 @@ test_backpressure(void **state)
     for (bool pending = true; pending && now_ms() < deadline;) {
         pending = false;
         struct pollfd pf[BP_CONNS];
-        for (int k = 0; k < BP_CONNS; k++) pf[k] = (struct pollfd){.fd = c[k].fd, .events = POLLIN};
+        for (int k = 0; k < BP_CONNS; k++)
+            pf[k] = (struct pollfd){.fd = c[k].fd, .events = POLLIN};
         poll(pf, BP_CONNS, 1000);
         for (int k = 0; k < BP_CONNS; k++) {
-            if (c[k].answered == BP_REQS) continue;
+            if (c[k].answered == BP_REQS)
+                continue;
             pending = true;
             ssize_t n = recv(c[k].fd, c[k].in + c[k].in_len, BP_IN_CAP - c[k].in_len, 0);
-            if (n == 0) fail_msg("connection %d closed after %d answers", k, c[k].answered);
+            if (n == 0)
+                fail_msg("connection %d closed after %d answers", k, c[k].answered);
             if (n < 0) {
                 assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
                 continue;
@@ -472,9 +503,12 @@ test_backpressure_timeout(void **state)
     uint64_t deadline = now_ms() + 3000;
     for (int i = 0; i < 20000 && now_ms() < deadline;) {
         ssize_t w = send(fd, req, (size_t)len, MSG_NOSIGNAL);
-        if (w == len) i++;
-        else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) usleep(1000);
-        else break;
+        if (w == len)
+            i++;
+        else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            usleep(1000);
+        else
+            break;
     }
     /* Within idle timeout + margin the server has dropped it: only our probe is open. */
     bool closed = false;

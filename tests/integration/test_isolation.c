@@ -196,8 +196,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_protected_route),
-        cmocka_unit_test(test_super_admin_any_store),
+        cmocka_unit_test(test_every_protected_route), cmocka_unit_test(test_super_admin_any_store),
         TH_STOP_TEST, /* last: the server must exit 0 on SIGTERM */
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -80,7 +80,8 @@ start_redis(int port)
     for (int i = 0; i < 100; i++) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "redis-cli -p %d ping >/dev/null 2>&1", port);
-        if (system(cmd) == 0) return redis_pid = pid;
+        if (system(cmd) == 0)
+            return redis_pid = pid;
         usleep(50000);
     }
     fail_msg("redis-server did not start on %d", port);
@@ -124,7 +125,8 @@ test_readyz_follows_redis(void **state)
     long s = 0;
     for (int i = 0; i < 40 && s != 200; i++) {
         s = readyz(srv);
-        if (s != 200) usleep(100000);
+        if (s != 200)
+            usleep(100000);
     }
     assert_int_equal(s, 200);
     assert_int_equal(th_stop(srv), 0);
@@ -168,8 +170,9 @@ test_db_connection_loss(void **state)
     /* Kill every backend of this database but ours: shopd's pool loses its connections. */
     PGconn *c = pg();
     const char *p[1] = {app};
-    PGresult *res = PQexecParams(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                    "WHERE datname = current_database() AND application_name = $1",
+    PGresult *res = PQexecParams(c,
+                                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND application_name = $1",
                                  1, NULL, p, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
     assert_true(atoi(PQgetvalue(res, 0, 0)) >= 1);
@@ -180,8 +183,10 @@ test_db_connection_loss(void **state)
     int ok = 0;
     for (int i = 0; i < 20; i++) {
         r = th_platform(srv, "GET", "/api/v1/stores?limit=1", NULL);
-        if (r.status != 200 && r.status != 503) fail_msg("status %ld: %s", r.status, r.body);
-        if (r.status == 200) ok++;
+        if (r.status != 200 && r.status != 503)
+            fail_msg("status %ld: %s", r.status, r.body);
+        if (r.status == 200)
+            ok++;
         th_resp_free(&r);
     }
     assert_true(ok >= 15);
@@ -287,7 +292,8 @@ static void
 test_mailbox_full(void **state)
 {
     /* One worker: the stores list runs on one read lane of the platform. */
-    static const char *const env[] = {"SHOPD_MAILBOX_CAP=2", "SHOPD_ACTOR_BATCH=1", "SHOPD_READ_BATCH=1", "SHOPD_WORKERS=1", NULL};
+    static const char *const env[] = {"SHOPD_MAILBOX_CAP=2", "SHOPD_ACTOR_BATCH=1",
+                                      "SHOPD_READ_BATCH=1", "SHOPD_WORKERS=1", NULL};
     th_server_t *srv = th_start(env);
     /* The /metrics request that reads the gauge is in flight itself. */
     long idle = metric(srv, "shopd_http_inflight");
@@ -303,7 +309,8 @@ test_mailbox_full(void **state)
     for (int i = 0; i < 3; i++) {
         calls[i] = (call_t){srv, "GET", "/api/v1/stores?limit=1", NULL, 0, ""};
         pthread_create(&th[i], NULL, call_thread, &calls[i]);
-        if (i == 0) wait_lock_waiters(c, 1);
+        if (i == 0)
+            wait_lock_waiters(c, 1);
         wait_metric(srv, "shopd_http_inflight", idle + i + 1);
     }
     /* Now every further request is refused at once with 503 + Retry-After. */
@@ -317,7 +324,8 @@ test_mailbox_full(void **state)
     unlock_stores(c);
     for (int i = 0; i < 3; i++) {
         pthread_join(th[i], NULL);
-        if (calls[i].status != 200) fail_msg("queued request %d: %ld %s", i, calls[i].status, calls[i].code);
+        if (calls[i].status != 200)
+            fail_msg("queued request %d: %ld %s", i, calls[i].status, calls[i].code);
     }
     PQfinish(c);
     assert_int_equal(th_stop(srv), 0);
@@ -329,7 +337,8 @@ static int
 connect_to(th_server_t *srv)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)srv->port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     return fd;
@@ -364,12 +373,14 @@ metric_on(int fd, const char *name)
         got += (size_t)n;
         buf[got] = '\0';
         const char *end = strstr(buf, "\r\n\r\n");
-        if (end == NULL) continue;
+        if (end == NULL)
+            continue;
         const char *cl = strcasestr(buf, "\r\nContent-Length:");
         assert_non_null(cl);
         clen = atol(cl + 17);
         body = end + 4;
-        if ((long)(buf + got - body) >= clen) break;
+        if ((long)(buf + got - body) >= clen)
+            break;
     }
     assert_non_null(body);
     char key[128];
@@ -385,13 +396,15 @@ test_connection_cap_and_cleanup(void **state)
     static const char *const env[] = {"SHOPD_MAX_CONNS=21", NULL};
     th_server_t *srv = th_start(env);
     int fds[20];
-    for (int i = 0; i < 20; i++) fds[i] = connect_to(srv);
+    for (int i = 0; i < 20; i++)
+        fds[i] = connect_to(srv);
     int probe = connect_to(srv);
     /* Wait until the server has accepted all 21 (accepting is asynchronous). */
     long open = -1;
     for (int i = 0; i < 1000 && open != 21; i++) {
         open = metric_on(probe, "shopd_http_connections");
-        if (open != 21) usleep(10000);
+        if (open != 21)
+            usleep(10000);
     }
     assert_int_equal(open, 21);
     /* The next one is refused with a JSON 503. */
@@ -404,7 +417,8 @@ test_connection_cap_and_cleanup(void **state)
     assert_non_null(strstr(buf, "too_many_connections"));
     close(extra);
     assert_int_equal(metric_on(probe, "shopd_http_connections_rejected_total"), 1);
-    for (int i = 0; i < 20; i++) close(fds[i]);
+    for (int i = 0; i < 20; i++)
+        close(fds[i]);
     close(probe);
     /* Closed connections are forgotten: the count returns to just ours. */
     wait_metric(srv, "shopd_http_connections", 1);
@@ -444,7 +458,8 @@ test_graceful_shutdown(void **state)
     PGconn *c = pg();
     lock_stores(c);
     char body[256];
-    snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"In Flight\",\"currency\":\"USD\"}", th_slug("inflight"));
+    snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"In Flight\",\"currency\":\"USD\"}",
+             th_slug("inflight"));
     call_t call = {srv, "POST", "/api/v1/stores", body, 0, ""};
     pthread_t t;
     pthread_create(&t, NULL, call_thread, &call);
@@ -458,7 +473,8 @@ test_graceful_shutdown(void **state)
         th_resp_t r = th_req(srv, "GET", "/healthz", NULL, NULL);
         s = r.status;
         th_resp_free(&r);
-        if (s != 0) usleep(10000);
+        if (s != 0)
+            usleep(10000);
     }
     assert_int_equal(s, 0);
     /* Still in PostgreSQL, waiting: the stop did not cut it short. */

@@ -32,7 +32,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    if (srv == NULL) return -1;
+    if (srv == NULL)
+        return -1;
     th_stop(srv); /* frees it: TH_STOP_TEST checked the exit status */
     return 0;
 }
@@ -43,9 +44,11 @@ count_fds(void)
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/fd", (int)srv->pid);
     DIR *d = opendir(path);
-    if (d == NULL) return -1;
+    if (d == NULL)
+        return -1;
     int n = 0;
-    while (readdir(d)) n++;
+    while (readdir(d))
+        n++;
     closedir(d);
     return n;
 }
@@ -54,7 +57,8 @@ static int
 dial(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv->port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)srv->port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     return fd;
@@ -82,7 +86,8 @@ wait_fds(int baseline)
     int n = -1;
     for (int i = 0; i < 100; i++) {
         n = count_fds();
-        if (n <= baseline) return;
+        if (n <= baseline)
+            return;
         usleep(50000);
     }
     fail_msg("file descriptors: %d now, %d before", n, baseline);
@@ -91,14 +96,16 @@ wait_fds(int baseline)
 static void
 test_abuse(void **state)
 {
-    if (srv->pid == 0) th_skip_or_fail("aimed at an external server (SHOPD_TEST_URL)");
+    if (srv->pid == 0)
+        th_skip_or_fail("aimed at an external server (SHOPD_TEST_URL)");
     alive();
     int baseline = count_fds();
     assert_true(baseline > 0);
 
     /* 500 idle connections. */
     int idle[500];
-    for (int i = 0; i < 500; i++) idle[i] = dial();
+    for (int i = 0; i < 500; i++)
+        idle[i] = dial();
     alive();
 
     /* Slowloris: a header byte every 100 ms, never finished; the idle timeout (2 s)
@@ -106,15 +113,17 @@ test_abuse(void **state)
     int slow = dial();
     const char *part = "GET /healthz HTTP/1.1\r\nX-Slow: ";
     for (const char *p = part; *p; p++) {
-        if (send(slow, p, 1, MSG_NOSIGNAL) != 1) break;
+        if (send(slow, p, 1, MSG_NOSIGNAL) != 1)
+            break;
         usleep(20000);
     }
 
     /* Resets in the middle of a body. */
     for (int i = 0; i < 50; i++) {
         int fd = dial();
-        const char *req = "POST /api/v1/stores HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                          "Content-Length: 1000\r\n\r\n{\"slug\":";
+        const char *req =
+            "POST /api/v1/stores HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{\"slug\":";
         send(fd, req, strlen(req), MSG_NOSIGNAL);
         reset_close(fd);
     }
@@ -125,11 +134,15 @@ test_abuse(void **state)
         int fd = dial();
         char junk[512];
         size_t n = 1 + (size_t)(rand() % (int)sizeof(junk));
-        for (size_t k = 0; k < n; k++) junk[k] = (char)(rand() & 0xff);
-        if (i % 3 == 0) memcpy(junk, "GET / HTTP/1.1\r\n", n < 16 ? n : 16);
+        for (size_t k = 0; k < n; k++)
+            junk[k] = (char)(rand() & 0xff);
+        if (i % 3 == 0)
+            memcpy(junk, "GET / HTTP/1.1\r\n", n < 16 ? n : 16);
         send(fd, junk, n, MSG_NOSIGNAL);
-        if (i % 2) reset_close(fd);
-        else close(fd);
+        if (i % 2)
+            reset_close(fd);
+        else
+            close(fd);
     }
     for (int i = 0; i < 20; i++) {
         int fd = dial();
@@ -139,7 +152,8 @@ test_abuse(void **state)
     }
     alive();
 
-    for (int i = 0; i < 500; i++) close(idle[i]);
+    for (int i = 0; i < 500; i++)
+        close(idle[i]);
     close(slow);
     alive();
     wait_fds(baseline);
@@ -148,13 +162,15 @@ test_abuse(void **state)
 static void
 test_slowloris_times_out(void **state)
 {
-    if (srv->pid == 0) th_skip_or_fail("aimed at an external server (SHOPD_TEST_URL)");
+    if (srv->pid == 0)
+        th_skip_or_fail("aimed at an external server (SHOPD_TEST_URL)");
     int fd = dial();
     struct timeval tv = {0, 300000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     /* One header byte every 300 ms (each byte would restart a plain read timeout):
      * the server must still give up once the request is 2 s old (SHOPD_IDLE_TIMEOUT). */
-    const char *req = "GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const char *req =
+        "GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     char buf[1024];
     size_t got = 0;
     bool closed = false;
@@ -165,13 +181,16 @@ test_slowloris_times_out(void **state)
             break;
         }
         ssize_t n = recv(fd, buf + got, sizeof(buf) - got - 1, 0);
-        if (n == 0) closed = true;
-        if (n > 0) got += (size_t)n;
+        if (n == 0)
+            closed = true;
+        if (n > 0)
+            got += (size_t)n;
     }
     buf[got] = '\0';
     assert_true(closed || got > 0);
     assert_true(sent < 20); /* 20 bytes x 300 ms = 6 s: it gave up well before */
-    if (got > 0) assert_non_null(strstr(buf, "HTTP/1.1 408"));
+    if (got > 0)
+        assert_non_null(strstr(buf, "HTTP/1.1 408"));
     close(fd);
     alive();
 }
@@ -180,8 +199,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_abuse),
-        cmocka_unit_test(test_slowloris_times_out),
+        cmocka_unit_test(test_abuse), cmocka_unit_test(test_slowloris_times_out),
         TH_STOP_TEST, /* last: the server must exit 0 on SIGTERM */
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -44,18 +44,22 @@ wait_for_lock_wait(PGconn *c, const char *rel)
 {
     const char *like = rel;
     char sql[512];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '%s'::regclass", rel);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '%s'::regclass", rel);
     for (int i = 0; i < 2000; i++) {
         PGresult *r = PQexec(c, sql);
         bool waiting = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) > 0;
         PQclear(r);
-        if (waiting) return;
+        if (waiting)
+            return;
         usleep(10000);
     }
-    PGresult *r = PQexec(c, "SELECT state, coalesce(wait_event_type, ''), left(query, 120) FROM pg_stat_activity"
-                            " WHERE backend_type = 'client backend'");
+    PGresult *r = PQexec(
+        c, "SELECT state, coalesce(wait_event_type, ''), left(query, 120) FROM pg_stat_activity"
+           " WHERE backend_type = 'client backend'");
     for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++)
-        fprintf(stderr, "  backend: %s | %s | %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+        fprintf(stderr, "  backend: %s | %s | %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                PQgetvalue(r, i, 2));
     PQclear(r);
     fail_msg("no backend started waiting on a lock for '%s'", like);
 }
@@ -91,7 +95,8 @@ metric(th_server_t *srv, const char *name)
     char key[128];
     snprintf(key, sizeof(key), "\n%s ", name);
     const char *at = strstr(r.body, key);
-    if (at == NULL) fail_msg("metric %s missing", name);
+    if (at == NULL)
+        fail_msg("metric %s missing", name);
     long v = atol(at + strlen(key));
     th_resp_free(&r);
     return v;
@@ -110,7 +115,8 @@ test_reads_and_logins_do_not_wait_for_the_actor(void **state)
     snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store);
     th_auth_header(auth, sizeof(auth), admin.access);
     const char *h[] = {tenant, auth, NULL};
-    th_resp_t r = th_req(srv, "POST", "/api/v1/products", h, "{\"name\":\"Lock Mug\",\"base_price\":500}");
+    th_resp_t r =
+        th_req(srv, "POST", "/api/v1/products", h, "{\"name\":\"Lock Mug\",\"base_price\":500}");
     assert_int_equal(r.status, 201);
     long pid = (long)json_integer_value(json_object_get(r.json, "id"));
     th_resp_free(&r);
@@ -146,14 +152,16 @@ test_reads_and_logins_do_not_wait_for_the_actor(void **state)
     th_resp_free(&r);
     /* A login (argon2 on the blocking pool) too. */
     long tasks = metric(srv, "shopd_blocking_tasks_total");
-    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", admin.email, TH_PASSWORD);
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", admin.email,
+             TH_PASSWORD);
     const char *th[] = {tenant, NULL};
     r = th_req(srv, "POST", "/api/v1/auth/login", th, body);
     assert_int_equal(r.status, 200);
     assert_non_null(json_string_value(json_object_get(r.json, "access_token")));
     th_resp_free(&r);
     /* The pool counts a task after its answer is posted: wait for the count. */
-    for (int i = 0; i < 2000 && metric(srv, "shopd_blocking_tasks_total") < tasks + 1; i++) usleep(10000);
+    for (int i = 0; i < 2000 && metric(srv, "shopd_blocking_tasks_total") < tasks + 1; i++)
+        usleep(10000);
     assert_true(metric(srv, "shopd_blocking_tasks_total") >= tasks + 1);
     assert_false(w.done); /* all of that while the write still waits */
 
@@ -194,7 +202,8 @@ test_full_blocking_queue_is_503(void **state)
     pthread_create(&ta, NULL, call_thread, &a);
     wait_for_lock_wait(c, "users");
     pthread_create(&tb, NULL, call_thread, &b);
-    for (int i = 0; i < 2000 && metric(srv, "shopd_blocking_queued") < 1; i++) usleep(10000);
+    for (int i = 0; i < 2000 && metric(srv, "shopd_blocking_queued") < 1; i++)
+        usleep(10000);
     assert_int_equal(metric(srv, "shopd_blocking_queued"), 1);
 
     const char *h[] = {tenant, NULL};

@@ -73,8 +73,10 @@ b64url(const unsigned char *in, size_t n, char *out)
                      (i + 2 < n ? in[i + 2] : 0);
         out[o++] = tb[v >> 18];
         out[o++] = tb[(v >> 12) & 63];
-        if (i + 1 < n) out[o++] = tb[(v >> 6) & 63];
-        if (i + 2 < n) out[o++] = tb[v & 63];
+        if (i + 1 < n)
+            out[o++] = tb[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = tb[v & 63];
     }
     out[o] = '\0';
     return o;
@@ -109,7 +111,8 @@ login(long store, const char *email, const char *password)
     char body[512];
     snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
     th_resp_t r = rq(store, NULL, "POST", "/api/v1/auth/login", body);
-    if (r.status != 200) fail_msg("login %s: %ld %s", email, r.status, r.body);
+    if (r.status != 200)
+        fail_msg("login %s: %ld %s", email, r.status, r.body);
     char *t = strdup(json_string_value(json_object_get(r.json, "access_token")));
     th_resp_free(&r);
     return t;
@@ -130,7 +133,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    if (srv) th_stop(srv);
+    if (srv)
+        th_stop(srv);
     srv = NULL;
     return 0;
 }
@@ -146,8 +150,8 @@ test_demoted_admin_stays_demoted(void **state)
     th_user_t admin = th_user_new(srv, "STORE_ADMIN", store_a);
     const char *email = th_email("demoted");
     char body[512], path[128];
-    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\",\"role\":\"STORE_ADMIN\"}", email,
-             TH_PASSWORD);
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\",\"role\":\"STORE_ADMIN\"}",
+             email, TH_PASSWORD);
     th_resp_t r = rq(store_a, admin.access, "POST", "/api/v1/admin/users", body);
     assert_int_equal(r.status, 201);
     long uid = (long)json_integer_value(json_object_get(r.json, "id"));
@@ -192,15 +196,17 @@ test_forged_role_refused(void **state)
     th_user_t admin = th_user_new(srv, "STORE_ADMIN", store_a);
     long long now = (long long)time(NULL);
     assert_int_equal(st(store_a, cust.access, "GET", "/api/v1/me", NULL), 200);
-    char *as_admin = forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"STORE_ADMIN\",\"ver\":1,\"iat\":%lld,"
-                           "\"exp\":%lld,\"jti\":\"f1\"}",
-                           cust.id, store_a, now, now + 600);
+    char *as_admin =
+        forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"STORE_ADMIN\",\"ver\":1,\"iat\":%lld,"
+              "\"exp\":%lld,\"jti\":\"f1\"}",
+              cust.id, store_a, now, now + 600);
     assert_int_equal(st(store_a, as_admin, "GET", "/api/v1/admin/users", NULL), 401);
 
     assert_int_equal(st(store_a, admin.access, "GET", "/api/v1/me", NULL), 200);
-    char *as_super = forge("{\"sub\":\"%ld\",\"role\":\"SUPER_ADMIN\",\"ver\":1,\"iat\":%lld,\"exp\":%lld,"
-                           "\"jti\":\"f2\"}",
-                           admin.id, now, now + 600);
+    char *as_super =
+        forge("{\"sub\":\"%ld\",\"role\":\"SUPER_ADMIN\",\"ver\":1,\"iat\":%lld,\"exp\":%lld,"
+              "\"jti\":\"f2\"}",
+              admin.id, now, now + 600);
     char auth[2048];
     th_auth_header(auth, sizeof(auth), as_super);
     const char *h[] = {auth, NULL};
@@ -210,19 +216,22 @@ test_forged_role_refused(void **state)
     th_resp_free(&r);
 
     /* A token version the user never had (the future) is no better. */
-    char *future = forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"CUSTOMER\",\"ver\":7,\"iat\":%lld,"
-                         "\"exp\":%lld,\"jti\":\"f3\"}",
-                         cust.id, store_a, now, now + 600);
+    char *future =
+        forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"CUSTOMER\",\"ver\":7,\"iat\":%lld,"
+              "\"exp\":%lld,\"jti\":\"f3\"}",
+              cust.id, store_a, now, now + 600);
     assert_int_equal(st(store_a, future, "GET", "/api/v1/me", NULL), 401);
     /* And one without a version is malformed. */
-    char *nover = forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"CUSTOMER\",\"iat\":%lld,\"exp\":%lld,"
-                        "\"jti\":\"f4\"}",
-                        cust.id, store_a, now, now + 600);
+    char *nover =
+        forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"CUSTOMER\",\"iat\":%lld,\"exp\":%lld,"
+              "\"jti\":\"f4\"}",
+              cust.id, store_a, now, now + 600);
     assert_int_equal(st(store_a, nover, "GET", "/api/v1/me", NULL), 401);
     /* The genuine claims, forged or issued, still work. */
-    char *same = forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"CUSTOMER\",\"ver\":1,\"iat\":%lld,"
-                       "\"exp\":%lld,\"jti\":\"f5\"}",
-                       cust.id, store_a, now, now + 600);
+    char *same =
+        forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"CUSTOMER\",\"ver\":1,\"iat\":%lld,"
+              "\"exp\":%lld,\"jti\":\"f5\"}",
+              cust.id, store_a, now, now + 600);
     assert_int_equal(st(store_a, same, "GET", "/api/v1/me", NULL), 200);
     free(as_admin);
     free(as_super);
@@ -240,9 +249,10 @@ test_forged_store_refused(void **state)
     th_user_t admin = th_user_new(srv, "STORE_ADMIN", store_a);
     long long now = (long long)time(NULL);
     assert_int_equal(st(store_a, admin.access, "GET", "/api/v1/admin/users", NULL), 200);
-    char *other = forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"STORE_ADMIN\",\"ver\":1,\"iat\":%lld,"
-                        "\"exp\":%lld,\"jti\":\"s1\"}",
-                        admin.id, store_b, now, now + 600);
+    char *other =
+        forge("{\"sub\":\"%ld\",\"store_id\":%ld,\"role\":\"STORE_ADMIN\",\"ver\":1,\"iat\":%lld,"
+              "\"exp\":%lld,\"jti\":\"s1\"}",
+              admin.id, store_b, now, now + 600);
     th_resp_t r = rq(store_b, other, "GET", "/api/v1/admin/users", NULL);
     assert_int_equal(r.status, 401);
     assert_null(strstr(r.body ? r.body : "", "@")); /* no user list of store B */
@@ -260,7 +270,8 @@ test_password_change_retires_tokens(void **state)
     char *second = login(store_a, cust.email, TH_PASSWORD);
     assert_int_equal(st(store_a, second, "GET", "/api/v1/me", NULL), 200);
     assert_int_equal(st(store_a, cust.access, "PATCH", "/api/v1/me",
-                        "{\"password\":\"a-New-Passw0rd-42\",\"current_password\":\"" TH_PASSWORD "\"}"),
+                        "{\"password\":\"a-New-Passw0rd-42\",\"current_password\":\"" TH_PASSWORD
+                        "\"}"),
                      200);
     assert_int_equal(st(store_a, second, "GET", "/api/v1/me", NULL), 401);
     assert_int_equal(st(store_a, cust.access, "GET", "/api/v1/me", NULL), 401);
@@ -336,14 +347,16 @@ test_ids_past_int64(void **state)
 
     /* A token whose subject is past the range is not a token. */
     long long now = (long long)time(NULL);
-    char *t = forge("{\"sub\":\"99999999999999999999\",\"store_id\":%ld,\"role\":\"CUSTOMER\",\"ver\":1,"
-                    "\"iat\":%lld,\"exp\":%lld,\"jti\":\"n1\"}",
-                    store_a, now, now + 600);
+    char *t =
+        forge("{\"sub\":\"99999999999999999999\",\"store_id\":%ld,\"role\":\"CUSTOMER\",\"ver\":1,"
+              "\"iat\":%lld,\"exp\":%lld,\"jti\":\"n1\"}",
+              store_a, now, now + 600);
     assert_int_equal(st(store_a, t, "GET", "/api/v1/me", NULL), 401);
     free(t);
 
     /* An all-digit slug would read as an id: refused at creation. */
-    r = th_platform(srv, "POST", "/api/v1/stores", "{\"slug\":\"12345\",\"name\":\"Digits\",\"currency\":\"EUR\"}");
+    r = th_platform(srv, "POST", "/api/v1/stores",
+                    "{\"slug\":\"12345\",\"name\":\"Digits\",\"currency\":\"EUR\"}");
     assert_int_equal(r.status, 422);
     th_resp_free(&r);
 
@@ -364,10 +377,12 @@ static long
 create_product(const char *token, const char *name, long price, const char *brand)
 {
     char body[512];
-    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"base_price\":%ld,\"brand\":\"%s\",\"status\":\"active\"}",
-             name, price, brand);
+    snprintf(body, sizeof(body),
+             "{\"name\":\"%s\",\"base_price\":%ld,\"brand\":\"%s\",\"status\":\"active\"}", name,
+             price, brand);
     th_resp_t r = rq(store_a, token, "POST", "/api/v1/products", body);
-    if (r.status != 201) fail_msg("create product: %ld %s", r.status, r.body);
+    if (r.status != 201)
+        fail_msg("create product: %ld %s", r.status, r.body);
     long id = (long)json_integer_value(json_object_get(r.json, "id"));
     th_resp_free(&r);
     return id;
@@ -421,7 +436,8 @@ test_query_read_once(void **state)
 
     /* 64 junk parameters before the real one: refused, not served the wrong page. */
     int o = snprintf(path, sizeof(path), "/api/v1/products?brand=%s", brand);
-    for (int i = 0; i < 64; i++) o += snprintf(path + o, sizeof(path) - (size_t)o, "&j%02d=1", i);
+    for (int i = 0; i < 64; i++)
+        o += snprintf(path + o, sizeof(path) - (size_t)o, "&j%02d=1", i);
     snprintf(path + o, sizeof(path) - (size_t)o, "&sort=-price");
     r = rq(store_a, NULL, "GET", path, NULL);
     assert_int_equal(r.status, 400);
@@ -446,8 +462,12 @@ test_rate_limit_exact(void **state)
 {
     char outbox[64];
     snprintf(outbox, sizeof(outbox), "SHOPD_OUTBOX_DIR=/tmp/shopd-sec-outbox-%d", (int)getpid());
-    const char *env[] = {"SHOPD_JWT_KEYS=" KEY ":" SECRET, "SHOPD_AUTH_RATE_IP=5", "SHOPD_AUTH_RATE_ACCOUNT=1000",
-                         "SHOPD_TRUSTED_PROXIES=127.0.0.1", outbox, NULL};
+    const char *env[] = {"SHOPD_JWT_KEYS=" KEY ":" SECRET,
+                         "SHOPD_AUTH_RATE_IP=5",
+                         "SHOPD_AUTH_RATE_ACCOUNT=1000",
+                         "SHOPD_TRUSTED_PROXIES=127.0.0.1",
+                         outbox,
+                         NULL};
     th_server_t *rl = th_start(env);
     char xff[64], tenant[64];
     snprintf(xff, sizeof(xff), "X-Forwarded-For: 198.51.100.%d", (int)(getpid() % 250) + 1);
@@ -457,11 +477,14 @@ test_rate_limit_exact(void **state)
     char body[512];
     char *refresh = NULL;
     for (int i = 0; i < 6; i++) {
-        snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", th_email("rl"), TH_PASSWORD);
+        snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", th_email("rl"),
+                 TH_PASSWORD);
         th_resp_t r = th_req(rl, "POST", "/api/v1/auth/register", h, body);
         assert_int_equal(r.status, i < 5 ? 201 : 429);
-        if (i == 0) refresh = strdup(json_string_value(json_object_get(r.json, "refresh_token")));
-        if (i == 5) assert_non_null(th_header(&r, "Retry-After"));
+        if (i == 0)
+            refresh = strdup(json_string_value(json_object_get(r.json, "refresh_token")));
+        if (i == 5)
+            assert_non_null(th_header(&r, "Retry-After"));
         th_resp_free(&r);
     }
     snprintf(xff, sizeof(xff), "X-Forwarded-For: 203.0.113.%d", (int)(getpid() % 250) + 1);
@@ -519,7 +542,8 @@ redis_start(int port, const char *dir)
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "redis-cli -p %d ping >/dev/null 2>&1", port);
     for (int i = 0; i < 200; i++) {
-        if (system(cmd) == 0) return pid;
+        if (system(cmd) == 0)
+            return pid;
         usleep(25000);
     }
     fail_msg("redis-server did not start on %d", port);
@@ -531,7 +555,8 @@ redis_stop(int port, pid_t pid)
 {
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "redis-cli -p %d shutdown save >/dev/null 2>&1", port);
-    if (system(cmd) != 0) kill(pid, SIGTERM);
+    if (system(cmd) != 0)
+        kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
 }
 
@@ -575,7 +600,8 @@ test_write_during_redis_outage(void **state)
 
     /* Cached at 1000 (the second GET is a hit, on whichever worker). */
     assert_int_equal(public_price(s, store_a, id, xc, sizeof(xc)), 1000);
-    for (int i = 0; i < 4; i++) assert_int_equal(public_price(s, store_a, id, xc, sizeof(xc)), 1000);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(public_price(s, store_a, id, xc, sizeof(xc)), 1000);
     assert_string_equal(xc, "hit");
 
     redis_stop(port, redis);
@@ -587,7 +613,8 @@ test_write_during_redis_outage(void **state)
 
     /* Redis comes back with the old version and the old page. */
     redis = redis_start(port, dir);
-    for (int i = 0; i < 6; i++) assert_int_equal(public_price(s, store_a, id, xc, sizeof(xc)), 2000);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(public_price(s, store_a, id, xc, sizeof(xc)), 2000);
     /* The lost bump was made up for: caching works again, with the new price. */
     assert_string_equal(xc, "hit");
 

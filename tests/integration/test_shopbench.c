@@ -25,10 +25,12 @@ run(const char *cmd)
     int rc = system(full);
     if (rc != 0) {
         snprintf(full, sizeof(full), "tail -n 60 %s >&2", out);
-        if (system(full) != 0) {}
+        if (system(full) != 0) {
+        }
     }
     unlink(out);
-    if (rc != 0) fail_msg("'%s' exited %d", cmd, rc);
+    if (rc != 0)
+        fail_msg("'%s' exited %d", cmd, rc);
 }
 
 static void
@@ -41,14 +43,16 @@ test_smoke(void **state)
     th_create_store(srv, slug, NULL);
     snprintf(json, sizeof(json), "/tmp/shopbench-smoke-%d.json", (int)getpid());
 
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --json %s %s store", bin, slug, json, srv->url);
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --json %s %s store", bin, slug,
+             json, srv->url);
     run(cmd);
     json_error_t e;
     json_t *doc = json_load_file(json, 0, &e);
     assert_non_null(doc);
     /* results.requests is a count > 0 and results.failures is 0 (exit 0 said so too). */
     json_t *res = json_object_get(doc, "results");
-    json_t *requests = json_object_get(res, "requests"), *failures = json_object_get(res, "failures");
+    json_t *requests = json_object_get(res, "requests"),
+           *failures = json_object_get(res, "failures");
     assert_true(json_is_integer(requests));
     assert_true(json_is_integer(failures));
     assert_true(json_integer_value(requests) > 0);
@@ -56,7 +60,8 @@ test_smoke(void **state)
     json_decref(doc);
     unlink(json);
 
-    snprintf(cmd, sizeof(cmd), "SHOPD_PLATFORM_TOKEN=%s %s seed -k 3 %s", TH_PLATFORM_TOKEN, bin, srv->url);
+    snprintf(cmd, sizeof(cmd), "SHOPD_PLATFORM_TOKEN=%s %s seed -k 3 %s", TH_PLATFORM_TOKEN, bin,
+             srv->url);
     run(cmd);
     snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 -k 3 %s tenants", bin, srv->url);
     run(cmd);

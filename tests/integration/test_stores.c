@@ -26,7 +26,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    if (srv == NULL) return -1;
+    if (srv == NULL)
+        return -1;
     th_stop(srv); /* frees it: TH_STOP_TEST checked the exit status */
     return 0;
 }
@@ -37,7 +38,8 @@ has_issue(const th_resp_t *r, const char *field)
     json_t *d = json_object_get(json_object_get(r->json, "error"), "details");
     size_t i;
     json_t *x;
-    json_array_foreach(d, i, x) if (!strcmp(json_string_value(json_object_get(x, "field")), field)) return true;
+    json_array_foreach(
+        d, i, x) if (!strcmp(json_string_value(json_object_get(x, "field")), field)) return true;
     return false;
 }
 
@@ -69,28 +71,33 @@ test_create_validation(void **state)
     assert_true(has_issue(&r, "currency"));
     th_resp_free(&r);
 
-    r = th_platform(srv, "POST", "/api/v1/stores",
-                    "{\"slug\":\"Bad Slug\",\"name\":\"\",\"currency\":\"usd\",\"domain\":\"not a host\","
-                    "\"settings\":[1],\"status\":\"closed\",\"color\":\"red\"}");
+    r = th_platform(
+        srv, "POST", "/api/v1/stores",
+        "{\"slug\":\"Bad Slug\",\"name\":\"\",\"currency\":\"usd\",\"domain\":\"not a host\","
+        "\"settings\":[1],\"status\":\"closed\",\"color\":\"red\"}");
     assert_int_equal(r.status, 422);
     assert_string_equal(th_error_code(&r), "validation_failed");
     const char *fields[] = {"slug", "name", "currency", "domain", "settings", "status", "color"};
     for (size_t i = 0; i < 7; i++)
-        if (!has_issue(&r, fields[i])) fail_msg("no issue for %s in %s", fields[i], r.body);
+        if (!has_issue(&r, fields[i]))
+            fail_msg("no issue for %s in %s", fields[i], r.body);
     th_resp_free(&r);
 
-    r = th_platform(srv, "POST", "/api/v1/stores", "{\"slug\":\"www\",\"name\":\"W\",\"currency\":\"USD\"}");
+    r = th_platform(srv, "POST", "/api/v1/stores",
+                    "{\"slug\":\"www\",\"name\":\"W\",\"currency\":\"USD\"}");
     assert_int_equal(r.status, 422);
     assert_true(has_issue(&r, "slug"));
     th_resp_free(&r);
 
-    r = th_platform(srv, "POST", "/api/v1/stores", "{\"slug\":\"abc-def\",\"name\":\"W\",\"currency\":\"XXX\"}");
+    r = th_platform(srv, "POST", "/api/v1/stores",
+                    "{\"slug\":\"abc-def\",\"name\":\"W\",\"currency\":\"XXX\"}");
     assert_int_equal(r.status, 422);
     assert_true(has_issue(&r, "currency"));
     th_resp_free(&r);
 
-    r = th_platform(srv, "POST", "/api/v1/stores",
-                    "{\"slug\":\"abc-def\",\"name\":\"W\",\"currency\":\"USD\",\"domain\":\"x.shop.test\"}");
+    r = th_platform(
+        srv, "POST", "/api/v1/stores",
+        "{\"slug\":\"abc-def\",\"name\":\"W\",\"currency\":\"USD\",\"domain\":\"x.shop.test\"}");
     assert_int_equal(r.status, 422);
     assert_true(has_issue(&r, "domain"));
     th_resp_free(&r);
@@ -102,7 +109,9 @@ test_crud(void **state)
     char slug[64], body[512], path[128];
     snprintf(slug, sizeof(slug), "%s", th_slug("crud"));
     snprintf(body, sizeof(body),
-             "{\"slug\":\"%s\",\"name\":\"Crud Shop \\u00e9\",\"currency\":\"EUR\",\"settings\":{\"theme\":\"dark\"}}", slug);
+             "{\"slug\":\"%s\",\"name\":\"Crud Shop "
+             "\\u00e9\",\"currency\":\"EUR\",\"settings\":{\"theme\":\"dark\"}}",
+             slug);
     th_resp_t r = th_platform(srv, "POST", "/api/v1/stores", body);
     assert_int_equal(r.status, 201);
     long id = (long)json_integer_value(json_object_get(r.json, "id"));
@@ -111,7 +120,8 @@ test_crud(void **state)
     assert_string_equal(json_string_value(json_object_get(r.json, "currency")), "EUR");
     assert_string_equal(json_string_value(json_object_get(r.json, "status")), "active");
     assert_true(json_is_null(json_object_get(r.json, "domain")));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(r.json, "settings"), "theme")), "dark");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "settings"), "theme")), "dark");
     assert_non_null(json_object_get(r.json, "created_at"));
     snprintf(path, sizeof(path), "/api/v1/stores/%ld", id);
     assert_string_equal(th_header(&r, "Location"), path);
@@ -177,13 +187,15 @@ test_list_pagination(void **state)
     assert_true(json_integer_value(json_object_get(r.json, "total")) >= 5);
     const char *cur = json_string_value(json_object_get(r.json, "next_cursor"));
     assert_non_null(cur);
-    long first_id = (long)json_integer_value(json_object_get(json_array_get(json_object_get(r.json, "data"), 1), "id"));
+    long first_id = (long)json_integer_value(
+        json_object_get(json_array_get(json_object_get(r.json, "data"), 1), "id"));
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/stores?limit=2&cursor=%s", cur);
     th_resp_free(&r);
     r = th_platform(srv, "GET", path, NULL);
     assert_int_equal(r.status, 200);
-    long next_id = (long)json_integer_value(json_object_get(json_array_get(json_object_get(r.json, "data"), 0), "id"));
+    long next_id = (long)json_integer_value(
+        json_object_get(json_array_get(json_object_get(r.json, "data"), 0), "id"));
     assert_true(next_id > first_id);
     th_resp_free(&r);
 
@@ -213,9 +225,11 @@ test_list_pagination(void **state)
     size_t i, mine = 0;
     json_t *x, *data = json_object_get(r.json, "data");
     assert_true(json_array_size(data) >= 1);
-    json_array_foreach(data, i, x) {
+    json_array_foreach(data, i, x)
+    {
         assert_string_equal(json_string_value(json_object_get(x, "status")), "suspended");
-        if (json_integer_value(json_object_get(x, "id")) == sus_id) mine++;
+        if (json_integer_value(json_object_get(x, "id")) == sus_id)
+            mine++;
     }
     assert_int_equal(mine, 1);
     th_resp_free(&r);
@@ -223,10 +237,12 @@ test_list_pagination(void **state)
     r = th_platform(srv, "GET", "/api/v1/stores?status=active&limit=100", NULL);
     assert_int_equal(r.status, 200);
     size_t active = 0;
-    json_array_foreach(json_object_get(r.json, "data"), i, x) {
+    json_array_foreach(json_object_get(r.json, "data"), i, x)
+    {
         assert_string_equal(json_string_value(json_object_get(x, "status")), "active");
         const char *sl = json_string_value(json_object_get(x, "slug"));
-        if (sl && !strncmp(sl, prefix, strlen(prefix))) active++;
+        if (sl && !strncmp(sl, prefix, strlen(prefix)))
+            active++;
     }
     assert_int_equal(active, 5);
     th_resp_free(&r);
@@ -333,7 +349,8 @@ test_cache_follows_changes(void **state)
 
     /* Rename and reactivate: the old slug is gone, the new one answers (the cached
      * negative was dropped), the new name shows. */
-    snprintf(body, sizeof(body), "{\"status\":\"active\",\"slug\":\"%s\",\"name\":\"New Name\"}", slug2);
+    snprintf(body, sizeof(body), "{\"status\":\"active\",\"slug\":\"%s\",\"name\":\"New Name\"}",
+             slug2);
     r = th_platform(srv, "PATCH", path, body);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
@@ -352,7 +369,9 @@ test_cache_follows_changes(void **state)
     r = th_platform(srv, "PATCH", path, dom);
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
-    snprintf(body, sizeof(body), "{\"slug\":\"%s\",\"name\":\"D\",\"currency\":\"USD\",\"domain\":\"shop.%s.example\"}", other, other);
+    snprintf(body, sizeof(body),
+             "{\"slug\":\"%s\",\"name\":\"D\",\"currency\":\"USD\",\"domain\":\"shop.%s.example\"}",
+             other, other);
     r = th_platform(srv, "POST", "/api/v1/stores", body);
     assert_int_equal(r.status, 409);
     assert_string_equal(th_error_code(&r), "domain_taken");

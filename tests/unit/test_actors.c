@@ -425,7 +425,8 @@ test_batch_per_actor(void **state)
         assert_int_equal(act_system_start(sys), 0);
         assert_int_equal(act_send(sys, msg_make(id, 0, 0)), SHOPD_OK);
         assert_true(wait_entered(&c.gate, 1));
-        for (uint64_t i = 1; i < BATCH_MSGS; i++) assert_int_equal(act_send(sys, msg_make(id, 0, i)), SHOPD_OK);
+        for (uint64_t i = 1; i < BATCH_MSGS; i++)
+            assert_int_equal(act_send(sys, msg_make(id, 0, i)), SHOPD_OK);
         gate_open(&c.gate);
         assert_true(wait_processed(sys, BATCH_MSGS));
         assert_int_equal(act_system_stop(sys, 5000), 0);
@@ -457,10 +458,14 @@ fair_handler(act_worker_t *w, uint64_t id, act_msg_t **msgs, size_t n, void *ud)
     fair_ctx_t *c = ud;
     (void)w;
     int k = atomic_fetch_add(&c->n, 1);
-    if (k < 8) c->order[k] = id;
-    if (id == ACT_ID(42, 1)) gate_wait(&c->gate_a1);
-    if (id == ACT_ID(9, 1)) gate_wait(&c->gate_c1);
-    for (size_t i = 0; i < n; i++) act_msg_free(msgs[i]);
+    if (k < 8)
+        c->order[k] = id;
+    if (id == ACT_ID(42, 1))
+        gate_wait(&c->gate_a1);
+    if (id == ACT_ID(9, 1))
+        gate_wait(&c->gate_c1);
+    for (size_t i = 0; i < n; i++)
+        act_msg_free(msgs[i]);
 }
 
 static uint64_t
@@ -478,8 +483,14 @@ test_group_cap(void **state)
     gate_init(&c.gate_a1);
     gate_init(&c.gate_c1);
     act_config_t cfg = {
-        .workers = 2, .mailbox_cap = 100, .batch_max = 1, .idle_reclaim_ms = 60000,
-        .handler = fair_handler, .group_of = store_of, .group_cap = 1, .ud = &c,
+        .workers = 2,
+        .mailbox_cap = 100,
+        .batch_max = 1,
+        .idle_reclaim_ms = 60000,
+        .handler = fair_handler,
+        .group_of = store_of,
+        .group_cap = 1,
+        .ud = &c,
     };
     act_system_t *sys = act_system_new(&cfg);
     assert_int_equal(act_system_start(sys), 0);
@@ -850,8 +861,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invalid_config),        cmocka_unit_test(test_ordering_per_store),
         cmocka_unit_test(test_ordering_with_reclaim), cmocka_unit_test(test_batches),
-        cmocka_unit_test(test_batch_per_actor),
-        cmocka_unit_test(test_group_cap),
+        cmocka_unit_test(test_batch_per_actor),       cmocka_unit_test(test_group_cap),
         cmocka_unit_test(test_mailbox_cap),           cmocka_unit_test(test_forward_from_handler),
         cmocka_unit_test(test_stop_drains),           cmocka_unit_test(test_stop_deadline),
         cmocka_unit_test(test_never_started),         cmocka_unit_test(test_idle_reclaim),

@@ -67,7 +67,8 @@ expect_error(int argc, char **argv, const char *needle)
     cfg_t c;
     char err[256] = "";
     assert_int_equal(cfg_load(&c, argc, argv, 1, err, sizeof(err)), -1);
-    if (strstr(err, needle) == NULL) fail_msg("error '%s' lacks '%s'", err, needle);
+    if (strstr(err, needle) == NULL)
+        fail_msg("error '%s' lacks '%s'", err, needle);
     assert_null(strchr(err, '\n'));
     cfg_free(&c);
 }

@@ -26,8 +26,10 @@ test_error_body(void **state)
     assert_string_equal(json_string_value(json_object_get(err, "message")), "bad input");
     json_t *d = json_object_get(err, "details");
     assert_int_equal(json_array_size(d), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(d, 1), "field")), "currency");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(d, 1), "issue")), "must be \"ISO\"");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(d, 1), "field")),
+                        "currency");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(d, 1), "issue")),
+                        "must be \"ISO\"");
     json_decref(doc);
     free(s);
 }
@@ -35,7 +37,8 @@ test_error_body(void **state)
 static void
 test_reply_helpers(void **state)
 {
-    net_reply_t *r = net_reply_error_field(422, "validation_failed", "m", "body", "must be a JSON object");
+    net_reply_t *r =
+        net_reply_error_field(422, "validation_failed", "m", "body", "must be a JSON object");
     assert_int_equal(r->status, 422);
     assert_non_null(strstr(r->body, "\"field\":\"body\""));
     net_reply_add_header(r, "Retry-After", "1");

@@ -46,7 +46,8 @@ spec_path(const char *pattern, char *out, size_t n)
         if (*p == ':') {
             out[o++] = '{';
             p++;
-            while (*p && *p != '/' && o + 3 < n) out[o++] = *p++;
+            while (*p && *p != '/' && o + 3 < n)
+                out[o++] = *p++;
             out[o++] = '}';
         } else {
             out[o++] = *p++;
@@ -64,17 +65,22 @@ test_routes_documented(void **state)
         char path[512];
         spec_path(r->pattern, path, sizeof(path));
         char *block = strstr(spec, path);
-        if (block == NULL) fail_msg("docs/openapi.yaml lacks path %s (route %s)", r->pattern, r->name);
+        if (block == NULL)
+            fail_msg("docs/openapi.yaml lacks path %s (route %s)", r->pattern, r->name);
         /* The block of this path ends at the next line starting with two spaces and '/'. */
         char *end = strstr(block + strlen(path), "\n  /");
         size_t blen = end ? (size_t)(end - block) : strlen(block);
         char *b = strndup(block, blen);
         char method[32], opid[160];
         snprintf(method, sizeof(method), "\n    %s:", r->method);
-        for (char *c = method; *c; c++) *c = (char)tolower((unsigned char)*c);
-        if (strstr(b, method) == NULL) fail_msg("docs/openapi.yaml: %s lacks %s", r->pattern, r->method);
+        for (char *c = method; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        if (strstr(b, method) == NULL)
+            fail_msg("docs/openapi.yaml: %s lacks %s", r->pattern, r->method);
         snprintf(opid, sizeof(opid), "operationId: %s\n", r->name);
-        if (strstr(b, opid) == NULL) fail_msg("docs/openapi.yaml: %s %s lacks operationId %s", r->method, r->pattern, r->name);
+        if (strstr(b, opid) == NULL)
+            fail_msg("docs/openapi.yaml: %s %s lacks operationId %s", r->method, r->pattern,
+                     r->name);
         free(b);
     }
     free(spec);
@@ -85,12 +91,17 @@ static const char *
 security_for(api_access_t access)
 {
     switch (access) {
-    case API_PUBLIC: return "[]";
-    case API_PLATFORM: return "[{platformToken: []}]";
+    case API_PUBLIC:
+        return "[]";
+    case API_PLATFORM:
+        return "[{platformToken: []}]";
     case API_CUSTOMER:
-        return "[{customerToken: []}, {storeAdminToken: []}, {superAdminToken: []}, {platformToken: []}]";
-    case API_STORE_ADMIN: return "[{storeAdminToken: []}, {superAdminToken: []}, {platformToken: []}]";
-    case API_SUPER_ADMIN: return "[{superAdminToken: []}, {platformToken: []}]";
+        return "[{customerToken: []}, {storeAdminToken: []}, {superAdminToken: []}, "
+               "{platformToken: []}]";
+    case API_STORE_ADMIN:
+        return "[{storeAdminToken: []}, {superAdminToken: []}, {platformToken: []}]";
+    case API_SUPER_ADMIN:
+        return "[{superAdminToken: []}, {platformToken: []}]";
     }
     return NULL;
 }
@@ -102,13 +113,17 @@ operation_block(const char *spec, const api_route_t *r)
     char path[512], method[32];
     spec_path(r->pattern, path, sizeof(path));
     const char *block = strstr(spec, path);
-    if (block == NULL) return NULL;
+    if (block == NULL)
+        return NULL;
     const char *pend = strstr(block + strlen(path), "\n  /");
-    if (pend == NULL) pend = block + strlen(block);
+    if (pend == NULL)
+        pend = block + strlen(block);
     snprintf(method, sizeof(method), "\n    %s:", r->method);
-    for (char *c = method; *c; c++) *c = (char)tolower((unsigned char)*c);
+    for (char *c = method; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
     const char *op = strstr(block, method);
-    if (op == NULL || op > pend) return NULL;
+    if (op == NULL || op > pend)
+        return NULL;
     /* The next sibling key at four spaces (another method, or path-level parameters). */
     const char *oend = op + strlen(method);
     for (;;) {
@@ -117,7 +132,8 @@ operation_block(const char *spec, const api_route_t *r)
             oend = pend;
             break;
         }
-        if (oend[5] != ' ') break;
+        if (oend[5] != ' ')
+            break;
         oend++;
     }
     return strndup(op, (size_t)(oend - op));
@@ -128,29 +144,35 @@ test_security_matches_access(void **state)
 {
     char *spec = read_spec();
     /* No document-wide default: each operation says who may call it. */
-    if (strstr(spec, "\nsecurity:") != NULL) fail_msg("docs/openapi.yaml has a top-level security; give it per operation");
+    if (strstr(spec, "\nsecurity:") != NULL)
+        fail_msg("docs/openapi.yaml has a top-level security; give it per operation");
     for (size_t i = 0; i < api_nroutes; i++) {
         const api_route_t *r = &api_routes[i];
         char *op = operation_block(spec, r);
-        if (op == NULL) fail_msg("docs/openapi.yaml: no operation for %s %s", r->method, r->pattern);
+        if (op == NULL)
+            fail_msg("docs/openapi.yaml: no operation for %s %s", r->method, r->pattern);
         const char *want = security_for(r->access);
-        if (want == NULL) fail_msg("route %s has an access level this test does not know", r->name);
+        if (want == NULL)
+            fail_msg("route %s has an access level this test does not know", r->name);
         char line[256];
         snprintf(line, sizeof(line), "\n      security: %s\n", want);
         const char *at = strstr(op, "\n      security:");
-        if (at == NULL) fail_msg("%s %s (%s) has no security; want %s", r->method, r->pattern, r->name, want);
+        if (at == NULL)
+            fail_msg("%s %s (%s) has no security; want %s", r->method, r->pattern, r->name, want);
         if (strncmp(at, line, strlen(line)) != 0) {
             const char *eol = strchr(at + 1, '\n');
-            fail_msg("%s %s (%s): %.*s, but its access level wants security: %s", r->method, r->pattern, r->name,
-                     (int)(eol ? eol - at - 1 : 80), at + 1, want);
+            fail_msg("%s %s (%s): %.*s, but its access level wants security: %s", r->method,
+                     r->pattern, r->name, (int)(eol ? eol - at - 1 : 80), at + 1, want);
         }
         if (strstr(at + 1, "\n      security:") != NULL)
             fail_msg("%s %s (%s) has two security keys", r->method, r->pattern, r->name);
         if (r->access != API_PUBLIC) {
             if (strstr(op, "\n        '401':") == NULL)
-                fail_msg("%s %s (%s) is protected but documents no 401", r->method, r->pattern, r->name);
+                fail_msg("%s %s (%s) is protected but documents no 401", r->method, r->pattern,
+                         r->name);
             if (strstr(op, "\n        '403':") == NULL)
-                fail_msg("%s %s (%s) is protected but documents no 403", r->method, r->pattern, r->name);
+                fail_msg("%s %s (%s) is protected but documents no 403", r->method, r->pattern,
+                         r->name);
         }
         free(op);
     }
@@ -167,23 +189,25 @@ test_query_matches_route(void **state)
     for (size_t i = 0; i < api_nroutes; i++) {
         const api_route_t *r = &api_routes[i];
         char *op = operation_block(spec, r);
-        if (op == NULL) fail_msg("docs/openapi.yaml: no operation for %s %s", r->method, r->pattern);
+        if (op == NULL)
+            fail_msg("docs/openapi.yaml: no operation for %s %s", r->method, r->pattern);
         size_t declared = 0;
         for (const char *const *q = r->query; q && *q; q++, declared++) {
             char needle[128];
             snprintf(needle, sizeof(needle), "{name: %s, in: query", *q);
             if (strstr(op, needle) == NULL)
-                fail_msg("%s %s (%s) reads query parameter %s but does not document it", r->method, r->pattern,
-                         r->name, *q);
+                fail_msg("%s %s (%s) reads query parameter %s but does not document it", r->method,
+                         r->pattern, r->name, *q);
         }
         size_t documented = 0;
-        for (const char *at = op; (at = strstr(at, ", in: query")) != NULL; at++) documented++;
+        for (const char *at = op; (at = strstr(at, ", in: query")) != NULL; at++)
+            documented++;
         if (documented != declared)
-            fail_msg("%s %s (%s) documents %zu query parameters; the route declares %zu", r->method, r->pattern,
-                     r->name, documented, declared);
+            fail_msg("%s %s (%s) documents %zu query parameters; the route declares %zu", r->method,
+                     r->pattern, r->name, documented, declared);
         if (!(r->flags & API_INLINE) && strstr(op, "\n        '400':") == NULL)
-            fail_msg("%s %s (%s) can answer 400 invalid_query but does not document it", r->method, r->pattern,
-                     r->name);
+            fail_msg("%s %s (%s) can answer 400 invalid_query but does not document it", r->method,
+                     r->pattern, r->name);
         free(op);
     }
     free(spec);
@@ -195,8 +219,10 @@ test_no_stale_paths(void **state)
     char *spec = read_spec();
     char *paths = strstr(spec, "\npaths:\n");
     assert_non_null(paths);
-    for (char *line = paths + 8; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-        if (strncmp(line, "  /", 3) != 0) continue;
+    for (char *line = paths + 8; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, "  /", 3) != 0)
+            continue;
         char *eol = strchr(line, '\n');
         size_t n = eol ? (size_t)(eol - line) : strlen(line);
         bool found = false;
@@ -205,7 +231,8 @@ test_no_stale_paths(void **state)
             spec_path(api_routes[i].pattern, want, sizeof(want));
             found = strlen(want) == n + 1 && strncmp(want, line, n) == 0;
         }
-        if (!found) fail_msg("docs/openapi.yaml documents %.*s, which no route serves", (int)n, line);
+        if (!found)
+            fail_msg("docs/openapi.yaml documents %.*s, which no route serves", (int)n, line);
     }
     free(spec);
 }

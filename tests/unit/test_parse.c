@@ -27,11 +27,22 @@ test_id_parse(void **state)
     assert_true(v == (uint64_t)INT64_MAX);
     assert_true(id("0042", &v));
     assert_int_equal(v, 42);
-    static const char *const bad[] = {"", "0", "00", "-1", "+1", " 1", "1 ", "1a", "0x10",
-                                      "9223372036854775808", "9999999999999999999",
-                                      "18446744073709551615", "18446744073709551616",
+    static const char *const bad[] = {"",
+                                      "0",
+                                      "00",
+                                      "-1",
+                                      "+1",
+                                      " 1",
+                                      "1 ",
+                                      "1a",
+                                      "0x10",
+                                      "9223372036854775808",
+                                      "9999999999999999999",
+                                      "18446744073709551615",
+                                      "18446744073709551616",
                                       "99999999999999999999999999"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) assert_false(id(bad[i], &v));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(id(bad[i], &v));
     assert_true(shopd_id_parse("123abc", 3, &v)); /* length-bounded: not NUL-terminated input */
     assert_int_equal(v, 123);
 }
@@ -117,7 +128,8 @@ test_route_queries(void **state)
         const char *const *q = api_routes[i].query;
         size_t n = 0;
         for (; q && q[n]; n++)
-            for (size_t k = 0; k < n; k++) assert_string_not_equal(q[k], q[n]);
+            for (size_t k = 0; k < n; k++)
+                assert_string_not_equal(q[k], q[n]);
         assert_true(n <= API_MAX_QUERY);
     }
 }
@@ -136,7 +148,8 @@ test_route_table_from_modules(void **state)
     assert_int_equal(n, api_nroutes);
     assert_true(api_nroutes >= 50);
     for (size_t i = 0; i < api_nroutes; i++)
-        for (size_t k = 0; k < i; k++) assert_string_not_equal(api_routes[i].name, api_routes[k].name);
+        for (size_t k = 0; k < i; k++)
+            assert_string_not_equal(api_routes[i].name, api_routes[k].name);
 }
 
 int

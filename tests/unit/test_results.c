@@ -23,11 +23,15 @@ test_status_table(void **state)
         shopd_rc_t rc;
         int status;
     } want[] = {
-        {SHOPD_NOT_MODIFIED, 304}, {SHOPD_NO_CONTENT, 204}, {SHOPD_ACCEPTED, 202}, {SHOPD_CREATED, 201},
-        {SHOPD_OK, 200}, {SHOPD_ERR, 500}, {SHOPD_AGAIN, 503}, {SHOPD_NOTFOUND, 404}, {SHOPD_BUSY, 503},
-        {SHOPD_CONFLICT, 409}, {SHOPD_INVALID, 422}, {SHOPD_FORBIDDEN, 403}, {SHOPD_UNAVAILABLE, 503},
-        {SHOPD_UNAUTHENTICATED, 401}, {SHOPD_BAD_REQUEST, 400}, {SHOPD_RATE_LIMITED, 429},
-        {SHOPD_UNSUPPORTED, 415}, {SHOPD_NOT_ALLOWED, 405},
+        {SHOPD_NOT_MODIFIED, 304}, {SHOPD_NO_CONTENT, 204},
+        {SHOPD_ACCEPTED, 202},     {SHOPD_CREATED, 201},
+        {SHOPD_OK, 200},           {SHOPD_ERR, 500},
+        {SHOPD_AGAIN, 503},        {SHOPD_NOTFOUND, 404},
+        {SHOPD_BUSY, 503},         {SHOPD_CONFLICT, 409},
+        {SHOPD_INVALID, 422},      {SHOPD_FORBIDDEN, 403},
+        {SHOPD_UNAVAILABLE, 503},  {SHOPD_UNAUTHENTICATED, 401},
+        {SHOPD_BAD_REQUEST, 400},  {SHOPD_RATE_LIMITED, 429},
+        {SHOPD_UNSUPPORTED, 415},  {SHOPD_NOT_ALLOWED, 405},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         assert_int_equal(net_status_for_rc(want[i].rc), want[i].status);
@@ -78,12 +82,15 @@ scan_dir(const char *dir, regex_t *re)
     int bad = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
+        if (e->d_name[0] == '.')
+            continue;
         char p[1024];
         snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
         size_t n = strlen(e->d_name);
-        if (e->d_type == DT_DIR) bad += scan_dir(p, re);
-        else if (n > 2 && (!strcmp(e->d_name + n - 2, ".c") || !strcmp(e->d_name + n - 2, ".h"))) bad += scan(p, re);
+        if (e->d_type == DT_DIR)
+            bad += scan_dir(p, re);
+        else if (n > 2 && (!strcmp(e->d_name + n - 2, ".c") || !strcmp(e->d_name + n - 2, ".h")))
+            bad += scan(p, re);
     }
     closedir(d);
     return bad;
@@ -93,11 +100,12 @@ static void
 test_no_status_in_modules(void **state)
 {
     regex_t re;
-    assert_int_equal(regcomp(&re,
-                             "(net_reply_error(_field)?|net_reply_new|api_json|api_raw_json|cat_row_json)"
-                             "\\( *[1-5][0-9][0-9]|->status *[!=<>]=? *[1-5][0-9][0-9]",
-                             REG_EXTENDED | REG_NOSUB),
-                     0);
+    assert_int_equal(
+        regcomp(&re,
+                "(net_reply_error(_field)?|net_reply_new|api_json|api_raw_json|cat_row_json)"
+                "\\( *[1-5][0-9][0-9]|->status *[!=<>]=? *[1-5][0-9][0-9]",
+                REG_EXTENDED | REG_NOSUB),
+        0);
     assert_int_equal(scan_dir(SHOPD_SOURCE_DIR "/src/modules", &re), 0);
     regfree(&re);
 }

@@ -12,7 +12,8 @@ static const char *
 key(const char *hdr, const char *host, const char *base)
 {
     static char buf[STORE_KEY_MAX];
-    if (store_tenant_key(hdr, host, base, buf, sizeof(buf)) != 0) return NULL;
+    if (store_tenant_key(hdr, host, base, buf, sizeof(buf)) != 0)
+        return NULL;
     return buf;
 }
 
@@ -33,8 +34,8 @@ test_subdomain(void **state)
     assert_string_equal(key(NULL, "demo.shop.test", "shop.test"), "slug:demo");
     assert_string_equal(key(NULL, "Demo.Shop.Test:8080", "shop.test"), "slug:demo");
     assert_string_equal(key("", "acme-co.shop.test.", "shop.test"), "slug:acme-co");
-    assert_null(key(NULL, "shop.test", "shop.test"));          /* bare base domain */
-    assert_null(key(NULL, "a.b.shop.test", "shop.test"));      /* nested: not a slug */
+    assert_null(key(NULL, "shop.test", "shop.test"));     /* bare base domain */
+    assert_null(key(NULL, "a.b.shop.test", "shop.test")); /* nested: not a slug */
     assert_null(key(NULL, "x_y.shop.test", "shop.test"));
 }
 
@@ -108,7 +109,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_header),       cmocka_unit_test(test_subdomain),
+        cmocka_unit_test(test_header),        cmocka_unit_test(test_subdomain),
         cmocka_unit_test(test_custom_domain), cmocka_unit_test(test_validators),
         cmocka_unit_test(test_cache),
     };

@@ -186,7 +186,8 @@ login(api_ctx_t *ctx, uint64_t store_id)
         pthread_once(&dummy_once, make_dummy);
     bool ok = auth_password_verify(found ? PQgetvalue(r, 0, 1) : dummy_hash, pw) && found;
     if (!ok) {
-        reply = api_fail(SHOPD_UNAUTHENTICATED, "invalid_credentials", "the e-mail or password is wrong");
+        reply = api_fail(SHOPD_UNAUTHENTICATED, "invalid_credentials",
+                         "the e-mail or password is wrong");
         goto out;
     }
     if (strcmp(PQgetvalue(r, 0, 3), "active") != 0) {
@@ -266,15 +267,16 @@ auth_h_register(api_ctx_t *ctx)
     const char *p[4] = {sid, email, hash, name ? name : ""};
     r = db_exec(c, "auth_register",
                 "INSERT INTO users (store_id, email, password_hash, role, name) "
-                "VALUES ($1::bigint, $2, $3, 'CUSTOMER', $4) RETURNING id, " AUTH_USER_JSON ", token_version",
+                "VALUES ($1::bigint, $2, $3, 'CUSTOMER', $4) RETURNING id, " AUTH_USER_JSON
+                ", token_version",
                 4, p);
     if (db_result_rc(r) != SHOPD_OK) {
         reply = api_db_error(ctx, r, "register failed");
         goto out;
     }
-    reply = auth_issue(ctx, c, SHOPD_CREATED, strtoull(PQgetvalue(r, 0, 0), NULL, 10), ctx->store_id,
-                       MSG_ROLE_CUSTOMER, (uint32_t)strtoul(PQgetvalue(r, 0, 2), NULL, 10), NULL,
-                       PQgetvalue(r, 0, 1));
+    reply = auth_issue(ctx, c, SHOPD_CREATED, strtoull(PQgetvalue(r, 0, 0), NULL, 10),
+                       ctx->store_id, MSG_ROLE_CUSTOMER,
+                       (uint32_t)strtoul(PQgetvalue(r, 0, 2), NULL, 10), NULL, PQgetvalue(r, 0, 1));
 out:
     PQclear(r);
     db_release(c);
@@ -298,7 +300,7 @@ static net_reply_t *
 invalid_refresh(void)
 {
     return api_fail(SHOPD_UNAUTHENTICATED, "invalid_token",
-                           "the refresh token is invalid, expired or revoked");
+                    "the refresh token is invalid, expired or revoked");
 }
 
 static shopd_rc_t
@@ -339,7 +341,8 @@ refresh_tx(db_conn_t *c, void *arg)
         PQclear(x);
         log_warn("refresh token reuse: family revoked user=%s rid=%.*s", PQgetvalue(r, 0, 1),
                  (int)t->ctx->env->request_id.n, t->ctx->env->request_id.p);
-        t->reply = api_fail(SHOPD_UNAUTHENTICATED, "invalid_token",
+        t->reply = api_fail(
+            SHOPD_UNAUTHENTICATED, "invalid_token",
             "the refresh token was already used; every session of this login is now revoked");
         goto out;
     }
@@ -367,8 +370,9 @@ refresh_tx(db_conn_t *c, void *arg)
         goto out;
     t->user_json = shopd_strdup(PQgetvalue(r, 0, 8));
     /* The new token of the family is inserted by auth_issue, inside this transaction. */
-    t->reply = auth_issue(t->ctx, c, SHOPD_OK, t->uid, t->sid, t->role,
-                          (uint32_t)strtoul(PQgetvalue(r, 0, 9), NULL, 10), t->family, t->user_json);
+    t->reply =
+        auth_issue(t->ctx, c, SHOPD_OK, t->uid, t->sid, t->role,
+                   (uint32_t)strtoul(PQgetvalue(r, 0, 9), NULL, 10), t->family, t->user_json);
     if (!api_reply_ok(t->reply))
         rc = SHOPD_ERR;
 out:
@@ -437,8 +441,8 @@ auth_h_logout(api_ctx_t *ctx)
                 "AND revoked_at IS NULL AND family = (SELECT family FROM refresh_tokens "
                 "WHERE store_id = $2::bigint AND token_hash = $1)",
                 2, p);
-    net_reply_t *reply =
-        db_result_rc(r) == SHOPD_OK ? api_empty(SHOPD_NO_CONTENT) : api_db_error(ctx, r, "logout failed");
+    net_reply_t *reply = db_result_rc(r) == SHOPD_OK ? api_empty(SHOPD_NO_CONTENT)
+                                                     : api_db_error(ctx, r, "logout failed");
     PQclear(r);
     db_release(c);
     return reply;
@@ -519,8 +523,8 @@ auth_h_me_update(api_ctx_t *ctx)
             goto out;
         }
         if (!auth_password_verify(PQgetvalue(r, 0, 0), cur)) {
-            reply = api_fail_field(SHOPD_FORBIDDEN, "wrong_password", "the current password is wrong",
-                                          "current_password", "is wrong");
+            reply = api_fail_field(SHOPD_FORBIDDEN, "wrong_password",
+                                   "the current password is wrong", "current_password", "is wrong");
             goto out;
         }
         PQclear(r);
@@ -640,8 +644,10 @@ auth_h_forgot(api_ctx_t *ctx)
                 log_error("outbox write failed dir=%s rid=%.*s", ctx->app->cfg->outbox_dir,
                           (int)ctx->env->request_id.n, ctx->env->request_id.p);
         }
-        reply = api_json(SHOPD_ACCEPTED, json_pack("{s:s}", "message",
-                           "if an account with this e-mail exists, a reset link is on its way"));
+        reply = api_json(
+            SHOPD_ACCEPTED,
+            json_pack("{s:s}", "message",
+                      "if an account with this e-mail exists, a reset link is on its way"));
     }
     PQclear(r);
     db_release(c);
@@ -686,9 +692,9 @@ auth_h_reset(api_ctx_t *ctx)
     if (db_result_rc(r) != SHOPD_OK)
         reply = api_db_error(ctx, r, "reset failed");
     else if (PQntuples(r) == 0)
-        reply = api_fail_field(SHOPD_BAD_REQUEST, "invalid_token",
-                                      "the reset token is invalid, used or expired", "token",
-                                      "is invalid");
+        reply =
+            api_fail_field(SHOPD_BAD_REQUEST, "invalid_token",
+                           "the reset token is invalid, used or expired", "token", "is invalid");
     else {
         auth_user_forget(strtoull(PQgetvalue(r, 0, 0), NULL, 10));
         reply = api_empty(SHOPD_NO_CONTENT);

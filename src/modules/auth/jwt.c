@@ -228,13 +228,12 @@ auth_jwt_sign_ver(uint64_t user_id, uint64_t store_id, int role, uint32_t ver, c
         snprintf(hdr, sizeof(hdr), "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", k->kid);
     int pn;
     if (store_id)
-        pn =
-            snprintf(pl, sizeof(pl),
-                     "{\"sub\":\"%llu\",\"store_id\":%llu,\"role\":\"%s\",\"ver\":%u,\"iat\":%"
-                     "lld,\"exp\":%lld,\"jti\":\"%s\"}",
-                     (unsigned long long)user_id, (unsigned long long)store_id,
-                     auth_role_name(role), ver, (long long)now, (long long)now + AUTH_ACCESS_TTL_S,
-                     jti);
+        pn = snprintf(pl, sizeof(pl),
+                      "{\"sub\":\"%llu\",\"store_id\":%llu,\"role\":\"%s\",\"ver\":%u,\"iat\":%"
+                      "lld,\"exp\":%lld,\"jti\":\"%s\"}",
+                      (unsigned long long)user_id, (unsigned long long)store_id,
+                      auth_role_name(role), ver, (long long)now, (long long)now + AUTH_ACCESS_TTL_S,
+                      jti);
     else
         pn = snprintf(pl, sizeof(pl),
                       "{\"sub\":\"%llu\",\"role\":\"%s\",\"ver\":%u,\"iat\":%lld,\"exp\":%lld,"
@@ -323,7 +322,8 @@ auth_jwt_verify(const char *token, size_t len, msg_caller_t *caller)
         goto out;
     /* ver: the user's token version when it was signed; the middleware refuses it
      * once the user's role, status, store or password has changed since. */
-    if (!json_is_integer(ver) || json_integer_value(ver) < 1 || json_integer_value(ver) > UINT32_MAX)
+    if (!json_is_integer(ver) || json_integer_value(ver) < 1 ||
+        json_integer_value(ver) > UINT32_MAX)
         goto out;
     uint64_t uid;
     if (!shopd_id_parse(sub, strlen(sub), &uid))

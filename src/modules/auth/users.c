@@ -108,11 +108,11 @@ auth_h_users_get(api_ctx_t *ctx)
     if (c == NULL)
         return api_unavailable("the database");
     const char *p[2] = {id, sid};
-    PGresult *r = arena_pgresult(ctx->arena,
-                                 db_exec(c, "auth_users_get",
-                                         "SELECT " AUTH_USER_JSON
-                                         " FROM users WHERE id = $1::bigint AND store_id = $2::bigint",
-                                         2, p));
+    PGresult *r = arena_pgresult(
+        ctx->arena, db_exec(c, "auth_users_get",
+                            "SELECT " AUTH_USER_JSON
+                            " FROM users WHERE id = $1::bigint AND store_id = $2::bigint",
+                            2, p));
     db_release(c);
     if (db_result_rc(r) != SHOPD_OK)
         return api_db_error(ctx, r, "user get failed");
@@ -245,7 +245,8 @@ auth_h_users_delete(api_ctx_t *ctx)
     if (id == NULL)
         return not_found();
     if (is_self(ctx, id))
-        return api_fail(SHOPD_CONFLICT, "cannot_disable_self", "you cannot disable your own account");
+        return api_fail(SHOPD_CONFLICT, "cannot_disable_self",
+                        "you cannot disable your own account");
     return update_user(ctx, id, NULL, NULL, "disabled", NULL, SHOPD_NO_CONTENT);
 }
 

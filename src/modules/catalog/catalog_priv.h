@@ -16,7 +16,7 @@
 /* JSON of a variant row v of product p (PostgreSQL renders it). */
 #define CAT_VARIANT_JSON(v, p)                                                                     \
     "json_build_object('id', " v ".id, 'product_id', " v ".product_id, 'sku', " v ".sku, "         \
-    "'options', " v ".options, 'price', coalesce(" v ".price, " p ".base_price), "                  \
+    "'options', " v ".options, 'price', coalesce(" v ".price, " p ".base_price), "                 \
     "'price_override', " v ".price, 'stock', " v ".stock, 'weight_g', " v ".weight_g, "            \
     "'barcode', " v ".barcode, 'position', " v ".position, 'created_at', " v ".created_at, "       \
     "'updated_at', " v ".updated_at)"
@@ -30,9 +30,12 @@
     "'category', (SELECT json_build_object('id', c.id, 'name', c.name, 'slug', c.slug) "           \
     "FROM categories c WHERE c.store_id = " p ".store_id AND c.id = " p ".category_id), "          \
     "'option_value_ids', (SELECT coalesce(json_agg(o.value_id ORDER BY o.value_id), '[]') "        \
-    "FROM product_option_values o WHERE o.store_id = " p ".store_id AND o.product_id = " p ".id), "\
-    "'variants', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON("v", p) " ORDER BY v.position, v.id), '[]') " \
-    "FROM product_variants v WHERE v.store_id = " p ".store_id AND v.product_id = " p ".id))"
+    "FROM product_option_values o WHERE o.store_id = " p ".store_id AND o.product_id = " p         \
+    ".id), "                                                                                       \
+    "'variants', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON(                                     \
+        "v", p) " ORDER BY v.position, v.id), '[]') "                                              \
+                "FROM product_variants v WHERE v.store_id = " p ".store_id AND v.product_id = " p  \
+                ".id))"
 
 /** True if the caller administers this store (its STORE_ADMIN, or a SUPER_ADMIN). */
 bool cat_is_admin(const api_ctx_t *ctx);

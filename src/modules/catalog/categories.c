@@ -16,9 +16,9 @@
 
 #include "catalog_priv.h"
 
-#define CATEGORY_JSON(c)                                                                         \
-    "json_build_object('id', " c ".id, 'parent_id', " c ".parent_id, 'name', " c ".name, "       \
-    "'slug', " c ".slug, 'position', " c ".position, 'created_at', " c ".created_at, "           \
+#define CATEGORY_JSON(c)                                                                           \
+    "json_build_object('id', " c ".id, 'parent_id', " c ".parent_id, 'name', " c ".name, "         \
+    "'slug', " c ".slug, 'position', " c ".position, 'created_at', " c ".created_at, "             \
     "'updated_at', " c ".updated_at)"
 
 #define TREE_LOCK "SELECT pg_advisory_xact_lock(hashtextextended('shopd.catalog.tree', $1::bigint))"
@@ -32,26 +32,33 @@ tree(api_ctx_t *ctx)
     const char *p[1] = {cat_sid(ctx, sid)};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
+    if (c == NULL)
+        return reply;
     /* One recursive query; rows come parents first, siblings by position. */
-    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, "cat_tree",
-                          "WITH RECURSIVE t AS ("
-                          " SELECT id, ARRAY[position::bigint, id] AS path, 1 AS depth FROM categories"
-                          " WHERE store_id = $1::bigint AND parent_id IS NULL"
-                          " UNION ALL"
-                          " SELECT k.id, t.path || ARRAY[k.position::bigint, k.id], t.depth + 1"
-                          " FROM categories k JOIN t ON k.store_id = $1::bigint AND k.parent_id = t.id"
-                          " WHERE t.depth < 64)"
-                          " SELECT c.id, c.parent_id, " CATEGORY_JSON("c") "::text, t.depth FROM t"
-                          " JOIN categories c ON c.store_id = $1::bigint AND c.id = t.id ORDER BY t.path",
-                          1, p));
+    PGresult *r = arena_pgresult(
+        ctx->arena,
+        db_exec(c, "cat_tree",
+                "WITH RECURSIVE t AS ("
+                " SELECT id, ARRAY[position::bigint, id] AS path, 1 AS depth FROM categories"
+                " WHERE store_id = $1::bigint AND parent_id IS NULL"
+                " UNION ALL"
+                " SELECT k.id, t.path || ARRAY[k.position::bigint, k.id], t.depth + 1"
+                " FROM categories k JOIN t ON k.store_id = $1::bigint AND k.parent_id = t.id"
+                " WHERE t.depth < 64)"
+                " SELECT c.id, c.parent_id, " CATEGORY_JSON(
+                    "c") "::text, t.depth FROM t"
+                         " JOIN categories c ON c.store_id = $1::bigint AND c.id = t.id ORDER BY "
+                         "t.path",
+                1, p));
     db_release(c);
-    if (db_result_rc(r) != SHOPD_OK) return api_db_error(ctx, r, "category tree");
+    if (db_result_rc(r) != SHOPD_OK)
+        return api_db_error(ctx, r, "category tree");
     json_t *roots = json_array();
     json_t *byid = json_object();
     for (int i = 0; i < PQntuples(r); i++) {
         json_t *node = json_loads(PQgetvalue(r, i, 2), 0, NULL);
-        if (node == NULL) continue;
+        if (node == NULL)
+            continue;
         json_object_set_new(node, "depth", json_integer(atoi(PQgetvalue(r, i, 3))));
         json_object_set_new(node, "children", json_array());
         json_t *parent = PQgetisnull(r, i, 1) ? NULL : json_object_get(byid, PQgetvalue(r, i, 1));
@@ -59,7 +66,8 @@ tree(api_ctx_t *ctx)
         json_object_set_new(byid, PQgetvalue(r, i, 0), node);
     }
     json_decref(byid);
-    return api_json(SHOPD_OK, json_pack("{s:o, s:i}", "data", roots, "max_depth", CATALOG_MAX_DEPTH));
+    return api_json(SHOPD_OK,
+                    json_pack("{s:o, s:i}", "data", roots, "max_depth", CATALOG_MAX_DEPTH));
 }
 
 net_reply_t *
@@ -72,25 +80,34 @@ static net_reply_t *
 get_one(api_ctx_t *ctx)
 {
     char sid[24], id[24];
-    if (!cat_id_param(ctx, "id", id)) return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
+    if (!cat_id_param(ctx, "id", id))
+        return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
     const char *p[2] = {cat_sid(ctx, sid), id};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
-    PGresult *r = db_exec(c, "cat_get",
-                          "WITH RECURSIVE up AS ("
-                          " SELECT id, parent_id, 0 AS d FROM categories WHERE store_id = $1::bigint AND id = $2::bigint"
-                          " UNION ALL"
-                          " SELECT k.id, k.parent_id, u.d + 1 FROM categories k JOIN up u"
-                          " ON k.store_id = $1::bigint AND k.id = u.parent_id WHERE u.d < 64)"
-                          " SELECT (" CATEGORY_JSON("c") "::jsonb || jsonb_build_object("
-                          " 'depth', (SELECT count(*) FROM up),"
-                          " 'breadcrumb', (SELECT json_agg(json_build_object('id', b.id, 'name', b.name, 'slug', b.slug)"
-                          "  ORDER BY up.d DESC) FROM up JOIN categories b ON b.store_id = $1::bigint AND b.id = up.id),"
-                          " 'children', (SELECT coalesce(json_agg(" CATEGORY_JSON("k") " ORDER BY k.position, k.id), '[]')"
-                          "  FROM categories k WHERE k.store_id = $1::bigint AND k.parent_id = c.id)))::text"
+    if (c == NULL)
+        return reply;
+    PGresult *r = db_exec(
+        c, "cat_get",
+        "WITH RECURSIVE up AS ("
+        " SELECT id, parent_id, 0 AS d FROM categories WHERE store_id = $1::bigint AND id = "
+        "$2::bigint"
+        " UNION ALL"
+        " SELECT k.id, k.parent_id, u.d + 1 FROM categories k JOIN up u"
+        " ON k.store_id = $1::bigint AND k.id = u.parent_id WHERE u.d < 64)"
+        " SELECT (" CATEGORY_JSON(
+            "c") "::jsonb || jsonb_build_object("
+                 " 'depth', (SELECT count(*) FROM up),"
+                 " 'breadcrumb', (SELECT json_agg(json_build_object('id', b.id, 'name', b.name, "
+                 "'slug', b.slug)"
+                 "  ORDER BY up.d DESC) FROM up JOIN categories b ON b.store_id = $1::bigint AND "
+                 "b.id = up.id),"
+                 " 'children', (SELECT coalesce(json_agg(" CATEGORY_JSON(
+                     "k") " ORDER BY k.position, k.id), '[]')"
+                          "  FROM categories k WHERE k.store_id = $1::bigint AND k.parent_id = "
+                          "c.id)))::text"
                           " FROM categories c WHERE c.store_id = $1::bigint AND c.id = $2::bigint",
-                          2, p);
+        2, p);
     reply = cat_one_row(ctx, r, "category get", "category_not_found", "no such category");
     db_release(c);
     return reply;
@@ -117,20 +134,25 @@ tree_check(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *cat, const
            tree_info_t *out, PGresult **err)
 {
     const char *p[3] = {sid, cat, parent};
-    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, "cat_tree_check",
-                          "WITH RECURSIVE sub AS ("
-                          " SELECT id, 1 AS h FROM categories WHERE store_id = $1::bigint AND id = $2::bigint"
-                          " UNION ALL"
-                          " SELECT k.id, s.h + 1 FROM categories k JOIN sub s ON k.store_id = $1::bigint"
-                          " AND k.parent_id = s.id WHERE s.h < 64),"
-                          " up AS ("
-                          " SELECT id, parent_id, 1 AS d FROM categories WHERE store_id = $1::bigint AND id = $3::bigint"
-                          " UNION ALL"
-                          " SELECT k.id, k.parent_id, u.d + 1 FROM categories k JOIN up u ON k.store_id = $1::bigint"
-                          " AND k.id = u.parent_id WHERE u.d < 64)"
-                          " SELECT (SELECT count(*) FROM up), EXISTS (SELECT 1 FROM sub WHERE id = $3::bigint),"
-                          " coalesce((SELECT max(h) FROM sub), 1)",
-                          3, p));
+    PGresult *r = arena_pgresult(
+        ctx->arena,
+        db_exec(
+            c, "cat_tree_check",
+            "WITH RECURSIVE sub AS ("
+            " SELECT id, 1 AS h FROM categories WHERE store_id = $1::bigint AND id = $2::bigint"
+            " UNION ALL"
+            " SELECT k.id, s.h + 1 FROM categories k JOIN sub s ON k.store_id = $1::bigint"
+            " AND k.parent_id = s.id WHERE s.h < 64),"
+            " up AS ("
+            " SELECT id, parent_id, 1 AS d FROM categories WHERE store_id = $1::bigint AND id = "
+            "$3::bigint"
+            " UNION ALL"
+            " SELECT k.id, k.parent_id, u.d + 1 FROM categories k JOIN up u ON k.store_id = "
+            "$1::bigint"
+            " AND k.id = u.parent_id WHERE u.d < 64)"
+            " SELECT (SELECT count(*) FROM up), EXISTS (SELECT 1 FROM sub WHERE id = $3::bigint),"
+            " coalesce((SELECT max(h) FROM sub), 1)",
+            3, p));
     shopd_rc_t rc = db_result_rc(r);
     if (rc != SHOPD_OK) {
         *err = r;
@@ -159,14 +181,16 @@ check_new_parent(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *cat,
                  const char *field, int levels, const char *cycle_msg, PGresult **r)
 {
     tree_info_t ti;
-    if (tree_check(ctx, c, sid, cat, parent, &ti, r) != SHOPD_OK) return api_db_error(ctx, *r, "tree check");
+    if (tree_check(ctx, c, sid, cat, parent, &ti, r) != SHOPD_OK)
+        return api_db_error(ctx, *r, "tree check");
     if (ti.parent_depth == 0)
-        return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields", field,
-                                     "no such category");
+        return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields",
+                              field, "no such category");
     if (ti.cycle)
         return api_fail_field(SHOPD_CONFLICT, "category_cycle", cycle_msg, field,
-                                     "is the category or one of its descendants");
-    if (ti.parent_depth + ti.height + levels > CATALOG_MAX_DEPTH) return too_deep(field);
+                              "is the category or one of its descendants");
+    if (ti.parent_depth + ti.height + levels > CATALOG_MAX_DEPTH)
+        return too_deep(field);
     return NULL;
 }
 
@@ -176,7 +200,8 @@ lock_tree(api_ctx_t *ctx, db_conn_t *c, const char *sid, net_reply_t **reply)
 {
     PGresult *r = arena_pgresult(ctx->arena, db_exec(c, "cat_tree_lock", TREE_LOCK, 1, &sid));
     shopd_rc_t rc = db_result_rc(r);
-    if (rc != SHOPD_OK) *reply = api_db_error(ctx, r, "tree lock");
+    if (rc != SHOPD_OK)
+        *reply = api_db_error(ctx, r, "tree lock");
     return rc;
 }
 
@@ -256,24 +281,30 @@ create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     const cat_input_t *in = w->in;
     w->r = NULL;
     shopd_rc_t rc = lock_tree(ctx, c, w->sid, reply);
-    if (rc != SHOPD_OK) return rc;
+    if (rc != SHOPD_OK)
+        return rc;
     if (in->parent[0]) {
         tree_info_t ti;
         PGresult *r = NULL;
         if (tree_check(ctx, c, w->sid, "0", in->parent, &ti, &r) != SHOPD_OK)
             return failed(ctx, r, "tree check", reply);
         if (ti.parent_depth == 0)
-            return refuse(reply, api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields",
-                                                       "parent_id", "no such category"));
-        if (ti.parent_depth + 1 > CATALOG_MAX_DEPTH) return refuse(reply, too_deep("parent_id"));
+            return refuse(reply, api_fail_field(SHOPD_INVALID, "validation_failed",
+                                                "the request has invalid fields", "parent_id",
+                                                "no such category"));
+        if (ti.parent_depth + 1 > CATALOG_MAX_DEPTH)
+            return refuse(reply, too_deep("parent_id"));
     }
-    const char *p[5] = {w->sid, in->parent[0] ? in->parent : NULL, in->name, in->slug, in->pos_given ? in->pos : NULL};
-    w->r = arena_pgresult(ctx->arena, db_exec(c, "cat_create",
-                   "INSERT INTO categories (store_id, parent_id, name, slug, position)"
-                   " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5::int, 0))"
-                   " RETURNING id, " CATEGORY_JSON("categories") "::text",
-                   5, p));
-    if (db_result_rc(w->r) != SHOPD_OK) return failed(ctx, w->r, "category create", reply);
+    const char *p[5] = {w->sid, in->parent[0] ? in->parent : NULL, in->name, in->slug,
+                        in->pos_given ? in->pos : NULL};
+    w->r = arena_pgresult(
+        ctx->arena, db_exec(c, "cat_create",
+                            "INSERT INTO categories (store_id, parent_id, name, slug, position)"
+                            " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5::int, 0))"
+                            " RETURNING id, " CATEGORY_JSON("categories") "::text",
+                            5, p));
+    if (db_result_rc(w->r) != SHOPD_OK)
+        return failed(ctx, w->r, "category create", reply);
     return SHOPD_OK;
 }
 
@@ -284,7 +315,8 @@ catalog_h_category_create(api_ctx_t *ctx)
     cat_input_t in;
     char sid[24];
     validate(ctx, &v, &in, true);
-    if (v.n) return api_val_reply(&v);
+    if (v.n)
+        return api_val_reply(&v);
     cat_write_t w = {.in = &in, .sid = cat_sid(ctx, sid)};
     net_reply_t *reply = cat_tx(ctx, create_tx, &w);
     if (reply == NULL) {
@@ -304,27 +336,37 @@ update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     const cat_input_t *in = w->in;
     w->r = NULL;
     shopd_rc_t rc = lock_tree(ctx, c, w->sid, reply);
-    if (rc != SHOPD_OK) return rc;
+    if (rc != SHOPD_OK)
+        return rc;
     if (in->parent[0]) {
         PGresult *r = NULL;
-        net_reply_t *no = check_new_parent(ctx, c, w->sid, w->id, in->parent, "parent_id", 0,
-                                           "a category cannot move under itself or one of its descendants", &r);
+        net_reply_t *no =
+            check_new_parent(ctx, c, w->sid, w->id, in->parent, "parent_id", 0,
+                             "a category cannot move under itself or one of its descendants", &r);
         if (no != NULL) {
             rc = r != NULL ? db_result_rc(r) : SHOPD_INVALID;
             *reply = no;
             return rc == SHOPD_OK ? SHOPD_INVALID : rc;
         }
     }
-    const char *p[7] = {w->sid, w->id, in->name, in->slug, in->parent_given ? "t" : "f",
-                        in->parent[0] ? in->parent : NULL, in->pos_given ? in->pos : NULL};
-    w->r = arena_pgresult(ctx->arena, db_exec(c, "cat_update",
-                   "UPDATE categories SET name = coalesce($3, name), slug = coalesce($4, slug),"
-                   " parent_id = CASE WHEN $5::bool THEN $6::bigint ELSE parent_id END,"
-                   " position = coalesce($7::int, position), updated_at = now()"
-                   " WHERE store_id = $1::bigint AND id = $2::bigint"
-                   " RETURNING " CATEGORY_JSON("categories") "::text",
-                   7, p));
-    if (db_result_rc(w->r) != SHOPD_OK) return failed(ctx, w->r, "category update", reply);
+    const char *p[7] = {w->sid,
+                        w->id,
+                        in->name,
+                        in->slug,
+                        in->parent_given ? "t" : "f",
+                        in->parent[0] ? in->parent : NULL,
+                        in->pos_given ? in->pos : NULL};
+    w->r = arena_pgresult(
+        ctx->arena,
+        db_exec(c, "cat_update",
+                "UPDATE categories SET name = coalesce($3, name), slug = coalesce($4, slug),"
+                " parent_id = CASE WHEN $5::bool THEN $6::bigint ELSE parent_id END,"
+                " position = coalesce($7::int, position), updated_at = now()"
+                " WHERE store_id = $1::bigint AND id = $2::bigint"
+                " RETURNING " CATEGORY_JSON("categories") "::text",
+                7, p));
+    if (db_result_rc(w->r) != SHOPD_OK)
+        return failed(ctx, w->r, "category update", reply);
     if (PQntuples(w->r) == 0)
         return refuse(reply, api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category"));
     return SHOPD_OK;
@@ -336,9 +378,11 @@ catalog_h_category_update(api_ctx_t *ctx)
     api_val_t v = {0};
     cat_input_t in;
     char sid[24], id[24];
-    if (!cat_id_param(ctx, "id", id)) return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
+    if (!cat_id_param(ctx, "id", id))
+        return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
     validate(ctx, &v, &in, false);
-    if (v.n) return api_val_reply(&v);
+    if (v.n)
+        return api_val_reply(&v);
     cat_write_t w = {.in = &in, .sid = cat_sid(ctx, sid), .id = id};
     net_reply_t *reply = cat_tx(ctx, update_tx, &w);
     if (reply == NULL) {
@@ -354,27 +398,33 @@ delete_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     cat_write_t *w = arg;
     const char *sid = w->sid, *id = w->id, *move_to = w->move_to;
     shopd_rc_t rc = lock_tree(ctx, c, sid, reply);
-    if (rc != SHOPD_OK) return rc;
+    if (rc != SHOPD_OK)
+        return rc;
     const char *p2[2] = {sid, id};
-    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, "cat_del_counts",
-                          "SELECT (SELECT count(*) FROM categories WHERE store_id = $1::bigint AND parent_id = $2::bigint),"
-                          " (SELECT count(*) FROM products WHERE store_id = $1::bigint AND category_id = $2::bigint)"
-                          " FROM categories WHERE store_id = $1::bigint AND id = $2::bigint",
-                          2, p2));
-    if (db_result_rc(r) != SHOPD_OK) return failed(ctx, r, "category delete", reply);
+    PGresult *r = arena_pgresult(
+        ctx->arena, db_exec(c, "cat_del_counts",
+                            "SELECT (SELECT count(*) FROM categories WHERE store_id = $1::bigint "
+                            "AND parent_id = $2::bigint),"
+                            " (SELECT count(*) FROM products WHERE store_id = $1::bigint AND "
+                            "category_id = $2::bigint)"
+                            " FROM categories WHERE store_id = $1::bigint AND id = $2::bigint",
+                            2, p2));
+    if (db_result_rc(r) != SHOPD_OK)
+        return failed(ctx, r, "category delete", reply);
     if (PQntuples(r) == 0)
         return refuse(reply, api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category"));
     bool nonempty = atol(PQgetvalue(r, 0, 0)) > 0 || atol(PQgetvalue(r, 0, 1)) > 0;
     if (nonempty && move_to == NULL)
         return refuse(reply, api_fail(SHOPD_CONFLICT, "category_not_empty",
-                                             "the category has children or products; say where they go with ?move_to=<category id> or ?move_to=root"));
+                                      "the category has children or products; say where they go "
+                                      "with ?move_to=<category id> or ?move_to=root"));
     if (nonempty) {
         if (!w->to_root) {
             /* The children's subtrees hang one level lower than the deleted category's. */
             r = NULL;
-            net_reply_t *no = check_new_parent(ctx, c, sid, id, move_to, "move_to", -1,
-                                               "the children cannot move under the deleted category or its descendants",
-                                               &r);
+            net_reply_t *no = check_new_parent(
+                ctx, c, sid, id, move_to, "move_to", -1,
+                "the children cannot move under the deleted category or its descendants", &r);
             if (no != NULL) {
                 rc = r != NULL ? db_result_rc(r) : SHOPD_INVALID;
                 *reply = no;
@@ -382,17 +432,23 @@ delete_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
             }
         }
         const char *p3[3] = {sid, id, w->to_root ? NULL : move_to};
-        r = arena_pgresult(ctx->arena, db_exec(c, "cat_del_move",
+        r = arena_pgresult(
+            ctx->arena,
+            db_exec(c, "cat_del_move",
                     "WITH k AS (UPDATE categories SET parent_id = $3::bigint, updated_at = now()"
                     " WHERE store_id = $1::bigint AND parent_id = $2::bigint RETURNING 1)"
                     " UPDATE products SET category_id = $3::bigint, updated_at = now()"
                     " WHERE store_id = $1::bigint AND category_id = $2::bigint",
                     3, p3));
-        if (db_result_rc(r) != SHOPD_OK) return failed(ctx, r, "category delete", reply);
+        if (db_result_rc(r) != SHOPD_OK)
+            return failed(ctx, r, "category delete", reply);
     }
-    r = arena_pgresult(ctx->arena,
-                       db_exec(c, "cat_delete", "DELETE FROM categories WHERE store_id = $1::bigint AND id = $2::bigint", 2, p2));
-    if (db_result_rc(r) != SHOPD_OK) return failed(ctx, r, "category delete", reply);
+    r = arena_pgresult(
+        ctx->arena,
+        db_exec(c, "cat_delete",
+                "DELETE FROM categories WHERE store_id = $1::bigint AND id = $2::bigint", 2, p2));
+    if (db_result_rc(r) != SHOPD_OK)
+        return failed(ctx, r, "category delete", reply);
     return SHOPD_OK;
 }
 
@@ -400,14 +456,16 @@ net_reply_t *
 catalog_h_category_delete(api_ctx_t *ctx)
 {
     char sid[24], id[24], mbuf[32];
-    if (!cat_id_param(ctx, "id", id)) return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
+    if (!cat_id_param(ctx, "id", id))
+        return api_fail(SHOPD_NOTFOUND, "category_not_found", "no such category");
     const char *move_to = api_query_param(ctx->env, "move_to", mbuf, sizeof(mbuf));
     bool to_root = move_to && strcmp(move_to, "root") == 0;
     if (move_to && !to_root) {
         uint64_t t;
         if (!shopd_id_parse(move_to, strlen(move_to), &t))
-            return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields", "move_to",
-                                         "must be a category id or root");
+            return api_fail_field(SHOPD_INVALID, "validation_failed",
+                                  "the request has invalid fields", "move_to",
+                                  "must be a category id or root");
     }
     cat_write_t w = {.sid = cat_sid(ctx, sid), .id = id, .move_to = move_to, .to_root = to_root};
     net_reply_t *reply = cat_tx(ctx, delete_tx, &w);

@@ -28,8 +28,10 @@ bool
 cat_is_admin(const api_ctx_t *ctx)
 {
     const msg_caller_t *c = ctx->caller;
-    if (c == NULL) return false;
-    if (c->role == MSG_ROLE_SUPER_ADMIN || c->role == MSG_ROLE_PLATFORM) return true;
+    if (c == NULL)
+        return false;
+    if (c->role == MSG_ROLE_SUPER_ADMIN || c->role == MSG_ROLE_PLATFORM)
+        return true;
     return c->role == MSG_ROLE_STORE_ADMIN && c->store_id == ctx->store_id;
 }
 
@@ -39,7 +41,8 @@ cat_id_param(const api_ctx_t *ctx, const char *name, char *buf)
     size_t n;
     const char *p = msg_param(ctx->env, name, &n);
     uint64_t id;
-    if (!shopd_id_parse(p, n, &id)) return false;
+    if (!shopd_id_parse(p, n, &id))
+        return false;
     memcpy(buf, p, n);
     buf[n] = '\0';
     return true;
@@ -57,7 +60,8 @@ cat_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long lo
             long long *out)
 {
     json_t *x = json_object_get(obj, field);
-    if (x == NULL || json_is_null(x)) return 0;
+    if (x == NULL || json_is_null(x))
+        return 0;
     if (!json_is_integer(x)) {
         api_val_add(v, field, "must be an integer");
         return -1;
@@ -80,9 +84,11 @@ cat_slugify(const char *s, char *out, size_t n)
     bool dash = false;
     for (; *s && o + 1 < n; s++) {
         char ch = *s;
-        if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch + 32);
         if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
-            if (dash && o > 0 && o + 2 < n) out[o++] = '-';
+            if (dash && o > 0 && o + 2 < n)
+                out[o++] = '-';
             dash = false;
             out[o++] = ch;
         } else {
@@ -90,18 +96,21 @@ cat_slugify(const char *s, char *out, size_t n)
         }
     }
     out[o] = '\0';
-    if (o == 0) snprintf(out, n, "item");
+    if (o == 0)
+        snprintf(out, n, "item");
 }
 
 bool
 cat_slug_valid(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 120 || s[0] == '-' || s[n - 1] == '-') return false;
+    if (n == 0 || n > 120 || s[0] == '-' || s[n - 1] == '-')
+        return false;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
-        if (!ok || (ch == '-' && s[i + 1] == '-')) return false;
+        if (!ok || (ch == '-' && s[i + 1] == '-'))
+            return false;
     }
     return true;
 }
@@ -110,7 +119,8 @@ db_conn_t *
 cat_acquire(api_ctx_t *ctx, net_reply_t **reply)
 {
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
-    if (c == NULL) *reply = api_unavailable("the database");
+    if (c == NULL)
+        *reply = api_unavailable("the database");
     return c;
 }
 
@@ -137,7 +147,8 @@ cat_tx(api_ctx_t *ctx, cat_tx_fn fn, void *arg)
 {
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
+    if (c == NULL)
+        return reply;
     cat_txrun_t t = {ctx, fn, arg, NULL};
     shopd_rc_t rc = db_tx(c, tx_body, &t);
     db_release(c);
@@ -145,10 +156,13 @@ cat_tx(api_ctx_t *ctx, cat_tx_fn fn, void *arg)
         net_reply_free(t.reply); /* a body answers only when it fails */
         return NULL;
     }
-    if (t.reply != NULL) return t.reply;
+    if (t.reply != NULL)
+        return t.reply;
     /* The body was fine but the COMMIT was not, or the connection went. */
-    if (rc == SHOPD_UNAVAILABLE) return api_unavailable("the database");
-    if (rc == SHOPD_CONFLICT) return api_fail(SHOPD_CONFLICT, "conflict", "the change conflicts with existing data");
+    if (rc == SHOPD_UNAVAILABLE)
+        return api_unavailable("the database");
+    if (rc == SHOPD_CONFLICT)
+        return api_fail(SHOPD_CONFLICT, "conflict", "the change conflicts with existing data");
     return api_internal(ctx, "commit failed");
 }
 
@@ -166,7 +180,8 @@ stmt_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     PQclear(s->r);
     s->r = db_exec(c, s->name, s->sql, s->np, s->p);
     shopd_rc_t rc = db_result_rc(s->r);
-    if (rc != SHOPD_OK) *reply = api_db_error(ctx, s->r, s->what);
+    if (rc != SHOPD_OK)
+        *reply = api_db_error(ctx, s->r, s->what);
     return rc;
 }
 
@@ -191,7 +206,8 @@ cat_row_json(shopd_rc_t rc, PGresult *r, int col)
 }
 
 net_reply_t *
-cat_one_row(api_ctx_t *ctx, PGresult *r, const char *what, const char *nf_code, const char *nf_message)
+cat_one_row(api_ctx_t *ctx, PGresult *r, const char *what, const char *nf_code,
+            const char *nf_message)
 {
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK)
@@ -225,10 +241,12 @@ static _Atomic size_t dirty_count;
 static bool
 dirty_has(uint64_t store_id)
 {
-    if (atomic_load_explicit(&dirty_count, memory_order_relaxed) == 0) return false;
+    if (atomic_load_explicit(&dirty_count, memory_order_relaxed) == 0)
+        return false;
     bool found = false;
     pthread_mutex_lock(&dirty_lock);
-    for (size_t i = 0; i < dirty_n && !found; i++) found = dirty_ids[i] == store_id;
+    for (size_t i = 0; i < dirty_n && !found; i++)
+        found = dirty_ids[i] == store_id;
     pthread_mutex_unlock(&dirty_lock);
     return found;
 }
@@ -238,7 +256,8 @@ dirty_add(uint64_t store_id)
 {
     pthread_mutex_lock(&dirty_lock);
     bool found = false;
-    for (size_t i = 0; i < dirty_n && !found; i++) found = dirty_ids[i] == store_id;
+    for (size_t i = 0; i < dirty_n && !found; i++)
+        found = dirty_ids[i] == store_id;
     if (!found) {
         if (dirty_n == dirty_cap) {
             dirty_cap = dirty_cap ? dirty_cap * 2 : 16;
@@ -266,25 +285,31 @@ dirty_remove(uint64_t store_id)
 static bool
 bump(kv_conn_t *kv, uint64_t store_id)
 {
-    redisReply *r = kv ? kv_command(kv, "INCR shopd:cat:ver:%llu", (unsigned long long)store_id) : NULL;
+    redisReply *r =
+        kv ? kv_command(kv, "INCR shopd:cat:ver:%llu", (unsigned long long)store_id) : NULL;
     bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
-    if (r) freeReplyObject(r);
+    if (r)
+        freeReplyObject(r);
     return ok;
 }
 
 void
 catalog_cache_recover(kv_conn_t *kv)
 {
-    if (kv == NULL || atomic_load_explicit(&dirty_count, memory_order_relaxed) == 0) return;
+    if (kv == NULL || atomic_load_explicit(&dirty_count, memory_order_relaxed) == 0)
+        return;
     pthread_mutex_lock(&dirty_lock);
     size_t n = dirty_n;
     uint64_t *ids = shopd_malloc((n ? n : 1) * sizeof(*ids));
-    if (n) memcpy(ids, dirty_ids, n * sizeof(*ids));
+    if (n)
+        memcpy(ids, dirty_ids, n * sizeof(*ids));
     pthread_mutex_unlock(&dirty_lock);
     for (size_t i = 0; i < n; i++) {
-        if (!bump(kv, ids[i])) break; /* still down: try again on the next request */
+        if (!bump(kv, ids[i]))
+            break; /* still down: try again on the next request */
         dirty_remove(ids[i]);
-        log_info("catalog version bumped after a Redis outage store=%llu", (unsigned long long)ids[i]);
+        log_info("catalog version bumped after a Redis outage store=%llu",
+                 (unsigned long long)ids[i]);
     }
     shopd_free(ids);
 }
@@ -300,11 +325,13 @@ cat_bump(api_ctx_t *ctx)
 {
     kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
     if (bump(kv, ctx->store_id)) {
-        if (dirty_has(ctx->store_id)) dirty_remove(ctx->store_id);
+        if (dirty_has(ctx->store_id))
+            dirty_remove(ctx->store_id);
         return;
     }
     dirty_add(ctx->store_id);
-    log_warn("catalog version bump failed store=%llu; its pages bypass the cache until Redis answers again",
+    log_warn("catalog version bump failed store=%llu; its pages bypass the cache until Redis "
+             "answers again",
              (unsigned long long)ctx->store_id);
 }
 
@@ -317,12 +344,14 @@ cache_key(const api_ctx_t *ctx)
 {
     const msg_env_t *e = ctx->env;
     size_t cap = 64 + e->type.n + e->query.n;
-    for (size_t i = 0; i < e->nparams; i++) cap += e->param_values[i].n + 1;
+    for (size_t i = 0; i < e->nparams; i++)
+        cap += e->param_values[i].n + 1;
     char *k = shopd_malloc(cap);
     int o = snprintf(k, cap, "shopd:cat:%llu:%.*s", (unsigned long long)ctx->store_id,
                      (int)e->type.n, e->type.p);
     for (size_t i = 0; i < e->nparams; i++) {
-        o += snprintf(k + o, cap - (size_t)o, ":%.*s", (int)e->param_values[i].n, e->param_values[i].p);
+        o += snprintf(k + o, cap - (size_t)o, ":%.*s", (int)e->param_values[i].n,
+                      e->param_values[i].p);
     }
     snprintf(k + o, cap - (size_t)o, "?%.*s", (int)e->query.n, e->query.p ? e->query.p : "");
     return k;
@@ -350,14 +379,17 @@ inm_matches(const api_ctx_t *ctx, const char *etag)
 {
     const char *p = ctx->env->inm.p;
     size_t n = ctx->env->inm.n;
-    if (p == NULL || n == 0) return false;
-    if (n == 1 && p[0] == '*') return true;
+    if (p == NULL || n == 0)
+        return false;
+    if (n == 1 && p[0] == '*')
+        return true;
     return memmem(p, n, etag, strlen(etag)) != NULL;
 }
 
 /* The reply for a public page: 304 if the client has it, else the body. */
 static net_reply_t *
-public_reply(const api_ctx_t *ctx, const char *body, size_t len, const char *etag, const char *state)
+public_reply(const api_ctx_t *ctx, const char *body, size_t len, const char *etag,
+             const char *state)
 {
     net_reply_t *r;
     if (inm_matches(ctx, etag)) {
@@ -411,7 +443,8 @@ lc_destroy(void *p)
 static void
 lc_init(void)
 {
-    if (pthread_key_create(&lc_key, lc_destroy) != 0) abort();
+    if (pthread_key_create(&lc_key, lc_destroy) != 0)
+        abort();
 }
 
 /* This thread's slot for key (the entry may hold another key or be empty). */
@@ -429,9 +462,11 @@ lc_slot(const char *key, uint64_t *hash)
 }
 
 static void
-lc_put(lc_entry_t *e, uint64_t hash, const char *key, const char *ver, const char *etag, const char *body, size_t len)
+lc_put(lc_entry_t *e, uint64_t hash, const char *key, const char *ver, const char *etag,
+       const char *body, size_t len)
 {
-    if (len > LC_MAX_BODY) return;
+    if (len > LC_MAX_BODY)
+        return;
     shopd_free(e->key);
     shopd_free(e->body);
     e->hash = hash;
@@ -449,11 +484,12 @@ lc_put(lc_entry_t *e, uint64_t hash, const char *key, const char *ver, const cha
 static bool
 entry_parse(const redisReply *re, const char *ver, char etag[24], const char **body, size_t *len)
 {
-    if (re == NULL || re->type != REDIS_REPLY_STRING) return false;
+    if (re == NULL || re->type != REDIS_REPLY_STRING)
+        return false;
     const char *nl1 = memchr(re->str, '\n', re->len);
     const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', re->len - (size_t)(nl1 + 1 - re->str)) : NULL;
-    if (nl2 == NULL || (size_t)(nl1 - re->str) != strlen(ver) || memcmp(re->str, ver, strlen(ver)) != 0 ||
-        nl2 - nl1 - 1 >= 24)
+    if (nl2 == NULL || (size_t)(nl1 - re->str) != strlen(ver) ||
+        memcmp(re->str, ver, strlen(ver)) != 0 || nl2 - nl1 - 1 >= 24)
         return false;
     snprintf(etag, 24, "%.*s", (int)(nl2 - nl1 - 1), nl1 + 1);
     *body = nl2 + 1;
@@ -464,7 +500,8 @@ entry_parse(const redisReply *re, const char *ver, char etag[24], const char **b
 static void
 free_reply(redisReply *r)
 {
-    if (r) freeReplyObject(r);
+    if (r)
+        freeReplyObject(r);
 }
 
 net_reply_t *
@@ -506,18 +543,24 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
     int queued = 0;
     if (kv && kv_append(kv, "GET shopd:cat:ver:%llu", (unsigned long long)ctx->store_id) == 0) {
         queued = 1;
-        if (!mine && kv_append(kv, "GET %s", key) == 0) queued = 2;
+        if (!mine && kv_append(kv, "GET %s", key) == 0)
+            queued = 2;
     }
-    if (queued) rv = kv_get_reply(kv);
-    if (queued == 2) re = kv_get_reply(kv);
-    if (rv && rv->type != REDIS_REPLY_ERROR && (queued == 1 || (re && re->type != REDIS_REPLY_ERROR))) {
+    if (queued)
+        rv = kv_get_reply(kv);
+    if (queued == 2)
+        re = kv_get_reply(kv);
+    if (rv && rv->type != REDIS_REPLY_ERROR &&
+        (queued == 1 || (re && re->type != REDIS_REPLY_ERROR))) {
         redis_ok = true;
-        if (rv->type == REDIS_REPLY_STRING) snprintf(ver, sizeof(ver), "%.*s", (int)rv->len, rv->str);
+        if (rv->type == REDIS_REPLY_STRING)
+            snprintf(ver, sizeof(ver), "%.*s", (int)rv->len, rv->str);
     }
     if (redis_ok && mine && strcmp(local->ver, ver) == 0) {
         out = public_reply(ctx, local->body, local->len, local->etag, "hit");
     } else if (redis_ok) {
-        if (mine) re = kv_command(kv, "GET %s", key); /* the local copy is stale */
+        if (mine)
+            re = kv_command(kv, "GET %s", key); /* the local copy is stale */
         if (entry_parse(re, ver, etag, &body, &len)) {
             lc_put(local, hash, key, ver, etag, body, len);
             out = public_reply(ctx, body, len, etag, "hit");
@@ -527,7 +570,8 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
     free_reply(re);
     if (out == NULL) {
         net_reply_t *fresh = fn(ctx);
-        if (fresh->status != net_status_for_rc(SHOPD_OK)) { /* only a plain success page is cached */
+        if (fresh->status !=
+            net_status_for_rc(SHOPD_OK)) { /* only a plain success page is cached */
             out = fresh;
         } else {
             body = fresh->body ? fresh->body : "";
@@ -536,7 +580,8 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
                 size_t hl = strlen(ver) + strlen(etag) + 2;
                 char *val = shopd_malloc(hl + fresh->len + 1);
                 snprintf(val, hl + 1, "%s\n%s\n", ver, etag);
-                if (fresh->len) memcpy(val + hl, body, fresh->len);
+                if (fresh->len)
+                    memcpy(val + hl, body, fresh->len);
                 const char *argv[5] = {"SET", key, val, "EX", CAT_CACHE_TTL};
                 size_t argl[5] = {3, strlen(key), hl + fresh->len, 2, strlen(CAT_CACHE_TTL)};
                 free_reply(kv_commandv(kv, 5, argv, argl));

@@ -37,8 +37,7 @@ typedef struct sbuf_s {
     size_t n, cap;
 } sbuf_t;
 
-static void __attribute__((format(printf, 2, 3)))
-sb_printf(sbuf_t *b, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf_t *b, const char *fmt, ...)
 {
     va_list ap;
     for (;;) {
@@ -67,7 +66,8 @@ sb_put(sbuf_t *b, const char *s, size_t len)
 }
 
 const char catalog_descendants_sql[] =
-    "WITH RECURSIVE sub AS (SELECT id, 1 AS d FROM categories WHERE store_id = $1::bigint AND id = $2::bigint"
+    "WITH RECURSIVE sub AS (SELECT id, 1 AS d FROM categories WHERE store_id = $1::bigint AND id = "
+    "$2::bigint"
     " UNION ALL SELECT k.id, sub.d + 1 FROM categories k JOIN sub ON k.store_id = $1::bigint"
     " AND k.parent_id = sub.id WHERE sub.d < 64)"
     " SELECT coalesce(array_agg(id), '{}')::text FROM sub";
@@ -82,18 +82,26 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     if (!f->admin)
         sb_printf(&w, " AND p.status = 'active'");
     else if (f->status) /* one of three validated words: inlined so partial indexes match */
-        sb_printf(&w, " AND p.status = '%s'", !strcmp(f->status, "draft") ? "draft" : !strcmp(f->status, "archived") ? "archived" : "active");
-    if (f->category_ids) sb_printf(&w, " AND p.category_id = ANY ($%d::bigint[])", addp(s, f->category_ids));
-    if (f->min_price >= 0) sb_printf(&w, " AND p.base_price >= $%d::bigint", addnum(s, f->min_price));
-    if (f->max_price >= 0) sb_printf(&w, " AND p.base_price <= $%d::bigint", addnum(s, f->max_price));
-    if (f->brand) sb_printf(&w, " AND p.brand = $%d", addp(s, f->brand));
+        sb_printf(&w, " AND p.status = '%s'",
+                  !strcmp(f->status, "draft")      ? "draft"
+                  : !strcmp(f->status, "archived") ? "archived"
+                                                   : "active");
+    if (f->category_ids)
+        sb_printf(&w, " AND p.category_id = ANY ($%d::bigint[])", addp(s, f->category_ids));
+    if (f->min_price >= 0)
+        sb_printf(&w, " AND p.base_price >= $%d::bigint", addnum(s, f->min_price));
+    if (f->max_price >= 0)
+        sb_printf(&w, " AND p.base_price <= $%d::bigint", addnum(s, f->max_price));
+    if (f->brand)
+        sb_printf(&w, " AND p.brand = $%d", addp(s, f->brand));
     if (f->q) {
         size_t n = strlen(f->q);
         s->pattern = shopd_malloc(2 * n + 3);
         size_t o = 0;
         s->pattern[o++] = '%';
         for (size_t i = 0; i < n; i++) {
-            if (f->q[i] == '%' || f->q[i] == '_' || f->q[i] == '\\') s->pattern[o++] = '\\';
+            if (f->q[i] == '%' || f->q[i] == '_' || f->q[i] == '\\')
+                s->pattern[o++] = '\\';
             s->pattern[o++] = f->q[i];
         }
         s->pattern[o++] = '%';
@@ -102,8 +110,10 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
         /* The matches are computed first, through the trigram indexes, then joined:
          * left to itself the planner may walk a sort index filtering every row with
          * ILIKE, hoping to fill the page early, which is a full scan for a rare word. */
-        sb_printf(&with, "WITH m AS MATERIALIZED (SELECT id FROM products WHERE store_id = $1::bigint"
-                         " AND (name ILIKE $%d OR description ILIKE $%d)) ", k, k);
+        sb_printf(&with,
+                  "WITH m AS MATERIALIZED (SELECT id FROM products WHERE store_id = $1::bigint"
+                  " AND (name ILIKE $%d OR description ILIKE $%d)) ",
+                  k, k);
     }
     const char *from = f->q ? "products p JOIN m ON m.id = p.id" : "products p";
     s->count_nparams = s->nparams;
@@ -116,13 +126,29 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     s->count_sql = cq.p;
 
     const char *order, *key;
-    bool desc = f->sort == CATALOG_SORT_NEWEST || f->sort == CATALOG_SORT_PRICE_DESC || f->sort == CATALOG_SORT_NAME_DESC;
+    bool desc = f->sort == CATALOG_SORT_NEWEST || f->sort == CATALOG_SORT_PRICE_DESC ||
+                f->sort == CATALOG_SORT_NAME_DESC;
     switch (f->sort) {
-    case CATALOG_SORT_PRICE_ASC: order = "base_price, id"; key = "base_price"; break;
-    case CATALOG_SORT_PRICE_DESC: order = "base_price DESC, id DESC"; key = "base_price"; break;
-    case CATALOG_SORT_NAME_ASC: order = "name, id"; key = "name"; break;
-    case CATALOG_SORT_NAME_DESC: order = "name DESC, id DESC"; key = "name"; break;
-    default: order = "id DESC"; key = NULL; break;
+    case CATALOG_SORT_PRICE_ASC:
+        order = "base_price, id";
+        key = "base_price";
+        break;
+    case CATALOG_SORT_PRICE_DESC:
+        order = "base_price DESC, id DESC";
+        key = "base_price";
+        break;
+    case CATALOG_SORT_NAME_ASC:
+        order = "name, id";
+        key = "name";
+        break;
+    case CATALOG_SORT_NAME_DESC:
+        order = "name DESC, id DESC";
+        key = "name";
+        break;
+    default:
+        order = "id DESC";
+        key = NULL;
+        break;
     }
     if (f->cursor_id) {
         int ki = addnum(s, (long long)f->cursor_id);
@@ -138,8 +164,10 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     int kl = addnum(s, f->limit);
     int ko = addnum(s, f->offset);
     sbuf_t q = {0};
-    sb_printf(&q, "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
-                  "SELECT p.* FROM %s WHERE %s ORDER BY p.%s LIMIT $%d::int OFFSET $%d::int) p ORDER BY p.%s",
+    sb_printf(&q,
+              "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
+                                                "SELECT p.* FROM %s WHERE %s ORDER BY p.%s LIMIT "
+                                                "$%d::int OFFSET $%d::int) p ORDER BY p.%s",
               with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
     s->page_sql = q.p;
     shopd_free(w.p);
@@ -149,7 +177,8 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
 void
 catalog_sql_free(catalog_sql_t *s)
 {
-    if (s == NULL) return;
+    if (s == NULL)
+        return;
     shopd_free(s->page_sql);
     shopd_free(s->count_sql);
     shopd_free(s->pattern);
@@ -163,15 +192,18 @@ static const struct {
     const char *name;
     int sort;
 } sorts[] = {
-    {"newest", CATALOG_SORT_NEWEST}, {"price", CATALOG_SORT_PRICE_ASC}, {"-price", CATALOG_SORT_PRICE_DESC},
-    {"name", CATALOG_SORT_NAME_ASC}, {"-name", CATALOG_SORT_NAME_DESC},
+    {"newest", CATALOG_SORT_NEWEST},     {"price", CATALOG_SORT_PRICE_ASC},
+    {"-price", CATALOG_SORT_PRICE_DESC}, {"name", CATALOG_SORT_NAME_ASC},
+    {"-name", CATALOG_SORT_NAME_DESC},
 };
 
 static int
 hexv(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
     return -1;
 }
 
@@ -181,18 +213,23 @@ parse_cursor(const char *s, int sort, char *key, size_t keycap, uint64_t *id)
 {
     const char *dot = strrchr(s, '.');
     const char *ids = dot ? dot + 1 : s;
-    if ((sort == CATALOG_SORT_NEWEST) != (dot == NULL)) return false;
-    if (!shopd_id_parse(ids, strlen(ids), id)) return false;
+    if ((sort == CATALOG_SORT_NEWEST) != (dot == NULL))
+        return false;
+    if (!shopd_id_parse(ids, strlen(ids), id))
+        return false;
     if (dot) {
         size_t hl = (size_t)(dot - s);
-        if (hl % 2 || hl / 2 + 1 > keycap) return false;
+        if (hl % 2 || hl / 2 + 1 > keycap)
+            return false;
         for (size_t i = 0; i < hl; i += 2) {
             int a = hexv(s[i]), b = hexv(s[i + 1]);
-            if (a < 0 || b < 0) return false;
+            if (a < 0 || b < 0)
+                return false;
             key[i / 2] = (char)(a * 16 + b);
         }
         key[hl / 2] = '\0';
-        if (strlen(key) != hl / 2) return false;
+        if (strlen(key) != hl / 2)
+            return false;
         long long price;
         if ((sort == CATALOG_SORT_PRICE_ASC || sort == CATALOG_SORT_PRICE_DESC) &&
             !shopd_int_parse(key, INT64_MIN, INT64_MAX, &price))
@@ -215,35 +252,40 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
     net_reply_t *reply;
     catalog_sql_t sql;
     catalog_list_sql(&f, &sql);
-    db_query_t qs[2] = {{NULL, sql.page_sql, sql.nparams, sql.params}, {NULL, sql.count_sql, sql.count_nparams, sql.params}};
+    db_query_t qs[2] = {{NULL, sql.page_sql, sql.nparams, sql.params},
+                        {NULL, sql.count_sql, sql.count_nparams, sql.params}};
     PGresult *res[2] = {NULL, NULL};
     shopd_rc_t rc = db_pipeline(c, qs, 2, res); /* page and total in one round trip */
     if (rc != SHOPD_OK) {
-        reply = api_db_error(ctx, res[0] && db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1], "product list");
+        reply = api_db_error(ctx, res[0] && db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1],
+                             "product list");
     } else {
         sbuf_t b = {0};
         int rows = PQntuples(res[0]);
         sb_put(&b, "{\"data\":[", 9);
         for (int i = 0; i < rows; i++) {
-            if (i) sb_put(&b, ",", 1);
+            if (i)
+                sb_put(&b, ",", 1);
             sb_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
         }
         long total = atol(PQgetvalue(res[1], 0, 0));
         bool capped = total > CATALOG_COUNT_CAP;
-        sb_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":", capped ? CATALOG_COUNT_CAP : total,
-                  capped ? "true" : "false", f.limit);
+        sb_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":",
+                  capped ? CATALOG_COUNT_CAP : total, capped ? "true" : "false", f.limit);
         if (rows == f.limit && page == 0) {
             sb_put(&b, "\"", 1);
             if (f.sort != CATALOG_SORT_NEWEST) {
                 const char *k = PQgetvalue(res[0], rows - 1, 1);
-                for (; *k; k++) sb_printf(&b, "%02x", (unsigned char)*k);
+                for (; *k; k++)
+                    sb_printf(&b, "%02x", (unsigned char)*k);
                 sb_put(&b, ".", 1);
             }
             sb_printf(&b, "%s\"", PQgetvalue(res[0], rows - 1, 2));
         } else {
             sb_put(&b, "null", 4);
         }
-        if (page) sb_printf(&b, ",\"page\":%lld", page);
+        if (page)
+            sb_printf(&b, ",\"page\":%lld", page);
         sb_put(&b, "}", 1);
         reply = api_raw_json(SHOPD_OK, b.p, b.n);
         shopd_free(b.p);
@@ -254,68 +296,93 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
     return reply;
 }
 
-
 static net_reply_t *
 list(api_ctx_t *ctx)
 {
     api_val_t v = {0};
-    catalog_filter_t f = {.store_id = ctx->store_id, .admin = cat_is_admin(ctx), .min_price = -1, .max_price = -1, .limit = 20};
-    char b_cat[32], b_st[32], b_min[32], b_max[32], b_brand[512], b_q[512], b_sort[32], b_lim[32], b_cur[2600], b_page[32];
+    catalog_filter_t f = {.store_id = ctx->store_id,
+                          .admin = cat_is_admin(ctx),
+                          .min_price = -1,
+                          .max_price = -1,
+                          .limit = 20};
+    char b_cat[32], b_st[32], b_min[32], b_max[32], b_brand[512], b_q[512], b_sort[32], b_lim[32],
+        b_cur[2600], b_page[32];
     char ckey[1300]; /* a name sort key: up to 300 characters of UTF-8 */
     const char *s, *category = NULL;
     long long n, page = 0;
     if ((s = api_query_param(ctx->env, "category", b_cat, sizeof(b_cat)))) {
-        if (parse_ll(s, 1, INT64_MAX, &n)) category = s;
-        else api_val_add(&v, "category", "must be a category id");
+        if (parse_ll(s, 1, INT64_MAX, &n))
+            category = s;
+        else
+            api_val_add(&v, "category", "must be a category id");
     }
     if ((s = api_query_param(ctx->env, "status", b_st, sizeof(b_st)))) {
         if (strcmp(s, "draft") && strcmp(s, "active") && strcmp(s, "archived"))
             api_val_add(&v, "status", "must be draft, active or archived");
         else if (!f.admin && strcmp(s, "active"))
-            return api_fail_field(SHOPD_FORBIDDEN, "forbidden", "only store admins see products that are not active", "status", "admins only");
+            return api_fail_field(SHOPD_FORBIDDEN, "forbidden",
+                                  "only store admins see products that are not active", "status",
+                                  "admins only");
         else
             f.status = s;
     }
-    if ((s = api_query_param(ctx->env, "min_price", b_min, sizeof(b_min))) && !parse_ll(s, 0, INT64_MAX, &f.min_price))
+    if ((s = api_query_param(ctx->env, "min_price", b_min, sizeof(b_min))) &&
+        !parse_ll(s, 0, INT64_MAX, &f.min_price))
         api_val_add(&v, "min_price", "must be a non-negative integer (minor units)");
-    if ((s = api_query_param(ctx->env, "max_price", b_max, sizeof(b_max))) && !parse_ll(s, 0, INT64_MAX, &f.max_price))
+    if ((s = api_query_param(ctx->env, "max_price", b_max, sizeof(b_max))) &&
+        !parse_ll(s, 0, INT64_MAX, &f.max_price))
         api_val_add(&v, "max_price", "must be a non-negative integer (minor units)");
     if (f.min_price >= 0 && f.max_price >= 0 && f.min_price > f.max_price)
         api_val_add(&v, "max_price", "must not be below min_price");
     if ((s = api_query_param(ctx->env, "brand", b_brand, sizeof(b_brand)))) {
-        if (*s == '\0' || strlen(s) > 400) api_val_add(&v, "brand", "must be 1 to 100 characters long");
-        else f.brand = s;
+        if (*s == '\0' || strlen(s) > 400)
+            api_val_add(&v, "brand", "must be 1 to 100 characters long");
+        else
+            f.brand = s;
     }
     if ((s = api_query_param(ctx->env, "q", b_q, sizeof(b_q)))) {
         size_t ql = strlen(s);
-        if (ql < 2 || ql > 100) api_val_add(&v, "q", "must be 2 to 100 characters long");
-        else f.q = s;
+        if (ql < 2 || ql > 100)
+            api_val_add(&v, "q", "must be 2 to 100 characters long");
+        else
+            f.q = s;
     }
     if ((s = api_query_param(ctx->env, "sort", b_sort, sizeof(b_sort)))) {
         size_t i;
         for (i = 0; i < sizeof(sorts) / sizeof(sorts[0]); i++)
-            if (!strcmp(sorts[i].name, s)) break;
-        if (i == sizeof(sorts) / sizeof(sorts[0])) api_val_add(&v, "sort", "must be newest, price, -price, name or -name");
-        else f.sort = sorts[i].sort;
+            if (!strcmp(sorts[i].name, s))
+                break;
+        if (i == sizeof(sorts) / sizeof(sorts[0]))
+            api_val_add(&v, "sort", "must be newest, price, -price, name or -name");
+        else
+            f.sort = sorts[i].sort;
     }
     if ((s = api_query_param(ctx->env, "limit", b_lim, sizeof(b_lim)))) {
-        if (parse_ll(s, 1, CATALOG_MAX_LIMIT, &n)) f.limit = (int)n;
-        else api_val_add(&v, "limit", "must be an integer from 1 to 100");
+        if (parse_ll(s, 1, CATALOG_MAX_LIMIT, &n))
+            f.limit = (int)n;
+        else
+            api_val_add(&v, "limit", "must be an integer from 1 to 100");
     }
-    if ((s = api_query_param(ctx->env, "page", b_page, sizeof(b_page))) && !parse_ll(s, 1, 100000, &page))
+    if ((s = api_query_param(ctx->env, "page", b_page, sizeof(b_page))) &&
+        !parse_ll(s, 1, 100000, &page))
         api_val_add(&v, "page", "must be an integer from 1 to 100000");
     if ((s = api_query_param(ctx->env, "cursor", b_cur, sizeof(b_cur)))) {
-        if (page) api_val_add(&v, "cursor", "cannot be combined with page");
+        if (page)
+            api_val_add(&v, "cursor", "cannot be combined with page");
         else if (!parse_cursor(s, f.sort, ckey, sizeof(ckey), &f.cursor_id))
             api_val_add(&v, "cursor", "must be a next_cursor returned with the same sort");
-        else f.cursor_key = ckey;
+        else
+            f.cursor_key = ckey;
     }
-    if (v.n) return api_val_reply(&v);
-    if (page) f.offset = (long)((page - 1) * f.limit);
+    if (v.n)
+        return api_val_reply(&v);
+    if (page)
+        f.offset = (long)((page - 1) * f.limit);
 
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
+    if (c == NULL)
+        return reply;
     char sid[24], *cat_ids = NULL;
     reply = NULL;
     if (category) {
@@ -327,7 +394,8 @@ list(api_ctx_t *ctx)
             f.category_ids = cat_ids = shopd_strdup(PQgetvalue(cr, 0, 0));
         PQclear(cr);
     }
-    if (reply == NULL) reply = list_page(ctx, c, &f, page);
+    if (reply == NULL)
+        reply = list_page(ctx, c, &f, page);
     shopd_free(cat_ids);
     db_release(c);
     return reply;
@@ -347,19 +415,25 @@ get_one(api_ctx_t *ctx)
     char sid[24], idb[128];
     size_t n;
     const char *p = msg_param(ctx->env, "id", &n);
-    if (p == NULL || n == 0 || n >= sizeof(idb)) return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
+    if (p == NULL || n == 0 || n >= sizeof(idb))
+        return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     memcpy(idb, p, n);
     idb[n] = '\0';
     bool numeric = strspn(idb, "0123456789") == n && n <= 18;
-    if (!numeric && !cat_slug_valid(idb)) return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
-    const char *params[4] = {cat_sid(ctx, sid), numeric ? idb : NULL, numeric ? NULL : idb, cat_is_admin(ctx) ? "t" : "f"};
+    if (!numeric && !cat_slug_valid(idb))
+        return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
+    const char *params[4] = {cat_sid(ctx, sid), numeric ? idb : NULL, numeric ? NULL : idb,
+                             cat_is_admin(ctx) ? "t" : "f"};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
-    PGresult *r = db_exec(c, "prod_get",
-                          "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = $1::bigint"
-                          " AND (p.id = $2::bigint OR p.slug = $3) AND ($4::bool OR p.status = 'active')",
-                          4, params);
+    if (c == NULL)
+        return reply;
+    PGresult *r = db_exec(
+        c, "prod_get",
+        "SELECT " CAT_PRODUCT_JSON(
+            "p") "::text FROM products p WHERE p.store_id = $1::bigint"
+                 " AND (p.id = $2::bigint OR p.slug = $3) AND ($4::bool OR p.status = 'active')",
+        4, params);
     reply = cat_one_row(ctx, r, "product get", "product_not_found", "no such product");
     db_release(c);
     return reply;
@@ -386,8 +460,9 @@ typedef struct prod_input_s {
 static void
 validate(api_ctx_t *ctx, api_val_t *v, prod_input_t *in, bool create)
 {
-    static const char *const allowed[] = {"name", "slug", "description", "base_price", "status", "brand",
-                                          "category_id", "attributes", "option_value_ids", NULL};
+    static const char *const allowed[] = {
+        "name",  "slug",        "description", "base_price",       "status",
+        "brand", "category_id", "attributes",  "option_value_ids", NULL};
     json_t *b = ctx->body;
     memset(in, 0, sizeof(*in));
     api_val_only(v, b, allowed);
@@ -404,10 +479,13 @@ validate(api_ctx_t *ctx, api_val_t *v, prod_input_t *in, bool create)
     in->description = api_val_string(v, b, "description", false, 0, 20000);
     long long price;
     int pr = cat_val_int(v, b, "base_price", 0, INT64_MAX / 2, &price);
-    if (pr == 1) snprintf(in->price, sizeof(in->price), "%lld", price);
-    else if (pr == 0 && create) api_val_add(v, "base_price", "is required");
+    if (pr == 1)
+        snprintf(in->price, sizeof(in->price), "%lld", price);
+    else if (pr == 0 && create)
+        api_val_add(v, "base_price", "is required");
     in->status = api_val_string(v, b, "status", false, 1, 20);
-    if (in->status && strcmp(in->status, "draft") && strcmp(in->status, "active") && strcmp(in->status, "archived"))
+    if (in->status && strcmp(in->status, "draft") && strcmp(in->status, "active") &&
+        strcmp(in->status, "archived"))
         api_val_add(v, "status", "must be draft, active or archived");
     if (json_object_get(b, "brand")) {
         in->brand_given = true;
@@ -416,30 +494,36 @@ validate(api_ctx_t *ctx, api_val_t *v, prod_input_t *in, bool create)
     if (json_object_get(b, "category_id")) {
         long long cid;
         in->category_given = true;
-        if (cat_val_int(v, b, "category_id", 1, INT64_MAX, &cid) == 1) snprintf(in->category, sizeof(in->category), "%lld", cid);
+        if (cat_val_int(v, b, "category_id", 1, INT64_MAX, &cid) == 1)
+            snprintf(in->category, sizeof(in->category), "%lld", cid);
     }
     json_t *a = json_object_get(b, "attributes");
     if (a && !json_is_null(a)) {
-        if (!json_is_object(a)) api_val_add(v, "attributes", "must be a JSON object");
-        else in->attributes = json_dumps(a, JSON_COMPACT);
+        if (!json_is_object(a))
+            api_val_add(v, "attributes", "must be a JSON object");
+        else
+            in->attributes = json_dumps(a, JSON_COMPACT);
     }
     json_t *ov = json_object_get(b, "option_value_ids");
     if (ov && !json_is_null(ov)) {
         size_t i;
         json_t *x;
         if (!json_is_array(ov) || json_array_size(ov) > 200) {
-            api_val_add(v, "option_value_ids", "must be an array of at most 200 attribute value ids");
+            api_val_add(v, "option_value_ids",
+                        "must be an array of at most 200 attribute value ids");
             return;
         }
         in->value_ids = shopd_malloc(json_array_size(ov) * 21 + 3);
         size_t o = 0;
         in->value_ids[o++] = '{';
-        json_array_foreach(ov, i, x) {
+        json_array_foreach(ov, i, x)
+        {
             if (!json_is_integer(x) || json_integer_value(x) < 1) {
                 api_val_add(v, "option_value_ids", "must be an array of attribute value ids");
                 break;
             }
-            o += (size_t)sprintf(in->value_ids + o, "%s%lld", i ? "," : "", (long long)json_integer_value(x));
+            o += (size_t)sprintf(in->value_ids + o, "%s%lld", i ? "," : "",
+                                 (long long)json_integer_value(x));
         }
         in->value_ids[o++] = '}';
         in->value_ids[o] = '\0';
@@ -458,21 +542,25 @@ static PGresult *
 set_values(db_conn_t *c, const char *sid, const char *pid, const char *ids)
 {
     const char *p[3] = {sid, pid, ids};
-    return db_exec(c, "prod_set_values",
-                   "WITH d AS (DELETE FROM product_option_values WHERE store_id = $1::bigint AND product_id = $2::bigint"
-                   " AND value_id <> ALL ($3::bigint[]))"
-                   " INSERT INTO product_option_values (store_id, product_id, value_id)"
-                   " SELECT DISTINCT $1::bigint, $2::bigint, unnest($3::bigint[]) ON CONFLICT DO NOTHING",
-                   3, p);
+    return db_exec(
+        c, "prod_set_values",
+        "WITH d AS (DELETE FROM product_option_values WHERE store_id = $1::bigint AND product_id = "
+        "$2::bigint"
+        " AND value_id <> ALL ($3::bigint[]))"
+        " INSERT INTO product_option_values (store_id, product_id, value_id)"
+        " SELECT DISTINCT $1::bigint, $2::bigint, unnest($3::bigint[]) ON CONFLICT DO NOTHING",
+        3, p);
 }
 
 static PGresult *
 product_json(db_conn_t *c, const char *sid, const char *pid)
 {
     const char *p[2] = {sid, pid};
-    return db_exec(c, "prod_json",
-                   "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
-                   2, p);
+    return db_exec(
+        c, "prod_json",
+        "SELECT " CAT_PRODUCT_JSON(
+            "p") "::text FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
+        2, p);
 }
 
 /* A product write: its input and, once it ran, the product read back. */
@@ -490,9 +578,11 @@ finish_write(api_ctx_t *ctx, db_conn_t *c, prod_write_t *w, net_reply_t **reply)
     if (w->in->value_ids) {
         PGresult *r = set_values(c, w->sid, w->pid, w->in->value_ids);
         shopd_rc_t rc = db_result_rc(r);
-        if (rc != SHOPD_OK) *reply = api_db_error(ctx, r, "product option values");
+        if (rc != SHOPD_OK)
+            *reply = api_db_error(ctx, r, "product option values");
         PQclear(r);
-        if (rc != SHOPD_OK) return rc;
+        if (rc != SHOPD_OK)
+            return rc;
     }
     w->r = product_json(c, w->sid, w->pid);
     shopd_rc_t rc = db_result_rc(w->r);
@@ -510,11 +600,16 @@ create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     const prod_input_t *in = w->in;
     PQclear(w->r);
     w->r = NULL;
-    const char *p[9] = {w->sid, in->category[0] ? in->category : NULL, in->name, in->slug, in->description,
-                        in->price, in->status, in->brand, in->attributes};
+    const char *p[9] = {w->sid,          in->category[0] ? in->category : NULL,
+                        in->name,        in->slug,
+                        in->description, in->price,
+                        in->status,      in->brand,
+                        in->attributes};
     PGresult *r = db_exec(c, "prod_create",
-                          "INSERT INTO products (store_id, category_id, name, slug, description, base_price, status, brand, attributes)"
-                          " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5, ''), $6::bigint, coalesce($7, 'draft'), $8,"
+                          "INSERT INTO products (store_id, category_id, name, slug, description, "
+                          "base_price, status, brand, attributes)"
+                          " VALUES ($1::bigint, $2::bigint, $3, $4, coalesce($5, ''), $6::bigint, "
+                          "coalesce($7, 'draft'), $8,"
                           " coalesce($9::jsonb, '{}'::jsonb)) RETURNING id",
                           9, p);
     shopd_rc_t rc = db_result_rc(r);
@@ -561,24 +656,39 @@ update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     const prod_input_t *in = w->in;
     PQclear(w->r);
     w->r = NULL;
-    const char *p[12] = {w->sid, w->pid, in->category_given ? "t" : "f", in->category[0] ? in->category : NULL,
-                         in->name, in->slug, in->description, in->price[0] ? in->price : NULL, in->status,
-                         in->brand_given ? "t" : "f", in->brand, in->attributes};
-    PGresult *r = db_exec(c, "prod_update",
-                          "UPDATE products SET category_id = CASE WHEN $3::bool THEN $4::bigint ELSE category_id END,"
-                          " name = coalesce($5, name), slug = coalesce($6, slug), description = coalesce($7, description),"
-                          " base_price = coalesce($8::bigint, base_price), status = coalesce($9, status),"
-                          " brand = CASE WHEN $10::bool THEN $11 ELSE brand END,"
-                          " attributes = coalesce($12::jsonb, attributes), updated_at = now()"
-                          " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING id",
-                          12, p);
+    const char *p[12] = {w->sid,
+                         w->pid,
+                         in->category_given ? "t" : "f",
+                         in->category[0] ? in->category : NULL,
+                         in->name,
+                         in->slug,
+                         in->description,
+                         in->price[0] ? in->price : NULL,
+                         in->status,
+                         in->brand_given ? "t" : "f",
+                         in->brand,
+                         in->attributes};
+    PGresult *r = db_exec(
+        c, "prod_update",
+        "UPDATE products SET category_id = CASE WHEN $3::bool THEN $4::bigint ELSE category_id END,"
+        " name = coalesce($5, name), slug = coalesce($6, slug), description = coalesce($7, "
+        "description),"
+        " base_price = coalesce($8::bigint, base_price), status = coalesce($9, status),"
+        " brand = CASE WHEN $10::bool THEN $11 ELSE brand END,"
+        " attributes = coalesce($12::jsonb, attributes), updated_at = now()"
+        " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING id",
+        12, p);
     shopd_rc_t rc = db_result_rc(r);
-    if (rc != SHOPD_OK) *reply = api_db_error(ctx, r, "product update");
-    else if (PQntuples(r) == 0) *reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
+    if (rc != SHOPD_OK)
+        *reply = api_db_error(ctx, r, "product update");
+    else if (PQntuples(r) == 0)
+        *reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     bool found = rc == SHOPD_OK && PQntuples(r) > 0;
     PQclear(r);
-    if (rc != SHOPD_OK) return rc;
-    if (!found) return SHOPD_NOTFOUND;
+    if (rc != SHOPD_OK)
+        return rc;
+    if (!found)
+        return SHOPD_NOTFOUND;
     return finish_write(ctx, c, w, reply);
 }
 
@@ -614,12 +724,15 @@ net_reply_t *
 catalog_h_product_delete(api_ctx_t *ctx)
 {
     char sid[24], pid[24];
-    if (!cat_id_param(ctx, "id", pid)) return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
+    if (!cat_id_param(ctx, "id", pid))
+        return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     const char *p[2] = {cat_sid(ctx, sid), pid};
     PGresult *r = NULL;
-    net_reply_t *reply = cat_write_stmt(ctx, "product delete", "prod_delete",
-                                        "DELETE FROM products WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, &r);
-    if (reply != NULL) return reply;
+    net_reply_t *reply = cat_write_stmt(
+        ctx, "product delete", "prod_delete",
+        "DELETE FROM products WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, &r);
+    if (reply != NULL)
+        return reply;
     if (strcmp(PQcmdTuples(r), "0") == 0) {
         reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
     } else {

@@ -9,8 +9,8 @@
  * The inventory route is a batch route: the store's actor hands over every
  * queued adjustment of one turn; they run as one db_tx_batch (one transaction,
  * one commit for a burst on a hot SKU, a savepoint each pipelined with its
- * statement), so each succeeds or fails on its own. The guard is still the conditional UPDATE (stock + delta >= 0), which
- * holds even when two processes serve one store.
+ * statement), so each succeeds or fails on its own. The guard is still the conditional UPDATE
+ * (stock + delta >= 0), which holds even when two processes serve one store.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +22,9 @@
 #define CAT_STR_(x) #x
 #define CAT_STR(x) CAT_STR_(x)
 
-#define VARIANT_SELECT                                                                    \
-    "SELECT " CAT_VARIANT_JSON("v", "p") "::text FROM product_variants v JOIN products p" \
-    " ON p.store_id = v.store_id AND p.id = v.product_id"
+#define VARIANT_SELECT                                                                             \
+    "SELECT " CAT_VARIANT_JSON("v", "p") "::text FROM product_variants v JOIN products p"          \
+                                         " ON p.store_id = v.store_id AND p.id = v.product_id"
 
 static net_reply_t *
 not_found(void)
@@ -44,18 +44,21 @@ static net_reply_t *
 list(api_ctx_t *ctx)
 {
     char sid[24], pid[24];
-    if (!cat_id_param(ctx, "id", pid)) return product_not_found();
+    if (!cat_id_param(ctx, "id", pid))
+        return product_not_found();
     const char *p[3] = {cat_sid(ctx, sid), pid, cat_is_admin(ctx) ? "t" : "f"};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
-    PGresult *r = db_exec(c, "var_list",
-                          "SELECT json_build_object('data', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON("v", "p")
-                          " ORDER BY v.position, v.id), '[]') FROM product_variants v"
-                          " WHERE v.store_id = p.store_id AND v.product_id = p.id))::text"
-                          " FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint"
-                          " AND ($3::bool OR p.status = 'active')",
-                          3, p);
+    if (c == NULL)
+        return reply;
+    PGresult *r =
+        db_exec(c, "var_list",
+                "SELECT json_build_object('data', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON(
+                    "v", "p") " ORDER BY v.position, v.id), '[]') FROM product_variants v"
+                              " WHERE v.store_id = p.store_id AND v.product_id = p.id))::text"
+                              " FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint"
+                              " AND ($3::bool OR p.status = 'active')",
+                3, p);
     reply = cat_one_row(ctx, r, "variant list", "product_not_found", "no such product");
     db_release(c);
     return reply;
@@ -71,11 +74,13 @@ static net_reply_t *
 get_one(api_ctx_t *ctx)
 {
     char sid[24], id[24];
-    if (!cat_id_param(ctx, "id", id)) return not_found();
+    if (!cat_id_param(ctx, "id", id))
+        return not_found();
     const char *p[3] = {cat_sid(ctx, sid), id, cat_is_admin(ctx) ? "t" : "f"};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
+    if (c == NULL)
+        return reply;
     PGresult *r = db_exec(c, "var_get",
                           VARIANT_SELECT " WHERE v.store_id = $1::bigint AND v.id = $2::bigint"
                                          " AND ($3::bool OR p.status = 'active')",
@@ -95,21 +100,26 @@ net_reply_t *
 catalog_h_variant_movements(api_ctx_t *ctx)
 {
     char sid[24], id[24];
-    if (!cat_id_param(ctx, "id", id)) return not_found();
+    if (!cat_id_param(ctx, "id", id))
+        return not_found();
     const char *p[2] = {cat_sid(ctx, sid), id};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL) return reply;
-    PGresult *r = db_exec(c, "var_movements",
-                          "SELECT json_build_object('variant_id', v.id, 'stock', v.stock,"
-                          " 'ledger_sum', (SELECT coalesce(sum(delta), 0) FROM inventory_movements m"
-                          "  WHERE m.store_id = v.store_id AND m.variant_id = v.id),"
-                          " 'movements', (SELECT coalesce(json_agg(json_build_object('id', x.id, 'delta', x.delta,"
-                          "  'reason', x.reason, 'actor_user_id', x.actor_user_id, 'order_id', x.order_id,"
-                          "  'created_at', x.created_at) ORDER BY x.id DESC), '[]') FROM (SELECT * FROM inventory_movements m"
-                          "  WHERE m.store_id = v.store_id AND m.variant_id = v.id ORDER BY m.id DESC LIMIT 100) x))::text"
-                          " FROM product_variants v WHERE v.store_id = $1::bigint AND v.id = $2::bigint",
-                          2, p);
+    if (c == NULL)
+        return reply;
+    PGresult *r = db_exec(
+        c, "var_movements",
+        "SELECT json_build_object('variant_id', v.id, 'stock', v.stock,"
+        " 'ledger_sum', (SELECT coalesce(sum(delta), 0) FROM inventory_movements m"
+        "  WHERE m.store_id = v.store_id AND m.variant_id = v.id),"
+        " 'movements', (SELECT coalesce(json_agg(json_build_object('id', x.id, 'delta', x.delta,"
+        "  'reason', x.reason, 'actor_user_id', x.actor_user_id, 'order_id', x.order_id,"
+        "  'created_at', x.created_at) ORDER BY x.id DESC), '[]') FROM (SELECT * FROM "
+        "inventory_movements m"
+        "  WHERE m.store_id = v.store_id AND m.variant_id = v.id ORDER BY m.id DESC LIMIT 100) "
+        "x))::text"
+        " FROM product_variants v WHERE v.store_id = $1::bigint AND v.id = $2::bigint",
+        2, p);
     reply = cat_one_row(ctx, r, "variant movements", "variant_not_found", "no such variant");
     db_release(c);
     return reply;
@@ -127,7 +137,8 @@ typedef struct var_input_s {
 static void
 validate(api_ctx_t *ctx, api_val_t *v, var_input_t *in, bool create)
 {
-    static const char *const allowed[] = {"sku", "options", "price", "stock", "weight_g", "barcode", "position", NULL};
+    static const char *const allowed[] = {"sku",      "options", "price",    "stock",
+                                          "weight_g", "barcode", "position", NULL};
     json_t *b = ctx->body;
     long long n;
     memset(in, 0, sizeof(*in));
@@ -138,16 +149,22 @@ validate(api_ctx_t *ctx, api_val_t *v, var_input_t *in, bool create)
         const char *k;
         json_t *x;
         bool ok = json_is_object(o) && json_object_size(o) <= 10;
-        json_object_foreach(o, k, x) {
-            if (!json_is_string(x) || json_string_length(x) < 1 || json_string_length(x) > 100 || strlen(k) < 1 || strlen(k) > 100)
+        json_object_foreach(o, k, x)
+        {
+            if (!json_is_string(x) || json_string_length(x) < 1 || json_string_length(x) > 100 ||
+                strlen(k) < 1 || strlen(k) > 100)
                 ok = false;
         }
-        if (!ok) api_val_add(v, "options", "must be an object of at most 10 option names to string values");
-        else in->options = json_dumps(o, JSON_COMPACT);
+        if (!ok)
+            api_val_add(v, "options",
+                        "must be an object of at most 10 option names to string values");
+        else
+            in->options = json_dumps(o, JSON_COMPACT);
     }
     if (json_object_get(b, "price")) {
         in->price_given = true;
-        if (cat_val_int(v, b, "price", 0, INT64_MAX / 2, &n) == 1) snprintf(in->price, sizeof(in->price), "%lld", n);
+        if (cat_val_int(v, b, "price", 0, INT64_MAX / 2, &n) == 1)
+            snprintf(in->price, sizeof(in->price), "%lld", n);
     }
     if (json_object_get(b, "stock")) {
         if (!create)
@@ -157,19 +174,22 @@ validate(api_ctx_t *ctx, api_val_t *v, var_input_t *in, bool create)
     }
     if (json_object_get(b, "weight_g")) {
         in->weight_given = true;
-        if (cat_val_int(v, b, "weight_g", 0, 100000000, &n) == 1) snprintf(in->weight, sizeof(in->weight), "%lld", n);
+        if (cat_val_int(v, b, "weight_g", 0, 100000000, &n) == 1)
+            snprintf(in->weight, sizeof(in->weight), "%lld", n);
     }
     if (json_object_get(b, "barcode")) {
         in->barcode_given = true;
         in->barcode = api_val_string(v, b, "barcode", false, 1, 64);
     }
-    if (cat_val_int(v, b, "position", -1000000, 1000000, &n) == 1) snprintf(in->pos, sizeof(in->pos), "%lld", n);
+    if (cat_val_int(v, b, "position", -1000000, 1000000, &n) == 1)
+        snprintf(in->pos, sizeof(in->pos), "%lld", n);
 }
 
 static const char *
 actor_id(const api_ctx_t *ctx, char *buf)
 {
-    if (ctx->caller == NULL || ctx->caller->user_id == 0) return NULL;
+    if (ctx->caller == NULL || ctx->caller->user_id == 0)
+        return NULL;
     snprintf(buf, 24, "%llu", (unsigned long long)ctx->caller->user_id);
     return buf;
 }
@@ -187,31 +207,44 @@ create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     var_create_t *w = arg;
     PQclear(w->r);
     /* The initial stock is the variant's first ledger row, in the same statement. */
-    w->r = db_exec(c, "var_create",
-                   "WITH v AS (INSERT INTO product_variants (store_id, product_id, sku, options, price, stock, weight_g, barcode, position)"
-                   " SELECT $1::bigint, p.id, $3, coalesce($4::jsonb, '{}'::jsonb), $5::bigint, coalesce($6::int, 0), $7::int, $8,"
-                   " coalesce($9::int, 0) FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint"
-                   " AND (SELECT count(*) FROM product_variants w WHERE w.store_id = $1::bigint AND w.product_id = $2::bigint) < "
-                   CAT_STR(CATALOG_MAX_VARIANTS) " RETURNING *),"
-                   " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id)"
-                   " SELECT store_id, id, stock, 'initial stock', $10::bigint FROM v WHERE stock > 0)"
-                   " SELECT v.id, " CAT_VARIANT_JSON("v", "p") "::text FROM v JOIN products p ON p.store_id = v.store_id AND p.id = v.product_id",
-                   10, w->p);
+    w->r = db_exec(
+        c, "var_create",
+        "WITH v AS (INSERT INTO product_variants (store_id, product_id, sku, options, price, "
+        "stock, weight_g, barcode, position)"
+        " SELECT $1::bigint, p.id, $3, coalesce($4::jsonb, '{}'::jsonb), $5::bigint, "
+        "coalesce($6::int, 0), $7::int, $8,"
+        " coalesce($9::int, 0) FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint"
+        " AND (SELECT count(*) FROM product_variants w WHERE w.store_id = $1::bigint AND "
+        "w.product_id = $2::bigint) < " CAT_STR(
+            CATALOG_MAX_VARIANTS) " RETURNING *),"
+                                  " m AS (INSERT INTO inventory_movements (store_id, variant_id, "
+                                  "delta, reason, actor_user_id)"
+                                  " SELECT store_id, id, stock, 'initial stock', $10::bigint FROM "
+                                  "v WHERE stock > 0)"
+                                  " SELECT v.id, " CAT_VARIANT_JSON(
+                                      "v", "p") "::text FROM v JOIN products p ON p.store_id = "
+                                                "v.store_id AND p.id = v.product_id",
+        10, w->p);
     shopd_rc_t rc = db_result_rc(w->r);
     if (rc != SHOPD_OK) {
         *reply = api_db_error(ctx, w->r, "variant create");
         return rc;
     }
-    if (PQntuples(w->r) > 0) return SHOPD_OK;
+    if (PQntuples(w->r) > 0)
+        return SHOPD_OK;
     /* Nothing inserted: say why. */
-    PGresult *r = db_exec(c, "var_create_why", "SELECT 1 FROM products WHERE store_id = $1::bigint AND id = $2::bigint AND $3::int > 0", 3, w->pc);
+    PGresult *r = db_exec(
+        c, "var_create_why",
+        "SELECT 1 FROM products WHERE store_id = $1::bigint AND id = $2::bigint AND $3::int > 0", 3,
+        w->pc);
     rc = db_result_rc(r);
     if (rc != SHOPD_OK)
         *reply = api_db_error(ctx, r, "variant create");
     else if (PQntuples(r) == 0)
         *reply = product_not_found();
     else
-        *reply = api_fail(SHOPD_INVALID, "too_many_variants", "a product has at most " CAT_STR(CATALOG_MAX_VARIANTS) " variants");
+        *reply = api_fail(SHOPD_INVALID, "too_many_variants",
+                          "a product has at most " CAT_STR(CATALOG_MAX_VARIANTS) " variants");
     PQclear(r);
     return rc != SHOPD_OK ? rc : SHOPD_INVALID;
 }
@@ -234,9 +267,16 @@ catalog_h_variant_create(api_ctx_t *ctx)
         goto out;
     }
     snprintf(cap, sizeof(cap), "%d", CATALOG_MAX_VARIANTS);
-    const char *p[10] = {cat_sid(ctx, sid), pid, in.sku, in.options, in.price[0] ? in.price : NULL,
-                         in.stock[0] ? in.stock : NULL, in.weight[0] ? in.weight : NULL, in.barcode,
-                         in.pos[0] ? in.pos : NULL, actor_id(ctx, uid)};
+    const char *p[10] = {cat_sid(ctx, sid),
+                         pid,
+                         in.sku,
+                         in.options,
+                         in.price[0] ? in.price : NULL,
+                         in.stock[0] ? in.stock : NULL,
+                         in.weight[0] ? in.weight : NULL,
+                         in.barcode,
+                         in.pos[0] ? in.pos : NULL,
+                         actor_id(ctx, uid)};
     const char *pc[3] = {sid, pid, cap};
     var_create_t w = {p, pc, NULL};
     if ((reply = cat_tx(ctx, create_tx, &w)) == NULL) {
@@ -270,19 +310,32 @@ catalog_h_variant_update(api_ctx_t *ctx)
         reply = api_val_reply(&v);
         goto out;
     }
-    const char *p[11] = {cat_sid(ctx, sid), id, in.sku, in.options, in.price_given ? "t" : "f", in.price[0] ? in.price : NULL,
-                         in.weight_given ? "t" : "f", in.weight[0] ? in.weight : NULL, in.barcode_given ? "t" : "f",
-                         in.barcode, in.pos[0] ? in.pos : NULL};
-    reply = cat_write_stmt(ctx, "variant update", "var_update",
-                           "WITH v AS (UPDATE product_variants SET sku = coalesce($3, sku), options = coalesce($4::jsonb, options),"
-                           " price = CASE WHEN $5::bool THEN $6::bigint ELSE price END,"
-                           " weight_g = CASE WHEN $7::bool THEN $8::int ELSE weight_g END,"
-                           " barcode = CASE WHEN $9::bool THEN $10 ELSE barcode END,"
-                           " position = coalesce($11::int, position), updated_at = now()"
-                           " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING *)"
-                           " SELECT " CAT_VARIANT_JSON("v", "p") "::text FROM v JOIN products p ON p.store_id = v.store_id AND p.id = v.product_id",
-                           11, p, &r);
-    if (reply != NULL) goto out;
+    const char *p[11] = {cat_sid(ctx, sid),
+                         id,
+                         in.sku,
+                         in.options,
+                         in.price_given ? "t" : "f",
+                         in.price[0] ? in.price : NULL,
+                         in.weight_given ? "t" : "f",
+                         in.weight[0] ? in.weight : NULL,
+                         in.barcode_given ? "t" : "f",
+                         in.barcode,
+                         in.pos[0] ? in.pos : NULL};
+    reply = cat_write_stmt(
+        ctx, "variant update", "var_update",
+        "WITH v AS (UPDATE product_variants SET sku = coalesce($3, sku), options = "
+        "coalesce($4::jsonb, options),"
+        " price = CASE WHEN $5::bool THEN $6::bigint ELSE price END,"
+        " weight_g = CASE WHEN $7::bool THEN $8::int ELSE weight_g END,"
+        " barcode = CASE WHEN $9::bool THEN $10 ELSE barcode END,"
+        " position = coalesce($11::int, position), updated_at = now()"
+        " WHERE store_id = $1::bigint AND id = $2::bigint RETURNING *)"
+        " SELECT " CAT_VARIANT_JSON(
+            "v",
+            "p") "::text FROM v JOIN products p ON p.store_id = v.store_id AND p.id = v.product_id",
+        11, p, &r);
+    if (reply != NULL)
+        goto out;
     if (PQntuples(r) == 0) {
         reply = not_found();
         goto out;
@@ -299,12 +352,15 @@ net_reply_t *
 catalog_h_variant_delete(api_ctx_t *ctx)
 {
     char sid[24], id[24];
-    if (!cat_id_param(ctx, "id", id)) return not_found();
+    if (!cat_id_param(ctx, "id", id))
+        return not_found();
     const char *p[2] = {cat_sid(ctx, sid), id};
     PGresult *r = NULL;
-    net_reply_t *reply = cat_write_stmt(ctx, "variant delete", "var_delete",
-                                        "DELETE FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, &r);
-    if (reply != NULL) return reply;
+    net_reply_t *reply = cat_write_stmt(
+        ctx, "variant delete", "var_delete",
+        "DELETE FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint", 2, p, &r);
+    if (reply != NULL)
+        return reply;
     if (strcmp(PQcmdTuples(r), "0") == 0) {
         reply = not_found();
     } else {
@@ -324,8 +380,10 @@ sku_part(char *sku, size_t cap, const char *s)
     char tmp[128];
     cat_slugify(s, tmp, sizeof(tmp));
     size_t o = strlen(sku);
-    if (o && o + 1 < cap) sku[o++] = '-';
-    for (const char *t = tmp; *t && o + 1 < cap; t++) sku[o++] = (char)(*t >= 'a' && *t <= 'z' ? *t - 32 : *t);
+    if (o && o + 1 < cap)
+        sku[o++] = '-';
+    for (const char *t = tmp; *t && o + 1 < cap; t++)
+        sku[o++] = (char)(*t >= 'a' && *t <= 'z' ? *t - 32 : *t);
     sku[o] = '\0';
 }
 
@@ -349,7 +407,10 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     shopd_rc_t rc = SHOPD_INVALID; /* a refusal unless a statement says otherwise */
     PQclear(w->r);
     w->r = NULL;
-    r = db_exec(c, "var_gen_product", "SELECT slug FROM products WHERE store_id = $1::bigint AND id = $2::bigint FOR UPDATE", 2, p);
+    r = db_exec(
+        c, "var_gen_product",
+        "SELECT slug FROM products WHERE store_id = $1::bigint AND id = $2::bigint FOR UPDATE", 2,
+        p);
     if (db_result_rc(r) != SHOPD_OK) {
         *reply = api_db_error(ctx, r, "variant generate");
         goto failed;
@@ -374,21 +435,25 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     }
     int nrow = PQntuples(sel);
     if (nrow == 0) {
-        *reply = api_fail_field(SHOPD_INVALID, "no_options", "the product has no attribute values to combine",
-                                      "option_value_ids", "set them on the product first");
+        *reply = api_fail_field(SHOPD_INVALID, "no_options",
+                                "the product has no attribute values to combine",
+                                "option_value_ids", "set them on the product first");
         goto out;
     }
     /* Group rows by attribute: start[k] .. start[k+1]-1 are attribute k's values. */
     int start[65], nattr = 0;
     long long combos = 1;
     for (int i = 0; i < nrow && nattr < 64; i++) {
-        if (i == 0 || strcmp(PQgetvalue(sel, i, 0), PQgetvalue(sel, i - 1, 0))) start[nattr++] = i;
+        if (i == 0 || strcmp(PQgetvalue(sel, i, 0), PQgetvalue(sel, i - 1, 0)))
+            start[nattr++] = i;
     }
     start[nattr] = nrow;
-    for (int k = 0; k < nattr && combos <= CATALOG_MAX_VARIANTS; k++) combos *= start[k + 1] - start[k];
+    for (int k = 0; k < nattr && combos <= CATALOG_MAX_VARIANTS; k++)
+        combos *= start[k + 1] - start[k];
     if (combos > CATALOG_MAX_VARIANTS) {
         char msg[128];
-        snprintf(msg, sizeof(msg), "the chosen values make more than %d combinations", CATALOG_MAX_VARIANTS);
+        snprintf(msg, sizeof(msg), "the chosen values make more than %d combinations",
+                 CATALOG_MAX_VARIANTS);
         *reply = api_fail(SHOPD_INVALID, "too_many_variants", msg);
         goto out;
     }
@@ -401,12 +466,15 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
         snprintf(sku, sizeof(sku), "%s", base);
         for (int k = 0; k < nattr; k++) {
             int row = start[k] + idx[k];
-            json_object_set_new(opts, PQgetvalue(sel, row, 1), json_string(PQgetvalue(sel, row, 2)));
+            json_object_set_new(opts, PQgetvalue(sel, row, 1),
+                                json_string(PQgetvalue(sel, row, 2)));
             sku_part(sku, sizeof(sku), PQgetvalue(sel, row, 2));
         }
-        json_array_append_new(rows, json_pack("{s:s, s:o, s:I}", "sku", sku, "options", opts, "pos", (json_int_t)n));
+        json_array_append_new(
+            rows, json_pack("{s:s, s:o, s:I}", "sku", sku, "options", opts, "pos", (json_int_t)n));
         for (int k = nattr - 1; k >= 0; k--) {
-            if (++idx[k] < start[k + 1] - start[k]) break;
+            if (++idx[k] < start[k + 1] - start[k])
+                break;
             idx[k] = 0;
         }
     }
@@ -415,15 +483,19 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     PQclear(r);
     /* Existing combinations stay untouched (ON CONFLICT on the options key); a SKU
      * already used elsewhere in the store gets the product id appended. */
-    r = db_exec(c, "var_gen_insert",
-                "WITH ins AS (INSERT INTO product_variants (store_id, product_id, sku, options, position)"
-                " SELECT $1::bigint, $2::bigint, CASE WHEN EXISTS (SELECT 1 FROM product_variants w"
-                "  WHERE w.store_id = $1::bigint AND w.sku = x.sku) THEN left(x.sku, 50) || '-' || $2 ELSE x.sku END,"
-                " x.options, x.pos FROM jsonb_to_recordset($3::jsonb) AS x(sku text, options jsonb, pos int)"
-                " ON CONFLICT (store_id, product_id, options) DO NOTHING RETURNING 1)"
-                " SELECT (SELECT count(*) FROM ins),"
-                " (SELECT count(*) FROM product_variants WHERE store_id = $1::bigint AND product_id = $2::bigint)",
-                3, pg);
+    r = db_exec(
+        c, "var_gen_insert",
+        "WITH ins AS (INSERT INTO product_variants (store_id, product_id, sku, options, position)"
+        " SELECT $1::bigint, $2::bigint, CASE WHEN EXISTS (SELECT 1 FROM product_variants w"
+        "  WHERE w.store_id = $1::bigint AND w.sku = x.sku) THEN left(x.sku, 50) || '-' || $2 ELSE "
+        "x.sku END,"
+        " x.options, x.pos FROM jsonb_to_recordset($3::jsonb) AS x(sku text, options jsonb, pos "
+        "int)"
+        " ON CONFLICT (store_id, product_id, options) DO NOTHING RETURNING 1)"
+        " SELECT (SELECT count(*) FROM ins),"
+        " (SELECT count(*) FROM product_variants WHERE store_id = $1::bigint AND product_id = "
+        "$2::bigint)",
+        3, pg);
     if (db_result_rc(r) != SHOPD_OK) {
         *reply = api_db_error(ctx, r, "variant generate");
         goto failed;
@@ -438,12 +510,13 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
         goto out;
     }
     PQclear(r);
-    r = db_exec(c, "var_list_admin",
-                "SELECT json_build_object('data', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON("v", "p")
-                " ORDER BY v.position, v.id), '[]') FROM product_variants v"
-                " WHERE v.store_id = p.store_id AND v.product_id = p.id))::text"
-                " FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
-                2, p);
+    r = db_exec(
+        c, "var_list_admin",
+        "SELECT json_build_object('data', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON(
+            "v", "p") " ORDER BY v.position, v.id), '[]') FROM product_variants v"
+                      " WHERE v.store_id = p.store_id AND v.product_id = p.id))::text"
+                      " FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
+        2, p);
     if (db_result_rc(r) != SHOPD_OK || PQntuples(r) != 1) {
         *reply = api_db_error(ctx, r, "variant generate");
         goto failed;
@@ -456,7 +529,8 @@ generate_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     goto out;
 failed:
     rc = db_result_rc(r);
-    if (rc == SHOPD_OK) rc = SHOPD_ERR;
+    if (rc == SHOPD_OK)
+        rc = SHOPD_ERR;
 out:
     PQclear(r);
     PQclear(sel);
@@ -469,13 +543,17 @@ net_reply_t *
 catalog_h_variant_generate(api_ctx_t *ctx)
 {
     char sid[24], pid[24];
-    if (!cat_id_param(ctx, "id", pid)) return product_not_found();
+    if (!cat_id_param(ctx, "id", pid))
+        return product_not_found();
     var_gen_t w = {.sid = cat_sid(ctx, sid), .pid = pid};
     net_reply_t *reply = cat_tx(ctx, generate_tx, &w);
-    if (reply != NULL) return reply;
-    if (w.created) cat_bump(ctx);
+    if (reply != NULL)
+        return reply;
+    if (w.created)
+        cat_bump(ctx);
     json_t *doc = json_loads(PQgetvalue(w.r, 0, 0), 0, NULL);
-    if (doc == NULL) doc = json_object();
+    if (doc == NULL)
+        doc = json_object();
     json_object_set_new(doc, "created", json_integer(w.created));
     json_object_set_new(doc, "combinations", json_integer(w.combos));
     reply = api_json(w.created ? SHOPD_CREATED : SHOPD_OK, doc);
@@ -506,37 +584,46 @@ inv_validate(api_ctx_t *ctx, inv_item_t *it)
         return;
     }
     api_val_only(&v, b, allowed);
-    bool has_set = json_object_get(b, "set") != NULL, has_adj = json_object_get(b, "adjust") != NULL;
+    bool has_set = json_object_get(b, "set") != NULL,
+         has_adj = json_object_get(b, "adjust") != NULL;
     if (has_set == has_adj) {
         api_val_add(&v, has_set ? "adjust" : "set", "give exactly one of set and adjust");
     } else if (has_set) {
         it->set = true;
-        if (cat_val_int(&v, b, "set", 0, 1000000000, &n) == 1) snprintf(it->amount, sizeof(it->amount), "%lld", n);
-        else if (v.n == 0) api_val_add(&v, "set", "must be an integer from 0 to 1000000000");
+        if (cat_val_int(&v, b, "set", 0, 1000000000, &n) == 1)
+            snprintf(it->amount, sizeof(it->amount), "%lld", n);
+        else if (v.n == 0)
+            api_val_add(&v, "set", "must be an integer from 0 to 1000000000");
     } else {
         if (cat_val_int(&v, b, "adjust", -1000000000, 1000000000, &n) == 1 && n != 0)
             snprintf(it->amount, sizeof(it->amount), "%lld", n);
-        else if (v.n == 0 || n == 0) api_val_add(&v, "adjust", "must be a non-zero integer");
+        else if (v.n == 0 || n == 0)
+            api_val_add(&v, "adjust", "must be a non-zero integer");
     }
     it->reason = api_val_string(&v, b, "reason", false, 1, 200);
-    if (it->reason == NULL) it->reason = it->set ? "set" : "adjustment";
+    if (it->reason == NULL)
+        it->reason = it->set ? "set" : "adjustment";
     actor_id(ctx, it->uid);
-    if (v.n) it->reply = api_val_reply(&v);
+    if (v.n)
+        it->reply = api_val_reply(&v);
 }
 
-#define INV_SET_SQL                                                                                          \
-    "WITH o AS (SELECT id, stock FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint FOR UPDATE)," \
-    " u AS (UPDATE product_variants v SET stock = $3::int, updated_at = now() FROM o"                                 \
-    " WHERE v.store_id = $1::bigint AND v.id = o.id RETURNING v.id, v.stock, $3::int - o.stock AS delta),"           \
-    " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id)"                     \
-    " SELECT $1::bigint, id, delta, $4, $5::bigint FROM u WHERE delta <> 0 RETURNING id)"                            \
+#define INV_SET_SQL                                                                                \
+    "WITH o AS (SELECT id, stock FROM product_variants WHERE store_id = $1::bigint AND id = "      \
+    "$2::bigint FOR UPDATE),"                                                                      \
+    " u AS (UPDATE product_variants v SET stock = $3::int, updated_at = now() FROM o"              \
+    " WHERE v.store_id = $1::bigint AND v.id = o.id RETURNING v.id, v.stock, $3::int - o.stock "   \
+    "AS delta),"                                                                                   \
+    " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id)"  \
+    " SELECT $1::bigint, id, delta, $4, $5::bigint FROM u WHERE delta <> 0 RETURNING id)"          \
     " SELECT u.stock, u.delta, (SELECT id FROM m) FROM u"
 
-#define INV_ADJUST_SQL                                                                                 \
-    "WITH u AS (UPDATE product_variants SET stock = stock + $3::int, updated_at = now()"               \
-    " WHERE store_id = $1::bigint AND id = $2::bigint AND stock + $3::int >= 0 RETURNING id, stock),"  \
-    " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id)"      \
-    " SELECT $1::bigint, id, $3::int, $4, $5::bigint FROM u RETURNING id)"                             \
+#define INV_ADJUST_SQL                                                                             \
+    "WITH u AS (UPDATE product_variants SET stock = stock + $3::int, updated_at = now()"           \
+    " WHERE store_id = $1::bigint AND id = $2::bigint AND stock + $3::int >= 0 RETURNING id, "     \
+    "stock),"                                                                                      \
+    " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id)"  \
+    " SELECT $1::bigint, id, $3::int, $4, $5::bigint FROM u RETURNING id)"                         \
     " SELECT u.stock, $3::int, (SELECT id FROM m) FROM u"
 
 /* The batch as db_tx_batch sees it: item k is items[todo[k]], the ones that passed
@@ -562,23 +649,30 @@ inv_apply(db_conn_t *c, size_t k, void *arg)
     it->reply = NULL;
     it->done = false;
     const char *p[5] = {b->sid, it->id, it->amount, it->reason, it->uid[0] ? it->uid : NULL};
-    PGresult *r = it->set ? db_exec(c, "inv_set", INV_SET_SQL, 5, p) : db_exec(c, "inv_adjust", INV_ADJUST_SQL, 5, p);
+    PGresult *r = it->set ? db_exec(c, "inv_set", INV_SET_SQL, 5, p)
+                          : db_exec(c, "inv_adjust", INV_ADJUST_SQL, 5, p);
     shopd_rc_t rc = db_result_rc(r);
     if (rc == SHOPD_OK && PQntuples(r) == 1) {
         snprintf(it->stock, sizeof(it->stock), "%s", PQgetvalue(r, 0, 0));
         snprintf(it->delta, sizeof(it->delta), "%s", PQgetvalue(r, 0, 1));
-        snprintf(it->movement, sizeof(it->movement), "%s", PQgetisnull(r, 0, 2) ? "" : PQgetvalue(r, 0, 2));
+        snprintf(it->movement, sizeof(it->movement), "%s",
+                 PQgetisnull(r, 0, 2) ? "" : PQgetvalue(r, 0, 2));
         it->done = true;
     } else if (rc != SHOPD_OK) {
         it->reply = api_db_error(ctx, r, "inventory");
     } else {
         /* No row: either no such variant, or the guard refused the change. */
-        PGresult *e = db_exec(c, "inv_exists", "SELECT stock FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint", 2, p);
+        PGresult *e = db_exec(
+            c, "inv_exists",
+            "SELECT stock FROM product_variants WHERE store_id = $1::bigint AND id = $2::bigint", 2,
+            p);
         rc = db_result_rc(e);
         if (rc == SHOPD_OK && PQntuples(e) == 1) {
             char msg[128];
-            snprintf(msg, sizeof(msg), "not enough stock: %s in stock, adjustment %s", PQgetvalue(e, 0, 0), it->amount);
-            it->reply = api_fail_field(SHOPD_CONFLICT, "insufficient_stock", msg, "adjust", "would make stock negative");
+            snprintf(msg, sizeof(msg), "not enough stock: %s in stock, adjustment %s",
+                     PQgetvalue(e, 0, 0), it->amount);
+            it->reply = api_fail_field(SHOPD_CONFLICT, "insufficient_stock", msg, "adjust",
+                                       "would make stock negative");
             rc = SHOPD_CONFLICT;
         } else if (rc == SHOPD_OK) {
             it->reply = not_found();
@@ -601,9 +695,10 @@ catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
     size_t ntodo = 0;
     for (size_t i = 0; i < n; i++) {
         inv_validate(&ctxs[i], &items[i]);
-        if (items[i].reply == NULL) todo[ntodo++] = i;
+        if (items[i].reply == NULL)
+            todo[ntodo++] = i;
     }
-    net_reply_t *fail = NULL; /* set when the whole batch is lost */
+    net_reply_t *fail = NULL;      /* set when the whole batch is lost */
     shopd_rc_t fail_rc = SHOPD_OK; /* and why: UNAVAILABLE is worth a retry */
     if (ntodo) {
         inv_batch_t b = {ctxs, items, todo, cat_sid(&ctxs[0], sid)};
@@ -613,9 +708,11 @@ catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         /* Not committed: UNAVAILABLE (the connection went) and CONFLICT (deadlocks or
          * serialization failures past the retries) are worth a retry, the rest is ours. */
         if (rc != SHOPD_OK && fail == NULL)
-            fail = rc == SHOPD_UNAVAILABLE || rc == SHOPD_CONFLICT ? api_unavailable("the database")
-                                                                   : api_internal(&ctxs[0], "inventory batch failed");
-        if (fail) fail_rc = rc == SHOPD_OK || rc == SHOPD_CONFLICT ? SHOPD_UNAVAILABLE : rc;
+            fail = rc == SHOPD_UNAVAILABLE || rc == SHOPD_CONFLICT
+                       ? api_unavailable("the database")
+                       : api_internal(&ctxs[0], "inventory batch failed");
+        if (fail)
+            fail_rc = rc == SHOPD_OK || rc == SHOPD_CONFLICT ? SHOPD_UNAVAILABLE : rc;
     }
     bool changed = false;
     for (size_t i = 0; i < n; i++) {
@@ -627,19 +724,23 @@ catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         }
         if (fail) {
             bool retry = fail_rc == SHOPD_UNAVAILABLE;
-            replies[i] = api_fail(retry ? SHOPD_UNAVAILABLE : SHOPD_ERR, retry ? "service_unavailable" : "internal_error",
+            replies[i] = api_fail(retry ? SHOPD_UNAVAILABLE : SHOPD_ERR,
+                                  retry ? "service_unavailable" : "internal_error",
                                   "the inventory change was not saved; retry");
-            if (retry) net_reply_add_header(replies[i], "Retry-After", "1");
+            if (retry)
+                net_reply_add_header(replies[i], "Retry-After", "1");
             continue;
         }
         changed = changed || strcmp(it->delta, "0") != 0;
         char body[192];
-        int len = snprintf(body, sizeof(body), "{\"variant_id\":%s,\"stock\":%s,\"delta\":%s,\"movement_id\":%s}", it->id,
-                           it->stock, it->delta, it->movement[0] ? it->movement : "null");
+        int len = snprintf(body, sizeof(body),
+                           "{\"variant_id\":%s,\"stock\":%s,\"delta\":%s,\"movement_id\":%s}",
+                           it->id, it->stock, it->delta, it->movement[0] ? it->movement : "null");
         replies[i] = api_raw_json(SHOPD_OK, body, (size_t)len);
     }
     net_reply_free(fail);
-    if (changed) cat_bump(&ctxs[0]);
+    if (changed)
+        cat_bump(&ctxs[0]);
     shopd_free(todo);
     shopd_free(items);
 }

@@ -14,25 +14,27 @@
 #include "shopd/auth.h"
 #include "shopd/log.h"
 
-#define STORE_JSON                                                                          \
-    "json_build_object('id', id, 'slug', slug, 'name', name, 'domain', domain, 'currency', " \
-    "currency, 'settings', settings, 'status', status, 'created_at', created_at, "          \
+#define STORE_JSON                                                                                 \
+    "json_build_object('id', id, 'slug', slug, 'name', name, 'domain', domain, 'currency', "       \
+    "currency, 'settings', settings, 'status', status, 'created_at', created_at, "                 \
     "'updated_at', updated_at)::text"
 
 /* What GET /api/v1/store shows (no settings, no status). */
-#define STORE_PUBLIC_JSON                                                                   \
-    "json_build_object('id', id, 'slug', slug, 'name', name, 'currency', currency, "         \
+#define STORE_PUBLIC_JSON                                                                          \
+    "json_build_object('id', id, 'slug', slug, 'name', name, 'currency', currency, "               \
     "'domain', domain)::text"
 
-static const char *const reserved_slugs[] = {"www", "api", "admin", "app", "static", "platform",
-                                             "status", "docs", NULL};
+static const char *const reserved_slugs[] = {"www",      "api",    "admin", "app", "static",
+                                             "platform", "status", "docs",  NULL};
 
 static bool
 digits_only(const char *p, size_t n)
 {
-    if (n == 0) return false;
+    if (n == 0)
+        return false;
     for (size_t i = 0; i < n; i++)
-        if (p[i] < '0' || p[i] > '9') return false;
+        if (p[i] < '0' || p[i] > '9')
+            return false;
     return true;
 }
 
@@ -44,21 +46,25 @@ store_lookup(app_t *app, const char *key, store_snap_t *out)
     const char *arg;
     if (strncmp(key, "id:", 3) == 0) {
         name = "store_by_id";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON " FROM stores WHERE id = $1";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON
+              " FROM stores WHERE id = $1";
         arg = key + 3;
     } else if (strncmp(key, "slug:", 5) == 0) {
         name = "store_by_slug";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON " FROM stores WHERE slug = $1";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON
+              " FROM stores WHERE slug = $1";
         arg = key + 5;
     } else if (strncmp(key, "domain:", 7) == 0) {
         name = "store_by_domain";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON " FROM stores WHERE domain = $1";
+        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON
+              " FROM stores WHERE domain = $1";
         arg = key + 7;
     } else {
         return SHOPD_NOTFOUND;
     }
     db_conn_t *c = db_acquire(app->db, 2000);
-    if (c == NULL) return SHOPD_UNAVAILABLE;
+    if (c == NULL)
+        return SHOPD_UNAVAILABLE;
     PGresult *r = db_exec(c, name, sql, 1, &arg);
     shopd_rc_t rc = db_result_rc(r);
     if (rc == SHOPD_OK) {
@@ -67,7 +73,8 @@ store_lookup(app_t *app, const char *key, store_snap_t *out)
         } else {
             memset(out, 0, sizeof(*out));
             out->id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-            out->status = strcmp(PQgetvalue(r, 0, 1), "suspended") == 0 ? STORE_SUSPENDED : STORE_ACTIVE;
+            out->status =
+                strcmp(PQgetvalue(r, 0, 1), "suspended") == 0 ? STORE_SUSPENDED : STORE_ACTIVE;
             snprintf(out->slug, sizeof(out->slug), "%s", PQgetvalue(r, 0, 2));
             snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(r, 0, 3));
             snprintf(out->currency, sizeof(out->currency), "%s", PQgetvalue(r, 0, 4));
@@ -95,7 +102,8 @@ typedef struct store_input_s {
 static void
 validate_input(api_ctx_t *ctx, api_val_t *v, store_input_t *in, bool create)
 {
-    static const char *const allowed[] = {"slug", "name", "currency", "domain", "settings", "status", NULL};
+    static const char *const allowed[] = {"slug",     "name",   "currency", "domain",
+                                          "settings", "status", NULL};
     json_t *b = ctx->body;
     memset(in, 0, sizeof(*in));
     api_val_only(v, b, allowed);
@@ -103,13 +111,17 @@ validate_input(api_ctx_t *ctx, api_val_t *v, store_input_t *in, bool create)
     in->slug = api_val_string(v, b, "slug", create, 3, 63);
     if (in->slug) {
         if (!store_slug_valid(in->slug, strlen(in->slug))) {
-            api_val_add(v, "slug", "must be 3-63 characters of a-z, 0-9 and '-', not starting or ending with '-'");
+            api_val_add(
+                v, "slug",
+                "must be 3-63 characters of a-z, 0-9 and '-', not starting or ending with '-'");
             in->slug = NULL;
         } else {
             if (digits_only(in->slug, strlen(in->slug)))
-                api_val_add(v, "slug", "must contain a letter (all digits would read as a store id)");
+                api_val_add(v, "slug",
+                            "must contain a letter (all digits would read as a store id)");
             for (const char *const *r = reserved_slugs; *r; r++)
-                if (strcmp(*r, in->slug) == 0) api_val_add(v, "slug", "is reserved");
+                if (strcmp(*r, in->slug) == 0)
+                    api_val_add(v, "slug", "is reserved");
         }
     }
     in->name = api_val_string(v, b, "name", create, 1, 200);
@@ -174,24 +186,27 @@ store_h_create(api_ctx_t *ctx)
         reply = api_unavailable("the database");
         goto out;
     }
-    const char *params[9] = {in.slug, in.name, in.currency, in.domain, in.settings, in.status,
-                             adm.email, adm.hash, adm.name};
+    const char *params[9] = {in.slug,   in.name,   in.currency, in.domain, in.settings,
+                             in.status, adm.email, adm.hash,    adm.name};
     if (adm.given)
         /* One statement, so the store and its first admin exist together or not at all. */
-        r = db_exec(c, "store_create_admin",
-                    "WITH s AS (INSERT INTO stores (slug, name, currency, domain, settings, status) "
-                    "VALUES ($1, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), coalesce($6, 'active')) "
-                    "RETURNING *), a AS (INSERT INTO users (store_id, email, password_hash, role, name) "
-                    "SELECT id, $7, $8, 'STORE_ADMIN', $9 FROM s RETURNING id, email, role) "
-                    "SELECT id, ((" STORE_JSON ")::jsonb || jsonb_build_object('admin', "
-                    "(SELECT json_build_object('id', a.id, 'email', a.email, 'role', a.role) FROM a)))::text FROM s",
-                    9, params);
+        r = db_exec(
+            c, "store_create_admin",
+            "WITH s AS (INSERT INTO stores (slug, name, currency, domain, settings, status) "
+            "VALUES ($1, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), coalesce($6, 'active')) "
+            "RETURNING *), a AS (INSERT INTO users (store_id, email, password_hash, role, name) "
+            "SELECT id, $7, $8, 'STORE_ADMIN', $9 FROM s RETURNING id, email, role) "
+            "SELECT id, ((" STORE_JSON ")::jsonb || jsonb_build_object('admin', "
+            "(SELECT json_build_object('id', a.id, 'email', a.email, 'role', a.role) FROM "
+            "a)))::text FROM s",
+            9, params);
     else
-        r = db_exec(c, "store_create",
-                    "INSERT INTO stores (slug, name, currency, domain, settings, status) "
-                    "VALUES ($1, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), coalesce($6, 'active')) "
-                    "RETURNING id, " STORE_JSON,
-                    6, params);
+        r = db_exec(
+            c, "store_create",
+            "INSERT INTO stores (slug, name, currency, domain, settings, status) "
+            "VALUES ($1, $2, $3, $4, coalesce($5::jsonb, '{}'::jsonb), coalesce($6, 'active')) "
+            "RETURNING id, " STORE_JSON,
+            6, params);
     if (db_result_rc(r) != SHOPD_OK) {
         reply = api_db_error(ctx, r, "store write");
         goto out;
@@ -219,8 +234,10 @@ store_h_list(api_ctx_t *ctx)
     long long x;
     uint64_t cid;
     if ((s = api_query_param(ctx->env, "limit", lbuf, sizeof(lbuf)))) {
-        if (shopd_int_parse(s, 1, 100, &x)) limit = (long)x;
-        else api_val_add(&v, "limit", "must be an integer from 1 to 100");
+        if (shopd_int_parse(s, 1, 100, &x))
+            limit = (long)x;
+        else
+            api_val_add(&v, "limit", "must be an integer from 1 to 100");
     }
     if ((s = api_query_param(ctx->env, "cursor", cbuf, sizeof(cbuf)))) {
         if (!shopd_id_parse(s, strlen(s), &cid))
@@ -229,16 +246,20 @@ store_h_list(api_ctx_t *ctx)
             cursor = s;
     }
     if ((s = api_query_param(ctx->env, "page", pbuf, sizeof(pbuf)))) {
-        if (shopd_int_parse(s, 1, 1000000, &x)) page = (long)x;
-        else api_val_add(&v, "page", "must be an integer from 1 to 1000000");
+        if (shopd_int_parse(s, 1, 1000000, &x))
+            page = (long)x;
+        else
+            api_val_add(&v, "page", "must be an integer from 1 to 1000000");
     }
     const char *status = api_query_param(ctx->env, "status", sbuf, sizeof(sbuf));
     if (status && strcmp(status, "active") && strcmp(status, "suspended"))
         api_val_add(&v, "status", "must be active or suspended");
-    if (v.n) return api_val_reply(&v);
+    if (v.n)
+        return api_val_reply(&v);
 
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
-    if (c == NULL) return api_unavailable("the database");
+    if (c == NULL)
+        return api_unavailable("the database");
     char lim[24], off[24];
     snprintf(lim, sizeof(lim), "%ld", limit);
     snprintf(off, sizeof(off), "%ld", page > 0 ? (page - 1) * limit : 0);
@@ -246,18 +267,22 @@ store_h_list(api_ctx_t *ctx)
     const char *p_count[1] = {status};
     db_query_t qs[2] = {
         {"store_list",
-         "WITH page AS (SELECT * FROM stores WHERE ($1::text IS NULL OR status = $1) AND id > $2::bigint "
+         "WITH page AS (SELECT * FROM stores WHERE ($1::text IS NULL OR status = $1) AND id > "
+         "$2::bigint "
          "ORDER BY id LIMIT $3::int OFFSET $4::int) "
-         "SELECT coalesce(json_agg(" STORE_JSON "::json ORDER BY id), '[]')::text, count(*), max(id) FROM page",
+         "SELECT coalesce(json_agg(" STORE_JSON
+         "::json ORDER BY id), '[]')::text, count(*), max(id) FROM page",
          4, p_page},
-        {"store_count", "SELECT count(*) FROM stores WHERE ($1::text IS NULL OR status = $1)", 1, p_count},
+        {"store_count", "SELECT count(*) FROM stores WHERE ($1::text IS NULL OR status = $1)", 1,
+         p_count},
     };
     PGresult *res[2] = {NULL, NULL};
     /* One round trip for the page and the total. */
     shopd_rc_t rc = db_pipeline(c, qs, 2, res);
     net_reply_t *reply;
     if (rc != SHOPD_OK) {
-        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(ctx, "store list failed");
+        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                        : api_internal(ctx, "store list failed");
     } else {
         long got = atol(PQgetvalue(res[0], 0, 1));
         json_t *data = json_loads(PQgetvalue(res[0], 0, 0), 0, NULL);
@@ -267,7 +292,8 @@ store_h_list(api_ctx_t *ctx)
             json_object_set_new(doc, "next_cursor", json_string(PQgetvalue(res[0], 0, 2)));
         else
             json_object_set_new(doc, "next_cursor", json_null());
-        if (page > 0) json_object_set_new(doc, "page", json_integer(page));
+        if (page > 0)
+            json_object_set_new(doc, "page", json_integer(page));
         reply = api_json(SHOPD_OK, doc);
     }
     PQclear(res[0]);
@@ -282,14 +308,17 @@ id_param(api_ctx_t *ctx, char *buf, size_t buflen, bool *numeric)
 {
     size_t n;
     const char *p = msg_param(ctx->env, "id", &n);
-    if (p == NULL || n >= buflen) return NULL;
+    if (p == NULL || n >= buflen)
+        return NULL;
     memcpy(buf, p, n);
     buf[n] = '\0';
     /* All digits is an id; one past the bigint range cannot exist (404, no query). */
     uint64_t id;
     *numeric = digits_only(buf, n);
-    if (*numeric && !shopd_id_parse(buf, n, &id)) return NULL;
-    if (!*numeric && !store_slug_valid(buf, n)) return NULL;
+    if (*numeric && !shopd_id_parse(buf, n, &id))
+        return NULL;
+    if (!*numeric && !store_slug_valid(buf, n))
+        return NULL;
     return buf;
 }
 
@@ -299,15 +328,21 @@ store_h_get(api_ctx_t *ctx)
     char idb[80];
     bool numeric;
     const char *id = id_param(ctx, idb, sizeof(idb), &numeric);
-    if (id == NULL) return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
+    if (id == NULL)
+        return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
-    if (c == NULL) return api_unavailable("the database");
-    PGresult *r = numeric ? db_exec(c, "store_get_id", "SELECT " STORE_JSON " FROM stores WHERE id = $1::bigint", 1, &id)
-                          : db_exec(c, "store_get_slug", "SELECT " STORE_JSON " FROM stores WHERE slug = $1", 1, &id);
+    if (c == NULL)
+        return api_unavailable("the database");
+    PGresult *r = numeric
+                      ? db_exec(c, "store_get_id",
+                                "SELECT " STORE_JSON " FROM stores WHERE id = $1::bigint", 1, &id)
+                      : db_exec(c, "store_get_slug",
+                                "SELECT " STORE_JSON " FROM stores WHERE slug = $1", 1, &id);
     net_reply_t *reply;
     shopd_rc_t rc = db_result_rc(r);
     if (rc != SHOPD_OK)
-        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database") : api_internal(ctx, "store get failed");
+        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                        : api_internal(ctx, "store get failed");
     else if (PQntuples(r) == 0)
         reply = api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
     else
@@ -344,17 +379,19 @@ store_h_update(api_ctx_t *ctx)
         reply = api_unavailable("the database");
         goto out;
     }
-    const char *params[9] = {numeric ? id : NULL, numeric ? NULL : id, in.slug, in.name, in.currency,
-                             in.domain_given ? "t" : "f", in.domain, in.settings, in.status};
-    r = db_exec(c, "store_update",
-                "UPDATE stores SET slug = coalesce($3, slug), name = coalesce($4, name), "
-                "currency = coalesce($5, currency), "
-                "domain = CASE WHEN $6::bool THEN $7 ELSE domain END, "
-                "settings = CASE WHEN $8::jsonb IS NULL THEN settings ELSE settings || $8::jsonb END, "
-                "status = coalesce($9, status), updated_at = now() "
-                "WHERE (id = $1::bigint OR slug = $2::text) "
-                "RETURNING id, " STORE_JSON,
-                9, params);
+    const char *params[9] = {
+        numeric ? id : NULL,         numeric ? NULL : id, in.slug,     in.name,  in.currency,
+        in.domain_given ? "t" : "f", in.domain,           in.settings, in.status};
+    r = db_exec(
+        c, "store_update",
+        "UPDATE stores SET slug = coalesce($3, slug), name = coalesce($4, name), "
+        "currency = coalesce($5, currency), "
+        "domain = CASE WHEN $6::bool THEN $7 ELSE domain END, "
+        "settings = CASE WHEN $8::jsonb IS NULL THEN settings ELSE settings || $8::jsonb END, "
+        "status = coalesce($9, status), updated_at = now() "
+        "WHERE (id = $1::bigint OR slug = $2::text) "
+        "RETURNING id, " STORE_JSON,
+        9, params);
     if (db_result_rc(r) != SHOPD_OK) {
         reply = api_db_error(ctx, r, "store write");
         goto out;
@@ -379,13 +416,15 @@ store_h_delete(api_ctx_t *ctx)
     char idb[80];
     bool numeric;
     const char *id = id_param(ctx, idb, sizeof(idb), &numeric);
-    if (id == NULL) return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
+    if (id == NULL)
+        return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
-    if (c == NULL) return api_unavailable("the database");
+    if (c == NULL)
+        return api_unavailable("the database");
     const char *params[2] = {numeric ? id : NULL, numeric ? NULL : id};
-    PGresult *r = db_exec(c, "store_delete",
-                          "DELETE FROM stores WHERE (id = $1::bigint OR slug = $2::text) RETURNING id",
-                          2, params);
+    PGresult *r = db_exec(
+        c, "store_delete",
+        "DELETE FROM stores WHERE (id = $1::bigint OR slug = $2::text) RETURNING id", 2, params);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK) {
         reply = api_db_error(ctx, r, "store write");
@@ -404,7 +443,8 @@ net_reply_t *
 store_h_current(api_ctx_t *ctx)
 {
     const store_snap_t *s = ctx->store;
-    if (s->public_len > 0) return api_raw_json(SHOPD_OK, s->public_json, s->public_len);
+    if (s->public_len > 0)
+        return api_raw_json(SHOPD_OK, s->public_json, s->public_len);
     /* Rendered JSON did not fit the snapshot (very long name): build it here. */
     json_t *doc = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)s->id, "slug", s->slug,
                             "name", s->name, "currency", s->currency, "domain",

@@ -34,10 +34,12 @@ struct store_cache_s {
 bool
 store_slug_valid(const char *s, size_t n)
 {
-    if (n < 3 || n > 63) return false;
+    if (n < 3 || n > 63)
+        return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
     }
     return s[0] != '-' && s[n - 1] != '-';
 }
@@ -46,17 +48,22 @@ bool
 store_domain_valid(const char *s)
 {
     size_t n = strlen(s), label = 0;
-    if (n < 1 || n > 253 || s[0] == '.' || s[n - 1] == '.' || !strchr(s, '.')) return false;
+    if (n < 1 || n > 253 || s[0] == '.' || s[n - 1] == '.' || !strchr(s, '.'))
+        return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '.') {
-            if (label == 0 || s[i - 1] == '-') return false;
+            if (label == 0 || s[i - 1] == '-')
+                return false;
             label = 0;
             continue;
         }
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-        if (label == 0 && c == '-') return false;
-        if (++label > 63) return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+        if (label == 0 && c == '-')
+            return false;
+        if (++label > 63)
+            return false;
     }
     return true;
 }
@@ -85,7 +92,8 @@ cmp_code(const void *a, const void *b)
 bool
 store_currency_valid(const char *code)
 {
-    if (code == NULL || strlen(code) != 3) return false;
+    if (code == NULL || strlen(code) != 3)
+        return false;
     return bsearch(&code, currencies, SHOPD_ARRAY_LEN(currencies), sizeof(currencies[0]),
                    cmp_code) != NULL;
 }
@@ -97,44 +105,55 @@ store_tenant_key(const char *x_tenant, const char *host, const char *base_domain
     if (x_tenant && *x_tenant) {
         size_t n = strlen(x_tenant);
         bool digits = n > 0;
-        for (size_t i = 0; i < n && digits; i++) digits = isdigit((unsigned char)x_tenant[i]);
+        for (size_t i = 0; i < n && digits; i++)
+            digits = isdigit((unsigned char)x_tenant[i]);
         if (digits) {
             /* An id past the bigint range names no store: refused here, never a
              * database round trip. */
             uint64_t id;
-            if (!shopd_id_parse(x_tenant, n, &id)) return -1;
+            if (!shopd_id_parse(x_tenant, n, &id))
+                return -1;
             snprintf(key, keylen, "id:%llu", (unsigned long long)id);
             return 0;
         }
-        if (!store_slug_valid(x_tenant, n)) return -1;
+        if (!store_slug_valid(x_tenant, n))
+            return -1;
         snprintf(key, keylen, "slug:%s", x_tenant);
         return 0;
     }
-    if (host == NULL || *host == '\0') return -1;
+    if (host == NULL || *host == '\0')
+        return -1;
 
     /* Lower-case the host and drop the port ("Shop.Example.com:8080"). */
     char h[256];
     size_t n = 0;
-    if (host[0] == '[') return -1; /* an IPv6 literal names no store */
+    if (host[0] == '[')
+        return -1; /* an IPv6 literal names no store */
     for (; host[n] && host[n] != ':'; n++) {
-        if (n >= sizeof(h) - 1) return -1;
+        if (n >= sizeof(h) - 1)
+            return -1;
         h[n] = (char)tolower((unsigned char)host[n]);
     }
     h[n] = '\0';
-    if (n > 0 && h[n - 1] == '.') h[--n] = '\0'; /* absolute form "shop.example.com." */
-    if (n == 0) return -1;
+    if (n > 0 && h[n - 1] == '.')
+        h[--n] = '\0'; /* absolute form "shop.example.com." */
+    if (n == 0)
+        return -1;
 
     if (base_domain && *base_domain) {
         size_t bl = strlen(base_domain);
         if (n > bl + 1 && h[n - bl - 1] == '.' && strcasecmp(h + n - bl, base_domain) == 0) {
             size_t sl = n - bl - 1;
-            if (!store_slug_valid(h, sl)) return -1;
+            if (!store_slug_valid(h, sl))
+                return -1;
             snprintf(key, keylen, "slug:%.*s", (int)sl, h);
             return 0;
         }
-        if (strcasecmp(h, base_domain) == 0) return -1; /* the bare platform domain */
+        if (strcasecmp(h, base_domain) == 0)
+            return -1; /* the bare platform domain */
     }
-    if (!store_domain_valid(h)) return -1;
+    if (!store_domain_valid(h))
+        return -1;
     snprintf(key, keylen, "domain:%s", h);
     return 0;
 }
@@ -145,7 +164,8 @@ static uint64_t
 hash_key(const char *s)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
 
@@ -163,7 +183,8 @@ store_cache_new(unsigned ttl_s)
 void
 store_cache_free(store_cache_t *c)
 {
-    if (c == NULL) return;
+    if (c == NULL)
+        return;
     for (size_t i = 0; i < c->nbuckets; i++) {
         entry_t *e = c->buckets[i];
         while (e) {
@@ -235,7 +256,8 @@ put_locked(store_cache_t *c, const char *key, const store_snap_t *snap, uint64_t
     e->expires_us = expires;
     e->next = *slot;
     *slot = e;
-    if (++c->n > c->nbuckets) grow(c);
+    if (++c->n > c->nbuckets)
+        grow(c);
 }
 
 /* Drops expired entries so a scan of unknown hosts cannot grow the cache without
@@ -262,16 +284,20 @@ sweep_locked(store_cache_t *c, uint64_t now)
 void
 store_cache_put(store_cache_t *c, const char *key, const store_snap_t *snap)
 {
-    if (c->ttl_us == 0) return;
+    if (c->ttl_us == 0)
+        return;
     uint64_t now = shopd_now_us();
-    uint64_t ttl = snap->id ? c->ttl_us : (c->ttl_us < NEGATIVE_TTL_US ? c->ttl_us : NEGATIVE_TTL_US);
+    uint64_t ttl =
+        snap->id ? c->ttl_us : (c->ttl_us < NEGATIVE_TTL_US ? c->ttl_us : NEGATIVE_TTL_US);
     pthread_rwlock_wrlock(&c->lock);
-    if (c->n >= c->nbuckets - 1) sweep_locked(c, now);
+    if (c->n >= c->nbuckets - 1)
+        sweep_locked(c, now);
     put_locked(c, key, snap, now + ttl);
     if (snap->id) {
         char idkey[32];
         snprintf(idkey, sizeof(idkey), "id:%llu", (unsigned long long)snap->id);
-        if (strcmp(idkey, key) != 0) put_locked(c, idkey, snap, now + ttl);
+        if (strcmp(idkey, key) != 0)
+            put_locked(c, idkey, snap, now + ttl);
     }
     pthread_rwlock_unlock(&c->lock);
 }
