@@ -12,7 +12,7 @@ PKGS=(
     libhttp-parser-dev
     postgresql-15 redis-server redis-tools
     wrk curl ca-certificates openssl
-    clang libclang-rt-14-dev valgrind
+    clang clang-format libclang-rt-14-dev valgrind
 )
 # pg_trgm ships inside postgresql-15 in bookworm; older layouts had it in a
 # separate contrib package, which is added only if apt can install it.

@@ -182,6 +182,12 @@ fi
 # and a TypeScript client generated from the document and compiled. The generated
 # code goes to tests/contract/client/generated/ (not committed).
 NODE_TOOLS=$ROOT/tools/node/node_modules
+# The committed .clang-format holds for every C file git tracks (tables opt out
+# with clang-format off/on comments). Fix with: git ls-files '*.c' '*.h' | xargs clang-format -i
+format_check() {
+    (cd "$ROOT" && git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror)
+}
+
 openapi_lint() {
     local rc=0
     "$NODE_TOOLS/.bin/redocly" lint --config "$ROOT/docs/redocly.yaml" "$ROOT/docs/openapi.yaml" 2>&1 | grep -v '[║╔╚]' || rc=1
@@ -233,6 +239,7 @@ openapi_contract() (
     return $rc
 )
 
+stage "format (clang-format)" format_check || true
 stage "openapi lint (redocly, spectral)" openapi_lint || true
 stage "openapi contract (live check, TypeScript client)" openapi_contract || true
 
