@@ -449,7 +449,7 @@ test_batch_per_actor(void **state)
 typedef struct fair_ctx_s {
     gate_t gate_a1, gate_c1;
     _Atomic int n;
-    uint64_t order[8]; /* actor ids in the order their turns began */
+    _Atomic uint64_t order[8]; /* actor ids in the order their turns began */
 } fair_ctx_t;
 
 static void
@@ -459,7 +459,7 @@ fair_handler(act_worker_t *w, uint64_t id, act_msg_t **msgs, size_t n, void *ud)
     (void)w;
     int k = atomic_fetch_add(&c->n, 1);
     if (k < 8)
-        c->order[k] = id;
+        atomic_store(&c->order[k], id);
     if (id == ACT_ID(42, 1))
         gate_wait(&c->gate_a1);
     if (id == ACT_ID(9, 1))
@@ -504,10 +504,10 @@ test_group_cap(void **state)
     assert_int_equal(act_send(sys, msg_make(ACT_ID(7, 1), 0, 0)), SHOPD_OK);
     gate_open(&c.gate_c1); /* one worker comes free while 42 still runs */
     assert_true(wait_processed(sys, 3));
-    assert_true(c.order[2] == ACT_ID(7, 1)); /* store 7 first: 42 is at its cap */
+    assert_true(atomic_load(&c.order[2]) == ACT_ID(7, 1)); /* store 7 first: 42 is at its cap */
     gate_open(&c.gate_a1);
     assert_true(wait_processed(sys, 4));
-    assert_true(c.order[3] == ACT_ID(42, 2));
+    assert_true(atomic_load(&c.order[3]) == ACT_ID(42, 2));
 
     /* Alone, store 42 gets both workers: lane 1 holds one, lane 2 runs on the other. */
     gate_t *g = &c.gate_a1;
