@@ -121,6 +121,7 @@ shopd_rc_t db_ping(db_conn_t *c);
 typedef struct db_pool_stats_s {
     int size;
     int in_use;
+    int waiting;       /**< threads waiting in db_acquire now */
     uint64_t acquired; /**< successful acquires so far */
     uint64_t timeouts; /**< acquires that gave up */
     uint64_t resets;   /**< reconnects after a lost connection */

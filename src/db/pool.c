@@ -75,6 +75,7 @@ struct db_pool_s {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled when a connection is released */
     int in_use;
+    int waiting; /* threads blocked in db_acquire now */
     uint64_t acquired, timeouts, resets;
     uint64_t retry_after_us; /* reconnect back-off deadline (monotonic) */
 };
@@ -459,7 +460,10 @@ db_acquire(db_pool_t *pool, unsigned timeout_ms)
     pthread_mutex_lock(&pool->mu);
     db_conn_t *c;
     while ((c = pick_free(pool)) == NULL) {
-        if (pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline) == ETIMEDOUT) {
+        pool->waiting++;
+        int rc = pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline);
+        pool->waiting--;
+        if (rc == ETIMEDOUT) {
             c = pick_free(pool);
             break;
         }
@@ -528,6 +532,7 @@ db_pool_stats(db_pool_t *pool, db_pool_stats_t *out)
     pthread_mutex_lock(&pool->mu);
     out->size = pool->size;
     out->in_use = pool->in_use;
+    out->waiting = pool->waiting;
     out->acquired = pool->acquired;
     out->timeouts = pool->timeouts;
     out->resets = pool->resets;

@@ -75,6 +75,8 @@ api_metrics(app_t *app, net_request_t *req)
         "gauge\nshopd_db_pool_size %d\n"
         "# HELP shopd_db_pool_in_use PostgreSQL connections lent out.\n# TYPE shopd_db_pool_in_use "
         "gauge\nshopd_db_pool_in_use %d\n"
+        "# HELP shopd_db_pool_waiting Threads waiting for a PostgreSQL connection.\n# TYPE "
+        "shopd_db_pool_waiting gauge\nshopd_db_pool_waiting %d\n"
         "# HELP shopd_db_pool_timeouts_total Acquires that gave up.\n# TYPE "
         "shopd_db_pool_timeouts_total counter\nshopd_db_pool_timeouts_total %llu\n"
         "# HELP shopd_db_reconnects_total Reconnects after a lost connection.\n# TYPE "
@@ -94,7 +96,7 @@ api_metrics(app_t *app, net_request_t *req)
         (unsigned long long)as.actors, (unsigned long long)as.queued,
         (unsigned long long)as.max_depth, (unsigned long long)as.processed,
         (unsigned long long)as.turns, (unsigned long long)as.rejected,
-        (unsigned long long)as.busy_workers, as.workers, ds.size, ds.in_use,
+        (unsigned long long)as.busy_workers, as.workers, ds.size, ds.in_use, ds.waiting,
         (unsigned long long)ds.timeouts, (unsigned long long)ds.resets,
         store_cache_size(app->stores), (unsigned long long)bs.processed,
         (unsigned long long)bs.queued, (unsigned long long)bs.busy_workers,

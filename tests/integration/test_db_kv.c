@@ -335,15 +335,23 @@ test_pipeline(void **state)
 }
 
 typedef struct releaser_s {
+    db_pool_t *pool;
     db_conn_t *c;
-    unsigned delay_ms;
 } releaser_t;
 
+/* Releases r->c once the main thread is known to wait in db_acquire (the pool's
+ * waiting gauge), so the wake-up itself is what the test sees. */
 static void *
 release_later(void *arg)
 {
     releaser_t *r = arg;
-    usleep(r->delay_ms * 1000);
+    db_pool_stats_t st;
+    for (int i = 0; i < 20000; i++) { /* a 20 s hang guard */
+        db_pool_stats(r->pool, &st);
+        if (st.waiting > 0)
+            break;
+        usleep(1000);
+    }
     db_release(r->c);
     return NULL;
 }
@@ -371,7 +379,7 @@ test_pool_exhaustion(void **state)
     assert_int_equal(st.acquired, 2);
 
     /* A waiter is woken by a release from another thread. */
-    releaser_t rel = {b, 100};
+    releaser_t rel = {pool, b};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, release_later, &rel), 0);
     db_conn_t *c = db_acquire(pool, 5000);
