@@ -753,3 +753,51 @@ th_create_store(th_server_t *srv, const char *slug, const char *extra)
     th_resp_free(&r);
     return id;
 }
+
+int
+th_redis_start(int port, const char *dir)
+{
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        /* Not on our stdout/stderr: a redis left behind must not hold the test
+         * runner's pipe open. */
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        if (dir)
+            execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1", "--dir",
+                   dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
+                   (char *)NULL);
+        else
+            execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1", "--save",
+                   "", "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    char cmd[160], want[64];
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d info server 2>/dev/null", port);
+    snprintf(want, sizeof(want), "process_id:%d", (int)pid);
+    for (int i = 0; i < 400; i++) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return -1; /* it exited: the port was taken */
+        FILE *p = popen(cmd, "r");
+        bool ours = false;
+        char line[256];
+        while (p && fgets(line, sizeof(line), p))
+            if (strncmp(line, want, strlen(want)) == 0 &&
+                (line[strlen(want)] == '\r' || line[strlen(want)] == '\n'))
+                ours = true;
+        if (p)
+            pclose(p);
+        if (ours)
+            return (int)pid;
+        usleep(25000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}

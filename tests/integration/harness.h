@@ -138,6 +138,12 @@ const char *th_email(const char *prefix);
 
 /** A free TCP port on 127.0.0.1 (free now; nothing holds it: th_start does not use it). */
 int th_free_port(void);
+/** Starts a private redis-server on 127.0.0.1:port (persistent in dir when dir is
+ *  not NULL: a restart brings its data back), its output to /dev/null, and waits
+ *  until that very process answers (INFO's process_id, so another server that
+ *  took the port meanwhile is never mistaken for it). Returns its pid, or -1 if
+ *  it exited (the port was taken) or did not answer within 10 s. */
+int th_redis_start(int port, const char *dir);
 /** Reads an environment variable or exits the program (status 1) with a message: a
  *  missing prerequisite is a failure, never a skip. */
 const char *th_env(const char *name);

@@ -526,28 +526,12 @@ test_rate_limit_exact(void **state)
 static pid_t
 redis_start(int port, const char *dir)
 {
-    char ps[16];
-    snprintf(ps, sizeof(ps), "%d", port);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        /* Persistent, so that a restart brings back the old version and the old
-         * pages, which is what a real outage of a real Redis does. */
-        execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1", "--dir", dir,
-               "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "redis-cli -p %d ping >/dev/null 2>&1", port);
-    for (int i = 0; i < 200; i++) {
-        if (system(cmd) == 0)
-            return pid;
-        usleep(25000);
-    }
-    fail_msg("redis-server did not start on %d", port);
-    return -1;
+    /* Persistent, so that a restart brings back the old version and the old
+     * pages, which is what a real outage of a real Redis does. */
+    int pid = th_redis_start(port, dir);
+    if (pid < 0)
+        fail_msg("redis-server did not start on %d", port);
+    return pid;
 }
 
 static void
