@@ -127,6 +127,15 @@ th_user_t th_user_new(th_server_t *srv, const char *role, long store_id);
 void th_user_free(th_user_t *u);
 /** A malloc'd access token of a freshly created user with that role in that store. */
 char *th_token(th_server_t *srv, const char *role, long store_id);
+/** base64url without padding of n bytes into out (room for 4n/3 + 4). Returns its length. */
+size_t th_b64url(const unsigned char *in, size_t n, char *out);
+/** A JWT made by hand: header and payload JSON as given, signed HS256 with secret
+ *  (NULL: an empty signature). malloc'd; the caller frees. For tests of forged,
+ *  expired and malformed tokens. */
+char *th_jwt_craft(const char *header, const char *payload, const char *secret);
+/** One request to a store: X-Tenant-Id: store, and the bearer token when not NULL. */
+th_resp_t th_store_req(th_server_t *srv, long store, const char *token, const char *method,
+                       const char *path, const char *body);
 /** Writes "Authorization: Bearer <token>" into buf. */
 void th_auth_header(char *buf, size_t n, const char *token);
 /** Runs one SQL statement on the test database (text params, NULL-ended list may be

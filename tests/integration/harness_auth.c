@@ -7,6 +7,8 @@
 #include "harness.h"
 
 #include <argon2.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -119,4 +121,59 @@ th_token(th_server_t *srv, const char *role, long store_id)
     th_user_t u = th_user_new(srv, role, store_id);
     free(u.refresh);
     return u.access;
+}
+
+/* ---- tokens crafted by tests ---- */
+
+size_t
+th_b64url(const unsigned char *in, size_t n, char *out)
+{
+    static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = tb[v >> 18];
+        out[o++] = tb[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = tb[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = tb[v & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+char *
+th_jwt_craft(const char *header, const char *payload, const char *secret)
+{
+    char *t = malloc(4096);
+    size_t o = th_b64url((const unsigned char *)header, strlen(header), t);
+    t[o++] = '.';
+    o += th_b64url((const unsigned char *)payload, strlen(payload), t + o);
+    unsigned char mac[32];
+    unsigned int ml = 32;
+    if (secret) {
+        HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)t, o, mac, &ml);
+        t[o++] = '.';
+        th_b64url(mac, 32, t + o);
+    } else {
+        t[o++] = '.';
+        t[o] = '\0';
+    }
+    return t;
+}
+
+th_resp_t
+th_store_req(th_server_t *srv, long store, const char *token, const char *method, const char *path,
+             const char *body)
+{
+    char tenant[64], auth[2048];
+    const char *h[3] = {tenant, NULL, NULL};
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store);
+    if (token) {
+        th_auth_header(auth, sizeof(auth), token);
+        h[1] = auth;
+    }
+    return th_req(srv, method, path, h, body);
 }

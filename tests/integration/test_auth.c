@@ -122,46 +122,6 @@ field(const th_resp_t *r, const char *name)
 
 /* ---- tokens crafted here ---- */
 
-static size_t
-b64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = tb[v >> 18];
-        out[o++] = tb[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = tb[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = tb[v & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-/* header and payload JSON -> "h.p.sig" signed with secret (NULL: empty signature). */
-static char *
-craft(const char *header, const char *payload, const char *secret)
-{
-    char *t = malloc(4096);
-    size_t o = b64url((const unsigned char *)header, strlen(header), t);
-    t[o++] = '.';
-    o += b64url((const unsigned char *)payload, strlen(payload), t + o);
-    unsigned char mac[32];
-    unsigned int ml = 32;
-    if (secret) {
-        HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)t, o, mac, &ml);
-        t[o++] = '.';
-        b64url(mac, 32, t + o);
-    } else {
-        t[o++] = '.';
-        t[o] = '\0';
-    }
-    return t;
-}
-
 static char *
 claims(long uid, long store, const char *role, long long iat, long long exp)
 {
@@ -298,47 +258,54 @@ test_crafted_tokens(void **state)
     } cases[] = {
         {"server-issued", strdup(u.access), 200},
         {"crafted with the signing key",
-         craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW), 200},
+         th_jwt_craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
+         200},
         {"signed with the older (verify-only) key",
-         craft(hs256_old, claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_OLD), 200},
+         th_jwt_craft(hs256_old, claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_OLD),
+         200},
         {"expired within the clock skew",
-         craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now - 900, now - 10), SECRET_NEW), 200},
+         th_jwt_craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now - 900, now - 10),
+                      SECRET_NEW),
+         200},
         {"expired",
-         craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now - 1000, now - 120), SECRET_NEW),
+         th_jwt_craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now - 1000, now - 120),
+                      SECRET_NEW),
          401},
         {"issued in the future",
-         craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now + 3600, now + 4000), SECRET_NEW),
+         th_jwt_craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now + 3600, now + 4000),
+                      SECRET_NEW),
          401},
         {"alg none",
-         craft("{\"alg\":\"none\",\"kid\":\"" KEY_NEW "\"}",
-               claims(u.id, store_a, "CUSTOMER", now, now + 600), NULL),
+         th_jwt_craft("{\"alg\":\"none\",\"kid\":\"" KEY_NEW "\"}",
+                      claims(u.id, store_a, "CUSTOMER", now, now + 600), NULL),
          401},
         {"alg none with a signature",
-         craft("{\"alg\":\"none\",\"kid\":\"" KEY_NEW "\"}",
-               claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
+         th_jwt_craft("{\"alg\":\"none\",\"kid\":\"" KEY_NEW "\"}",
+                      claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
          401},
         {"alg HS512",
-         craft("{\"alg\":\"HS512\",\"kid\":\"" KEY_NEW "\"}",
-               claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
+         th_jwt_craft("{\"alg\":\"HS512\",\"kid\":\"" KEY_NEW "\"}",
+                      claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
          401},
         {"alg RS256",
-         craft("{\"alg\":\"RS256\",\"kid\":\"" KEY_NEW "\"}",
-               claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
+         th_jwt_craft("{\"alg\":\"RS256\",\"kid\":\"" KEY_NEW "\"}",
+                      claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
          401},
         {"wrong secret",
-         craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now, now + 600),
-               "some-other-secret-0123456789"),
+         th_jwt_craft(hs256_new, claims(u.id, store_a, "CUSTOMER", now, now + 600),
+                      "some-other-secret-0123456789"),
          401},
         {"unknown kid",
-         craft("{\"alg\":\"HS256\",\"kid\":\"k9\"}",
-               claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
+         th_jwt_craft("{\"alg\":\"HS256\",\"kid\":\"k9\"}",
+                      claims(u.id, store_a, "CUSTOMER", now, now + 600), SECRET_NEW),
          401},
         {"no kid",
-         craft("{\"alg\":\"HS256\"}", claims(u.id, store_a, "CUSTOMER", now, now + 600),
-               SECRET_NEW),
+         th_jwt_craft("{\"alg\":\"HS256\"}", claims(u.id, store_a, "CUSTOMER", now, now + 600),
+                      SECRET_NEW),
          401},
         {"super admin claim without a store",
-         craft(hs256_new, claims(u.id, store_a, "SUPER_ADMIN", now, now + 600), SECRET_NEW), 401},
+         th_jwt_craft(hs256_new, claims(u.id, store_a, "SUPER_ADMIN", now, now + 600), SECRET_NEW),
+         401},
         {"garbage", strdup("not.a.jwt"), 401},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -351,8 +318,8 @@ test_crafted_tokens(void **state)
     /* Tampering: swap the payload of a valid token for one claiming STORE_ADMIN. */
     char *dot1 = strchr(u.access, '.'), *dot2 = strchr(dot1 + 1, '.');
     char pl[1024], forged[2048];
-    b64url((const unsigned char *)claims(u.id, store_a, "STORE_ADMIN", now, now + 600),
-           strlen(claims(u.id, store_a, "STORE_ADMIN", now, now + 600)), pl);
+    th_b64url((const unsigned char *)claims(u.id, store_a, "STORE_ADMIN", now, now + 600),
+              strlen(claims(u.id, store_a, "STORE_ADMIN", now, now + 600)), pl);
     snprintf(forged, sizeof(forged), "%.*s.%s%s", (int)(dot1 - u.access), u.access, pl, dot2);
     th_resp_t r = req("GET", "/api/v1/admin/users", store_a, forged, NULL);
     assert_int_equal(r.status, 401);
@@ -363,7 +330,7 @@ test_crafted_tokens(void **state)
     assert_int_equal(status_of("GET", "/api/v1/admin/users", store_a, u.access, NULL), 403);
     /* A valid token for a user id that does not exist acts like a disabled user. */
     char *ghost =
-        craft(hs256_new, claims(999999999, store_a, "CUSTOMER", now, now + 600), SECRET_NEW);
+        th_jwt_craft(hs256_new, claims(999999999, store_a, "CUSTOMER", now, now + 600), SECRET_NEW);
     assert_int_equal(status_of("GET", "/api/v1/me", store_a, ghost, NULL), 401);
     free(ghost);
     th_user_free(&u);

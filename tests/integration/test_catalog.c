@@ -27,14 +27,7 @@ static char *admin_a, *admin_b, *customer_a;
 static th_resp_t
 rq(long store, const char *token, const char *method, const char *path, const char *body)
 {
-    char tenant[64], auth[1024];
-    const char *h[4] = {tenant, NULL, NULL, NULL};
-    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store);
-    if (token) {
-        th_auth_header(auth, sizeof(auth), token);
-        h[1] = auth;
-    }
-    return th_req(srv, method, path, h, body);
+    return th_store_req(srv, store, token, method, path, body);
 }
 
 static th_resp_t

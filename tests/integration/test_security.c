@@ -43,14 +43,7 @@ static long store_a, store_b;
 static th_resp_t
 rq(long store, const char *token, const char *method, const char *path, const char *body)
 {
-    char tenant[64], auth[2048];
-    const char *h[4] = {tenant, NULL, NULL, NULL};
-    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store);
-    if (token) {
-        th_auth_header(auth, sizeof(auth), token);
-        h[1] = auth;
-    }
-    return th_req(srv, method, path, h, body);
+    return th_store_req(srv, store, token, method, path, body);
 }
 
 /* Status of one request, response freed. */
@@ -61,25 +54,6 @@ st(long store, const char *token, const char *method, const char *path, const ch
     long s = r.status;
     th_resp_free(&r);
     return s;
-}
-
-static size_t
-b64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char tb[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = tb[v >> 18];
-        out[o++] = tb[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = tb[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = tb[v & 63];
-    }
-    out[o] = '\0';
-    return o;
 }
 
 /* A token signed with the server's real key: what someone holding a signing key
@@ -93,16 +67,7 @@ forge(const char *fmt, ...)
     vsnprintf(payload, sizeof(payload), fmt, ap);
     va_end(ap);
     static const char hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"" KEY "\"}";
-    char *t = malloc(2048);
-    size_t o = b64url((const unsigned char *)hdr, strlen(hdr), t);
-    t[o++] = '.';
-    o += b64url((const unsigned char *)payload, strlen(payload), t + o);
-    unsigned char mac[32];
-    unsigned int ml = 32;
-    HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (unsigned char *)t, o, mac, &ml);
-    t[o++] = '.';
-    b64url(mac, 32, t + o);
-    return t;
+    return th_jwt_craft(hdr, payload, SECRET);
 }
 
 static char *
