@@ -8,8 +8,6 @@
  * super admins from the command line, and the rate limits (429 Retry-After).
  */
 #include <dirent.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -14,8 +14,6 @@
  * Each test failed against main at 33887a8.
  */
 #include <fcntl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
