@@ -58,7 +58,35 @@ typedef struct api_ctx_s {
      *  reply is posted, so nothing in it may be kept past the handler, the reply
      *  included (api_json and api_raw_json copy). The handler's thread only. */
     arena_t *arena;
+    /** The message being handled (dispatcher's; for api_later only). */
+    act_msg_t *msg;
 } api_ctx_t;
+
+/* ---- answers that come later ----
+ * A handler may hand its answer to someone else: api_later takes the request's
+ * reply route out of the message, the handler returns API_LATER, and exactly
+ * one api_later_answer follows, from any thread. A client that left or timed
+ * out in between is handled as for any reply: the edge drops the late answer. */
+typedef struct api_later_s api_later_t;
+extern net_reply_t api_later_sentinel;
+/** What a handler returns once it called api_later (never posted). */
+#define API_LATER (&api_later_sentinel)
+/** Takes ctx's answer out of the dispatcher's hands. The handle is the caller's
+ *  until api_later_answer. Handler thread. */
+api_later_t *api_later(api_ctx_t *ctx);
+/** Sends r (owned by the call) as the answer and frees l. Any thread. */
+void api_later_answer(api_later_t *l, net_reply_t *r);
+
+/** Slow work with an ordered ending: runs work(arg) on one of the store's
+ *  blocking lanes (argon2, an outbound call), then then(ctx, arg) on the store's
+ *  actor, in order with its other mutations; then's reply (or its own API_LATER)
+ *  answers the request. then's ctx has the store, the caller, an arena and the
+ *  worker's connections, no env or body: arg carries what it needs (owned by the
+ *  pair: then frees it). Returns API_LATER for the handler to return, or a 503
+ *  store_busy answer (arg not used) when the store's blocking queue is full.
+ *  Handler thread. */
+net_reply_t *api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
+                               net_reply_t *(*then)(api_ctx_t *ctx, void *arg), void *arg);
 
 /** A handler runs on a worker, inside the actor of the request's store (or the
  *  platform actor) and returns the reply (never NULL). */

@@ -19,39 +19,26 @@ typedef struct api_constraint_s {
     const char *code, *message, *field, *issue;
 } api_constraint_t;
 
-/* clang-format off: one row per line, a table to read across */
+/* One row per line: a table to read across. */
+/* clang-format off */
 static const api_constraint_t api_constraints[] = {
     /* stores (sql/0001) */
-    {"stores_slug_key", SHOPD_CONFLICT, "slug_taken", "another store uses this slug", "slug",
-     "already taken"},
-    {"stores_domain_key", SHOPD_CONFLICT, "domain_taken", "another store uses this domain",
-     "domain", "already taken"},
+    {"stores_slug_key", SHOPD_CONFLICT, "slug_taken", "another store uses this slug", "slug", "already taken"},
+    {"stores_domain_key", SHOPD_CONFLICT, "domain_taken", "another store uses this domain", "domain", "already taken"},
     /* users (sql/0002) */
-    {"users_store_email_uq", SHOPD_CONFLICT, "email_taken",
-     "an account with this e-mail already exists", "email", "already taken"},
-    {"users_platform_email_uq", SHOPD_CONFLICT, "email_taken",
-     "an account with this e-mail already exists", "email", "already taken"},
+    {"users_store_email_uq", SHOPD_CONFLICT, "email_taken", "an account with this e-mail already exists", "email", "already taken"},
+    {"users_platform_email_uq", SHOPD_CONFLICT, "email_taken", "an account with this e-mail already exists", "email", "already taken"},
     /* catalog (sql/0003) */
-    {"categories_store_id_slug_key", SHOPD_CONFLICT, "slug_taken",
-     "another category uses this slug", "slug", "already taken"},
-    {"categories_store_id_parent_id_fkey", SHOPD_INVALID, "validation_failed",
-     "the request has invalid fields", "parent_id", "no such category"},
-    {"products_store_id_slug_key", SHOPD_CONFLICT, "slug_taken", "another product uses this slug",
-     "slug", "already taken"},
-    {"products_store_id_category_id_fkey", SHOPD_INVALID, "validation_failed",
-     "the request has invalid fields", "category_id", "no such category"},
-    {"product_variants_store_id_sku_key", SHOPD_CONFLICT, "sku_taken",
-     "another variant uses this SKU", "sku", "already taken"},
-    {"product_variants_store_id_product_id_options_key", SHOPD_CONFLICT, "variant_exists",
-     "the product already has a variant with these options", "options", "already used"},
-    {"product_variants_stock_check", SHOPD_CONFLICT, "insufficient_stock", "not enough stock",
-     "stock", "would become negative"},
-    {"attributes_store_id_name_key", SHOPD_CONFLICT, "name_taken",
-     "another attribute has this name", "name", "already taken"},
-    {"attribute_values_store_id_attribute_id_value_key", SHOPD_CONFLICT, "value_taken",
-     "the attribute already has this value", "value", "already taken"},
-    {"product_option_values_store_id_value_id_fkey", SHOPD_INVALID, "validation_failed",
-     "the request has invalid fields", "option_value_ids", "no such attribute value"},
+    {"categories_store_id_slug_key", SHOPD_CONFLICT, "slug_taken", "another category uses this slug", "slug", "already taken"},
+    {"categories_store_id_parent_id_fkey", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "parent_id", "no such category"},
+    {"products_store_id_slug_key", SHOPD_CONFLICT, "slug_taken", "another product uses this slug", "slug", "already taken"},
+    {"products_store_id_category_id_fkey", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "category_id", "no such category"},
+    {"product_variants_store_id_sku_key", SHOPD_CONFLICT, "sku_taken", "another variant uses this SKU", "sku", "already taken"},
+    {"product_variants_store_id_product_id_options_key", SHOPD_CONFLICT, "variant_exists", "the product already has a variant with these options", "options", "already used"},
+    {"product_variants_stock_check", SHOPD_CONFLICT, "insufficient_stock", "not enough stock", "stock", "would become negative"},
+    {"attributes_store_id_name_key", SHOPD_CONFLICT, "name_taken", "another attribute has this name", "name", "already taken"},
+    {"attribute_values_store_id_attribute_id_value_key", SHOPD_CONFLICT, "value_taken", "the attribute already has this value", "value", "already taken"},
+    {"product_option_values_store_id_value_id_fkey", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "option_value_ids", "no such attribute value"},
 };
 /* clang-format on */
 

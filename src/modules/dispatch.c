@@ -194,6 +194,130 @@ arena_give_back(api_worker_t *ws, arena_t *a)
     }
 }
 
+/* ---- answers that come later, and the blocking-then-actor hop ---- */
+
+net_reply_t api_later_sentinel; /* its address is API_LATER */
+
+struct api_later_s {
+    void *reply_to;
+    uint64_t token;
+    uint64_t store_id;
+};
+
+api_later_t *
+api_later(api_ctx_t *ctx)
+{
+    api_later_t *l = shopd_calloc(1, sizeof(*l));
+    l->reply_to = ctx->msg->reply_to;
+    l->token = ctx->msg->reply_token;
+    l->store_id = ctx->store_id;
+    ctx->msg->reply_to = NULL; /* the dispatcher posts nothing for it now */
+    return l;
+}
+
+void
+api_later_answer(api_later_t *l, net_reply_t *r)
+{
+    r->store_id = l->store_id;
+    if (l->reply_to)
+        net_reply_post(l->reply_to, l->token, r);
+    else
+        net_reply_free(r);
+    shopd_free(l);
+}
+
+/* The types of the dispatcher's own messages (never route indexes). */
+#define MSG_TYPE_WORK UINT32_C(0xfffffff0) /* on a blocking lane: run work */
+#define MSG_TYPE_THEN UINT32_C(0xfffffff1) /* on the store's actor: run then */
+
+typedef struct hop_s {
+    api_later_t *later;
+    void (*work)(void *arg);
+    net_reply_t *(*then)(api_ctx_t *ctx, void *arg);
+    void *arg;
+    uint64_t store_id;
+    msg_caller_t caller;
+    store_snap_t snap;
+    bool have_store;
+} hop_t;
+
+net_reply_t *
+api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
+                  net_reply_t *(*then)(api_ctx_t *ctx, void *arg), void *arg)
+{
+    hop_t *h = shopd_calloc(1, sizeof(*h));
+    *h = (hop_t){.work = work,
+                 .then = then,
+                 .arg = arg,
+                 .store_id = ctx->store_id,
+                 .caller = *ctx->caller,
+                 .have_store = ctx->store != NULL};
+    if (ctx->store)
+        h->snap = *ctx->store;
+    /* The answer route moves into h before the send: once sent, h belongs to the
+     * blocking thread (act_send publishes it with the mailbox link). */
+    h->later = api_later(ctx);
+    act_msg_t *m = act_msg_new(MSG_TYPE_WORK, 0, (char *)h, sizeof(*h));
+    uint64_t rr = atomic_fetch_add_explicit(&lane_rr, 1, memory_order_relaxed);
+    m->store_id = ACT_ID(ctx->store_id, 1 + rr % blocking_lanes(ctx->app));
+    if (act_send(ctx->app->blocking, m) == SHOPD_OK)
+        return API_LATER;
+    /* Refused: give the answer route back, and answer 503 the normal way. */
+    ctx->msg->reply_to = h->later->reply_to;
+    ctx->msg->reply_token = h->later->token;
+    shopd_free(h->later);
+    m->data = NULL; /* h is still ours */
+    act_msg_free(m);
+    shopd_free(h);
+    net_reply_t *r =
+        api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
+    net_reply_add_header(r, "Retry-After", "1");
+    return r;
+}
+
+/* A dispatcher message (MSG_TYPE_WORK or MSG_TYPE_THEN); consumes m. */
+static void
+run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)
+{
+    hop_t *h = (hop_t *)m->data;
+    if (m->type == MSG_TYPE_WORK) {
+        h->work(h->arg);
+        m->type = MSG_TYPE_THEN;
+        m->store_id = ACT_ID(h->store_id, 0);
+        if (act_send(app->actors, m) == SHOPD_OK)
+            return;
+        /* The store's mailbox is full: say so; the work's result is lost with arg. */
+        net_reply_t *r =
+            api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
+        net_reply_add_header(r, "Retry-After", "1");
+        api_later_answer(h->later, r);
+        shopd_free(h->arg);
+        act_msg_free(m);
+        return;
+    }
+    msg_env_t env;
+    memset(&env, 0, sizeof(env));
+    env.store_id = h->store_id;
+    env.caller = h->caller;
+    api_ctx_t ctx = {.app = app,
+                     .worker = ws,
+                     .env = &env,
+                     .store_id = h->store_id,
+                     .store = h->have_store ? &h->snap : NULL,
+                     .caller = &env.caller,
+                     .arena = arena_take(ws),
+                     .msg = m};
+    m->reply_to = h->later->reply_to; /* then may take it again with api_later */
+    m->reply_token = h->later->token;
+    shopd_free(h->later);
+    h->later = NULL;
+    net_reply_t *r = h->then(&ctx, h->arg);
+    if (r != API_LATER)
+        post(m, r, h->store_id);
+    arena_give_back(ws, ctx.arena);
+    act_msg_free(m);
+}
+
 /* One message of a turn, decoded and ready for its handler. */
 typedef struct prepared_s {
     act_msg_t *m;
@@ -209,6 +333,10 @@ static bool
 prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_t *p)
 {
     p->m = m;
+    if (m->type == MSG_TYPE_WORK || m->type == MSG_TYPE_THEN) {
+        run_hop(app, ws, m);
+        return false;
+    }
     if (m->type >= api_nroutes || msg_decode(m->data, m->len, &p->env) != SHOPD_OK) {
         log_error("undecodable message type=%u store=%llu", m->type, (unsigned long long)store_id);
         post(m, api_fail(SHOPD_ERR, "internal_error", "undecodable message"), store_id);
@@ -284,7 +412,8 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
                          .store_id = env->store_id,
                          .store = have_store ? &p->snap : NULL,
                          .caller = &env->caller,
-                         .arena = arena_take(ws)};
+                         .arena = arena_take(ws),
+                         .msg = m};
     return true;
 }
 
@@ -292,7 +421,8 @@ static void
 finish(prepared_t *p, net_reply_t *r)
 {
     json_decref(p->ctx.body);
-    post(p->m, r, p->env.store_id);
+    if (r != API_LATER) /* else the handler's api_later handle answers */
+        post(p->m, r, p->env.store_id);
     /* The reply is posted and owns copies of what it says: the arena can go. */
     arena_give_back(p->ctx.worker, p->ctx.arena);
     act_msg_free(p->m);

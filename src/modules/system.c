@@ -109,10 +109,10 @@ api_metrics(app_t *app, net_request_t *req)
     return r;
 }
 
-/* clang-format off: one row per line, a table to read across */
+/* One row per line: a table to read across. */
+/* clang-format off */
 static const api_route_t system_routes[] = {
-    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler,
-       query */
+    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query */
     {"GET", "/healthz", "healthz", API_PUBLIC, API_ANY, API_INLINE, api_healthz, NULL, NULL, NULL},
     {"GET", "/readyz", "readyz", API_PUBLIC, API_ANY, 0, NULL, api_readyz, NULL, NULL},
     {"GET", "/metrics", "metrics", API_PUBLIC, API_ANY, API_INLINE, api_metrics, NULL, NULL, NULL},

@@ -228,12 +228,84 @@ test_full_blocking_queue_is_503(void **state)
     assert_int_equal(th_stop(srv), 0);
 }
 
+/* A staff password change hashes on the blocking pool and writes on the store's
+ * actor (api_blocking_then). The write is held inside PostgreSQL by a lock on
+ * refresh_tokens (a password change revokes the user's sessions); by then the
+ * hash is done (the pool counted it), the store's next mutation waits in its
+ * mailbox behind the write, and reads go on. Once the lock goes, both are
+ * answered and the new password works. */
+static void
+test_password_change_hops_pool_then_actor(void **state)
+{
+    th_server_t *srv = th_start(NULL);
+    long store = th_create_store(srv, th_slug("hop"), NULL);
+    th_user_t admin = th_user_new(srv, "STORE_ADMIN", store);
+    th_user_t cust = th_user_new(srv, "CUSTOMER", store);
+    char path[128], body[256];
+    th_resp_t r = th_store_req(srv, store, admin.access, "POST", "/api/v1/products",
+                               "{\"name\":\"Hop Mug\",\"base_price\":500}");
+    assert_int_equal(r.status, 201);
+    long pid = (long)json_integer_value(json_object_get(r.json, "id"));
+    th_resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/products/%ld/variants", pid);
+    r = th_store_req(srv, store, admin.access, "POST", path, "{\"sku\":\"HOP-1\",\"stock\":10}");
+    assert_int_equal(r.status, 201);
+    long vid = (long)json_integer_value(json_object_get(r.json, "id"));
+    th_resp_free(&r);
+
+    PGconn *c = pg();
+    pg_ok(c, "BEGIN");
+    pg_ok(c, "LOCK TABLE refresh_tokens IN EXCLUSIVE MODE");
+    char tenant[64], auth[1024];
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store);
+    th_auth_header(auth, sizeof(auth), admin.access);
+    long tasks = metric(srv, "shopd_blocking_tasks_total");
+    call_t u = {.srv = srv, .method = "PATCH", .headers = {tenant, auth, NULL}};
+    snprintf(u.path, sizeof(u.path), "/api/v1/admin/users/%ld", cust.id);
+    snprintf(u.body, sizeof(u.body), "{\"password\":\"Hop-new-passw0rd\"}");
+    pthread_t ut;
+    pthread_create(&ut, NULL, call_thread, &u);
+    wait_for_lock_wait(c, "refresh_tokens"); /* the write, on the store's actor, waits */
+    assert_true(metric(srv, "shopd_blocking_tasks_total") >= tasks + 1); /* the hash is done */
+
+    call_t w = {.srv = srv, .method = "PATCH", .headers = {tenant, auth, NULL}};
+    snprintf(w.path, sizeof(w.path), "/api/v1/variants/%ld/inventory", vid);
+    snprintf(w.body, sizeof(w.body), "{\"adjust\":-1}");
+    pthread_t wt;
+    pthread_create(&wt, NULL, call_thread, &w);
+    for (int i = 0; i < 2000 && metric(srv, "shopd_mailbox_depth") < 1; i++)
+        usleep(10000);
+    assert_true(metric(srv, "shopd_mailbox_depth") >= 1); /* queued behind the write */
+    snprintf(path, sizeof(path), "/api/v1/variants/%ld", vid);
+    r = th_store_req(srv, store, admin.access, "GET", path, NULL);
+    assert_int_equal(r.status, 200); /* reads go on */
+    th_resp_free(&r);
+    assert_false(u.done);
+    assert_false(w.done);
+
+    pg_ok(c, "COMMIT");
+    pthread_join(ut, NULL);
+    pthread_join(wt, NULL);
+    assert_int_equal(u.status, 200);
+    assert_int_equal(w.status, 200);
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"Hop-new-passw0rd\"}",
+             cust.email);
+    r = th_store_req(srv, store, NULL, "POST", "/api/v1/auth/login", body);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    PQfinish(c);
+    th_user_free(&admin);
+    th_user_free(&cust);
+    assert_int_equal(th_stop(srv), 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_and_logins_do_not_wait_for_the_actor),
         cmocka_unit_test(test_full_blocking_queue_is_503),
+        cmocka_unit_test(test_password_change_hops_pool_then_actor),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -205,12 +205,59 @@ is_self(api_ctx_t *ctx, const char *id)
     return strtoull(id, NULL, 10) == ctx->caller->user_id;
 }
 
+/* A password change of a staff update: hashed on the blocking pool, then written
+ * on the store's actor like every other user update (api_blocking_then). */
+typedef struct pw_update_s {
+    char id[24];
+    char *name, *role, *status, *pw;
+    char hash[AUTH_HASH_MAX];
+    int hash_rc;
+} pw_update_t;
+
+static void
+pw_update_free(pw_update_t *u)
+{
+    shopd_free(u->name);
+    shopd_free(u->role);
+    shopd_free(u->status);
+    if (u->pw) {
+        explicit_bzero(u->pw, strlen(u->pw));
+        shopd_free(u->pw);
+    }
+    explicit_bzero(u->hash, sizeof(u->hash));
+    shopd_free(u);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+    return s ? shopd_strdup(s) : NULL;
+}
+
+static void
+pw_update_hash(void *arg)
+{
+    pw_update_t *u = arg;
+    u->hash_rc = auth_password_hash(u->pw, u->hash, sizeof(u->hash));
+}
+
+static net_reply_t *
+pw_update_write(api_ctx_t *ctx, void *arg)
+{
+    pw_update_t *u = arg;
+    net_reply_t *r = u->hash_rc != 0
+                         ? api_internal(ctx, "password hash failed")
+                         : update_user(ctx, u->id, u->name, u->role, u->status, u->hash, SHOPD_OK);
+    pw_update_free(u);
+    return r;
+}
+
 net_reply_t *
 auth_h_users_update(api_ctx_t *ctx)
 {
     static const char *const allowed[] = {"name", "role", "status", "password", NULL};
     api_val_t v = {0};
-    char idb[24], hash[AUTH_HASH_MAX];
+    char idb[24];
     const char *id = user_id_param(ctx, idb, sizeof(idb));
     if (id == NULL)
         return not_found();
@@ -232,9 +279,19 @@ auth_h_users_update(api_ctx_t *ctx)
                     "cannot be changed on your own account (ask another admin)");
     if (v.n)
         return api_val_reply(&v);
-    if (pw && auth_password_hash(pw, hash, sizeof(hash)) != 0)
-        return api_internal(ctx, "password hash failed");
-    return update_user(ctx, id, name, role, status, pw ? hash : NULL, SHOPD_OK);
+    if (pw == NULL)
+        return update_user(ctx, id, name, role, status, NULL, SHOPD_OK);
+    /* argon2 must not hold the store's actor: hash on the blocking pool, write here after. */
+    pw_update_t *u = shopd_calloc(1, sizeof(*u));
+    snprintf(u->id, sizeof(u->id), "%s", id);
+    u->name = dup_or_null(name);
+    u->role = dup_or_null(role);
+    u->status = dup_or_null(status);
+    u->pw = shopd_strdup(pw);
+    net_reply_t *r = api_blocking_then(ctx, pw_update_hash, pw_update_write, u);
+    if (r != API_LATER)
+        pw_update_free(u);
+    return r;
 }
 
 net_reply_t *

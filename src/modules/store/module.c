@@ -8,22 +8,16 @@
 
 static const char *const q_stores[] = {"limit", "cursor", "page", "status", NULL};
 
-/* clang-format off: one row per line, a table to read across */
+/* One row per line: a table to read across. */
+/* clang-format off */
 static const api_route_t store_routes[] = {
-    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler,
-       query */
-    {"POST", "/api/v1/stores", "stores.create", API_SUPER_ADMIN, API_BLOCKING, API_BODY, NULL,
-     store_h_create, NULL, NULL},
-    {"GET", "/api/v1/stores", "stores.list", API_SUPER_ADMIN, API_ANY, 0, NULL, store_h_list, NULL,
-     q_stores},
-    {"GET", "/api/v1/stores/:id", "stores.get", API_SUPER_ADMIN, API_ANY, 0, NULL, store_h_get,
-     NULL, NULL},
-    {"PATCH", "/api/v1/stores/:id", "stores.update", API_SUPER_ADMIN, API_ORDERED, API_BODY, NULL,
-     store_h_update, NULL, NULL},
-    {"DELETE", "/api/v1/stores/:id", "stores.delete", API_SUPER_ADMIN, API_ORDERED, 0, NULL,
-     store_h_delete, NULL, NULL},
-    {"GET", "/api/v1/store", "store.current", API_PUBLIC, API_ANY, API_STORE, NULL, store_h_current,
-     NULL, NULL},
+    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query */
+    {"POST", "/api/v1/stores", "stores.create", API_SUPER_ADMIN, API_BLOCKING, API_BODY, NULL, store_h_create, NULL, NULL},
+    {"GET", "/api/v1/stores", "stores.list", API_SUPER_ADMIN, API_ANY, 0, NULL, store_h_list, NULL, q_stores},
+    {"GET", "/api/v1/stores/:id", "stores.get", API_SUPER_ADMIN, API_ANY, 0, NULL, store_h_get, NULL, NULL},
+    {"PATCH", "/api/v1/stores/:id", "stores.update", API_SUPER_ADMIN, API_ORDERED, API_BODY, NULL, store_h_update, NULL, NULL},
+    {"DELETE", "/api/v1/stores/:id", "stores.delete", API_SUPER_ADMIN, API_ORDERED, 0, NULL, store_h_delete, NULL, NULL},
+    {"GET", "/api/v1/store", "store.current", API_PUBLIC, API_ANY, API_STORE, NULL, store_h_current, NULL, NULL},
 };
 /* clang-format on */
 
