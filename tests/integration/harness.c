@@ -248,12 +248,49 @@ static void kill_leftover_servers(void);
 
 /* At exit of the test program (not of a forked child): servers a failed test left
  * running are killed, then the private database is dropped. */
+/* Redis servers th_redis_start started: killed at exit, so a test that failed
+ * before stopping its own leaves none behind. */
+#define TH_MAX_REDIS 16
+static pid_t redis_pids[TH_MAX_REDIS];
+
+/* True if pid is still our child (not reaped by its test, so not reused by
+ * another process): its parent in /proc is us. */
+static bool
+our_child(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')'); /* "pid (comm) state ppid ..." */
+    int ppid = 0;
+    char state;
+    return rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == (int)getpid();
+}
+
+static void
+kill_leftover_redis(void)
+{
+    for (int i = 0; i < TH_MAX_REDIS; i++) {
+        if (redis_pids[i] > 0 && our_child(redis_pids[i])) {
+            kill(redis_pids[i], SIGKILL);
+            waitpid(redis_pids[i], NULL, 0);
+        }
+        redis_pids[i] = 0;
+    }
+}
+
 static void
 harness_exit(void)
 {
     if (getpid() != private_db_owner)
         return;
     kill_leftover_servers();
+    kill_leftover_redis();
     drop_private_db();
     release_redis_db();
 }
@@ -793,8 +830,16 @@ th_redis_start(int port, const char *dir)
                 ours = true;
         if (p)
             pclose(p);
-        if (ours)
+        if (ours) {
+            for (int k = 0; k < TH_MAX_REDIS; k++) {
+                /* a free slot, or one whose process has gone (its test stopped it) */
+                if (redis_pids[k] <= 0 || !our_child(redis_pids[k])) {
+                    redis_pids[k] = pid;
+                    break;
+                }
+            }
             return (int)pid;
+        }
         usleep(25000);
     }
     kill(pid, SIGKILL);

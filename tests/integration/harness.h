@@ -151,7 +151,8 @@ int th_free_port(void);
  *  not NULL: a restart brings its data back), its output to /dev/null, and waits
  *  until that very process answers (INFO's process_id, so another server that
  *  took the port meanwhile is never mistaken for it). Returns its pid, or -1 if
- *  it exited (the port was taken) or did not answer within 10 s. */
+ *  it exited (the port was taken) or did not answer within 10 s. One still running
+ *  when the program exits (a test failed before stopping it) is killed then. */
 int th_redis_start(int port, const char *dir);
 /** Reads an environment variable or exits the program (status 1) with a message: a
  *  missing prerequisite is a failure, never a skip. */
