@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* program_invocation_short_name */
 #endif
 #include "harness.h"
+#include "shopd/db.h"
 #include "shopd/kv.h"
 
 #include <arpa/inet.h>
@@ -845,4 +846,53 @@ th_redis_start(int port, const char *dir)
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     return -1;
+}
+
+db_pool_t *
+th_pool_new(int size)
+{
+    char err[256] = "";
+    db_pool_t *pool = db_pool_new(th_env("SHOPD_TEST_DATABASE_URL"), size, err, sizeof(err));
+    if (pool == NULL)
+        print_error("db_pool_new: %s\n", err);
+    assert_non_null(pool);
+    return pool;
+}
+
+void
+th_exec_ok(db_conn_t *c, const char *sql)
+{
+    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
+    if (db_result_rc(r) != SHOPD_OK)
+        print_error("%s: %s\n", sql, r ? PQresultErrorMessage(r) : "(no result)");
+    assert_int_equal(db_result_rc(r), SHOPD_OK);
+    PQclear(r);
+}
+
+long
+th_query_long(db_conn_t *c, const char *sql)
+{
+    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
+    assert_int_equal(db_result_rc(r), SHOPD_OK);
+    assert_int_equal(PQntuples(r), 1);
+    long v = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+void
+th_run(const char *cmd)
+{
+    char out[64], full[1400];
+    snprintf(out, sizeof(out), "/tmp/shopd-th-run-%d.txt", (int)getpid());
+    snprintf(full, sizeof(full), "{ %s ; } >%s 2>&1", cmd, out);
+    int rc = system(full);
+    if (rc != 0) {
+        snprintf(full, sizeof(full), "tail -n 60 %s >&2", out);
+        if (system(full) != 0) {
+        } /* showing the output is best effort */
+    }
+    unlink(out);
+    if (rc != 0)
+        fail_msg("'%s' exited %d", cmd, rc);
 }

@@ -145,6 +145,20 @@ const char *th_sql(const char *sql, const char *const *params);
 /** A fresh e-mail address, unique per call. */
 const char *th_email(const char *prefix);
 
+/** Runs a shell command with its output in a file; fails the test with the output's
+ *  last 60 lines when it exits non-zero (a red smoke test says what failed). */
+void th_run(const char *cmd);
+
+/* ---- direct database access for tests of src/db (harness.c) ---- */
+typedef struct db_pool_s db_pool_t;
+typedef struct db_conn_s db_conn_t;
+/** A pool of size connections to SHOPD_TEST_DATABASE_URL; asserts it opened. */
+db_pool_t *th_pool_new(int size);
+/** Runs sql (no parameters) on c and asserts it succeeded. */
+void th_exec_ok(db_conn_t *c, const char *sql);
+/** First column of the single row sql returns, as an integer; asserts the query worked. */
+long th_query_long(db_conn_t *c, const char *sql);
+
 /** A free TCP port on 127.0.0.1 (free now; nothing holds it: th_start does not use it). */
 int th_free_port(void);
 /** Starts a private redis-server on 127.0.0.1:port (persistent in dir when dir is

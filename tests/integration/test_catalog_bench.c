@@ -18,25 +18,6 @@
 
 #include "harness.h"
 
-/* Runs cmd with its output in a file, shown when it fails (a red smoke test
- * should say which requests failed). */
-static void
-run(const char *cmd)
-{
-    char out[64], full[1400];
-    snprintf(out, sizeof(out), "/tmp/shopbench-run-%d.txt", (int)getpid());
-    snprintf(full, sizeof(full), "{ %s ; } >%s 2>&1", cmd, out);
-    int rc = system(full);
-    if (rc != 0) {
-        snprintf(full, sizeof(full), "tail -n 60 %s >&2", out);
-        if (system(full) != 0) {
-        }
-    }
-    unlink(out);
-    if (rc != 0)
-        fail_msg("'%s' exited %d", cmd, rc);
-}
-
 static void
 test_browse_and_hot_stock(void **state)
 {
@@ -48,20 +29,20 @@ test_browse_and_hot_stock(void **state)
 
     snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --token %s %s browse", bin, slug,
              TH_PLATFORM_TOKEN, srv->url);
-    run(cmd);
+    th_run(cmd);
     const char *p[] = {sid, NULL};
     assert_int_equal(
         atoi(th_sql(
             "SELECT count(*) FROM products WHERE store_id = $1::bigint AND status = 'active'", p)),
         200);
     /* A second run finds the catalog seeded and creates nothing. */
-    run(cmd);
+    th_run(cmd);
     assert_int_equal(atoi(th_sql("SELECT count(*) FROM products WHERE store_id = $1::bigint", p)),
                      200);
 
     snprintf(cmd, sizeof(cmd), "%s -t 1 -c 8 -d 1 -w 0 --tenant %s --token %s %s stock-mix", bin,
              slug, TH_PLATFORM_TOKEN, srv->url);
-    run(cmd);
+    th_run(cmd);
     assert_true(atoi(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint "
                             "AND reason = 'shopbench'",
                             p)) > 0);
@@ -72,7 +53,7 @@ test_browse_and_hot_stock(void **state)
         snprintf(cmd, sizeof(cmd),
                  "%s -t 1 -c 16 -d 20 -w 0 --stock 300 --tenant %s --token %s %s hot-stock", bin,
                  slug, TH_PLATFORM_TOKEN, srv->url);
-        run(cmd);
+        th_run(cmd);
     }
     assert_int_equal(
         atoi(th_sql("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint "
@@ -105,8 +86,8 @@ test_seed_catalogs_and_tenants_browse(void **state)
     snprintf(out, sizeof(out), "/tmp/shopbench-tenants-%d.txt", (int)getpid());
     snprintf(cmd, sizeof(cmd), "%s seed -k 2 --products 3 --variants 2 --token %s %s", bin,
              TH_PLATFORM_TOKEN, srv->url);
-    run(cmd);
-    run(cmd);
+    th_run(cmd);
+    th_run(cmd);
     for (int i = 1; i <= 2; i++) {
         char slug[32];
         snprintf(slug, sizeof(slug), "bench-%06d", i);
@@ -136,7 +117,7 @@ test_seed_catalogs_and_tenants_browse(void **state)
             1);
     }
     snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 -k 2 %s tenants >%s", bin, srv->url, out);
-    run(cmd);
+    th_run(cmd);
     FILE *f = fopen(out, "r");
     assert_non_null(f);
     char text[4096];

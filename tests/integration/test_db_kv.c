@@ -31,47 +31,13 @@ static const char *db_url;
 static const char *redis_url;
 static char tag[64]; /* unique per process: schema name and key prefix */
 
-static db_pool_t *
-new_pool(int size)
-{
-    char err[256] = "";
-    db_pool_t *pool = db_pool_new(db_url, size, err, sizeof(err));
-    if (pool == NULL)
-        print_error("db_pool_new: %s\n", err);
-    assert_non_null(pool);
-    return pool;
-}
-
-/* Runs sql (no parameters) and asserts it succeeded. */
-static void
-exec_ok(db_conn_t *c, const char *sql)
-{
-    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
-    if (db_result_rc(r) != SHOPD_OK)
-        print_error("%s: %s\n", sql, r ? PQresultErrorMessage(r) : "(no result)");
-    assert_int_equal(db_result_rc(r), SHOPD_OK);
-    PQclear(r);
-}
-
-/* First column of the first row as an integer; asserts the query worked. */
-static long
-query_long(db_conn_t *c, const char *sql)
-{
-    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
-    assert_int_equal(db_result_rc(r), SHOPD_OK);
-    assert_int_equal(PQntuples(r), 1);
-    long v = atol(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
 /* ---- PostgreSQL ------------------------------------------------------------ */
 
 static void
 test_exec_and_prepared_reuse(void **state)
 {
     (void)state;
-    db_pool_t *pool = new_pool(2);
+    db_pool_t *pool = th_pool_new(2);
     db_conn_t *c = db_acquire(pool, 2000);
     assert_non_null(c);
 
@@ -83,8 +49,8 @@ test_exec_and_prepared_reuse(void **state)
         PQclear(r);
     }
     /* Prepared once on the session, whatever the number of calls. */
-    assert_int_equal(query_long(c, "SELECT count(*) FROM pg_prepared_statements"
-                                   " WHERE name = 't_add_one'"),
+    assert_int_equal(th_query_long(c, "SELECT count(*) FROM pg_prepared_statements"
+                                      " WHERE name = 't_add_one'"),
                      1);
 
     /* NULL parameters are SQL NULL. */
@@ -107,7 +73,7 @@ test_exec_and_prepared_reuse(void **state)
     assert_int_equal(db_ping(c), SHOPD_OK);
 
     /* The statement is re-prepared if the session lost it behind our back. */
-    exec_ok(c, "DEALLOCATE t_add_one");
+    th_exec_ok(c, "DEALLOCATE t_add_one");
     r = db_exec(c, "t_add_one", "SELECT $1::int + 1", 1, p1);
     assert_int_equal(db_result_rc(r), SHOPD_OK);
     assert_string_equal(PQgetvalue(r, 0, 0), "42");
@@ -125,13 +91,13 @@ static void
 test_result_rc(void **state)
 {
     (void)state;
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     db_conn_t *c = db_acquire(pool, 2000);
     assert_non_null(c);
-    exec_ok(c, "CREATE TEMP TABLE rc_parent (id int PRIMARY KEY)");
-    exec_ok(c, "CREATE TEMP TABLE rc_t (k int PRIMARY KEY, v text NOT NULL,"
-               " n int CHECK (n > 0), p int REFERENCES rc_parent (id))");
-    exec_ok(c, "INSERT INTO rc_t (k, v) VALUES (1, 'a')");
+    th_exec_ok(c, "CREATE TEMP TABLE rc_parent (id int PRIMARY KEY)");
+    th_exec_ok(c, "CREATE TEMP TABLE rc_t (k int PRIMARY KEY, v text NOT NULL,"
+                  " n int CHECK (n > 0), p int REFERENCES rc_parent (id))");
+    th_exec_ok(c, "INSERT INTO rc_t (k, v) VALUES (1, 'a')");
 
     const char *dup[] = {"1"};
     PGresult *r = db_exec(c, "rc_ins", "INSERT INTO rc_t (k, v) VALUES ($1, 'b')", 1, dup);
@@ -223,10 +189,10 @@ static void
 test_tx_commit_rollback_retry(void **state)
 {
     (void)state;
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     db_conn_t *c = db_acquire(pool, 2000);
     assert_non_null(c);
-    exec_ok(c, "CREATE TEMP TABLE tx_t (k text PRIMARY KEY)");
+    th_exec_ok(c, "CREATE TEMP TABLE tx_t (k text PRIMARY KEY)");
 
     tx_arg_t commit = {.key = "committed", .ret = SHOPD_OK};
     assert_int_equal(db_tx(c, tx_insert, &commit), SHOPD_OK);
@@ -262,8 +228,8 @@ test_tx_commit_rollback_retry(void **state)
     assert_int_equal(count_key(c, "inner"), 0);
 
     /* Releasing inside an open transaction rolls it back. */
-    exec_ok(c, "BEGIN");
-    exec_ok(c, "INSERT INTO tx_t (k) VALUES ('left_open')");
+    th_exec_ok(c, "BEGIN");
+    th_exec_ok(c, "INSERT INTO tx_t (k) VALUES ('left_open')");
     db_release(c);
     c = db_acquire(pool, 2000);
     assert_non_null(c);
@@ -277,10 +243,10 @@ static void
 test_pipeline(void **state)
 {
     (void)state;
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     db_conn_t *c = db_acquire(pool, 2000);
     assert_non_null(c);
-    exec_ok(c, "CREATE TEMP TABLE pl_t (k int PRIMARY KEY)");
+    th_exec_ok(c, "CREATE TEMP TABLE pl_t (k int PRIMARY KEY)");
 
     const char *one[] = {"1"}, *two[] = {"2"};
     db_query_t ok[3] = {
@@ -296,8 +262,8 @@ test_pipeline(void **state)
     for (int i = 0; i < 3; i++)
         PQclear(res[i]);
     /* The statement prepared inside the pipeline is reused by db_exec. */
-    assert_int_equal(query_long(c, "SELECT count(*) FROM pg_prepared_statements"
-                                   " WHERE name = 'pl_ins'"),
+    assert_int_equal(th_query_long(c, "SELECT count(*) FROM pg_prepared_statements"
+                                      " WHERE name = 'pl_ins'"),
                      1);
 
     /* Three statements, the second fails: its error is reported, the third is
@@ -315,7 +281,7 @@ test_pipeline(void **state)
     assert_true(res[2] == NULL || PQresultStatus(res[2]) == PGRES_PIPELINE_ABORTED);
     for (int i = 0; i < 3; i++)
         PQclear(res[i]);
-    assert_int_equal(query_long(c, "SELECT count(*) FROM pl_t"), 2);
+    assert_int_equal(th_query_long(c, "SELECT count(*) FROM pl_t"), 2);
 
     /* A syntax error in a statement prepared inside the pipeline. */
     db_query_t syn[2] = {
@@ -360,7 +326,7 @@ static void
 test_pool_exhaustion(void **state)
 {
     (void)state;
-    db_pool_t *pool = new_pool(2);
+    db_pool_t *pool = th_pool_new(2);
     db_conn_t *a = db_acquire(pool, 1000), *b = db_acquire(pool, 1000);
     assert_non_null(a);
     assert_non_null(b);
@@ -462,13 +428,13 @@ test_migrations(void **state)
     snprintf(schema, sizeof(schema), "mig_%s", tag);
     snprintf(url, sizeof(url), "%s%soptions=-csearch_path%%3D%s", db_url,
              strchr(db_url, '?') ? "&" : "?", schema);
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     db_conn_t *c = db_acquire(pool, 2000);
     assert_non_null(c);
     snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", schema);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
 
     write_file(dir, "0001_first.sql",
                "CREATE TABLE widgets (id bigserial PRIMARY KEY, name text NOT NULL);\n"
@@ -499,14 +465,14 @@ test_migrations(void **state)
     assert_non_null(strstr(err, "42601"));
 
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.schema_migrations", schema);
-    assert_int_equal(query_long(c, sql), 3);
+    assert_int_equal(th_query_long(c, sql), 3);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s.widgets WHERE price = 100", schema);
-    assert_int_equal(query_long(c, sql), 2);
+    assert_int_equal(th_query_long(c, sql), 2);
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM pg_tables WHERE schemaname = '%s'"
              " AND tablename = 'gadgets'",
              schema);
-    assert_int_equal(query_long(c, sql), 0);
+    assert_int_equal(th_query_long(c, sql), 0);
     snprintf(sql, sizeof(sql),
              "SELECT string_agg(name, ',' ORDER BY version)"
              " FROM %s.schema_migrations",
@@ -527,7 +493,7 @@ test_migrations(void **state)
     unlink(dup2);
 
     snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", schema);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     db_release(c);
     db_pool_free(pool);
     remove_dir(dir);
@@ -565,7 +531,7 @@ static void
 test_reconnect_after_backend_killed(void **state)
 {
     (void)state;
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     const char *p1[] = {"1"};
 
     /* An idle pooled connection killed by the server: the next acquire

@@ -5,7 +5,7 @@
  * re-run the whole batch and commit it once, savepoints inside items and
  * batches inside transactions, and a connection lost mid-batch.
  *
- * Reads SHOPD_TEST_DATABASE_URL (scripts/test.sh sets it) and skips without
+ * Reads SHOPD_TEST_DATABASE_URL (scripts/test.sh sets it) and fails without
  * it. Tables are TEMP, except the deadlock's, which lives in a schema named
  * after this process and is dropped at the end.
  */
@@ -20,52 +20,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "shopd/common.h"
 #include "shopd/db.h"
 
 static const char *db_url;
 static char tag[64];
-
-#define NEED_DB()                                                                                  \
-    do {                                                                                           \
-        if (db_url == NULL) {                                                                      \
-            print_message("SKIP: SHOPD_TEST_DATABASE_URL is not set (scripts/test.sh sets "        \
-                          "it)\n");                                                                \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
-static db_pool_t *
-new_pool(int size)
-{
-    char err[256] = "";
-    db_pool_t *pool = db_pool_new(db_url, size, err, sizeof(err));
-    if (pool == NULL)
-        print_error("db_pool_new: %s\n", err);
-    assert_non_null(pool);
-    return pool;
-}
-
-static void
-exec_ok(db_conn_t *c, const char *sql)
-{
-    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
-    if (db_result_rc(r) != SHOPD_OK)
-        print_error("%s: %s\n", sql, r ? PQresultErrorMessage(r) : "(no result)");
-    assert_int_equal(db_result_rc(r), SHOPD_OK);
-    PQclear(r);
-}
-
-static long
-query_long(db_conn_t *c, const char *sql)
-{
-    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
-    assert_int_equal(db_result_rc(r), SHOPD_OK);
-    assert_int_equal(PQntuples(r), 1);
-    long v = atol(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
 
 static long
 count_key(db_conn_t *c, const char *key)
@@ -172,8 +132,8 @@ setup_conn(db_pool_t *pool)
 {
     db_conn_t *c = db_acquire(pool, 2000);
     assert_non_null(c);
-    exec_ok(c, "CREATE TEMP TABLE IF NOT EXISTS bt (k text PRIMARY KEY)");
-    exec_ok(c, "TRUNCATE bt");
+    th_exec_ok(c, "CREATE TEMP TABLE IF NOT EXISTS bt (k text PRIMARY KEY)");
+    th_exec_ok(c, "TRUNCATE bt");
     return c;
 }
 
@@ -181,10 +141,9 @@ static void
 test_batch_items_fail_alone(void **state)
 {
     (void)state;
-    NEED_DB();
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     db_conn_t *c = setup_conn(pool);
-    exec_ok(c, "INSERT INTO bt (k) VALUES ('taken')");
+    th_exec_ok(c, "INSERT INTO bt (k) VALUES ('taken')");
 
     item_t items[] = {
         {.kind = DO_INSERT, .key = "a", .ret = SHOPD_OK},
@@ -214,7 +173,7 @@ test_batch_items_fail_alone(void **state)
     assert_int_equal(count_key(c, "c"), 1);
     assert_int_equal(count_key(c, "refused"), 0);
     assert_int_equal(count_key(c, "swallowed"), 0);
-    assert_int_equal(query_long(c, "SELECT count(*) FROM bt"), 4); /* taken, a, b, c */
+    assert_int_equal(th_query_long(c, "SELECT count(*) FROM bt"), 4); /* taken, a, b, c */
 
     /* The last item failing: its rollback must happen before the COMMIT. */
     item_t last[] = {
@@ -236,8 +195,7 @@ static void
 test_batch_retry_on_serialization_failure(void **state)
 {
     (void)state;
-    NEED_DB();
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     db_conn_t *c = setup_conn(pool);
 
     /* Item 1 fails with 40001 on its first run: every item runs again, once. */
@@ -321,17 +279,16 @@ static void
 test_batch_retry_on_real_deadlock(void **state)
 {
     (void)state;
-    NEED_DB();
-    db_pool_t *pool = new_pool(3);
+    db_pool_t *pool = th_pool_new(3);
     db_conn_t *c = db_acquire(pool, 2000);
     assert_non_null(c);
     char sql[512];
     snprintf(sql, sizeof(sql), "CREATE SCHEMA \"%s\"", tag);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE TABLE \"%s\".dl (k text PRIMARY KEY, n int NOT NULL)", tag);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "INSERT INTO \"%s\".dl VALUES ('A', 0), ('B', 0)", tag);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
 
     pthread_barrier_t b;
     pthread_barrier_init(&b, NULL, 2);
@@ -355,12 +312,12 @@ test_batch_retry_on_real_deadlock(void **state)
     assert_int_equal(retried, 1);
     /* Each side committed exactly once: every row counted twice, not more. */
     snprintf(sql, sizeof(sql), "SELECT sum(n) FROM \"%s\".dl", tag);
-    assert_int_equal(query_long(c, sql), 4);
+    assert_int_equal(th_query_long(c, sql), 4);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".dl WHERE n = 2", tag);
-    assert_int_equal(query_long(c, sql), 2);
+    assert_int_equal(th_query_long(c, sql), 2);
 
     snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", tag);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     db_release(c);
     db_pool_free(pool);
 }
@@ -395,8 +352,7 @@ static void
 test_batch_nesting(void **state)
 {
     (void)state;
-    NEED_DB();
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     db_conn_t *c = setup_conn(pool);
 
     /* A db_tx inside an item is a savepoint inside the item's savepoint; and an item
@@ -419,7 +375,7 @@ test_batch_nesting(void **state)
     assert_int_equal(count_key(c, "nested_inner"), 0);
 
     /* A batch inside a db_tx: a savepoint of the outer transaction, committed by it. */
-    exec_ok(c, "TRUNCATE bt");
+    th_exec_ok(c, "TRUNCATE bt");
     item_t in[] = {
         {.kind = DO_INSERT, .key = "i1", .ret = SHOPD_OK},
         {.kind = DO_INSERT, .key = "outer", .ret = SHOPD_OK}, /* fails: the outer row */
@@ -434,12 +390,12 @@ test_batch_nesting(void **state)
     assert_int_equal(count_key(c, "after"), 1);
 
     /* The outer transaction failing after the batch undoes the batch too. */
-    exec_ok(c, "TRUNCATE bt");
+    th_exec_ok(c, "TRUNCATE bt");
     item_t in2[] = {{.kind = DO_INSERT, .key = "j1", .ret = SHOPD_OK}};
     outer_t o2 = {.items = in2, .n = 1, .res = res, .ret = SHOPD_INVALID};
     assert_int_equal(db_tx(c, outer_fn, &o2), SHOPD_INVALID);
     assert_int_equal(o2.batch_rc, SHOPD_OK);
-    assert_int_equal(query_long(c, "SELECT count(*) FROM bt"), 0);
+    assert_int_equal(th_query_long(c, "SELECT count(*) FROM bt"), 0);
 
     /* A serialization failure inside a nested batch re-runs the outer transaction. */
     item_t in3[] = {{.kind = DO_RAISE_FIRST, .key = "k1", .fail_first = 1, .raise_state = "40001"}};
@@ -457,18 +413,17 @@ static void
 test_batch_connection_lost(void **state)
 {
     (void)state;
-    NEED_DB();
-    db_pool_t *pool = new_pool(1);
+    db_pool_t *pool = th_pool_new(1);
     db_conn_t *c = db_acquire(pool, 2000);
     assert_non_null(c);
     /* A real table: the session that held a TEMP one is about to end. */
     char sql[512];
     snprintf(sql, sizeof(sql), "CREATE SCHEMA \"%s\"", tag);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "CREATE TABLE \"%s\".bt (k text PRIMARY KEY)", tag);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     snprintf(sql, sizeof(sql), "SET search_path = \"%s\"", tag);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     item_t items[] = {
         {.kind = DO_INSERT, .key = "lost", .ret = SHOPD_OK},
         {.kind = DO_KILL_SESSION},
@@ -484,9 +439,9 @@ test_batch_connection_lost(void **state)
     c = db_acquire(pool, 2000); /* reconnects */
     assert_non_null(c);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".bt", tag);
-    assert_int_equal(query_long(c, sql), 0);
+    assert_int_equal(th_query_long(c, sql), 0);
     snprintf(sql, sizeof(sql), "DROP SCHEMA \"%s\" CASCADE", tag);
-    exec_ok(c, sql);
+    th_exec_ok(c, sql);
     db_release(c);
     db_pool_free(pool);
 }
@@ -494,9 +449,7 @@ test_batch_connection_lost(void **state)
 int
 main(void)
 {
-    db_url = getenv("SHOPD_TEST_DATABASE_URL");
-    if (db_url != NULL && db_url[0] == '\0')
-        db_url = NULL;
+    db_url = th_env("SHOPD_TEST_DATABASE_URL"); /* missing: a failure, never a skip */
     char rnd[9];
     shopd_random_hex(rnd, 4);
     snprintf(tag, sizeof(tag), "dbtx_%d_%s", (int)getpid(), rnd);

@@ -14,25 +14,6 @@
 
 #include "harness.h"
 
-/* Runs cmd with its output in a file, shown when it fails (a red smoke test
- * should say which requests failed). */
-static void
-run(const char *cmd)
-{
-    char out[64], full[1400];
-    snprintf(out, sizeof(out), "/tmp/shopbench-run-%d.txt", (int)getpid());
-    snprintf(full, sizeof(full), "{ %s ; } >%s 2>&1", cmd, out);
-    int rc = system(full);
-    if (rc != 0) {
-        snprintf(full, sizeof(full), "tail -n 60 %s >&2", out);
-        if (system(full) != 0) {
-        }
-    }
-    unlink(out);
-    if (rc != 0)
-        fail_msg("'%s' exited %d", cmd, rc);
-}
-
 static void
 test_smoke(void **state)
 {
@@ -45,7 +26,7 @@ test_smoke(void **state)
 
     snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 --tenant %s --json %s %s store", bin, slug,
              json, srv->url);
-    run(cmd);
+    th_run(cmd);
     json_error_t e;
     json_t *doc = json_load_file(json, 0, &e);
     assert_non_null(doc);
@@ -62,9 +43,9 @@ test_smoke(void **state)
 
     snprintf(cmd, sizeof(cmd), "SHOPD_PLATFORM_TOKEN=%s %s seed -k 3 %s", TH_PLATFORM_TOKEN, bin,
              srv->url);
-    run(cmd);
+    th_run(cmd);
     snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 -k 3 %s tenants", bin, srv->url);
-    run(cmd);
+    th_run(cmd);
     assert_int_equal(th_stop(srv), 0);
 }
 
