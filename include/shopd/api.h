@@ -82,11 +82,13 @@ void api_later_answer(api_later_t *l, net_reply_t *r);
  *  actor, in order with its other mutations; then's reply (or its own API_LATER)
  *  answers the request. then's ctx has the store, the caller, an arena and the
  *  worker's connections, no env or body: arg carries what it needs (owned by the
- *  pair: then frees it). Returns API_LATER for the handler to return, or a 503
+ *  pair: then frees it, or drop does when then cannot run because the store's
+ *  mailbox is full; the client gets 503). Returns API_LATER for the handler to return, or a 503
  *  store_busy answer (arg not used) when the store's blocking queue is full.
  *  Handler thread. */
 net_reply_t *api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
-                               net_reply_t *(*then)(api_ctx_t *ctx, void *arg), void *arg);
+                               net_reply_t *(*then)(api_ctx_t *ctx, void *arg),
+                               void (*drop)(void *arg), void *arg);
 
 /** A handler runs on a worker, inside the actor of the request's store (or the
  *  platform actor) and returns the reply (never NULL). */

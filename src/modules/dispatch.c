@@ -234,6 +234,7 @@ typedef struct hop_s {
     api_later_t *later;
     void (*work)(void *arg);
     net_reply_t *(*then)(api_ctx_t *ctx, void *arg);
+    void (*drop)(void *arg);
     void *arg;
     uint64_t store_id;
     msg_caller_t caller;
@@ -243,11 +244,13 @@ typedef struct hop_s {
 
 net_reply_t *
 api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
-                  net_reply_t *(*then)(api_ctx_t *ctx, void *arg), void *arg)
+                  net_reply_t *(*then)(api_ctx_t *ctx, void *arg), void (*drop)(void *arg),
+                  void *arg)
 {
     hop_t *h = shopd_calloc(1, sizeof(*h));
     *h = (hop_t){.work = work,
                  .then = then,
+                 .drop = drop,
                  .arg = arg,
                  .store_id = ctx->store_id,
                  .caller = *ctx->caller,
@@ -286,12 +289,12 @@ run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)
         m->store_id = ACT_ID(h->store_id, 0);
         if (act_send(app->actors, m) == SHOPD_OK)
             return;
-        /* The store's mailbox is full: say so; the work's result is lost with arg. */
+        /* The store's mailbox is full: say so; the work's result goes with arg. */
         net_reply_t *r =
             api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
         net_reply_add_header(r, "Retry-After", "1");
         api_later_answer(h->later, r);
-        shopd_free(h->arg);
+        h->drop(h->arg);
         act_msg_free(m);
         return;
     }

@@ -28,25 +28,23 @@ hexval(char c)
     return -1;
 }
 
-/* Decodes application/x-www-form-urlencoded bytes [p, e) into out (room for
- * e - p bytes + NUL); '+' is a space, a '%' not followed by two hex digits is
- * kept as it is. Returns the decoded length. */
-static size_t
-url_decode(const char *p, const char *e, char *out)
+/* The next byte of application/x-www-form-urlencoded text at *p (before e),
+ * advancing *p past it: '+' is a space, %XX a byte, a '%' not followed by two
+ * hex digits stays as it is. Decoding byte by byte needs no buffer of its own. */
+static unsigned char
+next_decoded(const char **p, const char *e)
 {
-    size_t o = 0;
-    for (; p < e; p++) {
-        if (*p == '+') {
-            out[o++] = ' ';
-        } else if (*p == '%' && e - p > 2 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-            out[o++] = (char)(hexval(p[1]) * 16 + hexval(p[2]));
-            p += 2;
-        } else {
-            out[o++] = *p;
-        }
+    const char *s = *p;
+    if (*s == '+') {
+        *p = s + 1;
+        return ' ';
     }
-    out[o] = '\0';
-    return o;
+    if (*s == '%' && e - s > 2 && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
+        *p = s + 3;
+        return (unsigned char)(hexval(s[1]) * 16 + hexval(s[2]));
+    }
+    *p = s + 1;
+    return (unsigned char)*s;
 }
 
 typedef struct pair_s {
@@ -112,7 +110,7 @@ api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **o
     size_t cap = 1;
     for (size_t i = 0; i < np; i++)
         cap += strlen(pairs[i].name) + 2 + 3 * pairs[i].vlen;
-    char *buf = shopd_malloc(cap), *tmp = shopd_malloc(qlen + 1);
+    char *buf = shopd_malloc(cap);
     size_t o = 0;
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < np; i++) {
@@ -122,9 +120,9 @@ api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **o
         memcpy(buf + o, pairs[i].name, nl);
         o += nl;
         buf[o++] = '=';
-        size_t dl = url_decode(pairs[i].val, pairs[i].val + pairs[i].vlen, tmp);
-        for (size_t k = 0; k < dl; k++) {
-            unsigned char c = (unsigned char)tmp[k];
+        const char *v = pairs[i].val, *ve = pairs[i].val + pairs[i].vlen;
+        while (v < ve) {
+            unsigned char c = next_decoded(&v, ve);
             if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                 c == '-' || c == '.' || c == '_' || c == '~') {
                 buf[o++] = (char)c;
@@ -136,7 +134,6 @@ api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **o
         }
     }
     buf[o] = '\0';
-    shopd_free(tmp);
     *out = buf;
     *outlen = o;
     return NULL;
@@ -156,13 +153,10 @@ api_query_param(const msg_env_t *env, const char *name, char *buf, size_t buflen
             const char *v = eq ? eq + 1 : pe;
             /* A value longer than buf is cut; every caller's bounds are shorter than
              * its buffer, so a cut value always fails its validation. */
-            size_t take = (size_t)(pe - v);
-            char *tmp = shopd_malloc(take + 1);
-            size_t dl = url_decode(v, pe, tmp);
-            size_t n = dl < buflen ? dl : buflen - 1;
-            memcpy(buf, tmp, n);
+            size_t n = 0;
+            while (v < pe && n + 1 < buflen)
+                buf[n++] = (char)next_decoded(&v, pe);
             buf[n] = '\0';
-            shopd_free(tmp);
             return buf;
         }
         q = pe + 1;

@@ -228,6 +228,12 @@ pw_update_free(pw_update_t *u)
     shopd_free(u);
 }
 
+static void
+pw_update_drop(void *arg)
+{
+    pw_update_free(arg);
+}
+
 static char *
 dup_or_null(const char *s)
 {
@@ -288,7 +294,7 @@ auth_h_users_update(api_ctx_t *ctx)
     u->role = dup_or_null(role);
     u->status = dup_or_null(status);
     u->pw = shopd_strdup(pw);
-    net_reply_t *r = api_blocking_then(ctx, pw_update_hash, pw_update_write, u);
+    net_reply_t *r = api_blocking_then(ctx, pw_update_hash, pw_update_write, pw_update_drop, u);
     if (r != API_LATER)
         pw_update_free(u);
     return r;
