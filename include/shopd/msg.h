@@ -11,6 +11,8 @@
  *     "tk": str,                     tenant key ("slug:acme") while the store is unknown
  *     "inm": str,                    If-None-Match, may be absent
  *     "ip": str,                     client address (rate limits), may be absent
+ *     "cart": str,                   X-Cart-Id (a guest cart), may be absent
+ *     "idem": str,                   Idempotency-Key, may be absent
  *     "body": bin }                  raw request body (JSON), may be absent
  * Unknown keys are ignored so later versions can add fields.
  */
@@ -72,6 +74,8 @@ typedef struct msg_env_s {
     msg_str_t ip;     /**< client address, "" if unknown */
     msg_str_t tenant; /**< tenant key for the platform actor to resolve, "" once resolved */
     msg_str_t inm;    /**< If-None-Match of a conditional GET, "" if none */
+    msg_str_t cart;   /**< X-Cart-Id: a guest cart's id, "" if none */
+    msg_str_t idem;   /**< Idempotency-Key of a mutating request, "" if none */
 } msg_env_t;
 
 /** Encodes env into a new buffer (shopd_malloc; caller frees). Never fails. */

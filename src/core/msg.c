@@ -31,7 +31,8 @@ msg_encode(const msg_env_t *env, size_t *len)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 
     msgpack_pack_map(&pk, 6 + (env->kind != MSG_KIND_REQUEST) + (env->body.n > 0) +
-                              (env->ip.n > 0) + (env->tenant.n > 0) + (env->inm.n > 0));
+                              (env->ip.n > 0) + (env->tenant.n > 0) + (env->inm.n > 0) +
+                              (env->cart.n > 0) + (env->idem.n > 0));
     if (env->kind != MSG_KIND_REQUEST) {
         pack_key(&pk, "k");
         msgpack_pack_uint32(&pk, (uint32_t)env->kind);
@@ -71,6 +72,14 @@ msg_encode(const msg_env_t *env, size_t *len)
     if (env->inm.n > 0) {
         pack_key(&pk, "inm");
         pack_str(&pk, env->inm.p, env->inm.n);
+    }
+    if (env->cart.n > 0) {
+        pack_key(&pk, "cart");
+        pack_str(&pk, env->cart.p, env->cart.n);
+    }
+    if (env->idem.n > 0) {
+        pack_key(&pk, "idem");
+        pack_str(&pk, env->idem.p, env->idem.n);
     }
     if (env->body.n > 0) {
         pack_key(&pk, "body");
@@ -341,6 +350,12 @@ msg_decode(const char *buf, size_t len, msg_env_t *env)
                 goto out;
         } else if (key_is(&kv->key, "inm")) {
             if (!get_str(&kv->val, &env->inm))
+                goto out;
+        } else if (key_is(&kv->key, "cart")) {
+            if (!get_str(&kv->val, &env->cart))
+                goto out;
+        } else if (key_is(&kv->key, "idem")) {
+            if (!get_str(&kv->val, &env->idem))
                 goto out;
         } else if (key_is(&kv->key, "ip")) {
             /* Tolerant: a malformed address only loses the per-address limit. */

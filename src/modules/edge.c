@@ -236,6 +236,8 @@ api_on_request(net_request_t *req, void *ud)
     }
     /* Conditional GETs: the catalog cache answers 304 on a matching ETag. */
     env.inm = msg_str(net_req_header(req, "If-None-Match"));
+    env.cart = msg_str(net_req_header(req, "X-Cart-Id"));
+    env.idem = msg_str(net_req_header(req, "Idempotency-Key"));
     env.type = msg_str(route->name);
     env.request_id = msg_str(net_req_id(req));
     size_t qlen, clen;

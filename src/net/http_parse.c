@@ -147,8 +147,8 @@ framing_rules(net_framer_t *f)
     /* Headers that name the store or the caller: two of them would let a proxy
      * and shopd read different ones (the first wins here), so a second one is
      * refused like a second Host. */
-    static const char *const single[] = {"X-Tenant-Id", "Authorization", "Content-Type",
-                                         "If-None-Match"};
+    static const char *const single[] = {"X-Tenant-Id",   "Authorization", "Content-Type",
+                                         "If-None-Match", "X-Cart-Id",     "Idempotency-Key"};
     size_t seen[sizeof(single) / sizeof(single[0])] = {0};
     size_t hosts = 0;
     const char *length = NULL;
