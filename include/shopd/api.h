@@ -245,6 +245,10 @@ void api_val_add(api_val_t *v, const char *field, const char *issue);
  *  required). Records "must be a string" for other types. */
 const char *api_val_string(api_val_t *v, json_t *obj, const char *field, bool required,
                            size_t minlen, size_t maxlen);
+/** An integer field: 0 when absent or null, 1 when valid (*out set), -1 when invalid
+ *  (an issue is recorded: not an integer, or outside min..max). */
+int api_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
+                long long *out);
 /** Records "unknown field" for every key of obj not in allowed (NULL-terminated). */
 void api_val_only(api_val_t *v, json_t *obj, const char *const *allowed);
 /** The 422 validation_failed reply for v (v->n > 0). */

@@ -135,7 +135,7 @@ validate(api_ctx_t *ctx, api_val_t *v, const char *field, bool create, bool with
     api_val_only(v, b, allowed);
     *text = api_val_string(v, b, field, create, 1, 100);
     pos[0] = '\0';
-    if (cat_val_int(v, b, "position", -1000000, 1000000, &n) == 1)
+    if (api_val_int(v, b, "position", -1000000, 1000000, &n) == 1)
         snprintf(pos, 24, "%lld", n);
     json_t *vals = with_values ? json_object_get(b, "values") : NULL;
     if (vals == NULL || json_is_null(vals))

@@ -44,9 +44,6 @@ bool cat_id_param(const api_ctx_t *ctx, const char *name, char *buf);
 /** The store id as text (buf[24]). */
 const char *cat_sid(const api_ctx_t *ctx, char *buf);
 
-/** Integer field: 0 absent (or null when null_ok), 1 valid (*out set), -1 invalid (recorded). */
-int cat_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
-                long long *out);
 /** Lower-case slug of s (a-z, 0-9, '-'), at most n-1 bytes; "item" if nothing is left. */
 void cat_slugify(const char *s, char *out, size_t n);
 bool cat_slug_valid(const char *s);

@@ -254,11 +254,11 @@ validate(api_ctx_t *ctx, api_val_t *v, cat_input_t *in, bool create)
     if (pj) {
         long long pid;
         in->parent_given = true;
-        if (!json_is_null(pj) && cat_val_int(v, b, "parent_id", 1, INT64_MAX, &pid) == 1)
+        if (!json_is_null(pj) && api_val_int(v, b, "parent_id", 1, INT64_MAX, &pid) == 1)
             snprintf(in->parent, sizeof(in->parent), "%lld", pid);
     }
     long long pos;
-    if (cat_val_int(v, b, "position", -1000000, 1000000, &pos) == 1) {
+    if (api_val_int(v, b, "position", -1000000, 1000000, &pos) == 1) {
         in->pos_given = true;
         snprintf(in->pos, sizeof(in->pos), "%lld", pos);
     }

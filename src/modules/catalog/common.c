@@ -55,28 +55,6 @@ cat_sid(const api_ctx_t *ctx, char *buf)
     return buf;
 }
 
-int
-cat_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
-            long long *out)
-{
-    json_t *x = json_object_get(obj, field);
-    if (x == NULL || json_is_null(x))
-        return 0;
-    if (!json_is_integer(x)) {
-        api_val_add(v, field, "must be an integer");
-        return -1;
-    }
-    long long n = (long long)json_integer_value(x);
-    if (n < min || n > max) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "must be from %lld to %lld", min, max);
-        api_val_add(v, field, msg);
-        return -1;
-    }
-    *out = n;
-    return 1;
-}
-
 void
 cat_slugify(const char *s, char *out, size_t n)
 {

@@ -478,7 +478,7 @@ validate(api_ctx_t *ctx, api_val_t *v, prod_input_t *in, bool create)
     }
     in->description = api_val_string(v, b, "description", false, 0, 20000);
     long long price;
-    int pr = cat_val_int(v, b, "base_price", 0, INT64_MAX / 2, &price);
+    int pr = api_val_int(v, b, "base_price", 0, INT64_MAX / 2, &price);
     if (pr == 1)
         snprintf(in->price, sizeof(in->price), "%lld", price);
     else if (pr == 0 && create)
@@ -494,7 +494,7 @@ validate(api_ctx_t *ctx, api_val_t *v, prod_input_t *in, bool create)
     if (json_object_get(b, "category_id")) {
         long long cid;
         in->category_given = true;
-        if (cat_val_int(v, b, "category_id", 1, INT64_MAX, &cid) == 1)
+        if (api_val_int(v, b, "category_id", 1, INT64_MAX, &cid) == 1)
             snprintf(in->category, sizeof(in->category), "%lld", cid);
     }
     json_t *a = json_object_get(b, "attributes");

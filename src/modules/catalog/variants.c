@@ -163,25 +163,25 @@ validate(api_ctx_t *ctx, api_val_t *v, var_input_t *in, bool create)
     }
     if (json_object_get(b, "price")) {
         in->price_given = true;
-        if (cat_val_int(v, b, "price", 0, INT64_MAX / 2, &n) == 1)
+        if (api_val_int(v, b, "price", 0, INT64_MAX / 2, &n) == 1)
             snprintf(in->price, sizeof(in->price), "%lld", n);
     }
     if (json_object_get(b, "stock")) {
         if (!create)
             api_val_add(v, "stock", "change stock with PATCH /api/v1/variants/:id/inventory");
-        else if (cat_val_int(v, b, "stock", 0, 1000000000, &n) == 1)
+        else if (api_val_int(v, b, "stock", 0, 1000000000, &n) == 1)
             snprintf(in->stock, sizeof(in->stock), "%lld", n);
     }
     if (json_object_get(b, "weight_g")) {
         in->weight_given = true;
-        if (cat_val_int(v, b, "weight_g", 0, 100000000, &n) == 1)
+        if (api_val_int(v, b, "weight_g", 0, 100000000, &n) == 1)
             snprintf(in->weight, sizeof(in->weight), "%lld", n);
     }
     if (json_object_get(b, "barcode")) {
         in->barcode_given = true;
         in->barcode = api_val_string(v, b, "barcode", false, 1, 64);
     }
-    if (cat_val_int(v, b, "position", -1000000, 1000000, &n) == 1)
+    if (api_val_int(v, b, "position", -1000000, 1000000, &n) == 1)
         snprintf(in->pos, sizeof(in->pos), "%lld", n);
 }
 
@@ -590,12 +590,12 @@ inv_validate(api_ctx_t *ctx, inv_item_t *it)
         api_val_add(&v, has_set ? "adjust" : "set", "give exactly one of set and adjust");
     } else if (has_set) {
         it->set = true;
-        if (cat_val_int(&v, b, "set", 0, 1000000000, &n) == 1)
+        if (api_val_int(&v, b, "set", 0, 1000000000, &n) == 1)
             snprintf(it->amount, sizeof(it->amount), "%lld", n);
         else if (v.n == 0)
             api_val_add(&v, "set", "must be an integer from 0 to 1000000000");
     } else {
-        if (cat_val_int(&v, b, "adjust", -1000000000, 1000000000, &n) == 1 && n != 0)
+        if (api_val_int(&v, b, "adjust", -1000000000, 1000000000, &n) == 1 && n != 0)
             snprintf(it->amount, sizeof(it->amount), "%lld", n);
         else if (v.n == 0 || n == 0)
             api_val_add(&v, "adjust", "must be a non-zero integer");
