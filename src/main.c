@@ -172,7 +172,7 @@ cmd_serve(cfg_t *cfg)
         goto out;
     }
     if (act_system_start(app.actors) != 0 || act_system_start(app.blocking) != 0 ||
-        net_server_start(app.net) != 0) {
+        net_server_start(app.net) != 0 || api_ticker_start(&app) != 0) {
         log_error("cannot start threads");
         goto out;
     }
@@ -186,6 +186,7 @@ cmd_serve(cfg_t *cfg)
 
     uint64_t deadline = shopd_now_us() + (uint64_t)cfg->shutdown_timeout * 1000u;
     net_server_drain(app.net);
+    api_ticker_stop(); /* no sweeper sends to the actors from here on */
     while (net_server_inflight(app.net) > 0 && shopd_now_us() < deadline)
         usleep(5000);
     uint64_t now = shopd_now_us();
@@ -200,6 +201,7 @@ cmd_serve(cfg_t *cfg)
              (unsigned long long)net_server_inflight(app.net), dropped);
     status = 0;
 out:
+    api_ticker_stop();
     net_server_free(app.net);
     if (app.blocking && status != 0)
         act_system_stop(app.blocking, 0);

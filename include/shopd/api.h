@@ -168,7 +168,25 @@ typedef struct api_module_s {
     int (*init)(app_t *app, char *err, size_t errlen);
     /** At stop, in reverse order, after every thread has ended. May be NULL. */
     void (*fini)(app_t *app);
+    /** Every SHOPD_SWEEP_INTERVAL_MS on the ticker thread (not a worker): finds due
+     *  work (unpaid orders, expired keys) and sends each store that has some a
+     *  timer message (api_timer_send), or does sweeps that need no order itself.
+     *  May be NULL. */
+    void (*tick)(app_t *app);
+    /** Appends the module's Prometheus lines to buf (at most cap bytes); returns
+     *  the bytes written. /metrics, any thread. May be NULL. */
+    size_t (*metrics)(char *buf, size_t cap);
 } api_module_t;
+
+/** The timers message kind: sends store_id's actor a message that runs run(ctx)
+ *  there, in order with the store's other mutations (ctx has the store, an arena
+ *  and the worker's connections; no caller, no body, and nobody to answer).
+ *  OK, or BUSY (the store's mailbox is full; the next tick tries again). Any thread. */
+shopd_rc_t api_timer_send(app_t *app, uint64_t store_id, void (*run)(api_ctx_t *ctx));
+/** Starts the ticker thread that calls the modules' tick hooks; 0 or -1. */
+int api_ticker_start(app_t *app);
+/** Stops and joins it (before the actors stop). */
+void api_ticker_stop(void);
 
 extern const api_module_t *const api_modules[];
 extern const size_t api_nmodules;

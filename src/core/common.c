@@ -50,6 +50,8 @@ shopd_rc_name(shopd_rc_t rc)
         return "unsupported";
     case SHOPD_NOT_ALLOWED:
         return "not_allowed";
+    case SHOPD_PAYMENT_FAILED:
+        return "payment_failed";
     }
     return "unknown";
 }

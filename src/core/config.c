@@ -67,6 +67,9 @@ static const cfg_row_t cfg_rows[] = {
     {"auth-rate-ip", "SHOPD_AUTH_RATE_IP", CFG_INT, O(auth_rate_ip), 0, 1000000, "100", "login/register/forgot/refresh attempts per minute per client address (0 = no limit)"},
     {"auth-rate-account", "SHOPD_AUTH_RATE_ACCOUNT", CFG_INT, O(auth_rate_account), 0, 1000000, "30", "login/register/forgot/refresh attempts per hour per account (0 = no limit)"},
     {"trusted-proxies", "SHOPD_TRUSTED_PROXIES", CFG_STR, O(trusted_proxies), 0, 0, "", "proxy addresses (ip,ip) whose X-Forwarded-For names the client (rate limits)"},
+    {"cart-ttl", "SHOPD_CART_TTL", CFG_INT, O(cart_ttl), 60, 31536000, "604800", "seconds a guest cart lives after its last change"},
+    {"order-payment-timeout", "SHOPD_ORDER_PAYMENT_TIMEOUT", CFG_INT, O(order_payment_timeout), 1, 604800, "1800", "seconds an order may stay unpaid before the sweeper cancels it and returns its stock"},
+    {"sweep-interval-ms", "SHOPD_SWEEP_INTERVAL_MS", CFG_INT, O(sweep_interval_ms), 10, 3600000, "10000", "how often the sweepers (unpaid orders, idempotency keys) look for due work"},
 };
 /* clang-format on */
 

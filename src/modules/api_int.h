@@ -19,4 +19,9 @@ shopd_rc_t api_dispatch(app_t *app, act_msg_t *m, const api_route_t *route, uint
  *  was sent and refused). */
 net_reply_t *api_unauthenticated(const char *msg, bool invalid);
 
+/** If m is a timer message (api_timer_send), runs it on this worker (the store's
+ *  actor) with arena, frees m and returns true; else false. */
+bool api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m,
+                    arena_t *arena);
+
 #endif

@@ -340,6 +340,13 @@ prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_
         run_hop(app, ws, m);
         return false;
     }
+    if (m->type > MSG_TYPE_THEN) {
+        arena_t *a = arena_take(ws);
+        bool timer = api_timer_take(app, ws, store_id, m, a);
+        arena_give_back(ws, a);
+        if (timer)
+            return false;
+    }
     if (m->type >= api_nroutes || msg_decode(m->data, m->len, &p->env) != SHOPD_OK) {
         log_error("undecodable message type=%u store=%llu", m->type, (unsigned long long)store_id);
         post(m, api_fail(SHOPD_ERR, "internal_error", "undecodable message"), store_id);

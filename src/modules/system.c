@@ -54,7 +54,7 @@ api_metrics(app_t *app, net_request_t *req)
     act_system_stats(app->blocking, &bs);
     db_pool_stats_t ds;
     db_pool_stats(app->db, &ds);
-    char extra[4096];
+    char extra[8192];
     int n = snprintf(
         extra, sizeof(extra),
         "# HELP shopd_actors Live store actors.\n# TYPE shopd_actors gauge\nshopd_actors %llu\n"
@@ -101,9 +101,13 @@ api_metrics(app_t *app, net_request_t *req)
         store_cache_size(app->stores), (unsigned long long)bs.processed,
         (unsigned long long)bs.queued, (unsigned long long)bs.busy_workers,
         (unsigned long long)bs.rejected, bs.workers);
+    for (size_t i = 0; i < api_nmodules; i++)
+        if (api_modules[i]->metrics && (size_t)n < sizeof(extra))
+            n += (int)api_modules[i]->metrics(extra + n, sizeof(extra) - (size_t)n);
     net_reply_t *r = api_empty(SHOPD_OK);
     r->body = shopd_realloc(text, len + (size_t)n + 1);
-    memcpy(r->body + len, extra, (size_t)n + 1);
+    memcpy(r->body + len, extra, (size_t)n);
+    r->body[len + (size_t)n] = '\0';
     r->len = len + (size_t)n;
     r->content_type = "text/plain; version=0.0.4";
     return r;

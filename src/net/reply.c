@@ -126,6 +126,8 @@ net_status_for_rc(shopd_rc_t rc)
         return 415;
     case SHOPD_NOT_ALLOWED:
         return 405;
+    case SHOPD_PAYMENT_FAILED:
+        return 402;
     case SHOPD_ERR:
         return 500;
     }

@@ -31,7 +31,7 @@ test_status_table(void **state)
         {SHOPD_INVALID, 422},      {SHOPD_FORBIDDEN, 403},
         {SHOPD_UNAVAILABLE, 503},  {SHOPD_UNAUTHENTICATED, 401},
         {SHOPD_BAD_REQUEST, 400},  {SHOPD_RATE_LIMITED, 429},
-        {SHOPD_UNSUPPORTED, 415},  {SHOPD_NOT_ALLOWED, 405},
+        {SHOPD_UNSUPPORTED, 415},  {SHOPD_NOT_ALLOWED, 405}, {SHOPD_PAYMENT_FAILED, 402},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         assert_int_equal(net_status_for_rc(want[i].rc), want[i].status);

@@ -1,0 +1,593 @@
+/*
+ * checkout.c: POST /api/v1/checkout, batched on the store's actor.
+ *
+ * A turn's checkouts go through three steps:
+ *   1. each is read and priced on its own (cart, catalog, addresses, shipping
+ *      rate, tax, discount, totals, expected_total): reads only, so a refusal
+ *      here has touched nothing;
+ *   2. one transaction for all of them (db_tx_batch: a savepoint each): per
+ *      checkout, conditional decrements in ascending variant id (UPDATE ...
+ *      WHERE stock >= n), pipelined, then one statement that writes the order
+ *      number, the order, its items, the ledger rows naming it, its first event,
+ *      the outbox row for the confirmation e-mail, its payment row and removes a
+ *      user's cart, then the discount use. A checkout that finds short stock or
+ *      a used-up code rolls back to its savepoint and fails alone; the stock an
+ *      earlier checkout of the batch took counts for the later ones, since they
+ *      share the transaction;
+ *   3. after the commit, guest carts are retired and the payments created with
+ *      the provider (order_pay_apply), then each answer is the order as it is.
+ *
+ * Correctness does not rest on the actor: the decrement is conditional and the
+ * order's cart_ref is unique, so two processes serving one store cannot
+ * oversell or turn one cart into two orders.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "order_priv.h"
+#include "shopd/auth.h"
+#include "shopd/log.h"
+#include "shopd/pricing.h"
+
+typedef struct co_s {
+    api_ctx_t *ctx;
+    net_reply_t *reply; /* the answer, once known (a refusal, or set in step 3) */
+    bool ready;         /* passed step 1 */
+    cart_t cart;
+    cart_item_t items[CART_MAX_LINES];
+    int64_t line_total[CART_MAX_LINES], line_tax[CART_MAX_LINES];
+    json_t *ship, *bill;
+    char email[256];
+    uint64_t user_id;
+    pricing_rate_t rate;
+    pricing_tax_t tax;
+    bool has_discount;
+    pricing_discount_t disc;
+    int64_t subtotal, discount, shipping, tax_total, total, weight;
+    int count;
+    const pay_provider_t *provider;
+    /* step 2's results, reset by every attempt */
+    uint64_t order_id, payment_id, number;
+} co_t;
+
+static bool
+store_user(const api_ctx_t *ctx)
+{
+    const msg_caller_t *c = ctx->caller;
+    return c && c->user_id != 0 && c->store_id == ctx->store_id &&
+           (c->role == MSG_ROLE_CUSTOMER || c->role == MSG_ROLE_STORE_ADMIN);
+}
+
+/* 409 with the totals as they are now, for a client whose expected_total is stale. */
+static net_reply_t *
+price_changed(const co_t *co)
+{
+    json_t *e = json_pack("{s:{s:s, s:s, s:[{s:s, s:s}], s:{s:I, s:I, s:I, s:I, s:I}}}", "error",
+                          "code", "price_changed", "message",
+                          "the total changed since the client computed it", "details", "field",
+                          "expected_total", "issue", "does not match the current total", "totals",
+                          "subtotal", (json_int_t)co->subtotal, "discount_total",
+                          (json_int_t)co->discount, "shipping_total", (json_int_t)co->shipping,
+                          "tax_total", (json_int_t)co->tax_total, "total", (json_int_t)co->total);
+    return api_json(SHOPD_CONFLICT, e);
+}
+
+static net_reply_t *
+unavailable_lines(const co_t *co)
+{
+    json_t *d = json_array();
+    for (size_t i = 0; i < co->cart.n; i++) {
+        const cart_item_t *it = &co->items[i];
+        const char *why = !it->found ? "variant_deleted" : !it->active ? "product_unavailable" : NULL;
+        if (why)
+            json_array_append_new(d, json_pack("{s:s, s:s, s:I}", "field", "items", "issue", why,
+                                               "variant_id", (json_int_t)it->variant_id));
+    }
+    json_t *e = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", "cart_unavailable", "message",
+                          "some items of the cart can no longer be bought; remove them first",
+                          "details", d);
+    return api_json(SHOPD_CONFLICT, e);
+}
+
+/* The address from an inline object or a saved address id; NULL with *reply or
+ * issues recorded when it is missing or wrong. */
+static json_t *
+address_of(co_t *co, db_conn_t *c, api_val_t *v, const char *inline_key, const char *id_key,
+           bool billing, net_reply_t **reply)
+{
+    json_t *body = co->ctx->body;
+    json_t *a = json_object_get(body, inline_key);
+    json_t *id = json_object_get(body, id_key);
+    char prefix[40];
+    snprintf(prefix, sizeof(prefix), "%s.", inline_key);
+    if (a && !json_is_null(a)) {
+        if (!json_is_object(a)) {
+            api_val_add(v, inline_key, "must be an object");
+            return NULL;
+        }
+        return pricing_address_check(v, a, prefix) ? json_incref(a) : NULL;
+    }
+    shopd_rc_t rc = SHOPD_NOTFOUND;
+    json_t *got = NULL;
+    if (id && !json_is_null(id)) {
+        if (!json_is_integer(id) || json_integer_value(id) < 1) {
+            api_val_add(v, id_key, "must be a positive integer");
+            return NULL;
+        }
+        if (co->user_id == 0) {
+            api_val_add(v, id_key, "saved addresses need a signed-in customer");
+            return NULL;
+        }
+        got = pricing_address_load(c, co->ctx->store_id, co->user_id,
+                                   (uint64_t)json_integer_value(id), &rc);
+        if (got == NULL && rc == SHOPD_NOTFOUND)
+            *reply = api_fail_field(SHOPD_NOTFOUND, "address_not_found", "no such saved address",
+                                    id_key, "is not one of your addresses");
+    } else if (co->user_id) {
+        got = pricing_address_default(c, co->ctx->store_id, co->user_id, billing, &rc);
+    }
+    if (got == NULL && rc != SHOPD_NOTFOUND && *reply == NULL)
+        *reply = api_unavailable("the database");
+    return got;
+}
+
+static bool
+user_email(db_conn_t *c, uint64_t store_id, uint64_t user_id, char *out, size_t n)
+{
+    char sid[24], uid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
+    snprintf(uid, sizeof(uid), "%llu", (unsigned long long)user_id);
+    const char *p[] = {sid, uid};
+    PGresult *r = db_exec(c, "co_user_email",
+                          "SELECT email FROM users WHERE tenant_id = $1 AND id = $2", 2, p);
+    bool ok = db_result_rc(r) == SHOPD_OK && PQntuples(r) == 1;
+    if (ok)
+        snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return ok;
+}
+
+/* Step 1 for one checkout: read, validate and price. Sets co->reply on refusal. */
+static void
+prepare(co_t *co, db_conn_t *c)
+{
+    api_ctx_t *ctx = co->ctx;
+    json_t *body = ctx->body;
+    api_val_t v = {0};
+    static const char *const allowed[] = {
+        "email",         "shipping_address", "address_id",       "billing_address",
+        "billing_address_id", "shipping_rate_id", "discount_code", "payment_provider",
+        "expected_total", NULL};
+    api_val_only(&v, body, allowed);
+    if (store_user(ctx))
+        co->user_id = ctx->caller->user_id;
+    const char *email = api_val_string(&v, body, "email", co->user_id == 0, 3, 254);
+    if (email && !auth_email_valid(email))
+        api_val_add(&v, "email", "must be an e-mail address like name@example.com");
+    long long rate_id = 0, expected = -1;
+    if (api_val_int(&v, body, "shipping_rate_id", 1, INT64_MAX, &rate_id) == 0)
+        api_val_add(&v, "shipping_rate_id", "is required");
+    api_val_int(&v, body, "expected_total", 0, INT64_MAX, &expected);
+    const char *code = api_val_string(&v, body, "discount_code", false, 1, 64);
+    const char *prov = api_val_string(&v, body, "payment_provider", false, 1, 32);
+    co->provider = pay_provider_find(prov ? prov : "test");
+    if (prov && co->provider == NULL)
+        api_val_add(&v, "payment_provider", "is not a payment provider of this store");
+    co->ship = address_of(co, c, &v, "shipping_address", "address_id", false, &co->reply);
+    if (co->ship == NULL && co->reply == NULL &&
+        json_object_get(body, "shipping_address") == NULL && v.n == 0)
+        api_val_add(&v, "shipping_address", "is required (or address_id)");
+    if (co->reply)
+        return;
+    co->bill = address_of(co, c, &v, "billing_address", "billing_address_id", true, &co->reply);
+    if (co->reply)
+        return;
+    if (co->bill == NULL && co->ship)
+        co->bill = json_incref(co->ship);
+    if (v.n) {
+        co->reply = api_val_reply(&v);
+        return;
+    }
+    if (co->user_id)
+        user_email(c, ctx->store_id, co->user_id, co->email, sizeof(co->email));
+    else
+        snprintf(co->email, sizeof(co->email), "%s", email);
+
+    shopd_rc_t rc = cart_load(ctx, c, &co->cart);
+    if (rc != SHOPD_OK) {
+        co->reply = api_unavailable("the cart store");
+        return;
+    }
+    if (co->cart.ordered) {
+        json_t *e = json_pack("{s:{s:s, s:s, s:[{s:s, s:s, s:I}]}}", "error", "code",
+                              "cart_checked_out", "message", "this cart is already an order",
+                              "details", "field", "X-Cart-Id", "issue", "already ordered",
+                              "order_id", (json_int_t)co->cart.ordered);
+        co->reply = api_json(SHOPD_CONFLICT, e);
+        return;
+    }
+    if (!co->cart.exists || co->cart.n == 0) {
+        co->reply = api_fail(SHOPD_INVALID, "cart_empty", "the cart is empty");
+        return;
+    }
+    if (cart_price(c, ctx->store_id, &co->cart, co->items) != SHOPD_OK) {
+        co->reply = api_unavailable("the database");
+        return;
+    }
+    for (size_t i = 0; i < co->cart.n; i++) {
+        cart_item_t *it = &co->items[i];
+        if (!it->found || !it->active) {
+            co->reply = unavailable_lines(co);
+            return;
+        }
+        co->line_total[i] = it->unit_price * it->quantity;
+        co->subtotal += co->line_total[i];
+        co->weight += it->weight_g * it->quantity;
+        co->count += it->quantity;
+    }
+    /* The discount: the one named here, else the cart's; checked again in step 2. */
+    const char *dcode = code ? code : (co->cart.discount[0] ? co->cart.discount : NULL);
+    if (dcode) {
+        pricing_discount_why_t why;
+        if (pricing_discount_find(c, ctx->store_id, dcode, co->subtotal, co->user_id, co->email,
+                                  &co->disc, &why) != SHOPD_OK) {
+            co->reply = api_unavailable("the database");
+            return;
+        }
+        if (why != PRICING_DISCOUNT_OK) {
+            co->reply = api_fail_field(why == PRICING_DISCOUNT_UNKNOWN ? SHOPD_NOTFOUND
+                                                                       : SHOPD_INVALID,
+                                       pricing_discount_code(why), "this code cannot be used",
+                                       "discount_code", pricing_discount_code(why));
+            return;
+        }
+        co->has_discount = true;
+        co->discount = pricing_discount_amount(&co->disc, co->subtotal);
+    }
+    const char *country = json_string_value(json_object_get(co->ship, "country"));
+    const char *region = json_string_value(json_object_get(co->ship, "region"));
+    rc = pricing_shipping_rate(c, ctx->store_id, (uint64_t)rate_id, country, co->subtotal,
+                               co->weight, &co->rate);
+    if (rc == SHOPD_NOTFOUND) {
+        co->reply = api_fail_field(SHOPD_INVALID, "shipping_rate_unavailable",
+                                   "this shipping rate does not apply to this cart or address",
+                                   "shipping_rate_id", "does not apply");
+        return;
+    }
+    if (rc != SHOPD_OK || pricing_tax_for(c, ctx->store_id, country, region, &co->tax) != SHOPD_OK) {
+        co->reply = api_unavailable("the database");
+        return;
+    }
+    co->shipping = co->rate.price;
+    /* Tax per line on what the line costs after its share of the discount (shares
+     * proportional to line totals, the remainder on the last line), half up. */
+    int64_t left = co->discount;
+    for (size_t i = 0; i < co->cart.n; i++) {
+        int64_t share = i + 1 == co->cart.n || co->subtotal == 0
+                            ? left
+                            : (int64_t)((__int128)co->discount * co->line_total[i] / co->subtotal);
+        if (share > left)
+            share = left;
+        left -= share;
+        co->line_tax[i] =
+            pricing_tax_amount(co->line_total[i] - share, co->tax.bps, co->tax.inclusive);
+        co->tax_total += co->line_tax[i];
+    }
+    if (co->tax.on_shipping)
+        co->tax_total += pricing_tax_amount(co->shipping, co->tax.bps, co->tax.inclusive);
+    co->total = co->subtotal - co->discount + co->shipping + (co->tax.inclusive ? 0 : co->tax_total);
+    if (expected >= 0 && expected != co->total) {
+        co->reply = price_changed(co);
+        return;
+    }
+    co->ready = true;
+}
+
+typedef struct batch_s {
+    co_t **cos; /* the checkouts that passed step 1 */
+    size_t n;
+} batch_t;
+
+static net_reply_t *
+short_stock(db_conn_t *c, co_t *co)
+{
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)co->ctx->store_id);
+    char ids[CART_MAX_LINES * 21 + 3], *w = ids;
+    *w++ = '{';
+    for (size_t i = 0; i < co->cart.n; i++)
+        w += sprintf(w, "%s%llu", i ? "," : "", (unsigned long long)co->items[i].variant_id);
+    strcpy(w, "}");
+    const char *p[] = {sid, ids};
+    PGresult *r = db_exec(c, "co_stock",
+                          "SELECT id, stock FROM product_variants WHERE store_id = $1 AND "
+                          "id = ANY ($2::bigint[])",
+                          2, p);
+    json_t *d = json_array();
+    for (size_t i = 0; i < co->cart.n; i++) {
+        int stock = 0;
+        for (int row = 0; db_result_rc(r) == SHOPD_OK && row < PQntuples(r); row++)
+            if (strtoull(PQgetvalue(r, row, 0), NULL, 10) == co->items[i].variant_id)
+                stock = atoi(PQgetvalue(r, row, 1));
+        if (stock < co->items[i].quantity)
+            json_array_append_new(d, json_pack("{s:s, s:s, s:I, s:i, s:i}", "field", "items",
+                                               "issue", "insufficient_stock", "variant_id",
+                                               (json_int_t)co->items[i].variant_id, "requested",
+                                               co->items[i].quantity, "available", stock));
+    }
+    PQclear(r);
+    json_t *e = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", "insufficient_stock", "message",
+                          "not enough stock for some items; nothing was ordered", "details", d);
+    return api_json(SHOPD_CONFLICT, e);
+}
+
+static char *
+items_json(const co_t *co)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < co->cart.n; i++) {
+        const cart_item_t *it = &co->items[i];
+        json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:I, s:i, s:I, s:I}", "variant_id",
+                              (json_int_t)it->variant_id, "product_id", (json_int_t)it->product_id,
+                              "name", it->name, "sku", it->sku, "unit_price",
+                              (json_int_t)it->unit_price, "quantity", it->quantity, "line_total",
+                              (json_int_t)co->line_total[i], "tax", (json_int_t)co->line_tax[i]);
+        json_t *opts = json_loads(it->options, 0, NULL);
+        json_object_set_new(o, "options", opts ? opts : json_object());
+        json_array_append_new(a, o);
+    }
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return s;
+}
+
+/* Step 2 for checkout i, inside its savepoint. May run more than once. */
+static shopd_rc_t
+apply_one(db_conn_t *c, size_t i, void *arg)
+{
+    batch_t *b = arg;
+    co_t *co = b->cos[i];
+    net_reply_free(co->reply);
+    co->reply = NULL;
+    co->order_id = co->payment_id = co->number = 0;
+    api_ctx_t *ctx = co->ctx;
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+
+    /* Decrements, ascending variant id (the cart keeps its lines sorted and one line
+     * per variant), all in one round trip. */
+    size_t k = co->cart.n;
+    db_query_t qs[CART_MAX_LINES];
+    char ids[CART_MAX_LINES][24], qty[CART_MAX_LINES][16];
+    const char *params[CART_MAX_LINES][3];
+    PGresult *rs[CART_MAX_LINES];
+    for (size_t l = 0; l < k; l++) {
+        snprintf(ids[l], sizeof(ids[l]), "%llu", (unsigned long long)co->items[l].variant_id);
+        snprintf(qty[l], sizeof(qty[l]), "%d", co->items[l].quantity);
+        params[l][0] = sid;
+        params[l][1] = ids[l];
+        params[l][2] = qty[l];
+        qs[l] = (db_query_t){"co_take",
+                             "UPDATE product_variants SET stock = stock - $3, updated_at = now() "
+                             "WHERE store_id = $1 AND id = $2 AND stock >= $3 RETURNING stock",
+                             3, params[l]};
+        rs[l] = NULL;
+    }
+    shopd_rc_t rc = db_pipeline(c, qs, k, rs);
+    bool enough = rc == SHOPD_OK;
+    for (size_t l = 0; l < k; l++) {
+        enough = enough && PQntuples(rs[l]) == 1;
+        PQclear(rs[l]);
+    }
+    if (rc != SHOPD_OK)
+        return rc;
+    if (!enough) {
+        co->reply = short_stock(c, co);
+        return SHOPD_CONFLICT;
+    }
+
+    char uid[24] = "", ref[48], nums[8][24], did[24] = "", rid[24], cart_row[24] = "";
+    if (co->user_id)
+        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)co->user_id);
+    cart_ref(&co->cart, ref);
+    snprintf(nums[0], 24, "%lld", (long long)co->subtotal);
+    snprintf(nums[1], 24, "%lld", (long long)co->discount);
+    snprintf(nums[2], 24, "%lld", (long long)co->shipping);
+    snprintf(nums[3], 24, "%lld", (long long)co->tax_total);
+    snprintf(nums[4], 24, "%lld", (long long)co->total);
+    snprintf(nums[5], 24, "%d", co->count);
+    if (co->has_discount)
+        snprintf(did, sizeof(did), "%llu", (unsigned long long)co->disc.id);
+    snprintf(rid, sizeof(rid), "%llu", (unsigned long long)co->rate.id);
+    if (co->cart.user && co->cart.row_id)
+        snprintf(cart_row, sizeof(cart_row), "%llu", (unsigned long long)co->cart.row_id);
+    char *ship = json_dumps(co->ship, JSON_COMPACT), *bill = json_dumps(co->bill, JSON_COMPACT);
+    char *items = items_json(co);
+    const char *p[] = {sid,
+                       uid,
+                       co->email,
+                       co->provider->name,
+                       ctx->store ? ctx->store->currency : "",
+                       co->tax.inclusive ? "true" : "false",
+                       nums[0],
+                       nums[1],
+                       nums[2],
+                       nums[3],
+                       nums[4],
+                       co->has_discount ? co->disc.code : "",
+                       did,
+                       rid,
+                       co->rate.name,
+                       ship,
+                       bill,
+                       ref,
+                       nums[5],
+                       items,
+                       cart_row};
+    PGresult *r = db_exec(
+        c, "co_order",
+        "WITH n AS (INSERT INTO order_counters (store_id, last_number) VALUES ($1, 1001) "
+        "ON CONFLICT (store_id) DO UPDATE SET last_number = order_counters.last_number + 1 "
+        "RETURNING last_number), "
+        "o AS (INSERT INTO orders (store_id, number, user_id, email, payment_provider, currency, "
+        "prices_include_tax, subtotal, discount_total, shipping_total, tax_total, total, "
+        "discount_code, discount_id, shipping_rate_id, shipping_name, shipping_address, "
+        "billing_address, cart_ref, item_count) SELECT $1, n.last_number, nullif($2, '')::bigint, "
+        "$3, $4, $5, $6::boolean, $7, $8, $9, $10, $11, nullif($12, ''), nullif($13, '')::bigint, "
+        "$14, $15, $16::jsonb, $17::jsonb, $18, $19 FROM n RETURNING id, number, total, currency), "
+        "x AS (SELECT * FROM json_to_recordset($20::json) AS x (variant_id bigint, product_id "
+        "bigint, name text, sku text, options jsonb, unit_price bigint, quantity int, line_total "
+        "bigint, tax bigint)), "
+        "i AS (INSERT INTO order_items (store_id, order_id, variant_id, product_id, name, sku, "
+        "options, unit_price, quantity, line_total, tax) SELECT $1, o.id, x.variant_id, "
+        "x.product_id, x.name, x.sku, x.options, x.unit_price, x.quantity, x.line_total, x.tax "
+        "FROM o, x), "
+        "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
+        "actor_user_id, order_id) SELECT $1, x.variant_id, -x.quantity, 'order placed', "
+        "nullif($2, '')::bigint, o.id FROM o, x), "
+        "e AS (INSERT INTO order_events (store_id, order_id, from_status, to_status, "
+        "actor_user_id, actor, note) SELECT $1, o.id, NULL, 'PENDING', nullif($2, '')::bigint, "
+        "'customer', 'order placed' FROM o), "
+        "ob AS (INSERT INTO outbox (store_id, kind, payload) SELECT $1, 'order.placed', "
+        "json_build_object('order_id', o.id, 'number', o.number, 'email', $3::text, 'template', "
+        "'order_confirmation') FROM o), "
+        "d AS (DELETE FROM carts WHERE store_id = $1 AND id = nullif($21, '')::bigint), "
+        "p AS (INSERT INTO payments (store_id, order_id, provider, amount, currency) "
+        "SELECT $1, o.id, $4, o.total, o.currency FROM o RETURNING id) "
+        "SELECT o.id, o.number, p.id FROM o, p",
+        21, p);
+    free(ship);
+    free(bill);
+    free(items);
+    rc = db_result_rc(r);
+    if (rc == SHOPD_OK && PQntuples(r) == 1) {
+        co->order_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        co->number = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+        co->payment_id = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+    } else if (rc == SHOPD_CONFLICT) {
+        /* orders (store_id, cart_ref): this cart became an order already. */
+        co->reply = api_fail(SHOPD_CONFLICT, "cart_checked_out", "this cart is already an order");
+    } else if (rc != SHOPD_UNAVAILABLE) {
+        co->reply = api_db_error(ctx, r, "checkout");
+    }
+    PQclear(r);
+    if (rc != SHOPD_OK)
+        return rc;
+    if (co->has_discount) {
+        pricing_discount_why_t why = PRICING_DISCOUNT_OK;
+        rc = pricing_discount_use(c, ctx->store_id, co->disc.id, co->order_id, co->user_id,
+                                  co->email, &why);
+        if (rc == SHOPD_CONFLICT)
+            co->reply = api_fail_field(SHOPD_CONFLICT, "discount_used_up",
+                                       "this code was used up by another order just now",
+                                       "discount_code", "used up");
+        if (rc != SHOPD_OK)
+            return rc;
+    }
+    return SHOPD_OK;
+}
+
+void
+order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
+{
+    co_t **cos = shopd_calloc(n, sizeof(*cos));
+    for (size_t i = 0; i < n; i++) {
+        cos[i] = shopd_calloc(1, sizeof(*cos[i]));
+        cos[i]->ctx = &ctxs[i];
+    }
+    db_conn_t *c = db_acquire(ctxs[0].app->db, 2000);
+    batch_t b = {shopd_calloc(n, sizeof(co_t *)), 0};
+    for (size_t i = 0; i < n; i++) {
+        if (c == NULL) {
+            cos[i]->reply = api_unavailable("the database");
+            continue;
+        }
+        prepare(cos[i], c);
+        if (cos[i]->ready)
+            b.cos[b.n++] = cos[i];
+    }
+    if (b.n) {
+        shopd_rc_t *results = shopd_calloc(b.n, sizeof(*results));
+        uint64_t t0 = shopd_now_us();
+        shopd_rc_t rc = db_tx_batch(c, b.n, apply_one, &b, results);
+        order_metrics_batch(b.n, shopd_now_us() - t0);
+        if (rc != SHOPD_OK) {
+            /* Nothing committed: each checkout says so, and may be sent again. */
+            for (size_t i = 0; i < b.n; i++) {
+                net_reply_free(b.cos[i]->reply);
+                b.cos[i]->reply = api_unavailable("the database");
+                b.cos[i]->order_id = 0;
+            }
+        }
+        /* Committed: retire the guest carts, create the payments, answer. */
+        order_pay_t *pays = shopd_calloc(b.n, sizeof(*pays));
+        size_t np = 0;
+        for (size_t i = 0; rc == SHOPD_OK && i < b.n; i++) {
+            co_t *co = b.cos[i];
+            if (results[i] != SHOPD_OK || co->order_id == 0) {
+                if (co->reply == NULL)
+                    co->reply = results[i] == SHOPD_UNAVAILABLE
+                                    ? api_unavailable("the database")
+                                    : api_internal(co->ctx, "checkout failed");
+                continue;
+            }
+            if (!co->cart.user)
+                cart_retire_guest(co->ctx, co->cart.guest_id, co->order_id);
+            order_pay_t *py = &pays[np++];
+            py->order_id = co->order_id;
+            py->payment_id = co->payment_id;
+            py->number = co->number;
+            py->amount = co->total;
+            snprintf(py->currency, sizeof(py->currency), "%s",
+                     co->ctx->store ? co->ctx->store->currency : "");
+            snprintf(py->email, sizeof(py->email), "%s", co->email);
+            py->provider = co->provider;
+        }
+        if (np)
+            order_pay_apply(c, ctxs[0].store_id, pays, np);
+        for (size_t i = 0, j = 0; rc == SHOPD_OK && i < b.n; i++) {
+            co_t *co = b.cos[i];
+            if (co->reply)
+                continue;
+            order_pay_t *py = &pays[j++];
+            size_t len;
+            shopd_rc_t rrc;
+            char *text = order_render(c, co->ctx->store_id, co->order_id, 0, &len, &rrc);
+            json_t *order = text ? json_loadb(text, len, 0, NULL) : NULL;
+            free(text);
+            if (order == NULL) {
+                /* The order exists; only its rendering failed. */
+                order = json_pack("{s:I, s:I}", "id", (json_int_t)co->order_id, "number",
+                                  (json_int_t)co->number);
+            }
+            json_t *next = json_pack("{s:s, s:s?, s:s?}", "status",
+                                     pay_status_name(py->result.status), "client_secret",
+                                     py->result.client_secret[0] ? py->result.client_secret : NULL,
+                                     "next_action",
+                                     py->result.next_action[0] ? py->result.next_action : NULL);
+            json_object_set_new(order, "payment", next);
+            if (py->rc == SHOPD_OK && py->result.status == PAY_FAILED) {
+                json_t *e = json_pack(
+                    "{s:{s:s, s:s, s:[{s:s, s:s}], s:o}}", "error", "code", "payment_declined",
+                    "message",
+                    py->result.message[0] ? py->result.message : "the payment was declined",
+                    "details", "field", "payment", "issue", py->result.decline_code, "order", order);
+                co->reply = api_json(SHOPD_PAYMENT_FAILED, e);
+            } else {
+                co->reply = api_json(SHOPD_CREATED, order);
+            }
+        }
+        shopd_free(pays);
+        shopd_free(results);
+    }
+    db_release(c);
+    for (size_t i = 0; i < n; i++) {
+        replies[i] = cos[i]->reply ? cos[i]->reply : api_internal(&ctxs[i], "checkout: no answer");
+        json_decref(cos[i]->ship);
+        json_decref(cos[i]->bill);
+        shopd_free(cos[i]);
+    }
+    shopd_free(b.cos);
+    shopd_free(cos);
+}

@@ -1,0 +1,63 @@
+/*
+ * order_priv.h: what the order module's files share: checkout.c (the batched
+ * checkout), orders.c (reads, transitions, cancel, refunds, the sweeper),
+ * payment.c (calling the provider and recording its answer), module.c.
+ */
+#ifndef SHOPD_ORDER_PRIV_H
+#define SHOPD_ORDER_PRIV_H
+
+#include "shopd/cart.h"
+#include "shopd/order.h"
+#include "shopd/payment.h"
+
+/** The SQL expression rendering order o (alias o) as its JSON answer: totals,
+ *  addresses, items, events, payments, refunds. */
+extern const char *const order_json_sql;
+
+/** The JSON text of order id (malloc'd, caller frees; *len set), or NULL with *rc
+ *  (NOTFOUND, UNAVAILABLE, ERR). When user_id is not 0 the order must be that
+ *  user's (else NOTFOUND). */
+char *order_render(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t user_id,
+                   size_t *len, shopd_rc_t *rc);
+
+/** One payment to create after a checkout's commit, and its outcome. */
+typedef struct order_pay_s {
+    uint64_t order_id, payment_id, number;
+    int64_t amount;
+    char currency[4];
+    char email[256];
+    const pay_provider_t *provider;
+    pay_result_t result;
+    shopd_rc_t rc; /**< the provider call's */
+} order_pay_t;
+
+/** Creates each payment with its provider (the test provider is in-process) and
+ *  records the outcomes in one transaction: payments rows, orders' payment_status,
+ *  PENDING -> PAID with an event for the payments that succeeded. */
+shopd_rc_t order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n);
+
+/** Cancels order id inside the caller's transaction: status CANCELLED with an event
+ *  (actor "customer", "admin" or "system"), the stock of its items that was not
+ *  restocked yet returned through the ledger, its discount use released. *paid is
+ *  set when the payment had been captured (the caller refunds it after commit),
+ *  *payment_ref to the payment's provider ref ("" if none) and *provider.
+ *  OK, NOTFOUND, or CONFLICT with *from set (the state does not allow it). */
+shopd_rc_t order_cancel_tx(db_conn_t *c, uint64_t store_id, uint64_t order_id,
+                           uint64_t actor_user_id, const char *actor, const char *note,
+                           bool only_pending, int *from, bool *paid, char *provider, size_t plen,
+                           char *payment_ref, size_t rlen, int64_t *refundable);
+
+/** Checkout counters for /metrics. */
+void order_metrics_batch(size_t n, uint64_t commit_us);
+size_t order_metrics(char *buf, size_t cap);
+
+net_reply_t *order_h_shipping_rates(api_ctx_t *ctx);
+void order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies);
+net_reply_t *order_h_list(api_ctx_t *ctx);
+net_reply_t *order_h_get(api_ctx_t *ctx);
+net_reply_t *order_h_transition(api_ctx_t *ctx);
+net_reply_t *order_h_cancel(api_ctx_t *ctx);
+net_reply_t *order_h_refund(api_ctx_t *ctx);
+void order_tick(app_t *app);
+
+#endif

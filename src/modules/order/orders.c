@@ -1,0 +1,814 @@
+/*
+ * orders.c: the order state machine, order reads, transitions, customer
+ * cancels, refunds, the unpaid-order sweeper and the shipping-rate quote.
+ *
+ * Writes run on the store's actor (run class ordered) and change state with a
+ * conditional UPDATE (WHERE status = the state read), so the machine holds even
+ * with two processes: a transition that lost a race answers 409.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "order_priv.h"
+#include "shopd/log.h"
+#include "shopd/pricing.h"
+
+static const char *const status_names[ORDER_NSTATUS] = {"PENDING", "PAID",      "PROCESSING",
+                                                        "SHIPPED", "DELIVERED", "CANCELLED"};
+
+int
+order_status_parse(const char *s)
+{
+    for (int i = 0; s && i < ORDER_NSTATUS; i++)
+        if (strcmp(s, status_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *
+order_status_name(order_status_t s)
+{
+    return s < ORDER_NSTATUS ? status_names[s] : "PENDING";
+}
+
+bool
+order_transition_allowed(order_status_t from, order_status_t to)
+{
+    if (to == ORDER_CANCELLED)
+        return from == ORDER_PENDING || from == ORDER_PAID || from == ORDER_PROCESSING;
+    return from != ORDER_CANCELLED && to == from + 1 && to <= ORDER_DELIVERED;
+}
+
+const char *
+order_next_states(order_status_t from, char *buf, size_t n)
+{
+    size_t w = 0;
+    buf[0] = '\0';
+    for (int to = 0; to < ORDER_NSTATUS; to++)
+        if (order_transition_allowed(from, (order_status_t)to))
+            w += (size_t)snprintf(buf + w, w < n ? n - w : 0, "%s%s", w ? ", " : "",
+                                  status_names[to]);
+    if (w == 0)
+        snprintf(buf, n, "none");
+    return buf;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+const char *const order_json_sql =
+    "json_build_object('id', o.id, 'number', o.number, 'name', '#' || o.number, 'status', "
+    "o.status, 'payment_status', o.payment_status, 'payment_provider', o.payment_provider, "
+    "'email', o.email, 'user_id', o.user_id, 'currency', o.currency, 'prices_include_tax', "
+    "o.prices_include_tax, 'subtotal', o.subtotal, 'discount_total', o.discount_total, "
+    "'shipping_total', o.shipping_total, 'tax_total', o.tax_total, 'total', o.total, "
+    "'refunded_total', o.refunded_total, 'discount_code', o.discount_code, 'shipping_rate_id', "
+    "o.shipping_rate_id, 'shipping_name', o.shipping_name, 'shipping_address', "
+    "o.shipping_address, 'billing_address', o.billing_address, 'item_count', o.item_count, "
+    "'created_at', o.created_at, 'updated_at', o.updated_at, 'paid_at', o.paid_at, "
+    "'cancelled_at', o.cancelled_at, "
+    "'items', (SELECT coalesce(json_agg(json_build_object('id', i.id, 'variant_id', "
+    "i.variant_id, 'product_id', i.product_id, 'name', i.name, 'sku', i.sku, 'options', "
+    "i.options, 'unit_price', i.unit_price, 'quantity', i.quantity, 'line_total', i.line_total, "
+    "'tax', i.tax, 'restocked_quantity', i.refunded_quantity) ORDER BY i.id), '[]') FROM "
+    "order_items i WHERE i.store_id = o.store_id AND i.order_id = o.id), "
+    "'events', (SELECT coalesce(json_agg(json_build_object('id', e.id, 'from', e.from_status, "
+    "'to', e.to_status, 'actor', e.actor, 'actor_user_id', e.actor_user_id, 'note', e.note, "
+    "'tracking_number', e.tracking_number, 'at', e.created_at) ORDER BY e.id), '[]') FROM "
+    "order_events e WHERE e.store_id = o.store_id AND e.order_id = o.id), "
+    "'payments', (SELECT coalesce(json_agg(json_build_object('id', p.id, 'provider', "
+    "p.provider, 'status', p.status, 'amount', p.amount, 'currency', p.currency, "
+    "'provider_ref', p.provider_ref, 'decline_code', p.decline_code, 'created_at', "
+    "p.created_at) ORDER BY p.id), '[]') FROM payments p WHERE p.store_id = o.store_id AND "
+    "p.order_id = o.id), "
+    "'refunds', (SELECT coalesce(json_agg(json_build_object('id', r.id, 'amount', r.amount, "
+    "'reason', r.reason, 'status', r.status, 'restocked', r.restocked, 'created_at', "
+    "r.created_at) ORDER BY r.id), '[]') FROM refunds r WHERE r.store_id = o.store_id AND "
+    "r.order_id = o.id))";
+
+char *
+order_render(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t user_id, size_t *len,
+             shopd_rc_t *rc)
+{
+    char sid[24], oid[24], uid[24] = "";
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
+    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)order_id);
+    if (user_id)
+        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)user_id);
+    char sql[4096];
+    snprintf(sql, sizeof(sql),
+             "SELECT %s FROM orders o WHERE o.store_id = $1 AND o.id = $2 AND "
+             "($3 = '' OR o.user_id = nullif($3, '')::bigint)",
+             order_json_sql);
+    const char *p[] = {sid, oid, uid};
+    PGresult *r = db_exec(c, "order_render", sql, 3, p);
+    *rc = db_result_rc(r);
+    char *out = NULL;
+    if (*rc == SHOPD_OK && PQntuples(r) == 0)
+        *rc = SHOPD_NOTFOUND;
+    if (*rc == SHOPD_OK) {
+        *len = (size_t)PQgetlength(r, 0, 0);
+        out = malloc(*len + 1);
+        memcpy(out, PQgetvalue(r, 0, 0), *len + 1);
+    }
+    PQclear(r);
+    return out;
+}
+
+static bool
+is_admin(const api_ctx_t *ctx)
+{
+    const msg_caller_t *c = ctx->caller;
+    return c->role == MSG_ROLE_SUPER_ADMIN || c->role == MSG_ROLE_PLATFORM ||
+           (c->role == MSG_ROLE_STORE_ADMIN && c->store_id == ctx->store_id);
+}
+
+static bool
+order_id_param(const api_ctx_t *ctx, uint64_t *id)
+{
+    size_t n;
+    const char *p = msg_param(ctx->env, "id", &n);
+    return shopd_id_parse(p, n, id);
+}
+
+net_reply_t *
+order_h_get(api_ctx_t *ctx)
+{
+    uint64_t id;
+    if (!order_id_param(ctx, &id))
+        return api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order");
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    size_t len;
+    shopd_rc_t rc;
+    char *text = order_render(c, ctx->store_id, id, is_admin(ctx) ? 0 : ctx->caller->user_id,
+                              &len, &rc);
+    db_release(c);
+    if (text == NULL)
+        return rc == SHOPD_NOTFOUND ? api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order")
+                                    : api_unavailable("the database");
+    net_reply_t *r = api_raw_json(SHOPD_OK, text, len);
+    free(text);
+    return r;
+}
+
+net_reply_t *
+order_h_list(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    char status[32], from[64], to[64], customer[260], q[260], limit_s[16], cursor_s[32];
+    const char *st = api_query_param(ctx->env, "status", status, sizeof(status));
+    const char *fr = api_query_param(ctx->env, "from", from, sizeof(from));
+    const char *tu = api_query_param(ctx->env, "to", to, sizeof(to));
+    const char *cu = api_query_param(ctx->env, "customer", customer, sizeof(customer));
+    const char *qq = api_query_param(ctx->env, "q", q, sizeof(q));
+    const char *li = api_query_param(ctx->env, "limit", limit_s, sizeof(limit_s));
+    const char *cs = api_query_param(ctx->env, "cursor", cursor_s, sizeof(cursor_s));
+    if (st && order_status_parse(st) < 0)
+        api_val_add(&v, "status", "must be one of PENDING, PAID, PROCESSING, SHIPPED, DELIVERED, CANCELLED");
+    long limit = 20;
+    if (li) {
+        char *end;
+        limit = strtol(li, &end, 10);
+        if (*end || limit < 1 || limit > 100)
+            api_val_add(&v, "limit", "must be from 1 to 100");
+    }
+    uint64_t cursor = 0;
+    if (cs && !shopd_id_parse(cs, strlen(cs), &cursor))
+        api_val_add(&v, "cursor", "must be a cursor from next_cursor");
+    if (v.n)
+        return api_val_reply(&v);
+    char sid[24], uid[24] = "", lim[24], cur[24] = "";
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    if (!is_admin(ctx))
+        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)ctx->caller->user_id);
+    snprintf(lim, sizeof(lim), "%ld", limit + 1);
+    if (cursor)
+        snprintf(cur, sizeof(cur), "%llu", (unsigned long long)cursor);
+    const char *p[] = {sid,          uid,        st ? st : "", fr ? fr : "", tu ? tu : "",
+                       cu ? cu : "", qq ? qq : "", lim,         cur};
+    /* Summaries: no items or events (GET /orders/:id has them). The filters that
+     * are not given compare with '' and fall away. */
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    PGresult *r = db_exec(
+        c, "order_list",
+        "SELECT json_build_object('id', o.id, 'number', o.number, 'name', '#' || o.number, "
+        "'status', o.status, 'payment_status', o.payment_status, 'email', o.email, 'user_id', "
+        "o.user_id, 'currency', o.currency, 'total', o.total, 'item_count', o.item_count, "
+        "'created_at', o.created_at), o.id FROM orders o WHERE o.store_id = $1 "
+        "AND ($2 = '' OR o.user_id = nullif($2, '')::bigint) "
+        "AND ($3 = '' OR o.status = $3) "
+        "AND ($4 = '' OR o.created_at >= nullif($4, '')::timestamptz) "
+        "AND ($5 = '' OR o.created_at < nullif($5, '')::timestamptz) "
+        "AND ($6 = '' OR (CASE WHEN $6 ~ '^[0-9]{1,18}$' THEN o.user_id = $6::bigint "
+        "ELSE lower(o.email) = lower($6) END)) "
+        "AND ($7 = '' OR o.email ILIKE '%' || replace(replace(replace($7, '\\', '\\\\'), '%', "
+        "'\\%'), '_', '\\_') || '%' OR ('#' || o.number) = $7 OR o.number::text = $7) "
+        "AND ($9 = '' OR o.id < nullif($9, '')::bigint) "
+        "ORDER BY o.id DESC LIMIT $8::int",
+        9, p);
+    db_release(c);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc != SHOPD_OK) {
+        /* A date that PostgreSQL cannot read is the client's mistake. */
+        const char *state = db_sqlstate(r);
+        PQclear(r);
+        if (strncmp(state, "22", 2) == 0)
+            return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields",
+                                  fr ? "from" : "to", "must be an RFC 3339 date-time");
+        return api_unavailable("the database");
+    }
+    int rows = PQntuples(r);
+    json_t *items = json_array();
+    for (int i = 0; i < rows && i < limit; i++)
+        json_array_append_new(items, json_loads(PQgetvalue(r, i, 0), 0, NULL));
+    json_t *out = json_pack("{s:o}", "items", items);
+    if (rows > limit)
+        json_object_set_new(out, "next_cursor", json_string(PQgetvalue(r, (int)limit - 1, 1)));
+    else
+        json_object_set_new(out, "next_cursor", json_null());
+    PQclear(r);
+    return api_json(SHOPD_OK, out);
+}
+
+/* ---------------------------------------------------------------- cancelling */
+
+shopd_rc_t
+order_cancel_tx(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t actor_user_id,
+                const char *actor, const char *note, bool only_pending, int *from, bool *paid,
+                char *provider, size_t plen, char *payment_ref, size_t rlen, int64_t *refundable)
+{
+    char sid[24], oid[24], uid[24] = "";
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
+    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)order_id);
+    if (actor_user_id)
+        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)actor_user_id);
+    const char *p1[] = {sid, oid};
+    PGresult *r = db_exec(c, "order_lock",
+                          "SELECT o.status, o.payment_status, o.payment_provider, o.total - "
+                          "o.refunded_total, (SELECT coalesce(p.provider_ref, '') FROM payments p "
+                          "WHERE p.store_id = o.store_id AND p.order_id = o.id ORDER BY p.id DESC "
+                          "LIMIT 1) FROM orders o WHERE o.store_id = $1 AND o.id = $2 FOR UPDATE",
+                          2, p1);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_OK && PQntuples(r) == 0)
+        rc = SHOPD_NOTFOUND;
+    if (rc != SHOPD_OK) {
+        PQclear(r);
+        return rc;
+    }
+    *from = order_status_parse(PQgetvalue(r, 0, 0));
+    *paid = strcmp(PQgetvalue(r, 0, 1), "paid") == 0 ||
+            strcmp(PQgetvalue(r, 0, 1), "partially_refunded") == 0;
+    snprintf(provider, plen, "%s", PQgetvalue(r, 0, 2));
+    *refundable = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+    snprintf(payment_ref, rlen, "%s", PQgetisnull(r, 0, 4) ? "" : PQgetvalue(r, 0, 4));
+    PQclear(r);
+    if (*from < 0 || !order_transition_allowed((order_status_t)*from, ORDER_CANCELLED) ||
+        (only_pending && *from != ORDER_PENDING))
+        return SHOPD_CONFLICT;
+    const char *p2[] = {sid, oid, uid, actor, note ? note : "", status_names[*from]};
+    r = db_exec(
+        c, "order_cancel",
+        "WITH o AS (UPDATE orders SET status = 'CANCELLED', cancelled_at = now(), updated_at = "
+        "now(), payment_status = CASE WHEN payment_status IN ('pending', 'requires_action', "
+        "'failed') THEN 'voided' ELSE payment_status END WHERE store_id = $1 AND id = $2 AND "
+        "status = $6 RETURNING id), "
+        "x AS (SELECT i.variant_id, sum(i.quantity - i.refunded_quantity)::int AS q FROM "
+        "order_items i, o WHERE i.store_id = $1 AND i.order_id = o.id GROUP BY i.variant_id "
+        "HAVING sum(i.quantity - i.refunded_quantity) > 0), "
+        "s AS (UPDATE product_variants v SET stock = v.stock + x.q, updated_at = now() FROM x "
+        "WHERE v.store_id = $1 AND v.id = x.variant_id RETURNING v.id, x.q), "
+        "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
+        "actor_user_id, order_id) SELECT $1, s.id, s.q, 'order cancelled', "
+        "nullif($3, '')::bigint, $2 FROM s), "
+        "ri AS (UPDATE order_items i SET refunded_quantity = i.quantity FROM o WHERE "
+        "i.store_id = $1 AND i.order_id = o.id), "
+        "pc AS (UPDATE payments p SET status = 'cancelled', updated_at = now() FROM o WHERE "
+        "p.store_id = $1 AND p.order_id = o.id AND p.status IN ('pending', 'requires_action')) "
+        "INSERT INTO order_events (store_id, order_id, from_status, to_status, actor_user_id, "
+        "actor, note) SELECT $1, o.id, $6, 'CANCELLED', nullif($3, '')::bigint, $4, "
+        "nullif($5, '') FROM o RETURNING id",
+        6, p2);
+    rc = db_result_rc(r);
+    if (rc == SHOPD_OK && PQntuples(r) == 0)
+        rc = SHOPD_CONFLICT; /* the state moved since we read it */
+    PQclear(r);
+    if (rc == SHOPD_OK)
+        rc = pricing_discount_release(c, store_id, order_id);
+    return rc;
+}
+
+typedef struct cancel_s {
+    uint64_t store_id, order_id, user_id;
+    const char *actor, *note;
+    bool only_pending;
+    int from;
+    bool paid;
+    char provider[32], ref[128];
+    int64_t refundable;
+} cancel_t;
+
+static shopd_rc_t
+cancel_body(db_conn_t *c, void *arg)
+{
+    cancel_t *k = arg;
+    return order_cancel_tx(c, k->store_id, k->order_id, k->user_id, k->actor, k->note,
+                           k->only_pending, &k->from, &k->paid, k->provider, sizeof(k->provider),
+                           k->ref, sizeof(k->ref), &k->refundable);
+}
+
+/* After a cancel committed: void or refund at the provider, and record the refund. */
+static void
+cancel_settle(db_conn_t *c, cancel_t *k)
+{
+    const pay_provider_t *pp = pay_provider_find(k->provider);
+    if (pp == NULL || k->ref[0] == '\0')
+        return;
+    if (!k->paid) {
+        pay_result_t res;
+        pp->cancel(k->store_id, k->ref, &res);
+        return;
+    }
+    if (k->refundable <= 0)
+        return;
+    char key[96];
+    snprintf(key, sizeof(key), "shopd-%llu-%llu-cancel", (unsigned long long)k->store_id,
+             (unsigned long long)k->order_id);
+    pay_refund_result_t rr;
+    shopd_rc_t rc = pp->refund(k->store_id, k->ref, k->refundable, key, &rr);
+    char sid[24], oid[24], amt[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)k->store_id);
+    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)k->order_id);
+    snprintf(amt, sizeof(amt), "%lld", (long long)k->refundable);
+    const char *st = rc == SHOPD_OK && rr.succeeded ? "succeeded" : rc == SHOPD_OK && !rr.pending ? "failed" : "pending";
+    const char *p[] = {sid, oid, amt, st, rr.ref};
+    PGresult *r = db_exec(
+        c, "order_cancel_refund",
+        "WITH rf AS (INSERT INTO refunds (store_id, order_id, payment_id, amount, reason, status, "
+        "restocked, provider_ref) SELECT $1, $2, p.id, $3, 'order cancelled', $4, true, "
+        "nullif($5, '') FROM payments p WHERE p.store_id = $1 AND p.order_id = $2 AND p.status = "
+        "'succeeded' ORDER BY p.id DESC LIMIT 1 RETURNING amount) "
+        "UPDATE orders o SET refunded_total = o.refunded_total + rf.amount, payment_status = "
+        "'refunded', updated_at = now() FROM rf WHERE o.store_id = $1 AND o.id = $2 AND $4 = "
+        "'succeeded'",
+        5, p);
+    if (db_result_rc(r) != SHOPD_OK)
+        log_error("refund of a cancelled order not recorded store=%s order=%s", sid, oid);
+    PQclear(r);
+}
+
+static net_reply_t *
+cancel_answer(api_ctx_t *ctx, db_conn_t *c, cancel_t *k, shopd_rc_t rc)
+{
+    if (rc == SHOPD_NOTFOUND)
+        return api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order");
+    if (rc == SHOPD_CONFLICT) {
+        char next[96], msg[200];
+        snprintf(msg, sizeof(msg), "a %s order cannot be cancelled here; allowed next: %s",
+                 k->from >= 0 ? status_names[k->from] : "?",
+                 k->from >= 0 ? order_next_states((order_status_t)k->from, next, sizeof(next))
+                              : "none");
+        return api_fail_field(SHOPD_CONFLICT, "invalid_transition", msg, "to", next);
+    }
+    if (rc != SHOPD_OK)
+        return rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                       : api_internal(ctx, "cancel failed");
+    cancel_settle(c, k);
+    size_t len;
+    char *text = order_render(c, ctx->store_id, k->order_id, 0, &len, &rc);
+    if (text == NULL)
+        return api_internal(ctx, "cancelled order not readable");
+    net_reply_t *r = api_raw_json(SHOPD_OK, text, len);
+    free(text);
+    return r;
+}
+
+net_reply_t *
+order_h_cancel(api_ctx_t *ctx)
+{
+    uint64_t id;
+    if (!order_id_param(ctx, &id))
+        return api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order");
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    /* A customer cancels only their own order: check it is theirs first. */
+    if (!is_admin(ctx)) {
+        size_t len;
+        shopd_rc_t rc;
+        char *mine = order_render(c, ctx->store_id, id, ctx->caller->user_id, &len, &rc);
+        free(mine);
+        if (mine == NULL) {
+            db_release(c);
+            return rc == SHOPD_NOTFOUND ? api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order")
+                                        : api_unavailable("the database");
+        }
+    }
+    cancel_t k = {.store_id = ctx->store_id,
+                  .order_id = id,
+                  .user_id = ctx->caller->user_id,
+                  .actor = is_admin(ctx) ? "admin" : "customer",
+                  .note = "cancelled by the customer",
+                  .only_pending = true,
+                  .from = -1};
+    shopd_rc_t rc = db_tx(c, cancel_body, &k);
+    net_reply_t *r = cancel_answer(ctx, c, &k, rc);
+    db_release(c);
+    return r;
+}
+
+/* ---------------------------------------------------------------- transitions */
+
+typedef struct trans_s {
+    uint64_t store_id, order_id, user_id;
+    int to, from;
+    const char *note, *tracking;
+} trans_t;
+
+static shopd_rc_t
+trans_body(db_conn_t *c, void *arg)
+{
+    trans_t *t = arg;
+    char sid[24], oid[24], uid[24] = "";
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)t->store_id);
+    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)t->order_id);
+    if (t->user_id)
+        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)t->user_id);
+    const char *p1[] = {sid, oid};
+    PGresult *r = db_exec(c, "order_status",
+                          "SELECT status FROM orders WHERE store_id = $1 AND id = $2 FOR UPDATE",
+                          2, p1);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_OK && PQntuples(r) == 0)
+        rc = SHOPD_NOTFOUND;
+    if (rc == SHOPD_OK)
+        t->from = order_status_parse(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (rc != SHOPD_OK)
+        return rc;
+    if (t->from < 0 || !order_transition_allowed((order_status_t)t->from, (order_status_t)t->to))
+        return SHOPD_CONFLICT;
+    const char *p2[] = {sid,         oid, status_names[t->from], status_names[t->to], uid,
+                        t->note ? t->note : "", t->tracking ? t->tracking : ""};
+    r = db_exec(c, "order_transition",
+                "WITH o AS (UPDATE orders SET status = $4, updated_at = now(), "
+                "paid_at = CASE WHEN $4 = 'PAID' THEN now() ELSE paid_at END, "
+                "payment_status = CASE WHEN $4 = 'PAID' THEN 'paid' ELSE payment_status END "
+                "WHERE store_id = $1 AND id = $2 AND status = $3 RETURNING id) "
+                "INSERT INTO order_events (store_id, order_id, from_status, to_status, "
+                "actor_user_id, actor, note, tracking_number) SELECT $1, o.id, $3, $4, "
+                "nullif($5, '')::bigint, 'admin', nullif($6, ''), nullif($7, '') FROM o RETURNING id",
+                7, p2);
+    rc = db_result_rc(r);
+    if (rc == SHOPD_OK && PQntuples(r) == 0)
+        rc = SHOPD_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+net_reply_t *
+order_h_transition(api_ctx_t *ctx)
+{
+    uint64_t id;
+    if (!order_id_param(ctx, &id))
+        return api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order");
+    api_val_t v = {0};
+    static const char *const allowed[] = {"to", "note", "tracking_number", NULL};
+    api_val_only(&v, ctx->body, allowed);
+    const char *to = api_val_string(&v, ctx->body, "to", true, 1, 32);
+    const char *note = api_val_string(&v, ctx->body, "note", false, 0, 1000);
+    const char *tracking = api_val_string(&v, ctx->body, "tracking_number", false, 1, 100);
+    int tos = to ? order_status_parse(to) : -1;
+    if (to && tos < 0)
+        api_val_add(&v, "to", "must be one of PAID, PROCESSING, SHIPPED, DELIVERED, CANCELLED");
+    if (v.n)
+        return api_val_reply(&v);
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    net_reply_t *reply;
+    if (tos == ORDER_CANCELLED) {
+        cancel_t k = {.store_id = ctx->store_id,
+                      .order_id = id,
+                      .user_id = ctx->caller->user_id,
+                      .actor = "admin",
+                      .note = note,
+                      .from = -1};
+        shopd_rc_t rc = db_tx(c, cancel_body, &k);
+        reply = cancel_answer(ctx, c, &k, rc);
+        db_release(c);
+        return reply;
+    }
+    trans_t t = {ctx->store_id, id, ctx->caller->user_id, tos, -1, note, tracking};
+    shopd_rc_t rc = db_tx(c, trans_body, &t);
+    if (rc == SHOPD_OK) {
+        size_t len;
+        char *text = order_render(c, ctx->store_id, id, 0, &len, &rc);
+        reply = text ? api_raw_json(SHOPD_OK, text, len) : api_internal(ctx, "order not readable");
+        free(text);
+    } else if (rc == SHOPD_NOTFOUND) {
+        reply = api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order");
+    } else if (rc == SHOPD_CONFLICT) {
+        char next[96], msg[200];
+        order_next_states((order_status_t)(t.from < 0 ? 0 : t.from), next, sizeof(next));
+        snprintf(msg, sizeof(msg), "a %s order cannot move to %s; allowed next: %s",
+                 t.from >= 0 ? status_names[t.from] : "?", status_names[tos], next);
+        reply = api_fail_field(SHOPD_CONFLICT, "invalid_transition", msg, "to", next);
+    } else {
+        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                        : api_internal(ctx, "transition failed");
+    }
+    db_release(c);
+    return reply;
+}
+
+/* ---------------------------------------------------------------- refunds */
+
+typedef struct refund_s {
+    uint64_t store_id, order_id, user_id;
+    int64_t amount;
+    const char *reason;
+    json_t *restock; /* [{item_id, quantity}] or NULL */
+    uint64_t refund_id;
+    char provider[32], ref[128];
+    int64_t refundable;
+    bool not_paid, bad_item;
+} refund_t;
+
+static shopd_rc_t
+refund_body(db_conn_t *c, void *arg)
+{
+    refund_t *f = arg;
+    f->not_paid = f->bad_item = false;
+    f->refund_id = 0;
+    char sid[24], oid[24], amt[24], uid[24] = "";
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)f->store_id);
+    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)f->order_id);
+    snprintf(amt, sizeof(amt), "%lld", (long long)f->amount);
+    if (f->user_id)
+        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)f->user_id);
+    const char *p1[] = {sid, oid};
+    /* What may still be refunded: the total less the refunds that did not fail. */
+    PGresult *r = db_exec(
+        c, "refund_lock",
+        "SELECT o.payment_status, o.payment_provider, o.total - (SELECT coalesce(sum(amount), 0) "
+        "FROM refunds r WHERE r.store_id = o.store_id AND r.order_id = o.id AND r.status <> "
+        "'failed'), (SELECT coalesce(p.provider_ref, '') FROM payments p WHERE p.store_id = "
+        "o.store_id AND p.order_id = o.id AND p.status = 'succeeded' ORDER BY p.id DESC LIMIT 1) "
+        "FROM orders o WHERE o.store_id = $1 AND o.id = $2 FOR UPDATE",
+        2, p1);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_OK && PQntuples(r) == 0)
+        rc = SHOPD_NOTFOUND;
+    if (rc != SHOPD_OK) {
+        PQclear(r);
+        return rc;
+    }
+    const char *ps = PQgetvalue(r, 0, 0);
+    f->not_paid = strcmp(ps, "paid") != 0 && strcmp(ps, "partially_refunded") != 0;
+    snprintf(f->provider, sizeof(f->provider), "%s", PQgetvalue(r, 0, 1));
+    f->refundable = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    snprintf(f->ref, sizeof(f->ref), "%s", PQgetisnull(r, 0, 3) ? "" : PQgetvalue(r, 0, 3));
+    PQclear(r);
+    if (f->not_paid || f->amount > f->refundable)
+        return SHOPD_CONFLICT;
+    char *restock = f->restock ? json_dumps(f->restock, JSON_COMPACT) : strdup("[]");
+    const char *p2[] = {sid, oid, amt, f->reason ? f->reason : "", uid, restock};
+    r = db_exec(
+        c, "refund_insert",
+        "WITH x AS (SELECT * FROM json_to_recordset($6::json) AS x (item_id bigint, quantity int)), "
+        "it AS (UPDATE order_items i SET refunded_quantity = i.refunded_quantity + x.quantity "
+        "FROM x WHERE i.store_id = $1 AND i.order_id = $2 AND i.id = x.item_id AND "
+        "i.refunded_quantity + x.quantity <= i.quantity RETURNING i.variant_id, x.quantity), "
+        "s AS (UPDATE product_variants v SET stock = v.stock + it.quantity, updated_at = now() "
+        "FROM it WHERE v.store_id = $1 AND v.id = it.variant_id RETURNING v.id, it.quantity), "
+        "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
+        "actor_user_id, order_id) SELECT $1, s.id, s.quantity, 'refund restock', "
+        "nullif($5, '')::bigint, $2 FROM s), "
+        "rf AS (INSERT INTO refunds (store_id, order_id, payment_id, amount, reason, restocked, "
+        "actor_user_id) SELECT $1, $2, p.id, $3, $4, (SELECT count(*) FROM x) > 0, "
+        "nullif($5, '')::bigint FROM payments p WHERE p.store_id = $1 AND p.order_id = $2 AND "
+        "p.status = 'succeeded' ORDER BY p.id DESC LIMIT 1 RETURNING id) "
+        "SELECT (SELECT id FROM rf), (SELECT count(*) FROM it), (SELECT count(*) FROM x)",
+        6, p2);
+    free(restock);
+    rc = db_result_rc(r);
+    if (rc == SHOPD_OK) {
+        if (PQgetisnull(r, 0, 0)) {
+            f->not_paid = true;
+            rc = SHOPD_CONFLICT;
+        } else if (strcmp(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2)) != 0) {
+            f->bad_item = true; /* an item not of this order, or restocked past its quantity */
+            rc = SHOPD_INVALID;
+        } else {
+            f->refund_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
+net_reply_t *
+order_h_refund(api_ctx_t *ctx)
+{
+    uint64_t id;
+    if (!order_id_param(ctx, &id))
+        return api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order");
+    api_val_t v = {0};
+    static const char *const allowed[] = {"amount", "reason", "restock_items", NULL};
+    api_val_only(&v, ctx->body, allowed);
+    long long amount = 0;
+    if (api_val_int(&v, ctx->body, "amount", 1, INT64_MAX, &amount) == 0)
+        api_val_add(&v, "amount", "is required");
+    const char *reason = api_val_string(&v, ctx->body, "reason", false, 0, 500);
+    json_t *rs = json_object_get(ctx->body, "restock_items");
+    if (rs && !json_is_null(rs)) {
+        size_t i;
+        json_t *e;
+        if (!json_is_array(rs) || json_array_size(rs) > 100)
+            api_val_add(&v, "restock_items", "must be an array of {item_id, quantity}");
+        else
+            json_array_foreach(rs, i, e)
+            {
+                long long x;
+                if (!json_is_object(e) || json_object_size(e) != 2 ||
+                    api_val_int(&v, e, "item_id", 1, INT64_MAX, &x) != 1 ||
+                    api_val_int(&v, e, "quantity", 1, CART_MAX_QTY, &x) != 1) {
+                    api_val_add(&v, "restock_items", "each entry is {item_id, quantity}");
+                    break;
+                }
+            }
+    } else {
+        rs = NULL;
+    }
+    if (v.n)
+        return api_val_reply(&v);
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    refund_t f = {.store_id = ctx->store_id,
+                  .order_id = id,
+                  .user_id = ctx->caller->user_id,
+                  .amount = amount,
+                  .reason = reason,
+                  .restock = rs};
+    shopd_rc_t rc = db_tx(c, refund_body, &f);
+    net_reply_t *reply = NULL;
+    if (rc == SHOPD_NOTFOUND)
+        reply = api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order");
+    else if (rc == SHOPD_CONFLICT && f.not_paid)
+        reply = api_fail(SHOPD_CONFLICT, "order_not_paid", "only a paid order can be refunded");
+    else if (rc == SHOPD_CONFLICT) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "at most %lld can still be refunded", (long long)f.refundable);
+        reply = api_fail_field(SHOPD_CONFLICT, "refund_exceeds_payment", msg, "amount",
+                               "more than what is left to refund");
+    } else if (rc == SHOPD_INVALID)
+        reply = api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields",
+                               "restock_items", "an item of this order, at most its quantity");
+    else if (rc != SHOPD_OK)
+        reply = rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                        : api_internal(ctx, "refund failed");
+    if (reply) {
+        db_release(c);
+        return reply;
+    }
+    /* Committed as pending: now ask the provider, then record its answer. */
+    const pay_provider_t *pp = pay_provider_find(f.provider);
+    pay_refund_result_t rr = {0};
+    char key[96];
+    snprintf(key, sizeof(key), "shopd-%llu-refund-%llu", (unsigned long long)ctx->store_id,
+             (unsigned long long)f.refund_id);
+    shopd_rc_t prc = pp ? pp->refund(ctx->store_id, f.ref, amount, key, &rr) : SHOPD_ERR;
+    const char *st = prc == SHOPD_OK && rr.succeeded ? "succeeded"
+                     : prc == SHOPD_OK && !rr.pending ? "failed"
+                                                       : "pending";
+    char sid[24], oid[24], rid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)id);
+    snprintf(rid, sizeof(rid), "%llu", (unsigned long long)f.refund_id);
+    const char *p[] = {sid, oid, rid, st, rr.ref};
+    PGresult *r = db_exec(
+        c, "refund_settle",
+        "WITH rf AS (UPDATE refunds SET status = $4, provider_ref = nullif($5, ''), updated_at = "
+        "now() WHERE store_id = $1 AND id = $3 RETURNING amount), "
+        "o AS (UPDATE orders o SET refunded_total = o.refunded_total + rf.amount, "
+        "payment_status = CASE WHEN o.refunded_total + rf.amount >= o.total THEN 'refunded' ELSE "
+        "'partially_refunded' END, updated_at = now() FROM rf WHERE o.store_id = $1 AND o.id = "
+        "$2 AND $4 = 'succeeded' RETURNING o.id) "
+        "SELECT json_build_object('id', r.id, 'order_id', r.order_id, 'amount', r.amount, "
+        "'reason', r.reason, 'status', $4, 'restocked', r.restocked, 'created_at', r.created_at) "
+        "FROM refunds r WHERE r.store_id = $1 AND r.id = $3",
+        5, p);
+    if (db_result_rc(r) == SHOPD_OK && PQntuples(r) == 1)
+        reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    else
+        reply = api_internal(ctx, "refund not recorded");
+    PQclear(r);
+    db_release(c);
+    return reply;
+}
+
+/* ---------------------------------------------------------------- the sweeper */
+
+/* On the store's actor: cancels this store's orders left unpaid too long. */
+static void
+sweep_store(api_ctx_t *ctx)
+{
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return;
+    char sid[24], secs[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    snprintf(secs, sizeof(secs), "%d", ctx->app->cfg->order_payment_timeout);
+    const char *p[] = {sid, secs};
+    PGresult *r = db_exec(c, "order_overdue",
+                          "SELECT id FROM orders WHERE store_id = $1 AND status = 'PENDING' AND "
+                          "created_at < now() - make_interval(secs => $2::int) ORDER BY id LIMIT 100",
+                          2, p);
+    int rows = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
+    for (int i = 0; i < rows; i++) {
+        cancel_t k = {.store_id = ctx->store_id,
+                      .order_id = strtoull(PQgetvalue(r, i, 0), NULL, 10),
+                      .actor = "system",
+                      .note = "not paid in time",
+                      .only_pending = true,
+                      .from = -1};
+        if (db_tx(c, cancel_body, &k) == SHOPD_OK)
+            cancel_settle(c, &k);
+    }
+    if (rows)
+        log_info("sweeper cancelled unpaid orders store=%s n=%d", sid, rows);
+    PQclear(r);
+    db_release(c);
+}
+
+void
+order_tick(app_t *app)
+{
+    db_conn_t *c = db_acquire(app->db, 1000);
+    if (c == NULL)
+        return;
+    char secs[24];
+    snprintf(secs, sizeof(secs), "%d", app->cfg->order_payment_timeout);
+    const char *p[] = {secs};
+    PGresult *r = db_exec(c, "order_overdue_stores",
+                          "SELECT DISTINCT store_id FROM orders WHERE status = 'PENDING' AND "
+                          "created_at < now() - make_interval(secs => $1::int) LIMIT 1000",
+                          1, p);
+    int rows = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
+    for (int i = 0; i < rows; i++)
+        api_timer_send(app, strtoull(PQgetvalue(r, i, 0), NULL, 10), sweep_store);
+    PQclear(r);
+    db_release(c);
+}
+
+/* ---------------------------------------------------------------- shipping quote */
+
+net_reply_t *
+order_h_shipping_rates(api_ctx_t *ctx)
+{
+    char country[8];
+    const char *cc = api_query_param(ctx->env, "country", country, sizeof(country));
+    if (cc == NULL || strlen(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z')
+        return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields",
+                              "country", "an ISO 3166-1 alpha-2 code like DE is required");
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    cart_t *cart = arena_calloc(ctx->arena, 1, sizeof(*cart));
+    cart_item_t *items = arena_calloc(ctx->arena, CART_MAX_LINES, sizeof(*items));
+    shopd_rc_t rc = cart_load(ctx, c, cart);
+    if (rc == SHOPD_OK && cart->ordered)
+        cart->n = 0;
+    if (rc == SHOPD_OK)
+        rc = cart_price(c, ctx->store_id, cart, items);
+    int64_t subtotal = 0, weight = 0;
+    for (size_t i = 0; rc == SHOPD_OK && i < cart->n; i++)
+        if (items[i].found && items[i].active) {
+            subtotal += items[i].unit_price * items[i].quantity;
+            weight += items[i].weight_g * items[i].quantity;
+        }
+    pricing_rate_t rates[PRICING_MAX_RATES];
+    size_t n = 0;
+    if (rc == SHOPD_OK)
+        rc = pricing_shipping_rates(c, ctx->store_id, cc, subtotal, weight, rates,
+                                    PRICING_MAX_RATES, &n);
+    db_release(c);
+    if (rc != SHOPD_OK)
+        return api_unavailable("the database");
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:I, s:s, s:I, s:I}", "id", (json_int_t)rates[i].id,
+                                           "name", rates[i].name, "price",
+                                           (json_int_t)rates[i].price, "zone_id",
+                                           (json_int_t)rates[i].zone_id));
+    return api_json(SHOPD_OK, json_pack("{s:s, s:s, s:I, s:I, s:o}", "country", cc, "currency",
+                                        ctx->store ? ctx->store->currency : "", "subtotal",
+                                        (json_int_t)subtotal, "weight_g", (json_int_t)weight,
+                                        "rates", a));
+}

@@ -1,0 +1,146 @@
+/*
+ * payment.c: creating an order's payment with its provider after the
+ * checkout committed, and recording what the provider said.
+ *
+ * The call happens outside every transaction (a provider that does I/O must
+ * not hold row locks while it waits). Its idempotency key is derived from the
+ * payment row ("<store>-<order>-<attempt>"), which committed before the call,
+ * so a retry after a crash asks the provider for the same payment, never a
+ * second one. The outcomes of a turn are recorded in one transaction.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "order_priv.h"
+#include "shopd/log.h"
+
+typedef struct pay_batch_s {
+    uint64_t store_id;
+    order_pay_t *pays;
+    size_t n;
+} pay_batch_t;
+
+static shopd_rc_t
+record(db_conn_t *c, void *arg)
+{
+    pay_batch_t *b = arg;
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)b->store_id);
+    for (size_t i = 0; i < b->n; i++) {
+        order_pay_t *p = &b->pays[i];
+        if (p->rc != SHOPD_OK)
+            continue; /* the provider was not reached: the payment stays pending */
+        char oid[24], pid[24];
+        snprintf(oid, sizeof(oid), "%llu", (unsigned long long)p->order_id);
+        snprintf(pid, sizeof(pid), "%llu", (unsigned long long)p->payment_id);
+        const char *status = pay_status_name(p->result.status);
+        const char *order_pay = p->result.status == PAY_SUCCEEDED         ? "paid"
+                                : p->result.status == PAY_FAILED          ? "failed"
+                                : p->result.status == PAY_REQUIRES_ACTION ? "requires_action"
+                                : p->result.status == PAY_CANCELLED       ? "voided"
+                                                                          : "pending";
+        const char *params[] = {sid,    oid,       pid, status, p->result.ref, p->result.decline_code,
+                                order_pay};
+        PGresult *r = db_exec(
+            c, "pay_record",
+            "WITH p AS (UPDATE payments SET status = $4, provider_ref = nullif($5, ''), "
+            "decline_code = nullif($6, ''), updated_at = now() WHERE store_id = $1 AND id = $3 "
+            "AND order_id = $2), "
+            "o AS (UPDATE orders SET payment_status = $7, "
+            "status = CASE WHEN $7 = 'paid' AND status = 'PENDING' THEN 'PAID' ELSE status END, "
+            "paid_at = CASE WHEN $7 = 'paid' AND status = 'PENDING' THEN now() ELSE paid_at END, "
+            "updated_at = now() WHERE store_id = $1 AND id = $2 RETURNING status) "
+            "INSERT INTO order_events (store_id, order_id, from_status, to_status, actor, note) "
+            "SELECT $1, $2, 'PENDING', 'PAID', 'provider', 'payment succeeded' FROM o "
+            "WHERE o.status = 'PAID' AND $7 = 'paid'",
+            7, params);
+        shopd_rc_t rc = db_result_rc(r);
+        PQclear(r);
+        if (rc != SHOPD_OK)
+            return rc;
+    }
+    return SHOPD_OK;
+}
+
+shopd_rc_t
+order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        order_pay_t *p = &pays[i];
+        char key[96];
+        snprintf(key, sizeof(key), "shopd-%llu-%llu-1", (unsigned long long)store_id,
+                 (unsigned long long)p->order_id);
+        pay_request_t req = {.store_id = store_id,
+                             .order_id = p->order_id,
+                             .order_number = p->number,
+                             .amount = p->amount,
+                             .email = p->email,
+                             .idempotency_key = key};
+        snprintf(req.currency, sizeof(req.currency), "%s", p->currency);
+        p->rc = p->provider->create(&req, &p->result);
+        if (p->rc != SHOPD_OK)
+            log_warn("payment not created store=%llu order=%llu provider=%s (stays pending)",
+                     (unsigned long long)store_id, (unsigned long long)p->order_id,
+                     p->provider->name);
+    }
+    pay_batch_t b = {store_id, pays, n};
+    shopd_rc_t rc = db_tx(c, record, &b);
+    if (rc != SHOPD_OK)
+        log_error("payment outcomes not recorded store=%llu n=%zu rc=%s",
+                  (unsigned long long)store_id, n, shopd_rc_name(rc));
+    return rc;
+}
+
+/* ---- metrics ---- */
+
+static _Atomic uint64_t m_batches, m_checkouts, m_commit_us, m_max_batch;
+static _Atomic uint64_t m_hist[6]; /* batch sizes: 1, 2-4, 5-16, 17-64, 65-256, more */
+
+void
+order_metrics_batch(size_t n, uint64_t commit_us)
+{
+    atomic_fetch_add_explicit(&m_batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m_checkouts, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m_commit_us, commit_us, memory_order_relaxed);
+    uint64_t max = atomic_load_explicit(&m_max_batch, memory_order_relaxed);
+    while (n > max && !atomic_compare_exchange_weak_explicit(&m_max_batch, &max, n,
+                                                             memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+    int b = n <= 1 ? 0 : n <= 4 ? 1 : n <= 16 ? 2 : n <= 64 ? 3 : n <= 256 ? 4 : 5;
+    atomic_fetch_add_explicit(&m_hist[b], 1, memory_order_relaxed);
+}
+
+size_t
+order_metrics(char *buf, size_t cap)
+{
+    static const char *const le[] = {"1", "4", "16", "64", "256", "+Inf"};
+    uint64_t cum = 0;
+    size_t n = 0;
+    int w = snprintf(buf, cap,
+                     "# HELP shopd_checkout_batch_size Checkouts committed per actor turn.\n"
+                     "# TYPE shopd_checkout_batch_size histogram\n");
+    n = w > 0 && (size_t)w < cap ? (size_t)w : cap;
+    for (int i = 0; i < 6 && n < cap; i++) {
+        cum += atomic_load_explicit(&m_hist[i], memory_order_relaxed);
+        w = snprintf(buf + n, cap - n, "shopd_checkout_batch_size_bucket{le=\"%s\"} %llu\n", le[i],
+                     (unsigned long long)cum);
+        n += w > 0 && (size_t)w < cap - n ? (size_t)w : cap - n;
+    }
+    if (n < cap) {
+        w = snprintf(
+            buf + n, cap - n,
+            "shopd_checkout_batch_size_sum %llu\nshopd_checkout_batch_size_count %llu\n"
+            "# HELP shopd_checkout_batch_size_max Largest checkout batch so far.\n"
+            "# TYPE shopd_checkout_batch_size_max gauge\nshopd_checkout_batch_size_max %llu\n"
+            "# HELP shopd_checkout_commit_seconds_total Time in checkout batch transactions.\n"
+            "# TYPE shopd_checkout_commit_seconds_total counter\n"
+            "shopd_checkout_commit_seconds_total %.6f\n",
+            (unsigned long long)atomic_load(&m_checkouts), (unsigned long long)atomic_load(&m_batches),
+            (unsigned long long)atomic_load(&m_max_batch), (double)atomic_load(&m_commit_us) / 1e6);
+        n += w > 0 && (size_t)w < cap - n ? (size_t)w : cap - n;
+    }
+    return n;
+}
