@@ -90,6 +90,13 @@ net_reply_t *api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
                                net_reply_t *(*then)(api_ctx_t *ctx, void *arg),
                                void (*drop)(void *arg), void *arg);
 
+/** The ordered ending alone: from a handler on any thread (a read lane, the
+ *  blocking pool), runs then(ctx, arg) on the store's actor, whose reply answers
+ *  the request (same ctx and arg rules as api_blocking_then). Returns API_LATER,
+ *  or NULL when the store's mailbox is full (arg not used: the caller answers). */
+net_reply_t *api_ordered_then(api_ctx_t *ctx, net_reply_t *(*then)(api_ctx_t *ctx, void *arg),
+                              void (*drop)(void *arg), void *arg);
+
 /** A handler runs on a worker, inside the actor of the request's store (or the
  *  platform actor) and returns the reply (never NULL). */
 typedef net_reply_t *(*api_handler_fn)(api_ctx_t *ctx);

@@ -80,9 +80,13 @@ shopd_rc_t cart_delete_user_cart(db_conn_t *c, uint64_t store_id, uint64_t row_i
  *  cart_ref already prevents a second order. Store's actor. */
 void cart_retire_guest(api_ctx_t *ctx, const char *guest_id, uint64_t order_id);
 
-/** At login: merges the guest cart guest_id into user_id's cart (quantities summed
- *  and capped at the stock and the line limits), then deletes the guest cart.
- *  Store's actor. OK (also when there is nothing to merge), or a failure. */
-shopd_rc_t cart_merge_guest(api_ctx_t *ctx, uint64_t user_id, const char *guest_id);
+/** At login (the handler of POST /auth/login, on the blocking pool): merges the
+ *  guest cart named by X-Cart-Id into user_id's cart on the store's actor, then
+ *  answers with login_reply (owned by the call). Quantities of a variant in both
+ *  are summed, then capped at the stock and at 999; lines past 100 are dropped;
+ *  the user's discount code wins, else the guest cart's is taken; the guest cart
+ *  is deleted. A merge that fails (Redis or PostgreSQL down) leaves both carts as
+ *  they were and the login still succeeds. Returns what the handler returns. */
+net_reply_t *cart_login_merge(api_ctx_t *ctx, uint64_t user_id, net_reply_t *login_reply);
 
 #endif

@@ -38,6 +38,11 @@ void catalog_cache_recover(kv_conn_t *kv);
 bool catalog_cache_dirty(uint64_t store_id);
 
 /* ---- categories (categories.c) ---- */
+/** A change of the store's catalog made elsewhere (checkout took stock, a cancel
+ *  returned it): bumps the store's catalog version after the commit, so no cached
+ *  page shows the old stock. Store's actor or any worker. */
+void catalog_changed(api_ctx_t *ctx);
+
 net_reply_t *catalog_h_category_tree(api_ctx_t *ctx);
 net_reply_t *catalog_h_category_get(api_ctx_t *ctx);
 net_reply_t *catalog_h_category_create(api_ctx_t *ctx);

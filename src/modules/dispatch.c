@@ -278,6 +278,32 @@ api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
     return r;
 }
 
+net_reply_t *
+api_ordered_then(api_ctx_t *ctx, net_reply_t *(*then)(api_ctx_t *ctx, void *arg),
+                 void (*drop)(void *arg), void *arg)
+{
+    hop_t *h = shopd_calloc(1, sizeof(*h));
+    *h = (hop_t){.then = then,
+                 .drop = drop,
+                 .arg = arg,
+                 .store_id = ctx->store_id,
+                 .caller = *ctx->caller,
+                 .have_store = ctx->store != NULL};
+    if (ctx->store)
+        h->snap = *ctx->store;
+    h->later = api_later(ctx);
+    act_msg_t *m = act_msg_new(MSG_TYPE_THEN, ACT_ID(ctx->store_id, 0), (char *)h, sizeof(*h));
+    if (act_send(ctx->app->actors, m) == SHOPD_OK)
+        return API_LATER;
+    ctx->msg->reply_to = h->later->reply_to;
+    ctx->msg->reply_token = h->later->token;
+    shopd_free(h->later);
+    m->data = NULL;
+    act_msg_free(m);
+    shopd_free(h);
+    return NULL;
+}
+
 /* A dispatcher message (MSG_TYPE_WORK or MSG_TYPE_THEN); consumes m. */
 static void
 run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)

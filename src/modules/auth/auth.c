@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "auth_int.h"
+#include "shopd/cart.h"
 #include "shopd/log.h"
 
 /* ------------------------------------------------------------ shared helpers */
@@ -141,9 +142,10 @@ make_dummy(void)
 
 static const char *const login_fields[] = {"email", "password", NULL};
 
-/* Login shared by the store and platform endpoints; store_id 0 = platform. */
+/* Login shared by the store and platform endpoints; store_id 0 = platform. *user_id is
+ * set to the signed-in user on success. */
 static net_reply_t *
-login(api_ctx_t *ctx, uint64_t store_id)
+login(api_ctx_t *ctx, uint64_t store_id, uint64_t *user_id)
 {
     api_val_t v = {0};
     net_reply_t *reply = NULL;
@@ -211,6 +213,7 @@ login(api_ctx_t *ctx, uint64_t store_id)
         goto out;
     }
     reply = auth_issue(ctx, c, SHOPD_OK, uid, store_id, role, ver, NULL, PQgetvalue(r, 0, 0));
+    *user_id = uid;
 out:
     PQclear(r);
     db_release(c);
@@ -220,13 +223,20 @@ out:
 net_reply_t *
 auth_h_login(api_ctx_t *ctx)
 {
-    return login(ctx, ctx->store_id);
+    uint64_t uid = 0;
+    net_reply_t *r = login(ctx, ctx->store_id, &uid);
+    /* A guest cart sent along (X-Cart-Id) merges into the user's, on the store's
+     * actor, before the answer goes out: the client's next cart read sees it. */
+    if (uid && api_reply_ok(r) && ctx->env->cart.n)
+        return cart_login_merge(ctx, uid, r);
+    return r;
 }
 
 net_reply_t *
 auth_h_platform_login(api_ctx_t *ctx)
 {
-    return login(ctx, 0);
+    uint64_t uid;
+    return login(ctx, 0, &uid);
 }
 
 net_reply_t *

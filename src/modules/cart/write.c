@@ -509,3 +509,101 @@ cart_b_write(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
     shopd_free(t.slots);
     shopd_free(t.reqs);
 }
+
+/* ---------------------------------------------------------------- merge at login */
+
+typedef struct merge_s {
+    uint64_t user_id;
+    char guest_id[CART_ID_LEN + 1];
+    net_reply_t *reply;
+} merge_t;
+
+static void
+merge_drop(void *arg)
+{
+    merge_t *m = arg;
+    net_reply_free(m->reply);
+    shopd_free(m);
+}
+
+/* On the store's actor. */
+static net_reply_t *
+merge_then(api_ctx_t *ctx, void *arg)
+{
+    merge_t *m = arg;
+    net_reply_t *reply = m->reply;
+    slot_t *s = shopd_calloc(2, sizeof(*s)); /* [0] the user's, [1] the guest's */
+    turn_t t = {.ctxs = ctx, .n = 1, .slots = s, .nslots = 1};
+    s[0].cart.user = true;
+    s[0].cart.user_id = m->user_id;
+    snprintf(s[1].cart.guest_id, sizeof(s[1].cart.guest_id), "%s", m->guest_id);
+    char key[96];
+    cart_guest_key(ctx->store_id, m->guest_id, key, sizeof(key));
+    db_conn_t *db = db_acquire(ctx->app->db, 2000);
+    redisReply *r = kv_command(ctx->worker->kv, "HGETALL %s", key);
+    bool ok = db && cart_parse_guest(r, &s[1].cart) == SHOPD_OK && !s[1].cart.ordered &&
+              cart_load_user(db, ctx->store_id, m->user_id, &s[0].cart) == SHOPD_OK;
+    if (r)
+        freeReplyObject(r);
+    if (ok && s[1].cart.n > 0) {
+        uint64_t ids[2 * CART_MAX_LINES];
+        size_t nid = 0;
+        for (int k = 0; k < 2; k++)
+            for (size_t l = 0; l < s[k].cart.n; l++)
+                ids[nid++] = s[k].cart.lines[l].variant_id;
+        t.info = shopd_calloc(nid, sizeof(*t.info));
+        t.ninfo = nid;
+        ok = cart_price_ids(db, ctx->store_id, ids, nid, t.info) == SHOPD_OK;
+        for (size_t l = 0; ok && l < s[1].cart.n; l++) {
+            const cart_line_t *g = &s[1].cart.lines[l];
+            cart_item_t *it = info_of(&t, g->variant_id);
+            if (it == NULL || !it->found || !it->active)
+                continue; /* gone from the catalog: nothing to keep */
+            int have = find_line(&s[0].cart, g->variant_id);
+            int want = g->quantity + (have >= 0 ? s[0].cart.lines[have].quantity : 0);
+            if (want > it->stock)
+                want = it->stock;
+            if (want > CART_MAX_QTY)
+                want = CART_MAX_QTY;
+            if (want > 0 && (have >= 0 || s[0].cart.n < CART_MAX_LINES))
+                put_line(&s[0].cart, g->variant_id, want);
+        }
+        if (s[0].cart.discount[0] == '\0')
+            memcpy(s[0].cart.discount, s[1].cart.discount, sizeof(s[0].cart.discount));
+        s[0].dirty = true;
+        if (ok && db_tx(db, save_users, &t) == SHOPD_OK) {
+            redisReply *d = kv_command(ctx->worker->kv, "DEL %s", key);
+            if (d)
+                freeReplyObject(d);
+        } else {
+            ok = false;
+        }
+        shopd_free(t.info);
+    }
+    if (!ok)
+        log_warn("guest cart not merged at login store=%llu user=%llu (both carts kept)",
+                 (unsigned long long)ctx->store_id, (unsigned long long)m->user_id);
+    db_release(db);
+    shopd_free(s);
+    shopd_free(m);
+    return reply;
+}
+
+net_reply_t *
+cart_login_merge(api_ctx_t *ctx, uint64_t user_id, net_reply_t *login_reply)
+{
+    const msg_str_t *id = &ctx->env->cart;
+    if (!cart_guest_id_valid(id->p, id->n))
+        return login_reply;
+    merge_t *m = shopd_calloc(1, sizeof(*m));
+    m->user_id = user_id;
+    memcpy(m->guest_id, id->p, id->n);
+    m->reply = login_reply;
+    net_reply_t *r = api_ordered_then(ctx, merge_then, merge_drop, m);
+    if (r != NULL)
+        return r;
+    shopd_free(m); /* the store's mailbox is full: sign in without the merge */
+    log_warn("guest cart not merged at login: store busy store=%llu",
+             (unsigned long long)ctx->store_id);
+    return login_reply;
+}

@@ -313,6 +313,12 @@ cat_bump(api_ctx_t *ctx)
              (unsigned long long)ctx->store_id);
 }
 
+void
+catalog_changed(api_ctx_t *ctx)
+{
+    cat_bump(ctx);
+}
+
 /* Route name, path parameters, then the query. The edge has already put the
  * query in its canonical form (api_query_canon: declared parameters only, each
  * once, sorted, re-encoded), exactly what the handler reads, so the key names

@@ -27,6 +27,7 @@
 
 #include "order_priv.h"
 #include "shopd/auth.h"
+#include "shopd/catalog.h"
 #include "shopd/log.h"
 #include "shopd/pricing.h"
 
@@ -544,8 +545,10 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
             snprintf(py->email, sizeof(py->email), "%s", co->email);
             py->provider = co->provider;
         }
-        if (np)
+        if (np) {
+            catalog_changed(&ctxs[0]); /* the stock the public pages show moved */
             order_pay_apply(c, ctxs[0].store_id, pays, np);
+        }
         for (size_t i = 0, j = 0; rc == SHOPD_OK && i < b.n; i++) {
             co_t *co = b.cos[i];
             if (co->reply)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "order_priv.h"
+#include "shopd/catalog.h"
 #include "shopd/log.h"
 #include "shopd/pricing.h"
 
@@ -377,6 +378,7 @@ cancel_answer(api_ctx_t *ctx, db_conn_t *c, cancel_t *k, shopd_rc_t rc)
     if (rc != SHOPD_OK)
         return rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
                                        : api_internal(ctx, "cancel failed");
+    catalog_changed(ctx);
     cancel_settle(c, k);
     size_t len;
     char *text = order_render(c, ctx->store_id, k->order_id, 0, &len, &rc);
@@ -677,6 +679,8 @@ order_h_refund(api_ctx_t *ctx)
         db_release(c);
         return reply;
     }
+    if (rs)
+        catalog_changed(ctx); /* restocked */
     /* Committed as pending: now ask the provider, then record its answer. */
     const pay_provider_t *pp = pay_provider_find(f.provider);
     pay_refund_result_t rr = {0};
@@ -738,8 +742,10 @@ sweep_store(api_ctx_t *ctx)
                       .note = "not paid in time",
                       .only_pending = true,
                       .from = -1};
-        if (db_tx(c, cancel_body, &k) == SHOPD_OK)
+        if (db_tx(c, cancel_body, &k) == SHOPD_OK) {
+            catalog_changed(ctx);
             cancel_settle(c, &k);
+        }
     }
     if (rows)
         log_info("sweeper cancelled unpaid orders store=%s n=%d", sid, rows);

@@ -1,0 +1,631 @@
+/*
+ * test_orders.c: carts, checkout and orders end to end through the real binary:
+ * a guest's cart and checkout, a customer's persisted cart, the merge at login,
+ * payments that succeed, fail or stay pending (the test provider's magic
+ * e-mails), the order state machine, cancels that return stock, refunds, the
+ * unpaid-order sweeper, and the contention cases: many concurrent checkouts on
+ * one variant sell exactly its stock, with the ledger in step.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+static th_server_t *srv;
+
+typedef struct shop_s {
+    long id;
+    th_user_t admin;
+    long product;
+    long rate; /* a shipping rate that applies to DE */
+} shop_t;
+
+static th_resp_t
+rq(long store, const char *token, const char *cart, const char *method, const char *path,
+   const char *body)
+{
+    char tenant[64], auth[1024], cid[128];
+    const char *h[4] = {tenant, NULL, NULL, NULL};
+    size_t n = 1;
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store);
+    if (token) {
+        th_auth_header(auth, sizeof(auth), token);
+        h[n++] = auth;
+    }
+    if (cart) {
+        snprintf(cid, sizeof(cid), "X-Cart-Id: %s", cart);
+        h[n++] = cid;
+    }
+    return th_req(srv, method, path, h, body);
+}
+
+static long
+jint(const json_t *o, const char *k)
+{
+    return (long)json_integer_value(json_object_get(o, k));
+}
+
+static const char *
+jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* A variant of the shop's product with this stock; returns its id. */
+static long
+variant(shop_t *s, int stock, long price)
+{
+    static int seq;
+    char body[256], path[96];
+    int n = ++seq;
+    snprintf(body, sizeof(body), "{\"sku\":\"SKU-%d-%d\",\"options\":{\"n\":\"%d\"},\"price\":%ld}",
+             getpid(), n, n, price);
+    snprintf(path, sizeof(path), "/api/v1/products/%ld/variants", s->product);
+    th_resp_t r = rq(s->id, s->admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 201);
+    long id = jint(r.json, "id");
+    th_resp_free(&r);
+    if (stock) {
+        snprintf(path, sizeof(path), "/api/v1/variants/%ld/inventory", id);
+        snprintf(body, sizeof(body), "{\"adjust\":%d,\"reason\":\"initial\"}", stock);
+        r = rq(s->id, s->admin.access, NULL, "PATCH", path, body);
+        assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+    }
+    return id;
+}
+
+static shop_t
+shop_new(void)
+{
+    shop_t s = {0};
+    s.id = th_create_store(srv, th_slug("ord"), NULL);
+    s.admin = th_user_new(srv, "STORE_ADMIN", s.id);
+    th_resp_t r = rq(s.id, s.admin.access, NULL, "POST", "/api/v1/products",
+                     "{\"name\":\"Shirt\",\"base_price\":1500,\"status\":\"active\"}");
+    assert_int_equal(r.status, 201);
+    s.product = jint(r.json, "id");
+    th_resp_free(&r);
+    /* A zone for DE with a flat rate of 490. */
+    r = rq(s.id, s.admin.access, NULL, "POST", "/api/v1/admin/shipping-zones",
+           "{\"name\":\"Germany\",\"countries\":[\"DE\"]}");
+    if (r.status == 404 && strcmp(th_error_code(&r), "not_found") == 0) {
+        s.rate = 1; /* no pricing module in this build: its stand-in knows rate 1 */
+        th_resp_free(&r);
+        return s;
+    }
+    assert_int_equal(r.status, 201);
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/admin/shipping-zones/%ld/rates", jint(r.json, "id"));
+    th_resp_free(&r);
+    r = rq(s.id, s.admin.access, NULL, "POST", path,
+           "{\"name\":\"Standard\",\"kind\":\"flat\",\"price\":490}");
+    assert_int_equal(r.status, 201);
+    s.rate = jint(r.json, "id");
+    th_resp_free(&r);
+    return s;
+}
+
+static void
+shop_free(shop_t *s)
+{
+    th_user_free(&s->admin);
+}
+
+/* Adds qty of v to cart (NULL: a new guest cart); returns the cart id (static). */
+static const char *
+add(shop_t *s, const char *token, const char *cart, long v, int qty, long want_status)
+{
+    static __thread char id[64];
+    char body[96];
+    snprintf(body, sizeof(body), "{\"variant_id\":%ld,\"quantity\":%d}", v, qty);
+    th_resp_t r = rq(s->id, token, cart, "POST", "/api/v1/cart/add", body);
+    assert_int_equal(r.status, want_status);
+    const char *h = th_header(&r, "X-Cart-Id");
+    snprintf(id, sizeof(id), "%s", h ? h : "");
+    th_resp_free(&r);
+    return id;
+}
+
+static th_resp_t
+checkout(shop_t *s, const char *token, const char *cart, const char *email)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{%s%s%s\"shipping_address\":{\"name\":\"Ada\",\"line1\":\"Str 1\",\"city\":"
+             "\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"},\"shipping_rate_id\":%ld}",
+             email ? "\"email\":\"" : "", email ? email : "", email ? "\"," : "", s->rate);
+    return rq(s->id, token, cart, "POST", "/api/v1/checkout", body);
+}
+
+static long
+stock_of(shop_t *s, long v)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT stock FROM product_variants WHERE store_id = %ld AND id = %ld",
+             s->id, v);
+    return atol(th_sql(sql, NULL));
+}
+
+/* stock = sum(delta) for the variant: the ledger identity. */
+static void
+assert_ledger(shop_t *s, long v)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(sum(delta), 0) FROM inventory_movements WHERE store_id = %ld AND "
+             "variant_id = %ld",
+             s->id, v);
+    assert_int_equal(atol(th_sql(sql, NULL)), stock_of(s, v));
+}
+
+static th_resp_t
+transition(shop_t *s, long order, const char *to, const char *extra)
+{
+    char path[96], body[256];
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/transitions", order);
+    snprintf(body, sizeof(body), "{\"to\":\"%s\"%s}", to, extra ? extra : "");
+    return rq(s->id, s->admin.access, NULL, "POST", path, body);
+}
+
+/* A guest adds, changes and removes lines, checks out, and the admin ships. */
+static void
+test_guest_checkout(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v1 = variant(&s, 5, 1500), v2 = variant(&s, 3, 700);
+    char cart[64];
+    snprintf(cart, sizeof(cart), "%s", add(&s, NULL, NULL, v1, 2, 200));
+    assert_int_equal(strlen(cart), 32);
+    add(&s, NULL, cart, v2, 1, 200);
+    add(&s, NULL, cart, v1, 4, 409); /* 2 + 4 > 5 */
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/cart/item/%ld", v1);
+    th_resp_t r = rq(s.id, NULL, cart, "PATCH", path, "{\"quantity\":3}");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "subtotal"), 3 * 1500 + 700);
+    assert_int_equal(jint(r.json, "item_count"), 4);
+    th_resp_free(&r);
+    r = rq(s.id, NULL, cart, "PATCH", path, "{\"quantity\":1000}");
+    assert_int_equal(r.status, 422);
+    th_resp_free(&r);
+    r = rq(s.id, NULL, cart, "GET", "/api/v1/cart", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
+    assert_true(json_is_true(json_object_get(r.json, "checkout_ready")));
+    th_resp_free(&r);
+    r = rq(s.id, NULL, cart, "GET", "/api/v1/checkout/shipping-rates?country=DE", NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(json_array_size(json_object_get(r.json, "rates")) >= 1);
+    th_resp_free(&r);
+
+    /* Refused checkouts change nothing. */
+    r = checkout(&s, NULL, cart, NULL); /* a guest needs an e-mail */
+    assert_int_equal(r.status, 422);
+    th_resp_free(&r);
+    r = rq(s.id, NULL, cart, "POST", "/api/v1/checkout",
+           "{\"email\":\"g@x.test\",\"shipping_rate_id\":1,\"shipping_address\":{\"name\":\"A\","
+           "\"line1\":\"B\",\"city\":\"C\",\"postal_code\":\"1\",\"country\":\"DE\"},"
+           "\"expected_total\":1}");
+    assert_int_equal(r.status, r.status == 409 ? 409 : 422);
+    if (r.status == 409)
+        assert_string_equal(th_error_code(&r), "price_changed");
+    th_resp_free(&r);
+    assert_int_equal(stock_of(&s, v1), 5);
+
+    r = checkout(&s, NULL, cart, "guest@example.com");
+    assert_int_equal(r.status, 201);
+    long order = jint(r.json, "id");
+    assert_string_equal(jstr(r.json, "status"), "PAID");
+    assert_true(jint(r.json, "number") >= 1001);
+    assert_int_equal(jint(r.json, "subtotal"), 3 * 1500 + 700);
+    assert_int_equal(jint(r.json, "total"), jint(r.json, "subtotal") - jint(r.json, "discount_total") +
+                                                jint(r.json, "shipping_total") +
+                                                (json_is_true(json_object_get(r.json, "prices_include_tax"))
+                                                     ? 0
+                                                     : jint(r.json, "tax_total")));
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
+    assert_string_equal(jstr(json_object_get(r.json, "payment"), "status"), "succeeded");
+    th_resp_free(&r);
+    assert_int_equal(stock_of(&s, v1), 2);
+    assert_int_equal(stock_of(&s, v2), 2);
+    assert_ledger(&s, v1);
+    assert_ledger(&s, v2);
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM outbox WHERE store_id = %ld AND kind = 'order.placed' AND "
+             "(payload->>'order_id')::bigint = %ld",
+             s.id, order);
+    assert_string_equal(th_sql(sql, NULL), "1");
+
+    /* The same cart again: at most one order per cart. */
+    r = checkout(&s, NULL, cart, "guest@example.com");
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "cart_checked_out");
+    th_resp_free(&r);
+    r = rq(s.id, NULL, cart, "GET", "/api/v1/cart", NULL);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    th_resp_free(&r);
+    /* The next add with the old id starts a new cart under a new id. */
+    const char *fresh = add(&s, NULL, cart, v1, 1, 200);
+    assert_string_not_equal(fresh, cart);
+
+    /* The admin moves it along; anything else is refused with the allowed states. */
+    r = transition(&s, order, "SHIPPED", NULL);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "invalid_transition");
+    th_resp_free(&r);
+    r = transition(&s, order, "PROCESSING", NULL);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    r = transition(&s, order, "SHIPPED", ",\"tracking_number\":\"1Z999\",\"note\":\"DHL\"");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    r = transition(&s, order, "DELIVERED", NULL);
+    assert_int_equal(r.status, 200);
+    json_t *ev = json_object_get(r.json, "events");
+    assert_int_equal(json_array_size(ev), 5); /* placed, paid, processing, shipped, delivered */
+    assert_string_equal(jstr(json_array_get(ev, 3), "tracking_number"), "1Z999");
+    th_resp_free(&r);
+    r = transition(&s, order, "CANCELLED", NULL);
+    assert_int_equal(r.status, 409);
+    th_resp_free(&r);
+    /* A customer may not move orders. */
+    char *cust = th_token(srv, "CUSTOMER", s.id);
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/transitions", order);
+    r = rq(s.id, cust, NULL, "POST", path, "{\"to\":\"CANCELLED\"}");
+    assert_int_equal(r.status, 403);
+    th_resp_free(&r);
+    /* ... nor read someone else's order. */
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld", order);
+    r = rq(s.id, cust, NULL, "GET", path, NULL);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+    free(cust);
+    r = rq(s.id, s.admin.access, NULL, "GET", "/api/v1/orders?status=DELIVERED", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    th_resp_free(&r);
+    shop_free(&s);
+}
+
+/* A signed-in customer: a persisted cart, a guest cart merged at login, a
+ * pending payment, a cancel that returns the stock. */
+static void
+test_customer_cart_merge_cancel(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v1 = variant(&s, 10, 1000), v2 = variant(&s, 2, 500);
+    th_user_t u = th_user_new(srv, "CUSTOMER", s.id);
+    add(&s, u.access, NULL, v1, 1, 200);
+    th_resp_t r = rq(s.id, u.access, NULL, "GET", "/api/v1/cart", NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_null(json_object_get(r.json, "id")));
+    assert_int_equal(jint(r.json, "item_count"), 1);
+    th_resp_free(&r);
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM cart_items WHERE store_id = %ld AND variant_id = %ld", s.id, v1);
+    assert_string_equal(th_sql(sql, NULL), "1");
+
+    /* A guest cart (v1 x 2, v2 x 2) merged at login: v1 summed to 3, v2 kept. */
+    char guest[64];
+    snprintf(guest, sizeof(guest), "%s", add(&s, NULL, NULL, v1, 2, 200));
+    add(&s, NULL, guest, v2, 2, 200);
+    char tenant[64], cid[96], body[256];
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", s.id);
+    snprintf(cid, sizeof(cid), "X-Cart-Id: %s", guest);
+    const char *h[] = {tenant, cid, NULL};
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", u.email, TH_PASSWORD);
+    r = th_req(srv, "POST", "/api/v1/auth/login", h, body);
+    assert_int_equal(r.status, 200);
+    char *token = strdup(jstr(r.json, "access_token"));
+    th_resp_free(&r);
+    r = rq(s.id, token, NULL, "GET", "/api/v1/cart", NULL);
+    assert_int_equal(jint(r.json, "item_count"), 5);
+    th_resp_free(&r);
+    r = rq(s.id, NULL, guest, "GET", "/api/v1/cart", NULL);
+    assert_int_equal(jint(r.json, "item_count"), 0); /* the guest cart is gone */
+    th_resp_free(&r);
+
+    /* The test provider leaves "+pending" payments pending. */
+    snprintf(sql, sizeof(sql), "UPDATE users SET email = 'wait+pending@example.com' WHERE id = %ld",
+             u.id);
+    th_sql(sql, NULL);
+    r = checkout(&s, token, NULL, NULL);
+    assert_int_equal(r.status, 201);
+    long order = jint(r.json, "id");
+    assert_string_equal(jstr(r.json, "status"), "PENDING");
+    assert_string_equal(jstr(r.json, "payment_status"), "pending");
+    th_resp_free(&r);
+    assert_int_equal(stock_of(&s, v1), 7);
+    assert_int_equal(stock_of(&s, v2), 0);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM carts WHERE store_id = %ld AND user_id = %ld",
+             s.id, u.id);
+    assert_string_equal(th_sql(sql, NULL), "0"); /* the user's cart became the order */
+
+    r = rq(s.id, token, NULL, "GET", "/api/v1/orders", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    th_resp_free(&r);
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/cancel", order);
+    r = rq(s.id, token, NULL, "POST", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "status"), "CANCELLED");
+    th_resp_free(&r);
+    assert_int_equal(stock_of(&s, v1), 10);
+    assert_int_equal(stock_of(&s, v2), 2);
+    assert_ledger(&s, v1);
+    assert_ledger(&s, v2);
+    r = rq(s.id, token, NULL, "POST", path, NULL);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "invalid_transition");
+    th_resp_free(&r);
+    free(token);
+    th_user_free(&u);
+    shop_free(&s);
+}
+
+/* Declined payments answer 402 with the order; refunds never exceed what was paid. */
+static void
+test_decline_and_refunds(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v = variant(&s, 10, 2000);
+    const char *cart = add(&s, NULL, NULL, v, 1, 200);
+    th_resp_t r = checkout(&s, NULL, cart, "no+decline@example.com");
+    assert_int_equal(r.status, 402);
+    assert_string_equal(th_error_code(&r), "payment_declined");
+    json_t *o = json_object_get(json_object_get(r.json, "error"), "order");
+    assert_string_equal(jstr(o, "status"), "PENDING");
+    assert_string_equal(jstr(o, "payment_status"), "failed");
+    th_resp_free(&r);
+
+    char c2[64];
+    snprintf(c2, sizeof(c2), "%s", add(&s, NULL, NULL, v, 2, 200));
+    r = checkout(&s, NULL, c2, "pay@example.com");
+    assert_int_equal(r.status, 201);
+    long order = jint(r.json, "id"), total = jint(r.json, "total");
+    long item = jint(json_array_get(json_object_get(r.json, "items"), 0), "id");
+    th_resp_free(&r);
+    char path[96], body[200];
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/refunds", order);
+    snprintf(body, sizeof(body),
+             "{\"amount\":1000,\"reason\":\"damaged\",\"restock_items\":[{\"item_id\":%ld,"
+             "\"quantity\":1}]}",
+             item);
+    long before = stock_of(&s, v);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(jstr(r.json, "status"), "succeeded");
+    th_resp_free(&r);
+    assert_int_equal(stock_of(&s, v), before + 1);
+    assert_ledger(&s, v);
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "refund_exceeds_payment");
+    th_resp_free(&r);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{\"amount\":13}");
+    assert_int_equal(r.status, 201);
+    assert_string_equal(jstr(r.json, "status"), "failed"); /* the provider's magic value */
+    th_resp_free(&r);
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total - 1000);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld", order);
+    r = rq(s.id, s.admin.access, NULL, "GET", path, NULL);
+    assert_string_equal(jstr(r.json, "payment_status"), "refunded");
+    assert_int_equal(jint(r.json, "refunded_total"), total);
+    assert_int_equal(json_array_size(json_object_get(r.json, "refunds")), 3);
+    th_resp_free(&r);
+    shop_free(&s);
+}
+
+/* ---- contention ---- */
+
+typedef struct race_s {
+    shop_t *s;
+    char (*carts)[64];
+    size_t n;
+    size_t next; /* under lock */
+    pthread_mutex_t lock;
+    long created, short_stock, other;
+} race_t;
+
+static void *
+racer(void *arg)
+{
+    race_t *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        size_t i = r->next++;
+        pthread_mutex_unlock(&r->lock);
+        if (i >= r->n)
+            return NULL;
+        th_resp_t resp = checkout(r->s, NULL, r->carts[i], "race@example.com");
+        pthread_mutex_lock(&r->lock);
+        if (resp.status == 201)
+            r->created++;
+        else if (resp.status == 409 && strcmp(th_error_code(&resp), "insufficient_stock") == 0)
+            r->short_stock++;
+        else {
+            r->other++;
+            fprintf(stderr, "checkout answered %ld %s\n", resp.status, resp.body ? resp.body : "");
+        }
+        pthread_mutex_unlock(&r->lock);
+        th_resp_free(&resp);
+    }
+}
+
+static void
+race(shop_t *s, char (*carts)[64], size_t n, int threads, race_t *out)
+{
+    *out = (race_t){.s = s, .carts = carts, .n = n};
+    pthread_mutex_init(&out->lock, NULL);
+    pthread_t t[64];
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, racer, out);
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    pthread_mutex_destroy(&out->lock);
+}
+
+/* 1,600 checkouts from 32 clients on a variant with stock 100: exactly 100 orders. */
+static void
+test_hot_variant_no_oversell(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v = variant(&s, 100, 900);
+    enum { N = 1600 };
+    char(*carts)[64] = calloc(N, sizeof(*carts));
+    for (size_t i = 0; i < N; i++)
+        snprintf(carts[i], 64, "%s", add(&s, NULL, NULL, v, 1, 200));
+    race_t r;
+    race(&s, carts, N, 32, &r);
+    assert_int_equal(r.other, 0);
+    assert_int_equal(r.created, 100);
+    assert_int_equal(r.short_stock, N - 100);
+    assert_int_equal(stock_of(&s, v), 0);
+    assert_ledger(&s, v);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM orders WHERE store_id = %ld", s.id);
+    assert_string_equal(th_sql(sql, NULL), "100");
+    snprintf(sql, sizeof(sql), "SELECT count(DISTINCT number) FROM orders WHERE store_id = %ld",
+             s.id);
+    assert_string_equal(th_sql(sql, NULL), "100");
+    /* The batches show in /metrics. */
+    th_resp_t m = th_req(srv, "GET", "/metrics", NULL, NULL);
+    assert_non_null(strstr(m.body, "shopd_checkout_batch_size_count"));
+    th_resp_free(&m);
+    free(carts);
+    shop_free(&s);
+}
+
+/* Carts holding the same two variants (added in opposite orders) checked out
+ * concurrently: no deadlock or 5xx reaches a client, stock adds up. */
+static void
+test_two_variants_no_deadlock(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long a = variant(&s, 60, 100), b = variant(&s, 60, 200);
+    enum { N = 80 };
+    char(*carts)[64] = calloc(N, sizeof(*carts));
+    for (size_t i = 0; i < N; i++) {
+        long first = i % 2 ? a : b, second = i % 2 ? b : a;
+        snprintf(carts[i], 64, "%s", add(&s, NULL, NULL, first, 1, 200));
+        add(&s, NULL, carts[i], second, 1, 200);
+    }
+    race_t r;
+    race(&s, carts, N, 16, &r);
+    assert_int_equal(r.other, 0);
+    assert_int_equal(r.created, 60);
+    assert_int_equal(stock_of(&s, a), 0);
+    assert_int_equal(stock_of(&s, b), 0);
+    assert_ledger(&s, a);
+    assert_ledger(&s, b);
+    free(carts);
+    shop_free(&s);
+}
+
+/* Store A's cart and order ids mean nothing in store B. */
+static void
+test_cross_store(void **state)
+{
+    (void)state;
+    shop_t a = shop_new(), b = shop_new();
+    long v = variant(&a, 5, 100);
+    char cart[64];
+    snprintf(cart, sizeof(cart), "%s", add(&a, NULL, NULL, v, 1, 200));
+    th_resp_t r = rq(b.id, NULL, cart, "GET", "/api/v1/cart", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    th_resp_free(&r);
+    add(&b, NULL, cart, v, 1, 404); /* A's variant is not B's */
+    r = checkout(&a, NULL, cart, "x@example.com");
+    assert_int_equal(r.status, 201);
+    long order = jint(r.json, "id");
+    th_resp_free(&r);
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld", order);
+    r = rq(b.id, b.admin.access, NULL, "GET", path, NULL);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+    r = transition(&b, order, "PROCESSING", NULL);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+    shop_free(&a);
+    shop_free(&b);
+}
+
+static bool
+cancelled(void *arg)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT status FROM orders WHERE id = %ld", *(long *)arg);
+    return strcmp(th_sql(sql, NULL), "CANCELLED") == 0;
+}
+
+/* An order left unpaid past the timeout is cancelled by the sweeper and its stock
+ * comes back (a second server with a 1 s timeout). */
+static void
+test_sweeper(void **state)
+{
+    (void)state;
+    const char *env[] = {"SHOPD_ORDER_PAYMENT_TIMEOUT=1", "SHOPD_SWEEP_INTERVAL_MS=200", NULL};
+    th_server_t *main_srv = srv;
+    srv = th_start(env);
+    shop_t s = shop_new();
+    long v = variant(&s, 4, 100);
+    const char *cart = add(&s, NULL, NULL, v, 3, 200);
+    th_resp_t r = checkout(&s, NULL, cart, "slow+pending@example.com");
+    assert_int_equal(r.status, 201);
+    long order = jint(r.json, "id");
+    th_resp_free(&r);
+    assert_int_equal(stock_of(&s, v), 1);
+    assert_true(th_wait_until(cancelled, &order, 10000));
+    assert_int_equal(stock_of(&s, v), 4);
+    assert_ledger(&s, v);
+    shop_free(&s);
+    assert_int_equal(th_stop(srv), 0);
+    srv = main_srv;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    srv = th_start(NULL);
+    return 0;
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_guest_checkout),
+        cmocka_unit_test(test_customer_cart_merge_cancel),
+        cmocka_unit_test(test_decline_and_refunds),
+        cmocka_unit_test(test_hot_variant_no_oversell),
+        cmocka_unit_test(test_two_variants_no_deadlock),
+        cmocka_unit_test(test_cross_store),
+        cmocka_unit_test(test_sweeper),
+        TH_STOP_TEST,
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
