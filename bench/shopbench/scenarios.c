@@ -13,6 +13,7 @@
  */
 #include "shopbench.h"
 #include "catalog_scn.h"
+#include "order_scn.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -253,23 +254,45 @@ static const sb_scenario_t scenarios[] = {
     },
     {
         .name = "cart",
-        .help = "guest carts: create, add, change and remove lines",
-        .missing = "POST /api/v1/carts (carts) does not exist in shopd yet",
+        .help = "guest carts: add a line, change its quantity, read the cart (needs --token)",
+        .state_size = SB_ORDER_STATE_SIZE,
+        .setup = sb_order_setup,
+        .teardown = sb_order_teardown,
+        .next = sb_cart_next,
+        .on_response = sb_order_response,
+        .verify = sb_order_verify,
     },
     {
         .name = "checkout",
-        .help = "cart -> address -> shipping -> checkout with Idempotency-Key, batched per store",
-        .missing = "POST /api/v1/checkouts (checkout) does not exist in shopd yet",
+        .help = "add one unit to a fresh guest cart, then check it out (batched per store; "
+                "needs --token)",
+        .state_size = SB_ORDER_STATE_SIZE,
+        .setup = sb_order_setup,
+        .teardown = sb_order_teardown,
+        .next = sb_checkout_next,
+        .on_response = sb_order_response,
+        .verify = sb_order_verify,
     },
     {
         .name = "hot-sku",
-        .help = "flash sale: every connection checks out the same SKU; stock must not go negative",
-        .missing = "POST /api/v1/checkouts (checkout) does not exist in shopd yet",
+        .help = "flash sale: every cart buys one unit of one variant (--stock) until sold out, "
+                "then checks orders = stock taken, no oversell, ledger = stock (-w 0, --token)",
+        .state_size = SB_ORDER_STATE_SIZE,
+        .setup = sb_order_setup,
+        .teardown = sb_order_teardown,
+        .next = sb_hot_sku_next,
+        .on_response = sb_order_response,
+        .verify = sb_order_verify,
     },
     {
         .name = "mixed",
-        .help = "weighted mix: browse 80%, cart 10%, login 5%, checkout 5%",
-        .missing = "needs browse, login, cart and checkout, which do not exist in shopd yet",
+        .help = "browse 80% (the browse pages), cart 15%, checkout 5% in --tenant (needs --token)",
+        .state_size = SB_ORDER_STATE_SIZE,
+        .setup = sb_mixed_setup,
+        .teardown = sb_order_teardown,
+        .next = sb_mixed_next,
+        .on_response = sb_order_response,
+        .verify = sb_order_verify,
     },
 };
 

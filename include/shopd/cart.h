@@ -33,12 +33,12 @@ typedef struct cart_line_s {
 /** A cart as stored: who owns it and its lines (ascending variant id). */
 typedef struct cart_s {
     bool exists;
-    bool user;                     /**< a signed-in user's cart (PostgreSQL) */
-    uint64_t user_id;              /**< when user */
-    uint64_t row_id;               /**< carts.id when user and exists */
+    bool user;                      /**< a signed-in user's cart (PostgreSQL) */
+    uint64_t user_id;               /**< when user */
+    uint64_t row_id;                /**< carts.id when user and exists */
     char guest_id[CART_ID_LEN + 1]; /**< when !user */
-    uint64_t ordered;              /**< a guest cart already checked out: its order id */
-    char discount[65];             /**< applied discount code, "" if none */
+    uint64_t ordered;               /**< a guest cart already checked out: its order id */
+    char discount[65];              /**< applied discount code, "" if none */
     size_t n;
     cart_line_t lines[CART_MAX_LINES];
 } cart_t;
@@ -47,8 +47,8 @@ typedef struct cart_s {
 typedef struct cart_item_s {
     uint64_t variant_id, product_id;
     int quantity;
-    bool found;            /**< the variant exists */
-    bool active;           /**< its product is active (published) */
+    bool found;  /**< the variant exists */
+    bool active; /**< its product is active (published) */
     int64_t unit_price;
     int64_t weight_g;
     int stock;

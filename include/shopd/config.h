@@ -45,8 +45,8 @@ typedef struct cfg_s {
     char *jwt_keys;   /**< "kid:secret,kid:secret": the first signs, all verify */
     char *outbox_dir; /**< outgoing e-mail is written here, one file per message */
     int auth_rate_ip; /**< auth attempts per minute per client address and endpoint (0 = off) */
-    int auth_rate_account; /**< auth attempts per hour per account and endpoint (0 = off) */
-    char *trusted_proxies; /**< "ip,ip": peers whose X-Forwarded-For names the client */
+    int auth_rate_account;     /**< auth attempts per hour per account and endpoint (0 = off) */
+    char *trusted_proxies;     /**< "ip,ip": peers whose X-Forwarded-For names the client */
     int cart_ttl;              /**< seconds a guest cart lives after its last write */
     int order_payment_timeout; /**< seconds an order may stay unpaid before it is cancelled */
     int sweep_interval_ms;     /**< how often the sweepers look for due work */

@@ -46,11 +46,11 @@ typedef struct pay_request_s {
 
 typedef struct pay_result_s {
     pay_status_t status;
-    char ref[128];          /**< the provider's id of the payment ("pi_..."), "" if none */
+    char ref[128];           /**< the provider's id of the payment ("pi_..."), "" if none */
     char client_secret[160]; /**< for the client to continue (Stripe.js), "" if none */
-    char decline_code[64];  /**< when FAILED: "card_declined", "insufficient_funds"... */
-    char next_action[64];   /**< when REQUIRES_ACTION: what the client must do */
-    char message[160];      /**< a human sentence for errors */
+    char decline_code[64];   /**< when FAILED: "card_declined", "insufficient_funds"... */
+    char next_action[64];    /**< when REQUIRES_ACTION: what the client must do */
+    char message[160];       /**< a human sentence for errors */
 } pay_result_t;
 
 typedef struct pay_refund_result_s {
@@ -62,9 +62,9 @@ typedef struct pay_refund_result_s {
 
 /** A webhook event, parsed and verified. */
 typedef struct pay_event_s {
-    char id[128];   /**< the provider's event id (deduplication) */
-    char type[64];  /**< "payment_intent.succeeded"... */
-    char ref[128];  /**< the payment it is about */
+    char id[128];  /**< the provider's event id (deduplication) */
+    char type[64]; /**< "payment_intent.succeeded"... */
+    char ref[128]; /**< the payment it is about */
     pay_status_t status;
     uint64_t store_id, order_id; /**< from the payment's metadata, 0 if absent */
 } pay_event_t;

@@ -150,8 +150,8 @@ static long
 stock_of(shop_t *s, long v)
 {
     char sql[160];
-    snprintf(sql, sizeof(sql), "SELECT stock FROM product_variants WHERE store_id = %ld AND id = %ld",
-             s->id, v);
+    snprintf(sql, sizeof(sql),
+             "SELECT stock FROM product_variants WHERE store_id = %ld AND id = %ld", s->id, v);
     return atol(th_sql(sql, NULL));
 }
 
@@ -228,11 +228,12 @@ test_guest_checkout(void **state)
     assert_string_equal(jstr(r.json, "status"), "PAID");
     assert_true(jint(r.json, "number") >= 1001);
     assert_int_equal(jint(r.json, "subtotal"), 3 * 1500 + 700);
-    assert_int_equal(jint(r.json, "total"), jint(r.json, "subtotal") - jint(r.json, "discount_total") +
-                                                jint(r.json, "shipping_total") +
-                                                (json_is_true(json_object_get(r.json, "prices_include_tax"))
-                                                     ? 0
-                                                     : jint(r.json, "tax_total")));
+    assert_int_equal(jint(r.json, "total"),
+                     jint(r.json, "subtotal") - jint(r.json, "discount_total") +
+                         jint(r.json, "shipping_total") +
+                         (json_is_true(json_object_get(r.json, "prices_include_tax"))
+                              ? 0
+                              : jint(r.json, "tax_total")));
     assert_int_equal(json_array_size(json_object_get(r.json, "items")), 2);
     assert_string_equal(jstr(json_object_get(r.json, "payment"), "status"), "succeeded");
     th_resp_free(&r);

@@ -259,10 +259,10 @@ cart_view(api_ctx_t *ctx, db_conn_t *c, const cart_t *cart, const cart_item_t *i
     bool ready = cart->n > 0;
     for (size_t i = 0; i < cart->n; i++) {
         const cart_item_t *it = &items[i];
-        const char *why = !it->found                      ? "variant_deleted"
-                          : !it->active                   ? "product_unavailable"
-                          : it->stock < it->quantity      ? "insufficient_stock"
-                                                          : NULL;
+        const char *why = !it->found                 ? "variant_deleted"
+                          : !it->active              ? "product_unavailable"
+                          : it->stock < it->quantity ? "insufficient_stock"
+                                                     : NULL;
         ready = ready && why == NULL;
         int64_t line_total = it->found ? it->unit_price * it->quantity : 0;
         json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:s, s:I, s:i, s:I, s:b, s:i}", "id",

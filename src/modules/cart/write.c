@@ -155,9 +155,9 @@ put_line(cart_t *c, uint64_t id, int qty)
 net_reply_t *
 cart_insufficient(uint64_t variant, int available)
 {
-    json_t *d = json_pack("[{s:s, s:s, s:I, s:i}]", "field", "quantity", "issue",
-                          "more than is in stock", "variant_id", (json_int_t)variant, "available",
-                          available < 0 ? 0 : available);
+    json_t *d =
+        json_pack("[{s:s, s:s, s:I, s:i}]", "field", "quantity", "issue", "more than is in stock",
+                  "variant_id", (json_int_t)variant, "available", available < 0 ? 0 : available);
     json_t *e = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", "insufficient_stock", "message",
                           "not enough stock for this quantity", "details", d);
     return api_json(SHOPD_CONFLICT, e);
@@ -236,9 +236,10 @@ apply(turn_t *t, api_ctx_t *ctx, wreq_t *r)
             return;
         }
         if (why != PRICING_DISCOUNT_OK) {
-            r->reply = api_fail_field(why == PRICING_DISCOUNT_UNKNOWN ? SHOPD_NOTFOUND : SHOPD_INVALID,
-                                      pricing_discount_code(why), "this code cannot be used", "code",
-                                      pricing_discount_code(why));
+            r->reply =
+                api_fail_field(why == PRICING_DISCOUNT_UNKNOWN ? SHOPD_NOTFOUND : SHOPD_INVALID,
+                               pricing_discount_code(why), "this code cannot be used", "code",
+                               pricing_discount_code(why));
             return;
         }
         snprintf(c->discount, sizeof(c->discount), "%s", d.code[0] ? d.code : r->code);
@@ -341,7 +342,8 @@ save_users(db_conn_t *c, void *arg)
         *a++ = '{';
         *b++ = '{';
         for (size_t k = 0; k < s->cart.n; k++) {
-            a += sprintf(a, "%s%llu", k ? "," : "", (unsigned long long)s->cart.lines[k].variant_id);
+            a +=
+                sprintf(a, "%s%llu", k ? "," : "", (unsigned long long)s->cart.lines[k].variant_id);
             b += sprintf(b, "%s%d", k ? "," : "", s->cart.lines[k].quantity);
         }
         strcpy(a, "}");
@@ -356,7 +358,8 @@ save_users(db_conn_t *c, void *arg)
             "AND NOT (i.variant_id = ANY ($4::bigint[]))) "
             "INSERT INTO cart_items (store_id, cart_id, variant_id, quantity) "
             "SELECT $1, c.id, x.v, x.q FROM c, unnest($4::bigint[], $5::int[]) AS x (v, q) "
-            "ON CONFLICT (store_id, cart_id, variant_id) DO UPDATE SET quantity = EXCLUDED.quantity",
+            "ON CONFLICT (store_id, cart_id, variant_id) DO UPDATE SET quantity = "
+            "EXCLUDED.quantity",
             5, p);
         shopd_free(vs);
         shopd_free(qs);
@@ -493,8 +496,7 @@ cart_b_write(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
                 items[l].quantity = r->snap->lines[l].quantity;
             }
             r->snap->exists = true;
-            r->reply = api_json(SHOPD_OK,
-                                cart_view(&ctxs[i], db, r->snap, items));
+            r->reply = api_json(SHOPD_OK, cart_view(&ctxs[i], db, r->snap, items));
             if (!r->snap->user)
                 net_reply_add_header(r->reply, "X-Cart-Id", r->snap->guest_id);
             shopd_free(items);

@@ -64,13 +64,13 @@ store_user(const api_ctx_t *ctx)
 static net_reply_t *
 price_changed(const co_t *co)
 {
-    json_t *e = json_pack("{s:{s:s, s:s, s:[{s:s, s:s}], s:{s:I, s:I, s:I, s:I, s:I}}}", "error",
-                          "code", "price_changed", "message",
-                          "the total changed since the client computed it", "details", "field",
-                          "expected_total", "issue", "does not match the current total", "totals",
-                          "subtotal", (json_int_t)co->subtotal, "discount_total",
-                          (json_int_t)co->discount, "shipping_total", (json_int_t)co->shipping,
-                          "tax_total", (json_int_t)co->tax_total, "total", (json_int_t)co->total);
+    json_t *e =
+        json_pack("{s:{s:s, s:s, s:[{s:s, s:s}], s:{s:I, s:I, s:I, s:I, s:I}}}", "error", "code",
+                  "price_changed", "message", "the total changed since the client computed it",
+                  "details", "field", "expected_total", "issue", "does not match the current total",
+                  "totals", "subtotal", (json_int_t)co->subtotal, "discount_total",
+                  (json_int_t)co->discount, "shipping_total", (json_int_t)co->shipping, "tax_total",
+                  (json_int_t)co->tax_total, "total", (json_int_t)co->total);
     return api_json(SHOPD_CONFLICT, e);
 }
 
@@ -80,7 +80,9 @@ unavailable_lines(const co_t *co)
     json_t *d = json_array();
     for (size_t i = 0; i < co->cart.n; i++) {
         const cart_item_t *it = &co->items[i];
-        const char *why = !it->found ? "variant_deleted" : !it->active ? "product_unavailable" : NULL;
+        const char *why = !it->found    ? "variant_deleted"
+                          : !it->active ? "product_unavailable"
+                                        : NULL;
         if (why)
             json_array_append_new(d, json_pack("{s:s, s:s, s:I}", "field", "items", "issue", why,
                                                "variant_id", (json_int_t)it->variant_id));
@@ -156,10 +158,16 @@ prepare(co_t *co, db_conn_t *c)
     api_ctx_t *ctx = co->ctx;
     json_t *body = ctx->body;
     api_val_t v = {0};
-    static const char *const allowed[] = {
-        "email",         "shipping_address", "address_id",       "billing_address",
-        "billing_address_id", "shipping_rate_id", "discount_code", "payment_provider",
-        "expected_total", NULL};
+    static const char *const allowed[] = {"email",
+                                          "shipping_address",
+                                          "address_id",
+                                          "billing_address",
+                                          "billing_address_id",
+                                          "shipping_rate_id",
+                                          "discount_code",
+                                          "payment_provider",
+                                          "expected_total",
+                                          NULL};
     api_val_only(&v, body, allowed);
     if (store_user(ctx))
         co->user_id = ctx->caller->user_id;
@@ -201,10 +209,10 @@ prepare(co_t *co, db_conn_t *c)
         return;
     }
     if (co->cart.ordered) {
-        json_t *e = json_pack("{s:{s:s, s:s, s:[{s:s, s:s, s:I}]}}", "error", "code",
-                              "cart_checked_out", "message", "this cart is already an order",
-                              "details", "field", "X-Cart-Id", "issue", "already ordered",
-                              "order_id", (json_int_t)co->cart.ordered);
+        json_t *e =
+            json_pack("{s:{s:s, s:s, s:[{s:s, s:s, s:I}]}}", "error", "code", "cart_checked_out",
+                      "message", "this cart is already an order", "details", "field", "X-Cart-Id",
+                      "issue", "already ordered", "order_id", (json_int_t)co->cart.ordered);
         co->reply = api_json(SHOPD_CONFLICT, e);
         return;
     }
@@ -237,10 +245,10 @@ prepare(co_t *co, db_conn_t *c)
             return;
         }
         if (why != PRICING_DISCOUNT_OK) {
-            co->reply = api_fail_field(why == PRICING_DISCOUNT_UNKNOWN ? SHOPD_NOTFOUND
-                                                                       : SHOPD_INVALID,
-                                       pricing_discount_code(why), "this code cannot be used",
-                                       "discount_code", pricing_discount_code(why));
+            co->reply =
+                api_fail_field(why == PRICING_DISCOUNT_UNKNOWN ? SHOPD_NOTFOUND : SHOPD_INVALID,
+                               pricing_discount_code(why), "this code cannot be used",
+                               "discount_code", pricing_discount_code(why));
             return;
         }
         co->has_discount = true;
@@ -256,7 +264,8 @@ prepare(co_t *co, db_conn_t *c)
                                    "shipping_rate_id", "does not apply");
         return;
     }
-    if (rc != SHOPD_OK || pricing_tax_for(c, ctx->store_id, country, region, &co->tax) != SHOPD_OK) {
+    if (rc != SHOPD_OK ||
+        pricing_tax_for(c, ctx->store_id, country, region, &co->tax) != SHOPD_OK) {
         co->reply = api_unavailable("the database");
         return;
     }
@@ -277,7 +286,8 @@ prepare(co_t *co, db_conn_t *c)
     }
     if (co->tax.on_shipping)
         co->tax_total += pricing_tax_amount(co->shipping, co->tax.bps, co->tax.inclusive);
-    co->total = co->subtotal - co->discount + co->shipping + (co->tax.inclusive ? 0 : co->tax_total);
+    co->total =
+        co->subtotal - co->discount + co->shipping + (co->tax.inclusive ? 0 : co->tax_total);
     if (expected >= 0 && expected != co->total) {
         co->reply = price_changed(co);
         return;
@@ -564,18 +574,18 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
                 order = json_pack("{s:I, s:I}", "id", (json_int_t)co->order_id, "number",
                                   (json_int_t)co->number);
             }
-            json_t *next = json_pack("{s:s, s:s?, s:s?}", "status",
-                                     pay_status_name(py->result.status), "client_secret",
-                                     py->result.client_secret[0] ? py->result.client_secret : NULL,
-                                     "next_action",
-                                     py->result.next_action[0] ? py->result.next_action : NULL);
+            json_t *next = json_pack(
+                "{s:s, s:s?, s:s?}", "status", pay_status_name(py->result.status), "client_secret",
+                py->result.client_secret[0] ? py->result.client_secret : NULL, "next_action",
+                py->result.next_action[0] ? py->result.next_action : NULL);
             json_object_set_new(order, "payment", next);
             if (py->rc == SHOPD_OK && py->result.status == PAY_FAILED) {
-                json_t *e = json_pack(
-                    "{s:{s:s, s:s, s:[{s:s, s:s}], s:o}}", "error", "code", "payment_declined",
-                    "message",
-                    py->result.message[0] ? py->result.message : "the payment was declined",
-                    "details", "field", "payment", "issue", py->result.decline_code, "order", order);
+                json_t *e = json_pack("{s:{s:s, s:s, s:[{s:s, s:s}], s:o}}", "error", "code",
+                                      "payment_declined", "message",
+                                      py->result.message[0] ? py->result.message
+                                                            : "the payment was declined",
+                                      "details", "field", "payment", "issue",
+                                      py->result.decline_code, "order", order);
                 co->reply = api_json(SHOPD_PAYMENT_FAILED, e);
             } else {
                 co->reply = api_json(SHOPD_CREATED, order);

@@ -5,7 +5,8 @@
  */
 #include "order_priv.h"
 
-static const char *const q_orders[] = {"status", "from", "to", "customer", "q", "limit", "cursor", NULL};
+static const char *const q_orders[] = {"status", "from",  "to",     "customer",
+                                       "q",      "limit", "cursor", NULL};
 static const char *const q_rates[] = {"country", NULL};
 
 /* One row per line: a table to read across. */

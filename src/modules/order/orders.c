@@ -143,8 +143,8 @@ order_h_get(api_ctx_t *ctx)
         return api_unavailable("the database");
     size_t len;
     shopd_rc_t rc;
-    char *text = order_render(c, ctx->store_id, id, is_admin(ctx) ? 0 : ctx->caller->user_id,
-                              &len, &rc);
+    char *text =
+        order_render(c, ctx->store_id, id, is_admin(ctx) ? 0 : ctx->caller->user_id, &len, &rc);
     db_release(c);
     if (text == NULL)
         return rc == SHOPD_NOTFOUND ? api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order")
@@ -167,7 +167,8 @@ order_h_list(api_ctx_t *ctx)
     const char *li = api_query_param(ctx->env, "limit", limit_s, sizeof(limit_s));
     const char *cs = api_query_param(ctx->env, "cursor", cursor_s, sizeof(cursor_s));
     if (st && order_status_parse(st) < 0)
-        api_val_add(&v, "status", "must be one of PENDING, PAID, PROCESSING, SHIPPED, DELIVERED, CANCELLED");
+        api_val_add(&v, "status",
+                    "must be one of PENDING, PAID, PROCESSING, SHIPPED, DELIVERED, CANCELLED");
     long limit = 20;
     if (li) {
         char *end;
@@ -187,8 +188,8 @@ order_h_list(api_ctx_t *ctx)
     snprintf(lim, sizeof(lim), "%ld", limit + 1);
     if (cursor)
         snprintf(cur, sizeof(cur), "%llu", (unsigned long long)cursor);
-    const char *p[] = {sid,          uid,        st ? st : "", fr ? fr : "", tu ? tu : "",
-                       cu ? cu : "", qq ? qq : "", lim,         cur};
+    const char *p[] = {sid,          uid,          st ? st : "", fr ? fr : "", tu ? tu : "",
+                       cu ? cu : "", qq ? qq : "", lim,          cur};
     /* Summaries: no items or events (GET /orders/:id has them). The filters that
      * are not given compare with '' and fall away. */
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
@@ -218,8 +219,9 @@ order_h_list(api_ctx_t *ctx)
         const char *state = db_sqlstate(r);
         PQclear(r);
         if (strncmp(state, "22", 2) == 0)
-            return api_fail_field(SHOPD_INVALID, "validation_failed", "the request has invalid fields",
-                                  fr ? "from" : "to", "must be an RFC 3339 date-time");
+            return api_fail_field(SHOPD_INVALID, "validation_failed",
+                                  "the request has invalid fields", fr ? "from" : "to",
+                                  "must be an RFC 3339 date-time");
         return api_unavailable("the database");
     }
     int rows = PQntuples(r);
@@ -345,7 +347,9 @@ cancel_settle(db_conn_t *c, cancel_t *k)
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)k->store_id);
     snprintf(oid, sizeof(oid), "%llu", (unsigned long long)k->order_id);
     snprintf(amt, sizeof(amt), "%lld", (long long)k->refundable);
-    const char *st = rc == SHOPD_OK && rr.succeeded ? "succeeded" : rc == SHOPD_OK && !rr.pending ? "failed" : "pending";
+    const char *st = rc == SHOPD_OK && rr.succeeded  ? "succeeded"
+                     : rc == SHOPD_OK && !rr.pending ? "failed"
+                                                     : "pending";
     const char *p[] = {sid, oid, amt, st, rr.ref};
     PGresult *r = db_exec(
         c, "order_cancel_refund",
@@ -406,8 +410,9 @@ order_h_cancel(api_ctx_t *ctx)
         free(mine);
         if (mine == NULL) {
             db_release(c);
-            return rc == SHOPD_NOTFOUND ? api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order")
-                                        : api_unavailable("the database");
+            return rc == SHOPD_NOTFOUND
+                       ? api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order")
+                       : api_unavailable("the database");
         }
     }
     cancel_t k = {.store_id = ctx->store_id,
@@ -441,9 +446,9 @@ trans_body(db_conn_t *c, void *arg)
     if (t->user_id)
         snprintf(uid, sizeof(uid), "%llu", (unsigned long long)t->user_id);
     const char *p1[] = {sid, oid};
-    PGresult *r = db_exec(c, "order_status",
-                          "SELECT status FROM orders WHERE store_id = $1 AND id = $2 FOR UPDATE",
-                          2, p1);
+    PGresult *r =
+        db_exec(c, "order_status",
+                "SELECT status FROM orders WHERE store_id = $1 AND id = $2 FOR UPDATE", 2, p1);
     shopd_rc_t rc = db_result_rc(r);
     if (rc == SHOPD_OK && PQntuples(r) == 0)
         rc = SHOPD_NOTFOUND;
@@ -454,17 +459,23 @@ trans_body(db_conn_t *c, void *arg)
         return rc;
     if (t->from < 0 || !order_transition_allowed((order_status_t)t->from, (order_status_t)t->to))
         return SHOPD_CONFLICT;
-    const char *p2[] = {sid,         oid, status_names[t->from], status_names[t->to], uid,
-                        t->note ? t->note : "", t->tracking ? t->tracking : ""};
-    r = db_exec(c, "order_transition",
-                "WITH o AS (UPDATE orders SET status = $4, updated_at = now(), "
-                "paid_at = CASE WHEN $4 = 'PAID' THEN now() ELSE paid_at END, "
-                "payment_status = CASE WHEN $4 = 'PAID' THEN 'paid' ELSE payment_status END "
-                "WHERE store_id = $1 AND id = $2 AND status = $3 RETURNING id) "
-                "INSERT INTO order_events (store_id, order_id, from_status, to_status, "
-                "actor_user_id, actor, note, tracking_number) SELECT $1, o.id, $3, $4, "
-                "nullif($5, '')::bigint, 'admin', nullif($6, ''), nullif($7, '') FROM o RETURNING id",
-                7, p2);
+    const char *p2[] = {sid,
+                        oid,
+                        status_names[t->from],
+                        status_names[t->to],
+                        uid,
+                        t->note ? t->note : "",
+                        t->tracking ? t->tracking : ""};
+    r = db_exec(
+        c, "order_transition",
+        "WITH o AS (UPDATE orders SET status = $4, updated_at = now(), "
+        "paid_at = CASE WHEN $4 = 'PAID' THEN now() ELSE paid_at END, "
+        "payment_status = CASE WHEN $4 = 'PAID' THEN 'paid' ELSE payment_status END "
+        "WHERE store_id = $1 AND id = $2 AND status = $3 RETURNING id) "
+        "INSERT INTO order_events (store_id, order_id, from_status, to_status, "
+        "actor_user_id, actor, note, tracking_number) SELECT $1, o.id, $3, $4, "
+        "nullif($5, '')::bigint, 'admin', nullif($6, ''), nullif($7, '') FROM o RETURNING id",
+        7, p2);
     rc = db_result_rc(r);
     if (rc == SHOPD_OK && PQntuples(r) == 0)
         rc = SHOPD_CONFLICT;
@@ -582,7 +593,8 @@ refund_body(db_conn_t *c, void *arg)
     const char *p2[] = {sid, oid, amt, f->reason ? f->reason : "", uid, restock};
     r = db_exec(
         c, "refund_insert",
-        "WITH x AS (SELECT * FROM json_to_recordset($6::json) AS x (item_id bigint, quantity int)), "
+        "WITH x AS (SELECT * FROM json_to_recordset($6::json) AS x (item_id bigint, quantity "
+        "int)), "
         "it AS (UPDATE order_items i SET refunded_quantity = i.refunded_quantity + x.quantity "
         "FROM x WHERE i.store_id = $1 AND i.order_id = $2 AND i.id = x.item_id AND "
         "i.refunded_quantity + x.quantity <= i.quantity RETURNING i.variant_id, x.quantity), "
@@ -688,9 +700,9 @@ order_h_refund(api_ctx_t *ctx)
     snprintf(key, sizeof(key), "shopd-%llu-refund-%llu", (unsigned long long)ctx->store_id,
              (unsigned long long)f.refund_id);
     shopd_rc_t prc = pp ? pp->refund(ctx->store_id, f.ref, amount, key, &rr) : SHOPD_ERR;
-    const char *st = prc == SHOPD_OK && rr.succeeded ? "succeeded"
+    const char *st = prc == SHOPD_OK && rr.succeeded  ? "succeeded"
                      : prc == SHOPD_OK && !rr.pending ? "failed"
-                                                       : "pending";
+                                                      : "pending";
     char sid[24], oid[24], rid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
     snprintf(oid, sizeof(oid), "%llu", (unsigned long long)id);
@@ -730,10 +742,11 @@ sweep_store(api_ctx_t *ctx)
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
     snprintf(secs, sizeof(secs), "%d", ctx->app->cfg->order_payment_timeout);
     const char *p[] = {sid, secs};
-    PGresult *r = db_exec(c, "order_overdue",
-                          "SELECT id FROM orders WHERE store_id = $1 AND status = 'PENDING' AND "
-                          "created_at < now() - make_interval(secs => $2::int) ORDER BY id LIMIT 100",
-                          2, p);
+    PGresult *r =
+        db_exec(c, "order_overdue",
+                "SELECT id FROM orders WHERE store_id = $1 AND status = 'PENDING' AND "
+                "created_at < now() - make_interval(secs => $2::int) ORDER BY id LIMIT 100",
+                2, p);
     int rows = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
     for (int i = 0; i < rows; i++) {
         cancel_t k = {.store_id = ctx->store_id,
@@ -809,12 +822,12 @@ order_h_shipping_rates(api_ctx_t *ctx)
         return api_unavailable("the database");
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("{s:I, s:s, s:I, s:I}", "id", (json_int_t)rates[i].id,
-                                           "name", rates[i].name, "price",
-                                           (json_int_t)rates[i].price, "zone_id",
-                                           (json_int_t)rates[i].zone_id));
-    return api_json(SHOPD_OK, json_pack("{s:s, s:s, s:I, s:I, s:o}", "country", cc, "currency",
-                                        ctx->store ? ctx->store->currency : "", "subtotal",
-                                        (json_int_t)subtotal, "weight_g", (json_int_t)weight,
-                                        "rates", a));
+        json_array_append_new(a,
+                              json_pack("{s:I, s:s, s:I, s:I}", "id", (json_int_t)rates[i].id,
+                                        "name", rates[i].name, "price", (json_int_t)rates[i].price,
+                                        "zone_id", (json_int_t)rates[i].zone_id));
+    return api_json(SHOPD_OK,
+                    json_pack("{s:s, s:s, s:I, s:I, s:o}", "country", cc, "currency",
+                              ctx->store ? ctx->store->currency : "", "subtotal",
+                              (json_int_t)subtotal, "weight_g", (json_int_t)weight, "rates", a));
 }

@@ -41,7 +41,7 @@ record(db_conn_t *c, void *arg)
                                 : p->result.status == PAY_REQUIRES_ACTION ? "requires_action"
                                 : p->result.status == PAY_CANCELLED       ? "voided"
                                                                           : "pending";
-        const char *params[] = {sid,    oid,       pid, status, p->result.ref, p->result.decline_code,
+        const char *params[] = {sid,      oid, pid, status, p->result.ref, p->result.decline_code,
                                 order_pay};
         PGresult *r = db_exec(
             c, "pay_record",
@@ -105,9 +105,8 @@ order_metrics_batch(size_t n, uint64_t commit_us)
     atomic_fetch_add_explicit(&m_checkouts, n, memory_order_relaxed);
     atomic_fetch_add_explicit(&m_commit_us, commit_us, memory_order_relaxed);
     uint64_t max = atomic_load_explicit(&m_max_batch, memory_order_relaxed);
-    while (n > max && !atomic_compare_exchange_weak_explicit(&m_max_batch, &max, n,
-                                                             memory_order_relaxed,
-                                                             memory_order_relaxed))
+    while (n > max && !atomic_compare_exchange_weak_explicit(
+                          &m_max_batch, &max, n, memory_order_relaxed, memory_order_relaxed))
         ;
     int b = n <= 1 ? 0 : n <= 4 ? 1 : n <= 16 ? 2 : n <= 64 ? 3 : n <= 256 ? 4 : 5;
     atomic_fetch_add_explicit(&m_hist[b], 1, memory_order_relaxed);
@@ -138,7 +137,8 @@ order_metrics(char *buf, size_t cap)
             "# HELP shopd_checkout_commit_seconds_total Time in checkout batch transactions.\n"
             "# TYPE shopd_checkout_commit_seconds_total counter\n"
             "shopd_checkout_commit_seconds_total %.6f\n",
-            (unsigned long long)atomic_load(&m_checkouts), (unsigned long long)atomic_load(&m_batches),
+            (unsigned long long)atomic_load(&m_checkouts),
+            (unsigned long long)atomic_load(&m_batches),
             (unsigned long long)atomic_load(&m_max_batch), (double)atomic_load(&m_commit_us) / 1e6);
         n += w > 0 && (size_t)w < cap - n ? (size_t)w : cap - n;
     }
