@@ -104,10 +104,16 @@ count(const char *sql, const char *arg)
     return atol(th_sql(sql, arg ? p : NULL));
 }
 
+/* A fresh key, unique per call; th_slug's buffer is reused by the next call,
+ * so each key gets a buffer of its own (a ring long enough for one test). */
 static const char *
 key(const char *prefix)
 {
-    return th_slug(prefix); /* unique per call */
+    static char ring[16][96];
+    static unsigned next;
+    char *k = ring[next++ % 16];
+    snprintf(k, 96, "%s", th_slug(prefix));
+    return k;
 }
 
 static int
