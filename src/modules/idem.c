@@ -212,6 +212,13 @@ record_encode(const uint8_t fp[IDEM_FP_LEN], const net_reply_t *r, size_t *n)
     return b;
 }
 
+/* A number that can be an HTTP status at all (a record's sanity check). */
+static bool
+status_in_range(int s)
+{
+    return s >= 100 && s <= 599;
+}
+
 /* Reads a done record into out; false if it is not one (corrupt). */
 static bool
 record_decode(const char *b, size_t n, idem_stored_t *out)
@@ -239,7 +246,7 @@ record_decode(const char *b, size_t n, idem_stored_t *out)
     off += hl;
     out->len = n - off;
     out->body = shopd_strndup(b + off, out->len);
-    if (out->status < 100 || out->status > 599)
+    if (!status_in_range(out->status))
         goto bad;
     return true;
 bad:
