@@ -17,7 +17,18 @@
  * - PostgreSQL, for routes flagged API_IDEM_SELF (checkout, payment, refund):
  *   the handler claims the key in the transaction of its effect
  *   (idem_pg_claim) and saves the answer in it before COMMIT (idem_pg_save),
- *   so the key and the effect commit or vanish together.
+ *   so the key and the effect commit or vanish together. In a db_tx body:
+ *
+ *       uint8_t fp[IDEM_FP_LEN];
+ *       idem_fingerprint(ctx, fp);               (before the transaction)
+ *       switch (idem_pg_claim(c, store, key, fp, &stored)) {
+ *       case IDEM_NEW:      do the effect, build reply r, then
+ *                           idem_pg_save_reply(c, store, key, r); return OK (commit)
+ *       case IDEM_REPLAY:   answer idem_reply_from_stored(&stored); return non-OK (roll back)
+ *       case IDEM_MISMATCH: answer idem_mismatch_reply(); roll back
+ *       ...
+ *       }
+ *   Sweep with idem_pg_sweep(c, IDEM_TTL_S, 1000) from a periodic job.
  */
 #ifndef SHOPD_IDEM_H
 #define SHOPD_IDEM_H
