@@ -60,6 +60,11 @@ typedef struct api_ctx_s {
     arena_t *arena;
     /** The message being handled (dispatcher's; for api_later only). */
     act_msg_t *msg;
+    /** The dispatcher's hold on the request's Idempotency-Key (Redis path,
+     *  include/shopd/idem.h), NULL when there is none. Handlers leave it alone:
+     *  the dispatcher stores the answer under it, and api_later carries it to
+     *  api_later_answer. */
+    struct idem_claim_s *idem;
 } api_ctx_t;
 
 /* ---- answers that come later ----
@@ -133,6 +138,11 @@ enum {
     API_STORE = 1 << 0,  /**< store-scoped: resolve the tenant first (X-Tenant-Id, Host) */
     API_INLINE = 1 << 1, /**< answered on the I/O thread */
     API_BODY = 1 << 2,   /**< expects a JSON object body */
+    /** The dispatcher does not handle the Idempotency-Key of this mutating route:
+     *  the handler does, in the transaction of its effect (idem_pg_claim and
+     *  idem_pg_save in include/shopd/idem.h), so a crash can neither lose nor
+     *  repeat the effect. For checkout, payment and refund. */
+    API_IDEM_SELF = 1 << 3,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor

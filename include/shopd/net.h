@@ -33,8 +33,9 @@ typedef struct net_reply_s {
     char *body; /**< owned (shopd_malloc), may be NULL */
     size_t len;
     char *headers;            /**< owned extra header lines "Name: value\r\n...", may be NULL */
-    const char *content_type; /**< static string; NULL means application/json */
+    const char *content_type; /**< static string or ct_owned; NULL means application/json */
     uint64_t store_id;        /**< for the access log; 0 if none */
+    char *ct_owned; /**< owned copy content_type points at (net_reply_set_content_type), or NULL */
 } net_reply_t;
 
 net_reply_t *net_reply_new(int status);
@@ -43,6 +44,19 @@ void net_reply_free(net_reply_t *r);
 void net_reply_set_body(net_reply_t *r, const char *body, size_t len);
 /** Appends an extra header line (copies). */
 void net_reply_add_header(net_reply_t *r, const char *name, const char *value);
+/** Sets the Content-Type from a string that need not outlive the call (copied
+ *  into r->ct_owned; NULL means application/json again). */
+void net_reply_set_content_type(net_reply_t *r, const char *ct);
+/** Replaces r's extra header lines with the len bytes at lines (copied), which
+ *  must be whole "Name: value\r\n" lines as net_reply_add_header writes them
+ *  (len 0: none). */
+void net_reply_set_headers(net_reply_t *r, const char *lines, size_t len);
+/** The value of header name among r's extra lines (case-insensitive), copied
+ *  into buf (n bytes, truncated), or NULL when r has no such line. Pure. */
+const char *net_reply_header(const net_reply_t *r, const char *name, char *buf, size_t n);
+/** A new reply with r's status, Content-Type, extra header lines and body, all
+ *  copied (the store id for the access log too); the caller owns it. Any thread. */
+net_reply_t *net_reply_copy(const net_reply_t *r);
 
 /** Builds the error body of DESIGN.md:
  *  {"error":{"code":code,"message":message,"details":[{"field":f,"issue":i}...]}}

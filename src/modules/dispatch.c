@@ -24,6 +24,7 @@
 #include "api_int.h"
 #include "shopd/auth.h"
 #include "shopd/catalog.h"
+#include "shopd/idem.h"
 #include "shopd/log.h"
 
 net_route_t *api_net_routes; /* method + pattern of api_routes, for the router */
@@ -112,6 +113,22 @@ api_route_names(void)
 }
 
 /* ------------------------------------------------------------ worker side */
+
+/* The worker whose turn this thread runs (set by api_actor_turn): its Redis
+ * connection stores a later answer under the request's Idempotency-Key when
+ * api_later_answer is called from a turn. Other threads have none. */
+static _Thread_local api_worker_t *turn_worker;
+
+/* Keeps r under the request's key (if it holds one) before anyone sees it, so a
+ * retry that follows the answer finds it. */
+static void
+idem_close(idem_claim_t **idem, const net_reply_t *r)
+{
+    if (*idem == NULL)
+        return;
+    idem_end(*idem, turn_worker ? turn_worker->kv : NULL, r);
+    *idem = NULL;
+}
 
 static void
 post(act_msg_t *m, net_reply_t *r, uint64_t store_id)
@@ -202,6 +219,7 @@ struct api_later_s {
     void *reply_to;
     uint64_t token;
     uint64_t store_id;
+    idem_claim_t *idem; /* the request's key, answered with it */
 };
 
 api_later_t *
@@ -211,6 +229,8 @@ api_later(api_ctx_t *ctx)
     l->reply_to = ctx->msg->reply_to;
     l->token = ctx->msg->reply_token;
     l->store_id = ctx->store_id;
+    l->idem = ctx->idem;
+    ctx->idem = NULL;
     ctx->msg->reply_to = NULL; /* the dispatcher posts nothing for it now */
     return l;
 }
@@ -219,6 +239,7 @@ void
 api_later_answer(api_later_t *l, net_reply_t *r)
 {
     r->store_id = l->store_id;
+    idem_close(&l->idem, r);
     if (l->reply_to)
         net_reply_post(l->reply_to, l->token, r);
     else
@@ -268,6 +289,7 @@ api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
     /* Refused: give the answer route back, and answer 503 the normal way. */
     ctx->msg->reply_to = h->later->reply_to;
     ctx->msg->reply_token = h->later->token;
+    ctx->idem = h->later->idem;
     shopd_free(h->later);
     m->data = NULL; /* h is still ours */
     act_msg_free(m);
@@ -338,11 +360,14 @@ run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)
                      .msg = m};
     m->reply_to = h->later->reply_to; /* then may take it again with api_later */
     m->reply_token = h->later->token;
+    ctx.idem = h->later->idem;
     shopd_free(h->later);
     h->later = NULL;
     net_reply_t *r = h->then(&ctx, h->arg);
-    if (r != API_LATER)
+    if (r != API_LATER) {
+        idem_close(&ctx.idem, r);
         post(m, r, h->store_id);
+    }
     arena_give_back(ws, ctx.arena);
     act_msg_free(m);
 }
@@ -457,8 +482,10 @@ static void
 finish(prepared_t *p, net_reply_t *r)
 {
     json_decref(p->ctx.body);
-    if (r != API_LATER) /* else the handler's api_later handle answers */
+    if (r != API_LATER) { /* else the handler's api_later handle answers */
+        idem_close(&p->ctx.idem, r);
         post(p->m, r, p->env.store_id);
+    }
     /* The reply is posted and owns copies of what it says: the arena can go. */
     arena_give_back(p->ctx.worker, p->ctx.arena);
     act_msg_free(p->m);
@@ -471,9 +498,21 @@ api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, v
     api_worker_t *ws = act_worker_state(w);
     prepared_t *ps = shopd_calloc(n, sizeof(*ps));
     size_t np = 0;
-    for (size_t i = 0; i < n; i++)
-        if (prepare(app, ws, ACT_STORE_OF(store_id), msgs[i], &ps[np]))
-            np++;
+    turn_worker = ws;
+    for (size_t i = 0; i < n; i++) {
+        if (!prepare(app, ws, ACT_STORE_OF(store_id), msgs[i], &ps[np]))
+            continue;
+        /* Idempotency-Key, once the store and caller are known and before the
+         * handler: a replay, a mismatch, a request in flight or Redis down is
+         * answered here and the handler never runs. Two messages of one turn
+         * with the same key: the second finds the first's mark (409). */
+        net_reply_t *r = idem_begin(&ps[np].ctx, ps[np].route, &ps[np].ctx.idem);
+        if (r) {
+            finish(&ps[np], r);
+            continue;
+        }
+        np++;
+    }
     /* ctx.env/store point into ps[]; fix them now that ps no longer moves. */
     for (size_t i = 0; i < np; i++) {
         ps[i].ctx.env = &ps[i].env;
@@ -498,6 +537,8 @@ api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, v
         for (size_t x = 0; x < k; x++)
             ctxs[x] = ps[i + x].ctx;
         route->batch(ctxs, k, replies);
+        for (size_t x = 0; x < k; x++) /* api_later on a batch ctx takes its key along */
+            ps[i + x].ctx.idem = ctxs[x].idem;
         for (size_t x = 0; x < k; x++)
             finish(&ps[i + x],
                    replies[x] ? replies[x] : api_fail(SHOPD_ERR, "internal_error", "no reply"));
@@ -506,6 +547,7 @@ api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, v
         i = j;
     }
     shopd_free(ps);
+    turn_worker = NULL;
 }
 
 void *

@@ -15,6 +15,7 @@
 #include "api_int.h"
 #include "shopd/auth.h"
 #include "shopd/catalog.h"
+#include "shopd/idem.h"
 #include "shopd/log.h"
 
 /* ------------------------------------------------------------ edge (I/O thread) */
@@ -179,6 +180,17 @@ api_on_request(net_request_t *req, void *ud)
     if (route->flags & API_INLINE)
         return answer(req, route->inline_fn(app, req));
 
+    /* Idempotency-Key: checked on the methods it applies to, and not even
+     * forwarded on a GET or HEAD (a read is idempotent by itself). */
+    const char *idem = net_req_header(req, "Idempotency-Key");
+    if (idem && idem_method_mutates(route->method)) {
+        if (!idem_key_valid(idem, strlen(idem)))
+            return answer(req, api_fail(SHOPD_BAD_REQUEST, "invalid_idempotency_key",
+                                        "Idempotency-Key must be 1 to 255 printable ASCII "
+                                        "characters"));
+        env.idem = msg_str(idem);
+    }
+
     size_t blen;
     const char *body = net_req_body(req, &blen);
     if (route->flags & API_BODY) {
@@ -237,7 +249,6 @@ api_on_request(net_request_t *req, void *ud)
     /* Conditional GETs: the catalog cache answers 304 on a matching ETag. */
     env.inm = msg_str(net_req_header(req, "If-None-Match"));
     env.cart = msg_str(net_req_header(req, "X-Cart-Id"));
-    env.idem = msg_str(net_req_header(req, "Idempotency-Key"));
     env.type = msg_str(route->name);
     env.request_id = msg_str(net_req_id(req));
     size_t qlen, clen;

@@ -4,6 +4,7 @@
  */
 #include <jansson.h>
 #include <string.h>
+#include <strings.h>
 
 #include "shopd/net.h"
 
@@ -22,6 +23,7 @@ net_reply_free(net_reply_t *r)
         return;
     shopd_free(r->body);
     shopd_free(r->headers);
+    shopd_free(r->ct_owned);
     shopd_free(r);
 }
 
@@ -42,6 +44,64 @@ net_reply_add_header(net_reply_t *r, const char *name, const char *value)
     size_t add = strlen(name) + strlen(value) + 4;
     r->headers = shopd_realloc(r->headers, old + add + 1);
     snprintf(r->headers + old, add + 1, "%s: %s\r\n", name, value);
+}
+
+void
+net_reply_set_content_type(net_reply_t *r, const char *ct)
+{
+    char *old = r->ct_owned;
+    r->ct_owned = ct ? shopd_strdup(ct) : NULL;
+    r->content_type = r->ct_owned;
+    shopd_free(old); /* after the copy: ct may point into it */
+}
+
+void
+net_reply_set_headers(net_reply_t *r, const char *lines, size_t len)
+{
+    char *old = r->headers;
+    r->headers = len ? shopd_strndup(lines, len) : NULL;
+    shopd_free(old);
+}
+
+const char *
+net_reply_header(const net_reply_t *r, const char *name, char *buf, size_t n)
+{
+    size_t nl = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        const char *end = strstr(line, "\r\n");
+        size_t ll = end ? (size_t)(end - line) : strlen(line);
+        if (ll > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+            const char *v = line + nl + 1;
+            while (v < line + ll && *v == ' ')
+                v++;
+            size_t vl = (size_t)(line + ll - v);
+            if (n == 0)
+                return buf;
+            if (vl >= n)
+                vl = n - 1;
+            memcpy(buf, v, vl);
+            buf[vl] = '\0';
+            return buf;
+        }
+        line = end ? end + 2 : line + ll;
+    }
+    return NULL;
+}
+
+net_reply_t *
+net_reply_copy(const net_reply_t *r)
+{
+    net_reply_t *c = net_reply_new(r->status);
+    if (r->body)
+        net_reply_set_body(c, r->body, r->len);
+    if (r->headers)
+        net_reply_set_headers(c, r->headers, strlen(r->headers));
+    if (r->ct_owned)
+        net_reply_set_content_type(c, r->ct_owned);
+    else
+        c->content_type = r->content_type; /* static: shared as it is */
+    c->store_id = r->store_id;
+    return c;
 }
 
 char *
