@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -607,6 +609,237 @@ test_sweeper(void **state)
     srv = main_srv;
 }
 
+/* ---- idempotency ---- */
+
+typedef struct idem_job_s {
+    shop_t *s;
+    char (*carts)[64];
+    size_t n;     /* carts */
+    size_t njobs; /* 3 per cart: two sent together, one later */
+    size_t next;  /* under lock */
+    pthread_mutex_t lock;
+    char **bodies; /* [cart * 3 + copy] */
+    long *status;
+    bool *replayed;
+} idem_job_t;
+
+static th_resp_t
+keyed_checkout_at(th_server_t *at, shop_t *s, const char *cart, const char *key, const char *email)
+{
+    char tenant[64], cid[96], idem[128], body[512];
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", s->id);
+    snprintf(cid, sizeof(cid), "X-Cart-Id: %s", cart);
+    snprintf(idem, sizeof(idem), "Idempotency-Key: %s", key);
+    const char *h[] = {tenant, cid, idem, NULL};
+    snprintf(body, sizeof(body),
+             "{\"email\":\"%s\",\"shipping_address\":{\"name\":\"Ada\",\"line1\":\"Str 1\","
+             "\"city\":\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"},"
+             "\"shipping_rate_id\":%ld}",
+             email, s->rate);
+    return th_req(at, "POST", "/api/v1/checkout", h, body);
+}
+
+static th_resp_t
+keyed_checkout(shop_t *s, const char *cart, const char *key, const char *email)
+{
+    return keyed_checkout_at(srv, s, cart, key, email);
+}
+
+static void *
+idem_worker(void *arg)
+{
+    idem_job_t *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        size_t k = j->next++;
+        pthread_mutex_unlock(&j->lock);
+        if (k >= j->njobs)
+            return NULL;
+        /* Jobs 0..2n-1 are the pairs (cart k/2, copies 0 and 1, taken together by two
+         * threads); jobs 2n.. the third copies. */
+        size_t cart = k < 2 * j->n ? k / 2 : k - 2 * j->n;
+        size_t copy = k < 2 * j->n ? k % 2 : 2;
+        char key[64];
+        snprintf(key, sizeof(key), "idem-%ld-%zu", j->s->id, cart);
+        th_resp_t r = keyed_checkout(j->s, j->carts[cart], key, "idem@example.com");
+        j->status[cart * 3 + copy] = r.status;
+        j->bodies[cart * 3 + copy] = strndup(r.body ? r.body : "", r.len);
+        const char *rep = th_header(&r, "Idempotent-Replayed");
+        j->replayed[cart * 3 + copy] = rep && strcmp(rep, "true") == 0;
+        th_resp_free(&r);
+    }
+}
+
+/* 1,000 checkouts each sent 3 times (two of them at once): 1,000 orders, and
+ * every copy answers byte for byte what the first did. */
+static void
+test_checkout_idempotency(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v = variant(&s, 5000, 300);
+    enum { N = 1000 };
+    idem_job_t j = {.s = &s, .n = N, .njobs = 3 * N};
+    j.carts = calloc(N, sizeof(*j.carts));
+    j.bodies = calloc(3 * N, sizeof(char *));
+    j.status = calloc(3 * N, sizeof(long));
+    j.replayed = calloc(3 * N, sizeof(bool));
+    pthread_mutex_init(&j.lock, NULL);
+    for (size_t i = 0; i < N; i++)
+        snprintf(j.carts[i], 64, "%s", add(&s, NULL, NULL, v, 1, 200));
+    pthread_t t[16];
+    for (int i = 0; i < 16; i++)
+        pthread_create(&t[i], NULL, idem_worker, &j);
+    for (int i = 0; i < 16; i++)
+        pthread_join(t[i], NULL);
+    size_t replays = 0;
+    for (size_t i = 0; i < N; i++) {
+        for (int c = 0; c < 3; c++) {
+            if (j.status[i * 3 + c] != 201)
+                fail_msg("cart %zu copy %d answered %ld: %s", i, c, j.status[i * 3 + c],
+                         j.bodies[i * 3 + c]);
+            replays += j.replayed[i * 3 + c];
+        }
+        assert_string_equal(j.bodies[i * 3], j.bodies[i * 3 + 1]);
+        assert_string_equal(j.bodies[i * 3], j.bodies[i * 3 + 2]);
+    }
+    assert_int_equal(replays, 2 * N);
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM orders WHERE store_id = %ld", s.id);
+    assert_int_equal(atol(th_sql(sql, NULL)), N);
+    assert_int_equal(stock_of(&s, v), 5000 - N);
+    assert_ledger(&s, v);
+
+    /* The same key with another body: 422, and nothing changes. */
+    char key[64];
+    snprintf(key, sizeof(key), "idem-%ld-0", s.id);
+    th_resp_t r = keyed_checkout(&s, j.carts[0], key, "other@example.com");
+    assert_int_equal(r.status, 422);
+    assert_string_equal(th_error_code(&r), "idempotency_mismatch");
+    th_resp_free(&r);
+    assert_int_equal(atol(th_sql(sql, NULL)), N);
+    assert_int_equal(stock_of(&s, v), 5000 - N);
+    for (size_t i = 0; i < 3 * N; i++)
+        free(j.bodies[i]);
+    free(j.bodies);
+    free(j.status);
+    free(j.replayed);
+    free(j.carts);
+    pthread_mutex_destroy(&j.lock);
+    shop_free(&s);
+}
+
+/* ---- a crash during checkout load ---- */
+
+static pthread_mutex_t srv_lock = PTHREAD_MUTEX_INITIALIZER;
+
+typedef struct crash_s {
+    shop_t *s;
+    char (*carts)[64];
+    size_t n, next;
+    pthread_mutex_t lock;
+    long *status;   /* the final answer per cart */
+    long *order_id; /* from the 201 */
+    long retries;
+} crash_t;
+
+static void *
+crash_worker(void *arg)
+{
+    crash_t *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        size_t i = c->next++;
+        pthread_mutex_unlock(&c->lock);
+        if (i >= c->n)
+            return NULL;
+        char key[64];
+        snprintf(key, sizeof(key), "crash-%ld-%zu", c->s->id, i);
+        for (int attempt = 0; attempt < 400; attempt++) {
+            pthread_mutex_lock(&srv_lock); /* guards the pointer only */
+            th_server_t *at = srv;
+            pthread_mutex_unlock(&srv_lock);
+            th_resp_t r = keyed_checkout_at(at, c->s, c->carts[i], key, "crash@example.com");
+            bool final = r.status == 201 || r.status == 402 ||
+                         (r.status == 409 && strcmp(th_error_code(&r), "insufficient_stock") == 0);
+            if (final) {
+                c->status[i] = r.status;
+                if (r.status == 201)
+                    c->order_id[i] = jint(r.json, "id");
+                th_resp_free(&r);
+                break;
+            }
+            th_resp_free(&r);
+            __atomic_fetch_add(&c->retries, 1, __ATOMIC_RELAXED);
+            usleep(20000); /* the server is down or restarting: retry, same key */
+        }
+    }
+}
+
+/* kill -9 during checkout load, clients retrying under the same keys after the
+ * restart: no acknowledged order lost, none doubled, the stock adds up. */
+static void
+test_crash_during_checkouts(void **state)
+{
+    (void)state;
+    th_server_t *main_srv = srv;
+    srv = th_start(NULL);
+    shop_t s = shop_new();
+    enum { N = 600, STOCK = 450 };
+    long v = variant(&s, STOCK, 100);
+    crash_t c = {.s = &s, .n = N};
+    c.carts = calloc(N, sizeof(*c.carts));
+    c.status = calloc(N, sizeof(long));
+    c.order_id = calloc(N, sizeof(long));
+    pthread_mutex_init(&c.lock, NULL);
+    for (size_t i = 0; i < N; i++)
+        snprintf(c.carts[i], 64, "%s", add(&s, NULL, NULL, v, 1, 200));
+    pthread_t t[16];
+    for (int i = 0; i < 16; i++)
+        pthread_create(&t[i], NULL, crash_worker, &c);
+    usleep(300000); /* checkouts under way */
+    th_server_t *old = srv;
+    kill(old->pid, SIGKILL);
+    waitpid(old->pid, NULL, 0);
+    old->pid = 0; /* stopped by the test: th_stop reports 0 */
+    th_server_t *fresh = th_start(NULL);
+    pthread_mutex_lock(&srv_lock);
+    srv = fresh;
+    pthread_mutex_unlock(&srv_lock);
+    for (int i = 0; i < 16; i++)
+        pthread_join(t[i], NULL);
+    th_stop(old);
+    long acked = 0, short_stock = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (c.status[i] == 0)
+            fail_msg("cart %zu never got a final answer", i);
+        if (c.status[i] == 201) {
+            acked++;
+            char sql[160];
+            snprintf(sql, sizeof(sql),
+                     "SELECT count(*) FROM orders WHERE store_id = %ld AND id = %ld", s.id,
+                     c.order_id[i]);
+            assert_string_equal(th_sql(sql, NULL), "1"); /* not lost */
+        }
+        short_stock += c.status[i] == 409;
+    }
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM orders WHERE store_id = %ld", s.id);
+    assert_int_equal(atol(th_sql(sql, NULL)), acked); /* none doubled, none unacknowledged */
+    assert_int_equal(acked, STOCK);
+    assert_int_equal(short_stock, N - STOCK);
+    assert_int_equal(stock_of(&s, v), 0);
+    assert_ledger(&s, v);
+    print_message("crash test: %ld orders, %ld retries across the restart\n", acked, c.retries);
+    free(c.carts);
+    free(c.status);
+    free(c.order_id);
+    pthread_mutex_destroy(&c.lock);
+    shop_free(&s);
+    assert_int_equal(th_stop(srv), 0);
+    srv = main_srv;
+}
+
 static int
 setup(void **state)
 {
@@ -626,6 +859,8 @@ main(void)
         cmocka_unit_test(test_two_variants_no_deadlock),
         cmocka_unit_test(test_cross_store),
         cmocka_unit_test(test_sweeper),
+        cmocka_unit_test(test_checkout_idempotency),
+        cmocka_unit_test(test_crash_during_checkouts),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, NULL);

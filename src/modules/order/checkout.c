@@ -28,6 +28,7 @@
 #include "order_priv.h"
 #include "shopd/auth.h"
 #include "shopd/catalog.h"
+#include "shopd/idem.h"
 #include "shopd/log.h"
 #include "shopd/pricing.h"
 
@@ -48,8 +49,13 @@ typedef struct co_s {
     int64_t subtotal, discount, shipping, tax_total, total, weight;
     int count;
     const pay_provider_t *provider;
+    /* Idempotency-Key (PostgreSQL: in the transaction of the order) */
+    bool keyed;
+    char key[IDEM_KEY_MAX + 1];
+    uint8_t fp[IDEM_FP_LEN];
     /* step 2's results, reset by every attempt */
     uint64_t order_id, payment_id, number;
+    struct co_s *twin; /* an earlier checkout of this batch with the same key */
 } co_t;
 
 static bool
@@ -353,6 +359,35 @@ items_json(const co_t *co)
     return s;
 }
 
+/* The answer for a placed order: 201 with the order and the payment's next
+ * step, or 402 payment_declined carrying the order. py NULL: payment pending. */
+static net_reply_t *
+checkout_answer(db_conn_t *c, const co_t *co, const order_pay_t *py)
+{
+    size_t len;
+    shopd_rc_t rrc;
+    char *text = order_render(c, co->ctx->store_id, co->order_id, 0, &len, &rrc);
+    json_t *order = text ? json_loadb(text, len, 0, NULL) : NULL;
+    free(text);
+    if (order == NULL) /* the order exists; only its rendering failed */
+        order = json_pack("{s:I, s:I}", "id", (json_int_t)co->order_id, "number",
+                          (json_int_t)co->number);
+    pay_status_t status = py && py->rc == SHOPD_OK ? py->result.status : PAY_PENDING;
+    const char *secret = py && py->result.client_secret[0] ? py->result.client_secret : NULL;
+    const char *action = py && py->result.next_action[0] ? py->result.next_action : NULL;
+    json_object_set_new(order, "payment",
+                        json_pack("{s:s, s:s?, s:s?}", "status", pay_status_name(status),
+                                  "client_secret", secret, "next_action", action));
+    if (status == PAY_FAILED) {
+        json_t *e = json_pack(
+            "{s:{s:s, s:s, s:[{s:s, s:s}], s:o}}", "error", "code", "payment_declined", "message",
+            py->result.message[0] ? py->result.message : "the payment was declined", "details",
+            "field", "payment", "issue", py->result.decline_code, "order", order);
+        return api_json(SHOPD_PAYMENT_FAILED, e);
+    }
+    return api_json(SHOPD_CREATED, order);
+}
+
 /* Step 2 for checkout i, inside its savepoint. May run more than once. */
 static shopd_rc_t
 apply_one(db_conn_t *c, size_t i, void *arg)
@@ -362,9 +397,32 @@ apply_one(db_conn_t *c, size_t i, void *arg)
     net_reply_free(co->reply);
     co->reply = NULL;
     co->order_id = co->payment_id = co->number = 0;
+    co->twin = NULL;
     api_ctx_t *ctx = co->ctx;
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    if (co->keyed) {
+        /* The key commits with the order or not at all. A second copy of this
+         * request in the same batch finds the first one's row: it answers what
+         * the first answers, once that is final. */
+        for (size_t j = 0; j < i; j++)
+            if (b->cos[j]->keyed && strcmp(b->cos[j]->key, co->key) == 0 &&
+                memcmp(b->cos[j]->fp, co->fp, IDEM_FP_LEN) == 0 && b->cos[j]->order_id) {
+                co->twin = b->cos[j];
+                return SHOPD_CONFLICT;
+            }
+        idem_stored_t st = {0};
+        idem_claim_rc_t ic = idem_pg_claim(c, ctx->store_id, co->key, co->fp, &st);
+        if (ic == IDEM_UNAVAILABLE)
+            return SHOPD_UNAVAILABLE;
+        if (ic != IDEM_NEW) {
+            co->reply = ic == IDEM_REPLAY     ? idem_reply_from_stored(&st)
+                        : ic == IDEM_MISMATCH ? idem_mismatch_reply()
+                                              : idem_in_flight_reply();
+            idem_stored_clear(&st);
+            return SHOPD_CONFLICT;
+        }
+    }
 
     /* Decrements, ascending variant id (the cart keeps its lines sorted and one line
      * per variant), all in one round trip. */
@@ -496,6 +554,59 @@ apply_one(db_conn_t *c, size_t i, void *arg)
         if (rc != SHOPD_OK)
             return rc;
     }
+    if (co->keyed) {
+        /* The answer as it stands (payment pending), so a crash before the payment
+         * step still replays the order; the final answer overwrites it. */
+        net_reply_t *pending = checkout_answer(c, co, NULL);
+        rc = idem_pg_save_reply(c, ctx->store_id, co->key, pending);
+        net_reply_free(pending);
+        if (rc != SHOPD_OK)
+            return rc;
+    }
+    return SHOPD_OK;
+}
+
+/* Before the batch: a retry of a finished checkout replays its answer (its cart
+ * is an order by now, so step 1 would refuse it). The claim is rolled back here
+ * and made again in the order's transaction. */
+static shopd_rc_t
+precheck(db_conn_t *c, void *arg)
+{
+    co_t *co = arg;
+    net_reply_free(co->reply);
+    co->reply = NULL;
+    idem_stored_t st = {0};
+    idem_claim_rc_t ic = idem_pg_claim(c, co->ctx->store_id, co->key, co->fp, &st);
+    if (ic == IDEM_UNAVAILABLE)
+        return SHOPD_UNAVAILABLE;
+    if (ic == IDEM_REPLAY)
+        co->reply = idem_reply_from_stored(&st);
+    else if (ic == IDEM_MISMATCH)
+        co->reply = idem_mismatch_reply();
+    else if (ic == IDEM_IN_FLIGHT)
+        co->reply = idem_in_flight_reply();
+    idem_stored_clear(&st);
+    return SHOPD_AGAIN; /* roll back: nothing of this is kept */
+}
+
+/* Re-saves the final answers of the keyed checkouts of a batch. */
+typedef struct resave_s {
+    co_t **cos;
+    size_t n;
+} resave_t;
+
+static shopd_rc_t
+resave(db_conn_t *c, void *arg)
+{
+    resave_t *r = arg;
+    for (size_t i = 0; i < r->n; i++) {
+        co_t *co = r->cos[i];
+        if (!co->keyed || co->order_id == 0 || co->twin || co->reply == NULL)
+            continue;
+        shopd_rc_t rc = idem_pg_save_reply(c, co->ctx->store_id, co->key, co->reply);
+        if (rc != SHOPD_OK)
+            return rc;
+    }
     return SHOPD_OK;
 }
 
@@ -514,8 +625,22 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
             cos[i]->reply = api_unavailable("the database");
             continue;
         }
-        prepare(cos[i], c);
-        if (cos[i]->ready)
+        co_t *co = cos[i];
+        const msg_str_t *k = &co->ctx->env->idem;
+        if (k->n) {
+            co->keyed = true;
+            memcpy(co->key, k->p, k->n < IDEM_KEY_MAX ? k->n : IDEM_KEY_MAX);
+            idem_fingerprint(co->ctx, co->fp);
+            shopd_rc_t prc = db_tx(c, precheck, co);
+            if (co->reply)
+                continue; /* a replay, a mismatch or in flight */
+            if (prc == SHOPD_UNAVAILABLE) {
+                co->reply = api_unavailable("the database");
+                continue;
+            }
+        }
+        prepare(co, c);
+        if (co->ready)
             b.cos[b.n++] = cos[i];
     }
     if (b.n) {
@@ -564,32 +689,21 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
             if (co->reply)
                 continue;
             order_pay_t *py = &pays[j++];
-            size_t len;
-            shopd_rc_t rrc;
-            char *text = order_render(c, co->ctx->store_id, co->order_id, 0, &len, &rrc);
-            json_t *order = text ? json_loadb(text, len, 0, NULL) : NULL;
-            free(text);
-            if (order == NULL) {
-                /* The order exists; only its rendering failed. */
-                order = json_pack("{s:I, s:I}", "id", (json_int_t)co->order_id, "number",
-                                  (json_int_t)co->number);
-            }
-            json_t *next = json_pack(
-                "{s:s, s:s?, s:s?}", "status", pay_status_name(py->result.status), "client_secret",
-                py->result.client_secret[0] ? py->result.client_secret : NULL, "next_action",
-                py->result.next_action[0] ? py->result.next_action : NULL);
-            json_object_set_new(order, "payment", next);
-            if (py->rc == SHOPD_OK && py->result.status == PAY_FAILED) {
-                json_t *e = json_pack("{s:{s:s, s:s, s:[{s:s, s:s}], s:o}}", "error", "code",
-                                      "payment_declined", "message",
-                                      py->result.message[0] ? py->result.message
-                                                            : "the payment was declined",
-                                      "details", "field", "payment", "issue",
-                                      py->result.decline_code, "order", order);
-                co->reply = api_json(SHOPD_PAYMENT_FAILED, e);
-            } else {
-                co->reply = api_json(SHOPD_CREATED, order);
-            }
+            co->reply = checkout_answer(c, co, py);
+        }
+        /* Keyed checkouts keep their final answer; copies of the same request in
+         * this batch get it too, as a replay. */
+        resave_t rs = {b.cos, b.n};
+        if (rc == SHOPD_OK && db_tx(c, resave, &rs) != SHOPD_OK)
+            log_warn("final checkout answers not kept store=%llu (retries replay the pending one)",
+                     (unsigned long long)ctxs[0].store_id);
+        for (size_t i = 0; rc == SHOPD_OK && i < b.n; i++) {
+            co_t *co = b.cos[i];
+            if (co->twin == NULL || co->twin->reply == NULL)
+                continue;
+            net_reply_free(co->reply);
+            co->reply = net_reply_copy(co->twin->reply);
+            net_reply_add_header(co->reply, "Idempotent-Replayed", "true");
         }
         shopd_free(pays);
         shopd_free(results);

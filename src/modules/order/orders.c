@@ -12,6 +12,7 @@
 
 #include "order_priv.h"
 #include "shopd/catalog.h"
+#include "shopd/idem.h"
 #include "shopd/log.h"
 #include "shopd/pricing.h"
 
@@ -550,6 +551,10 @@ typedef struct refund_s {
     char provider[32], ref[128];
     int64_t refundable;
     bool not_paid, bad_item;
+    /* Idempotency-Key: claimed in the refund's transaction */
+    const char *key;
+    uint8_t fp[IDEM_FP_LEN];
+    net_reply_t *replay;
 } refund_t;
 
 static shopd_rc_t
@@ -558,6 +563,21 @@ refund_body(db_conn_t *c, void *arg)
     refund_t *f = arg;
     f->not_paid = f->bad_item = false;
     f->refund_id = 0;
+    net_reply_free(f->replay);
+    f->replay = NULL;
+    if (f->key) {
+        idem_stored_t st = {0};
+        idem_claim_rc_t ic = idem_pg_claim(c, f->store_id, f->key, f->fp, &st);
+        if (ic == IDEM_UNAVAILABLE)
+            return SHOPD_UNAVAILABLE;
+        if (ic != IDEM_NEW) {
+            f->replay = ic == IDEM_REPLAY     ? idem_reply_from_stored(&st)
+                        : ic == IDEM_MISMATCH ? idem_mismatch_reply()
+                                              : idem_in_flight_reply();
+            idem_stored_clear(&st);
+            return SHOPD_AGAIN;
+        }
+    }
     char sid[24], oid[24], amt[24], uid[24] = "";
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)f->store_id);
     snprintf(oid, sizeof(oid), "%llu", (unsigned long long)f->order_id);
@@ -670,8 +690,18 @@ order_h_refund(api_ctx_t *ctx)
                   .amount = amount,
                   .reason = reason,
                   .restock = rs};
+    char key[IDEM_KEY_MAX + 1];
+    if (ctx->env->idem.n) {
+        snprintf(key, sizeof(key), "%.*s", (int)ctx->env->idem.n, ctx->env->idem.p);
+        f.key = key;
+        idem_fingerprint(ctx, f.fp);
+    }
     shopd_rc_t rc = db_tx(c, refund_body, &f);
     net_reply_t *reply = NULL;
+    if (f.replay) {
+        db_release(c);
+        return f.replay;
+    }
     if (rc == SHOPD_NOTFOUND)
         reply = api_fail(SHOPD_NOTFOUND, "order_not_found", "no such order");
     else if (rc == SHOPD_CONFLICT && f.not_paid)
@@ -696,10 +726,10 @@ order_h_refund(api_ctx_t *ctx)
     /* Committed as pending: now ask the provider, then record its answer. */
     const pay_provider_t *pp = pay_provider_find(f.provider);
     pay_refund_result_t rr = {0};
-    char key[96];
-    snprintf(key, sizeof(key), "shopd-%llu-refund-%llu", (unsigned long long)ctx->store_id,
+    char pkey[96];
+    snprintf(pkey, sizeof(pkey), "shopd-%llu-refund-%llu", (unsigned long long)ctx->store_id,
              (unsigned long long)f.refund_id);
-    shopd_rc_t prc = pp ? pp->refund(ctx->store_id, f.ref, amount, key, &rr) : SHOPD_ERR;
+    shopd_rc_t prc = pp ? pp->refund(ctx->store_id, f.ref, amount, pkey, &rr) : SHOPD_ERR;
     const char *st = prc == SHOPD_OK && rr.succeeded  ? "succeeded"
                      : prc == SHOPD_OK && !rr.pending ? "failed"
                                                       : "pending";
@@ -725,6 +755,12 @@ order_h_refund(api_ctx_t *ctx)
     else
         reply = api_internal(ctx, "refund not recorded");
     PQclear(r);
+    /* The key was claimed with the refund row; its answer is the settled refund. A
+     * crash before this line leaves the claim without an answer: retries are told
+     * the refund is in flight, and the admin sees the pending refund on the order. */
+    if (f.key && idem_pg_save_reply(c, ctx->store_id, f.key, reply) != SHOPD_OK)
+        log_warn("refund answer not kept store=%llu refund=%llu", (unsigned long long)ctx->store_id,
+                 (unsigned long long)f.refund_id);
     db_release(c);
     return reply;
 }
@@ -783,6 +819,9 @@ order_tick(app_t *app)
     for (int i = 0; i < rows; i++)
         api_timer_send(app, strtoull(PQgetvalue(r, i, 0), NULL, 10), sweep_store);
     PQclear(r);
+    /* Idempotency keys past 24 h (checkout, refunds): no store's order involved. */
+    for (int i = 0; i < 10 && idem_pg_sweep(c, IDEM_TTL_S, 1000) == 1000; i++)
+        ;
     db_release(c);
 }
 
