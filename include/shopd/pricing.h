@@ -10,6 +10,16 @@
  * Every function takes the store id first and every query filters by it.
  * The db_conn_t functions run on the caller's connection, inside the caller's
  * db_tx when it has one (they never BEGIN or COMMIT themselves).
+ *
+ * Rounding (the one rule, tested in tests/unit/test_pricing.c): tax is
+ * computed per line (unit price x quantity, after that line's share of the
+ * discount when the checkout spreads one), then the lines' taxes are summed;
+ * each division rounds half up (x.5 goes to x+1; a negative amount, a refund,
+ * rounds as its positive mirror, so -x.5 goes to -(x+1)). Exclusive prices:
+ * tax = round(amount * bps / 10000). Inclusive prices: the net part is
+ * round(amount * 10000 / (10000 + bps)) and the tax is what is left, so net +
+ * tax is exactly the price paid. Intermediate products are 128-bit: no
+ * overflow for any int64 amount.
  */
 #ifndef SHOPD_PRICING_H
 #define SHOPD_PRICING_H
@@ -23,6 +33,15 @@
 #include "shopd/db.h"
 
 extern const api_module_t pricing_module;
+
+/** The largest amount (minor units) an admin may enter as a price, threshold or
+ *  fixed discount: 10^15, far beyond any cart, so sums of a few hundred lines
+ *  stay far from int64 overflow. */
+#define PRICING_MONEY_MAX 1000000000000000LL
+
+/** True if s is an assigned ISO 3166-1 alpha-2 code, upper case ("DE", "US").
+ *  Pure; any thread. */
+bool pricing_country_valid(const char *s);
 
 /* ---- addresses ---- */
 
@@ -65,6 +84,26 @@ typedef struct pricing_rate_s {
 shopd_rc_t pricing_shipping_rates(db_conn_t *c, uint64_t store_id, const char *country,
                                   int64_t subtotal, int64_t weight_g, pricing_rate_t *out,
                                   size_t max, size_t *n);
+
+/** A source of shipping rates: the seam where a carrier API (Shippo, EasyPost)
+ *  plugs in. rates() has the contract of pricing_shipping_rates. The table
+ *  provider (pricing_table_provider: the zones and rates the admin routes edit)
+ *  is the default; a carrier provider would run its outbound call on the
+ *  blocking pool, never inside the checkout's transaction. */
+typedef struct pricing_provider_s {
+    const char *name; /**< "table" */
+    shopd_rc_t (*rates)(db_conn_t *c, uint64_t store_id, const char *country, int64_t subtotal,
+                        int64_t weight_g, pricing_rate_t *out, size_t max, size_t *n);
+} pricing_provider_t;
+
+extern const pricing_provider_t pricing_table_provider;
+
+/** The provider pricing_shipping_rates asks (the table provider unless
+ *  pricing_set_provider chose another). Any thread. */
+const pricing_provider_t *pricing_provider(void);
+/** Chooses the provider for the process (NULL: the table provider). Call at
+ *  start-up, before any thread runs. */
+void pricing_set_provider(const pricing_provider_t *p);
 
 /** One rate by id, if it applies to this cart (same rules): OK with *out, or
  *  NOTFOUND (no such rate in this store, or it does not apply to the country,
