@@ -221,18 +221,13 @@ pr_val_bool(api_val_t *v, json_t *obj, const char *field, bool *out)
 const char *
 pr_val_country(api_val_t *v, json_t *obj, const char *field, bool required)
 {
-    size_t before = v->n;
-    const char *s = api_val_string(v, obj, field, required, 2, 2);
-    if (s == NULL) {
-        if (v->n > before) {
-            /* say what a country is rather than only its length */
-            snprintf(v->issues[v->n - 1], sizeof(v->issues[0]), "%s",
-                     required && json_object_get(obj, field) == NULL
-                         ? "is required"
-                         : "must be an ISO 3166-1 alpha-2 code (upper case, e.g. DE)");
-        }
+    json_t *x = json_object_get(obj, field);
+    if (x == NULL || json_is_null(x)) {
+        if (required)
+            api_val_add(v, field, "is required");
         return NULL;
     }
+    const char *s = json_string_value(x);
     if (!pricing_country_valid(s)) {
         api_val_add(v, field, "must be an ISO 3166-1 alpha-2 code (upper case, e.g. DE)");
         return NULL;
