@@ -122,7 +122,8 @@ typedef struct pricing_tax_s {
 
 /** The tax rate for an address in this store: the rate for (country, region)
  *  if one exists, else (country, no region), else 0; and the store's settings.
- *  OK, or UNAVAILABLE/ERR. */
+ *  Regions compare without case; NULL or "" region means none. OK, or
+ *  UNAVAILABLE/ERR (ERR also when the store does not exist). */
 shopd_rc_t pricing_tax_for(db_conn_t *c, uint64_t store_id, const char *country, const char *region,
                            pricing_tax_t *out);
 
@@ -171,7 +172,15 @@ int64_t pricing_discount_amount(const pricing_discount_t *d, int64_t subtotal);
  *  (UPDATE ... SET used = used + 1 WHERE ... AND (usage_limit IS NULL OR used <
  *  usage_limit)) and a discount_uses row (order, user or email), checking the
  *  per-customer limit. OK; CONFLICT with *why = USED_UP when the last use went
- *  to someone else first (50 concurrent checkouts, one use: exactly one OK). */
+ *  to someone else first (50 concurrent checkouts, one use: exactly one OK).
+ *  Also: CONFLICT with *why = USED_UP for a per-customer limit reached (user_id,
+ *  or email without case), NOT_STARTED (inactive or not yet started) or EXPIRED;
+ *  NOTFOUND with *why = UNKNOWN (no such discount in this store); CONFLICT with
+ *  *why = OK when order_id already used a code (one code per order; that is a
+ *  failed statement, so the caller's transaction is aborted). It locks
+ *  the discount's row (FOR UPDATE) before counting, so concurrent uses of one
+ *  code queue until the caller's transaction ends: keep that transaction short.
+ *  Nothing is written unless OK is returned. */
 shopd_rc_t pricing_discount_use(db_conn_t *c, uint64_t store_id, uint64_t discount_id,
                                 uint64_t order_id, uint64_t user_id, const char *email,
                                 pricing_discount_why_t *why);

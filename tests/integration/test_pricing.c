@@ -869,7 +869,7 @@ test_db_discounts(void **state)
 /* 50 checkouts, one use: each thread its own connection and transaction. */
 typedef struct racer_s {
     pthread_barrier_t *go;
-    uint64_t discount, order;
+    uint64_t discount, order, user;
     shopd_rc_t rc;
     pricing_discount_why_t why;
 } racer_t;
@@ -893,22 +893,23 @@ racer(void *arg)
     return NULL;
 }
 
-static void
-test_db_single_use_race(void **state)
+/* Runs n racers on discount id (orders from order0, as user: 0 for guests with one
+ * e-mail); returns how many got the use, failing on anything but used up. */
+static int
+race(long id, int n, uint64_t order0, uint64_t user)
 {
-    long id = create(store_a, admin_a, "/api/v1/admin/discounts",
-                     "{\"code\":\"RACE\",\"kind\":\"fixed\",\"value\":500,\"usage_limit\":1}");
-    enum { N = 50 };
-    pthread_t t[N];
-    racer_t rs[N];
+    pthread_t t[64];
+    racer_t rs[64];
     pthread_barrier_t go;
-    pthread_barrier_init(&go, NULL, N);
-    for (int i = 0; i < N; i++) {
-        rs[i] = (racer_t){&go, (uint64_t)id, (uint64_t)(5000 + i), SHOPD_ERR, PRICING_DISCOUNT_OK};
+    assert_true(n <= 64);
+    pthread_barrier_init(&go, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        rs[i] = (racer_t){&go,  (uint64_t)id, order0 + (uint64_t)i,
+                          user, SHOPD_ERR,    PRICING_DISCOUNT_OK};
         pthread_create(&t[i], NULL, racer, &rs[i]);
     }
     int ok = 0, used_up = 0;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         pthread_join(t[i], NULL);
         if (rs[i].rc == SHOPD_OK)
             ok++;
@@ -918,17 +919,38 @@ test_db_single_use_race(void **state)
             fail_msg("racer %d: %s (why %d)", i, shopd_rc_name(rs[i].rc), rs[i].why);
     }
     pthread_barrier_destroy(&go);
-    assert_int_equal(ok, 1);
-    assert_int_equal(used_up, N - 1);
+    assert_int_equal(ok + used_up, n);
+    return ok;
+}
+
+static void
+expect_used(long id, const char *used)
+{
     char sid[24], did[24];
     snprintf(sid, sizeof(sid), "%ld", store_a);
     snprintf(did, sizeof(did), "%ld", id);
     const char *p[] = {sid, did, NULL};
     assert_string_equal(th_sql("SELECT used FROM discounts WHERE store_id = $1 AND id = $2", p),
-                        "1");
+                        used);
     assert_string_equal(
         th_sql("SELECT count(*) FROM discount_uses WHERE store_id = $1 AND discount_id = $2", p),
-        "1");
+        used);
+}
+
+static void
+test_db_single_use_race(void **state)
+{
+    /* 50 checkouts, one use in all: exactly one wins */
+    long id = create(store_a, admin_a, "/api/v1/admin/discounts",
+                     "{\"code\":\"RACE\",\"kind\":\"fixed\",\"value\":500,\"usage_limit\":1}");
+    assert_int_equal(race(id, 50, 5000, 0), 1);
+    expect_used(id, "1");
+    /* one customer's 20 checkouts at once on a once-per-customer code: one wins */
+    long per = create(store_a, admin_a, "/api/v1/admin/discounts",
+                      "{\"code\":\"RACE-PER\",\"kind\":\"fixed\",\"value\":500,"
+                      "\"per_customer_limit\":1}");
+    assert_int_equal(race(per, 20, 6000, (uint64_t)cust_a2.id), 1);
+    expect_used(per, "1");
 }
 
 static void
