@@ -1005,6 +1005,49 @@ test_db_addresses(void **state)
     th_user_free(&u);
 }
 
+/* Deleting a store takes its pricing rows with it (every table cascades). */
+static void
+test_store_delete_cascades(void **state)
+{
+    char slug[64];
+    snprintf(slug, sizeof(slug), "%s", th_slug("price-c"));
+    long sc = th_create_store(srv, slug, NULL);
+    char *admin = th_token(srv, "STORE_ADMIN", sc);
+    th_user_t u = th_user_new(srv, "CUSTOMER", sc);
+    create(sc, u.access, "/api/v1/me/addresses", "{" ADDR ",\"country\":\"GB\"}");
+    long z = create(sc, admin, "/api/v1/admin/shipping-zones",
+                    "{\"name\":\"EU\",\"countries\":[\"DE\"]}");
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/admin/shipping-zones/%ld/rates", z);
+    create(sc, admin, path, "{\"name\":\"S\",\"kind\":\"flat\",\"price\":1}");
+    create(sc, admin, "/api/v1/admin/tax-rates",
+           "{\"country\":\"DE\",\"rate_bps\":1900,\"name\":\"V\"}");
+    long d = create(sc, admin, "/api/v1/admin/discounts",
+                    "{\"code\":\"C\",\"kind\":\"fixed\",\"value\":1}");
+    char sid[24], did[24];
+    snprintf(sid, sizeof(sid), "%ld", sc);
+    snprintf(did, sizeof(did), "%ld", d);
+    const char *p[] = {sid, did, NULL};
+    th_sql("INSERT INTO discount_uses (store_id, discount_id, order_id) VALUES ($1, $2, 1)", p);
+    snprintf(path, sizeof(path), "/api/v1/stores/%ld", sc);
+    th_resp_t r = th_platform(srv, "DELETE", path, NULL);
+    assert_int_equal(r.status, 204);
+    th_resp_free(&r);
+    const char *ps[] = {sid, NULL};
+    assert_string_equal(
+        th_sql("SELECT (SELECT count(*) FROM addresses WHERE store_id = $1) +"
+               " (SELECT count(*) FROM shipping_zones WHERE store_id = $1) +"
+               " (SELECT count(*) FROM shipping_zone_countries WHERE store_id = $1) +"
+               " (SELECT count(*) FROM shipping_rates WHERE store_id = $1) +"
+               " (SELECT count(*) FROM tax_rates WHERE store_id = $1) +"
+               " (SELECT count(*) FROM discounts WHERE store_id = $1) +"
+               " (SELECT count(*) FROM discount_uses WHERE store_id = $1)",
+               ps),
+        "0");
+    free(admin);
+    th_user_free(&u);
+}
+
 int
 main(void)
 {
@@ -1020,6 +1063,7 @@ main(void)
         cmocka_unit_test(test_db_discounts),
         cmocka_unit_test(test_db_single_use_race),
         cmocka_unit_test(test_db_addresses),
+        cmocka_unit_test(test_store_delete_cascades),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
