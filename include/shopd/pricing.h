@@ -10,6 +10,16 @@
  * Every function takes the store id first and every query filters by it.
  * The db_conn_t functions run on the caller's connection, inside the caller's
  * db_tx when it has one (they never BEGIN or COMMIT themselves).
+ *
+ * Rounding (the one rule, tested in tests/unit/test_pricing.c): tax is
+ * computed per line (unit price x quantity, after that line's share of the
+ * discount when the checkout spreads one), then the lines' taxes are summed;
+ * each division rounds half up (x.5 goes to x+1; a negative amount, a refund,
+ * rounds as its positive mirror, so -x.5 goes to -(x+1)). Exclusive prices:
+ * tax = round(amount * bps / 10000). Inclusive prices: the net part is
+ * round(amount * 10000 / (10000 + bps)) and the tax is what is left, so net +
+ * tax is exactly the price paid. Intermediate products are 128-bit: no
+ * overflow for any int64 amount.
  */
 #ifndef SHOPD_PRICING_H
 #define SHOPD_PRICING_H
@@ -23,6 +33,15 @@
 #include "shopd/db.h"
 
 extern const api_module_t pricing_module;
+
+/** The largest amount (minor units) an admin may enter as a price, threshold or
+ *  fixed discount: 10^15, far beyond any cart, so sums of a few hundred lines
+ *  stay far from int64 overflow. */
+#define PRICING_MONEY_MAX 1000000000000000LL
+
+/** True if s is an assigned ISO 3166-1 alpha-2 code, upper case ("DE", "US").
+ *  Pure; any thread. */
+bool pricing_country_valid(const char *s);
 
 /* ---- addresses ---- */
 
@@ -66,6 +85,26 @@ shopd_rc_t pricing_shipping_rates(db_conn_t *c, uint64_t store_id, const char *c
                                   int64_t subtotal, int64_t weight_g, pricing_rate_t *out,
                                   size_t max, size_t *n);
 
+/** A source of shipping rates: the seam where a carrier API (Shippo, EasyPost)
+ *  plugs in. rates() has the contract of pricing_shipping_rates. The table
+ *  provider (pricing_table_provider: the zones and rates the admin routes edit)
+ *  is the default; a carrier provider would run its outbound call on the
+ *  blocking pool, never inside the checkout's transaction. */
+typedef struct pricing_provider_s {
+    const char *name; /**< "table" */
+    shopd_rc_t (*rates)(db_conn_t *c, uint64_t store_id, const char *country, int64_t subtotal,
+                        int64_t weight_g, pricing_rate_t *out, size_t max, size_t *n);
+} pricing_provider_t;
+
+extern const pricing_provider_t pricing_table_provider;
+
+/** The provider pricing_shipping_rates asks (the table provider unless
+ *  pricing_set_provider chose another). Any thread. */
+const pricing_provider_t *pricing_provider(void);
+/** Chooses the provider for the process (NULL: the table provider). Call at
+ *  start-up, before any thread runs. */
+void pricing_set_provider(const pricing_provider_t *p);
+
 /** One rate by id, if it applies to this cart (same rules): OK with *out, or
  *  NOTFOUND (no such rate in this store, or it does not apply to the country,
  *  weight or subtotal). */
@@ -83,7 +122,8 @@ typedef struct pricing_tax_s {
 
 /** The tax rate for an address in this store: the rate for (country, region)
  *  if one exists, else (country, no region), else 0; and the store's settings.
- *  OK, or UNAVAILABLE/ERR. */
+ *  Regions compare without case; NULL or "" region means none. OK, or
+ *  UNAVAILABLE/ERR (ERR also when the store does not exist). */
 shopd_rc_t pricing_tax_for(db_conn_t *c, uint64_t store_id, const char *country, const char *region,
                            pricing_tax_t *out);
 
@@ -132,7 +172,15 @@ int64_t pricing_discount_amount(const pricing_discount_t *d, int64_t subtotal);
  *  (UPDATE ... SET used = used + 1 WHERE ... AND (usage_limit IS NULL OR used <
  *  usage_limit)) and a discount_uses row (order, user or email), checking the
  *  per-customer limit. OK; CONFLICT with *why = USED_UP when the last use went
- *  to someone else first (50 concurrent checkouts, one use: exactly one OK). */
+ *  to someone else first (50 concurrent checkouts, one use: exactly one OK).
+ *  Also: CONFLICT with *why = USED_UP for a per-customer limit reached (user_id,
+ *  or email without case), NOT_STARTED (inactive or not yet started) or EXPIRED;
+ *  NOTFOUND with *why = UNKNOWN (no such discount in this store); CONFLICT with
+ *  *why = OK when order_id already used a code (one code per order; that is a
+ *  failed statement, so the caller's transaction is aborted). It locks
+ *  the discount's row (FOR UPDATE) before counting, so concurrent uses of one
+ *  code queue until the caller's transaction ends: keep that transaction short.
+ *  Nothing is written unless OK is returned. */
 shopd_rc_t pricing_discount_use(db_conn_t *c, uint64_t store_id, uint64_t discount_id,
                                 uint64_t order_id, uint64_t user_id, const char *email,
                                 pricing_discount_why_t *why);

@@ -39,6 +39,18 @@ static const api_constraint_t api_constraints[] = {
     {"attributes_store_id_name_key", SHOPD_CONFLICT, "name_taken", "another attribute has this name", "name", "already taken"},
     {"attribute_values_store_id_attribute_id_value_key", SHOPD_CONFLICT, "value_taken", "the attribute already has this value", "value", "already taken"},
     {"product_option_values_store_id_value_id_fkey", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "option_value_ids", "no such attribute value"},
+    /* pricing (sql/0007) */
+    {"addresses_default_shipping_uq", SHOPD_CONFLICT, "default_address_conflict", "another address became the default at the same time", "is_default_shipping", "already set on another address"},
+    {"addresses_default_billing_uq", SHOPD_CONFLICT, "default_address_conflict", "another address became the default at the same time", "is_default_billing", "already set on another address"},
+    {"addresses_store_id_user_id_fkey", SHOPD_NOTFOUND, "user_not_found", "no such user", "user_id", "no such user in this store"},
+    {"shipping_zones_name_uq", SHOPD_CONFLICT, "zone_name_taken", "another shipping zone has this name", "name", "already taken"},
+    {"shipping_zone_countries_pkey", SHOPD_CONFLICT, "country_in_other_zone", "a country can be in one shipping zone only", "countries", "already in another zone"},
+    {"shipping_rates_band_check", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "max_weight_g", "must be above min_weight_g (weight bands only)"},
+    {"tax_rates_region_uq", SHOPD_CONFLICT, "tax_rate_exists", "the store already has a rate for this country and region", "region", "already has a rate"},
+    {"discounts_code_uq", SHOPD_CONFLICT, "discount_code_taken", "another discount uses this code", "code", "already taken"},
+    {"discounts_value_check", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "value", "out of range for the kind"},
+    {"discounts_window_check", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "ends_at", "must be after starts_at"},
+    {"discount_uses_order_uq", SHOPD_CONFLICT, "discount_already_used", "this order already used a discount code", "order_id", "already has a discount"},
 };
 /* clang-format on */
 

@@ -272,6 +272,56 @@ async function main() {
   await call('get', `/api/v1/products/${pid}/variants`, { tenant: slug, expect: 200 });
   await call('get', `/api/v1/variants/${vid}`, { tenant: slug, expect: 200 });
 
+  // Pricing: addresses, shipping zones and rates, taxes, discounts
+  const aBody = { name: 'Ada Lovelace', line1: '1 Main St', city: 'London', postal_code: 'N1 9GU', country: 'GB', is_default_shipping: true };
+  const adr = await call('post', '/api/v1/me/addresses', { token: C, tenant: slug, body: aBody, expect: 201 });
+  const adrId = adr.body && adr.body.id;
+  await call('post', '/api/v1/me/addresses', { token: C, tenant: slug, body: { ...aBody, country: 'XX' }, expect: 422 });
+  await call('get', '/api/v1/me/addresses', { token: C, tenant: slug, expect: 200 });
+  await call('get', `/api/v1/me/addresses/${adrId}`, { token: C, tenant: slug, expect: 200 });
+  await call('patch', `/api/v1/me/addresses/${adrId}`, { token: C, tenant: slug, body: { line2: 'Flat 2', is_default_billing: true }, expect: 200 });
+  await call('get', '/api/v1/me/addresses/999999999', { token: C, tenant: slug, expect: 404 });
+  await call('get', '/api/v1/me/addresses', { tenant: slug, expect: 401 });
+  const zone = await call('post', '/api/v1/admin/shipping-zones', { token: A, tenant: slug, body: { name: 'EU', countries: ['DE', 'FR'] }, expect: 201 });
+  const zid = zone.body && zone.body.id;
+  await call('post', '/api/v1/admin/shipping-zones', { token: A, tenant: slug, body: { name: 'Other', countries: ['FR'] }, expect: 409 });
+  await call('post', '/api/v1/admin/shipping-zones', { token: A, tenant: slug, body: { name: '' }, expect: 422 });
+  await call('get', '/api/v1/admin/shipping-zones', { token: C, tenant: slug, expect: 403 });
+  const rate = await call('post', `/api/v1/admin/shipping-zones/${zid}/rates`, { token: A, tenant: slug, body: { name: 'Standard', kind: 'flat', price: 500, free_above: 5000 }, expect: 201 });
+  const rid2 = rate.body && rate.body.id;
+  await call('post', `/api/v1/admin/shipping-zones/${zid}/rates`, { token: A, tenant: slug, body: { name: 'Light', kind: 'weight', price: 300, min_weight_g: 0, max_weight_g: 1000 }, expect: 201 });
+  await call('post', `/api/v1/admin/shipping-zones/${zid}/rates`, { token: A, tenant: slug, body: { name: 'Bad', kind: 'flat', price: 1, min_weight_g: 5 }, expect: 422 });
+  await call('patch', `/api/v1/admin/shipping-rates/${rid2}`, { token: A, tenant: slug, body: { price: 600 }, expect: 200 });
+  await call('get', `/api/v1/admin/shipping-zones/${zid}/rates`, { token: A, tenant: slug, expect: 200 });
+  await call('patch', `/api/v1/admin/shipping-zones/${zid}`, { token: A, tenant: slug, body: { countries: ['DE', 'AT'] }, expect: 200 });
+  await call('get', `/api/v1/admin/shipping-zones/${zid}`, { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/shipping-zones', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/shipping-zones/999999999', { token: A, tenant: slug, expect: 404 });
+  const tax = await call('post', '/api/v1/admin/tax-rates', { token: A, tenant: slug, body: { country: 'DE', rate_bps: 1900, name: 'MwSt' }, expect: 201 });
+  const tid = tax.body && tax.body.id;
+  await call('post', '/api/v1/admin/tax-rates', { token: A, tenant: slug, body: { country: 'US', region: 'CA', rate_bps: 725, name: 'CA' }, expect: 201 });
+  await call('post', '/api/v1/admin/tax-rates', { token: A, tenant: slug, body: { country: 'DE', rate_bps: 700, name: 'again' }, expect: 409 });
+  await call('patch', `/api/v1/admin/tax-rates/${tid}`, { token: A, tenant: slug, body: { rate_bps: 2000 }, expect: 200 });
+  await call('patch', `/api/v1/admin/tax-rates/${tid}`, { token: A, tenant: slug, body: { rate_bps: 10001 }, expect: 422 });
+  await call('get', '/api/v1/admin/tax-rates', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/tax-settings', { token: A, tenant: slug, expect: 200 });
+  await call('patch', '/api/v1/admin/tax-settings', { token: A, tenant: slug, body: { prices_include_tax: true }, expect: 200 });
+  await call('patch', '/api/v1/admin/tax-settings', { token: A, tenant: slug, body: { tax_shipping: 'yes' }, expect: 422 });
+  const disc = await call('post', '/api/v1/admin/discounts', { token: A, tenant: slug,
+    body: { code: 'SUMMER10', kind: 'percent', value: 1000, starts_at: '2026-01-01T00:00:00Z', ends_at: '2099-01-01T00:00:00Z', usage_limit: 100 }, expect: 201 });
+  const did = disc.body && disc.body.id;
+  await call('post', '/api/v1/admin/discounts', { token: A, tenant: slug, body: { code: 'summer10', kind: 'fixed', value: 100 }, expect: 409 });
+  await call('post', '/api/v1/admin/discounts', { token: A, tenant: slug, body: { code: 'bad code', kind: 'bogo', value: 0 }, expect: 422 });
+  await call('patch', `/api/v1/admin/discounts/${did}`, { token: A, tenant: slug, body: { per_customer_limit: 1, active: false }, expect: 200 });
+  await call('get', `/api/v1/admin/discounts/${did}`, { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/discounts', { token: A, tenant: slug, expect: 200 });
+  await call('delete', `/api/v1/admin/discounts/${did}`, { token: A, tenant: slug, expect: 204 });
+  await call('get', `/api/v1/admin/discounts/${did}`, { token: A, tenant: slug, expect: 404 });
+  await call('delete', `/api/v1/admin/tax-rates/${tid}`, { token: A, tenant: slug, expect: 204 });
+  await call('delete', `/api/v1/admin/shipping-rates/${rid2}`, { token: A, tenant: slug, expect: 204 });
+  await call('delete', `/api/v1/admin/shipping-zones/${zid}`, { token: A, tenant: slug, expect: 204 });
+  await call('delete', `/api/v1/me/addresses/${adrId}`, { token: C, tenant: slug, expect: 204 });
+
   // Deletes
   await call('delete', `/api/v1/variants/${vid}`, { token: A, tenant: slug, expect: 204 });
   await call('delete', `/api/v1/categories/${rid}`, { token: A, tenant: slug, expect: 409 });

@@ -1,0 +1,301 @@
+/*
+ * common.c: what every pricing handler shares: path ids, the write
+ * transaction helper (db_tx, retried; one answer per attempt), reads,
+ * PATCH-as-merge, field validators, RFC 3339 times and the ISO 3166-1 list.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pricing_priv.h"
+
+/* The assigned ISO 3166-1 alpha-2 codes (249), two letters each, sorted, so a
+ * lookup is a binary search over fixed-width entries. */
+static const char countries[] = "ADAEAFAGAIALAMAOAQARASATAUAWAXAZ"
+                                "BABBBDBEBFBGBHBIBJBLBMBNBOBQBRBSBTBVBWBYBZ"
+                                "CACCCDCFCGCHCICKCLCMCNCOCRCUCVCWCXCYCZ"
+                                "DEDJDKDMDODZ"
+                                "ECEEEGEHERESET"
+                                "FIFJFKFMFOFR"
+                                "GAGBGDGEGFGGGHGIGLGMGNGPGQGRGSGTGUGWGY"
+                                "HKHMHNHRHTHU"
+                                "IDIEILIMINIOIQIRISIT"
+                                "JEJMJOJP"
+                                "KEKGKHKIKMKNKPKRKWKYKZ"
+                                "LALBLCLILKLRLSLTLULVLY"
+                                "MAMCMDMEMFMGMHMKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZ"
+                                "NANCNENFNGNINLNONPNRNUNZ"
+                                "OM"
+                                "PAPEPFPGPHPKPLPMPNPRPSPTPWPY"
+                                "QA"
+                                "RERORSRURW"
+                                "SASBSCSDSESGSHSISJSKSLSMSNSOSRSSSTSVSXSYSZ"
+                                "TCTDTFTGTHTJTKTLTMTNTOTRTTTVTWTZ"
+                                "UAUGUMUSUYUZ"
+                                "VAVCVEVGVIVNVU"
+                                "WFWS"
+                                "YEYT"
+                                "ZAZMZW";
+
+bool
+pricing_country_valid(const char *s)
+{
+    if (s == NULL || s[0] < 'A' || s[0] > 'Z' || s[1] < 'A' || s[1] > 'Z' || s[2] != '\0')
+        return false;
+    size_t lo = 0, hi = (sizeof(countries) - 1) / 2;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int d = memcmp(s, countries + 2 * mid, 2);
+        if (d == 0)
+            return true;
+        if (d < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
+}
+
+bool
+pr_id_param(const api_ctx_t *ctx, const char *name, char *buf)
+{
+    size_t n;
+    const char *p = msg_param(ctx->env, name, &n);
+    uint64_t id;
+    if (p == NULL || !shopd_id_parse(p, n, &id))
+        return false;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return true;
+}
+
+const char *
+pr_u64(uint64_t n, char *buf)
+{
+    snprintf(buf, 24, "%llu", (unsigned long long)n);
+    return buf;
+}
+
+const char *
+pr_sid(const api_ctx_t *ctx, char *buf)
+{
+    return pr_u64(ctx->store_id, buf);
+}
+
+/* One attempt of a pr_tx: the body's answer and result, last attempt only. */
+typedef struct pr_txrun_s {
+    api_ctx_t *ctx;
+    pr_tx_fn fn;
+    void *arg;
+    net_reply_t *reply;
+    shopd_rc_t body_rc;
+} pr_txrun_t;
+
+static shopd_rc_t
+tx_body(db_conn_t *c, void *arg)
+{
+    pr_txrun_t *t = arg;
+    net_reply_free(t->reply); /* a retried attempt forgets the answer of the one before */
+    t->reply = NULL;
+    t->body_rc = t->fn(t->ctx, c, t->arg, &t->reply);
+    return t->body_rc;
+}
+
+net_reply_t *
+pr_tx(api_ctx_t *ctx, pr_tx_fn fn, void *arg)
+{
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    pr_txrun_t t = {ctx, fn, arg, NULL, SHOPD_ERR};
+    shopd_rc_t rc = db_tx(c, tx_body, &t);
+    db_release(c);
+    if (rc == SHOPD_OK)
+        return t.reply ? t.reply : api_empty(SHOPD_NO_CONTENT);
+    if (t.body_rc != SHOPD_OK && t.reply != NULL)
+        return t.reply; /* the body refused: its own answer */
+    /* The body was fine but the COMMIT was not, or the connection went. */
+    net_reply_free(t.reply);
+    if (rc == SHOPD_UNAVAILABLE)
+        return api_unavailable("the database");
+    if (rc == SHOPD_CONFLICT)
+        return api_fail(SHOPD_CONFLICT, "conflict", "the change conflicts with existing data");
+    return api_internal(ctx, "commit failed");
+}
+
+PGresult *
+pr_read(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *const *p,
+        net_reply_t **reply)
+{
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) {
+        *reply = api_unavailable("the database");
+        return NULL;
+    }
+    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, name, sql, np, p));
+    db_release(c);
+    return r;
+}
+
+net_reply_t *
+pr_row_reply(api_ctx_t *ctx, PGresult *r, shopd_rc_t ok, const char *what, const char *nf_code,
+             const char *nf_message)
+{
+    if (db_result_rc(r) != SHOPD_OK)
+        return api_db_error(ctx, r, what);
+    if (PQntuples(r) == 0)
+        return api_fail(SHOPD_NOTFOUND, nf_code, nf_message);
+    return api_raw_json(ok, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+}
+
+PGresult *
+pr_exec(api_ctx_t *ctx, db_conn_t *c, const char *name, const char *sql, int np,
+        const char *const *p, net_reply_t **reply)
+{
+    PGresult *r = arena_pgresult(ctx->arena, db_exec(c, name, sql, np, p));
+    if (db_result_rc(r) != SHOPD_OK) {
+        *reply = api_db_error(ctx, r, name);
+        return NULL;
+    }
+    return r;
+}
+
+json_t *
+pr_merge(json_t *cur, json_t *patch)
+{
+    json_t *m = json_deep_copy(cur);
+    json_object_update(m, patch);
+    return m;
+}
+
+json_t *
+pr_json_col(PGresult *r, int row, int col)
+{
+    if (r == NULL || PQntuples(r) <= row || PQgetisnull(r, row, col))
+        return NULL;
+    json_t *j = json_loads(PQgetvalue(r, row, col), 0, NULL);
+    if (j != NULL && !json_is_object(j)) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+int
+pr_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
+           long long *out)
+{
+    json_t *x = json_object_get(obj, field);
+    if (x == NULL || json_is_null(x))
+        return 0;
+    if (!json_is_integer(x)) {
+        api_val_add(v, field, "must be an integer");
+        return -1;
+    }
+    long long n = (long long)json_integer_value(x);
+    if (n < min || n > max) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "must be from %lld to %lld", min, max);
+        api_val_add(v, field, msg);
+        return -1;
+    }
+    *out = n;
+    return 1;
+}
+
+int
+pr_val_bool(api_val_t *v, json_t *obj, const char *field, bool *out)
+{
+    json_t *x = json_object_get(obj, field);
+    if (x == NULL || json_is_null(x))
+        return 0;
+    if (!json_is_boolean(x)) {
+        api_val_add(v, field, "must be true or false");
+        return -1;
+    }
+    *out = json_is_true(x);
+    return 1;
+}
+
+const char *
+pr_val_country(api_val_t *v, json_t *obj, const char *field, bool required)
+{
+    json_t *x = json_object_get(obj, field);
+    if (x == NULL || json_is_null(x)) {
+        if (required)
+            api_val_add(v, field, "is required");
+        return NULL;
+    }
+    const char *s = json_string_value(x);
+    if (!pricing_country_valid(s)) {
+        api_val_add(v, field, "must be an ISO 3166-1 alpha-2 code (upper case, e.g. DE)");
+        return NULL;
+    }
+    return s;
+}
+
+static bool
+digits(const char *s, int n, int *out)
+{
+    int x = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        x = x * 10 + (s[i] - '0');
+    }
+    *out = x;
+    return true;
+}
+
+bool
+pr_rfc3339(const char *s, int64_t *us)
+{
+    int Y, M, D, h, m, sec, oh = 0, om = 0;
+    if (s == NULL || strlen(s) < 20 || strlen(s) > 40)
+        return false;
+    if (!digits(s, 4, &Y) || s[4] != '-' || !digits(s + 5, 2, &M) || s[7] != '-' ||
+        !digits(s + 8, 2, &D) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) ||
+        s[13] != ':' || !digits(s + 14, 2, &m) || s[16] != ':' || !digits(s + 17, 2, &sec))
+        return false;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+    if (Y < 1 || M < 1 || M > 12 || D < 1 || D > mdays[M - 1] || (M == 2 && D == 29 && !leap) ||
+        h > 23 || m > 59 || sec > 59)
+        return false;
+    const char *p = s + 19;
+    int64_t frac = 0;
+    if (*p == '.') {
+        int nd = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, nd++)
+            if (nd < 6)
+                frac = frac * 10 + (*p - '0');
+        if (nd == 0)
+            return false;
+        for (; nd < 6; nd++)
+            frac *= 10;
+    }
+    int sign = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p == '+' ? 1 : -1;
+        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return false;
+        p += 6;
+    } else {
+        return false;
+    }
+    if (*p != '\0')
+        return false;
+    struct tm tm = {0};
+    tm.tm_year = Y - 1900;
+    tm.tm_mon = M - 1;
+    tm.tm_mday = D;
+    tm.tm_hour = h;
+    tm.tm_min = m;
+    tm.tm_sec = sec;
+    int64_t t = (int64_t)timegm(&tm) - sign * (oh * 3600 + om * 60);
+    *us = t * 1000000 + frac;
+    return true;
+}

@@ -1,0 +1,95 @@
+/*
+ * pricing_priv.h: what the pricing handlers share (common.c): path ids, the
+ * write transaction helper, one-statement reads, PATCH as "merge into the
+ * stored object, then validate the whole", field validators, RFC 3339 times,
+ * and the handlers the route table (module.c) names.
+ */
+#ifndef SHOPD_PRICING_PRIV_H
+#define SHOPD_PRICING_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shopd/api.h"
+#include "shopd/pricing.h"
+
+/** Path parameter `name` as a positive id; its decimal text goes to buf[24]. */
+bool pr_id_param(const api_ctx_t *ctx, const char *name, char *buf);
+/** The store id as text (buf[24]). */
+const char *pr_sid(const api_ctx_t *ctx, char *buf);
+/** Decimal text of n into buf[24]. */
+const char *pr_u64(uint64_t n, char *buf);
+
+/** The body of a pricing write: runs inside db_tx on the handler's thread, and
+ *  again after a deadlock or serialization failure, so it starts from nothing
+ *  each time (pr_tx frees the answer an earlier attempt left). It sets *reply
+ *  to its answer, a success or a failure, and returns OK to commit or the
+ *  failure to roll back. */
+typedef shopd_rc_t (*pr_tx_fn)(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply);
+/** Runs fn as one transaction on a connection it borrows and returns; the
+ *  answer to send (fn's once committed; a 503/409/500 when the COMMIT or the
+ *  connection failed after fn succeeded). */
+net_reply_t *pr_tx(api_ctx_t *ctx, pr_tx_fn fn, void *arg);
+/** One read statement on a borrowed connection, the result registered on the
+ *  arena; NULL with *reply set (503) when no connection is free. */
+PGresult *pr_read(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *const *p,
+                  net_reply_t **reply);
+/** The answer to a one-row JSON query (column 0): the statement's error, 404
+ *  (nf_code) without a row, else the JSON with result ok. */
+net_reply_t *pr_row_reply(api_ctx_t *ctx, PGresult *r, shopd_rc_t ok, const char *what,
+                          const char *nf_code, const char *nf_message);
+/** Runs one statement inside the transaction (result on the arena). On failure
+ *  *reply is the api_db_error answer and NULL is returned. */
+PGresult *pr_exec(api_ctx_t *ctx, db_conn_t *c, const char *name, const char *sql, int np,
+                  const char *const *p, net_reply_t **reply);
+
+/** For PATCH: a copy of cur (the stored object as the API shows it) with every
+ *  key of patch laid over it (new reference). Validating the result as a whole
+ *  keeps cross-field rules (a band's max above its min, ends after starts)
+ *  true whichever fields a PATCH sends. */
+json_t *pr_merge(json_t *cur, json_t *patch);
+/** Loads column 0 of row 0 of r as a JSON object (new reference), NULL if absent. */
+json_t *pr_json_col(PGresult *r, int row, int col);
+
+/** Integer field: 0 absent or null, 1 valid (*out set), -1 invalid (recorded). */
+int pr_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
+               long long *out);
+/** Boolean field: 0 absent or null, 1 valid (*out set), -1 invalid (recorded). */
+int pr_val_bool(api_val_t *v, json_t *obj, const char *field, bool *out);
+/** A country field: required or not; must be an assigned alpha-2 code. */
+const char *pr_val_country(api_val_t *v, json_t *obj, const char *field, bool required);
+/** Parses an RFC 3339 date-time ("2026-12-01T20:28:16Z", fraction and offset
+ *  allowed) into microseconds since the epoch. Pure. */
+bool pr_rfc3339(const char *s, int64_t *us);
+
+/* ---- handlers (module.c's route table) ---- */
+net_reply_t *pricing_h_address_list(api_ctx_t *ctx);
+net_reply_t *pricing_h_address_create(api_ctx_t *ctx);
+net_reply_t *pricing_h_address_get(api_ctx_t *ctx);
+net_reply_t *pricing_h_address_update(api_ctx_t *ctx);
+net_reply_t *pricing_h_address_delete(api_ctx_t *ctx);
+
+net_reply_t *pricing_h_zone_list(api_ctx_t *ctx);
+net_reply_t *pricing_h_zone_create(api_ctx_t *ctx);
+net_reply_t *pricing_h_zone_get(api_ctx_t *ctx);
+net_reply_t *pricing_h_zone_update(api_ctx_t *ctx);
+net_reply_t *pricing_h_zone_delete(api_ctx_t *ctx);
+net_reply_t *pricing_h_rate_list(api_ctx_t *ctx);
+net_reply_t *pricing_h_rate_create(api_ctx_t *ctx);
+net_reply_t *pricing_h_rate_update(api_ctx_t *ctx);
+net_reply_t *pricing_h_rate_delete(api_ctx_t *ctx);
+
+net_reply_t *pricing_h_tax_list(api_ctx_t *ctx);
+net_reply_t *pricing_h_tax_create(api_ctx_t *ctx);
+net_reply_t *pricing_h_tax_update(api_ctx_t *ctx);
+net_reply_t *pricing_h_tax_delete(api_ctx_t *ctx);
+net_reply_t *pricing_h_tax_settings_get(api_ctx_t *ctx);
+net_reply_t *pricing_h_tax_settings_update(api_ctx_t *ctx);
+
+net_reply_t *pricing_h_discount_list(api_ctx_t *ctx);
+net_reply_t *pricing_h_discount_create(api_ctx_t *ctx);
+net_reply_t *pricing_h_discount_get(api_ctx_t *ctx);
+net_reply_t *pricing_h_discount_update(api_ctx_t *ctx);
+net_reply_t *pricing_h_discount_delete(api_ctx_t *ctx);
+
+#endif
