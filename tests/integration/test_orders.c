@@ -438,6 +438,137 @@ test_decline_and_refunds(void **state)
     shop_free(&s);
 }
 
+
+static void
+admin_ok(shop_t *s, const char *method, const char *path, const char *body, long want)
+{
+    th_resp_t r = rq(s->id, s->admin.access, NULL, method, path, body);
+    if (r.status != want)
+        fail_msg("%s %s answered %ld: %s", method, path, r.status, r.body);
+    th_resp_free(&r);
+}
+
+/* Discount and tax on an order: totals = subtotal - discount + shipping + tax
+ * (exclusive), or with the tax inside the prices (inclusive). */
+static void
+test_discount_and_tax(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v = variant(&s, 10, 10000);
+    admin_ok(&s, "POST", "/api/v1/admin/tax-rates",
+             "{\"country\":\"DE\",\"rate_bps\":1900,\"name\":\"MwSt\"}", 201);
+    admin_ok(&s, "POST", "/api/v1/admin/discounts",
+             "{\"code\":\"SAVE10\",\"kind\":\"percent\",\"value\":1000}", 201);
+    char cart[64];
+    snprintf(cart, sizeof(cart), "%s", add(&s, NULL, NULL, v, 1, 200));
+    th_resp_t r = rq(s.id, NULL, cart, "POST", "/api/v1/cart/discount", "{\"code\":\"nope\"}");
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+    r = rq(s.id, NULL, cart, "POST", "/api/v1/cart/discount", "{\"code\":\"save10\"}");
+    assert_int_equal(r.status, 200);
+    json_t *d = json_object_get(r.json, "discount");
+    assert_int_equal(jint(d, "amount"), 1000);
+    th_resp_free(&r);
+    r = checkout(&s, NULL, cart, "tax@example.com");
+    assert_int_equal(r.status, 201);
+    assert_int_equal(jint(r.json, "subtotal"), 10000);
+    assert_int_equal(jint(r.json, "discount_total"), 1000);
+    assert_int_equal(jint(r.json, "shipping_total"), 490);
+    assert_int_equal(jint(r.json, "tax_total"), 1710);   /* 19 % of 9000 */
+    assert_int_equal(jint(r.json, "total"), 11200);      /* 10000 - 1000 + 490 + 1710 */
+    assert_string_equal(jstr(r.json, "discount_code"), "SAVE10");
+    th_resp_free(&r);
+
+    admin_ok(&s, "PATCH", "/api/v1/admin/tax-settings", "{\"prices_include_tax\":true}", 200);
+    snprintf(cart, sizeof(cart), "%s", add(&s, NULL, NULL, v, 1, 200));
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"email\":\"tax2@example.com\",\"discount_code\":\"SAVE10\",\"shipping_address\":"
+             "{\"name\":\"A\",\"line1\":\"B\",\"city\":\"C\",\"postal_code\":\"1\",\"country\":"
+             "\"DE\"},\"shipping_rate_id\":%ld,\"expected_total\":9490}",
+             s.rate);
+    r = rq(s.id, NULL, cart, "POST", "/api/v1/checkout", body);
+    assert_int_equal(r.status, 201);
+    assert_true(json_is_true(json_object_get(r.json, "prices_include_tax")));
+    assert_int_equal(jint(r.json, "tax_total"), 1437); /* 9000 - round(9000 / 1.19) */
+    assert_int_equal(jint(r.json, "total"), 9490);     /* 10000 - 1000 + 490 */
+    th_resp_free(&r);
+    shop_free(&s);
+}
+
+typedef struct code_race_s {
+    shop_t *s;
+    char (*carts)[64];
+    int next, ok, used_up, other;
+    pthread_mutex_t lock;
+} code_race_t;
+
+static void *
+code_racer(void *arg)
+{
+    code_race_t *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        int i = c->next++;
+        pthread_mutex_unlock(&c->lock);
+        if (i >= 50)
+            return NULL;
+        char body[512], tenant[64], cid[96];
+        snprintf(body, sizeof(body),
+                 "{\"email\":\"once%d@example.com\",\"discount_code\":\"ONCE\","
+                 "\"shipping_address\":{\"name\":\"A\",\"line1\":\"B\",\"city\":\"C\","
+                 "\"postal_code\":\"1\",\"country\":\"DE\"},\"shipping_rate_id\":%ld}",
+                 i, c->s->rate);
+        snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", c->s->id);
+        snprintf(cid, sizeof(cid), "X-Cart-Id: %s", c->carts[i]);
+        const char *h[] = {tenant, cid, NULL};
+        th_resp_t r = th_req(srv, "POST", "/api/v1/checkout", h, body);
+        pthread_mutex_lock(&c->lock);
+        if (r.status == 201)
+            c->ok++;
+        else if (strcmp(th_error_code(&r), "discount_used_up") == 0)
+            c->used_up++;
+        else
+            c->other++;
+        pthread_mutex_unlock(&c->lock);
+        th_resp_free(&r);
+    }
+}
+
+/* 50 concurrent checkouts with a single-use code: exactly one gets it. */
+static void
+test_single_use_code(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v = variant(&s, 100, 1000);
+    admin_ok(&s, "POST", "/api/v1/admin/discounts",
+             "{\"code\":\"ONCE\",\"kind\":\"fixed\",\"value\":100,\"usage_limit\":1}", 201);
+    code_race_t c = {.s = &s};
+    c.carts = calloc(50, sizeof(*c.carts));
+    pthread_mutex_init(&c.lock, NULL);
+    for (int i = 0; i < 50; i++)
+        snprintf(c.carts[i], 64, "%s", add(&s, NULL, NULL, v, 1, 200));
+    pthread_t t[25];
+    for (int i = 0; i < 25; i++)
+        pthread_create(&t[i], NULL, code_racer, &c);
+    for (int i = 0; i < 25; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(c.ok, 1);
+    assert_int_equal(c.used_up, 49);
+    assert_int_equal(c.other, 0);
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM orders WHERE store_id = %ld AND discount_code = 'ONCE'", s.id);
+    assert_string_equal(th_sql(sql, NULL), "1");
+    assert_int_equal(stock_of(&s, v), 99);
+    assert_ledger(&s, v);
+    free(c.carts);
+    pthread_mutex_destroy(&c.lock);
+    shop_free(&s);
+}
+
 /* ---- contention ---- */
 
 typedef struct race_s {
@@ -855,6 +986,8 @@ main(void)
         cmocka_unit_test(test_guest_checkout),
         cmocka_unit_test(test_customer_cart_merge_cancel),
         cmocka_unit_test(test_decline_and_refunds),
+        cmocka_unit_test(test_discount_and_tax),
+        cmocka_unit_test(test_single_use_code),
         cmocka_unit_test(test_hot_variant_no_oversell),
         cmocka_unit_test(test_two_variants_no_deadlock),
         cmocka_unit_test(test_cross_store),
