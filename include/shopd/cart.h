@@ -63,6 +63,16 @@ typedef struct cart_item_s {
  *  the caller is a guest. Any worker. */
 shopd_rc_t cart_load(api_ctx_t *ctx, db_conn_t *c, cart_t *out);
 
+/** cart_load for n requests of one store's turn in few round trips: one Redis
+ *  pipeline for the guest carts, one query per user cart. rcs[i] per request. */
+void cart_load_many(api_ctx_t *const *ctxs, size_t n, db_conn_t *c, cart_t *const *out,
+                    shopd_rc_t *rcs);
+
+/** cart_price for n carts of one store in one query: items[i][l] for
+ *  carts[i]->lines[l]. OK or a failure (then no item is valid). */
+shopd_rc_t cart_price_many(db_conn_t *c, uint64_t store_id, cart_t *const *carts,
+                           cart_item_t *const *items, size_t n);
+
 /** Prices cart's lines: items[i] for cart->lines[i]. One query. OK or a failure. */
 shopd_rc_t cart_price(db_conn_t *c, uint64_t store_id, const cart_t *cart, cart_item_t *items);
 
@@ -73,6 +83,10 @@ const char *cart_ref(const cart_t *cart, char *buf);
 /** Inside the checkout's transaction: removes a user's cart row (its lines go
  *  with it). OK when there was none. */
 shopd_rc_t cart_delete_user_cart(db_conn_t *c, uint64_t store_id, uint64_t row_id);
+
+/** cart_retire_guest for n carts in one pipeline. */
+void cart_retire_guests(api_ctx_t *ctx, const char *const *guest_ids, const uint64_t *order_ids,
+                        size_t n);
 
 /** After the checkout's commit: a guest cart becomes a tombstone naming its order
  *  (kept for the cart's TTL), so a second checkout of it says so, and the next add

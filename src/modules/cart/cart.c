@@ -213,6 +213,100 @@ cart_price(db_conn_t *c, uint64_t store_id, const cart_t *cart, cart_item_t *ite
     return rc;
 }
 
+void
+cart_load_many(api_ctx_t *const *ctxs, size_t n, db_conn_t *c, cart_t *const *out, shopd_rc_t *rcs)
+{
+    if (n == 0)
+        return;
+    kv_conn_t *kv = ctxs[0]->worker->kv;
+    bool *asked = shopd_calloc(n, sizeof(*asked));
+    for (size_t i = 0; i < n; i++) {
+        api_ctx_t *ctx = ctxs[i];
+        memset(out[i], 0, sizeof(*out[i]));
+        rcs[i] = SHOPD_OK;
+        if (store_user(ctx)) {
+            rcs[i] = c ? cart_load_user(c, ctx->store_id, ctx->caller->user_id, out[i]) : SHOPD_ERR;
+            continue;
+        }
+        const msg_str_t *id = &ctx->env->cart;
+        if (id->n == 0 || !cart_guest_id_valid(id->p, id->n))
+            continue;
+        memcpy(out[i]->guest_id, id->p, id->n);
+        out[i]->guest_id[id->n] = '\0';
+        char key[96];
+        cart_guest_key(ctx->store_id, out[i]->guest_id, key, sizeof(key));
+        if (kv_append(kv, "HGETALL %s", key) == 0)
+            asked[i] = true;
+        else
+            rcs[i] = SHOPD_UNAVAILABLE;
+    }
+    bool gone = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!asked[i])
+            continue;
+        redisReply *r = gone ? NULL : kv_get_reply(kv);
+        gone = gone || r == NULL;
+        rcs[i] = cart_parse_guest(r, out[i]);
+        if (r)
+            freeReplyObject(r);
+    }
+    shopd_free(asked);
+}
+
+shopd_rc_t
+cart_price_many(db_conn_t *c, uint64_t store_id, cart_t *const *carts, cart_item_t *const *items,
+                size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += carts[i]->n;
+    uint64_t *ids = shopd_calloc(total ? total : 1, sizeof(*ids));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t l = 0; l < carts[i]->n; l++)
+            ids[k++] = carts[i]->lines[l].variant_id;
+    cart_item_t *all = shopd_calloc(total ? total : 1, sizeof(*all));
+    shopd_rc_t rc = cart_price_ids(c, store_id, ids, total, all);
+    k = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t l = 0; l < carts[i]->n; l++, k++) {
+            items[i][l] = all[k];
+            items[i][l].quantity = carts[i]->lines[l].quantity;
+        }
+    shopd_free(all);
+    shopd_free(ids);
+    return rc;
+}
+
+void
+cart_retire_guests(api_ctx_t *ctx, const char *const *guest_ids, const uint64_t *order_ids,
+                   size_t n)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%d", ctx->app->cfg->cart_ttl);
+    kv_conn_t *kv = ctx->worker->kv;
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        char key[96], oid[24];
+        cart_guest_key(ctx->store_id, guest_ids[i], key, sizeof(key));
+        snprintf(oid, sizeof(oid), "%llu", (unsigned long long)order_ids[i]);
+        if (kv_append(kv, "DEL %s", key) || kv_append(kv, "HSET %s o %s", key, oid) ||
+            kv_append(kv, "EXPIRE %s %s", key, ttl))
+            break;
+        queued += 3;
+    }
+    for (size_t i = 0; i < queued; i++) {
+        redisReply *r = kv_get_reply(kv);
+        if (r == NULL) {
+            log_warn(
+                "cart tombstones not written store=%llu (the orders' cart_ref still guard them)",
+                (unsigned long long)ctx->store_id);
+            break;
+        }
+        freeReplyObject(r);
+    }
+}
+
 shopd_rc_t
 cart_delete_user_cart(db_conn_t *c, uint64_t store_id, uint64_t row_id)
 {
@@ -230,22 +324,7 @@ cart_delete_user_cart(db_conn_t *c, uint64_t store_id, uint64_t row_id)
 void
 cart_retire_guest(api_ctx_t *ctx, const char *guest_id, uint64_t order_id)
 {
-    char key[96], oid[24], ttl[24];
-    cart_guest_key(ctx->store_id, guest_id, key, sizeof(key));
-    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)order_id);
-    snprintf(ttl, sizeof(ttl), "%d", ctx->app->cfg->cart_ttl);
-    kv_conn_t *kv = ctx->worker->kv;
-    int ok = kv_append(kv, "DEL %s", key) == 0 && kv_append(kv, "HSET %s o %s", key, oid) == 0 &&
-             kv_append(kv, "EXPIRE %s %s", key, ttl) == 0;
-    for (int i = 0; ok && i < 3; i++) {
-        redisReply *r = kv_get_reply(kv);
-        if (r == NULL)
-            break;
-        freeReplyObject(r);
-    }
-    if (!ok)
-        log_warn("cart tombstone not written store=%llu (the order's cart_ref still guards it)",
-                 (unsigned long long)ctx->store_id);
+    cart_retire_guests(ctx, &guest_id, &order_id, 1);
 }
 
 /* ---------------------------------------------------------------- the view */

@@ -55,8 +55,79 @@ typedef struct co_s {
     uint8_t fp[IDEM_FP_LEN];
     /* step 2's results, reset by every attempt */
     uint64_t order_id, payment_id, number;
-    struct co_s *twin; /* an earlier checkout of this batch with the same key */
+    struct co_s *twin;  /* an earlier checkout of this batch with the same key */
+    shopd_rc_t load_rc; /* loading the cart and pricing it (prefetch) */
+    char *rendered;     /* the order's JSON after the payment step (render_all), malloc'd */
+    size_t rendered_len;
 } co_t;
+
+/* Tax rates looked up in this batch: most checkouts of a turn ship to a few places. */
+typedef struct tax_cache_s {
+    size_t n;
+    struct {
+        char country[4], region[104];
+        pricing_tax_t tax;
+    } e[8];
+} tax_cache_t;
+
+static shopd_rc_t
+tax_for(tax_cache_t *tc, db_conn_t *c, uint64_t store_id, const char *country, const char *region,
+        pricing_tax_t *out)
+{
+    const char *rg = region ? region : "";
+    for (size_t i = 0; i < tc->n; i++)
+        if (strcmp(tc->e[i].country, country ? country : "") == 0 &&
+            strcmp(tc->e[i].region, rg) == 0) {
+            *out = tc->e[i].tax;
+            return SHOPD_OK;
+        }
+    shopd_rc_t rc = pricing_tax_for(c, store_id, country, region, out);
+    if (rc == SHOPD_OK && tc->n < SHOPD_ARRAY_LEN(tc->e)) {
+        snprintf(tc->e[tc->n].country, sizeof(tc->e[0].country), "%s", country ? country : "");
+        snprintf(tc->e[tc->n].region, sizeof(tc->e[0].region), "%s", rg);
+        tc->e[tc->n++].tax = *out;
+    }
+    return rc;
+}
+
+/* Loads every checkout's cart and prices every line in a few round trips (one
+ * Redis pipeline, one catalog query), instead of two per checkout. */
+static void
+prefetch(co_t **cos, size_t n, db_conn_t *c)
+{
+    api_ctx_t **ctxs = shopd_calloc(n, sizeof(*ctxs));
+    cart_t **carts = shopd_calloc(n, sizeof(*carts));
+    cart_item_t **items = shopd_calloc(n, sizeof(*items));
+    shopd_rc_t *rcs = shopd_calloc(n, sizeof(*rcs));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cos[i]->reply)
+            continue;
+        ctxs[k] = cos[i]->ctx;
+        carts[k] = &cos[i]->cart;
+        k++;
+    }
+    cart_load_many(ctxs, k, c, carts, rcs);
+    size_t m = 0;
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (cos[i]->reply)
+            continue;
+        cos[i]->load_rc = rcs[j++];
+        if (cos[i]->load_rc == SHOPD_OK && !cos[i]->cart.ordered && cos[i]->cart.n) {
+            carts[m] = &cos[i]->cart;
+            items[m] = cos[i]->items;
+            m++;
+        }
+    }
+    if (m && cart_price_many(c, cos[0]->ctx->store_id, carts, items, m) != SHOPD_OK)
+        for (size_t i = 0; i < n; i++)
+            if (cos[i]->load_rc == SHOPD_OK && cos[i]->cart.n)
+                cos[i]->load_rc = SHOPD_UNAVAILABLE;
+    shopd_free(rcs);
+    shopd_free(items);
+    shopd_free(carts);
+    shopd_free(ctxs);
+}
 
 static bool
 store_user(const api_ctx_t *ctx)
@@ -159,7 +230,7 @@ user_email(db_conn_t *c, uint64_t store_id, uint64_t user_id, char *out, size_t 
 
 /* Step 1 for one checkout: read, validate and price. Sets co->reply on refusal. */
 static void
-prepare(co_t *co, db_conn_t *c)
+prepare(co_t *co, db_conn_t *c, tax_cache_t *tc)
 {
     api_ctx_t *ctx = co->ctx;
     json_t *body = ctx->body;
@@ -209,7 +280,8 @@ prepare(co_t *co, db_conn_t *c)
     else
         snprintf(co->email, sizeof(co->email), "%s", email);
 
-    shopd_rc_t rc = cart_load(ctx, c, &co->cart);
+    /* The cart and its lines were loaded for the whole batch (prefetch). */
+    shopd_rc_t rc = co->load_rc;
     if (rc != SHOPD_OK) {
         co->reply = api_unavailable("the cart store");
         return;
@@ -224,10 +296,6 @@ prepare(co_t *co, db_conn_t *c)
     }
     if (!co->cart.exists || co->cart.n == 0) {
         co->reply = api_fail(SHOPD_INVALID, "cart_empty", "the cart is empty");
-        return;
-    }
-    if (cart_price(c, ctx->store_id, &co->cart, co->items) != SHOPD_OK) {
-        co->reply = api_unavailable("the database");
         return;
     }
     for (size_t i = 0; i < co->cart.n; i++) {
@@ -270,8 +338,7 @@ prepare(co_t *co, db_conn_t *c)
                                    "shipping_rate_id", "does not apply");
         return;
     }
-    if (rc != SHOPD_OK ||
-        pricing_tax_for(c, ctx->store_id, country, region, &co->tax) != SHOPD_OK) {
+    if (rc != SHOPD_OK || tax_for(tc, c, ctx->store_id, country, region, &co->tax) != SHOPD_OK) {
         co->reply = api_unavailable("the database");
         return;
     }
@@ -364,10 +431,12 @@ items_json(const co_t *co)
 static net_reply_t *
 checkout_answer(db_conn_t *c, const co_t *co, const order_pay_t *py)
 {
-    size_t len;
+    size_t len = co->rendered_len;
     shopd_rc_t rrc;
-    char *text = order_render(c, co->ctx->store_id, co->order_id, 0, &len, &rrc);
-    json_t *order = text ? json_loadb(text, len, 0, NULL) : NULL;
+    char *text =
+        co->rendered ? NULL : order_render(c, co->ctx->store_id, co->order_id, 0, &len, &rrc);
+    const char *json = co->rendered ? co->rendered : text;
+    json_t *order = json ? json_loadb(json, len, 0, NULL) : NULL;
     free(text);
     if (order == NULL) /* the order exists; only its rendering failed */
         order = json_pack("{s:I, s:I}", "id", (json_int_t)co->order_id, "number",
@@ -386,6 +455,61 @@ checkout_answer(db_conn_t *c, const co_t *co, const order_pay_t *py)
         return api_json(SHOPD_PAYMENT_FAILED, e);
     }
     return api_json(SHOPD_CREATED, order);
+}
+
+/* After the commit: the guest carts that became orders, in one pipeline. */
+static void
+retire_guest_carts(batch_t *b)
+{
+    const char **ids = shopd_calloc(b->n, sizeof(*ids));
+    uint64_t *orders = shopd_calloc(b->n, sizeof(*orders));
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        co_t *co = b->cos[i];
+        if (co->order_id && !co->twin && !co->cart.user) {
+            ids[k] = co->cart.guest_id;
+            orders[k++] = co->order_id;
+        }
+    }
+    if (k)
+        cart_retire_guests(b->cos[0]->ctx, ids, orders, k);
+    shopd_free(orders);
+    shopd_free(ids);
+}
+
+/* The JSON of every order the batch placed, as it stands after the payment step,
+ * in one query. A checkout left without it renders its own (checkout_answer). */
+static void
+render_all(db_conn_t *c, batch_t *b)
+{
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)b->cos[0]->ctx->store_id);
+    char *ids = shopd_malloc(b->n * 21 + 3), *w = ids;
+    *w++ = '{';
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->cos[i]->order_id && !b->cos[i]->twin)
+            w += sprintf(w, "%s%llu", k++ ? "," : "", (unsigned long long)b->cos[i]->order_id);
+    strcpy(w, "}");
+    char sql[4096];
+    snprintf(sql, sizeof(sql),
+             "SELECT o.id, %s FROM orders o WHERE o.store_id = $1 AND o.id = ANY ($2::bigint[])",
+             order_json_sql);
+    const char *p[] = {sid, ids};
+    PGresult *r = k ? db_exec(c, "co_render_all", sql, 2, p) : NULL;
+    for (int row = 0; r && db_result_rc(r) == SHOPD_OK && row < PQntuples(r); row++) {
+        uint64_t id = strtoull(PQgetvalue(r, row, 0), NULL, 10);
+        for (size_t i = 0; i < b->n; i++) {
+            co_t *co = b->cos[i];
+            if (co->order_id != id || co->twin || co->rendered)
+                continue;
+            co->rendered_len = (size_t)PQgetlength(r, row, 1);
+            co->rendered = malloc(co->rendered_len + 1);
+            memcpy(co->rendered, PQgetvalue(r, row, 1), co->rendered_len + 1);
+        }
+    }
+    PQclear(r);
+    shopd_free(ids);
 }
 
 /* Step 2 for checkout i, inside its savepoint. May run more than once. */
@@ -639,7 +763,15 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
                 continue;
             }
         }
-        prepare(co, c);
+    }
+    if (c)
+        prefetch(cos, n, c);
+    tax_cache_t tc = {0};
+    for (size_t i = 0; c && i < n; i++) {
+        co_t *co = cos[i];
+        if (co->reply)
+            continue;
+        prepare(co, c, &tc);
         if (co->ready)
             b.cos[b.n++] = cos[i];
     }
@@ -668,8 +800,6 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
                                     : api_internal(co->ctx, "checkout failed");
                 continue;
             }
-            if (!co->cart.user)
-                cart_retire_guest(co->ctx, co->cart.guest_id, co->order_id);
             order_pay_t *py = &pays[np++];
             py->order_id = co->order_id;
             py->payment_id = co->payment_id;
@@ -681,8 +811,10 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
             py->provider = co->provider;
         }
         if (np) {
+            retire_guest_carts(&b);
             catalog_changed(&ctxs[0]); /* the stock the public pages show moved */
             order_pay_apply(c, ctxs[0].store_id, pays, np);
+            render_all(c, &b);
         }
         for (size_t i = 0, j = 0; rc == SHOPD_OK && i < b.n; i++) {
             co_t *co = b.cos[i];
@@ -694,7 +826,10 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         /* Keyed checkouts keep their final answer; copies of the same request in
          * this batch get it too, as a replay. */
         resave_t rs = {b.cos, b.n};
-        if (rc == SHOPD_OK && db_tx(c, resave, &rs) != SHOPD_OK)
+        bool keyed = false;
+        for (size_t i = 0; i < b.n; i++)
+            keyed = keyed || (b.cos[i]->keyed && b.cos[i]->order_id && !b.cos[i]->twin);
+        if (rc == SHOPD_OK && keyed && db_tx(c, resave, &rs) != SHOPD_OK)
             log_warn("final checkout answers not kept store=%llu (retries replay the pending one)",
                      (unsigned long long)ctxs[0].store_id);
         for (size_t i = 0; rc == SHOPD_OK && i < b.n; i++) {
@@ -713,6 +848,7 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         replies[i] = cos[i]->reply ? cos[i]->reply : api_internal(&ctxs[i], "checkout: no answer");
         json_decref(cos[i]->ship);
         json_decref(cos[i]->bill);
+        free(cos[i]->rendered);
         shopd_free(cos[i]);
     }
     shopd_free(b.cos);

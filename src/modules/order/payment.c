@@ -22,29 +22,38 @@ typedef struct pay_batch_s {
     size_t n;
 } pay_batch_t;
 
+/* One statement per payment, all in one pipeline (one round trip). */
 static shopd_rc_t
 record(db_conn_t *c, void *arg)
 {
     pay_batch_t *b = arg;
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)b->store_id);
+    db_query_t *qs = shopd_calloc(b->n, sizeof(*qs));
+    PGresult **rs = shopd_calloc(b->n, sizeof(*rs));
+    char(*ids)[2][24] = shopd_calloc(b->n, sizeof(*ids));
+    const char *(*params)[7] = shopd_calloc(b->n, sizeof(*params));
+    size_t k = 0;
     for (size_t i = 0; i < b->n; i++) {
         order_pay_t *p = &b->pays[i];
         if (p->rc != SHOPD_OK)
             continue; /* the provider was not reached: the payment stays pending */
-        char oid[24], pid[24];
-        snprintf(oid, sizeof(oid), "%llu", (unsigned long long)p->order_id);
-        snprintf(pid, sizeof(pid), "%llu", (unsigned long long)p->payment_id);
-        const char *status = pay_status_name(p->result.status);
+        snprintf(ids[k][0], 24, "%llu", (unsigned long long)p->order_id);
+        snprintf(ids[k][1], 24, "%llu", (unsigned long long)p->payment_id);
         const char *order_pay = p->result.status == PAY_SUCCEEDED         ? "paid"
                                 : p->result.status == PAY_FAILED          ? "failed"
                                 : p->result.status == PAY_REQUIRES_ACTION ? "requires_action"
                                 : p->result.status == PAY_CANCELLED       ? "voided"
                                                                           : "pending";
-        const char *params[] = {sid,      oid, pid, status, p->result.ref, p->result.decline_code,
-                                order_pay};
-        PGresult *r = db_exec(
-            c, "pay_record",
+        params[k][0] = sid;
+        params[k][1] = ids[k][0];
+        params[k][2] = ids[k][1];
+        params[k][3] = pay_status_name(p->result.status);
+        params[k][4] = p->result.ref;
+        params[k][5] = p->result.decline_code;
+        params[k][6] = order_pay;
+        qs[k] = (db_query_t){
+            "pay_record",
             "WITH p AS (UPDATE payments SET status = $4, provider_ref = nullif($5, ''), "
             "decline_code = nullif($6, ''), updated_at = now() WHERE store_id = $1 AND id = $3 "
             "AND order_id = $2), "
@@ -55,13 +64,17 @@ record(db_conn_t *c, void *arg)
             "INSERT INTO order_events (store_id, order_id, from_status, to_status, actor, note) "
             "SELECT $1, $2, 'PENDING', 'PAID', 'provider', 'payment succeeded' FROM o "
             "WHERE o.status = 'PAID' AND $7 = 'paid'",
-            7, params);
-        shopd_rc_t rc = db_result_rc(r);
-        PQclear(r);
-        if (rc != SHOPD_OK)
-            return rc;
+            7, params[k]};
+        k++;
     }
-    return SHOPD_OK;
+    shopd_rc_t rc = k ? db_pipeline(c, qs, k, rs) : SHOPD_OK;
+    for (size_t i = 0; i < k; i++)
+        PQclear(rs[i]);
+    shopd_free(params);
+    shopd_free(ids);
+    shopd_free(rs);
+    shopd_free(qs);
+    return rc;
 }
 
 shopd_rc_t
