@@ -569,6 +569,63 @@ test_single_use_code(void **state)
     shop_free(&s);
 }
 
+
+/* A saved address and the default one; a product unpublished after it was added
+ * blocks the checkout with the line named. */
+static void
+test_saved_address_and_unavailable_line(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v = variant(&s, 5, 1000);
+    th_user_t u = th_user_new(srv, "CUSTOMER", s.id);
+    th_resp_t r = rq(s.id, u.access, NULL, "POST", "/api/v1/me/addresses",
+                     "{\"name\":\"Ada\",\"line1\":\"Home 1\",\"city\":\"Berlin\","
+                     "\"postal_code\":\"10115\",\"country\":\"DE\",\"is_default_shipping\":true}");
+    assert_int_equal(r.status, 201);
+    long addr = jint(r.json, "id");
+    th_resp_free(&r);
+    add(&s, u.access, NULL, v, 1, 200);
+    char body[256];
+    /* No address given: the default shipping address is used. */
+    snprintf(body, sizeof(body), "{\"shipping_rate_id\":%ld}", s.rate);
+    r = rq(s.id, u.access, NULL, "POST", "/api/v1/checkout", body);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(jstr(json_object_get(r.json, "shipping_address"), "line1"), "Home 1");
+    assert_string_equal(jstr(r.json, "email"), u.email);
+    th_resp_free(&r);
+    /* Another customer cannot name it. */
+    th_user_t other = th_user_new(srv, "CUSTOMER", s.id);
+    add(&s, other.access, NULL, v, 1, 200);
+    snprintf(body, sizeof(body), "{\"address_id\":%ld,\"shipping_rate_id\":%ld}", addr, s.rate);
+    r = rq(s.id, other.access, NULL, "POST", "/api/v1/checkout", body);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(th_error_code(&r), "address_not_found");
+    th_resp_free(&r);
+
+    /* Unpublished after it was added: shown unavailable, checkout refused, nothing taken. */
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/products/%ld", s.product);
+    r = rq(s.id, s.admin.access, NULL, "PATCH", path, "{\"status\":\"draft\"}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    r = rq(s.id, other.access, NULL, "GET", "/api/v1/cart", NULL);
+    json_t *line = json_array_get(json_object_get(r.json, "items"), 0);
+    assert_false(json_is_true(json_object_get(line, "available")));
+    assert_string_equal(jstr(line, "unavailable_reason"), "product_unavailable");
+    assert_false(json_is_true(json_object_get(r.json, "checkout_ready")));
+    th_resp_free(&r);
+    long before = stock_of(&s, v);
+    r = checkout(&s, other.access, NULL, NULL);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "cart_unavailable");
+    th_resp_free(&r);
+    assert_int_equal(stock_of(&s, v), before);
+    th_user_free(&other);
+    th_user_free(&u);
+    shop_free(&s);
+}
+
 /* ---- contention ---- */
 
 typedef struct race_s {
@@ -987,6 +1044,7 @@ main(void)
         cmocka_unit_test(test_customer_cart_merge_cancel),
         cmocka_unit_test(test_decline_and_refunds),
         cmocka_unit_test(test_discount_and_tax),
+        cmocka_unit_test(test_saved_address_and_unavailable_line),
         cmocka_unit_test(test_single_use_code),
         cmocka_unit_test(test_hot_variant_no_oversell),
         cmocka_unit_test(test_two_variants_no_deadlock),

@@ -278,7 +278,7 @@ slot_for(turn_t *t, api_ctx_t *ctx, wreq_t *r)
         s->cart.user = true;
         s->cart.user_id = ctx->caller->user_id;
     } else {
-        snprintf(s->cart.guest_id, sizeof(s->cart.guest_id), "%s", owner + 1);
+        snprintf(s->cart.guest_id, sizeof(s->cart.guest_id), "%.32s", owner + 1);
     }
     return (int)t->nslots++;
 }
