@@ -143,6 +143,11 @@ enum {
      *  idem_pg_save in include/shopd/idem.h), so a crash can neither lose nor
      *  repeat the effect. For checkout, payment and refund. */
     API_IDEM_SELF = 1 << 3,
+    /** The answer carries credentials (access and refresh tokens): under an
+     *  Idempotency-Key a copy running at the same time is still refused (409
+     *  idempotency_in_flight), but the answer is never kept, so no token is
+     *  stored outside the client; a retry afterwards signs in again. */
+    API_IDEM_NO_REPLAY = 1 << 4,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor

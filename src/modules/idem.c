@@ -26,6 +26,7 @@ struct idem_claim_s {
     char rkey[320]; /* shopd:idem:<store>:<key> */
     size_t rkeylen;
     uint8_t fp[IDEM_FP_LEN];
+    bool no_replay; /* API_IDEM_NO_REPLAY: never keep the answer */
 };
 
 bool
@@ -283,6 +284,7 @@ idem_begin(api_ctx_t *ctx, const api_route_t *route, idem_claim_t **out)
         return api_fail(SHOPD_BAD_REQUEST, "invalid_idempotency_key",
                         "Idempotency-Key must be 1 to 255 printable ASCII characters");
     idem_claim_t *c = shopd_calloc(1, sizeof(*c));
+    c->no_replay = (route->flags & API_IDEM_NO_REPLAY) != 0;
     c->app = ctx->app;
     c->store_id = ctx->store_id;
     int kl = snprintf(c->rkey, sizeof(c->rkey), "shopd:idem:%llu:%.*s",
@@ -341,7 +343,7 @@ idem_end(idem_claim_t *c, kv_conn_t *kv, const net_reply_t *r)
     if (kv == NULL)
         kv = own = kv_conn_new(c->app->cfg->redis_url, 1000);
     redisReply *rr = NULL;
-    if (idem_keeps(r)) {
+    if (!c->no_replay && idem_keeps(r)) {
         size_t n;
         char *rec = record_encode(c->fp, r, &n);
         char ttl[16];

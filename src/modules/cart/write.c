@@ -39,6 +39,7 @@ typedef struct turn_s {
     size_t nslots;
     cart_item_t *info; /* catalog rows of every variant touched */
     size_t ninfo;
+    db_conn_t *db; /* the turn's connection (one per turn: a second could starve the pool) */
 } turn_t;
 
 static int
@@ -221,7 +222,7 @@ apply(turn_t *t, api_ctx_t *ctx, wreq_t *r)
             if (it && it->found)
                 subtotal += it->unit_price * c->lines[i].quantity;
         }
-        db_conn_t *db = db_acquire(ctx->app->db, 2000);
+        db_conn_t *db = t->db;
         if (db == NULL) {
             r->reply = api_unavailable("the database");
             return;
@@ -230,7 +231,6 @@ apply(turn_t *t, api_ctx_t *ctx, wreq_t *r)
         pricing_discount_why_t why = PRICING_DISCOUNT_UNKNOWN;
         shopd_rc_t rc = pricing_discount_find(db, ctx->store_id, r->code, subtotal,
                                               c->user ? c->user_id : 0, NULL, &d, &why);
-        db_release(db);
         if (rc != SHOPD_OK) {
             r->reply = api_unavailable("the database");
             return;
@@ -446,6 +446,7 @@ cart_b_write(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         r->slot = parse(&ctxs[i], r) ? slot_for(&t, &ctxs[i], r) : -1;
     }
     db_conn_t *db = db_acquire(ctxs[0].app->db, 2000);
+    t.db = db;
     load(&t, db);
     /* The catalog rows of every line of every cart, and of every variant asked for. */
     size_t cap = n;
