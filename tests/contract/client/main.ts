@@ -1,6 +1,8 @@
 // main.ts: a small client compiled against types generated from docs/openapi.yaml
 // (openapi-typescript -> generated/shopd.ts at test time). It signs in to a store and
-// lists its products, so a document that cannot describe that flow fails to compile.
+// lists its products, and a guest checks out a cart (X-Cart-Id, shipping quote, the
+// typed 402 and 409 answers), so a document that cannot describe those flows fails to
+// compile.
 import createClient from "openapi-fetch";
 import type { paths, components } from "./generated/shopd";
 
@@ -31,4 +33,48 @@ export async function cheapestProducts(baseUrl: string, store: string, email: st
   const next: string | null = page.data.next_cursor;
   if (next !== null) console.log(`more after ${next}`);
   return products;
+}
+
+type Order = components["schemas"]["Order"];
+type Address = components["schemas"]["Address"];
+
+// A guest's cart -> checkout, as a storefront would write it: the cart id travels in
+// X-Cart-Id, the shipping rate comes from the quote, a stale total is a typed 409 and
+// a declined payment a typed 402 that still carries the order.
+export async function guestCheckout(baseUrl: string, store: string, variantId: number, email: string, address: Address): Promise<Order> {
+  const client = createClient<paths>({ baseUrl });
+  const added = await client.POST("/api/v1/cart/add", {
+    params: { header: { "X-Tenant-Id": store } },
+    body: { variant_id: variantId, quantity: 2 },
+  });
+  if (added.error) {
+    const short = added.error.error.code === "insufficient_stock" && "details" in added.error.error ? added.error.error.details[0] : null;
+    throw new Error(`add failed: ${added.error.error.code}${short && "available" in short ? ` (${short.available} left)` : ""}`);
+  }
+  const cartId: string | null = added.response.headers.get("X-Cart-Id") ?? added.data.id;
+  if (cartId === null) throw new Error("no cart id");
+  const header = { "X-Tenant-Id": store, "X-Cart-Id": cartId };
+  const quote = await client.GET("/api/v1/checkout/shipping-rates", { params: { header, query: { country: address.country } } });
+  if (quote.error) throw new Error(`no rates: ${quote.error.error.code}`);
+  const rate = quote.data.rates[0];
+  if (rate === undefined) throw new Error(`no shipping to ${address.country}`);
+  const expected: number = quote.data.subtotal + rate.price;
+  const placed = await client.POST("/api/v1/checkout", {
+    params: { header },
+    body: { email, shipping_address: address, shipping_rate_id: rate.id, expected_total: expected },
+  });
+  if (placed.response.status === 402 && placed.error && "order" in placed.error.error) {
+    const order: Order = placed.error.error.order;
+    throw new Error(`payment declined for ${order.name}`);
+  }
+  if (placed.error) {
+    const e = placed.error.error;
+    if (e.code === "price_changed" && "totals" in e) throw new Error(`the total is now ${e.totals.total}`);
+    throw new Error(`checkout failed: ${e.code}`);
+  }
+  const order = placed.data;
+  const paid: boolean = order.status === "PAID" && order.payment.status === "succeeded";
+  const lines: number = order.items.reduce((n, i) => n + i.quantity, 0);
+  console.log(`${order.name} ${order.total} ${order.currency} ${lines} units ${paid ? "paid" : order.payment_status}`);
+  return order;
 }
