@@ -21,7 +21,6 @@ net_reply_t *api_unauthenticated(const char *msg, bool invalid);
 
 /** If m is a timer message (api_timer_send), runs it on this worker (the store's
  *  actor) with arena, frees m and returns true; else false. */
-bool api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m,
-                    arena_t *arena);
+bool api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, arena_t *arena);
 
 #endif

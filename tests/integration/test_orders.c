@@ -438,7 +438,6 @@ test_decline_and_refunds(void **state)
     shop_free(&s);
 }
 
-
 static void
 admin_ok(shop_t *s, const char *method, const char *path, const char *body, long want)
 {
@@ -475,8 +474,8 @@ test_discount_and_tax(void **state)
     assert_int_equal(jint(r.json, "subtotal"), 10000);
     assert_int_equal(jint(r.json, "discount_total"), 1000);
     assert_int_equal(jint(r.json, "shipping_total"), 490);
-    assert_int_equal(jint(r.json, "tax_total"), 1710);   /* 19 % of 9000 */
-    assert_int_equal(jint(r.json, "total"), 11200);      /* 10000 - 1000 + 490 + 1710 */
+    assert_int_equal(jint(r.json, "tax_total"), 1710); /* 19 % of 9000 */
+    assert_int_equal(jint(r.json, "total"), 11200);    /* 10000 - 1000 + 490 + 1710 */
     assert_string_equal(jstr(r.json, "discount_code"), "SAVE10");
     th_resp_free(&r);
 
@@ -568,7 +567,6 @@ test_single_use_code(void **state)
     pthread_mutex_destroy(&c.lock);
     shop_free(&s);
 }
-
 
 /* A saved address and the default one; a product unpublished after it was added
  * blocks the checkout with the line named. */

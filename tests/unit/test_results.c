@@ -23,15 +23,25 @@ test_status_table(void **state)
         shopd_rc_t rc;
         int status;
     } want[] = {
-        {SHOPD_NOT_MODIFIED, 304}, {SHOPD_NO_CONTENT, 204},
-        {SHOPD_ACCEPTED, 202},     {SHOPD_CREATED, 201},
-        {SHOPD_OK, 200},           {SHOPD_ERR, 500},
-        {SHOPD_AGAIN, 503},        {SHOPD_NOTFOUND, 404},
-        {SHOPD_BUSY, 503},         {SHOPD_CONFLICT, 409},
-        {SHOPD_INVALID, 422},      {SHOPD_FORBIDDEN, 403},
-        {SHOPD_UNAVAILABLE, 503},  {SHOPD_UNAUTHENTICATED, 401},
-        {SHOPD_BAD_REQUEST, 400},  {SHOPD_RATE_LIMITED, 429},
-        {SHOPD_UNSUPPORTED, 415},  {SHOPD_NOT_ALLOWED, 405}, {SHOPD_PAYMENT_FAILED, 402},
+        {SHOPD_NOT_MODIFIED, 304},
+        {SHOPD_NO_CONTENT, 204},
+        {SHOPD_ACCEPTED, 202},
+        {SHOPD_CREATED, 201},
+        {SHOPD_OK, 200},
+        {SHOPD_ERR, 500},
+        {SHOPD_AGAIN, 503},
+        {SHOPD_NOTFOUND, 404},
+        {SHOPD_BUSY, 503},
+        {SHOPD_CONFLICT, 409},
+        {SHOPD_INVALID, 422},
+        {SHOPD_FORBIDDEN, 403},
+        {SHOPD_UNAVAILABLE, 503},
+        {SHOPD_UNAUTHENTICATED, 401},
+        {SHOPD_BAD_REQUEST, 400},
+        {SHOPD_RATE_LIMITED, 429},
+        {SHOPD_UNSUPPORTED, 415},
+        {SHOPD_NOT_ALLOWED, 405},
+        {SHOPD_PAYMENT_FAILED, 402},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         assert_int_equal(net_status_for_rc(want[i].rc), want[i].status);
