@@ -344,8 +344,8 @@ async function main() {
     call('post', '/api/v1/checkout', { token, tenant: slug, headers, body: { shipping_address: address, shipping_rate_id: rateId, ...extra }, expect });
 
   await call('get', '/api/v1/cart', { tenant: slug, expect: 200 });
-  const first = await call('post', '/api/v1/cart/add', { tenant: slug, body: { variant_id: va, quantity: 2 }, expect: 200 });
-  const G = cartOf(first);
+  const firstAdd = await call('post', '/api/v1/cart/add', { tenant: slug, body: { variant_id: va, quantity: 2 }, expect: 200 });
+  const G = cartOf(firstAdd);
   await call('post', '/api/v1/cart/add', { tenant: slug, headers: g(G), body: { variant_id: vb }, expect: 200 });
   await call('post', '/api/v1/cart/add', { tenant: slug, headers: g(G), body: { variant_id: va, quantity: 9 }, expect: 409 });
   await call('post', '/api/v1/cart/add', { tenant: slug, headers: g(G), body: { variant_id: 999999999 }, expect: 404 });
@@ -366,6 +366,14 @@ async function main() {
   const placed = await checkout(g(G), { email: `guest@${slug}.test` }, 201);
   const order = placed.body && placed.body.id;
   await checkout(g(G), { email: `guest@${slug}.test` }, 409); // cart_checked_out
+  // A checkout under an Idempotency-Key (kept in PostgreSQL with the order): the retry replays it.
+  const ck = `checkout-${slug}`;
+  const c7 = cartOf(await call('post', '/api/v1/cart/add', { tenant: slug, body: { variant_id: va }, expect: 200 }));
+  const k1 = await checkout({ ...g(c7), 'Idempotency-Key': ck }, { email: `guest@${slug}.test` }, 201);
+  const k2 = await checkout({ ...g(c7), 'Idempotency-Key': ck }, { email: `guest@${slug}.test` }, 201);
+  if (k2.headers.get('idempotent-replayed') !== 'true' || JSON.stringify(k1.body) !== JSON.stringify(k2.body))
+    fail('idempotency', 'a checkout retried under its key must replay the same order with Idempotent-Replayed: true');
+  await checkout({ ...g(c7), 'Idempotency-Key': ck }, { email: `other@${slug}.test` }, 422);
   await call('get', '/api/v1/cart', { tenant: slug, headers: g(G), expect: 200 });
 
   // An empty cart, a cleared one, short stock, an unavailable line, a declined payment

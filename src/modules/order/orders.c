@@ -229,7 +229,7 @@ order_h_list(api_ctx_t *ctx)
     json_t *items = json_array();
     for (int i = 0; i < rows && i < limit; i++)
         json_array_append_new(items, json_loads(PQgetvalue(r, i, 0), 0, NULL));
-    json_t *out = json_pack("{s:o}", "items", items);
+    json_t *out = json_pack("{s:o, s:i}", "data", items, "limit", (int)limit);
     if (rows > limit)
         json_object_set_new(out, "next_cursor", json_string(PQgetvalue(r, (int)limit - 1, 1)));
     else
@@ -613,31 +613,28 @@ refund_body(db_conn_t *c, void *arg)
     const char *p2[] = {sid, oid, amt, f->reason ? f->reason : "", uid, restock};
     r = db_exec(
         c, "refund_insert",
+        /* The items to restock are checked here and restocked only once the provider
+         * confirmed the refund (refund_settle): a refused refund returns nothing. */
         "WITH x AS (SELECT * FROM json_to_recordset($6::json) AS x (item_id bigint, quantity "
         "int)), "
-        "it AS (UPDATE order_items i SET refunded_quantity = i.refunded_quantity + x.quantity "
-        "FROM x WHERE i.store_id = $1 AND i.order_id = $2 AND i.id = x.item_id AND "
-        "i.refunded_quantity + x.quantity <= i.quantity RETURNING i.variant_id, x.quantity), "
-        "s AS (UPDATE product_variants v SET stock = v.stock + it.quantity, updated_at = now() "
-        "FROM it WHERE v.store_id = $1 AND v.id = it.variant_id RETURNING v.id, it.quantity), "
-        "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
-        "actor_user_id, order_id) SELECT $1, s.id, s.quantity, 'refund restock', "
-        "nullif($5, '')::bigint, $2 FROM s), "
+        "it AS (SELECT i.id FROM order_items i JOIN x ON i.id = x.item_id WHERE i.store_id = $1 "
+        "AND i.order_id = $2 AND i.refunded_quantity + x.quantity <= i.quantity), "
         "rf AS (INSERT INTO refunds (store_id, order_id, payment_id, amount, reason, restocked, "
         "actor_user_id) SELECT $1, $2, p.id, $3, $4, (SELECT count(*) FROM x) > 0, "
         "nullif($5, '')::bigint FROM payments p WHERE p.store_id = $1 AND p.order_id = $2 AND "
-        "p.status = 'succeeded' ORDER BY p.id DESC LIMIT 1 RETURNING id) "
+        "p.status = 'succeeded' AND (SELECT count(*) FROM it) = (SELECT count(*) FROM x) "
+        "ORDER BY p.id DESC LIMIT 1 RETURNING id) "
         "SELECT (SELECT id FROM rf), (SELECT count(*) FROM it), (SELECT count(*) FROM x)",
         6, p2);
     free(restock);
     rc = db_result_rc(r);
     if (rc == SHOPD_OK) {
-        if (PQgetisnull(r, 0, 0)) {
-            f->not_paid = true;
-            rc = SHOPD_CONFLICT;
-        } else if (strcmp(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2)) != 0) {
+        if (strcmp(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2)) != 0) {
             f->bad_item = true; /* an item not of this order, or restocked past its quantity */
             rc = SHOPD_INVALID;
+        } else if (PQgetisnull(r, 0, 0)) {
+            f->not_paid = true;
+            rc = SHOPD_CONFLICT;
         } else {
             f->refund_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
         }
@@ -721,8 +718,6 @@ order_h_refund(api_ctx_t *ctx)
         db_release(c);
         return reply;
     }
-    if (rs)
-        catalog_changed(ctx); /* restocked */
     /* Committed as pending: now ask the provider, then record its answer. */
     const pay_provider_t *pp = pay_provider_find(f.provider);
     pay_refund_result_t rr = {0};
@@ -733,15 +728,27 @@ order_h_refund(api_ctx_t *ctx)
     const char *st = prc == SHOPD_OK && rr.succeeded  ? "succeeded"
                      : prc == SHOPD_OK && !rr.pending ? "failed"
                                                       : "pending";
-    char sid[24], oid[24], rid[24];
+    char sid[24], oid[24], rid[24], uid_s[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
     snprintf(oid, sizeof(oid), "%llu", (unsigned long long)id);
     snprintf(rid, sizeof(rid), "%llu", (unsigned long long)f.refund_id);
-    const char *p[] = {sid, oid, rid, st, rr.ref};
+    snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)ctx->caller->user_id);
+    char *restock = rs ? json_dumps(rs, JSON_COMPACT) : strdup("[]");
+    const char *p[] = {sid, oid, rid, st, rr.ref, restock, ctx->caller->user_id ? uid_s : ""};
     PGresult *r = db_exec(
         c, "refund_settle",
         "WITH rf AS (UPDATE refunds SET status = $4, provider_ref = nullif($5, ''), updated_at = "
         "now() WHERE store_id = $1 AND id = $3 RETURNING amount), "
+        "x AS (SELECT * FROM json_to_recordset($6::json) AS x (item_id bigint, quantity int) "
+        "WHERE $4 = 'succeeded'), "
+        "it AS (UPDATE order_items i SET refunded_quantity = i.refunded_quantity + x.quantity "
+        "FROM x WHERE i.store_id = $1 AND i.order_id = $2 AND i.id = x.item_id AND "
+        "i.refunded_quantity + x.quantity <= i.quantity RETURNING i.variant_id, x.quantity), "
+        "s AS (UPDATE product_variants v SET stock = v.stock + it.quantity, updated_at = now() "
+        "FROM it WHERE v.store_id = $1 AND v.id = it.variant_id RETURNING v.id, it.quantity), "
+        "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
+        "actor_user_id, order_id) SELECT $1, s.id, s.quantity, 'refund restock', "
+        "nullif($7, '')::bigint, $2 FROM s), "
         "o AS (UPDATE orders o SET refunded_total = o.refunded_total + rf.amount, "
         "payment_status = CASE WHEN o.refunded_total + rf.amount >= o.total THEN 'refunded' ELSE "
         "'partially_refunded' END, updated_at = now() FROM rf WHERE o.store_id = $1 AND o.id = "
@@ -749,11 +756,14 @@ order_h_refund(api_ctx_t *ctx)
         "SELECT json_build_object('id', r.id, 'order_id', r.order_id, 'amount', r.amount, "
         "'reason', r.reason, 'status', $4, 'restocked', r.restocked, 'created_at', r.created_at) "
         "FROM refunds r WHERE r.store_id = $1 AND r.id = $3",
-        5, p);
+        7, p);
+    free(restock);
     if (db_result_rc(r) == SHOPD_OK && PQntuples(r) == 1)
         reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
     else
         reply = api_internal(ctx, "refund not recorded");
+    if (rs && strcmp(st, "succeeded") == 0)
+        catalog_changed(ctx); /* restocked */
     PQclear(r);
     /* The key was claimed with the refund row; its answer is the settled refund. A
      * crash before this line leaves the claim without an answer: retries are told
