@@ -190,3 +190,23 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Takes n units of a variant or fails the statement: SQLSTATE SH001 when the stock
+-- is short. A checkout pipelines one call per line (ascending variant id) with the
+-- order's insert, so a short line aborts what follows and the checkout's savepoint
+-- rolls it all back: one round trip per checkout, never a partial order. The
+-- decrement is conditional (stock >= n) whatever process runs it.
+CREATE FUNCTION shopd_take_stock(p_store bigint, p_variant bigint, p_n int) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+    left_over int;
+BEGIN
+    UPDATE product_variants SET stock = stock - p_n, updated_at = now()
+     WHERE store_id = p_store AND id = p_variant AND stock >= p_n
+    RETURNING stock INTO left_over;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'insufficient stock for variant %', p_variant USING ERRCODE = 'SH001';
+    END IF;
+    RETURN left_over;
+END
+$$;

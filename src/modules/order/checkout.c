@@ -57,18 +57,51 @@ typedef struct co_s {
     uint64_t order_id, payment_id, number;
     struct co_s *twin;  /* an earlier checkout of this batch with the same key */
     shopd_rc_t load_rc; /* loading the cart and pricing it (prefetch) */
+    bool short_stock;   /* step 2 found a line short (SH001) */
     char *rendered;     /* the order's JSON after the payment step (render_all), malloc'd */
     size_t rendered_len;
 } co_t;
 
-/* Tax rates looked up in this batch: most checkouts of a turn ship to a few places. */
+/* Tax rates and shipping rates looked up in this batch: most checkouts of a turn
+ * ship to a few places with carts alike. A rate is kept for its exact inputs. */
 typedef struct tax_cache_s {
     size_t n;
     struct {
         char country[4], region[104];
         pricing_tax_t tax;
     } e[8];
+    size_t nr;
+    struct {
+        uint64_t rate_id;
+        char country[4];
+        int64_t subtotal, weight;
+        shopd_rc_t rc;
+        pricing_rate_t rate;
+    } r[16];
 } tax_cache_t;
+
+static shopd_rc_t
+rate_for(tax_cache_t *tc, db_conn_t *c, uint64_t store_id, uint64_t rate_id, const char *country,
+         int64_t subtotal, int64_t weight, pricing_rate_t *out)
+{
+    const char *cc = country ? country : "";
+    for (size_t i = 0; i < tc->nr; i++)
+        if (tc->r[i].rate_id == rate_id && tc->r[i].subtotal == subtotal &&
+            tc->r[i].weight == weight && strcmp(tc->r[i].country, cc) == 0) {
+            *out = tc->r[i].rate;
+            return tc->r[i].rc;
+        }
+    shopd_rc_t rc = pricing_shipping_rate(c, store_id, rate_id, country, subtotal, weight, out);
+    if ((rc == SHOPD_OK || rc == SHOPD_NOTFOUND) && tc->nr < SHOPD_ARRAY_LEN(tc->r)) {
+        tc->r[tc->nr].rate_id = rate_id;
+        snprintf(tc->r[tc->nr].country, sizeof(tc->r[0].country), "%s", cc);
+        tc->r[tc->nr].subtotal = subtotal;
+        tc->r[tc->nr].weight = weight;
+        tc->r[tc->nr].rc = rc;
+        tc->r[tc->nr++].rate = *out;
+    }
+    return rc;
+}
 
 static shopd_rc_t
 tax_for(tax_cache_t *tc, db_conn_t *c, uint64_t store_id, const char *country, const char *region,
@@ -330,8 +363,8 @@ prepare(co_t *co, db_conn_t *c, tax_cache_t *tc)
     }
     const char *country = json_string_value(json_object_get(co->ship, "country"));
     const char *region = json_string_value(json_object_get(co->ship, "region"));
-    rc = pricing_shipping_rate(c, ctx->store_id, (uint64_t)rate_id, country, co->subtotal,
-                               co->weight, &co->rate);
+    rc = rate_for(tc, c, ctx->store_id, (uint64_t)rate_id, country, co->subtotal, co->weight,
+                  &co->rate);
     if (rc == SHOPD_NOTFOUND) {
         co->reply = api_fail_field(SHOPD_INVALID, "shipping_rate_unavailable",
                                    "this shipping rate does not apply to this cart or address",
@@ -522,6 +555,7 @@ apply_one(db_conn_t *c, size_t i, void *arg)
     co->reply = NULL;
     co->order_id = co->payment_id = co->number = 0;
     co->twin = NULL;
+    co->short_stock = false;
     api_ctx_t *ctx = co->ctx;
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
@@ -546,38 +580,6 @@ apply_one(db_conn_t *c, size_t i, void *arg)
             idem_stored_clear(&st);
             return SHOPD_CONFLICT;
         }
-    }
-
-    /* Decrements, ascending variant id (the cart keeps its lines sorted and one line
-     * per variant), all in one round trip. */
-    size_t k = co->cart.n;
-    db_query_t qs[CART_MAX_LINES];
-    char ids[CART_MAX_LINES][24], qty[CART_MAX_LINES][16];
-    const char *params[CART_MAX_LINES][3];
-    PGresult *rs[CART_MAX_LINES];
-    for (size_t l = 0; l < k; l++) {
-        snprintf(ids[l], sizeof(ids[l]), "%llu", (unsigned long long)co->items[l].variant_id);
-        snprintf(qty[l], sizeof(qty[l]), "%d", co->items[l].quantity);
-        params[l][0] = sid;
-        params[l][1] = ids[l];
-        params[l][2] = qty[l];
-        qs[l] = (db_query_t){"co_take",
-                             "UPDATE product_variants SET stock = stock - $3, updated_at = now() "
-                             "WHERE store_id = $1 AND id = $2 AND stock >= $3 RETURNING stock",
-                             3, params[l]};
-        rs[l] = NULL;
-    }
-    shopd_rc_t rc = db_pipeline(c, qs, k, rs);
-    bool enough = rc == SHOPD_OK;
-    for (size_t l = 0; l < k; l++) {
-        enough = enough && PQntuples(rs[l]) == 1;
-        PQclear(rs[l]);
-    }
-    if (rc != SHOPD_OK)
-        return rc;
-    if (!enough) {
-        co->reply = short_stock(c, co);
-        return SHOPD_CONFLICT;
     }
 
     char uid[24] = "", ref[48], nums[8][24], did[24] = "", rid[24], cart_row[24] = "";
@@ -618,8 +620,26 @@ apply_one(db_conn_t *c, size_t i, void *arg)
                        nums[5],
                        items,
                        cart_row};
-    PGresult *r = db_exec(
-        c, "co_order",
+    /* One round trip: the stock taken line by line in ascending variant id (the cart
+     * keeps its lines sorted, one per variant; shopd_take_stock fails the statement
+     * with SH001 when a line is short, which aborts the rest of the pipeline), then
+     * the order with everything that goes with it. */
+    size_t k = co->cart.n;
+    db_query_t qs[CART_MAX_LINES + 1];
+    PGresult *rs[CART_MAX_LINES + 1];
+    char ids[CART_MAX_LINES][24], qty[CART_MAX_LINES][16];
+    const char *tp[CART_MAX_LINES][3];
+    for (size_t l = 0; l < k; l++) {
+        snprintf(ids[l], sizeof(ids[l]), "%llu", (unsigned long long)co->items[l].variant_id);
+        snprintf(qty[l], sizeof(qty[l]), "%d", co->items[l].quantity);
+        tp[l][0] = sid;
+        tp[l][1] = ids[l];
+        tp[l][2] = qty[l];
+        qs[l] = (db_query_t){"co_take", "SELECT shopd_take_stock($1, $2, $3)", 3, tp[l]};
+        rs[l] = NULL;
+    }
+    qs[k] = (db_query_t){
+        "co_order",
         "WITH n AS (INSERT INTO order_counters (store_id, last_number) VALUES ($1, 1001) "
         "ON CONFLICT (store_id) DO UPDATE SET last_number = order_counters.last_number + 1 "
         "RETURNING last_number), "
@@ -649,11 +669,25 @@ apply_one(db_conn_t *c, size_t i, void *arg)
         "p AS (INSERT INTO payments (store_id, order_id, provider, amount, currency) "
         "SELECT $1, o.id, $4, o.total, o.currency FROM o RETURNING id) "
         "SELECT o.id, o.number, p.id FROM o, p",
-        21, p);
+        21, p};
+    rs[k] = NULL;
+    shopd_rc_t rc = db_pipeline(c, qs, k + 1, rs);
+    PGresult *r = rs[k];
+    rs[k] = NULL;
+    for (size_t l = 0; l < k; l++) {
+        if (rs[l] && strcmp(db_sqlstate(rs[l]), "SH001") == 0)
+            co->short_stock = true;
+        PQclear(rs[l]);
+    }
     free(ship);
     free(bill);
     free(items);
-    rc = db_result_rc(r);
+    if (co->short_stock) {
+        PQclear(r);
+        return SHOPD_CONFLICT; /* answered after the batch, with the stock as it is then */
+    }
+    if (rc == SHOPD_OK)
+        rc = db_result_rc(r);
     if (rc == SHOPD_OK && PQntuples(r) == 1) {
         co->order_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
         co->number = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
@@ -788,6 +822,9 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
                 b.cos[i]->order_id = 0;
             }
         }
+        for (size_t i = 0; i < b.n; i++)
+            if (b.cos[i]->short_stock && b.cos[i]->reply == NULL)
+                b.cos[i]->reply = short_stock(c, b.cos[i]);
         /* Committed: retire the guest carts, create the payments, answer. */
         order_pay_t *pays = shopd_calloc(b.n, sizeof(*pays));
         size_t np = 0;
