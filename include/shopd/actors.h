@@ -52,6 +52,10 @@ struct act_msg_s {
     void *reply_to;       /**< opaque reply route (the sending I/O thread), may be NULL */
     uint64_t reply_token; /**< opaque token for reply_to */
     uint64_t enqueued_us; /**< set by act_send (monotonic), for queue-time metrics */
+    /** Called by the runtime, before freeing it, on a message it drops unhandled (left
+     *  in a mailbox at stop), so a payload that owns more than its bytes (a handle,
+     *  an answer route) can release it. NULL: nothing to do. */
+    void (*on_drop)(act_msg_t *m);
 };
 
 /** New message; takes ownership of data (allocated with shopd_malloc, may be NULL). */

@@ -589,6 +589,8 @@ drop_queued(act_system_t *sys)
                 size_t n = 0;
                 act_msg_t *m;
                 while ((m = act_mailbox_pop(&a->mb)) != NULL) {
+                    if (m->on_drop)
+                        m->on_drop(m);
                     act_msg_free(m);
                     n++;
                 }

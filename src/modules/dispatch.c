@@ -263,6 +263,24 @@ typedef struct hop_s {
     bool have_store;
 } hop_t;
 
+/* A hop left in a mailbox at stop: its client is told, its argument freed. */
+static void
+hop_dropped(act_msg_t *m)
+{
+    hop_t *h = (hop_t *)m->data;
+    if (h == NULL)
+        return;
+    if (h->later) {
+        net_reply_t *r =
+            api_fail(SHOPD_UNAVAILABLE, "shutting_down", "the server is shutting down");
+        net_reply_add_header(r, "Retry-After", "1");
+        api_later_answer(h->later, r);
+        h->later = NULL;
+    }
+    if (h->drop)
+        h->drop(h->arg);
+}
+
 net_reply_t *
 api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
                   net_reply_t *(*then)(api_ctx_t *ctx, void *arg), void (*drop)(void *arg),
@@ -282,6 +300,7 @@ api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
      * blocking thread (act_send publishes it with the mailbox link). */
     h->later = api_later(ctx);
     act_msg_t *m = act_msg_new(MSG_TYPE_WORK, 0, (char *)h, sizeof(*h));
+    m->on_drop = hop_dropped;
     uint64_t rr = atomic_fetch_add_explicit(&lane_rr, 1, memory_order_relaxed);
     m->store_id = ACT_ID(ctx->store_id, 1 + rr % blocking_lanes(ctx->app));
     if (act_send(ctx->app->blocking, m) == SHOPD_OK)
@@ -315,6 +334,7 @@ api_ordered_then(api_ctx_t *ctx, net_reply_t *(*then)(api_ctx_t *ctx, void *arg)
         h->snap = *ctx->store;
     h->later = api_later(ctx);
     act_msg_t *m = act_msg_new(MSG_TYPE_THEN, ACT_ID(ctx->store_id, 0), (char *)h, sizeof(*h));
+    m->on_drop = hop_dropped;
     if (act_send(ctx->app->actors, m) == SHOPD_OK)
         return API_LATER;
     ctx->msg->reply_to = h->later->reply_to;
