@@ -210,7 +210,7 @@ openapi_contract() (
     export SHOPD_LISTEN=127.0.0.1:$port SHOPD_PLATFORM_TOKEN SHOPD_JWT_KEYS SHOPD_OUTBOX_DIR=$work/outbox
     SHOPD_PLATFORM_TOKEN=$(openssl rand -hex 24)
     SHOPD_JWT_KEYS="contract:$(openssl rand -hex 32)"
-    export SHOPD_WORKERS=2 SHOPD_IO_THREADS=1
+    export SHOPD_WORKERS=2 SHOPD_IO_THREADS=1 SHOPD_ADMIN_LISTEN=
     "$ROOT/build/shopd" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log"; return 1; }
     local email="super-$(openssl rand -hex 4)@contract.test" pw
     pw=$(openssl rand -hex 12)

@@ -47,6 +47,13 @@ typedef struct cfg_s {
     int auth_rate_ip; /**< auth attempts per minute per client address and endpoint (0 = off) */
     int auth_rate_account; /**< auth attempts per hour per account and endpoint (0 = off) */
     char *trusted_proxies; /**< "ip,ip": peers whose X-Forwarded-For names the client */
+    char *admin_listen;    /**< "host:port" of the admin protocol; "" = off */
+    char admin_host[256];  /**< parsed from admin_listen */
+    int admin_port;
+    char *admin_token;      /**< "tok,tok": accepted in the admin hello (rotation); "" = none */
+    int admin_max_frame;    /**< bytes of one admin frame (beyond: an error frame and close) */
+    int admin_max_conns;    /**< open admin connections at most */
+    int admin_idle_timeout; /**< seconds an admin connection may sit idle */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from
@@ -58,6 +65,13 @@ int cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t err
 void cfg_free(cfg_t *cfg);
 /** Prints every setting: flag, environment variable, default and help. */
 void cfg_usage(FILE *out);
+
+/** Calls fn once per setting, in table order, with its flag, environment variable
+ *  and current value as text; secrets (tokens, keys, passwords in URLs) are given
+ *  as "(redacted)" (or "" when empty). For config.show. */
+void cfg_visit(const cfg_t *cfg,
+               void (*fn)(void *ud, const char *flag, const char *env, const char *value),
+               void *ud);
 
 /** Parses "host:port" or "[v6]:port" into host and port. Returns 0 or -1. */
 int cfg_parse_listen(const char *s, char *host, size_t hostlen, int *port);

@@ -1,0 +1,60 @@
+/*
+ * cli.h: shopctl's command line, apart from the network so it can be unit
+ * tested (tests/unit/test_shopctl.c): global options, the friendly verbs
+ * ("stores", "store create ...") turned into an operation and its arguments,
+ * k=v / k:=json arguments, the nearest command for a typo, and the tables.
+ */
+#ifndef SHOPCTL_CLI_H
+#define SHOPCTL_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+enum {
+    SHOPCTL_OK = 0,      /**< the answer was ok */
+    SHOPCTL_ERROR = 1,   /**< an error answer */
+    SHOPCTL_USAGE = 2,   /**< the command line is wrong */
+    SHOPCTL_CONNECT = 3, /**< cannot connect or authenticate */
+};
+
+typedef struct shopctl_opts_s {
+    char host[256];
+    int port;
+    const char *token; /**< points into argv or the environment; NULL: none */
+    bool json;
+    int timeout_s;
+    bool help;         /**< "help [COMMAND]" or --help */
+    const char *topic; /**< help's COMMAND, or NULL */
+    /** The operation to send and its arguments (new reference). NULL with help. */
+    char op[80];
+    json_t *args;
+} shopctl_opts_t;
+
+/** Parses argv (argv[0] is the program). env_addr and env_token come from the
+ *  environment (may be NULL). 0, or SHOPCTL_USAGE with one line in err. On
+ *  success the caller releases opts->args (json_decref). */
+int shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token,
+                  shopctl_opts_t *opts, char *err, size_t errlen);
+
+/** Adds one "k=v" (a string) or "k:=json" (any JSON value) argument to args.
+ *  0, or -1 with one line in err. */
+int shopctl_arg(json_t *args, const char *kv, char *err, size_t errlen);
+
+/** The name in names (n of them) nearest to word (edit distance), or NULL when
+ *  none is close enough to be a likely typo. */
+const char *shopctl_nearest(const char *word, const char *const *names, size_t n);
+
+/** Prints a result for people: a list of objects as an aligned table (with the
+ *  other fields of its object below it), an object as "key  value" lines. */
+void shopctl_print(FILE *out, const json_t *result);
+
+/** Prints help: the overview (topic NULL) or one command's page. Returns 0, or
+ *  -1 when topic names no command. */
+int shopctl_help(FILE *out, const char *topic);
+
+/** The friendly verbs' names (for suggestions). */
+extern const char *const shopctl_verbs[];
+extern const size_t shopctl_nverbs;
+
+#endif

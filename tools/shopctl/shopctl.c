@@ -1,0 +1,271 @@
+/*
+ * shopctl.c: the operators' command line for shopd's admin protocol
+ * (docs/admin-protocol.md). One connection per run: hello, one request, its
+ * answer printed as a table (or JSON with --json), exit status 0 ok, 1 an
+ * error answer, 2 usage, 3 cannot connect or authenticate. The command line
+ * itself is cli.c.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "shopd/admin.h"
+#include "shopd/common.h"
+
+#define SHOPCTL_MAX_FRAME (64u << 20) /* answers can be long lists */
+
+static int
+dial(const char *host, int port, int timeout_s, char *err, size_t errlen)
+{
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(host, ps, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0)
+            continue;
+        struct timeval tv = {timeout_s, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        snprintf(err, errlen, "%s", strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int
+write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int
+read_all(int fd, unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int
+send_json(int fd, const json_t *v)
+{
+    size_t len;
+    unsigned char *f = admin_encode_frame(v, &len);
+    int rc = write_all(fd, f, len);
+    shopd_free(f);
+    return rc;
+}
+
+/* The next frame, decoded; NULL with a line in err. */
+static json_t *
+read_frame(int fd, char *err, size_t errlen)
+{
+    unsigned char hdr[ADMIN_HEADER];
+    if (read_all(fd, hdr, sizeof(hdr)) != 0) {
+        snprintf(err, errlen, "the server closed the connection%s",
+                 errno == EAGAIN ? " (timed out waiting for the answer)" : "");
+        return NULL;
+    }
+    size_t n = 0;
+    if (admin_frame_check(hdr, sizeof(hdr), SHOPCTL_MAX_FRAME, &n) == ADMIN_FRAME_TOO_BIG) {
+        snprintf(err, errlen, "the server sent a frame of %zu bytes", n);
+        return NULL;
+    }
+    unsigned char *body = malloc(n);
+    if (body == NULL || read_all(fd, body, n) != 0) {
+        free(body);
+        snprintf(err, errlen, "the server closed the connection in the middle of a frame");
+        return NULL;
+    }
+    json_t *v = admin_decode(body, n, err, errlen);
+    free(body);
+    return v;
+}
+
+/* Sends {id, op, args} and returns the answer with that id. */
+static json_t *
+call(int fd, long id, const char *op, json_t *args, char *err, size_t errlen)
+{
+    json_t *req = json_pack("{s:I,s:s,s:O}", "id", (json_int_t)id, "op", op, "args", args);
+    int rc = send_json(fd, req);
+    json_decref(req);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot send: %s", strerror(errno));
+        return NULL;
+    }
+    for (;;) {
+        json_t *a = read_frame(fd, err, errlen);
+        if (a == NULL)
+            return NULL;
+        json_t *aid = json_object_get(a, "id");
+        if (json_is_integer(aid) && json_integer_value(aid) == id)
+            return a;
+        if (json_is_null(aid) || aid == NULL) {
+            return a; /* a connection-level error frame */
+        }
+        json_decref(a);
+    }
+}
+
+static void
+print_error(const json_t *answer, bool as_json)
+{
+    json_t *e = json_object_get(answer, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    fprintf(stderr, "shopctl: error: %s: %s\n", code ? code : "?", msg ? msg : "");
+    json_t *d;
+    size_t i;
+    json_array_foreach(json_object_get(e, "details"), i, d)
+    {
+        const char *f = json_string_value(json_object_get(d, "field"));
+        const char *is = json_string_value(json_object_get(d, "issue"));
+        if (f && is)
+            fprintf(stderr, "  %s: %s\n", f, is);
+    }
+    if (as_json) {
+        json_t *doc = json_pack("{s:O}", "error", e ? e : json_null());
+        json_dumpf(doc, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+        json_decref(doc);
+    }
+}
+
+/* After unknown_op: the server's operation nearest to what was typed. */
+static void
+suggest(int fd, const char *op)
+{
+    char err[256];
+    json_t *args = json_object();
+    json_t *a = call(fd, 2, "ops", args, err, sizeof(err));
+    json_decref(args);
+    json_t *list = json_object_get(a, "result");
+    size_t n = json_array_size(list);
+    const char **names = calloc(n + 1, sizeof(*names));
+    for (size_t i = 0; i < n; i++)
+        names[i] = json_string_value(json_object_get(json_array_get(list, i), "op"));
+    const char *near = n ? shopctl_nearest(op, names, n) : NULL;
+    if (near)
+        fprintf(stderr, "shopctl: did you mean '%s'? (shopctl ops lists them)\n", near);
+    free(names);
+    json_decref(a);
+}
+
+int
+main(int argc, char **argv)
+{
+    shopctl_opts_t o;
+    char err[512];
+    int status = SHOPCTL_ERROR, fd = -1;
+    json_t *hello = NULL, *ans = NULL;
+    const char *tok = getenv("SHOPD_ADMIN_TOKEN");
+    if (tok == NULL || *tok == '\0')
+        tok = getenv("SHOPCTL_TOKEN");
+    int rc = shopctl_parse(argc, argv, getenv("SHOPCTL_ADDR"), tok, &o, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "shopctl: %s\n", err);
+        return SHOPCTL_USAGE;
+    }
+    if (o.help) {
+        if (shopctl_help(stdout, o.topic) == 0)
+            return SHOPCTL_OK;
+        const char *near = shopctl_nearest(o.topic, shopctl_verbs, shopctl_nverbs);
+        fprintf(stderr, "shopctl: no command '%s'%s%s%s\n", o.topic, near ? "; did you mean '" : "",
+                near ? near : "", near ? "'?" : "");
+        return SHOPCTL_USAGE;
+    }
+    if (o.token == NULL) {
+        fprintf(stderr, "shopctl: no token: give --token or set SHOPD_ADMIN_TOKEN\n");
+        status = SHOPCTL_CONNECT;
+        goto out;
+    }
+    fd = dial(o.host, o.port, o.timeout_s, err, sizeof(err));
+    if (fd < 0) {
+        fprintf(stderr, "shopctl: cannot connect to %s:%d: %s\n", o.host, o.port, err);
+        status = SHOPCTL_CONNECT;
+        goto out;
+    }
+    hello = json_pack("{s:i,s:s,s:i,s:s}", "id", 0, "op", "hello", "version", ADMIN_VERSION,
+                      "token", o.token);
+    if (send_json(fd, hello) != 0) {
+        fprintf(stderr, "shopctl: cannot connect to %s:%d: %s\n", o.host, o.port, strerror(errno));
+        status = SHOPCTL_CONNECT;
+        goto out;
+    }
+    json_decref(hello);
+    hello = read_frame(fd, err, sizeof(err));
+    if (hello == NULL || !json_is_true(json_object_get(hello, "ok"))) {
+        json_t *e = json_object_get(hello, "error");
+        const char *m = json_string_value(json_object_get(e, "message"));
+        fprintf(stderr, "shopctl: cannot authenticate to %s:%d: %s\n", o.host, o.port, m ? m : err);
+        status = SHOPCTL_CONNECT;
+        goto out;
+    }
+    ans = call(fd, 1, o.op, o.args, err, sizeof(err));
+    if (ans == NULL) {
+        fprintf(stderr, "shopctl: %s\n", err);
+        status = SHOPCTL_CONNECT;
+        goto out;
+    }
+    if (json_is_true(json_object_get(ans, "ok"))) {
+        json_t *res = json_object_get(ans, "result");
+        if (o.json) {
+            json_dumpf(res, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+            fputc('\n', stdout);
+        } else {
+            shopctl_print(stdout, res);
+        }
+        status = SHOPCTL_OK;
+        goto out;
+    }
+    print_error(ans, o.json);
+    const char *code = json_string_value(json_object_get(json_object_get(ans, "error"), "code"));
+    if (code && !strcmp(code, "unknown_op"))
+        suggest(fd, o.op);
+    status = SHOPCTL_ERROR;
+out:
+    json_decref(ans);
+    json_decref(hello);
+    json_decref(o.args);
+    if (fd >= 0)
+        close(fd);
+    return status;
+}
