@@ -176,7 +176,11 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
     }
     if (!strcmp(argv[i], "help") || !strcmp(argv[i], "-h")) {
         o->help = true;
-        o->topic = i + 1 < argc ? argv[i + 1] : NULL;
+        size_t tl = 0;
+        for (int j = i + 1; j < argc && tl < sizeof(o->topic_buf); j++)
+            tl += (size_t)snprintf(o->topic_buf + tl, sizeof(o->topic_buf) - tl, "%s%s",
+                                   j > i + 1 ? " " : "", argv[j]);
+        o->topic = i + 1 < argc ? o->topic_buf : NULL;
         return 0;
     }
     /* The longest verb that matches ("store create" before "store"). */
@@ -420,6 +424,19 @@ shopctl_help(FILE *out, const char *topic)
                     verbs[v].usage, verbs[v].help, verbs[v].op, verbs[v].example);
             return 0;
         }
+        /* "help store": every "store ..." command. */
+        bool any = false;
+        size_t tl = strlen(topic);
+        for (size_t v = 0; v < NVERBS; v++) {
+            if (strncmp(verbs[v].name, topic, tl) || verbs[v].name[tl] != ' ')
+                continue;
+            if (!any)
+                fprintf(out, "commands of %s:\n", topic);
+            any = true;
+            fprintf(out, "  shopctl %-60s %s\n", verbs[v].usage, verbs[v].help);
+        }
+        if (any)
+            return 0;
         if (strchr(topic, '.')) {
             fprintf(out,
                     "usage: shopctl %s [key=value | key:=json ...]\n\n"

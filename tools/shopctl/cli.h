@@ -25,7 +25,8 @@ typedef struct shopctl_opts_s {
     bool json;
     int timeout_s;
     bool help;         /**< "help [COMMAND]" or --help */
-    const char *topic; /**< help's COMMAND, or NULL */
+    const char *topic; /**< help's COMMAND (its words joined), or NULL */
+    char topic_buf[80];
     /** The operation to send and its arguments (new reference). NULL with help. */
     char op[80];
     json_t *args;
