@@ -147,7 +147,7 @@ fi
 # build folder; copy them into fuzz/corpus/<target>/ once fixed.
 fuzz_targets() {
     local secs=${SHOPD_FUZZ_SECONDS:-20} t rc=0
-    for t in msg tenant http; do
+    for t in msg tenant http admin; do
         local work="$ROOT/build-fuzz/corpus-$t"
         mkdir -p "$work"
         echo "--- fuzz_$t: ${secs}s"
@@ -172,7 +172,7 @@ elif ! command -v clang >/dev/null; then
 else
     if stage "build (fuzzers, clang)" env CC=clang bash -c \
         'cmake -S "$0" -B "$0/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DSHOPD_FUZZ=ON >/dev/null &&
-         cmake --build "$0/build-fuzz" -j"$1" --target fuzz_msg fuzz_tenant fuzz_http' "$ROOT" "$JOBS"; then
+         cmake --build "$0/build-fuzz" -j"$1" --target fuzz_msg fuzz_tenant fuzz_http fuzz_admin' "$ROOT" "$JOBS"; then
         stage "fuzz (corpus replay + exploration)" fuzz_targets || true
     fi
 fi
