@@ -216,14 +216,17 @@ cmd_serve(cfg_t *cfg)
              (unsigned long long)net_server_inflight(app.net), dropped);
     status = 0;
 out:
-    if (status != 0 && app.net)
-        net_server_stop(app.net); /* no loop may run while the admin side is freed */
+    if (status != 0) {
+        /* No thread may run (or log into the admin's tap) while the admin side is freed. */
+        if (app.net)
+            net_server_stop(app.net);
+        if (app.blocking)
+            act_system_stop(app.blocking, 0);
+        if (app.actors)
+            act_system_stop(app.actors, 0);
+    }
     admin_server_free(admin);
     net_server_free(app.net);
-    if (app.blocking && status != 0)
-        act_system_stop(app.blocking, 0);
-    if (app.actors && status != 0)
-        act_system_stop(app.actors, 0);
     act_system_free(app.blocking);
     act_system_free(app.actors);
     while (modules_up > 0) {

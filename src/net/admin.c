@@ -30,6 +30,7 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,12 +48,31 @@
 #define ADMIN_SEQ_MASK ((UINT64_C(1) << ADMIN_SEQ_BITS) - 1)
 #define ADMIN_SLOT_MAX (UINT32_C(1) << 22) /* slot bits 40..61, below NET_TOKEN_EXT */
 
+#define TAIL_MAX_QUEUED 1024 /* lines posted to a stream and not yet sent; beyond: dropped */
+
+enum { TAIL_ACCESS = 1, TAIL_ADMIN = 2, TAIL_LOG = 4, TAIL_ALL = 7 };
+
 typedef struct admin_thread_s admin_thread_t;
+
+/* A subscriber of events.tail: in the server's list (subs_lock) from the
+ * request until cancel or close, both on its own I/O thread, which alone frees
+ * it. The tap (any thread, under subs_lock) posts each matching line to that
+ * thread as a reply with the stream's token. */
+typedef struct tail_sub_s {
+    struct tail_sub_s *next;
+    void *reply_to;
+    uint64_t token;
+    uint64_t store;           /* 0: every store */
+    unsigned kinds;           /* TAIL_* */
+    _Atomic int queued;       /* posted, not yet sent (relaxed: a bound, not a fence) */
+    _Atomic uint64_t dropped; /* lines skipped at the bound (relaxed: a counter) */
+} tail_sub_t;
 
 typedef struct pend_s {
     uint64_t seq;
     json_t *id; /* the client's id, echoed in the answer */
     uint64_t start_us;
+    tail_sub_t *sub; /* a stream (events.tail): answers are its events; NULL otherwise */
     char op[65];
 } pend_t;
 
@@ -94,6 +114,9 @@ struct admin_server_s {
     _Atomic uint64_t inflight; /* relaxed: a gauge for the graceful stop */
     _Atomic uint64_t requests; /* relaxed: a counter for stats */
     _Atomic bool draining;     /* relaxed: each thread also learns it through on_drain */
+    pthread_mutex_t subs_lock; /* guards subs; taken by the log tap on any thread */
+    tail_sub_t *subs;
+    _Atomic int nsubs; /* relaxed: lets the tap skip the lock when nobody listens */
 };
 
 /* ------------------------------------------------------------ connections */
@@ -102,15 +125,20 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 
+static void tail_unsubscribe(admin_server_t *srv, tail_sub_t *sub);
+
 static void
 conn_free(admin_conn_t *c)
 {
     admin_thread_t *t = c->t;
     admin_server_t *srv = t->srv;
-    for (size_t i = 0; i < c->npend; i++)
+    for (size_t i = 0; i < c->npend; i++) {
         json_decref(c->pend[i].id);
-    if (c->npend)
-        atomic_fetch_sub_explicit(&srv->inflight, c->npend, memory_order_relaxed);
+        if (c->pend[i].sub)
+            tail_unsubscribe(srv, c->pend[i].sub);
+        else
+            atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
+    }
     shopd_free(c->pend);
     t->slots[c->slot] = NULL;
     t->free_slots[t->nfree++] = c->slot;
@@ -206,6 +234,16 @@ on_reply(void *ud, uint64_t token, net_reply_t *r)
         net_reply_free(r); /* its connection has gone */
         return;
     }
+    if (c->pend[i].sub) {
+        /* One line of a stream: the request stays pending until cancel. */
+        atomic_fetch_sub_explicit(&c->pend[i].sub->queued, 1, memory_order_relaxed);
+        json_t *ev = json_pack("{s:s%}", "line", r->body ? r->body : "", r->body ? r->len : 0);
+        if (ev == NULL) /* not UTF-8: a log line with a client's bytes in it */
+            ev = json_pack("{s:s}", "line", "(a line that is not UTF-8)");
+        send_frame(c, json_pack("{s:O,s:b,s:o}", "id", c->pend[i].id, "more", 1, "event", ev));
+        net_reply_free(r);
+        return;
+    }
     bool was_full = c->npend >= ADMIN_MAX_PENDING;
     finish_request(c, i, r);
     net_reply_free(r);
@@ -216,6 +254,192 @@ on_reply(void *ud, uint64_t token, net_reply_t *r)
     }
     if (was_full)
         conn_parse(c); /* frames waited for a free pending entry */
+}
+
+/* ------------------------------------------------------------ events.tail */
+
+static unsigned
+line_kind(const char *line, size_t len)
+{
+    /* "... level=info access method=..." and "... level=info admin op=...". */
+    const char *lv = memmem(line, len, " level=", 7);
+    const char *sp = lv ? memchr(lv + 7, ' ', len - (size_t)(lv + 7 - line)) : NULL;
+    size_t rest = sp ? len - (size_t)(sp + 1 - line) : 0;
+    if (sp && rest >= 7 && memcmp(sp + 1, "access ", 7) == 0)
+        return TAIL_ACCESS;
+    if (sp && rest >= 9 && memcmp(sp + 1, "admin op=", 9) == 0)
+        return TAIL_ADMIN;
+    return TAIL_LOG;
+}
+
+/* The log tap (log_set_tap): any thread. Never logs. */
+static void
+admin_tap(void *ud, log_level_t lvl, const char *line, size_t len)
+{
+    admin_server_t *srv = ud;
+    if (atomic_load_explicit(&srv->nsubs, memory_order_relaxed) == 0)
+        return;
+    unsigned kind = line_kind(line, len);
+    pthread_mutex_lock(&srv->subs_lock);
+    for (tail_sub_t *s = srv->subs; s; s = s->next) {
+        if (!(s->kinds & kind))
+            continue;
+        if (s->store) {
+            char needle[40];
+            int nl = snprintf(needle, sizeof(needle), " store=%llu ", (unsigned long long)s->store);
+            if (memmem(line, len, needle, (size_t)nl) == NULL)
+                continue;
+        }
+        if (atomic_load_explicit(&s->queued, memory_order_relaxed) >= TAIL_MAX_QUEUED) {
+            atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
+            continue;
+        }
+        atomic_fetch_add_explicit(&s->queued, 1, memory_order_relaxed);
+        net_reply_t *r = net_reply_new(200);
+        net_reply_set_body(r, line, len);
+        r->content_type = "text/plain";
+        net_reply_post(s->reply_to, s->token, r);
+    }
+    pthread_mutex_unlock(&srv->subs_lock);
+}
+
+static void
+tail_unsubscribe(admin_server_t *srv, tail_sub_t *sub)
+{
+    pthread_mutex_lock(&srv->subs_lock);
+    for (tail_sub_t **pp = &srv->subs; *pp; pp = &(*pp)->next) {
+        if (*pp == sub) {
+            *pp = sub->next;
+            break;
+        }
+    }
+    atomic_fetch_sub_explicit(&srv->nsubs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&srv->subs_lock);
+    shopd_free(sub);
+}
+
+/* Ends stream i of c with its final frame. */
+static void
+tail_end(admin_conn_t *c, size_t i, const char *why)
+{
+    pend_t p = c->pend[i];
+    c->pend[i] = c->pend[--c->npend];
+    uint64_t dropped = atomic_load_explicit(&p.sub->dropped, memory_order_relaxed);
+    tail_unsubscribe(c->t->srv, p.sub);
+    send_frame(
+        c, admin_ok(p.id, json_pack("{s:s,s:I}", "ended", why, "dropped", (json_int_t)dropped)));
+    json_decref(p.id);
+}
+
+static pend_t *pend_add(admin_conn_t *c, uint64_t seq, json_t *id, const char *op);
+
+/* events.tail {store?, kinds?}: the log lines of this process as they are
+ * written (access lines, admin lines, the rest), until cancel. */
+static void
+op_tail(admin_conn_t *c, const admin_req_t *rq)
+{
+    admin_thread_t *t = c->t;
+    admin_server_t *srv = t->srv;
+    unsigned kinds = 0;
+    uint64_t store = 0;
+    json_t *k = json_object_get(rq->args, "kinds"), *st = json_object_get(rq->args, "store");
+    const char *key;
+    json_t *x;
+    json_object_foreach(rq->args, key, x)
+    {
+        if (strcmp(key, "kinds") && strcmp(key, "store")) {
+            send_frame(
+                c, admin_err(rq->id, "validation_failed", "the request has invalid fields",
+                             json_pack("[{s:s,s:s}]", "field", key, "issue", "unknown argument")));
+            return;
+        }
+    }
+    if (json_is_string(k))
+        k = json_pack("[s]", json_string_value(k));
+    else
+        json_incref(k);
+    size_t i;
+    json_array_foreach(k, i, x)
+    {
+        const char *n = json_string_value(x);
+        unsigned bit = !n                     ? 0
+                       : !strcmp(n, "access") ? TAIL_ACCESS
+                       : !strcmp(n, "admin")  ? TAIL_ADMIN
+                       : !strcmp(n, "log")    ? TAIL_LOG
+                                              : 0;
+        if (bit == 0) {
+            json_decref(k);
+            send_frame(c, admin_err(rq->id, "validation_failed", "the request has invalid fields",
+                                    json_pack("[{s:s,s:s}]", "field", "kinds", "issue",
+                                              "each must be access, admin or log")));
+            return;
+        }
+        kinds |= bit;
+    }
+    bool bad_kinds = k != NULL && !json_is_array(k);
+    json_decref(k);
+    if (bad_kinds) {
+        send_frame(c, admin_err(rq->id, "validation_failed", "the request has invalid fields",
+                                json_pack("[{s:s,s:s}]", "field", "kinds", "issue",
+                                          "must be a list of access, admin, log")));
+        return;
+    }
+    if (json_is_integer(st) && json_integer_value(st) > 0) {
+        store = (uint64_t)json_integer_value(st);
+    } else if (st != NULL) {
+        /* A slug is known here only when the tenant cache has it (a store in use). */
+        store_snap_t snap;
+        char sbuf[256], ckey[STORE_KEY_MAX];
+        bool ok = json_is_string(st) && json_string_length(st) < sizeof(sbuf);
+        if (ok) {
+            memcpy(sbuf, json_string_value(st), json_string_length(st) + 1);
+            ok = store_tenant_key(sbuf, NULL, NULL, ckey, sizeof(ckey)) == 0;
+        }
+        if (ok && !strncmp(ckey, "id:", 3))
+            store = strtoull(ckey + 3, NULL, 10);
+        else if (ok && store_cache_get(srv->app->stores, ckey, &snap) && snap.id)
+            store = snap.id;
+        if (store == 0) {
+            send_frame(c,
+                       admin_err(rq->id, "validation_failed", "the request has invalid fields",
+                                 json_pack("[{s:s,s:s}]", "field", "store", "issue",
+                                           "must be a store id (or the slug of a store in use)")));
+            return;
+        }
+    }
+    for (size_t j = 0; j < c->npend; j++) {
+        if (json_equal(c->pend[j].id, rq->id)) {
+            send_error(c, rq->id, "invalid_request", "a request with this id is in flight");
+            return;
+        }
+    }
+    tail_sub_t *sub = shopd_calloc(1, sizeof(*sub));
+    uint64_t seq = ++t->seq & ADMIN_SEQ_MASK;
+    sub->reply_to = t->reply_to;
+    sub->token = NET_TOKEN_EXT | ((uint64_t)c->slot << ADMIN_SEQ_BITS) | seq;
+    sub->store = store;
+    sub->kinds = kinds ? kinds : TAIL_ALL;
+    pend_t *p = pend_add(c, seq, rq->id, rq->op);
+    p->sub = sub;
+    send_frame(c, json_pack("{s:O,s:b,s:{s:b}}", "id", rq->id, "more", 1, "event", "started", 1));
+    pthread_mutex_lock(&srv->subs_lock);
+    sub->next = srv->subs;
+    srv->subs = sub;
+    atomic_fetch_add_explicit(&srv->nsubs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&srv->subs_lock);
+}
+
+/* cancel {id}: ends the stream of that id with its final frame. */
+static void
+op_cancel(admin_conn_t *c, const admin_req_t *rq)
+{
+    for (size_t i = 0; i < c->npend; i++) {
+        if (c->pend[i].sub && json_equal(c->pend[i].id, rq->id)) {
+            tail_end(c, i, "cancelled");
+            return;
+        }
+    }
+    send_error(c, rq->id, "not_found", "no stream with this id on this connection");
 }
 
 /* ------------------------------------------------------------ hello */
@@ -375,6 +599,8 @@ static const char *const process_ops[][2] = {
     {"ops", "every operation, with the arguments it takes"},
     {"stats", "the /metrics figures as a map, actor and admin counters"},
     {"config.show", "every setting and its value (secrets redacted)"},
+    {"events.tail", "a stream of this process's log lines {store?, kinds?: [access, admin, log]}"},
+    {"cancel", "ends the stream whose id this frame carries"},
 };
 
 /* The route's path parameters (":id" segments of its pattern), in order. */
@@ -495,6 +721,22 @@ vals_add(vals_t *v, const char *field, const char *issue)
     json_array_append_new(v->details, json_pack("{s:s,s:s}", "field", field, "issue", issue));
 }
 
+static pend_t *
+pend_add(admin_conn_t *c, uint64_t seq, json_t *id, const char *op)
+{
+    if (c->npend == c->pend_cap) {
+        c->pend_cap = c->pend_cap ? c->pend_cap * 2 : 8;
+        c->pend = shopd_realloc(c->pend, c->pend_cap * sizeof(pend_t));
+    }
+    pend_t *p = &c->pend[c->npend++];
+    memset(p, 0, sizeof(*p));
+    p->seq = seq;
+    p->id = json_incref(id);
+    p->start_us = shopd_now_us();
+    snprintf(p->op, sizeof(p->op), "%s", op);
+    return p;
+}
+
 /* Turns args into the HTTP twin's request (store, path parameters, query,
  * body), submits it, and either answers now or records it as pending. */
 static void
@@ -594,15 +836,7 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
         net_reply_free(now);
         goto out;
     }
-    if (c->npend == c->pend_cap) {
-        c->pend_cap = c->pend_cap ? c->pend_cap * 2 : 8;
-        c->pend = shopd_realloc(c->pend, c->pend_cap * sizeof(pend_t));
-    }
-    pend_t *p = &c->pend[c->npend++];
-    p->seq = seq;
-    p->id = json_incref(rq->id);
-    p->start_us = shopd_now_us();
-    snprintf(p->op, sizeof(p->op), "%s", rq->op);
+    pend_add(c, seq, rq->id, rq->op);
     atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
 out:
     json_decref(v.details);
@@ -650,6 +884,17 @@ handle_frame(admin_conn_t *c, const unsigned char *p, size_t n)
     }
     if (!strcmp(rq.op, "ping")) {
         send_frame(c, admin_ok(rq.id, json_pack("{s:b}", "pong", 1)));
+        goto out;
+    }
+    if (!strcmp(rq.op, "cancel")) {
+        op_cancel(c, &rq);
+        goto out;
+    }
+    if (!strcmp(rq.op, "events.tail")) {
+        if (!platform_caller(c))
+            send_error(c, rq.id, "forbidden", "your role may not call this operation");
+        else
+            op_tail(c, &rq);
         goto out;
     }
     if (!strcmp(rq.op, "ops")) {
@@ -818,7 +1063,12 @@ on_drain(void *ud)
     }
     for (size_t i = 0; i < t->nslots; i++) {
         admin_conn_t *c = t->slots[i];
-        if (c && !c->closing && c->npend == 0)
+        if (c == NULL || c->closing)
+            continue;
+        for (size_t j = c->npend; j-- > 0;)
+            if (c->pend[j].sub)
+                tail_end(c, j, "the server is stopping");
+        if (c->npend == 0)
             conn_close_soon(c);
     }
 }
@@ -836,6 +1086,7 @@ admin_server_new(app_t *app, char *err, size_t errlen)
     srv->max_conns = cfg->admin_max_conns;
     srv->idle_s = cfg->admin_idle_timeout;
     srv->nthreads = net_server_threads(app->net);
+    pthread_mutex_init(&srv->subs_lock, NULL);
 
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
@@ -877,6 +1128,7 @@ admin_server_new(app_t *app, char *err, size_t errlen)
         net_ext_t ext = {.on_reply = on_reply, .on_drain = on_drain, .ud = t};
         net_server_set_ext(app->net, i, &ext);
     }
+    log_set_tap(admin_tap, srv);
     return srv;
 fail:
     admin_server_free(srv);
@@ -901,6 +1153,7 @@ admin_server_free(admin_server_t *srv)
 {
     if (srv == NULL)
         return;
+    log_set_tap(NULL, NULL);
     for (int i = 0; srv->threads && i < srv->nthreads; i++) {
         admin_thread_t *t = &srv->threads[i];
         net_ext_t none = {0};
@@ -916,5 +1169,6 @@ admin_server_free(admin_server_t *srv)
     shopd_free(srv->threads);
     if (srv->fd >= 0)
         close(srv->fd);
+    pthread_mutex_destroy(&srv->subs_lock);
     shopd_free(srv);
 }

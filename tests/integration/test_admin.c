@@ -436,6 +436,75 @@ test_many_connections(void **state)
         close(fds[i]);
 }
 
+static int open_stream_fd = -1; /* left open: the server must stop with it (TH_STOP_TEST) */
+
+static void
+test_tail_and_cancel(void **state)
+{
+    int fd = session(ADMIN_TOKEN);
+    send_json(fd, json_pack("{s:s,s:s,s:{s:[s]}}", "id", "t1", "op", "events.tail", "args", "kinds",
+                            "access"));
+    json_t *a = read_json(fd);
+    assert_true(json_is_true(json_object_get(a, "more")));
+    assert_true(json_is_true(json_object_get(json_object_get(a, "event"), "started")));
+    json_decref(a);
+
+    const char *hdr[] = {"X-Request-Id: tail-probe-4711", NULL};
+    th_resp_t r = th_req(srv, "GET", "/healthz", hdr, NULL);
+    th_resp_free(&r);
+    /* Lines of other tests' requests may come first; ours arrives. */
+    bool seen = false;
+    for (int i = 0; i < 50 && !seen; i++) {
+        a = read_json(fd);
+        assert_non_null(a);
+        assert_string_equal(json_string_value(json_object_get(a, "id")), "t1");
+        assert_true(json_is_true(json_object_get(a, "more")));
+        const char *line = json_string_value(json_object_get(json_object_get(a, "event"), "line"));
+        assert_non_null(line);
+        assert_non_null(strstr(line, " access ")); /* kinds: access only */
+        seen = strstr(line, "rid=tail-probe-4711") != NULL;
+        json_decref(a);
+    }
+    assert_true(seen);
+
+    /* An unknown stream id, then the real one: its final frame ends it. */
+    send_json(fd, json_pack("{s:s,s:s}", "id", "nope", "op", "cancel"));
+    send_json(fd, json_pack("{s:s,s:s}", "id", "t1", "op", "cancel"));
+    bool ended = false, refused = false;
+    for (int i = 0; i < 50 && !ended; i++) {
+        a = read_json(fd);
+        const char *id = json_string_value(json_object_get(a, "id"));
+        if (!strcmp(id, "nope")) {
+            assert_string_equal(err_code(a), "not_found");
+            refused = true;
+        } else if (!json_is_true(json_object_get(a, "more"))) {
+            assert_true(json_is_true(json_object_get(a, "ok")));
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(a, "result"), "ended")),
+                "cancelled");
+            ended = true;
+        }
+        json_decref(a);
+    }
+    assert_true(ended && refused);
+    /* Nothing more for t1; the connection goes on. */
+    a = ask(fd, 77, "ping", json_object());
+    assert_true(json_is_true(json_object_get(a, "ok")));
+    json_decref(a);
+
+    a = ask(fd, 78, "events.tail", json_pack("{s:s}", "kinds", "weird"));
+    assert_string_equal(err_code(a), "validation_failed");
+    json_decref(a);
+    close(fd);
+
+    /* A stream left open when the server stops: ended by the server, exit 0. */
+    open_stream_fd = session(ADMIN_TOKEN);
+    send_json(open_stream_fd, json_pack("{s:i,s:s}", "id", 1, "op", "events.tail"));
+    a = read_json(open_stream_fd);
+    assert_true(json_is_true(json_object_get(a, "more")));
+    json_decref(a);
+}
+
 /* ------------------------------------------------------------ shopctl */
 
 /* Runs shopctl with args (a shell-quoted string) and the given token; returns
@@ -522,6 +591,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* First, and its last stream stays open (never read) through every other
+         * test: the log tap under load, its bound, and a stop with a stream open. */
+        cmocka_unit_test(test_tail_and_cancel),
         cmocka_unit_test(test_no_hello_closes),
         cmocka_unit_test(test_wrong_token_and_version),
         cmocka_unit_test(test_garbage_and_oversize),

@@ -43,7 +43,7 @@ static void
 test_round_trip(void **state)
 {
     json_t *v =
-        json_pack("{s:i,s:s,s:{s:I,s:I,s:f,s:b,s:n,s:[s,i,{}]},s:s#}", "id", 7, "op", "stores.list",
+        json_pack("{s:i,s:s,s:{s:I,s:I,s:f,s:b,s:n,s:[s,i,{}]},s:s%}", "id", 7, "op", "stores.list",
                   "args", "big", (json_int_t)INT64_MAX, "neg", (json_int_t)-1234567890123LL, "real",
                   2.5, "t", 1, "nil", "list", "a", -5, "nul", "a\0b", (size_t)3);
     size_t len, n;

@@ -30,6 +30,7 @@ static const verb_t verbs[] = {
     {"store delete", "stores.delete", {"id", NULL}, "store delete ID|SLUG", "deletes a store", "shopctl store delete acme"},
     {"users", "users.list", {"store", NULL}, "users STORE [role=R] [status=S] [limit=N]", "lists a store's users", "shopctl users acme role=STORE_ADMIN"},
     {"user create", "users.create", {"store", NULL}, "user create STORE email=E password=P name=N role=R", "creates a store admin or customer", "shopctl user create acme email=a@acme.test password=s3cret-pass name=Ann role=STORE_ADMIN"},
+    {"tail", "events.tail", {NULL, NULL}, "tail [store=ID|SLUG] [kinds:='[\"access\",\"admin\",\"log\"]']", "follows the server's log lines (access, admin, the rest) until Ctrl-C", "shopctl tail store=acme kinds:='[\"access\"]'"},
     {"products", "products.list", {"store", NULL}, "products STORE [status=S] [limit=N]", "lists a store's products", "shopctl products acme limit=5"},
 };
 /* clang-format on */
@@ -141,7 +142,8 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
             break; /* the command follows */
         }
         bool takes = !strcmp(name, "--addr") || !strcmp(name, "--url") ||
-                     !strcmp(name, "--token") || !strcmp(name, "--timeout");
+                     !strcmp(name, "--token") || !strcmp(name, "--timeout") ||
+                     !strcmp(name, "--watch");
         if (takes && val == NULL) {
             if (i + 1 >= argc)
                 return fail(err, errlen, "%s needs a value", name);
@@ -161,6 +163,12 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
                 return fail(err, errlen, "--timeout '%s' is not a number of seconds (1-86400)",
                             val);
             o->timeout_s = (int)t;
+        } else if (!strcmp(name, "--watch")) {
+            char *end;
+            long t = strtol(val, &end, 10);
+            if (*end != '\0' || t < 1 || t > 3600)
+                return fail(err, errlen, "--watch '%s' is not a number of seconds (1-3600)", val);
+            o->watch_s = (int)t;
         } else if (!strcmp(name, "--json")) {
             o->json = true;
         } else if (!strcmp(name, "--help")) {
@@ -359,25 +367,35 @@ is_rows(const json_t *v)
     return true;
 }
 
+/* "key  value" lines; a nested object becomes its own indented block. */
 static void
-print_fields(FILE *out, const json_t *obj, const char *skip)
+print_fields(FILE *out, const json_t *obj, const char *skip, int indent)
 {
     size_t w = 0;
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)obj, k, v)
     {
-        if ((!skip || strcmp(k, skip)) && strlen(k) > w)
+        if ((!skip || strcmp(k, skip)) && !json_is_object(v) && strlen(k) > w)
             w = strlen(k);
     }
     json_object_foreach((json_t *)obj, k, v)
     {
-        if (skip && !strcmp(k, skip))
+        if ((skip && !strcmp(k, skip)) || json_is_object(v))
             continue;
         char *s = json_is_string(v) ? strdup(json_string_value(v))
                                     : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        fprintf(out, "%-*s  %s\n", (int)w, k, s ? s : "?");
+        fprintf(out, "%*s%-*s  %s\n", indent, "", (int)w, k, s ? s : "?");
         free(s);
+    }
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        if (!json_is_object(v) || (skip && !strcmp(k, skip)))
+            continue;
+        fprintf(out, "%*s%s:\n", indent, "", k);
+        if (json_object_size(v) == 0)
+            fprintf(out, "%*s(empty)\n", indent + 2, "");
+        print_fields(out, v, NULL, indent + 2);
     }
 }
 
@@ -400,11 +418,11 @@ shopctl_print(FILE *out, const json_t *res)
             print_table(out, json_object_get(res, list));
             if (json_object_size(res) > 1) {
                 fprintf(out, "\n");
-                print_fields(out, res, list);
+                print_fields(out, res, list, 0);
             }
             return;
         }
-        print_fields(out, res, NULL);
+        print_fields(out, res, NULL, 0);
         return;
     }
     char *s = json_is_string(res) ? strdup(json_string_value(res))
@@ -447,12 +465,14 @@ shopctl_help(FILE *out, const char *topic)
         }
         return -1;
     }
-    fprintf(out, "usage: shopctl [--addr host:port] [--token T] [--json] [--timeout S] COMMAND "
-                 "[ARGS]\n\n"
-                 "Talks to shopd's admin port (SHOPD_ADMIN_LISTEN, default 127.0.0.1:8081).\n"
-                 "The token comes from --token, SHOPD_ADMIN_TOKEN or SHOPCTL_TOKEN (an admin\n"
-                 "token of the server, or a SUPER_ADMIN's access token); the address from\n"
-                 "--addr or SHOPCTL_ADDR.\n\ncommands:\n");
+    fprintf(
+        out,
+        "usage: shopctl [--addr host:port] [--token T] [--json] [--timeout S] [--watch S] "
+        "COMMAND [ARGS]\n\n"
+        "Talks to shopd's admin port (SHOPD_ADMIN_LISTEN, default 127.0.0.1:8081).\n"
+        "The token comes from --token, SHOPD_ADMIN_TOKEN or SHOPCTL_TOKEN (an admin\n"
+        "token of the server, or a SUPER_ADMIN's access token); the address from\n"
+        "--addr or SHOPCTL_ADDR. --watch S repeats the command every S seconds.\n\ncommands:\n");
     for (size_t v = 0; v < NVERBS; v++)
         fprintf(out, "  %-15s %s\n", verbs[v].name, verbs[v].help);
     fprintf(out, "  %-15s %s\n", "OP [k=v ...]",

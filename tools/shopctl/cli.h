@@ -24,6 +24,7 @@ typedef struct shopctl_opts_s {
     const char *token; /**< points into argv or the environment; NULL: none */
     bool json;
     int timeout_s;
+    int watch_s;       /**< --watch: repeat every so many seconds (0: once) */
     bool help;         /**< "help [COMMAND]" or --help */
     const char *topic; /**< help's COMMAND (its words joined), or NULL */
     char topic_buf[80];

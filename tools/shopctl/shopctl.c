@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,14 @@
 #include "shopd/common.h"
 
 #define SHOPCTL_MAX_FRAME (64u << 20) /* answers can be long lists */
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_sigint(int sig)
+{
+    interrupted = 1;
+}
 
 static int
 dial(const char *host, int port, int timeout_s, char *err, size_t errlen)
@@ -189,6 +198,73 @@ suggest(int fd, const char *op)
     json_decref(a);
 }
 
+/* Follows a stream (events.tail): prints each event's line until the server
+ * ends it or Ctrl-C, which sends cancel and waits for the final frame. */
+static int
+follow(int fd, const shopctl_opts_t *o)
+{
+    char err[512];
+    json_t *req = json_pack("{s:i,s:s,s:O}", "id", 1, "op", o->op, "args", o->args);
+    int rc = send_json(fd, req);
+    json_decref(req);
+    if (rc != 0) {
+        fprintf(stderr, "shopctl: cannot send: %s\n", strerror(errno));
+        return SHOPCTL_CONNECT;
+    }
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    bool cancelled = false;
+    for (;;) {
+        if (interrupted && !cancelled) {
+            json_t *c = json_pack("{s:i,s:s}", "id", 1, "op", "cancel");
+            send_json(fd, c);
+            json_decref(c);
+            cancelled = true;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, 200);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            continue;
+        json_t *a = read_frame(fd, err, sizeof(err));
+        if (a == NULL) {
+            fprintf(stderr, "shopctl: %s\n", err);
+            return SHOPCTL_CONNECT;
+        }
+        if (json_is_true(json_object_get(a, "more"))) {
+            json_t *ev = json_object_get(a, "event");
+            const char *line = json_string_value(json_object_get(ev, "line"));
+            if (o->json) {
+                json_dumpf(ev, stdout, JSON_COMPACT);
+                fputc('\n', stdout);
+            } else if (line) {
+                printf("%s\n", line);
+            }
+            fflush(stdout);
+            json_decref(a);
+            continue;
+        }
+        int st = SHOPCTL_OK;
+        if (json_is_true(json_object_get(a, "ok"))) {
+            json_t *res = json_object_get(a, "result");
+            json_int_t dropped = json_integer_value(json_object_get(res, "dropped"));
+            if (dropped > 0)
+                fprintf(stderr, "shopctl: %lld lines were dropped (the terminal was too slow)\n",
+                        (long long)dropped);
+            if (!cancelled)
+                fprintf(stderr, "shopctl: the stream ended: %s\n",
+                        json_string_value(json_object_get(res, "ended")));
+        } else {
+            print_error(a, o->json);
+            st = SHOPCTL_ERROR;
+        }
+        json_decref(a);
+        return st;
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -239,7 +315,13 @@ main(int argc, char **argv)
         status = SHOPCTL_CONNECT;
         goto out;
     }
-    ans = call(fd, 1, o.op, o.args, err, sizeof(err));
+    if (!strcmp(o.op, "events.tail")) {
+        status = follow(fd, &o);
+        goto out;
+    }
+    long seq = 1;
+again:
+    ans = call(fd, seq++, o.op, o.args, err, sizeof(err));
     if (ans == NULL) {
         fprintf(stderr, "shopctl: %s\n", err);
         status = SHOPCTL_CONNECT;
@@ -251,9 +333,22 @@ main(int argc, char **argv)
             json_dumpf(res, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
             fputc('\n', stdout);
         } else {
+            if (o.watch_s && isatty(STDOUT_FILENO))
+                fputs("\033[H\033[2J", stdout); /* a refreshing screen, like watch(1) */
             shopctl_print(stdout, res);
         }
         status = SHOPCTL_OK;
+        if (o.watch_s) {
+            fflush(stdout);
+            json_decref(ans);
+            ans = NULL;
+            struct sigaction sa = {.sa_handler = on_sigint};
+            sigaction(SIGINT, &sa, NULL);
+            for (int t = 0; t < o.watch_s * 10 && !interrupted; t++)
+                usleep(100000);
+            if (!interrupted)
+                goto again;
+        }
         goto out;
     }
     print_error(ans, o.json);
