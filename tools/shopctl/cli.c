@@ -481,6 +481,6 @@ shopctl_help(FILE *out, const char *topic)
     fprintf(out, "\nexit status: 0 ok, 1 an error answer, 2 usage, 3 cannot connect or "
                  "authenticate\n\nexamples:\n  shopctl stores\n  shopctl store create slug=acme "
                  "name=Acme currency=EUR\n  shopctl --json products acme limit=5\n  shopctl "
-                 "inventory.adjust store=acme id=42 delta:=5 reason=restock\n");
+                 "inventory.adjust store=acme id=42 adjust:=5 reason=restock\n");
     return 0;
 }
