@@ -584,14 +584,19 @@ config_row(void *ud, const char *flag, const char *env, const char *value)
 /* Operations that are not routes (answered here, on the I/O thread), and the
  * friendly names of route operations with a fixed argument. */
 typedef struct alias_s {
-    const char *op, *route, *key, *value, *help;
+    const char *op, *route;
+    const char *key, *value; /* an argument set to a fixed value, or NULL */
+    const char *from;        /* an argument renamed to "store", or NULL */
+    const char *help;
 } alias_t;
 
+/* clang-format off */
 static const alias_t aliases[] = {
-    {"stores.suspend", "stores.update", "status", "suspended", "suspend a store {id}"},
-    {"stores.resume", "stores.update", "status", "active",
-     "make a suspended store active again {id}"},
+    {"stores.suspend", "stores.update", "status", "suspended", NULL, "suspend a store {id}"},
+    {"stores.resume", "stores.update", "status", "active", NULL, "make a suspended store active again {id}"},
+    {"tenant.resolve", "store.current", NULL, NULL, "key", "the store a key names {key: id, slug or host name}, as the edge resolves it"},
 };
+/* clang-format on */
 
 static const char *const process_ops[][2] = {
     {"hello", "the handshake {version:1, token} (first frame only)"},
@@ -601,6 +606,7 @@ static const char *const process_ops[][2] = {
     {"config.show", "every setting and its value (secrets redacted)"},
     {"events.tail", "a stream of this process's log lines {store?, kinds?: [access, admin, log]}"},
     {"cancel", "ends the stream whose id this frame carries"},
+    {"cache.flush", "this process forgets its cached copy of a store {store}"},
 };
 
 /* The route's path parameters (":id" segments of its pattern), in order. */
@@ -628,11 +634,12 @@ access_name(int access)
 }
 
 static json_t *
-route_op_info(const char *op, const api_route_t *r, const char *help)
+route_op_info(const char *op, const api_route_t *r, const alias_t *alias)
 {
+    const char *help = alias ? alias->help : NULL;
     json_t *args = json_array();
     if (r->flags & API_STORE)
-        json_array_append_new(args, json_string("store"));
+        json_array_append_new(args, json_string(alias && alias->from ? alias->from : "store"));
     msg_str_t names[MSG_MAX_PARAMS];
     size_t n = route_params(r, names, MSG_MAX_PARAMS);
     for (size_t i = 0; i < n; i++)
@@ -663,8 +670,7 @@ op_ops(void)
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(aliases); i++)
         for (size_t r = 0; r < api_nroutes; r++)
             if (!strcmp(api_routes[r].name, aliases[i].route))
-                json_array_append_new(
-                    a, route_op_info(aliases[i].op, &api_routes[r], aliases[i].help));
+                json_array_append_new(a, route_op_info(aliases[i].op, &api_routes[r], &aliases[i]));
     return a;
 }
 
@@ -707,6 +713,40 @@ query_add(char *q, size_t cap, size_t *len, const char *name, const char *value)
         }
     }
     q[*len] = '\0';
+}
+
+/* The tenant key for a store named by an operator: an id or a slug (as
+ * X-Tenant-Id), or a host name (as Host: a subdomain of the base domain or a
+ * store's own domain). */
+static bool
+store_key_of(app_t *app, const char *s, char *key, size_t n)
+{
+    if (strchr(s, '.'))
+        return store_tenant_key(NULL, s, app->cfg->base_domain, key, n) == 0;
+    return store_tenant_key(s, NULL, NULL, key, n) == 0;
+}
+
+/* cache.flush {store}: this process forgets what it cached of the store (its
+ * tenant entry: slug, domain, status), so the next request looks it up again. */
+static void
+op_cache_flush(admin_conn_t *c, const admin_req_t *rq)
+{
+    char sbuf[256], key[STORE_KEY_MAX];
+    json_t *st = json_object_get(rq->args, "store");
+    store_snap_t snap;
+    if (st == NULL || json_object_size(rq->args) != 1 || !arg_text(st, sbuf, sizeof(sbuf)) ||
+        !store_key_of(c->t->srv->app, sbuf, key, sizeof(key))) {
+        send_frame(c, admin_err(rq->id, "validation_failed", "the request has invalid fields",
+                                json_pack("[{s:s,s:s}]", "field", "store", "issue",
+                                          "required: a store id, slug or host name")));
+        return;
+    }
+    store_cache_t *cache = c->t->srv->app->stores;
+    bool had = store_cache_get(cache, key, &snap) && snap.id != 0;
+    if (had)
+        store_cache_invalidate(cache, snap.id);
+    send_frame(c, admin_ok(rq->id, json_pack("{s:b,s:I}", "flushed", had, "store_id",
+                                             (json_int_t)(had ? snap.id : 0))));
 }
 
 typedef struct vals_s {
@@ -760,16 +800,23 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
         send_error(c, rq->id, "forbidden", "your role may not call this operation");
         goto out;
     }
-    if (alias)
+    if (alias && alias->key)
         json_object_set_new(rest, alias->key, json_string(alias->value));
+    if (alias && alias->from) {
+        json_t *k = json_object_get(rest, alias->from);
+        if (k == NULL)
+            vals_add(&v, alias->from, "required");
+        else
+            json_object_set(rest, "store", k);
+        json_object_del(rest, alias->from);
+    }
     if (r->flags & API_STORE) {
         char sbuf[256];
         json_t *s = json_object_get(rest, "store");
         if (s == NULL)
             vals_add(&v, "store", "required: the store's id or slug");
-        else if (!arg_text(s, sbuf, sizeof(sbuf)) ||
-                 store_tenant_key(sbuf, NULL, NULL, key, sizeof(key)) != 0)
-            vals_add(&v, "store", "must be a store id or slug");
+        else if (!arg_text(s, sbuf, sizeof(sbuf)) || !store_key_of(app, sbuf, key, sizeof(key)))
+            vals_add(&v, "store", "must be a store id, slug or host name");
         json_object_del(rest, "store");
     }
     call.nparams = route_params(r, call.param_names, MSG_MAX_PARAMS);
@@ -884,6 +931,13 @@ handle_frame(admin_conn_t *c, const unsigned char *p, size_t n)
     }
     if (!strcmp(rq.op, "ping")) {
         send_frame(c, admin_ok(rq.id, json_pack("{s:b}", "pong", 1)));
+        goto out;
+    }
+    if (!strcmp(rq.op, "cache.flush")) {
+        if (!platform_caller(c))
+            send_error(c, rq.id, "forbidden", "your role may not call this operation");
+        else
+            op_cache_flush(c, &rq);
         goto out;
     }
     if (!strcmp(rq.op, "cancel")) {

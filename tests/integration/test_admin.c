@@ -356,6 +356,28 @@ test_tenant_rules_and_validation(void **state)
     assert_int_equal(r.status, 200);
     th_resp_free(&r);
 
+    /* tenant.resolve: by slug, and by host name as the edge reads Host. */
+    char host[128];
+    snprintf(host, sizeof(host), "%s.%s", slug, TH_BASE_DOMAIN);
+    const char *keys[] = {slug, host};
+    for (int k = 0; k < 2; k++) {
+        a = ask(fd, 20 + k, "tenant.resolve", json_pack("{s:s}", "key", keys[k]));
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(a, "result"), "slug")), slug);
+        json_decref(a);
+    }
+    a = ask(fd, 22, "tenant.resolve", json_pack("{s:s}", "key", "unknown.example.org"));
+    assert_string_equal(err_code(a), "store_not_found");
+    json_decref(a);
+    /* cache.flush: the store was resolved just now, so it was cached. */
+    a = ask(fd, 23, "cache.flush", json_pack("{s:s}", "store", slug));
+    assert_true(json_is_true(json_object_get(json_object_get(a, "result"), "flushed")));
+    json_decref(a);
+    a = ask(fd, 24, "cache.flush", json_object());
+    assert_string_equal(err_code(a), "validation_failed");
+    json_decref(a);
+
     /* Process operations. */
     a = ask(fd, 8, "stats", json_object());
     json_t *res = json_object_get(a, "result");
