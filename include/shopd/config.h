@@ -54,6 +54,8 @@ typedef struct cfg_s {
     int admin_max_frame;    /**< bytes of one admin frame (beyond: an error frame and close) */
     int admin_max_conns;    /**< open admin connections at most */
     int admin_idle_timeout; /**< seconds an admin connection may sit idle */
+    char *admin_tls_cert;   /**< PEM certificate chain: TLS on the admin port ("" = plain TCP) */
+    char *admin_tls_key;    /**< PEM private key of admin_tls_cert */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

@@ -71,6 +71,8 @@ static const cfg_row_t cfg_rows[] = {
     {"admin-max-frame", "SHOPD_ADMIN_MAX_FRAME", CFG_INT, O(admin_max_frame), 1024, 1 << 30, "1048576", "largest admin frame in bytes (beyond: an error frame and close)"},
     {"admin-max-conns", "SHOPD_ADMIN_MAX_CONNS", CFG_INT, O(admin_max_conns), 1, 100000, "256", "open admin connections at most (over: an error frame and close)"},
     {"admin-idle-timeout", "SHOPD_ADMIN_IDLE_TIMEOUT", CFG_INT, O(admin_idle_timeout), 1, 86400, "300", "seconds an admin connection may sit idle with nothing in flight"},
+    {"admin-tls-cert", "SHOPD_ADMIN_TLS_CERT", CFG_STR, O(admin_tls_cert), 0, 0, "", "PEM certificate (chain) file: the admin port speaks TLS 1.2+ (empty: plain TCP)"},
+    {"admin-tls-key", "SHOPD_ADMIN_TLS_KEY", CFG_STR, O(admin_tls_key), 0, 0, "", "PEM private key file of the admin certificate"},
     {"trusted-proxies", "SHOPD_TRUSTED_PROXIES", CFG_STR, O(trusted_proxies), 0, 0, "", "proxy addresses (ip,ip) whose X-Forwarded-For names the client (rate limits)"},
 };
 /* clang-format on */
@@ -224,6 +226,10 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
         return fail(err, errlen,
                     "invalid configuration: admin listen address '%s' is not host:port",
                     cfg->admin_listen);
+    if ((cfg->admin_tls_cert[0] == '\0') != (cfg->admin_tls_key[0] == '\0'))
+        return fail(err, errlen,
+                    "invalid configuration: SHOPD_ADMIN_TLS_CERT and SHOPD_ADMIN_TLS_KEY go "
+                    "together");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1)
         cores = 1;

@@ -26,10 +26,13 @@
 #include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -114,6 +117,7 @@ struct admin_server_s {
     _Atomic uint64_t inflight; /* relaxed: a gauge for the graceful stop */
     _Atomic uint64_t requests; /* relaxed: a counter for stats */
     _Atomic bool draining;     /* relaxed: each thread also learns it through on_drain */
+    SSL_CTX *tls;              /* NULL: plain TCP. Shared by the I/O threads (OpenSSL locks it). */
     pthread_mutex_t subs_lock; /* guards subs; taken by the log tap on any thread */
     tail_sub_t *subs;
     _Atomic int nsubs; /* relaxed: lets the tap skip the lock when nobody listens */
@@ -1047,6 +1051,8 @@ static void
 conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     admin_conn_t *c = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* the TLS handshake is done */
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
         if (c->npend > 0) {
             bufferevent_enable(bev, EV_READ); /* idle only while nothing is in flight */
@@ -1070,6 +1076,12 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     admin_thread_t *t = arg;
     admin_server_t *srv = t->srv;
     int prev = atomic_fetch_add_explicit(&srv->conns, 1, memory_order_relaxed);
+    if ((prev >= srv->max_conns || t->nslots >= ADMIN_SLOT_MAX) && srv->tls) {
+        /* No TLS session for a refusal: a plain frame would be noise to the client. */
+        atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+        evutil_closesocket(fd);
+        return;
+    }
     if (prev >= srv->max_conns || t->nslots >= ADMIN_SLOT_MAX) {
         atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
         json_t *e = admin_err(json_null(), "too_many_connections", "try again later", NULL);
@@ -1098,7 +1110,12 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
         c->slot = (uint32_t)t->nslots++;
     }
     t->slots[c->slot] = c;
-    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = srv->tls ? SSL_new(srv->tls) : NULL;
+    c->bev = ssl ? bufferevent_openssl_socket_new(t->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                  BEV_OPT_CLOSE_ON_FREE)
+                 : bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (ssl)
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1); /* a client's plain close */
     struct timeval idle = {srv->idle_s, 0};
     bufferevent_set_timeouts(c->bev, &idle, &idle);
     bufferevent_setwatermark(c->bev, EV_READ, 0, srv->max_frame + ADMIN_HEADER + 4096);
@@ -1152,6 +1169,19 @@ admin_server_new(app_t *app, char *err, size_t errlen)
     if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
         snprintf(err, errlen, "cannot listen on %s (admin): not an IP address", addr);
         goto fail;
+    }
+    if (cfg->admin_tls_cert[0] != '\0') {
+        srv->tls = SSL_CTX_new(TLS_server_method());
+        if (srv->tls == NULL || !SSL_CTX_set_min_proto_version(srv->tls, TLS1_2_VERSION) ||
+            SSL_CTX_use_certificate_chain_file(srv->tls, cfg->admin_tls_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(srv->tls, cfg->admin_tls_key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(srv->tls) != 1) {
+            char e[256];
+            ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+            snprintf(err, errlen, "admin TLS: cannot use certificate %s with key %s: %s",
+                     cfg->admin_tls_cert, cfg->admin_tls_key, e);
+            goto fail;
+        }
     }
     srv->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -1223,6 +1253,7 @@ admin_server_free(admin_server_t *srv)
     shopd_free(srv->threads);
     if (srv->fd >= 0)
         close(srv->fd);
+    SSL_CTX_free(srv->tls);
     pthread_mutex_destroy(&srv->subs_lock);
     shopd_free(srv);
 }

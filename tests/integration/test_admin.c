@@ -609,6 +609,46 @@ test_shopctl(void **state)
     assert_non_null(strstr(err, "cannot connect"));
 }
 
+/* TLS on the admin port: shopctl checks the certificate (our CA: ok; the
+ * system's: refused) and a plain client gets nowhere. */
+static void
+test_tls(void **state)
+{
+    char dir[] = "/tmp/shopd-admin-tls-XXXXXX", cmd[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem",
+             dir, dir);
+    th_run(cmd);
+    int port = th_free_port();
+    static char listen[96], cert[128], key[128];
+    snprintf(listen, sizeof(listen), "SHOPD_ADMIN_LISTEN=127.0.0.1:%d", port);
+    snprintf(cert, sizeof(cert), "SHOPD_ADMIN_TLS_CERT=%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "SHOPD_ADMIN_TLS_KEY=%s/key.pem", dir);
+    const char *env[] = {listen, cert, key, "SHOPD_ADMIN_TOKEN=" ADMIN_TOKEN, NULL};
+    th_server_t *tsrv = th_start(env);
+
+    char out[8192], err[2048], args[512];
+    snprintf(args, sizeof(args), "--addr tls://127.0.0.1:%d --tls-ca %s/cert.pem stores", port,
+             dir);
+    assert_int_equal(shopctl(ADMIN_TOKEN, args, out, sizeof(out), err, sizeof(err)), 0);
+    assert_true(strncmp(out, "ID", 2) == 0 || strstr(out, "(none)") != NULL);
+    snprintf(args, sizeof(args), "--addr 127.0.0.1:%d --tls-insecure ping", port);
+    assert_int_equal(shopctl(ADMIN_TOKEN, args, out, sizeof(out), err, sizeof(err)), 0);
+    /* Not signed by a CA the system trusts. */
+    snprintf(args, sizeof(args), "--addr tls://127.0.0.1:%d ping", port);
+    assert_int_equal(shopctl(ADMIN_TOKEN, args, out, sizeof(out), err, sizeof(err)), 3);
+    assert_non_null(strstr(err, "TLS"));
+    /* Plain TCP to a TLS port. */
+    snprintf(args, sizeof(args), "--addr 127.0.0.1:%d --timeout 5 ping", port);
+    assert_int_equal(shopctl(ADMIN_TOKEN, args, out, sizeof(out), err, sizeof(err)), 3);
+
+    assert_int_equal(th_stop(tsrv), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    th_run(cmd);
+}
+
 int
 main(void)
 {
@@ -624,6 +664,7 @@ main(void)
         cmocka_unit_test(test_store_admin_jwt),
         cmocka_unit_test(test_many_connections),
         cmocka_unit_test(test_shopctl),
+        cmocka_unit_test(test_tls),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);

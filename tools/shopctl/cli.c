@@ -51,10 +51,14 @@ fail(char *err, size_t errlen, const char *msg, const char *a)
 }
 
 static int
-parse_addr(const char *s, char *host, size_t hostlen, int *port)
+parse_addr(const char *s, char *host, size_t hostlen, int *port, bool *tls)
 {
-    if (strncmp(s, "tcp://", 6) == 0)
+    if (strncmp(s, "tcp://", 6) == 0) {
         s += 6;
+    } else if (strncmp(s, "tls://", 6) == 0) {
+        s += 6;
+        *tls = true;
+    }
     const char *colon;
     size_t hl;
     if (s[0] == '[') {
@@ -125,7 +129,8 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
     o->port = 8081;
     o->token = env_token && *env_token ? env_token : NULL;
     o->timeout_s = 30;
-    if (env_addr && *env_addr && parse_addr(env_addr, o->host, sizeof(o->host), &o->port) != 0)
+    if (env_addr && *env_addr &&
+        parse_addr(env_addr, o->host, sizeof(o->host), &o->port, &o->tls) != 0)
         return fail(err, errlen, "SHOPCTL_ADDR='%s' is not host:port", env_addr);
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
@@ -143,7 +148,7 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
         }
         bool takes = !strcmp(name, "--addr") || !strcmp(name, "--url") ||
                      !strcmp(name, "--token") || !strcmp(name, "--timeout") ||
-                     !strcmp(name, "--watch");
+                     !strcmp(name, "--watch") || !strcmp(name, "--tls-ca");
         if (takes && val == NULL) {
             if (i + 1 >= argc)
                 return fail(err, errlen, "%s needs a value", name);
@@ -152,7 +157,7 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
             return fail(err, errlen, "%s takes no value", name);
         }
         if (!strcmp(name, "--addr") || !strcmp(name, "--url")) {
-            if (parse_addr(val, o->host, sizeof(o->host), &o->port) != 0)
+            if (parse_addr(val, o->host, sizeof(o->host), &o->port, &o->tls) != 0)
                 return fail(err, errlen, "address '%s' is not host:port (or tcp://host:port)", val);
         } else if (!strcmp(name, "--token")) {
             o->token = val;
@@ -169,6 +174,14 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
             if (*end != '\0' || t < 1 || t > 3600)
                 return fail(err, errlen, "--watch '%s' is not a number of seconds (1-3600)", val);
             o->watch_s = (int)t;
+        } else if (!strcmp(name, "--tls-ca")) {
+            o->tls_ca = val;
+            o->tls = true;
+        } else if (!strcmp(name, "--tls")) {
+            o->tls = true;
+        } else if (!strcmp(name, "--tls-insecure")) {
+            o->tls = true;
+            o->tls_insecure = true;
         } else if (!strcmp(name, "--json")) {
             o->json = true;
         } else if (!strcmp(name, "--help")) {
@@ -465,14 +478,15 @@ shopctl_help(FILE *out, const char *topic)
         }
         return -1;
     }
-    fprintf(
-        out,
-        "usage: shopctl [--addr host:port] [--token T] [--json] [--timeout S] [--watch S] "
-        "COMMAND [ARGS]\n\n"
-        "Talks to shopd's admin port (SHOPD_ADMIN_LISTEN, default 127.0.0.1:8081).\n"
-        "The token comes from --token, SHOPD_ADMIN_TOKEN or SHOPCTL_TOKEN (an admin\n"
-        "token of the server, or a SUPER_ADMIN's access token); the address from\n"
-        "--addr or SHOPCTL_ADDR. --watch S repeats the command every S seconds.\n\ncommands:\n");
+    fprintf(out,
+            "usage: shopctl [--addr host:port] [--token T] [--json] [--timeout S] [--watch S]\n"
+            "               [--tls] [--tls-ca FILE] [--tls-insecure] COMMAND [ARGS]\n\n"
+            "Talks to shopd's admin port (SHOPD_ADMIN_LISTEN, default 127.0.0.1:8081).\n"
+            "The token comes from --token, SHOPD_ADMIN_TOKEN or SHOPCTL_TOKEN (an admin\n"
+            "token of the server, or a SUPER_ADMIN's access token); the address from\n"
+            "--addr or SHOPCTL_ADDR (tls://host:port or --tls for a TLS port; --tls-ca FILE\n"
+            "names the CA to trust, --tls-insecure checks nothing). --watch S repeats\n"
+            "the command every S seconds.\n\ncommands:\n");
     for (size_t v = 0; v < NVERBS; v++)
         fprintf(out, "  %-15s %s\n", verbs[v].name, verbs[v].help);
     fprintf(out, "  %-15s %s\n", "OP [k=v ...]",

@@ -23,6 +23,9 @@ typedef struct shopctl_opts_s {
     int port;
     const char *token; /**< points into argv or the environment; NULL: none */
     bool json;
+    bool tls;           /**< --tls or a tls:// address */
+    const char *tls_ca; /**< --tls-ca FILE: the CA that signed the server's certificate */
+    bool tls_insecure;  /**< --tls-insecure: no certificate check (tests, first contact) */
     int timeout_s;
     int watch_s;       /**< --watch: repeat every so many seconds (0: once) */
     bool help;         /**< "help [COMMAND]" or --help */

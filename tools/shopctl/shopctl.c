@@ -5,10 +5,14 @@
  * error answer, 2 usage, 3 cannot connect or authenticate. The command line
  * itself is cli.c.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +29,7 @@
 #define SHOPCTL_MAX_FRAME (64u << 20) /* answers can be long lists */
 
 static volatile sig_atomic_t interrupted;
+static SSL *tls; /* the connection's TLS session, NULL on plain TCP */
 
 static void
 on_sigint(int sig)
@@ -63,11 +68,50 @@ dial(const char *host, int port, int timeout_s, char *err, size_t errlen)
     return fd;
 }
 
+/* TLS over the connected socket, checking the server's certificate against
+ * ca (or the system's CAs) and the host or IP address dialled, unless insecure. */
+static int
+tls_start(int fd, const shopctl_opts_t *o, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
+        goto fail;
+    if (!o->tls_insecure) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        if ((o->tls_ca ? SSL_CTX_load_verify_locations(ctx, o->tls_ca, NULL)
+                       : SSL_CTX_set_default_verify_paths(ctx)) != 1)
+            goto fail;
+    }
+    tls = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the session holds its own reference */
+    ctx = NULL;
+    if (tls == NULL)
+        goto fail;
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, o->host, ip) == 1 || inet_pton(AF_INET6, o->host, ip) == 1;
+    if (!o->tls_insecure && !(is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tls), o->host)
+                                    : SSL_set1_host(tls, o->host)))
+        goto fail;
+    if (!is_ip)
+        SSL_set_tlsext_host_name(tls, o->host);
+    SSL_set_fd(tls, fd);
+    if (SSL_connect(tls) == 1)
+        return 0;
+fail:
+    if (tls && SSL_get_verify_result(tls) != X509_V_OK)
+        snprintf(err, errlen, "TLS: %s", X509_verify_cert_error_string(SSL_get_verify_result(tls)));
+    else
+        snprintf(err, errlen, "TLS: %s",
+                 ERR_reason_error_string(ERR_get_error()) ?: "handshake failed");
+    SSL_CTX_free(ctx);
+    return -1;
+}
+
 static int
 write_all(int fd, const unsigned char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = tls ? SSL_write(tls, p, (int)n) : send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -82,8 +126,8 @@ static int
 read_all(int fd, unsigned char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR)
+        ssize_t r = tls ? SSL_read(tls, p, (int)n) : recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR && !tls)
             continue;
         if (r <= 0)
             return -1;
@@ -223,7 +267,7 @@ follow(int fd, const shopctl_opts_t *o)
             cancelled = true;
         }
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, 200);
+        int n = tls && SSL_pending(tls) > 0 ? 1 : poll(&p, 1, 200);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -272,6 +316,7 @@ main(int argc, char **argv)
     char err[512];
     int status = SHOPCTL_ERROR, fd = -1;
     json_t *hello = NULL, *ans = NULL;
+    signal(SIGPIPE, SIG_IGN); /* a server that closes is an error line, not a silent death */
     const char *tok = getenv("SHOPD_ADMIN_TOKEN");
     if (tok == NULL || *tok == '\0')
         tok = getenv("SHOPCTL_TOKEN");
@@ -295,6 +340,11 @@ main(int argc, char **argv)
     }
     fd = dial(o.host, o.port, o.timeout_s, err, sizeof(err));
     if (fd < 0) {
+        fprintf(stderr, "shopctl: cannot connect to %s:%d: %s\n", o.host, o.port, err);
+        status = SHOPCTL_CONNECT;
+        goto out;
+    }
+    if (o.tls && tls_start(fd, &o, err, sizeof(err)) != 0) {
         fprintf(stderr, "shopctl: cannot connect to %s:%d: %s\n", o.host, o.port, err);
         status = SHOPCTL_CONNECT;
         goto out;
@@ -360,6 +410,10 @@ out:
     json_decref(ans);
     json_decref(hello);
     json_decref(o.args);
+    if (tls) {
+        SSL_shutdown(tls);
+        SSL_free(tls);
+    }
     if (fd >= 0)
         close(fd);
     return status;
