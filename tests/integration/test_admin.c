@@ -601,6 +601,27 @@ test_shopctl(void **state)
                      0);
     assert_non_null(strstr(out, "example"));
 
+    /* import products: the API's validation per row, refused rows listed with reasons. */
+    char file[] = "/tmp/shopctl-import-XXXXXX.jsonl";
+    int ifd = mkstemps(file, 6);
+    assert_true(ifd >= 0);
+    FILE *imp = fdopen(ifd, "w");
+    for (int i = 0; i < 20; i++)
+        fprintf(imp, "{\"name\":\"Imported %d\",\"base_price\":%d}\n", i, 100 + i);
+    fprintf(imp, "{\"name\":\"Bad\",\"base_price\":\"cheap\"}\nnot json\n");
+    fclose(imp);
+    snprintf(args, sizeof(args), "import products --store %s %s", slug, file);
+    assert_int_equal(shopctl(ADMIN_TOKEN, args, out, sizeof(out), err, sizeof(err)), 1);
+    assert_non_null(strstr(out, "imported 20 of 22 rows"));
+    assert_non_null(strstr(out, "line 21: validation_failed"));
+    assert_non_null(strstr(out, "base_price"));
+    assert_non_null(strstr(out, "line 22: malformed_row"));
+    unlink(file);
+    assert_string_equal(th_sql("SELECT count(*) FROM products p JOIN stores s ON s.id = p.store_id "
+                               "WHERE s.slug = $1 AND p.name LIKE 'Imported %'",
+                               (const char *[]){slug, NULL}),
+                        "20");
+
     /* 3: cannot authenticate, cannot connect. */
     assert_int_equal(shopctl("wrong", "ping", out, sizeof(out), err, sizeof(err)), 3);
     assert_non_null(strstr(err, "cannot authenticate"));

@@ -272,6 +272,42 @@ test_cli_print(void **state)
     json_decref(v);
 }
 
+static void
+test_cli_csv(void **state)
+{
+    char line[] = "plain,\"with, comma\",\"say \"\"hi\"\"\",,12\r\n";
+    char *f[8];
+    assert_int_equal(shopctl_csv_split(line, f, 8), 5);
+    assert_string_equal(f[0], "plain");
+    assert_string_equal(f[1], "with, comma");
+    assert_string_equal(f[2], "say \"hi\"");
+    assert_string_equal(f[3], "");
+    assert_string_equal(f[4], "12");
+    char open_quote[] = "a,\"never closed";
+    assert_int_equal(shopctl_csv_split(open_quote, f, 8), -1);
+
+    char *header[] = {"name", "base_price:=", "brand"};
+    char *cells[] = {"Mug", "1200", ""};
+    char err[128];
+    json_t *row = shopctl_csv_row(header, cells, 3, err, sizeof(err));
+    assert_non_null(row);
+    assert_string_equal(json_string_value(json_object_get(row, "name")), "Mug");
+    assert_int_equal(json_integer_value(json_object_get(row, "base_price")), 1200);
+    assert_null(json_object_get(row, "brand")); /* empty: left out */
+    json_decref(row);
+    char *bad[] = {"Mug", "twelve", ""};
+    assert_null(shopctl_csv_row(header, bad, 3, err, sizeof(err)));
+    assert_non_null(strstr(err, "base_price"));
+
+    shopctl_opts_t o;
+    assert_int_equal(parse(&o, err, "import", "products", "--store", "acme", "p.csv", NULL), 0);
+    assert_string_equal(o.import_file, "p.csv");
+    assert_string_equal(o.op, "products.create");
+    assert_string_equal(json_string_value(json_object_get(o.args, "store")), "acme");
+    json_decref(o.args);
+    assert_int_equal(parse(&o, err, "import", "products", "p.csv", NULL), SHOPCTL_USAGE);
+}
+
 int
 main(void)
 {
@@ -280,6 +316,7 @@ main(void)
         cmocka_unit_test(test_decode_msgpack_c), cmocka_unit_test(test_decode_refuses),
         cmocka_unit_test(test_req_read),         cmocka_unit_test(test_cli_parse),
         cmocka_unit_test(test_cli_nearest),      cmocka_unit_test(test_cli_print),
+        cmocka_unit_test(test_cli_csv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

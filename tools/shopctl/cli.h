@@ -33,6 +33,8 @@ typedef struct shopctl_opts_s {
     char topic_buf[80];
     /** The operation to send and its arguments (new reference). NULL with help. */
     char op[80];
+    /** import: the file of rows (CSV or JSON lines), each sent as op with args. */
+    const char *import_file;
     json_t *args;
 } shopctl_opts_t;
 
@@ -49,6 +51,15 @@ int shopctl_arg(json_t *args, const char *kv, char *err, size_t errlen);
 /** The name in names (n of them) nearest to word (edit distance), or NULL when
  *  none is close enough to be a likely typo. */
 const char *shopctl_nearest(const char *word, const char *const *names, size_t n);
+
+/** One CSV record (RFC 4180 quoting, one line) into at most max fields, written
+ *  NUL-terminated into line itself (unquoted in place). Returns the number of
+ *  fields, or -1 for an unterminated quote. */
+int shopctl_csv_split(char *line, char **fields, int max);
+
+/** A CSV row as an operation's arguments: header "name" gives a string, "name:="
+ *  the cell as JSON (empty cells are left out). NULL with a line in err. */
+json_t *shopctl_csv_row(char *const *header, char *const *cells, int n, char *err, size_t errlen);
 
 /** Prints a result for people: a list of objects as an aligned table (with the
  *  other fields of its object below it), an object as "key  value" lines. */

@@ -309,6 +309,204 @@ follow(int fd, const shopctl_opts_t *o)
     }
 }
 
+/* ------------------------------------------------------------ import */
+
+#define IMPORT_WINDOW 64 /* rows in flight: enough to fill the actor's turns */
+#define IMPORT_MAX_COLS 64
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static void
+reject(json_t *rejected, long line, const char *code, const char *message, json_t *details)
+{
+    json_array_append_new(rejected, json_pack("{s:I,s:s,s:s,s:o}", "line", (json_int_t)line, "code",
+                                              code, "message", message, "details",
+                                              details ? json_incref(details) : json_array()));
+}
+
+static void
+progress(size_t done, size_t total, uint64_t t0)
+{
+    double secs = (double)(shopd_now_us() - t0) / 1e6;
+    double rate = secs > 0 ? (double)done / secs : 0;
+    int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    double eta = rate > 0 ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\r[%s] %zu/%zu rows  %.0f rows/s  ETA %.0fs ", bar, done, total, rate, eta);
+}
+
+/* shopctl import products: each row of the file is one request, IMPORT_WINDOW in
+ * flight on the one connection (answers come back by id, in any order). */
+static int
+import_rows(int fd, const shopctl_opts_t *o)
+{
+    char err[512];
+    FILE *f = fopen(o->import_file, "r");
+    if (f == NULL) {
+        fprintf(stderr, "shopctl: cannot read %s: %s\n", o->import_file, strerror(errno));
+        return SHOPCTL_USAGE;
+    }
+    bool csv = !ends_with(o->import_file, ".jsonl") && !ends_with(o->import_file, ".json") &&
+               !ends_with(o->import_file, ".ndjson");
+    /* The rows, read first: the total makes the progress bar and ETA honest. */
+    json_t *rows = json_array(), *rejected = json_array();
+    char *line = NULL, *header[IMPORT_MAX_COLS], *hline = NULL;
+    size_t cap = 0;
+    int ncols = 0;
+    long lineno = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        json_t *args = NULL;
+        if (csv && hline == NULL) {
+            hline = strdup(line);
+            ncols = shopctl_csv_split(hline, header, IMPORT_MAX_COLS);
+            if (ncols <= 0) {
+                fprintf(stderr, "shopctl: %s: the header row is not CSV\n", o->import_file);
+                goto usage;
+            }
+            continue;
+        }
+        if (csv) {
+            char *cells[IMPORT_MAX_COLS];
+            int nc = shopctl_csv_split(line, cells, IMPORT_MAX_COLS);
+            if (nc != ncols) {
+                snprintf(err, sizeof(err), "%d fields where the header has %d", nc, ncols);
+                reject(rejected, lineno, "malformed_row", err, NULL);
+                continue;
+            }
+            args = shopctl_csv_row(header, cells, nc, err, sizeof(err));
+        } else {
+            json_error_t je;
+            args = json_loads(line, 0, &je);
+            if (args && !json_is_object(args)) {
+                json_decref(args);
+                args = NULL;
+            }
+            snprintf(err, sizeof(err), "not a JSON object (%s)", args ? "" : je.text);
+        }
+        if (args == NULL) {
+            reject(rejected, lineno, "malformed_row", err, NULL);
+            continue;
+        }
+        json_object_update(args, o->args); /* the store */
+        json_array_append_new(rows,
+                              json_pack("{s:I,s:o}", "line", (json_int_t)lineno, "args", args));
+    }
+    free(line);
+    fclose(f);
+    f = NULL;
+
+    size_t total = json_array_size(rows), next = 0, inflight = 0, done = 0, imported = 0;
+    size_t malformed = json_array_size(rejected); /* refused here, never sent */
+    bool tty = isatty(STDERR_FILENO) && !o->json;
+    uint64_t t0 = shopd_now_us(), shown = 0;
+    int status = SHOPCTL_OK;
+    while (next < total || inflight > 0) {
+        while (inflight < IMPORT_WINDOW && next < total) {
+            json_t *row = json_array_get(rows, next++);
+            json_t *req = json_pack("{s:O,s:s,s:O}", "id", json_object_get(row, "line"), "op",
+                                    o->op, "args", json_object_get(row, "args"));
+            int rc = send_json(fd, req);
+            json_decref(req);
+            if (rc != 0) {
+                fprintf(stderr, "\nshopctl: cannot send: %s\n", strerror(errno));
+                status = SHOPCTL_CONNECT;
+                goto out;
+            }
+            inflight++;
+        }
+        json_t *a = read_frame(fd, err, sizeof(err));
+        if (a == NULL) {
+            fprintf(stderr, "\nshopctl: %s\n", err);
+            status = SHOPCTL_CONNECT;
+            goto out;
+        }
+        inflight--;
+        done++;
+        if (json_is_true(json_object_get(a, "ok"))) {
+            imported++;
+        } else {
+            json_t *e = json_object_get(a, "error");
+            const char *code = json_string_value(json_object_get(e, "code"));
+            const char *msg = json_string_value(json_object_get(e, "message"));
+            reject(rejected, (long)json_integer_value(json_object_get(a, "id")), code ? code : "?",
+                   msg ? msg : "", json_object_get(e, "details"));
+        }
+        json_decref(a);
+        if (tty && shopd_now_us() - shown > 100000) {
+            progress(done, total, t0);
+            shown = shopd_now_us();
+        }
+    }
+    if (tty) {
+        progress(done, total, t0);
+        fputc('\n', stderr);
+    }
+    double secs = (double)(shopd_now_us() - t0) / 1e6;
+    size_t nrej = json_array_size(rejected);
+    if (o->json) {
+        json_t *doc = json_pack("{s:I,s:O,s:f}", "imported", (json_int_t)imported, "rejected",
+                                rejected, "seconds", secs);
+        json_dumpf(doc, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+        json_decref(doc);
+    } else {
+        printf("imported %zu of %zu rows in %.1f s (%.0f rows/s)\n", imported, total + malformed,
+               secs, secs > 0 ? (double)done / secs : 0.0);
+        if (nrej)
+            printf("rejected %zu rows:\n", nrej);
+        size_t i;
+        json_t *r;
+        json_array_foreach(rejected, i, r)
+        {
+            if (i == 50) {
+                printf("  ... and %zu more (--json lists every one)\n", nrej - 50);
+                break;
+            }
+            printf("  line %lld: %s: %s", (long long)json_integer_value(json_object_get(r, "line")),
+                   json_string_value(json_object_get(r, "code")),
+                   json_string_value(json_object_get(r, "message")));
+            size_t j;
+            json_t *d;
+            json_array_foreach(json_object_get(r, "details"), j, d)
+            {
+                printf("%s%s: %s", j ? "; " : " (", json_string_value(json_object_get(d, "field")),
+                       json_string_value(json_object_get(d, "issue")));
+                if (j + 1 == json_array_size(json_object_get(r, "details")))
+                    printf(")");
+            }
+            printf("\n");
+        }
+    }
+    status = nrej ? SHOPCTL_ERROR : SHOPCTL_OK;
+out:
+    free(hline);
+    json_decref(rows);
+    json_decref(rejected);
+    return status;
+usage:
+    free(line);
+    free(hline);
+    if (f)
+        fclose(f);
+    json_decref(rows);
+    json_decref(rejected);
+    return SHOPCTL_USAGE;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -363,6 +561,10 @@ main(int argc, char **argv)
         const char *m = json_string_value(json_object_get(e, "message"));
         fprintf(stderr, "shopctl: cannot authenticate to %s:%d: %s\n", o.host, o.port, m ? m : err);
         status = SHOPCTL_CONNECT;
+        goto out;
+    }
+    if (o.import_file) {
+        status = import_rows(fd, &o);
         goto out;
     }
     if (!strcmp(o.op, "events.tail")) {
