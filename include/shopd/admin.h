@@ -67,7 +67,7 @@ typedef struct admin_req_s {
 int admin_req_read(json_t *frame, admin_req_t *out, char *err, size_t errlen);
 void admin_req_clear(admin_req_t *req);
 
-/** The answer frames: {id, ok:true, result} (result stolen; NULL: null) and
+/** The answer frames: {id, ok:true, result} (id borrowed; result stolen; NULL: null) and
  *  {id, ok:false, error:{code, message, details}} (details stolen; NULL: []). */
 json_t *admin_ok(json_t *id, json_t *result);
 json_t *admin_err(json_t *id, const char *code, const char *message, json_t *details);

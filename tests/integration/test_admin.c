@@ -670,6 +670,39 @@ test_tls(void **state)
     th_run(cmd);
 }
 
+/* The connection cap (an error frame, then close) and the idle timeout, on a
+ * server of their own with small limits. */
+static void
+test_limits(void **state)
+{
+    int saved = admin_port;
+    static char listen[96];
+    admin_port = th_free_port();
+    snprintf(listen, sizeof(listen), "SHOPD_ADMIN_LISTEN=127.0.0.1:%d", admin_port);
+    const char *env[] = {listen, "SHOPD_ADMIN_TOKEN=" ADMIN_TOKEN, "SHOPD_ADMIN_MAX_CONNS=2",
+                         "SHOPD_ADMIN_IDLE_TIMEOUT=1", NULL};
+    th_server_t *lsrv = th_start(env);
+    int a = session(ADMIN_TOKEN), b = session(ADMIN_TOKEN);
+    int c = dial();
+    json_t *f = read_json(c);
+    assert_string_equal(err_code(f), "too_many_connections");
+    assert_true(closed_by_server(c));
+    json_decref(f);
+    close(c);
+    /* Idle for more than a second: told why, then closed. */
+    f = read_json(a);
+    assert_string_equal(err_code(f), "idle_timeout");
+    assert_true(closed_by_server(a));
+    json_decref(f);
+    close(a);
+    close(b);
+    /* Both slots are free again. */
+    a = session(ADMIN_TOKEN);
+    close(a);
+    assert_int_equal(th_stop(lsrv), 0);
+    admin_port = saved;
+}
+
 int
 main(void)
 {
@@ -686,6 +719,7 @@ main(void)
         cmocka_unit_test(test_many_connections),
         cmocka_unit_test(test_shopctl),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_limits),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);

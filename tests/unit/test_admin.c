@@ -158,7 +158,9 @@ test_req_read(void **state)
     admin_req_clear(&rq);
     json_decref(f);
 
-    json_t *e = admin_err(json_integer(3), "store_not_found", "no such store", NULL);
+    json_t *id = json_integer(3);
+    json_t *e = admin_err(id, "store_not_found", "no such store", NULL);
+    json_decref(id); /* borrowed: the answer holds its own reference */
     assert_false(json_is_true(json_object_get(e, "ok")));
     assert_string_equal(json_string_value(json_object_get(json_object_get(e, "error"), "code")),
                         "store_not_found");
