@@ -102,7 +102,8 @@ struct admin_thread_s {
     size_t nslots;
     uint32_t *free_slots;
     size_t nfree;
-    uint64_t seq; /* names each request of this thread (the low bits of its token) */
+    uint64_t seq;        /* names each request of this thread (the low bits of its token) */
+    struct event *sweep; /* once a second: requests older than the request timeout */
 };
 
 struct admin_server_s {
@@ -113,10 +114,11 @@ struct admin_server_s {
     size_t max_frame;
     int max_conns;
     int idle_s;
-    _Atomic int conns;         /* relaxed: a cap, not a fence */
-    _Atomic uint64_t inflight; /* relaxed: a gauge for the graceful stop */
-    _Atomic uint64_t requests; /* relaxed: a counter for stats */
-    _Atomic bool draining;     /* relaxed: each thread also learns it through on_drain */
+    uint64_t request_timeout_us; /* SHOPD_REQUEST_TIMEOUT, as for HTTP */
+    _Atomic int conns;           /* relaxed: a cap, not a fence */
+    _Atomic uint64_t inflight;   /* relaxed: a gauge for the graceful stop */
+    _Atomic uint64_t requests;   /* relaxed: a counter for stats */
+    _Atomic bool draining;       /* relaxed: each thread also learns it through on_drain */
     SSL_CTX *tls;              /* NULL: plain TCP. Shared by the I/O threads (OpenSSL locks it). */
     pthread_mutex_t subs_lock; /* guards subs; taken by the log tap on any thread */
     tail_sub_t *subs;
@@ -1123,6 +1125,35 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/* Answers request_timeout for requests the workers have not answered in time
+ * (as HTTP answers 504), so no request is pending forever; a late answer then
+ * finds no pending entry and is dropped. Streams have no deadline. */
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    admin_thread_t *t = arg;
+    admin_server_t *srv = t->srv;
+    uint64_t now = shopd_now_us();
+    for (size_t s = 0; s < t->nslots; s++) {
+        admin_conn_t *c = t->slots[s];
+        if (c == NULL || c->closing)
+            continue;
+        bool was_full = c->npend >= ADMIN_MAX_PENDING;
+        for (size_t i = c->npend; i-- > 0;) {
+            pend_t *p = &c->pend[i];
+            if (p->sub || now - p->start_us < srv->request_timeout_us)
+                continue;
+            json_t *id = p->id;
+            c->pend[i] = c->pend[--c->npend];
+            atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
+            send_error(c, id, "request_timeout", "the request took too long");
+            json_decref(id);
+        }
+        if (was_full && c->npend < ADMIN_MAX_PENDING)
+            conn_parse(c);
+    }
+}
+
 /* net_server_drain reached this thread. */
 static void
 on_drain(void *ud)
@@ -1156,6 +1187,7 @@ admin_server_new(app_t *app, char *err, size_t errlen)
     srv->max_frame = (size_t)cfg->admin_max_frame;
     srv->max_conns = cfg->admin_max_conns;
     srv->idle_s = cfg->admin_idle_timeout;
+    srv->request_timeout_us = (uint64_t)cfg->request_timeout * 1000u;
     srv->nthreads = net_server_threads(app->net);
     pthread_mutex_init(&srv->subs_lock, NULL);
 
@@ -1209,6 +1241,9 @@ admin_server_new(app_t *app, char *err, size_t errlen)
             snprintf(err, errlen, "cannot listen on %s (admin): %s", addr, strerror(errno));
             goto fail;
         }
+        t->sweep = event_new(t->base, -1, EV_PERSIST, sweep_cb, t);
+        struct timeval sec = {1, 0};
+        event_add(t->sweep, &sec);
         net_ext_t ext = {.on_reply = on_reply, .on_drain = on_drain, .ud = t};
         net_server_set_ext(app->net, i, &ext);
     }
@@ -1247,6 +1282,8 @@ admin_server_free(admin_server_t *srv)
                 conn_free(t->slots[s]);
         if (t->lst)
             evconnlistener_free(t->lst);
+        if (t->sweep)
+            event_free(t->sweep);
         shopd_free(t->slots);
         shopd_free(t->free_slots);
     }
