@@ -48,8 +48,11 @@ void admin_frame_header(uint32_t n, unsigned char out[ADMIN_HEADER]);
  *  deep). NULL otherwise, with one line in err. Pure. */
 json_t *admin_decode(const void *buf, size_t n, char *err, size_t errlen);
 
-/** Encodes v as msgpack (objects as maps, integers as ints, reals as floats)
- *  into a new frame: header + body, shopd_malloc'd, the caller frees; *len is the
+/** Encodes v as msgpack (objects as maps, integers as ints, reals as floats):
+ *  the bare value, shopd_malloc'd, the caller frees. Never fails. Pure. */
+unsigned char *admin_encode(const json_t *v, size_t *len);
+
+/** Same, into a new frame: header + body, shopd_malloc'd, the caller frees; *len is the
  *  whole frame's length. Never fails. Pure. */
 unsigned char *admin_encode_frame(const json_t *v, size_t *len);
 

@@ -302,19 +302,33 @@ pack(msgpack_packer *pk, const json_t *v)
     }
 }
 
-unsigned char *
-admin_encode_frame(const json_t *v, size_t *len)
+/* Encodes v after room bytes left free at the start of the buffer. */
+static unsigned char *
+encode(const json_t *v, size_t room, size_t *len)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     pack(&pk, v);
-    unsigned char *out = shopd_malloc(ADMIN_HEADER + sb.size);
-    admin_frame_header((uint32_t)sb.size, out);
-    memcpy(out + ADMIN_HEADER, sb.data, sb.size);
-    *len = ADMIN_HEADER + sb.size;
+    unsigned char *out = shopd_malloc(room + sb.size);
+    memcpy(out + room, sb.data, sb.size);
+    *len = room + sb.size;
     msgpack_sbuffer_destroy(&sb);
+    return out;
+}
+
+unsigned char *
+admin_encode(const json_t *v, size_t *len)
+{
+    return encode(v, 0, len);
+}
+
+unsigned char *
+admin_encode_frame(const json_t *v, size_t *len)
+{
+    unsigned char *out = encode(v, ADMIN_HEADER, len);
+    admin_frame_header((uint32_t)(*len - ADMIN_HEADER), out);
     return out;
 }
 

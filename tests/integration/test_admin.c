@@ -578,6 +578,14 @@ test_shopctl(void **state)
     assert_string_equal(json_string_value(json_object_get(doc, "slug")), slug);
     json_decref(doc);
 
+    /* --msgpack: the result as one msgpack value. */
+    assert_int_equal(shopctl(ADMIN_TOKEN, "--msgpack ping", out, sizeof(out), err, sizeof(err)), 0);
+    char derr[128];
+    doc = admin_decode(out, strlen(out), derr, sizeof(derr));
+    assert_non_null(doc);
+    assert_true(json_is_true(json_object_get(doc, "pong")));
+    json_decref(doc);
+
     /* Typed values (k:=json) reach the handler as JSON. */
     snprintf(args, sizeof(args), "stores.update id=%s settings:='{\"theme\":\"dark\"}'", slug);
     assert_int_equal(shopctl(ADMIN_TOKEN, args, out, sizeof(out), err, sizeof(err)), 0);

@@ -185,6 +185,8 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
             o->tls_insecure = true;
         } else if (!strcmp(name, "--json")) {
             o->json = true;
+        } else if (!strcmp(name, "--msgpack")) {
+            o->msgpack = true;
         } else if (!strcmp(name, "--help")) {
             o->help = true;
             return 0;
@@ -573,15 +575,15 @@ shopctl_help(FILE *out, const char *topic)
         }
         return -1;
     }
-    fprintf(out,
-            "usage: shopctl [--addr host:port] [--token T] [--json] [--timeout S] [--watch S]\n"
-            "               [--tls] [--tls-ca FILE] [--tls-insecure] COMMAND [ARGS]\n\n"
-            "Talks to shopd's admin port (SHOPD_ADMIN_LISTEN, default 127.0.0.1:8081).\n"
-            "The token comes from --token, SHOPD_ADMIN_TOKEN or SHOPCTL_TOKEN (an admin\n"
-            "token of the server, or a SUPER_ADMIN's access token); the address from\n"
-            "--addr or SHOPCTL_ADDR (tls://host:port or --tls for a TLS port; --tls-ca FILE\n"
-            "names the CA to trust, --tls-insecure checks nothing). --watch S repeats\n"
-            "the command every S seconds.\n\ncommands:\n");
+    fprintf(out, "usage: shopctl [--addr host:port] [--token T] [--json|--msgpack] [--timeout S] "
+                 "[--watch S]\n"
+                 "               [--tls] [--tls-ca FILE] [--tls-insecure] COMMAND [ARGS]\n\n"
+                 "Talks to shopd's admin port (SHOPD_ADMIN_LISTEN, default 127.0.0.1:8081).\n"
+                 "The token comes from --token, SHOPD_ADMIN_TOKEN or SHOPCTL_TOKEN (an admin\n"
+                 "token of the server, or a SUPER_ADMIN's access token); the address from\n"
+                 "--addr or SHOPCTL_ADDR (tls://host:port or --tls for a TLS port; --tls-ca FILE\n"
+                 "names the CA to trust, --tls-insecure checks nothing). --watch S repeats\n"
+                 "the command every S seconds.\n\ncommands:\n");
     for (size_t v = 0; v < NVERBS; v++)
         fprintf(out, "  %-15s %s\n", verbs[v].name, verbs[v].help);
     fprintf(out, "  %-15s %s\n", "OP [k=v ...]",

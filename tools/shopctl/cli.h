@@ -23,6 +23,7 @@ typedef struct shopctl_opts_s {
     int port;
     const char *token; /**< points into argv or the environment; NULL: none */
     bool json;
+    bool msgpack;       /**< --msgpack: the result as one msgpack value on stdout */
     bool tls;           /**< --tls or a tls:// address */
     const char *tls_ca; /**< --tls-ca FILE: the CA that signed the server's certificate */
     bool tls_insecure;  /**< --tls-insecure: no certificate check (tests, first contact) */

@@ -581,7 +581,13 @@ again:
     }
     if (json_is_true(json_object_get(ans, "ok"))) {
         json_t *res = json_object_get(ans, "result");
-        if (o.json) {
+        if (o.msgpack) {
+            /* The result alone, one msgpack value (for scripts in other languages). */
+            size_t len;
+            unsigned char *m = admin_encode(res, &len);
+            fwrite(m, 1, len, stdout);
+            shopd_free(m);
+        } else if (o.json) {
             json_dumpf(res, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
             fputc('\n', stdout);
         } else {
