@@ -94,4 +94,22 @@ uint64_t admin_server_inflight(admin_server_t *srv);
  *  threads have ended), before net_server_free. NULL is fine. */
 void admin_server_free(admin_server_t *srv);
 
+/* ---------------------------------------------------------------- blocking ops */
+
+/** The process operations that block (PostgreSQL, argon2) and have no HTTP
+ *  twin (src/modules/admin_ops.c): one thread of their own, a bounded queue. */
+typedef struct admin_tasks_s admin_tasks_t;
+
+/** Starts the task thread. */
+admin_tasks_t *admin_tasks_new(app_t *app);
+/** Operation i's name and help (NULL past the last). Pure. */
+const char *admin_tasks_help(size_t i, const char **help);
+/** Queues op with a copy of args; its answer comes as net_reply_post(reply_to,
+ *  token, reply). 0 queued, 1 the queue is full (or stopping), -1 no such op.
+ *  Any thread. */
+int admin_tasks_submit(admin_tasks_t *q, const char *op, json_t *args, void *reply_to,
+                       uint64_t token);
+/** Runs what is queued, stops and joins the thread, frees q. NULL is fine. */
+void admin_tasks_free(admin_tasks_t *q);
+
 #endif

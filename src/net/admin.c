@@ -120,6 +120,7 @@ struct admin_server_s {
     _Atomic uint64_t requests;   /* relaxed: a counter for stats */
     _Atomic bool draining;       /* relaxed: each thread also learns it through on_drain */
     SSL_CTX *tls;              /* NULL: plain TCP. Shared by the I/O threads (OpenSSL locks it). */
+    admin_tasks_t *tasks;      /* the blocking process operations' thread */
     pthread_mutex_t subs_lock; /* guards subs; taken by the log tap on any thread */
     tail_sub_t *subs;
     _Atomic int nsubs; /* relaxed: lets the tap skip the lock when nobody listens */
@@ -670,6 +671,10 @@ op_ops(void)
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(process_ops); i++)
         json_array_append_new(a, json_pack("{s:s,s:[],s:s,s:s}", "op", process_ops[i][0], "args",
                                            "access", "admin", "help", process_ops[i][1]));
+    const char *help;
+    for (size_t i = 0; admin_tasks_help(i, &help); i++)
+        json_array_append_new(a, json_pack("{s:s,s:[],s:s,s:s}", "op", admin_tasks_help(i, &help),
+                                           "args", "access", "admin", "help", help));
     for (size_t i = 0; i < api_nroutes; i++)
         if (!(api_routes[i].flags & API_INLINE))
             json_array_append_new(a, route_op_info(api_routes[i].name, &api_routes[i], NULL));
@@ -976,6 +981,25 @@ handle_frame(admin_conn_t *c, const unsigned char *p, size_t n)
         send_frame(c, admin_ok(rq.id, res));
         goto out;
     }
+    const char *help;
+    for (size_t i = 0; admin_tasks_help(i, &help); i++) {
+        if (strcmp(admin_tasks_help(i, &help), rq.op) != 0)
+            continue;
+        if (!platform_caller(c)) {
+            send_error(c, rq.id, "forbidden", "your role may not call this operation");
+            goto out;
+        }
+        admin_thread_t *t = c->t;
+        uint64_t seq = ++t->seq & ADMIN_SEQ_MASK;
+        uint64_t token = NET_TOKEN_EXT | ((uint64_t)c->slot << ADMIN_SEQ_BITS) | seq;
+        if (admin_tasks_submit(t->srv->tasks, rq.op, rq.args, t->reply_to, token) != 0) {
+            send_error(c, rq.id, "admin_busy", "too many blocking admin operations are queued");
+            goto out;
+        }
+        pend_add(c, seq, rq.id, rq.op);
+        atomic_fetch_add_explicit(&t->srv->inflight, 1, memory_order_relaxed);
+        goto out;
+    }
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(aliases); i++) {
         if (strcmp(rq.op, aliases[i].op) != 0)
             continue;
@@ -1190,6 +1214,7 @@ admin_server_new(app_t *app, char *err, size_t errlen)
     srv->request_timeout_us = (uint64_t)cfg->request_timeout * 1000u;
     srv->nthreads = net_server_threads(app->net);
     pthread_mutex_init(&srv->subs_lock, NULL);
+    srv->tasks = admin_tasks_new(app);
 
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
@@ -1273,6 +1298,7 @@ admin_server_free(admin_server_t *srv)
     if (srv == NULL)
         return;
     log_set_tap(NULL, NULL);
+    admin_tasks_free(srv->tasks); /* its late answers land in queues net_server_free empties */
     for (int i = 0; srv->threads && i < srv->nthreads; i++) {
         admin_thread_t *t = &srv->threads[i];
         net_ext_t none = {0};

@@ -378,6 +378,43 @@ test_tenant_rules_and_validation(void **state)
     assert_string_equal(err_code(a), "validation_failed");
     json_decref(a);
 
+    /* Blocking process operations (their own thread). */
+    a = ask(fd, 30, "migrations.status", json_object());
+    json_t *mig = json_object_get(a, "result");
+    assert_true(json_array_size(json_object_get(mig, "applied")) >= 6);
+    assert_int_equal(json_array_size(json_object_get(mig, "pending")), 0);
+    json_decref(a);
+    const char *email = th_email("super");
+    a = ask(fd, 31, "users.create-super-admin",
+            json_pack("{s:s,s:s}", "email", email, "password", "Sturdy-pass-4711"));
+    assert_true(json_is_true(json_object_get(a, "ok")));
+    json_int_t uid = json_integer_value(json_object_get(json_object_get(a, "result"), "id"));
+    assert_true(uid > 0);
+    json_decref(a);
+    a = ask(fd, 32, "users.create-super-admin",
+            json_pack("{s:s,s:s}", "email", email, "password", "Sturdy-pass-4711"));
+    assert_string_equal(err_code(a), "email_taken");
+    json_decref(a);
+    a = ask(fd, 33, "users.create-super-admin",
+            json_pack("{s:s,s:s}", "email", th_email("weak"), "password", "aaaaaaaaaa"));
+    assert_string_equal(err_code(a), "validation_failed");
+    json_decref(a);
+    a = ask(fd, 34, "users.disable", json_pack("{s:I}", "id", uid));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(a, "result"), "status")),
+                        "disabled");
+    json_decref(a);
+    char idbuf[32];
+    snprintf(idbuf, sizeof(idbuf), "%lld", (long long)uid);
+    assert_string_equal(
+        th_sql("SELECT status FROM users WHERE id = $1::bigint", (const char *[]){idbuf, NULL}),
+        "disabled");
+    a = ask(fd, 35, "users.enable", json_pack("{s:s}", "id", idbuf));
+    assert_true(json_is_true(json_object_get(a, "ok")));
+    json_decref(a);
+    a = ask(fd, 36, "users.enable", json_pack("{s:i}", "id", 987654321));
+    assert_string_equal(err_code(a), "user_not_found");
+    json_decref(a);
+
     /* Process operations. */
     a = ask(fd, 8, "stats", json_object());
     json_t *res = json_object_get(a, "result");
@@ -412,6 +449,9 @@ test_store_admin_jwt(void **state)
     assert_string_equal(err_code(a), "forbidden");
     json_decref(a);
     a = ask(fd, 2, "stats", json_object());
+    assert_string_equal(err_code(a), "forbidden");
+    json_decref(a);
+    a = ask(fd, 5, "users.disable", json_pack("{s:i}", "id", 1));
     assert_string_equal(err_code(a), "forbidden");
     json_decref(a);
     /* Its own store: fine; another store: forbidden by the worker's check. */
