@@ -51,7 +51,8 @@
 #define ADMIN_SEQ_MASK ((UINT64_C(1) << ADMIN_SEQ_BITS) - 1)
 #define ADMIN_SLOT_MAX (UINT32_C(1) << 22) /* slot bits 40..61, below NET_TOKEN_EXT */
 
-#define TAIL_MAX_QUEUED 1024 /* lines posted to a stream and not yet sent; beyond: dropped */
+#define TAIL_MAX_QUEUED 1024       /* lines posted to a stream and not yet sent; beyond: dropped */
+#define TAIL_MAX_OUTPUT (1u << 20) /* unsent bytes on a streaming connection; beyond: dropped */
 
 enum { TAIL_ACCESS = 1, TAIL_ADMIN = 2, TAIL_LOG = 4, TAIL_ALL = 7 };
 
@@ -196,7 +197,7 @@ answer_for(json_t *id, const net_reply_t *r)
             r->content_type == NULL || strncmp(r->content_type, "application/json", 16) == 0;
         body = json ? json_loadb(r->body, r->len, JSON_DECODE_ANY, NULL) : NULL;
         if (body == NULL)
-            body = json_stringn_nocheck(r->body, r->len);
+            body = json_stringn(r->body, r->len); /* text (NULL if not UTF-8: no result) */
     }
     if (net_reply_ok(r))
         return admin_ok(id, body);
@@ -243,7 +244,14 @@ on_reply(void *ud, uint64_t token, net_reply_t *r)
     }
     if (c->pend[i].sub) {
         /* One line of a stream: the request stays pending until cancel. */
-        atomic_fetch_sub_explicit(&c->pend[i].sub->queued, 1, memory_order_relaxed);
+        tail_sub_t *sub = c->pend[i].sub;
+        atomic_fetch_sub_explicit(&sub->queued, 1, memory_order_relaxed);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > TAIL_MAX_OUTPUT) {
+            /* The client does not read: drop, count, keep memory bounded. */
+            atomic_fetch_add_explicit(&sub->dropped, 1, memory_order_relaxed);
+            net_reply_free(r);
+            return;
+        }
         json_t *ev = json_pack("{s:s%}", "line", r->body ? r->body : "", r->body ? r->len : 0);
         if (ev == NULL) /* not UTF-8: a log line with a client's bytes in it */
             ev = json_pack("{s:s}", "line", "(a line that is not UTF-8)");
@@ -851,6 +859,8 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
             continue;
         if (!arg_text(a, val, sizeof(val)))
             vals_add(&v, *q, "must be a string, an integer or a boolean");
+        else if (qlen + strlen(*q) + 3 * strlen(val) + 2 >= sizeof(query))
+            vals_add(&v, *q, "too long");
         else
             query_add(query, sizeof(query), &qlen, *q, val);
         json_object_del(rest, *q);
@@ -860,6 +870,11 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
         json_t *b = json_object_get(rest, "body");
         json_t *doc = json_object_size(rest) == 1 && json_is_object(b) ? b : rest;
         body = json_dumps(doc, JSON_COMPACT);
+        if (body && strlen(body) > (size_t)app->cfg->max_body) {
+            /* The HTTP edge's limit holds here too: the handlers were sized for it. */
+            send_error(c, rq->id, "body_too_large", "the body is larger than SHOPD_MAX_BODY");
+            goto out;
+        }
     } else {
         const char *k;
         json_t *x;
