@@ -269,8 +269,120 @@ op_enable(app_t *app, json_t *args)
     return set_status(app, args, "active");
 }
 
+/* ------------------------------------------------------------ actors */
+
+typedef struct visit_s {
+    json_t *list;
+    uint64_t store; /* 0: every store */
+    const char *pool;
+    uint64_t now_us;
+} visit_t;
+
+static void
+visit_actor(void *ud, const act_actor_info_t *a)
+{
+    visit_t *v = ud;
+    uint64_t store = ACT_STORE_OF(a->id);
+    unsigned lane = ACT_LANE_OF(a->id);
+    if (v->store && store != v->store)
+        return;
+    /* Lane 0 is the store's actor (ordered); the workers' other lanes are reads. */
+    const char *kind = !strcmp(v->pool, "blocking") ? "blocking"
+                       : a->id == ACT_PLATFORM_ID   ? "platform"
+                       : lane == 0                  ? "ordered"
+                                                    : "read";
+    uint64_t idle = v->now_us > a->idle_since_us ? v->now_us - a->idle_since_us : 0;
+    json_array_append_new(
+        v->list, json_pack("{s:I,s:i,s:s,s:I,s:I,s:I,s:i,s:I}", "store", (json_int_t)store, "lane",
+                           lane, "kind", kind, "depth", (json_int_t)a->depth, "turns",
+                           (json_int_t)a->turns, "messages", (json_int_t)a->processed, "last_batch",
+                           (int)a->last_batch, "idle_ms", (json_int_t)(idle / 1000)));
+}
+
+static int
+by_depth(const void *x, const void *y)
+{
+    json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+    json_int_t da = json_integer_value(json_object_get(a, "depth"));
+    json_int_t db = json_integer_value(json_object_get(b, "depth"));
+    if (da != db)
+        return da < db ? 1 : -1;
+    json_int_t ta = json_integer_value(json_object_get(a, "turns"));
+    json_int_t tb = json_integer_value(json_object_get(b, "turns"));
+    return ta < tb ? 1 : ta > tb ? -1 : 0;
+}
+
+/* The live actors of both runtimes, deepest mailbox first, then busiest. */
+static net_reply_t *
+actors(app_t *app, uint64_t store, size_t limit)
+{
+    visit_t v = {.list = json_array(), .store = store, .now_us = shopd_now_us()};
+    v.pool = "workers";
+    act_system_visit(app->actors, visit_actor, &v);
+    v.pool = "blocking";
+    act_system_visit(app->blocking, visit_actor, &v);
+    size_t n = json_array_size(v.list);
+    json_t **items = shopd_malloc((n ? n : 1) * sizeof(*items));
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(v.list, i));
+    qsort(items, n, sizeof(*items), by_depth);
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (i < limit)
+            json_array_append(out, items[i]);
+        json_decref(items[i]);
+    }
+    shopd_free(items);
+    json_decref(v.list);
+    return api_json(SHOPD_OK, json_pack("{s:o,s:I}", "actors", out, "total", (json_int_t)n));
+}
+
+static net_reply_t *
+op_actors_list(app_t *app, json_t *args)
+{
+    static const char *const allowed[] = {"limit", NULL};
+    net_reply_t *bad = only(args, allowed);
+    if (bad)
+        return bad;
+    json_t *l = json_object_get(args, "limit");
+    json_int_t limit = 50;
+    if (json_is_string(l))
+        limit = atoll(json_string_value(l));
+    else if (l)
+        limit = json_integer_value(l);
+    if (l && (limit < 1 || limit > 100000))
+        return invalid("limit", "must be from 1 to 100000");
+    return actors(app, 0, (size_t)limit);
+}
+
+/* actors.get {store}: every lane of one store (id, or a slug the tenant cache knows). */
+static net_reply_t *
+op_actors_get(app_t *app, json_t *args)
+{
+    static const char *const allowed[] = {"store", NULL};
+    net_reply_t *bad = only(args, allowed);
+    if (bad)
+        return bad;
+    json_t *s = json_object_get(args, "store");
+    uint64_t id = 0;
+    char key[STORE_KEY_MAX];
+    store_snap_t snap;
+    if (json_is_integer(s) && json_integer_value(s) > 0)
+        id = (uint64_t)json_integer_value(s);
+    else if (json_is_string(s) &&
+             store_tenant_key(json_string_value(s), NULL, NULL, key, sizeof(key)) == 0)
+        id = !strncmp(key, "id:", 3) ? strtoull(key + 3, NULL, 10)
+             : store_cache_get(app->stores, key, &snap) && snap.id != 0 ? snap.id
+                                                                        : 0;
+    if (id == 0)
+        return invalid("store", "must be a store id (or the slug of a store in use)");
+    return actors(app, id, (size_t)-1);
+}
+
 /* clang-format off */
 static const op_t ops[] = {
+    {"actors.list", "live actors, deepest mailbox first {limit?}: store, lane, kind, depth, turns, messages, last batch, idle ms", op_actors_list},
+    {"actors.get", "every actor (lane) of one store {store}", op_actors_get},
     {"migrations.status", "applied migrations and the pending files of SHOPD_SQL_DIR", op_migrations},
     {"users.create-super-admin", "creates a platform admin {email, password, name?}", op_create_super},
     {"users.disable", "disables any user {id}: signed out everywhere (token version bumped)", op_disable},

@@ -378,6 +378,30 @@ test_tenant_rules_and_validation(void **state)
     assert_string_equal(err_code(a), "validation_failed");
     json_decref(a);
 
+    /* actors: the read lane products.list just used is listed with its turns. */
+    a = ask(fd, 40, "products.list", json_pack("{s:I}", "store", (json_int_t)id));
+    assert_true(json_is_true(json_object_get(a, "ok")));
+    json_decref(a);
+    a = ask(fd, 41, "actors.get", json_pack("{s:I}", "store", (json_int_t)id));
+    json_t *lanes = json_object_get(json_object_get(a, "result"), "actors");
+    assert_true(json_array_size(lanes) >= 1);
+    bool read_lane = false;
+    size_t li;
+    json_t *lane;
+    json_array_foreach(lanes, li, lane)
+    {
+        assert_int_equal(json_integer_value(json_object_get(lane, "store")), id);
+        if (!strcmp(json_string_value(json_object_get(lane, "kind")), "read") &&
+            json_integer_value(json_object_get(lane, "turns")) >= 1)
+            read_lane = true;
+    }
+    assert_true(read_lane);
+    json_decref(a);
+    a = ask(fd, 42, "actors.list", json_pack("{s:i}", "limit", 1));
+    assert_int_equal(json_array_size(json_object_get(json_object_get(a, "result"), "actors")), 1);
+    assert_true(json_integer_value(json_object_get(json_object_get(a, "result"), "total")) >= 2);
+    json_decref(a);
+
     /* Blocking process operations (their own thread). */
     a = ask(fd, 30, "migrations.status", json_object());
     json_t *mig = json_object_get(a, "result");
