@@ -21,6 +21,8 @@ static const verb_t verbs[] = {
     {"ops", "ops", {NULL, NULL}, "ops", "lists every operation the server has, with its arguments", "shopctl ops"},
     {"stats", "stats", {NULL, NULL}, "stats", "the /metrics figures, actor and admin counters", "shopctl stats --json"},
     {"config", "config.show", {NULL, NULL}, "config", "every setting and its value (secrets redacted)", "shopctl config"},
+    {"actors", "actors.list", {NULL, NULL}, "actors [limit=N]", "live actors, deepest mailbox first", "shopctl actors limit=10"},
+    {"migrations", "migrations.status", {NULL, NULL}, "migrations", "applied and pending migrations", "shopctl migrations"},
     {"stores", "stores.list", {NULL, NULL}, "stores [status=active|suspended] [limit=N] [cursor=C]", "lists stores", "shopctl stores status=suspended"},
     {"store get", "stores.get", {"id", NULL}, "store get ID|SLUG", "shows one store", "shopctl store get acme"},
     {"store create", "stores.create", {NULL, NULL}, "store create slug=S name=N currency=C [domain=D] [admin:={...}]", "creates a store (optionally with its first STORE_ADMIN)", "shopctl store create slug=acme name=Acme currency=EUR"},
@@ -35,14 +37,19 @@ static const verb_t verbs[] = {
 };
 /* clang-format on */
 
-const char *const shopctl_verbs[] = {
-    "import products", "ping",          "ops",          "stats",
-    "config",          "stores",        "store get",    "store create",
-    "store update",    "store suspend", "store resume", "store delete",
-    "users",           "user create",   "products",     "help"};
-const size_t shopctl_nverbs = sizeof(shopctl_verbs) / sizeof(shopctl_verbs[0]);
-
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
+
+size_t
+shopctl_verb_names(const char **names, size_t max)
+{
+    size_t n = 0;
+    for (size_t v = 0; v < NVERBS && n < max; v++)
+        names[n++] = verbs[v].name;
+    static const char *const more[] = {"help", "import products"};
+    for (size_t i = 0; i < 2 && n < max; i++)
+        names[n++] = more[i];
+    return n;
+}
 
 static int
 fail(char *err, size_t errlen, const char *msg, const char *a)
@@ -261,7 +268,8 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
     } else if (strchr(argv[i], '.') || !strcmp(argv[i], "ping")) {
         snprintf(o->op, sizeof(o->op), "%s", argv[i++]);
     } else {
-        const char *near = shopctl_nearest(argv[i], shopctl_verbs, shopctl_nverbs);
+        const char *names[64];
+        const char *near = shopctl_nearest(argv[i], names, shopctl_verb_names(names, 64));
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "%s", argv[i]);
         json_decref(o->args);

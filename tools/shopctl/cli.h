@@ -70,8 +70,8 @@ void shopctl_print(FILE *out, const json_t *result);
  *  -1 when topic names no command. */
 int shopctl_help(FILE *out, const char *topic);
 
-/** The friendly verbs' names (for suggestions). */
-extern const char *const shopctl_verbs[];
-extern const size_t shopctl_nverbs;
+/** The commands' names (for suggestions), from the verb table: at most max into
+ *  names (static strings); returns how many. */
+size_t shopctl_verb_names(const char **names, size_t max);
 
 #endif

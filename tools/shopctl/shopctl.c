@@ -526,7 +526,8 @@ main(int argc, char **argv)
     if (o.help) {
         if (shopctl_help(stdout, o.topic) == 0)
             return SHOPCTL_OK;
-        const char *near = shopctl_nearest(o.topic, shopctl_verbs, shopctl_nverbs);
+        const char *names[64];
+        const char *near = shopctl_nearest(o.topic, names, shopctl_verb_names(names, 64));
         fprintf(stderr, "shopctl: no command '%s'%s%s%s\n", o.topic, near ? "; did you mean '" : "",
                 near ? near : "", near ? "'?" : "");
         return SHOPCTL_USAGE;
