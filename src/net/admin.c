@@ -72,11 +72,27 @@ typedef struct tail_sub_s {
     _Atomic uint64_t dropped; /* lines skipped at the bound (relaxed: a counter) */
 } tail_sub_t;
 
+/* import.products: one request whose rows are submitted as products.create
+ * requests each; their answers are summed up here, and the one answer goes out
+ * when the last row's has come (or the connection went: then it is freed). */
+typedef struct agg_s {
+    json_t *id;
+    size_t remaining; /* rows not answered yet */
+    size_t imported;
+    json_t *rejected; /* [{index, code, message, details}] */
+    bool submitting;  /* still handing rows out: do not answer yet */
+    uint64_t start_us;
+    json_t *rows, *store; /* what is left to hand out: rows[next...] */
+    size_t next, route;
+} agg_t;
+
 typedef struct pend_s {
     uint64_t seq;
     json_t *id; /* the client's id, echoed in the answer */
     uint64_t start_us;
     tail_sub_t *sub; /* a stream (events.tail): answers are its events; NULL otherwise */
+    agg_t *agg;      /* a row of import.products: its answer goes to agg; NULL otherwise */
+    uint32_t index;  /* the row's index in agg */
     char op[65];
 } pend_t;
 
@@ -134,6 +150,49 @@ static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static void tail_unsubscribe(admin_server_t *srv, tail_sub_t *sub);
+static void send_frame(admin_conn_t *c, json_t *v);
+static void agg_pump(admin_conn_t *c, agg_t *agg);
+
+/* One row's answer (frame stolen) into agg. */
+static void
+agg_record(agg_t *agg, uint32_t index, json_t *answer)
+{
+    if (json_is_true(json_object_get(answer, "ok"))) {
+        agg->imported++;
+    } else {
+        json_t *e = json_object_get(answer, "error");
+        json_t *r = json_pack("{s:i,s:O,s:O,s:O}", "index", (int)index, "code",
+                              json_object_get(e, "code"), "message", json_object_get(e, "message"),
+                              "details", json_object_get(e, "details"));
+        json_array_append_new(agg->rejected, r ? r : json_pack("{s:i}", "index", (int)index));
+    }
+    json_decref(answer);
+    agg->remaining--;
+}
+
+static void
+agg_free(agg_t *agg)
+{
+    json_decref(agg->id);
+    json_decref(agg->rejected);
+    json_decref(agg->rows);
+    json_decref(agg->store);
+    shopd_free(agg);
+}
+
+/* Sends the answer once every row is in (c NULL: the connection has gone). */
+static void
+agg_maybe_finish(admin_conn_t *c, agg_t *agg)
+{
+    if (agg->remaining > 0 || agg->submitting)
+        return;
+    if (c)
+        send_frame(
+            c, admin_ok(agg->id, json_pack("{s:I,s:O,s:I}", "imported", (json_int_t)agg->imported,
+                                           "rejected", agg->rejected, "us",
+                                           (json_int_t)(shopd_now_us() - agg->start_us))));
+    agg_free(agg);
+}
 
 static void
 conn_free(admin_conn_t *c)
@@ -142,10 +201,19 @@ conn_free(admin_conn_t *c)
     admin_server_t *srv = t->srv;
     for (size_t i = 0; i < c->npend; i++) {
         json_decref(c->pend[i].id);
-        if (c->pend[i].sub)
+        if (c->pend[i].sub) {
             tail_unsubscribe(srv, c->pend[i].sub);
-        else
-            atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
+            continue;
+        }
+        atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
+        if (c->pend[i].agg) {
+            /* The rows not handed out yet never will be: the last row in
+             * flight frees the import. */
+            agg_t *agg = c->pend[i].agg;
+            agg->remaining -= 1 + (json_array_size(agg->rows) - agg->next);
+            agg->next = json_array_size(agg->rows);
+            agg_maybe_finish(NULL, agg);
+        }
     }
     shopd_free(c->pend);
     t->slots[c->slot] = NULL;
@@ -260,7 +328,16 @@ on_reply(void *ud, uint64_t token, net_reply_t *r)
         return;
     }
     bool was_full = c->npend >= ADMIN_MAX_PENDING;
-    finish_request(c, i, r);
+    if (c->pend[i].agg) {
+        pend_t p = c->pend[i];
+        c->pend[i] = c->pend[--c->npend];
+        atomic_fetch_sub_explicit(&t->srv->inflight, 1, memory_order_relaxed);
+        agg_record(p.agg, p.index, answer_for(p.id, r));
+        json_decref(p.id);
+        agg_pump(c, p.agg);
+    } else {
+        finish_request(c, i, r);
+    }
     net_reply_free(r);
     if (c->npend == 0 &&
         (c->read_eof || atomic_load_explicit(&t->srv->draining, memory_order_relaxed))) {
@@ -622,6 +699,7 @@ static const char *const process_ops[][2] = {
     {"events.tail", "a stream of this process's log lines {store?, kinds?: [access, admin, log]}"},
     {"cancel", "ends the stream whose id this frame carries"},
     {"cache.flush", "this process forgets its cached copy of a store {store}"},
+    {"import.products", "products.create for each of rows {store, rows: [...]}, one answer"},
 };
 
 /* The route's path parameters (":id" segments of its pattern), in order. */
@@ -796,10 +874,22 @@ pend_add(admin_conn_t *c, uint64_t seq, json_t *id, const char *op)
     return p;
 }
 
-/* Turns args into the HTTP twin's request (store, path parameters, query,
- * body), submits it, and either answers now or records it as pending. */
+/* An answer now: to the client, or into agg for a row of an import. */
 static void
-route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias)
+deliver(admin_conn_t *c, agg_t *agg, uint32_t index, json_t *answer)
+{
+    if (agg)
+        agg_record(agg, index, answer);
+    else
+        send_frame(c, answer);
+}
+
+/* Turns args into the HTTP twin's request (store, path parameters, query,
+ * body), submits it, and either answers now or records it as pending (agg:
+ * the request is row index of an import, answered into agg). */
+static void
+route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias, agg_t *agg,
+         uint32_t index)
 {
     admin_thread_t *t = c->t;
     admin_server_t *srv = t->srv;
@@ -816,7 +906,8 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
     memset(&call, 0, sizeof(call));
 
     if (!api_role_allows(r->access, c->caller.role)) {
-        send_error(c, rq->id, "forbidden", "your role may not call this operation");
+        deliver(c, agg, index,
+                admin_err(rq->id, "forbidden", "your role may not call this operation", NULL));
         goto out;
     }
     if (alias && alias->key)
@@ -872,7 +963,9 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
         body = json_dumps(doc, JSON_COMPACT);
         if (body && strlen(body) > (size_t)app->cfg->max_body) {
             /* The HTTP edge's limit holds here too: the handlers were sized for it. */
-            send_error(c, rq->id, "body_too_large", "the body is larger than SHOPD_MAX_BODY");
+            deliver(c, agg, index,
+                    admin_err(rq->id, "body_too_large", "the body is larger than SHOPD_MAX_BODY",
+                              NULL));
             goto out;
         }
     } else {
@@ -884,8 +977,9 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
         }
     }
     if (v.details) {
-        send_frame(
-            c, admin_err(rq->id, "validation_failed", "the request has invalid fields", v.details));
+        deliver(
+            c, agg, index,
+            admin_err(rq->id, "validation_failed", "the request has invalid fields", v.details));
         v.details = NULL;
         goto out;
     }
@@ -905,16 +999,93 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
     call.token = NET_TOKEN_EXT | ((uint64_t)c->slot << ADMIN_SEQ_BITS) | seq;
     net_reply_t *now = api_submit(app, &call, NULL);
     if (now) {
-        send_frame(c, answer_for(rq->id, now));
+        deliver(c, agg, index, answer_for(rq->id, now));
         net_reply_free(now);
         goto out;
     }
-    pend_add(c, seq, rq->id, rq->op);
+    pend_t *p = pend_add(c, seq, rq->id, rq->op);
+    p->agg = agg;
+    p->index = index;
     atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
 out:
     json_decref(v.details);
     free(body); /* json_dumps allocates with malloc */
     json_decref(rest);
+}
+
+/* ------------------------------------------------------------ import.products */
+
+#define IMPORT_MAX_ROWS 5000
+#define IMPORT_WINDOW 256 /* rows of one import in flight at once */
+
+/* import.products {store, rows: [products.create bodies]}: every row through
+ * products.create (its validation, its run class: the store's actor, which
+ * takes the rows in turns of SHOPD_ACTOR_BATCH), one answer for all:
+ * {imported, rejected: [{index, code, message, details}], us}. */
+static void
+op_import(admin_conn_t *c, const admin_req_t *rq)
+{
+    json_t *rows = json_object_get(rq->args, "rows"), *store = json_object_get(rq->args, "store");
+    const char *k;
+    json_t *x;
+    json_t *details = json_array();
+    json_object_foreach(rq->args, k, x)
+    {
+        if (strcmp(k, "rows") && strcmp(k, "store"))
+            json_array_append_new(details,
+                                  json_pack("{s:s,s:s}", "field", k, "issue", "unknown argument"));
+    }
+    if (store == NULL)
+        json_array_append_new(details, json_pack("{s:s,s:s}", "field", "store", "issue",
+                                                 "required: the store's id or slug"));
+    if (!json_is_array(rows) || json_array_size(rows) == 0 ||
+        json_array_size(rows) > IMPORT_MAX_ROWS)
+        json_array_append_new(details, json_pack("{s:s,s:s}", "field", "rows", "issue",
+                                                 "must be a list of 1 to 5000 products"));
+    size_t ri = 0;
+    while (ri < api_nroutes && strcmp(api_routes[ri].name, "products.create") != 0)
+        ri++;
+    if (json_array_size(details) > 0 || ri == api_nroutes) {
+        send_frame(
+            c, admin_err(rq->id, "validation_failed", "the request has invalid fields", details));
+        return;
+    }
+    json_decref(details);
+    agg_t *agg = shopd_calloc(1, sizeof(*agg));
+    agg->id = json_incref(rq->id);
+    agg->rejected = json_array();
+    agg->remaining = json_array_size(rows);
+    agg->start_us = shopd_now_us();
+    agg->rows = json_incref(rows);
+    agg->store = json_incref(store);
+    agg->route = ri;
+    agg_pump(c, agg);
+}
+
+/* Hands out rows until IMPORT_WINDOW are in flight (the store's mailbox holds
+ * SHOPD_MAILBOX_CAP: all at once would be refused store_busy), then answers
+ * once the last is in. Each answer calls it again. */
+static void
+agg_pump(admin_conn_t *c, agg_t *agg)
+{
+    size_t n = json_array_size(agg->rows);
+    agg->submitting = true;
+    while (agg->next < n && agg->next - (n - agg->remaining) < IMPORT_WINDOW) {
+        size_t i = agg->next++;
+        json_t *x = json_array_get(agg->rows, i);
+        if (!json_is_object(x)) {
+            agg_record(agg, (uint32_t)i,
+                       admin_err(json_null(), "validation_failed", "a row must be a map", NULL));
+            continue;
+        }
+        json_t *args = json_copy(x);
+        json_object_set(args, "store", agg->store);
+        admin_req_t row = {.id = json_null(), .op = "products.create", .args = args};
+        route_op(c, &row, agg->route, NULL, agg, (uint32_t)i);
+        json_decref(args);
+    }
+    agg->submitting = false;
+    agg_maybe_finish(c, agg);
 }
 
 /* ------------------------------------------------------------ frames */
@@ -964,6 +1135,10 @@ handle_frame(admin_conn_t *c, const unsigned char *p, size_t n)
             send_error(c, rq.id, "forbidden", "your role may not call this operation");
         else
             op_cache_flush(c, &rq);
+        goto out;
+    }
+    if (!strcmp(rq.op, "import.products")) {
+        op_import(c, &rq);
         goto out;
     }
     if (!strcmp(rq.op, "cancel")) {
@@ -1020,13 +1195,13 @@ handle_frame(admin_conn_t *c, const unsigned char *p, size_t n)
             continue;
         for (size_t r = 0; r < api_nroutes; r++)
             if (!strcmp(api_routes[r].name, aliases[i].route)) {
-                route_op(c, &rq, r, &aliases[i]);
+                route_op(c, &rq, r, &aliases[i], NULL, 0);
                 goto out;
             }
     }
     for (size_t r = 0; r < api_nroutes; r++) {
         if (!(api_routes[r].flags & API_INLINE) && !strcmp(api_routes[r].name, rq.op)) {
-            route_op(c, &rq, r, NULL);
+            route_op(c, &rq, r, NULL, NULL, 0);
             goto out;
         }
     }
@@ -1182,11 +1357,17 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
             pend_t *p = &c->pend[i];
             if (p->sub || now - p->start_us < srv->request_timeout_us)
                 continue;
-            json_t *id = p->id;
+            pend_t q = *p;
             c->pend[i] = c->pend[--c->npend];
             atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
-            send_error(c, id, "request_timeout", "the request took too long");
-            json_decref(id);
+            json_t *e = admin_err(q.id, "request_timeout", "the request took too long", NULL);
+            if (q.agg) {
+                agg_record(q.agg, q.index, e);
+                agg_pump(c, q.agg);
+            } else {
+                send_frame(c, e);
+            }
+            json_decref(q.id);
         }
         if (was_full && c->npend < ADMIN_MAX_PENDING)
             conn_parse(c);

@@ -591,6 +591,54 @@ test_tail_and_cancel(void **state)
     json_decref(a);
 }
 
+/* import.products: each row through products.create, one answer for all; more
+ * rows than one window, so rows are handed out as answers come back. */
+static void
+test_import_op(void **state)
+{
+    const char *slug = th_slug("imp");
+    long store = th_create_store(srv, slug, NULL);
+    int fd = session(ADMIN_TOKEN);
+    json_t *rows = json_array();
+    for (int i = 0; i < 600; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "Bulk %d", i);
+        json_array_append_new(rows, json_pack("{s:s,s:i}", "name", name, "base_price", 100 + i));
+    }
+    json_array_append_new(rows, json_pack("{s:s,s:s}", "name", "Bad", "base_price", "free"));
+    json_array_append_new(rows, json_string("not a map"));
+    json_t *a = ask(fd, 1, "import.products", json_pack("{s:s,s:o}", "store", slug, "rows", rows));
+    json_t *res = json_object_get(a, "result");
+    assert_int_equal(json_integer_value(json_object_get(res, "imported")), 600);
+    json_t *rej = json_object_get(res, "rejected");
+    assert_int_equal(json_array_size(rej), 2);
+    bool bad_price = false, not_map = false;
+    size_t i;
+    json_t *r;
+    json_array_foreach(rej, i, r)
+    {
+        json_int_t idx = json_integer_value(json_object_get(r, "index"));
+        assert_string_equal(json_string_value(json_object_get(r, "code")), "validation_failed");
+        bad_price |= idx == 600;
+        not_map |= idx == 601;
+    }
+    assert_true(bad_price && not_map);
+    json_decref(a);
+    char sid[32];
+    snprintf(sid, sizeof(sid), "%ld", store);
+    assert_string_equal(th_sql("SELECT count(*) FROM products WHERE store_id = $1::bigint",
+                               (const char *[]){sid, NULL}),
+                        "600");
+    /* The store is required, rows bounded. */
+    a = ask(fd, 2, "import.products", json_pack("{s:[{s:s}]}", "rows", "name", "x"));
+    assert_string_equal(err_code(a), "validation_failed");
+    json_decref(a);
+    a = ask(fd, 3, "import.products", json_pack("{s:s,s:[]}", "store", slug, "rows"));
+    assert_string_equal(err_code(a), "validation_failed");
+    json_decref(a);
+    close(fd);
+}
+
 /* ------------------------------------------------------------ shopctl */
 
 /* Runs shopctl with args (a shell-quoted string) and the given token; returns
@@ -789,6 +837,7 @@ main(void)
         cmocka_unit_test(test_tenant_rules_and_validation),
         cmocka_unit_test(test_store_admin_jwt),
         cmocka_unit_test(test_many_connections),
+        cmocka_unit_test(test_import_op),
         cmocka_unit_test(test_shopctl),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_limits),
