@@ -104,6 +104,7 @@ typedef struct admin_conn_s {
     bool closing;  /* last frame queued: free once the output is flushed */
     bool read_eof; /* the client shut its side: close after the last answer */
     msg_caller_t caller;
+    char *jwt; /* the access token of the hello (NULL: an admin token), checked per request */
     char peer[48];
     pend_t *pend;
     size_t npend, pend_cap;
@@ -216,6 +217,7 @@ conn_free(admin_conn_t *c)
         }
     }
     shopd_free(c->pend);
+    shopd_free(c->jwt);
     t->slots[c->slot] = NULL;
     t->free_slots[t->nfree++] = c->slot;
     bufferevent_free(c->bev);
@@ -599,7 +601,10 @@ hello(admin_conn_t *c, const admin_req_t *rq)
     } else if (t && tl > 0 && auth_jwt_verify(t, tl, &who) == AUTH_JWT_OK &&
                (who.role == MSG_ROLE_SUPER_ADMIN || who.role == MSG_ROLE_STORE_ADMIN)) {
         /* An admin's access token: each command is then checked as over HTTP
-         * (the worker also checks the user still has that role). */
+         * (the worker also checks the user still has that role), and the token
+         * itself again before each request, so the session ends with it. */
+        c->jwt = shopd_malloc(tl + 1);
+        memcpy(c->jwt, t, tl + 1);
     } else {
         send_error(c, rq->id, "unauthenticated",
                    "the token is not an admin token nor an admin's access token");
@@ -1124,6 +1129,13 @@ handle_frame(admin_conn_t *c, const unsigned char *p, size_t n)
     }
     if (!strcmp(rq.op, "hello")) {
         send_error(c, rq.id, "invalid_request", "already said hello on this connection");
+        goto out;
+    }
+    msg_caller_t now;
+    if (c->jwt && auth_jwt_verify(c->jwt, strlen(c->jwt), &now) != AUTH_JWT_OK) {
+        send_error(c, rq.id, "unauthenticated",
+                   "the access token of this session has expired; connect again with a new one");
+        conn_close_soon(c);
         goto out;
     }
     if (!strcmp(rq.op, "ping")) {
