@@ -59,6 +59,15 @@ if [[ -z ${SHOPD_PLATFORM_TOKEN:-} ]]; then
 fi
 export SHOPD_PLATFORM_TOKEN
 export SHOPD_LISTEN=${SHOPD_LISTEN:-127.0.0.1:8080}
+# The admin protocol (shopctl) on 127.0.0.1:8081 with a token kept in .shopd/admin_token.
+export SHOPD_ADMIN_LISTEN=${SHOPD_ADMIN_LISTEN-127.0.0.1:8081}
+if [[ -z ${SHOPD_ADMIN_TOKEN:-} ]]; then
+    if [[ ! -s $STATE/admin_token ]]; then
+        (umask 077 && openssl rand -hex 24 >"$STATE/admin_token")
+    fi
+    SHOPD_ADMIN_TOKEN=$(<"$STATE/admin_token")
+fi
+export SHOPD_ADMIN_TOKEN
 # Access tokens survive restarts with a key kept in .shopd/; reset e-mails land in .shopd/outbox.
 if [[ -z ${SHOPD_JWT_KEYS:-} ]]; then
     if [[ ! -s $STATE/jwt_secret ]]; then
@@ -110,6 +119,9 @@ shopd is running on http://$SHOPD_LISTEN  (Ctrl-C stops it and the private servi
   curl http://$SHOPD_LISTEN/healthz
   curl -H 'X-Tenant-Id: demo' http://$SHOPD_LISTEN/api/v1/store
   curl -H "Authorization: Bearer $SHOPD_PLATFORM_TOKEN" http://$SHOPD_LISTEN/api/v1/stores
+
+  admin protocol on ${SHOPD_ADMIN_LISTEN:-(off)} (token in .shopd/admin_token):
+  SHOPD_ADMIN_TOKEN=\$(cat .shopd/admin_token) build-release/shopctl stores
 
   PostgreSQL: $SHOPD_DATABASE_URL   Redis: $SHOPD_REDIS_URL
 

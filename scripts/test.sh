@@ -147,7 +147,7 @@ fi
 # build folder; copy them into fuzz/corpus/<target>/ once fixed.
 fuzz_targets() {
     local secs=${SHOPD_FUZZ_SECONDS:-20} t rc=0
-    for t in msg tenant http; do
+    for t in msg tenant http admin; do
         local work="$ROOT/build-fuzz/corpus-$t"
         mkdir -p "$work"
         echo "--- fuzz_$t: ${secs}s"
@@ -172,7 +172,7 @@ elif ! command -v clang >/dev/null; then
 else
     if stage "build (fuzzers, clang)" env CC=clang bash -c \
         'cmake -S "$0" -B "$0/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DSHOPD_FUZZ=ON >/dev/null &&
-         cmake --build "$0/build-fuzz" -j"$1" --target fuzz_msg fuzz_tenant fuzz_http' "$ROOT" "$JOBS"; then
+         cmake --build "$0/build-fuzz" -j"$1" --target fuzz_msg fuzz_tenant fuzz_http fuzz_admin' "$ROOT" "$JOBS"; then
         stage "fuzz (corpus replay + exploration)" fuzz_targets || true
     fi
 fi
@@ -210,7 +210,7 @@ openapi_contract() (
     export SHOPD_LISTEN=127.0.0.1:$port SHOPD_PLATFORM_TOKEN SHOPD_JWT_KEYS SHOPD_OUTBOX_DIR=$work/outbox
     SHOPD_PLATFORM_TOKEN=$(openssl rand -hex 24)
     SHOPD_JWT_KEYS="contract:$(openssl rand -hex 32)"
-    export SHOPD_WORKERS=2 SHOPD_IO_THREADS=1
+    export SHOPD_WORKERS=2 SHOPD_IO_THREADS=1 SHOPD_ADMIN_LISTEN=
     "$ROOT/build/shopd" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log"; return 1; }
     local email="super-$(openssl rand -hex 4)@contract.test" pw
     pw=$(openssl rand -hex 12)

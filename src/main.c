@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shopd/admin.h"
 #include "shopd/api.h"
 #include "shopd/auth.h"
 #include "shopd/log.h"
@@ -95,6 +96,7 @@ cmd_serve(cfg_t *cfg)
     char err[512];
     int status = 1;
     app_t app = {.cfg = cfg};
+    admin_server_t *admin = NULL;
     size_t modules_up = 0; /* modules whose init succeeded, stopped in reverse */
     sigset_t sigs;
 
@@ -171,13 +173,23 @@ cmd_serve(cfg_t *cfg)
         log_error("cannot start: %s", err);
         goto out;
     }
+    /* The admin protocol rides on the same I/O threads (their event bases). */
+    if (cfg->admin_listen[0] != '\0') {
+        admin = admin_server_new(&app, err, sizeof(err));
+        if (admin == NULL) {
+            log_error("cannot start: %s", err);
+            goto out;
+        }
+    }
     if (act_system_start(app.actors) != 0 || act_system_start(app.blocking) != 0 ||
         net_server_start(app.net) != 0 || api_ticker_start(&app) != 0) {
         log_error("cannot start threads");
         goto out;
     }
-    log_info("shopd listening addr=%s io_threads=%d workers=%d blocking_threads=%d db_pool=%d",
-             cfg->listen, cfg->io_threads, cfg->workers, cfg->blocking_threads, cfg->db_pool_size);
+    log_info("shopd listening addr=%s admin=%s io_threads=%d workers=%d blocking_threads=%d "
+             "db_pool=%d",
+             cfg->listen, admin ? cfg->admin_listen : "off", cfg->io_threads, cfg->workers,
+             cfg->blocking_threads, cfg->db_pool_size);
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -185,9 +197,11 @@ cmd_serve(cfg_t *cfg)
              cfg->shutdown_timeout);
 
     uint64_t deadline = shopd_now_us() + (uint64_t)cfg->shutdown_timeout * 1000u;
+    admin_server_drain(admin); /* first: net_server_drain wakes each thread for both */
     net_server_drain(app.net);
     api_ticker_stop(); /* no sweeper sends to the actors from here on */
-    while (net_server_inflight(app.net) > 0 && shopd_now_us() < deadline)
+    while (net_server_inflight(app.net) + admin_server_inflight(admin) > 0 &&
+           shopd_now_us() < deadline)
         usleep(5000);
     uint64_t now = shopd_now_us();
     unsigned left_ms = now < deadline ? (unsigned)((deadline - now) / 1000u) : 0;
@@ -197,16 +211,24 @@ cmd_serve(cfg_t *cfg)
     left_ms = now < deadline ? (unsigned)((deadline - now) / 1000u) : 0;
     dropped += act_system_stop(app.actors, left_ms);
     net_server_stop(app.net);
+    admin_server_free(admin); /* its connections live on the ended loops' bases */
+    admin = NULL;
     log_info("stopped inflight_left=%llu dropped_messages=%zu",
              (unsigned long long)net_server_inflight(app.net), dropped);
     status = 0;
 out:
     api_ticker_stop();
+    if (status != 0) {
+        /* No thread may run (or log into the admin's tap) while the admin side is freed. */
+        if (app.net)
+            net_server_stop(app.net);
+        if (app.blocking)
+            act_system_stop(app.blocking, 0);
+        if (app.actors)
+            act_system_stop(app.actors, 0);
+    }
+    admin_server_free(admin);
     net_server_free(app.net);
-    if (app.blocking && status != 0)
-        act_system_stop(app.blocking, 0);
-    if (app.actors && status != 0)
-        act_system_stop(app.actors, 0);
     act_system_free(app.blocking);
     act_system_free(app.actors);
     while (modules_up > 0) {

@@ -117,6 +117,16 @@ typedef struct act_stats_s {
 } act_stats_t;
 
 /** Creates the runtime (no threads yet). Returns NULL on invalid config. */
+/** One actor as act_system_visit sees it (approximate: read with relaxed atomics). */
+typedef struct act_actor_info_s {
+    uint64_t id;            /**< ACT_ID(store, lane) */
+    size_t depth;           /**< messages in its mailbox */
+    uint64_t idle_since_us; /**< monotonic time its last turn ended (or it was created) */
+    uint64_t turns;         /**< turns it has run */
+    uint64_t processed;     /**< messages its turns took */
+    uint32_t last_batch;    /**< messages its last turn took */
+} act_actor_info_t;
+
 act_system_t *act_system_new(const act_config_t *cfg);
 /** Starts the worker threads. Returns 0 or -1. */
 int act_system_start(act_system_t *sys);
@@ -132,6 +142,10 @@ size_t act_system_stop(act_system_t *sys, unsigned deadline_ms);
 void act_system_free(act_system_t *sys);
 /** Stats snapshot. Any thread. */
 void act_system_stats(act_system_t *sys, act_stats_t *out);
+/** Calls fn for every live actor, under the lock of its registry shard: fn must be
+ *  quick and must not call into the runtime (an actor being created or reclaimed
+ *  on that shard waits meanwhile). For the admin's actors.list. Any thread. */
+void act_system_visit(act_system_t *sys, void (*fn)(void *ud, const act_actor_info_t *a), void *ud);
 
 /** The worker's private state (from worker_init). Worker thread only. */
 void *act_worker_state(act_worker_t *w);

@@ -227,6 +227,39 @@ const char *const *api_route_names(void);
 
 /** The net_request_fn given to the HTTP server (ud = app_t *). */
 net_handled_t api_on_request(net_request_t *req, void *ud);
+/** A request from any front end (the HTTP edge, the admin protocol), its caller
+ *  already authenticated, its body (if any) already known to be a JSON object.
+ *  Everything points at the front end's memory and is read before api_submit
+ *  returns. */
+typedef struct api_call_s {
+    size_t route; /**< index into api_routes (not an inline route) */
+    msg_caller_t caller;
+    /** The tenant key (store_tenant_key) of a store-scoped route, "" or NULL: none. */
+    const char *tenant_key;
+    size_t nparams; /**< path parameters, names as in the route's pattern */
+    msg_str_t param_names[MSG_MAX_PARAMS];
+    msg_str_t param_values[MSG_MAX_PARAMS];
+    const char *query; /**< raw query string (k=v&...), may be NULL */
+    size_t query_len;
+    msg_str_t body, inm, cart, idem, request_id, ip;
+    void *reply_to; /**< where the answer goes: net_reply_post(reply_to, token, ...) */
+    uint64_t token;
+} api_call_t;
+
+/** True if a caller with role (msg_role_t) may call a route with access
+ *  (api_access_t): the one table of who may call what. Pure. */
+bool api_role_allows(int access, int role);
+
+/** The edge's common tail: names the store (tenant cache; the platform actor looks
+ *  up an unknown one), reads the query, packs the envelope and hands it to the
+ *  actor its run class names. Returns NULL when the answer will come through
+ *  net_reply_post(c->reply_to, c->token), or the answer now (the caller owns it:
+ *  no such store, a suspended store, a bad query, a full mailbox). Does not check
+ *  who is calling: the front end did (api_role_allows). *store_id (may be NULL)
+ *  gets the store when the cache named it (0 otherwise), for the access log.
+ *  I/O thread (never blocks). */
+net_reply_t *api_submit(app_t *app, const api_call_t *c, uint64_t *store_id);
+
 /** The act_handler_fn given to the actor runtime (ud = app_t *). */
 void api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud);
 void *api_worker_init(int index, void *ud);

@@ -45,8 +45,17 @@ typedef struct cfg_s {
     char *jwt_keys;   /**< "kid:secret,kid:secret": the first signs, all verify */
     char *outbox_dir; /**< outgoing e-mail is written here, one file per message */
     int auth_rate_ip; /**< auth attempts per minute per client address and endpoint (0 = off) */
-    int auth_rate_account;     /**< auth attempts per hour per account and endpoint (0 = off) */
-    char *trusted_proxies;     /**< "ip,ip": peers whose X-Forwarded-For names the client */
+    int auth_rate_account; /**< auth attempts per hour per account and endpoint (0 = off) */
+    char *trusted_proxies; /**< "ip,ip": peers whose X-Forwarded-For names the client */
+    char *admin_listen;    /**< "host:port" of the admin protocol; "" = off */
+    char admin_host[256];  /**< parsed from admin_listen */
+    int admin_port;
+    char *admin_token;         /**< "tok,tok": accepted in the admin hello (rotation); "" = none */
+    int admin_max_frame;       /**< bytes of one admin frame (beyond: an error frame and close) */
+    int admin_max_conns;       /**< open admin connections at most */
+    int admin_idle_timeout;    /**< seconds an admin connection may sit idle */
+    char *admin_tls_cert;      /**< PEM certificate chain: TLS on the admin port ("" = plain TCP) */
+    char *admin_tls_key;       /**< PEM private key of admin_tls_cert */
     int cart_ttl;              /**< seconds a guest cart lives after its last write */
     int order_payment_timeout; /**< seconds an order may stay unpaid before it is cancelled */
     int sweep_interval_ms;     /**< how often the sweepers look for due work */
@@ -61,6 +70,13 @@ int cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t err
 void cfg_free(cfg_t *cfg);
 /** Prints every setting: flag, environment variable, default and help. */
 void cfg_usage(FILE *out);
+
+/** Calls fn once per setting, in table order, with its flag, environment variable
+ *  and current value as text; secrets (tokens, keys, passwords in URLs) are given
+ *  as "(redacted)" (or "" when empty). For config.show. */
+void cfg_visit(const cfg_t *cfg,
+               void (*fn)(void *ud, const char *flag, const char *env, const char *value),
+               void *ud);
 
 /** Parses "host:port" or "[v6]:port" into host and port. Returns 0 or -1. */
 int cfg_parse_listen(const char *s, char *host, size_t hostlen, int *port);

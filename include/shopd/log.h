@@ -7,6 +7,7 @@
 #define SHOPD_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum log_level_e {
     LOG_LEVEL_DEBUG = 0,
@@ -21,6 +22,12 @@ void log_set_level(log_level_t lvl);
 int log_parse_level(const char *s, log_level_t *out);
 /** Write one line: timestamp, level, then the formatted text. Thread-safe (one write(2)). */
 void log_write(log_level_t lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** A tap sees every line written (level, text without the newline). It runs on the
+ *  writing thread, after the write, and must not log itself. */
+typedef void (*log_tap_fn)(void *ud, log_level_t lvl, const char *line, size_t len);
+/** Installs the tap (NULL: none). Before threads start, or after they have ended. */
+void log_set_tap(log_tap_fn fn, void *ud);
 
 #define log_debug(...) log_write(LOG_LEVEL_DEBUG, __VA_ARGS__)
 #define log_info(...) log_write(LOG_LEVEL_INFO, __VA_ARGS__)

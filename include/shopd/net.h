@@ -154,6 +154,32 @@ uint64_t net_server_inflight(net_server_t *srv);
 /** Step 2: stops the loops, closes every connection, joins the threads. */
 void net_server_stop(net_server_t *srv);
 void net_server_free(net_server_t *srv);
+/* ---- another protocol on the same I/O threads (the admin protocol, admin.h) ----
+ * A second listener is served by these threads' event bases; its answers come
+ * back through the same per-thread reply queue (net_reply_post with the
+ * thread's reply route) with NET_TOKEN_EXT set in the token, and go to the
+ * thread's extension instead of an HTTP connection. */
+#define NET_TOKEN_EXT (UINT64_C(1) << 63)
+
+/** An extension of one I/O thread. Its callbacks run on that thread. */
+typedef struct net_ext_s {
+    /** An answer posted with NET_TOKEN_EXT in its token (reply owned by the call). */
+    void (*on_reply)(void *ud, uint64_t token, net_reply_t *reply);
+    /** net_server_drain reached this thread: stop accepting, close idle connections. */
+    void (*on_drain)(void *ud);
+    void *ud;
+} net_ext_t;
+
+/** Number of I/O threads. */
+int net_server_threads(const net_server_t *srv);
+/** Thread i's event base (for listeners and connections of an extension). Use it
+ *  only from thread i once the server has started, or before net_server_start. */
+struct event_base *net_server_base(net_server_t *srv, int i);
+/** Thread i's reply route: the reply_to of net_reply_post for work it hands out. */
+void *net_server_reply_to(net_server_t *srv, int i);
+/** Installs thread i's extension (copied). Before net_server_start. */
+void net_server_set_ext(net_server_t *srv, int i, const net_ext_t *ext);
+
 /** Writes request metrics (Prometheus text) into a malloc'd buffer. Any thread. */
 char *net_server_metrics(net_server_t *srv, size_t *len);
 

@@ -40,6 +40,11 @@ struct act_actor_s {
     _Atomic size_t depth;
     /** Monotonic time the last turn ended (creation time before any turn). */
     _Atomic uint64_t idle_since_us;
+    /** Statistics for act_system_visit: written only by the worker running the
+     *  actor's turn (one at a time: the scheduling token), read anywhere;
+     *  relaxed, approximate by contract. */
+    _Atomic uint64_t turns, processed;
+    _Atomic uint32_t last_batch;
     act_actor_t *hnext;   /**< registry chain; under the shard lock */
     act_actor_t *rq_next; /**< run queue link; under rq_lock */
 };
@@ -194,6 +199,9 @@ shard_add(act_shard_t *sh, uint64_t id, uint64_t h)
     a->store_id = id;
     atomic_init(&a->depth, 0);
     atomic_init(&a->idle_since_us, shopd_now_us());
+    atomic_init(&a->turns, 0);
+    atomic_init(&a->processed, 0);
+    atomic_init(&a->last_batch, 0);
     size_t b = bucket_of(sh, h);
     a->hnext = sh->buckets[b];
     sh->buckets[b] = a;
@@ -360,6 +368,13 @@ run_turn(act_worker_t *w, act_actor_t *a)
                               memory_order_relaxed);
         atomic_store_explicit(&w->turns, atomic_load_explicit(&w->turns, memory_order_relaxed) + 1,
                               memory_order_relaxed);
+        /* relaxed, single writer (this turn's worker): statistics. */
+        atomic_store_explicit(&a->turns, atomic_load_explicit(&a->turns, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&a->processed,
+                              atomic_load_explicit(&a->processed, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+        atomic_store_explicit(&a->last_batch, (uint32_t)n, memory_order_relaxed);
     } else {
         /* A sender exchanged the head but has not linked its node yet (it is
          * inside act_send, maybe preempted). Let it run before we look again. */
@@ -680,6 +695,32 @@ act_system_free(act_system_t *sys)
     pthread_cond_destroy(&sys->rq_cond);
     pthread_mutex_destroy(&sys->rq_lock);
     shopd_free(sys);
+}
+
+void
+act_system_visit(act_system_t *sys, void (*fn)(void *ud, const act_actor_info_t *a), void *ud)
+{
+    if (sys == NULL)
+        return;
+    for (size_t s = 0; s < ACT_SHARDS; s++) {
+        act_shard_t *sh = &sys->shards[s];
+        pthread_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < sh->nbuckets; b++) {
+            for (act_actor_t *a = sh->buckets[b]; a != NULL; a = a->hnext) {
+                /* relaxed: approximate by contract; the shard lock keeps a alive. */
+                act_actor_info_t i = {
+                    .id = a->store_id,
+                    .depth = atomic_load_explicit(&a->depth, memory_order_relaxed),
+                    .idle_since_us = atomic_load_explicit(&a->idle_since_us, memory_order_relaxed),
+                    .turns = atomic_load_explicit(&a->turns, memory_order_relaxed),
+                    .processed = atomic_load_explicit(&a->processed, memory_order_relaxed),
+                    .last_batch = atomic_load_explicit(&a->last_batch, memory_order_relaxed),
+                };
+                fn(ud, &i);
+            }
+        }
+        pthread_mutex_unlock(&sh->lock);
+    }
 }
 
 void

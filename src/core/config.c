@@ -66,6 +66,13 @@ static const cfg_row_t cfg_rows[] = {
     {"outbox-dir", "SHOPD_OUTBOX_DIR", CFG_STR, O(outbox_dir), 0, 0, "outbox", "folder where outgoing e-mails are written, one file each"},
     {"auth-rate-ip", "SHOPD_AUTH_RATE_IP", CFG_INT, O(auth_rate_ip), 0, 1000000, "100", "login/register/forgot/refresh attempts per minute per client address (0 = no limit)"},
     {"auth-rate-account", "SHOPD_AUTH_RATE_ACCOUNT", CFG_INT, O(auth_rate_account), 0, 1000000, "30", "login/register/forgot/refresh attempts per hour per account (0 = no limit)"},
+    {"admin-listen", "SHOPD_ADMIN_LISTEN", CFG_STR, O(admin_listen), 0, 0, "127.0.0.1:8081", "address of the admin protocol (msgpack over TCP, docs/admin-protocol.md); empty: off"},
+    {"admin-token", "SHOPD_ADMIN_TOKEN", CFG_STR, O(admin_token), 0, 0, "", "tokens accepted in the admin hello, tok,tok (several for rotation; a SUPER_ADMIN JWT is accepted too)"},
+    {"admin-max-frame", "SHOPD_ADMIN_MAX_FRAME", CFG_INT, O(admin_max_frame), 1024, 1 << 30, "1048576", "largest admin frame in bytes (beyond: an error frame and close)"},
+    {"admin-max-conns", "SHOPD_ADMIN_MAX_CONNS", CFG_INT, O(admin_max_conns), 1, 100000, "256", "open admin connections at most (over: an error frame and close)"},
+    {"admin-idle-timeout", "SHOPD_ADMIN_IDLE_TIMEOUT", CFG_INT, O(admin_idle_timeout), 1, 86400, "300", "seconds an admin connection may sit idle with nothing in flight"},
+    {"admin-tls-cert", "SHOPD_ADMIN_TLS_CERT", CFG_STR, O(admin_tls_cert), 0, 0, "", "PEM certificate (chain) file: the admin port speaks TLS 1.2+ (empty: plain TCP)"},
+    {"admin-tls-key", "SHOPD_ADMIN_TLS_KEY", CFG_STR, O(admin_tls_key), 0, 0, "", "PEM private key file of the admin certificate"},
     {"trusted-proxies", "SHOPD_TRUSTED_PROXIES", CFG_STR, O(trusted_proxies), 0, 0, "", "proxy addresses (ip,ip) whose X-Forwarded-For names the client (rate limits)"},
     {"cart-ttl", "SHOPD_CART_TTL", CFG_INT, O(cart_ttl), 60, 31536000, "604800", "seconds a guest cart lives after its last change"},
     {"order-payment-timeout", "SHOPD_ORDER_PAYMENT_TIMEOUT", CFG_INT, O(order_payment_timeout), 1, 604800, "1800", "seconds an order may stay unpaid before the sweeper cancels it and returns its stock"},
@@ -216,6 +223,16 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
                          &cfg->listen_port) != 0)
         return fail(err, errlen, "invalid configuration: listen address '%s' is not host:port",
                     cfg->listen);
+    if (cfg->admin_listen[0] != '\0' &&
+        cfg_parse_listen(cfg->admin_listen, cfg->admin_host, sizeof(cfg->admin_host),
+                         &cfg->admin_port) != 0)
+        return fail(err, errlen,
+                    "invalid configuration: admin listen address '%s' is not host:port",
+                    cfg->admin_listen);
+    if ((cfg->admin_tls_cert[0] == '\0') != (cfg->admin_tls_key[0] == '\0'))
+        return fail(err, errlen,
+                    "invalid configuration: SHOPD_ADMIN_TLS_CERT and SHOPD_ADMIN_TLS_KEY go "
+                    "together");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1)
         cores = 1;
@@ -253,6 +270,50 @@ cfg_free(cfg_t *cfg)
             free(*p);
             *p = NULL;
         }
+    }
+}
+
+/* Settings whose values are secrets, and the URLs whose password is hidden. */
+static bool
+cfg_secret(const char *flag)
+{
+    return !strcmp(flag, "platform-token") || !strcmp(flag, "jwt-keys") ||
+           !strcmp(flag, "admin-token");
+}
+
+void
+cfg_visit(const cfg_t *cfg,
+          void (*fn)(void *ud, const char *flag, const char *env, const char *value), void *ud)
+{
+    for (size_t i = 0; i < SHOPD_ARRAY_LEN(cfg_rows); i++) {
+        const cfg_row_t *r = &cfg_rows[i];
+        const char *base = (const char *)cfg + r->off;
+        char buf[512];
+        switch (r->type) {
+        case CFG_INT:
+            snprintf(buf, sizeof(buf), "%d", *(const int *)base);
+            break;
+        case CFG_BOOL:
+            snprintf(buf, sizeof(buf), "%s", *(const bool *)base ? "true" : "false");
+            break;
+        case CFG_STR: {
+            const char *v = *(char *const *)base ? *(char *const *)base : "";
+            if (cfg_secret(r->flag) && v[0] != '\0') {
+                snprintf(buf, sizeof(buf), "(redacted)");
+                break;
+            }
+            /* scheme://user:password@host: the password goes, the rest stays. */
+            const char *scheme = strstr(v, "://");
+            const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+            const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+            if (colon)
+                snprintf(buf, sizeof(buf), "%.*s:(redacted)%s", (int)(colon - v), v, at);
+            else
+                snprintf(buf, sizeof(buf), "%s", v);
+            break;
+        }
+        }
+        fn(ud, r->flag, r->env, buf);
     }
 }
 

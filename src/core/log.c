@@ -16,6 +16,17 @@
 /* Relaxed: the level is set once before threads start and only read afterwards. */
 static _Atomic int log_min = LOG_LEVEL_INFO;
 
+/* Set before threads start and cleared after they end, so plain reads suffice. */
+static log_tap_fn log_tap;
+static void *log_tap_ud;
+
+void
+log_set_tap(log_tap_fn fn, void *ud)
+{
+    log_tap = fn;
+    log_tap_ud = ud;
+}
+
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void
@@ -59,4 +70,6 @@ log_write(log_level_t lvl, const char *fmt, ...)
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+    if (log_tap)
+        log_tap(log_tap_ud, lvl, line, len - 1);
 }

@@ -129,24 +129,30 @@ authenticate(app_t *app, net_request_t *req, const api_route_t *route, msg_calle
                                        : "the access token is invalid",
                                    true);
     }
-    bool ok;
-    switch (route->access) {
+    return api_role_allows(route->access, role)
+               ? NULL
+               : api_fail(SHOPD_FORBIDDEN, "forbidden", "your role may not call this endpoint");
+}
+
+bool
+api_role_allows(int access, int role)
+{
+    switch (access) {
+    case API_PUBLIC:
+        return true;
+    case API_PLATFORM:
+        return role == MSG_ROLE_PLATFORM;
     case API_CUSTOMER:
-        ok = role == MSG_ROLE_CUSTOMER || role == MSG_ROLE_STORE_ADMIN ||
-             role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
-        break;
+        return role == MSG_ROLE_CUSTOMER || role == MSG_ROLE_STORE_ADMIN ||
+               role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
     case API_STORE_ADMIN:
-        ok = role == MSG_ROLE_STORE_ADMIN || role == MSG_ROLE_SUPER_ADMIN ||
-             role == MSG_ROLE_PLATFORM;
-        break;
+        return role == MSG_ROLE_STORE_ADMIN || role == MSG_ROLE_SUPER_ADMIN ||
+               role == MSG_ROLE_PLATFORM;
     case API_SUPER_ADMIN:
-        ok = role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
-        break;
+        return role == MSG_ROLE_SUPER_ADMIN || role == MSG_ROLE_PLATFORM;
     default:
-        ok = false;
+        return false;
     }
-    return ok ? NULL
-              : api_fail(SHOPD_FORBIDDEN, "forbidden", "your role may not call this endpoint");
 }
 
 net_handled_t
@@ -218,21 +224,65 @@ api_on_request(net_request_t *req, void *ud)
         env.body.n = blen;
     }
 
+    api_call_t call;
+    memset(&call, 0, sizeof(call));
+    call.route = (size_t)m.route;
+    call.caller = env.caller;
+    char key[STORE_KEY_MAX] = "";
+    if ((route->flags & API_STORE) &&
+        store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
+                         app->cfg->base_domain, key, sizeof(key)) != 0)
+        return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found",
+                                    "no store is named by X-Tenant-Id or Host"));
+    call.tenant_key = key;
+    for (size_t i = 0; i < m.nparams && call.nparams < MSG_MAX_PARAMS; i++, call.nparams++) {
+        call.param_names[call.nparams].p = m.param_names[i];
+        call.param_names[call.nparams].n = m.param_name_lens[i];
+        call.param_values[call.nparams].p = m.param_values[i];
+        call.param_values[call.nparams].n = m.param_value_lens[i];
+    }
+    call.query = net_req_query(req, &call.query_len);
+    call.body = env.body;
+    /* Conditional GETs: the catalog cache answers 304 on a matching ETag. */
+    call.inm = msg_str(net_req_header(req, "If-None-Match"));
+    call.cart = msg_str(net_req_header(req, "X-Cart-Id"));
+    call.idem = env.idem; /* checked above; never forwarded on a GET */
+    call.request_id = msg_str(net_req_id(req));
+    char ipbuf[64];
+    call.ip = msg_str(client_ip(app, req, ipbuf, sizeof(ipbuf)));
+    net_req_defer(req, &call.reply_to, &call.token);
+    uint64_t sid = 0;
+    net_reply_t *now = api_submit(app, &call, &sid);
+    if (sid)
+        net_req_set_store(req, sid);
+    if (now == NULL)
+        return NET_DEFERRED;
+    net_respond(req, now);
+    return NET_DONE;
+}
+
+net_reply_t *
+api_submit(app_t *app, const api_call_t *c, uint64_t *store_id)
+{
+    const api_route_t *route = &api_routes[c->route];
+    msg_env_t env;
+    memset(&env, 0, sizeof(env));
+    env.caller = c->caller;
+    if (store_id)
+        *store_id = 0;
     uint64_t target = ACT_PLATFORM_ID;
-    char key[STORE_KEY_MAX];
     if (route->flags & API_STORE) {
-        if (store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
-                             app->cfg->base_domain, key, sizeof(key)) != 0)
-            return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found",
-                                        "no store is named by X-Tenant-Id or Host"));
+        const char *key = c->tenant_key ? c->tenant_key : "";
+        if (key[0] == '\0')
+            return api_fail(SHOPD_NOTFOUND, "store_not_found", "no store is named");
         store_snap_t snap;
         if (store_cache_get(app->stores, key, &snap)) {
             if (snap.id == 0)
-                return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"));
-            net_req_set_store(req, snap.id);
+                return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
+            if (store_id)
+                *store_id = snap.id;
             if (snap.status == STORE_SUSPENDED)
-                return answer(
-                    req, api_fail(SHOPD_FORBIDDEN, "store_suspended", "this store is suspended"));
+                return api_fail(SHOPD_FORBIDDEN, "store_suspended", "this store is suspended");
             target = snap.id;
             env.store_id = snap.id;
         } else {
@@ -240,33 +290,31 @@ api_on_request(net_request_t *req, void *ud)
             env.tenant = msg_str(key);
         }
     }
-    for (size_t i = 0; i < m.nparams && env.nparams < MSG_MAX_PARAMS; i++, env.nparams++) {
-        env.param_names[env.nparams].p = m.param_names[i];
-        env.param_names[env.nparams].n = m.param_name_lens[i];
-        env.param_values[env.nparams].p = m.param_values[i];
-        env.param_values[env.nparams].n = m.param_value_lens[i];
+    for (size_t i = 0; i < c->nparams && env.nparams < MSG_MAX_PARAMS; i++, env.nparams++) {
+        env.param_names[env.nparams] = c->param_names[i];
+        env.param_values[env.nparams] = c->param_values[i];
     }
-    /* Conditional GETs: the catalog cache answers 304 on a matching ETag. */
-    env.inm = msg_str(net_req_header(req, "If-None-Match"));
-    env.cart = msg_str(net_req_header(req, "X-Cart-Id"));
+    env.body = c->body;
+    env.inm = c->inm;
+    env.cart = c->cart;
+    env.idem = c->idem;
     env.type = msg_str(route->name);
-    env.request_id = msg_str(net_req_id(req));
-    size_t qlen, clen;
+    env.request_id = c->request_id;
+    env.ip = c->ip;
+    size_t clen;
     char *canon;
-    const char *rawq = net_req_query(req, &qlen);
-    net_reply_t *bad = api_query_canon(route->query, rawq, qlen, &canon, &clen);
+    net_reply_t *bad = api_query_canon(route->query, c->query, c->query_len, &canon, &clen);
     if (bad)
-        return answer(req, bad);
+        return bad;
     env.query.p = canon;
     env.query.n = clen;
-    char ipbuf[64];
-    env.ip = msg_str(client_ip(app, req, ipbuf, sizeof(ipbuf)));
 
     size_t len;
     char *data = msg_encode(&env, &len);
     shopd_free(canon);
-    act_msg_t *msg = act_msg_new((uint32_t)m.route, target, data, len);
-    net_req_defer(req, &msg->reply_to, &msg->reply_token);
+    act_msg_t *msg = act_msg_new((uint32_t)c->route, target, data, len);
+    msg->reply_to = c->reply_to;
+    msg->reply_token = c->token;
     /* A store not yet known here goes to the platform actor, which looks it up
      * and forwards the message to the actor its run class names. */
     shopd_rc_t rc = target == ACT_PLATFORM_ID && (route->flags & API_STORE)
@@ -279,8 +327,7 @@ api_on_request(net_request_t *req, void *ud)
                 ? api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store")
                 : api_fail(SHOPD_UNAVAILABLE, "shutting_down", "the server is shutting down");
         net_reply_add_header(r, "Retry-After", "1");
-        net_respond(req, r);
-        return NET_DONE;
+        return r;
     }
-    return NET_DEFERRED;
+    return NULL;
 }

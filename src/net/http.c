@@ -107,6 +107,7 @@ struct net_thread_s {
     uint32_t *free_slots;
     size_t nfree, free_cap;
     uint64_t rng[2];
+    net_ext_t ext; /* another protocol's callbacks (admin.c); zero if none */
     /* Metrics: written only by this thread (relaxed load+store, no locked RMW
      * needed with a single writer), read by /metrics on any thread. */
     _Atomic uint64_t *counts; /* [(nlabels + 1) * NSTATUS] */
@@ -567,6 +568,11 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
     while (list) {
         reply_node_t *n = list;
         list = n->next;
+        if ((n->token & NET_TOKEN_EXT) && t->ext.on_reply) {
+            t->ext.on_reply(t->ext.ud, n->token, n->reply);
+            shopd_free(n);
+            continue;
+        }
         uint32_t s = (uint32_t)(n->token >> 32), gen = (uint32_t)n->token;
         net_conn_t *c = s < t->nslots && t->slots[s].gen == gen ? t->slots[s].conn : NULL;
         if (c && c->in_flight) {
@@ -578,8 +584,11 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         }
         shopd_free(n);
     }
-    if (drain)
+    if (drain) {
         drain_thread(t);
+        if (t->ext.on_drain)
+            t->ext.on_drain(t->ext.ud);
+    }
     if (stop)
         event_base_loopbreak(t->base);
 }
@@ -652,6 +661,32 @@ net_req_defer(net_request_t *req, void **reply_to, uint64_t *token)
     int ms = t->srv->cfg.request_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);
+}
+
+/* ------------------------------------------------------------ extensions */
+
+int
+net_server_threads(const net_server_t *srv)
+{
+    return srv->nthreads;
+}
+
+struct event_base *
+net_server_base(net_server_t *srv, int i)
+{
+    return srv->threads[i].base;
+}
+
+void *
+net_server_reply_to(net_server_t *srv, int i)
+{
+    return &srv->threads[i];
+}
+
+void
+net_server_set_ext(net_server_t *srv, int i, const net_ext_t *ext)
+{
+    srv->threads[i].ext = *ext;
 }
 
 /* ------------------------------------------------------------ server */
