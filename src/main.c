@@ -165,6 +165,7 @@ cmd_serve(cfg_t *cfg)
                          .nlabels = api_nroutes,
                          .labels = api_route_names(),
                          .on_request = api_on_request,
+                         .on_reply = api_on_reply,
                          .ud = &app};
     app.net = net_server_new(&ncfg, err, sizeof(err));
     if (app.net == NULL) {

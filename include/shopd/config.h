@@ -47,6 +47,14 @@ typedef struct cfg_s {
     int auth_rate_ip; /**< auth attempts per minute per client address and endpoint (0 = off) */
     int auth_rate_account; /**< auth attempts per hour per account and endpoint (0 = off) */
     char *trusted_proxies; /**< "ip,ip": peers whose X-Forwarded-For names the client */
+    bool rate_limit;       /**< the edge's request budgets on (false: none, tests) */
+    int rate_window;       /**< seconds every budget below is counted over */
+    /** Requests per window by rate class (api_rate_t - 1: reads, writes, checkout,
+     *  auth, admin) and budget (0 per client address, 1 per user or token, 2 per
+     *  store before its quota); 0 = that budget off. */
+    int rate[5][3];
+    char *cors_origins; /**< "origin,origin": allowed for routes with no store */
+    int cors_max_age;   /**< seconds a browser may keep a preflight answer */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

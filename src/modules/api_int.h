@@ -19,4 +19,10 @@ shopd_rc_t api_dispatch(app_t *app, act_msg_t *m, const api_route_t *route, uint
  *  was sent and refused). */
 net_reply_t *api_unauthenticated(const char *msg, bool invalid);
 
+/** The edge's start: the request budgets' table, the platform's CORS origins
+ *  checked (SHOPD_CORS_ORIGINS), the route the preflight lookup uses. 0, or -1
+ *  with one line in err. Before any thread runs (system module init). */
+int api_edge_init(app_t *app, char *err, size_t errlen);
+void api_edge_fini(app_t *app);
+
 #endif

@@ -112,10 +112,10 @@ api_metrics(app_t *app, net_request_t *req)
 /* One row per line: a table to read across. */
 /* clang-format off */
 static const api_route_t system_routes[] = {
-    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query */
-    {"GET", "/healthz", "healthz", API_PUBLIC, API_ANY, API_INLINE, api_healthz, NULL, NULL, NULL},
-    {"GET", "/readyz", "readyz", API_PUBLIC, API_ANY, 0, NULL, api_readyz, NULL, NULL},
-    {"GET", "/metrics", "metrics", API_PUBLIC, API_ANY, API_INLINE, api_metrics, NULL, NULL, NULL},
+    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query, rate class */
+    {"GET", "/healthz", "healthz", API_PUBLIC, API_ANY, API_INLINE, api_healthz, NULL, NULL, NULL, API_RATE_EXEMPT},
+    {"GET", "/readyz", "readyz", API_PUBLIC, API_ANY, 0, NULL, api_readyz, NULL, NULL, API_RATE_EXEMPT},
+    {"GET", "/metrics", "metrics", API_PUBLIC, API_ANY, API_INLINE, api_metrics, NULL, NULL, NULL, API_RATE_EXEMPT},
 };
 /* clang-format on */
 
@@ -123,4 +123,6 @@ const api_module_t api_system_module = {
     .name = "system",
     .routes = system_routes,
     .nroutes = SHOPD_ARRAY_LEN(system_routes),
+    .init = api_edge_init,
+    .fini = api_edge_fini,
 };

@@ -244,9 +244,34 @@ record_metrics(net_thread_t *t, int label, int status, uint64_t us)
     stat_add(&t->hist_sum_us, us);
 }
 
-/* Writes the response for the current request and moves the connection on. */
+/* The headers every answer carries. A JSON API is never a page to render or
+ * frame: nosniff keeps a browser from reading an answer as script or HTML,
+ * the CSP and X-Frame-Options forbid framing (clickjacking), and no referrer
+ * leaks an API URL (it may carry a cart or a reset token) to another site. */
+static const char security_headers[] =
+    "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
+    "X-Frame-Options: DENY\r\nContent-Security-Policy: default-src 'none'; "
+    "frame-ancestors 'none'\r\n";
+
+/* True if the header lines in h ("Name: v\r\n"...) have one named name. */
+static bool
+has_header_line(const char *h, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = h; p && *p;) {
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':')
+            return true;
+        p = strstr(p, "\r\n");
+        p = p ? p + 2 : NULL;
+    }
+    return false;
+}
+
+/* Writes the response for the current request and moves the connection on.
+ * hook: the request was dispatched (not a framing error), so the application's
+ * net_reply_fn sees the answer first. */
 static void
-conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
+conn_send(net_conn_t *c, net_reply_t *r, bool force_close, bool hook)
 {
     net_thread_t *t = c->t;
     net_server_t *srv = t->srv;
@@ -260,6 +285,8 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
         snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
     if (r->store_id && !q->store_id)
         q->store_id = r->store_id;
+    if (hook && srv->cfg.on_reply)
+        srv->cfg.on_reply(q, r, srv->cfg.ud);
 
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -267,8 +294,16 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
                         r->status, net_reason(r->status),
                         r->content_type ? r->content_type : "application/json", r->len, q->rid,
                         close_after ? "close" : "keep-alive");
+    evbuffer_add(out, security_headers, sizeof(security_headers) - 1);
     if (r->headers)
         evbuffer_add(out, r->headers, strlen(r->headers));
+    if (q->xhdr_len)
+        evbuffer_add(out, q->xhdr, q->xhdr_len);
+    /* An answer to a request that carried credentials is someone's own data: no
+     * shared or browser cache keeps it, unless the route chose its policy. */
+    if (hook && net_req_header(q, "Authorization") != NULL &&
+        !has_header_line(r->headers, "Cache-Control"))
+        evbuffer_add(out, "Cache-Control: no-store\r\n", 25);
     evbuffer_add(out, "\r\n", 2);
     if (r->len && strcmp(q->method, "HEAD") != 0)
         evbuffer_add(out, r->body, r->len);
@@ -307,7 +342,7 @@ conn_fail(net_conn_t *c, int status, const char *code, const char *message)
     if (c->fr.req.start_us == 0)
         c->fr.req.start_us = shopd_now_us();
     c->lingering = true;
-    conn_send(c, r, true);
+    conn_send(c, r, true, false);
 }
 
 static void
@@ -488,7 +523,7 @@ request_timeout_cb(evutil_socket_t fd, short what, void *arg)
             conn_fail(c, 408, "request_timeout", "the request did not arrive in time");
         return;
     }
-    conn_send(c, net_reply_error(504, "request_timeout", "the request took too long"), false);
+    conn_send(c, net_reply_error(504, "request_timeout", "the request took too long"), false, true);
     if (!c->closing)
         conn_parse(c);
 }
@@ -570,7 +605,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         uint32_t s = (uint32_t)(n->token >> 32), gen = (uint32_t)n->token;
         net_conn_t *c = s < t->nslots && t->slots[s].gen == gen ? t->slots[s].conn : NULL;
         if (c && c->in_flight) {
-            conn_send(c, n->reply, false);
+            conn_send(c, n->reply, false, true);
             if (!c->closing)
                 conn_parse(c);
         } else {
@@ -632,11 +667,48 @@ net_req_set_store(net_request_t *req, uint64_t store_id)
     req->store_id = store_id;
 }
 
+bool
+net_req_add_header(net_request_t *req, const char *name, const char *value)
+{
+    size_t room = sizeof(req->xhdr) - req->xhdr_len;
+    int n = snprintf(req->xhdr + req->xhdr_len, room, "%s: %s\r\n", name, value);
+    if (n < 0 || (size_t)n >= room) {
+        req->xhdr[req->xhdr_len] = '\0';
+        return false;
+    }
+    req->xhdr_len += (size_t)n;
+    return true;
+}
+
+void
+net_req_set_tag(net_request_t *req, unsigned tag)
+{
+    req->tag = tag;
+}
+
+unsigned
+net_req_tag(const net_request_t *req)
+{
+    return req->tag;
+}
+
+int
+net_req_label(const net_request_t *req)
+{
+    return req->label;
+}
+
+uint64_t
+net_req_store(const net_request_t *req)
+{
+    return req->store_id;
+}
+
 void
 net_respond(net_request_t *req, net_reply_t *reply)
 {
     net_conn_t *c = req->conn;
-    conn_send(c, reply, false);
+    conn_send(c, reply, false, true);
     /* The caller (dispatch, from conn_parse) resumes parsing. */
 }
 
