@@ -14,8 +14,8 @@
 
 typedef enum store_status_e { STORE_ACTIVE = 0, STORE_SUSPENDED = 1 } store_status_t;
 
-#define STORE_CORS_MAX 1024 /**< bytes of a store's allowed origins, commas included */
-#define STORE_CORS_ORIGINS 16 /**< origins a store may allow */
+#define STORE_CORS_MAX 1024       /**< bytes of a store's allowed origins, commas included */
+#define STORE_CORS_ORIGINS 16     /**< origins a store may allow */
 #define STORE_RATE_QUOTA_MAX 1000 /**< largest settings.rate_quota */
 
 /** What the edge and the handlers need of a store, copied out of the cache. */
@@ -55,8 +55,8 @@ bool store_domain_valid(const char *s);
 
 /** True if s is an origin a store may allow: "http(s)://host[:port]" in lower
  *  case, no path; or with the host "*.example.com" (after the scheme) for
- *  every subdomain of a domain (never "*" alone: the allowed list is echoed, and "null" is never allowed).
- *  Pure. */
+ *  every subdomain of a domain (never "*" alone: the allowed list is echoed, and "null" is never
+ * allowed). Pure. */
 bool store_origin_valid(const char *s, size_t n);
 /** True if origin (a request's Origin header, compared case-insensitively)
  *  is one of list ("origin,origin", entries as store_origin_valid accepts);

@@ -200,11 +200,10 @@ rate_check(app_t *app, net_request_t *req, const api_route_t *route, const msg_c
             if (caller->role == MSG_ROLE_ANONYMOUS)
                 continue;
             /* The platform token has no user: it is one caller of its own. */
-            n = caller->role == MSG_ROLE_PLATFORM
-                    ? snprintf(key, sizeof(key), "u%d:platform", ci)
-                    : snprintf(key, sizeof(key), "u%d:%llu:%llu", ci,
-                               (unsigned long long)caller->store_id,
-                               (unsigned long long)caller->user_id);
+            n = caller->role == MSG_ROLE_PLATFORM ? snprintf(key, sizeof(key), "u%d:platform", ci)
+                                                  : snprintf(key, sizeof(key), "u%d:%llu:%llu", ci,
+                                                             (unsigned long long)caller->store_id,
+                                                             (unsigned long long)caller->user_id);
         } else {
             /* A store the edge has not cached yet (its first request in a TTL) is
              * not counted: the worker that looks it up fills the cache. */
@@ -334,7 +333,8 @@ preflight_reply(app_t *app, net_request_t *req, net_reply_t *r, const char *list
     net_reply_add_header(r, "Access-Control-Allow-Methods", allow_methods);
     net_reply_add_header(r, "Access-Control-Allow-Headers", cors_allow_headers);
     net_reply_add_header(r, "Access-Control-Max-Age", age);
-    net_reply_add_header(r, "Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
+    net_reply_add_header(r, "Vary",
+                         "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
 }
 
 /* The methods a preflight may grant on a path: those of its routes, HEAD with GET. */
@@ -414,7 +414,8 @@ api_on_reply(net_request_t *req, net_reply_t *r, void *ud)
     if (tag == 0)
         return;
     int label = net_req_label(req);
-    const api_route_t *route = label >= 0 && (size_t)label < api_nroutes ? &api_routes[label] : NULL;
+    const api_route_t *route =
+        label >= 0 && (size_t)label < api_nroutes ? &api_routes[label] : NULL;
     uint64_t sid = r->store_id ? r->store_id : net_req_store(req);
     store_snap_t snap;
     if (tag & EDGE_TAG_PREFLIGHT) {
