@@ -474,9 +474,20 @@ api_on_request(net_request_t *req, void *ud)
 
     msg_env_t env;
     memset(&env, 0, sizeof(env));
+    char ipbuf[64];
+    const char *ip = client_ip(app, req, ipbuf, sizeof(ipbuf));
     net_reply_t *denied = authenticate(app, req, route, &env.caller);
-    if (denied)
+    if (denied) {
+        /* Refused callers spend budgets too (a flood of bad tokens is a flood),
+         * before the store is looked at, so 401 and 403 keep their precedence
+         * over store_not_found. */
+        net_reply_t *limited = rate_check(app, req, route, &env.caller, NULL, ip);
+        if (limited) {
+            net_reply_free(denied);
+            return answer(req, limited);
+        }
         return answer(req, denied);
+    }
 
     uint64_t target = ACT_PLATFORM_ID;
     char key[STORE_KEY_MAX];
@@ -502,8 +513,6 @@ api_on_request(net_request_t *req, void *ud)
             env.tenant = msg_str(key);
         }
     }
-    char ipbuf[64];
-    const char *ip = client_ip(app, req, ipbuf, sizeof(ipbuf));
     net_reply_t *limited = rate_check(app, req, route, &env.caller, have_snap ? &snap : NULL, ip);
     if (limited)
         return answer(req, limited);

@@ -220,6 +220,10 @@ test_address_budget_and_exempt(void **state)
     assert_non_null(strstr(r.body, "client address"));
     assert_non_null(th_header(&r, "Retry-After"));
     th_resp_free(&r);
+    /* Requests that would be refused anyway (no token: 401) count too. */
+    r = th_store_req(s, d, NULL, "GET", "/api/v1/me", NULL);
+    assert_int_equal(r.status, 429);
+    th_resp_free(&r);
     /* Admin routes are another class with budgets of their own. */
     r = th_platform(s, "POST", "/api/v1/stores", "{}");
     assert_int_equal(r.status, 422);
