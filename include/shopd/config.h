@@ -55,6 +55,8 @@ typedef struct cfg_s {
     int rate[5][3];
     char *cors_origins; /**< "origin,origin": allowed for routes with no store */
     int cors_max_age;   /**< seconds a browser may keep a preflight answer */
+    char *tls_cert;     /**< PEM certificate chain: serve HTTPS ("" = plain HTTP) */
+    char *tls_key;      /**< PEM private key of tls_cert */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

@@ -134,6 +134,11 @@ typedef struct net_config_s {
     bool access_log;
     size_t nlabels;            /**< number of route labels for metrics */
     const char *const *labels; /**< label names (route names), index = label id */
+    /** PEM certificate chain and private key files: serve HTTPS (TLS 1.2 and
+     *  1.3 only, ALPN http/1.1, Strict-Transport-Security on every answer).
+     *  NULL or "": plain HTTP. */
+    const char *tls_cert;
+    const char *tls_key;
     net_request_fn on_request;
     net_reply_fn on_reply; /**< may be NULL */
     void *ud;
@@ -142,6 +147,10 @@ typedef struct net_config_s {
 /** Binds the listeners (one per thread, SO_REUSEPORT). NULL with a line in err on
  *  failure (e.g. address in use). Call evthread_use_pthreads() before. */
 net_server_t *net_server_new(const net_config_t *cfg, char *err, size_t errlen);
+/** Loads the TLS certificate and key again (SIGHUP): connections accepted from
+ *  now on use the new ones, open connections keep theirs. On failure the old
+ *  ones stay and err says why (-1). 0 without TLS. Any thread. */
+int net_server_reload_tls(net_server_t *srv, char *err, size_t errlen);
 /** Starts the I/O threads. 0 or -1. */
 int net_server_start(net_server_t *srv);
 /** Graceful stop, step 1: stop accepting; later responses say Connection: close;

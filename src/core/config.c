@@ -85,6 +85,8 @@ static const cfg_row_t cfg_rows[] = {
     {"rate-admin-user", "SHOPD_RATE_ADMIN_USER", CFG_INT, O(rate[4][1]), 0, 1000000, "600", "admin routes per window per signed-in user or API token (0 = no limit)"},
     {"rate-admin-store", "SHOPD_RATE_ADMIN_STORE", CFG_INT, O(rate[4][2]), 0, 1000000, "6000", "admin routes per window per store (times its settings.rate_quota) (0 = no limit)"},
     {"cors-origins", "SHOPD_CORS_ORIGINS", CFG_STR, O(cors_origins), 0, 0, "", "origins (https://app.example.com,https://*.example.com) allowed on routes no store names; stores list theirs in settings.cors_origins"},
+    {"tls-cert", "SHOPD_TLS_CERT", CFG_STR, O(tls_cert), 0, 0, "", "PEM certificate chain file: serve HTTPS, TLS 1.2/1.3 (empty: plain HTTP); SIGHUP reloads it"},
+    {"tls-key", "SHOPD_TLS_KEY", CFG_STR, O(tls_key), 0, 0, "", "PEM private key file of the TLS certificate"},
     {"cors-max-age", "SHOPD_CORS_MAX_AGE", CFG_INT, O(cors_max_age), 0, 86400, "600", "seconds a browser may cache a preflight answer"},
 };
 /* clang-format on */
@@ -253,6 +255,9 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
     if (strncmp(cfg->database_url, "postgres", 8) != 0 && strchr(cfg->database_url, '=') == NULL)
         return fail(err, errlen,
                     "invalid configuration: database URL must start with postgresql://");
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return fail(err, errlen,
+                    "invalid configuration: SHOPD_TLS_CERT and SHOPD_TLS_KEY go together");
     if (strncmp(cfg->redis_url, "redis://", 8) != 0)
         return fail(err, errlen, "invalid configuration: Redis URL must start with redis://");
     return 0;

@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -48,6 +49,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "shopd/log.h"
 #include "shopd/net.h"
@@ -123,6 +126,12 @@ struct net_server_s {
     _Atomic uint64_t inflight; /* requests accepted and not answered */
     _Atomic bool draining;
     _Atomic uint64_t rejected_conns;
+    /* TLS: the context new connections take (NULL: plain HTTP). Swapped by
+     * net_server_reload_tls under tls_lock; each SSL holds its own reference
+     * to the context it was made from, so open connections keep theirs. */
+    pthread_mutex_t tls_lock;
+    SSL_CTX *tls_ctx;
+    bool tls;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -253,6 +262,9 @@ static const char security_headers[] =
     "X-Frame-Options: DENY\r\nContent-Security-Policy: default-src 'none'; "
     "frame-ancestors 'none'\r\n";
 
+static const char hsts_header[] =
+    "Strict-Transport-Security: max-age=63072000; includeSubDomains\r\n";
+
 /* True if the header lines in h ("Name: v\r\n"...) have one named name. */
 static bool
 has_header_line(const char *h, const char *name)
@@ -295,6 +307,10 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close, bool hook)
                         r->content_type ? r->content_type : "application/json", r->len, q->rid,
                         close_after ? "close" : "keep-alive");
     evbuffer_add(out, security_headers, sizeof(security_headers) - 1);
+    /* Only over TLS: HSTS on plain HTTP is ignored by browsers, and would pin
+     * a host that may not serve HTTPS. */
+    if (srv->tls)
+        evbuffer_add(out, hsts_header, sizeof(hsts_header) - 1);
     if (r->headers)
         evbuffer_add(out, r->headers, strlen(r->headers));
     if (q->xhdr_len)
@@ -484,6 +500,8 @@ static void
 conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     net_conn_t *c = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* a TLS handshake completed: requests follow */
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
         (c->in_flight || c->out_blocked) && !c->lingering) {
         /* Idle timer fired while the application works on a request, or while
@@ -537,6 +555,11 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     if (prev >= srv->cfg.max_conns) {
         atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&srv->rejected_conns, 1, memory_order_relaxed);
+        if (srv->tls) {
+            /* A plain-text answer means nothing to a TLS client: just close. */
+            evutil_closesocket(fd);
+            return;
+        }
         static const char busy[] =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             "Retry-After: 1\r\nConnection: close\r\nContent-Length: 81\r\n\r\n"
@@ -556,8 +579,26 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
+    if (srv->tls) {
+        pthread_mutex_lock(&srv->tls_lock);
+        SSL *ssl = SSL_new(srv->tls_ctx);
+        pthread_mutex_unlock(&srv->tls_lock);
+        if (ssl == NULL) {
+            evutil_closesocket(fd);
+            shopd_free(c);
+            atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+            return;
+        }
+        /* CLOSE_ON_FREE: freeing the bufferevent frees the SSL and closes fd. */
+        c->bev = bufferevent_openssl_socket_new(t->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        /* A client that closes without close_notify (most do) is an end of input,
+         * not an error. */
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     c->slot = slot_alloc(t, c);
-    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     net_framer_init(&c->fr, srv->cfg.max_header, srv->cfg.max_body);
     stat_add(&t->conns_open, 1);
     struct timeval idle = {srv->cfg.idle_timeout_s, 0};
@@ -736,6 +777,73 @@ thread_main(void *arg)
     return NULL;
 }
 
+/* ALPN: HTTP/1.1 is all this server speaks; a client offering only h2 is refused. */
+static int
+alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+            unsigned int inlen, void *arg)
+{
+    static const unsigned char h11[] = "\x08http/1.1";
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, h11, sizeof(h11) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* A server context from the PEM files: TLS 1.2 and 1.3 only, forward-secret
+ * AEAD suites for 1.2 (1.3's are all of that kind), no renegotiation, no
+ * compression, the server's suite order. NULL with the reason in err. */
+static SSL_CTX *
+tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        goto fail;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!SHA1") != 1)
+        goto fail;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(err, errlen, "cannot load the TLS certificate %s: %s", cert,
+                 ERR_reason_error_string(ERR_get_error()));
+        goto out;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen,
+                 "cannot load the TLS key %s (or it does not match the certificate): %s", key,
+                 ERR_reason_error_string(ERR_get_error()));
+        goto out;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    ERR_clear_error();
+    return ctx;
+fail:
+    snprintf(err, errlen, "cannot set up TLS: %s", ERR_reason_error_string(ERR_get_error()));
+out:
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+int
+net_server_reload_tls(net_server_t *srv, char *err, size_t errlen)
+{
+    if (!srv->tls)
+        return 0;
+    SSL_CTX *ctx = tls_ctx_new(srv->cfg.tls_cert, srv->cfg.tls_key, err, errlen);
+    if (ctx == NULL)
+        return -1;
+    pthread_mutex_lock(&srv->tls_lock);
+    SSL_CTX *old = srv->tls_ctx;
+    srv->tls_ctx = ctx;
+    pthread_mutex_unlock(&srv->tls_lock);
+    SSL_CTX_free(old); /* drops our reference; open connections hold theirs */
+    return 0;
+}
+
 net_server_t *
 net_server_new(const net_config_t *cfg, char *err, size_t errlen)
 {
@@ -743,6 +851,13 @@ net_server_new(const net_config_t *cfg, char *err, size_t errlen)
     srv->cfg = *cfg;
     srv->nthreads = cfg->threads;
     srv->threads = shopd_calloc((size_t)cfg->threads, sizeof(net_thread_t));
+    pthread_mutex_init(&srv->tls_lock, NULL);
+    if (cfg->tls_cert && cfg->tls_cert[0]) {
+        srv->tls_ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, errlen);
+        if (srv->tls_ctx == NULL)
+            goto fail;
+        srv->tls = true;
+    }
 
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
@@ -864,6 +979,8 @@ net_server_free(net_server_t *srv)
         shopd_free(t->counts);
     }
     shopd_free(srv->threads);
+    SSL_CTX_free(srv->tls_ctx);
+    pthread_mutex_destroy(&srv->tls_lock);
     shopd_free(srv);
 }
 
