@@ -185,6 +185,8 @@ void net_req_set_store(net_request_t *req, uint64_t store_id);
  *  comes (the edge's rate-limit budget). Up to 512 bytes in all per request;
  *  a line that does not fit is dropped (false). I/O thread only. */
 bool net_req_add_header(net_request_t *req, const char *name, const char *value);
+/** Same with ready header lines ("Name: value\r\n"..., len bytes), in one copy. */
+bool net_req_add_header_lines(net_request_t *req, const char *lines, size_t len);
 /** The application's mark on a request (0 when it arrives), read back in the
  *  net_reply_fn. I/O thread only. */
 void net_req_set_tag(net_request_t *req, unsigned tag);

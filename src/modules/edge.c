@@ -226,17 +226,16 @@ rate_check(app_t *app, net_request_t *req, const api_route_t *route, const msg_c
     }
     if (best_scope < 0)
         return NULL;
-    char v[64];
-    snprintf(v, sizeof(v), "%u", best.limit);
-    net_req_add_header(req, "RateLimit-Limit", v);
-    snprintf(v, sizeof(v), "%u", best.remaining);
-    net_req_add_header(req, "RateLimit-Remaining", v);
-    snprintf(v, sizeof(v), "%u", best.reset_s);
-    net_req_add_header(req, "RateLimit-Reset", v);
-    snprintf(v, sizeof(v), "%u;w=%d", best.limit, cfg->rate_window);
-    net_req_add_header(req, "RateLimit-Policy", v);
+    char lines[200];
+    int n = snprintf(lines, sizeof(lines),
+                     "RateLimit-Limit: %u\r\nRateLimit-Remaining: %u\r\nRateLimit-Reset: "
+                     "%u\r\nRateLimit-Policy: %u;w=%d\r\n",
+                     best.limit, best.remaining, best.reset_s, best.limit, cfg->rate_window);
+    if (n > 0 && (size_t)n < sizeof(lines))
+        net_req_add_header_lines(req, lines, (size_t)n);
     if (best.allowed)
         return NULL;
+    char v[16];
     char msg[160];
     snprintf(msg, sizeof(msg), "too many %s requests for this %s; retry in %u s",
              rate_class_names[ci], rate_scope_names[best_scope], best.retry_s);

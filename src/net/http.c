@@ -721,6 +721,17 @@ net_req_add_header(net_request_t *req, const char *name, const char *value)
     return true;
 }
 
+bool
+net_req_add_header_lines(net_request_t *req, const char *lines, size_t len)
+{
+    if (len >= sizeof(req->xhdr) - req->xhdr_len)
+        return false;
+    memcpy(req->xhdr + req->xhdr_len, lines, len);
+    req->xhdr_len += len;
+    req->xhdr[req->xhdr_len] = '\0';
+    return true;
+}
+
 void
 net_req_set_tag(net_request_t *req, unsigned tag)
 {
