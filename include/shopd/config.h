@@ -49,6 +49,7 @@ typedef struct cfg_s {
     char *trusted_proxies; /**< "ip,ip": peers whose X-Forwarded-For names the client */
     bool rate_limit;       /**< the edge's request budgets on (false: none, tests) */
     int rate_window;       /**< seconds every budget below is counted over */
+    int rate_sync_ms;      /**< ms between budget syncs through Redis (0: per process only) */
     /** Requests per window by rate class (api_rate_t - 1: reads, writes, checkout,
      *  auth, admin) and budget (0 per client address, 1 per user or token, 2 per
      *  store before its quota); 0 = that budget off. */

@@ -43,8 +43,44 @@ typedef struct rl_table_s rl_table_t;
 rl_table_t *rl_table_new(size_t slots);
 /** Accepts NULL. */
 void rl_table_free(rl_table_t *t);
-/** rl_gcra_take on the budget of key (keylen bytes). Any thread. */
+/** rl_gcra_take on the budget of key (keylen bytes). An allowed request is also
+ *  counted as pending for the next rl_table_collect. Any thread. */
 void rl_table_take(rl_table_t *t, const char *key, size_t keylen, uint64_t now_us,
                    uint64_t period_us, uint32_t limit, rl_result_t *out);
+
+/* ---- sharing budgets between processes ----
+ * Each process decides alone, from its table; a sync thread periodically takes
+ * the requests each budget allowed since the last time (rl_table_collect),
+ * adds them to the budget's TAT in Redis (one GCRA step of n requests, keyed
+ * by rl_shared_key, so every process names a budget alike), and merges the
+ * TAT Redis returns back (rl_table_merge), which then holds every process's
+ * spending; a budget in debt here is read back every sync even when this
+ * process does not spend from it. Between two syncs each process spends on
+ * what it knows: while a budget is in debt in P processes it may be
+ * overspent by at most (P - 1) x its rate x the sync interval; a process that
+ * meets a budget it holds no debt on (first use, or full again) may let up
+ * to one burst through before its next sync. TATs are wall-clock
+ * microseconds, so the processes' clocks must agree (NTP): a skew of d
+ * shifts a budget by d. */
+
+/** A budget's requests since the last collection. */
+typedef struct rl_pending_s {
+    uint64_t key;    /**< the slot's key, for rl_table_merge */
+    uint64_t shared; /**< the budget's name across processes */
+    uint32_t n;      /**< requests allowed here since the last collection */
+    uint32_t limit;
+    uint64_t period_us;
+} rl_pending_t;
+
+/** The name of key's budget in every process (rl_table_take computes it too). Pure. */
+uint64_t rl_shared_key(const char *key, size_t keylen);
+/** Takes every budget's pending requests (and zeroes them) into *out, grown as
+ *  needed (*cap entries; realloc'd, the caller frees), and also every budget
+ *  still in debt at now_us with n = 0 (so its shared TAT is read back even
+ *  while this process does not spend from it). Returns how many. Any thread. */
+size_t rl_table_collect(rl_table_t *t, uint64_t now_us, rl_pending_t **out, size_t *cap);
+/** Moves the budget of slot key on to the shared TAT tat, if that is later than
+ *  its own (a budget no longer in the table is left alone). Any thread. */
+void rl_table_merge(rl_table_t *t, uint64_t key, uint64_t tat);
 
 #endif

@@ -68,6 +68,7 @@ static const cfg_row_t cfg_rows[] = {
     {"auth-rate-account", "SHOPD_AUTH_RATE_ACCOUNT", CFG_INT, O(auth_rate_account), 0, 1000000, "30", "login/register/forgot/refresh attempts per hour per account (0 = no limit)"},
     {"trusted-proxies", "SHOPD_TRUSTED_PROXIES", CFG_STR, O(trusted_proxies), 0, 0, "", "proxy addresses (ip,ip) whose X-Forwarded-For names the client (rate limits)"},
     {"rate-limit", "SHOPD_RATE_LIMIT", CFG_BOOL, O(rate_limit), 0, 0, "true", "request budgets on every route but /healthz, /readyz and /metrics (429 rate_limited beyond)"},
+    {"rate-sync-ms", "SHOPD_RATE_SYNC_MS", CFG_INT, O(rate_sync_ms), 0, 60000, "200", "ms between syncs of the request budgets through Redis, shared by every process (0 = each process counts alone)"},
     {"rate-window", "SHOPD_RATE_WINDOW", CFG_INT, O(rate_window), 1, 86400, "60", "seconds the SHOPD_RATE_* budgets are counted over"},
     {"rate-reads-ip", "SHOPD_RATE_READS_IP", CFG_INT, O(rate[0][0]), 0, 1000000, "1200", "reads (GET) per window per client address (0 = no limit)"},
     {"rate-reads-user", "SHOPD_RATE_READS_USER", CFG_INT, O(rate[0][1]), 0, 1000000, "2400", "reads (GET) per window per signed-in user or API token (0 = no limit)"},

@@ -24,5 +24,7 @@ net_reply_t *api_unauthenticated(const char *msg, bool invalid);
  *  with one line in err. Before any thread runs (system module init). */
 int api_edge_init(app_t *app, char *err, size_t errlen);
 void api_edge_fini(app_t *app);
+/** The edge's lines of /metrics (budget syncs) into buf (n bytes); their length. */
+size_t api_edge_metrics(char *buf, size_t n);
 
 #endif

@@ -13,11 +13,13 @@
  * api_on_reply adds the CORS headers to each answer just before it is
  * written, when the answer's store is known even if the edge did not know it.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "api_int.h"
 #include "shopd/auth.h"
@@ -170,6 +172,16 @@ api_rate_class(const api_route_t *r)
     return API_RATE_WRITES;
 }
 
+/* Budgets are kept in wall-clock microseconds: their TATs travel between
+ * processes through Redis (rl_table_collect), so all must read one clock. */
+static uint64_t
+wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static const char *const rate_class_names[] = {"reads", "writes", "checkout", "auth", "admin"};
 static const char *const rate_scope_names[] = {"client address", "user", "store"};
 
@@ -187,7 +199,7 @@ rate_check(app_t *app, net_request_t *req, const api_route_t *route, const msg_c
     if (!cfg->rate_limit || cls == API_RATE_EXEMPT || app->limits == NULL)
         return NULL;
     int ci = (int)cls - 1;
-    uint64_t now = shopd_now_us(), period = (uint64_t)cfg->rate_window * 1000000u;
+    uint64_t now = wall_us(), period = (uint64_t)cfg->rate_window * 1000000u;
     rl_result_t best = {0}, res;
     int best_scope = -1;
     for (int scope = 0; scope < 3; scope++) {
@@ -261,6 +273,123 @@ static const char cors_expose_headers[] =
     "ETag, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, Retry-After, "
     "Idempotent-Replayed, X-Request-Id, X-Cart-Id";
 
+/* ------------------------------------------------------------ shared budgets */
+
+/* One GCRA step of n requests on a budget's TAT in Redis (wall-clock us; Lua
+ * numbers are doubles, exact to 2^53, about 285 years of microseconds). The key
+ * lives as long as its debt plus a second. */
+static const char sync_lua[] =
+    "local now = tonumber(ARGV[1]) local n = tonumber(ARGV[2]) local iv = tonumber(ARGV[3]) "
+    "local tat = tonumber(redis.call('GET', KEYS[1]) or '0') "
+    "if tat < now then tat = now end "
+    "tat = tat + n * iv "
+    "redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', "
+    "math.floor((tat - now) / 1000) + 1000) "
+    "return tat";
+
+static struct {
+    app_t *app;
+    pthread_t tid;
+    bool running;
+    bool stop; /* under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    _Atomic uint64_t synced;   /* budgets pushed to Redis and merged back */
+    _Atomic uint64_t failures; /* syncs that found Redis unreachable or refusing */
+} rl_sync = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+/* One sync: every budget's requests since the last one go to Redis in one
+ * pipeline, and the TATs it answers come back into the table. Redis down:
+ * the budgets stay per process (fail open), with a log line per outage and a
+ * metric. */
+static void
+sync_once(kv_conn_t *kv, rl_pending_t **buf, size_t *cap, bool *down)
+{
+    rl_table_t *t = rl_sync.app->limits;
+    uint64_t at = wall_us();
+    size_t n = rl_table_collect(t, at, buf, cap);
+    if (n == 0)
+        return;
+    char now[24];
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)at);
+    for (size_t i = 0; i < n; i++) {
+        rl_pending_t *p = &(*buf)[i];
+        char key[32], cnt[16], iv[24];
+        uint64_t step = p->limit ? p->period_us / p->limit : p->period_us;
+        snprintf(key, sizeof(key), "rl:edge:%016llx", (unsigned long long)p->shared);
+        snprintf(cnt, sizeof(cnt), "%u", p->n);
+        snprintf(iv, sizeof(iv), "%llu", (unsigned long long)(step ? step : 1));
+        const char *argv[] = {"EVAL", sync_lua, "1", key, now, cnt, iv};
+        size_t lens[7];
+        for (int a = 0; a < 7; a++)
+            lens[a] = strlen(argv[a]);
+        kv_appendv(kv, 7, argv, lens);
+    }
+    bool failed = false;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = kv_get_reply(kv);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+            rl_table_merge(t, (*buf)[i].key, (uint64_t)r->integer);
+            atomic_fetch_add_explicit(&rl_sync.synced, 1, memory_order_relaxed);
+        } else {
+            if (!failed && !*down)
+                log_warn("rate budgets not shared (counting in this process only): %s",
+                         r && r->str ? r->str : "redis unavailable");
+            failed = true;
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    if (failed)
+        atomic_fetch_add_explicit(&rl_sync.failures, 1, memory_order_relaxed);
+    else if (*down)
+        log_info("rate budgets shared again through redis");
+    *down = failed;
+}
+
+static void *
+sync_main(void *arg)
+{
+    const cfg_t *cfg = rl_sync.app->cfg;
+    kv_conn_t *kv = kv_conn_new(cfg->redis_url, 500);
+    rl_pending_t *buf = NULL;
+    size_t cap = 0;
+    bool down = false;
+    pthread_mutex_lock(&rl_sync.lock);
+    while (!rl_sync.stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)cfg->rate_sync_ms * 1000000u;
+        until.tv_sec += (time_t)(ns / 1000000000u);
+        until.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&rl_sync.wake, &rl_sync.lock, &until);
+        if (rl_sync.stop)
+            break;
+        pthread_mutex_unlock(&rl_sync.lock);
+        sync_once(kv, &buf, &cap, &down);
+        pthread_mutex_lock(&rl_sync.lock);
+    }
+    pthread_mutex_unlock(&rl_sync.lock);
+    shopd_free(buf);
+    kv_conn_free(kv);
+    return NULL;
+}
+
+size_t
+api_edge_metrics(char *buf, size_t n)
+{
+    int k = snprintf(
+        buf, n,
+        "# HELP shopd_rate_synced_total Request budgets shared through Redis (pushed and merged "
+        "back).\n# TYPE shopd_rate_synced_total counter\nshopd_rate_synced_total %llu\n"
+        "# HELP shopd_rate_sync_failures_total Budget syncs that could not reach Redis (budgets "
+        "then count in this process only).\n# TYPE shopd_rate_sync_failures_total "
+        "counter\nshopd_rate_sync_failures_total %llu\n",
+        (unsigned long long)atomic_load_explicit(&rl_sync.synced, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&rl_sync.failures, memory_order_relaxed));
+    return k > 0 && (size_t)k < n ? (size_t)k : 0;
+}
+
 int
 api_edge_init(app_t *app, char *err, size_t errlen)
 {
@@ -280,13 +409,30 @@ api_edge_init(app_t *app, char *err, size_t errlen)
         }
         p = e ? e + 1 : p + l;
     }
-    app->limits = rl_table_new((size_t)1 << 18);
+    app->limits = rl_table_new((size_t)1 << 17);
+    rl_sync.app = app;
+    rl_sync.stop = false;
+    if (app->cfg->rate_limit && app->cfg->rate_sync_ms > 0) {
+        if (pthread_create(&rl_sync.tid, NULL, sync_main, NULL) != 0) {
+            snprintf(err, errlen, "cannot start the rate budget sync thread");
+            return -1;
+        }
+        rl_sync.running = true;
+    }
     return 0;
 }
 
 void
 api_edge_fini(app_t *app)
 {
+    if (rl_sync.running) {
+        pthread_mutex_lock(&rl_sync.lock);
+        rl_sync.stop = true;
+        pthread_cond_signal(&rl_sync.wake);
+        pthread_mutex_unlock(&rl_sync.lock);
+        pthread_join(rl_sync.tid, NULL);
+        rl_sync.running = false;
+    }
     rl_table_free(app->limits);
     app->limits = NULL;
 }

@@ -101,6 +101,8 @@ api_metrics(app_t *app, net_request_t *req)
         store_cache_size(app->stores), (unsigned long long)bs.processed,
         (unsigned long long)bs.queued, (unsigned long long)bs.busy_workers,
         (unsigned long long)bs.rejected, bs.workers);
+    if (n > 0 && (size_t)n < sizeof(extra))
+        n += (int)api_edge_metrics(extra + n, sizeof(extra) - (size_t)n);
     net_reply_t *r = api_empty(SHOPD_OK);
     r->body = shopd_realloc(text, len + (size_t)n + 1);
     memcpy(r->body + len, extra, (size_t)n + 1);

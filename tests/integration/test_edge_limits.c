@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "harness.h"
@@ -231,6 +232,48 @@ test_address_budget_and_exempt(void **state)
     assert_int_equal(th_stop(s), 0);
 }
 
+/* Two processes on one Redis share a store's budget: what one spent, the other
+ * refuses once a sync has passed (SHOPD_RATE_SYNC_MS). */
+static void
+test_shared_budget(void **state)
+{
+    static const char *const env[] = {"SHOPD_RATE_LIMIT=true", "SHOPD_RATE_READS_IP=100000",
+                                      "SHOPD_RATE_READS_STORE=6", "SHOPD_RATE_SYNC_MS=50", NULL};
+    th_server_t *s1 = th_start(env), *s2 = th_start(env);
+    long st = th_create_store(s1, th_slug("rls"), NULL);
+    th_resp_t r;
+    /* Each edge caches the store (not counted), then both spend: 3 here, 1 there. */
+    th_server_t *order[] = {s1, s2, s1, s1, s1, s2};
+    for (int i = 0; i < 6; i++) {
+        r = store_get(order[i], st, NULL);
+        assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+    }
+    usleep(400 * 1000); /* several syncs */
+    /* 4 of 6 are spent across the two: s2 has 2 left, not the 5 it saw alone. */
+    int ok = 0;
+    for (int i = 0; i < 4; i++) {
+        r = store_get(s2, st, NULL);
+        ok += r.status == 200;
+        th_resp_free(&r);
+    }
+    assert_int_equal(ok, 2);
+    usleep(400 * 1000);
+    /* And s1, which spent 3 itself, now knows all 6 are gone. */
+    r = store_get(s1, st, NULL);
+    assert_int_equal(r.status, 429);
+    th_resp_free(&r);
+    r = th_req(s1, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    const char *m = strstr(r.body, "\nshopd_rate_synced_total ");
+    assert_non_null(m);
+    assert_true(strtol(m + 25, NULL, 10) > 0);
+    assert_non_null(strstr(r.body, "\nshopd_rate_sync_failures_total 0\n"));
+    th_resp_free(&r);
+    assert_int_equal(th_stop(s1), 0);
+    assert_int_equal(th_stop(s2), 0);
+}
+
 /* A preflight as a browser sends it: OPTIONS, the API's Host, Origin and the
  * method and header names it wants. */
 static th_resp_t
@@ -410,6 +453,7 @@ main(void)
         cmocka_unit_test(test_store_budget),
         cmocka_unit_test(test_user_budget),
         cmocka_unit_test(test_address_budget_and_exempt),
+        cmocka_unit_test(test_shared_budget),
         cmocka_unit_test(test_cors),
         cmocka_unit_test(test_security_headers),
         TH_STOP_TEST,

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -97,6 +98,49 @@ test_table_keys_apart(void **state)
     rl_table_free(NULL);
 }
 
+/* What a sync takes and gives back: the requests allowed since the last
+ * collection, budgets still in debt with none, and a shared TAT that makes
+ * this process refuse what others spent. */
+static void
+test_collect_and_merge(void **state)
+{
+    rl_table_t *t = rl_table_new(1024);
+    rl_result_t r;
+    uint64_t now = 100 * S;
+    rl_pending_t *p = NULL;
+    size_t cap = 0;
+    assert_int_equal(rl_table_collect(t, now, &p, &cap), 0);
+    rl_table_take(t, "store:1", 7, now, 60 * S, 6, &r);
+    rl_table_take(t, "store:1", 7, now, 60 * S, 6, &r);
+    rl_table_take(t, "ip:a", 4, now, 60 * S, 6, &r);
+    size_t n = rl_table_collect(t, now, &p, &cap);
+    assert_int_equal(n, 2);
+    size_t si = p[0].shared == rl_shared_key("store:1", 7) ? 0 : 1;
+    assert_int_equal(p[si].shared, rl_shared_key("store:1", 7));
+    assert_int_equal(p[si].n, 2);
+    assert_int_equal(p[si].limit, 6);
+    assert_int_equal(p[si].period_us, 60 * S);
+    assert_int_equal(p[1 - si].n, 1);
+    /* Nothing new, but both are in debt: listed with n = 0. */
+    n = rl_table_collect(t, now, &p, &cap);
+    assert_int_equal(n, 2);
+    assert_int_equal(p[0].n + p[1].n, 0);
+    /* Others spent the rest: the merged TAT refuses here. */
+    uint64_t key = p[si].key;
+    rl_table_merge(t, key, now + 60 * S);
+    rl_table_take(t, "store:1", 7, now, 60 * S, 6, &r);
+    assert_false(r.allowed);
+    /* An older shared TAT never gives back what was spent here. */
+    rl_table_merge(t, key, now);
+    rl_table_take(t, "store:1", 7, now, 60 * S, 6, &r);
+    assert_false(r.allowed);
+    /* A refused request is not pending; a budget back to full leaves the list. */
+    n = rl_table_collect(t, now + 3600 * S, &p, &cap);
+    assert_int_equal(n, 0);
+    shopd_free(p);
+    rl_table_free(t);
+}
+
 static void
 test_rate_class_derived(void **state)
 {
@@ -174,11 +218,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gcra_burst_then_spacing),
-        cmocka_unit_test(test_gcra_uneven_limit),
-        cmocka_unit_test(test_table_keys_apart),
-        cmocka_unit_test(test_rate_class_derived),
-        cmocka_unit_test(test_origin_valid),
+        cmocka_unit_test(test_gcra_burst_then_spacing), cmocka_unit_test(test_gcra_uneven_limit),
+        cmocka_unit_test(test_table_keys_apart),        cmocka_unit_test(test_collect_and_merge),
+        cmocka_unit_test(test_rate_class_derived),      cmocka_unit_test(test_origin_valid),
         cmocka_unit_test(test_origin_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
