@@ -267,11 +267,45 @@ test_shared_budget(void **state)
     assert_int_equal(r.status, 200);
     const char *m = strstr(r.body, "\nshopd_rate_synced_total ");
     assert_non_null(m);
-    assert_true(strtol(m + 25, NULL, 10) > 0);
+    assert_true(strtol(m + strlen("\nshopd_rate_synced_total "), NULL, 10) > 0);
     assert_non_null(strstr(r.body, "\nshopd_rate_sync_failures_total 0\n"));
     th_resp_free(&r);
     assert_int_equal(th_stop(s1), 0);
     assert_int_equal(th_stop(s2), 0);
+}
+
+/* Redis unreachable: budgets still hold, counted in the process alone, and the
+ * failed syncs are a metric and a log line. */
+static void
+test_shared_budget_redis_down(void **state)
+{
+    char redis[64];
+    snprintf(redis, sizeof(redis), "SHOPD_REDIS_URL=redis://127.0.0.1:%d/0", th_free_port());
+    const char *env[] = {"SHOPD_RATE_LIMIT=true",
+                         "SHOPD_RATE_READS_IP=100000",
+                         "SHOPD_RATE_READS_STORE=3",
+                         "SHOPD_RATE_SYNC_MS=50",
+                         redis,
+                         NULL};
+    th_server_t *s = th_start(env);
+    long st = th_create_store(s, th_slug("rlr"), NULL);
+    th_resp_t r = store_get(s, st, NULL); /* caches the store */
+    th_resp_free(&r);
+    for (int i = 0; i < 4; i++) {
+        r = store_get(s, st, NULL);
+        assert_int_equal(r.status, i < 3 ? 200 : 429);
+        th_resp_free(&r);
+    }
+    usleep(300 * 1000);
+    r = th_req(s, "GET", "/metrics", NULL, NULL);
+    const char *m = strstr(r.body, "\nshopd_rate_sync_failures_total ");
+    assert_non_null(m);
+    assert_true(strtol(m + strlen("\nshopd_rate_sync_failures_total "), NULL, 10) > 0);
+    th_resp_free(&r);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "grep -q 'rate budgets not shared' %s", s->log_path);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(th_stop(s), 0);
 }
 
 /* A preflight as a browser sends it: OPTIONS, the API's Host, Origin and the
@@ -454,6 +488,7 @@ main(void)
         cmocka_unit_test(test_user_budget),
         cmocka_unit_test(test_address_budget_and_exempt),
         cmocka_unit_test(test_shared_budget),
+        cmocka_unit_test(test_shared_budget_redis_down),
         cmocka_unit_test(test_cors),
         cmocka_unit_test(test_security_headers),
         TH_STOP_TEST,
