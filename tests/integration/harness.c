@@ -656,6 +656,62 @@ grow_cb(char *data, size_t size, size_t nmemb, void *arg)
     return add;
 }
 
+/* What no answer may carry (OWASP API8, issue 18): connection URLs, the test
+ * secrets, the source tree's paths and file:line marks, PostgreSQL's error
+ * text and sanitizer or crash reports. Every answer th_req reads in every
+ * integration test is scanned, so a leak anywhere fails the test that saw it. */
+static const char *const leak_marks[] = {"postgresql://",
+                                         "postgres://",
+                                         "redis://",
+                                         TH_PLATFORM_TOKEN,
+                                         TH_PASSWORD,
+                                         "ERROR:  ",
+                                         "syntax error at or near",
+                                         "violates ",
+                                         "duplicate key value",
+                                         "PGRES_",
+                                         "AddressSanitizer",
+                                         "runtime error:",
+                                         "Segmentation fault",
+                                         "backtrace",
+#ifdef SHOPD_SOURCE_DIR
+                                         SHOPD_SOURCE_DIR "/",
+#endif
+                                         NULL};
+
+/* The first leak in text (n bytes), or NULL: a mark above, or "<name>.c:<digit>". */
+static const char *
+leak_in(const char *text, size_t n, const char **mark)
+{
+    for (const char *const *m = leak_marks; *m; m++) {
+        const char *hit = memmem(text, n, *m, strlen(*m));
+        if (hit) {
+            *mark = *m;
+            return hit;
+        }
+    }
+    for (const char *p = text; (p = memmem(p, n - (size_t)(p - text), ".c:", 3)) != NULL; p++) {
+        if ((size_t)(p - text) + 3 < n && p[3] >= '0' && p[3] <= '9' && p > text &&
+            (isalnum((unsigned char)p[-1]) || p[-1] == '_')) {
+            *mark = "a source file:line";
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void
+leak_check(const char *method, const char *path, const char *text, size_t n)
+{
+    const char *mark;
+    const char *hit = text ? leak_in(text, n, &mark) : NULL;
+    if (hit == NULL)
+        return;
+    size_t off = (size_t)(hit - text), from = off > 60 ? off - 60 : 0;
+    fail_msg("%s %s: the answer leaks %s: ...%.*s...", method, path, mark,
+             (int)(n - from > 160 ? 160 : n - from), text + from);
+}
+
 th_resp_t
 th_req(th_server_t *srv, const char *method, const char *path, const char *const *headers,
        const char *body)
@@ -702,6 +758,8 @@ th_req(th_server_t *srv, const char *method, const char *path, const char *const
     r.len = b.n;
     r.headers = h.p ? h.p : strdup("");
     r.json = r.len ? json_loadb(r.body, r.len, 0, NULL) : NULL;
+    leak_check(method, path, r.headers, strlen(r.headers));
+    leak_check(method, path, r.body, r.len);
     return r;
 }
 
