@@ -262,6 +262,7 @@ rate_check(app_t *app, net_request_t *req, const api_route_t *route, const msg_c
 enum {
     EDGE_TAG_CORS = 1,      /* the request sent Origin: its answer gets CORS headers if allowed */
     EDGE_TAG_PREFLIGHT = 2, /* a preflight sent on as store.current to look its store up */
+    EDGE_TAG_PREFLIGHT_DONE = 4, /* a preflight answered whole by preflight() */
 };
 
 static int store_current_route = -1; /* route index of GET /api/v1/store (api_edge_init) */
@@ -505,6 +506,7 @@ static net_handled_t
 preflight(app_t *app, net_request_t *req, const char *path, size_t plen, const char *want)
 {
     net_match_t m;
+    net_req_set_tag(req, EDGE_TAG_PREFLIGHT_DONE);
     if (net_route_match(api_net_routes, api_nroutes, want, path, plen, &m) != NET_MATCH_OK)
         return answer(req, api_fail(SHOPD_NOTFOUND, "not_found", "no such endpoint"));
     const api_route_t *route = &api_routes[m.route];
@@ -542,7 +544,7 @@ preflight(app_t *app, net_request_t *req, const char *path, size_t plen, const c
     net_req_set_tag(req, EDGE_TAG_PREFLIGHT);
     if (act_send(app->actors, msg) != SHOPD_OK) {
         act_msg_free(msg);
-        net_req_set_tag(req, 0);
+        net_req_set_tag(req, EDGE_TAG_PREFLIGHT_DONE);
         net_reply_t *busy =
             api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
         net_reply_add_header(busy, "Retry-After", "1");
@@ -556,6 +558,13 @@ api_on_reply(net_request_t *req, net_reply_t *r, void *ud)
 {
     app_t *app = ud;
     unsigned tag = net_req_tag(req);
+    if (tag & EDGE_TAG_PREFLIGHT_DONE)
+        return;
+    /* Every answer varies by Origin, whether or not this request sent one: a
+     * shared cache must not hand an answer made for no origin (no CORS
+     * headers) to the page of an allowed one, nor the reverse. */
+    if (!(tag & EDGE_TAG_PREFLIGHT))
+        net_req_add_header_lines(req, "Vary: Origin\r\n", 14);
     if (tag == 0)
         return;
     int label = net_req_label(req);
@@ -576,8 +585,6 @@ api_on_reply(net_request_t *req, net_reply_t *r, void *ud)
         preflight_reply(app, req, r, list ? list : "", methods);
         return;
     }
-    /* Every answer to a request with an Origin varies by it, allowed or not. */
-    net_reply_add_header(r, "Vary", "Origin");
     const char *origin = net_req_header(req, "Origin");
     const char *list = allowed_origins(app, route, sid, &snap);
     if (list == NULL || !store_origin_allowed(list, origin))

@@ -453,6 +453,7 @@ test_security_headers(void **state)
         assert_non_null(strstr(th_header(&r, "Content-Security-Policy"), "frame-ancestors 'none'"));
         assert_null(th_header(&r, "Server"));
         assert_null(th_header(&r, "Cache-Control")); /* nobody signed in */
+        assert_true(has_line(&r, "Vary", "Origin")); /* even without an Origin */
         th_resp_free(&r);
     }
     long g = th_create_store(srv, th_slug("sec"), NULL);
