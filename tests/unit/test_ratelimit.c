@@ -4,6 +4,7 @@
  * row gets when it leaves the column out, and the CORS origin rules
  * (src/modules/store/tenant.c).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,6 +142,43 @@ test_collect_and_merge(void **state)
     rl_table_free(t);
 }
 
+typedef struct race_s {
+    rl_table_t *t;
+    int allowed;
+} race_t;
+
+static void *
+race_main(void *arg)
+{
+    race_t *r = arg;
+    rl_result_t res;
+    for (int i = 0; i < 5000; i++) {
+        rl_table_take(r->t, "hot", 3, 7 * S, 60 * S, 1000, &res);
+        r->allowed += res.allowed;
+    }
+    return NULL;
+}
+
+/* Four I/O threads on one hot budget: exactly its limit passes, no more. */
+static void
+test_table_threads(void **state)
+{
+    race_t r[4];
+    pthread_t tid[4];
+    rl_table_t *t = rl_table_new(1024);
+    for (int i = 0; i < 4; i++) {
+        r[i] = (race_t){.t = t};
+        assert_int_equal(pthread_create(&tid[i], NULL, race_main, &r[i]), 0);
+    }
+    int total = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(tid[i], NULL);
+        total += r[i].allowed;
+    }
+    assert_int_equal(total, 1000);
+    rl_table_free(t);
+}
+
 static void
 test_rate_class_derived(void **state)
 {
@@ -218,9 +256,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gcra_burst_then_spacing), cmocka_unit_test(test_gcra_uneven_limit),
-        cmocka_unit_test(test_table_keys_apart),        cmocka_unit_test(test_collect_and_merge),
-        cmocka_unit_test(test_rate_class_derived),      cmocka_unit_test(test_origin_valid),
+        cmocka_unit_test(test_gcra_burst_then_spacing),
+        cmocka_unit_test(test_gcra_uneven_limit),
+        cmocka_unit_test(test_table_keys_apart),
+        cmocka_unit_test(test_collect_and_merge),
+        cmocka_unit_test(test_table_threads),
+        cmocka_unit_test(test_rate_class_derived),
+        cmocka_unit_test(test_origin_valid),
         cmocka_unit_test(test_origin_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
