@@ -221,7 +221,7 @@ start_shopd_once() {
     URL=http://127.0.0.1:$PORT
     SHOPD_DATABASE_URL=${DB_OF[$bin]} SHOPD_SQL_DIR=${SQL_OF[$bin]} SHOPD_REDIS_URL=${REDIS_OF[$bin]} \
         SHOPD_LISTEN=127.0.0.1:$PORT SHOPD_ADMIN_LISTEN= SHOPD_ACCESS_LOG=false SHOPD_MIGRATE=false SHOPD_WORKERS=$workers \
-        SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0 \
+        SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0 SHOPD_RATE_LIMIT=false \
         "$bin" serve >>"$WORK/shopd-$name.log" 2>&1 &
     SHOPD_PID=$!
     PIDS[$name]=$SHOPD_PID

@@ -107,6 +107,7 @@ cmd_serve(cfg_t *cfg)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -166,7 +167,10 @@ cmd_serve(cfg_t *cfg)
                          .access_log = cfg->access_log,
                          .nlabels = api_nroutes,
                          .labels = api_route_names(),
+                         .tls_cert = cfg->tls_cert,
+                         .tls_key = cfg->tls_key,
                          .on_request = api_on_request,
+                         .on_reply = api_on_reply,
                          .ud = &app};
     app.net = net_server_new(&ncfg, err, sizeof(err));
     if (app.net == NULL) {
@@ -186,13 +190,22 @@ cmd_serve(cfg_t *cfg)
         log_error("cannot start threads");
         goto out;
     }
-    log_info("shopd listening addr=%s admin=%s io_threads=%d workers=%d blocking_threads=%d "
-             "db_pool=%d",
-             cfg->listen, admin ? cfg->admin_listen : "off", cfg->io_threads, cfg->workers,
-             cfg->blocking_threads, cfg->db_pool_size);
+    log_info("shopd listening addr=%s tls=%s admin=%s io_threads=%d workers=%d "
+             "blocking_threads=%d db_pool=%d",
+             cfg->listen, cfg->tls_cert[0] ? "on" : "off", admin ? cfg->admin_listen : "off",
+             cfg->io_threads, cfg->workers, cfg->blocking_threads, cfg->db_pool_size);
 
     int sig = 0;
-    sigwait(&sigs, &sig);
+    for (;;) {
+        sigwait(&sigs, &sig);
+        if (sig != SIGHUP)
+            break;
+        /* A renewed certificate: new connections get it, open ones keep theirs. */
+        if (net_server_reload_tls(app.net, err, sizeof(err)) != 0)
+            log_error("tls reload failed, keeping the old certificate: %s", err);
+        else
+            log_info("tls reload done cert=%s", cfg->tls_cert[0] ? cfg->tls_cert : "(none)");
+    }
     log_info("stopping signal=%s deadline_ms=%d", sig == SIGINT ? "SIGINT" : "SIGTERM",
              cfg->shutdown_timeout);
 

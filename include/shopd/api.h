@@ -32,6 +32,7 @@ typedef struct app_s {
     act_system_t *blocking; /**< the blocking pool: its own threads, lanes per store */
     net_server_t *net;
     store_cache_t *stores;
+    struct rl_table_s *limits; /**< the edge's request budgets (system module) */
 } app_t;
 
 /** Per-worker state (from the actor runtime's worker_init). */
@@ -133,6 +134,25 @@ typedef enum api_run_e {
     API_BLOCKING,
 } api_run_t;
 
+/** A route's rate class (the last column of the route table): which budgets
+ *  of SHOPD_RATE_<CLASS>_{IP,USER,STORE} it spends. Every request of a limited
+ *  route spends one unit of its class's per-client-address budget, of its
+ *  signed-in user's (or the platform token's) and of its store's (raised by
+ *  the store's settings.rate_quota); over any, 429 rate_limited. */
+typedef enum api_rate_e {
+    /** Derived (so a row may leave the column out): routes for admins (store
+     *  admin, super admin, platform) are admin; other GET and HEAD routes
+     *  reads; the rest writes. */
+    API_RATE_DEFAULT = 0,
+    API_RATE_READS,
+    API_RATE_WRITES,
+    API_RATE_CHECKOUT,
+    API_RATE_AUTH, /**< on top of the auth module's own per-account limits */
+    API_RATE_ADMIN,
+    API_RATE_EXEMPT, /**< never limited: /healthz, /readyz, /metrics */
+} api_rate_t;
+#define API_RATE_NCLASSES 5 /**< READS..ADMIN, index class - 1 in cfg_t.rate */
+
 /** How a route runs. */
 enum {
     API_STORE = 1 << 0,  /**< store-scoped: resolve the tenant first (X-Tenant-Id, Host) */
@@ -172,7 +192,13 @@ typedef struct api_route_s {
      *  (sorted by name, values re-encoded), so a handler's reading and a cache
      *  key built from it can never disagree. */
     const char *const *query;
+    /** api_rate_t; 0 (a row that stops at query): derived, see API_RATE_DEFAULT.
+     *  Kept last so that rows written before it need no edit. */
+    int rate;
 } api_route_t;
+
+/** The rate class of r, API_RATE_DEFAULT resolved (READS..EXEMPT). Pure. */
+api_rate_t api_rate_class(const api_route_t *r);
 
 #define API_MAX_QUERY 16 /**< query parameters per request */
 
@@ -260,6 +286,10 @@ bool api_role_allows(int access, int role);
  *  I/O thread (never blocks). */
 net_reply_t *api_submit(app_t *app, const api_call_t *c, uint64_t *store_id);
 
+/** The net_reply_fn given to the HTTP server (ud = app_t *): CORS headers for
+ *  the answer's store, and the answer of a preflight that waited for its store
+ *  to be looked up. I/O thread. */
+void api_on_reply(net_request_t *req, net_reply_t *r, void *ud);
 /** The act_handler_fn given to the actor runtime (ud = app_t *). */
 void api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud);
 void *api_worker_init(int index, void *ud);

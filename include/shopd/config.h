@@ -59,6 +59,17 @@ typedef struct cfg_s {
     int cart_ttl;              /**< seconds a guest cart lives after its last write */
     int order_payment_timeout; /**< seconds an order may stay unpaid before it is cancelled */
     int sweep_interval_ms;     /**< how often the sweepers look for due work */
+    bool rate_limit;           /**< the edge's request budgets on (false: none, tests) */
+    int rate_window;           /**< seconds every budget below is counted over */
+    int rate_sync_ms;          /**< ms between budget syncs through Redis (0: per process only) */
+    /** Requests per window by rate class (api_rate_t - 1: reads, writes, checkout,
+     *  auth, admin) and budget (0 per client address, 1 per user or token, 2 per
+     *  store before its quota); 0 = that budget off. */
+    int rate[5][3];
+    char *cors_origins; /**< "origin,origin": allowed for routes with no store */
+    int cors_max_age;   /**< seconds a browser may keep a preflight answer */
+    char *tls_cert;     /**< PEM certificate chain: serve HTTPS ("" = plain HTTP) */
+    char *tls_key;      /**< PEM private key of tls_cert */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

@@ -13,6 +13,11 @@
  * thread with event_active. A reply whose client went away, or whose request
  * already timed out, is dropped.
  *
+ * Every answer carries the security headers of a JSON API (nosniff, no
+ * referrer, no framing) and, when the request sent Authorization and the
+ * answer sets no Cache-Control of its own, Cache-Control: no-store; no
+ * Server banner is sent.
+ *
  * Also here: the router (pure, unit-tested), JSON error bodies, request
  * metrics in Prometheus text format.
  */
@@ -122,6 +127,12 @@ typedef enum net_handled_e { NET_DONE = 0, NET_DEFERRED = 1 } net_handled_t;
  *  net_respond() and return NET_DONE, or call net_req_defer() and return
  *  NET_DEFERRED (the answer then comes through net_reply_post). Must not block. */
 typedef net_handled_t (*net_request_fn)(net_request_t *req, void *ud);
+/** Called on the owning I/O thread just before an answer to a dispatched
+ *  request is written (now or later, whatever thread built it), so the
+ *  application can add headers that depend on the request and on state only
+ *  the answer made known (CORS for a store resolved on a worker) or rewrite r.
+ *  Not called for framing errors (431/413/400/408). Must not block. */
+typedef void (*net_reply_fn)(net_request_t *req, net_reply_t *r, void *ud);
 
 typedef struct net_config_s {
     const char *host;
@@ -137,13 +148,23 @@ typedef struct net_config_s {
     bool access_log;
     size_t nlabels;            /**< number of route labels for metrics */
     const char *const *labels; /**< label names (route names), index = label id */
+    /** PEM certificate chain and private key files: serve HTTPS (TLS 1.2 and
+     *  1.3 only, ALPN http/1.1, Strict-Transport-Security on every answer).
+     *  NULL or "": plain HTTP. */
+    const char *tls_cert;
+    const char *tls_key;
     net_request_fn on_request;
+    net_reply_fn on_reply; /**< may be NULL */
     void *ud;
 } net_config_t;
 
 /** Binds the listeners (one per thread, SO_REUSEPORT). NULL with a line in err on
  *  failure (e.g. address in use). Call evthread_use_pthreads() before. */
 net_server_t *net_server_new(const net_config_t *cfg, char *err, size_t errlen);
+/** Loads the TLS certificate and key again (SIGHUP): connections accepted from
+ *  now on use the new ones, open connections keep theirs. On failure the old
+ *  ones stay and err says why (-1). 0 without TLS. Any thread. */
+int net_server_reload_tls(net_server_t *srv, char *err, size_t errlen);
 /** Starts the I/O threads. 0 or -1. */
 int net_server_start(net_server_t *srv);
 /** Graceful stop, step 1: stop accepting; later responses say Connection: close;
@@ -199,6 +220,21 @@ const char *net_req_remote(const net_request_t *req);
 /** Sets the metrics label (route index) and the store id for the access log. */
 void net_req_set_label(net_request_t *req, int label);
 void net_req_set_store(net_request_t *req, uint64_t store_id);
+
+/** Adds a header line to this request's answer, whenever and from wherever it
+ *  comes (the edge's rate-limit budget). Up to 512 bytes in all per request;
+ *  a line that does not fit is dropped (false). I/O thread only. */
+bool net_req_add_header(net_request_t *req, const char *name, const char *value);
+/** Same with ready header lines ("Name: value\r\n"..., len bytes), in one copy. */
+bool net_req_add_header_lines(net_request_t *req, const char *lines, size_t len);
+/** The application's mark on a request (0 when it arrives), read back in the
+ *  net_reply_fn. I/O thread only. */
+void net_req_set_tag(net_request_t *req, unsigned tag);
+unsigned net_req_tag(const net_request_t *req);
+/** Route label set by net_req_set_label, or -1. */
+int net_req_label(const net_request_t *req);
+/** Store id set by net_req_set_store, or 0. */
+uint64_t net_req_store(const net_request_t *req);
 
 /** Answers now. Takes ownership of reply. I/O thread only. */
 void net_respond(net_request_t *req, net_reply_t *reply);

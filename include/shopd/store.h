@@ -14,6 +14,10 @@
 
 typedef enum store_status_e { STORE_ACTIVE = 0, STORE_SUSPENDED = 1 } store_status_t;
 
+#define STORE_CORS_MAX 1024       /**< bytes of a store's allowed origins, commas included */
+#define STORE_CORS_ORIGINS 16     /**< origins a store may allow */
+#define STORE_RATE_QUOTA_MAX 1000 /**< largest settings.rate_quota */
+
 /** What the edge and the handlers need of a store, copied out of the cache. */
 typedef struct store_snap_s {
     uint64_t id; /**< 0 in a negative entry: no such store */
@@ -26,6 +30,10 @@ typedef struct store_snap_s {
      *  up (building it per request was a third of that request's instructions). */
     char public_json[1400];
     size_t public_len;
+    /** settings.cors_origins, comma-separated ("" = no cross-origin caller). */
+    char cors[STORE_CORS_MAX];
+    /** settings.rate_quota: the store's budgets are SHOPD_RATE_*_STORE times this (>= 1). */
+    uint32_t rate_quota;
 } store_snap_t;
 
 #define STORE_KEY_MAX 300
@@ -44,6 +52,17 @@ bool store_slug_valid(const char *s, size_t n);
 bool store_currency_valid(const char *code);
 /** True if s is a plausible DNS host name (lower case letters, digits, '-', '.'). */
 bool store_domain_valid(const char *s);
+
+/** True if s is an origin a store may allow: "http(s)://host[:port]" in lower
+ *  case, no path; or with the host "*.example.com" (after the scheme) for
+ *  every subdomain of a domain (never "*" alone: the allowed list is echoed, and "null" is never
+ * allowed). Pure. */
+bool store_origin_valid(const char *s, size_t n);
+/** True if origin (a request's Origin header, compared case-insensitively)
+ *  is one of list ("origin,origin", entries as store_origin_valid accepts);
+ *  a wildcard entry (host "*.domain") matches any host ending in ".domain"
+ *  with that scheme and no port. Pure. */
+bool store_origin_allowed(const char *list, const char *origin);
 
 typedef struct store_cache_s store_cache_t;
 

@@ -77,6 +77,28 @@ static const cfg_row_t cfg_rows[] = {
     {"cart-ttl", "SHOPD_CART_TTL", CFG_INT, O(cart_ttl), 60, 31536000, "604800", "seconds a guest cart lives after its last change"},
     {"order-payment-timeout", "SHOPD_ORDER_PAYMENT_TIMEOUT", CFG_INT, O(order_payment_timeout), 1, 604800, "1800", "seconds an order may stay unpaid before the sweeper cancels it and returns its stock"},
     {"sweep-interval-ms", "SHOPD_SWEEP_INTERVAL_MS", CFG_INT, O(sweep_interval_ms), 10, 3600000, "10000", "how often the sweepers (unpaid orders, idempotency keys) look for due work"},
+    {"rate-limit", "SHOPD_RATE_LIMIT", CFG_BOOL, O(rate_limit), 0, 0, "true", "request budgets on every route but /healthz, /readyz and /metrics (429 rate_limited beyond)"},
+    {"rate-sync-ms", "SHOPD_RATE_SYNC_MS", CFG_INT, O(rate_sync_ms), 0, 60000, "200", "ms between syncs of the request budgets through Redis, shared by every process (0 = each process counts alone)"},
+    {"rate-window", "SHOPD_RATE_WINDOW", CFG_INT, O(rate_window), 1, 86400, "60", "seconds the SHOPD_RATE_* budgets are counted over"},
+    {"rate-reads-ip", "SHOPD_RATE_READS_IP", CFG_INT, O(rate[0][0]), 0, 1000000, "1200", "reads (GET) per window per client address (0 = no limit)"},
+    {"rate-reads-user", "SHOPD_RATE_READS_USER", CFG_INT, O(rate[0][1]), 0, 1000000, "2400", "reads (GET) per window per signed-in user or API token (0 = no limit)"},
+    {"rate-reads-store", "SHOPD_RATE_READS_STORE", CFG_INT, O(rate[0][2]), 0, 1000000, "30000", "reads (GET) per window per store (times its settings.rate_quota) (0 = no limit)"},
+    {"rate-writes-ip", "SHOPD_RATE_WRITES_IP", CFG_INT, O(rate[1][0]), 0, 1000000, "300", "writes per window per client address (0 = no limit)"},
+    {"rate-writes-user", "SHOPD_RATE_WRITES_USER", CFG_INT, O(rate[1][1]), 0, 1000000, "600", "writes per window per signed-in user or API token (0 = no limit)"},
+    {"rate-writes-store", "SHOPD_RATE_WRITES_STORE", CFG_INT, O(rate[1][2]), 0, 1000000, "6000", "writes per window per store (times its settings.rate_quota) (0 = no limit)"},
+    {"rate-checkout-ip", "SHOPD_RATE_CHECKOUT_IP", CFG_INT, O(rate[2][0]), 0, 1000000, "30", "checkout and payment calls per window per client address (0 = no limit)"},
+    {"rate-checkout-user", "SHOPD_RATE_CHECKOUT_USER", CFG_INT, O(rate[2][1]), 0, 1000000, "30", "checkout and payment calls per window per signed-in user or API token (0 = no limit)"},
+    {"rate-checkout-store", "SHOPD_RATE_CHECKOUT_STORE", CFG_INT, O(rate[2][2]), 0, 1000000, "3000", "checkout and payment calls per window per store (times its settings.rate_quota) (0 = no limit)"},
+    {"rate-auth-ip", "SHOPD_RATE_AUTH_IP", CFG_INT, O(rate[3][0]), 0, 1000000, "300", "sign-in routes per window per client address (0 = no limit)"},
+    {"rate-auth-user", "SHOPD_RATE_AUTH_USER", CFG_INT, O(rate[3][1]), 0, 1000000, "300", "sign-in routes per window per signed-in user or API token (0 = no limit)"},
+    {"rate-auth-store", "SHOPD_RATE_AUTH_STORE", CFG_INT, O(rate[3][2]), 0, 1000000, "3000", "sign-in routes per window per store (times its settings.rate_quota) (0 = no limit)"},
+    {"rate-admin-ip", "SHOPD_RATE_ADMIN_IP", CFG_INT, O(rate[4][0]), 0, 1000000, "600", "admin routes per window per client address (0 = no limit)"},
+    {"rate-admin-user", "SHOPD_RATE_ADMIN_USER", CFG_INT, O(rate[4][1]), 0, 1000000, "600", "admin routes per window per signed-in user or API token (0 = no limit)"},
+    {"rate-admin-store", "SHOPD_RATE_ADMIN_STORE", CFG_INT, O(rate[4][2]), 0, 1000000, "6000", "admin routes per window per store (times its settings.rate_quota) (0 = no limit)"},
+    {"cors-origins", "SHOPD_CORS_ORIGINS", CFG_STR, O(cors_origins), 0, 0, "", "origins (https://app.example.com,https://*.example.com) allowed on routes no store names; stores list theirs in settings.cors_origins"},
+    {"tls-cert", "SHOPD_TLS_CERT", CFG_STR, O(tls_cert), 0, 0, "", "PEM certificate chain file: serve HTTPS, TLS 1.2/1.3 (empty: plain HTTP); SIGHUP reloads it"},
+    {"tls-key", "SHOPD_TLS_KEY", CFG_STR, O(tls_key), 0, 0, "", "PEM private key file of the TLS certificate"},
+    {"cors-max-age", "SHOPD_CORS_MAX_AGE", CFG_INT, O(cors_max_age), 0, 86400, "600", "seconds a browser may cache a preflight answer"},
 };
 /* clang-format on */
 
@@ -254,6 +276,9 @@ cfg_load(cfg_t *cfg, int argc, char **argv, int first, char *err, size_t errlen)
     if (strncmp(cfg->database_url, "postgres", 8) != 0 && strchr(cfg->database_url, '=') == NULL)
         return fail(err, errlen,
                     "invalid configuration: database URL must start with postgresql://");
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
+        return fail(err, errlen,
+                    "invalid configuration: SHOPD_TLS_CERT and SHOPD_TLS_KEY go together");
     if (strncmp(cfg->redis_url, "redis://", 8) != 0)
         return fail(err, errlen, "invalid configuration: Redis URL must start with redis://");
     return 0;

@@ -22,5 +22,12 @@ net_reply_t *api_unauthenticated(const char *msg, bool invalid);
 /** If m is a timer message (api_timer_send), runs it on this worker (the store's
  *  actor) with arena, frees m and returns true; else false. */
 bool api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, arena_t *arena);
+/** The edge's start: the request budgets' table, the platform's CORS origins
+ *  checked (SHOPD_CORS_ORIGINS), the route the preflight lookup uses. 0, or -1
+ *  with one line in err. Before any thread runs (system module init). */
+int api_edge_init(app_t *app, char *err, size_t errlen);
+void api_edge_fini(app_t *app);
+/** The edge's lines of /metrics (budget syncs) into buf (n bytes); their length. */
+size_t api_edge_metrics(char *buf, size_t n);
 
 #endif

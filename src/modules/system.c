@@ -101,6 +101,8 @@ api_metrics(app_t *app, net_request_t *req)
         store_cache_size(app->stores), (unsigned long long)bs.processed,
         (unsigned long long)bs.queued, (unsigned long long)bs.busy_workers,
         (unsigned long long)bs.rejected, bs.workers);
+    if (n > 0 && (size_t)n < sizeof(extra))
+        n += (int)api_edge_metrics(extra + n, sizeof(extra) - (size_t)n);
     for (size_t i = 0; i < api_nmodules; i++)
         if (api_modules[i]->metrics && (size_t)n < sizeof(extra))
             n += (int)api_modules[i]->metrics(extra + n, sizeof(extra) - (size_t)n);
@@ -116,10 +118,10 @@ api_metrics(app_t *app, net_request_t *req)
 /* One row per line: a table to read across. */
 /* clang-format off */
 static const api_route_t system_routes[] = {
-    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query */
-    {"GET", "/healthz", "healthz", API_PUBLIC, API_ANY, API_INLINE, api_healthz, NULL, NULL, NULL},
-    {"GET", "/readyz", "readyz", API_PUBLIC, API_ANY, 0, NULL, api_readyz, NULL, NULL},
-    {"GET", "/metrics", "metrics", API_PUBLIC, API_ANY, API_INLINE, api_metrics, NULL, NULL, NULL},
+    /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query, rate class */
+    {"GET", "/healthz", "healthz", API_PUBLIC, API_ANY, API_INLINE, api_healthz, NULL, NULL, NULL, API_RATE_EXEMPT},
+    {"GET", "/readyz", "readyz", API_PUBLIC, API_ANY, 0, NULL, api_readyz, NULL, NULL, API_RATE_EXEMPT},
+    {"GET", "/metrics", "metrics", API_PUBLIC, API_ANY, API_INLINE, api_metrics, NULL, NULL, NULL, API_RATE_EXEMPT},
 };
 /* clang-format on */
 
@@ -127,4 +129,6 @@ const api_module_t api_system_module = {
     .name = "system",
     .routes = system_routes,
     .nroutes = SHOPD_ARRAY_LEN(system_routes),
+    .init = api_edge_init,
+    .fini = api_edge_fini,
 };

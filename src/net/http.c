@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -48,6 +49,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "shopd/log.h"
 #include "shopd/net.h"
@@ -124,6 +127,12 @@ struct net_server_s {
     _Atomic uint64_t inflight; /* requests accepted and not answered */
     _Atomic bool draining;
     _Atomic uint64_t rejected_conns;
+    /* TLS: the context new connections take (NULL: plain HTTP). Swapped by
+     * net_server_reload_tls under tls_lock; each SSL holds its own reference
+     * to the context it was made from, so open connections keep theirs. */
+    pthread_mutex_t tls_lock;
+    SSL_CTX *tls_ctx;
+    bool tls;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -245,9 +254,37 @@ record_metrics(net_thread_t *t, int label, int status, uint64_t us)
     stat_add(&t->hist_sum_us, us);
 }
 
-/* Writes the response for the current request and moves the connection on. */
+/* The headers every answer carries. A JSON API is never a page to render or
+ * frame: nosniff keeps a browser from reading an answer as script or HTML,
+ * the CSP and X-Frame-Options forbid framing (clickjacking), and no referrer
+ * leaks an API URL (it may carry a cart or a reset token) to another site. */
+static const char security_headers[] =
+    "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
+    "X-Frame-Options: DENY\r\nContent-Security-Policy: default-src 'none'; "
+    "frame-ancestors 'none'\r\n";
+
+static const char hsts_header[] =
+    "Strict-Transport-Security: max-age=63072000; includeSubDomains\r\n";
+
+/* True if the header lines in h ("Name: v\r\n"...) have one named name. */
+static bool
+has_header_line(const char *h, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = h; p && *p;) {
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':')
+            return true;
+        p = strstr(p, "\r\n");
+        p = p ? p + 2 : NULL;
+    }
+    return false;
+}
+
+/* Writes the response for the current request and moves the connection on.
+ * hook: the request was dispatched (not a framing error), so the application's
+ * net_reply_fn sees the answer first. */
 static void
-conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
+conn_send(net_conn_t *c, net_reply_t *r, bool force_close, bool hook)
 {
     net_thread_t *t = c->t;
     net_server_t *srv = t->srv;
@@ -261,6 +298,8 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
         snprintf(q->rid, sizeof(q->rid), "%016llx", (unsigned long long)rng_next(t));
     if (r->store_id && !q->store_id)
         q->store_id = r->store_id;
+    if (hook && srv->cfg.on_reply)
+        srv->cfg.on_reply(q, r, srv->cfg.ud);
 
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -268,8 +307,20 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close)
                         r->status, net_reason(r->status),
                         r->content_type ? r->content_type : "application/json", r->len, q->rid,
                         close_after ? "close" : "keep-alive");
+    evbuffer_add(out, security_headers, sizeof(security_headers) - 1);
+    /* Only over TLS: HSTS on plain HTTP is ignored by browsers, and would pin
+     * a host that may not serve HTTPS. */
+    if (srv->tls)
+        evbuffer_add(out, hsts_header, sizeof(hsts_header) - 1);
     if (r->headers)
         evbuffer_add(out, r->headers, strlen(r->headers));
+    if (q->xhdr_len)
+        evbuffer_add(out, q->xhdr, q->xhdr_len);
+    /* An answer to a request that carried credentials is someone's own data: no
+     * shared or browser cache keeps it, unless the route chose its policy. */
+    if (hook && net_req_header(q, "Authorization") != NULL &&
+        !has_header_line(r->headers, "Cache-Control"))
+        evbuffer_add(out, "Cache-Control: no-store\r\n", 25);
     evbuffer_add(out, "\r\n", 2);
     if (r->len && strcmp(q->method, "HEAD") != 0)
         evbuffer_add(out, r->body, r->len);
@@ -308,7 +359,7 @@ conn_fail(net_conn_t *c, int status, const char *code, const char *message)
     if (c->fr.req.start_us == 0)
         c->fr.req.start_us = shopd_now_us();
     c->lingering = true;
-    conn_send(c, r, true);
+    conn_send(c, r, true, false);
 }
 
 static void
@@ -450,6 +501,8 @@ static void
 conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     net_conn_t *c = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* a TLS handshake completed: requests follow */
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
         (c->in_flight || c->out_blocked) && !c->lingering) {
         /* Idle timer fired while the application works on a request, or while
@@ -489,7 +542,7 @@ request_timeout_cb(evutil_socket_t fd, short what, void *arg)
             conn_fail(c, 408, "request_timeout", "the request did not arrive in time");
         return;
     }
-    conn_send(c, net_reply_error(504, "request_timeout", "the request took too long"), false);
+    conn_send(c, net_reply_error(504, "request_timeout", "the request took too long"), false, true);
     if (!c->closing)
         conn_parse(c);
 }
@@ -503,6 +556,11 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     if (prev >= srv->cfg.max_conns) {
         atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&srv->rejected_conns, 1, memory_order_relaxed);
+        if (srv->tls) {
+            /* A plain-text answer means nothing to a TLS client: just close. */
+            evutil_closesocket(fd);
+            return;
+        }
         static const char busy[] =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             "Retry-After: 1\r\nConnection: close\r\nContent-Length: 81\r\n\r\n"
@@ -522,8 +580,26 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
+    if (srv->tls) {
+        pthread_mutex_lock(&srv->tls_lock);
+        SSL *ssl = SSL_new(srv->tls_ctx);
+        pthread_mutex_unlock(&srv->tls_lock);
+        if (ssl == NULL) {
+            evutil_closesocket(fd);
+            shopd_free(c);
+            atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+            return;
+        }
+        /* CLOSE_ON_FREE: freeing the bufferevent frees the SSL and closes fd. */
+        c->bev = bufferevent_openssl_socket_new(t->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        /* A client that closes without close_notify (most do) is an end of input,
+         * not an error. */
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     c->slot = slot_alloc(t, c);
-    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     net_framer_init(&c->fr, srv->cfg.max_header, srv->cfg.max_body);
     stat_add(&t->conns_open, 1);
     struct timeval idle = {srv->cfg.idle_timeout_s, 0};
@@ -576,7 +652,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         uint32_t s = (uint32_t)(n->token >> 32), gen = (uint32_t)n->token;
         net_conn_t *c = s < t->nslots && t->slots[s].gen == gen ? t->slots[s].conn : NULL;
         if (c && c->in_flight) {
-            conn_send(c, n->reply, false);
+            conn_send(c, n->reply, false, true);
             if (!c->closing)
                 conn_parse(c);
         } else {
@@ -641,11 +717,59 @@ net_req_set_store(net_request_t *req, uint64_t store_id)
     req->store_id = store_id;
 }
 
+bool
+net_req_add_header(net_request_t *req, const char *name, const char *value)
+{
+    size_t room = sizeof(req->xhdr) - req->xhdr_len;
+    int n = snprintf(req->xhdr + req->xhdr_len, room, "%s: %s\r\n", name, value);
+    if (n < 0 || (size_t)n >= room) {
+        req->xhdr[req->xhdr_len] = '\0';
+        return false;
+    }
+    req->xhdr_len += (size_t)n;
+    return true;
+}
+
+bool
+net_req_add_header_lines(net_request_t *req, const char *lines, size_t len)
+{
+    if (len >= sizeof(req->xhdr) - req->xhdr_len)
+        return false;
+    memcpy(req->xhdr + req->xhdr_len, lines, len);
+    req->xhdr_len += len;
+    req->xhdr[req->xhdr_len] = '\0';
+    return true;
+}
+
+void
+net_req_set_tag(net_request_t *req, unsigned tag)
+{
+    req->tag = tag;
+}
+
+unsigned
+net_req_tag(const net_request_t *req)
+{
+    return req->tag;
+}
+
+int
+net_req_label(const net_request_t *req)
+{
+    return req->label;
+}
+
+uint64_t
+net_req_store(const net_request_t *req)
+{
+    return req->store_id;
+}
+
 void
 net_respond(net_request_t *req, net_reply_t *reply)
 {
     net_conn_t *c = req->conn;
-    conn_send(c, reply, false);
+    conn_send(c, reply, false, true);
     /* The caller (dispatch, from conn_parse) resumes parsing. */
 }
 
@@ -699,6 +823,73 @@ thread_main(void *arg)
     return NULL;
 }
 
+/* ALPN: HTTP/1.1 is all this server speaks; a client offering only h2 is refused. */
+static int
+alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+            unsigned int inlen, void *arg)
+{
+    static const unsigned char h11[] = "\x08http/1.1";
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, h11, sizeof(h11) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* A server context from the PEM files: TLS 1.2 and 1.3 only, forward-secret
+ * AEAD suites for 1.2 (1.3's are all of that kind), no renegotiation, no
+ * compression, the server's suite order. NULL with the reason in err. */
+static SSL_CTX *
+tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        goto fail;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!SHA1") != 1)
+        goto fail;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(err, errlen, "cannot load the TLS certificate %s: %s", cert,
+                 ERR_reason_error_string(ERR_get_error()));
+        goto out;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen,
+                 "cannot load the TLS key %s (or it does not match the certificate): %s", key,
+                 ERR_reason_error_string(ERR_get_error()));
+        goto out;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    ERR_clear_error();
+    return ctx;
+fail:
+    snprintf(err, errlen, "cannot set up TLS: %s", ERR_reason_error_string(ERR_get_error()));
+out:
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+int
+net_server_reload_tls(net_server_t *srv, char *err, size_t errlen)
+{
+    if (!srv->tls)
+        return 0;
+    SSL_CTX *ctx = tls_ctx_new(srv->cfg.tls_cert, srv->cfg.tls_key, err, errlen);
+    if (ctx == NULL)
+        return -1;
+    pthread_mutex_lock(&srv->tls_lock);
+    SSL_CTX *old = srv->tls_ctx;
+    srv->tls_ctx = ctx;
+    pthread_mutex_unlock(&srv->tls_lock);
+    SSL_CTX_free(old); /* drops our reference; open connections hold theirs */
+    return 0;
+}
+
 net_server_t *
 net_server_new(const net_config_t *cfg, char *err, size_t errlen)
 {
@@ -706,6 +897,13 @@ net_server_new(const net_config_t *cfg, char *err, size_t errlen)
     srv->cfg = *cfg;
     srv->nthreads = cfg->threads;
     srv->threads = shopd_calloc((size_t)cfg->threads, sizeof(net_thread_t));
+    pthread_mutex_init(&srv->tls_lock, NULL);
+    if (cfg->tls_cert && cfg->tls_cert[0]) {
+        srv->tls_ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, errlen);
+        if (srv->tls_ctx == NULL)
+            goto fail;
+        srv->tls = true;
+    }
 
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
@@ -827,6 +1025,8 @@ net_server_free(net_server_t *srv)
         shopd_free(t->counts);
     }
     shopd_free(srv->threads);
+    SSL_CTX_free(srv->tls_ctx);
+    pthread_mutex_destroy(&srv->tls_lock);
     shopd_free(srv);
 }
 

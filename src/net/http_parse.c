@@ -40,6 +40,9 @@ net_request_reset(net_request_t *r)
     r->label = -1;
     r->store_id = 0;
     r->keep_alive = true;
+    r->xhdr_len = 0;
+    r->xhdr[0] = '\0';
+    r->tag = 0;
     r->method = "GET";
     if (r->url)
         r->url[0] = '\0';

@@ -41,6 +41,11 @@ struct net_request_s {
     uint64_t store_id;
     uint64_t start_us; /* first byte of the request */
     bool keep_alive;
+    /* Header lines the application added for this request's answer
+     * (net_req_add_header: rate-limit budget...), written after the reply's. */
+    char xhdr[512];
+    size_t xhdr_len;
+    unsigned tag; /* the application's mark (net_req_set_tag) */
 };
 
 /** Framer state. Fields after the parser are results the caller reads. */

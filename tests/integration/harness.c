@@ -374,7 +374,7 @@ th_free_port(void)
 static char **
 child_env(int port, const char *const *extra)
 {
-    static char bufs[10][512];
+    static char bufs[11][512];
     size_t n = 0, cap = 64;
     char **env = calloc(cap, sizeof(char *));
     /* Extra settings first: lookups take the first match, so they win. */
@@ -406,9 +406,12 @@ child_env(int port, const char *const *extra)
     /* The admin listener is off unless a test asks for it on a port of its own:
      * its default port would be one for every test server at once. */
     snprintf(bufs[9], 512, "SHOPD_ADMIN_LISTEN=");
-    if (n + 11 >= cap)
+    /* Likewise the edge's budgets on every route (one address, thousands of
+     * requests per suite): off unless a test of the limits turns them on. */
+    snprintf(bufs[10], 512, "SHOPD_RATE_LIMIT=false");
+    if (n + 12 >= cap)
         env = realloc(env, (cap *= 2) * sizeof(char *));
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 11; i++)
         env[n++] = bufs[i];
     env[n] = NULL;
     return env;
@@ -445,7 +448,12 @@ static int
 start_once(th_server_t *srv, const char *const *extra_env)
 {
     srv->reserve_fd = reserve_port(&srv->port);
-    snprintf(srv->url, sizeof(srv->url), "http://127.0.0.1:%d", srv->port);
+    /* A server given a TLS certificate speaks HTTPS (th_req then does not verify
+     * the certificate: tests make their own). */
+    bool tls = false;
+    for (const char *const *x = extra_env; x && *x; x++)
+        tls |= strncmp(*x, "SHOPD_TLS_CERT=", 15) == 0 && (*x)[15] != '\0';
+    snprintf(srv->url, sizeof(srv->url), "%s://127.0.0.1:%d", tls ? "https" : "http", srv->port);
     snprintf(srv->log_path, sizeof(srv->log_path), "/tmp/shopd-test-%d-%d.log", (int)getpid(),
              srv->port);
     char **env = child_env(srv->port, extra_env);
@@ -651,6 +659,62 @@ grow_cb(char *data, size_t size, size_t nmemb, void *arg)
     return add;
 }
 
+/* What no answer may carry (OWASP API8, issue 18): connection URLs, the test
+ * secrets, the source tree's paths and file:line marks, PostgreSQL's error
+ * text and sanitizer or crash reports. Every answer th_req reads in every
+ * integration test is scanned, so a leak anywhere fails the test that saw it. */
+static const char *const leak_marks[] = {"postgresql://",
+                                         "postgres://",
+                                         "redis://",
+                                         TH_PLATFORM_TOKEN,
+                                         TH_PASSWORD,
+                                         "ERROR:  ",
+                                         "syntax error at or near",
+                                         "violates ",
+                                         "duplicate key value",
+                                         "PGRES_",
+                                         "AddressSanitizer",
+                                         "runtime error:",
+                                         "Segmentation fault",
+                                         "backtrace",
+#ifdef SHOPD_SOURCE_DIR
+                                         SHOPD_SOURCE_DIR "/",
+#endif
+                                         NULL};
+
+/* The first leak in text (n bytes), or NULL: a mark above, or "<name>.c:<digit>". */
+static const char *
+leak_in(const char *text, size_t n, const char **mark)
+{
+    for (const char *const *m = leak_marks; *m; m++) {
+        const char *hit = memmem(text, n, *m, strlen(*m));
+        if (hit) {
+            *mark = *m;
+            return hit;
+        }
+    }
+    for (const char *p = text; (p = memmem(p, n - (size_t)(p - text), ".c:", 3)) != NULL; p++) {
+        if ((size_t)(p - text) + 3 < n && p[3] >= '0' && p[3] <= '9' && p > text &&
+            (isalnum((unsigned char)p[-1]) || p[-1] == '_')) {
+            *mark = "a source file:line";
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void
+leak_check(const char *method, const char *path, const char *text, size_t n)
+{
+    const char *mark;
+    const char *hit = text ? leak_in(text, n, &mark) : NULL;
+    if (hit == NULL)
+        return;
+    size_t off = (size_t)(hit - text), from = off > 60 ? off - 60 : 0;
+    fail_msg("%s %s: the answer leaks %s: ...%.*s...", method, path, mark,
+             (int)(n - from > 160 ? 160 : n - from), text + from);
+}
+
 th_resp_t
 th_req(th_server_t *srv, const char *method, const char *path, const char *const *headers,
        const char *body)
@@ -660,6 +724,10 @@ th_req(th_server_t *srv, const char *method, const char *path, const char *const
     CURL *curl = curl_easy_init();
     char url[1024];
     snprintf(url, sizeof(url), "%s%s", srv->url, path);
+    if (strncmp(srv->url, "https:", 6) == 0) {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, grow_cb);
@@ -693,6 +761,8 @@ th_req(th_server_t *srv, const char *method, const char *path, const char *const
     r.len = b.n;
     r.headers = h.p ? h.p : strdup("");
     r.json = r.len ? json_loadb(r.body, r.len, 0, NULL) : NULL;
+    leak_check(method, path, r.headers, strlen(r.headers));
+    leak_check(method, path, r.body, r.len);
     return r;
 }
 

@@ -24,6 +24,38 @@
     "json_build_object('id', id, 'slug', slug, 'name', name, 'currency', currency, "               \
     "'domain', domain)::text"
 
+/* What a resolution snapshot holds (store_lookup reads the columns in order). */
+#define STORE_SNAP_COLS                                                                            \
+    "id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON                   \
+    ", coalesce(settings->'cors_origins', '[]'::jsonb)::text, "                                    \
+    "coalesce(settings->>'rate_quota', '1')"
+
+/* settings.cors_origins (a JSON array, validated when written) as the snapshot's
+ * comma-separated list; an entry that is not a valid origin (a row written by
+ * hand) is skipped, and one that does not fit ends the list. */
+static void
+snap_cors(store_snap_t *out, const char *json)
+{
+    json_t *a = json_loads(json, 0, NULL);
+    size_t i, k = 0;
+    json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        const char *o = json_string_value(v);
+        size_t n = o ? strlen(o) : 0;
+        if (o == NULL || !store_origin_valid(o, n))
+            continue;
+        if (k + n + 2 > sizeof(out->cors))
+            break;
+        if (k)
+            out->cors[k++] = ',';
+        memcpy(out->cors + k, o, n);
+        k += n;
+    }
+    out->cors[k] = '\0';
+    json_decref(a);
+}
+
 static const char *const reserved_slugs[] = {"www",      "api",    "admin", "app", "static",
                                              "platform", "status", "docs",  NULL};
 
@@ -46,18 +78,15 @@ store_lookup(app_t *app, const char *key, store_snap_t *out)
     const char *arg;
     if (strncmp(key, "id:", 3) == 0) {
         name = "store_by_id";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON
-              " FROM stores WHERE id = $1";
+        sql = "SELECT " STORE_SNAP_COLS " FROM stores WHERE id = $1";
         arg = key + 3;
     } else if (strncmp(key, "slug:", 5) == 0) {
         name = "store_by_slug";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON
-              " FROM stores WHERE slug = $1";
+        sql = "SELECT " STORE_SNAP_COLS " FROM stores WHERE slug = $1";
         arg = key + 5;
     } else if (strncmp(key, "domain:", 7) == 0) {
         name = "store_by_domain";
-        sql = "SELECT id, status, slug, name, currency, coalesce(domain, ''), " STORE_PUBLIC_JSON
-              " FROM stores WHERE domain = $1";
+        sql = "SELECT " STORE_SNAP_COLS " FROM stores WHERE domain = $1";
         arg = key + 7;
     } else {
         return SHOPD_NOTFOUND;
@@ -81,6 +110,9 @@ store_lookup(app_t *app, const char *key, store_snap_t *out)
             snprintf(out->domain, sizeof(out->domain), "%s", PQgetvalue(r, 0, 5));
             int n = snprintf(out->public_json, sizeof(out->public_json), "%s", PQgetvalue(r, 0, 6));
             out->public_len = n < (int)sizeof(out->public_json) ? (size_t)n : 0;
+            snap_cors(out, PQgetvalue(r, 0, 7));
+            long q = strtol(PQgetvalue(r, 0, 8), NULL, 10);
+            out->rate_quota = q >= 1 && q <= STORE_RATE_QUOTA_MAX ? (uint32_t)q : 1;
         }
     } else if (rc != SHOPD_UNAVAILABLE) {
         log_error("store lookup failed key=%s: %s", key, r ? PQresultErrorMessage(r) : "no result");
@@ -89,6 +121,40 @@ store_lookup(app_t *app, const char *key, store_snap_t *out)
     PQclear(r);
     db_release(c);
     return rc;
+}
+
+/* The settings the edge reads (store_lookup): cors_origins, a list of origins
+ * a browser storefront may call from (null or [] for none), and rate_quota,
+ * the plan's multiplier of the store's request budgets. Other keys are the
+ * store's own. */
+static void
+validate_edge_settings(api_val_t *v, json_t *st)
+{
+    json_t *co = json_object_get(st, "cors_origins");
+    if (co && !json_is_null(co)) {
+        size_t i, total = 0;
+        json_t *o;
+        if (!json_is_array(co) || json_array_size(co) > STORE_CORS_ORIGINS)
+            api_val_add(v, "settings.cors_origins", "must be an array of at most 16 origins");
+        else
+            json_array_foreach(co, i, o)
+            {
+                const char *s = json_string_value(o);
+                if (s == NULL || !store_origin_valid(s, strlen(s))) {
+                    api_val_add(v, "settings.cors_origins",
+                                "each entry must be an origin like https://shop.example.com or "
+                                "https://*.example.com (lower case, no path, never *)");
+                    break;
+                }
+                total += strlen(s) + 1;
+            }
+        if (total > STORE_CORS_MAX - 1)
+            api_val_add(v, "settings.cors_origins", "the origins are too long together");
+    }
+    json_t *q = json_object_get(st, "rate_quota");
+    if (q && (!json_is_integer(q) || json_integer_value(q) < 1 ||
+              json_integer_value(q) > STORE_RATE_QUOTA_MAX))
+        api_val_add(v, "settings.rate_quota", "must be an integer from 1 to 1000");
 }
 
 /* Validates the writable fields of a store; NULL outputs mean "not given". */
@@ -154,10 +220,12 @@ validate_input(api_ctx_t *ctx, api_val_t *v, store_input_t *in, bool create)
     }
     json_t *st = json_object_get(b, "settings");
     if (st) {
-        if (!json_is_object(st))
+        if (!json_is_object(st)) {
             api_val_add(v, "settings", "must be a JSON object");
-        else
+        } else {
+            validate_edge_settings(v, st);
             in->settings = json_dumps(st, JSON_COMPACT);
+        }
     }
     in->status = api_val_string(v, b, "status", false, 1, 20);
     if (in->status && strcmp(in->status, "active") && strcmp(in->status, "suspended"))

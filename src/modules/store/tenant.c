@@ -98,6 +98,93 @@ store_currency_valid(const char *code)
                    cmp_code) != NULL;
 }
 
+/* A host an origin may name: a DNS name, "localhost", or a dotted IPv4 address. */
+static bool
+origin_host_valid(const char *h, size_t n)
+{
+    char buf[254];
+    if (n == 0 || n >= sizeof(buf))
+        return false;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    if (strcmp(buf, "localhost") == 0)
+        return true;
+    size_t digits = strspn(buf, "0123456789.");
+    if (digits == n)
+        return n >= 7 && n <= 15;
+    return store_domain_valid(buf);
+}
+
+bool
+store_origin_valid(const char *s, size_t n)
+{
+    size_t sl;
+    if (n > 200)
+        return false;
+    if (n > 8 && memcmp(s, "https://", 8) == 0)
+        sl = 8;
+    else if (n > 7 && memcmp(s, "http://", 7) == 0)
+        sl = 7;
+    else
+        return false;
+    const char *h = s + sl, *end = s + n;
+    if (end - h > 2 && h[0] == '*' && h[1] == '.') {
+        /* A wildcard names a registrable-looking domain (two labels at least),
+         * so a host "*.com" cannot open a store to every site. */
+        const char *d = h + 2;
+        size_t dl = (size_t)(end - d);
+        return memchr(d, '.', dl) != NULL && origin_host_valid(d, dl) && memchr(d, ':', dl) == NULL;
+    }
+    const char *colon = memchr(h, ':', (size_t)(end - h));
+    size_t hl = colon ? (size_t)(colon - h) : (size_t)(end - h);
+    if (!origin_host_valid(h, hl))
+        return false;
+    if (colon) {
+        size_t pl = (size_t)(end - colon - 1);
+        if (pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") < pl)
+            return false;
+        long port = strtol(colon + 1, NULL, 10);
+        if (port < 1 || port > 65535 || colon[1] == '0')
+            return false;
+    }
+    return true;
+}
+
+bool
+store_origin_allowed(const char *list, const char *origin)
+{
+    if (list == NULL || origin == NULL || origin[0] == '\0')
+        return false;
+    size_t on = strlen(origin);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        const char *star = l > 3 ? memchr(p, '*', l) : NULL;
+        if (star == NULL) {
+            if (l == on && strncasecmp(p, origin, l) == 0)
+                return true;
+        } else {
+            /* A wildcard (host "*.domain"): same scheme, then a host of at least one more
+             * label ending in ".domain", and no port. */
+            size_t pre = (size_t)(star - p), suf = l - pre - 1; /* suf = ".domain" */
+            if (on > pre + suf && strncasecmp(origin, p, pre) == 0 &&
+                strncasecmp(origin + on - suf, star + 1, suf) == 0) {
+                const char *label = origin + pre;
+                size_t ll = on - pre - suf;
+                bool ok = ll > 0;
+                for (size_t i = 0; i < ll && ok; i++) {
+                    char c = (char)tolower((unsigned char)label[i]);
+                    ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+                }
+                if (ok && label[0] != '.' && label[0] != '-')
+                    return true;
+            }
+        }
+        p = e ? e + 1 : p + l;
+    }
+    return false;
+}
+
 int
 store_tenant_key(const char *x_tenant, const char *host, const char *base_domain, char *key,
                  size_t keylen)
