@@ -648,6 +648,21 @@ api_on_request(net_request_t *req, void *ud)
         return answer(req, denied);
     }
 
+    /* The budgets before anything else is read (a malformed body spends them too).
+     * The store's budget needs its snapshot: a store not cached here yet (its first
+     * request in a TTL) is not counted; the worker that looks it up fills the cache. */
+    char key[STORE_KEY_MAX] = "";
+    if ((route->flags & API_STORE) &&
+        store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
+                         app->cfg->base_domain, key, sizeof(key)) != 0)
+        return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found",
+                                    "no store is named by X-Tenant-Id or Host"));
+    store_snap_t snap;
+    bool have_snap = key[0] && store_cache_get(app->stores, key, &snap) && snap.id != 0;
+    net_reply_t *limited = rate_check(app, req, route, &env.caller, have_snap ? &snap : NULL, ip);
+    if (limited)
+        return answer(req, limited);
+
     if (route->flags & API_INLINE)
         return answer(req, route->inline_fn(app, req));
 
@@ -693,20 +708,7 @@ api_on_request(net_request_t *req, void *ud)
     memset(&call, 0, sizeof(call));
     call.route = (size_t)m.route;
     call.caller = env.caller;
-    char key[STORE_KEY_MAX] = "";
-    if ((route->flags & API_STORE) &&
-        store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
-                         app->cfg->base_domain, key, sizeof(key)) != 0)
-        return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found",
-                                    "no store is named by X-Tenant-Id or Host"));
     call.tenant_key = key;
-    /* The store's budget needs its snapshot: a store not cached here yet (its first
-     * request in a TTL) is not counted; the worker that looks it up fills the cache. */
-    store_snap_t snap;
-    bool have_snap = key[0] && store_cache_get(app->stores, key, &snap) && snap.id != 0;
-    net_reply_t *limited = rate_check(app, req, route, &env.caller, have_snap ? &snap : NULL, ip);
-    if (limited)
-        return answer(req, limited);
     for (size_t i = 0; i < m.nparams && call.nparams < MSG_MAX_PARAMS; i++, call.nparams++) {
         call.param_names[call.nparams].p = m.param_names[i];
         call.param_names[call.nparams].n = m.param_name_lens[i];
