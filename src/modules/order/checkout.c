@@ -545,6 +545,174 @@ render_all(db_conn_t *c, batch_t *b)
     shopd_free(ids);
 }
 
+/* The parameters of a checkout's order statement ($1..$21), and their buffers. */
+typedef struct co_params_s {
+    char sid[24], uid[24], ref[48], nums[6][24], did[24], rid[24], cart_row[24];
+    char *ship, *bill, *items; /* malloc'd (jansson) */
+    const char *p[21];
+} co_params_t;
+
+static void
+co_params(const co_t *co, co_params_t *q)
+{
+    const api_ctx_t *ctx = co->ctx;
+    memset(q, 0, sizeof(*q));
+    snprintf(q->sid, sizeof(q->sid), "%llu", (unsigned long long)ctx->store_id);
+    if (co->user_id)
+        snprintf(q->uid, sizeof(q->uid), "%llu", (unsigned long long)co->user_id);
+    cart_ref(&co->cart, q->ref);
+    snprintf(q->nums[0], 24, "%lld", (long long)co->subtotal);
+    snprintf(q->nums[1], 24, "%lld", (long long)co->discount);
+    snprintf(q->nums[2], 24, "%lld", (long long)co->shipping);
+    snprintf(q->nums[3], 24, "%lld", (long long)co->tax_total);
+    snprintf(q->nums[4], 24, "%lld", (long long)co->total);
+    snprintf(q->nums[5], 24, "%d", co->count);
+    if (co->has_discount)
+        snprintf(q->did, sizeof(q->did), "%llu", (unsigned long long)co->disc.id);
+    snprintf(q->rid, sizeof(q->rid), "%llu", (unsigned long long)co->rate.id);
+    if (co->cart.user && co->cart.row_id)
+        snprintf(q->cart_row, sizeof(q->cart_row), "%llu", (unsigned long long)co->cart.row_id);
+    q->ship = json_dumps(co->ship, JSON_COMPACT);
+    q->bill = json_dumps(co->bill, JSON_COMPACT);
+    q->items = items_json(co);
+    const char *p[] = {q->sid,
+                       q->uid,
+                       co->email,
+                       co->provider->name,
+                       ctx->store ? ctx->store->currency : "",
+                       co->tax.inclusive ? "true" : "false",
+                       q->nums[0],
+                       q->nums[1],
+                       q->nums[2],
+                       q->nums[3],
+                       q->nums[4],
+                       co->has_discount ? co->disc.code : "",
+                       q->did,
+                       q->rid,
+                       co->rate.name,
+                       q->ship,
+                       q->bill,
+                       q->ref,
+                       q->nums[5],
+                       q->items,
+                       q->cart_row};
+    memcpy(q->p, p, sizeof(p));
+}
+
+static void
+co_params_free(co_params_t *q)
+{
+    free(q->ship);
+    free(q->bill);
+    free(q->items);
+}
+
+/* What writes an order once its stock is taken ($1..$21 of co_params; the CTE
+ * "o" inserts the order, the rest hang off it). Shared by both paths below. */
+#define CO_ORDER_TAIL                                                                              \
+    "x AS (SELECT * FROM json_to_recordset($20::json) AS x (variant_id bigint, product_id "        \
+    "bigint, name text, sku text, options jsonb, unit_price bigint, quantity int, line_total "     \
+    "bigint, tax bigint)), "                                                                       \
+    "i AS (INSERT INTO order_items (store_id, order_id, variant_id, product_id, name, sku, "       \
+    "options, unit_price, quantity, line_total, tax) SELECT $1, o.id, x.variant_id, "              \
+    "x.product_id, x.name, x.sku, x.options, x.unit_price, x.quantity, x.line_total, x.tax "       \
+    "FROM o, x), "                                                                                 \
+    "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "                 \
+    "actor_user_id, order_id) SELECT $1, x.variant_id, -x.quantity, 'order placed', "              \
+    "nullif($2, '')::bigint, o.id FROM o, x), "                                                    \
+    "e AS (INSERT INTO order_events (store_id, order_id, from_status, to_status, "                 \
+    "actor_user_id, actor, note) SELECT $1, o.id, NULL, 'PENDING', nullif($2, '')::bigint, "       \
+    "'customer', 'order placed' FROM o), "                                                         \
+    "ob AS (INSERT INTO outbox (store_id, kind, payload) SELECT $1, 'order.placed', "              \
+    "json_build_object('order_id', o.id, 'number', o.number, 'email', $3::text, 'template', "      \
+    "'order_confirmation') FROM o), "                                                              \
+    "d AS (DELETE FROM carts WHERE store_id = $1 AND id = nullif($21, '')::bigint AND "            \
+    "EXISTS (SELECT 1 FROM o)), "                                                                  \
+    "p AS (INSERT INTO payments (store_id, order_id, provider, amount, currency) "                 \
+    "SELECT $1, o.id, $4, o.total, o.currency FROM o RETURNING id) "
+
+#define CO_ORDER_INSERT(from)                                                                      \
+    "o AS (INSERT INTO orders (store_id, number, user_id, email, payment_provider, currency, "     \
+    "prices_include_tax, subtotal, discount_total, shipping_total, tax_total, total, "             \
+    "discount_code, discount_id, shipping_rate_id, shipping_name, shipping_address, "              \
+    "billing_address, cart_ref, item_count) SELECT $1, n.last_number, nullif($2, '')::bigint, "    \
+    "$3, $4, $5, $6::boolean, $7, $8, $9, $10, $11, nullif($12, ''), nullif($13, '')::bigint, "    \
+    "$14, $15, $16::jsonb, $17::jsonb, $18, $19 FROM " from " RETURNING id, number, total, "       \
+    "currency), "
+
+/* The one-statement checkout (no Idempotency-Key, no discount code): locks the
+ * lines' variants in ascending id, checks that every line is in stock, and only
+ * then takes the order number, inserts the order (ON CONFLICT on its cart:
+ * nothing), takes the stock and writes the rest. It never fails for short stock
+ * or a cart already ordered (it says so in its first columns), so a turn's
+ * checkouts are pipelined in one round trip without savepoints: each statement
+ * is whole or nothing by itself. The CHECK (stock >= 0) on product_variants is
+ * the last wall: were the check ever wrong, the statement would fail, and with
+ * it the batch, never oversell. */
+static const char co_one_sql[] =
+    "WITH x0 AS (SELECT * FROM json_to_recordset($20::json) AS x0 (variant_id bigint, quantity "
+    "int)), "
+    "lk AS (SELECT v.id, v.stock FROM product_variants v WHERE v.store_id = $1 AND v.id IN "
+    "(SELECT variant_id FROM x0) ORDER BY v.id FOR UPDATE), "
+    "ok AS (SELECT count(*) = (SELECT count(*) FROM x0) AND coalesce(bool_and(lk.stock >= "
+    "x0.quantity), false) AS ok FROM x0 JOIN lk ON lk.id = x0.variant_id), "
+    "n AS (INSERT INTO order_counters (store_id, last_number) SELECT $1, 1001 FROM ok WHERE "
+    "ok.ok ON CONFLICT (store_id) DO UPDATE SET last_number = order_counters.last_number + 1 "
+    "RETURNING last_number), " CO_ORDER_INSERT(
+        "n ON CONFLICT (store_id, cart_ref) DO NOTHING") "dec AS (UPDATE product_variants v SET "
+                                                         "stock = v.stock - x0.quantity, "
+                                                         "updated_at = now() FROM "
+                                                         "x0, o WHERE v.store_id = $1 AND v.id = "
+                                                         "x0.variant_id RETURNING "
+                                                         "v.id), " CO_ORDER_TAIL
+                                                         "SELECT (SELECT ok FROM ok), (SELECT id "
+                                                         "FROM o), (SELECT number FROM o), (SELECT "
+                                                         "id FROM p)";
+
+/* Step 2 for the one-statement checkouts of a batch (simple[]), inside the
+ * batch's transaction: one pipeline. Outcomes into each co. */
+static shopd_rc_t
+apply_simple(db_conn_t *c, co_t **simple, size_t n)
+{
+    if (n == 0)
+        return SHOPD_OK;
+    co_params_t *ps = shopd_calloc(n, sizeof(*ps));
+    db_query_t *qs = shopd_calloc(n, sizeof(*qs));
+    PGresult **rs = shopd_calloc(n, sizeof(*rs));
+    for (size_t i = 0; i < n; i++) {
+        co_t *co = simple[i];
+        net_reply_free(co->reply);
+        co->reply = NULL;
+        co->order_id = co->payment_id = co->number = 0;
+        co->short_stock = false;
+        co_params(co, &ps[i]);
+        qs[i] = (db_query_t){"co_one", co_one_sql, 21, ps[i].p};
+    }
+    shopd_rc_t rc = db_pipeline(c, qs, n, rs);
+    for (size_t i = 0; i < n; i++) {
+        co_t *co = simple[i];
+        PGresult *r = rs[i];
+        if (rc == SHOPD_OK && r && PQntuples(r) == 1) {
+            if (PQgetvalue(r, 0, 0)[0] != 't') {
+                co->short_stock = true;
+            } else if (PQgetisnull(r, 0, 1)) {
+                co->reply =
+                    api_fail(SHOPD_CONFLICT, "cart_checked_out", "this cart is already an order");
+            } else {
+                co->order_id = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+                co->number = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+                co->payment_id = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+            }
+        }
+        PQclear(r);
+        co_params_free(&ps[i]);
+    }
+    shopd_free(rs);
+    shopd_free(qs);
+    shopd_free(ps);
+    return rc;
+}
+
 /* Step 2 for checkout i, inside its savepoint. May run more than once. */
 static shopd_rc_t
 apply_one(db_conn_t *c, size_t i, void *arg)
@@ -582,44 +750,9 @@ apply_one(db_conn_t *c, size_t i, void *arg)
         }
     }
 
-    char uid[24] = "", ref[48], nums[8][24], did[24] = "", rid[24], cart_row[24] = "";
-    if (co->user_id)
-        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)co->user_id);
-    cart_ref(&co->cart, ref);
-    snprintf(nums[0], 24, "%lld", (long long)co->subtotal);
-    snprintf(nums[1], 24, "%lld", (long long)co->discount);
-    snprintf(nums[2], 24, "%lld", (long long)co->shipping);
-    snprintf(nums[3], 24, "%lld", (long long)co->tax_total);
-    snprintf(nums[4], 24, "%lld", (long long)co->total);
-    snprintf(nums[5], 24, "%d", co->count);
-    if (co->has_discount)
-        snprintf(did, sizeof(did), "%llu", (unsigned long long)co->disc.id);
-    snprintf(rid, sizeof(rid), "%llu", (unsigned long long)co->rate.id);
-    if (co->cart.user && co->cart.row_id)
-        snprintf(cart_row, sizeof(cart_row), "%llu", (unsigned long long)co->cart.row_id);
-    char *ship = json_dumps(co->ship, JSON_COMPACT), *bill = json_dumps(co->bill, JSON_COMPACT);
-    char *items = items_json(co);
-    const char *p[] = {sid,
-                       uid,
-                       co->email,
-                       co->provider->name,
-                       ctx->store ? ctx->store->currency : "",
-                       co->tax.inclusive ? "true" : "false",
-                       nums[0],
-                       nums[1],
-                       nums[2],
-                       nums[3],
-                       nums[4],
-                       co->has_discount ? co->disc.code : "",
-                       did,
-                       rid,
-                       co->rate.name,
-                       ship,
-                       bill,
-                       ref,
-                       nums[5],
-                       items,
-                       cart_row};
+    co_params_t q;
+    co_params(co, &q);
+    const char *const *p = q.p;
     /* One round trip: the stock taken line by line in ascending variant id (the cart
      * keeps its lines sorted, one per variant; shopd_take_stock fails the statement
      * with SH001 when a line is short, which aborts the rest of the pipeline), then
@@ -638,38 +771,13 @@ apply_one(db_conn_t *c, size_t i, void *arg)
         qs[l] = (db_query_t){"co_take", "SELECT shopd_take_stock($1, $2, $3)", 3, tp[l]};
         rs[l] = NULL;
     }
-    qs[k] = (db_query_t){
-        "co_order",
-        "WITH n AS (INSERT INTO order_counters (store_id, last_number) VALUES ($1, 1001) "
-        "ON CONFLICT (store_id) DO UPDATE SET last_number = order_counters.last_number + 1 "
-        "RETURNING last_number), "
-        "o AS (INSERT INTO orders (store_id, number, user_id, email, payment_provider, currency, "
-        "prices_include_tax, subtotal, discount_total, shipping_total, tax_total, total, "
-        "discount_code, discount_id, shipping_rate_id, shipping_name, shipping_address, "
-        "billing_address, cart_ref, item_count) SELECT $1, n.last_number, nullif($2, '')::bigint, "
-        "$3, $4, $5, $6::boolean, $7, $8, $9, $10, $11, nullif($12, ''), nullif($13, '')::bigint, "
-        "$14, $15, $16::jsonb, $17::jsonb, $18, $19 FROM n RETURNING id, number, total, currency), "
-        "x AS (SELECT * FROM json_to_recordset($20::json) AS x (variant_id bigint, product_id "
-        "bigint, name text, sku text, options jsonb, unit_price bigint, quantity int, line_total "
-        "bigint, tax bigint)), "
-        "i AS (INSERT INTO order_items (store_id, order_id, variant_id, product_id, name, sku, "
-        "options, unit_price, quantity, line_total, tax) SELECT $1, o.id, x.variant_id, "
-        "x.product_id, x.name, x.sku, x.options, x.unit_price, x.quantity, x.line_total, x.tax "
-        "FROM o, x), "
-        "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
-        "actor_user_id, order_id) SELECT $1, x.variant_id, -x.quantity, 'order placed', "
-        "nullif($2, '')::bigint, o.id FROM o, x), "
-        "e AS (INSERT INTO order_events (store_id, order_id, from_status, to_status, "
-        "actor_user_id, actor, note) SELECT $1, o.id, NULL, 'PENDING', nullif($2, '')::bigint, "
-        "'customer', 'order placed' FROM o), "
-        "ob AS (INSERT INTO outbox (store_id, kind, payload) SELECT $1, 'order.placed', "
-        "json_build_object('order_id', o.id, 'number', o.number, 'email', $3::text, 'template', "
-        "'order_confirmation') FROM o), "
-        "d AS (DELETE FROM carts WHERE store_id = $1 AND id = nullif($21, '')::bigint), "
-        "p AS (INSERT INTO payments (store_id, order_id, provider, amount, currency) "
-        "SELECT $1, o.id, $4, o.total, o.currency FROM o RETURNING id) "
-        "SELECT o.id, o.number, p.id FROM o, p",
-        21, p};
+    qs[k] =
+        (db_query_t){"co_order",
+                     "WITH n AS (INSERT INTO order_counters (store_id, last_number) VALUES "
+                     "($1, 1001) ON CONFLICT (store_id) DO UPDATE SET last_number = "
+                     "order_counters.last_number + 1 RETURNING last_number), " CO_ORDER_INSERT("n")
+                         CO_ORDER_TAIL "SELECT o.id, o.number, p.id FROM o, p",
+                     21, p};
     rs[k] = NULL;
     shopd_rc_t rc = db_pipeline(c, qs, k + 1, rs);
     PGresult *r = rs[k];
@@ -679,9 +787,7 @@ apply_one(db_conn_t *c, size_t i, void *arg)
             co->short_stock = true;
         PQclear(rs[l]);
     }
-    free(ship);
-    free(bill);
-    free(items);
+    co_params_free(&q);
     if (co->short_stock) {
         PQclear(r);
         return SHOPD_CONFLICT; /* answered after the batch, with the stock as it is then */
@@ -768,6 +874,61 @@ resave(db_conn_t *c, void *arg)
     return SHOPD_OK;
 }
 
+/* The batch's transaction: the one-statement checkouts in one pipeline, then each
+ * of the others (a key or a discount code: more statements, which may fail) in a
+ * savepoint of its own. Runs again whole after a serialization failure or a
+ * deadlock (db_tx). */
+typedef struct run_s {
+    batch_t *b;
+    shopd_rc_t *results;
+} run_t;
+
+typedef struct one_s {
+    batch_t *b;
+    size_t i;
+} one_t;
+
+static shopd_rc_t
+one_body(db_conn_t *c, void *arg)
+{
+    one_t *o = arg;
+    return apply_one(c, o->i, o->b);
+}
+
+static bool
+is_simple(const co_t *co)
+{
+    return !co->keyed && !co->has_discount;
+}
+
+static shopd_rc_t
+batch_body(db_conn_t *c, void *arg)
+{
+    run_t *run = arg;
+    batch_t *b = run->b;
+    co_t **simple = shopd_calloc(b->n, sizeof(*simple));
+    size_t ns = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (is_simple(b->cos[i]))
+            simple[ns++] = b->cos[i];
+    shopd_rc_t rc = apply_simple(c, simple, ns);
+    shopd_free(simple);
+    if (rc != SHOPD_OK)
+        return rc;
+    for (size_t i = 0; i < b->n; i++) {
+        co_t *co = b->cos[i];
+        if (is_simple(co)) {
+            run->results[i] = co->order_id ? SHOPD_OK : SHOPD_CONFLICT;
+            continue;
+        }
+        one_t o = {b, i};
+        run->results[i] = db_tx(c, one_body, &o); /* a savepoint: it fails alone */
+        if (run->results[i] == SHOPD_UNAVAILABLE)
+            return SHOPD_UNAVAILABLE;
+    }
+    return SHOPD_OK;
+}
+
 void
 order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
 {
@@ -812,7 +973,8 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
     if (b.n) {
         shopd_rc_t *results = shopd_calloc(b.n, sizeof(*results));
         uint64_t t0 = shopd_now_us();
-        shopd_rc_t rc = db_tx_batch(c, b.n, apply_one, &b, results);
+        run_t run = {&b, results};
+        shopd_rc_t rc = db_tx(c, batch_body, &run);
         order_metrics_batch(b.n, shopd_now_us() - t0);
         if (rc != SHOPD_OK) {
             /* Nothing committed: each checkout says so, and may be sent again. */
