@@ -35,6 +35,12 @@ typedef struct order_pay_s {
  *  records the outcomes in one transaction: payments rows, orders' payment_status,
  *  PENDING -> PAID with an event for the payments that succeeded. */
 shopd_rc_t order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n);
+/** The two halves of order_pay_apply: the provider calls (no transaction), and the
+ *  statements recording their outcomes inside the caller's open transaction. A
+ *  provider without I/O (payment.h: blocking false) is called from inside the
+ *  checkout's own transaction, so its outcome commits with the order. */
+void order_pay_create(uint64_t store_id, order_pay_t *pays, size_t n);
+shopd_rc_t order_pay_record(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n);
 
 /** Cancels order id inside the caller's transaction: status CANCELLED with an event
  *  (actor "customer", "admin" or "system"), the stock of its items that was not

@@ -77,8 +77,8 @@ record(db_conn_t *c, void *arg)
     return rc;
 }
 
-shopd_rc_t
-order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n)
+void
+order_pay_create(uint64_t store_id, order_pay_t *pays, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         order_pay_t *p = &pays[i];
@@ -98,6 +98,19 @@ order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n)
                      (unsigned long long)store_id, (unsigned long long)p->order_id,
                      p->provider->name);
     }
+}
+
+shopd_rc_t
+order_pay_record(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n)
+{
+    pay_batch_t b = {store_id, pays, n};
+    return record(c, &b);
+}
+
+shopd_rc_t
+order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n)
+{
+    order_pay_create(store_id, pays, n);
     pay_batch_t b = {store_id, pays, n};
     shopd_rc_t rc = db_tx(c, record, &b);
     if (rc != SHOPD_OK)
