@@ -168,6 +168,13 @@ enum {
      *  idempotency_in_flight), but the answer is never kept, so no token is
      *  stored outside the client; a retry afterwards signs in again. */
     API_IDEM_NO_REPLAY = 1 << 4,
+    /** A batch route whose messages of one turn may be gathered into one batch past
+     *  other routes' messages (checkout: a turn where cart adds and checkouts
+     *  alternate commits its checkouts together). A message is gathered only if no
+     *  message it passes names the same cart (X-Cart-Id) or the same user, so it
+     *  never overtakes a write to its own cart; the first one that would stops the
+     *  gathering. Any other order is one the clients could have produced. */
+    API_BATCH_GATHER = 1 << 5,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor

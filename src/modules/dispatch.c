@@ -511,6 +511,25 @@ finish(prepared_t *p, net_reply_t *r)
     act_msg_free(p->m);
 }
 
+/* True if gathering ps[j] into the batch that starts at ps[i] would move it past a
+ * message (not yet handled) of the same cart or the same user. */
+static bool
+overtakes_own(const prepared_t *ps, const bool *done, size_t i, size_t j)
+{
+    const msg_env_t *e = &ps[j].env;
+    for (size_t x = i + 1; x < j; x++) {
+        if (done[x] || ps[x].route == ps[j].route)
+            continue;
+        const msg_env_t *o = &ps[x].env;
+        if (e->cart.n && o->cart.n == e->cart.n && memcmp(o->cart.p, e->cart.p, e->cart.n) == 0)
+            return true;
+        if (e->caller.user_id && o->caller.user_id == e->caller.user_id &&
+            o->caller.store_id == e->caller.store_id)
+            return true;
+    }
+    return false;
+}
+
 void
 api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, void *ud)
 {
@@ -540,32 +559,53 @@ api_actor_turn(act_worker_t *w, uint64_t store_id, act_msg_t **msgs, size_t n, v
         if (ps[i].ctx.store)
             ps[i].ctx.store = &ps[i].snap;
     }
-    for (size_t i = 0; i < np;) {
+    bool *done = shopd_calloc(np ? np : 1, sizeof(*done));
+    size_t *idx = shopd_calloc(np ? np : 1, sizeof(*idx));
+    for (size_t i = 0; i < np; i++) {
+        if (done[i])
+            continue;
         const api_route_t *route = ps[i].route;
         if (route->batch == NULL) {
             finish(&ps[i], route->handler(&ps[i].ctx));
-            i++;
+            done[i] = true;
             continue;
         }
-        /* Consecutive messages for the same batch route go to the handler together. */
-        size_t j = i + 1;
-        while (j < np && ps[j].route == route)
-            j++;
-        size_t k = j - i;
+        /* Consecutive messages for the same batch route go to the handler together;
+         * an API_BATCH_GATHER route also takes later ones past other messages that
+         * do not touch the same cart or user (see api.h). */
+        size_t k = 0;
+        idx[k++] = i;
+        bool gather = (route->flags & API_BATCH_GATHER) != 0, passed = false;
+        for (size_t j = i + 1; j < np; j++) {
+            if (done[j])
+                continue;
+            if (ps[j].route != route) {
+                if (!gather)
+                    break;
+                passed = true;
+                continue;
+            }
+            if (passed && overtakes_own(ps, done, i, j))
+                break;
+            idx[k++] = j;
+        }
         api_ctx_t *ctxs = shopd_malloc(k * sizeof(*ctxs));
         net_reply_t **replies = shopd_calloc(k, sizeof(*replies));
         for (size_t x = 0; x < k; x++)
-            ctxs[x] = ps[i + x].ctx;
+            ctxs[x] = ps[idx[x]].ctx;
         route->batch(ctxs, k, replies);
         for (size_t x = 0; x < k; x++) /* api_later on a batch ctx takes its key along */
-            ps[i + x].ctx.idem = ctxs[x].idem;
-        for (size_t x = 0; x < k; x++)
-            finish(&ps[i + x],
+            ps[idx[x]].ctx.idem = ctxs[x].idem;
+        for (size_t x = 0; x < k; x++) {
+            finish(&ps[idx[x]],
                    replies[x] ? replies[x] : api_fail(SHOPD_ERR, "internal_error", "no reply"));
+            done[idx[x]] = true;
+        }
         shopd_free(ctxs);
         shopd_free(replies);
-        i = j;
     }
+    shopd_free(idx);
+    shopd_free(done);
     shopd_free(ps);
     turn_worker = NULL;
 }

@@ -14,7 +14,7 @@ static const char *const q_rates[] = {"country", NULL};
 static const api_route_t order_routes[] = {
     /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query */
     {"GET", "/api/v1/checkout/shipping-rates", "checkout.shipping_rates", API_PUBLIC, API_ANY, API_STORE, NULL, order_h_shipping_rates, NULL, q_rates},
-    {"POST", "/api/v1/checkout", "checkout.create", API_PUBLIC, API_ORDERED, API_STORE | API_BODY | API_IDEM_SELF, NULL, NULL, order_b_checkout, NULL, API_RATE_CHECKOUT},
+    {"POST", "/api/v1/checkout", "checkout.create", API_PUBLIC, API_ORDERED, API_STORE | API_BODY | API_IDEM_SELF | API_BATCH_GATHER, NULL, NULL, order_b_checkout, NULL, API_RATE_CHECKOUT},
     {"GET", "/api/v1/orders", "orders.list", API_CUSTOMER, API_ANY, API_STORE, NULL, order_h_list, NULL, q_orders},
     {"GET", "/api/v1/orders/:id", "orders.get", API_CUSTOMER, API_ANY, API_STORE, NULL, order_h_get, NULL, NULL},
     {"POST", "/api/v1/orders/:id/transitions", "orders.transition", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, order_h_transition, NULL, NULL},
