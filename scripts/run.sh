@@ -104,6 +104,27 @@ demo_user() {
 demo_user "$DEMO_ADMIN" "$DEMO_ADMIN_PW" STORE_ADMIN
 demo_user "$DEMO_CUSTOMER" "$DEMO_CUSTOMER_PW" CUSTOMER
 
+# Something to buy (once): a product with one variant in stock, and a shipping zone
+# for the US with a flat rate, so a cart and a checkout work out of the box.
+demo_api() {
+    curl -s -H "Authorization: Bearer $SHOPD_PLATFORM_TOKEN" -H 'X-Tenant-Id: demo' \
+        -H 'Content-Type: application/json' "$@" || true
+}
+id_of() { sed -n 's/^{ *"id" *: *\([0-9][0-9]*\).*/\1/p'; }
+DEMO_URL=http://$SHOPD_LISTEN/api/v1
+if ! demo_api "$DEMO_URL/products/demo-tee" | grep -q '"id"'; then
+    pid=$(demo_api -d '{"name":"Demo Tee","slug":"demo-tee","base_price":1999,"status":"active"}' \
+        "$DEMO_URL/products" | id_of)
+    [[ -n $pid ]] && demo_api -d '{"sku":"DEMO-TEE-M","options":{"size":"M"},"stock":100}' \
+        "$DEMO_URL/products/$pid/variants" >/dev/null
+    zid=$(demo_api -d '{"name":"United States","countries":["US"]}' \
+        "$DEMO_URL/admin/shipping-zones" | id_of)
+    [[ -n $zid ]] && demo_api -d '{"name":"Standard","kind":"flat","price":500}' \
+        "$DEMO_URL/admin/shipping-zones/$zid/rates" >/dev/null
+fi
+DEMO_VARIANT=$(demo_api "$DEMO_URL/products/demo-tee" | sed -n 's/.*"variants" *: *\[ *{ *"id" *: *\([0-9][0-9]*\).*/\1/p')
+DEMO_RATE=$(demo_api "$DEMO_URL/checkout/shipping-rates?country=US" | sed -n 's/.*"rates" *: *\[ *{ *"id" *: *\([0-9][0-9]*\).*/\1/p')
+
 cat <<EOF
 
 shopd is running on http://$SHOPD_LISTEN  (Ctrl-C stops it and the private services)
@@ -118,6 +139,13 @@ shopd is running on http://$SHOPD_LISTEN  (Ctrl-C stops it and the private servi
 
   curl http://$SHOPD_LISTEN/healthz
   curl -H 'X-Tenant-Id: demo' http://$SHOPD_LISTEN/api/v1/store
+
+  a guest cart, then a checkout (the test payment provider; the first answer's X-Cart-Id names the cart):
+  curl -si -H 'X-Tenant-Id: demo' -H 'Content-Type: application/json' \\
+       -d '{"variant_id":${DEMO_VARIANT:-1},"quantity":1}' http://$SHOPD_LISTEN/api/v1/cart/add
+  curl -H 'X-Tenant-Id: demo' -H 'X-Cart-Id: <the id>' -H 'Content-Type: application/json' \\
+       -d '{"email":"you@example.com","shipping_rate_id":${DEMO_RATE:-1},"shipping_address":{"name":"You","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}' \\
+       http://$SHOPD_LISTEN/api/v1/checkout
   curl -H "Authorization: Bearer $SHOPD_PLATFORM_TOKEN" http://$SHOPD_LISTEN/api/v1/stores
 
   admin protocol on ${SHOPD_ADMIN_LISTEN:-(off)} (token in .shopd/admin_token):
