@@ -226,6 +226,9 @@ perf_run() {
     # Self time per symbol, every symbol (for the budget code's share).
     perf report -i "$WORK/perf-$name.data" --no-children --sort symbol --stdio -g none \
         2>/dev/null | awk '$1 ~ /%$/ && $2 ~ /^\[/ { sub("%", "", $1); print $1 "\t" $3 }' >"$WORK/perf-$name.tsv" || true
+    # The kernel's symbols ([k]), to split the samples between user space and kernel.
+    perf report -i "$WORK/perf-$name.data" --no-children --sort symbol --stdio -g none \
+        2>/dev/null | awk '$1 ~ /%$/ && $2 == "[k]" { print "k\t" $3 }' >"$WORK/perf-$name.kernel" || true
 }
 if [[ $PERF == 1 ]]; then
     log "perf: one more run of each"
@@ -367,6 +370,10 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
             "off $(share off '^(__vfprintf|vfprintf|__printf|_IO_|snprintf|__vsnprintf|printf_positional)')%;" \
             "mutex lock/unlock: on $(share on '^(pthread_mutex|__pthread_mutex|___pthread_mutex|lll_)')%," \
             "off $(share off '^(pthread_mutex|__pthread_mutex|___pthread_mutex|lll_)')%."
+        split() { awk -F'\t' 'NR == FNR { k[$2] = 1; next } { if ($2 in k) ks += $1; else us += $1 } END { printf "user %.1f%%, kernel %.1f%%", us, ks }' "$WORK/perf-$1.kernel" "$WORK/perf-$1.tsv"; }
+        echo "- shopd's samples in user space and in the kernel (TCP, epoll, scheduling): on $(split on)," \
+            "off $(split off). callgrind counts user-space instructions only, so its overhead weighs" \
+            "about the user share of it in shopd's CPU."
         echo
         echo "Top symbols of \`on\` (self time):"
         echo
