@@ -65,7 +65,10 @@ die() {
     exit 1
 }
 
-WORK=$(mktemp -d /tmp/shopd-limits.XXXXXX)
+# No "shopd" in the work folder's name nor in the server's: a broad `pkill shopd` (or
+# -f) of someone else's script on a shared machine must not stop this run halfway
+# (it did, twice, while this script was written).
+WORK=$(mktemp -d /tmp/limits-bench.XXXXXX)
 chmod 755 "$WORK" # PostgreSQL runs as `postgres` and must reach its data folder
 SVC=$WORK/services
 RUNS=$WORK/runs
@@ -108,9 +111,10 @@ if [[ $PERF == 1 ]]; then command -v perf >/dev/null || die "PERF=1 needs perf (
 # ---- build -------------------------------------------------------------------------
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j2 --target shopd shopbench >&2
-SHOPD=$BUILD/shopd
 SHOPBENCH=$BUILD/bench/shopbench
-for b in "$SHOPD" "$SHOPBENCH"; do [[ -x $b ]] || die "$b was not built"; done
+for b in "$BUILD/shopd" "$SHOPBENCH"; do [[ -x $b ]] || die "$b was not built"; done
+cp "$BUILD/shopd" "$WORK/limits-server"
+SHOPD=$WORK/limits-server
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo nocommit)
 if [[ $COMMIT != nocommit && -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
     COMMIT=$COMMIT-dirty
@@ -191,7 +195,11 @@ run() {
     t0=$(cpu_ticks "$name")
     "$SHOPBENCH" -t "$THREADS" -c "$CONNS" -d "$secs" -w 0 --tenant demo --label "$label" \
         --build-type Release --json "$RUNS/$label.raw" "${URLS[$name]}" store \
-        >"$RUNS/$label.txt" 2>&1 || { tail -n 8 "$RUNS/$label.txt" >&2; die "run $label had failures"; }
+        >"$RUNS/$label.txt" 2>&1 || {
+        tail -n 8 "$RUNS/$label.txt" >&2
+        kill -0 "${PIDS[$name]}" 2>/dev/null || log "shopd ($name) is gone: $(tail -n 2 "$WORK/shopd-$name.log")"
+        die "run $label had failures"
+    }
     t1=$(cpu_ticks "$name")
     jq -c --argjson ticks "$((t1 - t0))" --argjson hz "$HZ" --arg name "$name" \
         '{label: .label, server: $name, date: .date, requests: .results.requests, ok: .results.ok,
