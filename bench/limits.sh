@@ -17,10 +17,11 @@
 # counting, not of refusing. A 2 s warm-up run on each, then ROUNDS rounds of one
 # measured run of each, the order flipped every round (off-on, on-off, ...), so a
 # change in the machine's load hits both alike; each round's on/off ratio is taken of
-# runs a few seconds apart. Reported: the median req/s of each, the median of the
-# rounds' ratios (the figure) with every round's ratio, and shopd's CPU time per
-# request (utime + stime from /proc, closed loop: includes the client's share of
-# waiting, so it is a second view rather than the figure).
+# runs a few seconds apart. Each round ends with both loaded at once (half the
+# connections and one client thread each): the machine's load then hits both at
+# the same instant. Reported: the median req/s of each, the median of the rounds'
+# ratios (the figure) with every round's ratio and their spread, the same for the
+# side-by-side runs, and shopd's CPU time per request (utime + stime from /proc).
 #
 # With PERF=1, after the rounds: `perf record -e cpu-clock -g` of each shopd during one
 # more run of each, and the share of samples in the budget code (rate_check,
@@ -33,8 +34,9 @@
 # machine's load does not move.
 #
 # Environment: BUILD_DIR (default build-release), ROUNDS, DURATION, CONNS (64), THREADS
-# (2), PERF=1, CALLGRIND=1, CG_SECONDS, KEEP=1 (keep the work folder: logs, every run's report). About
-# ROUNDS x 2 x DURATION s plus a minute of build and setup on 2 cores.
+# (2), PERF=1, CALLGRIND=1, CG_SECONDS, KEEP=1 (keep the work folder: logs, every
+# run's report). About ROUNDS x 3 x DURATION s plus a minute of build and setup on
+# 2 cores (CALLGRIND=1: a minute more).
 # Everything it started is stopped at the end, also on failure or Ctrl-C.
 set -euo pipefail
 
@@ -191,11 +193,26 @@ HZ=$(getconf CLK_TCK)
 # inside (the servers stay up and warm between runs), into runs/LABEL.json, with
 # shopd's CPU ticks during it added to the report as .cpu_ticks.
 run() {
-    local name=$1 label=$2 secs=$3 t0 t1
+    local name=$1 label=$2 secs=$3 t0
     t0=$(cpu_ticks "$name")
-    "$SHOPBENCH" -t "$THREADS" -c "$CONNS" -d "$secs" -w 0 --tenant demo --label "$label" \
+    sb_start "$name" "$label" "$secs" "$CONNS" "$THREADS"
+    sb_finish "$name" "$label" "$t0"
+}
+
+# sb_start NAME LABEL SECONDS CONNS THREADS: shopbench against NAME in the background
+# (SB_PID); sb_finish NAME LABEL T0 waits for it and writes runs/LABEL.json.
+sb_start() {
+    local name=$1 label=$2 secs=$3 conns=$4 threads=$5
+    "$SHOPBENCH" -t "$threads" -c "$conns" -d "$secs" -w 0 --tenant demo --label "$label" \
         --build-type Release --json "$RUNS/$label.raw" "${URLS[$name]}" store \
-        >"$RUNS/$label.txt" 2>&1 || {
+        >"$RUNS/$label.txt" 2>&1 &
+    SB_PID=$!
+}
+
+sb_finish() {
+    local name=$1 label=$2 t0=$3 t1 pid=$SB_PID
+    [[ $# -ge 4 ]] && pid=$4
+    wait "$pid" || {
         tail -n 8 "$RUNS/$label.txt" >&2
         kill -0 "${PIDS[$name]}" 2>/dev/null || log "shopd ($name) is gone: $(tail -n 2 "$WORK/shopd-$name.log")"
         die "run $label had failures"
@@ -212,12 +229,29 @@ run() {
     log "$label: $(jq -r '"\(.rps | floor) req/s, \(.cpu_us_per_req | . * 10 | round / 10) us CPU/req"' "$RUNS/$label.json")"
 }
 
+# run_pair ROUND: both servers loaded at the same time, half the connections and one
+# client thread each: whatever else the machine does then hits both at the same
+# instant, and with the cores saturated each server gets about the same CPU, so the
+# rates' ratio is about the inverse of the CPU cost per request.
+run_pair() {
+    local r=$1 t0off t0on poff pon
+    t0off=$(cpu_ticks off)
+    t0on=$(cpu_ticks on)
+    sb_start off "pair-off@$r" "$DURATION" "$((CONNS / 2))" 1
+    poff=$SB_PID
+    sb_start on "pair-on@$r" "$DURATION" "$((CONNS / 2))" 1
+    pon=$SB_PID
+    sb_finish off "pair-off@$r" "$t0off" "$poff"
+    sb_finish on "pair-on@$r" "$t0on" "$pon"
+}
+
 log "warm-up: 2 s on each"
 run off warm-off 2
 run on warm-on 2
 for r in $(seq 1 "$ROUNDS"); do
     if ((r % 2)); then order=(off on); else order=(on off); fi
     for n in "${order[@]}"; do run "$n" "$n@$r" "$DURATION"; done
+    run_pair "$r"
 done
 
 # ---- where the time goes (PERF=1) --------------------------------------------------------
@@ -302,7 +336,7 @@ fi
 DATE=$(date -u +%Y-%m-%d)
 mkdir -p "$ROOT/bench/results"
 STEM=$ROOT/bench/results/$DATE-$COMMIT-limits
-jq -s -c 'map({(.label): .}) | add' "$RUNS"/*@*.json "$RUNS"/warm-*.json >"$STEM.json"
+jq -s -c 'map({(.label): .}) | add' "$RUNS"/*.json >"$STEM.json"
 
 # A figure's median over the rounds: med SERVER FIELD.
 med() {
@@ -316,9 +350,14 @@ ratios() {
         | (.["on@\($r)"][$f] / .["off@\($r)"][$f])] | map(. * 1000 | round / 1000)' "$STEM.json"
 }
 export ROUNDS
-RPS_RATIOS=$(ratios rps)
-CPU_RATIOS=$(ratios cpu_us_per_req)
 medof() { jq -r 'sort | if length % 2 == 1 then .[(length - 1) / 2] else (.[length / 2 - 1] + .[length / 2]) / 2 end | . * 1000 | round / 1000'; }
+RPS_RATIOS=$(ratios rps)
+PAIR_RATIOS=$(jq -r '[range(1; 1 + ($ENV.ROUNDS | tonumber)) as $r
+    | (.["pair-on@\($r)"].rps / .["pair-off@\($r)"].rps)] | map(. * 1000 | round / 1000)' "$STEM.json")
+PAIR_MED=$(medof <<<"$PAIR_RATIOS")
+PAIR_OVER=$(awk -v r="$PAIR_MED" 'BEGIN { printf "%.1f", (1 - r) * 100 }')
+PAIR_IQR=$(jq -r 'sort | (length - 1) as $m | (.[($m * 3 / 4) | ceil] - .[($m / 4) | floor]) | . * 1000 | round / 1000' <<<"$PAIR_RATIOS")
+CPU_RATIOS=$(ratios cpu_us_per_req)
 RPS_MED=$(medof <<<"$RPS_RATIOS")
 CPU_MED=$(medof <<<"$CPU_RATIOS")
 OVERHEAD=$(awk -v r="$RPS_MED" 'BEGIN { printf "%.1f", (1 - r) * 100 }')
@@ -356,6 +395,11 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
         "(goal < 5%: $VERDICT).** Every round: $(jq -r 'join(", ")' <<<"$RPS_RATIOS")."
     echo
     echo "CPU per request, on / off: $CPU_MED ($CPU_OVER%); every round: $(jq -r 'join(", ")' <<<"$CPU_RATIOS")."
+    echo
+    echo "Side by side (both servers loaded at once, $((CONNS / 2)) connections and one client thread each," \
+        "$DURATION s per round): on / off req/s, median $PAIR_MED, an overhead of $PAIR_OVER% (middle half" \
+        "of the rounds spans $(awk -v q="$PAIR_IQR" 'BEGIN { printf "%.1f", q * 100 }')%); every round:" \
+        "$(jq -r 'join(", ")' <<<"$PAIR_RATIOS")."
     if [[ -n $CG_LINE ]]; then
         echo
         echo "$CG_LINE"
