@@ -13,6 +13,8 @@ PKGS=(
     postgresql-15 redis-server redis-tools
     wrk curl ca-certificates openssl
     clang clang-format libclang-rt-14-dev valgrind
+    # the browser CORS test (tests/browser/cors.mjs drives it with playwright-core)
+    chromium
 )
 # pg_trgm ships inside postgresql-15 in bookworm; older layouts had it in a
 # separate contrib package, which is added only if apt can install it.
@@ -46,7 +48,8 @@ done
 need_trgm=0
 [[ -f $TRGM_CONTROL ]] || need_trgm=1
 
-# The npm tools (OpenAPI lint, the contract check, client generation) go into
+# The npm tools (OpenAPI lint, the contract check, client generation, playwright-core
+# for the browser test: it drives Debian's chromium and downloads no browser) go into
 # tools/node/node_modules exactly as tools/node/package-lock.json pins them; npm
 # runs only when that folder is missing or was installed from another lock file.
 install_npm_tools() {

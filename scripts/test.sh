@@ -6,6 +6,8 @@
 #      private PostgreSQL + Redis started in a temporary folder
 #   3. unless SHOPD_SKIP_SANITIZERS=1: the unit tests under TSan (build-tsan/),
 #      then the whole suite under ASan+UBSan (build-asan/) on a fresh database
+#   4. fuzzing, clang-format, OpenAPI lint and the live contract check, and the
+#      browser CORS test (headless Chromium, tests/browser/cors.mjs)
 #
 # The services are stopped and the folder removed on exit, whatever happens.
 # Exits non-zero if any stage failed; later stages still run so one report
@@ -200,38 +202,58 @@ free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# A subshell, so its EXIT trap stops this shopd whatever happens.
-openapi_contract() (
-    set -euo pipefail
-    local work port pid="" rc=0 shopd_rc=0
-    work=$(mktemp -d /tmp/shopd-contract.XXXXXX)
-    trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+# stage_shopd_start WORK: inside a stage's subshell, a shopd of that stage's own
+# on a free port against the suite's services (migrated), with a random platform
+# token and JWT key; exports SHOPD_LISTEN and SHOPD_PLATFORM_TOKEN, sets
+# STAGE_SHOPD_PID (the caller's EXIT trap kills it) and waits for /healthz.
+stage_shopd_start() {
+    local work=$1 port
     port=$(free_port)
     export SHOPD_LISTEN=127.0.0.1:$port SHOPD_PLATFORM_TOKEN SHOPD_JWT_KEYS SHOPD_OUTBOX_DIR=$work/outbox
     SHOPD_PLATFORM_TOKEN=$(openssl rand -hex 24)
-    SHOPD_JWT_KEYS="contract:$(openssl rand -hex 32)"
+    SHOPD_JWT_KEYS="stage:$(openssl rand -hex 32)"
     export SHOPD_WORKERS=2 SHOPD_IO_THREADS=1 SHOPD_ADMIN_LISTEN=
     "$ROOT/build/shopd" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log"; return 1; }
+    "$ROOT/build/shopd" serve >"$work/shopd.log" 2>&1 &
+    STAGE_SHOPD_PID=$!
+    for _ in $(seq 100); do
+        curl -fs "http://$SHOPD_LISTEN/healthz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "shopd did not answer /healthz"
+    tail -n 30 "$work/shopd.log"
+    return 1
+}
+
+# stage_shopd_stop WORK: SIGTERM, and a graceful stop is part of the stage's result.
+stage_shopd_stop() {
+    local work=$1 shopd_rc=0
+    kill -TERM "$STAGE_SHOPD_PID" 2>/dev/null || true
+    wait "$STAGE_SHOPD_PID" || shopd_rc=$?
+    STAGE_SHOPD_PID=""
+    if [[ $shopd_rc -ne 0 ]]; then
+        echo "shopd exited with $shopd_rc after SIGTERM"
+        tail -n 30 "$work/shopd.log"
+        return 1
+    fi
+}
+
+# A subshell, so its EXIT trap stops this shopd whatever happens.
+openapi_contract() (
+    set -euo pipefail
+    local work rc=0
+    STAGE_SHOPD_PID=""
+    work=$(mktemp -d /tmp/shopd-contract.XXXXXX)
+    trap '[[ -n $STAGE_SHOPD_PID ]] && kill "$STAGE_SHOPD_PID" 2>/dev/null; rm -rf "$work"' EXIT
+    stage_shopd_start "$work" || return 1
     local email="super-$(openssl rand -hex 4)@contract.test" pw
     pw=$(openssl rand -hex 12)
     printf '%s\n' "$pw" | "$ROOT/build/shopd" create-super-admin --email "$email" --password-stdin \
         >"$work/super.log" 2>&1 || { cat "$work/super.log"; return 1; }
-    "$ROOT/build/shopd" serve >"$work/shopd.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do
-        curl -fs "http://$SHOPD_LISTEN/healthz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
     node "$ROOT/tests/contract/check.mjs" --url "http://$SHOPD_LISTEN" --platform-token "$SHOPD_PLATFORM_TOKEN" \
         --super-email "$email" --super-password "$pw" || rc=1
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" || shopd_rc=$?
-    pid=""
-    if [[ $shopd_rc -ne 0 ]]; then
-        echo "shopd exited with $shopd_rc after SIGTERM"
-        rc=1
-    fi
     [[ $rc -eq 0 ]] || tail -n 30 "$work/shopd.log"
+    stage_shopd_stop "$work" || rc=1
     echo "--- TypeScript client from docs/openapi.yaml"
     "$NODE_TOOLS/.bin/openapi-typescript" "$ROOT/docs/openapi.yaml" \
         -o "$ROOT/tests/contract/client/generated/shopd.ts" || rc=1
@@ -239,9 +261,32 @@ openapi_contract() (
     return $rc
 )
 
+# CORS in a real browser (tests/browser/cors.mjs): headless Chromium (Debian's
+# chromium, installed by deps.sh) on pages of two origins calling a store of a
+# shopd of its own; about 5 s, bounded at 120.
+CHROMIUM=${SHOPD_CHROMIUM:-/usr/bin/chromium}
+browser_cors() (
+    set -euo pipefail
+    local work rc=0
+    STAGE_SHOPD_PID=""
+    work=$(mktemp -d /tmp/shopd-browser.XXXXXX)
+    trap '[[ -n $STAGE_SHOPD_PID ]] && kill "$STAGE_SHOPD_PID" 2>/dev/null; rm -rf "$work"' EXIT
+    stage_shopd_start "$work" || return 1
+    timeout 120 node "$ROOT/tests/browser/cors.mjs" --url "http://$SHOPD_LISTEN" \
+        --platform-token "$SHOPD_PLATFORM_TOKEN" --chromium "$CHROMIUM" || rc=1
+    [[ $rc -eq 0 ]] || tail -n 30 "$work/shopd.log"
+    stage_shopd_stop "$work" || rc=1
+    return $rc
+)
+
 stage "format (clang-format)" format_check || true
 stage "openapi lint (redocly, spectral)" openapi_lint || true
 stage "openapi contract (live check, TypeScript client)" openapi_contract || true
+if [[ -x $CHROMIUM ]]; then
+    stage "browser CORS (headless Chromium)" browser_cors || true
+else
+    skipped "browser CORS (headless Chromium)" "$CHROMIUM not found"
+fi
 
 summary
 exit $FAILED
