@@ -168,6 +168,11 @@ enum {
      *  idempotency_in_flight), but the answer is never kept, so no token is
      *  stored outside the client; a retry afterwards signs in again. */
     API_IDEM_NO_REPLAY = 1 << 4,
+    /** A provider's webhook: the store is the path's :store parameter (an id or
+     *  a slug, as X-Tenant-Id: the sender sends no tenant header), the body is
+     *  passed as the bytes received (its signature covers them; no JSON check
+     *  at the edge) and the Stripe-Signature header travels in env->sig. */
+    API_SIGNED = 1 << 5,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor
@@ -267,7 +272,7 @@ typedef struct api_call_s {
     msg_str_t param_values[MSG_MAX_PARAMS];
     const char *query; /**< raw query string (k=v&...), may be NULL */
     size_t query_len;
-    msg_str_t body, inm, cart, idem, request_id, ip;
+    msg_str_t body, inm, cart, idem, request_id, ip, sig;
     void *reply_to; /**< where the answer goes: net_reply_post(reply_to, token, ...) */
     uint64_t token;
 } api_call_t;
