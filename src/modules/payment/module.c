@@ -211,11 +211,13 @@ h_account_set(api_ctx_t *ctx)
     const char *p[] = {sid, key ? key : "", ws_text ? ws_text : "", base ? base : "",
                        d ? (json_is_true(d) ? "t" : "f") : ""};
     /* One statement: the first PATCH needs the key; later ones change what they
-     * name and keep the rest. */
+     * name and keep the rest (the row to insert carries the kept key too: its
+     * checks run before the conflict is found). */
     PGresult *r = db_exec(
         c, "pay_account_set",
         "INSERT INTO stripe_accounts AS a (store_id, secret_key, webhook_secrets, api_base, "
-        "is_default) SELECT $1, $2, coalesce(ARRAY(SELECT json_array_elements_text(nullif($3, "
+        "is_default) SELECT $1, coalesce(nullif($2, ''), (SELECT secret_key FROM stripe_accounts "
+        "WHERE store_id = $1)), coalesce(ARRAY(SELECT json_array_elements_text(nullif($3, "
         "'')::json)), '{}'), coalesce(nullif($4, ''), '" STRIPE_DEFAULT_BASE "'), "
         "coalesce(nullif($5, '')::boolean, false) WHERE $2 <> '' OR EXISTS (SELECT 1 FROM "
         "stripe_accounts WHERE store_id = $1) "
