@@ -369,7 +369,7 @@ static const api_route_t payment_routes[] = {
     /* method, path, name, access, run class, flags, inline handler, worker handler, batch handler, query */
     {"GET", "/api/v1/admin/payments/stripe", "payments.stripe_account_get", API_STORE_ADMIN, API_ANY, API_STORE, NULL, h_account_get, NULL, NULL},
     {"PATCH", "/api/v1/admin/payments/stripe", "payments.stripe_account_set", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, h_account_set, NULL, NULL},
-    {"POST", "/api/v1/payments/stripe/webhook/:store", "payments.stripe_webhook", API_PUBLIC, API_ORDERED, API_STORE | API_SIGNED, NULL, h_webhook, NULL, NULL, API_RATE_EXEMPT},
+    {"POST", "/api/v1/payments/stripe/webhook/:store", "payments.stripe_webhook", API_PUBLIC, API_ORDERED, API_STORE | API_SIGNED, NULL, h_webhook, NULL, NULL},
 };
 /* clang-format on */
 
