@@ -80,6 +80,7 @@ static const cfg_row_t cfg_rows[] = {
     {"stripe-any-base", "SHOPD_STRIPE_ANY_BASE", CFG_BOOL, O(stripe_any_base), 0, 0, "false", "a store's Stripe api_base may be any http(s) URL (a fake Stripe in tests); false: only https://api.stripe.com"},
     {"stripe-timeout-ms", "SHOPD_STRIPE_TIMEOUT_MS", CFG_INT, O(stripe_timeout_ms), 100, 120000, "15000", "ms one call to Stripe may take in all (beyond: the payment stays pending and is settled later)"},
     {"stripe-connect-ms", "SHOPD_STRIPE_CONNECT_MS", CFG_INT, O(stripe_connect_ms), 50, 60000, "3000", "ms to connect to Stripe"},
+    {"stripe-reconcile-s", "SHOPD_STRIPE_RECONCILE_S", CFG_INT, O(stripe_reconcile_s), 1, 86400, "300", "seconds a Stripe payment may stay pending before the sweeper asks Stripe again (same Idempotency-Key: never a second PaymentIntent)"},
     {"rate-limit", "SHOPD_RATE_LIMIT", CFG_BOOL, O(rate_limit), 0, 0, "true", "request budgets on every route but /healthz, /readyz and /metrics (429 rate_limited beyond)"},
     {"rate-sync-ms", "SHOPD_RATE_SYNC_MS", CFG_INT, O(rate_sync_ms), 0, 60000, "200", "ms between syncs of the request budgets through Redis, shared by every process (0 = each process counts alone)"},
     {"rate-window", "SHOPD_RATE_WINDOW", CFG_INT, O(rate_window), 1, 86400, "60", "seconds the SHOPD_RATE_* budgets are counted over"},

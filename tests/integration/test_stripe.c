@@ -9,6 +9,7 @@
  * (500, a stall past the timeout, malformed JSON, a 50 MiB body: the order
  * stays PENDING with its payment pending, nothing half-written, no
  * PaymentIntent twice, and the store's other checkouts keep flowing),
+ * the sweeper settling them once Stripe is back (one PaymentIntent each),
  * Idempotency-Key retries (one PaymentIntent), webhooks (3 deliveries, two of
  * them concurrent: one PAID transition; forged, expired, changed-body and
  * missing signatures refused with nothing written; rotation; an event before
@@ -512,6 +513,9 @@ test_faults(void **state)
     shop_t s = shop_new(true);
     shop_t other = shop_new(false);
     static const char *const modes[] = {"500", "malformed", "huge", "stall"};
+    /* A stall of 4 s against shopd's 2 s timeout: a retry with the same key is
+     * refused (409, in flight at the fake, as at Stripe) until it ends. */
+    json_decref(fake("POST", "/_control", "{\"stall_ms\":4000}"));
     for (size_t m = 0; m < 4; m++) {
         fake_mode(modes[m], "succeed");
         long before = fake_creates();
@@ -547,6 +551,61 @@ test_faults(void **state)
     fake_mode("requires_payment_method", "succeed");
     th_user_free(&other.admin);
     th_user_free(&s.admin);
+}
+
+typedef struct rec_wait_s {
+    long store;
+    long n;
+} rec_wait_t;
+
+static bool
+all_paid(void *arg)
+{
+    rec_wait_t *w = arg;
+    return atol(sqlf("SELECT count(*) FROM orders WHERE store_id = %ld AND status = 'PAID'",
+                     w->store)) == w->n;
+}
+
+/* The orders test_faults left PENDING: once Stripe answers again, the sweeper
+ * asks it with each payment's first key and parameters: every order gets paid,
+ * with exactly one PaymentIntent each. */
+static void
+test_reconcile(void **state)
+{
+    (void)state;
+    long store = atol(sqlf("SELECT max(p.store_id) FROM payments p WHERE p.provider = 'stripe' "
+                           "AND p.status = 'pending' AND p.provider_ref IS NULL"));
+    assert_true(store > 0);
+    long n = atol(sqlf("SELECT count(*) FROM orders WHERE store_id = %ld", store));
+    assert_int_equal(n, 4);
+    long before = fake_creates();
+    fake_mode("succeed", "succeed");
+    rec_wait_t w = {store, n};
+    bool paid = th_wait_until(all_paid, &w, 30000);
+    if (!paid) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd),
+                 "grep -i 'stripe\\|reconcil\\|payment\\|error' %s | tail -20 >&2", srv->log_path);
+        if (system(cmd) != 0)
+            print_message("no log lines\n");
+        print_message("orders: %s\n",
+                      sqlf("SELECT string_agg(o.status || ':' || p.status || ':' || "
+                           "coalesce(p.idempotency_key, '-') || ':' || p.updated_at, ' ') FROM "
+                           "orders o JOIN payments p ON p.store_id = o.store_id AND p.order_id = "
+                           "o.id WHERE o.store_id = %ld",
+                           store));
+    }
+    assert_true(paid);
+    assert_int_equal(fake_creates() - before, 4);
+    assert_string_equal(sqlf("SELECT count(DISTINCT provider_ref) FROM payments WHERE store_id = "
+                             "%ld AND status = 'succeeded'",
+                             store),
+                        "4");
+    assert_string_equal(sqlf("SELECT count(*) FROM order_events WHERE store_id = %ld AND "
+                             "to_status = 'PAID'",
+                             store),
+                        "4");
+    fake_mode("requires_payment_method", "succeed");
 }
 
 /* The same checkout sent 3 times with one Idempotency-Key: one order, one
@@ -826,6 +885,7 @@ setup(void **state)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     fake_start();
     static const char *const env[] = {"SHOPD_STRIPE_ANY_BASE=true", "SHOPD_STRIPE_TIMEOUT_MS=2000",
+                                      "SHOPD_STRIPE_RECONCILE_S=3", "SHOPD_SWEEP_INTERVAL_MS=200",
                                       NULL};
     srv = th_start(env);
     return 0;
@@ -846,6 +906,7 @@ main(void)
         cmocka_unit_test(test_account_settings),
         cmocka_unit_test(test_checkout_outcomes),
         cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_reconcile),
         cmocka_unit_test(test_idempotent_checkout),
         cmocka_unit_test(test_webhooks),
         cmocka_unit_test(test_event_before_order),

@@ -344,6 +344,137 @@ out:
     return reply;
 }
 
+/* ---------------------------------------------------------------- reconciliation */
+
+/* A payment left pending (Stripe was down or slow, a webhook lost): asked
+ * about again on the blocking pool. One never created is created again with
+ * the key and parameters of the first try, so Stripe answers with the
+ * PaymentIntent it made then, or makes the only one. */
+typedef struct rec_s {
+    pay_account_t acct;
+    uint64_t order_id, number;
+    int64_t amount;
+    char currency[4], ref[128], key[96];
+    shopd_rc_t rc;
+    pay_result_t res;
+} rec_t;
+
+static void
+rec_work(void *arg)
+{
+    rec_t *r = arg;
+    if (r->ref[0]) {
+        r->rc = pay_stripe_provider.retrieve(&r->acct, r->ref, &r->res);
+        return;
+    }
+    pay_request_t req = {.account = &r->acct,
+                         .store_id = r->acct.store_id,
+                         .order_id = r->order_id,
+                         .order_number = r->number,
+                         .amount = r->amount,
+                         .idempotency_key = r->key};
+    snprintf(req.currency, sizeof(req.currency), "%s", r->currency);
+    r->rc = pay_stripe_provider.create(&req, &r->res);
+}
+
+static shopd_rc_t
+rec_record(db_conn_t *c, void *arg)
+{
+    rec_t *r = arg;
+    return pay_stripe_record(c, r->acct.store_id, r->order_id, &r->res);
+}
+
+static net_reply_t *
+rec_then(api_ctx_t *ctx, void *arg)
+{
+    rec_t *r = arg;
+    if (r->rc == SHOPD_OK) {
+        db_conn_t *c = db_acquire(ctx->app->db, 2000);
+        if (c == NULL || db_tx(c, rec_record, r) != SHOPD_OK)
+            log_warn("reconciled payment not recorded store=%llu order=%llu",
+                     (unsigned long long)ctx->store_id, (unsigned long long)r->order_id);
+        db_release(c);
+    }
+    shopd_free(r);
+    return api_empty(SHOPD_NO_CONTENT); /* nobody waits for it */
+}
+
+/* On the store's actor: up to 20 stale payments, each marked as asked (so the
+ * next sweeps leave it alone for a period) and sent to the blocking pool. */
+static void
+reconcile_store(api_ctx_t *ctx)
+{
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return;
+    pay_account_t acct;
+    if (pay_account_load(c, ctx->app->cfg, ctx->store_id, &pay_stripe_provider, &acct) !=
+        SHOPD_OK) {
+        db_release(c);
+        return;
+    }
+    char sid[24], secs[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    snprintf(secs, sizeof(secs), "%d", ctx->app->cfg->stripe_reconcile_s);
+    const char *p[] = {sid, secs};
+    PGresult *r = db_exec(
+        c, "pay_reconcile",
+        "WITH due AS (SELECT p.id FROM payments p JOIN orders o ON o.store_id = p.store_id AND "
+        "o.id = p.order_id WHERE p.store_id = $1 AND p.provider = 'stripe' AND p.status IN "
+        "('pending', 'requires_action') AND o.status = 'PENDING' AND p.idempotency_key IS NOT "
+        "NULL AND p.updated_at < now() - make_interval(secs => $2::int) ORDER BY p.id LIMIT 20 "
+        "FOR UPDATE OF p SKIP LOCKED) "
+        "UPDATE payments p SET updated_at = now() FROM due, orders o WHERE p.store_id = $1 AND "
+        "p.id = due.id AND o.store_id = $1 AND o.id = p.order_id RETURNING p.order_id, o.number, "
+        "p.amount, p.currency, coalesce(p.provider_ref, ''), p.idempotency_key",
+        2, p);
+    if (db_result_rc(r) != SHOPD_OK)
+        log_warn("stripe reconciliation: payments not read store=%s", sid);
+    int n = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
+    for (int i = 0; i < n; i++) {
+        rec_t *x = shopd_calloc(1, sizeof(*x));
+        x->acct = acct;
+        x->order_id = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+        x->number = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+        x->amount = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        snprintf(x->currency, sizeof(x->currency), "%s", PQgetvalue(r, i, 3));
+        snprintf(x->ref, sizeof(x->ref), "%s", PQgetvalue(r, i, 4));
+        snprintf(x->key, sizeof(x->key), "%s", PQgetvalue(r, i, 5));
+        net_reply_t *busy = api_blocking_then(ctx, rec_work, rec_then, shopd_free, x);
+        if (busy != API_LATER) { /* the pool is full: the next sweep tries again */
+            net_reply_free(busy);
+            shopd_free(x);
+        }
+    }
+    if (n)
+        log_info("stripe reconciliation store=%s payments=%d", sid, n);
+    PQclear(r);
+    db_release(c);
+}
+
+static void
+payment_tick(app_t *app)
+{
+    db_conn_t *c = db_acquire(app->db, 1000);
+    if (c == NULL)
+        return;
+    char secs[24];
+    snprintf(secs, sizeof(secs), "%d", app->cfg->stripe_reconcile_s);
+    const char *p[] = {secs};
+    PGresult *r = db_exec(c, "pay_reconcile_stores",
+                          "SELECT DISTINCT store_id FROM payments WHERE provider = 'stripe' AND "
+                          "status IN ('pending', 'requires_action') AND idempotency_key IS NOT "
+                          "NULL AND updated_at < now() - make_interval(secs => $1::int) LIMIT 1000",
+                          1, p);
+    if (db_result_rc(r) != SHOPD_OK)
+        log_warn("stripe reconciliation: stores not read");
+    int rows = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
+    for (int i = 0; i < rows; i++)
+        api_timer_send(app, strtoull(PQgetvalue(r, i, 0), NULL, 10), reconcile_store);
+    PQclear(r);
+    db_release(c);
+}
+
 static int
 payment_init(app_t *app, char *err, size_t errlen)
 {
@@ -379,4 +510,5 @@ const api_module_t payment_module = {
     .nroutes = SHOPD_ARRAY_LEN(payment_routes),
     .init = payment_init,
     .fini = payment_fini,
+    .tick = payment_tick,
 };
