@@ -638,6 +638,97 @@ test_idempotent_checkout(void **state)
     th_user_free(&s.admin);
 }
 
+/* RELIABILITY 2.1's bar, scaled to the suite's time: N checkouts, each sent
+ * twice at once and once more afterwards with one Idempotency-Key, from 8
+ * threads -> exactly N orders and N PaymentIntents at the fake. */
+#define LOAD_N 150
+#define LOAD_THREADS 8
+
+typedef struct load_s {
+    shop_t *s;
+    int first, step;
+    int bad;
+} load_t;
+
+typedef struct one_s {
+    shop_t *s;
+    const char *cart, *key;
+    th_resp_t r;
+} one_t;
+
+static void *
+load_one(void *arg)
+{
+    one_t *o = arg;
+    o->r = checkout_cart(o->s, o->cart, o->key, NULL);
+    return NULL;
+}
+
+static void *
+load_thread(void *arg)
+{
+    load_t *l = arg;
+    for (int i = l->first; i < LOAD_N; i += l->step) {
+        char cart[128], key[64];
+        snprintf(cart, sizeof(cart), "%s", new_cart(l->s));
+        snprintf(key, sizeof(key), "load-%d-%ld-%d", getpid(), l->s->id, i);
+        one_t a = {l->s, cart, key, {0}}, b = {l->s, cart, key, {0}};
+        pthread_t ta, tb;
+        pthread_create(&ta, NULL, load_one, &a);
+        pthread_create(&tb, NULL, load_one, &b);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        th_resp_t c = checkout_cart(l->s, cart, key, NULL);
+        long oa = a.r.status == 201 ? order_of(&a.r) : 0,
+             ob = b.r.status == 201 ? order_of(&b.r) : 0;
+        /* The pair: both the order, or one of them told the first is in flight. */
+        bool pair_ok = (oa || ob) && (oa == 0 || ob == 0 || oa == ob) &&
+                       (a.r.status == 201 || a.r.status == 409) &&
+                       (b.r.status == 201 || b.r.status == 409);
+        if (!pair_ok || c.status != 201 || order_of(&c) != (oa ? oa : ob))
+            l->bad++;
+        th_resp_free(&a.r);
+        th_resp_free(&b.r);
+        th_resp_free(&c);
+    }
+    return NULL;
+}
+
+static void
+test_load_retries(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true);
+    fake_mode("requires_payment_method", "succeed");
+    long before = fake_creates();
+    load_t ls[LOAD_THREADS];
+    pthread_t ts[LOAD_THREADS];
+    struct timeval a, b;
+    gettimeofday(&a, NULL);
+    for (int i = 0; i < LOAD_THREADS; i++) {
+        ls[i] = (load_t){.s = &s, .first = i, .step = LOAD_THREADS};
+        pthread_create(&ts[i], NULL, load_thread, &ls[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < LOAD_THREADS; i++) {
+        pthread_join(ts[i], NULL);
+        bad += ls[i].bad;
+    }
+    gettimeofday(&b, NULL);
+    long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_usec - a.tv_usec) / 1000;
+    long pis = fake_creates() - before;
+    print_message("%d checkouts x 3 sends: %ld orders, %ld PaymentIntents, %d bad, %ld ms\n",
+                  LOAD_N, atol(sqlf("SELECT count(*) FROM orders WHERE store_id = %ld", s.id)), pis,
+                  bad, ms);
+    assert_int_equal(bad, 0);
+    assert_int_equal(atol(sqlf("SELECT count(*) FROM orders WHERE store_id = %ld", s.id)), LOAD_N);
+    assert_int_equal(pis, LOAD_N);
+    assert_int_equal(
+        atol(sqlf("SELECT count(DISTINCT provider_ref) FROM payments WHERE store_id = %ld", s.id)),
+        LOAD_N);
+    th_user_free(&s.admin);
+}
+
 static void
 test_webhooks(void **state)
 {
@@ -908,6 +999,7 @@ main(void)
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_reconcile),
         cmocka_unit_test(test_idempotent_checkout),
+        cmocka_unit_test(test_load_retries),
         cmocka_unit_test(test_webhooks),
         cmocka_unit_test(test_event_before_order),
         cmocka_unit_test(test_refunds_and_cancel),
