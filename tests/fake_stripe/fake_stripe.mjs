@@ -16,9 +16,22 @@
 // the next creations and refunds do (next_pi_id: the next PaymentIntent's id); GET /_stats counts PaymentIntents and
 // requests; POST /_webhook {url, secret, type, pi, ...} signs an event like
 // Stripe (t=..., v1=HMAC-SHA256 of "t.body") and delivers it, maybe several
-// times, concurrently, or with a stale timestamp.
+// times, concurrently, or with a stale timestamp; "signer":"stripe" has the
+// header made by Stripe's own library.
 import crypto from 'node:crypto';
 import http from 'node:http';
+import { createRequire } from 'node:module';
+
+// Stripe's official node library (tools/node, pinned): its
+// webhooks.generateTestHeaderString makes the headers of "signer":"stripe"
+// deliveries, so shopd's check is held to Stripe's own, not to ours.
+let stripeLib = null;
+try {
+  const Stripe = createRequire(new URL('../../tools/node/package.json', import.meta.url))('stripe');
+  stripeLib = new Stripe('sk_test_fake_library_only');
+} catch (e) {
+  stripeLib = null;
+}
 
 const state = {
   create: 'requires_payment_method', // succeed, decline, insufficient_funds, action, processing, 500, stall, malformed, huge
@@ -192,7 +205,12 @@ async function webhook(p) {
   const body = p.body !== undefined ? p.body : JSON.stringify(event);
   const t = Math.floor(Date.now() / 1000) + (p.t_offset || 0);
   const secrets = Array.isArray(p.secret) ? p.secret : [p.secret];
-  let header = `t=${t},${secrets.map((s) => `v1=${sign(s, t, p.sign_body !== undefined ? p.sign_body : body)}`).join(',')}`;
+  const signed = p.sign_body !== undefined ? p.sign_body : body;
+  let header = `t=${t},${secrets.map((s) => `v1=${sign(s, t, signed)}`).join(',')}`;
+  if (p.signer === 'stripe') {
+    if (!stripeLib) throw new Error('the stripe package is not installed (scripts/deps.sh)');
+    header = stripeLib.webhooks.generateTestHeaderString({ payload: signed, secret: secrets[0], timestamp: t });
+  }
   if (p.header !== undefined) header = p.header;
   const times = p.times || 1;
   const results = [];

@@ -765,6 +765,30 @@ test_webhooks(void **state)
     assert_string_equal(sqlf(events0, s.id), "0");
     assert_string_equal(order_status(&s, o), "PENDING/requires_action");
 
+    /* Headers made by Stripe's own library (npm stripe, generateTestHeaderString):
+     * another secret, an old timestamp or a changed body are refused... */
+    a = hook(&s, "payment_intent.processing", pi, "whsec_other0123456789", 1, false,
+             "\"signer\":\"stripe\"");
+    assert_int_equal(hook_status(a, 0), 400);
+    json_decref(a);
+    a = hook(&s, "payment_intent.processing", pi, WHSEC, 1, false,
+             "\"signer\":\"stripe\",\"t_offset\":-400");
+    assert_int_equal(hook_status(a, 0), 400);
+    json_decref(a);
+    a = hook(&s, "payment_intent.processing", pi, WHSEC, 1, false,
+             "\"signer\":\"stripe\",\"sign_body\":\"{\\\"id\\\":1}\"");
+    assert_int_equal(hook_status(a, 0), 400);
+    json_decref(a);
+    assert_string_equal(sqlf(events0, s.id), "0");
+    /* ...and a good one is accepted (processing: the order does not move). */
+    a = hook(&s, "payment_intent.processing", pi, WHSEC, 1, false,
+             "\"signer\":\"stripe\",\"apply\":false");
+    assert_int_equal(hook_status(a, 0), 200);
+    json_decref(a);
+    assert_string_equal(sqlf(events0, s.id), "1");
+    assert_string_equal(order_status(&s, o), "PENDING/requires_action");
+    events0 = "SELECT count(*) - 1 FROM webhook_events WHERE store_id = %ld";
+
     /* Signed with the second (rotated) secret, delivered 3 times, two at once. */
     a = hook(&s, "payment_intent.succeeded", pi, WHSEC2, 2, true, "\"event_id\":\"evt_paid_1\"");
     assert_int_equal(hook_status(a, 0), 200);
