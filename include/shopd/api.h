@@ -172,7 +172,7 @@ enum {
      *  a slug, as X-Tenant-Id: the sender sends no tenant header), the body is
      *  passed as the bytes received (its signature covers them; no JSON check
      *  at the edge) and the Stripe-Signature header travels in env->sig. */
-    API_SIGNED = 1 << 5,
+    API_SIGNED = 1 << 6, /* 1 << 5 is API_BATCH_GATHER on main */
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor
