@@ -990,6 +990,26 @@ test_refunds_and_cancel(void **state)
                              "'payment.refund_due'",
                              s.id),
                         "1");
+
+    /* An admin cancelling a paid order: refunded at Stripe (on the blocking pool). */
+    fake_mode("succeed", "succeed");
+    r = checkout(&s);
+    assert_int_equal(r.status, 201);
+    long o3 = order_of(&r);
+    th_resp_free(&r);
+    st = fake("GET", "/_stats", NULL);
+    long refunds_before = (long)json_integer_value(json_object_get(st, "refunds"));
+    json_decref(st);
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/transitions", o3);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{\"to\":\"CANCELLED\"}");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "status"), "CANCELLED");
+    assert_string_equal(jstr(r.json, "payment_status"), "refunded");
+    th_resp_free(&r);
+    st = fake("GET", "/_stats", NULL);
+    assert_int_equal(json_integer_value(json_object_get(st, "refunds")), refunds_before + 1);
+    json_decref(st);
+    fake_mode("requires_payment_method", "succeed");
     th_user_free(&s.admin);
 }
 
