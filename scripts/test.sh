@@ -149,7 +149,7 @@ fi
 # build folder; copy them into fuzz/corpus/<target>/ once fixed.
 fuzz_targets() {
     local secs=${SHOPD_FUZZ_SECONDS:-20} t rc=0
-    for t in msg tenant http admin; do
+    for t in msg tenant http admin stripe_sig; do
         local work="$ROOT/build-fuzz/corpus-$t"
         mkdir -p "$work"
         echo "--- fuzz_$t: ${secs}s"

@@ -175,6 +175,11 @@ enum {
      *  never overtakes a write to its own cart; the first one that would stops the
      *  gathering. Any other order is one the clients could have produced. */
     API_BATCH_GATHER = 1 << 5,
+    /** A provider's webhook: the store is the path's :store parameter (an id or
+     *  a slug, as X-Tenant-Id: the sender sends no tenant header), the body is
+     *  passed as the bytes received (its signature covers them; no JSON check
+     *  at the edge) and the Stripe-Signature header travels in env->sig. */
+    API_SIGNED = 1 << 6,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor
@@ -274,7 +279,7 @@ typedef struct api_call_s {
     msg_str_t param_values[MSG_MAX_PARAMS];
     const char *query; /**< raw query string (k=v&...), may be NULL */
     size_t query_len;
-    msg_str_t body, inm, cart, idem, request_id, ip;
+    msg_str_t body, inm, cart, idem, request_id, ip, sig;
     void *reply_to; /**< where the answer goes: net_reply_post(reply_to, token, ...) */
     uint64_t token;
 } api_call_t;

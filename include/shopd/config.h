@@ -59,6 +59,10 @@ typedef struct cfg_s {
     int cart_ttl;              /**< seconds a guest cart lives after its last write */
     int order_payment_timeout; /**< seconds an order may stay unpaid before it is cancelled */
     int sweep_interval_ms;     /**< how often the sweepers look for due work */
+    bool stripe_any_base;      /**< a store's Stripe api_base may be any http(s) URL (tests) */
+    int stripe_timeout_ms;     /**< total time of one call to Stripe */
+    int stripe_connect_ms;     /**< connect time of one call to Stripe */
+    int stripe_reconcile_s;    /**< a Stripe payment pending this long is asked about again */
     bool rate_limit;           /**< the edge's request budgets on (false: none, tests) */
     int rate_window;           /**< seconds every budget below is counted over */
     int rate_sync_ms;          /**< ms between budget syncs through Redis (0: per process only) */

@@ -698,9 +698,18 @@ api_on_request(net_request_t *req, void *ud)
      * The store's budget needs its snapshot: a store not cached here yet (its first
      * request in a TTL) is not counted; the worker that looks it up fills the cache. */
     char key[STORE_KEY_MAX] = "";
-    if ((route->flags & API_STORE) &&
-        store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
-                         app->cfg->base_domain, key, sizeof(key)) != 0)
+    if (route->flags & API_SIGNED) {
+        /* The store is named by the path (a webhook's sender knows no tenant header). */
+        char name[STORE_KEY_MAX] = "";
+        for (size_t i = 0; i < m.nparams; i++)
+            if (m.param_name_lens[i] == 5 && memcmp(m.param_names[i], "store", 5) == 0 &&
+                m.param_value_lens[i] < sizeof(name))
+                snprintf(name, sizeof(name), "%.*s", (int)m.param_value_lens[i], m.param_values[i]);
+        if (name[0] == '\0' || store_tenant_key(name, NULL, NULL, key, sizeof(key)) != 0)
+            return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store"));
+    } else if ((route->flags & API_STORE) &&
+               store_tenant_key(net_req_header(req, "X-Tenant-Id"), net_req_header(req, "Host"),
+                                app->cfg->base_domain, key, sizeof(key)) != 0)
         return answer(req, api_fail(SHOPD_NOTFOUND, "store_not_found",
                                     "no store is named by X-Tenant-Id or Host"));
     store_snap_t snap;
@@ -725,7 +734,10 @@ api_on_request(net_request_t *req, void *ud)
 
     size_t blen;
     const char *body = net_req_body(req, &blen);
-    if (route->flags & API_BODY) {
+    if (route->flags & API_SIGNED) {
+        env.body.p = body;
+        env.body.n = blen;
+    } else if (route->flags & API_BODY) {
         if (!is_json_type(net_req_header(req, "Content-Type")))
             return answer(req, api_fail(SHOPD_UNSUPPORTED, "unsupported_media_type",
                                         "send the body as Content-Type: application/json"));
@@ -769,6 +781,8 @@ api_on_request(net_request_t *req, void *ud)
     call.idem = env.idem; /* checked above; never forwarded on a GET */
     call.request_id = msg_str(net_req_id(req));
     call.ip = msg_str(ip);
+    if (route->flags & API_SIGNED)
+        call.sig = msg_str(net_req_header(req, "Stripe-Signature"));
     net_req_defer(req, &call.reply_to, &call.token);
     uint64_t sid = 0;
     net_reply_t *now = api_submit(app, &call, &sid);
@@ -817,6 +831,7 @@ api_submit(app_t *app, const api_call_t *c, uint64_t *store_id)
     env.inm = c->inm;
     env.cart = c->cart;
     env.idem = c->idem;
+    env.sig = c->sig;
     env.type = msg_str(route->name);
     env.request_id = c->request_id;
     env.ip = c->ip;

@@ -315,6 +315,12 @@ async function main() {
   await call('get', '/api/v1/admin/tax-settings', { token: A, tenant: slug, expect: 200 });
   await call('patch', '/api/v1/admin/tax-settings', { token: A, tenant: slug, body: { prices_include_tax: true }, expect: 200 });
   await call('patch', '/api/v1/admin/tax-settings', { token: A, tenant: slug, body: { tax_shipping: 'yes' }, expect: 422 });
+  await call('get', '/api/v1/admin/payments/stripe', { token: A, tenant: slug, expect: 404 });
+  await call('patch', '/api/v1/admin/payments/stripe', { token: A, tenant: slug, body: { secret_key: 'pk_public' }, expect: 422 });
+  await call('patch', '/api/v1/admin/payments/stripe', { token: A, tenant: slug, body: { secret_key: 'sk_test_contract_0000', webhook_secrets: ['whsec_contract_0000'] }, expect: 200 });
+  await call('get', '/api/v1/admin/payments/stripe', { token: A, tenant: slug, expect: 200 });
+  await call('post', `/api/v1/payments/stripe/webhook/${slug}`, { raw: '{"id":"evt_1"}', headers: { 'Content-Type': 'application/json', 'Stripe-Signature': 't=1,v1=00' }, expect: 400 });
+  await call('post', '/api/v1/payments/stripe/webhook/no-such-store-here', { raw: '{}', headers: { 'Content-Type': 'application/json', 'Stripe-Signature': 't=1,v1=00' }, expect: 404 });
   const disc = await call('post', '/api/v1/admin/discounts', { token: A, tenant: slug,
     body: { code: 'SUMMER10', kind: 'percent', value: 1000, starts_at: '2026-01-01T00:00:00Z', ends_at: '2099-01-01T00:00:00Z', usage_limit: 100 }, expect: 201 });
   const did = disc.body && disc.body.id;

@@ -290,8 +290,8 @@ prepare(co_t *co, db_conn_t *c, tax_cache_t *tc)
     api_val_int(&v, body, "expected_total", 0, INT64_MAX, &expected);
     const char *code = api_val_string(&v, body, "discount_code", false, 1, 64);
     const char *prov = api_val_string(&v, body, "payment_provider", false, 1, 32);
-    co->provider = pay_provider_find(prov ? prov : "test");
-    if (prov && co->provider == NULL)
+    co->provider = pay_provider_for_store(c, ctx->store_id, prov);
+    if (co->provider == NULL)
         api_val_add(&v, "payment_provider", "is not a payment provider of this store");
     co->ship = address_of(co, c, &v, "shipping_address", "address_id", false, &co->reply);
     if (co->ship == NULL && co->reply == NULL &&
@@ -464,16 +464,22 @@ items_json(const co_t *co)
 static net_reply_t *
 checkout_answer(db_conn_t *c, const co_t *co, const order_pay_t *py)
 {
-    size_t len = co->rendered_len;
+    return order_checkout_answer(c, co->ctx->store_id, co->order_id, co->number, co->rendered,
+                                 co->rendered_len, py);
+}
+
+net_reply_t *
+order_checkout_answer(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t number,
+                      const char *rendered, size_t rendered_len, const order_pay_t *py)
+{
+    size_t len = rendered_len;
     shopd_rc_t rrc;
-    char *text =
-        co->rendered ? NULL : order_render(c, co->ctx->store_id, co->order_id, 0, &len, &rrc);
-    const char *json = co->rendered ? co->rendered : text;
+    char *text = rendered ? NULL : order_render(c, store_id, order_id, 0, &len, &rrc);
+    const char *json = rendered ? rendered : text;
     json_t *order = json ? json_loadb(json, len, 0, NULL) : NULL;
     free(text);
     if (order == NULL) /* the order exists; only its rendering failed */
-        order = json_pack("{s:I, s:I}", "id", (json_int_t)co->order_id, "number",
-                          (json_int_t)co->number);
+        order = json_pack("{s:I, s:I}", "id", (json_int_t)order_id, "number", (json_int_t)number);
     pay_status_t status = py && py->rc == SHOPD_OK ? py->result.status : PAY_PENDING;
     const char *secret = py && py->result.client_secret[0] ? py->result.client_secret : NULL;
     const char *action = py && py->result.next_action[0] ? py->result.next_action : NULL;
@@ -865,7 +871,8 @@ resave(db_conn_t *c, void *arg)
     resave_t *r = arg;
     for (size_t i = 0; i < r->n; i++) {
         co_t *co = r->cos[i];
-        if (!co->keyed || co->order_id == 0 || co->twin || co->reply == NULL)
+        if (!co->keyed || co->order_id == 0 || co->twin || co->reply == NULL ||
+            co->reply == API_LATER) /* a provider on the blocking pool: its hop keeps it */
             continue;
         shopd_rc_t rc = idem_pg_save_reply(c, co->ctx->store_id, co->key, co->reply);
         if (rc != SHOPD_OK)
@@ -1069,7 +1076,11 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
             if (co->reply)
                 continue;
             order_pay_t *py = &pays[j++];
-            co->reply = checkout_answer(c, co, py);
+            /* A provider that does I/O (Stripe) answers after its call on the
+             * blocking pool (order_pay_later); the others were called above. */
+            co->reply = py->provider->blocking
+                            ? order_pay_later(co->ctx, c, py, co->keyed ? co->key : NULL)
+                            : checkout_answer(c, co, py);
         }
         /* Keyed checkouts keep their final answer; copies of the same request in
          * this batch get it too, as a replay. */
@@ -1085,6 +1096,10 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
             if (co->twin == NULL || co->twin->reply == NULL)
                 continue;
             net_reply_free(co->reply);
+            if (co->twin->reply == API_LATER) { /* its payment is still being created */
+                co->reply = idem_in_flight_reply();
+                continue;
+            }
             co->reply = net_reply_copy(co->twin->reply);
             net_reply_add_header(co->reply, "Idempotent-Replayed", "true");
         }

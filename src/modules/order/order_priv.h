@@ -33,7 +33,8 @@ typedef struct order_pay_s {
 
 /** Creates each payment with its provider (the test provider is in-process) and
  *  records the outcomes in one transaction: payments rows, orders' payment_status,
- *  PENDING -> PAID with an event for the payments that succeeded. */
+ *  PENDING -> PAID with an event for the payments that succeeded. Payments of a
+ *  blocking provider (Stripe) are skipped: order_pay_later creates them. */
 shopd_rc_t order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n);
 /** The two halves of order_pay_apply: the provider calls (no transaction), and the
  *  statements recording their outcomes inside the caller's open transaction. A
@@ -41,6 +42,22 @@ shopd_rc_t order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, s
  *  checkout's own transaction, so its outcome commits with the order. */
 void order_pay_create(uint64_t store_id, order_pay_t *pays, size_t n);
 shopd_rc_t order_pay_record(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n);
+
+/** For a blocking provider: writes the payment's provider idempotency key, then
+ *  creates the payment on the blocking pool and, back on the store's actor,
+ *  records the outcome (pay_stripe_record), answers the checkout with the order
+ *  (as order_checkout_answer) and keeps that answer under the client's
+ *  Idempotency-Key idem_key (NULL: none). Returns API_LATER, or the answer now
+ *  (the payment left pending: the account could not be read, the pool is full).
+ *  The store's actor. */
+net_reply_t *order_pay_later(api_ctx_t *ctx, db_conn_t *c, const order_pay_t *py,
+                             const char *idem_key);
+
+/** A checkout's answer: the order (rendered, or read when rendered is NULL) with
+ *  its payment's state; 402 payment_declined when py says it failed. */
+net_reply_t *order_checkout_answer(db_conn_t *c, uint64_t store_id, uint64_t order_id,
+                                   uint64_t number, const char *rendered, size_t rendered_len,
+                                   const order_pay_t *py);
 
 /** Cancels order id inside the caller's transaction: status CANCELLED with an event
  *  (actor "customer", "admin" or "system"), the stock of its items that was not

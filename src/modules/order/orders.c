@@ -325,16 +325,26 @@ cancel_body(db_conn_t *c, void *arg)
                            k->ref, sizeof(k->ref), &k->refundable);
 }
 
-/* After a cancel committed: void or refund at the provider, and record the refund. */
+/* After a cancel committed: void or refund at the provider (cancel_call, on the
+ * blocking pool for a provider that does I/O), then record the refund
+ * (cancel_record, on the store's actor). */
+typedef struct cancel_hop_s {
+    cancel_t k;
+    pay_account_t acct;
+    const pay_provider_t *pp;
+    shopd_rc_t rc;
+    pay_refund_result_t rr;
+    bool refunded; /* a refund was asked for */
+} cancel_hop_t;
+
 static void
-cancel_settle(db_conn_t *c, cancel_t *k)
+cancel_call(void *arg)
 {
-    const pay_provider_t *pp = pay_provider_find(k->provider);
-    if (pp == NULL || k->ref[0] == '\0')
-        return;
+    cancel_hop_t *h = arg;
+    cancel_t *k = &h->k;
     if (!k->paid) {
         pay_result_t res;
-        pp->cancel(k->store_id, k->ref, &res);
+        h->pp->cancel(&h->acct, k->ref, &res);
         return;
     }
     if (k->refundable <= 0)
@@ -342,16 +352,38 @@ cancel_settle(db_conn_t *c, cancel_t *k)
     char key[96];
     snprintf(key, sizeof(key), "shopd-%llu-%llu-cancel", (unsigned long long)k->store_id,
              (unsigned long long)k->order_id);
-    pay_refund_result_t rr;
-    shopd_rc_t rc = pp->refund(k->store_id, k->ref, k->refundable, key, &rr);
+    h->refunded = true;
+    h->rc = h->pp->refund(&h->acct, k->ref, k->refundable, key, &h->rr);
+}
+
+/* Fills h for k's provider; false when there is nothing to ask the provider. */
+static bool
+cancel_prepare(db_conn_t *c, app_t *app, cancel_t *k, cancel_hop_t *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->k = *k;
+    h->pp = pay_provider_find(k->provider);
+    if (h->pp == NULL || k->ref[0] == '\0')
+        return false;
+    return pay_account_load(c, app->cfg, k->store_id, h->pp, &h->acct) == SHOPD_OK;
+}
+
+static void
+cancel_record(db_conn_t *c, cancel_hop_t *h)
+{
+    cancel_t *k = &h->k;
+    if (!h->refunded)
+        return;
+    shopd_rc_t rc = h->rc;
+    pay_refund_result_t *rr = &h->rr;
     char sid[24], oid[24], amt[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)k->store_id);
     snprintf(oid, sizeof(oid), "%llu", (unsigned long long)k->order_id);
     snprintf(amt, sizeof(amt), "%lld", (long long)k->refundable);
-    const char *st = rc == SHOPD_OK && rr.succeeded  ? "succeeded"
-                     : rc == SHOPD_OK && !rr.pending ? "failed"
-                                                     : "pending";
-    const char *p[] = {sid, oid, amt, st, rr.ref};
+    const char *st = rc == SHOPD_OK && rr->succeeded  ? "succeeded"
+                     : rc == SHOPD_OK && !rr->pending ? "failed"
+                                                      : "pending";
+    const char *p[] = {sid, oid, amt, st, rr->ref};
     PGresult *r = db_exec(
         c, "order_cancel_refund",
         "WITH rf AS (INSERT INTO refunds (store_id, order_id, payment_id, amount, reason, status, "
@@ -365,6 +397,54 @@ cancel_settle(db_conn_t *c, cancel_t *k)
     if (db_result_rc(r) != SHOPD_OK)
         log_error("refund of a cancelled order not recorded store=%s order=%s", sid, oid);
     PQclear(r);
+}
+
+static void
+cancel_settle(db_conn_t *c, app_t *app, cancel_t *k)
+{
+    cancel_hop_t h;
+    if (!cancel_prepare(c, app, k, &h))
+        return;
+    if (h.pp->blocking) {
+        /* The sweeper has nobody to answer and may not wait on Stripe here: an
+         * unpaid PaymentIntent left open costs nothing, and a success arriving
+         * for the cancelled order is turned into payment.refund_due (apply.c). */
+        log_info("order cancelled without voiding its payment at %s store=%llu order=%llu",
+                 h.pp->name, (unsigned long long)k->store_id, (unsigned long long)k->order_id);
+        return;
+    }
+    cancel_call(&h);
+    cancel_record(c, &h);
+}
+
+static net_reply_t *
+cancel_render(api_ctx_t *ctx, db_conn_t *c, uint64_t order_id)
+{
+    size_t len;
+    shopd_rc_t rc;
+    char *text = order_render(c, ctx->store_id, order_id, 0, &len, &rc);
+    if (text == NULL)
+        return api_internal(ctx, "cancelled order not readable");
+    net_reply_t *r = api_raw_json(SHOPD_OK, text, len);
+    free(text);
+    return r;
+}
+
+/* Back on the store's actor after the provider's void or refund. */
+static net_reply_t *
+cancel_then(api_ctx_t *ctx, void *arg)
+{
+    cancel_hop_t *h = arg;
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) {
+        shopd_free(h);
+        return api_unavailable("the database");
+    }
+    cancel_record(c, h);
+    net_reply_t *r = cancel_render(ctx, c, h->k.order_id);
+    db_release(c);
+    shopd_free(h);
+    return r;
 }
 
 static net_reply_t *
@@ -384,14 +464,20 @@ cancel_answer(api_ctx_t *ctx, db_conn_t *c, cancel_t *k, shopd_rc_t rc)
         return rc == SHOPD_UNAVAILABLE ? api_unavailable("the database")
                                        : api_internal(ctx, "cancel failed");
     catalog_changed(ctx);
-    cancel_settle(c, k);
-    size_t len;
-    char *text = order_render(c, ctx->store_id, k->order_id, 0, &len, &rc);
-    if (text == NULL)
-        return api_internal(ctx, "cancelled order not readable");
-    net_reply_t *r = api_raw_json(SHOPD_OK, text, len);
-    free(text);
-    return r;
+    cancel_hop_t *h = shopd_calloc(1, sizeof(*h));
+    bool call = cancel_prepare(c, ctx->app, k, h);
+    if (call && h->pp->blocking) {
+        /* Stripe: the call on the blocking pool, the answer after it. */
+        net_reply_t *later = api_blocking_then(ctx, cancel_call, cancel_then, shopd_free, h);
+        if (later == API_LATER)
+            return later;
+        net_reply_free(later); /* the pool is full: answered without the void */
+    } else if (call) {
+        cancel_call(h);
+        cancel_record(c, h);
+    }
+    shopd_free(h);
+    return cancel_render(ctx, c, k->order_id);
 }
 
 net_reply_t *
@@ -643,6 +729,106 @@ refund_body(db_conn_t *c, void *arg)
     return rc;
 }
 
+/* A refund committed as pending, on its way to the provider and back. */
+typedef struct refund_hop_s {
+    const pay_provider_t *pp;
+    pay_account_t acct;
+    uint64_t order_id, refund_id, user_id;
+    int64_t amount;
+    char ref[128], pkey[96];
+    char idem_key[IDEM_KEY_MAX + 1]; /* the client's Idempotency-Key, "" if none */
+    char *restock;                   /* JSON text, malloc'd */
+    shopd_rc_t prc;
+    pay_refund_result_t rr;
+} refund_hop_t;
+
+static void
+refund_hop_free(void *arg)
+{
+    refund_hop_t *h = arg;
+    if (h == NULL)
+        return;
+    free(h->restock);
+    shopd_free(h);
+}
+
+/* The provider's call (on the blocking pool for one that does I/O). */
+static void
+refund_call(void *arg)
+{
+    refund_hop_t *h = arg;
+    h->prc = h->pp->refund(&h->acct, h->ref, h->amount, h->pkey, &h->rr);
+}
+
+/* Records the provider's answer (the refund, the restock, the order's totals)
+ * and keeps the answer under the client's key. The store's actor. */
+static net_reply_t *
+refund_record(api_ctx_t *ctx, db_conn_t *c, refund_hop_t *h)
+{
+    net_reply_t *reply;
+    const char *st = h->prc == SHOPD_OK && h->rr.succeeded  ? "succeeded"
+                     : h->prc == SHOPD_OK && !h->rr.pending ? "failed"
+                                                            : "pending";
+    char sid[24], oid[24], rid[24], uid_s[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)h->order_id);
+    snprintf(rid, sizeof(rid), "%llu", (unsigned long long)h->refund_id);
+    snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)h->user_id);
+    const char *p[] = {sid, oid, rid, st, h->rr.ref, h->restock, h->user_id ? uid_s : ""};
+    PGresult *r = db_exec(
+        c, "refund_settle",
+        "WITH rf AS (UPDATE refunds SET status = $4, provider_ref = nullif($5, ''), updated_at = "
+        "now() WHERE store_id = $1 AND id = $3 AND status = 'pending' RETURNING amount), "
+        "x AS (SELECT * FROM json_to_recordset($6::json) AS x (item_id bigint, quantity int) "
+        "WHERE $4 = 'succeeded'), "
+        "it AS (UPDATE order_items i SET refunded_quantity = i.refunded_quantity + x.quantity "
+        "FROM x WHERE i.store_id = $1 AND i.order_id = $2 AND i.id = x.item_id AND "
+        "i.refunded_quantity + x.quantity <= i.quantity RETURNING i.variant_id, x.quantity), "
+        "s AS (UPDATE product_variants v SET stock = v.stock + it.quantity, updated_at = now() "
+        "FROM it WHERE v.store_id = $1 AND v.id = it.variant_id RETURNING v.id, it.quantity), "
+        "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
+        "actor_user_id, order_id) SELECT $1, s.id, s.quantity, 'refund restock', "
+        "nullif($7, '')::bigint, $2 FROM s), "
+        "o AS (UPDATE orders o SET refunded_total = o.refunded_total + rf.amount, "
+        "payment_status = CASE WHEN o.refunded_total + rf.amount >= o.total THEN 'refunded' ELSE "
+        "'partially_refunded' END, updated_at = now() FROM rf WHERE o.store_id = $1 AND o.id = "
+        "$2 AND $4 = 'succeeded' RETURNING o.id) "
+        "SELECT json_build_object('id', r.id, 'order_id', r.order_id, 'amount', r.amount, "
+        "'reason', r.reason, 'status', CASE WHEN EXISTS (SELECT 1 FROM rf) THEN $4 ELSE r.status "
+        "END, 'restocked', r.restocked, 'created_at', r.created_at) "
+        "FROM refunds r WHERE r.store_id = $1 AND r.id = $3",
+        7, p);
+    if (db_result_rc(r) == SHOPD_OK && PQntuples(r) == 1)
+        reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    else
+        reply = api_internal(ctx, "refund not recorded");
+    if (strcmp(h->restock, "[]") != 0 && strcmp(st, "succeeded") == 0)
+        catalog_changed(ctx); /* restocked */
+    PQclear(r);
+    /* The key was claimed with the refund row; its answer is the settled refund. A
+     * crash before this line leaves the claim without an answer: retries are told
+     * the refund is in flight, and the admin sees the pending refund on the order. */
+    if (h->idem_key[0] && idem_pg_save_reply(c, ctx->store_id, h->idem_key, reply) != SHOPD_OK)
+        log_warn("refund answer not kept store=%llu refund=%llu", (unsigned long long)ctx->store_id,
+                 (unsigned long long)h->refund_id);
+    return reply;
+}
+
+static net_reply_t *
+refund_then(api_ctx_t *ctx, void *arg)
+{
+    refund_hop_t *h = arg;
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) {
+        refund_hop_free(h);
+        return api_unavailable("the database");
+    }
+    net_reply_t *reply = refund_record(ctx, c, h);
+    db_release(c);
+    refund_hop_free(h);
+    return reply;
+}
+
 net_reply_t *
 order_h_refund(api_ctx_t *ctx)
 {
@@ -718,59 +904,38 @@ order_h_refund(api_ctx_t *ctx)
         db_release(c);
         return reply;
     }
-    /* Committed as pending: now ask the provider, then record its answer. */
-    const pay_provider_t *pp = pay_provider_find(f.provider);
-    pay_refund_result_t rr = {0};
-    char pkey[96];
-    snprintf(pkey, sizeof(pkey), "shopd-%llu-refund-%llu", (unsigned long long)ctx->store_id,
+    /* Committed as pending: now ask the provider (on the blocking pool for one
+     * that does I/O), then record its answer (refund_record). */
+    refund_hop_t *h = shopd_calloc(1, sizeof(*h));
+    h->pp = pay_provider_find(f.provider);
+    h->order_id = id;
+    h->refund_id = f.refund_id;
+    h->user_id = ctx->caller->user_id;
+    h->amount = amount;
+    h->prc = SHOPD_ERR;
+    snprintf(h->ref, sizeof(h->ref), "%s", f.ref);
+    snprintf(h->pkey, sizeof(h->pkey), "shopd-%llu-refund-%llu", (unsigned long long)ctx->store_id,
              (unsigned long long)f.refund_id);
-    shopd_rc_t prc = pp ? pp->refund(ctx->store_id, f.ref, amount, pkey, &rr) : SHOPD_ERR;
-    const char *st = prc == SHOPD_OK && rr.succeeded  ? "succeeded"
-                     : prc == SHOPD_OK && !rr.pending ? "failed"
-                                                      : "pending";
-    char sid[24], oid[24], rid[24], uid_s[24];
-    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
-    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)id);
-    snprintf(rid, sizeof(rid), "%llu", (unsigned long long)f.refund_id);
-    snprintf(uid_s, sizeof(uid_s), "%llu", (unsigned long long)ctx->caller->user_id);
-    char *restock = rs ? json_dumps(rs, JSON_COMPACT) : strdup("[]");
-    const char *p[] = {sid, oid, rid, st, rr.ref, restock, ctx->caller->user_id ? uid_s : ""};
-    PGresult *r = db_exec(
-        c, "refund_settle",
-        "WITH rf AS (UPDATE refunds SET status = $4, provider_ref = nullif($5, ''), updated_at = "
-        "now() WHERE store_id = $1 AND id = $3 RETURNING amount), "
-        "x AS (SELECT * FROM json_to_recordset($6::json) AS x (item_id bigint, quantity int) "
-        "WHERE $4 = 'succeeded'), "
-        "it AS (UPDATE order_items i SET refunded_quantity = i.refunded_quantity + x.quantity "
-        "FROM x WHERE i.store_id = $1 AND i.order_id = $2 AND i.id = x.item_id AND "
-        "i.refunded_quantity + x.quantity <= i.quantity RETURNING i.variant_id, x.quantity), "
-        "s AS (UPDATE product_variants v SET stock = v.stock + it.quantity, updated_at = now() "
-        "FROM it WHERE v.store_id = $1 AND v.id = it.variant_id RETURNING v.id, it.quantity), "
-        "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
-        "actor_user_id, order_id) SELECT $1, s.id, s.quantity, 'refund restock', "
-        "nullif($7, '')::bigint, $2 FROM s), "
-        "o AS (UPDATE orders o SET refunded_total = o.refunded_total + rf.amount, "
-        "payment_status = CASE WHEN o.refunded_total + rf.amount >= o.total THEN 'refunded' ELSE "
-        "'partially_refunded' END, updated_at = now() FROM rf WHERE o.store_id = $1 AND o.id = "
-        "$2 AND $4 = 'succeeded' RETURNING o.id) "
-        "SELECT json_build_object('id', r.id, 'order_id', r.order_id, 'amount', r.amount, "
-        "'reason', r.reason, 'status', $4, 'restocked', r.restocked, 'created_at', r.created_at) "
-        "FROM refunds r WHERE r.store_id = $1 AND r.id = $3",
-        7, p);
-    free(restock);
-    if (db_result_rc(r) == SHOPD_OK && PQntuples(r) == 1)
-        reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    else
-        reply = api_internal(ctx, "refund not recorded");
-    if (rs && strcmp(st, "succeeded") == 0)
-        catalog_changed(ctx); /* restocked */
-    PQclear(r);
-    /* The key was claimed with the refund row; its answer is the settled refund. A
-     * crash before this line leaves the claim without an answer: retries are told
-     * the refund is in flight, and the admin sees the pending refund on the order. */
-    if (f.key && idem_pg_save_reply(c, ctx->store_id, f.key, reply) != SHOPD_OK)
-        log_warn("refund answer not kept store=%llu refund=%llu", (unsigned long long)ctx->store_id,
-                 (unsigned long long)f.refund_id);
+    if (f.key)
+        snprintf(h->idem_key, sizeof(h->idem_key), "%s", f.key);
+    h->restock = rs ? json_dumps(rs, JSON_COMPACT) : strdup("[]");
+    if (h->pp && pay_account_load(c, ctx->app->cfg, ctx->store_id, h->pp, &h->acct) != SHOPD_OK)
+        h->pp = NULL; /* no account: the refund stays pending */
+    if (h->pp && h->pp->blocking) {
+        reply = api_blocking_then(ctx, refund_call, refund_then, refund_hop_free, h);
+        if (reply == API_LATER) {
+            db_release(c);
+            return reply;
+        }
+        net_reply_free(reply); /* the pool is full: the refund stays pending */
+        h->pp = NULL;
+        h->prc = SHOPD_UNAVAILABLE;
+        h->rr.pending = true;
+    } else if (h->pp) {
+        refund_call(h);
+    }
+    reply = refund_record(ctx, c, h);
+    refund_hop_free(h);
     db_release(c);
     return reply;
 }
@@ -803,7 +968,7 @@ sweep_store(api_ctx_t *ctx)
                       .from = -1};
         if (db_tx(c, cancel_body, &k) == SHOPD_OK) {
             catalog_changed(ctx);
-            cancel_settle(c, &k);
+            cancel_settle(c, ctx->app, &k);
         }
     }
     if (rows)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "order_priv.h"
+#include "shopd/idem.h"
 #include "shopd/log.h"
 
 typedef struct pay_batch_s {
@@ -80,12 +81,18 @@ record(db_conn_t *c, void *arg)
 void
 order_pay_create(uint64_t store_id, order_pay_t *pays, size_t n)
 {
+    pay_account_t acct = {.store_id = store_id};
     for (size_t i = 0; i < n; i++) {
         order_pay_t *p = &pays[i];
+        if (p->provider->blocking) {
+            p->rc = SHOPD_AGAIN; /* order_pay_later's */
+            continue;
+        }
         char key[96];
         snprintf(key, sizeof(key), "shopd-%llu-%llu-1", (unsigned long long)store_id,
                  (unsigned long long)p->order_id);
-        pay_request_t req = {.store_id = store_id,
+        pay_request_t req = {.account = &acct,
+                             .store_id = store_id,
                              .order_id = p->order_id,
                              .order_number = p->number,
                              .amount = p->amount,
@@ -111,12 +118,148 @@ shopd_rc_t
 order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n)
 {
     order_pay_create(store_id, pays, n);
+    size_t nsync = 0;
+    for (size_t i = 0; i < n; i++)
+        nsync += !pays[i].provider->blocking;
+    if (nsync == 0)
+        return SHOPD_OK;
     pay_batch_t b = {store_id, pays, n};
     shopd_rc_t rc = db_tx(c, record, &b);
     if (rc != SHOPD_OK)
         log_error("payment outcomes not recorded store=%llu n=%zu rc=%s",
                   (unsigned long long)store_id, n, shopd_rc_name(rc));
     return rc;
+}
+
+/* ---- a provider on the blocking pool ---- */
+
+typedef struct pay_hop_s {
+    pay_account_t acct;
+    order_pay_t pay;
+    char key[96];                    /* the provider's Idempotency-Key */
+    char idem_key[IDEM_KEY_MAX + 1]; /* the client's, "" if none */
+} pay_hop_t;
+
+/* On a blocking lane: the call, holding no actor and no row lock. */
+static void
+hop_work(void *arg)
+{
+    pay_hop_t *h = arg;
+    order_pay_t *p = &h->pay;
+    pay_request_t req = {.account = &h->acct,
+                         .store_id = h->acct.store_id,
+                         .order_id = p->order_id,
+                         .order_number = p->number,
+                         .amount = p->amount,
+                         .email = p->email,
+                         .idempotency_key = h->key};
+    snprintf(req.currency, sizeof(req.currency), "%s", p->currency);
+    p->rc = p->provider->create(&req, &p->result);
+    if (p->rc != SHOPD_OK)
+        log_warn("payment not created store=%llu order=%llu provider=%s (stays pending)",
+                 (unsigned long long)h->acct.store_id, (unsigned long long)p->order_id,
+                 p->provider->name);
+}
+
+static void
+hop_drop(void *arg)
+{
+    shopd_free(arg);
+}
+
+static shopd_rc_t
+hop_record(db_conn_t *c, void *arg)
+{
+    pay_hop_t *h = arg;
+    return pay_stripe_record(c, h->acct.store_id, h->pay.order_id, &h->pay.result);
+}
+
+typedef struct pay_save_s {
+    uint64_t store_id;
+    const char *key;
+    net_reply_t *reply;
+} pay_save_t;
+
+static shopd_rc_t
+hop_save(db_conn_t *c, void *arg)
+{
+    pay_save_t *s = arg;
+    return idem_pg_save_reply(c, s->store_id, s->key, s->reply);
+}
+
+/* Back on the store's actor: record what the provider said, answer. */
+static net_reply_t *
+hop_then(api_ctx_t *ctx, void *arg)
+{
+    pay_hop_t *h = arg;
+    net_reply_t *reply = NULL;
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL) {
+        /* The payment exists at the provider; its webhook or a retry records it. */
+        shopd_free(h);
+        return api_unavailable("the database");
+    }
+    if (h->pay.rc == SHOPD_OK && db_tx(c, hop_record, h) != SHOPD_OK) {
+        log_error("payment outcome not recorded store=%llu order=%llu (the webhook settles it)",
+                  (unsigned long long)h->acct.store_id, (unsigned long long)h->pay.order_id);
+        h->pay.rc = SHOPD_UNAVAILABLE; /* answered as pending */
+    }
+    reply = order_checkout_answer(c, h->acct.store_id, h->pay.order_id, h->pay.number, NULL, 0,
+                                  &h->pay);
+    if (h->idem_key[0]) {
+        pay_save_t sv = {h->acct.store_id, h->idem_key, reply};
+        if (db_tx(c, hop_save, &sv) != SHOPD_OK)
+            log_warn("final checkout answer not kept store=%llu order=%llu",
+                     (unsigned long long)h->acct.store_id, (unsigned long long)h->pay.order_id);
+    }
+    db_release(c);
+    shopd_free(h);
+    return reply;
+}
+
+net_reply_t *
+order_pay_later(api_ctx_t *ctx, db_conn_t *c, const order_pay_t *py, const char *idem_key)
+{
+    pay_hop_t *h = shopd_calloc(1, sizeof(*h));
+    h->pay = *py;
+    snprintf(h->idem_key, sizeof(h->idem_key), "%s", idem_key ? idem_key : "");
+    snprintf(h->key, sizeof(h->key), "shopd-%llu-%llu-1", (unsigned long long)ctx->store_id,
+             (unsigned long long)py->order_id);
+    shopd_rc_t rc = pay_account_load(c, ctx->app->cfg, ctx->store_id, py->provider, &h->acct);
+    /* The key is written (committed) before the call: a retry after a crash reads
+     * it back and Stripe answers with the PaymentIntent it made the first time. */
+    if (rc == SHOPD_OK) {
+        char sid[24], pid[24];
+        snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+        snprintf(pid, sizeof(pid), "%llu", (unsigned long long)py->payment_id);
+        const char *p[] = {sid, pid, h->key};
+        PGresult *r = db_exec(c, "pay_key",
+                              "UPDATE payments SET idempotency_key = $3 WHERE store_id = $1 AND "
+                              "id = $2",
+                              3, p);
+        rc = db_result_rc(r);
+        PQclear(r);
+    }
+    net_reply_t *busy = NULL;
+    if (rc == SHOPD_OK) {
+        net_reply_t *r = api_blocking_then(ctx, hop_work, hop_then, hop_drop, h);
+        if (r == API_LATER)
+            return r;
+        busy = r; /* the blocking queue is full: h was not used */
+    }
+    log_warn("payment not started store=%llu order=%llu provider=%s (stays pending)",
+             (unsigned long long)ctx->store_id, (unsigned long long)py->order_id,
+             py->provider->name);
+    net_reply_free(busy);
+    h->pay.rc = SHOPD_UNAVAILABLE;
+    net_reply_t *reply =
+        order_checkout_answer(c, ctx->store_id, py->order_id, py->number, NULL, 0, &h->pay);
+    if (h->idem_key[0]) {
+        pay_save_t sv = {ctx->store_id, h->idem_key, reply};
+        db_tx(c, hop_save, &sv);
+    }
+    shopd_free(h);
+    return reply;
 }
 
 /* ---- metrics ---- */

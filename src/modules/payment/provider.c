@@ -61,9 +61,9 @@ test_create(const pay_request_t *req, pay_result_t *out)
 }
 
 static shopd_rc_t
-test_retrieve(uint64_t store_id, const char *ref, pay_result_t *out)
+test_retrieve(const pay_account_t *acct, const char *ref, pay_result_t *out)
 {
-    (void)store_id;
+    (void)acct;
     memset(out, 0, sizeof(*out));
     snprintf(out->ref, sizeof(out->ref), "%s", ref);
     const char *tail = strrchr(ref, '_');
@@ -76,27 +76,27 @@ test_retrieve(uint64_t store_id, const char *ref, pay_result_t *out)
 }
 
 static shopd_rc_t
-test_capture(uint64_t store_id, const char *ref, int64_t amount, pay_result_t *out)
+test_capture(const pay_account_t *acct, const char *ref, int64_t amount, pay_result_t *out)
 {
     (void)amount;
-    shopd_rc_t rc = test_retrieve(store_id, ref, out);
+    shopd_rc_t rc = test_retrieve(acct, ref, out);
     out->status = PAY_SUCCEEDED;
     return rc;
 }
 
 static shopd_rc_t
-test_cancel(uint64_t store_id, const char *ref, pay_result_t *out)
+test_cancel(const pay_account_t *acct, const char *ref, pay_result_t *out)
 {
-    shopd_rc_t rc = test_retrieve(store_id, ref, out);
+    shopd_rc_t rc = test_retrieve(acct, ref, out);
     out->status = PAY_CANCELLED;
     return rc;
 }
 
 static shopd_rc_t
-test_refund(uint64_t store_id, const char *ref, int64_t amount, const char *key,
+test_refund(const pay_account_t *acct, const char *ref, int64_t amount, const char *key,
             pay_refund_result_t *out)
 {
-    (void)store_id;
+    (void)acct;
     memset(out, 0, sizeof(*out));
     if (amount == 13) {
         snprintf(out->message, sizeof(out->message), "the test provider fails refunds of 13");
@@ -118,7 +118,7 @@ const pay_provider_t pay_test_provider = {
     .blocking = false,
 };
 
-static const pay_provider_t *const providers[] = {&pay_test_provider};
+static const pay_provider_t *const providers[] = {&pay_test_provider, &pay_stripe_provider};
 
 const pay_provider_t *
 pay_provider_find(const char *name)
