@@ -167,7 +167,7 @@ jobs_schedule_valid(const char *s)
         if (end == s || v < 1 || v > 604800 || ++n > 32)
             return false;
         s = end;
-        if (*s == ',')
+        if (*s == ',' && s[1] != '\0')
             s++;
         else if (*s != '\0')
             return false;

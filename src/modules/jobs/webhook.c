@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "jobs_priv.h"
 #include "shopd/log.h"
@@ -180,7 +181,7 @@ jobs_webhook_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, uint64_t outbox_
         rc = SHOPD_INVALID;
     } else {
         char sig[JOBS_SIG_MAX], h1[160], h2[200], h3[120], h4[120];
-        jobs_sign(secret, (long long)(shopd_now_us() / 1000000), body, strlen(body), sig);
+        jobs_sign(secret, (long long)time(NULL), body, strlen(body), sig);
         snprintf(h1, sizeof(h1), "Shopd-Signature: %s", sig);
         snprintf(h2, sizeof(h2), "Shopd-Event-Id: %s", event_id);
         snprintf(h3, sizeof(h3), "Shopd-Event-Type: %s", event_type);
