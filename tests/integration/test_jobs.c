@@ -4,7 +4,8 @@
  * outbox; a webhook endpoint receives signed events that this test verifies
  * as an integrator would (HMAC-SHA256 over "t.body"); a failing endpoint is
  * retried on the schedule, becomes a dead letter, and an operator's retry
- * delivers it; the SSRF rules refuse a loopback target without connecting;
+ * delivers it; SMTP against a sink that answers 451 (retried) and 550 (a
+ * dead letter); the SSRF rules refuse a loopback target without connecting;
  * and a shopd killed with -9 while its jobs run (a stalled SMTP server holds
  * them between XREADGROUP and XACK) loses none: the next process takes them
  * over (XAUTOCLAIM), sends each e-mail once and skips the duplicates a relay
@@ -159,6 +160,113 @@ signature_valid(const char *secret, const char *sig, const char *body)
         sprintf(hex + 2 * i, "%02x", mac[i]);
     long long now = (long long)time(NULL);
     return ml == 32 && CRYPTO_memcmp(hex, v1, 64) == 0 && t <= now + 5 && t >= now - 300;
+}
+
+/* ---- an SMTP sink: enough of RFC 5321 for libcurl, with scripted refusals ---- */
+
+static struct {
+    int fd, port;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    int rcpt_code; /* the answer to RCPT TO: 250 or 550 */
+    int data_code; /* the answer after DATA's end, once; then 250 */
+    int datas;     /* DATA phases seen */
+    int delivered; /* messages accepted */
+    char rcpt[256], msg[8192];
+} sink = {.lock = PTHREAD_MUTEX_INITIALIZER, .rcpt_code = 250, .data_code = 250};
+
+/* One line (CRLF stripped) from c, buffered in buf/len; false at EOF. */
+static bool
+sink_line(int c, char *buf, size_t *len, char *line, size_t cap)
+{
+    for (;;) {
+        char *nl = memchr(buf, '\n', *len);
+        if (nl) {
+            size_t n = (size_t)(nl - buf) + 1;
+            size_t k = n - 1 > 0 && buf[n - 2] == '\r' ? n - 2 : n - 1;
+            snprintf(line, cap, "%.*s", (int)(k < cap ? k : cap - 1), buf);
+            memmove(buf, buf + n, *len - n);
+            *len -= n;
+            return true;
+        }
+        if (*len >= 8191)
+            return false;
+        ssize_t got = read(c, buf + *len, 8191 - *len);
+        if (got <= 0)
+            return false;
+        *len += (size_t)got;
+    }
+}
+
+static void
+say(int c, const char *s)
+{
+    if (write(c, s, strlen(s)) < 0) {
+    }
+}
+
+static void *
+sink_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int c = accept(sink.fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        char buf[8192], line[1024], msg[8192];
+        size_t len = 0;
+        say(c, "220 sink ESMTP\r\n");
+        while (sink_line(c, buf, &len, line, sizeof(line))) {
+            if (!strncasecmp(line, "EHLO", 4) || !strncasecmp(line, "HELO", 4)) {
+                say(c, "250-sink\r\n250 8BITMIME\r\n");
+            } else if (!strncasecmp(line, "MAIL FROM:", 10) || !strncasecmp(line, "RSET", 4)) {
+                say(c, "250 ok\r\n");
+            } else if (!strncasecmp(line, "RCPT TO:", 8)) {
+                pthread_mutex_lock(&sink.lock);
+                int code = sink.rcpt_code;
+                snprintf(sink.rcpt, sizeof(sink.rcpt), "%s", line + 8);
+                pthread_mutex_unlock(&sink.lock);
+                say(c, code == 250 ? "250 ok\r\n" : "550 5.1.1 no such mailbox\r\n");
+            } else if (!strncasecmp(line, "DATA", 4)) {
+                say(c, "354 go on\r\n");
+                size_t m = 0;
+                while (sink_line(c, buf, &len, line, sizeof(line)) && strcmp(line, ".") != 0)
+                    m += (size_t)snprintf(msg + m, m < sizeof(msg) ? sizeof(msg) - m : 0, "%s\r\n",
+                                          line);
+                pthread_mutex_lock(&sink.lock);
+                int code = sink.data_code;
+                sink.data_code = 250;
+                sink.datas++;
+                if (code == 250) {
+                    sink.delivered++;
+                    snprintf(sink.msg, sizeof(sink.msg), "%s", msg);
+                }
+                pthread_mutex_unlock(&sink.lock);
+                say(c, code == 250 ? "250 queued\r\n" : "451 4.3.0 try again later\r\n");
+            } else if (!strncasecmp(line, "QUIT", 4)) {
+                say(c, "221 bye\r\n");
+                break;
+            } else {
+                say(c, "502 unknown\r\n");
+            }
+        }
+        close(c);
+    }
+}
+
+static int
+sink_delivered(void)
+{
+    pthread_mutex_lock(&sink.lock);
+    int n = sink.delivered;
+    pthread_mutex_unlock(&sink.lock);
+    return n;
+}
+
+static bool
+sink_has(void *arg)
+{
+    return sink_delivered() >= *(int *)arg;
 }
 
 /* ---- a shop that can take orders ---- */
@@ -578,6 +686,78 @@ test_cross_store(void **state)
     th_user_free(&b.admin);
 }
 
+/* SMTP over libcurl against the sink: a 451 is retried and the message then
+ * arrives with its headers; a 550 is a dead letter after one attempt. */
+static void
+test_smtp(void **state)
+{
+    (void)state;
+    /* The servers of this program share the streams: this one runs alone. */
+    assert_int_equal(th_stop(srv), 0);
+    srv = NULL;
+    sink.fd = listen_free(&sink.port);
+    pthread_create(&sink.thread, NULL, sink_main, NULL);
+    static char url[100];
+    snprintf(url, sizeof(url), "SHOPD_SMTP_URL=smtp://127.0.0.1:%d", sink.port);
+    const char *env[] = {url,
+                         "SHOPD_SMTP_TLS=none",
+                         "SHOPD_SMTP_TIMEOUT_MS=5000",
+                         "SHOPD_MAIL_FROM=orders@shop.test",
+                         "SHOPD_JOBS_POLL_MS=50",
+                         "SHOPD_JOBS_RETRY_SCHEDULE=1,1",
+                         NULL};
+    th_server_t *s = th_start(env);
+    shop_t sh = shop_new(s);
+    pthread_mutex_lock(&sink.lock);
+    sink.data_code = 451;
+    pthread_mutex_unlock(&sink.lock);
+    const char *to = th_email("smtp");
+    long number = order(s, &sh, to, NULL);
+    int want = 1;
+    assert_true(th_wait_until(sink_has, &want, 20000));
+    pthread_mutex_lock(&sink.lock);
+    char msg[8192], rcpt[256];
+    snprintf(msg, sizeof(msg), "%s", sink.msg);
+    snprintf(rcpt, sizeof(rcpt), "%s", sink.rcpt);
+    int datas = sink.datas;
+    pthread_mutex_unlock(&sink.lock);
+    assert_int_equal(datas, 2); /* 451 once, then accepted */
+    char want_to[300], subject[128];
+    snprintf(want_to, sizeof(want_to), "<%s>", to);
+    assert_non_null(strstr(rcpt, want_to));
+    snprintf(want_to, sizeof(want_to), "To: %s\r\n", to);
+    assert_non_null(strstr(msg, want_to));
+    snprintf(subject, sizeof(subject), "Subject: Your order #%ld", number);
+    assert_non_null(strstr(msg, subject));
+    assert_non_null(strstr(msg, "From: "));
+    assert_non_null(strstr(msg, "<orders@shop.test>"));
+    assert_non_null(strstr(msg, "Message-ID: <job-"));
+    assert_non_null(strstr(msg, "2 x Mug"));
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT attempts FROM jobs WHERE store_id = %ld AND kind = 'email' AND state = "
+             "'done'",
+             sh.id);
+    wait_sql(sql, 2, 5000);
+
+    /* 550: refused for good, a dead letter at once with the server's answer. */
+    pthread_mutex_lock(&sink.lock);
+    sink.rcpt_code = 550;
+    pthread_mutex_unlock(&sink.lock);
+    order(s, &sh, th_email("nobody"), NULL);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM jobs WHERE store_id = %ld AND kind = 'email' AND state = "
+             "'dead' AND attempts = 1 AND last_error LIKE '%%550%%'",
+             sh.id);
+    wait_sql(sql, 1, 20000);
+    assert_int_equal(sink_delivered(), 1);
+    pthread_mutex_lock(&sink.lock);
+    sink.rcpt_code = 250;
+    pthread_mutex_unlock(&sink.lock);
+    th_user_free(&sh.admin);
+    assert_int_equal(th_stop(s), 0);
+}
+
 /* SSRF: with the defence on (the default), an https endpoint on loopback is
  * never connected to; the delivery fails and is recorded. */
 static void
@@ -590,8 +770,6 @@ test_ssrf_canary(void **state)
     const char *env[] = {ob, "SHOPD_JOBS_POLL_MS=50", "SHOPD_WEBHOOK_RETRY_SCHEDULE=1", NULL};
     /* The servers of this program share the streams, and the rules are those of
      * whichever process delivers: this one runs alone, with the defaults. */
-    assert_int_equal(th_stop(srv), 0);
-    srv = NULL;
     th_server_t *s = th_start(env);
     shop_t sh = shop_new(s);
     char body[256];
@@ -746,6 +924,7 @@ main(void)
         cmocka_unit_test(test_webhook_signed),
         cmocka_unit_test(test_webhook_dead_letter_and_retry),
         cmocka_unit_test(test_cross_store),
+        cmocka_unit_test(test_smtp),
         cmocka_unit_test(test_ssrf_canary),
         cmocka_unit_test(test_kill9_loses_nothing),
         TH_STOP_TEST,
