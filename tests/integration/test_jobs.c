@@ -5,7 +5,8 @@
  * as an integrator would (HMAC-SHA256 over "t.body"); a failing endpoint is
  * retried on the schedule, becomes a dead letter, and an operator's retry
  * delivers it; SMTP against a sink that answers 451 (retried) and 550 (a
- * dead letter); the SSRF rules refuse a loopback target without connecting;
+ * dead letter); Redis down while orders come in (the relay catches up); the
+ * SSRF rules refuse a loopback target without connecting;
  * and a shopd killed with -9 while its jobs run (a stalled SMTP server holds
  * them between XREADGROUP and XACK) loses none: the next process takes them
  * over (XAUTOCLAIM), sends each e-mail once and skips the duplicates a relay
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -653,6 +655,35 @@ test_webhook_dead_letter_and_retry(void **state)
     th_user_free(&sh.admin);
 }
 
+/* A password reset's e-mail goes through the outbox too; once it is sent the
+ * outbox row keeps no token. */
+static void
+test_reset_email_leaves_no_token(void **state)
+{
+    (void)state;
+    long store = th_create_store(srv, th_slug("jobs-reset"), NULL);
+    th_user_t u = th_user_new(srv, "CUSTOMER", store);
+    char body[256];
+    snprintf(body, sizeof(body), "{\"email\":\"%s\"}", u.email);
+    th_resp_t r = rq(srv, store, NULL, NULL, "POST", "/api/v1/auth/forgot-password", body);
+    assert_int_equal(r.status, 202);
+    th_resp_free(&r);
+    mail_wait_t w = {outbox, u.email, "Reset-Token: "};
+    assert_true(th_wait_until(mail_arrived, &w, 15000));
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM jobs WHERE store_id = %ld AND kind = 'email' AND state = "
+             "'done'",
+             store);
+    wait_sql(sql, 1, 5000);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM outbox WHERE store_id = %ld AND kind = "
+             "'password.reset_requested' AND NOT payload ? 'token' AND NOT payload ? 'url'",
+             store);
+    assert_int_equal(sql_long(sql), 1);
+    th_user_free(&u);
+}
+
 /* Another store's admin sees none of it. */
 static void
 test_cross_store(void **state)
@@ -756,6 +787,64 @@ test_smtp(void **state)
     pthread_mutex_unlock(&sink.lock);
     th_user_free(&sh.admin);
     assert_int_equal(th_stop(s), 0);
+}
+
+/* Redis down: checkouts still commit their outbox rows, the relay keeps
+ * failing without losing them, and once Redis is back (empty: no streams, no
+ * groups) it catches up and the e-mail goes out. */
+static void
+test_redis_down(void **state)
+{
+    (void)state;
+    int port = th_free_port();
+    int rpid = th_redis_start(port, NULL);
+    assert_true(rpid > 0);
+    static char ob[200], url[100];
+    snprintf(ob, sizeof(ob), "SHOPD_OUTBOX_DIR=%s", outbox);
+    snprintf(url, sizeof(url), "SHOPD_REDIS_URL=redis://127.0.0.1:%d/0", port);
+    const char *env[] = {ob, url, "SHOPD_JOBS_POLL_MS=50", NULL};
+    th_server_t *s = th_start(env);
+    shop_t sh = shop_new(s);
+    th_user_t u = th_user_new(s, "CUSTOMER", sh.id);
+    char body[512];
+    snprintf(body, sizeof(body), "{\"variant_id\":%ld,\"quantity\":2}", sh.variant);
+    th_resp_t r = rq(s, sh.id, u.access, NULL, "POST", "/api/v1/cart/add", body);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    kill(rpid, SIGKILL);
+    waitpid(rpid, NULL, 0);
+    snprintf(body, sizeof(body),
+             "{\"shipping_address\":{\"name\":\"Ada\",\"line1\":\"Str 1\",\"city\":\"Berlin\","
+             "\"postal_code\":\"10115\",\"country\":\"DE\"},\"shipping_rate_id\":%ld}",
+             sh.rate);
+    r = rq(s, sh.id, u.access, NULL, "POST", "/api/v1/checkout", body);
+    assert_int_equal(r.status, 201); /* a customer's cart and the order are in PostgreSQL */
+    long number = jint(r.json, "number");
+    th_resp_free(&r);
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM jobs WHERE store_id = %ld AND kind = 'email' AND state = "
+             "'ready'",
+             sh.id);
+    for (int i = 0; i < 20; i++)
+        usleep(50000);                  /* a dozen relay steps fail meanwhile */
+    assert_int_equal(sql_long(sql), 0); /* rolled back with the XADD: still an outbox row */
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM outbox WHERE store_id = %ld AND relayed_at IS NULL", sh.id);
+    assert_true(sql_long(sql) >= 1);
+    assert_true(metric(s, "shopd_jobs_events_total{event=\"relay_error\"} ") >= 1);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "Your order #%ld", number);
+    assert_int_equal(mails(outbox, u.email, needle, NULL, 0), 0);
+    rpid = th_redis_start(port, NULL);
+    assert_true(rpid > 0);
+    mail_wait_t w = {outbox, u.email, needle};
+    assert_true(th_wait_until(mail_arrived, &w, 20000));
+    th_user_free(&u);
+    th_user_free(&sh.admin);
+    assert_int_equal(th_stop(s), 0);
+    kill(rpid, SIGTERM);
+    waitpid(rpid, NULL, 0);
 }
 
 /* SSRF: with the defence on (the default), an https endpoint on loopback is
@@ -923,8 +1012,10 @@ main(void)
         cmocka_unit_test(test_confirmation_email),
         cmocka_unit_test(test_webhook_signed),
         cmocka_unit_test(test_webhook_dead_letter_and_retry),
+        cmocka_unit_test(test_reset_email_leaves_no_token),
         cmocka_unit_test(test_cross_store),
         cmocka_unit_test(test_smtp),
+        cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_ssrf_canary),
         cmocka_unit_test(test_kill9_loses_nothing),
         TH_STOP_TEST,

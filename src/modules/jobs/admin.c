@@ -117,16 +117,17 @@ jobs_h_dead_get(api_ctx_t *ctx)
     if (c == NULL)
         return api_unavailable("the database");
     /* Inspect: the row, the event's payload, and a webhook's last deliveries. */
-    PGresult *r = db_exec(
-        c, "jobs_dead_get",
-        "SELECT (" DEAD_JSON "::jsonb || jsonb_build_object('payload', o.payload - 'token', "
-        "'deliveries', coalesce((SELECT jsonb_agg(jsonb_build_object('attempt', d.attempt, "
-        "'status_code', d.status_code, 'error', d.error, 'latency_ms', d.latency_ms, 'at', "
-        "d.created_at) ORDER BY d.id) FROM webhook_deliveries d WHERE d.store_id = $1 AND "
-        "d.job_id = j.id), '[]'::jsonb)))::text FROM jobs j JOIN outbox o ON o.store_id = "
-        "j.store_id AND o.id = j.outbox_id WHERE j.store_id = $1 AND j.id = $2::bigint AND "
-        "j.state IN ('dead', 'discarded')",
-        2, p);
+    PGresult *r =
+        db_exec(c, "jobs_dead_get",
+                "SELECT (" DEAD_JSON "::jsonb || jsonb_build_object('payload', o.payload - "
+                "ARRAY['token', 'url'], "
+                "'deliveries', coalesce((SELECT jsonb_agg(jsonb_build_object('attempt', d.attempt, "
+                "'status_code', d.status_code, 'error', d.error, 'latency_ms', d.latency_ms, 'at', "
+                "d.created_at) ORDER BY d.id) FROM webhook_deliveries d WHERE d.store_id = $1 AND "
+                "d.job_id = j.id), '[]'::jsonb)))::text FROM jobs j JOIN outbox o ON o.store_id = "
+                "j.store_id AND o.id = j.outbox_id WHERE j.store_id = $1 AND j.id = $2::bigint AND "
+                "j.state IN ('dead', 'discarded')",
+                2, p);
     db_release(c);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK)

@@ -58,14 +58,14 @@ finish(api_ctx_t *ctx, db_conn_t *c, const jobs_task_t *t, int attempts, shopd_r
         const char *p[] = {sid, jid};
         /* The payload loses its secrets once they were delivered (a reset token
          * lives in the outbox only until its e-mail is sent). */
-        r = db_exec(
-            c, "jobs_done",
-            "WITH j AS (UPDATE jobs SET state = 'done', finished_at = now(), last_error = "
-            "NULL WHERE store_id = $1 AND id = $2 AND state = 'running' RETURNING "
-            "outbox_id, kind) "
-            "UPDATE outbox o SET payload = o.payload - 'token' FROM j WHERE o.store_id = $1 "
-            "AND o.id = j.outbox_id AND j.kind = 'email' AND o.payload ? 'token'",
-            2, p);
+        r = db_exec(c, "jobs_done",
+                    "WITH j AS (UPDATE jobs SET state = 'done', finished_at = now(), last_error = "
+                    "NULL WHERE store_id = $1 AND id = $2 AND state = 'running' RETURNING "
+                    "outbox_id, kind) "
+                    "UPDATE outbox o SET payload = o.payload - ARRAY['token', 'url'] FROM j WHERE "
+                    "o.store_id = $1 "
+                    "AND o.id = j.outbox_id AND j.kind = 'email' AND o.payload ? 'token'",
+                    2, p);
         atomic_fetch_add_explicit(&jobs_stats.done, 1, memory_order_relaxed);
     } else {
         const char *sched = strcmp(t->kind, "webhook") == 0 ? ctx->app->cfg->webhook_retry_schedule

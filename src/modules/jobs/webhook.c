@@ -119,7 +119,12 @@ answer_cb(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (a->n < RESPONSE_KEEP) {
         size_t k = n < RESPONSE_KEEP - a->n ? n : RESPONSE_KEEP - a->n;
-        memcpy(a->keep + a->n, p, k);
+        /* Printable ASCII only: the excerpt is for eyes, and text PostgreSQL
+         * accepts whatever bytes the endpoint sent. */
+        for (size_t i = 0; i < k; i++) {
+            unsigned char ch = (unsigned char)p[i];
+            a->keep[a->n + i] = (ch >= 0x20 && ch < 0x7f) || ch == '\n' ? (char)ch : '?';
+        }
         a->n += k;
         a->keep[a->n] = '\0';
     }
@@ -235,8 +240,7 @@ jobs_webhook_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, uint64_t outbox_
     r = db_exec(c, "jobs_hook_delivery",
                 "INSERT INTO webhook_deliveries (store_id, endpoint_id, job_id, event_id, "
                 "event_type, attempt, status_code, latency_ms, error, response) VALUES ($1, $2, "
-                "$3, $4, $5, $6, $7, $8, left($9, 1000), left(convert_from(convert_to($10, "
-                "'UTF8'), 'UTF8'), 1024))",
+                "$3, $4, $5, $6, $7, $8, left($9, 1000), $10)",
                 10, dp);
     if (db_result_rc(r) != SHOPD_OK)
         log_warn("jobs: delivery of job %s not recorded: %s", jid, db_sqlstate(r));
