@@ -718,7 +718,8 @@ test_cross_store(void **state)
 }
 
 /* SMTP over libcurl against the sink: a 451 is retried and the message then
- * arrives with its headers; a 550 is a dead letter after one attempt. */
+ * arrives with its headers; a 550 is a dead letter after one attempt; a
+ * stalled server times out and is retried. */
 static void
 test_smtp(void **state)
 {
@@ -785,6 +786,28 @@ test_smtp(void **state)
     pthread_mutex_lock(&sink.lock);
     sink.rcpt_code = 250;
     pthread_mutex_unlock(&sink.lock);
+    th_user_free(&sh.admin);
+    assert_int_equal(th_stop(s), 0);
+
+    /* A server that accepts and never greets: each attempt times out, then a
+     * dead letter (schedule "1": two attempts). */
+    int stall_port, stall = listen_free(&stall_port);
+    snprintf(url, sizeof(url), "SHOPD_SMTP_URL=smtp://127.0.0.1:%d", stall_port);
+    const char *env2[] = {url,
+                          "SHOPD_SMTP_TLS=none",
+                          "SHOPD_SMTP_TIMEOUT_MS=300",
+                          "SHOPD_JOBS_POLL_MS=50",
+                          "SHOPD_JOBS_RETRY_SCHEDULE=1",
+                          NULL};
+    s = th_start(env2);
+    sh = shop_new(s);
+    order(s, &sh, th_email("stalled"), NULL);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM jobs WHERE store_id = %ld AND kind = 'email' AND state = "
+             "'dead' AND attempts = 2 AND last_error LIKE '%%imeout%%'",
+             sh.id);
+    wait_sql(sql, 1, 20000);
+    close(stall);
     th_user_free(&sh.admin);
     assert_int_equal(th_stop(s), 0);
 }

@@ -1,12 +1,13 @@
 /*
  * module.c: the jobs module's descriptor: its routes (webhook endpoints and
  * their deliveries, dead letters), its start (settings checked, libcurl set
- * up), the pump started with the ticker and stopped before the actors, and its
- * lines of /metrics.
+ * up), the pump started with the ticker and stopped before the actors, the
+ * retention sweep, and its lines of /metrics.
  */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jobs_priv.h"
@@ -59,6 +60,34 @@ jobs_fini(app_t *app)
 {
     (void)app;
     curl_global_cleanup();
+}
+
+/* Retention (the ticker, every SHOPD_SWEEP_INTERVAL_MS): delivery attempts and
+ * finished jobs are kept 30 days, in bounded deletes; dead and discarded jobs
+ * stay until an operator acts (nothing unfinished is ever deleted). */
+static void
+jobs_tick(app_t *app)
+{
+    db_conn_t *c = db_acquire(app->db, 1000);
+    if (c == NULL)
+        return;
+    static const char *const sweeps[][2] = {
+        {"jobs_sweep_deliveries",
+         "DELETE FROM webhook_deliveries WHERE (store_id, id) IN (SELECT store_id, id FROM "
+         "webhook_deliveries WHERE created_at < now() - interval '30 days' LIMIT 1000)"},
+        {"jobs_sweep_done",
+         "DELETE FROM jobs WHERE (store_id, id) IN (SELECT store_id, id FROM jobs WHERE state = "
+         "'done' AND finished_at < now() - interval '30 days' LIMIT 1000)"},
+    };
+    for (size_t i = 0; i < SHOPD_ARRAY_LEN(sweeps); i++)
+        for (int round = 0; round < 10; round++) {
+            PGresult *r = db_exec(c, sweeps[i][0], sweeps[i][1], 0, NULL);
+            bool more = db_result_rc(r) == SHOPD_OK && atoi(PQcmdTuples(r)) == 1000;
+            PQclear(r);
+            if (!more)
+                break;
+        }
+    db_release(c);
 }
 
 /* ---- /metrics ---- */
@@ -125,6 +154,7 @@ const api_module_t jobs_module = {
     .nroutes = SHOPD_ARRAY_LEN(jobs_routes),
     .init = jobs_init,
     .fini = jobs_fini,
+    .tick = jobs_tick,
     .metrics = jobs_metrics,
     .start = jobs_pump_start,
     .stop = jobs_pump_stop,
