@@ -52,6 +52,7 @@ typedef struct cfg_s {
     char *webhook_retry_schedule; /**< "s,s,...": pauses before webhook retries */
     int webhook_timeout_ms;       /**< one delivery's time limit */
     bool webhook_allow_insecure;  /**< http:// and private targets allowed (tests) */
+    int webhook_disable_after;    /**< seconds failing before a dead letter disables the endpoint */
     char *smtp_url;               /**< "" = the file outbox */
     char *smtp_tls;               /**< required, try or none */
     int smtp_timeout_ms;

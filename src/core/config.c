@@ -71,6 +71,7 @@ static const cfg_row_t cfg_rows[] = {
     {"jobs-retry-schedule", "SHOPD_JOBS_RETRY_SCHEDULE", CFG_STR, O(jobs_retry_schedule), 0, 0, "30,60,300,900,1800,3600,7200,14400,28800,43200", "seconds before each retry of a failed e-mail job (+-20% jitter); after the last, a dead letter"},
     {"webhook-retry-schedule", "SHOPD_WEBHOOK_RETRY_SCHEDULE", CFG_STR, O(webhook_retry_schedule), 0, 0, "60,300,1800,3600,7200,14400,28800,43200,86400,86400,86400", "seconds before each retry of a failed webhook delivery (about 3 days); after the last, a dead letter"},
     {"webhook-timeout-ms", "SHOPD_WEBHOOK_TIMEOUT_MS", CFG_INT, O(webhook_timeout_ms), 100, 120000, "10000", "whole-delivery time limit of one webhook POST"},
+    {"webhook-disable-after", "SHOPD_WEBHOOK_DISABLE_AFTER", CFG_INT, O(webhook_disable_after), 1, 31536000, "259200", "seconds an endpoint may fail without a success before its last dead letter disables it (the store admins get an e-mail)"},
     {"webhook-allow-insecure", "SHOPD_WEBHOOK_ALLOW_INSECURE", CFG_BOOL, O(webhook_allow_insecure), 0, 0, "false", "allow http:// endpoints and loopback, private and link-local addresses (tests only)"},
     {"smtp-url", "SHOPD_SMTP_URL", CFG_STR, O(smtp_url), 0, 0, "", "smtp://[user:pass@]host:port or smtps://...: send e-mail over SMTP (empty: write each message into SHOPD_OUTBOX_DIR)"},
     {"smtp-tls", "SHOPD_SMTP_TLS", CFG_STR, O(smtp_tls), 0, 0, "required", "STARTTLS on smtp:// URLs: required, try or none"},

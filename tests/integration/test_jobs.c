@@ -607,10 +607,16 @@ test_webhook_dead_letter_and_retry(void **state)
     th_resp_free(&r);
     assert_true(metric(srv, "shopd_jobs{kind=\"webhook\",state=\"dead\"} ") >= 1 ||
                 metric(srv, "shopd_jobs_events_total{event=\"dead\"} ") >= 1);
-    /* The endpoint is fixed; the operator retries: delivered once more, done. */
+    /* The endpoint is fixed; the operator enables it again (its failures outlasted
+     * SHOPD_WEBHOOK_DISABLE_AFTER, so it was disabled) and retries: delivered
+     * once more, done. */
     pthread_mutex_lock(&rx.lock);
     rx.answer = 200;
     pthread_mutex_unlock(&rx.lock);
+    snprintf(path, sizeof(path), "/api/v1/admin/webhooks/%ld", hook);
+    r = rq(srv, sh.id, sh.admin.access, NULL, "PATCH", path, "{\"enabled\":true}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
     snprintf(path, sizeof(path), "/api/v1/admin/jobs/dead-letters/%ld/retry", job);
     r = rq(srv, sh.id, sh.admin.access, NULL, "POST", path, NULL);
     assert_int_equal(r.status, 200);
@@ -652,6 +658,37 @@ test_webhook_dead_letter_and_retry(void **state)
     pthread_mutex_lock(&rx.lock);
     rx.answer = 200;
     pthread_mutex_unlock(&rx.lock);
+    th_user_free(&sh.admin);
+}
+
+/* An endpoint that fails for longer than SHOPD_WEBHOOK_DISABLE_AFTER is
+ * disabled by its dead letter, and the store's admins get an e-mail. */
+static void
+test_failing_endpoint_disabled(void **state)
+{
+    (void)state;
+    shop_t sh = shop_new(srv);
+    char body[256], path[128];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://127.0.0.1:%d/broken\",\"events\":[\"order.placed\"]}", rx.port);
+    th_resp_t r = rq(srv, sh.id, sh.admin.access, NULL, "POST", "/api/v1/admin/webhooks", body);
+    assert_int_equal(r.status, 201);
+    long hook = jint(r.json, "id");
+    th_resp_free(&r);
+    pthread_mutex_lock(&rx.lock);
+    rx.answer = 500;
+    pthread_mutex_unlock(&rx.lock);
+    order(srv, &sh, th_email("broken"), NULL);
+    mail_wait_t w = {outbox, sh.admin.email, "was disabled"};
+    assert_true(th_wait_until(mail_arrived, &w, 20000));
+    pthread_mutex_lock(&rx.lock);
+    rx.answer = 200;
+    pthread_mutex_unlock(&rx.lock);
+    snprintf(path, sizeof(path), "/api/v1/admin/webhooks/%ld", hook);
+    r = rq(srv, sh.id, sh.admin.access, NULL, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_false(json_object_get(r.json, "enabled")));
+    th_resp_free(&r);
     th_user_free(&sh.admin);
 }
 
@@ -1011,6 +1048,7 @@ setup(void **state)
                          "SHOPD_JOBS_VISIBILITY_MS=2000",
                          "SHOPD_WEBHOOK_ALLOW_INSECURE=true",
                          "SHOPD_WEBHOOK_RETRY_SCHEDULE=1,1",
+                         "SHOPD_WEBHOOK_DISABLE_AFTER=1",
                          "SHOPD_JOBS_RETRY_SCHEDULE=1,1",
                          NULL};
     srv = th_start(env);
@@ -1035,6 +1073,7 @@ main(void)
         cmocka_unit_test(test_confirmation_email),
         cmocka_unit_test(test_webhook_signed),
         cmocka_unit_test(test_webhook_dead_letter_and_retry),
+        cmocka_unit_test(test_failing_endpoint_disabled),
         cmocka_unit_test(test_reset_email_leaves_no_token),
         cmocka_unit_test(test_cross_store),
         cmocka_unit_test(test_smtp),

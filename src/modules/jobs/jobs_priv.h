@@ -50,6 +50,10 @@ int jobs_mail_init(app_t *app, char *err, size_t errlen);
 shopd_rc_t jobs_webhook_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, uint64_t outbox_id,
                             uint64_t endpoint_id, int attempt, const char *event_type,
                             const char *payload, long long created, char *err, size_t errlen);
+/** After a webhook job became a dead letter: if its endpoint has failed for
+ *  SHOPD_WEBHOOK_DISABLE_AFTER without a success, disables it and writes an
+ *  e-mail to each of the store's admins into the outbox (one statement). */
+void jobs_webhook_dead(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id);
 net_reply_t *jobs_h_hook_list(api_ctx_t *ctx);
 net_reply_t *jobs_h_hook_create(api_ctx_t *ctx);
 net_reply_t *jobs_h_hook_get(api_ctx_t *ctx);

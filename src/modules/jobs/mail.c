@@ -1,6 +1,6 @@
 /*
  * mail.c: e-mail jobs: the templates (order confirmation, shipped, cancelled,
- * password reset), the message (MIME headers: encoded Subject, Date,
+ * password reset, a webhook endpoint disabled), the message (MIME headers: encoded Subject, Date,
  * Message-ID), and the two mailers behind one call: SMTP over libcurl when
  * SHOPD_SMTP_URL is set, else the file outbox (one .eml per message in
  * SHOPD_OUTBOX_DIR, named after the job so a job that runs twice writes one
@@ -214,6 +214,17 @@ render(api_ctx_t *ctx, db_conn_t *c, json_t *pl, char *subject, size_t slen, buf
              "Your order #%lld at %s was cancelled. Any payment taken is refunded to the "
              "original payment method.\r\n",
              number, shop);
+    } else if (strcmp(tpl, "webhook_disabled") == 0) {
+        char url[600];
+        clean_line(json_string_value(json_object_get(pl, "endpoint_url")), url, sizeof(url));
+        snprintf(subject, slen, "A webhook endpoint of %s was disabled", shop);
+        bput(b,
+             "The webhook endpoint %s (id %lld) failed every delivery for too long and was "
+             "disabled.\r\n\r\nIts failed deliveries are dead letters: fix the endpoint, "
+             "enable it again (PATCH /api/v1/admin/webhooks/%lld) and retry them "
+             "(POST /api/v1/admin/jobs/dead-letters/{id}/retry).\r\n",
+             url, (long long)json_integer_value(json_object_get(pl, "endpoint_id")),
+             (long long)json_integer_value(json_object_get(pl, "endpoint_id")));
     } else if (strcmp(tpl, "password_reset") == 0) {
         const char *token = json_string_value(json_object_get(pl, "token"));
         const char *url = json_string_value(json_object_get(pl, "url"));

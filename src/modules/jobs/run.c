@@ -92,6 +92,8 @@ finish(api_ctx_t *ctx, db_conn_t *c, const jobs_task_t *t, int attempts, shopd_r
             redisReply *x = kv_commandv(ctx->worker->kv, 16, argv, NULL);
             if (x)
                 freeReplyObject(x);
+            if (rc == SHOPD_AGAIN && strcmp(t->kind, "webhook") == 0)
+                jobs_webhook_dead(ctx, c, t->job_id);
         } else {
             atomic_fetch_add_explicit(&jobs_stats.retried, 1, memory_order_relaxed);
         }

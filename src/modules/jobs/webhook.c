@@ -9,7 +9,9 @@
  * body) is stable across retries, so receivers dedupe by it. Any answer other
  * than 2xx, a timeout or a refused connection is retried on
  * SHOPD_WEBHOOK_RETRY_SCHEDULE (about 3 days), then kept as a dead letter.
- * Every attempt is recorded (webhook_deliveries).
+ * Every attempt is recorded (webhook_deliveries). An endpoint that failed for
+ * SHOPD_WEBHOOK_DISABLE_AFTER (3 days) without a success is disabled when its
+ * last job becomes a dead letter, and the store's admins get an e-mail.
  *
  * SSRF: only https, and the address actually connected to (checked after DNS,
  * in curl's opensocket callback) must be public: no loopback, private,
@@ -249,6 +251,38 @@ jobs_webhook_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, uint64_t outbox_
     shopd_free(url);
     shopd_free(secret);
     return rc;
+}
+
+void
+jobs_webhook_dead(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id)
+{
+    char sid[24], jid[24], after[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    snprintf(jid, sizeof(jid), "%llu", (unsigned long long)job_id);
+    snprintf(after, sizeof(after), "%d", ctx->app->cfg->webhook_disable_after);
+    const char *p[] = {sid, jid, after};
+    /* "Failing for" is measured from the first attempt after the last success. */
+    PGresult *r = db_exec(
+        c, "jobs_hook_disable",
+        "WITH j AS (SELECT endpoint_id FROM jobs WHERE store_id = $1 AND id = $2::bigint), "
+        "ok AS (SELECT max(d.created_at) AS t FROM webhook_deliveries d, j WHERE d.store_id = $1 "
+        "AND d.endpoint_id = j.endpoint_id AND d.status_code BETWEEN 200 AND 299), "
+        "f AS (SELECT min(d.created_at) AS t FROM webhook_deliveries d, j WHERE d.store_id = $1 "
+        "AND d.endpoint_id = j.endpoint_id AND d.created_at > coalesce((SELECT t FROM ok), "
+        "'-infinity')), "
+        "w AS (UPDATE webhook_endpoints e SET enabled = false, updated_at = now() FROM j WHERE "
+        "e.store_id = $1 AND e.id = j.endpoint_id AND e.enabled AND (SELECT t FROM f) < now() - "
+        "$3::int * interval '1 second' RETURNING e.id, e.url) "
+        "INSERT INTO outbox (store_id, kind, payload) SELECT $1, 'webhook.endpoint_disabled', "
+        "jsonb_build_object('email', u.email, 'template', 'webhook_disabled', 'endpoint_id', "
+        "w.id, 'endpoint_url', w.url) FROM w, users u WHERE u.store_id = $1 AND u.role = "
+        "'STORE_ADMIN' AND u.status = 'active'",
+        3, p);
+    if (db_result_rc(r) == SHOPD_OK && atoi(PQcmdTuples(r)) > 0)
+        log_warn("jobs: a webhook endpoint of store %s was disabled after failing too long", sid);
+    else if (db_result_rc(r) != SHOPD_OK)
+        log_warn("jobs: endpoint check after dead letter %s failed: %s", jid, db_sqlstate(r));
+    PQclear(r);
 }
 
 /* ---- endpoints: admin routes ---- */
