@@ -236,6 +236,13 @@ typedef struct api_module_s {
     /** Appends the module's Prometheus lines to buf (at most cap bytes); returns
      *  the bytes written. /metrics, any thread. May be NULL. */
     size_t (*metrics)(char *buf, size_t cap);
+    /** Once everything runs (workers, blocking pool, HTTP), with the ticker:
+     *  starts the module's own threads (the jobs relay). 0, or -1 (logged; shopd
+     *  then stops). May be NULL. */
+    int (*start)(app_t *app);
+    /** At stop, with the ticker, before the actors stop: the module's threads
+     *  end and send nothing more. May be NULL. */
+    void (*stop)(app_t *app);
 } api_module_t;
 
 /** The timers message kind: sends store_id's actor a message that runs run(ctx)
@@ -243,9 +250,19 @@ typedef struct api_module_s {
  *  and the worker's connections; no caller, no body, and nobody to answer).
  *  OK, or BUSY (the store's mailbox is full; the next tick tries again). Any thread. */
 shopd_rc_t api_timer_send(app_t *app, uint64_t store_id, void (*run)(api_ctx_t *ctx));
-/** Starts the ticker thread that calls the modules' tick hooks; 0 or -1. */
+/** The jobs message kind (MSG_KIND_JOB): runs run(ctx, arg) on one of
+ *  store_id's blocking lanes (slow work: SMTP, an outgoing webhook), with the
+ *  store, an arena and that thread's connections in ctx (no caller, no body,
+ *  nobody to answer). arg belongs to the message: run frees it, or drop does
+ *  when the message is dropped unhandled (at stop; the store is gone). OK, or
+ *  BUSY (the lane's queue is full; arg not used). Any thread. */
+shopd_rc_t api_job_send(app_t *app, uint64_t store_id, void (*run)(api_ctx_t *ctx, void *arg),
+                        void (*drop)(void *arg), void *arg);
+/** Starts the ticker thread that calls the modules' tick hooks, then the
+ *  modules' start hooks; 0 or -1. */
 int api_ticker_start(app_t *app);
-/** Stops and joins it (before the actors stop). */
+/** Stops the modules' threads (stop hooks, reverse order) and joins the
+ *  ticker (before the actors stop). */
 void api_ticker_stop(void);
 
 extern const api_module_t *const api_modules[];

@@ -42,8 +42,21 @@ typedef struct cfg_s {
     char *sql_dir;
     char *log_level;
     bool access_log;
-    char *jwt_keys;   /**< "kid:secret,kid:secret": the first signs, all verify */
-    char *outbox_dir; /**< outgoing e-mail is written here, one file per message */
+    char *jwt_keys;               /**< "kid:secret,kid:secret": the first signs, all verify */
+    char *outbox_dir;             /**< outgoing e-mail is written here, one file per message */
+    int jobs_poll_ms;             /**< ms between relay steps */
+    bool jobs_consume;            /**< run jobs here (false: relay only) */
+    int jobs_inflight;            /**< jobs run at once on the blocking pool */
+    int jobs_visibility_ms;       /**< a job taken longer ago than this is taken over */
+    char *jobs_retry_schedule;    /**< "s,s,...": pauses before e-mail retries */
+    char *webhook_retry_schedule; /**< "s,s,...": pauses before webhook retries */
+    int webhook_timeout_ms;       /**< one delivery's time limit */
+    bool webhook_allow_insecure;  /**< http:// and private targets allowed (tests) */
+    int webhook_disable_after;    /**< seconds failing before a dead letter disables the endpoint */
+    char *smtp_url;               /**< "" = the file outbox */
+    char *smtp_tls;               /**< required, try or none */
+    int smtp_timeout_ms;
+    char *mail_from;
     int auth_rate_ip; /**< auth attempts per minute per client address and endpoint (0 = off) */
     int auth_rate_account; /**< auth attempts per hour per account and endpoint (0 = off) */
     char *trusted_proxies; /**< "ip,ip": peers whose X-Forwarded-For names the client */

@@ -20,6 +20,7 @@
 #include "shopd/log.h"
 
 #define MSG_TYPE_TIMER UINT32_C(0xfffffff2)
+#define MSG_TYPE_JOB UINT32_C(0xfffffff3)
 
 typedef struct timer_msg_s {
     void (*run)(api_ctx_t *ctx);
@@ -38,20 +39,91 @@ api_timer_send(app_t *app, uint64_t store_id, void (*run)(api_ctx_t *ctx))
     return rc;
 }
 
+/* ---- the jobs kind: slow work of a store on its blocking lanes ---- */
+
+typedef struct job_msg_s {
+    void (*run)(api_ctx_t *ctx, void *arg);
+    void (*drop)(void *arg);
+    void *arg;
+} job_msg_t;
+
+static void
+job_dropped(act_msg_t *m)
+{
+    job_msg_t *j = (job_msg_t *)m->data;
+    if (j && j->drop)
+        j->drop(j->arg);
+}
+
+static _Atomic uint64_t job_rr;
+
+shopd_rc_t
+api_job_send(app_t *app, uint64_t store_id, void (*run)(api_ctx_t *ctx, void *arg),
+             void (*drop)(void *arg), void *arg)
+{
+    job_msg_t *j = shopd_malloc(sizeof(*j));
+    *j = (job_msg_t){run, drop, arg};
+    /* Lanes 1.. of the store on the blocking pool, as for a blocking route: a
+     * store's jobs take at most its share of the pool. */
+    unsigned lanes = (unsigned)(app->cfg->blocking_threads + 1) / 2;
+    lanes = lanes < 1 ? 1 : lanes > ACT_MAX_LANES - 1 ? ACT_MAX_LANES - 1 : lanes;
+    uint64_t rr = atomic_fetch_add_explicit(&job_rr, 1, memory_order_relaxed);
+    act_msg_t *m =
+        act_msg_new(MSG_TYPE_JOB, ACT_ID(store_id, 1 + rr % lanes), (char *)j, sizeof(*j));
+    m->on_drop = job_dropped;
+    shopd_rc_t rc = act_send(app->blocking, m);
+    if (rc != SHOPD_OK) {
+        m->on_drop = NULL;
+        act_msg_free(m); /* frees j, not arg: the caller keeps it */
+    }
+    return rc;
+}
+
+/* The store's snapshot from the tenant cache, else PostgreSQL. */
+static bool
+store_of(app_t *app, uint64_t store_id, store_snap_t *snap)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "id:%llu", (unsigned long long)store_id);
+    if (store_cache_get(app->stores, key, snap) && snap->id != 0)
+        return true;
+    if (store_lookup(app, key, snap) == SHOPD_OK) {
+        store_cache_put(app->stores, key, snap);
+        return true;
+    }
+    return false;
+}
+
 bool
 api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, arena_t *arena)
 {
-    if (m->type != MSG_TYPE_TIMER)
+    if (m->type != MSG_TYPE_TIMER && m->type != MSG_TYPE_JOB)
         return false;
-    timer_msg_t *t = (timer_msg_t *)m->data;
-    char key[32];
-    snprintf(key, sizeof(key), "id:%llu", (unsigned long long)store_id);
+    store_id = ACT_STORE_OF(store_id);
     store_snap_t snap;
-    bool have = store_cache_get(app->stores, key, &snap) && snap.id != 0;
-    if (!have && store_lookup(app, key, &snap) == SHOPD_OK) {
-        store_cache_put(app->stores, key, &snap);
-        have = true;
+    bool have = store_of(app, store_id, &snap);
+    if (m->type == MSG_TYPE_JOB) {
+        job_msg_t *j = (job_msg_t *)m->data;
+        msg_env_t env;
+        memset(&env, 0, sizeof(env));
+        env.kind = MSG_KIND_JOB;
+        env.store_id = store_id;
+        env.type = msg_str("job");
+        /* A store deleted since (its jobs went with it) or unreachable: run
+         * anyway with store NULL; the job reads its row and finds it or not. */
+        api_ctx_t ctx = {.app = app,
+                         .worker = ws,
+                         .env = &env,
+                         .store_id = store_id,
+                         .store = have ? &snap : NULL,
+                         .caller = &env.caller,
+                         .arena = arena,
+                         .msg = m};
+        j->run(&ctx, j->arg);
+        act_msg_free(m);
+        return true;
     }
+    timer_msg_t *t = (timer_msg_t *)m->data;
     if (have) {
         msg_env_t env;
         memset(&env, 0, sizeof(env));
@@ -78,6 +150,7 @@ static pthread_t ticker;
 static pthread_mutex_t ticker_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ticker_cond = PTHREAD_COND_INITIALIZER;
 static bool ticker_stop, ticker_running;
+static app_t *ticker_app; /* the start hooks ran (some may have failed): stop hooks run */
 
 static void *
 ticker_main(void *arg)
@@ -114,6 +187,12 @@ api_ticker_start(app_t *app)
     if (pthread_create(&ticker, NULL, ticker_main, app) != 0)
         return -1;
     ticker_running = true;
+    ticker_app = app; /* stop hooks accept a module that did not start */
+    for (size_t i = 0; i < api_nmodules; i++)
+        if (api_modules[i]->start && api_modules[i]->start(app) != 0) {
+            log_error("cannot start: module %s", api_modules[i]->name);
+            return -1;
+        }
     return 0;
 }
 
@@ -122,6 +201,11 @@ api_ticker_stop(void)
 {
     if (!ticker_running)
         return;
+    if (ticker_app)
+        for (size_t i = api_nmodules; i-- > 0;)
+            if (api_modules[i]->stop)
+                api_modules[i]->stop(ticker_app);
+    ticker_app = NULL;
     pthread_mutex_lock(&ticker_lock);
     ticker_stop = true;
     pthread_cond_signal(&ticker_cond);

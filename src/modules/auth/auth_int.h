@@ -25,7 +25,5 @@ net_reply_t *auth_rate_check(api_ctx_t *ctx, const char *what, const char *accou
 /** The token reply: access token + new refresh token (inserted on c). */
 net_reply_t *auth_issue(api_ctx_t *ctx, db_conn_t *c, shopd_rc_t rc, uint64_t uid, uint64_t sid,
                         int role, uint32_t ver, const char *family, const char *user_json);
-/** One message into the outbox folder. 0 or -1. */
-int auth_outbox_write(const char *dir, const char *to, const char *subject, const char *body);
 
 #endif
