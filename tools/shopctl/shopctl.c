@@ -311,8 +311,9 @@ follow(int fd, const shopctl_opts_t *o)
 
 /* ------------------------------------------------------------ import */
 
-#define IMPORT_WINDOW 3                 /* import.products requests in flight on the connection */
-#define IMPORT_CHUNK 2000               /* rows per request (the server cuts them into batches) */
+#define IMPORT_WINDOW 3 /* import.products requests in flight on the connection */
+/* Rows per request: one batch of the server (CATALOG_IMPORT_MAX_ROWS). */
+#define IMPORT_CHUNK 1000
 #define IMPORT_CHUNK_BYTES (600u << 10) /* and at most this much JSON: under the 1 MiB frame */
 #define IMPORT_MAX_COLS 64
 

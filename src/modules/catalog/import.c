@@ -311,15 +311,20 @@ check_store(imp_t *im, db_conn_t *c, net_reply_t **reply)
     imp_sql_t s = {0};
     build(im, &s);
     const char *p[4] = {im->sid, s.slugs, s.skus, s.cat_ids};
-    PGresult *r =
-        db_exec(c, "imp_check",
-                "SELECT 's', slug FROM products WHERE store_id = $1::bigint"
-                " AND slug IN (SELECT json_array_elements_text($2::json))"
-                " UNION ALL SELECT 'k', sku FROM product_variants WHERE store_id = $1::bigint"
-                " AND sku IN (SELECT json_array_elements_text($3::json))"
-                " UNION ALL SELECT 'c', id::text FROM categories WHERE store_id = $1::bigint"
-                " AND id IN (SELECT json_array_elements_text($4::json)::bigint)",
-                4, p);
+    /* One probe of the unique index per key (LATERAL ... LIMIT 1 cannot turn
+     * into a scan of the store's rows, whatever the statistics say: a plain
+     * IN (SELECT ...) could, and that is quadratic over a large import). */
+    PGresult *r = db_exec(
+        c, "imp_check",
+        "SELECT 's', k.v FROM json_array_elements_text($2::json) k(v),"
+        " LATERAL (SELECT 1 FROM products p WHERE p.store_id = $1::bigint AND p.slug = k.v"
+        " LIMIT 1) x"
+        " UNION ALL SELECT 'k', k.v FROM json_array_elements_text($3::json) k(v),"
+        " LATERAL (SELECT 1 FROM product_variants w WHERE w.store_id = $1::bigint AND w.sku = k.v"
+        " LIMIT 1) x"
+        " UNION ALL SELECT 'c', id::text FROM categories WHERE store_id = $1::bigint"
+        " AND id = ANY (ARRAY(SELECT json_array_elements_text($4::json)::bigint))",
+        4, p);
     sql_free(&s);
     shopd_rc_t rc = db_result_rc(r);
     if (rc != SHOPD_OK) {
@@ -397,7 +402,8 @@ import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
         " SELECT DISTINCT $1::bigint, s, s FROM json_array_elements_text($4::json) s"
         " ON CONFLICT (store_id, slug) DO NOTHING RETURNING id, slug),"
         " ac AS (SELECT id, slug FROM c UNION ALL SELECT id, slug FROM categories"
-        "  WHERE store_id = $1::bigint AND slug IN (SELECT json_array_elements_text($4::json))),"
+        "  WHERE store_id = $1::bigint"
+        "  AND slug = ANY (ARRAY(SELECT json_array_elements_text($4::json)))),"
         " p AS (INSERT INTO products (store_id, category_id, name, slug, description, base_price,"
         "  status, brand, attributes)"
         "  SELECT $1::bigint, coalesce(r.category_id, ac.id), r.name, r.slug,"
