@@ -50,8 +50,12 @@ if [[ $COMMIT != nocommit && -n $(git status --porcelain --untracked-files=no 2>
     COMMIT=$COMMIT-dirty
 fi
 STEM=$ROOT/bench/results/$DATE-$COMMIT-import
-WORK=$(mktemp -d /tmp/shopd-import.XXXXXX)
+WORK=$(mktemp -d /tmp/bulk-bench.XXXXXX)
 SVC=$WORK/services
+# The server runs as a copy named bulk-server: on a shared machine a broad
+# `pkill shopd` of someone else's script must not stop this run halfway.
+cp "$SHOPD" "$WORK/bulk-server"
+SERVER=$WORK/bulk-server
 SHOPD_PID=""
 cleanup() {
     local rc=$?
@@ -91,13 +95,14 @@ export SHOPD_DATABASE_URL SHOPD_REDIS_URL
 SHOPD_SQL_DIR=$ROOT/sql "$SHOPD" migrate >"$WORK/migrate.log" 2>&1 || die "migration failed"
 PORT=$(free_port)
 APORT=$(free_port)
+while [[ $APORT == "$PORT" ]]; do APORT=$(free_port); done
 URL=http://127.0.0.1:$PORT
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ATOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 SHOPD_LISTEN=127.0.0.1:$PORT SHOPD_ADMIN_LISTEN=127.0.0.1:$APORT SHOPD_ADMIN_TOKEN=$ATOKEN \
     SHOPD_PLATFORM_TOKEN=$TOKEN SHOPD_ACCESS_LOG=false SHOPD_MIGRATE=false \
     SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0 SHOPD_RATE_LIMIT=false \
-    "$SHOPD" serve >"$WORK/shopd.log" 2>&1 &
+    "$SERVER" serve >"$WORK/shopd.log" 2>&1 &
 SHOPD_PID=$!
 for _ in $(seq 1 150); do
     curl -sf -o /dev/null "$URL/healthz" && break
