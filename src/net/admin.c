@@ -1404,7 +1404,10 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
         bool was_full = c->npend >= ADMIN_MAX_PENDING;
         for (size_t i = c->npend; i-- > 0;) {
             pend_t *p = &c->pend[i];
-            if (p->sub || now - p->start_us < srv->request_timeout_us)
+            /* A batch of an import is not cut short: its answer is what tells
+             * which rows were written (a batch refused at the timeout could
+             * still commit on the store's actor afterwards). */
+            if (p->sub || p->agg || now - p->start_us < srv->request_timeout_us)
                 continue;
             pend_t q = *p;
             c->pend[i] = c->pend[--c->npend];
