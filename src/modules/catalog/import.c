@@ -236,8 +236,10 @@ opt_str(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/* records: the products and variants too (the insert's); without, the keys
+ * alone (the check's). */
 static void
-build(const imp_t *im, imp_sql_t *s)
+build(const imp_t *im, imp_sql_t *s, bool records)
 {
     json_t *slugs = json_array(), *skus = json_array(), *cids = json_array(),
            *cslugs = json_array(), *prods = json_array(), *vars = json_array();
@@ -251,6 +253,11 @@ build(const imp_t *im, imp_sql_t *s)
             json_array_append_new(cids, json_string(in->category));
         if (r->category)
             json_array_append_new(cslugs, json_string(r->category));
+        if (!records) {
+            for (size_t j = 0; j < json_array_size(r->variants); j++)
+                json_array_append(skus, json_object_get(json_array_get(r->variants, j), "sku"));
+            continue;
+        }
         json_t *row = json_object();
         json_object_set_new(row, "i", json_integer((json_int_t)i));
         json_object_set_new(row, "category_id",
@@ -309,7 +316,7 @@ static shopd_rc_t
 check_store(imp_t *im, db_conn_t *c, net_reply_t **reply)
 {
     imp_sql_t s = {0};
-    build(im, &s);
+    build(im, &s, false);
     const char *p[4] = {im->sid, s.slugs, s.skus, s.cat_ids};
     /* One probe of the unique index per key (LATERAL ... LIMIT 1 cannot turn
      * into a scan of the store's rows, whatever the statistics say: a plain
@@ -389,7 +396,7 @@ import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     if (rc != SHOPD_OK || valid_rows(im) == 0)
         return rc;
     imp_sql_t s = {0};
-    build(im, &s);
+    build(im, &s, true);
     const char *p[5] = {im->sid, s.products, s.variants, s.cat_slugs, im->uid};
     /* Missing categories first (named by their slug), then the products in row
      * order, their variants joined by slug (unique in the store), and the
