@@ -43,9 +43,11 @@ usage(FILE *out)
         "      --stock N        starting stock of the hot variant for `hot-stock` (default 20000)\n"
         "      --token T        platform token for `seed` (default $SHOPD_PLATFORM_TOKEN)\n"
         "      --verify N       stores read back after seeding (default 20)\n"
-        "      --products N     seed: N active products per store, with an admin and 2\n"
-        "                       categories (default 0: stores only)\n"
+        "      --products N     seed: N active products per store in 2 categories, bulk\n"
+        "                       loaded (POST /api/v1/imports/products; default 0: stores only)\n"
         "      --variants V     seed: variants per product (default 1)\n"
+        "      --per-request    seed: one API request per object (a store admin, categories,\n"
+        "                       products, variants), the slow path measured against the bulk one\n"
         "      --json FILE      write every figure and the machine as JSON\n"
         "      --md FILE        append a Markdown table row to FILE\n"
         "      --plot PREFIX    write PREFIX-latency.png and PREFIX-rate.png (gnuplot)\n"
@@ -197,6 +199,7 @@ enum {
     OPT_TOKEN,
     OPT_VERIFY,
     OPT_PRODUCTS,
+    OPT_PER_REQUEST,
     OPT_VARIANTS,
     OPT_JSON,
     OPT_MD,
@@ -223,6 +226,7 @@ static const struct option long_opts[] = {
     {"token", required_argument, NULL, OPT_TOKEN},
     {"verify", required_argument, NULL, OPT_VERIFY},
     {"products", required_argument, NULL, OPT_PRODUCTS},
+    {"per-request", no_argument, NULL, OPT_PER_REQUEST},
     {"variants", required_argument, NULL, OPT_VARIANTS},
     {"json", required_argument, NULL, OPT_JSON},
     {"md", required_argument, NULL, OPT_MD},
@@ -325,6 +329,9 @@ parse_args(int argc, char **argv, sb_opts_t *o, const char **url, bool *seed)
             if (!parse_long(optarg, 0, 1000000, &l))
                 bad = "--products wants 0..1000000";
             o->products = (int)l;
+            break;
+        case OPT_PER_REQUEST:
+            o->seed_per_request = true;
             break;
         case OPT_VARIANTS:
             if (!parse_long(optarg, 0, 100, &l))

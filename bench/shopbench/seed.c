@@ -7,10 +7,13 @@
  * store (409) counts as done, so seeding is safe to repeat. A sample of the
  * stores is then read back through the tenant API (GET /api/v1/store).
  *
- * With --products N it then fills each store's catalog through the store API
- * (sb_seed_catalog, below): a store admin, two categories, N products with
- * their variants, in two finite runs (stores first, then products spread over
- * every connection), again safe to repeat.
+ * With --products N it then fills each store's catalog (sb_seed_catalog,
+ * below): by default through the bulk route POST /api/v1/imports/products,
+ * one request per store (up to SEED_IMPORT_ROWS products each), its
+ * categories named by slug in the rows; with --per-request through the
+ * store API one object per request (a store admin, two categories, N
+ * products, their variants), in two finite runs (stores first, then products
+ * spread over every connection). Both are safe to repeat.
  *
  * The shared counters are atomics because any worker may take any store; the
  * run uses one worker thread, but nothing here depends on that.
@@ -313,6 +316,7 @@ out:
  * product and is counted, so a repeat finishes the job. */
 
 #define CAT_SEED_CATS 2
+#define CATALOG_SEED_MAX_V 100 /* the server's CATALOG_MAX_VARIANTS */
 static const char cat_admin_password[] = "bench-Admin-pass-4711";
 
 enum { ST_IDLE, ST_COUNT, ST_ADMIN, ST_TREE, ST_CAT, ST_PCREATE, ST_PGET, ST_VARIANT };
@@ -620,9 +624,194 @@ cat_run(const sb_opts_t *o, const sb_scenario_t *scn, cat_seed_t *s, int conns)
     return rc;
 }
 
+/* ------------------------------------------------------------------ bulk import */
+
+/* One ticket = one POST /api/v1/imports/products: a run of products of one
+ * store (all N when they fit in a body). A product that exists answers
+ * slug_taken and counts as existing, so a repeat is cheap and changes
+ * nothing; its missing variants are not filled in (--per-request does that). */
+
+#define SEED_IMPORT_ROWS 1000         /* the route's bound */
+#define SEED_IMPORT_BODY (240u << 10) /* the body buffer of a connection */
+
+typedef struct imp_seed_s {
+    int k, n, v, per; /* per: products per request */
+    int chunks;       /* requests per store */
+    char auth[600];
+    /* Relaxed: ticket counter and tallies, read by main after the join. */
+    atomic_int next;
+    atomic_int created, existed, variants, failed;
+    pthread_mutex_t lock; /* guards first_error */
+    char first_error[512];
+} imp_seed_t;
+
+typedef struct imp_conn_s {
+    char slug[32];
+    int first, count; /* the products of the request in flight */
+    char body[SEED_IMPORT_BODY];
+} imp_conn_t;
+
+static sb_next_t
+imp_next(sb_ctx_t *cx, void *state, sb_req_t *req)
+{
+    imp_seed_t *s = cx->shared;
+    imp_conn_t *c = state;
+    int t = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed);
+    if (t >= s->k * s->chunks)
+        return SB_NEXT_DONE;
+    int store = t / s->chunks + 1;
+    c->first = (t % s->chunks) * s->per + 1;
+    c->count = s->n - c->first + 1 < s->per ? s->n - c->first + 1 : s->per;
+    sb_store_slug(c->slug, sizeof(c->slug), store);
+    size_t n = 0, cap = sizeof(c->body);
+    n += (size_t)snprintf(c->body + n, cap - n, "{\"rows\":[");
+    for (int j = c->first; j < c->first + c->count && n < cap; j++) {
+        n += (size_t)snprintf(
+            c->body + n, cap - n,
+            "%s{\"name\":\"Bench Product %d\",\"slug\":\"bench-product-%d\",\"base_price\":%d,"
+            "\"status\":\"active\",\"brand\":\"Brand %d\",\"category\":\"bench-cat-%d\","
+            "\"description\":\"A product of %s to benchmark the catalog, number %d.\","
+            "\"variants\":[",
+            j > c->first ? "," : "", j, j, 100 * j, j % 10, j % CAT_SEED_CATS + 1, c->slug, j);
+        for (int v = 1; v <= s->v && n < cap; v++)
+            n += (size_t)snprintf(c->body + n, cap - n,
+                                  "%s{\"sku\":\"BENCH-%d-%d\",\"options\":{\"size\":\"S%d\"},"
+                                  "\"stock\":1000,\"price\":%d}",
+                                  v > 1 ? "," : "", j, v, v, 100 * j + v);
+        if (n < cap)
+            n += (size_t)snprintf(c->body + n, cap - n, "]}");
+    }
+    if (n < cap)
+        n += (size_t)snprintf(c->body + n, cap - n, "]}");
+    if (n >= cap) /* sb_seed_catalog sized per so that this cannot happen */
+        return SB_NEXT_DONE;
+    req->method = "POST";
+    snprintf(req->path, sizeof(req->path), "/api/v1/imports/products");
+    sb_req_header(req, "X-Tenant-Id: %s", c->slug);
+    sb_req_header(req, "%s", s->auth);
+    sb_req_header(req, "Content-Type: application/json");
+    req->body = c->body;
+    req->body_len = n;
+    req->keep_body = true;
+    return SB_NEXT_SEND;
+}
+
+static void
+imp_fail(imp_seed_t *s, const imp_conn_t *c, int count, const char *what, const sb_resp_t *r)
+{
+    atomic_fetch_add_explicit(&s->failed, count, memory_order_relaxed);
+    pthread_mutex_lock(&s->lock);
+    if (s->first_error[0] == '\0') {
+        size_t blen = 0;
+        const char *body = r->status ? sb_http_body(r->http, &blen) : "";
+        snprintf(s->first_error, sizeof(s->first_error), "%s in %s: %s%d %.*s", what, c->slug,
+                 r->status ? "HTTP " : "", r->status, (int)(blen > 300 ? 300 : blen),
+                 r->status ? body : r->error);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static bool
+imp_done(sb_ctx_t *cx, void *state, const sb_resp_t *r)
+{
+    imp_seed_t *s = cx->shared;
+    imp_conn_t *c = state;
+    json_t *doc = r->status == 200 ? resp_json(r) : NULL;
+    if (doc == NULL) {
+        imp_fail(s, c, c->count, "importing products", r);
+        return false;
+    }
+    int created = (int)json_integer_value(json_object_get(doc, "imported"));
+    int existed = 0, other = 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(doc, "rejected"), i, x)
+    {
+        const char *code = json_string_value(json_object_get(x, "code"));
+        if (code != NULL && !strcmp(code, "slug_taken"))
+            existed++;
+        else
+            other++;
+    }
+    int variants = (int)json_integer_value(json_object_get(doc, "variants"));
+    json_decref(doc);
+    atomic_fetch_add_explicit(&s->created, created, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->existed, existed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->variants, variants, memory_order_relaxed);
+    if (other > 0) {
+        imp_fail(s, c, other, "a rejected row", r);
+        return false;
+    }
+    return true;
+}
+
+static const sb_scenario_t seed_import = {
+    .name = "seed-import",
+    .help = "bulk-load each store's products with their variants",
+    .state_size = sizeof(imp_conn_t),
+    .next = imp_next,
+    .on_response = imp_done,
+};
+
+static int
+seed_catalog_import(const sb_opts_t *o)
+{
+    imp_seed_t s;
+    memset(&s, 0, sizeof(s));
+    s.k = o->stores;
+    s.n = o->products;
+    s.v = o->variants;
+    /* A product and its variants take under 320 + 100 bytes per variant. */
+    s.per = (int)(SEED_IMPORT_BODY / (320u + 100u * (unsigned)s.v));
+    if (s.per > SEED_IMPORT_ROWS)
+        s.per = SEED_IMPORT_ROWS;
+    if (s.per > s.n)
+        s.per = s.n;
+    s.chunks = (s.n + s.per - 1) / s.per;
+    snprintf(s.auth, sizeof(s.auth), "Authorization: Bearer %s", o->token);
+    atomic_init(&s.next, 0);
+    atomic_init(&s.created, 0);
+    atomic_init(&s.existed, 0);
+    atomic_init(&s.variants, 0);
+    atomic_init(&s.failed, 0);
+    pthread_mutex_init(&s.lock, NULL);
+    int conns = o->conns > 0 ? o->conns : SEED_DEFAULT_CONNS;
+    long tickets = (long)s.k * s.chunks;
+    uint64_t t0 = sb_now_us();
+    sb_run_t run = {.opts = o,
+                    .scn = &seed_import,
+                    .shared = &s,
+                    .threads = 1,
+                    .conns = tickets < conns ? (int)tickets : conns,
+                    .timeout_us = (uint64_t)(o->timeout_s * 1e6)};
+    sb_result_t res;
+    int rc = sb_run(&run, &res);
+    sb_result_free(&res);
+    double secs = (double)(sb_now_us() - t0) / 1e6;
+    int created = atomic_load_explicit(&s.created, memory_order_relaxed);
+    int existed = atomic_load_explicit(&s.existed, memory_order_relaxed);
+    int failed = atomic_load_explicit(&s.failed, memory_order_relaxed);
+    printf("seed: products: %d created, %d already existed, %d variants created, %d failed "
+           "(%.2f s, %.0f products/s, %ld import requests of up to %d products)\n",
+           created, existed, atomic_load_explicit(&s.variants, memory_order_relaxed), failed, secs,
+           secs > 0 ? created / secs : 0.0, tickets, s.per);
+    long want = (long)s.k * s.n;
+    if (rc == 0 && failed == 0 && created + existed < want) {
+        fprintf(stderr, "shopbench: %ld products were not reached (could not connect?)\n",
+                want - created - existed);
+        failed = 1;
+    }
+    if (s.first_error[0])
+        fprintf(stderr, "shopbench: first failure: %s\n", s.first_error);
+    pthread_mutex_destroy(&s.lock);
+    return rc == 0 && failed == 0 ? 0 : -1;
+}
+
 int
 sb_seed_catalog(const sb_opts_t *o)
 {
+    if (!o->seed_per_request && o->products > 0 && o->variants <= CATALOG_SEED_MAX_V)
+        return seed_catalog_import(o);
     cat_seed_t s;
     memset(&s, 0, sizeof(s));
     s.o = o;

@@ -40,16 +40,17 @@ typedef struct sb_opts_s {
     int conns;
     double duration_s;
     double warmup_s;
-    double rate;        /**< total requests per second; 0 = closed loop */
-    double timeout_s;   /**< a request unanswered this long is a timeout error */
-    const char *tenant; /**< X-Tenant-Id for `store` */
-    int stores;         /**< K for `tenants` and `seed` */
-    double zipf_s;      /**< Zipf exponent for `tenants` */
-    long stock;         /**< starting stock of the hot variant for `hot-stock` */
-    const char *token;  /**< platform token for `seed` */
-    int verify;         /**< stores checked after seeding */
-    int products;       /**< seed: active products per store (0: stores only) */
-    int variants;       /**< seed: variants per seeded product */
+    double rate;           /**< total requests per second; 0 = closed loop */
+    double timeout_s;      /**< a request unanswered this long is a timeout error */
+    const char *tenant;    /**< X-Tenant-Id for `store` */
+    int stores;            /**< K for `tenants` and `seed` */
+    double zipf_s;         /**< Zipf exponent for `tenants` */
+    long stock;            /**< starting stock of the hot variant for `hot-stock` */
+    const char *token;     /**< platform token for `seed` */
+    int verify;            /**< stores checked after seeding */
+    int products;          /**< seed: active products per store (0: stores only) */
+    int variants;          /**< seed: variants per seeded product */
+    bool seed_per_request; /**< seed: one object per API request, not the bulk import */
     const char *json_path;
     const char *plot_prefix;
     const char *md_path;                       /**< append one Markdown table row here */

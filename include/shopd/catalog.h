@@ -59,6 +59,15 @@ net_reply_t *catalog_h_product_create(api_ctx_t *ctx);
 net_reply_t *catalog_h_product_update(api_ctx_t *ctx);
 net_reply_t *catalog_h_product_delete(api_ctx_t *ctx);
 
+/* ---- bulk import (import.c) ---- */
+/** Rows per POST /imports/products (and per batch of the admin import.products). */
+#define CATALOG_IMPORT_MAX_ROWS 1000
+/** POST /imports/products {rows: [product + variants]}: the valid rows in one
+ *  transaction on the store's actor, each bad row reported with its reason;
+ *  200 {imported, variants, categories_created, rejected: [{index, code,
+ *  message, details}]}. */
+net_reply_t *catalog_h_product_import(api_ctx_t *ctx);
+
 /* ---- variants and inventory (variants.c) ---- */
 net_reply_t *catalog_h_variant_list(api_ctx_t *ctx);
 net_reply_t *catalog_h_variant_create(api_ctx_t *ctx);

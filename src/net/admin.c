@@ -44,6 +44,7 @@
 #include "shopd/admin.h"
 #include "shopd/api.h"
 #include "shopd/auth.h"
+#include "shopd/catalog.h"
 #include "shopd/log.h"
 
 #define ADMIN_MAX_PENDING 256
@@ -72,13 +73,15 @@ typedef struct tail_sub_s {
     _Atomic uint64_t dropped; /* lines skipped at the bound (relaxed: a counter) */
 } tail_sub_t;
 
-/* import.products: one request whose rows are submitted as products.create
- * requests each; their answers are summed up here, and the one answer goes out
- * when the last row's has come (or the connection went: then it is freed). */
+/* import.products: one request whose rows are cut into batches, each submitted
+ * as a products.import request (one transaction on the store's actor); their
+ * answers are summed up here, and the one answer goes out when the last
+ * batch's has come (or the connection went: then it is freed). */
 typedef struct agg_s {
     json_t *id;
     size_t remaining; /* rows not answered yet */
-    size_t imported;
+    size_t imported, variants, categories;
+    size_t inflight;  /* batches submitted and not answered */
     json_t *rejected; /* [{index, code, message, details}] */
     bool submitting;  /* still handing rows out: do not answer yet */
     uint64_t start_us;
@@ -91,8 +94,9 @@ typedef struct pend_s {
     json_t *id; /* the client's id, echoed in the answer */
     uint64_t start_us;
     tail_sub_t *sub; /* a stream (events.tail): answers are its events; NULL otherwise */
-    agg_t *agg;      /* a row of import.products: its answer goes to agg; NULL otherwise */
-    uint32_t index;  /* the row's index in agg */
+    agg_t *agg;      /* a batch of import.products: its answer goes to agg; NULL otherwise */
+    uint32_t index;  /* the batch's first row in agg */
+    uint32_t count;  /* the batch's rows */
     char op[65];
 } pend_t;
 
@@ -154,21 +158,42 @@ static void tail_unsubscribe(admin_server_t *srv, tail_sub_t *sub);
 static void send_frame(admin_conn_t *c, json_t *v);
 static void agg_pump(admin_conn_t *c, agg_t *agg);
 
-/* One row's answer (frame stolen) into agg. */
+/* The answer (frame stolen) of the batch of count rows from index into agg:
+ * its counts, its rejected rows renumbered from the import's first row; a
+ * batch refused as a whole (503, a timeout) rejects each of its rows with
+ * that error. */
 static void
-agg_record(agg_t *agg, uint32_t index, json_t *answer)
+agg_record(agg_t *agg, uint32_t index, uint32_t count, json_t *answer)
 {
-    if (json_is_true(json_object_get(answer, "ok"))) {
-        agg->imported++;
+    json_t *res = json_object_get(answer, "result");
+    if (json_is_true(json_object_get(answer, "ok")) && json_is_object(res)) {
+        agg->imported += (size_t)json_integer_value(json_object_get(res, "imported"));
+        agg->variants += (size_t)json_integer_value(json_object_get(res, "variants"));
+        agg->categories += (size_t)json_integer_value(json_object_get(res, "categories_created"));
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(res, "rejected"), i, r)
+        {
+            json_t *x = json_copy(r);
+            json_object_set_new(
+                x, "index",
+                json_integer((json_int_t)index + json_integer_value(json_object_get(r, "index"))));
+            json_array_append_new(agg->rejected, x);
+        }
     } else {
         json_t *e = json_object_get(answer, "error");
-        json_t *r = json_pack("{s:i,s:O,s:O,s:O}", "index", (int)index, "code",
-                              json_object_get(e, "code"), "message", json_object_get(e, "message"),
-                              "details", json_object_get(e, "details"));
-        json_array_append_new(agg->rejected, r ? r : json_pack("{s:i}", "index", (int)index));
+        for (uint32_t k = 0; k < count; k++) {
+            json_t *r =
+                json_pack("{s:I,s:O,s:O,s:O}", "index", (json_int_t)index + k, "code",
+                          json_object_get(e, "code"), "message", json_object_get(e, "message"),
+                          "details", json_object_get(e, "details"));
+            json_array_append_new(agg->rejected,
+                                  r ? r : json_pack("{s:I}", "index", (json_int_t)index + k));
+        }
     }
     json_decref(answer);
-    agg->remaining--;
+    agg->remaining -= count;
+    agg->inflight--;
 }
 
 static void
@@ -189,9 +214,11 @@ agg_maybe_finish(admin_conn_t *c, agg_t *agg)
         return;
     if (c)
         send_frame(
-            c, admin_ok(agg->id, json_pack("{s:I,s:O,s:I}", "imported", (json_int_t)agg->imported,
-                                           "rejected", agg->rejected, "us",
-                                           (json_int_t)(shopd_now_us() - agg->start_us))));
+            c, admin_ok(agg->id,
+                        json_pack("{s:I,s:I,s:I,s:O,s:I}", "imported", (json_int_t)agg->imported,
+                                  "variants", (json_int_t)agg->variants, "categories_created",
+                                  (json_int_t)agg->categories, "rejected", agg->rejected, "us",
+                                  (json_int_t)(shopd_now_us() - agg->start_us))));
     agg_free(agg);
 }
 
@@ -211,7 +238,7 @@ conn_free(admin_conn_t *c)
             /* The rows not handed out yet never will be: the last row in
              * flight frees the import. */
             agg_t *agg = c->pend[i].agg;
-            agg->remaining -= 1 + (json_array_size(agg->rows) - agg->next);
+            agg->remaining -= c->pend[i].count + (json_array_size(agg->rows) - agg->next);
             agg->next = json_array_size(agg->rows);
             agg_maybe_finish(NULL, agg);
         }
@@ -334,7 +361,7 @@ on_reply(void *ud, uint64_t token, net_reply_t *r)
         pend_t p = c->pend[i];
         c->pend[i] = c->pend[--c->npend];
         atomic_fetch_sub_explicit(&t->srv->inflight, 1, memory_order_relaxed);
-        agg_record(p.agg, p.index, answer_for(p.id, r));
+        agg_record(p.agg, p.index, p.count, answer_for(p.id, r));
         json_decref(p.id);
         agg_pump(c, p.agg);
     } else {
@@ -704,7 +731,8 @@ static const char *const process_ops[][2] = {
     {"events.tail", "a stream of this process's log lines {store?, kinds?: [access, admin, log]}"},
     {"cancel", "ends the stream whose id this frame carries"},
     {"cache.flush", "this process forgets its cached copy of a store {store}"},
-    {"import.products", "products.create for each of rows {store, rows: [...]}, one answer"},
+    {"import.products",
+     "bulk load {store, rows: [product with variants]}: batches of products.import, one answer"},
 };
 
 /* The route's path parameters (":id" segments of its pattern), in order. */
@@ -879,22 +907,23 @@ pend_add(admin_conn_t *c, uint64_t seq, json_t *id, const char *op)
     return p;
 }
 
-/* An answer now: to the client, or into agg for a row of an import. */
+/* An answer now: to the client, or into agg for a batch of an import. */
 static void
-deliver(admin_conn_t *c, agg_t *agg, uint32_t index, json_t *answer)
+deliver(admin_conn_t *c, agg_t *agg, uint32_t index, uint32_t count, json_t *answer)
 {
     if (agg)
-        agg_record(agg, index, answer);
+        agg_record(agg, index, count, answer);
     else
         send_frame(c, answer);
 }
 
 /* Turns args into the HTTP twin's request (store, path parameters, query,
  * body), submits it, and either answers now or records it as pending (agg:
- * the request is row index of an import, answered into agg). */
+ * the request is the batch of count rows from index of an import, answered
+ * into agg). */
 static void
 route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias, agg_t *agg,
-         uint32_t index)
+         uint32_t index, uint32_t count)
 {
     admin_thread_t *t = c->t;
     admin_server_t *srv = t->srv;
@@ -911,7 +940,7 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
     memset(&call, 0, sizeof(call));
 
     if (!api_role_allows(r->access, c->caller.role)) {
-        deliver(c, agg, index,
+        deliver(c, agg, index, count,
                 admin_err(rq->id, "forbidden", "your role may not call this operation", NULL));
         goto out;
     }
@@ -968,7 +997,7 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
         body = json_dumps(doc, JSON_COMPACT);
         if (body && strlen(body) > (size_t)app->cfg->max_body) {
             /* The HTTP edge's limit holds here too: the handlers were sized for it. */
-            deliver(c, agg, index,
+            deliver(c, agg, index, count,
                     admin_err(rq->id, "body_too_large", "the body is larger than SHOPD_MAX_BODY",
                               NULL));
             goto out;
@@ -983,7 +1012,7 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
     }
     if (v.details) {
         deliver(
-            c, agg, index,
+            c, agg, index, count,
             admin_err(rq->id, "validation_failed", "the request has invalid fields", v.details));
         v.details = NULL;
         goto out;
@@ -1004,13 +1033,14 @@ route_op(admin_conn_t *c, const admin_req_t *rq, size_t ri, const alias_t *alias
     call.token = NET_TOKEN_EXT | ((uint64_t)c->slot << ADMIN_SEQ_BITS) | seq;
     net_reply_t *now = api_submit(app, &call, NULL);
     if (now) {
-        deliver(c, agg, index, answer_for(rq->id, now));
+        deliver(c, agg, index, count, answer_for(rq->id, now));
         net_reply_free(now);
         goto out;
     }
     pend_t *p = pend_add(c, seq, rq->id, rq->op);
     p->agg = agg;
     p->index = index;
+    p->count = count;
     atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
 out:
     json_decref(v.details);
@@ -1021,12 +1051,13 @@ out:
 /* ------------------------------------------------------------ import.products */
 
 #define IMPORT_MAX_ROWS 5000
-#define IMPORT_WINDOW 256 /* rows of one import in flight at once */
+#define IMPORT_WINDOW 2 /* batches of one import in flight: the actor always has the next */
 
-/* import.products {store, rows: [products.create bodies]}: every row through
- * products.create (its validation, its run class: the store's actor, which
- * takes the rows in turns of SHOPD_ACTOR_BATCH), one answer for all:
- * {imported, rejected: [{index, code, message, details}], us}. */
+/* import.products {store, rows: [products.create bodies with variants]}: the
+ * rows cut into batches of products.import (its validation, its access, its
+ * run class: one transaction per batch on the store's actor), one answer for
+ * all: {imported, variants, categories_created, rejected: [{index, code,
+ * message, details}], us}. */
 static void
 op_import(admin_conn_t *c, const admin_req_t *rq)
 {
@@ -1048,7 +1079,7 @@ op_import(admin_conn_t *c, const admin_req_t *rq)
         json_array_append_new(details, json_pack("{s:s,s:s}", "field", "rows", "issue",
                                                  "must be a list of 1 to 5000 products"));
     size_t ri = 0;
-    while (ri < api_nroutes && strcmp(api_routes[ri].name, "products.create") != 0)
+    while (ri < api_nroutes && strcmp(api_routes[ri].name, "products.import") != 0)
         ri++;
     if (json_array_size(details) > 0 || ri == api_nroutes) {
         send_frame(
@@ -1067,26 +1098,32 @@ op_import(admin_conn_t *c, const admin_req_t *rq)
     agg_pump(c, agg);
 }
 
-/* Hands out rows until IMPORT_WINDOW are in flight (the store's mailbox holds
- * SHOPD_MAILBOX_CAP: all at once would be refused store_busy), then answers
- * once the last is in. Each answer calls it again. */
+/* Hands out batches until IMPORT_WINDOW are in flight, then answers once the
+ * last is in; each answer calls it again. A batch takes rows while it holds at
+ * most CATALOG_IMPORT_MAX_ROWS and its body stays under half SHOPD_MAX_BODY
+ * (a row alone bigger than that goes alone and is refused body_too_large). */
 static void
 agg_pump(admin_conn_t *c, agg_t *agg)
 {
     size_t n = json_array_size(agg->rows);
+    size_t budget = (size_t)c->t->srv->app->cfg->max_body / 2;
     agg->submitting = true;
-    while (agg->next < n && agg->next - (n - agg->remaining) < IMPORT_WINDOW) {
-        size_t i = agg->next++;
-        json_t *x = json_array_get(agg->rows, i);
-        if (!json_is_object(x)) {
-            agg_record(agg, (uint32_t)i,
-                       admin_err(json_null(), "validation_failed", "a row must be a map", NULL));
-            continue;
+    while (agg->next < n && agg->inflight < IMPORT_WINDOW) {
+        size_t first = agg->next, bytes = 64;
+        json_t *batch = json_array();
+        while (agg->next < n && json_array_size(batch) < CATALOG_IMPORT_MAX_ROWS) {
+            json_t *x = json_array_get(agg->rows, agg->next);
+            size_t len = json_dumpb(x, NULL, 0, JSON_COMPACT) + 1;
+            if (json_array_size(batch) > 0 && bytes + len > budget)
+                break;
+            bytes += len;
+            json_array_append(batch, x);
+            agg->next++;
         }
-        json_t *args = json_copy(x);
-        json_object_set(args, "store", agg->store);
-        admin_req_t row = {.id = json_null(), .op = "products.create", .args = args};
-        route_op(c, &row, agg->route, NULL, agg, (uint32_t)i);
+        json_t *args = json_pack("{s:O,s:o}", "store", agg->store, "rows", batch);
+        admin_req_t req = {.id = json_null(), .op = "products.import", .args = args};
+        agg->inflight++;
+        route_op(c, &req, agg->route, NULL, agg, (uint32_t)first, (uint32_t)(agg->next - first));
         json_decref(args);
     }
     agg->submitting = false;
@@ -1207,13 +1244,13 @@ handle_frame(admin_conn_t *c, const unsigned char *p, size_t n)
             continue;
         for (size_t r = 0; r < api_nroutes; r++)
             if (!strcmp(api_routes[r].name, aliases[i].route)) {
-                route_op(c, &rq, r, &aliases[i], NULL, 0);
+                route_op(c, &rq, r, &aliases[i], NULL, 0, 0);
                 goto out;
             }
     }
     for (size_t r = 0; r < api_nroutes; r++) {
         if (!(api_routes[r].flags & API_INLINE) && !strcmp(api_routes[r].name, rq.op)) {
-            route_op(c, &rq, r, NULL, NULL, 0);
+            route_op(c, &rq, r, NULL, NULL, 0, 0);
             goto out;
         }
     }
@@ -1367,14 +1404,17 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
         bool was_full = c->npend >= ADMIN_MAX_PENDING;
         for (size_t i = c->npend; i-- > 0;) {
             pend_t *p = &c->pend[i];
-            if (p->sub || now - p->start_us < srv->request_timeout_us)
+            /* A batch of an import is not cut short: its answer is what tells
+             * which rows were written (a batch refused at the timeout could
+             * still commit on the store's actor afterwards). */
+            if (p->sub || p->agg || now - p->start_us < srv->request_timeout_us)
                 continue;
             pend_t q = *p;
             c->pend[i] = c->pend[--c->npend];
             atomic_fetch_sub_explicit(&srv->inflight, 1, memory_order_relaxed);
             json_t *e = admin_err(q.id, "request_timeout", "the request took too long", NULL);
             if (q.agg) {
-                agg_record(q.agg, q.index, e);
+                agg_record(q.agg, q.index, q.count, e);
                 agg_pump(c, q.agg);
             } else {
                 send_frame(c, e);

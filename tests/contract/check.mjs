@@ -243,6 +243,11 @@ async function main() {
   await call('post', '/api/v1/products', { token: A, tenant: slug, body: { name: 'Basic Tee', base_price: 1 }, expect: 409 });
   await call('post', '/api/v1/products', { token: A, tenant: slug, body: { name: '', base_price: -1 }, expect: 422 });
   await call('post', '/api/v1/products', { token: A, tenant: slug, raw: '{"name":', headers: { 'Content-Type': 'application/json' }, expect: 400 });
+  // The bulk import: one row in (its variant, its category by slug), one refused (a taken slug).
+  await call('post', '/api/v1/imports/products', { token: A, tenant: slug, expect: 200,
+    body: { rows: [{ name: 'Imported Mug', base_price: 900, status: 'draft', category: 'ct-mugs', variants: [{ sku: 'CT-MUG-M', options: { Size: 'M' }, stock: 2 }] },
+                   { name: 'Basic Tee', base_price: 1 }] } });
+  await call('post', '/api/v1/imports/products', { token: A, tenant: slug, body: { rows: [] }, expect: 422 });
   await call('post', '/api/v1/products', { token: A, tenant: slug, raw: 'name=x', headers: { 'Content-Type': 'text/plain' }, expect: 415 });
   await call('post', '/api/v1/products', { tenant: slug, body: { name: 'x', base_price: 1 }, expect: 401 });
   await call('post', '/api/v1/products', { token: C, tenant: slug, body: { name: 'x', base_price: 1 }, expect: 403 });

@@ -41,7 +41,10 @@ setup(void **state)
     snprintf(admin_addr, sizeof(admin_addr), "127.0.0.1:%d", admin_port);
     snprintf(listen, sizeof(listen), "SHOPD_ADMIN_LISTEN=%s", admin_addr);
     snprintf(frame, sizeof(frame), "SHOPD_ADMIN_MAX_FRAME=%d", MAX_FRAME);
-    const char *env[] = {listen, "SHOPD_ADMIN_TOKEN=" ADMIN_TOKEN "," ADMIN_TOKEN_OLD, frame, NULL};
+    /* A small body limit: import.products cuts its rows into batches of at most
+     * half of it, so test_import_op sees several batches in one frame. */
+    const char *env[] = {listen, "SHOPD_ADMIN_TOKEN=" ADMIN_TOKEN "," ADMIN_TOKEN_OLD, frame,
+                         "SHOPD_MAX_BODY=16384", NULL};
     srv = th_start(env);
     return 0;
 }
@@ -591,8 +594,9 @@ test_tail_and_cancel(void **state)
     json_decref(a);
 }
 
-/* import.products: each row through products.create, one answer for all; more
- * rows than one window, so rows are handed out as answers come back. */
+/* import.products: the rows cut into batches of products.import (about six
+ * here: SHOPD_MAX_BODY is 16 KiB), one answer for all, the rejected rows
+ * numbered in the whole import; each row with a variant and its stock. */
 static void
 test_import_op(void **state)
 {
@@ -601,15 +605,18 @@ test_import_op(void **state)
     int fd = session(ADMIN_TOKEN);
     json_t *rows = json_array();
     for (int i = 0; i < 600; i++) {
-        char name[64];
-        snprintf(name, sizeof(name), "Bulk %d", i);
-        json_array_append_new(rows, json_pack("{s:s,s:i}", "name", name, "base_price", 100 + i));
+        char name[64], sku[64];
+        snprintf(name, sizeof(name), "B%d", i);
+        snprintf(sku, sizeof(sku), "S%d", i);
+        json_array_append_new(rows, json_pack("{s:s,s:i,s:[{s:s,s:i}]}", "name", name, "base_price",
+                                              100 + i, "variants", "sku", sku, "stock", 1 + i % 3));
     }
     json_array_append_new(rows, json_pack("{s:s,s:s}", "name", "Bad", "base_price", "free"));
     json_array_append_new(rows, json_string("not a map"));
     json_t *a = ask(fd, 1, "import.products", json_pack("{s:s,s:o}", "store", slug, "rows", rows));
     json_t *res = json_object_get(a, "result");
     assert_int_equal(json_integer_value(json_object_get(res, "imported")), 600);
+    assert_int_equal(json_integer_value(json_object_get(res, "variants")), 600);
     json_t *rej = json_object_get(res, "rejected");
     assert_int_equal(json_array_size(rej), 2);
     bool bad_price = false, not_map = false;
@@ -629,6 +636,14 @@ test_import_op(void **state)
     assert_string_equal(th_sql("SELECT count(*) FROM products WHERE store_id = $1::bigint",
                                (const char *[]){sid, NULL}),
                         "600");
+    assert_string_equal(
+        th_sql("SELECT sum(stock) FROM product_variants WHERE store_id = $1::bigint",
+               (const char *[]){sid, NULL}),
+        "1200");
+    assert_string_equal(th_sql("SELECT sum(delta) FROM inventory_movements WHERE store_id = "
+                               "$1::bigint",
+                               (const char *[]){sid, NULL}),
+                        "1200");
     /* The store is required, rows bounded. */
     a = ask(fd, 2, "import.products", json_pack("{s:[{s:s}]}", "rows", "name", "x"));
     assert_string_equal(err_code(a), "validation_failed");

@@ -74,9 +74,11 @@ test_browse_and_hot_stock(void **state)
     assert_int_equal(th_stop(srv), 0);
 }
 
-/* `seed --products` gives bench-000001..2 an admin, two categories and 3 products
- * with 2 variants each (a repeat creates nothing), and `tenants -k 2` then runs
- * the browse mix over them without a failed request. */
+/* `seed --products` bulk-loads bench-000001..2 with 3 products of 2 variants each
+ * in two categories (a repeat creates nothing); `seed --per-request` does the
+ * same for bench-000003 one object per request, with a store admin, and skips
+ * the stores that have their products; `tenants -k 3` then runs the browse mix
+ * over them without a failed request. */
 static void
 test_seed_catalogs_and_tenants_browse(void **state)
 {
@@ -88,7 +90,10 @@ test_seed_catalogs_and_tenants_browse(void **state)
              TH_PLATFORM_TOKEN, srv->url);
     th_run(cmd);
     th_run(cmd);
-    for (int i = 1; i <= 2; i++) {
+    snprintf(cmd, sizeof(cmd), "%s seed -k 3 --products 3 --variants 2 --per-request --token %s %s",
+             bin, TH_PLATFORM_TOKEN, srv->url);
+    th_run(cmd);
+    for (int i = 1; i <= 3; i++) {
         char slug[32];
         snprintf(slug, sizeof(slug), "bench-%06d", i);
         const char *p[] = {slug, NULL};
@@ -109,14 +114,29 @@ test_seed_catalogs_and_tenants_browse(void **state)
                    " GROUP BY p.id) x",
                    p),
             "3 2 2");
+        /* The two categories, each with products (by slug in the bulk rows). */
+        assert_string_equal(
+            th_sql("SELECT count(DISTINCT c.id) FROM categories c JOIN stores s ON s.id = "
+                   "c.store_id JOIN products p ON p.store_id = c.store_id AND p.category_id = c.id"
+                   " WHERE s.slug = $1 AND c.slug IN ('bench-cat-1', 'bench-cat-2')",
+                   p),
+            "2");
+        /* Only the per-request path makes a store admin. */
         assert_int_equal(
             atoi(th_sql("SELECT count(*) FROM users u JOIN stores s ON s.id = u.store_id"
                         " WHERE s.slug = $1 AND u.role = 'STORE_ADMIN' AND u.email = 'admin@' || "
                         "$1 || '.test'",
                         p)),
-            1);
+            i == 3 ? 1 : 0);
+        /* Stock = ledger, for every variant seeded. */
+        assert_string_equal(
+            th_sql("SELECT count(*) FROM product_variants v JOIN stores s ON s.id = v.store_id"
+                   " WHERE s.slug = $1 AND v.stock <> (SELECT coalesce(sum(delta), 0) FROM "
+                   "inventory_movements m WHERE m.store_id = v.store_id AND m.variant_id = v.id)",
+                   p),
+            "0");
     }
-    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 -k 2 %s tenants >%s", bin, srv->url, out);
+    snprintf(cmd, sizeof(cmd), "%s -t 1 -c 4 -d 1 -w 0 -k 3 %s tenants >%s", bin, srv->url, out);
     th_run(cmd);
     FILE *f = fopen(out, "r");
     assert_non_null(f);

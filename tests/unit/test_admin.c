@@ -304,7 +304,7 @@ test_cli_csv(void **state)
     shopctl_opts_t o;
     assert_int_equal(parse(&o, err, "import", "products", "--store", "acme", "p.csv", NULL), 0);
     assert_string_equal(o.import_file, "p.csv");
-    assert_string_equal(o.op, "products.create");
+    assert_string_equal(o.op, "import.products");
     assert_string_equal(json_string_value(json_object_get(o.args, "store")), "acme");
     json_decref(o.args);
     assert_int_equal(parse(&o, err, "import", "products", "p.csv", NULL), SHOPCTL_USAGE);

@@ -233,7 +233,7 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
         }
         if (store == NULL || o->import_file == NULL)
             return fail(err, errlen, "usage: shopctl import products --store S FILE%s", NULL);
-        snprintf(o->op, sizeof(o->op), "products.create");
+        snprintf(o->op, sizeof(o->op), "import.products");
         o->args = json_pack("{s:s}", "store", store);
         return 0;
     }
@@ -548,16 +548,20 @@ shopctl_help(FILE *out, const char *topic)
             return 0;
         }
         if (!strcmp(topic, "import") || !strcmp(topic, "import products")) {
-            fprintf(
-                out,
-                "usage: shopctl import products --store S FILE.csv|FILE.jsonl\n\n"
-                "  sends each row as products.create (the API's validation, on the store's\n"
-                "  actor), 64 in flight; a progress bar on a terminal; then a summary of the\n"
-                "  rows refused with their reasons (exit status 1 if any).\n\n"
-                "  JSON lines: one products.create body per line. CSV: a header row; a\n"
-                "  column \"name\" is a string, \"name:=\" JSON (base_price:=, attributes:=).\n\n"
-                "example:\n  printf 'name,base_price:=\\nMug,1200\\n' > p.csv\n"
-                "  shopctl import products --store acme p.csv\n");
+            fprintf(out,
+                    "usage: shopctl import products --store S FILE.csv|FILE.jsonl\n\n"
+                    "  sends the rows in import.products requests of up to 2000 (the server\n"
+                    "  loads them in batches of one transaction on the store's actor, with\n"
+                    "  products.create's validation); a progress bar on a terminal; then a\n"
+                    "  summary of the rows refused with their reasons (exit status 1 if any).\n\n"
+                    "  JSON lines: one product per line, variants in it\n"
+                    "  "
+                    "({\"name\",\"base_price\",\"variants\":[{\"sku\",\"options\",\"price\","
+                    "\"stock\"}]}).\n"
+                    "  CSV: a header row; a column \"name\" is a string, \"name:=\" JSON\n"
+                    "  (base_price:=, attributes:=, variants:=).\n\n"
+                    "example:\n  printf 'name,base_price:=\\nMug,1200\\n' > p.csv\n"
+                    "  shopctl import products --store acme p.csv\n");
             return 0;
         }
         /* "help store": every "store ..." command. */
@@ -597,7 +601,7 @@ shopctl_help(FILE *out, const char *topic)
     fprintf(out, "  %-15s %s\n", "OP [k=v ...]",
             "any operation by name (stores.list, products.create...); k:=json for typed values");
     fprintf(out, "  %-15s %s\n", "import products",
-            "--store S FILE.csv|FILE.jsonl: one products.create per row, rejected rows summed up");
+            "--store S FILE.csv|FILE.jsonl: bulk load (import.products), rejected rows summed up");
     fprintf(out, "  %-15s %s\n", "help [COMMAND]", "this text, or one command's page");
     fprintf(out, "\nexit status: 0 ok, 1 an error answer, 2 usage, 3 cannot connect or "
                  "authenticate\n\nexamples:\n  shopctl stores\n  shopctl store create slug=acme "

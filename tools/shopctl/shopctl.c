@@ -311,7 +311,10 @@ follow(int fd, const shopctl_opts_t *o)
 
 /* ------------------------------------------------------------ import */
 
-#define IMPORT_WINDOW 64 /* rows in flight: enough to fill the actor's turns */
+#define IMPORT_WINDOW 3 /* import.products requests in flight on the connection */
+/* Rows per request: one batch of the server (CATALOG_IMPORT_MAX_ROWS). */
+#define IMPORT_CHUNK 1000
+#define IMPORT_CHUNK_BYTES (600u << 10) /* and at most this much JSON: under the 1 MiB frame */
 #define IMPORT_MAX_COLS 64
 
 static bool
@@ -343,8 +346,10 @@ progress(size_t done, size_t total, uint64_t t0)
     fprintf(stderr, "\r[%s] %zu/%zu rows  %.0f rows/s  ETA %.0fs ", bar, done, total, rate, eta);
 }
 
-/* shopctl import products: each row of the file is one request, IMPORT_WINDOW in
- * flight on the one connection (answers come back by id, in any order). */
+/* shopctl import products: the rows of the file go in import.products requests
+ * of up to IMPORT_CHUNK rows, IMPORT_WINDOW in flight on the one connection
+ * (answers come back by id, in any order); the server loads each in batches of
+ * one transaction on the store's actor. */
 static int
 import_rows(int fd, const shopctl_opts_t *o)
 {
@@ -414,11 +419,30 @@ import_rows(int fd, const shopctl_opts_t *o)
     bool tty = isatty(STDERR_FILENO) && !o->json;
     uint64_t t0 = shopd_now_us(), shown = 0;
     int status = SHOPCTL_OK;
+    json_t *chunks = json_object(); /* request id -> [first row, rows] */
+    json_int_t nextid = 1;
     while (next < total || inflight > 0) {
         while (inflight < IMPORT_WINDOW && next < total) {
-            json_t *row = json_array_get(rows, next++);
-            json_t *req = json_pack("{s:O,s:s,s:O}", "id", json_object_get(row, "line"), "op",
-                                    o->op, "args", json_object_get(row, "args"));
+            size_t first = next, bytes = 0;
+            json_t *batch = json_array();
+            while (next < total && json_array_size(batch) < IMPORT_CHUNK) {
+                json_t *args = json_object_get(json_array_get(rows, next), "args");
+                size_t len = json_dumpb(args, NULL, 0, JSON_COMPACT) + 1;
+                if (json_array_size(batch) > 0 && bytes + len > IMPORT_CHUNK_BYTES)
+                    break;
+                bytes += len;
+                json_t *row = json_copy(args);
+                json_object_del(row, "store"); /* the request names it once */
+                json_array_append_new(batch, row);
+                next++;
+            }
+            json_t *a = json_copy(o->args);
+            json_object_set_new(a, "rows", batch);
+            char key[32];
+            snprintf(key, sizeof(key), "%lld", (long long)nextid);
+            json_object_set_new(chunks, key,
+                                json_pack("[I,I]", (json_int_t)first, (json_int_t)(next - first)));
+            json_t *req = json_pack("{s:I,s:s,s:o}", "id", nextid++, "op", o->op, "args", a);
             int rc = send_json(fd, req);
             json_decref(req);
             if (rc != 0) {
@@ -434,17 +458,43 @@ import_rows(int fd, const shopctl_opts_t *o)
             status = SHOPCTL_CONNECT;
             goto out;
         }
+        char key[32];
+        snprintf(key, sizeof(key), "%lld", (long long)json_integer_value(json_object_get(a, "id")));
+        json_t *chunk = json_object_get(chunks, key);
+        if (chunk == NULL) {
+            json_decref(a);
+            continue; /* not one of ours */
+        }
+        size_t first = (size_t)json_integer_value(json_array_get(chunk, 0));
+        size_t count = (size_t)json_integer_value(json_array_get(chunk, 1));
         inflight--;
-        done++;
+        done += count;
+        json_t *res = json_object_get(a, "result");
         if (json_is_true(json_object_get(a, "ok"))) {
-            imported++;
+            imported += (size_t)json_integer_value(json_object_get(res, "imported"));
+            size_t i;
+            json_t *r;
+            json_array_foreach(json_object_get(res, "rejected"), i, r)
+            {
+                size_t idx = first + (size_t)json_integer_value(json_object_get(r, "index"));
+                const char *code = json_string_value(json_object_get(r, "code"));
+                const char *msg = json_string_value(json_object_get(r, "message"));
+                reject(rejected,
+                       (long)json_integer_value(json_object_get(json_array_get(rows, idx), "line")),
+                       code ? code : "?", msg ? msg : "", json_object_get(r, "details"));
+            }
         } else {
+            /* The request failed as a whole: each of its rows is refused with it. */
             json_t *e = json_object_get(a, "error");
             const char *code = json_string_value(json_object_get(e, "code"));
             const char *msg = json_string_value(json_object_get(e, "message"));
-            reject(rejected, (long)json_integer_value(json_object_get(a, "id")), code ? code : "?",
-                   msg ? msg : "", json_object_get(e, "details"));
+            for (size_t k = 0; k < count; k++)
+                reject(rejected,
+                       (long)json_integer_value(
+                           json_object_get(json_array_get(rows, first + k), "line")),
+                       code ? code : "?", msg ? msg : "", json_object_get(e, "details"));
         }
+        json_object_del(chunks, key);
         json_decref(a);
         if (tty && shopd_now_us() - shown > 100000) {
             progress(done, total, t0);
@@ -493,6 +543,7 @@ import_rows(int fd, const shopctl_opts_t *o)
     }
     status = nrej ? SHOPCTL_ERROR : SHOPCTL_OK;
 out:
+    json_decref(chunks);
     free(hline);
     json_decref(rows);
     json_decref(rejected);

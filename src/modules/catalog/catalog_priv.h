@@ -72,6 +72,33 @@ net_reply_t *cat_row_json(shopd_rc_t rc, PGresult *r, int col);
 net_reply_t *cat_one_row(api_ctx_t *ctx, PGresult *r, const char *what, const char *nf_code,
                          const char *nf_message);
 
+/** A product body, validated (cat_product_validate): strings point into the JSON
+ *  it was read from, slug may point at slugbuf (so the struct is not to be
+ *  copied); attributes and value_ids are owned (cat_product_input_free). */
+typedef struct cat_prod_input_s {
+    const char *name, *slug, *description, *status, *brand;
+    char slugbuf[128];
+    bool brand_given, category_given;
+    char category[24]; /* "" = null */
+    char price[24];    /* "" = not given */
+    char *attributes;  /* JSON text (jansson malloc) */
+    char *value_ids;   /* "{1,2}" PostgreSQL array text, NULL = not given */
+} cat_prod_input_t;
+/** Reads and checks a product body b (create: name and base_price required, the
+ *  slug made from the name when absent) into in; problems go to v. */
+void cat_product_validate(api_val_t *v, json_t *b, cat_prod_input_t *in, bool create);
+void cat_product_input_free(cat_prod_input_t *in);
+
+/** A variant body, validated (cat_variant_validate); options is owned (free()). */
+typedef struct cat_var_input_s {
+    const char *sku, *barcode;
+    char *options; /* JSON text (jansson malloc) */
+    bool price_given, weight_given, barcode_given;
+    char price[24], weight[24], stock[24], pos[24]; /* "" = null / not given */
+} cat_var_input_t;
+/** Reads and checks a variant body b (create: sku required, stock allowed). */
+void cat_variant_validate(api_val_t *v, json_t *b, cat_var_input_t *in, bool create);
+
 /** Bumps the store's catalog version (after a committed write). */
 void cat_bump(api_ctx_t *ctx);
 /** Serves a public GET through the cache: fn builds the fresh reply on a miss.

@@ -447,23 +447,12 @@ catalog_h_product_get(api_ctx_t *ctx)
 
 /* ------------------------------------------------------------ writes */
 
-typedef struct prod_input_s {
-    const char *name, *slug, *description, *status, *brand;
-    char slugbuf[128];
-    bool brand_given, category_given;
-    char category[24]; /* "" = null */
-    char price[24];    /* "" = not given */
-    char *attributes;  /* JSON text (jansson malloc) */
-    char *value_ids;   /* "{1,2}" PostgreSQL array text, NULL = not given */
-} prod_input_t;
-
-static void
-validate(api_ctx_t *ctx, api_val_t *v, prod_input_t *in, bool create)
+void
+cat_product_validate(api_val_t *v, json_t *b, cat_prod_input_t *in, bool create)
 {
     static const char *const allowed[] = {
         "name",  "slug",        "description", "base_price",       "status",
         "brand", "category_id", "attributes",  "option_value_ids", NULL};
-    json_t *b = ctx->body;
     memset(in, 0, sizeof(*in));
     api_val_only(v, b, allowed);
     in->name = api_val_string(v, b, "name", create, 1, 300);
@@ -530,8 +519,8 @@ validate(api_ctx_t *ctx, api_val_t *v, prod_input_t *in, bool create)
     }
 }
 
-static void
-input_free(prod_input_t *in)
+void
+cat_product_input_free(cat_prod_input_t *in)
 {
     free(in->attributes);
     shopd_free(in->value_ids);
@@ -565,7 +554,7 @@ product_json(db_conn_t *c, const char *sid, const char *pid)
 
 /* A product write: its input and, once it ran, the product read back. */
 typedef struct prod_write_s {
-    const prod_input_t *in;
+    const cat_prod_input_t *in;
     const char *sid;
     char pid[24];
     PGresult *r;
@@ -597,7 +586,7 @@ static shopd_rc_t
 create_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 {
     prod_write_t *w = arg;
-    const prod_input_t *in = w->in;
+    const cat_prod_input_t *in = w->in;
     PQclear(w->r);
     w->r = NULL;
     const char *p[9] = {w->sid,          in->category[0] ? in->category : NULL,
@@ -627,10 +616,10 @@ net_reply_t *
 catalog_h_product_create(api_ctx_t *ctx)
 {
     api_val_t v = {0};
-    prod_input_t in;
+    cat_prod_input_t in;
     char sid[24];
     net_reply_t *reply = NULL;
-    validate(ctx, &v, &in, true);
+    cat_product_validate(&v, ctx->body, &in, true);
     if (v.n) {
         reply = api_val_reply(&v);
         goto out;
@@ -645,7 +634,7 @@ catalog_h_product_create(api_ctx_t *ctx)
     }
     PQclear(w.r);
 out:
-    input_free(&in);
+    cat_product_input_free(&in);
     return reply;
 }
 
@@ -653,7 +642,7 @@ static shopd_rc_t
 update_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 {
     prod_write_t *w = arg;
-    const prod_input_t *in = w->in;
+    const cat_prod_input_t *in = w->in;
     PQclear(w->r);
     w->r = NULL;
     const char *p[12] = {w->sid,
@@ -696,7 +685,7 @@ net_reply_t *
 catalog_h_product_update(api_ctx_t *ctx)
 {
     api_val_t v = {0};
-    prod_input_t in;
+    cat_prod_input_t in;
     char sid[24];
     net_reply_t *reply = NULL;
     prod_write_t w = {.in = &in, .sid = cat_sid(ctx, sid)};
@@ -705,7 +694,7 @@ catalog_h_product_update(api_ctx_t *ctx)
         reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
         goto out;
     }
-    validate(ctx, &v, &in, false);
+    cat_product_validate(&v, ctx->body, &in, false);
     if (v.n) {
         reply = api_val_reply(&v);
         goto out;
@@ -716,7 +705,7 @@ catalog_h_product_update(api_ctx_t *ctx)
     }
     PQclear(w.r);
 out:
-    input_free(&in);
+    cat_product_input_free(&in);
     return reply;
 }
 

@@ -127,19 +127,11 @@ catalog_h_variant_movements(api_ctx_t *ctx)
 
 /* ------------------------------------------------------------ writes */
 
-typedef struct var_input_s {
-    const char *sku, *barcode;
-    char *options; /* JSON text (jansson malloc) */
-    bool price_given, weight_given, barcode_given;
-    char price[24], weight[24], stock[24], pos[24]; /* "" = null / not given */
-} var_input_t;
-
-static void
-validate(api_ctx_t *ctx, api_val_t *v, var_input_t *in, bool create)
+void
+cat_variant_validate(api_val_t *v, json_t *b, cat_var_input_t *in, bool create)
 {
     static const char *const allowed[] = {"sku",      "options", "price",    "stock",
                                           "weight_g", "barcode", "position", NULL};
-    json_t *b = ctx->body;
     long long n;
     memset(in, 0, sizeof(*in));
     api_val_only(v, b, allowed);
@@ -253,7 +245,7 @@ net_reply_t *
 catalog_h_variant_create(api_ctx_t *ctx)
 {
     api_val_t v = {0};
-    var_input_t in;
+    cat_var_input_t in;
     char sid[24], pid[24], uid[24], cap[24];
     net_reply_t *reply = NULL;
     memset(&in, 0, sizeof(in));
@@ -261,7 +253,7 @@ catalog_h_variant_create(api_ctx_t *ctx)
         reply = product_not_found();
         goto out;
     }
-    validate(ctx, &v, &in, true);
+    cat_variant_validate(&v, ctx->body, &in, true);
     if (v.n) {
         reply = api_val_reply(&v);
         goto out;
@@ -296,7 +288,7 @@ net_reply_t *
 catalog_h_variant_update(api_ctx_t *ctx)
 {
     api_val_t v = {0};
-    var_input_t in;
+    cat_var_input_t in;
     char sid[24], id[24];
     net_reply_t *reply = NULL;
     PGresult *r = NULL;
@@ -305,7 +297,7 @@ catalog_h_variant_update(api_ctx_t *ctx)
         reply = not_found();
         goto out;
     }
-    validate(ctx, &v, &in, false);
+    cat_variant_validate(&v, ctx->body, &in, false);
     if (v.n) {
         reply = api_val_reply(&v);
         goto out;

@@ -1,0 +1,507 @@
+/*
+ * import.c: POST /api/v1/imports/products (products.import), the bulk load of a
+ * catalog: up to CATALOG_IMPORT_MAX_ROWS products, each with its variants and
+ * their initial stock, in one transaction on the store's actor. The admin
+ * protocol's import.products cuts its rows into batches of this route, so
+ * shopctl, shopbench seed and HTTP clients share one path.
+ *
+ * Why one statement and not products.create per row: a row per transaction is
+ * a commit (an fsync) per product and a round trip per statement, about 600
+ * rows/s; here a batch is three round trips (a check, the insert, the commit)
+ * whatever its size, and the catalog version is bumped once.
+ *
+ * Each bad row is reported with its reason and the others still go in: rows
+ * are checked in C first (the same validation as products.create and
+ * variants.create), then against each other (a slug or a SKU twice in the
+ * batch), then against the store (taken slugs and SKUs, unknown category ids)
+ * in the transaction, before the insert. The insert itself then cannot fail
+ * on a row, as long as nobody else writes the catalog: the store's actor is
+ * the only writer in this process. Another process serving the same store may
+ * still win a race on a slug; the insert then fails as a whole, and the batch
+ * is run again (its check now sees the other process's rows), so nothing is
+ * ever half-written.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog_priv.h"
+
+#define IMP_ATTEMPTS 3 /* a lost race on a unique key: the batch is checked and run again */
+
+typedef struct imp_row_s {
+    cat_prod_input_t in;
+    const char *category; /* a category slug (created when missing), or NULL */
+    json_t *variants;     /* borrowed from the body, or NULL */
+    json_t *err;          /* {index, code, message, details} once rejected */
+} imp_row_t;
+
+typedef struct imp_s {
+    api_ctx_t *ctx;
+    json_t *body;
+    imp_row_t *rows;
+    size_t n;
+    const char *sid, *uid;
+    bool raced; /* the insert hit a unique key another writer took meanwhile */
+    long long products, variants, categories;
+} imp_t;
+
+/* A key (slug or SKU) and the row it comes from, for the duplicate checks. */
+typedef struct imp_key_s {
+    const char *key;
+    size_t row;
+} imp_key_t;
+
+static void
+reject(imp_row_t *r, size_t index, const char *code, const char *message, json_t *details)
+{
+    if (r->err) {
+        json_decref(details);
+        return;
+    }
+    r->err = json_pack("{s:I,s:s,s:s,s:o}", "index", (json_int_t)index, "code", code, "message",
+                       message, "details", details ? details : json_array());
+}
+
+static json_t *
+one_detail(const char *field, const char *issue)
+{
+    return json_pack("[{s:s,s:s}]", "field", field, "issue", issue);
+}
+
+static json_t *
+val_details(const api_val_t *v)
+{
+    json_t *d = json_array();
+    for (size_t i = 0; i < v->n; i++)
+        json_array_append_new(d,
+                              json_pack("{s:s,s:s}", "field", v->fields[i], "issue", v->issues[i]));
+    return d;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+    const imp_key_t *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->row < y->row ? -1 : x->row > y->row);
+}
+
+static int
+key_find(const void *k, const void *e)
+{
+    return strcmp(k, ((const imp_key_t *)e)->key);
+}
+
+/* Checks row i of the body into im->rows[i]: the product as products.create
+ * reads it, its variants as variants.create does (field names prefixed
+ * variants[j].), each variant's options once per product. */
+static void
+check_row(imp_t *im, size_t i)
+{
+    imp_row_t *r = &im->rows[i];
+    json_t *x = json_array_get(json_object_get(im->body, "rows"), i);
+    if (!json_is_object(x)) {
+        reject(r, i, "validation_failed", "a row must be a JSON object", NULL);
+        return;
+    }
+    api_val_t v = {0};
+    json_t *p = json_copy(x); /* shallow: the strings read stay owned by the body */
+    json_object_del(p, "variants");
+    json_object_del(p, "category");
+    if (json_object_get(p, "option_value_ids")) {
+        api_val_add(&v, "option_value_ids",
+                    "not taken by the import: set it with PATCH /api/v1/products/:id");
+        json_object_del(p, "option_value_ids");
+    }
+    cat_product_validate(&v, p, &r->in, true);
+    json_decref(p);
+    json_t *cat = json_object_get(x, "category");
+    if (cat && !json_is_null(cat)) {
+        r->category = json_string_value(cat);
+        if (r->category == NULL || !cat_slug_valid(r->category)) {
+            api_val_add(&v, "category",
+                        "must be a category slug (created when the store has none)");
+            r->category = NULL;
+        } else if (r->in.category_given) {
+            api_val_add(&v, "category", "give category or category_id, not both");
+        }
+    }
+    json_t *vs = json_object_get(x, "variants");
+    if (vs && !json_is_null(vs)) {
+        if (!json_is_array(vs) || json_array_size(vs) > CATALOG_MAX_VARIANTS) {
+            char issue[80];
+            snprintf(issue, sizeof(issue), "must be a list of at most %d variants",
+                     CATALOG_MAX_VARIANTS);
+            api_val_add(&v, "variants", issue);
+        } else {
+            r->variants = vs;
+        }
+    }
+    size_t nv = json_array_size(r->variants);
+    char **opts = shopd_calloc(nv ? nv : 1, sizeof(char *));
+    for (size_t j = 0; j < nv && v.n < API_MAX_ISSUES; j++) {
+        json_t *vj = json_array_get(r->variants, j);
+        char field[96];
+        if (!json_is_object(vj)) {
+            snprintf(field, sizeof(field), "variants[%zu]", j);
+            api_val_add(&v, field, "must be a JSON object");
+            continue;
+        }
+        api_val_t vv = {0};
+        cat_var_input_t vin;
+        cat_variant_validate(&vv, vj, &vin, true);
+        for (size_t k = 0; k < vv.n; k++) {
+            snprintf(field, sizeof(field), "variants[%zu].%s", j, vv.fields[k]);
+            api_val_add(&v, field, vv.issues[k]);
+        }
+        free(vin.options);
+        /* Options compare as jsonb does once keys are sorted (values are strings). */
+        json_t *o = json_object_get(vj, "options");
+        opts[j] = json_dumps(json_is_object(o) ? o : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+        for (size_t k = 0; k < j && opts[j]; k++) {
+            if (opts[k] && !strcmp(opts[k], opts[j])) {
+                snprintf(field, sizeof(field), "variants[%zu].options", j);
+                api_val_add(&v, field, "another variant of this product has the same options");
+                break;
+            }
+        }
+    }
+    for (size_t j = 0; j < nv; j++)
+        free(opts[j]);
+    shopd_free(opts);
+    if (v.n)
+        reject(r, i, "validation_failed", "the row has invalid fields", val_details(&v));
+}
+
+/* A slug or SKU used by an earlier accepted row of the batch rejects the later. */
+static void
+check_twins(imp_t *im, bool skus)
+{
+    size_t cap = 0, n = 0;
+    for (size_t i = 0; i < im->n; i++)
+        cap += skus ? json_array_size(im->rows[i].variants) : 1;
+    imp_key_t *keys = shopd_malloc((cap ? cap : 1) * sizeof(*keys));
+    for (size_t i = 0; i < im->n; i++) {
+        imp_row_t *r = &im->rows[i];
+        if (r->err)
+            continue;
+        if (!skus) {
+            keys[n++] = (imp_key_t){r->in.slug, i};
+            continue;
+        }
+        for (size_t j = 0; j < json_array_size(r->variants); j++)
+            keys[n++] = (imp_key_t){
+                json_string_value(json_object_get(json_array_get(r->variants, j), "sku")), i};
+    }
+    qsort(keys, n, sizeof(*keys), key_cmp);
+    for (size_t k = 1; k < n; k++) {
+        if (strcmp(keys[k].key, keys[k - 1].key) != 0)
+            continue;
+        imp_row_t *r = &im->rows[keys[k].row];
+        if (keys[k].row == keys[k - 1].row) /* the store's unique key: one row may not either */
+            reject(r, keys[k].row, "validation_failed", "the row has invalid fields",
+                   one_detail("variants.sku", "repeated within this row"));
+        else if (skus)
+            reject(r, keys[k].row, "sku_taken", "an earlier row of this import uses this SKU",
+                   one_detail("variants.sku", "used by an earlier row"));
+        else
+            reject(r, keys[k].row, "slug_taken", "an earlier row of this import uses this slug",
+                   one_detail("slug", "used by an earlier row"));
+    }
+    shopd_free(keys);
+}
+
+/* The JSON arrays the check and the insert read: slugs, SKUs, category ids
+ * and slugs of the rows not rejected; the products and variants as records. */
+typedef struct imp_sql_s {
+    char *slugs, *skus, *cat_ids, *cat_slugs, *products, *variants;
+} imp_sql_t;
+
+static void
+sql_free(imp_sql_t *s)
+{
+    free(s->slugs);
+    free(s->skus);
+    free(s->cat_ids);
+    free(s->cat_slugs);
+    free(s->products);
+    free(s->variants);
+    memset(s, 0, sizeof(*s));
+}
+
+static json_t *
+opt_str(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+/* records: the products and variants too (the insert's); without, the keys
+ * alone (the check's). */
+static void
+build(const imp_t *im, imp_sql_t *s, bool records)
+{
+    json_t *slugs = json_array(), *skus = json_array(), *cids = json_array(),
+           *cslugs = json_array(), *prods = json_array(), *vars = json_array();
+    for (size_t i = 0; i < im->n; i++) {
+        const imp_row_t *r = &im->rows[i];
+        if (r->err)
+            continue;
+        const cat_prod_input_t *in = &r->in;
+        json_array_append_new(slugs, json_string(in->slug));
+        if (in->category[0])
+            json_array_append_new(cids, json_string(in->category));
+        if (r->category)
+            json_array_append_new(cslugs, json_string(r->category));
+        if (!records) {
+            for (size_t j = 0; j < json_array_size(r->variants); j++)
+                json_array_append(skus, json_object_get(json_array_get(r->variants, j), "sku"));
+            continue;
+        }
+        json_t *row = json_object();
+        json_object_set_new(row, "i", json_integer((json_int_t)i));
+        json_object_set_new(row, "category_id",
+                            in->category[0] ? json_integer(atoll(in->category)) : json_null());
+        json_object_set_new(row, "category", opt_str(r->category));
+        json_object_set_new(row, "name", json_string(in->name));
+        json_object_set_new(row, "slug", json_string(in->slug));
+        json_object_set_new(row, "description", opt_str(in->description));
+        json_object_set_new(row, "base_price", json_integer(atoll(in->price)));
+        json_object_set_new(row, "status", opt_str(in->status));
+        json_object_set_new(row, "brand", opt_str(in->brand));
+        json_object_set_new(row, "attributes",
+                            in->attributes ? json_loads(in->attributes, 0, NULL) : json_null());
+        json_array_append_new(prods, row);
+        for (size_t j = 0; j < json_array_size(r->variants); j++) {
+            json_t *v = json_array_get(r->variants, j);
+            json_array_append(skus, json_object_get(v, "sku"));
+            json_t *o = json_object_get(v, "options");
+            json_t *vr = json_pack("{s:s,s:I,s:O}", "slug", in->slug, "n", (json_int_t)j, "sku",
+                                   json_object_get(v, "sku"));
+            static const char *const copy[] = {"price", "stock", "weight_g", "barcode", "position"};
+            for (size_t k = 0; k < SHOPD_ARRAY_LEN(copy); k++) {
+                json_t *f = json_object_get(v, copy[k]);
+                json_object_set(vr, copy[k], f ? f : json_null());
+            }
+            json_object_set(vr, "options", json_is_object(o) ? o : json_null());
+            json_array_append_new(vars, vr);
+        }
+    }
+    s->slugs = json_dumps(slugs, JSON_COMPACT);
+    s->skus = json_dumps(skus, JSON_COMPACT);
+    s->cat_ids = json_dumps(cids, JSON_COMPACT);
+    s->cat_slugs = json_dumps(cslugs, JSON_COMPACT);
+    s->products = json_dumps(prods, JSON_COMPACT);
+    s->variants = json_dumps(vars, JSON_COMPACT);
+    json_decref(slugs);
+    json_decref(skus);
+    json_decref(cids);
+    json_decref(cslugs);
+    json_decref(prods);
+    json_decref(vars);
+}
+
+static size_t
+valid_rows(const imp_t *im)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < im->n; i++)
+        n += im->rows[i].err == NULL;
+    return n;
+}
+
+/* Rejects the rows whose slug or SKU the store already has, or whose
+ * category_id it has not (inside the transaction, before the insert). */
+static shopd_rc_t
+check_store(imp_t *im, db_conn_t *c, net_reply_t **reply)
+{
+    imp_sql_t s = {0};
+    build(im, &s, false);
+    const char *p[4] = {im->sid, s.slugs, s.skus, s.cat_ids};
+    /* One probe of the unique index per key (LATERAL ... LIMIT 1 cannot turn
+     * into a scan of the store's rows, whatever the statistics say: a plain
+     * IN (SELECT ...) could, and that is quadratic over a large import). */
+    PGresult *r = db_exec(
+        c, "imp_check",
+        "SELECT 's', k.v FROM json_array_elements_text($2::json) k(v),"
+        " LATERAL (SELECT 1 FROM products p WHERE p.store_id = $1::bigint AND p.slug = k.v"
+        " LIMIT 1) x"
+        " UNION ALL SELECT 'k', k.v FROM json_array_elements_text($3::json) k(v),"
+        " LATERAL (SELECT 1 FROM product_variants w WHERE w.store_id = $1::bigint AND w.sku = k.v"
+        " LIMIT 1) x"
+        " UNION ALL SELECT 'c', id::text FROM categories WHERE store_id = $1::bigint"
+        " AND id = ANY (ARRAY(SELECT json_array_elements_text($4::json)::bigint))",
+        4, p);
+    sql_free(&s);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc != SHOPD_OK) {
+        *reply = api_db_error(im->ctx, r, "product import check");
+        PQclear(r);
+        return rc;
+    }
+    /* Lookup tables of the accepted rows: slug -> row, SKU -> row. */
+    size_t ns = 0, nk = 0, cap = 0;
+    for (size_t i = 0; i < im->n; i++)
+        cap += json_array_size(im->rows[i].variants);
+    imp_key_t *slugs = shopd_malloc((im->n ? im->n : 1) * sizeof(*slugs));
+    imp_key_t *skus = shopd_malloc((cap ? cap : 1) * sizeof(*skus));
+    for (size_t i = 0; i < im->n; i++) {
+        imp_row_t *row = &im->rows[i];
+        if (row->err)
+            continue;
+        slugs[ns++] = (imp_key_t){row->in.slug, i};
+        for (size_t j = 0; j < json_array_size(row->variants); j++)
+            skus[nk++] = (imp_key_t){
+                json_string_value(json_object_get(json_array_get(row->variants, j), "sku")), i};
+    }
+    qsort(slugs, ns, sizeof(*slugs), key_cmp);
+    qsort(skus, nk, sizeof(*skus), key_cmp);
+    json_t *found_cats = json_object();
+    for (int t = 0; t < PQntuples(r); t++) {
+        const char *kind = PQgetvalue(r, t, 0), *val = PQgetvalue(r, t, 1);
+        if (kind[0] == 'c') {
+            json_object_set_new(found_cats, val, json_true());
+            continue;
+        }
+        imp_key_t *hit = bsearch(val, kind[0] == 's' ? slugs : skus, kind[0] == 's' ? ns : nk,
+                                 sizeof(imp_key_t), key_find);
+        if (hit == NULL)
+            continue;
+        if (kind[0] == 's')
+            reject(&im->rows[hit->row], hit->row, "slug_taken", "another product uses this slug",
+                   one_detail("slug", "already taken"));
+        else
+            reject(&im->rows[hit->row], hit->row, "sku_taken", "another variant uses this SKU",
+                   one_detail("variants.sku", "already taken"));
+    }
+    for (size_t i = 0; i < im->n; i++) {
+        imp_row_t *row = &im->rows[i];
+        if (!row->err && row->in.category[0] && !json_object_get(found_cats, row->in.category))
+            reject(row, i, "validation_failed", "the row has invalid fields",
+                   one_detail("category_id", "no such category"));
+    }
+    json_decref(found_cats);
+    shopd_free(slugs);
+    shopd_free(skus);
+    PQclear(r);
+    return SHOPD_OK;
+}
+
+static shopd_rc_t
+import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    imp_t *im = arg;
+    im->products = im->variants = im->categories = 0;
+    shopd_rc_t rc = check_store(im, c, reply);
+    if (rc != SHOPD_OK || valid_rows(im) == 0)
+        return rc;
+    imp_sql_t s = {0};
+    build(im, &s, true);
+    const char *p[5] = {im->sid, s.products, s.variants, s.cat_slugs, im->uid};
+    /* Missing categories first (named by their slug), then the products in row
+     * order, their variants joined by slug (unique in the store), and the
+     * initial stock of each as its first ledger row, so stock = sum(delta). The
+     * categories the store had are read beside the new ones: a statement's
+     * CTEs all see the snapshot from before it. */
+    PGresult *r = db_exec(
+        c, "imp_insert",
+        "WITH c AS (INSERT INTO categories (store_id, name, slug)"
+        " SELECT DISTINCT $1::bigint, s, s FROM json_array_elements_text($4::json) s"
+        " ON CONFLICT (store_id, slug) DO NOTHING RETURNING id, slug),"
+        " ac AS (SELECT id, slug FROM c UNION ALL SELECT id, slug FROM categories"
+        "  WHERE store_id = $1::bigint"
+        "  AND slug = ANY (ARRAY(SELECT json_array_elements_text($4::json)))),"
+        " p AS (INSERT INTO products (store_id, category_id, name, slug, description, base_price,"
+        "  status, brand, attributes)"
+        "  SELECT $1::bigint, coalesce(r.category_id, ac.id), r.name, r.slug,"
+        "  coalesce(r.description, ''), r.base_price, coalesce(r.status, 'draft'), r.brand,"
+        "  coalesce(r.attributes, '{}'::jsonb)"
+        "  FROM json_to_recordset($2::json) AS r(i int, category_id bigint, category text,"
+        "  name text, slug text, description text, base_price bigint, status text, brand text,"
+        "  attributes jsonb)"
+        "  LEFT JOIN ac ON ac.slug = r.category ORDER BY r.i RETURNING id, slug),"
+        " v AS (INSERT INTO product_variants (store_id, product_id, sku, options, price, stock,"
+        "  weight_g, barcode, position)"
+        "  SELECT $1::bigint, p.id, x.sku, coalesce(x.options, '{}'::jsonb), x.price,"
+        "  coalesce(x.stock, 0), x.weight_g, x.barcode, coalesce(x.position, x.n)"
+        "  FROM json_to_recordset($3::json) AS x(slug text, n int, sku text, options jsonb,"
+        "  price bigint, stock int, weight_g int, barcode text, position int)"
+        "  JOIN p ON p.slug = x.slug ORDER BY p.id, x.n RETURNING store_id, id, stock),"
+        " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
+        "actor_user_id)"
+        "  SELECT store_id, id, stock, 'initial stock', $5::bigint FROM v WHERE stock > 0)"
+        " SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM v), (SELECT count(*) FROM c)",
+        5, p);
+    sql_free(&s);
+    rc = db_result_rc(r);
+    if (rc == SHOPD_CONFLICT)
+        im->raced = true;
+    if (rc != SHOPD_OK) {
+        *reply = api_db_error(ctx, r, "product import");
+    } else {
+        im->products = atoll(PQgetvalue(r, 0, 0));
+        im->variants = atoll(PQgetvalue(r, 0, 1));
+        im->categories = atoll(PQgetvalue(r, 0, 2));
+    }
+    PQclear(r);
+    return rc;
+}
+
+net_reply_t *
+catalog_h_product_import(api_ctx_t *ctx)
+{
+    static const char *const allowed[] = {"rows", NULL};
+    api_val_t v = {0};
+    json_t *rows = json_object_get(ctx->body, "rows");
+    api_val_only(&v, ctx->body, allowed);
+    if (!json_is_array(rows) || json_array_size(rows) == 0 ||
+        json_array_size(rows) > CATALOG_IMPORT_MAX_ROWS) {
+        char issue[80];
+        snprintf(issue, sizeof(issue), "must be a list of 1 to %d products",
+                 CATALOG_IMPORT_MAX_ROWS);
+        api_val_add(&v, "rows", issue);
+    }
+    if (v.n)
+        return api_val_reply(&v);
+    char sid[24], uid[24];
+    imp_t im = {
+        .ctx = ctx, .body = ctx->body, .n = json_array_size(rows), .sid = cat_sid(ctx, sid)};
+    if (ctx->caller && ctx->caller->user_id) {
+        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)ctx->caller->user_id);
+        im.uid = uid;
+    }
+    im.rows = shopd_calloc(im.n, sizeof(*im.rows));
+    net_reply_t *reply = NULL;
+    for (size_t i = 0; i < im.n; i++)
+        check_row(&im, i);
+    check_twins(&im, false);
+    check_twins(&im, true);
+    if (valid_rows(&im) > 0) {
+        for (int attempt = 1; attempt <= IMP_ATTEMPTS; attempt++) {
+            im.raced = false;
+            reply = cat_tx(ctx, import_tx, &im);
+            if (reply == NULL || !im.raced || attempt == IMP_ATTEMPTS)
+                break;
+            net_reply_free(reply);
+            reply = NULL;
+        }
+        if (reply != NULL)
+            goto out; /* the batch failed as a whole: nothing of it was written */
+        if (im.products > 0)
+            cat_bump(ctx); /* once per batch */
+    }
+    json_t *rejected = json_array();
+    for (size_t i = 0; i < im.n; i++)
+        if (im.rows[i].err)
+            json_array_append(rejected, im.rows[i].err);
+    reply = api_json(SHOPD_OK, json_pack("{s:I,s:I,s:I,s:o}", "imported", (json_int_t)im.products,
+                                         "variants", (json_int_t)im.variants, "categories_created",
+                                         (json_int_t)im.categories, "rejected", rejected));
+out:
+    for (size_t i = 0; i < im.n; i++) {
+        cat_product_input_free(&im.rows[i].in);
+        json_decref(im.rows[i].err);
+    }
+    shopd_free(im.rows);
+    return reply;
+}
