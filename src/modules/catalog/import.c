@@ -158,7 +158,8 @@ check_row(imp_t *im, size_t i)
         free(vin.options);
         /* Options compare as jsonb does once keys are sorted (values are strings). */
         json_t *o = json_object_get(vj, "options");
-        opts[j] = json_dumps(json_is_object(o) ? o : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+        /* No options: "{}" (a json_object() made here would be lost). */
+        opts[j] = json_is_object(o) ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
         for (size_t k = 0; k < j && opts[j]; k++) {
             if (opts[k] && !strcmp(opts[k], opts[j])) {
                 snprintf(field, sizeof(field), "variants[%zu].options", j);

@@ -194,7 +194,7 @@ render(api_ctx_t *ctx, db_conn_t *c, json_t *pl, char *subject, size_t slen, buf
         return SHOPD_INVALID;
     }
     if (strcmp(tpl, "order_confirmation") == 0) {
-        snprintf(subject, slen, "Your order #%lld at %s", number, shop);
+        snprintf(subject, slen, "Your order #%lld at %.120s", number, shop);
         bput(b, "Thank you for your order #%lld at %s.\r\n\r\n", number, shop);
         shopd_rc_t rc = order_text(c, ctx->store_id, order_id, b, err, errlen);
         if (rc != SHOPD_OK)
@@ -204,12 +204,12 @@ render(api_ctx_t *ctx, db_conn_t *c, json_t *pl, char *subject, size_t slen, buf
         const char *tn = json_string_value(json_object_get(pl, "tracking_number"));
         char track[200];
         clean_line(tn, track, sizeof(track));
-        snprintf(subject, slen, "Your order #%lld from %s has shipped", number, shop);
+        snprintf(subject, slen, "Your order #%lld from %.120s has shipped", number, shop);
         bput(b, "Your order #%lld from %s is on its way.\r\n", number, shop);
         if (tn)
             bput(b, "\r\nTracking number: %s\r\n", track);
     } else if (strcmp(tpl, "order_cancelled") == 0) {
-        snprintf(subject, slen, "Your order #%lld at %s was cancelled", number, shop);
+        snprintf(subject, slen, "Your order #%lld at %.120s was cancelled", number, shop);
         bput(b,
              "Your order #%lld at %s was cancelled. Any payment taken is refunded to the "
              "original payment method.\r\n",
@@ -217,7 +217,7 @@ render(api_ctx_t *ctx, db_conn_t *c, json_t *pl, char *subject, size_t slen, buf
     } else if (strcmp(tpl, "webhook_disabled") == 0) {
         char url[600];
         clean_line(json_string_value(json_object_get(pl, "endpoint_url")), url, sizeof(url));
-        snprintf(subject, slen, "A webhook endpoint of %s was disabled", shop);
+        snprintf(subject, slen, "A webhook endpoint of %.120s was disabled", shop);
         bput(b,
              "The webhook endpoint %s (id %lld) failed every delivery for too long and was "
              "disabled.\r\n\r\nIts failed deliveries are dead letters: fix the endpoint, "
@@ -232,7 +232,7 @@ render(api_ctx_t *ctx, db_conn_t *c, json_t *pl, char *subject, size_t slen, buf
             snprintf(err, errlen, "reset token missing");
             return SHOPD_INVALID;
         }
-        snprintf(subject, slen, "Reset your password at %s", shop);
+        snprintf(subject, slen, "Reset your password at %.120s", shop);
         bput(b,
              "Someone asked to reset the password of your account at %s.\r\n\r\n"
              "Choose a new password here (the link works once, for one hour):\r\n"

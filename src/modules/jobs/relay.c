@@ -51,6 +51,20 @@ typedef struct relay_s {
     size_t relayed, queued;
 } relay_t;
 
+/* Appends sep and v to buf (length len, capacity cap, kept NUL-terminated);
+ * returns the new length. What does not fit is left out. */
+static size_t
+id_append(char *buf, size_t len, size_t cap, const char *sep, const char *v)
+{
+    size_t a = strlen(sep), b = strlen(v);
+    if (len + a + b + 1 > cap)
+        return len;
+    memcpy(buf + len, sep, a);
+    memcpy(buf + len + a, v, b);
+    buf[len + a + b] = '\0';
+    return len + a + b;
+}
+
 static shopd_rc_t
 relay_body(db_conn_t *c, void *arg)
 {
@@ -123,11 +137,12 @@ relay_body(db_conn_t *c, void *arg)
     sids[ls++] = '{';
     jids[lj++] = '{';
     for (int i = 0; i < n; i++) {
-        ls += (size_t)snprintf(sids + ls, cap - ls, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-        lj += (size_t)snprintf(jids + lj, cap - lj, "%s%s", i ? "," : "", PQgetvalue(r, i, 1));
+        /* Ids are bigints (at most 20 characters): cap holds them all. */
+        ls = id_append(sids, ls, cap, i ? "," : "", PQgetvalue(r, i, 0));
+        lj = id_append(jids, lj, cap, i ? "," : "", PQgetvalue(r, i, 1));
     }
-    snprintf(sids + ls, cap - ls, "}");
-    snprintf(jids + lj, cap - lj, "}");
+    ls = id_append(sids, ls, cap, "}", "");
+    lj = id_append(jids, lj, cap, "}", "");
     PQclear(r);
     bool sent = true;
     for (int i = 0; i < n; i++) {
