@@ -336,13 +336,18 @@ search_sql(const search_query_t *q, match_t m, params_t *ps)
     sb_printf(&s, ", 'in_stock', (SELECT count(*) FROM base b WHERE b.in_stock");
     where_but(&s, &f, F_STOCK, false);
     sb_printf(&s, ")");
-    sb_printf(&s, ", 'attributes', (SELECT coalesce(json_object_agg(t.k, t.vals), '{}') FROM"
-                  " (SELECT u.k, json_agg(json_build_object('value', u.x, 'count', u.n)"
-                  " ORDER BY u.n DESC, u.x) AS vals FROM (SELECT e.key AS k, x, count(*) AS n"
-                  " FROM base b CROSS JOIN LATERAL jsonb_each(b.attrs) e CROSS JOIN LATERAL"
-                  " jsonb_array_elements_text(e.value) x WHERE true");
+    /* Attribute values: the 50 values of each name that cover the most
+     * products, for the 50 names that cover the most. */
+    sb_printf(&s,
+              ", 'attributes', (SELECT coalesce(json_object_agg(t.k, t.vals), '{}') FROM"
+              " (SELECT u.k, json_agg(json_build_object('value', u.x, 'count', u.n)"
+              " ORDER BY u.n DESC, u.x) AS vals, sum(u.n) AS covered FROM (SELECT e.key AS k,"
+              " x, count(*) AS n, row_number() OVER (PARTITION BY e.key ORDER BY count(*) DESC,"
+              " x) AS rn FROM base b CROSS JOIN LATERAL jsonb_each(b.attrs) e CROSS JOIN LATERAL"
+              " jsonb_array_elements_text(e.value) x WHERE true");
     where_but(&s, &f, -1, true);
-    sb_printf(&s, " GROUP BY e.key, x) u GROUP BY u.k) t)))::text");
+    sb_printf(&s, " GROUP BY e.key, x) u WHERE u.rn <= 50 GROUP BY u.k ORDER BY covered DESC, u.k"
+                  " LIMIT 50) t)))::text");
     /* The last hit of a full page, for next_cursor. */
     sb_printf(&s,
               ", (SELECT count(*) FROM page), (SELECT k FROM page g ORDER BY %s LIMIT 1),"
