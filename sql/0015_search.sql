@@ -41,27 +41,36 @@ $$ SELECT x FROM jsonb_array_elements(CASE jsonb_typeof(v) WHEN 'array' THEN v
 CREATE FUNCTION search_products_fill() RETURNS trigger LANGUAGE plpgsql AS
 $$
 DECLARE
+    cfg regconfig := search_config(NEW.store_id);
     skus text;
     attr_text text;
 BEGIN
-    SELECT coalesce(jsonb_object_agg(k, vals), '{}'::jsonb) INTO NEW.search_attrs
-      FROM (SELECT k, jsonb_agg(DISTINCT x ORDER BY x) AS vals
-              FROM (SELECT e.key AS k, x
-                      FROM jsonb_each(NEW.attributes) e, search_values(e.value) x
-                    UNION ALL
-                    SELECT e.key, x
-                      FROM product_variants v, jsonb_each(v.options) e, search_values(e.value) x
-                     WHERE v.store_id = NEW.store_id AND v.product_id = NEW.id) a
-             GROUP BY k) g;
-    SELECT string_agg(sku, ' ') INTO skus
-      FROM product_variants WHERE store_id = NEW.store_id AND product_id = NEW.id;
+    -- A new product has no variants yet: its own attributes are all there is
+    -- (bulk inserts then cost one pass over the row, no lookups).
+    IF TG_OP = 'INSERT' THEN
+        SELECT coalesce(jsonb_object_agg(k, vals), '{}'::jsonb) INTO NEW.search_attrs
+          FROM (SELECT e.key AS k, jsonb_agg(DISTINCT x ORDER BY x) AS vals
+                  FROM jsonb_each(NEW.attributes) e, search_values(e.value) x
+                 GROUP BY e.key) g;
+    ELSE
+        SELECT coalesce(jsonb_object_agg(k, vals), '{}'::jsonb) INTO NEW.search_attrs
+          FROM (SELECT k, jsonb_agg(DISTINCT x ORDER BY x) AS vals
+                  FROM (SELECT e.key AS k, x
+                          FROM jsonb_each(NEW.attributes) e, search_values(e.value) x
+                        UNION ALL
+                        SELECT e.key, x
+                          FROM product_variants v, jsonb_each(v.options) e, search_values(e.value) x
+                         WHERE v.store_id = NEW.store_id AND v.product_id = NEW.id) a
+                 GROUP BY k) g;
+        SELECT string_agg(sku, ' ' ORDER BY id) INTO skus
+          FROM product_variants WHERE store_id = NEW.store_id AND product_id = NEW.id;
+    END IF;
     SELECT string_agg(x, ' ') INTO attr_text
       FROM jsonb_each(NEW.search_attrs) e, jsonb_array_elements_text(e.value) x;
     NEW.search_doc :=
-        setweight(to_tsvector(search_config(NEW.store_id), NEW.name), 'A') ||
-        setweight(to_tsvector(search_config(NEW.store_id),
-                              concat_ws(' ', NEW.brand, skus, attr_text)), 'B') ||
-        setweight(to_tsvector(search_config(NEW.store_id), NEW.description), 'C');
+        setweight(to_tsvector(cfg, NEW.name), 'A') ||
+        setweight(to_tsvector(cfg, concat_ws(' ', NEW.brand, skus, attr_text)), 'B') ||
+        setweight(to_tsvector(cfg, NEW.description), 'C');
     NEW.search_name := regexp_replace(lower(NEW.name), '[^[:alnum:][:space:]]+', '', 'g');
     RETURN NEW;
 END
