@@ -10,8 +10,8 @@
  * finds nothing at all (a typo: "tshrit"), the same request is answered by
  * trigram word similarity against products.search_name ("tshirt" for
  * "T-Shirt"), ranked by that similarity; the answer says which ("match":
- * "fulltext" or "fuzzy"). Deciding takes one cheap EXISTS through the GIN
- * index, in the round trip that also sets the similarity threshold.
+ * "fulltext" or "fuzzy"). The full-text statement says whether q matched
+ * anything, so a typo costs a second statement and nothing else does.
  *
  * Pagination is keyset: (sort key, id) of the last hit, so ties (equal
  * scores, equal prices) are broken by id and pages never repeat or skip a
@@ -152,42 +152,12 @@ where_but(sb_t *b, const filters_t *f, int except, bool per_attr)
     }
 }
 
-/* Price bands of the price facet (minor units, lower bound included). */
-static const char price_bands[] =
-    "(VALUES (0::bigint, 1000::bigint), (1000, 2500), (2500, 5000), (5000, 10000),"
-    " (10000, 25000), (25000, 50000), (50000, NULL)) r(lo, hi)";
+/* Price bands of the price facet (minor units, lower bound included): band k
+ * of width_bucket over these bounds is [bound k-1, bound k), 0 below the first
+ * bound, 6 from the last. One pass over the matches, no join. */
+#define SEARCH_PRICE_BOUNDS "ARRAY[1000, 2500, 5000, 10000, 25000, 50000]::bigint[]"
 
 typedef enum match_e { MATCH_ALL, MATCH_FULLTEXT, MATCH_FUZZY } match_t;
-
-/* Full text or trigrams for q: one round trip that also sets the threshold
- * (a session setting: it only sways pg_trgm's operators, which nothing else
- * of shopd uses, and every search sets it again). */
-static net_reply_t *
-choose_match(api_ctx_t *ctx, db_conn_t *c, const char *sid, const char *q, match_t *m)
-{
-    const char *p[2] = {sid, q};
-    db_query_t qs[2] = {
-        {"search_threshold",
-         "SELECT set_config('pg_trgm.word_similarity_threshold', '" SEARCH_FUZZY_THRESHOLD
-         "', false)",
-         0, NULL},
-        {"search_any_fulltext",
-         "SELECT EXISTS (SELECT 1 FROM products p WHERE p.store_id = $1::bigint"
-         " AND p.status = 'active'"
-         " AND p.search_doc @@ websearch_to_tsquery(search_config($1::bigint), $2))",
-         2, p},
-    };
-    PGresult *r[2] = {NULL, NULL};
-    net_reply_t *reply = NULL;
-    if (db_pipeline(c, qs, 2, r) != SHOPD_OK)
-        reply =
-            api_db_error(ctx, r[0] && db_result_rc(r[0]) != SHOPD_OK ? r[0] : r[1], "search match");
-    else
-        *m = PQgetvalue(r[1], 0, 0)[0] == 't' ? MATCH_FULLTEXT : MATCH_FUZZY;
-    PQclear(r[0]);
-    PQclear(r[1]);
-    return reply;
-}
 
 /* The search statement for q under match m (parameters into ps). */
 static char *
@@ -215,26 +185,34 @@ search_sql(const search_query_t *q, match_t m, params_t *ps)
     switch (m) {
     case MATCH_FULLTEXT:
         score = "((lower(p.name) = lower($2))::int + ts_rank_cd(p.search_doc, tq.q, 32))::float8";
-        match = " AND p.search_doc @@ tq.q";
+        /* The query again rather than tq.q: an expression of parameters is an
+         * index condition of the GIN scan; a column of tq would need a join. */
+        match = " AND p.search_doc @@ websearch_to_tsquery(search_config($1::bigint), $2)";
         break;
     case MATCH_FUZZY:
         /* The best matching word first, then the closest whole name: "tshrit"
          * is as near a word of "Red T-Shirt Deluxe" as of "T-Shirt". */
         score = "(word_similarity(tq.s, p.search_name) + similarity(tq.s, p.search_name))::float8";
-        match = " AND tq.s <% p.search_name";
+        match = " AND regexp_replace(lower($2), '[^[:alnum:][:space:]]+', '', 'g') <%"
+                " p.search_name";
         break;
     default:
         score = "0::float8";
         match = "";
         break;
     }
+    /* in_stock: few matches probe the variants index each; the whole store
+     * (no q) reads the store's variants in stock once into a hash instead. */
+    const char *stock =
+        m == MATCH_ALL ? "p.id IN (SELECT v.product_id FROM product_variants v WHERE v.store_id"
+                         " = $1::bigint AND v.stock > 0)"
+                       : "EXISTS (SELECT 1 FROM product_variants v WHERE v.store_id ="
+                         " p.store_id AND v.product_id = p.id AND v.stock > 0)";
     sb_printf(&s,
               ", base AS MATERIALIZED (SELECT p.id, p.category_id, p.brand, p.base_price,"
-              " p.search_attrs AS attrs, EXISTS (SELECT 1 FROM product_variants v"
-              " WHERE v.store_id = p.store_id AND v.product_id = p.id AND v.stock > 0) AS in_stock,"
-              " %s AS score FROM products p CROSS JOIN tq WHERE p.store_id = $1::bigint"
-              " AND p.status = 'active'%s)",
-              score, match);
+              " p.search_attrs AS attrs, %s AS in_stock, %s AS score FROM products p CROSS JOIN tq"
+              " WHERE p.store_id = $1::bigint AND p.status = 'active'%s)",
+              stock, score, match);
 
     const char *order, *key;
     switch (q->sort) {
@@ -326,13 +304,13 @@ search_sql(const search_query_t *q, match_t m, params_t *ps)
     where_but(&s, &f, F_CAT, false);
     sb_printf(&s, " GROUP BY b.category_id ORDER BY n DESC, b.category_id LIMIT 50) t JOIN"
                   " categories c ON c.store_id = $1::bigint AND c.id = t.category_id)");
-    sb_printf(&s,
-              ", 'price', (SELECT coalesce(json_agg(json_build_object('min', t.lo, 'max', t.hi,"
-              " 'count', t.n) ORDER BY t.lo), '[]') FROM (SELECT r.lo, r.hi, count(*) AS n FROM"
-              " %s JOIN base b ON b.base_price >= r.lo AND (r.hi IS NULL OR b.base_price < r.hi)",
-              price_bands);
+    sb_printf(&s, ", 'price', (SELECT coalesce(json_agg(json_build_object('min', "
+                  "coalesce((" SEARCH_PRICE_BOUNDS ")[t.k], 0), 'max', (" SEARCH_PRICE_BOUNDS
+                  ")[t.k + 1], 'count', t.n) ORDER BY t.k),"
+                  " '[]') FROM (SELECT width_bucket(b.base_price, " SEARCH_PRICE_BOUNDS ") AS k,"
+                  " count(*) AS n FROM base b WHERE true");
     where_but(&s, &f, F_PRICE, false);
-    sb_printf(&s, " GROUP BY r.lo, r.hi) t)");
+    sb_printf(&s, " GROUP BY 1) t)");
     sb_printf(&s, ", 'in_stock', (SELECT count(*) FROM base b WHERE b.in_stock");
     where_but(&s, &f, F_STOCK, false);
     sb_printf(&s, ")");
@@ -351,7 +329,7 @@ search_sql(const search_query_t *q, match_t m, params_t *ps)
     /* The last hit of a full page, for next_cursor. */
     sb_printf(&s,
               ", (SELECT count(*) FROM page), (SELECT k FROM page g ORDER BY %s LIMIT 1),"
-              " (SELECT id FROM page g ORDER BY %s LIMIT 1)",
+              " (SELECT id FROM page g ORDER BY %s LIMIT 1), EXISTS (SELECT 1 FROM base)",
               g_last, g_last);
     filters_free(&f);
     return s.p;
@@ -359,37 +337,77 @@ search_sql(const search_query_t *q, match_t m, params_t *ps)
 
 static const char *const match_names[] = {"all", "fulltext", "fuzzy"};
 
+/* One search as a read-only transaction: its settings are local to it (JIT
+ * off: compiling these plans costs more than running them; the fuzzy
+ * threshold), so nothing leaks into the pooled connection. Full text first;
+ * when q matches nothing at all, the fuzzy statement in the same transaction. */
+typedef struct run_s {
+    const search_query_t *q;
+    const char *sid;
+    match_t m;
+    PGresult *res; /* the answer, or the failed statement */
+} run_t;
+
+static shopd_rc_t
+run_statement(db_conn_t *c, run_t *x)
+{
+    params_t ps = {0};
+    param(&ps, x->sid);
+    param(&ps, x->q->q[0] ? x->q->q : NULL);
+    char *sql = search_sql(x->q, x->m, &ps);
+    PQclear(x->res);
+    /* Unnamed: the SQL text varies with the filters present, and a plan made
+     * for the values at hand suits a search better than a generic one. */
+    x->res = db_exec(c, NULL, sql, ps.n, ps.v);
+    shopd_free(sql);
+    return db_result_rc(x->res);
+}
+
+static shopd_rc_t
+run_tx(db_conn_t *c, void *arg)
+{
+    run_t *x = arg;
+    PQclear(x->res);
+    x->res = db_exec(c, "search_settings",
+                     "SELECT set_config('jit', 'off', true),"
+                     " set_config('pg_trgm.word_similarity_threshold', '" SEARCH_FUZZY_THRESHOLD
+                     "', true)",
+                     0, NULL);
+    shopd_rc_t rc = db_result_rc(x->res);
+    if (rc != SHOPD_OK)
+        return rc;
+    x->m = x->q->q[0] ? MATCH_FULLTEXT : MATCH_ALL;
+    if ((rc = run_statement(c, x)) != SHOPD_OK)
+        return rc;
+    if (x->m == MATCH_FULLTEXT && PQgetvalue(x->res, 0, 4)[0] != 't') {
+        x->m = MATCH_FUZZY;
+        rc = run_statement(c, x);
+    }
+    return rc;
+}
+
 static net_reply_t *
 pg_search(api_ctx_t *ctx, const search_query_t *q)
 {
-    net_reply_t *reply = NULL;
-    char *sql = NULL;
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
     if (c == NULL)
         return api_unavailable("database");
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
-    match_t m = MATCH_ALL;
-    if (q->q[0] && (reply = choose_match(ctx, c, sid, q->q, &m)) != NULL)
-        goto done;
-    params_t ps = {0};
-    param(&ps, sid);
-    param(&ps, q->q[0] ? q->q : NULL);
-    sql = search_sql(q, m, &ps);
-    /* Unnamed: the SQL text varies with the filters present, and a plan made
-     * for the values at hand suits a search better than a generic one. */
-    PGresult *r = db_exec(c, NULL, sql, ps.n, ps.v);
-    if (db_result_rc(r) != SHOPD_OK) {
-        reply = api_db_error(ctx, r, "search");
-        PQclear(r);
+    run_t x = {.q = q, .sid = sid};
+    net_reply_t *reply;
+    if (db_tx(c, run_tx, &x) != SHOPD_OK || db_result_rc(x.res) != SHOPD_OK) {
+        reply = x.res && db_result_rc(x.res) != SHOPD_OK ? api_db_error(ctx, x.res, "search")
+                                                         : api_unavailable("database");
         goto done;
     }
+    PGresult *r = x.res;
     sb_t b = {0};
     const char *json = PQgetvalue(r, 0, 0);
     size_t jl = (size_t)PQgetlength(r, 0, 0);
     /* Splice match, limit and next_cursor into PostgreSQL's object. */
     sb_printf(&b, "%.*s, \"match\": \"%s\", \"limit\": %d, \"next_cursor\": ", (int)(jl - 1), json,
-              match_names[m], q->limit);
+              match_names[x.m], q->limit);
     char cur[200];
     if (atoi(PQgetvalue(r, 0, 1)) == q->limit && !PQgetisnull(r, 0, 3)) {
         uint64_t id = 0;
@@ -401,11 +419,10 @@ pg_search(api_ctx_t *ctx, const search_query_t *q)
     } else {
         sb_printf(&b, "null}");
     }
-    PQclear(r);
     reply = api_raw_json(SHOPD_OK, b.p, b.n);
     shopd_free(b.p);
 done:
-    shopd_free(sql);
+    PQclear(x.res);
     db_release(c);
     return reply;
 }
