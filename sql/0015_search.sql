@@ -22,7 +22,9 @@ CREATE EXTENSION IF NOT EXISTS btree_gin;
 
 ALTER TABLE products ADD COLUMN search_doc tsvector NOT NULL DEFAULT ''::tsvector;
 ALTER TABLE products ADD COLUMN search_attrs jsonb NOT NULL DEFAULT '{}'::jsonb;
-ALTER TABLE products ADD COLUMN search_name text NOT NULL DEFAULT '';
+-- Collation "C": byte order, so one btree serves both LIKE 'prefix%' as a
+-- range and ORDER BY search_name (suggestions stop after 8 rows of the index).
+ALTER TABLE products ADD COLUMN search_name text COLLATE "C" NOT NULL DEFAULT '';
 
 -- The text-search configuration of a store.
 CREATE FUNCTION search_config(p_store bigint) RETURNS regconfig LANGUAGE sql STABLE PARALLEL SAFE AS
@@ -115,13 +117,14 @@ UPDATE products SET search_doc = '';
 
 -- Full text and typo tolerance per store (btree_gin puts store_id in the GIN
 -- key, so one store's matches never mean reading another's); attribute
--- containment; name prefixes for suggestions (text_pattern_ops: LIKE 'abc%'
--- as a range whatever the collation).
+-- containment; name prefixes for suggestions (search_name is "C": LIKE
+-- 'abc%' is a range of the index and its order is the answer's; categories
+-- use text_pattern_ops, they are few per store).
 CREATE INDEX products_search_doc_idx ON products USING gin (store_id, search_doc) WHERE status = 'active';
 CREATE INDEX products_search_name_trgm_idx ON products USING gin (store_id, search_name gin_trgm_ops)
     WHERE status = 'active';
 CREATE INDEX products_search_attrs_idx ON products USING gin (search_attrs jsonb_path_ops)
     WHERE status = 'active';
-CREATE INDEX products_search_prefix_idx ON products (store_id, search_name text_pattern_ops)
+CREATE INDEX products_search_prefix_idx ON products (store_id, search_name, id)
     WHERE status = 'active';
 CREATE INDEX categories_search_prefix_idx ON categories (store_id, lower(name) text_pattern_ops);

@@ -428,8 +428,9 @@ done:
 }
 
 /* Prefix suggestions: names whose normalized form (search_name: lower case,
- * no punctuation) starts with the normalized prefix, through a text_pattern_ops
- * index; categories likewise on lower(name). The pattern is made here with the
+ * no punctuation, collation "C") starts with the normalized prefix: a range
+ * of the (store_id, search_name, id) index, read in its order, 8 rows; the
+ * categories likewise on lower(name) (text_pattern_ops). The pattern is made here with the
  * LIKE metacharacters escaped, and the statement is unnamed so the planner
  * sees the pattern's fixed prefix and scans the index as a range. */
 static net_reply_t *
