@@ -618,6 +618,16 @@ test_fresh(void **state)
     (void)state;
     char path[128];
     snprintf(path, sizeof(path), "/api/v1/products/%ld", p_trail);
+    /* Asked twice before the edit: the second answer comes from the cache, and
+     * the edit must still show on the next request. */
+    th_resp_t r0 = get(store_a, "/api/v1/search?q=boots");
+    expect(&r0, 200, NULL);
+    assert_int_equal(total(&r0), 0);
+    th_resp_free(&r0);
+    r0 = get(store_a, "/api/v1/search?q=boots");
+    expect(&r0, 200, NULL);
+    assert_string_equal(th_header(&r0, "X-Cache"), "hit");
+    th_resp_free(&r0);
     th_resp_t r =
         th_store_req(srv, store_a, admin_a, "PATCH", path, "{\"name\":\"Mountain Boots\"}");
     expect(&r, 200, NULL);
@@ -641,6 +651,21 @@ test_fresh(void **state)
     expect(&r, 200, NULL);
     assert_int_equal(total(&r), 1);
     th_resp_free(&r);
+    /* Stock taken to 0 through the inventory API: in_stock follows at once. */
+    r = get(store_a, "/api/v1/search?attr.size=42&in_stock=true");
+    expect(&r, 200, NULL);
+    assert_int_equal(total(&r), 1);
+    th_resp_free(&r);
+    long vid = atol(th_sql("SELECT id FROM product_variants WHERE sku = 'RUN-42'", NULL));
+    snprintf(path, sizeof(path), "/api/v1/variants/%ld/inventory", vid);
+    r = th_store_req(srv, store_a, admin_a, "PATCH", path, "{\"set\":0}");
+    expect(&r, 200, NULL);
+    th_resp_free(&r);
+    r = get(store_a, "/api/v1/search?attr.size=42&in_stock=true");
+    expect(&r, 200, NULL);
+    assert_int_equal(total(&r), 0);
+    th_resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/products/%ld", p_trail);
     /* Archived: gone from search. */
     r = th_store_req(srv, store_a, admin_a, "PATCH", path, "{\"status\":\"archived\"}");
     expect(&r, 200, NULL);
@@ -655,12 +680,11 @@ test_fresh(void **state)
                          !strcmp(json_string_value(json_object_get(r.json, "match")), "fulltext"),
                      0);
     th_resp_free(&r);
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "UPDATE stores SET settings = settings || '{\"search_language\":\"english\"}' WHERE "
-             "id = %ld",
-             store_a);
-    th_sql(sql, NULL);
+    char spath[64];
+    snprintf(spath, sizeof(spath), "/api/v1/stores/%ld", store_a);
+    r = th_platform(srv, "PATCH", spath, "{\"settings\":{\"search_language\":\"english\"}}");
+    expect(&r, 200, NULL);
+    th_resp_free(&r);
     r = get(store_a, "/api/v1/search?q=runnings");
     expect(&r, 200, NULL);
     assert_string_equal(json_string_value(json_object_get(r.json, "match")), "fulltext");

@@ -4,6 +4,7 @@
  * The handlers read the query (parse.c) and hand it to the configured backend
  * (PostgreSQL today, see include/shopd/search.h).
  */
+#include "shopd/catalog.h"
 #include "shopd/search.h"
 
 /* attr.* is a family: attr.color, attr.size (api_query_canon). */
@@ -19,7 +20,7 @@ backend(void)
 }
 
 static net_reply_t *
-search_h_search(api_ctx_t *ctx)
+search_fresh(api_ctx_t *ctx)
 {
     api_val_t v = {0};
     search_query_t q;
@@ -30,7 +31,7 @@ search_h_search(api_ctx_t *ctx)
 }
 
 static net_reply_t *
-search_h_suggest(api_ctx_t *ctx)
+suggest_fresh(api_ctx_t *ctx)
 {
     api_val_t v = {0};
     char prefix[128];
@@ -38,6 +39,23 @@ search_h_suggest(api_ctx_t *ctx)
     if (v.n)
         return api_val_reply(&v);
     return backend()->suggest(ctx, prefix);
+}
+
+/* Both answers depend only on the store's catalog, which bumps its version on
+ * every product, variant and stock change (catalog_changed): they are served
+ * through the catalog's cache, so a repeated search (a landing page's facets
+ * over the whole store) costs one Redis GET, and an edit is still seen on the
+ * next request. */
+static net_reply_t *
+search_h_search(api_ctx_t *ctx)
+{
+    return catalog_cached(ctx, search_fresh);
+}
+
+static net_reply_t *
+search_h_suggest(api_ctx_t *ctx)
+{
+    return catalog_cached(ctx, suggest_fresh);
 }
 
 /* clang-format off */
