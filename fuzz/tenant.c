@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "shopd/api.h"
+#include "shopd/search.h"
 
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
@@ -76,6 +77,37 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         if (bad || al != cl || memcmp(canon, again, cl) != 0)
             abort();
     }
+    /* The search route's query, with the attr.* family: canonical twice over,
+     * and whatever the edge lets through, search_parse reads without harm (its
+     * strings NUL-terminated within their bounds). */
+    static const char *const search_allowed[] = {"q",         "category", "brand", "price_min",
+                                                 "price_max", "in_stock", "sort",  "limit",
+                                                 "cursor",    "attr.*",   NULL};
+    char *sc = NULL, *sc2 = NULL;
+    size_t scl = 0, sc2l = 0;
+    bad = api_query_canon(search_allowed, f[3], strlen(f[3]), &sc, &scl);
+    if (bad) {
+        if (sc || bad->status != 400)
+            abort();
+        net_reply_free(bad);
+    } else if (sc) {
+        bad = api_query_canon(search_allowed, sc, scl, &sc2, &sc2l);
+        if (bad || sc2l != scl || memcmp(sc, sc2, scl) != 0)
+            abort();
+        search_query_t sq;
+        api_val_t sv = {0};
+        search_parse(sc, scl, &sq, &sv);
+        if (sv.n == 0 &&
+            (strlen(sq.q) > SEARCH_MAX_Q || strlen(sq.brand) > SEARCH_MAX_VALUE ||
+             sq.nattrs > SEARCH_MAX_ATTRS || sq.limit < 1 || sq.limit > SEARCH_MAX_LIMIT))
+            abort();
+        for (size_t i = 1; sv.n == 0 && i < sq.nattrs; i++)
+            if (strcmp(sq.attrs[i - 1].name, sq.attrs[i].name) >= 0)
+                abort();
+    }
+    shopd_free(sc);
+    shopd_free(sc2);
+
     msg_env_t env;
     memset(&env, 0, sizeof(env));
     env.query.p = canon ? canon : f[3];

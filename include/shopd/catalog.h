@@ -43,6 +43,13 @@ bool catalog_cache_dirty(uint64_t store_id);
  *  page shows the old stock. Store's actor or any worker. */
 void catalog_changed(api_ctx_t *ctx);
 
+/** Serves a public GET of another module whose answer depends only on the
+ *  store's catalog (search) through the catalog's cache: keyed by route and
+ *  canonical query, valid while the store's catalog version stands, with ETag,
+ *  304 and X-Cache as for the catalog's own pages; fn builds the answer on a
+ *  miss (only a 200 is kept). Admin callers bypass it. Worker thread. */
+net_reply_t *catalog_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx));
+
 net_reply_t *catalog_h_category_tree(api_ctx_t *ctx);
 net_reply_t *catalog_h_category_get(api_ctx_t *ctx);
 net_reply_t *catalog_h_category_create(api_ctx_t *ctx);

@@ -9,7 +9,14 @@
  * cache entry and two different requests can never share one: the defect this
  * replaces sorted raw pairs for the key while the handler took the first of a
  * repeated parameter.
+ *
+ * A route's list may end a name with '*' ("attr.*"): a family of parameters
+ * (search's attr.color, attr.size). A name of the family is taken as sent,
+ * so it must be spelled with unreserved bytes only (letters, digits, '-',
+ * '.', '_', '~'): then its raw form is its canonical form and two spellings of
+ * one name cannot slip past the repeat check.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,15 +55,43 @@ next_decoded(const char **p, const char *e)
 }
 
 typedef struct pair_s {
-    const char *name; /* points into the route's list */
-    const char *val;  /* raw, points into the query */
+    const char *name; /* points into the route's list, or into the query (a family) */
+    size_t nlen;
+    const char *val; /* raw, points into the query */
     size_t vlen;
 } pair_t;
 
 static int
 pair_cmp(const void *a, const void *b)
 {
-    return strcmp(((const pair_t *)a)->name, ((const pair_t *)b)->name);
+    const pair_t *x = a, *y = b;
+    int c = memcmp(x->name, y->name, x->nlen < y->nlen ? x->nlen : y->nlen);
+    return c ? c : (x->nlen > y->nlen) - (x->nlen < y->nlen);
+}
+
+static bool
+unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* The route's name for the key q[0..kl): an exact entry, or a family ("attr.*")
+ * whose prefix the key extends (*family set). NULL when none fits. */
+static const char *
+allowed_name(const char *const *allowed, const char *q, size_t kl, bool *family)
+{
+    *family = false;
+    for (const char *const *a = allowed; a && *a; a++) {
+        size_t al = strlen(*a);
+        if (al == kl && memcmp(*a, q, kl) == 0)
+            return *a;
+        if (al > 1 && (*a)[al - 1] == '*' && kl > al - 1 && memcmp(*a, q, al - 1) == 0) {
+            *family = true;
+            return *a;
+        }
+    }
+    return NULL;
 }
 
 static net_reply_t *
@@ -84,24 +119,32 @@ api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **o
         const char *eq = memchr(q, '=', (size_t)(pe - q));
         const char *ke = eq ? eq : pe;
         size_t kl = (size_t)(ke - q);
-        const char *name = NULL;
-        for (const char *const *a = allowed; a && *a && !name; a++)
-            if (strlen(*a) == kl && memcmp(*a, q, kl) == 0)
-                name = *a;
-        if (name == NULL) {
-            char f[64];
-            snprintf(f, sizeof(f), "%.*s", (int)(kl < 60 ? kl : 60), q);
+        bool family;
+        const char *name = allowed_name(allowed, q, kl, &family);
+        char f[64];
+        snprintf(f, sizeof(f), "%.*s", (int)(kl < 60 ? kl : 60), q);
+        if (name == NULL)
             return bad_query(f, "unknown query parameter");
+        size_t nlen = strlen(name);
+        if (family) {
+            if (kl > 64)
+                return bad_query(f, "parameter name too long");
+            for (size_t i = 0; i < kl; i++)
+                if (!unreserved((unsigned char)q[i]))
+                    return bad_query(f, "parameter name must be letters, digits, '-', '.', '_' "
+                                        "or '~'");
+            name = q;
+            nlen = kl;
         }
         for (size_t i = 0; i < np; i++)
-            if (pairs[i].name == name)
-                return bad_query(name, "given more than once");
-        /* Distinct names from the route's list: np can only reach API_MAX_QUERY if
-         * the list is that long (checked at start-up by the route-table test). */
+            if (pairs[i].nlen == nlen && memcmp(pairs[i].name, name, nlen) == 0)
+                return bad_query(f, "given more than once");
+        /* Distinct names: np reaches API_MAX_QUERY only through a family, or a list
+         * that long (the route-table test refuses those). */
         if (np == API_MAX_QUERY)
-            return bad_query(name, "too many query parameters");
+            return bad_query(f, "too many query parameters");
         const char *v = eq ? eq + 1 : pe;
-        pairs[np++] = (pair_t){name, v, (size_t)(pe - v)};
+        pairs[np++] = (pair_t){name, nlen, v, (size_t)(pe - v)};
         q = pe + 1;
     }
     if (np == 0)
@@ -109,12 +152,12 @@ api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **o
     qsort(pairs, np, sizeof(pairs[0]), pair_cmp);
     size_t cap = 1;
     for (size_t i = 0; i < np; i++)
-        cap += strlen(pairs[i].name) + 2 + 3 * pairs[i].vlen;
+        cap += pairs[i].nlen + 2 + 3 * pairs[i].vlen;
     char *buf = shopd_malloc(cap);
     size_t o = 0;
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < np; i++) {
-        size_t nl = strlen(pairs[i].name);
+        size_t nl = pairs[i].nlen;
         if (i)
             buf[o++] = '&';
         memcpy(buf + o, pairs[i].name, nl);
@@ -123,8 +166,7 @@ api_query_canon(const char *const *allowed, const char *q, size_t qlen, char **o
         const char *v = pairs[i].val, *ve = pairs[i].val + pairs[i].vlen;
         while (v < ve) {
             unsigned char c = next_decoded(&v, ve);
-            if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                c == '-' || c == '.' || c == '_' || c == '~') {
+            if (unreserved(c)) {
                 buf[o++] = (char)c;
             } else {
                 buf[o++] = '%';

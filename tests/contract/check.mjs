@@ -283,6 +283,16 @@ async function main() {
   await call('get', `/api/v1/products/${pid}`, { tenant: slug, expect: 200 });
   await call('get', '/api/v1/products/999999999', { tenant: slug, expect: 404 });
   await call('get', `/api/v1/products/${pid}/variants`, { tenant: slug, expect: 200 });
+  // Search: full text, a typo, facets under filters, a page, refusals; suggestions.
+  const hits = await call('get', '/api/v1/search?q=tee&limit=1', { tenant: slug, expect: 200 });
+  const scur = hits.body && hits.body.next_cursor;
+  if (scur) await call('get', `/api/v1/search?q=tee&limit=1&cursor=${encodeURIComponent(scur)}`, { tenant: slug, expect: 200 });
+  await call('get', '/api/v1/search?q=tshrit', { tenant: slug, expect: 200 });
+  await call('get', `/api/v1/search?category=${rid}&brand=Acme&price_min=100&price_max=5000&in_stock=true&attr.Size=M&sort=-price`, { tenant: slug, expect: 200 });
+  await call('get', '/api/v1/search?sort=cheapest', { tenant: slug, expect: 422 });
+  await call('get', '/api/v1/search?colour=red', { tenant: slug, expect: 400 });
+  await call('get', '/api/v1/search/suggest?q=bas', { tenant: slug, expect: 200 });
+  await call('get', '/api/v1/search/suggest', { tenant: slug, expect: 422 });
   await call('get', `/api/v1/variants/${vid}`, { tenant: slug, expect: 200 });
 
   // Pricing: addresses, shipping zones and rates, taxes, discounts

@@ -319,6 +319,12 @@ catalog_changed(api_ctx_t *ctx)
     cat_bump(ctx);
 }
 
+net_reply_t *
+catalog_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
+{
+    return cat_cached(ctx, fn);
+}
+
 /* Route name, path parameters, then the query. The edge has already put the
  * query in its canonical form (api_query_canon: declared parameters only, each
  * once, sorted, re-encoded), exactly what the handler reads, so the key names

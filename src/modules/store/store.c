@@ -12,6 +12,7 @@
 
 #include "shopd/api.h"
 #include "shopd/auth.h"
+#include "shopd/catalog.h"
 #include "shopd/log.h"
 
 #define STORE_JSON                                                                                 \
@@ -470,6 +471,13 @@ store_h_update(api_ctx_t *ctx)
     }
     /* Other I/O threads must not keep routing to the old slug, domain or status. */
     store_cache_invalidate(ctx->app->stores, strtoull(PQgetvalue(r, 0, 0), NULL, 10));
+    if (in.settings) {
+        /* settings.search_language re-indexes the store's products (sql/0015):
+         * cached search answers of the old language must go too. */
+        api_ctx_t sc = *ctx;
+        sc.store_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        catalog_changed(&sc);
+    }
     reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
 out:
     PQclear(r);
