@@ -147,9 +147,12 @@ fi
 # Fuzzing (libFuzzer, clang): replay every committed corpus file, then explore for
 # SHOPD_FUZZ_SECONDS per target (default 20). New crashes are written to the
 # build folder; copy them into fuzz/corpus/<target>/ once fixed.
+# The drivers in fuzz/ (fuzz/CMakeLists.txt builds fuzz_<name> for each): one list
+# for the build and the run, so a driver cannot be run without being built.
+FUZZ_NAMES="msg tenant http admin stripe_sig"
 fuzz_targets() {
     local secs=${SHOPD_FUZZ_SECONDS:-20} t rc=0
-    for t in msg tenant http admin stripe_sig; do
+    for t in $FUZZ_NAMES; do
         local work="$ROOT/build-fuzz/corpus-$t"
         mkdir -p "$work"
         echo "--- fuzz_$t: ${secs}s"
@@ -174,7 +177,8 @@ elif ! command -v clang >/dev/null; then
 else
     if stage "build (fuzzers, clang)" env CC=clang bash -c \
         'cmake -S "$0" -B "$0/build-fuzz" -DCMAKE_BUILD_TYPE=Debug -DSHOPD_FUZZ=ON >/dev/null &&
-         cmake --build "$0/build-fuzz" -j"$1" --target fuzz_msg fuzz_tenant fuzz_http fuzz_admin' "$ROOT" "$JOBS"; then
+         cmake --build "$0/build-fuzz" -j"$1" --target $2' "$ROOT" "$JOBS" \
+        "$(printf 'fuzz_%s ' $FUZZ_NAMES)"; then
         stage "fuzz (corpus replay + exploration)" fuzz_targets || true
     fi
 fi
