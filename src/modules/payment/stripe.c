@@ -430,7 +430,8 @@ pay_stripe_verify(const char *header, const char *payload, size_t len, const cha
                     int hi = hexval((unsigned char)v[2 * i]),
                         lo = hexval((unsigned char)v[2 * i + 1]);
                     ok = hi >= 0 && lo >= 0;
-                    v1[nv1][i] = (unsigned char)(hi << 4 | lo);
+                    if (ok) /* hi is -1 for a non-hex digit: never shifted */
+                        v1[nv1][i] = (unsigned char)((unsigned)hi << 4 | (unsigned)lo);
                 }
                 if (ok)
                     nv1++;
