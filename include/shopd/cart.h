@@ -57,6 +57,10 @@ typedef struct cart_item_s {
     char options[512]; /**< JSON object text */
 } cart_item_t;
 
+/** True if the caller is a signed-in user of this store (a customer or a store
+ *  admin): their cart is the persisted one, a guest's the one X-Cart-Id names. */
+bool cart_caller_is_user(const api_ctx_t *ctx);
+
 /** The caller's cart: the user's when a store user is signed in, else the guest
  *  cart that X-Cart-Id names. *out->exists is false when there is none (not an
  *  error). OK, UNAVAILABLE (PostgreSQL or Redis down) or ERR. c may be NULL when
@@ -84,15 +88,13 @@ const char *cart_ref(const cart_t *cart, char *buf);
  *  with it). OK when there was none. */
 shopd_rc_t cart_delete_user_cart(db_conn_t *c, uint64_t store_id, uint64_t row_id);
 
-/** cart_retire_guest for n carts in one pipeline. */
+/** After the checkout's commit: each guest cart guest_ids[i] becomes a tombstone
+ *  naming its order order_ids[i] (kept for the cart's TTL), so a second checkout of
+ *  it says so, and the next add with that id starts a new cart under a new id. One
+ *  pipeline. Best effort: the orders' unique cart_ref already prevents a second
+ *  order. Store's actor. */
 void cart_retire_guests(api_ctx_t *ctx, const char *const *guest_ids, const uint64_t *order_ids,
                         size_t n);
-
-/** After the checkout's commit: a guest cart becomes a tombstone naming its order
- *  (kept for the cart's TTL), so a second checkout of it says so, and the next add
- *  with that id starts a new cart under a new id. Best effort: the order's unique
- *  cart_ref already prevents a second order. Store's actor. */
-void cart_retire_guest(api_ctx_t *ctx, const char *guest_id, uint64_t order_id);
 
 /** At login (the handler of POST /auth/login, on the blocking pool): merges the
  *  guest cart named by X-Cart-Id into user_id's cart on the store's actor, then

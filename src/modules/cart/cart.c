@@ -24,8 +24,8 @@
 
 /* ---------------------------------------------------------------- keys */
 
-static bool
-store_user(const api_ctx_t *ctx)
+bool
+cart_caller_is_user(const api_ctx_t *ctx)
 {
     const msg_caller_t *c = ctx->caller;
     return c && c->user_id != 0 && c->store_id == ctx->store_id &&
@@ -134,7 +134,7 @@ shopd_rc_t
 cart_load(api_ctx_t *ctx, db_conn_t *c, cart_t *out)
 {
     memset(out, 0, sizeof(*out));
-    if (store_user(ctx)) {
+    if (cart_caller_is_user(ctx)) {
         if (c == NULL)
             return SHOPD_ERR;
         return cart_load_user(c, ctx->store_id, ctx->caller->user_id, out);
@@ -224,7 +224,7 @@ cart_load_many(api_ctx_t *const *ctxs, size_t n, db_conn_t *c, cart_t *const *ou
         api_ctx_t *ctx = ctxs[i];
         memset(out[i], 0, sizeof(*out[i]));
         rcs[i] = SHOPD_OK;
-        if (store_user(ctx)) {
+        if (cart_caller_is_user(ctx)) {
             rcs[i] = c ? cart_load_user(c, ctx->store_id, ctx->caller->user_id, out[i]) : SHOPD_ERR;
             continue;
         }
@@ -319,12 +319,6 @@ cart_delete_user_cart(db_conn_t *c, uint64_t store_id, uint64_t row_id)
     shopd_rc_t rc = db_result_rc(r);
     PQclear(r);
     return rc;
-}
-
-void
-cart_retire_guest(api_ctx_t *ctx, const char *guest_id, uint64_t order_id)
-{
-    cart_retire_guests(ctx, &guest_id, &order_id, 1);
 }
 
 /* ---------------------------------------------------------------- the view */

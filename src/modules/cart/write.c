@@ -53,14 +53,6 @@ op_of(const msg_env_t *env)
     return -1;
 }
 
-static bool
-store_user(const api_ctx_t *ctx)
-{
-    const msg_caller_t *c = ctx->caller;
-    return c && c->user_id != 0 && c->store_id == ctx->store_id &&
-           (c->role == MSG_ROLE_CUSTOMER || c->role == MSG_ROLE_STORE_ADMIN);
-}
-
 /* Validates the request; false with r->reply set when it is refused. */
 static bool
 parse(api_ctx_t *ctx, wreq_t *r)
@@ -256,7 +248,7 @@ static int
 slot_for(turn_t *t, api_ctx_t *ctx, wreq_t *r)
 {
     char owner[48];
-    if (store_user(ctx)) {
+    if (cart_caller_is_user(ctx)) {
         snprintf(owner, sizeof(owner), "u%llu", (unsigned long long)ctx->caller->user_id);
     } else if (ctx->env->cart.n && cart_guest_id_valid(ctx->env->cart.p, ctx->env->cart.n)) {
         snprintf(owner, sizeof(owner), "g%.*s", (int)ctx->env->cart.n, ctx->env->cart.p);

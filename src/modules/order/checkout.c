@@ -162,14 +162,6 @@ prefetch(co_t **cos, size_t n, db_conn_t *c)
     shopd_free(ctxs);
 }
 
-static bool
-store_user(const api_ctx_t *ctx)
-{
-    const msg_caller_t *c = ctx->caller;
-    return c && c->user_id != 0 && c->store_id == ctx->store_id &&
-           (c->role == MSG_ROLE_CUSTOMER || c->role == MSG_ROLE_STORE_ADMIN);
-}
-
 /* 409 with the totals as they are now, for a client whose expected_total is stale. */
 static net_reply_t *
 price_changed(const co_t *co)
@@ -279,7 +271,7 @@ prepare(co_t *co, db_conn_t *c, tax_cache_t *tc)
                                           "expected_total",
                                           NULL};
     api_val_only(&v, body, allowed);
-    if (store_user(ctx))
+    if (cart_caller_is_user(ctx))
         co->user_id = ctx->caller->user_id;
     const char *email = api_val_string(&v, body, "email", co->user_id == 0, 3, 254);
     if (email && !auth_email_valid(email))

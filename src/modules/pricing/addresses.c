@@ -418,29 +418,6 @@ pricing_h_address_update(api_ctx_t *ctx)
     return pr_tx(ctx, update_body, &in);
 }
 
-typedef struct addr_del_s {
-    const char *p[3];
-} addr_del_t;
-
-static shopd_rc_t
-delete_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
-{
-    addr_del_t *d = arg;
-    PGresult *r =
-        pr_exec(ctx, c, "pr_addr_delete",
-                "DELETE FROM addresses WHERE store_id = $1::bigint AND user_id = $2::bigint"
-                " AND id = $3::bigint RETURNING id",
-                3, d->p, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    if (PQntuples(r) == 0) {
-        *reply = addr_not_found();
-        return SHOPD_NOTFOUND;
-    }
-    *reply = api_empty(SHOPD_NO_CONTENT);
-    return SHOPD_OK;
-}
-
 net_reply_t *
 pricing_h_address_delete(api_ctx_t *ctx)
 {
@@ -449,6 +426,9 @@ pricing_h_address_delete(api_ctx_t *ctx)
         return no_account();
     if (!pr_id_param(ctx, "id", id))
         return addr_not_found();
-    addr_del_t d = {{pr_sid(ctx, sid), uid, id}};
-    return pr_tx(ctx, delete_body, &d);
+    const char *p[3] = {pr_sid(ctx, sid), uid, id};
+    return pr_delete(ctx, "pr_addr_delete",
+                     "DELETE FROM addresses WHERE store_id = $1::bigint AND user_id = $2::bigint"
+                     " AND id = $3::bigint RETURNING id",
+                     3, p, addr_not_found);
 }

@@ -161,6 +161,36 @@ pr_exec(api_ctx_t *ctx, db_conn_t *c, const char *name, const char *sql, int np,
     return r;
 }
 
+typedef struct pr_del_s {
+    const char *name, *sql;
+    int np;
+    const char *const *p;
+    net_reply_t *(*nf)(void);
+} pr_del_t;
+
+static shopd_rc_t
+del_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    pr_del_t *d = arg;
+    PGresult *r = pr_exec(ctx, c, d->name, d->sql, d->np, d->p, reply);
+    if (r == NULL)
+        return SHOPD_ERR;
+    if (PQntuples(r) == 0) {
+        *reply = d->nf();
+        return SHOPD_NOTFOUND;
+    }
+    *reply = api_empty(SHOPD_NO_CONTENT);
+    return SHOPD_OK;
+}
+
+net_reply_t *
+pr_delete(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *const *p,
+          net_reply_t *(*nf)(void))
+{
+    pr_del_t d = {name, sql, np, p, nf};
+    return pr_tx(ctx, del_body, &d);
+}
+
 json_t *
 pr_merge(json_t *cur, json_t *patch)
 {

@@ -385,24 +385,6 @@ pricing_h_discount_update(api_ctx_t *ctx)
     return pr_tx(ctx, disc_update_body, &in);
 }
 
-static shopd_rc_t
-disc_delete_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
-{
-    const char *const *p = arg;
-    PGresult *r = pr_exec(ctx, c, "pr_disc_delete",
-                          "DELETE FROM discounts WHERE store_id = $1::bigint AND id = $2::bigint"
-                          " RETURNING id",
-                          2, p, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    if (PQntuples(r) == 0) {
-        *reply = disc_not_found();
-        return SHOPD_NOTFOUND;
-    }
-    *reply = api_empty(SHOPD_NO_CONTENT);
-    return SHOPD_OK;
-}
-
 net_reply_t *
 pricing_h_discount_delete(api_ctx_t *ctx)
 {
@@ -410,5 +392,8 @@ pricing_h_discount_delete(api_ctx_t *ctx)
     if (!pr_id_param(ctx, "id", id))
         return disc_not_found();
     const char *p[2] = {pr_sid(ctx, sid), id};
-    return pr_tx(ctx, disc_delete_body, (void *)p);
+    return pr_delete(ctx, "pr_disc_delete",
+                     "DELETE FROM discounts WHERE store_id = $1::bigint AND id = $2::bigint"
+                     " RETURNING id",
+                     2, p, disc_not_found);
 }

@@ -42,6 +42,10 @@ net_reply_t *pr_row_reply(api_ctx_t *ctx, PGresult *r, shopd_rc_t ok, const char
  *  *reply is the api_db_error answer and NULL is returned. */
 PGresult *pr_exec(api_ctx_t *ctx, db_conn_t *c, const char *name, const char *sql, int np,
                   const char *const *p, net_reply_t **reply);
+/** A DELETE of one row (sql ends in RETURNING; its parameters name the store first)
+ *  as one transaction: 204, or nf()'s answer when no row matched. */
+net_reply_t *pr_delete(api_ctx_t *ctx, const char *name, const char *sql, int np,
+                       const char *const *p, net_reply_t *(*nf)(void));
 
 /** For PATCH: a copy of cur (the stored object as the API shows it) with every
  *  key of patch laid over it (new reference). Validating the result as a whole

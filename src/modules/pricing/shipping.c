@@ -320,40 +320,17 @@ pricing_h_zone_update(api_ctx_t *ctx)
     return reply;
 }
 
-/* A DELETE of one row by (store, id): 204, or nf when there was none. */
-typedef struct del_s {
-    const char *name, *sql;
-    const char *p[2];
-    net_reply_t *(*nf)(void);
-} del_t;
-
-static shopd_rc_t
-del_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
-{
-    del_t *d = arg;
-    PGresult *r = pr_exec(ctx, c, d->name, d->sql, 2, d->p, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    if (PQntuples(r) == 0) {
-        *reply = d->nf();
-        return SHOPD_NOTFOUND;
-    }
-    *reply = api_empty(SHOPD_NO_CONTENT);
-    return SHOPD_OK;
-}
-
 net_reply_t *
 pricing_h_zone_delete(api_ctx_t *ctx)
 {
     char sid[24], id[24];
     if (!pr_id_param(ctx, "id", id))
         return zone_not_found();
-    del_t d = {"pr_zone_delete",
-               "DELETE FROM shipping_zones WHERE store_id = $1::bigint AND id = $2::bigint"
-               " RETURNING id",
-               {pr_sid(ctx, sid), id},
-               zone_not_found};
-    return pr_tx(ctx, del_body, &d);
+    const char *p[2] = {pr_sid(ctx, sid), id};
+    return pr_delete(ctx, "pr_zone_delete",
+                     "DELETE FROM shipping_zones WHERE store_id = $1::bigint AND id = $2::bigint"
+                     " RETURNING id",
+                     2, p, zone_not_found);
 }
 
 /* ------------------------------------------------------------ rates */
@@ -546,10 +523,9 @@ pricing_h_rate_delete(api_ctx_t *ctx)
     char sid[24], id[24];
     if (!pr_id_param(ctx, "id", id))
         return rate_not_found();
-    del_t d = {"pr_rate_delete",
-               "DELETE FROM shipping_rates WHERE store_id = $1::bigint AND id = $2::bigint"
-               " RETURNING id",
-               {pr_sid(ctx, sid), id},
-               rate_not_found};
-    return pr_tx(ctx, del_body, &d);
+    const char *p[2] = {pr_sid(ctx, sid), id};
+    return pr_delete(ctx, "pr_rate_delete",
+                     "DELETE FROM shipping_rates WHERE store_id = $1::bigint AND id = $2::bigint"
+                     " RETURNING id",
+                     2, p, rate_not_found);
 }
