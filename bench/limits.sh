@@ -155,7 +155,7 @@ start() {
             SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0 SHOPD_RATE_LIMIT=$limit \
             SHOPD_RATE_WINDOW=1 SHOPD_RATE_READS_IP=1000000 SHOPD_RATE_READS_STORE=1000000 \
             SHOPD_RATE_READS_USER=1000000 \
-            "$SHOPD" serve >>"$WORK/shopd-$name.log" 2>&1 &
+            SHOPD_OUTBOX_DIR="$WORK/outbox" "$SHOPD" serve >>"$WORK/shopd-$name.log" 2>&1 &
         pid=$!
         for _ in $(seq 1 150); do
             if curl -sf -o /dev/null "http://127.0.0.1:$port/healthz"; then
@@ -294,7 +294,7 @@ cg_once() {
         SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0 SHOPD_RATE_LIMIT=$limit SHOPD_IO_THREADS=1 \
         SHOPD_WORKERS=1 SHOPD_RATE_WINDOW=1 SHOPD_RATE_READS_IP=1000000 SHOPD_RATE_READS_STORE=1000000 \
         SHOPD_RATE_READS_USER=1000000 \
-        valgrind --tool=callgrind --callgrind-out-file="$out" "$SHOPD" serve >>"$WORK/cg-$name.log" 2>&1 &
+        SHOPD_OUTBOX_DIR="$WORK/outbox" valgrind --tool=callgrind --callgrind-out-file="$out" "$SHOPD" serve >>"$WORK/cg-$name.log" 2>&1 &
     pid=$!
     PIDS[cg]=$pid
     for _ in $(seq 1 600); do

@@ -85,7 +85,7 @@ SHOPD_SQL_DIR=$ROOT/sql "$SHOPD" migrate >"$WORK/migrate.log" 2>&1 || die "migra
 
 start_shopd() {
     SHOPD_SQL_DIR=$ROOT/sql SHOPD_LISTEN=127.0.0.1:$SPORT SHOPD_ADMIN_LISTEN= SHOPD_RATE_LIMIT=false \
-        SHOPD_PLATFORM_TOKEN=$TOKEN SHOPD_ACCESS_LOG=0 "$SHOPD" serve >>"$WORK/shopd.log" 2>&1 &
+        SHOPD_PLATFORM_TOKEN=$TOKEN SHOPD_ACCESS_LOG=0 SHOPD_OUTBOX_DIR="$WORK/outbox" "$SHOPD" serve >>"$WORK/shopd.log" 2>&1 &
     PIDS+=($!)
     wait_http "$SURL/healthz"
 }

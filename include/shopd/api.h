@@ -385,6 +385,10 @@ int api_val_int(api_val_t *v, json_t *obj, const char *field, long long min, lon
 void api_val_only(api_val_t *v, json_t *obj, const char *const *allowed);
 /** The 422 validation_failed reply for v (v->n > 0). */
 net_reply_t *api_val_reply(const api_val_t *v);
+/** Parses an RFC 3339 date-time ("2026-12-01T20:28:16Z", fraction and offset
+ *  allowed) into microseconds since the epoch: false for anything else (so a
+ *  word PostgreSQL would read, like "yesterday", never reaches a query). Pure. */
+bool api_rfc3339(const char *s, int64_t *us);
 
 /** Value of a query parameter (URL-decoded into buf), or NULL. */
 const char *api_query_param(const msg_env_t *env, const char *name, char *buf, size_t buflen);

@@ -11,6 +11,8 @@
 #ifndef SHOPD_JOBS_H
 #define SHOPD_JOBS_H
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,5 +40,17 @@ void jobs_sign(const char *secret, long long t, const char *body, size_t len, ch
  *  spaces), RFC 2047-encoded (=?UTF-8?B?...?=) when it is not plain ASCII.
  *  For Subject lines. Pure. */
 void jobs_mime_header(const char *s, char *out, size_t cap);
+
+/** Renders an e-mail template (templates/email; a subset of Mustache:
+ *  {{name}} escaped, {{{name}}} as is, {{#name}}..{{/name}} sections over arrays,
+ *  objects and true values, {{^name}}..{{/name}} when false or empty, standalone
+ *  section lines removed) with data. html escapes values as HTML, else control
+ *  bytes in values become spaces. Returns malloc'd text, or NULL when the template
+ *  is malformed (an unclosed tag or section). Pure. */
+char *jobs_tpl_render(const char *tpl, const json_t *data, bool html);
+
+/** The text of the embedded template file name (e.g. "order_shipped.html"), or
+ *  NULL when there is none. */
+const char *jobs_template(const char *name);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * kit.c: what every handler shares to build its answer: replies from results
  * (the one rc -> status table is net_status_for_rc, at the edge), the 503 and
- * 500 answers, and body validation collecting every field issue into one 422.
+ * 500 answers, body validation collecting every field issue into one 422, and
+ * RFC 3339 times.
  * The query (query.c) and database errors (dberr.c) are the rest of the kit.
  */
 #include <stdatomic.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "api_int.h"
 #include "shopd/auth.h"
@@ -191,4 +193,71 @@ api_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long lo
     }
     *out = n;
     return 1;
+}
+
+/* ---- RFC 3339 times ---- */
+
+static bool
+digits(const char *s, int n, int *out)
+{
+    int x = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        x = x * 10 + (s[i] - '0');
+    }
+    *out = x;
+    return true;
+}
+
+bool
+api_rfc3339(const char *s, int64_t *us)
+{
+    int Y, M, D, h, m, sec, oh = 0, om = 0;
+    if (s == NULL || strlen(s) < 20 || strlen(s) > 40)
+        return false;
+    if (!digits(s, 4, &Y) || s[4] != '-' || !digits(s + 5, 2, &M) || s[7] != '-' ||
+        !digits(s + 8, 2, &D) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) ||
+        s[13] != ':' || !digits(s + 14, 2, &m) || s[16] != ':' || !digits(s + 17, 2, &sec))
+        return false;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+    if (Y < 1 || M < 1 || M > 12 || D < 1 || D > mdays[M - 1] || (M == 2 && D == 29 && !leap) ||
+        h > 23 || m > 59 || sec > 59)
+        return false;
+    const char *p = s + 19;
+    int64_t frac = 0;
+    if (*p == '.') {
+        int nd = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, nd++)
+            if (nd < 6)
+                frac = frac * 10 + (*p - '0');
+        if (nd == 0)
+            return false;
+        for (; nd < 6; nd++)
+            frac *= 10;
+    }
+    int sign = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p == '+' ? 1 : -1;
+        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return false;
+        p += 6;
+    } else {
+        return false;
+    }
+    if (*p != '\0')
+        return false;
+    struct tm tm = {0};
+    tm.tm_year = Y - 1900;
+    tm.tm_mon = M - 1;
+    tm.tm_mday = D;
+    tm.tm_hour = h;
+    tm.tm_min = m;
+    tm.tm_sec = sec;
+    int64_t t = (int64_t)timegm(&tm) - sign * (oh * 3600 + om * 60);
+    *us = t * 1000000 + frac;
+    return true;
 }

@@ -469,6 +469,29 @@ async function main() {
   await tr('DELIVERED');
   await tr('CANCELLED', {}, A, 409);
 
+  // Outgoing webhooks and dead letters (nothing is delivered here: the endpoint is not
+  // reachable, so its jobs wait in their retry schedule), the store's e-mail settings.
+  const hook = await call('post', '/api/v1/admin/webhooks', { token: A, tenant: slug, body: { url: 'https://hooks.example.com/shopd', events: ['order.placed', 'order.paid'], description: 'contract' }, expect: 201 });
+  const hid = hook.body && hook.body.id;
+  await call('post', '/api/v1/admin/webhooks', { token: A, tenant: slug, body: { url: 'ftp://x', events: ['order.exploded'] }, expect: 422 });
+  await call('get', '/api/v1/admin/webhooks', { token: A, tenant: slug, expect: 200 });
+  await call('get', `/api/v1/admin/webhooks/${hid}`, { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/webhooks/999999999', { token: A, tenant: slug, expect: 404 });
+  await call('patch', `/api/v1/admin/webhooks/${hid}`, { token: A, tenant: slug, body: { events: ['*'] }, expect: 200 });
+  await call('get', `/api/v1/admin/webhooks/${hid}/deliveries`, { token: A, tenant: slug, expect: 200 });
+  await call('post', `/api/v1/admin/webhooks/${hid}/replay`, { token: A, tenant: slug, body: { from: '2020-01-01T00:00:00Z', to: '2999-01-01T00:00:00Z' }, expect: 202 });
+  await call('post', `/api/v1/admin/webhooks/${hid}/replay`, { token: A, tenant: slug, body: {}, expect: 422 });
+  await call('post', `/api/v1/admin/webhooks/${hid}/replay`, { token: A, tenant: slug, body: { delivery_id: 999999999 }, expect: 404 });
+  await call('get', `/api/v1/admin/webhooks/${hid}`, { token: C, tenant: slug, expect: 403 });
+  await call('delete', `/api/v1/admin/webhooks/${hid}`, { token: A, tenant: slug, expect: 204 });
+  await call('get', '/api/v1/admin/jobs/dead-letters', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/jobs/dead-letters?state=discarded', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/jobs/dead-letters/999999999', { token: A, tenant: slug, expect: 404 });
+  await call('post', '/api/v1/admin/jobs/dead-letters/999999999/retry', { token: A, tenant: slug, expect: 404 });
+  await call('delete', '/api/v1/admin/jobs/dead-letters/999999999', { token: A, tenant: slug, expect: 404 });
+  await call('patch', `/api/v1/stores/${slug}`, { token: PTOK, body: { settings: { email: { sender_name: 'Contract Shop', logo_url: 'https://cdn.example.com/logo.png', reply_to: `help@${slug}.test` } } }, expect: 200 });
+  await call('patch', `/api/v1/stores/${slug}`, { token: PTOK, body: { settings: { email: { logo_url: 'javascript:alert(1)' } } }, expect: 422 });
+
   // Deletes
   await call('delete', `/api/v1/variants/${vid}`, { token: A, tenant: slug, expect: 204 });
   await call('delete', `/api/v1/categories/${rid}`, { token: A, tenant: slug, expect: 409 });

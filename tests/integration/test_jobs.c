@@ -142,6 +142,13 @@ hits_at_least(void *arg)
     return hits() >= *(int *)arg;
 }
 
+static const char *
+path_of_hook(char *buf, size_t cap, long hook)
+{
+    snprintf(buf, cap, "/api/v1/admin/webhooks/%ld", hook);
+    return buf;
+}
+
 /* What an integrator does: recompute the HMAC over "t.body" with the secret
  * and compare in constant time. */
 static bool
@@ -174,7 +181,7 @@ static struct {
     int data_code; /* the answer after DATA's end, once; then 250 */
     int datas;     /* DATA phases seen */
     int delivered; /* messages accepted */
-    char rcpt[256], msg[8192];
+    char rcpt[256], msg[32768];
 } sink = {.lock = PTHREAD_MUTEX_INITIALIZER, .rcpt_code = 250, .data_code = 250};
 
 /* One line (CRLF stripped) from c, buffered in buf/len; false at EOF. */
@@ -215,7 +222,7 @@ sink_main(void *arg)
         int c = accept(sink.fd, NULL, NULL);
         if (c < 0)
             return NULL;
-        char buf[8192], line[1024], msg[8192];
+        char buf[8192], line[1024], msg[32768];
         size_t len = 0;
         say(c, "220 sink ESMTP\r\n");
         while (sink_line(c, buf, &len, line, sizeof(line))) {
@@ -233,8 +240,8 @@ sink_main(void *arg)
                 say(c, "354 go on\r\n");
                 size_t m = 0;
                 while (sink_line(c, buf, &len, line, sizeof(line)) && strcmp(line, ".") != 0)
-                    m += (size_t)snprintf(msg + m, m < sizeof(msg) ? sizeof(msg) - m : 0, "%s\r\n",
-                                          line);
+                    if (m < sizeof(msg))
+                        m += (size_t)snprintf(msg + m, sizeof(msg) - m, "%s\r\n", line);
                 pthread_mutex_lock(&sink.lock);
                 int code = sink.data_code;
                 sink.data_code = 250;
@@ -378,7 +385,7 @@ mails(const char *dir, const char *to, const char *needle, char *copy, size_t ca
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        char path[512], buf[8192], want[300];
+        char path[512], buf[32768], want[300];
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         FILE *f = fopen(path, "r");
         if (f == NULL)
@@ -455,7 +462,7 @@ test_confirmation_email(void **state)
     shop_t sh = shop_new(srv);
     const char *to = th_email("buyer");
     long number = order(srv, &sh, to, NULL);
-    char needle[64], msg[8192];
+    char needle[64], msg[32768];
     snprintf(needle, sizeof(needle), "Your order #%ld", number);
     mail_wait_t w = {outbox, to, needle};
     assert_true(th_wait_until(mail_arrived, &w, 15000));
@@ -477,6 +484,93 @@ test_confirmation_email(void **state)
              sh.id);
     wait_sql(sql, 1, 5000);
     assert_true(metric(srv, "shopd_jobs_events_total{event=\"done\"} ") >= 1);
+    th_user_free(&sh.admin);
+}
+
+/* The base64 body of the part after `marker` (its headers end at a blank
+ * line, its lines at the next "--" boundary), decoded into out. */
+static void
+html_part(const char *msg, char *out, size_t cap)
+{
+    const char *p = strstr(msg, "Content-Type: text/html; charset=utf-8\r\n");
+    assert_non_null(p);
+    assert_non_null(strstr(p, "Content-Transfer-Encoding: base64\r\n"));
+    p = strstr(p, "\r\n\r\n");
+    assert_non_null(p);
+    p += 4;
+    const char *end = strstr(p, "\r\n--");
+    assert_non_null(end);
+    char b64[32768];
+    size_t k = 0;
+    for (; p < end && k + 1 < sizeof(b64); p++)
+        if (*p != '\r' && *p != '\n')
+            b64[k++] = *p;
+    b64[k] = '\0';
+    assert_true(3 * (k / 4) < cap);
+    int n = EVP_DecodeBlock((unsigned char *)out, (unsigned char *)b64, (int)k);
+    assert_true(n > 0);
+    out[n] = '\0';
+}
+
+/* Both parts, and the store's own name, logo and Reply-To (settings.email);
+ * values are escaped in the HTML part; bad settings are refused. */
+static void
+test_email_html_and_branding(void **state)
+{
+    (void)state;
+    shop_t sh = shop_new(srv);
+    char path[64];
+    snprintf(path, sizeof(path), "/api/v1/stores/%ld", sh.id);
+    th_resp_t r = th_platform(srv, "PATCH", path,
+                              "{\"settings\":{\"email\":{\"sender_name\":\"Mugs & <Co>\","
+                              "\"logo_url\":\"https://cdn.example/logo.png\","
+                              "\"reply_to\":\"help@shop.test\"}}}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    static const char *const bad[] = {
+        "{\"settings\":{\"email\":{\"logo_url\":\"javascript:alert(1)\"}}}",
+        "{\"settings\":{\"email\":{\"logo_url\":\"https://x/\\\"onerror=\"}}}",
+        "{\"settings\":{\"email\":{\"reply_to\":\"a@b\\r\\nBcc: x@y\"}}}",
+        "{\"settings\":{\"email\":{\"sender_name\":\"\"}}}",
+        "{\"settings\":{\"email\":{\"footer\":\"x\"}}}",
+        "{\"settings\":{\"email\":\"x\"}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = th_platform(srv, "PATCH", path, bad[i]);
+        assert_int_equal(r.status, 422);
+        assert_string_equal(th_error_code(&r), "validation_failed");
+        th_resp_free(&r);
+    }
+    const char *to = th_email("brand");
+    long number = order(srv, &sh, to, NULL);
+    char needle[64], msg[32768], html[24576];
+    snprintf(needle, sizeof(needle), "Your order #%ld", number);
+    mail_wait_t w = {outbox, to, needle};
+    assert_true(th_wait_until(mail_arrived, &w, 15000));
+    assert_int_equal(mails(outbox, to, needle, msg, sizeof(msg)), 1);
+    assert_non_null(strstr(msg, "Content-Type: multipart/alternative; boundary=\"=_shopd_"));
+    assert_non_null(strstr(msg, "Reply-To: help@shop.test\r\n"));
+    assert_non_null(strstr(msg, "From: \"Mugs & <Co>\" <"));
+    assert_non_null(strstr(msg, "at Mugs & <Co>"));
+    /* The plain part ends before the HTML part, and the message is closed. */
+    const char *plain = strstr(msg, "Content-Type: text/plain; charset=utf-8\r\n");
+    const char *hp = strstr(msg, "Content-Type: text/html; charset=utf-8\r\n");
+    assert_non_null(plain);
+    assert_true(hp > plain);
+    assert_non_null(strstr(plain, "2 x Mug (MUG-1)"));
+    assert_non_null(strstr(msg, "--\r\n"));
+    /* Every line of the message is short enough for SMTP (RFC 5321: 998). */
+    for (const char *l = msg, *e; (e = strstr(l, "\r\n")); l = e + 2)
+        assert_true(e - l <= 998);
+    html_part(msg, html, sizeof(html));
+    assert_non_null(strstr(html, "<!DOCTYPE html>"));
+    assert_non_null(
+        strstr(html, "<img src=\"https://cdn.example/logo.png\" alt=\"Mugs &amp; &lt;Co&gt;\""));
+    assert_null(strstr(html, "<Co>"));
+    assert_non_null(strstr(html, "Thank you for your order #"));
+    assert_non_null(strstr(html, "<td>Mug<br>"));
+    assert_non_null(strstr(html, "Ada Lovelace<br>"));
+    assert_non_null(strstr(html, "mailto:help@shop.test"));
     th_user_free(&sh.admin);
 }
 
@@ -557,6 +651,83 @@ test_webhook_signed(void **state)
     json_t *d0 = json_array_get(json_object_get(r.json, "data"), 0);
     assert_int_equal(jint(d0, "status_code"), 200);
     assert_int_equal(jint(d0, "attempt"), 1);
+    long delivery = jint(d0, "id");
+    char event_id[64];
+    snprintf(event_id, sizeof(event_id), "%s", json_string_value(json_object_get(d0, "event_id")));
+    th_resp_free(&r);
+
+    /* Replays: one delivery's event again (same event id), then a time range. */
+    char rpath[128];
+    snprintf(rpath, sizeof(rpath), "/api/v1/admin/webhooks/%ld/replay", hook);
+    before = hits();
+    snprintf(body, sizeof(body), "{\"delivery_id\":%ld}", delivery);
+    r = rq(srv, sh.id, sh.admin.access, NULL, "POST", rpath, body);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(jint(r.json, "replayed"), 1);
+    th_resp_free(&r);
+    want = before + 1;
+    assert_true(th_wait_until(hits_at_least, &want, 15000));
+    pthread_mutex_lock(&rx.lock);
+    char again[128];
+    snprintf(again, sizeof(again), "%s", rx.hits[before].event_id);
+    pthread_mutex_unlock(&rx.lock);
+    assert_string_equal(again, event_id);
+    wait_sql(sql, 3, 5000);
+    before = hits();
+    time_t now = time(NULL);
+    char f[32], t[32];
+    struct tm tm;
+    time_t a = now - 3600, b = now + 3600;
+    strftime(f, sizeof(f), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&a, &tm));
+    strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&b, &tm));
+    snprintf(body, sizeof(body), "{\"from\":\"%s\",\"to\":\"%s\"}", f, t);
+    r = rq(srv, sh.id, sh.admin.access, NULL, "POST", rpath, body);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(jint(r.json, "replayed"), 2);
+    th_resp_free(&r);
+    want = before + 2;
+    assert_true(th_wait_until(hits_at_least, &want, 15000));
+    /* A range before anything happened replays nothing. */
+    r = rq(srv, sh.id, sh.admin.access, NULL, "POST", rpath,
+           "{\"from\":\"2020-01-01T00:00:00Z\",\"to\":\"2020-01-02T00:00:00Z\"}");
+    assert_int_equal(r.status, 202);
+    assert_int_equal(jint(r.json, "replayed"), 0);
+    th_resp_free(&r);
+    /* Bad input, unknown deliveries, another store's endpoint, a disabled one. */
+    static const char *const bad[] = {
+        "{}",
+        "{\"from\":\"yesterday\",\"to\":\"2030-01-01T00:00:00Z\"}",
+        "{\"from\":\"2030-01-01T00:00:00Z\",\"to\":\"2020-01-01T00:00:00Z\"}",
+        "{\"from\":\"2020-01-01T00:00:00Z\"}",
+        "{\"delivery_id\":1,\"from\":\"2020-01-01T00:00:00Z\",\"to\":\"2030-01-01T00:00:00Z\"}",
+        "{\"delivery_id\":\"x\"}",
+        "{\"delivery_id\":1,\"all\":true}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = rq(srv, sh.id, sh.admin.access, NULL, "POST", rpath, bad[i]);
+        assert_int_equal(r.status, 422);
+        assert_string_equal(th_error_code(&r), "validation_failed");
+        th_resp_free(&r);
+    }
+    r = rq(srv, sh.id, sh.admin.access, NULL, "POST", rpath, "{\"delivery_id\":999999999}");
+    assert_int_equal(r.status, 404);
+    assert_string_equal(th_error_code(&r), "delivery_not_found");
+    th_resp_free(&r);
+    shop_t other = shop_new(srv);
+    snprintf(body, sizeof(body), "{\"delivery_id\":%ld}", delivery);
+    r = rq(srv, other.id, other.admin.access, NULL, "POST", rpath, body);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(th_error_code(&r), "webhook_not_found");
+    th_resp_free(&r);
+    th_user_free(&other.admin);
+    r = rq(srv, sh.id, sh.admin.access, NULL, "PATCH", path_of_hook(path, sizeof(path), hook),
+           "{\"enabled\":false}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    snprintf(body, sizeof(body), "{\"delivery_id\":%ld}", delivery);
+    r = rq(srv, sh.id, sh.admin.access, NULL, "POST", rpath, body);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "webhook_disabled");
     th_resp_free(&r);
     th_user_free(&sh.admin);
 }
@@ -785,7 +956,7 @@ test_smtp(void **state)
     int want = 1;
     assert_true(th_wait_until(sink_has, &want, 20000));
     pthread_mutex_lock(&sink.lock);
-    char msg[8192], rcpt[256];
+    char msg[32768], rcpt[256];
     snprintf(msg, sizeof(msg), "%s", sink.msg);
     snprintf(rcpt, sizeof(rcpt), "%s", sink.rcpt);
     int datas = sink.datas;
@@ -1071,6 +1242,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_confirmation_email),
+        cmocka_unit_test(test_email_html_and_branding),
         cmocka_unit_test(test_webhook_signed),
         cmocka_unit_test(test_webhook_dead_letter_and_retry),
         cmocka_unit_test(test_failing_endpoint_disabled),

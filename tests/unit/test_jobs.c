@@ -65,13 +65,100 @@ test_mime_header(void **state)
     assert_string_equal(out, "=?UTF-8?B?QsOkY2tlcmVp?=");
 }
 
+static char *
+render(const char *tpl, const char *json, bool html)
+{
+    json_t *d = json_loads(json, 0, NULL);
+    assert_non_null(d);
+    char *out = jobs_tpl_render(tpl, d, html);
+    json_decref(d);
+    return out;
+}
+
+static void
+expect(const char *tpl, const char *json, bool html, const char *want)
+{
+    char *got = render(tpl, json, html);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void
+test_template(void **state)
+{
+    (void)state;
+    expect("Hi {{name}}!", "{\"name\":\"Ada\"}", false, "Hi Ada!");
+    expect("{{n}} x", "{\"n\":12}", false, "12 x");
+    expect("[{{missing}}]", "{}", false, "[]");
+    /* Escaping: HTML entities in the HTML part, control bytes in both. */
+    expect("<b>{{v}}</b>", "{\"v\":\"<i>&\\\"'\"}", true, "<b>&lt;i&gt;&amp;&quot;&#39;</b>");
+    expect("{{{v}}}", "{\"v\":\"<i>\"}", true, "<i>");
+    expect("{{v}}", "{\"v\":\"a\\r\\nBcc: x\"}", false, "a  Bcc: x");
+    expect("{{v}}", "{\"v\":\"<a>\"}", false, "<a>");
+    /* Sections: arrays, objects, true values, inverted; names from outer contexts. */
+    expect("{{#xs}}[{{v}}{{k}}]{{/xs}}", "{\"k\":\"!\",\"xs\":[{\"v\":1},{\"v\":2}]}", false,
+           "[1!][2!]");
+    expect("{{#o}}{{a}}{{/o}}", "{\"o\":{\"a\":\"x\"}}", false, "x");
+    expect("{{#t}}yes{{/t}}{{^t}}no{{/t}}", "{\"t\":\"\"}", false, "no");
+    expect("{{#t}}yes{{/t}}{{^t}}no{{/t}}", "{\"t\":0}", false, "no");
+    expect("{{#t}}yes{{/t}}{{^t}}no{{/t}}", "{\"t\":[]}", false, "no");
+    expect("{{#t}}yes{{/t}}{{^t}}no{{/t}}", "{\"t\":\"x\"}", false, "yes");
+    expect("{{#a}}{{#a}}in{{/a}}{{/a}}", "{\"a\":true}", false, "in");
+    expect("{{#xs}}{{.}},{{/xs}}", "{\"xs\":[\"a\",\"b\"]}", false, "a,b,");
+    /* Standalone section lines leave no line behind. */
+    expect("A\n{{#xs}}\n- {{v}}\n{{/xs}}\nB\n", "{\"xs\":[{\"v\":1},{\"v\":2}]}", false,
+           "A\n- 1\n- 2\nB\n");
+    expect("A\n  {{^xs}}  \nnone\n{{/xs}}\nB", "{}", false, "A\nnone\nB");
+    /* Malformed templates are refused, not half-rendered. */
+    assert_null(render("{{#a}}x", "{\"a\":true}", false));
+    assert_null(render("x{{/a}}", "{}", false));
+    assert_null(render("{{a", "{}", false));
+    assert_null(render("{{{a}}", "{}", false));
+    /* A value that looks like a tag stays text. */
+    expect("{{v}}", "{\"v\":\"{{v}}\"}", false, "{{v}}");
+}
+
+/* Every embedded template renders: a subject line first in each .txt, and
+ * each .html inside the layout. */
+static void
+test_embedded_templates(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"order_confirmation", "order_shipped",    "order_cancelled",
+                                        "password_reset",     "webhook_disabled", NULL};
+    const char *data = "{\"shop\":\"S\",\"number\":7,\"url\":\"https://x/r\",\"token\":\"t\","
+                       "\"items\":[{\"quantity\":1,\"name\":\"N\",\"sku\":\"K\",\"line_total\":"
+                       "\"1.00 EUR\"}],\"totals\":[{\"label\":\"Total\",\"amount\":\"1.00 EUR\"}],"
+                       "\"tracking_number\":\"TN\",\"endpoint_url\":\"https://h\","
+                       "\"endpoint_id\":3,\"content\":\"<p>c</p>\",\"subject\":\"s\"}";
+    for (int i = 0; names[i]; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s.txt", names[i]);
+        assert_non_null(jobs_template(name));
+        char *t = render(jobs_template(name), data, false);
+        assert_non_null(t);
+        assert_int_equal(strncmp(t, "Subject: ", 9), 0);
+        free(t);
+        snprintf(name, sizeof(name), "%s.html", names[i]);
+        assert_non_null(jobs_template(name));
+        t = render(jobs_template(name), data, true);
+        assert_non_null(t);
+        free(t);
+    }
+    char *t = render(jobs_template("layout.html"), data, true);
+    assert_non_null(strstr(t, "<p>c</p>"));
+    free(t);
+    assert_null(jobs_template("nope.txt"));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_signature),
-        cmocka_unit_test(test_schedule),
-        cmocka_unit_test(test_mime_header),
+        cmocka_unit_test(test_signature),          cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_mime_header),        cmocka_unit_test(test_template),
+        cmocka_unit_test(test_embedded_templates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

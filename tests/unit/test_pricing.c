@@ -153,26 +153,26 @@ static void
 test_rfc3339(void **state)
 {
     int64_t a, b;
-    assert_true(pr_rfc3339("2026-12-01T00:00:00Z", &a));
+    assert_true(api_rfc3339("2026-12-01T00:00:00Z", &a));
     assert_int_equal(a, 1796083200LL * 1000000);
-    assert_true(pr_rfc3339("2026-12-01T01:00:00+01:00", &b));
+    assert_true(api_rfc3339("2026-12-01T01:00:00+01:00", &b));
     assert_int_equal(a, b);
-    assert_true(pr_rfc3339("2026-11-30T19:00:00-05:00", &b));
+    assert_true(api_rfc3339("2026-11-30T19:00:00-05:00", &b));
     assert_int_equal(a, b);
-    assert_true(pr_rfc3339("2026-12-01T00:00:00.25Z", &b));
+    assert_true(api_rfc3339("2026-12-01T00:00:00.25Z", &b));
     assert_int_equal(b - a, 250000);
     /* the form PostgreSQL's JSON gives back (a PATCH merges it) */
-    assert_true(pr_rfc3339("2026-12-01T20:28:16.668884+00:00", &b));
-    assert_true(pr_rfc3339("2024-02-29T12:00:00Z", &b));
-    assert_false(pr_rfc3339("2023-02-29T12:00:00Z", &b));
-    assert_false(pr_rfc3339("2026-02-30T00:00:00Z", &b));
-    assert_false(pr_rfc3339("2026-12-01T00:00:00", &b)); /* no offset */
-    assert_false(pr_rfc3339("2026-12-01", &b));
-    assert_false(pr_rfc3339("2026-12-01T24:00:00Z", &b));
-    assert_false(pr_rfc3339("2026-12-01T00:00:00Zjunk", &b));
-    assert_false(pr_rfc3339("2026-12-01T00:00:00.Z", &b));
-    assert_false(pr_rfc3339("tomorrow", &b));
-    assert_false(pr_rfc3339(NULL, &b));
+    assert_true(api_rfc3339("2026-12-01T20:28:16.668884+00:00", &b));
+    assert_true(api_rfc3339("2024-02-29T12:00:00Z", &b));
+    assert_false(api_rfc3339("2023-02-29T12:00:00Z", &b));
+    assert_false(api_rfc3339("2026-02-30T00:00:00Z", &b));
+    assert_false(api_rfc3339("2026-12-01T00:00:00", &b)); /* no offset */
+    assert_false(api_rfc3339("2026-12-01", &b));
+    assert_false(api_rfc3339("2026-12-01T24:00:00Z", &b));
+    assert_false(api_rfc3339("2026-12-01T00:00:00Zjunk", &b));
+    assert_false(api_rfc3339("2026-12-01T00:00:00.Z", &b));
+    assert_false(api_rfc3339("tomorrow", &b));
+    assert_false(api_rfc3339(NULL, &b));
 }
 
 int

@@ -60,6 +60,7 @@ net_reply_t *jobs_h_hook_get(api_ctx_t *ctx);
 net_reply_t *jobs_h_hook_update(api_ctx_t *ctx);
 net_reply_t *jobs_h_hook_delete(api_ctx_t *ctx);
 net_reply_t *jobs_h_hook_deliveries(api_ctx_t *ctx);
+net_reply_t *jobs_h_hook_replay(api_ctx_t *ctx);
 
 /* admin.c */
 net_reply_t *jobs_h_dead_list(api_ctx_t *ctx);

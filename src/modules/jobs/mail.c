@@ -1,11 +1,14 @@
 /*
- * mail.c: e-mail jobs: the templates (order confirmation, shipped, cancelled,
- * password reset, a webhook endpoint disabled), the message (MIME headers: encoded Subject, Date,
- * Message-ID), and the two mailers behind one call: SMTP over libcurl when
- * SHOPD_SMTP_URL is set, else the file outbox (one .eml per message in
- * SHOPD_OUTBOX_DIR, named after the job so a job that runs twice writes one
- * file). SMTP answers 5xx are permanent (a dead letter at once); anything else
- * that fails (4xx, a timeout, no connection) is retried.
+ * mail.c: e-mail jobs: the data of each template (order confirmation,
+ * shipped, cancelled, password reset, a webhook endpoint disabled; the store's
+ * settings.email gives the shop's name, logo and Reply-To), the message (a
+ * multipart/alternative of the plain text and the HTML part rendered from the
+ * templates in templates/email, built into the binary; MIME headers: encoded
+ * Subject, Date, Message-ID), and the two mailers behind one call: SMTP over
+ * libcurl when SHOPD_SMTP_URL is set, else the file outbox (one .eml per
+ * message in SHOPD_OUTBOX_DIR, named after the job so a job that runs twice
+ * writes one file). SMTP answers 5xx are permanent (a dead letter at once);
+ * anything else that fails (4xx, a timeout, no connection) is retried.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -58,6 +61,29 @@ jobs_mime_header(const char *s, char *out, size_t cap)
         out[k++] = i + 2 < n ? b64[v & 63] : '=';
     }
     snprintf(out + k, cap > k ? cap - k : 0, "?=");
+}
+
+/* A display name for From (RFC 5322 phrase): RFC 2047-encoded when it is
+ * not ASCII, else a quoted string, so "Mugs & <Co>" cannot read as an
+ * address. */
+static void
+phrase(const char *s, char *out, size_t cap)
+{
+    char enc[600];
+    jobs_mime_header(s, enc, sizeof(enc));
+    if (strncmp(enc, "=?UTF-8?B?", 10) == 0) {
+        snprintf(out, cap, "%s", enc);
+        return;
+    }
+    size_t k = 0;
+    out[k++] = '"';
+    for (const char *p = enc; *p && k + 3 < cap; p++) {
+        if (*p == '"' || *p == '\\')
+            out[k++] = '\\';
+        out[k++] = *p;
+    }
+    out[k++] = '"';
+    out[k] = '\0';
 }
 
 /* An address fit for a header and an SMTP envelope: one line, no brackets. */
@@ -115,9 +141,11 @@ bput(buf_t *b, const char *fmt, ...)
     }
 }
 
-/* The text of an order's confirmation: items, totals, the shipping address. */
+/* The order's lines, totals and shipping address into data (for the order
+ * confirmation's templates), money already formatted in its currency. */
 static shopd_rc_t
-order_text(db_conn_t *c, uint64_t store_id, uint64_t order_id, buf_t *b, char *err, size_t errlen)
+order_data(db_conn_t *c, uint64_t store_id, uint64_t order_id, json_t *data, char *err,
+           size_t errlen)
 {
     char sid[24], oid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
@@ -143,107 +171,166 @@ order_text(db_conn_t *c, uint64_t store_id, uint64_t order_id, buf_t *b, char *e
     json_t *items = json_loads(PQgetvalue(r, 0, 7), 0, NULL);
     size_t i;
     json_t *it;
-    bput(b, "Items:\r\n");
     json_array_foreach(items, i, it)
     {
         money(m, sizeof(m), json_integer_value(json_object_get(it, "line_total")), cur);
-        char name[300];
-        clean_line(json_string_value(json_object_get(it, "name")), name, sizeof(name));
-        bput(b, "  %lld x %s (%s)  %s\r\n",
-             (long long)json_integer_value(json_object_get(it, "quantity")), name,
-             json_string_value(json_object_get(it, "sku")) ?: "", m);
+        json_object_set_new(it, "line_total", json_string(m));
     }
-    json_decref(items);
+    json_object_set_new(data, "items", items ? items : json_array());
     static const char *const labels[] = {"Subtotal", "Discount", "Shipping", "Tax", "Total"};
-    bput(b, "\r\n");
+    json_t *totals = json_array();
     for (int k = 0; k < 5; k++) {
-        money(m, sizeof(m), strtoll(PQgetvalue(r, 0, 1 + k), NULL, 10), cur);
-        bput(b, "%-9s %s\r\n", labels[k], m);
+        long long v = strtoll(PQgetvalue(r, 0, 1 + k), NULL, 10);
+        if (v == 0 && (k == 1 || k == 3))
+            continue; /* no discount, no tax: no line */
+        money(m, sizeof(m), v, cur);
+        json_array_append_new(totals, json_pack("{s:s, s:s}", "label", labels[k], "amount", m));
     }
+    json_object_set_new(data, "totals", totals);
     json_t *addr = json_loads(PQgetvalue(r, 0, 6), JSON_DECODE_ANY, NULL);
     if (json_is_object(addr)) {
-        bput(b, "\r\nShipping to:\r\n");
         static const char *const keys[] = {"name", "line1",  "line2",   "postal_code",
                                            "city", "region", "country", NULL};
+        json_t *lines = json_array();
         for (int k = 0; keys[k]; k++) {
             const char *v = json_string_value(json_object_get(addr, keys[k]));
-            char line[300];
-            if (v && *v) {
-                clean_line(v, line, sizeof(line));
-                bput(b, "  %s\r\n", line);
-            }
+            if (v && *v)
+                json_array_append_new(lines, json_pack("{s:s}", "line", v));
         }
+        json_object_set_new(data, "address", json_pack("{s:o}", "lines", lines));
     }
     json_decref(addr);
     PQclear(r);
     return SHOPD_OK;
 }
 
-/* Renders the template a payload names into the message's text. */
+/* The store's e-mail settings (settings.email: sender_name, logo_url,
+ * reply_to) over its name: what every template shows of the shop. */
 static shopd_rc_t
-render(api_ctx_t *ctx, db_conn_t *c, json_t *pl, char *subject, size_t slen, buf_t *b, char *err,
-       size_t errlen)
+shop_data(api_ctx_t *ctx, db_conn_t *c, json_t *data, char *reply_to, size_t rlen, char *err,
+          size_t errlen)
 {
-    const char *tpl = json_string_value(json_object_get(pl, "template"));
-    const store_snap_t *s = ctx->store;
-    const char *shop = s ? s->name : "the shop";
-    long long number = json_integer_value(json_object_get(pl, "number"));
-    uint64_t order_id = (uint64_t)json_integer_value(json_object_get(pl, "order_id"));
-    if (tpl == NULL) {
-        snprintf(err, errlen, "no template");
-        return SHOPD_INVALID;
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    const char *p[] = {sid};
+    PGresult *r = db_exec(c, "jobs_mail_shop",
+                          "SELECT name, coalesce(settings->'email', '{}')::text FROM stores "
+                          "WHERE id = $1",
+                          1, p);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc != SHOPD_OK || PQntuples(r) != 1) {
+        snprintf(err, errlen, rc != SHOPD_OK ? "database unavailable" : "store not found");
+        PQclear(r);
+        return rc != SHOPD_OK ? SHOPD_AGAIN : SHOPD_INVALID;
     }
-    if (strcmp(tpl, "order_confirmation") == 0) {
-        snprintf(subject, slen, "Your order #%lld at %.120s", number, shop);
-        bput(b, "Thank you for your order #%lld at %s.\r\n\r\n", number, shop);
-        shopd_rc_t rc = order_text(c, ctx->store_id, order_id, b, err, errlen);
-        if (rc != SHOPD_OK)
-            return rc;
-        bput(b, "\r\nWe will write again when it ships.\r\n");
-    } else if (strcmp(tpl, "order_shipped") == 0) {
-        const char *tn = json_string_value(json_object_get(pl, "tracking_number"));
-        char track[200];
-        clean_line(tn, track, sizeof(track));
-        snprintf(subject, slen, "Your order #%lld from %.120s has shipped", number, shop);
-        bput(b, "Your order #%lld from %s is on its way.\r\n", number, shop);
-        if (tn)
-            bput(b, "\r\nTracking number: %s\r\n", track);
-    } else if (strcmp(tpl, "order_cancelled") == 0) {
-        snprintf(subject, slen, "Your order #%lld at %.120s was cancelled", number, shop);
-        bput(b,
-             "Your order #%lld at %s was cancelled. Any payment taken is refunded to the "
-             "original payment method.\r\n",
-             number, shop);
-    } else if (strcmp(tpl, "webhook_disabled") == 0) {
-        char url[600];
-        clean_line(json_string_value(json_object_get(pl, "endpoint_url")), url, sizeof(url));
-        snprintf(subject, slen, "A webhook endpoint of %.120s was disabled", shop);
-        bput(b,
-             "The webhook endpoint %s (id %lld) failed every delivery for too long and was "
-             "disabled.\r\n\r\nIts failed deliveries are dead letters: fix the endpoint, "
-             "enable it again (PATCH /api/v1/admin/webhooks/%lld) and retry them "
-             "(POST /api/v1/admin/jobs/dead-letters/{id}/retry).\r\n",
-             url, (long long)json_integer_value(json_object_get(pl, "endpoint_id")),
-             (long long)json_integer_value(json_object_get(pl, "endpoint_id")));
-    } else if (strcmp(tpl, "password_reset") == 0) {
-        const char *token = json_string_value(json_object_get(pl, "token"));
-        const char *url = json_string_value(json_object_get(pl, "url"));
-        if (token == NULL || url == NULL) {
-            snprintf(err, errlen, "reset token missing");
-            return SHOPD_INVALID;
-        }
-        snprintf(subject, slen, "Reset your password at %.120s", shop);
-        bput(b,
-             "Someone asked to reset the password of your account at %s.\r\n\r\n"
-             "Choose a new password here (the link works once, for one hour):\r\n"
-             "%s\r\n\r\n"
-             "If it was not you, ignore this message.\r\n\r\nReset-Token: %s\r\n",
-             shop, url, token);
-    } else {
+    json_t *em = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
+    const char *name = json_string_value(json_object_get(em, "sender_name"));
+    json_object_set_new(data, "shop", json_string(name && *name ? name : PQgetvalue(r, 0, 0)));
+    const char *logo = json_string_value(json_object_get(em, "logo_url"));
+    if (logo && *logo)
+        json_object_set_new(data, "logo_url", json_string(logo));
+    const char *rt = json_string_value(json_object_get(em, "reply_to"));
+    reply_to[0] = '\0';
+    if (address_ok(rt)) {
+        snprintf(reply_to, rlen, "%s", rt);
+        json_object_set_new(data, "reply_to", json_string(rt));
+    }
+    json_decref(em);
+    PQclear(r);
+    return SHOPD_OK;
+}
+
+/* The data of the template a payload names: the shop, then what the template
+ * shows (the payload's own fields, and the order for a confirmation). */
+static shopd_rc_t
+template_data(api_ctx_t *ctx, db_conn_t *c, json_t *pl, const char *tpl, json_t *data,
+              char *reply_to, size_t rlen, char *err, size_t errlen)
+{
+    static const char *const known[] = {"order_confirmation", "order_shipped",  "order_cancelled",
+                                        "webhook_disabled",   "password_reset", NULL};
+    bool ok = false;
+    for (int i = 0; known[i]; i++)
+        ok |= strcmp(known[i], tpl) == 0;
+    if (!ok) {
         snprintf(err, errlen, "unknown template %.64s", tpl);
         return SHOPD_INVALID;
     }
-    return SHOPD_OK;
+    static const char *const fields[] = {
+        "number", "tracking_number", "endpoint_url", "endpoint_id", "url", "token", NULL};
+    for (int i = 0; fields[i]; i++) {
+        json_t *v = json_object_get(pl, fields[i]);
+        if (v)
+            json_object_set(data, fields[i], v);
+    }
+    if (strcmp(tpl, "password_reset") == 0 && (!json_is_string(json_object_get(pl, "token")) ||
+                                               !json_is_string(json_object_get(pl, "url")))) {
+        snprintf(err, errlen, "reset token missing");
+        return SHOPD_INVALID;
+    }
+    shopd_rc_t rc = shop_data(ctx, c, data, reply_to, rlen, err, errlen);
+    if (rc == SHOPD_OK && strcmp(tpl, "order_confirmation") == 0)
+        rc = order_data(c, ctx->store_id,
+                        (uint64_t)json_integer_value(json_object_get(pl, "order_id")), data, err,
+                        errlen);
+    return rc;
+}
+
+/* Renders one part of the template tpl: "<tpl>.txt" (its first line is
+ * "Subject: ...") or "<tpl>.html" (inside layout.html). malloc'd, NULL when a
+ * template is missing or malformed. */
+static char *
+render_part(const char *tpl, const char *ext, json_t *data)
+{
+    char name[96];
+    snprintf(name, sizeof(name), "%s.%s", tpl, ext);
+    const char *t = jobs_template(name);
+    if (t == NULL)
+        return NULL;
+    bool html = strcmp(ext, "html") == 0;
+    char *part = jobs_tpl_render(t, data, html);
+    if (part == NULL || !html)
+        return part;
+    const char *layout = jobs_template("layout.html");
+    json_object_set_new(data, "content", json_string(part));
+    free(part);
+    char *whole = layout ? jobs_tpl_render(layout, data, true) : NULL;
+    json_object_del(data, "content");
+    return whole;
+}
+
+/* s with every line ended by CRLF (the templates are kept with LF). */
+static void
+put_crlf(buf_t *b, const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        if (*p == '\n' && (p == s || p[-1] != '\r'))
+            bput(b, "\r\n");
+        else
+            bput(b, "%c", *p);
+    }
+}
+
+/* s base64-encoded in lines of 76 characters (RFC 2045), each ended by CRLF. */
+static void
+put_base64(buf_t *b, const char *s, size_t n)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t col = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned char)s[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned char)s[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)s[i + 2];
+        bput(b, "%c%c%c%c", b64[(v >> 18) & 63], b64[(v >> 12) & 63],
+             i + 1 < n ? b64[(v >> 6) & 63] : '=', i + 2 < n ? b64[v & 63] : '=');
+        if ((col += 4) == 76) {
+            bput(b, "\r\n");
+            col = 0;
+        }
+    }
+    if (col)
+        bput(b, "\r\n");
 }
 
 /* ---- mailers ---- */
@@ -361,19 +448,43 @@ jobs_mail_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, const char *payload
               size_t errlen)
 {
     json_t *pl = json_loads(payload, 0, NULL);
+    json_t *data = json_object();
     const char *to = json_string_value(json_object_get(pl, "email"));
-    char subject[600], subj[1200], date[64], host[64] = "localhost";
-    buf_t text = {0}, msg = {0};
+    const char *tpl = json_string_value(json_object_get(pl, "template"));
+    char subj[1200], date[64], host[64] = "localhost", reply_to[256] = "", name[700];
+    char *text = NULL, *html = NULL;
+    buf_t msg = {0};
     shopd_rc_t rc;
     if (!address_ok(to)) {
         snprintf(err, errlen, "no valid recipient");
         rc = SHOPD_INVALID;
         goto out;
     }
-    rc = render(ctx, c, pl, subject, sizeof(subject), &text, err, errlen);
+    if (tpl == NULL) {
+        snprintf(err, errlen, "no template");
+        rc = SHOPD_INVALID;
+        goto out;
+    }
+    rc = template_data(ctx, c, pl, tpl, data, reply_to, sizeof(reply_to), err, errlen);
     if (rc != SHOPD_OK)
         goto out;
-    jobs_mime_header(subject, subj, sizeof(subj));
+    text = render_part(tpl, "txt", data);
+    if (text == NULL || strncmp(text, "Subject: ", 9) != 0 || strchr(text, '\n') == NULL) {
+        snprintf(err, errlen, "template %.64s.txt is missing or malformed", tpl);
+        rc = SHOPD_INVALID;
+        goto out;
+    }
+    /* The text's first line is the subject; the rest is the plain part. */
+    char *nl = strchr(text, '\n');
+    *nl = '\0';
+    json_object_set_new(data, "subject", json_string(text + 9));
+    jobs_mime_header(text + 9, subj, sizeof(subj));
+    html = render_part(tpl, "html", data);
+    if (html == NULL) {
+        snprintf(err, errlen, "template %.64s.html is missing or malformed", tpl);
+        rc = SHOPD_INVALID;
+        goto out;
+    }
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -381,21 +492,51 @@ jobs_mail_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, const char *payload
     const char *at = strchr(ctx->app->cfg->mail_from, '@');
     if (at && at[1])
         snprintf(host, sizeof(host), "%s", at + 1);
-    char name[300];
-    jobs_mime_header(ctx->store ? ctx->store->name : "shopd", name, sizeof(name));
+    phrase(json_string_value(json_object_get(data, "shop")), name, sizeof(name));
+    /* The boundary cannot occur in either part: the text part's lines never
+     * start with "--=_", and the HTML part is base64. */
+    char boundary[64];
+    snprintf(boundary, sizeof(boundary), "=_shopd_%llu_%llu", (unsigned long long)ctx->store_id,
+             (unsigned long long)job_id);
+    bput(&msg, "From: %s <%s>\r\nTo: %s\r\n", name, ctx->app->cfg->mail_from, to);
+    if (reply_to[0])
+        bput(&msg, "Reply-To: %s\r\n", reply_to);
     bput(&msg,
-         "From: %s <%s>\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\n"
-         "Message-ID: <job-%llu-%llu@%s>\r\nMIME-Version: 1.0\r\n"
-         "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n%s",
-         name, ctx->app->cfg->mail_from, to, subj, date, (unsigned long long)ctx->store_id,
-         (unsigned long long)job_id, host, text.p ? text.p : "");
+         "Subject: %s\r\nDate: %s\r\nMessage-ID: <job-%llu-%llu@%s>\r\nMIME-Version: 1.0\r\n"
+         "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n"
+         "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         "Content-Transfer-Encoding: 8bit\r\n\r\n",
+         subj, date, (unsigned long long)ctx->store_id, (unsigned long long)job_id, host, boundary,
+         boundary);
+    put_crlf(&msg, nl + 1);
+    bput(&msg,
+         "\r\n--%s\r\nContent-Type: text/html; charset=utf-8\r\n"
+         "Content-Transfer-Encoding: base64\r\n\r\n",
+         boundary);
+    put_base64(&msg, html, strlen(html));
+    bput(&msg, "--%s--\r\n", boundary);
     if (ctx->app->cfg->smtp_url[0])
         rc = smtp_send(ctx->app, to, msg.p, msg.n, err, errlen);
     else
         rc = file_send(ctx->app, ctx->store_id, job_id, msg.p, msg.n, err, errlen);
 out:
-    free(text.p);
+    free(text);
+    free(html);
     free(msg.p);
+    json_decref(data);
     json_decref(pl);
     return rc;
+}
+
+const char *
+jobs_template(const char *name)
+{
+    struct embed_file_s {
+        const char *name, *text;
+    };
+    extern const struct embed_file_s jobs_mail_templates[];
+    for (const struct embed_file_s *f = jobs_mail_templates; f->name; f++)
+        if (strcmp(f->name, name) == 0)
+            return f->text;
+    return NULL;
 }

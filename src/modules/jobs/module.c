@@ -25,6 +25,7 @@ static const api_route_t jobs_routes[] = {
     {"PATCH", "/api/v1/admin/webhooks/:id", "webhooks.update", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, jobs_h_hook_update, NULL, NULL},
     {"DELETE", "/api/v1/admin/webhooks/:id", "webhooks.delete", API_STORE_ADMIN, API_ORDERED, API_STORE, NULL, jobs_h_hook_delete, NULL, NULL},
     {"GET", "/api/v1/admin/webhooks/:id/deliveries", "webhooks.deliveries", API_STORE_ADMIN, API_ANY, API_STORE, NULL, jobs_h_hook_deliveries, NULL, q_page},
+    {"POST", "/api/v1/admin/webhooks/:id/replay", "webhooks.replay", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, jobs_h_hook_replay, NULL, NULL},
     {"GET", "/api/v1/admin/jobs/dead-letters", "jobs.dead_letters.list", API_STORE_ADMIN, API_ANY, API_STORE, NULL, jobs_h_dead_list, NULL, q_dead},
     {"GET", "/api/v1/admin/jobs/dead-letters/:id", "jobs.dead_letters.get", API_STORE_ADMIN, API_ANY, API_STORE, NULL, jobs_h_dead_get, NULL, NULL},
     {"POST", "/api/v1/admin/jobs/dead-letters/:id/retry", "jobs.dead_letters.retry", API_STORE_ADMIN, API_ORDERED, API_STORE, NULL, jobs_h_dead_retry, NULL, NULL},

@@ -527,3 +527,76 @@ jobs_h_hook_deliveries(api_ctx_t *ctx)
     }
     return jobs_page_reply(ctx, r, limit, "deliveries");
 }
+
+/* POST /api/v1/admin/webhooks/:id/replay: sends again what an endpoint was
+ * sent (done, dead or discarded jobs): one delivery's event
+ * ({"delivery_id": N}) or every event made in a time range ({"from", "to"},
+ * RFC 3339, to exclusive; at most 10,000 jobs per call: ask again for more). Each job
+ * starts its retry schedule again and goes out at the relay's next step with its
+ * event id unchanged (receivers dedupe by Shopd-Event-Id). A disabled endpoint
+ * is enabled first (409 otherwise: its jobs would fail at once). */
+net_reply_t *
+jobs_h_hook_replay(api_ctx_t *ctx)
+{
+    char sid[24], id[24], did[24] = "";
+    if (!jobs_id_param(ctx, id))
+        return api_fail(SHOPD_NOTFOUND, "webhook_not_found", "no such webhook endpoint");
+    static const char *const allowed[] = {"delivery_id", "from", "to", NULL};
+    api_val_t v = {0};
+    api_val_only(&v, ctx->body, allowed);
+    long long delivery = 0;
+    int has_delivery = api_val_int(&v, ctx->body, "delivery_id", 1, INT64_MAX, &delivery);
+    const char *from = api_val_string(&v, ctx->body, "from", false, 1, 64);
+    const char *to = api_val_string(&v, ctx->body, "to", false, 1, 64);
+    int64_t f_us = 0, t_us = 0;
+    if (from && !api_rfc3339(from, &f_us))
+        api_val_add(&v, "from", "must be an RFC 3339 date-time (2026-12-01T00:00:00Z)");
+    if (to && !api_rfc3339(to, &t_us))
+        api_val_add(&v, "to", "must be an RFC 3339 date-time (2026-12-01T00:00:00Z)");
+    if (has_delivery == 1 && (from || to))
+        api_val_add(&v, "delivery_id", "give either delivery_id or from and to, not both");
+    else if (has_delivery == 0 && (from == NULL || to == NULL) && v.n == 0)
+        api_val_add(&v, from ? "to" : "from", "is required (or give delivery_id)");
+    else if (has_delivery == 0 && v.n == 0 && t_us <= f_us)
+        api_val_add(&v, "to", "must be after from");
+    if (v.n)
+        return api_val_reply(&v);
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
+    if (has_delivery == 1)
+        snprintf(did, sizeof(did), "%lld", delivery);
+    const char *p[] = {sid, id, did, from ? from : "", to ? to : ""};
+    net_reply_t *reply = NULL;
+    PGresult *r = run1(
+        ctx, "jobs_hook_replay",
+        "WITH w AS (SELECT id, enabled FROM webhook_endpoints WHERE store_id = $1 AND id = "
+        "$2::bigint), pick AS (SELECT j.id FROM jobs j JOIN w ON w.enabled AND j.endpoint_id = "
+        "w.id WHERE j.store_id = $1 AND j.kind = 'webhook' AND j.state IN ('done', 'dead', "
+        "'discarded') AND CASE WHEN $3 <> '' THEN j.id = (SELECT d.job_id FROM "
+        "webhook_deliveries d WHERE d.store_id = $1 AND d.endpoint_id = w.id AND d.id = "
+        "nullif($3, '')::bigint) ELSE j.outbox_id IN (SELECT o.id FROM outbox o WHERE "
+        "o.store_id = $1 AND o.created_at >= nullif($4, '')::timestamptz AND o.created_at < "
+        "nullif($5, '')::timestamptz) END ORDER BY j.id LIMIT 10000), "
+        "j AS (UPDATE jobs SET state = 'ready', attempts = 0, next_at = now(), finished_at = "
+        "NULL FROM pick WHERE jobs.store_id = $1 AND jobs.id = pick.id RETURNING jobs.id) "
+        "SELECT (SELECT count(*) FROM w), coalesce((SELECT enabled FROM w), false), (SELECT "
+        "count(*) FROM j), CASE WHEN $3 = '' THEN true ELSE EXISTS (SELECT 1 FROM "
+        "webhook_deliveries d WHERE d.store_id = $1 AND d.endpoint_id = $2::bigint AND d.id = "
+        "nullif($3, '')::bigint) END",
+        5, p, &reply);
+    if (reply)
+        return reply;
+    if (db_result_rc(r) != SHOPD_OK)
+        reply = api_db_error(ctx, r, "webhook endpoint");
+    else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0)
+        reply = api_fail(SHOPD_NOTFOUND, "webhook_not_found", "no such webhook endpoint");
+    else if (PQgetvalue(r, 0, 1)[0] != 't')
+        reply = api_fail(SHOPD_CONFLICT, "webhook_disabled",
+                         "the endpoint is disabled: enable it (PATCH enabled: true) first");
+    else if (PQgetvalue(r, 0, 3)[0] != 't')
+        reply = api_fail(SHOPD_NOTFOUND, "delivery_not_found", "no such delivery of this endpoint");
+    else
+        reply = api_json(SHOPD_ACCEPTED,
+                         json_pack("{s:I}", "replayed", (json_int_t)atoll(PQgetvalue(r, 0, 2))));
+    PQclear(r);
+    return reply;
+}

@@ -167,6 +167,11 @@ order_h_list(api_ctx_t *ctx)
     const char *qq = api_query_param(ctx->env, "q", q, sizeof(q));
     const char *li = api_query_param(ctx->env, "limit", limit_s, sizeof(limit_s));
     const char *cs = api_query_param(ctx->env, "cursor", cursor_s, sizeof(cursor_s));
+    int64_t t_us;
+    if (fr && !api_rfc3339(fr, &t_us))
+        api_val_add(&v, "from", "must be an RFC 3339 date-time (2026-12-01T00:00:00Z)");
+    if (tu && !api_rfc3339(tu, &t_us))
+        api_val_add(&v, "to", "must be an RFC 3339 date-time (2026-12-01T00:00:00Z)");
     if (st && order_status_parse(st) < 0)
         api_val_add(&v, "status",
                     "must be one of PENDING, PAID, PROCESSING, SHIPPED, DELIVERED, CANCELLED");

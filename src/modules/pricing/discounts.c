@@ -248,7 +248,7 @@ static const char *
 val_time(api_val_t *v, json_t *b, const char *field, int64_t *us)
 {
     const char *s = api_val_string(v, b, field, false, 1, 40);
-    if (s != NULL && !pr_rfc3339(s, us)) {
+    if (s != NULL && !api_rfc3339(s, us)) {
         api_val_add(v, field, "must be an RFC 3339 date-time (2026-12-01T00:00:00Z)");
         return NULL;
     }

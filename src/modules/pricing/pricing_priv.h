@@ -62,9 +62,6 @@ int pr_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long
 int pr_val_bool(api_val_t *v, json_t *obj, const char *field, bool *out);
 /** A country field: required or not; must be an assigned alpha-2 code. */
 const char *pr_val_country(api_val_t *v, json_t *obj, const char *field, bool required);
-/** Parses an RFC 3339 date-time ("2026-12-01T20:28:16Z", fraction and offset
- *  allowed) into microseconds since the epoch. Pure. */
-bool pr_rfc3339(const char *s, int64_t *us);
 
 /* ---- handlers (module.c's route table) ---- */
 net_reply_t *pricing_h_address_list(api_ctx_t *ctx);

@@ -158,6 +158,51 @@ validate_edge_settings(api_val_t *v, json_t *st)
         api_val_add(v, "settings.rate_quota", "must be an integer from 1 to 1000");
 }
 
+/* settings.email: what the store's e-mails show (src/modules/jobs/mail.c):
+ * sender_name (instead of the store's name), logo_url (an image at the top of
+ * the HTML part), reply_to (the Reply-To address). Checked here so a job never
+ * meets a value it cannot use. */
+static void
+validate_email_settings(api_val_t *v, json_t *st)
+{
+    json_t *em = json_object_get(st, "email");
+    if (em == NULL || json_is_null(em))
+        return;
+    if (!json_is_object(em)) {
+        api_val_add(v, "settings.email", "must be an object");
+        return;
+    }
+    const char *k;
+    json_t *x;
+    json_object_foreach(em, k, x)
+    {
+        const char *s = json_string_value(x);
+        size_t n = s ? strlen(s) : 0;
+        if (strcmp(k, "sender_name") == 0) {
+            if (s == NULL || n < 1 || n > 200)
+                api_val_add(v, "settings.email.sender_name",
+                            "must be a string of 1-200 characters");
+        } else if (strcmp(k, "logo_url") == 0) {
+            bool ok = s && n <= 500 && strncmp(s, "https://", 8) == 0 && n > 8;
+            for (size_t i = 0; ok && i < n; i++)
+                ok = (unsigned char)s[i] > 0x20 && s[i] != '"' && s[i] != '<' && s[i] != '>' &&
+                     s[i] != '\\' && s[i] != 0x7f;
+            if (!ok)
+                api_val_add(v, "settings.email.logo_url",
+                            "must be an https:// URL of at most 500 characters");
+        } else if (strcmp(k, "reply_to") == 0) {
+            bool ok = s && n >= 3 && n <= 254 && strchr(s, '@') && s[0] != '@' && s[n - 1] != '@';
+            for (size_t i = 0; ok && i < n; i++)
+                ok = (unsigned char)s[i] > 0x20 && s[i] != '<' && s[i] != '>' && s[i] != ',' &&
+                     s[i] != 0x7f;
+            if (!ok)
+                api_val_add(v, "settings.email.reply_to", "must be an e-mail address");
+        } else {
+            api_val_add(v, "settings.email", "allows only sender_name, logo_url and reply_to");
+        }
+    }
+}
+
 /* Validates the writable fields of a store; NULL outputs mean "not given". */
 typedef struct store_input_s {
     const char *slug, *name, *currency, *domain, *status;
@@ -225,6 +270,7 @@ validate_input(api_ctx_t *ctx, api_val_t *v, store_input_t *in, bool create)
             api_val_add(v, "settings", "must be a JSON object");
         } else {
             validate_edge_settings(v, st);
+            validate_email_settings(v, st);
             in->settings = json_dumps(st, JSON_COMPACT);
         }
     }
