@@ -23,7 +23,7 @@
 /** A stream entry handed to the blocking pool: which job, and where to XACK. */
 typedef struct jobs_task_s {
     uint64_t store_id, job_id;
-    char kind[16];  /**< email, webhook: the stream is JOBS_STREAM_PREFIX kind */
+    char kind[16];  /**< email, webhook, noop: the stream is JOBS_STREAM_PREFIX kind */
     char entry[48]; /**< the stream entry id */
 } jobs_task_t;
 
@@ -33,6 +33,10 @@ const char *jobs_consumer(void);
 /* relay.c: the pump thread */
 int jobs_pump_start(app_t *app);
 void jobs_pump_stop(app_t *app);
+
+/** A job ended (its slot of SHOPD_JOBS_INFLIGHT is free): wakes the pump if it
+ *  waits for room. Any thread. */
+void jobs_slot_freed(void);
 
 /* run.c: one task on a blocking lane (api_job_send's run and drop) */
 void jobs_run(api_ctx_t *ctx, void *arg);

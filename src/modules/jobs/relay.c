@@ -30,7 +30,9 @@
 #define RELAY_BATCH 500
 #define RELAY_LOCK "7417140001" /* advisory lock key of the relay step */
 
-static const char *const kinds[] = {"email", "webhook"};
+/* noop: a job that does nothing, for measuring the machinery (outbox kind
+ * jobs.noop; bench/jobs.sh). */
+static const char *const kinds[] = {"email", "webhook", "noop"};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 static pthread_t pump;
@@ -93,7 +95,9 @@ relay_body(db_conn_t *c, void *arg)
                 "w AS (INSERT INTO jobs (store_id, outbox_id, kind, endpoint_id) SELECT "
                 "o.store_id, o.id, 'webhook', we.id FROM o JOIN webhook_endpoints we ON "
                 "we.store_id = o.store_id AND we.enabled AND (o.kind = ANY (we.events) OR '*' = "
-                "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING) "
+                "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING), "
+                "n AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'noop' "
+                "FROM o WHERE o.kind = 'jobs.noop' ON CONFLICT DO NOTHING) "
                 "SELECT count(*) FROM o",
                 1, lim);
     rc = db_result_rc(r);
@@ -293,6 +297,39 @@ dispatch_entry(app_t *app, kv_conn_t *kv, const char *kind, const redisReply *e)
         jobs_drop(t);
 }
 
+/* The pump waits here while every slot is taken, until a job ends: with a
+ * plain sleep of the poll interval a full pool ran at most SHOPD_JOBS_INFLIGHT
+ * jobs per interval (160/s by default). */
+static pthread_mutex_t room_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t room_cond = PTHREAD_COND_INITIALIZER;
+
+void
+jobs_slot_freed(void)
+{
+    pthread_mutex_lock(&room_lock);
+    pthread_cond_signal(&room_cond);
+    pthread_mutex_unlock(&room_lock);
+}
+
+static void
+wait_for_room(app_t *app, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&room_lock);
+    /* Checked under the lock: a job that ended before the wait has signalled
+     * in vain, but then there is room and no wait. */
+    if (atomic_load_explicit(&jobs_stats.inflight, memory_order_relaxed) >= app->cfg->jobs_inflight)
+        pthread_cond_timedwait(&room_cond, &room_lock, &until);
+    pthread_mutex_unlock(&room_lock);
+}
+
 static long
 free_slots(app_t *app)
 {
@@ -330,18 +367,24 @@ read_new(app_t *app, kv_conn_t *kv)
 {
     long room = free_slots(app);
     if (room <= 0) {
-        usleep((useconds_t)app->cfg->jobs_poll_ms * 1000);
+        wait_for_room(app, app->cfg->jobs_poll_ms);
         return;
     }
     char count[24], block[24];
     snprintf(count, sizeof(count), "%ld", room);
     snprintf(block, sizeof(block), "%d", app->cfg->jobs_poll_ms);
-    char s0[64], s1[64];
-    snprintf(s0, sizeof(s0), JOBS_STREAM_PREFIX "%s", kinds[0]);
-    snprintf(s1, sizeof(s1), JOBS_STREAM_PREFIX "%s", kinds[1]);
-    const char *argv[] = {"XREADGROUP", "GROUP",   JOBS_GROUP, consumer, "COUNT", count, "BLOCK",
-                          block,        "STREAMS", s0,         s1,       ">",     ">"};
-    redisReply *x = kv_commandv(kv, 13, argv, NULL);
+    /* One read over every kind's stream: "STREAMS s1 s2 ... > > ...". */
+    char streams[NKINDS][64];
+    const char *argv[9 + 2 * NKINDS] = {"XREADGROUP", "GROUP", JOBS_GROUP, consumer, "COUNT",
+                                        count,        "BLOCK", block,      "STREAMS"};
+    int argc = 9;
+    for (size_t k = 0; k < NKINDS; k++) {
+        snprintf(streams[k], sizeof(streams[k]), JOBS_STREAM_PREFIX "%s", kinds[k]);
+        argv[argc++] = streams[k];
+    }
+    for (size_t k = 0; k < NKINDS; k++)
+        argv[argc++] = ">";
+    redisReply *x = kv_commandv(kv, argc, argv, NULL);
     if (x == NULL) {
         usleep((useconds_t)app->cfg->jobs_poll_ms * 1000); /* Redis down: wait, retry */
         return;
