@@ -597,6 +597,53 @@ test_tail_and_cancel(void **state)
 /* import.products: the rows cut into batches of products.import (about six
  * here: SHOPD_MAX_BODY is 16 KiB), one answer for all, the rejected rows
  * numbered in the whole import; each row with a variant and its stock. */
+/* The jobs and webhook routes are operations too: a store's endpoints made,
+ * read, replayed and removed, and its dead letters listed, over the admin port. */
+static void
+test_jobs_and_webhook_ops(void **state)
+{
+    (void)state;
+    int fd = session(ADMIN_TOKEN);
+    long id = th_create_store(srv, th_slug("hooks"), NULL);
+    json_t *a = ask(fd, 1, "webhooks.create",
+                    json_pack("{s:I,s:s,s:[s]}", "store", (json_int_t)id, "url",
+                              "https://hooks.example.com/in", "events", "order.placed"));
+    assert_true(json_is_true(json_object_get(a, "ok")));
+    json_t *res = json_object_get(a, "result");
+    json_int_t hook = json_integer_value(json_object_get(res, "id"));
+    assert_true(hook > 0);
+    assert_int_equal(strncmp(json_string_value(json_object_get(res, "secret")), "whsec_", 6), 0);
+    json_decref(a);
+    a = ask(fd, 2, "webhooks.list", json_pack("{s:I}", "store", (json_int_t)id));
+    json_t *data = json_object_get(json_object_get(a, "result"), "data");
+    assert_int_equal(json_array_size(data), 1);
+    assert_null(json_object_get(json_array_get(data, 0), "secret"));
+    json_decref(a);
+    a = ask(fd, 3, "webhooks.replay",
+            json_pack("{s:I,s:I,s:s,s:s}", "store", (json_int_t)id, "id", hook, "from",
+                      "2020-01-01T00:00:00Z", "to", "2030-01-01T00:00:00Z"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(a, "result"), "replayed")),
+                     0);
+    json_decref(a);
+    a = ask(fd, 4, "webhooks.replay", json_pack("{s:I,s:I}", "store", (json_int_t)id, "id", hook));
+    assert_string_equal(err_code(a), "validation_failed");
+    json_decref(a);
+    a = ask(fd, 5, "jobs.dead_letters.list", json_pack("{s:I}", "store", (json_int_t)id));
+    assert_true(json_is_array(json_object_get(json_object_get(a, "result"), "data")));
+    json_decref(a);
+    a = ask(fd, 6, "jobs.dead_letters.retry",
+            json_pack("{s:I,s:I}", "store", (json_int_t)id, "id", (json_int_t)999999999));
+    assert_string_equal(err_code(a), "job_not_found");
+    json_decref(a);
+    a = ask(fd, 7, "webhooks.delete", json_pack("{s:I,s:I}", "store", (json_int_t)id, "id", hook));
+    assert_true(json_is_true(json_object_get(a, "ok")));
+    json_decref(a);
+    a = ask(fd, 8, "webhooks.get", json_pack("{s:I,s:I}", "store", (json_int_t)id, "id", hook));
+    assert_string_equal(err_code(a), "webhook_not_found");
+    json_decref(a);
+    close(fd);
+}
+
 static void
 test_import_op(void **state)
 {
@@ -853,6 +900,7 @@ main(void)
         cmocka_unit_test(test_store_admin_jwt),
         cmocka_unit_test(test_many_connections),
         cmocka_unit_test(test_import_op),
+        cmocka_unit_test(test_jobs_and_webhook_ops),
         cmocka_unit_test(test_shopctl),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_limits),
