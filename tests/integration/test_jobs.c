@@ -214,14 +214,13 @@ say(int c, const char *s)
     }
 }
 
+/* One SMTP session (shopd keeps its sessions open between messages, one per
+ * blocking thread, so each has a thread here). */
 static void *
-sink_main(void *arg)
+sink_session(void *arg)
 {
-    (void)arg;
-    for (;;) {
-        int c = accept(sink.fd, NULL, NULL);
-        if (c < 0)
-            return NULL;
+    int c = (int)(intptr_t)arg;
+    {
         char buf[8192], line[1024], msg[32768];
         size_t len = 0;
         say(c, "220 sink ESMTP\r\n");
@@ -260,6 +259,23 @@ sink_main(void *arg)
             }
         }
         close(c);
+    }
+    return NULL;
+}
+
+static void *
+sink_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int c = accept(sink.fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        pthread_t t;
+        if (pthread_create(&t, NULL, sink_session, (void *)(intptr_t)c) != 0)
+            close(c);
+        else
+            pthread_detach(t);
     }
 }
 

@@ -22,6 +22,7 @@
 
 #include "jobs_priv.h"
 #include "shopd/log.h"
+#include "shopd/xfer.h"
 
 /* ---- MIME helpers ---- */
 
@@ -385,7 +386,9 @@ upload_cb(char *out, size_t size, size_t nmemb, void *ud)
 static shopd_rc_t
 smtp_send(app_t *app, const char *to, const char *msg, size_t len, char *err, size_t errlen)
 {
-    CURL *h = curl_easy_init();
+    /* The thread's own handle: its SMTP session stays open for the next
+     * message (RSET, not a new TCP and TLS handshake and EHLO each time). */
+    CURL *h = xfer_handle(XFER_SMTP);
     if (h == NULL) {
         snprintf(err, errlen, "curl init failed");
         return SHOPD_AGAIN;
@@ -414,7 +417,6 @@ smtp_send(app_t *app, const char *to, const char *msg, size_t len, char *err, si
     long code = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     curl_slist_free_all(rcpts);
-    curl_easy_cleanup(h);
     if (cc == CURLE_OK)
         return SHOPD_OK;
     snprintf(err, errlen, "smtp: %s (reply %ld)", curl_easy_strerror(cc), code);

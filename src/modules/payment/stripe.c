@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "shopd/log.h"
+#include "shopd/xfer.h"
 #include "shopd/payment.h"
 
 #define STRIPE_MAX_BODY (1024 * 1024) /* a PaymentIntent is a few KiB */
@@ -64,42 +65,6 @@ on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* The calling thread's handle, kept between calls so its connection is reused,
- * and cleaned up when the thread ends (the blocking pool joins its threads at
- * stop, so nothing is left for LeakSanitizer). */
-static pthread_key_t curl_key;
-static pthread_once_t curl_key_once = PTHREAD_ONCE_INIT;
-
-static void
-curl_key_free(void *h)
-{
-    curl_easy_cleanup(h);
-}
-
-static void
-curl_key_make(void)
-{
-    if (pthread_key_create(&curl_key, curl_key_free) != 0)
-        abort();
-}
-
-static CURL *
-handle(void)
-{
-    pthread_once(&curl_key_once, curl_key_make);
-    CURL *h = pthread_getspecific(curl_key);
-    if (h == NULL) {
-        h = curl_easy_init();
-        if (h != NULL && pthread_setspecific(curl_key, h) != 0) {
-            curl_easy_cleanup(h);
-            h = NULL;
-        }
-    } else {
-        curl_easy_reset(h); /* keeps the connection cache */
-    }
-    return h;
-}
-
 /* One call. SHOPD_OK with *status and *doc (the parsed JSON answer, caller
  * decrefs) when Stripe answered with JSON, SHOPD_UNAVAILABLE otherwise. */
 static shopd_rc_t
@@ -108,7 +73,7 @@ stripe_call(const pay_account_t *a, const char *method, const char *path, const 
 {
     *doc = NULL;
     *status = 0;
-    CURL *h = handle();
+    CURL *h = xfer_handle(XFER_STRIPE);
     if (h == NULL)
         return SHOPD_UNAVAILABLE;
     char url[512], auth[300], idem[320];
