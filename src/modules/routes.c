@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shopd/analytics.h"
 #include "shopd/api.h"
 #include "shopd/auth.h"
 #include "shopd/cart.h"
@@ -22,10 +23,10 @@
 #include "shopd/search.h"
 #include "shopd/store.h"
 
-const api_module_t *const api_modules[] = {&api_system_module, &store_module,   &auth_module,
-                                           &catalog_module,    &pricing_module, &cart_module,
-                                           &order_module,      &payment_module, &jobs_module,
-                                           &search_module,     &pages_module};
+const api_module_t *const api_modules[] = {&api_system_module, &store_module,     &auth_module,
+                                           &catalog_module,    &pricing_module,   &cart_module,
+                                           &order_module,      &payment_module,   &jobs_module,
+                                           &search_module,     &analytics_module, &pages_module};
 const size_t api_nmodules = SHOPD_ARRAY_LEN(api_modules);
 
 const api_route_t *api_routes;
