@@ -289,7 +289,7 @@
     });
     if (rows.length === 0) return;
     const idx = rows.map((_, i) => i);
-    const names = rows.map((p) => (p.name.length > 18 ? p.name.slice(0, 17) + "…" : p.name));
+    const names = rows.map((p) => (p.name.length > 15 ? p.name.slice(0, 14) + "…" : p.name));
     charts.top = new uPlot(
       {
         width: chartWidth(el),
