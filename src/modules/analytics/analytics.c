@@ -204,12 +204,14 @@ analytics_h_top_products(api_ctx_t *ctx)
         return api_unavailable("the database");
     /* Per product over its variants; a product whose orders were all cancelled
      * (units back to 0) is not a best seller. The name is the product's today,
-     * or the one it was last sold under if it was deleted. */
+     * or one it was sold under if it was deleted (max: one hashed pass, no
+     * sort per product). The cost is the rollup rows in range: days times the
+     * variants sold each day. */
     PGresult *r = db_exec(
         c, "analytics_top",
         "WITH " ANALYTICS_RANGE_CTE ", "
         "t AS (SELECT a.product_id, sum(a.units) units, sum(a.revenue) revenue, "
-        "(array_agg(a.name ORDER BY a.day DESC))[1] AS sold_name, row_number() OVER (ORDER BY "
+        "max(a.name) AS sold_name, row_number() OVER (ORDER BY "
         "CASE WHEN $4 = 'units' THEN sum(a.units) ELSE sum(a.revenue) END DESC, CASE WHEN $4 = "
         "'units' THEN sum(a.revenue) ELSE sum(a.units) END DESC, a.product_id) AS rank FROM "
         "analytics_product_daily a, ok WHERE ok.st = 'ok' AND a.store_id = $1::bigint AND "
