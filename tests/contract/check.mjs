@@ -483,6 +483,8 @@ async function main() {
   await call('get', '/api/v1/admin/analytics/sales?period=day', { token: A, tenant: slug, expect: 400 });
   await call('get', '/api/v1/admin/analytics/sales', { token: C, tenant: slug, expect: 403 });
   await call('get', '/api/v1/admin/analytics/top-products?limit=0', { token: A, tenant: slug, expect: 422 });
+  await call('post', '/api/v1/admin/analytics/rebuild', { token: PTOK, tenant: slug, expect: 200 });
+  await call('post', '/api/v1/admin/analytics/rebuild', { token: A, tenant: slug, expect: 403 });
 
   // Deletes
   await call('delete', `/api/v1/variants/${vid}`, { token: A, tenant: slug, expect: 204 });

@@ -273,3 +273,23 @@ analytics_rebuild(db_conn_t *c, uint64_t store_id, size_t *stores)
     *stores = rc == SHOPD_OK ? rb.n : 0;
     return rc;
 }
+
+net_reply_t *
+analytics_h_rebuild(api_ctx_t *ctx)
+{
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    uint64_t t0 = shopd_now_us();
+    size_t n = 0;
+    shopd_rc_t rc = analytics_rebuild(c, ctx->store_id, &n);
+    db_release(c);
+    if (rc == SHOPD_UNAVAILABLE)
+        return api_unavailable("the database");
+    if (rc != SHOPD_OK)
+        return api_internal(ctx, "analytics rebuild");
+    if (n == 0)
+        return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
+    return api_json(SHOPD_OK, json_pack("{s:I,s:I}", "stores", (json_int_t)n, "ms",
+                                        (json_int_t)((shopd_now_us() - t0) / 1000)));
+}
