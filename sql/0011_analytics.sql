@@ -32,7 +32,7 @@
 -- since its days move.
 
 -- The rollup tables. Nothing references products: a product deleted later
--- keeps its history (name as last sold).
+-- keeps its history (the name it was sold under).
 CREATE TABLE analytics_sales_daily (
     store_id  bigint NOT NULL REFERENCES stores (id) ON DELETE CASCADE,
     currency  char(3) NOT NULL,

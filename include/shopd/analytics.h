@@ -47,5 +47,8 @@ bool analytics_date_parse(const char *s, long *days);
 
 net_reply_t *analytics_h_sales(api_ctx_t *ctx);
 net_reply_t *analytics_h_top_products(api_ctx_t *ctx);
+/** POST /api/v1/admin/analytics/rebuild: the resolved store's rollups
+ *  recomputed (analytics_rebuild); {stores, ms}. Blocking pool. */
+net_reply_t *analytics_h_rebuild(api_ctx_t *ctx);
 
 #endif

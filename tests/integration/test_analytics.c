@@ -9,7 +9,10 @@
  * zone (23:30 UTC is the next day in Paris), top products by revenue and by
  * units, bad input, other tenants and customers refused.
  */
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -123,6 +126,33 @@ shop_new(const char *prefix)
     s.rate = jint(r.json, "id");
     th_resp_free(&r);
     return s;
+}
+
+/* A guest buys qty of variant v without asserting (any thread): the order's
+ * id, or 0 when a step failed. */
+static long
+buy_quiet(shop_t *s, long v, int qty)
+{
+    char body[512], cart[64];
+    long id = 0;
+    snprintf(body, sizeof(body), "{\"variant_id\":%ld,\"quantity\":%d}", v, qty);
+    th_resp_t r = rq(s->id, NULL, NULL, "POST", "/api/v1/cart/add", body);
+    const char *h = th_header(&r, "X-Cart-Id");
+    snprintf(cart, sizeof(cart), "%s", h ? h : "");
+    bool ok = r.status == 200 && cart[0];
+    th_resp_free(&r);
+    if (!ok)
+        return 0;
+    snprintf(body, sizeof(body),
+             "{\"email\":\"buyer@example.com\",\"shipping_address\":{\"name\":\"Ada\",\"line1\":"
+             "\"Str 1\",\"city\":\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"},"
+             "\"shipping_rate_id\":%ld}",
+             s->rate);
+    r = rq(s->id, NULL, cart, "POST", "/api/v1/checkout", body);
+    if (r.status == 201)
+        id = jint(r.json, "id");
+    th_resp_free(&r);
+    return id;
 }
 
 /* A guest buys qa of variant a and qb of variant b (b 0: none); the order's id. */
@@ -520,10 +550,14 @@ test_timezone(void **state)
     wait_relayed(&s);
     /* 23:30 UTC on the 15th is 00:30 on the 16th in Paris (UTC+1 in November). */
     backdate(&s, o, "2026-11-15 23:30:00+00");
-    char sid[24];
-    snprintf(sid, sizeof(sid), "%ld", s.id);
-    const char *p[] = {sid, NULL};
-    th_sql("SELECT analytics_rebuild($1::bigint)", p);
+    /* The HTTP twin of the admin op: super admins (and the platform token) only. */
+    r = rq(s.id, s.admin.access, NULL, "POST", "/api/v1/admin/analytics/rebuild", NULL);
+    assert_int_equal(r.status, 403);
+    th_resp_free(&r);
+    r = rq(s.id, TH_PLATFORM_TOKEN, NULL, "POST", "/api/v1/admin/analytics/rebuild", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "stores"), 1);
+    th_resp_free(&r);
     assert_rollups_true(s.id);
     r = sales(&s, "from=2026-11-15&to=2026-11-16");
     assert_int_equal(r.status, 200);
@@ -553,6 +587,94 @@ test_timezone(void **state)
     assert_int_equal(jint(period(&r, "2026-11-15"), "orders"), 0);
     th_resp_free(&r);
     th_user_free(&s.admin);
+}
+
+/* Traffic from several threads (checkouts, cancellations) while rebuilds run
+ * and a second shopd relaying the same outbox is killed with SIGKILL: once the
+ * outbox is drained the rollups still equal the orders, so no delta was lost
+ * or applied twice (a rebuild and a relay step never overlap, a rebuild nets
+ * out what is in flight, a killed relay's batch rolls back whole). */
+typedef struct traffic_s {
+    shop_t *shop;
+    int orders, failures;
+} traffic_t;
+
+static atomic_int traffic_running; /* threads not done yet (seq_cst: a plain flag) */
+
+static void *
+traffic(void *arg)
+{
+    traffic_t *t = arg;
+    for (int i = 0; i < 8; i++) {
+        long id = buy_quiet(t->shop, i % 2 ? t->shop->v1a : t->shop->v2, 1 + i % 3);
+        if (id == 0) {
+            t->failures++;
+            continue;
+        }
+        t->orders++;
+        if (i % 3 == 2) {
+            char path[96];
+            snprintf(path, sizeof(path), "/api/v1/orders/%ld/transitions", id);
+            th_resp_t r = rq(t->shop->id, t->shop->admin.access, NULL, "POST", path,
+                             "{\"to\":\"CANCELLED\"}");
+            if (r.status != 200)
+                t->failures++;
+            th_resp_free(&r);
+        }
+    }
+    atomic_fetch_sub(&traffic_running, 1);
+    return NULL;
+}
+
+static void
+test_concurrent_rebuild_and_crash(void **state)
+{
+    (void)state;
+    shop_t s = shop_new("ancc");
+    const char *env2[] = {"SHOPD_JOBS_POLL_MS=10", "SHOPD_OUTBOX_DIR=/tmp/test-analytics-outbox-2",
+                          NULL};
+    th_server_t *other = th_start(env2);
+    enum { NT = 4 };
+    pthread_t tid[NT];
+    traffic_t t[NT];
+    atomic_store(&traffic_running, NT);
+    for (int i = 0; i < NT; i++) {
+        t[i] = (traffic_t){.shop = &s};
+        assert_int_equal(pthread_create(&tid[i], NULL, traffic, &t[i]), 0);
+    }
+    char sid[24], out[4096], args[96];
+    snprintf(sid, sizeof(sid), "%ld", s.id);
+    snprintf(args, sizeof(args), "analytics rebuild --store %ld", s.id);
+    const char *p[] = {sid, NULL};
+    /* Rebuilds for as long as the traffic lasts (at least 4). */
+    int rebuilds = 0;
+    while (rebuilds < 4 || atomic_load(&traffic_running) > 0) {
+        assert_int_equal(shopctl(args, out, sizeof(out)), 0);
+        th_sql("SELECT analytics_rebuild($1::bigint)", p);
+        if (++rebuilds == 2)
+            kill(other->pid, SIGKILL); /* mid-traffic, maybe mid-batch */
+    }
+    print_message("%d rebuilds during the traffic\n", rebuilds);
+    for (int i = 0; i < NT; i++)
+        pthread_join(tid[i], NULL);
+    assert_int_equal(th_stop(other), 128 + SIGKILL);
+    int orders = 0;
+    for (int i = 0; i < NT; i++) {
+        assert_int_equal(t[i].failures, 0);
+        orders += t[i].orders;
+    }
+    assert_int_equal(orders, NT * 8);
+    wait_relayed(&s);
+    assert_rollups_true(s.id);
+    th_resp_t r = sales(&s, NULL);
+    assert_int_equal(jint(json_object_get(r.json, "totals"), "orders"),
+                     sql_long("SELECT count(*) FROM orders WHERE store_id = $1::bigint AND status "
+                              "<> 'CANCELLED'",
+                              s.id));
+    th_resp_free(&r);
+    th_user_free(&s.admin);
+    if (system("rm -rf /tmp/test-analytics-outbox-2") != 0)
+        fprintf(stderr, "could not remove the second outbox\n");
 }
 
 /* Bad ranges and parameters get 422 with the field; strangers are refused. */
@@ -663,6 +785,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rollups_and_sales),
         cmocka_unit_test(test_timezone),
+        cmocka_unit_test(test_concurrent_rebuild_and_crash),
         cmocka_unit_test(test_bad_input_and_access),
         TH_STOP_TEST,
     };

@@ -204,12 +204,14 @@ analytics_h_top_products(api_ctx_t *ctx)
         return api_unavailable("the database");
     /* Per product over its variants; a product whose orders were all cancelled
      * (units back to 0) is not a best seller. The name is the product's today,
-     * or the one it was last sold under if it was deleted. */
+     * or one it was sold under if it was deleted (max: one hashed pass, no
+     * sort per product). The cost is the rollup rows in range: days times the
+     * variants sold each day. */
     PGresult *r = db_exec(
         c, "analytics_top",
         "WITH " ANALYTICS_RANGE_CTE ", "
         "t AS (SELECT a.product_id, sum(a.units) units, sum(a.revenue) revenue, "
-        "(array_agg(a.name ORDER BY a.day DESC))[1] AS sold_name, row_number() OVER (ORDER BY "
+        "max(a.name) AS sold_name, row_number() OVER (ORDER BY "
         "CASE WHEN $4 = 'units' THEN sum(a.units) ELSE sum(a.revenue) END DESC, CASE WHEN $4 = "
         "'units' THEN sum(a.revenue) ELSE sum(a.units) END DESC, a.product_id) AS rank FROM "
         "analytics_product_daily a, ok WHERE ok.st = 'ok' AND a.store_id = $1::bigint AND "
@@ -270,4 +272,24 @@ analytics_rebuild(db_conn_t *c, uint64_t store_id, size_t *stores)
     shopd_rc_t rc = db_tx(c, rebuild_body, &rb);
     *stores = rc == SHOPD_OK ? rb.n : 0;
     return rc;
+}
+
+net_reply_t *
+analytics_h_rebuild(api_ctx_t *ctx)
+{
+    db_conn_t *c = db_acquire(ctx->app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("the database");
+    uint64_t t0 = shopd_now_us();
+    size_t n = 0;
+    shopd_rc_t rc = analytics_rebuild(c, ctx->store_id, &n);
+    db_release(c);
+    if (rc == SHOPD_UNAVAILABLE)
+        return api_unavailable("the database");
+    if (rc != SHOPD_OK)
+        return api_internal(ctx, "analytics rebuild");
+    if (n == 0)
+        return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
+    return api_json(SHOPD_OK, json_pack("{s:I,s:I}", "stores", (json_int_t)n, "ms",
+                                        (json_int_t)((shopd_now_us() - t0) / 1000)));
 }
