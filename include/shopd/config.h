@@ -87,6 +87,10 @@ typedef struct cfg_s {
     int cors_max_age;   /**< seconds a browser may keep a preflight answer */
     char *tls_cert;     /**< PEM certificate chain: serve HTTPS ("" = plain HTTP) */
     char *tls_key;      /**< PEM private key of tls_cert */
+    bool pages;         /**< serve /openapi.yaml, /docs and /admin */
+    char *web_dir;      /**< the pages' folder (admin/, docs/) */
+    char *docs_dir;     /**< the folder of openapi.yaml */
+    char *vendor_dir;   /**< npm packages the pages use (swagger-ui-dist, uplot) */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

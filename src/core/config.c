@@ -115,6 +115,10 @@ static const cfg_row_t cfg_rows[] = {
     {"cors-origins", "SHOPD_CORS_ORIGINS", CFG_STR, O(cors_origins), 0, 0, "", "origins (https://app.example.com,https://*.example.com) allowed on routes no store names; stores list theirs in settings.cors_origins"},
     {"tls-cert", "SHOPD_TLS_CERT", CFG_STR, O(tls_cert), 0, 0, "", "PEM certificate chain file: serve HTTPS, TLS 1.2/1.3 (empty: plain HTTP); SIGHUP reloads it"},
     {"tls-key", "SHOPD_TLS_KEY", CFG_STR, O(tls_key), 0, 0, "", "PEM private key file of the TLS certificate"},
+    {"pages", "SHOPD_PAGES", CFG_BOOL, O(pages), 0, 0, "true", "serve /openapi.yaml, Swagger UI at /docs and the admin dashboard at /admin"},
+    {"web-dir", "SHOPD_WEB_DIR", CFG_STR, O(web_dir), 0, 0, SHOPD_SOURCE_DIR "/web", "folder of the pages (admin/, docs/)"},
+    {"docs-dir", "SHOPD_DOCS_DIR", CFG_STR, O(docs_dir), 0, 0, SHOPD_SOURCE_DIR "/docs", "folder of openapi.yaml, served at /openapi.yaml"},
+    {"vendor-dir", "SHOPD_VENDOR_DIR", CFG_STR, O(vendor_dir), 0, 0, SHOPD_SOURCE_DIR "/tools/node/node_modules", "npm packages of the pages (swagger-ui-dist, uplot), installed by scripts/deps.sh"},
     {"cors-max-age", "SHOPD_CORS_MAX_AGE", CFG_INT, O(cors_max_age), 0, 86400, "600", "seconds a browser may cache a preflight answer"},
 };
 /* clang-format on */

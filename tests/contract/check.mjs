@@ -491,6 +491,22 @@ async function main() {
   await call('delete', '/api/v1/admin/jobs/dead-letters/999999999', { token: A, tenant: slug, expect: 404 });
   await call('patch', `/api/v1/stores/${slug}`, { token: PTOK, body: { settings: { email: { sender_name: 'Contract Shop', logo_url: 'https://cdn.example.com/logo.png', reply_to: `help@${slug}.test` } } }, expect: 200 });
   await call('patch', `/api/v1/stores/${slug}`, { token: PTOK, body: { settings: { email: { logo_url: 'javascript:alert(1)' } } }, expect: 422 });
+  // Analytics: the rollups follow the relay (one poll interval), so wait for a best seller
+  // before checking the shapes; then the refusals.
+  for (let i = 0; i < 50; i++) {
+    const top = await call('get', '/api/v1/admin/analytics/top-products?by=units&limit=5', { token: A, tenant: slug, expect: 200 });
+    if (top.body && top.body.data && top.body.data.length > 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await call('get', '/api/v1/admin/analytics/sales', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/analytics/sales?from=2026-01-01&to=2026-03-31&interval=month', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/analytics/sales?from=2026-02-30', { token: A, tenant: slug, expect: 422 });
+  await call('get', '/api/v1/admin/analytics/sales?interval=year', { token: A, tenant: slug, expect: 422 });
+  await call('get', '/api/v1/admin/analytics/sales?period=day', { token: A, tenant: slug, expect: 400 });
+  await call('get', '/api/v1/admin/analytics/sales', { token: C, tenant: slug, expect: 403 });
+  await call('get', '/api/v1/admin/analytics/top-products?limit=0', { token: A, tenant: slug, expect: 422 });
+  await call('post', '/api/v1/admin/analytics/rebuild', { token: PTOK, tenant: slug, expect: 200 });
+  await call('post', '/api/v1/admin/analytics/rebuild', { token: A, tenant: slug, expect: 403 });
 
   // Deletes
   await call('delete', `/api/v1/variants/${vid}`, { token: A, tenant: slug, expect: 204 });

@@ -25,10 +25,11 @@
 #include <unistd.h>
 
 #include "jobs_priv.h"
+#include "shopd/analytics.h"
 #include "shopd/log.h"
 
 #define RELAY_BATCH 500
-#define RELAY_LOCK "7417140001" /* advisory lock key of the relay step */
+#define RELAY_LOCK ANALYTICS_RELAY_LOCK /* advisory lock key of the relay step */
 
 /* noop: a job that does nothing, for measuring the machinery (outbox kind
  * jobs.noop; bench/jobs.sh). */
@@ -98,11 +99,16 @@ relay_body(db_conn_t *c, void *arg)
                 "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING), "
                 "n AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'noop' "
                 "FROM o WHERE o.kind = 'jobs.noop' ON CONFLICT DO NOTHING) "
-                "SELECT count(*) FROM o",
+                "SELECT count(*), coalesce(array_agg(store_id), '{}')::text, "
+                "coalesce(array_agg(id), '{}')::text FROM o",
                 1, lim);
     rc = db_result_rc(r);
     if (rc == SHOPD_OK)
         rl->relayed = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    /* The batch's order events move the sales rollups in this transaction:
+     * marked relayed and counted together, so exactly once (sql/0011). */
+    if (rc == SHOPD_OK && rl->relayed > 0)
+        rc = analytics_relay_apply(c, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
     PQclear(r);
     if (rc != SHOPD_OK)
         return rc;
