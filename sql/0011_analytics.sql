@@ -171,6 +171,9 @@ BEGIN
 END
 $$;
 
+-- (The zone is a scalar sub-select below: an InitPlan, read once per
+-- statement; written as a joined subquery it was pulled up and called per row.)
+
 -- What the rollups of p_store must hold once every outbox row is relayed:
 -- its orders not cancelled and its succeeded refunds, aggregated straight
 -- from the tables (also what the tests compare the rollups with).
@@ -180,14 +183,13 @@ RETURNS TABLE (currency char(3), day date, orders bigint, revenue bigint, items 
 LANGUAGE sql STABLE AS $$
     SELECT t.currency, t.day, sum(t.orders)::bigint, sum(t.revenue)::bigint, sum(t.items)::bigint,
            sum(t.refunds)::bigint, sum(t.refunded)::bigint
-      FROM (SELECT o.currency, (o.created_at AT TIME ZONE z.tz)::date AS day,
+      FROM (SELECT o.currency, (o.created_at AT TIME ZONE (SELECT analytics_timezone(p_store)))::date AS day,
                    1 AS orders, o.total AS revenue, o.item_count AS items, 0 AS refunds, 0 AS refunded
-              FROM orders o, (SELECT analytics_timezone(p_store) AS tz) z
+              FROM orders o
              WHERE o.store_id = p_store AND o.status <> 'CANCELLED'
             UNION ALL
-            SELECT o.currency, (r.succeeded_at AT TIME ZONE z.tz)::date, 0, 0, 0, 1, r.amount
-              FROM refunds r JOIN orders o ON o.store_id = r.store_id AND o.id = r.order_id,
-                   (SELECT analytics_timezone(p_store) AS tz) z
+            SELECT o.currency, (r.succeeded_at AT TIME ZONE (SELECT analytics_timezone(p_store)))::date, 0, 0, 0, 1, r.amount
+              FROM refunds r JOIN orders o ON o.store_id = r.store_id AND o.id = r.order_id
              WHERE r.store_id = p_store AND r.status = 'succeeded' AND r.succeeded_at IS NOT NULL) t
      GROUP BY 1, 2
 $$;
@@ -219,10 +221,9 @@ BEGIN
      GROUP BY 1, 2, 3;
     INSERT INTO analytics_product_daily (store_id, currency, day, product_id, variant_id, name, units, revenue)
     SELECT p_store, d.currency, d.day, d.product_id, d.variant_id, max(d.name), sum(d.units), sum(d.revenue)
-      FROM (SELECT o.currency, (o.created_at AT TIME ZONE z.tz)::date AS day,
+      FROM (SELECT o.currency, (o.created_at AT TIME ZONE (SELECT analytics_timezone(p_store)))::date AS day,
                    i.product_id, i.variant_id, i.name, i.quantity::bigint AS units, i.line_total AS revenue
-              FROM orders o JOIN order_items i ON i.store_id = o.store_id AND i.order_id = o.id,
-                   (SELECT analytics_timezone(p_store) AS tz) z
+              FROM orders o JOIN order_items i ON i.store_id = o.store_id AND i.order_id = o.id
              WHERE o.store_id = p_store AND o.status <> 'CANCELLED'
             UNION ALL
             SELECT x.currency, x.day, x.product_id, x.variant_id, x.name, -x.units, -x.revenue
