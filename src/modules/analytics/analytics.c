@@ -88,6 +88,10 @@ range_fail(const char *state)
     return api_val_reply(&v);
 }
 
+/* The statement and the messages spell these out. */
+_Static_assert(ANALYTICS_DEFAULT_DAYS == 30, "ANALYTICS_RANGE_CTE's x.t - 29");
+_Static_assert(ANALYTICS_MAX_DAYS == 1098, "range_fail's message");
+
 /* The store's currency and time zone, and the range: the CTE "ok" with
  * currency, tz, f, t and st (the check's state) ($1 store, $2 from, $3 to,
  * $5 the longest span). */
