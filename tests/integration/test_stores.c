@@ -113,7 +113,8 @@ test_crud(void **state)
              "\\u00e9\",\"currency\":\"EUR\",\"settings\":{\"theme\":\"dark\"}}",
              slug);
     th_resp_t r = th_platform(srv, "POST", "/api/v1/stores", body);
-    assert_int_equal(r.status, 201);
+    if (r.status != 201)
+        fail_msg("want 201, got %d: %s", r.status, r.body);
     long id = (long)json_integer_value(json_object_get(r.json, "id"));
     assert_true(id > 0);
     assert_string_equal(json_string_value(json_object_get(r.json, "slug")), slug);
@@ -391,6 +392,102 @@ test_cache_follows_changes(void **state)
     th_resp_free(&r);
 }
 
+/* A store's request with an optional token and cart (NULL: none). */
+static th_resp_t
+sreq(long store, const char *token, const char *cart, const char *method, const char *path,
+     const char *body)
+{
+    char t[64], a[600], c[128];
+    const char *h[4] = {t, NULL, NULL, NULL};
+    int k = 1;
+    snprintf(t, sizeof(t), "X-Tenant-Id: %ld", store);
+    if (token) {
+        th_auth_header(a, sizeof(a), token);
+        h[k++] = a;
+    }
+    if (cart) {
+        snprintf(c, sizeof(c), "X-Cart-Id: %s", cart);
+        h[k++] = c;
+    }
+    return th_req(srv, method, path, h, body);
+}
+
+static long
+created_id(th_resp_t r)
+{
+    if (r.status != 201)
+        fail_msg("want 201, got %d: %s", r.status, r.body);
+    long id = (long)json_integer_value(json_object_get(r.json, "id"));
+    th_resp_free(&r);
+    return id;
+}
+
+/* Deleting a store leaves no row of it in any table: every tenant table is
+ * reached by a cascade, directly or through its parent's composite key
+ * (sql/0017 dropped the store keys the composite ones imply). */
+static void
+test_delete_leaves_nothing(void **state)
+{
+    (void)state;
+    long id = th_create_store(srv, th_slug("gone"), NULL);
+    th_user_t admin = th_user_new(srv, "STORE_ADMIN", id);
+    const char *tok = admin.access;
+    char path[128], body[512];
+    created_id(sreq(id, tok, NULL, "POST", "/api/v1/attributes",
+                    "{\"name\":\"Colour\",\"values\":[\"red\",\"blue\"]}"));
+    long cat = created_id(sreq(id, tok, NULL, "POST", "/api/v1/categories", "{\"name\":\"Mugs\"}"));
+    snprintf(body, sizeof(body),
+             "{\"name\":\"Mug\",\"base_price\":1250,\"status\":\"active\",\"category_id\":%ld}",
+             cat);
+    long prod = created_id(sreq(id, tok, NULL, "POST", "/api/v1/products", body));
+    snprintf(path, sizeof(path), "/api/v1/products/%ld/variants", prod);
+    long var =
+        created_id(sreq(id, tok, NULL, "POST", path,
+                        "{\"sku\":\"MUG-R\",\"options\":{\"colour\":\"red\"},\"price\":1250}"));
+    snprintf(path, sizeof(path), "/api/v1/variants/%ld/inventory", var);
+    th_resp_t r = sreq(id, tok, NULL, "PATCH", path, "{\"adjust\":10,\"reason\":\"initial\"}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    long zone = created_id(sreq(id, tok, NULL, "POST", "/api/v1/admin/shipping-zones",
+                                "{\"name\":\"DE\",\"countries\":[\"DE\"]}"));
+    snprintf(path, sizeof(path), "/api/v1/admin/shipping-zones/%ld/rates", zone);
+    long rate = created_id(
+        sreq(id, tok, NULL, "POST", path, "{\"name\":\"Std\",\"kind\":\"flat\",\"price\":490}"));
+    snprintf(body, sizeof(body), "{\"variant_id\":%ld,\"quantity\":2}", var);
+    r = sreq(id, NULL, NULL, "POST", "/api/v1/cart/add", body);
+    assert_int_equal(r.status, 200);
+    char cart[64];
+    snprintf(cart, sizeof(cart), "%s", th_header(&r, "X-Cart-Id"));
+    th_resp_free(&r);
+    snprintf(body, sizeof(body),
+             "{\"email\":\"%s\",\"shipping_address\":{\"name\":\"A\",\"line1\":\"B 1\",\"city\":"
+             "\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"},\"shipping_rate_id\":%ld}",
+             th_email("gone"), rate);
+    long order = created_id(sreq(id, NULL, cart, "POST", "/api/v1/checkout", body));
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/refunds", order);
+    created_id(sreq(id, tok, NULL, "POST", path, "{\"amount\":100,\"reason\":\"test\"}"));
+    created_id(sreq(id, tok, NULL, "POST", "/api/v1/admin/webhooks",
+                    "{\"url\":\"https://hooks.example.com/x\",\"events\":[\"*\"]}"));
+
+    snprintf(path, sizeof(path), "/api/v1/stores/%ld", id);
+    r = th_platform(srv, "DELETE", path, NULL);
+    assert_int_equal(r.status, 204);
+    th_resp_free(&r);
+    /* Every table with a store_id column: nothing of the store is left. */
+    char sql[1024], sid[24];
+    snprintf(sid, sizeof(sid), "%ld", id);
+    const char *p[] = {sid, NULL};
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(string_agg(t, ', '), '') FROM (SELECT c.relname AS t, "
+             "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %%I "
+             "WHERE store_id = %%s', c.relname, $1::bigint), false, true, '')))[1]::text::bigint "
+             "AS n FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = "
+             "'store_id' WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace) x "
+             "WHERE n > 0");
+    assert_string_equal(th_sql(sql, p), "");
+    th_user_free(&admin);
+}
+
 int
 main(void)
 {
@@ -401,6 +498,7 @@ main(void)
         cmocka_unit_test(test_list_pagination),
         cmocka_unit_test(test_tenant_resolution),
         cmocka_unit_test(test_cache_follows_changes),
+        cmocka_unit_test(test_delete_leaves_nothing),
         TH_STOP_TEST, /* last: the server must exit 0 on SIGTERM */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
