@@ -374,7 +374,7 @@ th_free_port(void)
 static char **
 child_env(int port, const char *const *extra)
 {
-    static char bufs[11][512];
+    static char bufs[12][512];
     size_t n = 0, cap = 64;
     char **env = calloc(cap, sizeof(char *));
     /* Extra settings first: lookups take the first match, so they win. */
@@ -409,9 +409,12 @@ child_env(int port, const char *const *extra)
     /* Likewise the edge's budgets on every route (one address, thousands of
      * requests per suite): off unless a test of the limits turns them on. */
     snprintf(bufs[10], 512, "SHOPD_RATE_LIMIT=false");
-    if (n + 12 >= cap)
+    /* One sealing key for every test server: they share the database, and a
+     * restarted server must open what the first one sealed. */
+    snprintf(bufs[11], 512, "SHOPD_SECRETS_KEY=%s", TH_SECRETS_KEY);
+    if (n + 13 >= cap)
         env = realloc(env, (cap *= 2) * sizeof(char *));
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 12; i++)
         env[n++] = bufs[i];
     env[n] = NULL;
     return env;
