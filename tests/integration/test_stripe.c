@@ -1034,6 +1034,183 @@ teardown(void **state)
     return 0;
 }
 
+static long
+fake_stat(const char *name)
+{
+    json_t *st = fake("GET", "/_stats", NULL);
+    long n = (long)json_integer_value(json_object_get(st, name));
+    json_decref(st);
+    return n;
+}
+
+static const char *
+fake_pi_status(const char *pi)
+{
+    static char out[64];
+    char path[200];
+    snprintf(path, sizeof(path), "/v1/payment_intents/%s", pi);
+    json_t *j = fake("GET", path, NULL);
+    snprintf(out, sizeof(out), "%s", jstr(j, "status"));
+    json_decref(j);
+    return out;
+}
+
+/* A manual-capture store: checkout authorizes (PaymentIntent with
+ * capture_method=manual), the order waits PENDING/authorized; the admin
+ * captures all or part (its own Idempotency-Key, once at Stripe), the order is
+ * PAID once; a cancel releases the hold; events never move it back. */
+static void
+test_manual_capture(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true);
+    fake_mode("succeed", "succeed");
+    th_resp_t r = rq(s.id, s.admin.access, NULL, "PATCH", "/api/v1/admin/payments/stripe",
+                     "{\"capture_method\":\"sometimes\"}");
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.body, "capture_method"));
+    th_resp_free(&r);
+    r = rq(s.id, s.admin.access, NULL, "GET", "/api/v1/admin/payments/stripe", NULL);
+    assert_string_equal(jstr(r.json, "capture_method"), "automatic");
+    th_resp_free(&r);
+    r = rq(s.id, s.admin.access, NULL, "PATCH", "/api/v1/admin/payments/stripe",
+           "{\"capture_method\":\"manual\"}");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "capture_method"), "manual");
+    assert_string_equal(jstr(r.json, "secret_key_last4"), "abcd"); /* the rest kept */
+    th_resp_free(&r);
+
+    long manual0 = fake_stat("manual"), captures0 = fake_stat("captures");
+    r = checkout(&s);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(jstr(json_object_get(r.json, "payment"), "status"), "requires_capture");
+    long o = order_of(&r);
+    th_resp_free(&r);
+    assert_int_equal(fake_stat("manual"), manual0 + 1);
+    assert_string_equal(order_status(&s, o), "PENDING/authorized");
+    char pi[128];
+    snprintf(pi, sizeof(pi), "%s", pi_of(&s, o));
+    assert_string_equal(fake_pi_status(pi), "requires_capture");
+    long total = atol(sqlf("SELECT total FROM orders WHERE store_id = %ld AND id = %ld", s.id, o));
+
+    /* Customers may not capture; bad amounts are refused; nothing moves. */
+    char path[96], body[96];
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/capture", o);
+    th_user_t cu = th_user_new(srv, "CUSTOMER", s.id);
+    r = rq(s.id, cu.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 403);
+    th_resp_free(&r);
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total + 1);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.body, "amount"));
+    th_resp_free(&r);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{\"amount\":0,\"extra\":1}");
+    assert_int_equal(r.status, 422);
+    th_resp_free(&r);
+    /* A late processing or requires_action event: never back from authorized. */
+    json_decref(hook(&s, "payment_intent.processing", pi, WHSEC, 1, false, "\"apply\":false"));
+    json_decref(hook(&s, "payment_intent.requires_action", pi, WHSEC, 1, false, "\"apply\":false"));
+    assert_string_equal(order_status(&s, o), "PENDING/authorized");
+    assert_string_equal(
+        sqlf("SELECT status FROM payments WHERE store_id = %ld AND order_id = %ld", s.id, o),
+        "requires_capture");
+    assert_int_equal(fake_stat("captures"), captures0);
+
+    /* A partial capture: PAID once, what was captured and its key kept. */
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total - 200);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "status"), "PAID");
+    assert_string_equal(jstr(r.json, "payment_status"), "paid");
+    th_resp_free(&r);
+    assert_int_equal(fake_stat("captures"), captures0 + 1);
+    assert_string_equal(fake_pi_status(pi), "succeeded");
+    char want[160];
+    snprintf(want, sizeof(want), "%ld|shopd-%ld-%ld-capture-", total - 200, s.id, o);
+    assert_non_null(strstr(sqlf("SELECT captured_amount || '|' || capture_key FROM payments "
+                                "WHERE store_id = %ld AND order_id = %ld",
+                                s.id, o),
+                           want));
+    /* Again: refused, nothing asked of Stripe; Stripe's own success event (twice)
+     * adds no second PAID. */
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "not_capturable");
+    th_resp_free(&r);
+    assert_int_equal(fake_stat("captures"), captures0 + 1);
+    json_decref(hook(&s, "payment_intent.succeeded", pi, WHSEC, 2, true, NULL));
+    assert_string_equal(order_status(&s, o), "PAID/paid");
+    assert_string_equal(sqlf("SELECT count(*) FROM order_events WHERE store_id = %ld AND "
+                             "order_id = %ld AND to_status = 'PAID'",
+                             s.id, o),
+                        "1");
+
+    /* A second authorized order, cancelled: the hold is released at Stripe. */
+    long cancels0 = fake_stat("cancels");
+    r = checkout(&s);
+    assert_int_equal(r.status, 201);
+    long o2 = order_of(&r);
+    th_resp_free(&r);
+    char pi2[128];
+    snprintf(pi2, sizeof(pi2), "%s", pi_of(&s, o2));
+    /* amount_capturable_updated (Stripe's event for the authorization) keeps it authorized. */
+    json_decref(hook(&s, "payment_intent.amount_capturable_updated", pi2, WHSEC, 1, false, NULL));
+    assert_string_equal(order_status(&s, o2), "PENDING/authorized");
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/cancel", o2);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, NULL);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_string_equal(order_status(&s, o2), "CANCELLED/voided");
+    assert_int_equal(fake_stat("cancels"), cancels0 + 1);
+    assert_string_equal(fake_pi_status(pi2), "canceled");
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/capture", o2);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 409);
+    th_resp_free(&r);
+    /* A success arriving for the cancelled order does not revive it. */
+    json_decref(hook(&s, "payment_intent.succeeded", pi2, WHSEC, 1, false, "\"apply\":false"));
+    assert_string_equal(order_status(&s, o2), "CANCELLED/voided");
+
+    /* A third, captured whole with no amount; Stripe down at the capture first:
+     * 503, nothing moved, and the retry (same key) captures once. */
+    r = checkout(&s);
+    long o3 = order_of(&r);
+    th_resp_free(&r);
+    json_decref(fake("POST", "/_control", "{\"capture\":\"500\"}"));
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/capture", o3);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 503);
+    th_resp_free(&r);
+    assert_string_equal(order_status(&s, o3), "PENDING/authorized");
+    json_decref(fake("POST", "/_control", "{\"capture\":\"succeed\"}"));
+    long captures1 = fake_stat("captures");
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(fake_stat("captures"), captures1 + 1);
+    assert_string_equal(order_status(&s, o3), "PAID/paid");
+    long total3 =
+        atol(sqlf("SELECT total FROM orders WHERE store_id = %ld AND id = %ld", s.id, o3));
+    assert_int_equal(atol(sqlf("SELECT captured_amount FROM payments WHERE store_id = %ld AND "
+                               "order_id = %ld",
+                               s.id, o3)),
+                     total3);
+
+    /* Back to automatic: the next checkout is paid at once. */
+    r = rq(s.id, s.admin.access, NULL, "PATCH", "/api/v1/admin/payments/stripe",
+           "{\"capture_method\":\"automatic\"}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    r = checkout(&s);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(order_status(&s, order_of(&r)), "PAID/paid");
+    th_resp_free(&r);
+    fake_mode("requires_payment_method", "succeed");
+    th_user_free(&cu);
+    th_user_free(&s.admin);
+}
+
 int
 main(void)
 {
@@ -1047,6 +1224,7 @@ main(void)
         cmocka_unit_test(test_webhooks),
         cmocka_unit_test(test_event_before_order),
         cmocka_unit_test(test_refunds_and_cancel),
+        cmocka_unit_test(test_manual_capture),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -279,7 +279,8 @@ order_cancel_tx(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t act
         c, "order_cancel",
         "WITH o AS (UPDATE orders SET status = 'CANCELLED', cancelled_at = now(), updated_at = "
         "now(), payment_status = CASE WHEN payment_status IN ('pending', 'requires_action', "
-        "'failed') THEN 'voided' ELSE payment_status END WHERE store_id = $1 AND id = $2 AND "
+        "'authorized', 'failed') THEN 'voided' ELSE payment_status END WHERE store_id = $1 AND id "
+        "= $2 AND "
         "status = $6 RETURNING id), "
         "x AS (SELECT i.variant_id, sum(i.quantity - i.refunded_quantity)::int AS q FROM "
         "order_items i, o WHERE i.store_id = $1 AND i.order_id = o.id GROUP BY i.variant_id "
@@ -292,7 +293,8 @@ order_cancel_tx(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t act
         "ri AS (UPDATE order_items i SET refunded_quantity = i.quantity FROM o WHERE "
         "i.store_id = $1 AND i.order_id = o.id), "
         "pc AS (UPDATE payments p SET status = 'cancelled', updated_at = now() FROM o WHERE "
-        "p.store_id = $1 AND p.order_id = o.id AND p.status IN ('pending', 'requires_action')) "
+        "p.store_id = $1 AND p.order_id = o.id AND p.status IN ('pending', 'requires_action', "
+        "'requires_capture')) "
         "INSERT INTO order_events (store_id, order_id, from_status, to_status, actor_user_id, "
         "actor, note) SELECT $1, o.id, $6, 'CANCELLED', nullif($3, '')::bigint, $4, "
         "nullif($5, '') FROM o RETURNING id",
@@ -942,7 +944,10 @@ order_h_refund(api_ctx_t *ctx)
 
 /* ---------------------------------------------------------------- the sweeper */
 
-/* On the store's actor: cancels this store's orders left unpaid too long. */
+/* On the store's actor: cancels this store's orders left unpaid too long. An
+ * authorized payment (a manual-capture store) is not unpaid: it waits for the
+ * store's capture, or for Stripe to release the hold (payment_intent.canceled
+ * after 7 days voids it). */
 static void
 sweep_store(api_ctx_t *ctx)
 {
@@ -956,7 +961,8 @@ sweep_store(api_ctx_t *ctx)
     PGresult *r =
         db_exec(c, "order_overdue",
                 "SELECT id FROM orders WHERE store_id = $1 AND status = 'PENDING' AND "
-                "created_at < now() - make_interval(secs => $2::int) ORDER BY id LIMIT 100",
+                "payment_status <> 'authorized' AND created_at < now() - make_interval(secs => "
+                "$2::int) ORDER BY id LIMIT 100",
                 2, p);
     int rows = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
     for (int i = 0; i < rows; i++) {
@@ -988,7 +994,8 @@ order_tick(app_t *app)
     const char *p[] = {secs};
     PGresult *r = db_exec(c, "order_overdue_stores",
                           "SELECT DISTINCT store_id FROM orders WHERE status = 'PENDING' AND "
-                          "created_at < now() - make_interval(secs => $1::int) LIMIT 1000",
+                          "payment_status <> 'authorized' AND created_at < now() - "
+                          "make_interval(secs => $1::int) LIMIT 1000",
                           1, p);
     int rows = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
     for (int i = 0; i < rows; i++)

@@ -8,9 +8,10 @@
  * never leaves paid, refunded, partially_refunded or voided by way of a
  * payment event, and PENDING -> PAID happens once (the statement that makes it
  * reads the order's status under its row lock). "processing" (pending) never
- * replaces a more precise state. A success for an order that was cancelled
- * meanwhile is not applied: it writes an outbox row (payment.refund_due) so
- * the money goes back instead of being kept silently.
+ * replaces a more precise state, nor "requires_action" an authorization
+ * (requires_capture: a manual-capture store's payment waiting for its capture). A success for an
+ * order that was cancelled meanwhile is not applied: it writes an outbox row (payment.refund_due)
+ * so the money goes back instead of being kept silently.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,8 @@ order_pay_status(pay_status_t s)
         return "voided";
     case PAY_PENDING:
         return "pending";
+    case PAY_AUTHORIZED:
+        return "authorized";
     }
     return "pending";
 }
@@ -54,7 +57,8 @@ apply_status(db_conn_t *c, const char *sid, const char *oid, pay_status_t st, co
         "nullif($4, '')), decline_code = CASE WHEN $3 = 'failed' THEN nullif($5, '') ELSE "
         "decline_code END, updated_at = now() WHERE store_id = $1 AND order_id = $2 AND "
         "provider = 'stripe' AND status NOT IN ('succeeded', 'cancelled') AND NOT ($3 = "
-        "'pending' AND status <> 'pending') AND NOT ($3 = 'succeeded' AND (SELECT status FROM "
+        "'pending' AND status <> 'pending') AND NOT ($3 = 'requires_action' AND status = "
+        "'requires_capture') AND NOT ($3 = 'succeeded' AND (SELECT status FROM "
         "prev) = 'CANCELLED') AND (provider_ref IS NULL OR $4 = '' OR provider_ref = $4) "
         "RETURNING id), "
         "o AS (UPDATE orders SET payment_status = $6, "
@@ -114,8 +118,8 @@ apply_refunded(db_conn_t *c, const char *sid, const char *oid, int64_t amount)
 static pay_status_t
 status_named(const char *s)
 {
-    static const pay_status_t all[] = {PAY_PENDING, PAY_REQUIRES_ACTION, PAY_SUCCEEDED, PAY_FAILED,
-                                       PAY_CANCELLED};
+    static const pay_status_t all[] = {PAY_PENDING, PAY_REQUIRES_ACTION, PAY_SUCCEEDED,
+                                       PAY_FAILED,  PAY_CANCELLED,       PAY_AUTHORIZED};
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(all); i++)
         if (strcmp(pay_status_name(all[i]), s) == 0)
             return all[i];

@@ -89,15 +89,18 @@ pay_account_load(db_conn_t *c, const cfg_t *cfg, uint64_t store_id, const pay_pr
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
     const char *p[] = {sid};
-    PGresult *r = db_exec(c, "pay_account",
-                          "SELECT secret_key, api_base, array_to_json(webhook_secrets) FROM "
-                          "stripe_accounts WHERE store_id = $1",
-                          1, p);
+    PGresult *r =
+        db_exec(c, "pay_account",
+                "SELECT a.secret_key, a.api_base, array_to_json(a.webhook_secrets), "
+                "coalesce(s.capture_method, 'automatic') FROM stripe_accounts a LEFT "
+                "JOIN payment_settings s ON s.store_id = a.store_id WHERE a.store_id = $1",
+                1, p);
     shopd_rc_t rc = db_result_rc(r);
     if (rc == SHOPD_OK && PQntuples(r) == 0)
         rc = SHOPD_NOTFOUND;
     if (rc == SHOPD_OK) {
         snprintf(out->api_base, sizeof(out->api_base), "%s", PQgetvalue(r, 0, 1));
+        out->manual_capture = strcmp(PQgetvalue(r, 0, 3), "manual") == 0;
         if (!open_secrets(store_id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 2), out)) {
             /* Said once per call, without the value: an operator's key problem. */
             log_error("msg=\"stripe account secrets do not open (another SHOPD_SECRETS_KEY?)\" "
@@ -147,11 +150,13 @@ h_account_get(api_ctx_t *ctx)
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
     const char *p[] = {sid};
-    PGresult *r = db_exec(c, "pay_account_get",
-                          "SELECT secret_key, api_base, array_to_json(webhook_secrets), "
-                          "is_default, to_json(updated_at) #>> '{}' FROM stripe_accounts "
-                          "WHERE store_id = $1",
-                          1, p);
+    PGresult *r =
+        db_exec(c, "pay_account_get",
+                "SELECT a.secret_key, a.api_base, array_to_json(a.webhook_secrets), "
+                "a.is_default, to_json(greatest(a.updated_at, s.updated_at)) #>> '{}', "
+                "coalesce(s.capture_method, 'automatic') FROM stripe_accounts a LEFT "
+                "JOIN payment_settings s ON s.store_id = a.store_id WHERE a.store_id = $1",
+                1, p);
     arena_pgresult(ctx->arena, r);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK) {
@@ -170,11 +175,11 @@ h_account_get(api_ctx_t *ctx)
                 json_array_append_new(secrets,
                                       json_pack("{s:o}", "last4", last4(acct->webhook_secrets[i])));
             reply = api_json(SHOPD_OK,
-                             json_pack("{s:s, s:o, s:o, s:s, s:b, s:s}", "provider", "stripe",
+                             json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:s}", "provider", "stripe",
                                        "secret_key_last4", last4(acct->secret_key),
                                        "webhook_secrets", secrets, "api_base", PQgetvalue(r, 0, 1),
-                                       "default", PQgetvalue(r, 0, 3)[0] == 't', "updated_at",
-                                       PQgetvalue(r, 0, 4)));
+                                       "default", PQgetvalue(r, 0, 3)[0] == 't', "capture_method",
+                                       PQgetvalue(r, 0, 5), "updated_at", PQgetvalue(r, 0, 4)));
         }
         explicit_bzero(acct, sizeof(*acct));
         shopd_free(acct);
@@ -214,8 +219,8 @@ static net_reply_t *
 h_account_set(api_ctx_t *ctx)
 {
     api_val_t v = {0};
-    static const char *const allowed[] = {"secret_key", "webhook_secrets", "api_base", "default",
-                                          NULL};
+    static const char *const allowed[] = {"secret_key", "webhook_secrets", "api_base",
+                                          "default",    "capture_method",  NULL};
     api_val_only(&v, ctx->body, allowed);
     const char *key = api_val_string(&v, ctx->body, "secret_key", false, 8, SEAL_MAX_PLAIN);
     if (key && !secret_ok(key, "sk_") && !secret_ok(key, "rk_"))
@@ -245,6 +250,9 @@ h_account_set(api_ctx_t *ctx)
     json_t *d = json_object_get(ctx->body, "default");
     if (d && !json_is_boolean(d))
         api_val_add(&v, "default", "must be true or false");
+    const char *capture = api_val_string(&v, ctx->body, "capture_method", false, 1, 16);
+    if (capture && strcmp(capture, "automatic") != 0 && strcmp(capture, "manual") != 0)
+        api_val_add(&v, "capture_method", "must be automatic or manual");
     if (v.n)
         return api_val_reply(&v);
     /* Sealed before anything is written: the plain text never reaches the
@@ -285,13 +293,23 @@ h_account_set(api_ctx_t *ctx)
     }
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
-    const char *p[] = {sid, key_sealed ? key_sealed : "", ws_text ? ws_text : "", base ? base : "",
-                       d ? (json_is_true(d) ? "t" : "f") : ""};
+    const char *p[] = {sid,
+                       key_sealed ? key_sealed : "",
+                       ws_text ? ws_text : "",
+                       base ? base : "",
+                       d ? (json_is_true(d) ? "t" : "f") : "",
+                       capture ? capture : ""};
     /* One statement: the first PATCH needs the key; later ones change what they
      * name and keep the rest (the row to insert carries the kept key too: its
-     * checks run before the conflict is found). */
+     * checks run before the conflict is found). The capture method has its own
+     * row (payment_settings, 0012), written by the same statement: it applies to
+     * payments created from then on (authorized ones still wait for a capture). */
     PGresult *r = db_exec(
         c, "pay_account_set",
+        "WITH ps AS (INSERT INTO payment_settings (store_id, capture_method) SELECT $1, $6 WHERE "
+        "$6 <> '' AND ($2 <> '' OR EXISTS (SELECT 1 FROM stripe_accounts WHERE store_id = $1)) "
+        "ON CONFLICT (store_id) DO UPDATE SET capture_method = EXCLUDED.capture_method, "
+        "updated_at = now()) "
         "INSERT INTO stripe_accounts AS a (store_id, secret_key, webhook_secrets, api_base, "
         "is_default) SELECT $1, coalesce(nullif($2, ''), (SELECT secret_key FROM stripe_accounts "
         "WHERE store_id = $1)), coalesce(ARRAY(SELECT json_array_elements_text(nullif($3, "
@@ -303,7 +321,7 @@ h_account_set(api_ctx_t *ctx)
         "EXCLUDED.webhook_secrets END, api_base = coalesce(nullif($4, ''), a.api_base), "
         "is_default = coalesce(nullif($5, '')::boolean, a.is_default), updated_at = now() "
         "RETURNING store_id",
-        5, p);
+        6, p);
     free(ws_text);
     shopd_free(key_sealed);
     if (db_result_rc(r) != SHOPD_OK)

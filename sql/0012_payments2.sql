@@ -1,0 +1,48 @@
+-- 0012: manual capture (issue 13, second part).
+--
+-- Numbered 0012 but written after 0013-0015: on a fresh database it runs
+-- before 0013 creates stripe_accounts, so it touches only tables of 0001-0008
+-- and its own (it must hold in either order: a database that already has 0015
+-- applies it last).
+--
+-- payment_settings: how a store's payments are taken, one row per store that
+-- changed the default. capture_method 'manual': Stripe authorizes at checkout
+-- (the PaymentIntent is created with capture_method=manual) and a store admin
+-- captures later (POST /api/v1/orders/:id/capture), all or part of it, or the
+-- hold is released when the order is cancelled.
+CREATE TABLE payment_settings (
+    store_id       bigint NOT NULL REFERENCES stores (id) ON DELETE CASCADE,
+    capture_method text NOT NULL DEFAULT 'automatic'
+                   CHECK (capture_method IN ('automatic', 'manual')),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (store_id)
+);
+
+-- An authorized payment: payments.status 'requires_capture' (Stripe's name),
+-- orders.payment_status 'authorized'; the order stays PENDING until the
+-- capture succeeds (then PAID, as an automatic payment's success does).
+ALTER TABLE payments DROP CONSTRAINT payments_status_check;
+ALTER TABLE payments ADD CONSTRAINT payments_status_check
+    CHECK (status IN ('pending', 'requires_action', 'requires_capture', 'succeeded', 'failed',
+                      'cancelled'));
+ALTER TABLE orders DROP CONSTRAINT orders_payment_status_check;
+ALTER TABLE orders ADD CONSTRAINT orders_payment_status_check
+    CHECK (payment_status IN ('pending', 'requires_action', 'authorized', 'paid', 'failed',
+                              'voided', 'refunded', 'partially_refunded'));
+
+-- The capture's own Idempotency-Key, written before the call to Stripe (a
+-- retry after a crash sends the same key: never two captures), and what was
+-- captured (a partial capture releases the rest of the hold).
+ALTER TABLE payments ADD COLUMN capture_key text;
+ALTER TABLE payments ADD COLUMN captured_amount bigint CHECK (captured_amount >= 0);
+
+ALTER TABLE payment_settings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON payment_settings USING (store_id = app_store_id())
+    WITH CHECK (store_id = app_store_id());
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'shopd_app') THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON payment_settings TO shopd_app;
+    END IF;
+END
+$$;
