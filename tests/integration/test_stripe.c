@@ -1211,6 +1211,212 @@ test_manual_capture(void **state)
     th_user_free(&s.admin);
 }
 
+/* ---- every (order state, payment event) pair ---- */
+
+enum {
+    S_PENDING,
+    S_ACTION,
+    S_FAILED,
+    S_AUTHORIZED,
+    S_PAID,
+    S_PROCESSING,
+    S_SHIPPED,
+    S_DELIVERED,
+    S_CANCELLED,
+    S_CANCELLED_REFUNDED,
+    S_N
+};
+static const char *const state_names[S_N] = {
+    "PENDING/pending",  "PENDING/requires_action", "PENDING/failed", "PENDING/authorized",
+    "PAID/paid",        "PROCESSING/paid",         "SHIPPED/paid",   "DELIVERED/paid",
+    "CANCELLED/voided", "CANCELLED/refunded"};
+
+enum {
+    E_SUCCEEDED,
+    E_FAILED,
+    E_CANCELED,
+    E_ACTION,
+    E_PROCESSING,
+    E_CAPTURABLE,
+    E_REFUNDED_FULL,
+    E_REFUNDED_PART,
+    E_DISPUTE,
+    E_UNKNOWN,
+    E_N
+};
+static const char *const event_types[E_N] = {
+    "payment_intent.succeeded",  "payment_intent.payment_failed",
+    "payment_intent.canceled",   "payment_intent.requires_action",
+    "payment_intent.processing", "payment_intent.amount_capturable_updated",
+    "charge.refunded",           "charge.refunded",
+    "charge.dispute.created",    "customer.created"};
+
+/* What one event does to an order in one state: its state after ("=": the
+ * same), and the rows it adds: order events (each with its outbox row, by the
+ * trigger of 0014), refunds, payment.refund_due outbox rows. */
+typedef struct cell_s {
+    const char *after;
+    int events, refunds, refund_due;
+} cell_t;
+
+#define SAME                                                                                       \
+    {                                                                                              \
+        "=", 0, 0, 0                                                                               \
+    }
+#define PAID_NOW                                                                                   \
+    {                                                                                              \
+        "PAID/paid", 1, 0, 0                                                                       \
+    }
+#define PAID_ROW(st)                                                                               \
+    {                                                                                              \
+        SAME, SAME, SAME, SAME, SAME, SAME, {st "/refunded", 0, 1, 0},                             \
+            {st "/partially_refunded", 0, 1, 0}, SAME, SAME                                        \
+    }
+
+/* clang-format off */
+static const cell_t table[S_N][E_N] = {
+    /*                       succeeded  payment_failed           canceled                  requires_action                processing capturable                 refunded full/part  dispute unknown */
+    [S_PENDING]          = {PAID_NOW, {"PENDING/failed",0,0,0}, {"PENDING/voided",0,0,0}, {"PENDING/requires_action",0,0,0}, SAME, {"PENDING/authorized",0,0,0}, SAME, SAME, SAME, SAME},
+    [S_ACTION]           = {PAID_NOW, {"PENDING/failed",0,0,0}, {"PENDING/voided",0,0,0}, SAME,                            SAME, {"PENDING/authorized",0,0,0}, SAME, SAME, SAME, SAME},
+    [S_FAILED]           = {PAID_NOW, SAME,                     {"PENDING/voided",0,0,0}, {"PENDING/requires_action",0,0,0}, SAME, {"PENDING/authorized",0,0,0}, SAME, SAME, SAME, SAME},
+    [S_AUTHORIZED]       = {PAID_NOW, SAME,                     {"PENDING/voided",0,0,0}, SAME,                            SAME, SAME,                         SAME, SAME, SAME, SAME},
+    [S_PAID]             = PAID_ROW("PAID"),
+    [S_PROCESSING]       = PAID_ROW("PROCESSING"),
+    [S_SHIPPED]          = PAID_ROW("SHIPPED"),
+    [S_DELIVERED]        = PAID_ROW("DELIVERED"),
+    [S_CANCELLED]        = {{"=",0,0,1}, SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME},
+    [S_CANCELLED_REFUNDED] = {SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME},
+};
+/* clang-format on */
+
+static void
+transition(shop_t *s, long o, const char *to)
+{
+    char path[96], body[128];
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/transitions", o);
+    snprintf(body, sizeof(body), "{\"to\":\"%s\"%s}", to,
+             strcmp(to, "SHIPPED") == 0 ? ",\"tracking_number\":\"TRK1\"" : "");
+    th_resp_t r = rq(s->id, s->admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+}
+
+/* A new order of s (automatic) or m (manual capture) in state st. */
+static long
+order_in(shop_t *s, shop_t *m, int st, shop_t **which)
+{
+    static const char *const create[S_N] = {
+        [S_PENDING] = "processing",   [S_ACTION] = "requires_payment_method",
+        [S_FAILED] = "decline",       [S_AUTHORIZED] = "succeed",
+        [S_PAID] = "succeed",         [S_PROCESSING] = "succeed",
+        [S_SHIPPED] = "succeed",      [S_DELIVERED] = "succeed",
+        [S_CANCELLED] = "processing", [S_CANCELLED_REFUNDED] = "succeed"};
+    *which = st == S_AUTHORIZED ? m : s;
+    fake_mode(create[st], "succeed");
+    th_resp_t r = checkout(*which);
+    assert_int_equal(r.status, st == S_FAILED ? 402 : 201);
+    long o = order_of(&r);
+    th_resp_free(&r);
+    if (st >= S_PROCESSING && st <= S_DELIVERED)
+        transition(s, o, "PROCESSING");
+    if (st >= S_SHIPPED && st <= S_DELIVERED)
+        transition(s, o, "SHIPPED");
+    if (st == S_DELIVERED)
+        transition(s, o, "DELIVERED");
+    if (st == S_CANCELLED_REFUNDED)
+        transition(s, o, "CANCELLED"); /* paid: refunded at Stripe */
+    if (st == S_CANCELLED) {
+        char path[96];
+        snprintf(path, sizeof(path), "/api/v1/orders/%ld/cancel", o);
+        th_resp_t c = rq(s->id, s->admin.access, NULL, "POST", path, NULL);
+        assert_int_equal(c.status, 200);
+        th_resp_free(&c);
+    }
+    assert_string_equal(order_status(*which, o), state_names[st]);
+    return o;
+}
+
+static int
+rank(const char *status)
+{
+    static const char *const order[] = {"PENDING", "PAID",      "PROCESSING",
+                                        "SHIPPED", "DELIVERED", "CANCELLED"};
+    for (int i = 0; i < 6; i++)
+        if (strncmp(status, order[i], strlen(order[i])) == 0 && status[strlen(order[i])] == '/')
+            return i;
+    return -1;
+}
+
+static void
+test_state_event_table(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true), m = shop_new(true);
+    th_resp_t r = rq(m.id, m.admin.access, NULL, "PATCH", "/api/v1/admin/payments/stripe",
+                     "{\"capture_method\":\"manual\"}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    const char *counts = "SELECT (SELECT count(*) FROM order_events WHERE store_id = %ld AND "
+                         "order_id = %ld) || '|' || (SELECT count(*) FROM refunds WHERE store_id = "
+                         "%ld AND order_id = %ld) || '|' || (SELECT count(*) FROM outbox WHERE "
+                         "store_id = %ld AND kind = 'payment.refund_due' AND payload ->> "
+                         "'order_id' = '%ld') || '|' || (SELECT count(*) FROM outbox WHERE "
+                         "store_id = %ld AND kind LIKE 'order.%%' AND payload ->> 'order_id' = "
+                         "'%ld')";
+    for (int st = 0; st < S_N; st++) {
+        for (int ev = 0; ev < E_N; ev++) {
+            shop_t *w;
+            long o = order_in(&s, &m, st, &w);
+            char pi[128], before[64], extra[160];
+            snprintf(pi, sizeof(pi), "%s", pi_of(w, o));
+            snprintf(before, sizeof(before), "%s", order_status(w, o));
+            int e0, f0, d0, x0, e1, f1, d1, x1;
+            assert_int_equal(sscanf(sqlf(counts, w->id, o, w->id, o, w->id, o, w->id, o),
+                                    "%d|%d|%d|%d", &e0, &f0, &d0, &x0),
+                             4);
+            long total =
+                atol(sqlf("SELECT total FROM orders WHERE store_id = %ld AND id = %ld", w->id, o));
+            snprintf(extra, sizeof(extra), "\"apply\":false,\"event_id\":\"evt_t%d_%d_%ld\"%s%ld",
+                     st, ev, o,
+                     ev == E_REFUNDED_FULL || ev == E_REFUNDED_PART ? ",\"amount_refunded\":" : "",
+                     ev == E_REFUNDED_FULL   ? total
+                     : ev == E_REFUNDED_PART ? 100L
+                                             : 0L);
+            if (ev != E_REFUNDED_FULL && ev != E_REFUNDED_PART)
+                extra[strlen(extra) - 1] = '\0'; /* the stray 0 */
+            json_t *a = hook(w, event_types[ev], pi, WHSEC, 1, false, extra);
+            const cell_t *want = &table[st][ev];
+            print_message("%-24s x %-42s -> %s\n", state_names[st], event_types[ev],
+                          strcmp(want->after, "=") ? want->after : before);
+            assert_int_equal(hook_status(a, 0), 200);
+            json_decref(a);
+            const char *after = order_status(w, o);
+            assert_string_equal(after, strcmp(want->after, "=") ? want->after : before);
+            /* Never backwards; never out of CANCELLED. */
+            assert_true(rank(after) >= rank(before));
+            assert_int_equal(sscanf(sqlf(counts, w->id, o, w->id, o, w->id, o, w->id, o),
+                                    "%d|%d|%d|%d", &e1, &f1, &d1, &x1),
+                             4);
+            assert_int_equal(e1 - e0, want->events);
+            assert_int_equal(x1 - x0, want->events); /* each event its outbox row */
+            assert_int_equal(f1 - f0, want->refunds);
+            assert_int_equal(d1 - d0, want->refund_due);
+            /* The event is kept once, applied (its order exists); a dispute flags the order. */
+            assert_string_equal(sqlf("SELECT count(*) || '/' || bool_and(applied) FROM "
+                                     "webhook_events WHERE store_id = %ld AND event_id = "
+                                     "'evt_t%d_%d_%ld'",
+                                     w->id, st, ev, o),
+                                "1/true");
+            assert_string_equal(
+                sqlf("SELECT disputed FROM orders WHERE store_id = %ld AND id = %ld", w->id, o),
+                ev == E_DISPUTE ? "t" : "f");
+        }
+    }
+    fake_mode("requires_payment_method", "succeed");
+    th_user_free(&s.admin);
+    th_user_free(&m.admin);
+}
+
 int
 main(void)
 {
@@ -1225,6 +1431,7 @@ main(void)
         cmocka_unit_test(test_event_before_order),
         cmocka_unit_test(test_refunds_and_cancel),
         cmocka_unit_test(test_manual_capture),
+        cmocka_unit_test(test_state_event_table),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);

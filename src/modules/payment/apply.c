@@ -8,10 +8,13 @@
  * never leaves paid, refunded, partially_refunded or voided by way of a
  * payment event, and PENDING -> PAID happens once (the statement that makes it
  * reads the order's status under its row lock). "processing" (pending) never
- * replaces a more precise state, nor "requires_action" an authorization
- * (requires_capture: a manual-capture store's payment waiting for its capture). A success for an
- * order that was cancelled meanwhile is not applied: it writes an outbox row (payment.refund_due)
- * so the money goes back instead of being kept silently.
+ * replaces a more precise state, and an authorization (requires_capture: a
+ * manual-capture store's payment waiting for its capture) moves only to
+ * succeeded (captured) or cancelled (the hold released or expired). A success
+ * for an order that was cancelled meanwhile is not applied: it writes an
+ * outbox row (payment.refund_due) so the money goes back instead of being kept
+ * silently, unless the order had been paid (and so refunded by its cancel)
+ * before: then it is a late copy of the success already recorded.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +60,8 @@ apply_status(db_conn_t *c, const char *sid, const char *oid, pay_status_t st, co
         "nullif($4, '')), decline_code = CASE WHEN $3 = 'failed' THEN nullif($5, '') ELSE "
         "decline_code END, updated_at = now() WHERE store_id = $1 AND order_id = $2 AND "
         "provider = 'stripe' AND status NOT IN ('succeeded', 'cancelled') AND NOT ($3 = "
-        "'pending' AND status <> 'pending') AND NOT ($3 = 'requires_action' AND status = "
-        "'requires_capture') AND NOT ($3 = 'succeeded' AND (SELECT status FROM "
+        "'pending' AND status <> 'pending') AND NOT (status = 'requires_capture' AND $3 NOT IN "
+        "('succeeded', 'cancelled')) AND NOT ($3 = 'succeeded' AND (SELECT status FROM "
         "prev) = 'CANCELLED') AND (provider_ref IS NULL OR $4 = '' OR provider_ref = $4) "
         "RETURNING id), "
         "o AS (UPDATE orders SET payment_status = $6, "
@@ -72,7 +75,9 @@ apply_status(db_conn_t *c, const char *sid, const char *oid, pay_status_t st, co
         "AND prev.status = 'PENDING') "
         "INSERT INTO outbox (store_id, kind, payload) SELECT $1, 'payment.refund_due', "
         "json_build_object('order_id', $2::bigint, 'provider', 'stripe', 'provider_ref', $4) "
-        "FROM prev WHERE $3 = 'succeeded' AND prev.status = 'CANCELLED' AND NOT EXISTS (SELECT 1 "
+        "FROM prev WHERE $3 = 'succeeded' AND prev.status = 'CANCELLED' AND prev.payment_status "
+        "NOT "
+        "IN ('paid', 'refunded', 'partially_refunded') AND NOT EXISTS (SELECT 1 "
         "FROM outbox x WHERE x.store_id = $1 AND x.kind = 'payment.refund_due' AND (x.payload ->> "
         "'order_id') = $2::text)",
         7, p);
