@@ -46,3 +46,11 @@ BEGIN
     END IF;
 END
 $$;
+
+-- An answer kept for an Idempotency-Key while its request still waits on an
+-- outbound call (a checkout's PaymentIntent at Stripe): held_until says till
+-- when a retry is told 409 idempotency_in_flight (Stripe's semantics) instead
+-- of the provisional answer; the final answer clears it. A process that died
+-- during the call leaves the hold to expire, and the provisional answer (the
+-- order, its payment pending) is replayed from then on.
+ALTER TABLE idempotency_keys ADD COLUMN held_until timestamptz;

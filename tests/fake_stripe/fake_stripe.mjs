@@ -40,6 +40,7 @@ const state = {
   refund: 'succeed', // succeed, pending, fail, 500
   capture: 'succeed', // succeed, 500, stall
   stall_ms: 30000,
+  delay_ms: 0, // each creation answers after this long (then as `create` says)
   pis: new Map(),
   refunds: new Map(),
   keys: new Map(), // key -> {params, status, body} or {inflight: true, params}
@@ -271,7 +272,11 @@ const server = http.createServer(async (req, res) => {
         send(res, 400, { error: { type: 'invalid_request_error', message: 'Missing required param' } });
         return;
       }
-      await idempotent(req, res, params, async () => (fault(state.create, res) ? null : createPI(params)));
+      await idempotent(req, res, params, async () => {
+        // delay_ms: a slow Stripe (the key stays in flight here meanwhile).
+        if (state.delay_ms > 0) await new Promise((r) => setTimeout(r, state.delay_ms));
+        return fault(state.create, res) ? null : createPI(params);
+      });
       return;
     }
     let m = /^\/v1\/payment_intents\/([A-Za-z0-9_]+)(\/capture|\/cancel)?$/.exec(path);

@@ -638,11 +638,81 @@ test_idempotent_checkout(void **state)
     th_user_free(&s.admin);
 }
 
-/* RELIABILITY 2.1's bar, scaled to the suite's time: N checkouts, each sent
- * twice at once and once more afterwards with one Idempotency-Key, from 8
- * threads -> exactly N orders and N PaymentIntents at the fake. */
-#define LOAD_N 150
+typedef struct slow_s {
+    shop_t *s;
+    const char *cart, *key;
+    th_resp_t r;
+} slow_t;
+
+static void *
+slow_checkout(void *arg)
+{
+    slow_t *x = arg;
+    x->r = checkout_cart(x->s, x->cart, x->key, NULL);
+    return NULL;
+}
+
+static bool
+has_order(void *arg)
+{
+    shop_t *s = arg;
+    return atol(sqlf("SELECT count(*) FROM orders WHERE store_id = %ld", s->id)) == 1;
+}
+
+/* A retry sent while the checkout's call to Stripe is still in flight: 409
+ * idempotency_in_flight with Retry-After (Stripe's semantics), not the
+ * provisional answer; once the first is answered, its final answer replays. */
+static void
+test_retry_in_flight(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true);
+    fake_mode("requires_payment_method", "succeed");
+    json_decref(fake("POST", "/_control", "{\"delay_ms\":1500}"));
+    long before = fake_creates();
+    char key[64], cart[128];
+    snprintf(key, sizeof(key), "inflight-%d-%ld", getpid(), s.id);
+    snprintf(cart, sizeof(cart), "%s", new_cart(&s));
+    slow_t a = {&s, cart, key, {0}};
+    pthread_t t;
+    pthread_create(&t, NULL, slow_checkout, &a);
+    /* The order committed, its PaymentIntent not created yet. */
+    assert_true(th_wait_until(has_order, &s, 10000));
+    th_resp_t b = checkout_cart(&s, cart, key, NULL);
+    assert_int_equal(b.status, 409);
+    assert_string_equal(th_error_code(&b), "idempotency_in_flight");
+    assert_string_equal(th_header(&b, "Retry-After"), "1");
+    th_resp_free(&b);
+    pthread_join(t, NULL);
+    assert_int_equal(a.r.status, 201);
+    assert_string_equal(jstr(json_object_get(a.r.json, "payment"), "status"), "requires_action");
+    th_resp_t c = checkout_cart(&s, cart, key, NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.body, a.r.body);
+    assert_string_equal(th_header(&c, "Idempotent-Replayed"), "true");
+    th_resp_free(&c);
+    th_resp_free(&a.r);
+    json_decref(fake("POST", "/_control", "{\"delay_ms\":0}"));
+    assert_int_equal(fake_creates() - before, 1);
+    th_user_free(&s.admin);
+}
+
+/* RELIABILITY 2.1's bar at full size: 1,000 checkouts, each sent twice at
+ * once and once more afterwards with one Idempotency-Key, from 8 threads ->
+ * exactly 1,000 orders and 1,000 PaymentIntents at the fake. Under the
+ * sanitizers (several times slower) 150; SHOPD_TEST_STRIPE_LOAD_N sets it. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LOAD_DEFAULT 150
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LOAD_DEFAULT 150
+#endif
+#endif
+#ifndef LOAD_DEFAULT
+#define LOAD_DEFAULT 1000
+#endif
 #define LOAD_THREADS 8
+static int LOAD_N = LOAD_DEFAULT;
 
 typedef struct load_s {
     shop_t *s;
@@ -698,6 +768,9 @@ static void
 test_load_retries(void **state)
 {
     (void)state;
+    const char *n = getenv("SHOPD_TEST_STRIPE_LOAD_N");
+    if (n && atoi(n) > 0)
+        LOAD_N = atoi(n);
     shop_t s = shop_new(true);
     fake_mode("requires_payment_method", "succeed");
     long before = fake_creates();
@@ -1426,6 +1499,7 @@ main(void)
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_reconcile),
         cmocka_unit_test(test_idempotent_checkout),
+        cmocka_unit_test(test_retry_in_flight),
         cmocka_unit_test(test_load_retries),
         cmocka_unit_test(test_webhooks),
         cmocka_unit_test(test_event_before_order),
