@@ -182,6 +182,17 @@ async function idempotent(req, res, params, fn) {
   }
 }
 
+// Orders (store, order of the metadata) with more than one PaymentIntent: the
+// bar says none, whatever crashed and was retried.
+function dupOrders() {
+  const seen = new Map();
+  for (const pi of state.pis.values()) {
+    const k = `${pi.metadata.store_id}/${pi.metadata.order_id}`;
+    seen.set(k, (seen.get(k) || 0) + 1);
+  }
+  return [...seen.values()].filter((n) => n > 1).length;
+}
+
 function sign(secret, t, body) {
   return crypto.createHmac('sha256', secret).update(`${t}.${body}`).digest('hex');
 }
@@ -252,7 +263,7 @@ const server = http.createServer(async (req, res) => {
       return;
     }
     if (path === '/_stats') {
-      send(res, 200, { payment_intents: state.pis.size, creates: state.creates, requests: state.requests, refunds: state.refunds.size, keys: state.keys.size, captures: state.captures, cancels: state.cancels, manual: [...state.pis.values()].filter((x) => x.capture_method === 'manual').length });
+      send(res, 200, { payment_intents: state.pis.size, creates: state.creates, requests: state.requests, refunds: state.refunds.size, keys: state.keys.size, captures: state.captures, cancels: state.cancels, manual: [...state.pis.values()].filter((x) => x.capture_method === 'manual').length, dup_orders: dupOrders() });
       return;
     }
     if (path === '/_webhook') {

@@ -18,6 +18,8 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -136,6 +138,15 @@ fake_creates(void)
     json_t *s = fake("GET", "/_stats", NULL);
     long n = (long)json_integer_value(json_object_get(s, "payment_intents"));
     json_decref(s);
+    return n;
+}
+
+static long
+fake_stat(const char *name)
+{
+    json_t *st = fake("GET", "/_stats", NULL);
+    long n = (long)json_integer_value(json_object_get(st, name));
+    json_decref(st);
     return n;
 }
 
@@ -1086,16 +1097,164 @@ test_refunds_and_cancel(void **state)
     th_user_free(&s.admin);
 }
 
+static const char *const server_env[] = {
+    "SHOPD_STRIPE_ANY_BASE=true", "SHOPD_STRIPE_TIMEOUT_MS=2000", "SHOPD_STRIPE_RECONCILE_S=3",
+    "SHOPD_SWEEP_INTERVAL_MS=200", NULL};
+
+/* ---- kill -9 during checkout load ---- */
+
+#define KILL_THREADS 8
+#define KILL_PER_THREAD 40
+
+typedef struct kill_load_s {
+    shop_t *s;
+    int t;
+    char carts[KILL_PER_THREAD][128], keys[KILL_PER_THREAD][64];
+    long status[KILL_PER_THREAD], order[KILL_PER_THREAD];
+    int sent;
+} kill_load_t;
+
+static _Atomic bool killed;
+
+static void *
+kill_load(void *arg)
+{
+    kill_load_t *l = arg;
+    char body[160], tenant[64];
+    snprintf(body, sizeof(body), "{\"variant_id\":%ld,\"quantity\":1}", l->s->variant);
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", l->s->id);
+    const char *h[] = {tenant, NULL};
+    for (int i = 0; i < KILL_PER_THREAD && !killed; i++) {
+        /* No assertion here: the server may die under this request. */
+        th_resp_t c = th_req(srv, "POST", "/api/v1/cart/add", h, body);
+        bool ok = c.status == 200 && th_header(&c, "X-Cart-Id");
+        if (ok)
+            snprintf(l->carts[i], sizeof(l->carts[i]), "%s", th_header(&c, "X-Cart-Id"));
+        th_resp_free(&c);
+        if (!ok)
+            break;
+        snprintf(l->keys[i], sizeof(l->keys[i]), "kill-%d-%ld-%d-%d", getpid(), l->s->id, l->t, i);
+        l->sent = i + 1;
+        th_resp_t r = checkout_cart(l->s, l->carts[i], l->keys[i], NULL);
+        l->status[i] = r.status;
+        l->order[i] = r.status == 201 ? order_of(&r) : 0;
+        th_resp_free(&r);
+    }
+    return NULL;
+}
+
+typedef struct settled_s {
+    shop_t *s;
+} settled_t;
+
+static bool
+all_settled(void *arg)
+{
+    settled_t *x = arg;
+    return atol(sqlf("SELECT count(*) FROM payments WHERE store_id = %ld AND provider_ref IS NULL",
+                     x->s->id)) == 0;
+}
+
+/* kill -9 while checkouts wait on a slow Stripe, restart, every client retries
+ * with its key: each order has exactly its one PaymentIntent (the fake counts
+ * none twice per order), those the crash cut off are settled by the
+ * reconciliation with the key written before the call, every key answers its
+ * one order, and nothing is half-written (items, payment, stock). */
+static void
+test_kill_during_checkout(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true);
+    fake_mode("requires_payment_method", "succeed");
+    json_decref(fake("POST", "/_control", "{\"delay_ms\":200}"));
+    long pis0 = fake_creates(), dup0 = fake_stat("dup_orders");
+    static kill_load_t ls[KILL_THREADS];
+    pthread_t ts[KILL_THREADS];
+    killed = false;
+    for (int i = 0; i < KILL_THREADS; i++) {
+        memset(&ls[i], 0, sizeof(ls[i]));
+        ls[i].s = &s;
+        ls[i].t = i;
+        pthread_create(&ts[i], NULL, kill_load, &ls[i]);
+    }
+    usleep(4000 * 1000);
+    killed = true;
+    kill(srv->pid, SIGKILL);
+    for (int i = 0; i < KILL_THREADS; i++)
+        pthread_join(ts[i], NULL);
+    assert_int_equal(th_stop(srv), 128 + SIGKILL);
+    json_decref(fake("POST", "/_control", "{\"delay_ms\":0}"));
+    srv = th_start(server_env);
+    long orphans = atol(sqlf("SELECT count(*) FROM payments WHERE store_id = %ld AND "
+                             "provider_ref IS NULL",
+                             s.id));
+
+    /* Every client retries what got no answer, with its key, until answered
+     * (409 idempotency_in_flight while the dead process's hold lasts). */
+    int sent = 0, cut = 0;
+    for (int t = 0; t < KILL_THREADS; t++) {
+        kill_load_t *l = &ls[t];
+        for (int i = 0; i < l->sent; i++, sent++) {
+            if (l->status[i] == 201)
+                continue;
+            cut++;
+            th_resp_t r = {0};
+            for (int tries = 0; tries < 100; tries++) {
+                r = checkout_cart(&s, l->carts[i], l->keys[i], NULL);
+                if (r.status != 409 && r.status != 503 && r.status != 0)
+                    break;
+                th_resp_free(&r);
+                usleep(200 * 1000);
+            }
+            assert_int_equal(r.status, 201);
+            l->order[i] = order_of(&r);
+            th_resp_free(&r);
+        }
+    }
+    long orders = atol(sqlf("SELECT count(*) FROM orders WHERE store_id = %ld", s.id));
+    print_message("kill -9 under load: %d checkouts sent, %d cut off and retried, %ld "
+                  "committed without a PaymentIntent id at the restart, %ld orders\n",
+                  sent, cut, orphans, orders);
+    assert_true(cut > 0); /* the kill did land mid-load */
+    /* Each key is one order, and every order is some key's. */
+    assert_int_equal(orders, sent);
+    for (int t = 0; t < KILL_THREADS; t++)
+        for (int i = 0; i < ls[t].sent; i++)
+            for (int u = t; u < KILL_THREADS; u++)
+                for (int j = u == t ? i + 1 : 0; j < ls[u].sent; j++)
+                    assert_true(ls[t].order[i] != ls[u].order[j]);
+    /* The payments the crash cut off (no PaymentIntent id yet) are settled. */
+    settled_t x = {&s};
+    assert_true(th_wait_until(all_settled, &x, 30000));
+    assert_int_equal(fake_creates() - pis0, orders);
+    assert_int_equal(fake_stat("dup_orders"), dup0);
+    assert_int_equal(atol(sqlf("SELECT count(DISTINCT provider_ref) FROM payments WHERE store_id "
+                               "= %ld",
+                               s.id)),
+                     orders);
+    /* Nothing half-written: one payment and one item per order, the stock
+     * taken exactly once per order, every order in a state it can be in. */
+    assert_string_equal(sqlf("SELECT count(*) FROM orders o WHERE o.store_id = %ld AND ((SELECT "
+                             "count(*) FROM payments p WHERE p.store_id = o.store_id AND "
+                             "p.order_id = o.id) <> 1 OR (SELECT coalesce(sum(quantity), 0) FROM "
+                             "order_items i WHERE i.store_id = o.store_id AND i.order_id = o.id) "
+                             "<> 1 OR o.item_count <> 1 OR o.status NOT IN ('PENDING', 'PAID'))",
+                             s.id),
+                        "0");
+    assert_int_equal(atol(sqlf("SELECT stock FROM product_variants WHERE store_id = %ld AND id = "
+                               "%ld",
+                               s.id, s.variant)),
+                     100000 - orders);
+    th_user_free(&s.admin);
+}
+
 static int
 setup(void **state)
 {
     (void)state;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     fake_start();
-    static const char *const env[] = {"SHOPD_STRIPE_ANY_BASE=true", "SHOPD_STRIPE_TIMEOUT_MS=2000",
-                                      "SHOPD_STRIPE_RECONCILE_S=3", "SHOPD_SWEEP_INTERVAL_MS=200",
-                                      NULL};
-    srv = th_start(env);
+    srv = th_start(server_env);
     return 0;
 }
 
@@ -1105,15 +1264,6 @@ teardown(void **state)
     (void)state;
     fake_stop();
     return 0;
-}
-
-static long
-fake_stat(const char *name)
-{
-    json_t *st = fake("GET", "/_stats", NULL);
-    long n = (long)json_integer_value(json_object_get(st, name));
-    json_decref(st);
-    return n;
 }
 
 static const char *
@@ -1506,6 +1656,7 @@ main(void)
         cmocka_unit_test(test_refunds_and_cancel),
         cmocka_unit_test(test_manual_capture),
         cmocka_unit_test(test_state_event_table),
+        cmocka_unit_test(test_kill_during_checkout),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
