@@ -124,7 +124,7 @@ OUT=$ROOT/bench/results/$(date -u +%Y-%m-%d)-$COMMIT-stripe.md
     echo "# bench/stripe.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT"
     echo
     echo "Machine: $(nproc) CPUs, $(uname -sr), load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "shopd Release, SHOPD_RATE_LIMIT=false, access log off; the client (node), shopd, the fake"
+    echo "shopd Release, SHOPD_RATE_LIMIT=false, access log off, SHOPD_BLOCKING_THREADS=${SHOPD_BLOCKING_THREADS:-default}; the client (node), shopd, the fake"
     echo "Stripe (node), PostgreSQL and Redis share these cores. $CONNS connections, ${DURATION} s per run."
     echo
     echo '## Signed webhooks'

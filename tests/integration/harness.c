@@ -665,12 +665,17 @@ grow_cb(char *data, size_t size, size_t nmemb, void *arg)
 /* What no answer may carry (OWASP API8, issue 18): connection URLs, the test
  * secrets, the source tree's paths and file:line marks, PostgreSQL's error
  * text and sanitizer or crash reports. Every answer th_req reads in every
- * integration test is scanned, so a leak anywhere fails the test that saw it. */
+ * integration test is scanned, so a leak anywhere fails the test that saw it.
+ * Secrets at rest too: the sealing key, any sealed value ("seal1."), a Stripe
+ * secret key (answers show its last 4 characters only). */
 static const char *const leak_marks[] = {"postgresql://",
                                          "postgres://",
                                          "redis://",
                                          TH_PLATFORM_TOKEN,
                                          TH_PASSWORD,
+                                         TH_SECRETS_KEY,
+                                         "seal1.",
+                                         "sk_test_",
                                          "ERROR:  ",
                                          "syntax error at or near",
                                          "violates ",
