@@ -54,3 +54,15 @@ $$;
 -- during the call leaves the hold to expire, and the provisional answer (the
 -- order, its payment pending) is replayed from then on.
 ALTER TABLE idempotency_keys ADD COLUMN held_until timestamptz;
+
+-- What an order's customer was charged: the captured amount of its succeeded
+-- payment when a partial capture took less than the total, else the total.
+-- Refunds (the API's, a cancel's, Stripe's charge.refunded) are bounded by it,
+-- and an order is "refunded" once it is all given back.
+CREATE FUNCTION order_charged(p_store bigint, p_order bigint) RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce((SELECT p.captured_amount FROM payments p WHERE p.store_id = p_store AND
+                     p.order_id = p_order AND p.status = 'succeeded' AND
+                     p.captured_amount IS NOT NULL ORDER BY p.id DESC LIMIT 1),
+                    (SELECT o.total FROM orders o WHERE o.store_id = p_store AND o.id = p_order))
+$$;

@@ -1369,6 +1369,21 @@ test_manual_capture(void **state)
                              s.id, o),
                         "1");
 
+    /* Refunds are bounded by what was captured, not by the total; all of it
+     * given back is "refunded". */
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/refunds", o);
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total - 199);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "refund_exceeds_payment");
+    th_resp_free(&r);
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total - 200);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(jstr(r.json, "status"), "succeeded");
+    th_resp_free(&r);
+    assert_string_equal(order_status(&s, o), "PAID/refunded");
+
     /* A second authorized order, cancelled: the hold is released at Stripe. */
     long cancels0 = fake_stat("cancels");
     r = checkout(&s);

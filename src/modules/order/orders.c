@@ -252,8 +252,9 @@ order_cancel_tx(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t act
         snprintf(uid, sizeof(uid), "%llu", (unsigned long long)actor_user_id);
     const char *p1[] = {sid, oid};
     PGresult *r = db_exec(c, "order_lock",
-                          "SELECT o.status, o.payment_status, o.payment_provider, o.total - "
-                          "o.refunded_total, (SELECT coalesce(p.provider_ref, '') FROM payments p "
+                          "SELECT o.status, o.payment_status, o.payment_provider, "
+                          "order_charged(o.store_id, o.id) - o.refunded_total, (SELECT "
+                          "coalesce(p.provider_ref, '') FROM payments p "
                           "WHERE p.store_id = o.store_id AND p.order_id = o.id ORDER BY p.id DESC "
                           "LIMIT 1) FROM orders o WHERE o.store_id = $1 AND o.id = $2 FOR UPDATE",
                           2, p1);
@@ -673,10 +674,12 @@ refund_body(db_conn_t *c, void *arg)
     if (f->user_id)
         snprintf(uid, sizeof(uid), "%llu", (unsigned long long)f->user_id);
     const char *p1[] = {sid, oid};
-    /* What may still be refunded: the total less the refunds that did not fail. */
+    /* What may still be refunded: what was charged (the total, or less after a
+     * partial capture: order_charged, sql/0012) less the refunds that did not fail. */
     PGresult *r = db_exec(
         c, "refund_lock",
-        "SELECT o.payment_status, o.payment_provider, o.total - (SELECT coalesce(sum(amount), 0) "
+        "SELECT o.payment_status, o.payment_provider, order_charged(o.store_id, o.id) - (SELECT "
+        "coalesce(sum(amount), 0) "
         "FROM refunds r WHERE r.store_id = o.store_id AND r.order_id = o.id AND r.status <> "
         "'failed'), (SELECT coalesce(p.provider_ref, '') FROM payments p WHERE p.store_id = "
         "o.store_id AND p.order_id = o.id AND p.status = 'succeeded' ORDER BY p.id DESC LIMIT 1) "
@@ -792,7 +795,9 @@ refund_record(api_ctx_t *ctx, db_conn_t *c, refund_hop_t *h)
         "actor_user_id, order_id) SELECT $1, s.id, s.quantity, 'refund restock', "
         "nullif($7, '')::bigint, $2 FROM s), "
         "o AS (UPDATE orders o SET refunded_total = o.refunded_total + rf.amount, "
-        "payment_status = CASE WHEN o.refunded_total + rf.amount >= o.total THEN 'refunded' ELSE "
+        "payment_status = CASE WHEN o.refunded_total + rf.amount >= order_charged(o.store_id, "
+        "o.id) "
+        "THEN 'refunded' ELSE "
         "'partially_refunded' END, updated_at = now() FROM rf WHERE o.store_id = $1 AND o.id = "
         "$2 AND $4 = 'succeeded' RETURNING o.id) "
         "SELECT json_build_object('id', r.id, 'order_id', r.order_id, 'amount', r.amount, "

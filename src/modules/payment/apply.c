@@ -111,7 +111,8 @@ apply_refunded(db_conn_t *c, const char *sid, const char *oid, int64_t amount)
         "WHERE p.store_id = $1 AND p.order_id = $2 AND p.status = 'succeeded' AND NOT EXISTS "
         "(SELECT 1 FROM pend) ORDER BY p.id DESC LIMIT 1 RETURNING id) "
         "UPDATE orders SET refunded_total = refunded_total + d.delta, payment_status = CASE WHEN "
-        "refunded_total + d.delta >= total THEN 'refunded' ELSE 'partially_refunded' END, "
+        "refunded_total + d.delta >= order_charged(store_id, id) THEN 'refunded' ELSE "
+        "'partially_refunded' END, "
         "updated_at = now() FROM d WHERE store_id = $1 AND id = $2 AND (EXISTS (SELECT 1 FROM "
         "pend) OR EXISTS (SELECT 1 FROM ins))",
         3, p);
