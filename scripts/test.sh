@@ -150,7 +150,7 @@ fi
 # build folder; copy them into fuzz/corpus/<target>/ once fixed.
 # The drivers in fuzz/ (fuzz/CMakeLists.txt builds fuzz_<name> for each): one list
 # for the build and the run, so a driver cannot be run without being built.
-FUZZ_NAMES="msg tenant http admin stripe_sig"
+FUZZ_NAMES="msg tenant http admin stripe_sig seal"
 fuzz_targets() {
     local secs=${SHOPD_FUZZ_SECONDS:-20} t rc=0
     for t in $FUZZ_NAMES; do
@@ -217,6 +217,7 @@ stage_shopd_start() {
     export SHOPD_LISTEN=127.0.0.1:$port SHOPD_PLATFORM_TOKEN SHOPD_JWT_KEYS SHOPD_OUTBOX_DIR=$work/outbox
     SHOPD_PLATFORM_TOKEN=$(openssl rand -hex 24)
     SHOPD_JWT_KEYS="stage:$(openssl rand -hex 32)"
+    export SHOPD_SECRETS_KEY_FILE=$work/secrets.key
     export SHOPD_WORKERS=2 SHOPD_IO_THREADS=1 SHOPD_ADMIN_LISTEN=
     "$ROOT/build/shopd" migrate >"$work/migrate.log" 2>&1 || { cat "$work/migrate.log"; return 1; }
     "$ROOT/build/shopd" serve >"$work/shopd.log" 2>&1 &

@@ -16,6 +16,7 @@
 #include "shopd/api.h"
 #include "shopd/auth.h"
 #include "shopd/log.h"
+#include "shopd/seal.h"
 
 static int
 cmd_migrate(cfg_t *cfg)
@@ -90,6 +91,40 @@ out:
     return status;
 }
 
+/* The key ring that seals secrets at rest: SHOPD_SECRETS_KEY, else the key
+ * kept in SHOPD_SECRETS_KEY_FILE (made on first start, like run.sh's other
+ * embedded defaults). Before the modules: their init re-seals stale rows. */
+static int
+secrets_setup(const cfg_t *cfg)
+{
+    char err[256], filekey[128];
+    const char *cur = cfg->secrets_key;
+    if (cur[0] == '\0') {
+        if (cfg->secrets_key_file[0] == '\0') {
+            log_error("cannot start: set SHOPD_SECRETS_KEY or SHOPD_SECRETS_KEY_FILE");
+            return -1;
+        }
+        if (seal_key_file(cfg->secrets_key_file, filekey, sizeof(filekey), err, sizeof(err)) != 0) {
+            log_error("cannot start: %s", err);
+            return -1;
+        }
+        log_warn("msg=\"secrets sealed with the key kept in a file; production sets "
+                 "SHOPD_SECRETS_KEY\" file=%s",
+                 cfg->secrets_key_file);
+        cur = filekey;
+    }
+    seal_keys_t *k = seal_keys_new(cur, cfg->secrets_key_old, err, sizeof(err));
+    explicit_bzero(filekey, sizeof(filekey));
+    if (k == NULL) {
+        log_error("cannot start: %s", err);
+        return -1;
+    }
+    log_info("msg=\"secrets sealing key\" kid=%s rotation=%s", seal_keys_kid(k),
+             cfg->secrets_key_old[0] ? "yes" : "no");
+    seal_process_set(k);
+    return 0;
+}
+
 static int
 cmd_serve(cfg_t *cfg)
 {
@@ -115,6 +150,8 @@ cmd_serve(cfg_t *cfg)
         log_error("libevent has no pthreads support");
         return 1;
     }
+    if (secrets_setup(cfg) != 0)
+        goto out;
     app.db = db_pool_new(cfg->database_url, cfg->db_pool_size, err, sizeof(err));
     if (app.db == NULL) {
         log_error("cannot start: %s", err);
@@ -250,6 +287,7 @@ out:
             mod->fini(&app);
     }
     db_pool_free(app.db);
+    seal_process_set(NULL);
     return status;
 }
 

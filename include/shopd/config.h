@@ -44,6 +44,9 @@ typedef struct cfg_s {
     bool access_log;
     char *jwt_keys;               /**< "kid:secret,kid:secret": the first signs, all verify */
     char *outbox_dir;             /**< outgoing e-mail is written here, one file per message */
+    char *secrets_key;            /**< base64 of 32 bytes: seals secrets at rest (seal.h) */
+    char *secrets_key_old;        /**< the previous key during a rotation ("" = none) */
+    char *secrets_key_file;       /**< kept or made here when secrets_key is "" */
     int jobs_poll_ms;             /**< ms between relay steps */
     bool jobs_consume;            /**< run jobs here (false: relay only) */
     int jobs_inflight;            /**< jobs run at once on the blocking pool */

@@ -100,7 +100,8 @@ typedef enum idem_claim_rc_e {
     IDEM_REPLAY,      /**< the same request was answered before: *out holds the answer */
     IDEM_MISMATCH,    /**< the key was used for another request: 422 idempotency_mismatch */
     IDEM_IN_FLIGHT,   /**< a committed claim without an answer (a caller forgot
-                           idem_pg_save): 409 idempotency_in_flight */
+                           idem_pg_save), or one held by idem_pg_hold: 409
+                           idempotency_in_flight */
     IDEM_UNAVAILABLE, /**< the statement failed (connection lost, transaction
                            aborted, serialization failure: let db_tx retry) */
 } idem_claim_rc_t;
@@ -126,6 +127,14 @@ shopd_rc_t idem_pg_save(db_conn_t *c, uint64_t store_id, const char *key, int st
 shopd_rc_t idem_pg_save_reply(db_conn_t *c, uint64_t store_id, const char *key,
                               const net_reply_t *r);
 
+/** Holds a key claimed NEW and answered (idem_pg_save) in the caller's open
+ *  transaction as still in flight for seconds: meanwhile a retry gets 409
+ *  idempotency_in_flight (IDEM_IN_FLIGHT) instead of that provisional answer.
+ *  The next idem_pg_save of the key (the final answer) ends the hold; if none
+ *  comes (the process died), the provisional answer is replayed once the hold
+ *  expires. For answers that wait on an outbound call after the commit (a
+ *  checkout's payment at Stripe). OK, or the statement's failure. */
+shopd_rc_t idem_pg_hold(db_conn_t *c, uint64_t store_id, const char *key, int seconds);
 /** A new reply (caller owns) from a stored answer: status, Content-Type,
  *  header lines and body as kept, plus Idempotent-Replayed: true. */
 net_reply_t *idem_reply_from_stored(const idem_stored_t *s);

@@ -29,6 +29,9 @@ typedef enum pay_status_e {
     PAY_SUCCEEDED,
     PAY_FAILED, /**< declined: decline_code says why */
     PAY_CANCELLED,
+    /** authorized, not captured (a manual-capture store): the order stays PENDING
+     *  with payment_status "authorized" until a capture succeeds */
+    PAY_AUTHORIZED,
 } pay_status_t;
 
 /** The name payments.status stores for s ("succeeded"...). */
@@ -46,6 +49,9 @@ typedef struct pay_account_s {
     char webhook_secrets[PAY_MAX_WEBHOOK_SECRETS][256]; /**< several during rotation */
     size_t nsecrets;
     long timeout_ms, connect_ms;
+    /** The store's payment_settings.capture_method is "manual": payments are only
+     *  authorized at checkout and captured by POST /api/v1/orders/:id/capture. */
+    bool manual_capture;
 } pay_account_t;
 
 /** A payment to create for an order. */
@@ -98,9 +104,12 @@ typedef struct pay_provider_s {
     shopd_rc_t (*create)(const pay_request_t *req, pay_result_t *out);
     /** The payment's current state at the provider. */
     shopd_rc_t (*retrieve)(const pay_account_t *acct, const char *ref, pay_result_t *out);
-    /** Captures an authorized payment (a provider that captures at once: OK). */
+    /** Captures amount (minor units, at most what was authorized) of an authorized
+     *  payment, sending idempotency_key (stored before the call, so a retry never
+     *  captures twice). out->status SUCCEEDED once captured. A provider that
+     *  captures at once: OK. */
     shopd_rc_t (*capture)(const pay_account_t *acct, const char *ref, int64_t amount,
-                          pay_result_t *out);
+                          const char *idempotency_key, pay_result_t *out);
     /** Voids an uncaptured payment or cancels a pending one. */
     shopd_rc_t (*cancel)(const pay_account_t *acct, const char *ref, pay_result_t *out);
     /** Refunds amount (minor units) of a captured payment; key as for create. */

@@ -63,6 +63,9 @@ static const cfg_row_t cfg_rows[] = {
     {"log-level", "SHOPD_LOG_LEVEL", CFG_STR, O(log_level), 0, 0, "info", "debug, info, warn or error"},
     {"access-log", "SHOPD_ACCESS_LOG", CFG_BOOL, O(access_log), 0, 0, "true", "one log line per request"},
     {"jwt-keys", "SHOPD_JWT_KEYS", CFG_STR, O(jwt_keys), 0, 0, "", "access-token keys kid:secret,... (first signs, all verify; empty: random per process)"},
+    {"secrets-key", "SHOPD_SECRETS_KEY", CFG_STR, O(secrets_key), 0, 0, "", "base64 of 32 bytes (openssl rand -base64 32): seals Stripe keys and webhook secrets at rest, AES-256-GCM (empty: the key in SHOPD_SECRETS_KEY_FILE)"},
+    {"secrets-key-old", "SHOPD_SECRETS_KEY_OLD", CFG_STR, O(secrets_key_old), 0, 0, "", "the previous secrets key during a rotation: still opens, and rows under it are sealed again with SHOPD_SECRETS_KEY at start"},
+    {"secrets-key-file", "SHOPD_SECRETS_KEY_FILE", CFG_STR, O(secrets_key_file), 0, 0, "secrets.key", "file holding the secrets key when SHOPD_SECRETS_KEY is empty (made once, mode 0600: demos and tests; production sets the key)"},
     {"outbox-dir", "SHOPD_OUTBOX_DIR", CFG_STR, O(outbox_dir), 0, 0, "outbox", "folder where outgoing e-mails are written, one file each"},
     {"jobs-poll-ms", "SHOPD_JOBS_POLL_MS", CFG_INT, O(jobs_poll_ms), 10, 60000, "200", "how often the jobs relay moves outbox rows and due retries into the job streams"},
     {"jobs-consume", "SHOPD_JOBS_CONSUME", CFG_BOOL, O(jobs_consume), 0, 0, "true", "this process runs jobs (false: it only relays; another process consumes)"},
@@ -324,7 +327,8 @@ static bool
 cfg_secret(const char *flag)
 {
     return !strcmp(flag, "platform-token") || !strcmp(flag, "jwt-keys") ||
-           !strcmp(flag, "admin-token");
+           !strcmp(flag, "admin-token") || !strcmp(flag, "secrets-key") ||
+           !strcmp(flag, "secrets-key-old");
 }
 
 void

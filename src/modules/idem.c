@@ -443,7 +443,8 @@ idem_pg_claim(db_conn_t *c, uint64_t store_id, const char *key, const uint8_t fp
         }
         r = db_exec(c, "idem_read",
                     "SELECT fingerprint = decode($3, 'hex'), status, content_type, headers, "
-                    "encode(body, 'hex') FROM idempotency_keys WHERE store_id = $1 AND key = $2",
+                    "encode(body, 'hex'), coalesce(held_until > now(), false) FROM "
+                    "idempotency_keys WHERE store_id = $1 AND key = $2",
                     3, p);
         if (db_result_rc(r) != SHOPD_OK) {
             PQclear(r);
@@ -456,7 +457,7 @@ idem_pg_claim(db_conn_t *c, uint64_t store_id, const char *key, const uint8_t fp
         int status = atoi(PQgetvalue(r, 0, 1));
         if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
             rc = IDEM_MISMATCH;
-        } else if (status == 0) {
+        } else if (status == 0 || PQgetvalue(r, 0, 5)[0] == 't') {
             rc = IDEM_IN_FLIGHT;
         } else {
             rc = IDEM_REPLAY;
@@ -496,7 +497,7 @@ pg_save(db_conn_t *c, uint64_t store_id, const char *key, int status, const char
     const char *p[] = {sid, key, st, content_type, headers, bh};
     PGresult *r = db_exec(c, "idem_save",
                           "UPDATE idempotency_keys SET status = $3, content_type = $4, "
-                          "headers = $5, body = decode($6, 'hex') "
+                          "headers = $5, body = decode($6, 'hex'), held_until = NULL "
                           "WHERE store_id = $1 AND key = $2",
                           6, p);
     shopd_rc_t rc = db_result_rc(r);
@@ -504,6 +505,24 @@ pg_save(db_conn_t *c, uint64_t store_id, const char *key, int status, const char
         rc = SHOPD_NOTFOUND; /* never claimed in this transaction */
     PQclear(r);
     shopd_free(bh);
+    return rc;
+}
+
+shopd_rc_t
+idem_pg_hold(db_conn_t *c, uint64_t store_id, const char *key, int seconds)
+{
+    char sid[24], secs[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
+    snprintf(secs, sizeof(secs), "%d", seconds);
+    const char *p[] = {sid, key, secs};
+    PGresult *r = db_exec(c, "idem_hold",
+                          "UPDATE idempotency_keys SET held_until = now() + make_interval(secs => "
+                          "$3::int) WHERE store_id = $1 AND key = $2 AND status <> 0",
+                          3, p);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_OK && strcmp(PQcmdTuples(r), "1") != 0)
+        rc = SHOPD_NOTFOUND; /* not claimed and answered in this transaction */
+    PQclear(r);
     return rc;
 }
 

@@ -5,7 +5,9 @@
 //                                   prints "PORT <n>" as its first line
 //
 // Stripe's side: POST /v1/payment_intents, GET /v1/payment_intents/:id,
-// POST /v1/payment_intents/:id/capture and /cancel, POST /v1/refunds, with
+// POST /v1/payment_intents/:id/capture and /cancel (capture_method=manual:
+// a succeeding card is authorized, requires_capture, until captured, all or
+// part; a cancel releases the hold), POST /v1/refunds, with
 // form-encoded bodies, Bearer sk_ keys and Stripe's idempotency rules: the same
 // Idempotency-Key with the same parameters answers the saved answer; with
 // other parameters 400 idempotency_error; while the first is still running 409.
@@ -36,12 +38,16 @@ try {
 const state = {
   create: 'requires_payment_method', // succeed, decline, insufficient_funds, action, processing, 500, stall, malformed, huge
   refund: 'succeed', // succeed, pending, fail, 500
+  capture: 'succeed', // succeed, 500, stall
   stall_ms: 30000,
+  delay_ms: 0, // each creation answers after this long (then as `create` says)
   pis: new Map(),
   refunds: new Map(),
   keys: new Map(), // key -> {params, status, body} or {inflight: true, params}
   creates: 0,
   requests: 0,
+  captures: 0, // captures done (a replayed key is not counted again)
+  cancels: 0, // PaymentIntents cancelled (an authorization's hold released)
   next_pi_id: '', // the id the next PaymentIntent gets (a test that sends its events first)
   n: 0,
 };
@@ -124,13 +130,18 @@ function createPI(params) {
     last_payment_error: null,
     latest_charge: null,
     amount_refunded: 0,
+    capture_method: params.capture_method === 'manual' ? 'manual' : 'automatic',
+    amount_capturable: 0,
+    amount_received: 0,
   };
   pi.client_secret = `${pi.id}_secret_${crypto.randomBytes(6).toString('hex')}`;
   const m = state.create;
-  if (m === 'succeed') pi.status = 'succeeded';
+  // capture_method=manual: a card that would succeed is only authorized.
+  if (m === 'succeed' && pi.capture_method === 'manual') { pi.status = 'requires_capture'; pi.amount_capturable = pi.amount; }
+  else if (m === 'succeed') { pi.status = 'succeeded'; pi.amount_received = pi.amount; }
   else if (m === 'action') { pi.status = 'requires_action'; pi.next_action = { type: 'use_stripe_sdk' }; }
   else if (m === 'processing') pi.status = 'processing';
-  pi.latest_charge = pi.status === 'succeeded' ? id('ch') : null;
+  pi.latest_charge = pi.status === 'succeeded' || pi.status === 'requires_capture' ? id('ch') : null;
   state.next_pi_id = '';
   state.pis.set(pi.id, pi);
   if (m === 'decline' || m === 'insufficient_funds') {
@@ -171,6 +182,17 @@ async function idempotent(req, res, params, fn) {
   }
 }
 
+// Orders (store, order of the metadata) with more than one PaymentIntent: the
+// bar says none, whatever crashed and was retried.
+function dupOrders() {
+  const seen = new Map();
+  for (const pi of state.pis.values()) {
+    const k = `${pi.metadata.store_id}/${pi.metadata.order_id}`;
+    seen.set(k, (seen.get(k) || 0) + 1);
+  }
+  return [...seen.values()].filter((n) => n > 1).length;
+}
+
 function sign(secret, t, body) {
   return crypto.createHmac('sha256', secret).update(`${t}.${body}`).digest('hex');
 }
@@ -191,7 +213,7 @@ async function webhook(p) {
   const pi = state.pis.get(p.pi) || { id: p.pi, object: 'payment_intent', metadata: p.metadata || {} };
   let object;
   if (p.type.startsWith('payment_intent.')) {
-    const status = { 'payment_intent.succeeded': 'succeeded', 'payment_intent.payment_failed': 'requires_payment_method', 'payment_intent.canceled': 'canceled', 'payment_intent.processing': 'processing', 'payment_intent.requires_action': 'requires_action' }[p.type] || pi.status;
+    const status = { 'payment_intent.succeeded': 'succeeded', 'payment_intent.payment_failed': 'requires_payment_method', 'payment_intent.canceled': 'canceled', 'payment_intent.processing': 'processing', 'payment_intent.requires_action': 'requires_action', 'payment_intent.amount_capturable_updated': 'requires_capture' }[p.type] || pi.status;
     if (p.apply !== false && state.pis.has(pi.id)) pi.status = status;
     object = { ...pi, status };
     if (p.type === 'payment_intent.payment_failed') object.last_payment_error = { type: 'card_error', code: 'card_declined', decline_code: p.decline_code || 'generic_decline' };
@@ -241,7 +263,7 @@ const server = http.createServer(async (req, res) => {
       return;
     }
     if (path === '/_stats') {
-      send(res, 200, { payment_intents: state.pis.size, creates: state.creates, requests: state.requests, refunds: state.refunds.size, keys: state.keys.size });
+      send(res, 200, { payment_intents: state.pis.size, creates: state.creates, requests: state.requests, refunds: state.refunds.size, keys: state.keys.size, captures: state.captures, cancels: state.cancels, manual: [...state.pis.values()].filter((x) => x.capture_method === 'manual').length, dup_orders: dupOrders() });
       return;
     }
     if (path === '/_webhook') {
@@ -261,7 +283,11 @@ const server = http.createServer(async (req, res) => {
         send(res, 400, { error: { type: 'invalid_request_error', message: 'Missing required param' } });
         return;
       }
-      await idempotent(req, res, params, async () => (fault(state.create, res) ? null : createPI(params)));
+      await idempotent(req, res, params, async () => {
+        // delay_ms: a slow Stripe (the key stays in flight here meanwhile).
+        if (state.delay_ms > 0) await new Promise((r) => setTimeout(r, state.delay_ms));
+        return fault(state.create, res) ? null : createPI(params);
+      });
       return;
     }
     let m = /^\/v1\/payment_intents\/([A-Za-z0-9_]+)(\/capture|\/cancel)?$/.exec(path);
@@ -270,9 +296,24 @@ const server = http.createServer(async (req, res) => {
       if (!pi) { send(res, 404, { error: { type: 'invalid_request_error', code: 'resource_missing' } }); return; }
       if (m[2] === '/cancel') {
         if (pi.status === 'succeeded') { send(res, 400, { error: { type: 'invalid_request_error', code: 'payment_intent_unexpected_state' } }); return; }
+        if (pi.status !== 'canceled') state.cancels += 1;
         pi.status = 'canceled';
+        pi.amount_capturable = 0;
       } else if (m[2] === '/capture') {
-        pi.status = 'succeeded';
+        // Stripe's rules: only requires_capture, at most amount_capturable; the
+        // rest of the hold is released. Idempotent by key like any POST.
+        await idempotent(req, res, params, async () => {
+          if (fault(state.capture || 'succeed', res)) return null;
+          if (pi.status !== 'requires_capture') return { status: 400, body: { error: { type: 'invalid_request_error', code: 'payment_intent_unexpected_state', message: `This PaymentIntent could not be captured because it has a status of ${pi.status}.` } } };
+          const amount = params.amount_to_capture ? Number(params.amount_to_capture) : pi.amount_capturable;
+          if (!(amount > 0) || amount > pi.amount_capturable) return { status: 400, body: { error: { type: 'invalid_request_error', code: 'amount_too_large' } } };
+          state.captures += 1;
+          pi.status = 'succeeded';
+          pi.amount_received = amount;
+          pi.amount_capturable = 0;
+          return { status: 200, body: { ...pi } };
+        });
+        return;
       }
       send(res, 200, pi);
       return;
@@ -283,7 +324,7 @@ const server = http.createServer(async (req, res) => {
         const pi = state.pis.get(params.payment_intent);
         if (!pi || pi.status !== 'succeeded') return { status: 400, body: { error: { type: 'invalid_request_error', code: 'charge_not_refundable' } } };
         const amount = Number(params.amount);
-        if (pi.amount_refunded + amount > pi.amount) return { status: 400, body: { error: { type: 'invalid_request_error', code: 'charge_already_refunded' } } };
+        if (pi.amount_refunded + amount > (pi.amount_received || pi.amount)) return { status: 400, body: { error: { type: 'invalid_request_error', code: 'charge_already_refunded' } } };
         const status = state.refund === 'pending' ? 'pending' : state.refund === 'fail' ? 'failed' : 'succeeded';
         if (status !== 'failed') pi.amount_refunded += amount;
         const rf = { id: id('re'), object: 'refund', amount, payment_intent: pi.id, status };

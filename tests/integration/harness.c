@@ -374,7 +374,7 @@ th_free_port(void)
 static char **
 child_env(int port, const char *const *extra)
 {
-    static char bufs[11][512];
+    static char bufs[12][512];
     size_t n = 0, cap = 64;
     char **env = calloc(cap, sizeof(char *));
     /* Extra settings first: lookups take the first match, so they win. */
@@ -409,9 +409,12 @@ child_env(int port, const char *const *extra)
     /* Likewise the edge's budgets on every route (one address, thousands of
      * requests per suite): off unless a test of the limits turns them on. */
     snprintf(bufs[10], 512, "SHOPD_RATE_LIMIT=false");
-    if (n + 12 >= cap)
+    /* One sealing key for every test server: they share the database, and a
+     * restarted server must open what the first one sealed. */
+    snprintf(bufs[11], 512, "SHOPD_SECRETS_KEY=%s", TH_SECRETS_KEY);
+    if (n + 13 >= cap)
         env = realloc(env, (cap *= 2) * sizeof(char *));
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < 12; i++)
         env[n++] = bufs[i];
     env[n] = NULL;
     return env;
@@ -662,12 +665,17 @@ grow_cb(char *data, size_t size, size_t nmemb, void *arg)
 /* What no answer may carry (OWASP API8, issue 18): connection URLs, the test
  * secrets, the source tree's paths and file:line marks, PostgreSQL's error
  * text and sanitizer or crash reports. Every answer th_req reads in every
- * integration test is scanned, so a leak anywhere fails the test that saw it. */
+ * integration test is scanned, so a leak anywhere fails the test that saw it.
+ * Secrets at rest too: the sealing key, any sealed value ("seal1."), a Stripe
+ * secret key (answers show its last 4 characters only). */
 static const char *const leak_marks[] = {"postgresql://",
                                          "postgres://",
                                          "redis://",
                                          TH_PLATFORM_TOKEN,
                                          TH_PASSWORD,
+                                         TH_SECRETS_KEY,
+                                         "seal1.",
+                                         "sk_test_",
                                          "ERROR:  ",
                                          "syntax error at or near",
                                          "violates ",

@@ -47,6 +47,8 @@
 #include <sys/types.h>
 
 #define TH_PLATFORM_TOKEN "test-platform-token-0123456789"
+/** The SHOPD_SECRETS_KEY of every test server (base64 of 32 bytes). */
+#define TH_SECRETS_KEY "dGVzdC1zZWFsaW5nLWtleS1vZi0zMi1ieXRlcyEhISE="
 #define TH_BASE_DOMAIN "shop.test"
 
 typedef struct th_server_s {

@@ -18,6 +18,8 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -136,6 +138,15 @@ fake_creates(void)
     json_t *s = fake("GET", "/_stats", NULL);
     long n = (long)json_integer_value(json_object_get(s, "payment_intents"));
     json_decref(s);
+    return n;
+}
+
+static long
+fake_stat(const char *name)
+{
+    json_t *st = fake("GET", "/_stats", NULL);
+    long n = (long)json_integer_value(json_object_get(st, name));
+    json_decref(st);
     return n;
 }
 
@@ -638,11 +649,81 @@ test_idempotent_checkout(void **state)
     th_user_free(&s.admin);
 }
 
-/* RELIABILITY 2.1's bar, scaled to the suite's time: N checkouts, each sent
- * twice at once and once more afterwards with one Idempotency-Key, from 8
- * threads -> exactly N orders and N PaymentIntents at the fake. */
-#define LOAD_N 150
+typedef struct slow_s {
+    shop_t *s;
+    const char *cart, *key;
+    th_resp_t r;
+} slow_t;
+
+static void *
+slow_checkout(void *arg)
+{
+    slow_t *x = arg;
+    x->r = checkout_cart(x->s, x->cart, x->key, NULL);
+    return NULL;
+}
+
+static bool
+has_order(void *arg)
+{
+    shop_t *s = arg;
+    return atol(sqlf("SELECT count(*) FROM orders WHERE store_id = %ld", s->id)) == 1;
+}
+
+/* A retry sent while the checkout's call to Stripe is still in flight: 409
+ * idempotency_in_flight with Retry-After (Stripe's semantics), not the
+ * provisional answer; once the first is answered, its final answer replays. */
+static void
+test_retry_in_flight(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true);
+    fake_mode("requires_payment_method", "succeed");
+    json_decref(fake("POST", "/_control", "{\"delay_ms\":1500}"));
+    long before = fake_creates();
+    char key[64], cart[128];
+    snprintf(key, sizeof(key), "inflight-%d-%ld", getpid(), s.id);
+    snprintf(cart, sizeof(cart), "%s", new_cart(&s));
+    slow_t a = {&s, cart, key, {0}};
+    pthread_t t;
+    pthread_create(&t, NULL, slow_checkout, &a);
+    /* The order committed, its PaymentIntent not created yet. */
+    assert_true(th_wait_until(has_order, &s, 10000));
+    th_resp_t b = checkout_cart(&s, cart, key, NULL);
+    assert_int_equal(b.status, 409);
+    assert_string_equal(th_error_code(&b), "idempotency_in_flight");
+    assert_string_equal(th_header(&b, "Retry-After"), "1");
+    th_resp_free(&b);
+    pthread_join(t, NULL);
+    assert_int_equal(a.r.status, 201);
+    assert_string_equal(jstr(json_object_get(a.r.json, "payment"), "status"), "requires_action");
+    th_resp_t c = checkout_cart(&s, cart, key, NULL);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.body, a.r.body);
+    assert_string_equal(th_header(&c, "Idempotent-Replayed"), "true");
+    th_resp_free(&c);
+    th_resp_free(&a.r);
+    json_decref(fake("POST", "/_control", "{\"delay_ms\":0}"));
+    assert_int_equal(fake_creates() - before, 1);
+    th_user_free(&s.admin);
+}
+
+/* RELIABILITY 2.1's bar at full size: 1,000 checkouts, each sent twice at
+ * once and once more afterwards with one Idempotency-Key, from 8 threads ->
+ * exactly 1,000 orders and 1,000 PaymentIntents at the fake. Under the
+ * sanitizers (several times slower) 150; SHOPD_TEST_STRIPE_LOAD_N sets it. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LOAD_DEFAULT 150
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LOAD_DEFAULT 150
+#endif
+#endif
+#ifndef LOAD_DEFAULT
+#define LOAD_DEFAULT 1000
+#endif
 #define LOAD_THREADS 8
+static int LOAD_N = LOAD_DEFAULT;
 
 typedef struct load_s {
     shop_t *s;
@@ -698,6 +779,9 @@ static void
 test_load_retries(void **state)
 {
     (void)state;
+    const char *n = getenv("SHOPD_TEST_STRIPE_LOAD_N");
+    if (n && atoi(n) > 0)
+        LOAD_N = atoi(n);
     shop_t s = shop_new(true);
     fake_mode("requires_payment_method", "succeed");
     long before = fake_creates();
@@ -1013,16 +1097,164 @@ test_refunds_and_cancel(void **state)
     th_user_free(&s.admin);
 }
 
+static const char *const server_env[] = {
+    "SHOPD_STRIPE_ANY_BASE=true", "SHOPD_STRIPE_TIMEOUT_MS=2000", "SHOPD_STRIPE_RECONCILE_S=3",
+    "SHOPD_SWEEP_INTERVAL_MS=200", NULL};
+
+/* ---- kill -9 during checkout load ---- */
+
+#define KILL_THREADS 8
+#define KILL_PER_THREAD 40
+
+typedef struct kill_load_s {
+    shop_t *s;
+    int t;
+    char carts[KILL_PER_THREAD][128], keys[KILL_PER_THREAD][64];
+    long status[KILL_PER_THREAD], order[KILL_PER_THREAD];
+    int sent;
+} kill_load_t;
+
+static _Atomic bool killed;
+
+static void *
+kill_load(void *arg)
+{
+    kill_load_t *l = arg;
+    char body[160], tenant[64];
+    snprintf(body, sizeof(body), "{\"variant_id\":%ld,\"quantity\":1}", l->s->variant);
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", l->s->id);
+    const char *h[] = {tenant, NULL};
+    for (int i = 0; i < KILL_PER_THREAD && !killed; i++) {
+        /* No assertion here: the server may die under this request. */
+        th_resp_t c = th_req(srv, "POST", "/api/v1/cart/add", h, body);
+        bool ok = c.status == 200 && th_header(&c, "X-Cart-Id");
+        if (ok)
+            snprintf(l->carts[i], sizeof(l->carts[i]), "%s", th_header(&c, "X-Cart-Id"));
+        th_resp_free(&c);
+        if (!ok)
+            break;
+        snprintf(l->keys[i], sizeof(l->keys[i]), "kill-%d-%ld-%d-%d", getpid(), l->s->id, l->t, i);
+        l->sent = i + 1;
+        th_resp_t r = checkout_cart(l->s, l->carts[i], l->keys[i], NULL);
+        l->status[i] = r.status;
+        l->order[i] = r.status == 201 ? order_of(&r) : 0;
+        th_resp_free(&r);
+    }
+    return NULL;
+}
+
+typedef struct settled_s {
+    shop_t *s;
+} settled_t;
+
+static bool
+all_settled(void *arg)
+{
+    settled_t *x = arg;
+    return atol(sqlf("SELECT count(*) FROM payments WHERE store_id = %ld AND provider_ref IS NULL",
+                     x->s->id)) == 0;
+}
+
+/* kill -9 while checkouts wait on a slow Stripe, restart, every client retries
+ * with its key: each order has exactly its one PaymentIntent (the fake counts
+ * none twice per order), those the crash cut off are settled by the
+ * reconciliation with the key written before the call, every key answers its
+ * one order, and nothing is half-written (items, payment, stock). */
+static void
+test_kill_during_checkout(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true);
+    fake_mode("requires_payment_method", "succeed");
+    json_decref(fake("POST", "/_control", "{\"delay_ms\":200}"));
+    long pis0 = fake_creates(), dup0 = fake_stat("dup_orders");
+    static kill_load_t ls[KILL_THREADS];
+    pthread_t ts[KILL_THREADS];
+    killed = false;
+    for (int i = 0; i < KILL_THREADS; i++) {
+        memset(&ls[i], 0, sizeof(ls[i]));
+        ls[i].s = &s;
+        ls[i].t = i;
+        pthread_create(&ts[i], NULL, kill_load, &ls[i]);
+    }
+    usleep(4000 * 1000);
+    killed = true;
+    kill(srv->pid, SIGKILL);
+    for (int i = 0; i < KILL_THREADS; i++)
+        pthread_join(ts[i], NULL);
+    assert_int_equal(th_stop(srv), 128 + SIGKILL);
+    json_decref(fake("POST", "/_control", "{\"delay_ms\":0}"));
+    srv = th_start(server_env);
+    long orphans = atol(sqlf("SELECT count(*) FROM payments WHERE store_id = %ld AND "
+                             "provider_ref IS NULL",
+                             s.id));
+
+    /* Every client retries what got no answer, with its key, until answered
+     * (409 idempotency_in_flight while the dead process's hold lasts). */
+    int sent = 0, cut = 0;
+    for (int t = 0; t < KILL_THREADS; t++) {
+        kill_load_t *l = &ls[t];
+        for (int i = 0; i < l->sent; i++, sent++) {
+            if (l->status[i] == 201)
+                continue;
+            cut++;
+            th_resp_t r = {0};
+            for (int tries = 0; tries < 100; tries++) {
+                r = checkout_cart(&s, l->carts[i], l->keys[i], NULL);
+                if (r.status != 409 && r.status != 503 && r.status != 0)
+                    break;
+                th_resp_free(&r);
+                usleep(200 * 1000);
+            }
+            assert_int_equal(r.status, 201);
+            l->order[i] = order_of(&r);
+            th_resp_free(&r);
+        }
+    }
+    long orders = atol(sqlf("SELECT count(*) FROM orders WHERE store_id = %ld", s.id));
+    print_message("kill -9 under load: %d checkouts sent, %d cut off and retried, %ld "
+                  "committed without a PaymentIntent id at the restart, %ld orders\n",
+                  sent, cut, orphans, orders);
+    assert_true(cut > 0); /* the kill did land mid-load */
+    /* Each key is one order, and every order is some key's. */
+    assert_int_equal(orders, sent);
+    for (int t = 0; t < KILL_THREADS; t++)
+        for (int i = 0; i < ls[t].sent; i++)
+            for (int u = t; u < KILL_THREADS; u++)
+                for (int j = u == t ? i + 1 : 0; j < ls[u].sent; j++)
+                    assert_true(ls[t].order[i] != ls[u].order[j]);
+    /* The payments the crash cut off (no PaymentIntent id yet) are settled. */
+    settled_t x = {&s};
+    assert_true(th_wait_until(all_settled, &x, 30000));
+    assert_int_equal(fake_creates() - pis0, orders);
+    assert_int_equal(fake_stat("dup_orders"), dup0);
+    assert_int_equal(atol(sqlf("SELECT count(DISTINCT provider_ref) FROM payments WHERE store_id "
+                               "= %ld",
+                               s.id)),
+                     orders);
+    /* Nothing half-written: one payment and one item per order, the stock
+     * taken exactly once per order, every order in a state it can be in. */
+    assert_string_equal(sqlf("SELECT count(*) FROM orders o WHERE o.store_id = %ld AND ((SELECT "
+                             "count(*) FROM payments p WHERE p.store_id = o.store_id AND "
+                             "p.order_id = o.id) <> 1 OR (SELECT coalesce(sum(quantity), 0) FROM "
+                             "order_items i WHERE i.store_id = o.store_id AND i.order_id = o.id) "
+                             "<> 1 OR o.item_count <> 1 OR o.status NOT IN ('PENDING', 'PAID'))",
+                             s.id),
+                        "0");
+    assert_int_equal(atol(sqlf("SELECT stock FROM product_variants WHERE store_id = %ld AND id = "
+                               "%ld",
+                               s.id, s.variant)),
+                     100000 - orders);
+    th_user_free(&s.admin);
+}
+
 static int
 setup(void **state)
 {
     (void)state;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     fake_start();
-    static const char *const env[] = {"SHOPD_STRIPE_ANY_BASE=true", "SHOPD_STRIPE_TIMEOUT_MS=2000",
-                                      "SHOPD_STRIPE_RECONCILE_S=3", "SHOPD_SWEEP_INTERVAL_MS=200",
-                                      NULL};
-    srv = th_start(env);
+    srv = th_start(server_env);
     return 0;
 }
 
@@ -1034,6 +1266,395 @@ teardown(void **state)
     return 0;
 }
 
+static const char *
+fake_pi_status(const char *pi)
+{
+    static char out[64];
+    char path[200];
+    snprintf(path, sizeof(path), "/v1/payment_intents/%s", pi);
+    json_t *j = fake("GET", path, NULL);
+    snprintf(out, sizeof(out), "%s", jstr(j, "status"));
+    json_decref(j);
+    return out;
+}
+
+/* A manual-capture store: checkout authorizes (PaymentIntent with
+ * capture_method=manual), the order waits PENDING/authorized; the admin
+ * captures all or part (its own Idempotency-Key, once at Stripe), the order is
+ * PAID once; a cancel releases the hold; events never move it back. */
+static void
+test_manual_capture(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true);
+    fake_mode("succeed", "succeed");
+    th_resp_t r = rq(s.id, s.admin.access, NULL, "PATCH", "/api/v1/admin/payments/stripe",
+                     "{\"capture_method\":\"sometimes\"}");
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.body, "capture_method"));
+    th_resp_free(&r);
+    r = rq(s.id, s.admin.access, NULL, "GET", "/api/v1/admin/payments/stripe", NULL);
+    assert_string_equal(jstr(r.json, "capture_method"), "automatic");
+    th_resp_free(&r);
+    r = rq(s.id, s.admin.access, NULL, "PATCH", "/api/v1/admin/payments/stripe",
+           "{\"capture_method\":\"manual\"}");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "capture_method"), "manual");
+    assert_string_equal(jstr(r.json, "secret_key_last4"), "abcd"); /* the rest kept */
+    th_resp_free(&r);
+
+    long manual0 = fake_stat("manual"), captures0 = fake_stat("captures");
+    r = checkout(&s);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(jstr(json_object_get(r.json, "payment"), "status"), "requires_capture");
+    long o = order_of(&r);
+    th_resp_free(&r);
+    assert_int_equal(fake_stat("manual"), manual0 + 1);
+    assert_string_equal(order_status(&s, o), "PENDING/authorized");
+    char pi[128];
+    snprintf(pi, sizeof(pi), "%s", pi_of(&s, o));
+    assert_string_equal(fake_pi_status(pi), "requires_capture");
+    long total = atol(sqlf("SELECT total FROM orders WHERE store_id = %ld AND id = %ld", s.id, o));
+
+    /* Customers may not capture; bad amounts are refused; nothing moves. */
+    char path[96], body[96];
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/capture", o);
+    th_user_t cu = th_user_new(srv, "CUSTOMER", s.id);
+    r = rq(s.id, cu.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 403);
+    th_resp_free(&r);
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total + 1);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(r.body, "amount"));
+    th_resp_free(&r);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{\"amount\":0,\"extra\":1}");
+    assert_int_equal(r.status, 422);
+    th_resp_free(&r);
+    /* A late processing or requires_action event: never back from authorized. */
+    json_decref(hook(&s, "payment_intent.processing", pi, WHSEC, 1, false, "\"apply\":false"));
+    json_decref(hook(&s, "payment_intent.requires_action", pi, WHSEC, 1, false, "\"apply\":false"));
+    assert_string_equal(order_status(&s, o), "PENDING/authorized");
+    assert_string_equal(
+        sqlf("SELECT status FROM payments WHERE store_id = %ld AND order_id = %ld", s.id, o),
+        "requires_capture");
+    assert_int_equal(fake_stat("captures"), captures0);
+
+    /* A partial capture: PAID once, what was captured and its key kept. */
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total - 200);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "status"), "PAID");
+    assert_string_equal(jstr(r.json, "payment_status"), "paid");
+    th_resp_free(&r);
+    assert_int_equal(fake_stat("captures"), captures0 + 1);
+    assert_string_equal(fake_pi_status(pi), "succeeded");
+    char want[160];
+    snprintf(want, sizeof(want), "%ld|shopd-%ld-%ld-capture-", total - 200, s.id, o);
+    assert_non_null(strstr(sqlf("SELECT captured_amount || '|' || capture_key FROM payments "
+                                "WHERE store_id = %ld AND order_id = %ld",
+                                s.id, o),
+                           want));
+    /* Again: refused, nothing asked of Stripe; Stripe's own success event (twice)
+     * adds no second PAID. */
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "not_capturable");
+    th_resp_free(&r);
+    assert_int_equal(fake_stat("captures"), captures0 + 1);
+    json_decref(hook(&s, "payment_intent.succeeded", pi, WHSEC, 2, true, NULL));
+    assert_string_equal(order_status(&s, o), "PAID/paid");
+    assert_string_equal(sqlf("SELECT count(*) FROM order_events WHERE store_id = %ld AND "
+                             "order_id = %ld AND to_status = 'PAID'",
+                             s.id, o),
+                        "1");
+
+    /* Refunds are bounded by what was captured, not by the total; all of it
+     * given back is "refunded". */
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/refunds", o);
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total - 199);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 409);
+    assert_string_equal(th_error_code(&r), "refund_exceeds_payment");
+    th_resp_free(&r);
+    snprintf(body, sizeof(body), "{\"amount\":%ld}", total - 200);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(jstr(r.json, "status"), "succeeded");
+    th_resp_free(&r);
+    assert_string_equal(order_status(&s, o), "PAID/refunded");
+
+    /* A second authorized order, cancelled: the hold is released at Stripe. */
+    long cancels0 = fake_stat("cancels");
+    r = checkout(&s);
+    assert_int_equal(r.status, 201);
+    long o2 = order_of(&r);
+    th_resp_free(&r);
+    char pi2[128];
+    snprintf(pi2, sizeof(pi2), "%s", pi_of(&s, o2));
+    /* amount_capturable_updated (Stripe's event for the authorization) keeps it authorized. */
+    json_decref(hook(&s, "payment_intent.amount_capturable_updated", pi2, WHSEC, 1, false, NULL));
+    assert_string_equal(order_status(&s, o2), "PENDING/authorized");
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/cancel", o2);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, NULL);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_string_equal(order_status(&s, o2), "CANCELLED/voided");
+    assert_int_equal(fake_stat("cancels"), cancels0 + 1);
+    assert_string_equal(fake_pi_status(pi2), "canceled");
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/capture", o2);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 409);
+    th_resp_free(&r);
+    /* A success arriving for the cancelled order does not revive it. */
+    json_decref(hook(&s, "payment_intent.succeeded", pi2, WHSEC, 1, false, "\"apply\":false"));
+    assert_string_equal(order_status(&s, o2), "CANCELLED/voided");
+
+    /* A third, captured whole with no amount; Stripe down at the capture first:
+     * 503, nothing moved, and the retry (same key) captures once. */
+    r = checkout(&s);
+    long o3 = order_of(&r);
+    th_resp_free(&r);
+    json_decref(fake("POST", "/_control", "{\"capture\":\"500\"}"));
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/capture", o3);
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 503);
+    th_resp_free(&r);
+    assert_string_equal(order_status(&s, o3), "PENDING/authorized");
+    json_decref(fake("POST", "/_control", "{\"capture\":\"succeed\"}"));
+    long captures1 = fake_stat("captures");
+    r = rq(s.id, s.admin.access, NULL, "POST", path, "{}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(fake_stat("captures"), captures1 + 1);
+    assert_string_equal(order_status(&s, o3), "PAID/paid");
+    long total3 =
+        atol(sqlf("SELECT total FROM orders WHERE store_id = %ld AND id = %ld", s.id, o3));
+    assert_int_equal(atol(sqlf("SELECT captured_amount FROM payments WHERE store_id = %ld AND "
+                               "order_id = %ld",
+                               s.id, o3)),
+                     total3);
+
+    /* Back to automatic: the next checkout is paid at once. */
+    r = rq(s.id, s.admin.access, NULL, "PATCH", "/api/v1/admin/payments/stripe",
+           "{\"capture_method\":\"automatic\"}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    r = checkout(&s);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(order_status(&s, order_of(&r)), "PAID/paid");
+    th_resp_free(&r);
+    fake_mode("requires_payment_method", "succeed");
+    th_user_free(&cu);
+    th_user_free(&s.admin);
+}
+
+/* ---- every (order state, payment event) pair ---- */
+
+enum {
+    S_PENDING,
+    S_ACTION,
+    S_FAILED,
+    S_AUTHORIZED,
+    S_PAID,
+    S_PROCESSING,
+    S_SHIPPED,
+    S_DELIVERED,
+    S_CANCELLED,
+    S_CANCELLED_REFUNDED,
+    S_N
+};
+static const char *const state_names[S_N] = {
+    "PENDING/pending",  "PENDING/requires_action", "PENDING/failed", "PENDING/authorized",
+    "PAID/paid",        "PROCESSING/paid",         "SHIPPED/paid",   "DELIVERED/paid",
+    "CANCELLED/voided", "CANCELLED/refunded"};
+
+enum {
+    E_SUCCEEDED,
+    E_FAILED,
+    E_CANCELED,
+    E_ACTION,
+    E_PROCESSING,
+    E_CAPTURABLE,
+    E_REFUNDED_FULL,
+    E_REFUNDED_PART,
+    E_DISPUTE,
+    E_UNKNOWN,
+    E_N
+};
+static const char *const event_types[E_N] = {
+    "payment_intent.succeeded",  "payment_intent.payment_failed",
+    "payment_intent.canceled",   "payment_intent.requires_action",
+    "payment_intent.processing", "payment_intent.amount_capturable_updated",
+    "charge.refunded",           "charge.refunded",
+    "charge.dispute.created",    "customer.created"};
+
+/* What one event does to an order in one state: its state after ("=": the
+ * same), and the rows it adds: order events (each with its outbox row, by the
+ * trigger of 0014), refunds, payment.refund_due outbox rows. */
+typedef struct cell_s {
+    const char *after;
+    int events, refunds, refund_due;
+} cell_t;
+
+#define SAME                                                                                       \
+    {                                                                                              \
+        "=", 0, 0, 0                                                                               \
+    }
+#define PAID_NOW                                                                                   \
+    {                                                                                              \
+        "PAID/paid", 1, 0, 0                                                                       \
+    }
+#define PAID_ROW(st)                                                                               \
+    {                                                                                              \
+        SAME, SAME, SAME, SAME, SAME, SAME, {st "/refunded", 0, 1, 0},                             \
+            {st "/partially_refunded", 0, 1, 0}, SAME, SAME                                        \
+    }
+
+/* clang-format off */
+static const cell_t table[S_N][E_N] = {
+    /*                       succeeded  payment_failed           canceled                  requires_action                processing capturable                 refunded full/part  dispute unknown */
+    [S_PENDING]          = {PAID_NOW, {"PENDING/failed",0,0,0}, {"PENDING/voided",0,0,0}, {"PENDING/requires_action",0,0,0}, SAME, {"PENDING/authorized",0,0,0}, SAME, SAME, SAME, SAME},
+    [S_ACTION]           = {PAID_NOW, {"PENDING/failed",0,0,0}, {"PENDING/voided",0,0,0}, SAME,                            SAME, {"PENDING/authorized",0,0,0}, SAME, SAME, SAME, SAME},
+    [S_FAILED]           = {PAID_NOW, SAME,                     {"PENDING/voided",0,0,0}, {"PENDING/requires_action",0,0,0}, SAME, {"PENDING/authorized",0,0,0}, SAME, SAME, SAME, SAME},
+    [S_AUTHORIZED]       = {PAID_NOW, SAME,                     {"PENDING/voided",0,0,0}, SAME,                            SAME, SAME,                         SAME, SAME, SAME, SAME},
+    [S_PAID]             = PAID_ROW("PAID"),
+    [S_PROCESSING]       = PAID_ROW("PROCESSING"),
+    [S_SHIPPED]          = PAID_ROW("SHIPPED"),
+    [S_DELIVERED]        = PAID_ROW("DELIVERED"),
+    [S_CANCELLED]        = {{"=",0,0,1}, SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME},
+    [S_CANCELLED_REFUNDED] = {SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME, SAME},
+};
+/* clang-format on */
+
+static void
+transition(shop_t *s, long o, const char *to)
+{
+    char path[96], body[128];
+    snprintf(path, sizeof(path), "/api/v1/orders/%ld/transitions", o);
+    snprintf(body, sizeof(body), "{\"to\":\"%s\"%s}", to,
+             strcmp(to, "SHIPPED") == 0 ? ",\"tracking_number\":\"TRK1\"" : "");
+    th_resp_t r = rq(s->id, s->admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+}
+
+/* A new order of s (automatic) or m (manual capture) in state st. */
+static long
+order_in(shop_t *s, shop_t *m, int st, shop_t **which)
+{
+    static const char *const create[S_N] = {
+        [S_PENDING] = "processing",   [S_ACTION] = "requires_payment_method",
+        [S_FAILED] = "decline",       [S_AUTHORIZED] = "succeed",
+        [S_PAID] = "succeed",         [S_PROCESSING] = "succeed",
+        [S_SHIPPED] = "succeed",      [S_DELIVERED] = "succeed",
+        [S_CANCELLED] = "processing", [S_CANCELLED_REFUNDED] = "succeed"};
+    *which = st == S_AUTHORIZED ? m : s;
+    fake_mode(create[st], "succeed");
+    th_resp_t r = checkout(*which);
+    assert_int_equal(r.status, st == S_FAILED ? 402 : 201);
+    long o = order_of(&r);
+    th_resp_free(&r);
+    if (st >= S_PROCESSING && st <= S_DELIVERED)
+        transition(s, o, "PROCESSING");
+    if (st >= S_SHIPPED && st <= S_DELIVERED)
+        transition(s, o, "SHIPPED");
+    if (st == S_DELIVERED)
+        transition(s, o, "DELIVERED");
+    if (st == S_CANCELLED_REFUNDED)
+        transition(s, o, "CANCELLED"); /* paid: refunded at Stripe */
+    if (st == S_CANCELLED) {
+        char path[96];
+        snprintf(path, sizeof(path), "/api/v1/orders/%ld/cancel", o);
+        th_resp_t c = rq(s->id, s->admin.access, NULL, "POST", path, NULL);
+        assert_int_equal(c.status, 200);
+        th_resp_free(&c);
+    }
+    assert_string_equal(order_status(*which, o), state_names[st]);
+    return o;
+}
+
+static int
+rank(const char *status)
+{
+    static const char *const order[] = {"PENDING", "PAID",      "PROCESSING",
+                                        "SHIPPED", "DELIVERED", "CANCELLED"};
+    for (int i = 0; i < 6; i++)
+        if (strncmp(status, order[i], strlen(order[i])) == 0 && status[strlen(order[i])] == '/')
+            return i;
+    return -1;
+}
+
+static void
+test_state_event_table(void **state)
+{
+    (void)state;
+    shop_t s = shop_new(true), m = shop_new(true);
+    th_resp_t r = rq(m.id, m.admin.access, NULL, "PATCH", "/api/v1/admin/payments/stripe",
+                     "{\"capture_method\":\"manual\"}");
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    const char *counts = "SELECT (SELECT count(*) FROM order_events WHERE store_id = %ld AND "
+                         "order_id = %ld) || '|' || (SELECT count(*) FROM refunds WHERE store_id = "
+                         "%ld AND order_id = %ld) || '|' || (SELECT count(*) FROM outbox WHERE "
+                         "store_id = %ld AND kind = 'payment.refund_due' AND payload ->> "
+                         "'order_id' = '%ld') || '|' || (SELECT count(*) FROM outbox WHERE "
+                         "store_id = %ld AND kind LIKE 'order.%%' AND payload ->> 'order_id' = "
+                         "'%ld')";
+    for (int st = 0; st < S_N; st++) {
+        for (int ev = 0; ev < E_N; ev++) {
+            shop_t *w;
+            long o = order_in(&s, &m, st, &w);
+            char pi[128], before[64], extra[160];
+            snprintf(pi, sizeof(pi), "%s", pi_of(w, o));
+            snprintf(before, sizeof(before), "%s", order_status(w, o));
+            int e0, f0, d0, x0, e1, f1, d1, x1;
+            assert_int_equal(sscanf(sqlf(counts, w->id, o, w->id, o, w->id, o, w->id, o),
+                                    "%d|%d|%d|%d", &e0, &f0, &d0, &x0),
+                             4);
+            long total =
+                atol(sqlf("SELECT total FROM orders WHERE store_id = %ld AND id = %ld", w->id, o));
+            snprintf(extra, sizeof(extra), "\"apply\":false,\"event_id\":\"evt_t%d_%d_%ld\"%s%ld",
+                     st, ev, o,
+                     ev == E_REFUNDED_FULL || ev == E_REFUNDED_PART ? ",\"amount_refunded\":" : "",
+                     ev == E_REFUNDED_FULL   ? total
+                     : ev == E_REFUNDED_PART ? 100L
+                                             : 0L);
+            if (ev != E_REFUNDED_FULL && ev != E_REFUNDED_PART)
+                extra[strlen(extra) - 1] = '\0'; /* the stray 0 */
+            json_t *a = hook(w, event_types[ev], pi, WHSEC, 1, false, extra);
+            const cell_t *want = &table[st][ev];
+            print_message("%-24s x %-42s -> %s\n", state_names[st], event_types[ev],
+                          strcmp(want->after, "=") ? want->after : before);
+            assert_int_equal(hook_status(a, 0), 200);
+            json_decref(a);
+            const char *after = order_status(w, o);
+            assert_string_equal(after, strcmp(want->after, "=") ? want->after : before);
+            /* Never backwards; never out of CANCELLED. */
+            assert_true(rank(after) >= rank(before));
+            assert_int_equal(sscanf(sqlf(counts, w->id, o, w->id, o, w->id, o, w->id, o),
+                                    "%d|%d|%d|%d", &e1, &f1, &d1, &x1),
+                             4);
+            assert_int_equal(e1 - e0, want->events);
+            assert_int_equal(x1 - x0, want->events); /* each event its outbox row */
+            assert_int_equal(f1 - f0, want->refunds);
+            assert_int_equal(d1 - d0, want->refund_due);
+            /* The event is kept once, applied (its order exists); a dispute flags the order. */
+            assert_string_equal(sqlf("SELECT count(*) || '/' || bool_and(applied) FROM "
+                                     "webhook_events WHERE store_id = %ld AND event_id = "
+                                     "'evt_t%d_%d_%ld'",
+                                     w->id, st, ev, o),
+                                "1/true");
+            assert_string_equal(
+                sqlf("SELECT disputed FROM orders WHERE store_id = %ld AND id = %ld", w->id, o),
+                ev == E_DISPUTE ? "t" : "f");
+        }
+    }
+    fake_mode("requires_payment_method", "succeed");
+    th_user_free(&s.admin);
+    th_user_free(&m.admin);
+}
+
 int
 main(void)
 {
@@ -1043,10 +1664,14 @@ main(void)
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_reconcile),
         cmocka_unit_test(test_idempotent_checkout),
+        cmocka_unit_test(test_retry_in_flight),
         cmocka_unit_test(test_load_retries),
         cmocka_unit_test(test_webhooks),
         cmocka_unit_test(test_event_before_order),
         cmocka_unit_test(test_refunds_and_cancel),
+        cmocka_unit_test(test_manual_capture),
+        cmocka_unit_test(test_state_event_table),
+        cmocka_unit_test(test_kill_during_checkout),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -60,6 +60,12 @@ shopd_rc_t jobs_webhook_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, uint6
 void jobs_webhook_dead(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id);
 net_reply_t *jobs_h_hook_list(api_ctx_t *ctx);
 net_reply_t *jobs_h_hook_create(api_ctx_t *ctx);
+/** The seal's context of store_id's webhook endpoint secrets. */
+void jobs_hook_aad(char *out, size_t n, uint64_t store_id);
+/** Start-up: seals again the endpoint secrets kept in plain text or under the
+ *  previous key (compare-and-set per row). -1 with err if one is sealed under a
+ *  key this process lacks (started with the wrong SHOPD_SECRETS_KEY). */
+int jobs_reseal_rows(app_t *app, char *err, size_t errlen);
 net_reply_t *jobs_h_hook_get(api_ctx_t *ctx);
 net_reply_t *jobs_h_hook_update(api_ctx_t *ctx);
 net_reply_t *jobs_h_hook_delete(api_ctx_t *ctx);

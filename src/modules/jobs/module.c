@@ -48,6 +48,8 @@ jobs_init(app_t *app, char *err, size_t errlen)
     }
     if (jobs_mail_init(app, err, errlen) != 0)
         return -1;
+    if (jobs_reseal_rows(app, err, errlen) != 0)
+        return -1;
     /* Once, before any thread: libcurl's global state is not thread-safe to set up. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "libcurl did not initialise");

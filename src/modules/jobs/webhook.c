@@ -18,6 +18,12 @@
  * link-local, CGNAT or multicast targets; no redirects followed; answers read
  * up to 64 KiB, the whole delivery bounded by SHOPD_WEBHOOK_TIMEOUT_MS.
  * SHOPD_WEBHOOK_ALLOW_INSECURE lifts the scheme and address rules (tests).
+ *
+ * The endpoint's secret is kept sealed (include/shopd/seal.h, context
+ * "webhook_endpoints.secret:<store>"): opened only to sign a delivery, shown
+ * in plain text once, in the answer that creates the endpoint. Rows kept in
+ * plain text from before sealing, or under the previous key, are sealed again
+ * at start-up (jobs_reseal_rows).
  */
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -33,6 +39,7 @@
 
 #include "jobs_priv.h"
 #include "shopd/log.h"
+#include "shopd/seal.h"
 
 #define RESPONSE_KEEP 1024      /* bytes of an answer kept in the delivery row */
 #define RESPONSE_MAX (64 << 10) /* bytes read at most */
@@ -162,8 +169,11 @@ jobs_webhook_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, uint64_t outbox_
         snprintf(err, errlen, gone ? "endpoint deleted" : "database unavailable");
         return gone ? SHOPD_INVALID : SHOPD_AGAIN;
     }
-    char *url = shopd_strdup(PQgetvalue(r, 0, 0)), *secret = shopd_strdup(PQgetvalue(r, 0, 1));
+    char *url = shopd_strdup(PQgetvalue(r, 0, 0)), secret[SEAL_MAX_PLAIN + 1], aad[80];
     bool enabled = PQgetvalue(r, 0, 2)[0] == 't';
+    jobs_hook_aad(aad, sizeof(aad), ctx->store_id);
+    bool opened = seal_open_or_plain(seal_process(), PQgetvalue(r, 0, 1), aad, secret,
+                                     sizeof(secret)) == SHOPD_OK;
     PQclear(r);
 
     char event_id[64];
@@ -183,6 +193,10 @@ jobs_webhook_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, uint64_t outbox_
     if (!enabled) {
         snprintf(err, errlen, "endpoint disabled");
         rc = SHOPD_INVALID;
+    } else if (!opened) {
+        /* Retried, not dropped: the operator may restart with the right key. */
+        snprintf(err, errlen, "endpoint secret does not open (SHOPD_SECRETS_KEY?)");
+        rc = SHOPD_AGAIN;
     } else if (!url_allowed(ctx->app, url)) {
         snprintf(err, errlen, "endpoint URL not allowed (https only)");
         rc = SHOPD_INVALID;
@@ -249,7 +263,7 @@ jobs_webhook_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, uint64_t outbox_
     PQclear(r);
     free(body);
     shopd_free(url);
-    shopd_free(secret);
+    OPENSSL_cleanse(secret, sizeof(secret));
     return rc;
 }
 
@@ -410,21 +424,108 @@ jobs_h_hook_create(api_ctx_t *ctx)
     hook_read(ctx, &v, &in, true);
     if (v.n)
         return api_val_reply(&v);
-    char sid[24], secret[80], hex[65];
+    char sid[24], secret[80], hex[65], aad[80];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
     shopd_random_hex(hex, 32);
     snprintf(secret, sizeof(secret), "whsec_%s", hex);
+    jobs_hook_aad(aad, sizeof(aad), ctx->store_id);
+    char *sealed = seal_seal(seal_process(), secret, aad);
+    if (sealed == NULL)
+        return api_internal(ctx, "webhook secret not sealed");
     const char *p[] = {sid,   in.url, in.events, in.enabled == 0 ? "false" : "true", in.description,
-                       secret};
+                       sealed};
     net_reply_t *reply = NULL;
-    /* The secret is in this answer only: later reads never show it. */
     PGresult *r = run1(ctx, "jobs_hook_create",
                        "WITH w AS (INSERT INTO webhook_endpoints (store_id, url, events, enabled, "
                        "description, secret) VALUES ($1, $2, $3::text[], $4::boolean, $5, $6) "
-                       "RETURNING *) SELECT (" HOOK_JSON "::jsonb || jsonb_build_object('secret', "
-                       "w.secret))::text FROM w",
+                       "RETURNING *) SELECT " HOOK_JSON "::text FROM w",
                        6, p, &reply);
+    shopd_free(sealed);
+    if (reply == NULL && db_result_rc(r) == SHOPD_OK && PQntuples(r) == 1) {
+        /* The secret is in this answer only (added here, never read back from
+         * the database): later reads never show it. */
+        json_t *o = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+        PQclear(r);
+        if (o == NULL)
+            reply = api_internal(ctx, "webhook create");
+        else {
+            json_object_set_new(o, "secret", json_string(secret));
+            reply = api_json(SHOPD_CREATED, o);
+        }
+    }
+    OPENSSL_cleanse(secret, sizeof(secret));
     return reply ? reply : row_reply(ctx, r, SHOPD_CREATED, "webhook create");
+}
+
+void
+jobs_hook_aad(char *out, size_t n, uint64_t store_id)
+{
+    snprintf(out, n, "webhook_endpoints.secret:%llu", (unsigned long long)store_id);
+}
+
+int
+jobs_reseal_rows(app_t *app, char *err, size_t errlen)
+{
+    const seal_keys_t *k = seal_process();
+    if (k == NULL)
+        return 0;
+    db_conn_t *c = db_acquire(app->db, 5000);
+    if (c == NULL) {
+        log_warn("msg=\"webhook secrets not re-sealed: no database connection\"");
+        return 0;
+    }
+    int status = 0, done = 0;
+    char like[32];
+    snprintf(like, sizeof(like), "seal1.%s.%%", seal_keys_kid(k));
+    const char *p[] = {like};
+    PGresult *r = db_exec(c, "jobs_reseal_scan",
+                          "SELECT store_id, id, secret FROM webhook_endpoints WHERE secret NOT "
+                          "LIKE $1",
+                          1, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        log_warn("msg=\"webhook secrets not re-sealed: scan failed\"");
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        uint64_t sid = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+        const char *old = PQgetvalue(r, i, 2);
+        if (seal_is_sealed(old) && !seal_known(k, old)) {
+            snprintf(err, errlen,
+                     "the secret of webhook endpoint %s of store %llu is sealed under a key "
+                     "that is neither SHOPD_SECRETS_KEY (kid %s) nor SHOPD_SECRETS_KEY_OLD",
+                     PQgetvalue(r, i, 1), (unsigned long long)sid, seal_keys_kid(k));
+            status = -1;
+            goto out;
+        }
+        char plain[SEAL_MAX_PLAIN + 1], aad[80];
+        jobs_hook_aad(aad, sizeof(aad), sid);
+        char *sealed = seal_open_or_plain(k, old, aad, plain, sizeof(plain)) == SHOPD_OK
+                           ? seal_seal(k, plain, aad)
+                           : NULL;
+        OPENSSL_cleanse(plain, sizeof(plain));
+        if (sealed == NULL) {
+            log_error("msg=\"webhook endpoint secret does not open (changed in the database?)\" "
+                      "store=%llu endpoint=%s",
+                      (unsigned long long)sid, PQgetvalue(r, i, 1));
+            continue;
+        }
+        const char *u[] = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), sealed, old};
+        PGresult *w = db_exec(c, "jobs_reseal_row",
+                              "UPDATE webhook_endpoints SET secret = $3 WHERE store_id = $1 AND "
+                              "id = $2 AND secret = $4",
+                              4, u);
+        if (db_result_rc(w) == SHOPD_OK && atoi(PQcmdTuples(w)) == 1)
+            done++;
+        PQclear(w);
+        shopd_free(sealed);
+    }
+    if (done)
+        log_info("msg=\"webhook secrets sealed under the current key\" endpoints=%d kid=%s", done,
+                 seal_keys_kid(k));
+out:
+    PQclear(r);
+    db_release(c);
+    return status;
 }
 
 net_reply_t *

@@ -822,6 +822,15 @@ apply_one(db_conn_t *c, size_t i, void *arg)
         net_reply_t *pending = checkout_answer(c, co, NULL);
         rc = idem_pg_save_reply(c, ctx->store_id, co->key, pending);
         net_reply_free(pending);
+        /* A provider called after the commit (Stripe, on the blocking pool): until
+         * its answer is kept, a retry is told 409 idempotency_in_flight, as Stripe
+         * itself does, not the provisional answer. The hold outlasts the call (its
+         * time limit, plus 5 s for the queue and the recording); a process that
+         * dies meanwhile leaves it to expire, and the provisional answer is
+         * replayed (the reconciliation settles the payment). */
+        if (rc == SHOPD_OK && co->provider->blocking)
+            rc = idem_pg_hold(c, ctx->store_id, co->key,
+                              (int)(ctx->app->cfg->stripe_timeout_ms / 1000) + 5);
         if (rc != SHOPD_OK)
             return rc;
     }

@@ -19,6 +19,7 @@ static const api_route_t order_routes[] = {
     {"GET", "/api/v1/orders/:id", "orders.get", API_CUSTOMER, API_ANY, API_STORE, NULL, order_h_get, NULL, NULL},
     {"POST", "/api/v1/orders/:id/transitions", "orders.transition", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, order_h_transition, NULL, NULL},
     {"POST", "/api/v1/orders/:id/cancel", "orders.cancel", API_CUSTOMER, API_ORDERED, API_STORE, NULL, order_h_cancel, NULL, NULL},
+    {"POST", "/api/v1/orders/:id/capture", "orders.capture", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, order_h_capture, NULL, NULL},
     {"POST", "/api/v1/orders/:id/refunds", "orders.refund", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY | API_IDEM_SELF, NULL, order_h_refund, NULL, NULL},
 };
 /* clang-format on */

@@ -1,7 +1,8 @@
 /*
  * order_priv.h: what the order module's files share: checkout.c (the batched
  * checkout), orders.c (reads, transitions, cancel, refunds, the sweeper),
- * payment.c (calling the provider and recording its answer), module.c.
+ * payment.c (calling the provider and recording its answer), capture.c (the
+ * capture of a manual-capture store's authorized payment), module.c.
  */
 #ifndef SHOPD_ORDER_PRIV_H
 #define SHOPD_ORDER_PRIV_H
@@ -78,6 +79,8 @@ net_reply_t *order_h_shipping_rates(api_ctx_t *ctx);
 void order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies);
 net_reply_t *order_h_list(api_ctx_t *ctx);
 net_reply_t *order_h_get(api_ctx_t *ctx);
+/** POST /api/v1/orders/:id/capture (capture.c). */
+net_reply_t *order_h_capture(api_ctx_t *ctx);
 net_reply_t *order_h_transition(api_ctx_t *ctx);
 net_reply_t *order_h_cancel(api_ctx_t *ctx);
 net_reply_t *order_h_refund(api_ctx_t *ctx);

@@ -257,8 +257,9 @@ order_cancel_tx(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t act
         snprintf(uid, sizeof(uid), "%llu", (unsigned long long)actor_user_id);
     const char *p1[] = {sid, oid};
     PGresult *r = db_exec(c, "order_lock",
-                          "SELECT o.status, o.payment_status, o.payment_provider, o.total - "
-                          "o.refunded_total, (SELECT coalesce(p.provider_ref, '') FROM payments p "
+                          "SELECT o.status, o.payment_status, o.payment_provider, "
+                          "order_charged(o.store_id, o.id) - o.refunded_total, (SELECT "
+                          "coalesce(p.provider_ref, '') FROM payments p "
                           "WHERE p.store_id = o.store_id AND p.order_id = o.id ORDER BY p.id DESC "
                           "LIMIT 1) FROM orders o WHERE o.store_id = $1 AND o.id = $2 FOR UPDATE",
                           2, p1);
@@ -284,7 +285,8 @@ order_cancel_tx(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t act
         c, "order_cancel",
         "WITH o AS (UPDATE orders SET status = 'CANCELLED', cancelled_at = now(), updated_at = "
         "now(), payment_status = CASE WHEN payment_status IN ('pending', 'requires_action', "
-        "'failed') THEN 'voided' ELSE payment_status END WHERE store_id = $1 AND id = $2 AND "
+        "'authorized', 'failed') THEN 'voided' ELSE payment_status END WHERE store_id = $1 AND id "
+        "= $2 AND "
         "status = $6 RETURNING id), "
         "x AS (SELECT i.variant_id, sum(i.quantity - i.refunded_quantity)::int AS q FROM "
         "order_items i, o WHERE i.store_id = $1 AND i.order_id = o.id GROUP BY i.variant_id "
@@ -297,7 +299,8 @@ order_cancel_tx(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64_t act
         "ri AS (UPDATE order_items i SET refunded_quantity = i.quantity FROM o WHERE "
         "i.store_id = $1 AND i.order_id = o.id), "
         "pc AS (UPDATE payments p SET status = 'cancelled', updated_at = now() FROM o WHERE "
-        "p.store_id = $1 AND p.order_id = o.id AND p.status IN ('pending', 'requires_action')) "
+        "p.store_id = $1 AND p.order_id = o.id AND p.status IN ('pending', 'requires_action', "
+        "'requires_capture')) "
         "INSERT INTO order_events (store_id, order_id, from_status, to_status, actor_user_id, "
         "actor, note) SELECT $1, o.id, $6, 'CANCELLED', nullif($3, '')::bigint, $4, "
         "nullif($5, '') FROM o RETURNING id",
@@ -676,10 +679,12 @@ refund_body(db_conn_t *c, void *arg)
     if (f->user_id)
         snprintf(uid, sizeof(uid), "%llu", (unsigned long long)f->user_id);
     const char *p1[] = {sid, oid};
-    /* What may still be refunded: the total less the refunds that did not fail. */
+    /* What may still be refunded: what was charged (the total, or less after a
+     * partial capture: order_charged, sql/0012) less the refunds that did not fail. */
     PGresult *r = db_exec(
         c, "refund_lock",
-        "SELECT o.payment_status, o.payment_provider, o.total - (SELECT coalesce(sum(amount), 0) "
+        "SELECT o.payment_status, o.payment_provider, order_charged(o.store_id, o.id) - (SELECT "
+        "coalesce(sum(amount), 0) "
         "FROM refunds r WHERE r.store_id = o.store_id AND r.order_id = o.id AND r.status <> "
         "'failed'), (SELECT coalesce(p.provider_ref, '') FROM payments p WHERE p.store_id = "
         "o.store_id AND p.order_id = o.id AND p.status = 'succeeded' ORDER BY p.id DESC LIMIT 1) "
@@ -795,7 +800,9 @@ refund_record(api_ctx_t *ctx, db_conn_t *c, refund_hop_t *h)
         "actor_user_id, order_id) SELECT $1, s.id, s.quantity, 'refund restock', "
         "nullif($7, '')::bigint, $2 FROM s), "
         "o AS (UPDATE orders o SET refunded_total = o.refunded_total + rf.amount, "
-        "payment_status = CASE WHEN o.refunded_total + rf.amount >= o.total THEN 'refunded' ELSE "
+        "payment_status = CASE WHEN o.refunded_total + rf.amount >= order_charged(o.store_id, "
+        "o.id) "
+        "THEN 'refunded' ELSE "
         "'partially_refunded' END, updated_at = now() FROM rf WHERE o.store_id = $1 AND o.id = "
         "$2 AND $4 = 'succeeded' RETURNING o.id) "
         "SELECT json_build_object('id', r.id, 'order_id', r.order_id, 'amount', r.amount, "
@@ -947,7 +954,10 @@ order_h_refund(api_ctx_t *ctx)
 
 /* ---------------------------------------------------------------- the sweeper */
 
-/* On the store's actor: cancels this store's orders left unpaid too long. */
+/* On the store's actor: cancels this store's orders left unpaid too long. An
+ * authorized payment (a manual-capture store) is not unpaid: it waits for the
+ * store's capture, or for Stripe to release the hold (payment_intent.canceled
+ * after 7 days voids it). */
 static void
 sweep_store(api_ctx_t *ctx)
 {
@@ -961,7 +971,8 @@ sweep_store(api_ctx_t *ctx)
     PGresult *r =
         db_exec(c, "order_overdue",
                 "SELECT id FROM orders WHERE store_id = $1 AND status = 'PENDING' AND "
-                "created_at < now() - make_interval(secs => $2::int) ORDER BY id LIMIT 100",
+                "payment_status <> 'authorized' AND created_at < now() - make_interval(secs => "
+                "$2::int) ORDER BY id LIMIT 100",
                 2, p);
     int rows = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
     for (int i = 0; i < rows; i++) {
@@ -993,7 +1004,8 @@ order_tick(app_t *app)
     const char *p[] = {secs};
     PGresult *r = db_exec(c, "order_overdue_stores",
                           "SELECT DISTINCT store_id FROM orders WHERE status = 'PENDING' AND "
-                          "created_at < now() - make_interval(secs => $1::int) LIMIT 1000",
+                          "payment_status <> 'authorized' AND created_at < now() - "
+                          "make_interval(secs => $1::int) LIMIT 1000",
                           1, p);
     int rows = db_result_rc(r) == SHOPD_OK ? PQntuples(r) : 0;
     for (int i = 0; i < rows; i++)

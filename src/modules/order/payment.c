@@ -45,6 +45,7 @@ record(db_conn_t *c, void *arg)
                                 : p->result.status == PAY_FAILED          ? "failed"
                                 : p->result.status == PAY_REQUIRES_ACTION ? "requires_action"
                                 : p->result.status == PAY_CANCELLED       ? "voided"
+                                : p->result.status == PAY_AUTHORIZED      ? "authorized"
                                                                           : "pending";
         params[k][0] = sid;
         params[k][1] = ids[k][0];

@@ -8,9 +8,13 @@
  * never leaves paid, refunded, partially_refunded or voided by way of a
  * payment event, and PENDING -> PAID happens once (the statement that makes it
  * reads the order's status under its row lock). "processing" (pending) never
- * replaces a more precise state. A success for an order that was cancelled
- * meanwhile is not applied: it writes an outbox row (payment.refund_due) so
- * the money goes back instead of being kept silently.
+ * replaces a more precise state, and an authorization (requires_capture: a
+ * manual-capture store's payment waiting for its capture) moves only to
+ * succeeded (captured) or cancelled (the hold released or expired). A success
+ * for an order that was cancelled meanwhile is not applied: it writes an
+ * outbox row (payment.refund_due) so the money goes back instead of being kept
+ * silently, unless the order had been paid (and so refunded by its cancel)
+ * before: then it is a late copy of the success already recorded.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +38,8 @@ order_pay_status(pay_status_t s)
         return "voided";
     case PAY_PENDING:
         return "pending";
+    case PAY_AUTHORIZED:
+        return "authorized";
     }
     return "pending";
 }
@@ -54,7 +60,8 @@ apply_status(db_conn_t *c, const char *sid, const char *oid, pay_status_t st, co
         "nullif($4, '')), decline_code = CASE WHEN $3 = 'failed' THEN nullif($5, '') ELSE "
         "decline_code END, updated_at = now() WHERE store_id = $1 AND order_id = $2 AND "
         "provider = 'stripe' AND status NOT IN ('succeeded', 'cancelled') AND NOT ($3 = "
-        "'pending' AND status <> 'pending') AND NOT ($3 = 'succeeded' AND (SELECT status FROM "
+        "'pending' AND status <> 'pending') AND NOT (status = 'requires_capture' AND $3 NOT IN "
+        "('succeeded', 'cancelled')) AND NOT ($3 = 'succeeded' AND (SELECT status FROM "
         "prev) = 'CANCELLED') AND (provider_ref IS NULL OR $4 = '' OR provider_ref = $4) "
         "RETURNING id), "
         "o AS (UPDATE orders SET payment_status = $6, "
@@ -68,7 +75,9 @@ apply_status(db_conn_t *c, const char *sid, const char *oid, pay_status_t st, co
         "AND prev.status = 'PENDING') "
         "INSERT INTO outbox (store_id, kind, payload) SELECT $1, 'payment.refund_due', "
         "json_build_object('order_id', $2::bigint, 'provider', 'stripe', 'provider_ref', $4) "
-        "FROM prev WHERE $3 = 'succeeded' AND prev.status = 'CANCELLED' AND NOT EXISTS (SELECT 1 "
+        "FROM prev WHERE $3 = 'succeeded' AND prev.status = 'CANCELLED' AND prev.payment_status "
+        "NOT "
+        "IN ('paid', 'refunded', 'partially_refunded') AND NOT EXISTS (SELECT 1 "
         "FROM outbox x WHERE x.store_id = $1 AND x.kind = 'payment.refund_due' AND (x.payload ->> "
         "'order_id') = $2::text)",
         7, p);
@@ -102,7 +111,8 @@ apply_refunded(db_conn_t *c, const char *sid, const char *oid, int64_t amount)
         "WHERE p.store_id = $1 AND p.order_id = $2 AND p.status = 'succeeded' AND NOT EXISTS "
         "(SELECT 1 FROM pend) ORDER BY p.id DESC LIMIT 1 RETURNING id) "
         "UPDATE orders SET refunded_total = refunded_total + d.delta, payment_status = CASE WHEN "
-        "refunded_total + d.delta >= total THEN 'refunded' ELSE 'partially_refunded' END, "
+        "refunded_total + d.delta >= order_charged(store_id, id) THEN 'refunded' ELSE "
+        "'partially_refunded' END, "
         "updated_at = now() FROM d WHERE store_id = $1 AND id = $2 AND (EXISTS (SELECT 1 FROM "
         "pend) OR EXISTS (SELECT 1 FROM ins))",
         3, p);
@@ -114,8 +124,8 @@ apply_refunded(db_conn_t *c, const char *sid, const char *oid, int64_t amount)
 static pay_status_t
 status_named(const char *s)
 {
-    static const pay_status_t all[] = {PAY_PENDING, PAY_REQUIRES_ACTION, PAY_SUCCEEDED, PAY_FAILED,
-                                       PAY_CANCELLED};
+    static const pay_status_t all[] = {PAY_PENDING, PAY_REQUIRES_ACTION, PAY_SUCCEEDED,
+                                       PAY_FAILED,  PAY_CANCELLED,       PAY_AUTHORIZED};
     for (size_t i = 0; i < SHOPD_ARRAY_LEN(all); i++)
         if (strcmp(pay_status_name(all[i]), s) == 0)
             return all[i];

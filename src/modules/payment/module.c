@@ -5,7 +5,14 @@
  * provider.
  *
  * Secrets are written here and read back only into a pay_account_t for the
- * provider's calls; every answer shows their last 4 characters.
+ * provider's calls; every answer shows their last 4 characters. They are
+ * kept sealed (include/shopd/seal.h) with the store and the column as the
+ * seal's context, so a dump of stripe_accounts holds no usable key and a value
+ * copied into another store's row does not open. At start-up, rows kept in
+ * plain text (before sealing) or under the previous key are sealed again
+ * under the current one (pay_reseal_rows); reads take plain text too, so a
+ * row written by an older process during a rolling deploy still works until
+ * the next start seals it.
  *
  * A webhook runs on the store's actor (API_ORDERED), in order with the
  * store's checkouts, so it never races the recording of a checkout's own
@@ -24,8 +31,46 @@
 #include "shopd/api.h"
 #include "shopd/log.h"
 #include "shopd/payment.h"
+#include "shopd/seal.h"
 
 #define STRIPE_DEFAULT_BASE "https://api.stripe.com"
+
+/* The seal's context of a store's secret key and of its webhook secrets. */
+static void
+aad_key(char *out, size_t n, uint64_t store_id)
+{
+    snprintf(out, n, "stripe_accounts.secret_key:%llu", (unsigned long long)store_id);
+}
+
+static void
+aad_hooks(char *out, size_t n, uint64_t store_id)
+{
+    snprintf(out, n, "stripe_accounts.webhook_secrets:%llu", (unsigned long long)store_id);
+}
+
+/* Opens the account's secrets (sealed text, or plain text from before sealing)
+ * into out. false if one does not open (another key, a changed byte). */
+static bool
+open_secrets(uint64_t store_id, const char *key, const char *hooks_json, pay_account_t *out)
+{
+    char aad[96];
+    aad_key(aad, sizeof(aad), store_id);
+    bool ok = seal_open_or_plain(seal_process(), key, aad, out->secret_key,
+                                 sizeof(out->secret_key)) == SHOPD_OK;
+    aad_hooks(aad, sizeof(aad), store_id);
+    json_t *a = json_loads(hooks_json, 0, NULL);
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e)
+    {
+        if (out->nsecrets < PAY_MAX_WEBHOOK_SECRETS && json_is_string(e))
+            ok = ok && seal_open_or_plain(seal_process(), json_string_value(e), aad,
+                                          out->webhook_secrets[out->nsecrets++],
+                                          sizeof(out->webhook_secrets[0])) == SHOPD_OK;
+    }
+    json_decref(a);
+    return ok;
+}
 
 /* ---------------------------------------------------------------- accounts */
 
@@ -44,26 +89,27 @@ pay_account_load(db_conn_t *c, const cfg_t *cfg, uint64_t store_id, const pay_pr
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
     const char *p[] = {sid};
-    PGresult *r = db_exec(c, "pay_account",
-                          "SELECT secret_key, api_base, array_to_json(webhook_secrets) FROM "
-                          "stripe_accounts WHERE store_id = $1",
-                          1, p);
+    PGresult *r =
+        db_exec(c, "pay_account",
+                "SELECT a.secret_key, a.api_base, array_to_json(a.webhook_secrets), "
+                "coalesce(s.capture_method, 'automatic') FROM stripe_accounts a LEFT "
+                "JOIN payment_settings s ON s.store_id = a.store_id WHERE a.store_id = $1",
+                1, p);
     shopd_rc_t rc = db_result_rc(r);
     if (rc == SHOPD_OK && PQntuples(r) == 0)
         rc = SHOPD_NOTFOUND;
     if (rc == SHOPD_OK) {
-        snprintf(out->secret_key, sizeof(out->secret_key), "%s", PQgetvalue(r, 0, 0));
         snprintf(out->api_base, sizeof(out->api_base), "%s", PQgetvalue(r, 0, 1));
-        json_t *a = json_loads(PQgetvalue(r, 0, 2), 0, NULL);
-        size_t i;
-        json_t *e;
-        json_array_foreach(a, i, e)
-        {
-            if (out->nsecrets < PAY_MAX_WEBHOOK_SECRETS && json_is_string(e))
-                snprintf(out->webhook_secrets[out->nsecrets++], sizeof(out->webhook_secrets[0]),
-                         "%s", json_string_value(e));
+        out->manual_capture = strcmp(PQgetvalue(r, 0, 3), "manual") == 0;
+        if (!open_secrets(store_id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 2), out)) {
+            /* Said once per call, without the value: an operator's key problem. */
+            log_error("msg=\"stripe account secrets do not open (another SHOPD_SECRETS_KEY?)\" "
+                      "store=%llu",
+                      (unsigned long long)store_id);
+            explicit_bzero(out, sizeof(*out));
+            out->store_id = store_id;
+            rc = SHOPD_ERR;
         }
-        json_decref(a);
     }
     PQclear(r);
     return rc;
@@ -104,11 +150,13 @@ h_account_get(api_ctx_t *ctx)
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
     const char *p[] = {sid};
-    PGresult *r = db_exec(c, "pay_account_get",
-                          "SELECT secret_key, api_base, array_to_json(webhook_secrets), "
-                          "is_default, to_json(updated_at) #>> '{}' FROM stripe_accounts "
-                          "WHERE store_id = $1",
-                          1, p);
+    PGresult *r =
+        db_exec(c, "pay_account_get",
+                "SELECT a.secret_key, a.api_base, array_to_json(a.webhook_secrets), "
+                "a.is_default, to_json(greatest(a.updated_at, s.updated_at)) #>> '{}', "
+                "coalesce(s.capture_method, 'automatic') FROM stripe_accounts a LEFT "
+                "JOIN payment_settings s ON s.store_id = a.store_id WHERE a.store_id = $1",
+                1, p);
     arena_pgresult(ctx->arena, r);
     net_reply_t *reply;
     if (db_result_rc(r) != SHOPD_OK) {
@@ -117,19 +165,24 @@ h_account_get(api_ctx_t *ctx)
         reply = api_fail(SHOPD_NOTFOUND, "stripe_not_configured",
                          "this store has no Stripe account yet");
     } else {
-        json_t *secrets = json_array();
-        json_t *a = json_loads(PQgetvalue(r, 0, 2), 0, NULL);
-        size_t i;
-        json_t *e;
-        json_array_foreach(a, i, e) json_array_append_new(
-            secrets,
-            json_pack("{s:o}", "last4", last4(json_string_value(e) ? json_string_value(e) : "")));
-        json_decref(a);
-        reply = api_json(
-            SHOPD_OK, json_pack("{s:s, s:o, s:o, s:s, s:b, s:s}", "provider", "stripe",
-                                "secret_key_last4", last4(PQgetvalue(r, 0, 0)), "webhook_secrets",
-                                secrets, "api_base", PQgetvalue(r, 0, 1), "default",
-                                PQgetvalue(r, 0, 3)[0] == 't', "updated_at", PQgetvalue(r, 0, 4)));
+        /* The last 4 characters need the plain text: opened here, wiped below. */
+        pay_account_t *acct = shopd_calloc(1, sizeof(*acct));
+        if (!open_secrets(ctx->store_id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 2), acct)) {
+            reply = api_internal(ctx, "stripe account secrets do not open");
+        } else {
+            json_t *secrets = json_array();
+            for (size_t i = 0; i < acct->nsecrets; i++)
+                json_array_append_new(secrets,
+                                      json_pack("{s:o}", "last4", last4(acct->webhook_secrets[i])));
+            reply = api_json(SHOPD_OK,
+                             json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:s}", "provider", "stripe",
+                                       "secret_key_last4", last4(acct->secret_key),
+                                       "webhook_secrets", secrets, "api_base", PQgetvalue(r, 0, 1),
+                                       "default", PQgetvalue(r, 0, 3)[0] == 't', "capture_method",
+                                       PQgetvalue(r, 0, 5), "updated_at", PQgetvalue(r, 0, 4)));
+        }
+        explicit_bzero(acct, sizeof(*acct));
+        shopd_free(acct);
     }
     db_release(c);
     return reply;
@@ -166,10 +219,10 @@ static net_reply_t *
 h_account_set(api_ctx_t *ctx)
 {
     api_val_t v = {0};
-    static const char *const allowed[] = {"secret_key", "webhook_secrets", "api_base", "default",
-                                          NULL};
+    static const char *const allowed[] = {"secret_key", "webhook_secrets", "api_base",
+                                          "default",    "capture_method",  NULL};
     api_val_only(&v, ctx->body, allowed);
-    const char *key = api_val_string(&v, ctx->body, "secret_key", false, 8, 255);
+    const char *key = api_val_string(&v, ctx->body, "secret_key", false, 8, SEAL_MAX_PLAIN);
     if (key && !secret_ok(key, "sk_") && !secret_ok(key, "rk_"))
         api_val_add(&v, "secret_key", "must be a Stripe secret key (sk_... or rk_...)");
     const char *base = api_val_string(&v, ctx->body, "api_base", false, 8, 200);
@@ -187,34 +240,76 @@ h_account_set(api_ctx_t *ctx)
         json_array_foreach(ws, i, e)
         {
             const char *s = json_string_value(e);
-            ok = ok && s && strlen(s) >= 12 && strlen(s) <= 255 && secret_ok(s, "whsec_");
+            ok =
+                ok && s && strlen(s) >= 12 && strlen(s) <= SEAL_MAX_PLAIN && secret_ok(s, "whsec_");
         }
         if (!ok)
-            api_val_add(&v, "webhook_secrets", "must be at most 4 signing secrets (whsec_...)");
-        else
-            ws_text = json_dumps(ws, JSON_COMPACT);
+            api_val_add(&v, "webhook_secrets",
+                        "must be at most 4 signing secrets (whsec_..., at most 128 characters)");
     }
     json_t *d = json_object_get(ctx->body, "default");
     if (d && !json_is_boolean(d))
         api_val_add(&v, "default", "must be true or false");
-    if (v.n) {
-        free(ws_text);
+    const char *capture = api_val_string(&v, ctx->body, "capture_method", false, 1, 16);
+    if (capture && strcmp(capture, "automatic") != 0 && strcmp(capture, "manual") != 0)
+        api_val_add(&v, "capture_method", "must be automatic or manual");
+    if (v.n)
         return api_val_reply(&v);
+    /* Sealed before anything is written: the plain text never reaches the
+     * database, not even as a statement parameter. */
+    char aad[96], *key_sealed = NULL;
+    net_reply_t *reply = NULL;
+    if (key) {
+        aad_key(aad, sizeof(aad), ctx->store_id);
+        if ((key_sealed = seal_seal(seal_process(), key, aad)) == NULL)
+            return api_internal(ctx, "secret key not sealed");
+    }
+    if (ws && !json_is_null(ws)) {
+        aad_hooks(aad, sizeof(aad), ctx->store_id);
+        json_t *sealed = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(ws, i, e)
+        {
+            char *one = seal_seal(seal_process(), json_string_value(e), aad);
+            if (one == NULL)
+                break;
+            json_array_append_new(sealed, json_string(one));
+            shopd_free(one);
+        }
+        if (json_array_size(sealed) == json_array_size(ws))
+            ws_text = json_dumps(sealed, JSON_COMPACT);
+        json_decref(sealed);
+        if (ws_text == NULL) {
+            shopd_free(key_sealed);
+            return api_internal(ctx, "webhook secrets not sealed");
+        }
     }
     db_conn_t *c = db_acquire(ctx->app->db, 2000);
     if (c == NULL) {
         free(ws_text);
+        shopd_free(key_sealed);
         return api_unavailable("the database");
     }
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
-    const char *p[] = {sid, key ? key : "", ws_text ? ws_text : "", base ? base : "",
-                       d ? (json_is_true(d) ? "t" : "f") : ""};
+    const char *p[] = {sid,
+                       key_sealed ? key_sealed : "",
+                       ws_text ? ws_text : "",
+                       base ? base : "",
+                       d ? (json_is_true(d) ? "t" : "f") : "",
+                       capture ? capture : ""};
     /* One statement: the first PATCH needs the key; later ones change what they
      * name and keep the rest (the row to insert carries the kept key too: its
-     * checks run before the conflict is found). */
+     * checks run before the conflict is found). The capture method has its own
+     * row (payment_settings, 0012), written by the same statement: it applies to
+     * payments created from then on (authorized ones still wait for a capture). */
     PGresult *r = db_exec(
         c, "pay_account_set",
+        "WITH ps AS (INSERT INTO payment_settings (store_id, capture_method) SELECT $1, $6 WHERE "
+        "$6 <> '' AND ($2 <> '' OR EXISTS (SELECT 1 FROM stripe_accounts WHERE store_id = $1)) "
+        "ON CONFLICT (store_id) DO UPDATE SET capture_method = EXCLUDED.capture_method, "
+        "updated_at = now()) "
         "INSERT INTO stripe_accounts AS a (store_id, secret_key, webhook_secrets, api_base, "
         "is_default) SELECT $1, coalesce(nullif($2, ''), (SELECT secret_key FROM stripe_accounts "
         "WHERE store_id = $1)), coalesce(ARRAY(SELECT json_array_elements_text(nullif($3, "
@@ -226,9 +321,9 @@ h_account_set(api_ctx_t *ctx)
         "EXCLUDED.webhook_secrets END, api_base = coalesce(nullif($4, ''), a.api_base), "
         "is_default = coalesce(nullif($5, '')::boolean, a.is_default), updated_at = now() "
         "RETURNING store_id",
-        5, p);
+        6, p);
     free(ws_text);
-    net_reply_t *reply = NULL;
+    shopd_free(key_sealed);
     if (db_result_rc(r) != SHOPD_OK)
         reply = api_db_error(ctx, r, "stripe account");
     else if (PQntuples(r) == 0)
@@ -475,10 +570,108 @@ payment_tick(app_t *app)
     db_release(c);
 }
 
+/* Start-up: every account whose secrets are plain text (kept from before
+ * sealing) or sealed under SHOPD_SECRETS_KEY_OLD is sealed again under the
+ * current key. Each row is updated only if it still holds what was read, so a
+ * PATCH from another process meanwhile is never overwritten. A value sealed
+ * under a key this process does not have is fatal: the process was started
+ * with the wrong SHOPD_SECRETS_KEY, and serving would fail every payment. */
+static int
+pay_reseal_rows(app_t *app, char *err, size_t errlen)
+{
+    const seal_keys_t *k = seal_process();
+    if (k == NULL)
+        return 0;
+    db_conn_t *c = db_acquire(app->db, 5000);
+    if (c == NULL) {
+        log_warn("msg=\"stripe secrets not re-sealed: no database connection\"");
+        return 0;
+    }
+    int status = 0, done = 0;
+    char like[32];
+    snprintf(like, sizeof(like), "seal1.%s.%%", seal_keys_kid(k));
+    const char *p[] = {like};
+    PGresult *r = db_exec(c, "pay_reseal_scan",
+                          "SELECT store_id, secret_key, array_to_json(webhook_secrets) FROM "
+                          "stripe_accounts WHERE secret_key NOT LIKE $1 OR EXISTS (SELECT 1 FROM "
+                          "unnest(webhook_secrets) s WHERE s NOT LIKE $1)",
+                          1, p);
+    if (db_result_rc(r) != SHOPD_OK) {
+        log_warn("msg=\"stripe secrets not re-sealed: scan failed\"");
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        uint64_t sid = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+        const char *key = PQgetvalue(r, i, 1), *hooks = PQgetvalue(r, i, 2);
+        json_t *a = json_loads(hooks, 0, NULL);
+        bool unknown = seal_is_sealed(key) && !seal_known(k, key);
+        size_t j;
+        json_t *e;
+        json_array_foreach(a, j, e) unknown |= json_is_string(e) &&
+                                               seal_is_sealed(json_string_value(e)) &&
+                                               !seal_known(k, json_string_value(e));
+        json_decref(a);
+        if (unknown) {
+            snprintf(err, errlen,
+                     "the Stripe secrets of store %llu are sealed under a key that is neither "
+                     "SHOPD_SECRETS_KEY (kid %s) nor SHOPD_SECRETS_KEY_OLD",
+                     (unsigned long long)sid, seal_keys_kid(k));
+            status = -1;
+            goto out;
+        }
+        pay_account_t *acct = shopd_calloc(1, sizeof(*acct));
+        char aad[96], *nkey = NULL, *nhooks = NULL;
+        if (!open_secrets(sid, key, hooks, acct)) {
+            log_error("msg=\"stripe account secrets do not open (changed in the database?)\" "
+                      "store=%llu",
+                      (unsigned long long)sid);
+            goto next;
+        }
+        aad_key(aad, sizeof(aad), sid);
+        nkey = seal_seal(k, acct->secret_key, aad);
+        aad_hooks(aad, sizeof(aad), sid);
+        json_t *sealed = json_array();
+        for (size_t h = 0; h < acct->nsecrets; h++) {
+            char *one = seal_seal(k, acct->webhook_secrets[h], aad);
+            if (one)
+                json_array_append_new(sealed, json_string(one));
+            shopd_free(one);
+        }
+        if (nkey && json_array_size(sealed) == acct->nsecrets)
+            nhooks = json_dumps(sealed, JSON_COMPACT);
+        json_decref(sealed);
+        if (nhooks) {
+            const char *u[] = {PQgetvalue(r, i, 0), nkey, nhooks, key, hooks};
+            PGresult *w =
+                db_exec(c, "pay_reseal_row",
+                        "UPDATE stripe_accounts SET secret_key = $2, webhook_secrets = "
+                        "ARRAY(SELECT json_array_elements_text($3::json)) WHERE store_id = $1 AND "
+                        "secret_key = $4 AND array_to_json(webhook_secrets)::text = $5",
+                        5, u);
+            if (db_result_rc(w) == SHOPD_OK && atoi(PQcmdTuples(w)) == 1)
+                done++;
+            PQclear(w);
+        }
+    next:
+        free(nhooks);
+        shopd_free(nkey);
+        explicit_bzero(acct, sizeof(*acct));
+        shopd_free(acct);
+    }
+    if (done)
+        log_info("msg=\"stripe secrets sealed under the current key\" accounts=%d kid=%s", done,
+                 seal_keys_kid(k));
+out:
+    PQclear(r);
+    db_release(c);
+    return status;
+}
+
 static int
 payment_init(app_t *app, char *err, size_t errlen)
 {
-    (void)app;
+    if (pay_reseal_rows(app, err, errlen) != 0)
+        return -1;
     /* Before any thread: curl's global state is not thread-safe to set up. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "libcurl could not be initialised");

@@ -23,6 +23,8 @@ pay_status_name(pay_status_t s)
         return "failed";
     case PAY_CANCELLED:
         return "cancelled";
+    case PAY_AUTHORIZED:
+        return "requires_capture";
     }
     return "pending";
 }
@@ -76,9 +78,11 @@ test_retrieve(const pay_account_t *acct, const char *ref, pay_result_t *out)
 }
 
 static shopd_rc_t
-test_capture(const pay_account_t *acct, const char *ref, int64_t amount, pay_result_t *out)
+test_capture(const pay_account_t *acct, const char *ref, int64_t amount, const char *key,
+             pay_result_t *out)
 {
     (void)amount;
+    (void)key;
     shopd_rc_t rc = test_retrieve(acct, ref, out);
     out->status = PAY_SUCCEEDED;
     return rc;

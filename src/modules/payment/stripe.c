@@ -177,7 +177,11 @@ pi_result(json_t *pi, pay_result_t *out)
             out->status = PAY_REQUIRES_ACTION;
             copy(out->next_action, sizeof(out->next_action), "confirm_payment");
         }
-    } else { /* processing, requires_capture: the outcome comes by webhook */
+    } else if (strcmp(st, "requires_capture") == 0) {
+        /* Authorized (capture_method=manual): nothing left for the client. */
+        out->status = PAY_AUTHORIZED;
+        out->client_secret[0] = '\0';
+    } else { /* processing: the outcome comes by webhook */
         out->status = PAY_PENDING;
     }
 }
@@ -238,6 +242,8 @@ stripe_create(const pay_request_t *req, pay_result_t *out)
     cur[3] = '\0';
     form_add(form, sizeof(form), "currency", cur);
     form_add(form, sizeof(form), "automatic_payment_methods[enabled]", "true");
+    if (a->manual_capture)
+        form_add(form, sizeof(form), "capture_method", "manual");
     snprintf(num, sizeof(num), "%llu", (unsigned long long)req->store_id);
     form_add(form, sizeof(form), "metadata[store_id]", num);
     snprintf(num, sizeof(num), "%llu", (unsigned long long)req->order_id);
@@ -261,7 +267,7 @@ stripe_create(const pay_request_t *req, pay_result_t *out)
 /* A call about one PaymentIntent (retrieve, capture, cancel). */
 static shopd_rc_t
 pi_call(const pay_account_t *a, const char *method, const char *ref, const char *verb,
-        const char *form, pay_result_t *out)
+        const char *form, const char *idem_key, pay_result_t *out)
 {
     memset(out, 0, sizeof(*out));
     if (a == NULL || ref == NULL || ref[0] == '\0' || strpbrk(ref, "/?#&% ") != NULL)
@@ -270,7 +276,7 @@ pi_call(const pay_account_t *a, const char *method, const char *ref, const char 
     snprintf(path, sizeof(path), "/v1/payment_intents/%s%s", ref, verb);
     long status;
     json_t *doc;
-    shopd_rc_t rc = stripe_call(a, method, path, form, NULL, &status, &doc);
+    shopd_rc_t rc = stripe_call(a, method, path, form, idem_key, &status, &doc);
     if (rc != SHOPD_OK)
         return rc;
     if (status / 100 == 2)
@@ -284,22 +290,23 @@ pi_call(const pay_account_t *a, const char *method, const char *ref, const char 
 static shopd_rc_t
 stripe_retrieve(const pay_account_t *a, const char *ref, pay_result_t *out)
 {
-    return pi_call(a, "GET", ref, "", NULL, out);
+    return pi_call(a, "GET", ref, "", NULL, NULL, out);
 }
 
 static shopd_rc_t
-stripe_capture(const pay_account_t *a, const char *ref, int64_t amount, pay_result_t *out)
+stripe_capture(const pay_account_t *a, const char *ref, int64_t amount, const char *key,
+               pay_result_t *out)
 {
     char form[64] = "", num[32];
     snprintf(num, sizeof(num), "%lld", (long long)amount);
     form_add(form, sizeof(form), "amount_to_capture", num);
-    return pi_call(a, "POST", ref, "/capture", form, out);
+    return pi_call(a, "POST", ref, "/capture", form, key, out);
 }
 
 static shopd_rc_t
 stripe_cancel(const pay_account_t *a, const char *ref, pay_result_t *out)
 {
-    return pi_call(a, "POST", ref, "/cancel", "", out);
+    return pi_call(a, "POST", ref, "/cancel", "", NULL, out);
 }
 
 static shopd_rc_t
