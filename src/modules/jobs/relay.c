@@ -73,8 +73,15 @@ relay_body(db_conn_t *c, void *arg)
 {
     relay_t *rl = arg;
     rl->relayed = rl->queued = 0;
-    PGresult *r =
-        db_exec(c, "jobs_lock", "SELECT pg_try_advisory_xact_lock(" RELAY_LOCK ")", 0, NULL);
+    /* Bounded: a step that waits on a lock or a slow statement gives up and is
+     * rolled back (the next step does its work), so the pump never hangs, and
+     * neither does a stop that joins it (one did, in the analytics upsert,
+     * under a loaded machine's crash test). */
+    PGresult *r = db_exec(c, "jobs_lock",
+                          "SELECT pg_try_advisory_xact_lock(" RELAY_LOCK "), "
+                          "set_config('statement_timeout', '5s', true), "
+                          "set_config('lock_timeout', '2s', true)",
+                          0, NULL);
     shopd_rc_t rc = db_result_rc(r);
     bool leader = rc == SHOPD_OK && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);

@@ -1040,11 +1040,14 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         for (size_t i = 0; rc == SHOPD_OK && i < b.n; i++) {
             co_t *co = b.cos[i];
             if (results[i] != SHOPD_OK || co->order_id == 0) {
-                if (co->reply == NULL)
-                    co->reply = results[i] == SHOPD_UNAVAILABLE
-                                    ? api_unavailable("the database")
-                                    : api_internal(co->ctx, "checkout failed");
-                continue;
+                if (co->reply == NULL && co->twin == NULL) {
+                    char what[96];
+                    snprintf(what, sizeof(what), "checkout failed rc=%d short=%d keyed=%d",
+                             (int)results[i], (int)co->short_stock, (int)co->keyed);
+                    co->reply = results[i] == SHOPD_UNAVAILABLE ? api_unavailable("the database")
+                                                                : api_internal(co->ctx, what);
+                }
+                continue; /* a twin answers what its first copy answers (below) */
             }
             order_pay_t *py = &pays[np++];
             if (run.paid_inline[i]) {
@@ -1074,8 +1077,8 @@ order_b_checkout(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         }
         for (size_t i = 0, j = 0; rc == SHOPD_OK && i < b.n; i++) {
             co_t *co = b.cos[i];
-            if (co->reply)
-                continue;
+            if (co->reply || co->twin)
+                continue; /* failed (answered above), or a twin (answered below) */
             order_pay_t *py = &pays[j++];
             /* A provider that does I/O (Stripe) answers after its call on the
              * blocking pool (order_pay_later); the others were called above. */
