@@ -83,10 +83,15 @@ typedef struct cfg_s {
      *  auth, admin) and budget (0 per client address, 1 per user or token, 2 per
      *  store before its quota); 0 = that budget off. */
     int rate[5][3];
-    char *cors_origins; /**< "origin,origin": allowed for routes with no store */
-    int cors_max_age;   /**< seconds a browser may keep a preflight answer */
-    char *tls_cert;     /**< PEM certificate chain: serve HTTPS ("" = plain HTTP) */
-    char *tls_key;      /**< PEM private key of tls_cert */
+    char *cors_origins;   /**< "origin,origin": allowed for routes with no store */
+    int cors_max_age;     /**< seconds a browser may keep a preflight answer */
+    char *tls_cert;       /**< PEM certificate chain: serve HTTPS ("" = plain HTTP) */
+    char *tls_key;        /**< PEM private key of tls_cert */
+    char *media_dir;      /**< local media storage folder (served at /media/) */
+    int media_max_bytes;  /**< bytes of one uploaded file (413 payload_too_large beyond) */
+    int media_max_pixels; /**< width x height of one upload at most (decompression bombs) */
+    char *media_sizes;    /**< "w,w,...": rendition widths */
+    char *media_cdn_url;  /**< base URL of media links ("" = /media/ on this server) */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

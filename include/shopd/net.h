@@ -155,6 +155,11 @@ typedef struct net_config_s {
     const char *tls_key;
     net_request_fn on_request;
     net_reply_fn on_reply; /**< may be NULL */
+    /** May be NULL: the body limit of one request once its headers are in (the
+     *  method and path are readable), for routes that take more than max_body
+     *  (uploads); a value below max_body means max_body. I/O thread; must not
+     *  block. */
+    size_t (*body_cap)(const net_request_t *req, void *ud);
     void *ud;
 } net_config_t;
 

@@ -115,6 +115,11 @@ static const cfg_row_t cfg_rows[] = {
     {"cors-origins", "SHOPD_CORS_ORIGINS", CFG_STR, O(cors_origins), 0, 0, "", "origins (https://app.example.com,https://*.example.com) allowed on routes no store names; stores list theirs in settings.cors_origins"},
     {"tls-cert", "SHOPD_TLS_CERT", CFG_STR, O(tls_cert), 0, 0, "", "PEM certificate chain file: serve HTTPS, TLS 1.2/1.3 (empty: plain HTTP); SIGHUP reloads it"},
     {"tls-key", "SHOPD_TLS_KEY", CFG_STR, O(tls_key), 0, 0, "", "PEM private key file of the TLS certificate"},
+    {"media-dir", "SHOPD_MEDIA_DIR", CFG_STR, O(media_dir), 0, 0, "media", "folder of the local media storage (product images), served at /media/"},
+    {"media-max-bytes", "SHOPD_MEDIA_MAX_BYTES", CFG_INT, O(media_max_bytes), 1024, 1 << 30, "10485760", "bytes of one uploaded image at most (413 payload_too_large beyond)"},
+    {"media-max-pixels", "SHOPD_MEDIA_MAX_PIXELS", CFG_INT, O(media_max_pixels), 1, 2000000000, "50000000", "width x height of one uploaded image at most, read from its header before decoding (decompression bombs: 422)"},
+    {"media-sizes", "SHOPD_MEDIA_SIZES", CFG_STR, O(media_sizes), 0, 0, "160,480,1024", "widths of the renditions made of every image (WebP and JPEG each)"},
+    {"media-cdn-url", "SHOPD_MEDIA_CDN_URL", CFG_STR, O(media_cdn_url), 0, 0, "", "base URL of media links, e.g. https://cdn.example.com/ (empty: /media/ on this server)"},
     {"cors-max-age", "SHOPD_CORS_MAX_AGE", CFG_INT, O(cors_max_age), 0, 86400, "600", "seconds a browser may cache a preflight answer"},
 };
 /* clang-format on */

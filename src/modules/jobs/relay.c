@@ -30,7 +30,7 @@
 #define RELAY_BATCH 500
 #define RELAY_LOCK "7417140001" /* advisory lock key of the relay step */
 
-static const char *const kinds[] = {"email", "webhook"};
+static const char *const kinds[] = {"email", "webhook", "media"};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 static pthread_t pump;
@@ -93,7 +93,9 @@ relay_body(db_conn_t *c, void *arg)
                 "w AS (INSERT INTO jobs (store_id, outbox_id, kind, endpoint_id) SELECT "
                 "o.store_id, o.id, 'webhook', we.id FROM o JOIN webhook_endpoints we ON "
                 "we.store_id = o.store_id AND we.enabled AND (o.kind = ANY (we.events) OR '*' = "
-                "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING) "
+                "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING), "
+                "i AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'media' "
+                "FROM o WHERE o.kind LIKE 'media.%' ON CONFLICT DO NOTHING) "
                 "SELECT count(*) FROM o",
                 1, lim);
     rc = db_result_rc(r);
@@ -336,12 +338,14 @@ read_new(app_t *app, kv_conn_t *kv)
     char count[24], block[24];
     snprintf(count, sizeof(count), "%ld", room);
     snprintf(block, sizeof(block), "%d", app->cfg->jobs_poll_ms);
-    char s0[64], s1[64];
+    char s0[64], s1[64], s2[64];
     snprintf(s0, sizeof(s0), JOBS_STREAM_PREFIX "%s", kinds[0]);
     snprintf(s1, sizeof(s1), JOBS_STREAM_PREFIX "%s", kinds[1]);
-    const char *argv[] = {"XREADGROUP", "GROUP",   JOBS_GROUP, consumer, "COUNT", count, "BLOCK",
-                          block,        "STREAMS", s0,         s1,       ">",     ">"};
-    redisReply *x = kv_commandv(kv, 13, argv, NULL);
+    snprintf(s2, sizeof(s2), JOBS_STREAM_PREFIX "%s", kinds[2]);
+    const char *argv[] = {"XREADGROUP", "GROUP", JOBS_GROUP, consumer,  "COUNT",
+                          count,        "BLOCK", block,      "STREAMS", s0,
+                          s1,           s2,      ">",        ">",       ">"};
+    redisReply *x = kv_commandv(kv, 15, argv, NULL);
     if (x == NULL) {
         usleep((useconds_t)app->cfg->jobs_poll_ms * 1000); /* Redis down: wait, retry */
         return;
