@@ -59,8 +59,7 @@ cb_end(void *ud)
 
 /* Parses body in pieces at the cut points (ascending, ncuts of them). */
 static media_mp_rc_t
-parse(const char *boundary, const char *body, size_t n, const size_t *cuts, size_t ncuts,
-      seen_t *s)
+parse(const char *boundary, const char *body, size_t n, const size_t *cuts, size_t ncuts, seen_t *s)
 {
     memset(s->name, 0, sizeof(s->name));
     s->parts = s->ended = 0;
@@ -199,9 +198,9 @@ static void
 test_sniff_and_dims(void **state)
 {
     (void)state;
-    static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13,
-                                        'I',  'H', 'D', 'R', 0,    0,    0xC3, 0x50, 0, 0, 0xC3,
-                                        0x50, 8,   2,   0,   0,    0};
+    static const unsigned char png[] = {0x89, 'P', 'N',  'G',  '\r', '\n', 0x1a, '\n', 0,    0,
+                                        0,    13,  'I',  'H',  'D',  'R',  0,    0,    0xC3, 0x50,
+                                        0,    0,   0xC3, 0x50, 8,    2,    0,    0,    0};
     uint32_t w = 0, h = 0;
     assert_int_equal(media_sniff(png, sizeof(png)), MEDIA_PNG);
     assert_true(media_header_dims(png, sizeof(png), MEDIA_PNG, &w, &h));
@@ -216,16 +215,16 @@ test_sniff_and_dims(void **state)
     assert_int_equal(w, 480);
     assert_int_equal(h, 640);
     assert_false(media_header_dims(jpg, 10, MEDIA_JPEG, &w, &h));
-    static const unsigned char webp[30] = {'R', 'I', 'F', 'F', 0,   0,   0,   0,   'W', 'E',
-                                           'B', 'P', 'V', 'P', '8', 'X', 10,  0,   0,   0,
-                                           0,   0,   0,   0,   99,  0,   0,   49,  0,   0};
+    static const unsigned char webp[30] = {'R', 'I', 'F', 'F', 0,   0,   0,  0,  'W', 'E',
+                                           'B', 'P', 'V', 'P', '8', 'X', 10, 0,  0,   0,
+                                           0,   0,   0,   0,   99,  0,   0,  49, 0,   0};
     assert_int_equal(media_sniff(webp, sizeof(webp)), MEDIA_WEBP);
     assert_true(media_header_dims(webp, sizeof(webp), MEDIA_WEBP, &w, &h));
     assert_int_equal(w, 100);
     assert_int_equal(h, 50);
-    static const unsigned char avif[] = {0, 0, 0, 28, 'f', 't', 'y', 'p', 'm', 'i', 'f', '1',
-                                         0, 0, 0, 0,  'm', 'i', 'f', '1', 'a', 'v', 'i', 'f',
-                                         'm', 'i', 'a', 'f'};
+    static const unsigned char avif[] = {0,   0,   0,   28,  'f', 't', 'y', 'p', 'm', 'i',
+                                         'f', '1', 0,   0,   0,   0,   'm', 'i', 'f', '1',
+                                         'a', 'v', 'i', 'f', 'm', 'i', 'a', 'f'};
     assert_int_equal(media_sniff(avif, sizeof(avif)), MEDIA_AVIF);
     assert_int_equal(media_sniff("GIF89a......", 12), MEDIA_UNKNOWN);
     assert_int_equal(media_sniff("<svg xmlns=", 11), MEDIA_UNKNOWN);
