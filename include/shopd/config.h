@@ -91,7 +91,16 @@ typedef struct cfg_s {
     int media_max_bytes;  /**< bytes of one uploaded file (413 payload_too_large beyond) */
     int media_max_pixels; /**< width x height of one upload at most (decompression bombs) */
     char *media_sizes;    /**< "w,w,...": rendition widths */
-    char *media_cdn_url;  /**< base URL of media links ("" = /media/ on this server) */
+    char *media_cdn_url;  /**< base URL of media links ("" = /media/ here, or the bucket) */
+    char *media_backend;  /**< "local" or "s3" */
+    char *s3_endpoint;    /**< scheme://host[:port] ("" = AWS for s3_region) */
+    char *s3_bucket;
+    char *s3_region;
+    char *s3_access_key;
+    char *s3_secret_key;    /**< secret: redacted in config.show */
+    bool s3_path_style;     /**< host/bucket/key instead of bucket.host/key */
+    int s3_multipart_bytes; /**< objects above go up in parts of this size */
+    int s3_timeout_ms;      /**< one S3 request, whole */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

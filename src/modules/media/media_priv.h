@@ -11,6 +11,11 @@
 #include "shopd/media.h"
 
 int media_storage_init(const cfg_t *cfg, char *err, size_t errlen);
+/* s3.c */
+extern const media_store_t media_s3_store;
+int media_s3_init(const cfg_t *cfg, char *err, size_t errlen);
+/** The bucket URL of key (virtual-hosted or path-style, as configured). */
+void media_s3_object_url(const char *key, char *out, size_t cap);
 const char *media_storage_dir(void);
 
 /* image.c: libvips, on the blocking pool only */

@@ -18,6 +18,7 @@
 #include "shopd/log.h"
 
 static char local_dir[1024] = "media";
+static bool use_s3;
 
 void
 media_local_path(const char *dir, const char *key, char *out, size_t cap)
@@ -139,13 +140,21 @@ media_storage_init(const cfg_t *cfg, char *err, size_t errlen)
         return -1;
     }
     snprintf(local_dir, sizeof(local_dir), "%s", cfg->media_dir);
+    if (strcmp(cfg->media_backend, "s3") == 0) {
+        use_s3 = true;
+        return media_s3_init(cfg, err, errlen);
+    }
+    if (strcmp(cfg->media_backend, "local") != 0) {
+        snprintf(err, errlen, "SHOPD_MEDIA_BACKEND must be local or s3");
+        return -1;
+    }
     return 0;
 }
 
 const media_store_t *
 media_storage(void)
 {
-    return &local_store;
+    return use_s3 ? &media_s3_store : &local_store;
 }
 
 const char *
@@ -157,6 +166,10 @@ media_storage_dir(void)
 void
 media_url(const cfg_t *cfg, const char *key, char *out, size_t cap)
 {
+    if (use_s3 && !(cfg->media_cdn_url && cfg->media_cdn_url[0])) {
+        media_s3_object_url(key, out, cap); /* the bucket itself */
+        return;
+    }
     const char *base = cfg->media_cdn_url && cfg->media_cdn_url[0] ? cfg->media_cdn_url : "/media/";
     size_t bl = strlen(base);
     snprintf(out, cap, "%s%s%s", base, bl && base[bl - 1] == '/' ? "" : "/", key);
