@@ -93,7 +93,10 @@ function verify(req, body) {
   const want = /Signature=([0-9a-f]{64})/.exec(opts.headers.Authorization)[1];
   const wantSigned = /SignedHeaders=([^,]+)/.exec(opts.headers.Authorization)[1];
   if (wantSigned !== signed) return `aws4 signed ${wantSigned}, the request ${signed}`;
-  if (want !== signature) return 'signature mismatch';
+  if (want !== signature) {
+    const signer = new aws4.RequestSigner({ ...opts, headers: { ...headers } }, { accessKeyId: ACCESS, secretAccessKey: SECRET });
+    return `signature mismatch; aws4's canonical request: ${JSON.stringify(signer.canonicalString())}`;
+  }
   return null;
 }
 

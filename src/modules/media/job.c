@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "media_priv.h"
+#include "shopd/catalog.h"
 #include "shopd/log.h"
 
 static shopd_rc_t
@@ -152,6 +153,8 @@ uploaded(api_ctx_t *ctx, db_conn_t *c, json_t *payload, char *err, size_t errlen
         if (rc != SHOPD_OK) {
             snprintf(err, errlen, "cannot record the renditions (%s)", shopd_rc_name(rc));
             rc = SHOPD_AGAIN;
+        } else {
+            catalog_changed(ctx); /* cached product pages show the renditions now */
         }
     }
     for (size_t i = 0; i < n; i++)
@@ -249,6 +252,7 @@ media_job_dead(api_ctx_t *ctx, db_conn_t *c, const char *kind, const char *paylo
                         "UPDATE product_images SET state = 'failed', updated_at = now() WHERE "
                         "store_id = $1 AND id = $2 AND state = 'processing'",
                         2, p));
+        catalog_changed(ctx);
     }
     json_decref(j);
 }
