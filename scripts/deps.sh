@@ -51,7 +51,9 @@ need_trgm=0
 [[ -f $TRGM_CONTROL ]] || need_trgm=1
 
 # The npm tools (OpenAPI lint, the contract check, client generation, playwright-core
-# for the browser test: it drives Debian's chromium and downloads no browser) go into
+# for the browser test: it drives Debian's chromium and downloads no browser) and the
+# pages' vendored packages (swagger-ui-dist for /docs, uplot for /admin: shopd serves
+# them straight from node_modules, SHOPD_VENDOR_DIR) go into
 # tools/node/node_modules exactly as tools/node/package-lock.json pins them; npm
 # runs only when that folder is missing or was installed from another lock file.
 install_npm_tools() {

@@ -3,7 +3,8 @@
 #
 # Installs missing packages, builds Release in build-release/, starts a private
 # PostgreSQL + Redis in .shopd/ (kept between runs), applies migrations,
-# creates the "demo" store, then runs `shopd serve` in the foreground. Ctrl-C
+# creates the "demo" store and seeds it (scripts/seed-demo.mjs: a catalog of 50
+# products and a few weeks of orders), then runs `shopd serve` in the foreground. Ctrl-C
 # (or SIGTERM) stops shopd gracefully, then the private services.
 #
 # Settings already in the environment win: SHOPD_LISTEN (default
@@ -122,12 +123,22 @@ if ! demo_api "$DEMO_URL/products/demo-tee" | grep -q '"id"'; then
     [[ -n $zid ]] && demo_api -d '{"name":"Standard","kind":"flat","price":500}' \
         "$DEMO_URL/admin/shipping-zones/$zid/rates" >/dev/null
 fi
+# A real-looking shop for /admin and the API (scripts/seed-demo.mjs: 50 products in 7
+# categories with variants and stock, about two dozen orders over the last three
+# weeks); each part only once, so a re-run adds nothing. A failure is reported and
+# shopd keeps running.
+node "$ROOT/scripts/seed-demo.mjs" --url "http://$SHOPD_LISTEN" --store demo \
+    --platform-token "$SHOPD_PLATFORM_TOKEN" --database-url "$SHOPD_DATABASE_URL" ||
+    echo "run.sh: the demo seed failed (see above); shopd runs without it" >&2
 DEMO_VARIANT=$(demo_api "$DEMO_URL/products/demo-tee" | sed -n 's/.*"variants" *: *\[ *{ *"id" *: *\([0-9][0-9]*\).*/\1/p')
 DEMO_RATE=$(demo_api "$DEMO_URL/checkout/shipping-rates?country=US" | sed -n 's/.*"rates" *: *\[ *{ *"id" *: *\([0-9][0-9]*\).*/\1/p')
 
 cat <<EOF
 
 shopd is running on http://$SHOPD_LISTEN  (Ctrl-C stops it and the private services)
+
+  admin dashboard http://$SHOPD_LISTEN/admin/   (store demo, $DEMO_ADMIN / $DEMO_ADMIN_PW)
+  API docs        http://$SHOPD_LISTEN/docs/    (Swagger UI; the document: /openapi.yaml)
 
   demo accounts:
     super admin     $DEMO_SUPER / $DEMO_SUPER_PW   (POST /api/v1/platform/auth/login)

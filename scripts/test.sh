@@ -7,7 +7,8 @@
 #   3. unless SHOPD_SKIP_SANITIZERS=1: the unit tests under TSan (build-tsan/),
 #      then the whole suite under ASan+UBSan (build-asan/) on a fresh database
 #   4. fuzzing, clang-format, OpenAPI lint and the live contract check, and the
-#      browser CORS test (headless Chromium, tests/browser/cors.mjs)
+#      browser tests (headless Chromium): CORS (tests/browser/cors.mjs) and the
+#      pages /docs and /admin (tests/browser/pages.mjs, screenshots in build/artifacts/)
 #
 # The services are stopped and the folder removed on exit, whatever happens.
 # Exits non-zero if any stage failed; later stages still run so one report
@@ -283,13 +284,34 @@ browser_cors() (
     return $rc
 )
 
+# The pages in a real browser (tests/browser/pages.mjs): a store seeded by
+# scripts/seed-demo.mjs, /docs (Swagger UI renders every operation) and /admin
+# (sign in, charts drawn, tables as the API answers), no console error or CSP
+# violation; screenshots kept in build/artifacts/. About 10 s, bounded at 180.
+browser_pages() (
+    set -euo pipefail
+    local work rc=0
+    STAGE_SHOPD_PID=""
+    work=$(mktemp -d /tmp/shopd-pages.XXXXXX)
+    trap '[[ -n $STAGE_SHOPD_PID ]] && kill "$STAGE_SHOPD_PID" 2>/dev/null; rm -rf "$work"' EXIT
+    stage_shopd_start "$work" || return 1
+    timeout 180 node "$ROOT/tests/browser/pages.mjs" --url "http://$SHOPD_LISTEN" \
+        --platform-token "$SHOPD_PLATFORM_TOKEN" --database-url "$SHOPD_DATABASE_URL" \
+        --chromium "$CHROMIUM" --artifacts "$ROOT/build/artifacts" || rc=1
+    [[ $rc -eq 0 ]] || tail -n 30 "$work/shopd.log"
+    stage_shopd_stop "$work" || rc=1
+    return $rc
+)
+
 stage "format (clang-format)" format_check || true
 stage "openapi lint (redocly, spectral)" openapi_lint || true
 stage "openapi contract (live check, TypeScript client)" openapi_contract || true
 if [[ -x $CHROMIUM ]]; then
     stage "browser CORS (headless Chromium)" browser_cors || true
+    stage "browser pages: /docs, /admin (headless Chromium)" browser_pages || true
 else
     skipped "browser CORS (headless Chromium)" "$CHROMIUM not found"
+    skipped "browser pages: /docs, /admin (headless Chromium)" "$CHROMIUM not found"
 fi
 
 summary

@@ -33,6 +33,7 @@ typedef struct app_s {
     net_server_t *net;
     store_cache_t *stores;
     struct rl_table_s *limits; /**< the edge's request budgets (system module) */
+    net_static_t *statics; /**< static mounts served before routing (pages module); may be NULL */
 } app_t;
 
 /** Per-worker state (from the actor runtime's worker_init). */

@@ -86,6 +86,10 @@ net_reply_t *catalog_h_variant_update(api_ctx_t *ctx);
 net_reply_t *catalog_h_variant_delete(api_ctx_t *ctx);
 /** GET /variants/:id/movements: stock, ledger sum and the latest movements (admins). */
 net_reply_t *catalog_h_variant_movements(api_ctx_t *ctx);
+/** GET /admin/inventory/low-stock?threshold=&limit=: variants of draft and active
+ *  products with stock <= threshold (default 5), lowest first, at most limit
+ *  (default 50, up to 200) (admins). */
+net_reply_t *catalog_h_low_stock(api_ctx_t *ctx);
 /** PATCH /variants/:id/inventory, batched: one transaction per actor turn, a savepoint
  *  per request, the conditional UPDATE as the guard (409 insufficient_stock). */
 void catalog_b_inventory(api_ctx_t *ctxs, size_t n, net_reply_t **replies);

@@ -101,6 +101,10 @@ typedef struct cfg_s {
     bool s3_path_style;     /**< host/bucket/key instead of bucket.host/key */
     int s3_multipart_bytes; /**< objects above go up in parts of this size */
     int s3_timeout_ms;      /**< one S3 request, whole */
+    bool pages;             /**< serve /openapi.yaml, /docs and /admin */
+    char *web_dir;          /**< the pages' folder (admin/, docs/) */
+    char *docs_dir;         /**< the folder of openapi.yaml */
+    char *vendor_dir;       /**< npm packages the pages use (swagger-ui-dist, uplot) */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

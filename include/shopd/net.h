@@ -249,4 +249,54 @@ void net_req_defer(net_request_t *req, void **reply_to, uint64_t *token);
  *  reply for a request that is gone (client left, timed out) is freed unsent. */
 void net_reply_post(void *reply_to, uint64_t token, net_reply_t *reply);
 
+/* ----------------------------------------------------------- static files
+ * Folders served under URL prefixes (static.c): GET and HEAD, Content-Type by
+ * extension, a strong ETag with If-None-Match -> 304, the mount's
+ * Cache-Control and Content-Security-Policy, a folder's index.html (a folder
+ * URL without its '/' is redirected to it), and nothing outside the root: no
+ * "..", no encoded separators or NUL, no symlink out (openat2 RESOLVE_BENEATH).
+ * Files are read on the mounts' own reader threads, never on an I/O thread. */
+
+/** One mount. */
+typedef struct net_static_mount_s {
+    const char *prefix;        /**< URL prefix without a trailing '/': "/docs" */
+    const char *root;          /**< the folder on disk (or the file, with file) */
+    bool file;                 /**< root is one file, served at exactly prefix */
+    const char *cache_control; /**< Cache-Control of its answers; NULL: none */
+    const char *csp;           /**< Content-Security-Policy; NULL: the edge's default */
+    /** Content-addressed files (product media, named by their content's hash):
+     *  the ETag is the file's name without its extension, not size + mtime. */
+    bool name_etag;
+} net_static_mount_t;
+
+typedef struct net_static_s net_static_t;
+
+/** The mounts (copied; the longest prefix wins) and threads reader threads,
+ *  started now. A root that cannot be opened is logged and its URLs answer 404
+ *  (the API does not need its pages). NULL if no thread could start. */
+net_static_t *net_static_new(const net_static_mount_t *mounts, size_t n, int threads);
+/** Takes no new read (503), finishes the queued ones (their answers are
+ *  posted) and joins the readers. Before net_server_free. Idempotent. */
+void net_static_stop(net_static_t *s);
+/** Stops (as above) and frees. Accepts NULL. */
+void net_static_free(net_static_t *s);
+/** The mount that owns path (len bytes, no query), or NULL. Pure; any thread. */
+const net_static_mount_t *net_static_find(const net_static_t *s, const char *path, size_t len);
+/** Answers req from mount (a result of net_static_find): at once for a bad
+ *  method or path, else later from a reader thread. I/O thread. */
+net_handled_t net_static_serve(net_static_t *s, const net_static_mount_t *mount,
+                               net_request_t *req);
+/** The file below a mount that a URL path names: path (len bytes, what follows
+ *  the prefix) percent-decoded into out (outsz bytes) as segments joined by '/',
+ *  without a leading '/' ("" for the root). 0; -1 for a path no file has (a bad
+ *  %-escape, an encoded '/' or '\', NUL or another control byte, a "." or ".."
+ *  segment, too long); -2 for a dot file (not published). Pure. */
+int net_static_path(const char *path, size_t len, char *out, size_t outsz);
+/** Content-Type for a file name by its extension (application/octet-stream if
+ *  unknown). Pure; the string is static. */
+const char *net_static_type(const char *name);
+/** True if an If-None-Match value (a list, or "*") matches etag (weak
+ *  comparison, as RFC 9110 asks for If-None-Match). Pure. */
+bool net_static_etag_match(const char *inm, const char *etag);
+
 #endif

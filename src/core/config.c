@@ -129,6 +129,10 @@ static const cfg_row_t cfg_rows[] = {
     {"s3-multipart-bytes", "SHOPD_S3_MULTIPART_BYTES", CFG_INT, O(s3_multipart_bytes), 1024, 1 << 30, "8388608", "objects larger than this are uploaded in parts of this size (S3 wants at least 5 MiB)"},
     {"s3-timeout-ms", "SHOPD_S3_TIMEOUT_MS", CFG_INT, O(s3_timeout_ms), 100, 600000, "30000", "whole-request time limit of one S3 request"},
     {"media-cdn-url", "SHOPD_MEDIA_CDN_URL", CFG_STR, O(media_cdn_url), 0, 0, "", "base URL of media links, e.g. https://cdn.example.com/ (empty: /media/ on this server)"},
+    {"pages", "SHOPD_PAGES", CFG_BOOL, O(pages), 0, 0, "true", "serve /openapi.yaml, Swagger UI at /docs and the admin dashboard at /admin"},
+    {"web-dir", "SHOPD_WEB_DIR", CFG_STR, O(web_dir), 0, 0, SHOPD_SOURCE_DIR "/web", "folder of the pages (admin/, docs/)"},
+    {"docs-dir", "SHOPD_DOCS_DIR", CFG_STR, O(docs_dir), 0, 0, SHOPD_SOURCE_DIR "/docs", "folder of openapi.yaml, served at /openapi.yaml"},
+    {"vendor-dir", "SHOPD_VENDOR_DIR", CFG_STR, O(vendor_dir), 0, 0, SHOPD_SOURCE_DIR "/tools/node/node_modules", "npm packages of the pages (swagger-ui-dist, uplot), installed by scripts/deps.sh"},
     {"cors-max-age", "SHOPD_CORS_MAX_AGE", CFG_INT, O(cors_max_age), 0, 86400, "600", "seconds a browser may cache a preflight answer"},
 };
 /* clang-format on */

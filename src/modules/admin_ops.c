@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "shopd/admin.h"
+#include "shopd/analytics.h"
 #include "shopd/api.h"
 #include "shopd/auth.h"
 #include "shopd/log.h"
@@ -379,8 +380,51 @@ op_actors_get(app_t *app, json_t *args)
     return actors(app, id, (size_t)-1);
 }
 
+/* ------------------------------------------------------------ analytics */
+
+/* analytics.rebuild {store?}: recomputes one store's sales rollups (an id, or
+ * a slug the tenant cache knows) or every store's, in one transaction. */
+static net_reply_t *
+op_analytics_rebuild(app_t *app, json_t *args)
+{
+    static const char *const allowed[] = {"store", NULL};
+    net_reply_t *bad = only(args, allowed);
+    if (bad)
+        return bad;
+    json_t *s = json_object_get(args, "store");
+    uint64_t id = 0;
+    if (s && !json_is_null(s)) {
+        char key[STORE_KEY_MAX];
+        store_snap_t snap;
+        if (json_is_integer(s) && json_integer_value(s) > 0)
+            id = (uint64_t)json_integer_value(s);
+        else if (json_is_string(s) &&
+                 store_tenant_key(json_string_value(s), NULL, NULL, key, sizeof(key)) == 0)
+            id = !strncmp(key, "id:", 3) ? strtoull(key + 3, NULL, 10)
+                 : store_cache_get(app->stores, key, &snap) && snap.id != 0 ? snap.id
+                                                                            : 0;
+        if (id == 0)
+            return invalid("store", "must be a store id (or the slug of a store in use)");
+    }
+    db_conn_t *c = db_acquire(app->db, 2000);
+    if (c == NULL)
+        return api_unavailable("database");
+    uint64_t t0 = shopd_now_us();
+    size_t n = 0;
+    shopd_rc_t rc = analytics_rebuild(c, id, &n);
+    db_release(c);
+    if (rc != SHOPD_OK)
+        return rc == SHOPD_UNAVAILABLE ? api_unavailable("database")
+                                       : api_fail(SHOPD_ERR, "internal", "the rebuild failed");
+    if (id && n == 0)
+        return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
+    return api_json(SHOPD_OK, json_pack("{s:I,s:I}", "stores", (json_int_t)n, "ms",
+                                        (json_int_t)((shopd_now_us() - t0) / 1000)));
+}
+
 /* clang-format off */
 static const op_t ops[] = {
+    {"analytics.rebuild", "recomputes the sales rollups from the orders {store?}: one store, or every store without it", op_analytics_rebuild},
     {"actors.list", "live actors, deepest mailbox first {limit?}: store, lane, kind, depth, turns, messages, last batch, idle ms", op_actors_list},
     {"actors.get", "every actor (lane) of one store {store}", op_actors_get},
     {"migrations.status", "applied migrations and the pending files of SHOPD_SQL_DIR", op_migrations},

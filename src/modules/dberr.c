@@ -25,6 +25,7 @@ static const api_constraint_t api_constraints[] = {
     /* stores (sql/0001) */
     {"stores_slug_key", SHOPD_CONFLICT, "slug_taken", "another store uses this slug", "slug", "already taken"},
     {"stores_domain_key", SHOPD_CONFLICT, "domain_taken", "another store uses this domain", "domain", "already taken"},
+    {"stores_timezone_check", SHOPD_INVALID, "validation_failed", "the request has invalid fields", "settings.timezone", "must be an IANA time zone PostgreSQL knows, like Europe/Paris (sql/0011)"},
     /* users (sql/0002) */
     {"users_store_email_uq", SHOPD_CONFLICT, "email_taken", "an account with this e-mail already exists", "email", "already taken"},
     {"users_platform_email_uq", SHOPD_CONFLICT, "email_taken", "an account with this e-mail already exists", "email", "already taken"},

@@ -680,6 +680,20 @@ api_on_request(net_request_t *req, void *ud)
             return preflight(app, req, path, plen, want);
         net_req_set_tag(req, EDGE_TAG_CORS);
     }
+    /* Static mounts (the pages, later media) before the route table: a prefix
+     * owns every path below it. They spend the client address's reads budget. */
+    const net_static_mount_t *mount = net_static_find(app->statics, path, plen);
+    if (mount != NULL) {
+        static const api_route_t static_route = {
+            .method = "GET", .name = "static", .rate = API_RATE_READS};
+        msg_caller_t anon = {0};
+        char ipb[64];
+        net_reply_t *limited =
+            rate_check(app, req, &static_route, &anon, NULL, client_ip(app, req, ipb, sizeof(ipb)));
+        if (limited)
+            return answer(req, limited);
+        return net_static_serve(app->statics, mount, req);
+    }
     net_match_t m;
     net_match_rc_t mrc =
         net_route_match(api_net_routes, api_nroutes, net_req_method(req), path, plen, &m);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shopd/analytics.h"
 #include "shopd/api.h"
 #include "shopd/auth.h"
 #include "shopd/cart.h"
@@ -17,15 +18,16 @@
 #include "shopd/jobs.h"
 #include "shopd/media.h"
 #include "shopd/order.h"
+#include "shopd/pages.h"
 #include "shopd/payment.h"
 #include "shopd/pricing.h"
 #include "shopd/search.h"
 #include "shopd/store.h"
 
-const api_module_t *const api_modules[] = {&api_system_module, &store_module,   &auth_module,
-                                           &catalog_module,    &pricing_module, &cart_module,
-                                           &order_module,      &payment_module, &jobs_module,
-                                           &search_module,     &media_module};
+const api_module_t *const api_modules[] = {
+    &api_system_module, &store_module, &auth_module,    &catalog_module, &pricing_module,
+    &cart_module,       &order_module, &payment_module, &jobs_module,    &search_module,
+    &analytics_module,  &media_module, &pages_module};
 const size_t api_nmodules = SHOPD_ARRAY_LEN(api_modules);
 
 const api_route_t *api_routes;
@@ -44,7 +46,8 @@ static void __attribute__((constructor)) assemble_routes(void)
         abort();
     size_t k = 0;
     for (size_t i = 0; i < api_nmodules; i++) {
-        memcpy(t + k, api_modules[i]->routes, api_modules[i]->nroutes * sizeof(*t));
+        if (api_modules[i]->nroutes) /* a module may have none (pages) */
+            memcpy(t + k, api_modules[i]->routes, api_modules[i]->nroutes * sizeof(*t));
         k += api_modules[i]->nroutes;
     }
     api_routes = t;

@@ -260,8 +260,11 @@ record_metrics(net_thread_t *t, int label, int status, uint64_t us)
  * leaks an API URL (it may carry a cart or a reset token) to another site. */
 static const char security_headers[] =
     "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
-    "X-Frame-Options: DENY\r\nContent-Security-Policy: default-src 'none'; "
-    "frame-ancestors 'none'\r\n";
+    "X-Frame-Options: DENY\r\n";
+/* The default policy; an answer that is a page (static.c's mounts) sets its own,
+ * which must still say frame-ancestors 'none'. */
+static const char default_csp[] =
+    "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n";
 
 static const char hsts_header[] =
     "Strict-Transport-Security: max-age=63072000; includeSubDomains\r\n";
@@ -308,6 +311,8 @@ conn_send(net_conn_t *c, net_reply_t *r, bool force_close, bool hook)
                         r->content_type ? r->content_type : "application/json", r->len, q->rid,
                         close_after ? "close" : "keep-alive");
     evbuffer_add(out, security_headers, sizeof(security_headers) - 1);
+    if (!has_header_line(r->headers, "Content-Security-Policy"))
+        evbuffer_add(out, default_csp, sizeof(default_csp) - 1);
     /* Only over TLS: HSTS on plain HTTP is ignored by browsers, and would pin
      * a host that may not serve HTTPS. */
     if (srv->tls)

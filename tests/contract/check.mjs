@@ -469,6 +469,23 @@ async function main() {
   await tr('DELIVERED');
   await tr('CANCELLED', {}, A, 409);
 
+  // Analytics: the rollups follow the relay (one poll interval), so wait for a best seller
+  // before checking the shapes; then the refusals.
+  for (let i = 0; i < 50; i++) {
+    const top = await call('get', '/api/v1/admin/analytics/top-products?by=units&limit=5', { token: A, tenant: slug, expect: 200 });
+    if (top.body && top.body.data && top.body.data.length > 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await call('get', '/api/v1/admin/analytics/sales', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/analytics/sales?from=2026-01-01&to=2026-03-31&interval=month', { token: A, tenant: slug, expect: 200 });
+  await call('get', '/api/v1/admin/analytics/sales?from=2026-02-30', { token: A, tenant: slug, expect: 422 });
+  await call('get', '/api/v1/admin/analytics/sales?interval=year', { token: A, tenant: slug, expect: 422 });
+  await call('get', '/api/v1/admin/analytics/sales?period=day', { token: A, tenant: slug, expect: 400 });
+  await call('get', '/api/v1/admin/analytics/sales', { token: C, tenant: slug, expect: 403 });
+  await call('get', '/api/v1/admin/analytics/top-products?limit=0', { token: A, tenant: slug, expect: 422 });
+  await call('post', '/api/v1/admin/analytics/rebuild', { token: PTOK, tenant: slug, expect: 200 });
+  await call('post', '/api/v1/admin/analytics/rebuild', { token: A, tenant: slug, expect: 403 });
+
   // Deletes
   await call('delete', `/api/v1/variants/${vid}`, { token: A, tenant: slug, expect: 204 });
   await call('delete', `/api/v1/categories/${rid}`, { token: A, tenant: slug, expect: 409 });

@@ -33,6 +33,7 @@ static const verb_t verbs[] = {
     {"users", "users.list", {"store", NULL}, "users STORE [role=R] [status=S] [limit=N]", "lists a store's users", "shopctl users acme role=STORE_ADMIN"},
     {"user create", "users.create", {"store", NULL}, "user create STORE email=E password=P name=N role=R", "creates a store admin or customer", "shopctl user create acme email=a@acme.test password=s3cret-pass name=Ann role=STORE_ADMIN"},
     {"tail", "events.tail", {NULL, NULL}, "tail [store=ID|SLUG] [kinds:='[\"access\",\"admin\",\"log\"]']", "follows the server's log lines (access, admin, the rest) until Ctrl-C", "shopctl tail store=acme kinds:='[\"access\"]'"},
+    {"analytics rebuild", "analytics.rebuild", {NULL, NULL}, "analytics rebuild [--store ID|SLUG]", "recomputes the sales rollups from the orders: one store, or every store", "shopctl analytics rebuild --store acme"},
     {"products", "products.list", {"store", NULL}, "products STORE [status=S] [limit=N]", "lists a store's products", "shopctl products acme limit=5"},
 };
 /* clang-format on */
@@ -282,6 +283,15 @@ shopctl_parse(int argc, char **argv, const char *env_addr, const char *env_token
         return SHOPCTL_USAGE;
     }
     for (; i < argc; i++) {
+        /* --store S (or --store=S) reads as store=S, as for import. */
+        if (!strcmp(argv[i], "--store") && i + 1 < argc) {
+            json_object_set_new(o->args, "store", json_string(argv[++i]));
+            continue;
+        }
+        if (!strncmp(argv[i], "--store=", 8)) {
+            json_object_set_new(o->args, "store", json_string(argv[i] + 8));
+            continue;
+        }
         if (shopctl_arg(o->args, argv[i], err, errlen) != 0) {
             json_decref(o->args);
             o->args = NULL;

@@ -10,6 +10,7 @@ static const char *const q_products[] = {"category", "status", "min_price", "max
                                          "brand",    "q",      "sort",      "limit",
                                          "page",     "cursor", NULL};
 static const char *const q_category_delete[] = {"move_to", NULL};
+static const char *const q_low_stock[] = {"threshold", "limit", NULL};
 
 /* One row per line: a table to read across. */
 /* clang-format off */
@@ -34,6 +35,7 @@ static const api_route_t catalog_routes[] = {
     {"DELETE", "/api/v1/variants/:id", "variants.delete", API_STORE_ADMIN, API_ORDERED, API_STORE, NULL, catalog_h_variant_delete, NULL, NULL},
     {"PATCH", "/api/v1/variants/:id/inventory", "inventory.adjust", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, NULL, catalog_b_inventory, NULL},
     {"GET", "/api/v1/variants/:id/movements", "inventory.movements", API_STORE_ADMIN, API_ANY, API_STORE, NULL, catalog_h_variant_movements, NULL, NULL},
+    {"GET", "/api/v1/admin/inventory/low-stock", "inventory.low_stock", API_STORE_ADMIN, API_ANY, API_STORE, NULL, catalog_h_low_stock, NULL, q_low_stock},
     {"GET", "/api/v1/attributes", "attributes.list", API_PUBLIC, API_ANY, API_STORE, NULL, catalog_h_attribute_list, NULL, NULL},
     {"POST", "/api/v1/attributes", "attributes.create", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, catalog_h_attribute_create, NULL, NULL},
     {"GET", "/api/v1/attributes/:id", "attributes.get", API_PUBLIC, API_ANY, API_STORE, NULL, catalog_h_attribute_get, NULL, NULL},

@@ -12,6 +12,7 @@
  * statement), so each succeeds or fails on its own. The guard is still the conditional UPDATE
  * (stock + delta >= 0), which holds even when two processes serve one store.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,67 @@ catalog_h_variant_movements(api_ctx_t *ctx)
         " FROM product_variants v WHERE v.store_id = $1::bigint AND v.id = $2::bigint",
         2, p);
     reply = cat_one_row(ctx, r, "variant movements", "variant_not_found", "no such variant");
+    db_release(c);
+    return reply;
+}
+
+/* A query integer in min..max, or def when absent; false (an issue recorded)
+ * when it is not one. */
+static bool
+query_int(api_ctx_t *ctx, api_val_t *v, const char *name, long min, long max, long def, long *out)
+{
+    char buf[32];
+    const char *s = api_query_param(ctx->env, name, buf, sizeof(buf));
+    *out = def;
+    if (s == NULL)
+        return true;
+    char *end;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno != 0 || n < min || n > max) {
+        char issue[96];
+        snprintf(issue, sizeof(issue), "must be an integer from %ld to %ld", min, max);
+        api_val_add(v, name, issue);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+/* GET /admin/inventory/low-stock: the variants a store admin should restock,
+ * those of draft and active products (archived ones are not sold) with stock
+ * at or below threshold, lowest stock first. One read of the store's variants
+ * (its primary key range); no cache: an admin expects the stock as it is. */
+net_reply_t *
+catalog_h_low_stock(api_ctx_t *ctx)
+{
+    api_val_t v = {0};
+    long threshold, limit;
+    query_int(ctx, &v, "threshold", 0, 1000000000, 5, &threshold);
+    query_int(ctx, &v, "limit", 1, 200, 50, &limit);
+    if (v.n)
+        return api_val_reply(&v);
+    char sid[24], th[24], lim[24];
+    snprintf(th, sizeof(th), "%ld", threshold);
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    const char *p[3] = {cat_sid(ctx, sid), th, lim};
+    net_reply_t *reply = NULL;
+    db_conn_t *c = cat_acquire(ctx, &reply);
+    if (c == NULL)
+        return reply;
+    PGresult *r = db_exec(
+        c, "var_low_stock",
+        "SELECT json_build_object('threshold', $2::int, 'limit', $3::int, 'data',"
+        " coalesce(json_agg(json_build_object('variant_id', x.id, 'product_id', x.product_id,"
+        " 'product_name', x.name, 'product_status', x.status, 'sku', x.sku, 'options', x.options,"
+        " 'stock', x.stock) ORDER BY x.stock, x.id), '[]'))::text FROM ("
+        "SELECT v.id, v.product_id, p.name, p.status, v.sku, v.options, v.stock"
+        " FROM product_variants v JOIN products p ON p.store_id = v.store_id AND p.id = "
+        "v.product_id"
+        " WHERE v.store_id = $1::bigint AND v.stock <= $2::int AND p.status <> 'archived'"
+        " ORDER BY v.stock, v.id LIMIT $3::int) x",
+        3, p);
+    reply = cat_one_row(ctx, r, "low stock", "variant_not_found", "no such variant");
     db_release(c);
     return reply;
 }

@@ -25,10 +25,11 @@
 #include <unistd.h>
 
 #include "jobs_priv.h"
+#include "shopd/analytics.h"
 #include "shopd/log.h"
 
 #define RELAY_BATCH 500
-#define RELAY_LOCK "7417140001" /* advisory lock key of the relay step */
+#define RELAY_LOCK ANALYTICS_RELAY_LOCK /* advisory lock key of the relay step */
 
 static const char *const kinds[] = {"email", "webhook", "media"};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
@@ -96,11 +97,16 @@ relay_body(db_conn_t *c, void *arg)
                 "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING), "
                 "i AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'media' "
                 "FROM o WHERE o.kind LIKE 'media.%' ON CONFLICT DO NOTHING) "
-                "SELECT count(*) FROM o",
+                "SELECT count(*), coalesce(array_agg(store_id), '{}')::text, "
+                "coalesce(array_agg(id), '{}')::text FROM o",
                 1, lim);
     rc = db_result_rc(r);
     if (rc == SHOPD_OK)
         rl->relayed = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    /* The batch's order events move the sales rollups in this transaction:
+     * marked relayed and counted together, so exactly once (sql/0011). */
+    if (rc == SHOPD_OK && rl->relayed > 0)
+        rc = analytics_relay_apply(c, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
     PQclear(r);
     if (rc != SHOPD_OK)
         return rc;

@@ -56,7 +56,5 @@ net_reply_t *media_h_upload(api_ctx_t *ctx);
 net_reply_t *media_h_list(api_ctx_t *ctx);
 net_reply_t *media_h_update(api_ctx_t *ctx);
 net_reply_t *media_h_delete(api_ctx_t *ctx);
-/** GET /media/<key> on the I/O thread... see serve.c */
-net_reply_t *media_serve(app_t *app, net_request_t *req);
 
 #endif

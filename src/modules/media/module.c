@@ -6,8 +6,6 @@
 
 #include "media_priv.h"
 
-net_reply_t *media_h_serve(api_ctx_t *ctx);
-
 static const char *const q_upload[] = {"alt", "position", "variant_id", NULL};
 
 /* One row per line: a table to read across. */
@@ -18,7 +16,6 @@ static const api_route_t media_routes[] = {
     {"POST", "/api/v1/products/:id/images", "images.upload", API_STORE_ADMIN, API_BLOCKING, API_STORE | API_UPLOAD, NULL, media_h_upload, NULL, q_upload},
     {"PATCH", "/api/v1/products/:id/images/:image_id", "images.update", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, media_h_update, NULL, NULL},
     {"DELETE", "/api/v1/products/:id/images/:image_id", "images.delete", API_STORE_ADMIN, API_ORDERED, API_STORE, NULL, media_h_delete, NULL, NULL},
-    {"GET", "/media/:store/:file", "media.get", API_PUBLIC, API_BLOCKING, 0, NULL, media_h_serve, NULL, NULL, API_RATE_READS},
 };
 /* clang-format on */
 

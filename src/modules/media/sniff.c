@@ -1,7 +1,7 @@
 /*
  * sniff.c: what kind of image some bytes are, and which storage keys are
  * well formed. Pure functions: the upload handler trusts these over any
- * Content-Type, and /media/<key> serves only keys media_key_valid accepts.
+ * Content-Type, and the media job deletes only keys media_key_valid accepts.
  */
 #include <string.h>
 

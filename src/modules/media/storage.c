@@ -30,14 +30,12 @@ static shopd_rc_t
 local_put(const char *key, const void *p, size_t n, const char *mime)
 {
     (void)mime;
-    char path[1400], tmp[1500], folder[1400];
+    char path[1400], tmp[3000], folder[1400];
     media_local_path(local_dir, key, path, sizeof(path));
     snprintf(folder, sizeof(folder), "%s", path);
     char *slash = strrchr(folder, '/');
     if (slash)
         *slash = '\0';
-    /* The folders on first use (not at start: a server that never stores an
-     * image leaves no folder behind). */
     if ((mkdir(local_dir, 0755) != 0 && errno != EEXIST) ||
         (mkdir(folder, 0755) != 0 && errno != EEXIST)) {
         log_error("media: cannot create %s: %s", folder, strerror(errno));
@@ -45,7 +43,9 @@ local_put(const char *key, const void *p, size_t n, const char *mime)
     }
     char rnd[17];
     shopd_random_hex(rnd, 8);
-    snprintf(tmp, sizeof(tmp), "%s.tmp-%s", path, rnd);
+    /* A dot file beside it: the /media mount never serves dot files, so no
+     * client can read an object while it is being written. */
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp-%s", folder, slash ? slash + 1 : path, rnd);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         log_error("media: cannot create %s: %s", tmp, strerror(errno));
@@ -146,6 +146,12 @@ media_storage_init(const cfg_t *cfg, char *err, size_t errlen)
     }
     if (strcmp(cfg->media_backend, "local") != 0) {
         snprintf(err, errlen, "SHOPD_MEDIA_BACKEND must be local or s3");
+        return -1;
+    }
+    /* Made now, not on first use: the /media mount (src/modules/pages) opens
+     * it once, when the server starts. */
+    if (mkdir(local_dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "SHOPD_MEDIA_DIR %s: %s", local_dir, strerror(errno));
         return -1;
     }
     return 0;

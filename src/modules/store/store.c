@@ -152,6 +152,13 @@ validate_edge_settings(api_val_t *v, json_t *st)
         if (total > STORE_CORS_MAX - 1)
             api_val_add(v, "settings.cors_origins", "the origins are too long together");
     }
+    /* settings.timezone draws the days of the sales figures; the name is
+     * checked against pg_timezone_names by sql/0011's trigger. */
+    json_t *tz = json_object_get(st, "timezone");
+    if (tz && !json_is_null(tz) &&
+        (!json_is_string(tz) || json_string_length(tz) < 1 || json_string_length(tz) > 64))
+        api_val_add(v, "settings.timezone",
+                    "must be an IANA time zone name like Europe/Paris (or null for UTC)");
     json_t *q = json_object_get(st, "rate_quota");
     if (q && (!json_is_integer(q) || json_integer_value(q) < 1 ||
               json_integer_value(q) > STORE_RATE_QUOTA_MAX))
