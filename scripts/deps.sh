@@ -10,6 +10,8 @@ PKGS=(
     libevent-dev libpq-dev libhiredis-dev libmsgpack-dev libjemalloc-dev
     libcurl4-openssl-dev libssl-dev libcmocka-dev libjansson-dev libargon2-dev
     libhttp-parser-dev
+    # product images: decoding, EXIF orientation and stripping, renditions
+    libvips-dev
     postgresql-15 redis-server redis-tools
     wrk curl ca-certificates openssl
     clang clang-format libclang-rt-14-dev valgrind

@@ -150,7 +150,7 @@ fi
 # build folder; copy them into fuzz/corpus/<target>/ once fixed.
 # The drivers in fuzz/ (fuzz/CMakeLists.txt builds fuzz_<name> for each): one list
 # for the build and the run, so a driver cannot be run without being built.
-FUZZ_NAMES="msg tenant http admin stripe_sig seal"
+FUZZ_NAMES="msg tenant http admin stripe_sig seal multipart"
 fuzz_targets() {
     local secs=${SHOPD_FUZZ_SECONDS:-20} t rc=0
     for t in $FUZZ_NAMES; do

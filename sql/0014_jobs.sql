@@ -19,7 +19,7 @@ CREATE TABLE jobs (
     store_id     bigint NOT NULL REFERENCES stores (id) ON DELETE CASCADE,
     id           bigint GENERATED ALWAYS AS IDENTITY,
     outbox_id    bigint NOT NULL,
-    kind         text NOT NULL CHECK (kind IN ('email', 'webhook')),
+    kind         text NOT NULL CHECK (kind IN ('email', 'webhook', 'media')), -- media: 0010
     endpoint_id  bigint,
     state        text NOT NULL DEFAULT 'ready'
                  CHECK (state IN ('ready', 'queued', 'running', 'done', 'dead', 'discarded')),

@@ -2,4 +2,4 @@
 -- 'jobs.noop': the relay, the streams, the consumers and the bookkeeping
 -- alone, so bench/jobs.sh can measure the machinery end to end.
 ALTER TABLE jobs DROP CONSTRAINT jobs_kind_check;
-ALTER TABLE jobs ADD CONSTRAINT jobs_kind_check CHECK (kind IN ('email', 'webhook', 'noop'));
+ALTER TABLE jobs ADD CONSTRAINT jobs_kind_check CHECK (kind IN ('email', 'webhook', 'media', 'noop'));

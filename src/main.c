@@ -208,6 +208,7 @@ cmd_serve(cfg_t *cfg)
                          .tls_key = cfg->tls_key,
                          .on_request = api_on_request,
                          .on_reply = api_on_reply,
+                         .body_cap = api_body_cap,
                          .ud = &app};
     app.net = net_server_new(&ncfg, err, sizeof(err));
     if (app.net == NULL) {

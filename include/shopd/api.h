@@ -181,6 +181,10 @@ enum {
      *  passed as the bytes received (its signature covers them; no JSON check
      *  at the edge) and the Stripe-Signature header travels in env->sig. */
     API_SIGNED = 1 << 6,
+    /** An upload: the body is passed as the bytes received (an image, or
+     *  multipart/form-data; no JSON check at the edge) with its Content-Type in
+     *  env->ct, and may be up to api_upload_cap bytes instead of SHOPD_MAX_BODY. */
+    API_UPLOAD = 1 << 7,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor
@@ -281,6 +285,13 @@ void api_init(void);
 /** Route names indexed like api_routes (metrics labels). After api_init. */
 const char *const *api_route_names(void);
 
+/** The body limit of an upload route's request: twice SHOPD_MEDIA_MAX_BYTES
+ *  plus 64 KiB (a multipart body's headers), so a file just over the per-file
+ *  limit still reaches the handler and gets its 413 payload_too_large. Pure. */
+size_t api_upload_cap(const cfg_t *cfg);
+/** The body_cap hook given to the HTTP server (ud = app_t *): api_upload_cap for
+ *  the upload routes, 0 (the server's SHOPD_MAX_BODY) for the others. I/O thread. */
+size_t api_body_cap(const net_request_t *req, void *ud);
 /** The net_request_fn given to the HTTP server (ud = app_t *). */
 net_handled_t api_on_request(net_request_t *req, void *ud);
 /** A request from any front end (the HTTP edge, the admin protocol), its caller
@@ -297,7 +308,7 @@ typedef struct api_call_s {
     msg_str_t param_values[MSG_MAX_PARAMS];
     const char *query; /**< raw query string (k=v&...), may be NULL */
     size_t query_len;
-    msg_str_t body, inm, cart, idem, request_id, ip, sig;
+    msg_str_t body, inm, cart, idem, request_id, ip, sig, ct;
     void *reply_to; /**< where the answer goes: net_reply_post(reply_to, token, ...) */
     uint64_t token;
 } api_call_t;

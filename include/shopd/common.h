@@ -37,6 +37,7 @@ typedef enum shopd_rc_e {
     SHOPD_UNSUPPORTED = -12,    /**< a media type the endpoint does not take (415) */
     SHOPD_NOT_ALLOWED = -13,    /**< the method is not allowed here (405) */
     SHOPD_PAYMENT_FAILED = -14, /**< the payment was declined (402) */
+    SHOPD_TOO_LARGE = -15,      /**< a part of the request is over its size limit (413) */
 } shopd_rc_t;
 
 /** Short stable name of a status code ("ok", "busy", ...). Never NULL. */

@@ -86,14 +86,28 @@ typedef struct cfg_s {
      *  auth, admin) and budget (0 per client address, 1 per user or token, 2 per
      *  store before its quota); 0 = that budget off. */
     int rate[5][3];
-    char *cors_origins; /**< "origin,origin": allowed for routes with no store */
-    int cors_max_age;   /**< seconds a browser may keep a preflight answer */
-    char *tls_cert;     /**< PEM certificate chain: serve HTTPS ("" = plain HTTP) */
-    char *tls_key;      /**< PEM private key of tls_cert */
-    bool pages;         /**< serve /openapi.yaml, /docs and /admin */
-    char *web_dir;      /**< the pages' folder (admin/, docs/) */
-    char *docs_dir;     /**< the folder of openapi.yaml */
-    char *vendor_dir;   /**< npm packages the pages use (swagger-ui-dist, uplot) */
+    char *cors_origins;   /**< "origin,origin": allowed for routes with no store */
+    int cors_max_age;     /**< seconds a browser may keep a preflight answer */
+    char *tls_cert;       /**< PEM certificate chain: serve HTTPS ("" = plain HTTP) */
+    char *tls_key;        /**< PEM private key of tls_cert */
+    char *media_dir;      /**< local media storage folder (served at /media/) */
+    int media_max_bytes;  /**< bytes of one uploaded file (413 payload_too_large beyond) */
+    int media_max_pixels; /**< width x height of one upload at most (decompression bombs) */
+    char *media_sizes;    /**< "w,w,...": rendition widths */
+    char *media_cdn_url;  /**< base URL of media links ("" = /media/ here, or the bucket) */
+    char *media_backend;  /**< "local" or "s3" */
+    char *s3_endpoint;    /**< scheme://host[:port] ("" = AWS for s3_region) */
+    char *s3_bucket;
+    char *s3_region;
+    char *s3_access_key;
+    char *s3_secret_key;    /**< secret: redacted in config.show */
+    bool s3_path_style;     /**< host/bucket/key instead of bucket.host/key */
+    int s3_multipart_bytes; /**< objects above go up in parts of this size */
+    int s3_timeout_ms;      /**< one S3 request, whole */
+    bool pages;             /**< serve /openapi.yaml, /docs and /admin */
+    char *web_dir;          /**< the pages' folder (admin/, docs/) */
+    char *docs_dir;         /**< the folder of openapi.yaml */
+    char *vendor_dir;       /**< npm packages the pages use (swagger-ui-dist, uplot) */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

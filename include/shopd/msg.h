@@ -78,6 +78,7 @@ typedef struct msg_env_s {
     msg_str_t cart;   /**< X-Cart-Id: a guest cart's id, "" if none */
     msg_str_t idem;   /**< Idempotency-Key of a mutating request, "" if none */
     msg_str_t sig;    /**< Stripe-Signature of a signed webhook route, "" if none */
+    msg_str_t ct;     /**< Content-Type of an upload route's raw body, "" if none */
 } msg_env_t;
 
 /** Encodes env into a new buffer (shopd_malloc; caller frees). Never fails. */

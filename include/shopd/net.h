@@ -155,6 +155,11 @@ typedef struct net_config_s {
     const char *tls_key;
     net_request_fn on_request;
     net_reply_fn on_reply; /**< may be NULL */
+    /** May be NULL: the body limit of one request once its headers are in (the
+     *  method and path are readable), for routes that take more than max_body
+     *  (uploads); a value below max_body means max_body. I/O thread; must not
+     *  block. */
+    size_t (*body_cap)(const net_request_t *req, void *ud);
     void *ud;
 } net_config_t;
 
@@ -259,6 +264,9 @@ typedef struct net_static_mount_s {
     bool file;                 /**< root is one file, served at exactly prefix */
     const char *cache_control; /**< Cache-Control of its answers; NULL: none */
     const char *csp;           /**< Content-Security-Policy; NULL: the edge's default */
+    /** Content-addressed files (product media, named by their content's hash):
+     *  the ETag is the file's name without its extension, not size + mtime. */
+    bool name_etag;
 } net_static_mount_t;
 
 typedef struct net_static_s net_static_t;

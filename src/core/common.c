@@ -52,6 +52,8 @@ shopd_rc_name(shopd_rc_t rc)
         return "not_allowed";
     case SHOPD_PAYMENT_FAILED:
         return "payment_failed";
+    case SHOPD_TOO_LARGE:
+        return "too_large";
     }
     return "unknown";
 }

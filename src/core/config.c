@@ -118,6 +118,20 @@ static const cfg_row_t cfg_rows[] = {
     {"cors-origins", "SHOPD_CORS_ORIGINS", CFG_STR, O(cors_origins), 0, 0, "", "origins (https://app.example.com,https://*.example.com) allowed on routes no store names; stores list theirs in settings.cors_origins"},
     {"tls-cert", "SHOPD_TLS_CERT", CFG_STR, O(tls_cert), 0, 0, "", "PEM certificate chain file: serve HTTPS, TLS 1.2/1.3 (empty: plain HTTP); SIGHUP reloads it"},
     {"tls-key", "SHOPD_TLS_KEY", CFG_STR, O(tls_key), 0, 0, "", "PEM private key file of the TLS certificate"},
+    {"media-dir", "SHOPD_MEDIA_DIR", CFG_STR, O(media_dir), 0, 0, "media", "folder of the local media storage (product images), served at /media/"},
+    {"media-max-bytes", "SHOPD_MEDIA_MAX_BYTES", CFG_INT, O(media_max_bytes), 1024, 1 << 30, "10485760", "bytes of one uploaded image at most (413 payload_too_large beyond)"},
+    {"media-max-pixels", "SHOPD_MEDIA_MAX_PIXELS", CFG_INT, O(media_max_pixels), 1, 2000000000, "50000000", "width x height of one uploaded image at most, read from its header before decoding (decompression bombs: 422)"},
+    {"media-sizes", "SHOPD_MEDIA_SIZES", CFG_STR, O(media_sizes), 0, 0, "160,480,1024", "widths of the renditions made of every image (WebP and JPEG each)"},
+    {"media-backend", "SHOPD_MEDIA_BACKEND", CFG_STR, O(media_backend), 0, 0, "local", "where media objects are stored: local (SHOPD_MEDIA_DIR) or s3"},
+    {"s3-endpoint", "SHOPD_S3_ENDPOINT", CFG_STR, O(s3_endpoint), 0, 0, "", "S3 endpoint URL, e.g. http://127.0.0.1:9000 for an S3-compatible service (empty: AWS in SHOPD_S3_REGION)"},
+    {"s3-bucket", "SHOPD_S3_BUCKET", CFG_STR, O(s3_bucket), 0, 0, "", "bucket of the media objects"},
+    {"s3-region", "SHOPD_S3_REGION", CFG_STR, O(s3_region), 0, 0, "us-east-1", "region the requests are signed for (SigV4)"},
+    {"s3-access-key", "SHOPD_S3_ACCESS_KEY", CFG_STR, O(s3_access_key), 0, 0, "", "access key id"},
+    {"s3-secret-key", "SHOPD_S3_SECRET_KEY", CFG_STR, O(s3_secret_key), 0, 0, "", "secret access key"},
+    {"s3-path-style", "SHOPD_S3_PATH_STYLE", CFG_BOOL, O(s3_path_style), 0, 0, "false", "path-style URLs (endpoint/bucket/key) instead of virtual-hosted (bucket.endpoint/key)"},
+    {"s3-multipart-bytes", "SHOPD_S3_MULTIPART_BYTES", CFG_INT, O(s3_multipart_bytes), 1024, 1 << 30, "8388608", "objects larger than this are uploaded in parts of this size (S3 wants at least 5 MiB)"},
+    {"s3-timeout-ms", "SHOPD_S3_TIMEOUT_MS", CFG_INT, O(s3_timeout_ms), 100, 600000, "30000", "whole-request time limit of one S3 request"},
+    {"media-cdn-url", "SHOPD_MEDIA_CDN_URL", CFG_STR, O(media_cdn_url), 0, 0, "", "base URL of media links, e.g. https://cdn.example.com/ (empty: /media/ on this server)"},
     {"pages", "SHOPD_PAGES", CFG_BOOL, O(pages), 0, 0, "true", "serve /openapi.yaml, Swagger UI at /docs and the admin dashboard at /admin"},
     {"web-dir", "SHOPD_WEB_DIR", CFG_STR, O(web_dir), 0, 0, SHOPD_SOURCE_DIR "/web", "folder of the pages (admin/, docs/)"},
     {"docs-dir", "SHOPD_DOCS_DIR", CFG_STR, O(docs_dir), 0, 0, SHOPD_SOURCE_DIR "/docs", "folder of openapi.yaml, served at /openapi.yaml"},
@@ -328,7 +342,7 @@ cfg_secret(const char *flag)
 {
     return !strcmp(flag, "platform-token") || !strcmp(flag, "jwt-keys") ||
            !strcmp(flag, "admin-token") || !strcmp(flag, "secrets-key") ||
-           !strcmp(flag, "secrets-key-old");
+           !strcmp(flag, "secrets-key-old") || !strcmp(flag, "s3-secret-key");
 }
 
 void

@@ -648,6 +648,25 @@ api_on_reply(net_request_t *req, net_reply_t *r, void *ud)
 
 /* ------------------------------------------------------------ the request path */
 
+size_t
+api_upload_cap(const cfg_t *cfg)
+{
+    return 2 * (size_t)cfg->media_max_bytes + 65536;
+}
+
+size_t
+api_body_cap(const net_request_t *req, void *ud)
+{
+    app_t *app = ud;
+    size_t plen;
+    const char *path = net_req_path(req, &plen);
+    net_match_t m;
+    if (net_route_match(api_net_routes, api_nroutes, net_req_method(req), path, plen, &m) !=
+        NET_MATCH_OK)
+        return 0;
+    return (api_routes[m.route].flags & API_UPLOAD) ? api_upload_cap(app->cfg) : 0;
+}
+
 net_handled_t
 api_on_request(net_request_t *req, void *ud)
 {
@@ -748,7 +767,7 @@ api_on_request(net_request_t *req, void *ud)
 
     size_t blen;
     const char *body = net_req_body(req, &blen);
-    if (route->flags & API_SIGNED) {
+    if (route->flags & (API_SIGNED | API_UPLOAD)) {
         env.body.p = body;
         env.body.n = blen;
     } else if (route->flags & API_BODY) {
@@ -797,6 +816,8 @@ api_on_request(net_request_t *req, void *ud)
     call.ip = msg_str(ip);
     if (route->flags & API_SIGNED)
         call.sig = msg_str(net_req_header(req, "Stripe-Signature"));
+    if (route->flags & API_UPLOAD)
+        call.ct = msg_str(net_req_header(req, "Content-Type"));
     net_req_defer(req, &call.reply_to, &call.token);
     uint64_t sid = 0;
     net_reply_t *now = api_submit(app, &call, &sid);
@@ -846,6 +867,7 @@ api_submit(app_t *app, const api_call_t *c, uint64_t *store_id)
     env.cart = c->cart;
     env.idem = c->idem;
     env.sig = c->sig;
+    env.ct = c->ct;
     env.type = msg_str(route->name);
     env.request_id = c->request_id;
     env.ip = c->ip;

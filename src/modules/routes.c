@@ -16,6 +16,7 @@
 #include "shopd/cart.h"
 #include "shopd/catalog.h"
 #include "shopd/jobs.h"
+#include "shopd/media.h"
 #include "shopd/order.h"
 #include "shopd/pages.h"
 #include "shopd/payment.h"
@@ -23,10 +24,10 @@
 #include "shopd/search.h"
 #include "shopd/store.h"
 
-const api_module_t *const api_modules[] = {&api_system_module, &store_module,     &auth_module,
-                                           &catalog_module,    &pricing_module,   &cart_module,
-                                           &order_module,      &payment_module,   &jobs_module,
-                                           &search_module,     &analytics_module, &pages_module};
+const api_module_t *const api_modules[] = {
+    &api_system_module, &store_module, &auth_module,    &catalog_module, &pricing_module,
+    &cart_module,       &order_module, &payment_module, &jobs_module,    &search_module,
+    &analytics_module,  &media_module, &pages_module};
 const size_t api_nmodules = SHOPD_ARRAY_LEN(api_modules);
 
 const api_route_t *api_routes;

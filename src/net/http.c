@@ -606,6 +606,8 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     }
     c->slot = slot_alloc(t, c);
     net_framer_init(&c->fr, srv->cfg.max_header, srv->cfg.max_body);
+    c->fr.body_cap = srv->cfg.body_cap;
+    c->fr.body_cap_ud = srv->cfg.ud;
     stat_add(&t->conns_open, 1);
     struct timeval idle = {srv->cfg.idle_timeout_s, 0};
     bufferevent_set_timeouts(c->bev, &idle, &idle);

@@ -197,7 +197,16 @@ on_headers_complete(http_parser *p)
     q->keep_alive = http_should_keep_alive(p) != 0;
     if (framing_rules(f) != 0)
         return -1;
-    if (p->content_length != ULLONG_MAX && p->content_length > f->max_body)
+    f->cur_max_body = f->max_body;
+    if (f->body_cap) {
+        /* The path is known only once the URL is complete: the hook reads it. */
+        const char *qm = q->url ? memchr(q->url, '?', q->url_len) : NULL;
+        q->path_len = qm ? (size_t)(qm - q->url) : q->url_len;
+        size_t cap = f->body_cap(q, f->body_cap_ud);
+        if (cap > f->cur_max_body)
+            f->cur_max_body = cap;
+    }
+    if (p->content_length != ULLONG_MAX && p->content_length > f->cur_max_body)
         return frame_fail(f, 413, "body_too_large", "request body exceeds the limit");
     const char *expect = net_req_header(q, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && p->content_length > 0)
@@ -210,7 +219,7 @@ on_body(http_parser *p, const char *at, size_t n)
 {
     net_framer_t *f = p->data;
     net_request_t *q = &f->req;
-    if (q->body_len + n > f->max_body)
+    if (q->body_len + n > f->cur_max_body)
         return frame_fail(f, 413, "body_too_large", "request body exceeds the limit");
     buf_append(&q->body, &q->body_len, &q->body_cap, at, n);
     return 0;
@@ -246,7 +255,9 @@ net_framer_init(net_framer_t *f, size_t max_header, size_t max_body)
     http_parser_init(&f->parser, HTTP_REQUEST);
     f->parser.data = f;
     f->max_header = max_header;
-    f->max_body = max_body;
+    f->max_body = f->cur_max_body = max_body;
+    f->body_cap = NULL;
+    f->body_cap_ud = NULL;
     f->status = 0;
     f->code = f->message = NULL;
     f->began = f->expect_continue = false;

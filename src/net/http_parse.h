@@ -52,8 +52,13 @@ struct net_request_s {
 typedef struct net_framer_s {
     http_parser parser;
     net_request_t req;
-    size_t max_header;    /**< request line + headers, bytes (431 beyond) */
-    size_t max_body;      /**< body bytes (413 beyond) */
+    size_t max_header; /**< request line + headers, bytes (431 beyond) */
+    size_t max_body;   /**< body bytes (413 beyond) */
+    /** Optional: the body limit of one request, asked once its headers are in
+     *  (a route that takes uploads allows more); never below max_body. */
+    size_t (*body_cap)(const net_request_t *req, void *ud);
+    void *body_cap_ud;
+    size_t cur_max_body;  /**< the current request's limit */
     int status;           /**< 0, or the 4xx answer once framing failed */
     const char *code;     /**< error code for the answer (static) */
     const char *message;  /**< error message for the answer (static) */

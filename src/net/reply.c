@@ -188,6 +188,8 @@ net_status_for_rc(shopd_rc_t rc)
         return 405;
     case SHOPD_PAYMENT_FAILED:
         return 402;
+    case SHOPD_TOO_LARGE:
+        return 413;
     case SHOPD_ERR:
         return 500;
     }

@@ -299,10 +299,15 @@ serve(const job_t *j)
         r = static_error(500, "internal_error", "the file is too large to serve");
         goto out;
     }
-    char etag[80];
-    snprintf(etag, sizeof(etag), "\"%llx-%llx%09lx-%llx\"", (unsigned long long)st.st_size,
-             (unsigned long long)st.st_mtim.tv_sec, (unsigned long)st.st_mtim.tv_nsec,
-             (unsigned long long)st.st_ino);
+    char etag[160];
+    const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+    const char *dot = strrchr(base, '.');
+    if (mt->m.name_etag && dot && dot > base && (size_t)(dot - base) < sizeof(etag) - 3)
+        snprintf(etag, sizeof(etag), "\"%.*s\"", (int)(dot - base), base);
+    else
+        snprintf(etag, sizeof(etag), "\"%llx-%llx%09lx-%llx\"", (unsigned long long)st.st_size,
+                 (unsigned long long)st.st_mtim.tv_sec, (unsigned long)st.st_mtim.tv_nsec,
+                 (unsigned long long)st.st_ino);
     if (net_static_etag_match(j->inm, etag)) {
         r = net_reply_new(304);
     } else {
@@ -406,6 +411,7 @@ net_static_new(const net_static_mount_t *mounts, size_t n, int threads)
         m->m.prefix = shopd_strdup(mounts[i].prefix);
         m->m.root = shopd_strdup(mounts[i].root);
         m->m.file = mounts[i].file;
+        m->m.name_etag = mounts[i].name_etag;
         m->m.cache_control = mounts[i].cache_control ? shopd_strdup(mounts[i].cache_control) : NULL;
         m->m.csp = mounts[i].csp ? shopd_strdup(mounts[i].csp) : NULL;
         m->plen = strlen(m->m.prefix);

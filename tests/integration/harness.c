@@ -727,6 +727,13 @@ th_resp_t
 th_req(th_server_t *srv, const char *method, const char *path, const char *const *headers,
        const char *body)
 {
+    return th_req_n(srv, method, path, headers, body, body ? strlen(body) : 0);
+}
+
+th_resp_t
+th_req_n(th_server_t *srv, const char *method, const char *path, const char *const *headers,
+         const char *body, size_t blen)
+{
     th_resp_t r = {0};
     grow_t b = {0}, h = {0};
     CURL *curl = curl_easy_init();
@@ -753,7 +760,7 @@ th_req(th_server_t *srv, const char *method, const char *path, const char *const
     }
     if (body) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)blen);
         if (!has_ct)
             sl = curl_slist_append(sl, "Content-Type: application/json");
     }

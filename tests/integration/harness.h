@@ -91,6 +91,9 @@ int th_run_shopd(const char *const *argv, const char *const *extra_env, char *er
 /** One request. headers: NULL-ended "Name: value" strings, may be NULL. body may be NULL. */
 th_resp_t th_req(th_server_t *srv, const char *method, const char *path, const char *const *headers,
                  const char *body);
+/** th_req with a body of blen bytes (binary: an image, a multipart body). */
+th_resp_t th_req_n(th_server_t *srv, const char *method, const char *path,
+                   const char *const *headers, const char *body, size_t blen);
 /** Same with the platform token added. */
 th_resp_t th_platform(th_server_t *srv, const char *method, const char *path, const char *body);
 /** A response header's value (copied into a static buffer), or NULL. */

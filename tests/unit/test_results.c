@@ -42,6 +42,7 @@ test_status_table(void **state)
         {SHOPD_UNSUPPORTED, 415},
         {SHOPD_NOT_ALLOWED, 405},
         {SHOPD_PAYMENT_FAILED, 402},
+        {SHOPD_TOO_LARGE, 413},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         assert_int_equal(net_status_for_rc(want[i].rc), want[i].status);

@@ -12,6 +12,7 @@
 
 #include "shopd/api.h"
 #include "shopd/catalog.h"
+#include "shopd/media.h"
 
 /* JSON of a variant row v of product p (PostgreSQL renders it). */
 #define CAT_VARIANT_JSON(v, p)                                                                     \
@@ -19,23 +20,34 @@
     "'options', " v ".options, 'price', coalesce(" v ".price, " p ".base_price), "                 \
     "'price_override', " v ".price, 'stock', " v ".stock, 'weight_g', " v ".weight_g, "            \
     "'barcode', " v ".barcode, 'position', " v ".position, 'created_at', " v ".created_at, "       \
-    "'updated_at', " v ".updated_at)"
+    "'updated_at', " v ".updated_at, "                                                             \
+    "'images', (SELECT coalesce(json_agg(" MEDIA_IMAGE_JSON(                                       \
+        "vi") " ORDER BY vi.position, vi.id), "                                                    \
+              "'[]') FROM product_images vi WHERE vi.store_id = " v                                \
+              ".store_id AND vi.variant_id = " v ".id))"
 
-/* JSON of a product row p with its category and variants. */
+/* JSON of a product row p with its category, variants and images (all of the
+ * product's, each with its variant_id). */
 #define CAT_PRODUCT_JSON(p)                                                                        \
     "json_build_object('id', " p ".id, 'category_id', " p ".category_id, 'name', " p ".name, "     \
     "'slug', " p ".slug, 'description', " p ".description, 'base_price', " p ".base_price, "       \
     "'status', " p ".status, 'brand', " p ".brand, 'attributes', " p ".attributes, "               \
     "'created_at', " p ".created_at, 'updated_at', " p ".updated_at, "                             \
-    "'category', (SELECT json_build_object('id', c.id, 'name', c.name, 'slug', c.slug) "           \
-    "FROM categories c WHERE c.store_id = " p ".store_id AND c.id = " p ".category_id), "          \
-    "'option_value_ids', (SELECT coalesce(json_agg(o.value_id ORDER BY o.value_id), '[]') "        \
-    "FROM product_option_values o WHERE o.store_id = " p ".store_id AND o.product_id = " p         \
-    ".id), "                                                                                       \
-    "'variants', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON(                                     \
-        "v", p) " ORDER BY v.position, v.id), '[]') "                                              \
-                "FROM product_variants v WHERE v.store_id = " p ".store_id AND v.product_id = " p  \
-                ".id))"
+    "'images', (SELECT coalesce(json_agg(" MEDIA_IMAGE_JSON(                                       \
+        "pi") " ORDER BY pi.position, pi.id), "                                                    \
+              "'[]') FROM product_images pi WHERE pi.store_id = " p                                \
+              ".store_id AND pi.product_id = " p ".id), "                                          \
+              "'category', (SELECT json_build_object('id', c.id, 'name', c.name, 'slug', c.slug) " \
+              "FROM categories c WHERE c.store_id = " p ".store_id AND c.id = " p                  \
+              ".category_id), "                                                                    \
+              "'option_value_ids', (SELECT coalesce(json_agg(o.value_id ORDER BY o.value_id), "    \
+              "'[]') "                                                                             \
+              "FROM product_option_values o WHERE o.store_id = " p                                 \
+              ".store_id AND o.product_id = " p ".id), "                                           \
+              "'variants', (SELECT coalesce(json_agg(" CAT_VARIANT_JSON(                           \
+                  "v", p) " ORDER BY v.position, v.id), '[]') "                                    \
+                          "FROM product_variants v WHERE v.store_id = " p                          \
+                          ".store_id AND v.product_id = " p ".id))"
 
 /** True if the caller administers this store (its STORE_ADMIN, or a SUPER_ADMIN). */
 bool cat_is_admin(const api_ctx_t *ctx);

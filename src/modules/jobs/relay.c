@@ -32,8 +32,8 @@
 #define RELAY_LOCK ANALYTICS_RELAY_LOCK /* advisory lock key of the relay step */
 
 /* noop: a job that does nothing, for measuring the machinery (outbox kind
- * jobs.noop; bench/jobs.sh). */
-static const char *const kinds[] = {"email", "webhook", "noop"};
+ * jobs.noop; bench/jobs.sh). media: an image's renditions and deletions. */
+static const char *const kinds[] = {"email", "webhook", "media", "noop"};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 static pthread_t pump;
@@ -104,6 +104,8 @@ relay_body(db_conn_t *c, void *arg)
                 "o.store_id, o.id, 'webhook', we.id FROM o JOIN webhook_endpoints we ON "
                 "we.store_id = o.store_id AND we.enabled AND (o.kind = ANY (we.events) OR '*' = "
                 "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING), "
+                "i AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'media' "
+                "FROM o WHERE o.kind LIKE 'media.%' ON CONFLICT DO NOTHING), "
                 "n AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'noop' "
                 "FROM o WHERE o.kind = 'jobs.noop' ON CONFLICT DO NOTHING) "
                 "SELECT count(*), coalesce(array_agg(store_id), '{}')::text, "

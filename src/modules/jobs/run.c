@@ -16,6 +16,7 @@
 
 #include "jobs_priv.h"
 #include "shopd/log.h"
+#include "shopd/media.h"
 
 jobs_stats_t jobs_stats;
 
@@ -140,10 +141,19 @@ jobs_run(api_ctx_t *ctx, void *arg)
     }
     int attempts = atoi(PQgetvalue(r, 0, 1));
     char err[512] = "";
+    char okind[64] = "";
     if (strcmp(PQgetvalue(r, 0, 0), "noop") == 0) {
         rc = SHOPD_OK; /* the machinery alone: bench/jobs.sh */
     } else if (strcmp(PQgetvalue(r, 0, 0), "email") == 0) {
         rc = jobs_mail_job(ctx, c, t->job_id, PQgetvalue(r, 0, 5), err, sizeof(err));
+    } else if (strcmp(PQgetvalue(r, 0, 0), "media") == 0) {
+        snprintf(okind, sizeof(okind), "%s", PQgetvalue(r, 0, 4));
+        rc = media_job(ctx, c, okind, PQgetvalue(r, 0, 5), err, sizeof(err));
+        if (rc != SHOPD_OK && rc != SHOPD_AGAIN)
+            media_job_dead(ctx, c, okind, PQgetvalue(r, 0, 5));
+        else if (rc == SHOPD_AGAIN && jobs_backoff_ms(ctx->app->cfg->jobs_retry_schedule,
+                                                      atoi(PQgetvalue(r, 0, 1)), 0.5) < 0)
+            media_job_dead(ctx, c, okind, PQgetvalue(r, 0, 5)); /* its last attempt */
     } else {
         rc = jobs_webhook_job(ctx, c, t->job_id, strtoull(PQgetvalue(r, 0, 2), NULL, 10),
                               strtoull(PQgetvalue(r, 0, 3), NULL, 10), attempts,

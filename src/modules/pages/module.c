@@ -24,7 +24,7 @@ const char pages_csp[] = "default-src 'none'; script-src 'self'; style-src 'self
                          "img-src 'self' data:; connect-src 'self'; font-src 'self'; "
                          "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-typedef enum { BASE_WEB, BASE_DOCS, BASE_VENDOR } pages_base_t;
+typedef enum { BASE_WEB, BASE_DOCS, BASE_VENDOR, BASE_MEDIA } pages_base_t;
 
 /* One row per mount: a table to read across. */
 /* clang-format off */
@@ -41,8 +41,9 @@ static const struct {
     {"/docs/vendor", BASE_VENDOR, "swagger-ui-dist", false, "public, max-age=86400", true},
     {"/admin", BASE_WEB, "admin", false, "no-cache", true},
     {"/admin/vendor/uplot", BASE_VENDOR, "uplot/dist", false, "public, max-age=86400", true},
-    /* HOOK (media): product images will be one more row here, e.g.
-     * {"/media", <media dir>, ..., "public, max-age=31536000, immutable", false}. */
+    /* Product images of the local media storage (src/modules/media): named by
+     * their content's hash, so immutable, and that hash is their ETag. */
+    {"/media", BASE_MEDIA, "", false, "public, max-age=31536000, immutable", false},
 };
 /* clang-format on */
 
@@ -50,25 +51,36 @@ static int
 pages_init(app_t *app, char *err, size_t errlen)
 {
     const cfg_t *cfg = app->cfg;
-    if (!cfg->pages)
+    /* The media mount serves the local storage whatever SHOPD_PAGES says (the
+     * media module made its folder before this runs); with S3 the images'
+     * URLs point at the bucket instead. */
+    bool media = strcmp(cfg->media_backend, "local") == 0;
+    if (!cfg->pages && !media)
         return 0;
-    size_t n = SHOPD_ARRAY_LEN(pages_mounts);
+    size_t n = 0;
     net_static_mount_t mounts[SHOPD_ARRAY_LEN(pages_mounts)];
     char roots[SHOPD_ARRAY_LEN(pages_mounts)][4096];
-    for (size_t i = 0; i < n; i++) {
-        const char *base = pages_mounts[i].base == BASE_WEB    ? cfg->web_dir
-                           : pages_mounts[i].base == BASE_DOCS ? cfg->docs_dir
+    for (size_t k = 0; k < SHOPD_ARRAY_LEN(pages_mounts); k++) {
+        bool is_media = pages_mounts[k].base == BASE_MEDIA;
+        if (is_media ? !media : !cfg->pages)
+            continue;
+        size_t i = n++;
+        const char *base = pages_mounts[k].base == BASE_WEB    ? cfg->web_dir
+                           : pages_mounts[k].base == BASE_DOCS ? cfg->docs_dir
+                           : is_media                          ? cfg->media_dir
                                                                : cfg->vendor_dir;
-        int w = snprintf(roots[i], sizeof(roots[i]), "%s/%s", base, pages_mounts[i].sub);
+        int w = snprintf(roots[i], sizeof(roots[i]), "%s%s%s", base,
+                         pages_mounts[k].sub[0] ? "/" : "", pages_mounts[k].sub);
         if (w < 0 || (size_t)w >= sizeof(roots[i])) {
             snprintf(err, errlen, "invalid configuration: the pages' folder %s is too long", base);
             return -1;
         }
-        mounts[i] = (net_static_mount_t){.prefix = pages_mounts[i].prefix,
+        mounts[i] = (net_static_mount_t){.prefix = pages_mounts[k].prefix,
                                          .root = roots[i],
-                                         .file = pages_mounts[i].file,
-                                         .cache_control = pages_mounts[i].cache_control,
-                                         .csp = pages_mounts[i].page ? pages_csp : NULL};
+                                         .file = pages_mounts[k].file,
+                                         .cache_control = pages_mounts[k].cache_control,
+                                         .csp = pages_mounts[k].page ? pages_csp : NULL,
+                                         .name_etag = is_media};
     }
     app->statics = net_static_new(mounts, n, PAGES_READERS);
     if (app->statics == NULL) {
