@@ -96,7 +96,7 @@ BEGIN
     IF to_regclass('jobs') IS NOT NULL THEN
         ALTER TABLE jobs DROP CONSTRAINT IF EXISTS jobs_kind_check;
         ALTER TABLE jobs ADD CONSTRAINT jobs_kind_check
-            CHECK (kind IN ('email', 'webhook', 'media'));
+            CHECK (kind IN ('email', 'webhook', 'media', 'noop')); -- noop: 0016
     END IF;
 END
 $$;
