@@ -78,6 +78,7 @@ if [[ -z ${SHOPD_JWT_KEYS:-} ]]; then
 fi
 export SHOPD_JWT_KEYS
 export SHOPD_OUTBOX_DIR=${SHOPD_OUTBOX_DIR:-$STATE/outbox}
+export SHOPD_MEDIA_DIR=${SHOPD_MEDIA_DIR:-$STATE/media}
 # Stripe keys and webhook secrets are sealed at rest (AES-256-GCM) with
 # SHOPD_SECRETS_KEY, else with a key shopd makes once in .shopd/secrets_key.
 export SHOPD_SECRETS_KEY_FILE=${SHOPD_SECRETS_KEY_FILE:-$STATE/secrets_key}

@@ -19,6 +19,7 @@
 // Node 20's fetch and no npm package: it runs wherever shopd's scripts run.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import zlib from 'node:zlib';
 
 // ------------------------------------------------------------ the catalog
 
@@ -139,8 +140,7 @@ export function catalogRows() {
       brand: BRANDS[i % BRANDS.length],
       category,
       attributes: { material: category === 'drinkware' ? 'ceramic' : category === 'stationery' ? 'paper' : 'cotton' },
-      // HOOK (media): product images come with the media module (wt-media):
-      // upload one per product here once POST /api/v1/products/:id/media exists.
+      // Images are uploaded after the import (seedImages): one PNG per product.
       variants,
     };
   });
@@ -149,16 +149,17 @@ export function catalogRows() {
 // ------------------------------------------------------------ the API
 
 function client(url, token, store) {
-  return async function api(method, path, { body, cart, auth = true } = {}) {
+  return async function api(method, path, { body, raw, type, cart, auth = true } = {}) {
     const headers = { 'X-Tenant-Id': store };
     if (auth) headers.Authorization = `Bearer ${token}`;
     if (cart) headers['X-Cart-Id'] = cart;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (raw !== undefined) headers['Content-Type'] = type;
     let res;
     // The edge's budgets (SHOPD_RATE_CHECKOUT_IP: 30 checkouts a minute by
     // default) may run out on a second seeding soon after a first: wait as told.
     for (let attempt = 0; ; attempt++) {
-      res = await fetch(url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      res = await fetch(url + path, { method, headers, body: raw !== undefined ? raw : body === undefined ? undefined : JSON.stringify(body) });
       if (res.status !== 429 || attempt >= 40) break;
       await res.arrayBuffer();
       const wait = Math.min(5, Number(res.headers.get('retry-after')) || 1);
@@ -191,6 +192,95 @@ const CITIES = [
   ['Asheville', 'NC', '28801'],
 ];
 
+// ------------------------------------------------------------ images
+
+const CRC = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function chunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(td));
+  return Buffer.concat([len, td, crc]);
+}
+
+/** A w x h RGB PNG: a diagonal gradient from one colour to another with a
+ *  lighter disc in the middle, distinct per product (no npm packages). */
+export function demoPng(w, h, from, to) {
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    const row = y * (w * 3 + 1);
+    raw[row] = 0;
+    for (let x = 0; x < w; x++) {
+      const t = (x + y) / (w + h);
+      const dx = x - w / 2, dy = y - h / 2;
+      const disc = dx * dx + dy * dy < (w * w) / 10 ? 40 : 0;
+      for (let c = 0; c < 3; c++)
+        raw[row + 1 + x * 3 + c] = Math.min(255, Math.round(from[c] + (to[c] - from[c]) * t) + disc);
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+const HUES = {
+  apparel: [[52, 73, 94], [133, 193, 233]],
+  drinkware: [[120, 66, 18], [240, 178, 122]],
+  stationery: [[20, 90, 50], [130, 224, 170]],
+};
+
+/** One image per product that has none (POST /api/v1/products/:id/images with
+ *  a raw PNG; the renditions follow as a background job). Returns how many
+ *  were uploaded. A store whose first product has an image is left alone. */
+async function seedImages(api, rows, log) {
+  const first = must(await api('GET', `/api/v1/products/${rows[0].slug}`), 'product lookup', 200);
+  const has = must(await api('GET', `/api/v1/products/${first.id}/images`), 'images', 200);
+  if ((has.data || has).length > 0) {
+    log('images: present');
+    return 0;
+  }
+  let done = 0;
+  const queue = rows.map((row, i) => ({ row, i }));
+  async function worker() {
+    for (let job = queue.shift(); job; job = queue.shift()) {
+      const p = must(await api('GET', `/api/v1/products/${job.row.slug}`), 'product lookup', 200);
+      const PALETTE = [[[94, 52, 73], [233, 133, 193]], [[73, 94, 52], [193, 233, 133]], [[52, 52, 94], [160, 160, 240]]];
+      const [a, b] = HUES[job.row.category] || PALETTE[job.i % PALETTE.length];
+      const shift = (job.i * 37) % 60;
+      const img = demoPng(480, 480, a.map((v) => Math.min(255, v + shift)), b);
+      must(await api('POST', `/api/v1/products/${p.id}/images`, { raw: img, type: 'image/png' }), 'image upload', 201);
+      done++;
+    }
+  }
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  log(`images: ${done} uploaded (renditions follow in the background)`);
+  return done;
+}
+
 /**
  * Seeds one store (see the top of the file). opts: url, token (the platform
  * token or a store admin's), store (slug or id), orders (default 24),
@@ -213,6 +303,8 @@ export async function seedStore(opts) {
     must(first, 'product lookup', 200);
     log('catalog: present');
   }
+
+  out.images = await seedImages(api, rows, log);
 
   let rates = must(await api('GET', '/api/v1/checkout/shipping-rates?country=US', { auth: false }), 'rates', 200);
   if (!rates.rates || rates.rates.length === 0) {
