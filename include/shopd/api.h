@@ -341,7 +341,8 @@ void api_worker_fini(void *wstate, void *ud);
 /** An answer with a JSON value (reference stolen): usually rc is SHOPD_OK or
  *  SHOPD_CREATED; a failure rc sends the value as it is (e.g. /readyz's 503). */
 net_reply_t *api_json(shopd_rc_t rc, json_t *v);
-/** Same with JSON text produced elsewhere (e.g. by PostgreSQL). */
+/** Same with JSON text produced elsewhere (e.g. by PostgreSQL), sent compacted
+ *  (net_json_compact): text must be JSON. */
 net_reply_t *api_raw_json(shopd_rc_t rc, const char *text, size_t len);
 /** An answer without a body: SHOPD_NO_CONTENT, SHOPD_NOT_MODIFIED, SHOPD_ACCEPTED... */
 net_reply_t *api_empty(shopd_rc_t rc);

@@ -63,6 +63,13 @@ const char *net_reply_header(const net_reply_t *r, const char *name, char *buf, 
  *  copied (the store id for the access log too); the caller owns it. Any thread. */
 net_reply_t *net_reply_copy(const net_reply_t *r);
 
+/** Copies the JSON text src[0..n) to dst without the whitespace between tokens
+ *  (PostgreSQL's json_build_object writes `"id" : 1, ` and json_agg puts newlines
+ *  between elements); strings are copied as they are. dst may equal src (the copy
+ *  never runs ahead of the read); at most n bytes are written. Returns the new
+ *  length. Pure, any thread. */
+size_t net_json_compact(char *dst, const char *src, size_t n);
+
 /** Builds the error body of DESIGN.md:
  *  {"error":{"code":code,"message":message,"details":[{"field":f,"issue":i}...]}}
  *  fields/issues may be NULL when nfields is 0. Returns a shopd_malloc'd string. */

@@ -88,6 +88,33 @@ net_reply_header(const net_reply_t *r, const char *name, char *buf, size_t n)
     return NULL;
 }
 
+size_t
+net_json_compact(char *dst, const char *src, size_t n)
+{
+    /* Valid JSON has whitespace only between tokens or inside strings; inside a
+     * string a quote is escaped by an odd run of backslashes, so one bit of
+     * "after a backslash" is all the state needed. */
+    size_t o = 0;
+    bool in_str = false, esc = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = src[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (ch == '\\')
+                esc = true;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t') {
+            continue;
+        } else if (ch == '"') {
+            in_str = true;
+        }
+        dst[o++] = ch;
+    }
+    return o;
+}
+
 net_reply_t *
 net_reply_copy(const net_reply_t *r)
 {

@@ -66,11 +66,36 @@ test_status_map(void **state)
     assert_string_equal(net_reason(413), "Content Too Large");
 }
 
+/* PostgreSQL's spacing goes; whitespace, quotes and backslashes inside strings stay. */
+static void
+test_json_compact(void **state)
+{
+    (void)state;
+    const char in[] =
+        "{\"id\" : 1, \"name\" : \"a b\\\" : c\\\\\", \"v\" : [{\"x\" : 1}, \n {\"x\" : 2}]}";
+    const char want[] = "{\"id\":1,\"name\":\"a b\\\" : c\\\\\",\"v\":[{\"x\":1},{\"x\":2}]}";
+    char out[sizeof(in)];
+    size_t n = net_json_compact(out, in, sizeof(in) - 1);
+    out[n] = '\0';
+    assert_string_equal(out, want);
+    /* In place, as api_raw_json may use it. */
+    char buf[sizeof(in)];
+    memcpy(buf, in, sizeof(in));
+    n = net_json_compact(buf, buf, sizeof(in) - 1);
+    buf[n] = '\0';
+    assert_string_equal(buf, want);
+    json_t *doc = json_loads(out, 0, NULL);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "name")), "a b\" : c\\");
+    json_decref(doc);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_json_compact),
         cmocka_unit_test(test_reply_helpers),
         cmocka_unit_test(test_status_map),
     };
