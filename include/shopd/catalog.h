@@ -126,6 +126,7 @@ typedef struct catalog_filter_s {
     uint64_t cursor_id;       /**< keyset cursor: product id */
     int limit;                /**< 1..CATALOG_MAX_LIMIT */
     long offset;              /**< page mode: (page - 1) * limit; 0 with a cursor */
+    bool expand_variants;     /**< ?expand=variants: full products, not the lean entry */
 } catalog_filter_t;
 
 #define CATALOG_SQL_MAXP 16

@@ -356,7 +356,7 @@ first_price(const th_resp_t *r)
 {
     json_t *data = json_object_get(r->json, "data");
     assert_true(json_array_size(data) > 0);
-    return (long)json_integer_value(json_object_get(json_array_get(data, 0), "base_price"));
+    return (long)json_integer_value(json_object_get(json_array_get(data, 0), "price_min"));
 }
 
 static void

@@ -37,6 +37,22 @@
                 "FROM product_variants v WHERE v.store_id = " p ".store_id AND v.product_id = " p  \
                 ".id))"
 
+/* The lean list entry of a product row p, s being its variants' summary (list_page's
+ * LATERAL): what a product grid shows. The full product (CAT_PRODUCT_JSON) is on the
+ * product page and in the list with ?expand=variants. A product without variants has
+ * its base price as its range and is not in stock. */
+#define CAT_PRODUCT_LEAN_JSON(p, s)                                                                \
+    "json_build_object('id', " p ".id, 'slug', " p ".slug, 'name', " p ".name, "                   \
+    "'price_min', coalesce(" s ".pmin, " p ".base_price), "                                        \
+    "'price_max', coalesce(" s ".pmax, " p ".base_price), 'in_stock', " s ".in_stock, "            \
+    "'image', NULL, 'variant_count', " s ".n)"
+/* The summary CAT_PRODUCT_LEAN_JSON reads, one index range per product. */
+#define CAT_VARIANT_SUMMARY(p)                                                                     \
+    "LEFT JOIN LATERAL (SELECT count(*) AS n, min(coalesce(v.price, " p ".base_price)) AS pmin, "  \
+    "max(coalesce(v.price, " p ".base_price)) AS pmax, coalesce(bool_or(v.stock > 0), false) "     \
+    "AS in_stock FROM product_variants v WHERE v.store_id = " p ".store_id AND v.product_id = " p  \
+    ".id) vs ON true"
+
 /** True if the caller administers this store (its STORE_ADMIN, or a SUPER_ADMIN). */
 bool cat_is_admin(const api_ctx_t *ctx);
 /** Path parameter `name` as a positive id; its decimal text goes to buf[24]. */
@@ -98,6 +114,9 @@ typedef struct cat_var_input_s {
 } cat_var_input_t;
 /** Reads and checks a variant body b (create: sku required, stock allowed). */
 void cat_variant_validate(api_val_t *v, json_t *b, cat_var_input_t *in, bool create);
+
+/** FNV-1a of the string s (names of prepared statements made from their SQL). Pure. */
+uint64_t cat_hash(const char *s);
 
 /** Bumps the store's catalog version (after a committed write). */
 void cat_bump(api_ctx_t *ctx);

@@ -358,6 +358,12 @@ fnv1a(const char *s, size_t n)
     return h;
 }
 
+uint64_t
+cat_hash(const char *s)
+{
+    return fnv1a(s, strlen(s));
+}
+
 static void
 etag_of(const char *body, size_t len, char out[24])
 {

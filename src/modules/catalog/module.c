@@ -8,7 +8,7 @@
 
 static const char *const q_products[] = {"category", "status", "min_price", "max_price",
                                          "brand",    "q",      "sort",      "limit",
-                                         "page",     "cursor", NULL};
+                                         "page",     "cursor", "expand",    NULL};
 static const char *const q_category_delete[] = {"move_to", NULL};
 
 /* One row per line: a table to read across. */

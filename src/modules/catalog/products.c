@@ -164,11 +164,21 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     int kl = addnum(s, f->limit);
     int ko = addnum(s, f->offset);
     sbuf_t q = {0};
-    sb_printf(&q,
-              "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
-                                                "SELECT p.* FROM %s WHERE %s ORDER BY p.%s LIMIT "
-                                                "$%d::int OFFSET $%d::int) p ORDER BY p.%s",
-              with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
+    if (f->expand_variants)
+        sb_printf(
+            &q,
+            "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
+                                              "SELECT p.* FROM %s WHERE %s ORDER BY p.%s "
+                                              "LIMIT $%d::int OFFSET $%d::int) p ORDER BY p.%s",
+            with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
+    else /* the page's rows first, then one summary of each row's variants */
+        sb_printf(&q,
+                  "%sSELECT " CAT_PRODUCT_LEAN_JSON(
+                      "p", "vs") "::text, %s::text, p.id FROM ("
+                                 "SELECT p.* FROM %s WHERE %s "
+                                 "ORDER BY p.%s LIMIT $%d::int "
+                                 "OFFSET $%d::int) p " CAT_VARIANT_SUMMARY("p") " ORDER BY p.%s",
+                  with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
     s->page_sql = q.p;
     shopd_free(w.p);
     shopd_free(with.p);
@@ -252,8 +262,14 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
     net_reply_t *reply;
     catalog_sql_t sql;
     catalog_list_sql(&f, &sql);
-    db_query_t qs[2] = {{NULL, sql.page_sql, sql.nparams, sql.params},
-                        {NULL, sql.count_sql, sql.count_nparams, sql.params}};
+    /* Prepared under a name made from the SQL text: the shapes are few (which filters,
+     * which sort, cursor or not, lean or expanded; every value is a parameter), so each
+     * connection plans each shape once instead of on every request. */
+    char pname[24], cname[24];
+    snprintf(pname, sizeof(pname), "pl_%016llx", (unsigned long long)cat_hash(sql.page_sql));
+    snprintf(cname, sizeof(cname), "pc_%016llx", (unsigned long long)cat_hash(sql.count_sql));
+    db_query_t qs[2] = {{pname, sql.page_sql, sql.nparams, sql.params},
+                        {cname, sql.count_sql, sql.count_nparams, sql.params}};
     PGresult *res[2] = {NULL, NULL};
     shopd_rc_t rc = db_pipeline(c, qs, 2, res); /* page and total in one round trip */
     if (rc != SHOPD_OK) {
@@ -306,7 +322,7 @@ list(api_ctx_t *ctx)
                           .max_price = -1,
                           .limit = 20};
     char b_cat[32], b_st[32], b_min[32], b_max[32], b_brand[512], b_q[512], b_sort[32], b_lim[32],
-        b_cur[2600], b_page[32];
+        b_cur[2600], b_page[32], b_exp[32];
     char ckey[1300]; /* a name sort key: up to 300 characters of UTF-8 */
     const char *s, *category = NULL;
     long long n, page = 0;
@@ -373,6 +389,12 @@ list(api_ctx_t *ctx)
             api_val_add(&v, "cursor", "must be a next_cursor returned with the same sort");
         else
             f.cursor_key = ckey;
+    }
+    if ((s = api_query_param(ctx->env, "expand", b_exp, sizeof(b_exp)))) {
+        if (strcmp(s, "variants"))
+            api_val_add(&v, "expand", "must be variants");
+        else
+            f.expand_variants = true;
     }
     if (v.n)
         return api_val_reply(&v);
