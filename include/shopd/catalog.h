@@ -8,7 +8,8 @@
  *  - categories nest at most CATALOG_MAX_DEPTH levels (a root is level 1);
  *  - a product has at most CATALOG_MAX_VARIANTS variants (generation included);
  *  - a list page holds at most 100 products (limit), q is 2 to 100 characters;
- *  - the list's total is exact up to CATALOG_COUNT_CAP (then total_capped is true).
+ *  - the list's total is exact when the filter is only status and category (counts kept
+ *    by triggers, sql/0020), else exact up to CATALOG_COUNT_CAP (then total_capped).
  *
  * Caching: public GETs (anonymous or customer callers) are cached in Redis under
  * the store's catalog version, which every catalog write bumps (INCR) after its
@@ -142,6 +143,7 @@ typedef struct catalog_sql_s {
     char buf[CATALOG_SQL_MAXP][32]; /**< storage for numeric params */
     char *pattern;                  /**< malloc'd ILIKE pattern of q */
     char *cursor_key;               /**< malloc'd copy of the cursor's sort value */
+    bool count_exact; /**< count_sql reads the kept counts (sql/0020): exact, never capped */
 } catalog_sql_t;
 
 /** SQL giving the array text of category $2 and its descendants in store $1 ("{}" if
