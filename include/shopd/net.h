@@ -41,12 +41,25 @@ typedef struct net_reply_s {
     const char *content_type; /**< static string or ct_owned; NULL means application/json */
     uint64_t store_id;        /**< for the access log; 0 if none */
     char *ct_owned; /**< owned copy content_type points at (net_reply_set_content_type), or NULL */
+    /** Set: body is borrowed, not owned (a cached page shared by many answers). The
+     *  HTTP edge hands it to libevent by reference (evbuffer_add_reference) and this
+     *  is called with (body, len, body_ud) once libevent is done with the bytes;
+     *  net_reply_free calls it when the body was never sent. Any thread. */
+    void (*body_release)(const void *body, size_t len, void *ud);
+    void *body_ud;
 } net_reply_t;
 
 net_reply_t *net_reply_new(int status);
 void net_reply_free(net_reply_t *r);
 /** Sets the body (copies). */
 void net_reply_set_body(net_reply_t *r, const char *body, size_t len);
+/** Sets a borrowed body: release(body, len, ud) is called exactly once, when the
+ *  answer no longer needs the bytes (after the write, or when r is freed unsent). */
+void net_reply_borrow_body(net_reply_t *r, const char *body, size_t len,
+                           void (*release)(const void *body, size_t len, void *ud), void *ud);
+/** True if a comma-separated Accept-Encoding value accepts gzip (gzip or x-gzip, or
+ *  "*", without q=0). NULL: no. Pure. */
+bool net_accepts_gzip(const char *accept_encoding);
 /** Appends an extra header line (copies). */
 void net_reply_add_header(net_reply_t *r, const char *name, const char *value);
 /** Sets the Content-Type from a string that need not outlive the call (copied
