@@ -180,6 +180,10 @@ enum {
      *  passed as the bytes received (its signature covers them; no JSON check
      *  at the edge) and the Stripe-Signature header travels in env->sig. */
     API_SIGNED = 1 << 6,
+    /** A public catalog page (served through cat_cached): the edge answers an
+     *  anonymous GET of it on the I/O thread from the in-process page cache when it
+     *  holds the current page (catalog_page_answer), without a worker. */
+    API_PAGE = 1 << 7,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor
@@ -297,6 +301,7 @@ typedef struct api_call_s {
     const char *query; /**< raw query string (k=v&...), may be NULL */
     size_t query_len;
     msg_str_t body, inm, cart, idem, request_id, ip, sig;
+    msg_str_t ae;   /**< "gzip" if the answer may be gzip-encoded, else "" */
     void *reply_to; /**< where the answer goes: net_reply_post(reply_to, token, ...) */
     uint64_t token;
 } api_call_t;

@@ -158,4 +158,21 @@ void catalog_sql_free(catalog_sql_t *s);
 typedef struct api_module_s api_module_t;
 extern const api_module_t catalog_module;
 
+/* ---- the in-process page cache (pagecache.c, README "The read path") ---- */
+/** Module start: the page cache's settings and its Redis subscriber thread
+ *  (catalog version bumps). 0, or -1 (logged). */
+int catalog_pages_start(app_t *app);
+/** Module stop: the subscriber ends and nothing more is cached. */
+void catalog_pages_stop(app_t *app);
+/** Module fini, once every thread has ended: frees the cache and the table. */
+void catalog_pages_fini(app_t *app);
+/** Prometheus lines of the page cache (hits on the I/O threads and on workers,
+ *  misses, evictions, bytes, resyncs, subscription state). Any thread. */
+size_t catalog_pages_metrics(char *buf, size_t cap);
+/** I/O thread, never blocks: the answer to an anonymous GET of an API_PAGE route
+ *  from the in-process cache (ETag/304, gzip per env->ae), or NULL when a worker
+ *  must answer (no current page, a store whose bump was lost). env as api_submit
+ *  packs it: store, route, path parameters, canonical query, If-None-Match. */
+net_reply_t *catalog_page_answer(const msg_env_t *env);
+
 #endif

@@ -85,6 +85,9 @@ typedef struct cfg_s {
     int rate[5][3];
     char *cors_origins; /**< "origin,origin": allowed for routes with no store */
     int cors_max_age;   /**< seconds a browser may keep a preflight answer */
+    int page_cache_mb;  /**< bytes (MiB) of the in-process catalog page cache (0: off) */
+    int page_stale_ms;  /**< how old a cached page's last version check may be while the
+                             catalog version subscription is down */
     char *tls_cert;     /**< PEM certificate chain: serve HTTPS ("" = plain HTTP) */
     char *tls_key;      /**< PEM private key of tls_cert */
 } cfg_t;

@@ -116,6 +116,8 @@ static const cfg_row_t cfg_rows[] = {
     {"tls-cert", "SHOPD_TLS_CERT", CFG_STR, O(tls_cert), 0, 0, "", "PEM certificate chain file: serve HTTPS, TLS 1.2/1.3 (empty: plain HTTP); SIGHUP reloads it"},
     {"tls-key", "SHOPD_TLS_KEY", CFG_STR, O(tls_key), 0, 0, "", "PEM private key file of the TLS certificate"},
     {"cors-max-age", "SHOPD_CORS_MAX_AGE", CFG_INT, O(cors_max_age), 0, 86400, "600", "seconds a browser may cache a preflight answer"},
+    {"page-cache-mb", "SHOPD_PAGE_CACHE_MB", CFG_INT, O(page_cache_mb), 0, 65536, "64", "MiB of public catalog pages (and their gzip copies) kept in process, answered on the I/O threads (0 = off)"},
+    {"page-stale-ms", "SHOPD_PAGE_STALE_MS", CFG_INT, O(page_stale_ms), 50, 60000, "1000", "while the catalog version subscription (Redis pub/sub) is down, a page checked longer ago than this is checked again"},
 };
 /* clang-format on */
 

@@ -778,6 +778,9 @@ api_on_request(net_request_t *req, void *ud)
     /* Conditional GETs: the catalog cache answers 304 on a matching ETag. */
     call.inm = msg_str(net_req_header(req, "If-None-Match"));
     call.cart = msg_str(net_req_header(req, "X-Cart-Id"));
+    /* Only pages have a compressed copy; nothing else looks at it. */
+    if ((route->flags & API_PAGE) && net_accepts_gzip(net_req_header(req, "Accept-Encoding")))
+        call.ae = msg_str("gzip");
     call.idem = env.idem; /* checked above; never forwarded on a GET */
     call.request_id = msg_str(net_req_id(req));
     call.ip = msg_str(ip);
@@ -842,6 +845,17 @@ api_submit(app_t *app, const api_call_t *c, uint64_t *store_id)
         return bad;
     env.query.p = canon;
     env.query.n = clen;
+    env.ae = c->ae;
+    /* A public page the in-process cache holds, current: answered here, on the I/O
+     * thread. Anonymous callers only: a signed-in caller's token is checked on a
+     * worker (dispatch.c), and admins never read cached pages. */
+    if ((route->flags & API_PAGE) && env.store_id != 0 && c->caller.role == MSG_ROLE_ANONYMOUS) {
+        net_reply_t *hit = catalog_page_answer(&env);
+        if (hit) {
+            shopd_free(canon);
+            return hit;
+        }
+    }
 
     size_t len;
     char *data = msg_encode(&env, &len);

@@ -118,6 +118,48 @@ void cat_variant_validate(api_val_t *v, json_t *b, cat_var_input_t *in, bool cre
 /** FNV-1a of the string s (names of prepared statements made from their SQL). Pure. */
 uint64_t cat_hash(const char *s);
 
+/* ---- the in-process page cache (pagecache.c) ---- */
+#define CAT_CACHE_TTL_S 300 /* seconds a cached page lives, in Redis and in process */
+
+/** A built public page: immutable, reference counted (any thread). */
+typedef struct pc_page_s pc_page_t;
+/** A new page (one reference, the caller's) of store's catalog version ver under
+ *  key, with its gzip copy made now when smaller. Copies everything. */
+pc_page_t *pc_page_new(uint64_t store, uint64_t ver, const char *key, const char *etag,
+                       const char *body, size_t len);
+void pc_page_ref(pc_page_t *p);
+/** Drops a reference; the last one frees the page. Accepts NULL. */
+void pc_page_unref(pc_page_t *p);
+/** The body of the chosen representation (gzip when asked for and there is one). */
+const char *pc_page_body(const pc_page_t *p, bool gz, size_t *len);
+const char *pc_page_etag(const pc_page_t *p, bool gz);
+bool pc_page_has_gzip(const pc_page_t *p);
+uint64_t pc_page_version(const pc_page_t *p);
+/** Redis has just confirmed p's version is current. */
+void pc_page_checked(pc_page_t *p);
+/** Keeps p in the shared cache (its own reference), replacing the page of the same
+ *  key, evicting by CLOCK past the budget. No-op when the cache is off. */
+void pc_insert(pc_page_t *p);
+/** The cached page of key, with a reference for the caller, or NULL. */
+pc_page_t *pc_lookup(const char *key);
+/** True if p may be served without asking Redis: its version is the store's in the
+ *  table, and the subscription is healthy or p was confirmed within page_stale_ms. */
+bool pc_page_current(pc_page_t *p);
+/** The store's version as the table knows it; false when unknown. */
+bool pc_version(uint64_t store, uint64_t *ver);
+/** True while the bump subscription is up and Redis was heard within page_stale_ms. */
+bool pc_sub_healthy(void);
+/** The resync epoch: read it before a version GET and hand it to pc_version_learn. */
+uint64_t pc_epoch(void);
+/** A version read from Redis (under epoch): kept unless a resync came between. */
+void pc_version_learn(uint64_t store, uint64_t ver, uint64_t epoch);
+/** A bump made by this process (the INCR's result): applied at once. */
+void pc_version_bumped(uint64_t store, uint64_t ver);
+/** The pub/sub channel bumps are published on ("shopd:cat:bump:<db>"). */
+const char *pc_channel_name(void);
+enum { PC_HIT_IO, PC_HIT_WORKER, PC_MISS };
+void pc_count(int what);
+
 /** Bumps the store's catalog version (after a committed write). */
 void cat_bump(api_ctx_t *ctx);
 /** Serves a public GET through the cache: fn builds the fresh reply on a miss.
