@@ -53,8 +53,12 @@
 
 /* ------------------------------------------------------------ settings, state */
 
-static size_t pc_budget; /* bytes per shard; 0: pages are not kept */
-static uint64_t pc_stale_us = 1000000;
+/* Set at start and stop while other threads run: atomics, relaxed (a thread that
+ * caches one more page just after stop only delays its free to fini). */
+static _Atomic size_t pc_budget_bytes; /* per shard; 0: pages are not kept */
+static _Atomic uint64_t pc_stale_us = 1000000;
+#define pc_budget atomic_load_explicit(&pc_budget_bytes, memory_order_relaxed)
+#define pc_stale atomic_load_explicit(&pc_stale_us, memory_order_relaxed)
 static char pc_channel[64] = "shopd:cat:bump:0";
 
 /* The subscription: up (subscribed, table resynced) and when Redis was last heard
@@ -195,7 +199,7 @@ pc_sub_healthy(void)
     if (!atomic_load_explicit(&sub_up, memory_order_relaxed))
         return false;
     uint64_t heard = atomic_load_explicit(&sub_heard_us, memory_order_relaxed);
-    return shopd_now_us() - heard < pc_stale_us;
+    return shopd_now_us() - heard < pc_stale;
 }
 
 uint64_t
@@ -511,7 +515,7 @@ pc_page_current(pc_page_t *p)
     if (pc_sub_healthy())
         return true;
     uint64_t checked = atomic_load_explicit(&p->checked_us, memory_order_relaxed);
-    return shopd_now_us() - checked < pc_stale_us;
+    return shopd_now_us() - checked < pc_stale;
 }
 
 void
@@ -660,7 +664,7 @@ sub_session(void)
             if (c->err)
                 break;
         }
-        if (now - atomic_load_explicit(&sub_heard_us, memory_order_relaxed) >= pc_stale_us)
+        if (now - atomic_load_explicit(&sub_heard_us, memory_order_relaxed) >= pc_stale)
             break; /* Redis went quiet: past the bound, the table is not trusted */
         if (now - pinged_us >= PC_PING_MS * 1000u) {
             /* A subscribed connection answers PING with a "pong" message. */
@@ -679,7 +683,7 @@ out:
     if (atomic_exchange_explicit(&sub_up, false, memory_order_relaxed))
         log_warn("catalog version subscription lost; cached pages are checked against Redis "
                  "when older than %llu ms",
-                 (unsigned long long)(pc_stale_us / 1000));
+                 (unsigned long long)(pc_stale / 1000));
     if (r)
         freeReplyObject(r);
     if (c)
@@ -703,8 +707,11 @@ catalog_pages_start(app_t *app)
 {
     pc_ensure_init();
     const cfg_t *cfg = app->cfg;
-    pc_budget = cfg->page_cache_mb > 0 ? (size_t)cfg->page_cache_mb * 1024 * 1024 / PC_SHARDS : 0;
-    pc_stale_us = (uint64_t)(cfg->page_stale_ms > 0 ? cfg->page_stale_ms : 1000) * 1000u;
+    size_t budget =
+        cfg->page_cache_mb > 0 ? (size_t)cfg->page_cache_mb * 1024 * 1024 / PC_SHARDS : 0;
+    atomic_store_explicit(&pc_budget_bytes, budget, memory_order_relaxed);
+    uint64_t stale = (uint64_t)(cfg->page_stale_ms > 0 ? cfg->page_stale_ms : 1000) * 1000u;
+    atomic_store_explicit(&pc_stale_us, stale, memory_order_relaxed);
     if (cfg->redis_url == NULL || cfg->redis_url[0] == '\0' ||
         kv_parse_url(cfg->redis_url, sub_host, sizeof(sub_host), &sub_port, &sub_db, sub_password,
                      sizeof(sub_password)) != 0) {
@@ -732,14 +739,14 @@ catalog_pages_stop(app_t *app)
         pthread_join(sub_thread, NULL);
         sub_started = false;
     }
-    pc_budget = 0; /* nothing new is kept from here on */
+    atomic_store(&pc_budget_bytes, 0); /* nothing new is kept from here on */
 }
 
 void
 catalog_pages_fini(app_t *app)
 {
     (void)app;
-    pc_budget = 0;
+    atomic_store(&pc_budget_bytes, 0);
     pc_drop_all(); /* every thread has ended: no answer holds a page any more */
     pv_clear();
 }
