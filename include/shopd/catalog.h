@@ -132,8 +132,11 @@ typedef struct catalog_filter_s {
 
 #define CATALOG_SQL_MAXP 16
 
-/** The SQL of one list request: page_sql returns one row per product (json text,
- *  sort key text, id) in order; count_sql the total. Params are text. */
+/** The SQL of one list request: page_sql returns one row per product in order, its
+ *  sort key text in column 1 and its id in column 2; column 0 is the product's JSON
+ *  with expand_variants, else the lean entry's columns (slug, key, id, name, price_min,
+ *  price_max, in_stock, variant_count) that products.c renders. count_sql the total.
+ *  Params are text. */
 typedef struct catalog_sql_s {
     char *page_sql;  /**< malloc'd */
     char *count_sql; /**< malloc'd */

@@ -360,15 +360,37 @@ test_redis_lost(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* The lean entry is rendered by shopd itself: names with quotes, backslashes, control
+ * characters and UTF-8 come back as they were stored. */
+static void
+test_lean_names(void **state)
+{
+    (void)state;
+    const char *name = "Tee \"Deluxe\" \\ 2\t\u00e9\u2713";
+    json_t *b = json_pack("{s:s, s:i, s:s}", "name", name, "base_price", 777, "status", "active");
+    char *body = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    th_resp_t r = admin_req(srv, "POST", "/api/v1/products", body);
+    free(body);
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    r = get(srv, "/api/v1/products?limit=1", NULL, NULL); /* newest first */
+    assert_int_equal(r.status, 200);
+    json_t *first = json_array_get(json_object_get(r.json, "data"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "name")), name);
+    assert_int_equal(json_integer_value(json_object_get(first, "price_min")), 777);
+    assert_true(json_is_false(json_object_get(first, "in_stock")));
+    assert_int_equal(json_integer_value(json_object_get(first, "variant_count")), 0);
+    th_resp_free(&r);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gzip_and_etags),
-        cmocka_unit_test(test_io_thread_hits),
-        cmocka_unit_test(test_two_processes),
-        cmocka_unit_test(test_redis_lost),
-        TH_STOP_TEST,
+        cmocka_unit_test(test_gzip_and_etags), cmocka_unit_test(test_io_thread_hits),
+        cmocka_unit_test(test_two_processes),  cmocka_unit_test(test_redis_lost),
+        cmocka_unit_test(test_lean_names),     TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -29,9 +29,11 @@ test_public_newest(void **state)
     assert_string_equal(s.count_sql, "SELECT coalesce(sum(n), 0) FROM catalog_counts WHERE "
                                      "store_id = $1::bigint AND status = 'active'");
     assert_true(s.count_exact);
-    /* The lean entry by default. */
-    assert_non_null(strstr(s.page_sql, "'variant_count'"));
-    assert_null(strstr(s.page_sql, "'variants'"));
+    /* The lean entry by default: columns (rendered in C), no JSON built by PostgreSQL,
+     * and only the shown columns of the page's rows. */
+    assert_non_null(strstr(s.page_sql, "AS in_stock"));
+    assert_null(strstr(s.page_sql, "json_build_object"));
+    assert_null(strstr(s.page_sql, "p.*"));
     assert_non_null(strstr(s.page_sql, "ORDER BY p.id DESC LIMIT $2::int OFFSET $3::int"));
     assert_int_equal(s.count_nparams, 1);
     assert_int_equal(s.nparams, 3);

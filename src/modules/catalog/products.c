@@ -188,12 +188,12 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
                                               "SELECT p.* FROM %s WHERE %s ORDER BY p.%s "
                                               "LIMIT $%d::int OFFSET $%d::int) p ORDER BY p.%s",
             with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
-    else /* the page's rows first, then one summary of each row's variants */
+    else /* the page's rows first (only the columns shown), then one summary of each
+          * row's variants */
         sb_printf(&q,
-                  "%sSELECT " CAT_PRODUCT_LEAN_JSON(
-                      "p", "vs") "::text, %s::text, p.id FROM ("
-                                 "SELECT p.* FROM %s WHERE %s "
-                                 "ORDER BY p.%s LIMIT $%d::int "
+                  "%sSELECT p.slug, %s::text, p.id, " CAT_PRODUCT_LEAN_COLS(
+                      "p", "vs") " FROM (SELECT p.id, p.slug, p.name, p.base_price, p.store_id "
+                                 "FROM %s WHERE %s ORDER BY p.%s LIMIT $%d::int "
                                  "OFFSET $%d::int) p " CAT_VARIANT_SUMMARY("p") " ORDER BY p.%s",
                   with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
     s->page_sql = q.p;
@@ -271,6 +271,44 @@ parse_ll(const char *s, long long min, long long max, long long *out)
     return shopd_int_parse(s, min, max, out);
 }
 
+/* s as a JSON string (quotes, backslash and control characters escaped; UTF-8 as it is). */
+static void
+sb_json_str(sbuf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    sb_put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        sb_put(b, run, (size_t)(s - run));
+        char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+        if (ch == '"' || ch == '\\')
+            sb_put(b, (char[]){'\\', (char)ch}, 2);
+        else
+            sb_put(b, esc, 6);
+        run = s + 1;
+    }
+    sb_put(b, run, (size_t)(s - run));
+    sb_put(b, "\"", 1);
+}
+
+/* Row i of a lean page (CAT_PRODUCT_LEAN_COLS: slug, key, id, name, price_min,
+ * price_max, in_stock, variant_count) as its JSON entry. Numbers come as PostgreSQL's
+ * decimal text, a slug is [a-z0-9-] by its CHECK, so only the name needs escaping. */
+static void
+lean_entry(sbuf_t *b, const PGresult *r, int i)
+{
+    sb_printf(b, "{\"id\":%s,\"slug\":\"%s\",\"name\":", PQgetvalue(r, i, 2), PQgetvalue(r, i, 0));
+    sb_json_str(b, PQgetvalue(r, i, 3));
+    sb_printf(b,
+              ",\"price_min\":%s,\"price_max\":%s,\"in_stock\":%s,\"image\":null,"
+              "\"variant_count\":%s}",
+              PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
+              PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false", PQgetvalue(r, i, 7));
+}
+
 /* Runs the page and the count of f on c (one round trip) and renders the answer. */
 static net_reply_t *
 list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long page)
@@ -299,7 +337,10 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
         for (int i = 0; i < rows; i++) {
             if (i)
                 sb_put(&b, ",", 1);
-            sb_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
+            if (f.expand_variants)
+                sb_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
+            else
+                lean_entry(&b, res[0], i);
         }
         long total = atol(PQgetvalue(res[1], 0, 0));
         bool capped = !sql.count_exact && total > CATALOG_COUNT_CAP;
