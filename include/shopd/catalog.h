@@ -11,9 +11,11 @@
  *  - the list's total is exact when the filter is only status and category (counts kept
  *    by triggers, sql/0020), else exact up to CATALOG_COUNT_CAP (then total_capped).
  *
- * Caching: public GETs (anonymous or customer callers) are cached in Redis under
- * the store's catalog version, which every catalog write bumps (INCR) after its
- * commit; admins always read fresh data (Cache-Control: private, no-store).
+ * Caching: public GETs (anonymous or customer callers) are cached under the store's
+ * catalog version, which every catalog write bumps (INCR + PUBLISH) after its commit:
+ * in process (pagecache.c; anonymous hits answered on the I/O thread, a gzip copy
+ * per page) and in Redis for the other processes. Admins always read fresh data
+ * (Cache-Control: private, no-store).
  */
 #ifndef SHOPD_CATALOG_H
 #define SHOPD_CATALOG_H
