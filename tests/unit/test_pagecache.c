@@ -2,6 +2,7 @@
  * version table's rules (never back, unknown on doubt, epochs), pages' gzip copies
  * and ETags, replacement, CLOCK eviction within the byte budget, and references
  * that outlive eviction. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -181,6 +182,50 @@ test_replace_and_evict(void **state)
     pc_page_unref(first);
 }
 
+/* Readers and writers at once (run under TSan by scripts/test.sh): lookups, inserts
+ * that replace and evict, bumps, and references dropped on other threads. */
+static void *
+churn(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    char key[64], body[3000];
+    memset(body, 'a' + id, sizeof(body));
+    for (int i = 0; i < 4000; i++) {
+        snprintf(key, sizeof(key), "shopd:cat:%d:p%d", 500 + i % 7, i % 50);
+        pc_page_t *p = pc_lookup(key);
+        if (p) {
+            size_t len;
+            const char *b = pc_page_body(p, (i & 1) != 0, &len);
+            assert_true(len > 0 && b != NULL);
+            (void)pc_page_current(p);
+            pc_page_unref(p);
+        } else {
+            uint64_t v = 0;
+            (void)pc_version((uint64_t)(500 + i % 7), &v);
+            p = pc_page_new((uint64_t)(500 + i % 7), v, key, "\"0000000000000abc\"", body,
+                            sizeof(body) - (size_t)(i % 100));
+            pc_insert(p);
+            pc_page_unref(p);
+        }
+        if (i % 97 == 0)
+            pc_version_bumped((uint64_t)(500 + i % 7), (uint64_t)i);
+        if (i % 131 == 0)
+            pc_version_learn((uint64_t)(500 + i % 7), (uint64_t)i, pc_epoch());
+    }
+    return NULL;
+}
+
+static void
+test_concurrent(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    for (intptr_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churn, (void *)i), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+}
+
 int
 main(void)
 {
@@ -188,6 +233,7 @@ main(void)
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_page_gzip_and_current),
         cmocka_unit_test(test_replace_and_evict),
+        cmocka_unit_test(test_concurrent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
