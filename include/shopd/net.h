@@ -136,6 +136,17 @@ net_match_rc_t net_route_match(const net_route_t *routes, size_t n, const char *
  *  served wherever GET is. Pure. */
 void net_route_allow(const net_match_t *m, char *out, size_t n);
 
+/** An index of routes[0..n) by their literal first segments (the table is kept, not
+ *  copied: it must outlive the index; at most 65535 routes). Built once at start. */
+typedef struct net_router_s net_router_t;
+net_router_t *net_router_new(const net_route_t *routes, size_t n);
+/** Accepts NULL. */
+void net_router_free(net_router_t *r);
+/** net_route_match over the index: the same answer (route, captures, 405 Allow) for
+ *  every request, reading only the routes that could match. Pure, any thread. */
+net_match_rc_t net_router_match(const net_router_t *r, const char *method, const char *path,
+                                size_t pathlen, net_match_t *out);
+
 /* ----------------------------------------------------------------- server */
 
 typedef struct net_server_s net_server_t;

@@ -542,8 +542,7 @@ path_methods(const char *path, size_t plen, char *out, size_t n)
 {
     net_match_t m;
     out[0] = '\0';
-    if (net_route_match(api_net_routes, api_nroutes, "OPTIONS", path, plen, &m) ==
-        NET_MATCH_BAD_METHOD)
+    if (net_router_match(api_router, "OPTIONS", path, plen, &m) == NET_MATCH_BAD_METHOD)
         net_route_allow(&m, out, n);
 }
 
@@ -560,7 +559,7 @@ preflight(app_t *app, net_request_t *req, const char *path, size_t plen, const c
 {
     net_match_t m;
     net_req_set_tag(req, EDGE_TAG_PREFLIGHT_DONE);
-    if (net_route_match(api_net_routes, api_nroutes, want, path, plen, &m) != NET_MATCH_OK)
+    if (net_router_match(api_router, want, path, plen, &m) != NET_MATCH_OK)
         return answer(req, api_fail(SHOPD_NOTFOUND, "not_found", "no such endpoint"));
     const api_route_t *route = &api_routes[m.route];
     net_req_set_label(req, m.route);
@@ -662,8 +661,7 @@ api_on_request(net_request_t *req, void *ud)
         net_req_set_tag(req, EDGE_TAG_CORS);
     }
     net_match_t m;
-    net_match_rc_t mrc =
-        net_route_match(api_net_routes, api_nroutes, net_req_method(req), path, plen, &m);
+    net_match_rc_t mrc = net_router_match(api_router, net_req_method(req), path, plen, &m);
     if (mrc == NET_MATCH_NOT_FOUND)
         return answer(req, api_fail(SHOPD_NOTFOUND, "not_found", "no such endpoint"));
     if (mrc == NET_MATCH_BAD_METHOD) {
