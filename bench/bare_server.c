@@ -43,21 +43,28 @@ typedef struct bare_thread_s {
 } bare_thread_t;
 
 /* The response body, built once and sent by reference (never copied). */
-static char bare_body[2304];
+static char *bare_body;
 static size_t bare_body_len;
 
+/* size bytes in all (at least the document's head plus its closing), so a cached
+ * shopd page can be compared with a bare server sending as many bytes. */
 static void
-bare_build_body(void)
+bare_build_body(size_t size)
 {
+    if (size < 400)
+        size = 400;
+    bare_body = malloc(size + 1);
+    if (bare_body == NULL)
+        abort();
     /* Shaped like a store document so serialisation-sized work is comparable. */
-    int n = snprintf(bare_body, sizeof(bare_body),
+    int n = snprintf(bare_body, size + 1,
                      "{\"id\":\"0b9f6d2e-3c1a-4e7b-9a55-6f1d2c8e4a10\",\"slug\":\"demo\","
                      "\"name\":\"Demo Store\",\"currency\":\"USD\",\"status\":\"active\","
                      "\"timezone\":\"UTC\",\"locale\":\"en-US\",\"created_at\":"
                      "\"2026-01-01T00:00:00Z\",\"updated_at\":\"2026-01-01T00:00:00Z\","
                      "\"settings\":{\"tax_inclusive\":false,\"weight_unit\":\"kg\"},"
                      "\"padding\":\"");
-    while ((size_t)n < 2048 - 3)
+    while ((size_t)n < size - 3)
         bare_body[n++] = 'x';
     memcpy(bare_body + n, "\"}\n", 4);
     bare_body_len = (size_t)n + 3;
@@ -154,11 +161,13 @@ bare_thread_fini(bare_thread_t *t)
 static void
 bare_usage(FILE *out)
 {
-    fprintf(out, "usage: shopd-bare [-p port] [-t threads] [-h host]\n"
+    fprintf(out, "usage: shopd-bare [-p port] [-t threads] [-h host] [-b bytes]\n"
                  "  -p port     port to listen on (default 8080; 0 picks a free one)\n"
                  "  -t threads  I/O threads, one event_base + evhttp each (default: cores)\n"
                  "  -h host     address to bind (default 127.0.0.1)\n"
-                 "Every request is answered 200 with a fixed ~2 KB JSON body.\n");
+                 "  -b, --body-size bytes\n"
+                 "              body size (default 2048, at least 400, at most 16 MiB)\n"
+                 "Every request is answered 200 with the same JSON body.\n");
 }
 
 int
@@ -169,8 +178,11 @@ main(int argc, char **argv)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     long nthreads = cores > 0 ? cores : 1;
     int ch;
-    static const struct option longs[] = {{"help", no_argument, NULL, 'H'}, {NULL, 0, NULL, 0}};
-    while ((ch = getopt_long(argc, argv, "p:t:h:", longs, NULL)) != -1) {
+    long body_size = 2048;
+    static const struct option longs[] = {{"help", no_argument, NULL, 'H'},
+                                          {"body-size", required_argument, NULL, 'b'},
+                                          {NULL, 0, NULL, 0}};
+    while ((ch = getopt_long(argc, argv, "p:t:h:b:", longs, NULL)) != -1) {
         char *end = NULL;
         switch (ch) {
         case 'p':
@@ -190,6 +202,13 @@ main(int argc, char **argv)
         case 'h':
             host = optarg;
             break;
+        case 'b':
+            body_size = strtol(optarg, &end, 10);
+            if (*end || body_size < 400 || body_size > 16L * 1024 * 1024) {
+                fprintf(stderr, "shopd-bare: --body-size wants 400..16777216\n");
+                return 2;
+            }
+            break;
         case 'H':
             bare_usage(stdout);
             return 0;
@@ -202,7 +221,7 @@ main(int argc, char **argv)
         bare_usage(stderr);
         return 2;
     }
-    bare_build_body();
+    bare_build_body((size_t)body_size);
 
     /* Signals go to main's sigwait only; the threads inherit the mask. */
     sigset_t stop;
@@ -285,6 +304,7 @@ out:
             bare_thread_fini(&ts[i]);
     }
     free(ts);
+    free(bare_body);
     if (ai != NULL)
         freeaddrinfo(ai);
     if (code == 0) {

@@ -185,6 +185,10 @@ enum {
      *  multipart/form-data; no JSON check at the edge) with its Content-Type in
      *  env->ct, and may be up to api_upload_cap bytes instead of SHOPD_MAX_BODY. */
     API_UPLOAD = 1 << 7,
+    /** A public catalog page (served through cat_cached): the edge answers an
+     *  anonymous GET of it on the I/O thread from the in-process page cache when it
+     *  holds the current page (catalog_page_answer), without a worker. */
+    API_PAGE = 1 << 8,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor
@@ -309,6 +313,7 @@ typedef struct api_call_s {
     const char *query; /**< raw query string (k=v&...), may be NULL */
     size_t query_len;
     msg_str_t body, inm, cart, idem, request_id, ip, sig, ct;
+    msg_str_t ae;   /**< "gzip" if the answer may be gzip-encoded, else "" */
     void *reply_to; /**< where the answer goes: net_reply_post(reply_to, token, ...) */
     uint64_t token;
 } api_call_t;
@@ -353,7 +358,8 @@ void api_worker_fini(void *wstate, void *ud);
 /** An answer with a JSON value (reference stolen): usually rc is SHOPD_OK or
  *  SHOPD_CREATED; a failure rc sends the value as it is (e.g. /readyz's 503). */
 net_reply_t *api_json(shopd_rc_t rc, json_t *v);
-/** Same with JSON text produced elsewhere (e.g. by PostgreSQL). */
+/** Same with JSON text produced elsewhere (e.g. by PostgreSQL), sent compacted
+ *  (net_json_compact): text must be JSON. */
 net_reply_t *api_raw_json(shopd_rc_t rc, const char *text, size_t len);
 /** An answer without a body: SHOPD_NO_CONTENT, SHOPD_NOT_MODIFIED, SHOPD_ACCEPTED... */
 net_reply_t *api_empty(shopd_rc_t rc);

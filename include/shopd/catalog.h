@@ -8,11 +8,14 @@
  *  - categories nest at most CATALOG_MAX_DEPTH levels (a root is level 1);
  *  - a product has at most CATALOG_MAX_VARIANTS variants (generation included);
  *  - a list page holds at most 100 products (limit), q is 2 to 100 characters;
- *  - the list's total is exact up to CATALOG_COUNT_CAP (then total_capped is true).
+ *  - the list's total is exact when the filter is only status and category (counts kept
+ *    by triggers, sql/0020), else exact up to CATALOG_COUNT_CAP (then total_capped).
  *
- * Caching: public GETs (anonymous or customer callers) are cached in Redis under
- * the store's catalog version, which every catalog write bumps (INCR) after its
- * commit; admins always read fresh data (Cache-Control: private, no-store).
+ * Caching: public GETs (anonymous or customer callers) are cached under the store's
+ * catalog version, which every catalog write bumps (INCR + PUBLISH) after its commit:
+ * in process (pagecache.c; anonymous hits answered on the I/O thread, a gzip copy
+ * per page) and in Redis for the other processes. Admins always read fresh data
+ * (Cache-Control: private, no-store).
  */
 #ifndef SHOPD_CATALOG_H
 #define SHOPD_CATALOG_H
@@ -130,12 +133,16 @@ typedef struct catalog_filter_s {
     uint64_t cursor_id;       /**< keyset cursor: product id */
     int limit;                /**< 1..CATALOG_MAX_LIMIT */
     long offset;              /**< page mode: (page - 1) * limit; 0 with a cursor */
+    bool expand_variants;     /**< ?expand=variants: full products, not the lean entry */
 } catalog_filter_t;
 
 #define CATALOG_SQL_MAXP 16
 
-/** The SQL of one list request: page_sql returns one row per product (json text,
- *  sort key text, id) in order; count_sql the total. Params are text. */
+/** The SQL of one list request: page_sql returns one row per product in order, its
+ *  sort key text in column 1 and its id in column 2; column 0 is the product's JSON
+ *  with expand_variants, else the lean entry's columns (slug, key, id, name, price_min,
+ *  price_max, in_stock, variant_count) that products.c renders. count_sql the total.
+ *  Params are text. */
 typedef struct catalog_sql_s {
     char *page_sql;  /**< malloc'd */
     char *count_sql; /**< malloc'd */
@@ -145,6 +152,7 @@ typedef struct catalog_sql_s {
     char buf[CATALOG_SQL_MAXP][32]; /**< storage for numeric params */
     char *pattern;                  /**< malloc'd ILIKE pattern of q */
     char *cursor_key;               /**< malloc'd copy of the cursor's sort value */
+    bool count_exact; /**< count_sql reads the kept counts (sql/0020): exact, never capped */
 } catalog_sql_t;
 
 /** SQL giving the array text of category $2 and its descendants in store $1 ("{}" if
@@ -158,5 +166,22 @@ void catalog_sql_free(catalog_sql_t *s);
 /** The module descriptor (routes, start and stop hooks); listed in src/modules/routes.c. */
 typedef struct api_module_s api_module_t;
 extern const api_module_t catalog_module;
+
+/* ---- the in-process page cache (pagecache.c, README "The read path") ---- */
+/** Module start: the page cache's settings and its Redis subscriber thread
+ *  (catalog version bumps). 0, or -1 (logged). */
+int catalog_pages_start(app_t *app);
+/** Module stop: the subscriber ends and nothing more is cached. */
+void catalog_pages_stop(app_t *app);
+/** Module fini, once every thread has ended: frees the cache and the table. */
+void catalog_pages_fini(app_t *app);
+/** Prometheus lines of the page cache (hits on the I/O threads and on workers,
+ *  misses, evictions, bytes, resyncs, subscription state). Any thread. */
+size_t catalog_pages_metrics(char *buf, size_t cap);
+/** I/O thread, never blocks: the answer to an anonymous GET of an API_PAGE route
+ *  from the in-process cache (ETag/304, gzip per env->ae), or NULL when a worker
+ *  must answer (no current page, a store whose bump was lost). env as api_submit
+ *  packs it: store, route, path parameters, canonical query, If-None-Match. */
+net_reply_t *catalog_page_answer(const msg_env_t *env);
 
 #endif

@@ -14,6 +14,7 @@
  *     "cart": str,                   X-Cart-Id (a guest cart), may be absent
  *     "idem": str,                   Idempotency-Key, may be absent
  *     "sig": str,                    a webhook's signature header (API_SIGNED routes)
+ *     "ae": str,                     the content coding the answer may use ("gzip"), may be absent
  *     "body": bin }                  raw request body (JSON), may be absent
  * Unknown keys are ignored so later versions can add fields.
  */
@@ -79,6 +80,7 @@ typedef struct msg_env_s {
     msg_str_t idem;   /**< Idempotency-Key of a mutating request, "" if none */
     msg_str_t sig;    /**< Stripe-Signature of a signed webhook route, "" if none */
     msg_str_t ct;     /**< Content-Type of an upload route's raw body, "" if none */
+    msg_str_t ae;     /**< "gzip" when the client accepts it (Accept-Encoding), else "" */
 } msg_env_t;
 
 /** Encodes env into a new buffer (shopd_malloc; caller frees). Never fails. */

@@ -41,12 +41,25 @@ typedef struct net_reply_s {
     const char *content_type; /**< static string or ct_owned; NULL means application/json */
     uint64_t store_id;        /**< for the access log; 0 if none */
     char *ct_owned; /**< owned copy content_type points at (net_reply_set_content_type), or NULL */
+    /** Set: body is borrowed, not owned (a cached page shared by many answers). The
+     *  HTTP edge hands it to libevent by reference (evbuffer_add_reference) and this
+     *  is called with (body, len, body_ud) once libevent is done with the bytes;
+     *  net_reply_free calls it when the body was never sent. Any thread. */
+    void (*body_release)(const void *body, size_t len, void *ud);
+    void *body_ud;
 } net_reply_t;
 
 net_reply_t *net_reply_new(int status);
 void net_reply_free(net_reply_t *r);
 /** Sets the body (copies). */
 void net_reply_set_body(net_reply_t *r, const char *body, size_t len);
+/** Sets a borrowed body: release(body, len, ud) is called exactly once, when the
+ *  answer no longer needs the bytes (after the write, or when r is freed unsent). */
+void net_reply_borrow_body(net_reply_t *r, const char *body, size_t len,
+                           void (*release)(const void *body, size_t len, void *ud), void *ud);
+/** True if a comma-separated Accept-Encoding value accepts gzip (gzip or x-gzip, or
+ *  "*", without q=0). NULL: no. Pure. */
+bool net_accepts_gzip(const char *accept_encoding);
 /** Appends an extra header line (copies). */
 void net_reply_add_header(net_reply_t *r, const char *name, const char *value);
 /** Sets the Content-Type from a string that need not outlive the call (copied
@@ -62,6 +75,13 @@ const char *net_reply_header(const net_reply_t *r, const char *name, char *buf, 
 /** A new reply with r's status, Content-Type, extra header lines and body, all
  *  copied (the store id for the access log too); the caller owns it. Any thread. */
 net_reply_t *net_reply_copy(const net_reply_t *r);
+
+/** Copies the JSON text src[0..n) to dst without the whitespace between tokens
+ *  (PostgreSQL's json_build_object writes `"id" : 1, ` and json_agg puts newlines
+ *  between elements); strings are copied as they are. dst may equal src (the copy
+ *  never runs ahead of the read); at most n bytes are written. Returns the new
+ *  length. Pure, any thread. */
+size_t net_json_compact(char *dst, const char *src, size_t n);
 
 /** Builds the error body of DESIGN.md:
  *  {"error":{"code":code,"message":message,"details":[{"field":f,"issue":i}...]}}
@@ -115,6 +135,17 @@ net_match_rc_t net_route_match(const net_route_t *routes, size_t n, const char *
  *  truncated at a whole method): m->allow with HEAD after GET, since HEAD is
  *  served wherever GET is. Pure. */
 void net_route_allow(const net_match_t *m, char *out, size_t n);
+
+/** An index of routes[0..n) by their literal first segments (the table is kept, not
+ *  copied: it must outlive the index; at most 65535 routes). Built once at start. */
+typedef struct net_router_s net_router_t;
+net_router_t *net_router_new(const net_route_t *routes, size_t n);
+/** Accepts NULL. */
+void net_router_free(net_router_t *r);
+/** net_route_match over the index: the same answer (route, captures, 405 Allow) for
+ *  every request, reading only the routes that could match. Pure, any thread. */
+net_match_rc_t net_router_match(const net_router_t *r, const char *method, const char *path,
+                                size_t pathlen, net_match_t *out);
 
 /* ----------------------------------------------------------------- server */
 

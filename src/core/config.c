@@ -137,6 +137,8 @@ static const cfg_row_t cfg_rows[] = {
     {"docs-dir", "SHOPD_DOCS_DIR", CFG_STR, O(docs_dir), 0, 0, SHOPD_SOURCE_DIR "/docs", "folder of openapi.yaml, served at /openapi.yaml"},
     {"vendor-dir", "SHOPD_VENDOR_DIR", CFG_STR, O(vendor_dir), 0, 0, SHOPD_SOURCE_DIR "/tools/node/node_modules", "npm packages of the pages (swagger-ui-dist, uplot), installed by scripts/deps.sh"},
     {"cors-max-age", "SHOPD_CORS_MAX_AGE", CFG_INT, O(cors_max_age), 0, 86400, "600", "seconds a browser may cache a preflight answer"},
+    {"page-cache-mb", "SHOPD_PAGE_CACHE_MB", CFG_INT, O(page_cache_mb), 0, 65536, "64", "MiB of public catalog pages (and their gzip copies) kept in process, answered on the I/O threads (0 = off)"},
+    {"page-stale-ms", "SHOPD_PAGE_STALE_MS", CFG_INT, O(page_stale_ms), 50, 60000, "1000", "while the catalog version subscription (Redis pub/sub) is down, a page checked longer ago than this is checked again"},
 };
 /* clang-format on */
 

@@ -33,7 +33,7 @@ msg_encode(const msg_env_t *env, size_t *len)
     msgpack_pack_map(&pk, 6 + (env->kind != MSG_KIND_REQUEST) + (env->body.n > 0) +
                               (env->ip.n > 0) + (env->tenant.n > 0) + (env->inm.n > 0) +
                               (env->cart.n > 0) + (env->idem.n > 0) + (env->sig.n > 0) +
-                              (env->ct.n > 0));
+                              (env->ct.n > 0) + (env->ae.n > 0));
     if (env->kind != MSG_KIND_REQUEST) {
         pack_key(&pk, "k");
         msgpack_pack_uint32(&pk, (uint32_t)env->kind);
@@ -89,6 +89,10 @@ msg_encode(const msg_env_t *env, size_t *len)
     if (env->ct.n > 0) {
         pack_key(&pk, "ct");
         pack_str(&pk, env->ct.p, env->ct.n);
+    }
+    if (env->ae.n > 0) {
+        pack_key(&pk, "ae");
+        pack_str(&pk, env->ae.p, env->ae.n);
     }
     if (env->body.n > 0) {
         pack_key(&pk, "body");
@@ -371,6 +375,9 @@ msg_decode(const char *buf, size_t len, msg_env_t *env)
                 goto out;
         } else if (key_is(&kv->key, "ct")) {
             if (!get_str(&kv->val, &env->ct))
+                goto out;
+        } else if (key_is(&kv->key, "ae")) {
+            if (!get_str(&kv->val, &env->ae))
                 goto out;
         } else if (key_is(&kv->key, "ip")) {
             /* Tolerant: a malformed address only loses the per-address limit. */

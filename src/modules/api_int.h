@@ -9,6 +9,8 @@
 
 /** The router's view of api_routes (method + pattern), built by api_init. */
 extern net_route_t *api_net_routes;
+/* The index the edge matches requests with (net_router_match over api_net_routes). */
+extern net_router_t *api_router;
 
 /** Sends m to the actor of store_id that route's run class names (the store's
  *  actor, a read lane, a blocking lane). Same contract as act_send: on SHOPD_OK

@@ -28,6 +28,7 @@
 #include "shopd/log.h"
 
 net_route_t *api_net_routes; /* method + pattern of api_routes, for the router */
+net_router_t *api_router;    /* their index: built once, read by every I/O thread */
 
 /* ---- run classes: which actor a message goes to ----
  * ordered: the store's actor (lane 0) on the workers; any: one of the store's
@@ -104,6 +105,7 @@ api_init(void)
         api_net_routes[i].pattern = api_routes[i].pattern;
         route_names[i] = api_routes[i].name;
     }
+    api_router = net_router_new(api_net_routes, api_nroutes);
 }
 
 const char *const *

@@ -542,8 +542,7 @@ path_methods(const char *path, size_t plen, char *out, size_t n)
 {
     net_match_t m;
     out[0] = '\0';
-    if (net_route_match(api_net_routes, api_nroutes, "OPTIONS", path, plen, &m) ==
-        NET_MATCH_BAD_METHOD)
+    if (net_router_match(api_router, "OPTIONS", path, plen, &m) == NET_MATCH_BAD_METHOD)
         net_route_allow(&m, out, n);
 }
 
@@ -560,7 +559,7 @@ preflight(app_t *app, net_request_t *req, const char *path, size_t plen, const c
 {
     net_match_t m;
     net_req_set_tag(req, EDGE_TAG_PREFLIGHT_DONE);
-    if (net_route_match(api_net_routes, api_nroutes, want, path, plen, &m) != NET_MATCH_OK)
+    if (net_router_match(api_router, want, path, plen, &m) != NET_MATCH_OK)
         return answer(req, api_fail(SHOPD_NOTFOUND, "not_found", "no such endpoint"));
     const api_route_t *route = &api_routes[m.route];
     net_req_set_label(req, m.route);
@@ -695,8 +694,7 @@ api_on_request(net_request_t *req, void *ud)
         return net_static_serve(app->statics, mount, req);
     }
     net_match_t m;
-    net_match_rc_t mrc =
-        net_route_match(api_net_routes, api_nroutes, net_req_method(req), path, plen, &m);
+    net_match_rc_t mrc = net_router_match(api_router, net_req_method(req), path, plen, &m);
     if (mrc == NET_MATCH_NOT_FOUND)
         return answer(req, api_fail(SHOPD_NOTFOUND, "not_found", "no such endpoint"));
     if (mrc == NET_MATCH_BAD_METHOD) {
@@ -811,6 +809,9 @@ api_on_request(net_request_t *req, void *ud)
     /* Conditional GETs: the catalog cache answers 304 on a matching ETag. */
     call.inm = msg_str(net_req_header(req, "If-None-Match"));
     call.cart = msg_str(net_req_header(req, "X-Cart-Id"));
+    /* Only pages have a compressed copy; nothing else looks at it. */
+    if ((route->flags & API_PAGE) && net_accepts_gzip(net_req_header(req, "Accept-Encoding")))
+        call.ae = msg_str("gzip");
     call.idem = env.idem; /* checked above; never forwarded on a GET */
     call.request_id = msg_str(net_req_id(req));
     call.ip = msg_str(ip);
@@ -878,6 +879,17 @@ api_submit(app_t *app, const api_call_t *c, uint64_t *store_id)
         return bad;
     env.query.p = canon;
     env.query.n = clen;
+    env.ae = c->ae;
+    /* A public page the in-process cache holds, current: answered here, on the I/O
+     * thread. Anonymous callers only: a signed-in caller's token is checked on a
+     * worker (dispatch.c), and admins never read cached pages. */
+    if ((route->flags & API_PAGE) && env.store_id != 0 && c->caller.role == MSG_ROLE_ANONYMOUS) {
+        net_reply_t *hit = catalog_page_answer(&env);
+        if (hit) {
+            shopd_free(canon);
+            return hit;
+        }
+    }
 
     size_t len;
     char *data = msg_encode(&env, &len);

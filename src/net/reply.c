@@ -16,21 +16,80 @@ net_reply_new(int status)
     return r;
 }
 
+static void
+drop_body(net_reply_t *r)
+{
+    if (r->body_release)
+        r->body_release(r->body, r->len, r->body_ud);
+    else
+        shopd_free(r->body);
+    r->body_release = NULL;
+    r->body_ud = NULL;
+    r->body = NULL;
+    r->len = 0;
+}
+
 void
 net_reply_free(net_reply_t *r)
 {
     if (r == NULL)
         return;
-    shopd_free(r->body);
+    drop_body(r);
     shopd_free(r->headers);
     shopd_free(r->ct_owned);
     shopd_free(r);
 }
 
 void
+net_reply_borrow_body(net_reply_t *r, const char *body, size_t len,
+                      void (*release)(const void *body, size_t len, void *ud), void *ud)
+{
+    drop_body(r);
+    r->body = (char *)body; /* never written through: body_release marks it borrowed */
+    r->len = len;
+    r->body_release = release;
+    r->body_ud = ud;
+}
+
+bool
+net_accepts_gzip(const char *ae)
+{
+    /* An explicit gzip (or x-gzip) decides; otherwise "*" does. */
+    int gzip = -1, star = -1;
+    for (const char *p = ae; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *end = p + strcspn(p, ",");
+        size_t nl = strcspn(p, ";, \t");
+        bool is_gzip = (nl == 4 && strncasecmp(p, "gzip", 4) == 0) ||
+                       (nl == 6 && strncasecmp(p, "x-gzip", 6) == 0);
+        bool is_star = nl == 1 && *p == '*';
+        if (is_gzip || is_star) {
+            /* q=0 (0, 0.0, 0.000) refuses the coding; any other weight accepts it. */
+            bool refused = false;
+            for (const char *q = p + nl; q < end; q++) {
+                if ((*q == 'q' || *q == 'Q') && q + 1 < end && q[1] == '=') {
+                    const char *v = q + 2;
+                    refused = v < end && *v == '0';
+                    for (v++; refused && v < end && *v != ' ' && *v != ';'; v++)
+                        refused = *v == '0' || *v == '.';
+                    break;
+                }
+            }
+            if (is_gzip)
+                gzip = gzip == 1 ? 1 : !refused;
+            else
+                star = !refused;
+        }
+        p = end;
+    }
+    return gzip >= 0 ? gzip == 1 : star == 1;
+}
+
+void
 net_reply_set_body(net_reply_t *r, const char *body, size_t len)
 {
-    shopd_free(r->body);
+    drop_body(r);
     r->body = shopd_malloc(len + 1);
     memcpy(r->body, body, len);
     r->body[len] = '\0';
@@ -86,6 +145,33 @@ net_reply_header(const net_reply_t *r, const char *name, char *buf, size_t n)
         line = end ? end + 2 : line + ll;
     }
     return NULL;
+}
+
+size_t
+net_json_compact(char *dst, const char *src, size_t n)
+{
+    /* Valid JSON has whitespace only between tokens or inside strings; inside a
+     * string a quote is escaped by an odd run of backslashes, so one bit of
+     * "after a backslash" is all the state needed. */
+    size_t o = 0;
+    bool in_str = false, esc = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = src[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (ch == '\\')
+                esc = true;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t') {
+            continue;
+        } else if (ch == '"') {
+            in_str = true;
+        }
+        dst[o++] = ch;
+    }
+    return o;
 }
 
 net_reply_t *

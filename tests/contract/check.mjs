@@ -274,6 +274,10 @@ async function main() {
   const cursor = page.body && page.body.next_cursor;
   if (cursor) await call('get', `/api/v1/products?limit=1&sort=price&cursor=${encodeURIComponent(cursor)}`, { tenant: slug, expect: 200 });
   await call('get', `/api/v1/products?category=${rid}&min_price=100&max_price=5000&brand=Acme&q=tee&page=1`, { tenant: slug, expect: 200 });
+  // The whole products, and the cached page's gzip copy (fetch inflates it).
+  await call('get', '/api/v1/products?limit=2&sort=price&expand=variants', { tenant: slug, expect: 200 });
+  await call('get', '/api/v1/products?limit=2&sort=price&expand=variants', { tenant: slug, headers: { 'Accept-Encoding': 'gzip' }, expect: 200 });
+  await call('get', '/api/v1/products?expand=all', { tenant: slug, expect: 422 });
   await call('get', '/api/v1/products?status=draft', { token: A, tenant: slug, expect: 200 });
   await call('get', '/api/v1/products?status=draft', { tenant: slug, expect: 403 });
   await call('get', '/api/v1/products?limit=0&sort=cheapest', { tenant: slug, expect: 422 });

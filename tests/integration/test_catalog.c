@@ -861,10 +861,11 @@ test_listing(void **state)
         if (i == 1)
             create_variant(sc, p, "L-1", 3);
     }
+    long drafts[3];
     for (int i = 0; i < 3; i++) {
         char name[64];
         snprintf(name, sizeof(name), "Draft %d", i);
-        create_product(sc, name, 50, NULL);
+        drafts[i] = create_product(sc, name, 50, NULL);
     }
 
     th_resp_t r = rq(sc, NULL, "GET", "/api/v1/products", NULL);
@@ -874,9 +875,29 @@ test_listing(void **state)
     json_t *d = json_object_get(r.json, "data");
     assert_int_equal(json_array_size(d), 20);
     assert_string_equal(jstr(json_array_get(d, 0), "name"), "Woolly Item 30"); /* newest first */
-    assert_non_null(json_object_get(json_array_get(d, 0), "category"));
-    assert_string_equal(jstr(json_object_get(json_array_get(d, 0), "category"), "name"), "Other");
+    /* The lean entry: what a product grid shows, nothing more. */
+    json_t *lean = json_array_get(d, 0);
+    assert_int_equal(json_object_size(lean), 8);
+    assert_string_equal(jstr(lean, "slug"), "woolly-item-30");
+    assert_int_equal(jint(lean, "price_min"), 3000);
+    assert_int_equal(jint(lean, "price_max"), 3000);
+    assert_true(json_is_false(json_object_get(lean, "in_stock"))); /* no variants */
+    assert_int_equal(jint(lean, "variant_count"), 0);
+    assert_true(json_is_null(json_object_get(lean, "image")));
+    assert_null(json_object_get(lean, "variants"));
+    assert_null(json_object_get(lean, "category"));
     assert_true(json_is_string(json_object_get(r.json, "next_cursor")));
+    /* The body is compact: no space after a key's colon anywhere. */
+    assert_null(strstr(r.body, "\" : "));
+    assert_null(strstr(r.body, ", \""));
+    th_resp_free(&r);
+    /* ?expand=variants: the full products, as before. */
+    r = rq(sc, NULL, "GET", "/api/v1/products?expand=variants&limit=1", NULL);
+    expect(&r, 200, NULL);
+    json_t *full = json_array_get(json_object_get(r.json, "data"), 0);
+    assert_string_equal(jstr(json_object_get(full, "category"), "name"), "Other");
+    assert_true(json_is_array(json_object_get(full, "variants")));
+    assert_int_equal(jint(full, "base_price"), 3000);
     th_resp_free(&r);
 
     /* Category includes descendants: Top has 10 + Sub's 10. */
@@ -889,7 +910,7 @@ test_listing(void **state)
     /* Price range, brand, q (name or description, case-insensitive). */
     r = rq(sc, NULL, "GET", "/api/v1/products?min_price=1000&max_price=1500&sort=price", NULL);
     assert_int_equal(jint(r.json, "total"), 6);
-    assert_int_equal(jint(json_array_get(json_object_get(r.json, "data"), 0), "base_price"), 1000);
+    assert_int_equal(jint(json_array_get(json_object_get(r.json, "data"), 0), "price_min"), 1000);
     th_resp_free(&r);
     r = rq(sc, NULL, "GET", "/api/v1/products?brand=Zenith&limit=100", NULL);
     assert_int_equal(jint(r.json, "total"), 15);
@@ -905,15 +926,21 @@ test_listing(void **state)
     r = rq(sc, NULL, "GET", "/api/v1/products?q=100%25", NULL); /* wildcards are literal */
     assert_int_equal(jint(r.json, "total"), 0);
     th_resp_free(&r);
-    /* Variants ride along. */
+    /* The variants' summary in the lean entry; the variants themselves on request. */
     r = rq(sc, NULL, "GET", "/api/v1/products?sort=price&limit=1", NULL);
     json_t *first = json_array_get(json_object_get(r.json, "data"), 0);
+    assert_int_equal(jint(first, "price_min"), 100);
+    assert_int_equal(jint(first, "variant_count"), 1);
+    assert_true(json_is_true(json_object_get(first, "in_stock")));
+    th_resp_free(&r);
+    r = rq(sc, NULL, "GET", "/api/v1/products?sort=price&limit=1&expand=variants", NULL);
+    first = json_array_get(json_object_get(r.json, "data"), 0);
     assert_int_equal(jint(first, "base_price"), 100);
     assert_int_equal(json_array_size(json_object_get(first, "variants")), 1);
     assert_int_equal(jint(json_array_get(json_object_get(first, "variants"), 0), "stock"), 3);
     th_resp_free(&r);
     r = rq(sc, NULL, "GET", "/api/v1/products?sort=-price&limit=2", NULL);
-    assert_int_equal(jint(json_array_get(json_object_get(r.json, "data"), 0), "base_price"), 3000);
+    assert_int_equal(jint(json_array_get(json_object_get(r.json, "data"), 0), "price_max"), 3000);
     th_resp_free(&r);
     r = rq(sc, NULL, "GET", "/api/v1/products?sort=name&limit=1", NULL);
     assert_string_equal(jstr(json_array_get(json_object_get(r.json, "data"), 0), "name"),
@@ -939,7 +966,7 @@ test_listing(void **state)
             size_t i;
             json_array_foreach(json_object_get(r.json, "data"), i, x)
             {
-                long pr = jint(x, "base_price");
+                long pr = jint(x, "price_min"); /* no variant overrides its price here */
                 if (s == 1 && prev_price >= 0)
                     assert_true(pr > prev_price);
                 if (s == 2 && prev_price >= 0)
@@ -963,7 +990,7 @@ test_listing(void **state)
     /* Page mode. */
     r = rq(sc, NULL, "GET", "/api/v1/products?sort=price&limit=10&page=3", NULL);
     assert_int_equal(jint(r.json, "page"), 3);
-    assert_int_equal(jint(json_array_get(json_object_get(r.json, "data"), 0), "base_price"), 2100);
+    assert_int_equal(jint(json_array_get(json_object_get(r.json, "data"), 0), "price_min"), 2100);
     assert_true(json_is_null(json_object_get(r.json, "next_cursor")));
     th_resp_free(&r);
 
@@ -979,6 +1006,54 @@ test_listing(void **state)
     assert_int_equal(jint(r.json, "total"), 33);
     th_resp_free(&r);
 
+    /* The kept counts (sql/0020) follow every edit: a draft published into Sub,
+     * moved to Other, then deleted. */
+    r = rqf(sc, admin_c, "PATCH", "{\"status\":\"active\"}", "/api/v1/products/%ld", drafts[0]);
+    expect(&r, 200, NULL);
+    th_resp_free(&r);
+    char cbody[64];
+    snprintf(cbody, sizeof(cbody), "{\"category_id\":%ld}", sub);
+    r = rqf(sc, admin_c, "PATCH", cbody, "/api/v1/products/%ld", drafts[0]);
+    expect(&r, 200, NULL);
+    th_resp_free(&r);
+    r = rq(sc, NULL, "GET", "/api/v1/products", NULL);
+    assert_int_equal(jint(r.json, "total"), 31);
+    th_resp_free(&r);
+    r = rqf(sc, NULL, "GET", NULL, "/api/v1/products?category=%ld", top);
+    assert_int_equal(jint(r.json, "total"), 21); /* Sub is under Top */
+    th_resp_free(&r);
+    snprintf(cbody, sizeof(cbody), "{\"category_id\":%ld}", other);
+    r = rqf(sc, admin_c, "PATCH", cbody, "/api/v1/products/%ld", drafts[0]);
+    expect(&r, 200, NULL);
+    th_resp_free(&r);
+    r = rqf(sc, NULL, "GET", NULL, "/api/v1/products?category=%ld", top);
+    assert_int_equal(jint(r.json, "total"), 20);
+    th_resp_free(&r);
+    r = rqf(sc, NULL, "GET", NULL, "/api/v1/products?category=%ld", other);
+    assert_int_equal(jint(r.json, "total"), 11);
+    th_resp_free(&r);
+    r = rqf(sc, admin_c, "GET", NULL, "/api/v1/products?status=draft");
+    assert_int_equal(jint(r.json, "total"), 2);
+    th_resp_free(&r);
+    r = rqf(sc, admin_c, "DELETE", NULL, "/api/v1/products/%ld", drafts[0]);
+    expect(&r, 204, NULL);
+    th_resp_free(&r);
+    r = rq(sc, NULL, "GET", "/api/v1/products", NULL);
+    assert_int_equal(jint(r.json, "total"), 30);
+    th_resp_free(&r);
+    r = rq(sc, admin_c, "GET", "/api/v1/products", NULL);
+    assert_int_equal(jint(r.json, "total"), 32);
+    th_resp_free(&r);
+    /* And every store's kept counts equal a fresh count of its products, after all
+     * the writes of this program (imports, category deletes with move_to...). */
+    assert_string_equal(
+        th_sql("SELECT count(*) FROM (SELECT store_id, coalesce(category_id, 0) AS category_id,"
+               " status, count(*) AS n FROM products GROUP BY 1, 2, 3) p FULL JOIN"
+               " (SELECT * FROM catalog_counts WHERE n <> 0) k"
+               " USING (store_id, category_id, status) WHERE p.n IS DISTINCT FROM k.n",
+               NULL),
+        "0");
+
     /* Bad parameters. */
     const char *bad[] = {"limit=0",
                          "limit=101",
@@ -992,7 +1067,8 @@ test_listing(void **state)
                          "page=0",
                          "cursor=5&page=2",
                          "min_price=5&max_price=4",
-                         "sort=price&cursor=12"};
+                         "sort=price&cursor=12",
+                         "expand=category"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = rqf(sc, NULL, "GET", NULL, "/api/v1/products?%s", bad[i]);
         if (r.status != 422)

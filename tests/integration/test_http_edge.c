@@ -394,7 +394,8 @@ test_backpressure(void **state)
            "FROM generate_series(1, 20) g",
            p);
     char path[128], tenant[64];
-    snprintf(path, sizeof(path), "/api/v1/products?limit=20");
+    /* expand=variants: the whole products, descriptions included (the lean list is small). */
+    snprintf(path, sizeof(path), "/api/v1/products?limit=20&expand=variants");
     snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store_id);
     const char *h[] = {tenant, NULL};
     th_resp_t r = th_req(srv, "GET", path, h, NULL);

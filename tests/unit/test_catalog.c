@@ -25,7 +25,15 @@ test_public_newest(void **state)
     catalog_sql_t s;
     catalog_list_sql(&f, &s);
     assert_non_null(strstr(s.page_sql, "p.status = 'active'"));
-    assert_non_null(strstr(s.count_sql, "p.status = 'active'"));
+    /* Nothing but status: the total is the kept count (sql/0020), exact. */
+    assert_string_equal(s.count_sql, "SELECT coalesce(sum(n), 0) FROM catalog_counts WHERE "
+                                     "store_id = $1::bigint AND status = 'active'");
+    assert_true(s.count_exact);
+    /* The lean entry by default: columns (rendered in C), no JSON built by PostgreSQL,
+     * and only the shown columns of the page's rows. */
+    assert_non_null(strstr(s.page_sql, "AS in_stock"));
+    assert_null(strstr(s.page_sql, "json_build_object"));
+    assert_null(strstr(s.page_sql, "p.*"));
     assert_non_null(strstr(s.page_sql, "ORDER BY p.id DESC LIMIT $2::int OFFSET $3::int"));
     assert_int_equal(s.count_nparams, 1);
     assert_int_equal(s.nparams, 3);
@@ -57,6 +65,8 @@ test_admin_filters_and_cursor(void **state)
     assert_non_null(strstr(s.page_sql, "p.brand = $5"));
     assert_non_null(strstr(s.page_sql, "(p.base_price, p.id) < ($7::bigint, $6::bigint)"));
     assert_null(strstr(s.count_sql, "p.id) <")); /* the count ignores the cursor */
+    assert_non_null(strstr(s.count_sql, "p.status = 'draft'"));
+    assert_false(s.count_exact); /* price and brand: counted, bounded */
     assert_int_equal(s.count_nparams, 5);
     assert_int_equal(s.nparams, 9);
     assert_string_equal(s.params[5], "77");
@@ -71,6 +81,18 @@ test_admin_filters_and_cursor(void **state)
     catalog_list_sql(&f, &s);
     assert_null(strstr(s.page_sql, "p.status ="));
     assert_non_null(strstr(s.page_sql, "(p.name, p.id) > ($3::text, $2::bigint)"));
+    assert_null(strstr(s.count_sql, "status"));
+    catalog_sql_free(&s);
+
+    /* A category and its descendants: the kept counts of those categories. */
+    f = base();
+    f.category_ids = "{3,4}";
+    f.expand_variants = true;
+    catalog_list_sql(&f, &s);
+    assert_true(s.count_exact);
+    assert_non_null(strstr(s.count_sql, "category_id = ANY ($2::bigint[])"));
+    assert_int_equal(s.count_nparams, 2);
+    assert_non_null(strstr(s.page_sql, "'variants'"));
     catalog_sql_free(&s);
 }
 

@@ -49,6 +49,23 @@
                           "FROM product_variants v WHERE v.store_id = " p                          \
                           ".store_id AND v.product_id = " p ".id))"
 
+/* The lean list entry of a product row p, s being its variants' summary (list_page's
+ * LATERAL): what a product grid shows, as columns (slug, sort key, id, name, price_min,
+ * price_max, in_stock, variant_count; the key and id where CAT_PRODUCT_JSON's page has
+ * them) that list_page renders as JSON itself: json_build_object was a third of the
+ * database's time for a page. The full product (CAT_PRODUCT_JSON) is on the product
+ * page and in the list with ?expand=variants. A product without variants has its base
+ * price as its range and is not in stock. */
+#define CAT_PRODUCT_LEAN_COLS(p, s)                                                                \
+    p ".name, coalesce(" s ".pmin, " p ".base_price), coalesce(" s ".pmax, " p ".base_price), " s  \
+      ".in_stock, " s ".n"
+/* The summary CAT_PRODUCT_LEAN_COLS reads, one index range per product. */
+#define CAT_VARIANT_SUMMARY(p)                                                                     \
+    "LEFT JOIN LATERAL (SELECT count(*) AS n, min(coalesce(v.price, " p ".base_price)) AS pmin, "  \
+    "max(coalesce(v.price, " p ".base_price)) AS pmax, coalesce(bool_or(v.stock > 0), false) "     \
+    "AS in_stock FROM product_variants v WHERE v.store_id = " p ".store_id AND v.product_id = " p  \
+    ".id) vs ON true"
+
 /** True if the caller administers this store (its STORE_ADMIN, or a SUPER_ADMIN). */
 bool cat_is_admin(const api_ctx_t *ctx);
 /** Path parameter `name` as a positive id; its decimal text goes to buf[24]. */
@@ -110,6 +127,51 @@ typedef struct cat_var_input_s {
 } cat_var_input_t;
 /** Reads and checks a variant body b (create: sku required, stock allowed). */
 void cat_variant_validate(api_val_t *v, json_t *b, cat_var_input_t *in, bool create);
+
+/** FNV-1a of the string s (names of prepared statements made from their SQL). Pure. */
+uint64_t cat_hash(const char *s);
+
+/* ---- the in-process page cache (pagecache.c) ---- */
+#define CAT_CACHE_TTL_S 300 /* seconds a cached page lives, in Redis and in process */
+
+/** A built public page: immutable, reference counted (any thread). */
+typedef struct pc_page_s pc_page_t;
+/** A new page (one reference, the caller's) of store's catalog version ver under
+ *  key, with its gzip copy made now when smaller. Copies everything. */
+pc_page_t *pc_page_new(uint64_t store, uint64_t ver, const char *key, const char *etag,
+                       const char *body, size_t len);
+void pc_page_ref(pc_page_t *p);
+/** Drops a reference; the last one frees the page. Accepts NULL. */
+void pc_page_unref(pc_page_t *p);
+/** The body of the chosen representation (gzip when asked for and there is one). */
+const char *pc_page_body(const pc_page_t *p, bool gz, size_t *len);
+const char *pc_page_etag(const pc_page_t *p, bool gz);
+bool pc_page_has_gzip(const pc_page_t *p);
+uint64_t pc_page_version(const pc_page_t *p);
+/** Redis has just confirmed p's version is current. */
+void pc_page_checked(pc_page_t *p);
+/** Keeps p in the shared cache (its own reference), replacing the page of the same
+ *  key, evicting by CLOCK past the budget. No-op when the cache is off. */
+void pc_insert(pc_page_t *p);
+/** The cached page of key, with a reference for the caller, or NULL. */
+pc_page_t *pc_lookup(const char *key);
+/** True if p may be served without asking Redis: its version is the store's in the
+ *  table, and the subscription is healthy or p was confirmed within page_stale_ms. */
+bool pc_page_current(pc_page_t *p);
+/** The store's version as the table knows it; false when unknown. */
+bool pc_version(uint64_t store, uint64_t *ver);
+/** True while the bump subscription is up and Redis was heard within page_stale_ms. */
+bool pc_sub_healthy(void);
+/** The resync epoch: read it before a version GET and hand it to pc_version_learn. */
+uint64_t pc_epoch(void);
+/** A version read from Redis (under epoch): kept unless a resync came between. */
+void pc_version_learn(uint64_t store, uint64_t ver, uint64_t epoch);
+/** A bump made by this process (the INCR's result): applied at once. */
+void pc_version_bumped(uint64_t store, uint64_t ver);
+/** The pub/sub channel bumps are published on ("shopd:cat:bump:<db>"). */
+const char *pc_channel_name(void);
+enum { PC_HIT_IO, PC_HIT_WORKER, PC_MISS };
+void pc_count(int what);
 
 /** Bumps the store's catalog version (after a committed write). */
 void cat_bump(api_ctx_t *ctx);

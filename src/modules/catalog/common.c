@@ -3,15 +3,18 @@
  * integer validation, slugs, PostgreSQL error mapping by constraint name, and
  * the public response cache.
  *
- * The cache: every catalog write INCRs "shopd:cat:ver:<store>" after its commit.
- * A public GET reads that version and its entry in one pipelined round trip;
- * the entry ("<version>\n<etag>\n<body>") is served only if its version is the
- * current one, so a write makes every older page unreachable at once, without
- * scanning keys. A bump lost while Redis was down is remembered per store and
- * retried (see "stores whose version bump was lost"); entries also expire
- * (CAT_CACHE_TTL) as the last bound. When Redis is down the GET is simply
- * served uncached. A small per-worker in-process table in
- * front of Redis holds recent pages, so a hot page costs one GET of the version.
+ * The cache: every catalog write INCRs "shopd:cat:ver:<store>" after its commit
+ * and publishes the new version (one script, bump()). Pages are kept under the
+ * version they were built at, in two levels: in process (pagecache.c: shared by
+ * every thread, answered on the I/O threads for anonymous callers, with a gzip
+ * copy) and in Redis ("<version>\n<etag>\n<body>", for the other processes). A
+ * page is served only if its version is the current one, so a write makes every
+ * older page unreachable at once, without scanning keys. The current version
+ * comes from the in-process table while its subscription is healthy, else from
+ * Redis (one pipelined round trip with the page). A bump lost while Redis was
+ * down is remembered per store and retried (see "stores whose version bump was
+ * lost"); entries also expire (CAT_CACHE_TTL_S) as the last bound. When Redis is
+ * down the GET is served uncached.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,8 +24,6 @@
 
 #include "catalog_priv.h"
 #include "shopd/log.h"
-
-#define CAT_CACHE_TTL "300"
 
 bool
 cat_is_admin(const api_ctx_t *ctx)
@@ -260,12 +261,21 @@ dirty_remove(uint64_t store_id)
     pthread_mutex_unlock(&dirty_lock);
 }
 
+/* INCR and PUBLISH in one script: one round trip, and no process can see the new
+ * version in Redis without the message being on its way. The new version is
+ * applied to this process's table at once (its next GET must see the write). */
 static bool
 bump(kv_conn_t *kv, uint64_t store_id)
 {
-    redisReply *r =
-        kv ? kv_command(kv, "INCR shopd:cat:ver:%llu", (unsigned long long)store_id) : NULL;
+    static const char script[] = "local v = redis.call('INCR', KEYS[1]) "
+                                 "redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. v) return v";
+    redisReply *r = kv ? kv_command(kv, "EVAL %s 1 shopd:cat:ver:%llu %s %llu", script,
+                                    (unsigned long long)store_id, pc_channel_name(),
+                                    (unsigned long long)store_id)
+                       : NULL;
     bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
+    if (ok)
+        pc_version_bumped(store_id, (uint64_t)r->integer);
     if (r)
         freeReplyObject(r);
     return ok;
@@ -330,20 +340,36 @@ catalog_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
  * once, sorted, re-encoded), exactly what the handler reads, so the key names
  * the page the handler would build and nothing else. */
 static char *
-cache_key(const api_ctx_t *ctx)
+cache_key(uint64_t store_id, const msg_env_t *e)
 {
-    const msg_env_t *e = ctx->env;
+    /* Built with memcpy: it runs for every hit on the I/O thread. */
     size_t cap = 64 + e->type.n + e->query.n;
     for (size_t i = 0; i < e->nparams; i++)
         cap += e->param_values[i].n + 1;
     char *k = shopd_malloc(cap);
-    int o = snprintf(k, cap, "shopd:cat:%llu:%.*s", (unsigned long long)ctx->store_id,
-                     (int)e->type.n, e->type.p);
+    size_t o = 10;
+    memcpy(k, "shopd:cat:", 10);
+    char digits[24];
+    size_t nd = 0;
+    do {
+        digits[nd++] = (char)('0' + store_id % 10);
+        store_id /= 10;
+    } while (store_id);
+    while (nd)
+        k[o++] = digits[--nd];
+    k[o++] = ':';
+    memcpy(k + o, e->type.p, e->type.n);
+    o += e->type.n;
     for (size_t i = 0; i < e->nparams; i++) {
-        o += snprintf(k + o, cap - (size_t)o, ":%.*s", (int)e->param_values[i].n,
-                      e->param_values[i].p);
+        k[o++] = ':';
+        memcpy(k + o, e->param_values[i].p, e->param_values[i].n);
+        o += e->param_values[i].n;
     }
-    snprintf(k + o, cap - (size_t)o, "?%.*s", (int)e->query.n, e->query.p ? e->query.p : "");
+    k[o++] = '?';
+    if (e->query.n)
+        memcpy(k + o, e->query.p, e->query.n);
+    o += e->query.n;
+    k[o] = '\0';
     return k;
 }
 
@@ -358,6 +384,12 @@ fnv1a(const char *s, size_t n)
     return h;
 }
 
+uint64_t
+cat_hash(const char *s)
+{
+    return fnv1a(s, strlen(s));
+}
+
 static void
 etag_of(const char *body, size_t len, char out[24])
 {
@@ -365,109 +397,73 @@ etag_of(const char *body, size_t len, char out[24])
 }
 
 static bool
-inm_matches(const api_ctx_t *ctx, const char *etag)
+inm_matches(msg_str_t inm, const char *etag)
 {
-    const char *p = ctx->env->inm.p;
-    size_t n = ctx->env->inm.n;
-    if (p == NULL || n == 0)
+    if (inm.p == NULL || inm.n == 0)
         return false;
-    if (n == 1 && p[0] == '*')
+    if (inm.n == 1 && inm.p[0] == '*')
         return true;
-    return memmem(p, n, etag, strlen(etag)) != NULL;
+    return memmem(inm.p, inm.n, etag, strlen(etag)) != NULL;
 }
 
-/* The reply for a public page: 304 if the client has it, else the body. */
-static net_reply_t *
-public_reply(const api_ctx_t *ctx, const char *body, size_t len, const char *etag,
-             const char *state)
+static bool
+wants_gzip(const msg_env_t *e)
 {
-    net_reply_t *r;
-    if (inm_matches(ctx, etag)) {
-        r = api_empty(SHOPD_NOT_MODIFIED);
-    } else {
-        r = api_empty(SHOPD_OK);
-        net_reply_set_body(r, body, len);
+    return e->ae.n == 4 && memcmp(e->ae.p, "gzip", 4) == 0;
+}
+
+static void
+release_page(const void *body, size_t len, void *ud)
+{
+    (void)body;
+    (void)len;
+    pc_page_unref(ud);
+}
+
+/* The answer from page p: 304 if the client has this representation, else its
+ * body, borrowed (the answer holds a reference until libevent has sent it). Every
+ * header in one block: this runs on the I/O thread for each hit. */
+static net_reply_t *
+page_reply(pc_page_t *p, const msg_env_t *e, uint64_t store_id, const char *state)
+{
+    bool gz = wants_gzip(e) && pc_page_has_gzip(p);
+    const char *etag = pc_page_etag(p, gz);
+    bool match = inm_matches(e->inm, etag);
+    net_reply_t *r = api_empty(match ? SHOPD_NOT_MODIFIED : SHOPD_OK);
+    if (!match) {
+        size_t len;
+        const char *body = pc_page_body(p, gz, &len);
+        pc_page_ref(p);
+        net_reply_borrow_body(r, body, len, release_page, p);
     }
-    net_reply_add_header(r, "ETag", etag);
-    /* Revalidate every time: the version makes a changed page visible at once. */
-    net_reply_add_header(r, "Cache-Control", "public, no-cache");
-    /* The store is named by these headers, not the URL alone: a shared cache in
-     * front of shopd must not hand one store's page to another. */
-    net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
-    net_reply_add_header(r, "X-Cache", state);
+    /* Revalidate every time: the version makes a changed page visible at once. The
+     * store is named by X-Tenant-Id or Host, not the URL alone, so a shared cache in
+     * front of shopd must key on them (and on the coding). */
+    char h[256];
+    int n = snprintf(h, sizeof(h),
+                     "ETag: %s\r\nCache-Control: public, no-cache\r\n"
+                     "Vary: X-Tenant-Id, Host, Accept-Encoding\r\nX-Cache: %s\r\n%s",
+                     etag, state, gz && !match ? "Content-Encoding: gzip\r\n" : "");
+    net_reply_set_headers(r, h, (size_t)n < sizeof(h) ? (size_t)n : sizeof(h) - 1);
+    r->store_id = store_id;
     return r;
 }
 
-/* ---- the in-process layer: per worker thread, so no locks ----
- * A direct-mapped table of recent pages with the catalog version they were built
- * under. Redis still says which version is current (pages are never served on
- * local say-so); when the local copy is current, only the small version key
- * crosses the wire. Freed by the thread-key destructor when a worker exits. */
-#define LC_SLOTS 256
-#define LC_MAX_BODY (256 * 1024)
-
-typedef struct lc_entry_s {
-    uint64_t hash;
-    char *key;
-    char ver[32];
-    char etag[24];
-    char *body;
-    size_t len;
-    uint64_t born_us; /* expires like the Redis entry (CAT_CACHE_TTL) */
-} lc_entry_t;
-
-static pthread_key_t lc_key;
-static pthread_once_t lc_once = PTHREAD_ONCE_INIT;
-
-static void
-lc_destroy(void *p)
+net_reply_t *
+catalog_page_answer(const msg_env_t *env)
 {
-    lc_entry_t *t = p;
-    for (size_t i = 0; t && i < LC_SLOTS; i++) {
-        shopd_free(t[i].key);
-        shopd_free(t[i].body);
+    if (dirty_has(env->store_id))
+        return NULL;
+    char *key = cache_key(env->store_id, env);
+    pc_page_t *p = pc_lookup(key);
+    shopd_free(key);
+    net_reply_t *r = NULL;
+    if (p && pc_page_current(p)) {
+        pc_count(PC_HIT_IO);
+        r = page_reply(p, env, env->store_id, "hit");
     }
-    shopd_free(t);
-}
-
-static void
-lc_init(void)
-{
-    if (pthread_key_create(&lc_key, lc_destroy) != 0)
-        abort();
-}
-
-/* This thread's slot for key (the entry may hold another key or be empty). */
-static lc_entry_t *
-lc_slot(const char *key, uint64_t *hash)
-{
-    pthread_once(&lc_once, lc_init);
-    lc_entry_t *t = pthread_getspecific(lc_key);
-    if (t == NULL) {
-        t = shopd_calloc(LC_SLOTS, sizeof(*t));
-        pthread_setspecific(lc_key, t);
-    }
-    *hash = fnv1a(key, strlen(key));
-    return &t[*hash % LC_SLOTS];
-}
-
-static void
-lc_put(lc_entry_t *e, uint64_t hash, const char *key, const char *ver, const char *etag,
-       const char *body, size_t len)
-{
-    if (len > LC_MAX_BODY)
-        return;
-    shopd_free(e->key);
-    shopd_free(e->body);
-    e->hash = hash;
-    e->key = shopd_strdup(key);
-    snprintf(e->ver, sizeof(e->ver), "%s", ver);
-    snprintf(e->etag, sizeof(e->etag), "%s", etag);
-    e->body = shopd_malloc(len + 1);
-    memcpy(e->body, body, len);
-    e->body[len] = '\0';
-    e->len = len;
-    e->born_us = shopd_now_us();
+    pc_page_unref(p);
+    return r;
 }
 
 /* Parses a Redis entry "<version>\n<etag>\n<body>"; true if it is of version ver. */
@@ -494,6 +490,21 @@ free_reply(redisReply *r)
         freeReplyObject(r);
 }
 
+/* A Redis reply of GET shopd:cat:ver:<store> as a version (missing: 0). */
+static bool
+version_of(const redisReply *r, uint64_t *ver)
+{
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        return false;
+    *ver = 0;
+    if (r->type == REDIS_REPLY_STRING) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%.*s", (int)(r->len < 31 ? r->len : 31), r->str);
+        *ver = strtoull(buf, NULL, 10);
+    }
+    return true;
+}
+
 net_reply_t *
 cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
 {
@@ -507,81 +518,98 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
     kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
     catalog_cache_recover(kv);
     if (dirty_has(ctx->store_id)) {
-        /* A write of this store is not yet reflected in its version: what Redis
-         * holds may predate it. Build the page, do not cache it. */
+        /* A write of this store is not yet reflected in its version: what the caches
+         * hold may predate it. Build the page, do not cache it. */
         net_reply_t *r = fn(ctx);
         net_reply_add_header(r, "Cache-Control", "no-cache");
         net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
         net_reply_add_header(r, "X-Cache", "bypass");
         return r;
     }
-    char *key = cache_key(ctx);
-    uint64_t hash;
-    lc_entry_t *local = lc_slot(key, &hash);
-    /* Our key, and young enough: a version counter reset (Redis lost its data) or a
-     * bump lost while Redis was down cannot keep a stale page longer than the TTL. */
-    bool mine = local->key && local->hash == hash && strcmp(local->key, key) == 0 &&
-                shopd_now_us() - local->born_us < (uint64_t)atoi(CAT_CACHE_TTL) * 1000000u;
-    char ver[32] = "0", etag[24];
-    const char *body;
-    size_t len;
-    bool redis_ok = false;
+    const msg_env_t *e = ctx->env;
+    char *key = cache_key(ctx->store_id, e);
+    uint64_t epoch = pc_epoch(); /* before any version is read */
     net_reply_t *out = NULL;
     redisReply *rv = NULL, *re = NULL;
+    pc_page_t *fresh_page = NULL;
 
-    /* One round trip: the version, plus the page unless a local copy may do. */
-    int queued = 0;
-    if (kv && kv_append(kv, "GET shopd:cat:ver:%llu", (unsigned long long)ctx->store_id) == 0) {
-        queued = 1;
-        if (!mine && kv_append(kv, "GET %s", key) == 0)
-            queued = 2;
+    /* 1. In process: current by the table, or confirmed by Redis recently. */
+    pc_page_t *local = pc_lookup(key);
+    if (local && pc_page_current(local)) {
+        pc_count(PC_HIT_WORKER);
+        out = page_reply(local, e, ctx->store_id, "hit");
+        goto done;
     }
-    if (queued)
+    /* 2. The version: the table's while the subscription is healthy, else Redis's,
+     * asked in one round trip with the page itself. */
+    uint64_t ver = 0;
+    bool have_ver = pc_sub_healthy() && pc_version(ctx->store_id, &ver);
+    bool redis_ok = false;
+    if (have_ver) {
+        re = kv ? kv_command(kv, "GET %s", key) : NULL;
+        redis_ok = re != NULL && re->type != REDIS_REPLY_ERROR;
+    } else if (kv &&
+               kv_append(kv, "GET shopd:cat:ver:%llu", (unsigned long long)ctx->store_id) == 0) {
+        bool both = kv_append(kv, "GET %s", key) == 0;
         rv = kv_get_reply(kv);
-    if (queued == 2)
-        re = kv_get_reply(kv);
-    if (rv && rv->type != REDIS_REPLY_ERROR &&
-        (queued == 1 || (re && re->type != REDIS_REPLY_ERROR))) {
-        redis_ok = true;
-        if (rv->type == REDIS_REPLY_STRING)
-            snprintf(ver, sizeof(ver), "%.*s", (int)rv->len, rv->str);
-    }
-    if (redis_ok && mine && strcmp(local->ver, ver) == 0) {
-        out = public_reply(ctx, local->body, local->len, local->etag, "hit");
-    } else if (redis_ok) {
-        if (mine)
-            re = kv_command(kv, "GET %s", key); /* the local copy is stale */
-        if (entry_parse(re, ver, etag, &body, &len)) {
-            lc_put(local, hash, key, ver, etag, body, len);
-            out = public_reply(ctx, body, len, etag, "hit");
+        re = both ? kv_get_reply(kv) : NULL;
+        redis_ok = version_of(rv, &ver) && re != NULL && re->type != REDIS_REPLY_ERROR;
+        if (redis_ok) {
+            have_ver = true;
+            pc_version_learn(ctx->store_id, ver, epoch);
+            if (local && pc_page_version(local) == ver) {
+                pc_page_checked(local); /* Redis says it is still the current page */
+                pc_count(PC_HIT_WORKER);
+                out = page_reply(local, e, ctx->store_id, "hit");
+                goto done;
+            }
         }
     }
+    char verbuf[24], etag[24];
+    snprintf(verbuf, sizeof(verbuf), "%llu", (unsigned long long)ver);
+    const char *body;
+    size_t len;
+    /* 3. Redis's copy, built by another process (or before this one started). */
+    if (redis_ok && entry_parse(re, verbuf, etag, &body, &len)) {
+        fresh_page = pc_page_new(ctx->store_id, ver, key, etag, body, len);
+        pc_insert(fresh_page);
+        pc_count(PC_HIT_WORKER);
+        out = page_reply(fresh_page, e, ctx->store_id, "hit");
+        goto done;
+    }
+    /* 4. Built here. Kept only under a version known to be current (the table's or
+     * Redis's); with Redis down it is answered and forgotten. */
+    pc_count(PC_MISS);
+    net_reply_t *fresh = fn(ctx);
+    if (fresh->status != net_status_for_rc(SHOPD_OK)) { /* only a plain success is cached */
+        out = fresh;
+        goto done;
+    }
+    body = fresh->body ? fresh->body : "";
+    etag_of(body, fresh->len, etag);
+    fresh_page = pc_page_new(ctx->store_id, ver, key, etag, body, fresh->len);
+    if (redis_ok) {
+        size_t hl = strlen(verbuf) + strlen(etag) + 2;
+        char *val = shopd_malloc(hl + fresh->len + 1);
+        snprintf(val, hl + 1, "%s\n%s\n", verbuf, etag);
+        if (fresh->len)
+            memcpy(val + hl, body, fresh->len);
+        char ttl[16];
+        snprintf(ttl, sizeof(ttl), "%d", CAT_CACHE_TTL_S);
+        const char *argv[5] = {"SET", key, val, "EX", ttl};
+        size_t argl[5] = {3, strlen(key), hl + fresh->len, 2, strlen(ttl)};
+        free_reply(kv_commandv(kv, 5, argv, argl));
+        shopd_free(val);
+    }
+    if (have_ver)
+        pc_insert(fresh_page);
+    out = page_reply(fresh_page, e, ctx->store_id, "miss");
+    net_reply_free(fresh);
+done:
+    pc_page_unref(fresh_page);
+    pc_page_unref(local);
     free_reply(rv);
     free_reply(re);
-    if (out == NULL) {
-        net_reply_t *fresh = fn(ctx);
-        if (fresh->status !=
-            net_status_for_rc(SHOPD_OK)) { /* only a plain success page is cached */
-            out = fresh;
-        } else {
-            body = fresh->body ? fresh->body : "";
-            etag_of(body, fresh->len, etag);
-            if (redis_ok) {
-                size_t hl = strlen(ver) + strlen(etag) + 2;
-                char *val = shopd_malloc(hl + fresh->len + 1);
-                snprintf(val, hl + 1, "%s\n%s\n", ver, etag);
-                if (fresh->len)
-                    memcpy(val + hl, body, fresh->len);
-                const char *argv[5] = {"SET", key, val, "EX", CAT_CACHE_TTL};
-                size_t argl[5] = {3, strlen(key), hl + fresh->len, 2, strlen(CAT_CACHE_TTL)};
-                free_reply(kv_commandv(kv, 5, argv, argl));
-                shopd_free(val);
-                lc_put(local, hash, key, ver, etag, body, fresh->len);
-            }
-            out = public_reply(ctx, body, fresh->len, etag, "miss");
-            net_reply_free(fresh);
-        }
-    }
     shopd_free(key);
     return out;
 }

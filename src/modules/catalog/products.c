@@ -72,6 +72,13 @@ const char catalog_descendants_sql[] =
     " AND k.parent_id = sub.id WHERE sub.d < 64)"
     " SELECT coalesce(array_agg(id), '{}')::text FROM sub";
 
+/* One of the three status words, as a literal from this file (never the input). */
+static const char *
+w_status(const char *st)
+{
+    return !strcmp(st, "draft") ? "draft" : !strcmp(st, "archived") ? "archived" : "active";
+}
+
 void
 catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
 {
@@ -82,10 +89,7 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     if (!f->admin)
         sb_printf(&w, " AND p.status = 'active'");
     else if (f->status) /* one of three validated words: inlined so partial indexes match */
-        sb_printf(&w, " AND p.status = '%s'",
-                  !strcmp(f->status, "draft")      ? "draft"
-                  : !strcmp(f->status, "archived") ? "archived"
-                                                   : "active");
+        sb_printf(&w, " AND p.status = '%s'", w_status(f->status));
     if (f->category_ids)
         sb_printf(&w, " AND p.category_id = ANY ($%d::bigint[])", addp(s, f->category_ids));
     if (f->min_price >= 0)
@@ -118,11 +122,24 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     const char *from = f->q ? "products p JOIN m ON m.id = p.id" : "products p";
     s->count_nparams = s->nparams;
     sbuf_t cq = {0};
-    /* Counting stops past CATALOG_COUNT_CAP: an exact count of most of a big store
-     * would read all of it on every page. The ORDER BY makes the bounded count walk
-     * an id index instead of reading the table until the cap is reached. */
-    sb_printf(&cq, "%sSELECT count(*) FROM (SELECT 1 FROM %s WHERE %s ORDER BY p.id LIMIT %d) c",
-              with.p ? with.p : "", from, w.p, CATALOG_COUNT_CAP + 1);
+    if (f->q == NULL && f->min_price < 0 && f->max_price < 0 && f->brand == NULL) {
+        /* Only status and category: the counts kept by triggers (sql/0020) answer
+         * exactly, whatever the store's size, from one row per category. */
+        sb_printf(&cq,
+                  "SELECT coalesce(sum(n), 0) FROM catalog_counts WHERE store_id = $1::bigint");
+        if (!f->admin || f->status)
+            sb_printf(&cq, " AND status = '%s'", !f->admin ? "active" : w_status(f->status));
+        if (f->category_ids)
+            sb_printf(&cq, " AND category_id = ANY ($2::bigint[])");
+        s->count_exact = true;
+    } else {
+        /* Counting stops past CATALOG_COUNT_CAP: an exact count of most of a big store
+         * would read all of it on every page. The ORDER BY makes the bounded count walk
+         * an id index instead of reading the table until the cap is reached. */
+        sb_printf(&cq,
+                  "%sSELECT count(*) FROM (SELECT 1 FROM %s WHERE %s ORDER BY p.id LIMIT %d) c",
+                  with.p ? with.p : "", from, w.p, CATALOG_COUNT_CAP + 1);
+    }
     s->count_sql = cq.p;
 
     const char *order, *key;
@@ -164,11 +181,21 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     int kl = addnum(s, f->limit);
     int ko = addnum(s, f->offset);
     sbuf_t q = {0};
-    sb_printf(&q,
-              "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
-                                                "SELECT p.* FROM %s WHERE %s ORDER BY p.%s LIMIT "
-                                                "$%d::int OFFSET $%d::int) p ORDER BY p.%s",
-              with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
+    if (f->expand_variants)
+        sb_printf(
+            &q,
+            "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
+                                              "SELECT p.* FROM %s WHERE %s ORDER BY p.%s "
+                                              "LIMIT $%d::int OFFSET $%d::int) p ORDER BY p.%s",
+            with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
+    else /* the page's rows first (only the columns shown), then one summary of each
+          * row's variants */
+        sb_printf(&q,
+                  "%sSELECT p.slug, %s::text, p.id, " CAT_PRODUCT_LEAN_COLS(
+                      "p", "vs") " FROM (SELECT p.id, p.slug, p.name, p.base_price, p.store_id "
+                                 "FROM %s WHERE %s ORDER BY p.%s LIMIT $%d::int "
+                                 "OFFSET $%d::int) p " CAT_VARIANT_SUMMARY("p") " ORDER BY p.%s",
+                  with.p ? with.p : "", key ? key : "p.id", from, w.p, order, kl, ko, order);
     s->page_sql = q.p;
     shopd_free(w.p);
     shopd_free(with.p);
@@ -244,6 +271,44 @@ parse_ll(const char *s, long long min, long long max, long long *out)
     return shopd_int_parse(s, min, max, out);
 }
 
+/* s as a JSON string (quotes, backslash and control characters escaped; UTF-8 as it is). */
+static void
+sb_json_str(sbuf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    sb_put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        sb_put(b, run, (size_t)(s - run));
+        char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+        if (ch == '"' || ch == '\\')
+            sb_put(b, (char[]){'\\', (char)ch}, 2);
+        else
+            sb_put(b, esc, 6);
+        run = s + 1;
+    }
+    sb_put(b, run, (size_t)(s - run));
+    sb_put(b, "\"", 1);
+}
+
+/* Row i of a lean page (CAT_PRODUCT_LEAN_COLS: slug, key, id, name, price_min,
+ * price_max, in_stock, variant_count) as its JSON entry. Numbers come as PostgreSQL's
+ * decimal text, a slug is [a-z0-9-] by its CHECK, so only the name needs escaping. */
+static void
+lean_entry(sbuf_t *b, const PGresult *r, int i)
+{
+    sb_printf(b, "{\"id\":%s,\"slug\":\"%s\",\"name\":", PQgetvalue(r, i, 2), PQgetvalue(r, i, 0));
+    sb_json_str(b, PQgetvalue(r, i, 3));
+    sb_printf(b,
+              ",\"price_min\":%s,\"price_max\":%s,\"in_stock\":%s,\"image\":null,"
+              "\"variant_count\":%s}",
+              PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
+              PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false", PQgetvalue(r, i, 7));
+}
+
 /* Runs the page and the count of f on c (one round trip) and renders the answer. */
 static net_reply_t *
 list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long page)
@@ -252,8 +317,14 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
     net_reply_t *reply;
     catalog_sql_t sql;
     catalog_list_sql(&f, &sql);
-    db_query_t qs[2] = {{NULL, sql.page_sql, sql.nparams, sql.params},
-                        {NULL, sql.count_sql, sql.count_nparams, sql.params}};
+    /* Prepared under a name made from the SQL text: the shapes are few (which filters,
+     * which sort, cursor or not, lean or expanded; every value is a parameter), so each
+     * connection plans each shape once instead of on every request. */
+    char pname[24], cname[24];
+    snprintf(pname, sizeof(pname), "pl_%016llx", (unsigned long long)cat_hash(sql.page_sql));
+    snprintf(cname, sizeof(cname), "pc_%016llx", (unsigned long long)cat_hash(sql.count_sql));
+    db_query_t qs[2] = {{pname, sql.page_sql, sql.nparams, sql.params},
+                        {cname, sql.count_sql, sql.count_nparams, sql.params}};
     PGresult *res[2] = {NULL, NULL};
     shopd_rc_t rc = db_pipeline(c, qs, 2, res); /* page and total in one round trip */
     if (rc != SHOPD_OK) {
@@ -266,12 +337,15 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
         for (int i = 0; i < rows; i++) {
             if (i)
                 sb_put(&b, ",", 1);
-            sb_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
+            if (f.expand_variants)
+                sb_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
+            else
+                lean_entry(&b, res[0], i);
         }
         long total = atol(PQgetvalue(res[1], 0, 0));
-        bool capped = total > CATALOG_COUNT_CAP;
+        bool capped = !sql.count_exact && total > CATALOG_COUNT_CAP;
         sb_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":",
-                  capped ? CATALOG_COUNT_CAP : total, capped ? "true" : "false", f.limit);
+                  capped ? (long)CATALOG_COUNT_CAP : total, capped ? "true" : "false", f.limit);
         if (rows == f.limit && page == 0) {
             sb_put(&b, "\"", 1);
             if (f.sort != CATALOG_SORT_NEWEST) {
@@ -306,7 +380,7 @@ list(api_ctx_t *ctx)
                           .max_price = -1,
                           .limit = 20};
     char b_cat[32], b_st[32], b_min[32], b_max[32], b_brand[512], b_q[512], b_sort[32], b_lim[32],
-        b_cur[2600], b_page[32];
+        b_cur[2600], b_page[32], b_exp[32];
     char ckey[1300]; /* a name sort key: up to 300 characters of UTF-8 */
     const char *s, *category = NULL;
     long long n, page = 0;
@@ -374,6 +448,12 @@ list(api_ctx_t *ctx)
         else
             f.cursor_key = ckey;
     }
+    if ((s = api_query_param(ctx->env, "expand", b_exp, sizeof(b_exp)))) {
+        if (strcmp(s, "variants"))
+            api_val_add(&v, "expand", "must be variants");
+        else
+            f.expand_variants = true;
+    }
     if (v.n)
         return api_val_reply(&v);
     if (page)
@@ -422,18 +502,25 @@ get_one(api_ctx_t *ctx)
     bool numeric = strspn(idb, "0123456789") == n && n <= 18;
     if (!numeric && !cat_slug_valid(idb))
         return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
-    const char *params[4] = {cat_sid(ctx, sid), numeric ? idb : NULL, numeric ? NULL : idb,
-                             cat_is_admin(ctx) ? "t" : "f"};
+    const char *params[3] = {cat_sid(ctx, sid), idb, cat_is_admin(ctx) ? "t" : "f"};
     net_reply_t *reply = NULL;
     db_conn_t *c = cat_acquire(ctx, &reply);
     if (c == NULL)
         return reply;
-    PGresult *r = db_exec(
-        c, "prod_get",
-        "SELECT " CAT_PRODUCT_JSON(
-            "p") "::text FROM products p WHERE p.store_id = $1::bigint"
-                 " AND (p.id = $2::bigint OR p.slug = $3) AND ($4::bool OR p.status = 'active')",
-        4, params);
+    /* One statement per key: "id = $2 OR slug = $3" prepared once gets a generic plan
+     * that ORs two index scans (a bitmap) on every call, for one row. */
+    PGresult *r =
+        numeric
+            ? db_exec(c, "prod_get_id",
+                      "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = "
+                                                      "$1::bigint AND p.id = $2::bigint"
+                                                      " AND ($3::bool OR p.status = 'active')",
+                      3, params)
+            : db_exec(c, "prod_get_slug",
+                      "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = "
+                                                      "$1::bigint AND p.slug = $2"
+                                                      " AND ($3::bool OR p.status = 'active')",
+                      3, params);
     reply = cat_one_row(ctx, r, "product get", "product_not_found", "no such product");
     db_release(c);
     return reply;

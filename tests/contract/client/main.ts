@@ -7,8 +7,11 @@ import createClient from "openapi-fetch";
 import type { paths, components } from "./generated/shopd";
 
 type Product = components["schemas"]["Product"];
+type ProductSummary = components["schemas"]["ProductSummary"];
 
-export async function cheapestProducts(baseUrl: string, store: string, email: string, password: string): Promise<Product[]> {
+// A product grid: the lean list entries; the whole products (variants, category) with
+// expand=variants.
+export async function cheapestProducts(baseUrl: string, store: string, email: string, password: string): Promise<ProductSummary[]> {
   const client = createClient<paths>({ baseUrl });
   const login = await client.POST("/api/v1/auth/login", {
     params: { header: { "X-Tenant-Id": store } },
@@ -23,15 +26,27 @@ export async function cheapestProducts(baseUrl: string, store: string, email: st
     headers: { Authorization: `Bearer ${token}` },
   });
   if (page.error) throw new Error(`list failed: ${page.error.error.message}`);
-  const products: Product[] = page.data.data;
+  const products: ProductSummary[] = page.data.data.filter((p): p is ProductSummary => "price_min" in p);
   for (const p of products) {
-    const cents: number = p.base_price;
-    const category: string = p.category ? p.category.name : "(none)";
-    const skus: string[] = p.variants.map((v) => v.sku);
-    console.log(`${p.name} ${cents} ${category} [${skus.join(", ")}] as ${role}`);
+    const from: number = p.price_min;
+    const to: number = p.price_max;
+    const stock: boolean = p.in_stock;
+    console.log(`${p.name} ${from}-${to} (${p.variant_count} variants${stock ? "" : ", sold out"}) as ${role}`);
   }
   const next: string | null = page.data.next_cursor;
   if (next !== null) console.log(`more after ${next}`);
+
+  const full = await client.GET("/api/v1/products", {
+    params: { header: { "X-Tenant-Id": store }, query: { sort: "price", limit: 10, expand: "variants" } },
+  });
+  if (full.error) throw new Error(`list failed: ${full.error.error.message}`);
+  for (const p of full.data.data) {
+    if (!("variants" in p)) continue;
+    const whole: Product = p;
+    const category: string = whole.category ? whole.category.name : "(none)";
+    const skus: string[] = whole.variants.map((v) => v.sku);
+    console.log(`${whole.name} ${whole.base_price} ${category} [${skus.join(", ")}]`);
+  }
   return products;
 }
 

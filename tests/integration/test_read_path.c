@@ -1,0 +1,396 @@
+/*
+ * The catalog read path (issue 11): compact and lean list pages, gzip copies of
+ * cached pages with their own ETags, hits answered on the I/O threads, and no
+ * stale read after a write: in the writer's process at once, in another shopd
+ * process sharing Redis within 1 s, and within the staleness bound when Redis is
+ * lost (then a resync when it is back). Two real shopd processes, real
+ * PostgreSQL and Redis.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <zlib.h>
+
+#include "harness.h"
+#include "shopd/common.h"
+
+static th_server_t *srv, *srv2;
+static long store;
+static char *admin;
+static long product; /* one of the 20, with 3 variants */
+
+static th_resp_t
+get(th_server_t *s, const char *path, const char *h1, const char *h2)
+{
+    char tenant[64];
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store);
+    const char *h[4] = {tenant, NULL, NULL, NULL};
+    int n = 1;
+    if (h1)
+        h[n++] = h1;
+    if (h2)
+        h[n++] = h2;
+    return th_req(s, "GET", path, h, NULL);
+}
+
+static th_resp_t
+admin_req(th_server_t *s, const char *method, const char *path, const char *body)
+{
+    return th_store_req(s, store, admin, method, path, body);
+}
+
+/* A metric's value from /metrics ("name{labels}" as written), -1 if absent. */
+static long
+metric(th_server_t *s, const char *name)
+{
+    th_resp_t r = th_req(s, "GET", "/metrics", NULL, NULL);
+    long v = -1;
+    char want[160];
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *p = r.body ? strstr(r.body, want) : NULL;
+    if (p)
+        v = atol(p + strlen(want));
+    th_resp_free(&r);
+    return v;
+}
+
+static long
+price_of(th_server_t *s, long id, char *xcache, size_t n)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/products/%ld", id);
+    th_resp_t r = get(s, path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    const char *xc = th_header(&r, "X-Cache");
+    snprintf(xcache, n, "%s", xc ? xc : "");
+    long p = (long)json_integer_value(json_object_get(r.json, "base_price"));
+    th_resp_free(&r);
+    return p;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    srv = th_start(NULL);
+    srv2 = th_start(NULL); /* the same database and Redis: another process of the fleet */
+    store = th_create_store(srv, th_slug("read"), NULL);
+    admin = th_token(srv, "STORE_ADMIN", store);
+    /* 20 products of 3 variants, named like a shop names them. */
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%ld", store);
+    const char *p[] = {sid, NULL};
+    th_sql("INSERT INTO products (store_id, name, slug, description, base_price, status, brand)"
+           " SELECT $1::bigint, 'Organic Cotton Tee ' || g, 'organic-cotton-tee-' || g,"
+           " 'A soft tee.', 1900 + g * 100, 'active', 'Acme' FROM generate_series(1, 20) g",
+           p);
+    th_sql("INSERT INTO product_variants (store_id, product_id, sku, options, price, stock)"
+           " SELECT $1::bigint, pr.id, 'TEE-' || pr.id || '-' || s,"
+           " jsonb_build_object('Size', s), CASE WHEN s = 'XL' THEN pr.base_price + 500 END, 5"
+           " FROM products pr, unnest(ARRAY['S', 'M', 'XL']) s WHERE pr.store_id = $1::bigint",
+           p);
+    product = atol(th_sql("SELECT min(id) FROM products WHERE store_id = $1::bigint", p));
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    free(admin);
+    th_stop(srv2);
+    th_stop(srv);
+    return 0;
+}
+
+static size_t
+gunzip(const char *in, size_t n, char *out, size_t cap)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t got = cap - z.avail_out;
+    inflateEnd(&z);
+    return got;
+}
+
+/* The lean, compact list; gzip from the cached copy, 4x smaller; ETag per coding. */
+static void
+test_gzip_and_etags(void **state)
+{
+    (void)state;
+    const char *path = "/api/v1/products?limit=20";
+    th_resp_t plain = get(srv, path, NULL, NULL);
+    assert_int_equal(plain.status, 200);
+    assert_int_equal(json_array_size(json_object_get(plain.json, "data")), 20);
+    json_t *first = json_array_get(json_object_get(plain.json, "data"), 0);
+    assert_int_equal(json_integer_value(json_object_get(first, "variant_count")), 3);
+    assert_int_equal(json_integer_value(json_object_get(first, "price_max")),
+                     json_integer_value(json_object_get(first, "price_min")) + 500);
+    assert_null(strstr(plain.body, "\" : "));
+    assert_null(th_header(&plain, "Content-Encoding"));
+    assert_non_null(strstr(th_header(&plain, "Vary"), "Accept-Encoding"));
+    char etag[64];
+    snprintf(etag, sizeof(etag), "%s", th_header(&plain, "ETag"));
+
+    th_resp_t gz = get(srv, path, "Accept-Encoding: gzip, deflate", NULL);
+    assert_int_equal(gz.status, 200);
+    assert_string_equal(th_header(&gz, "Content-Encoding"), "gzip");
+    assert_string_equal(th_header(&gz, "X-Cache"), "hit");
+    char gz_etag[64];
+    snprintf(gz_etag, sizeof(gz_etag), "%s", th_header(&gz, "ETag"));
+    assert_string_not_equal(gz_etag, etag);
+    assert_non_null(strstr(gz_etag, "-gz\""));
+    /* The same bytes once inflated, at least 4x fewer on the wire. */
+    char *out = malloc(plain.len + 16);
+    size_t n = gunzip(gz.body, gz.len, out, plain.len + 16);
+    assert_int_equal(n, plain.len);
+    assert_memory_equal(out, plain.body, n);
+    free(out);
+    printf("list page of 20: %zu bytes, %zu gzip (%.1fx)\n", plain.len, gz.len,
+           (double)plain.len / (double)gz.len);
+    if (plain.len < 4 * gz.len)
+        fail_msg("gzip copy %zu bytes for %zu: less than 4x smaller", gz.len, plain.len);
+
+    /* 304 for each representation on its own ETag, not on the other's. */
+    char inm[96];
+    snprintf(inm, sizeof(inm), "If-None-Match: %s", gz_etag);
+    th_resp_t r = get(srv, path, "Accept-Encoding: gzip", inm);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.len, 0);
+    assert_string_equal(th_header(&r, "ETag"), gz_etag);
+    th_resp_free(&r);
+    r = get(srv, path, NULL, inm); /* identity asked, gzip's tag given: the page */
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, plain.len);
+    th_resp_free(&r);
+    snprintf(inm, sizeof(inm), "If-None-Match: %s", etag);
+    r = get(srv, path, NULL, inm);
+    assert_int_equal(r.status, 304);
+    th_resp_free(&r);
+    r = get(srv, path, "Accept-Encoding: gzip", inm);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_header(&r, "Content-Encoding"), "gzip");
+    th_resp_free(&r);
+    r = get(srv, path, "Accept-Encoding: gzip;q=0", NULL); /* refused: identity */
+    assert_int_equal(r.status, 200);
+    assert_null(th_header(&r, "Content-Encoding"));
+    assert_int_equal(r.len, plain.len);
+    th_resp_free(&r);
+    /* The other process builds its own gzip copy from the Redis entry: same tags. */
+    r = get(srv2, path, "Accept-Encoding: gzip", NULL);
+    assert_string_equal(th_header(&r, "ETag"), gz_etag);
+    assert_int_equal(r.len, gz.len);
+    th_resp_free(&r);
+    th_resp_free(&gz);
+    th_resp_free(&plain);
+}
+
+/* Anonymous hits never leave the I/O thread; signed-in callers go to a worker. */
+static void
+test_io_thread_hits(void **state)
+{
+    (void)state;
+    const char *path = "/api/v1/products?limit=5&sort=price";
+    th_resp_t r = get(srv, path, NULL, NULL);
+    th_resp_free(&r);
+    long before = metric(srv, "shopd_page_cache_hits_total{where=\"io\"}");
+    long wbefore = metric(srv, "shopd_page_cache_hits_total{where=\"worker\"}");
+    assert_true(before >= 0);
+    for (int i = 0; i < 10; i++) {
+        r = get(srv, path, NULL, NULL);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(th_header(&r, "X-Cache"), "hit");
+        th_resp_free(&r);
+    }
+    assert_int_equal(metric(srv, "shopd_page_cache_hits_total{where=\"io\"}"), before + 10);
+    char *cust = th_token(srv, "CUSTOMER", store);
+    r = th_store_req(srv, store, cust, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_header(&r, "X-Cache"), "hit");
+    th_resp_free(&r);
+    free(cust);
+    assert_int_equal(metric(srv, "shopd_page_cache_hits_total{where=\"io\"}"), before + 10);
+    assert_int_equal(metric(srv, "shopd_page_cache_hits_total{where=\"worker\"}"), wbefore + 1);
+    assert_int_equal(metric(srv, "shopd_catalog_version_subscription_up"), 1);
+}
+
+typedef struct {
+    th_server_t *s;
+    long id, want;
+} seen_t;
+
+static bool
+price_seen(void *arg)
+{
+    seen_t *w = arg;
+    char xc[32];
+    return price_of(w->s, w->id, xc, sizeof(xc)) == w->want;
+}
+
+/* A write shows on the next GET in its process, and within 1 s in the other. */
+static void
+test_two_processes(void **state)
+{
+    (void)state;
+    char xc[32], path[96], body[64];
+    long old = price_of(srv, product, xc, sizeof(xc));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(price_of(srv, product, xc, sizeof(xc)), old);
+        assert_int_equal(price_of(srv2, product, xc, sizeof(xc)), old);
+    }
+    assert_string_equal(xc, "hit"); /* the other process holds the page */
+    snprintf(path, sizeof(path), "/api/v1/products/%ld", product);
+    snprintf(body, sizeof(body), "{\"base_price\":%ld}", old + 1);
+    th_resp_t r = admin_req(srv, "PATCH", path, body);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    uint64_t t0 = shopd_now_us();
+    assert_int_equal(price_of(srv, product, xc, sizeof(xc)), old + 1);
+    seen_t w = {srv2, product, old + 1};
+    assert_true(th_wait_until(price_seen, &w, 5000));
+    uint64_t us = shopd_now_us() - t0;
+    printf("the other process saw the write after %llu us\n", (unsigned long long)us);
+    if (us >= 1000000)
+        fail_msg("the other process served the old price for %llu us", (unsigned long long)us);
+    /* The list too (price_min of the lean entry), in both. */
+    r = get(srv2, "/api/v1/products?sort=price&limit=1", NULL, NULL);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(r.json, "data"), 0), "price_min")),
+                     old + 1);
+    th_resp_free(&r);
+}
+
+static bool
+sub_down(void *arg)
+{
+    return metric(arg, "shopd_catalog_version_subscription_up") == 0;
+}
+
+static bool
+sub_up(void *arg)
+{
+    return metric(arg, "shopd_catalog_version_subscription_up") == 1;
+}
+
+/* Redis lost: the other process's pages are checked again past 1 s (so the write
+ * shows), and a restarted Redis brings a resync and caching back. */
+static void
+test_redis_lost(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/shopd-read-redis-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int port = th_free_port();
+    int redis = th_redis_start(port, dir);
+    assert_true(redis > 0);
+    char url[80];
+    snprintf(url, sizeof(url), "SHOPD_REDIS_URL=redis://127.0.0.1:%d/0", port);
+    const char *env[] = {url, NULL};
+    th_server_t *a = th_start(env), *b = th_start(env);
+    assert_true(th_wait_until(sub_up, a, 5000));
+    assert_true(th_wait_until(sub_up, b, 5000));
+    /* A token of its own: sessions live in this Redis. */
+    char *a_admin = th_token(a, "STORE_ADMIN", store);
+    char xc[32], path[96], body[64];
+    long old = price_of(a, product, xc, sizeof(xc));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(price_of(b, product, xc, sizeof(xc)), old);
+    assert_string_equal(xc, "hit");
+    long resyncs = metric(b, "shopd_catalog_version_resyncs_total");
+
+    kill(redis, SIGKILL); /* no save, no goodbye */
+    waitpid(redis, NULL, 0);
+    assert_true(th_wait_until(sub_down, b, 5000));
+    snprintf(path, sizeof(path), "/api/v1/products/%ld", product);
+    snprintf(body, sizeof(body), "{\"base_price\":%ld}", old + 7);
+    th_resp_t r = th_store_req(a, store, a_admin, "PATCH", path, body);
+    assert_int_equal(r.status, 200); /* PostgreSQL took it; the bump is lost */
+    th_resp_free(&r);
+    uint64_t t0 = shopd_now_us();
+    assert_int_equal(price_of(a, product, xc, sizeof(xc)), old + 7);
+    assert_string_equal(xc, "bypass");
+    seen_t w = {b, product, old + 7};
+    assert_true(th_wait_until(price_seen, &w, 5000));
+    uint64_t us = shopd_now_us() - t0;
+    printf("with Redis down the other process saw the write after %llu us\n",
+           (unsigned long long)us);
+    if (us >= 1500000) /* page_stale_ms (1 s) past its last check, plus a poll */
+        fail_msg("stale for %llu us with Redis down", (unsigned long long)us);
+
+    /* Redis back (empty: its counters were lost): a resync, and caching resumes. */
+    redis = th_redis_start(port, dir);
+    assert_true(redis > 0);
+    assert_true(th_wait_until(sub_up, b, 5000));
+    assert_true(metric(b, "shopd_catalog_version_resyncs_total") > resyncs);
+    assert_int_equal(price_of(a, product, xc, sizeof(xc)), old + 7); /* replays the bump */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(price_of(b, product, xc, sizeof(xc)), old + 7);
+    assert_string_equal(xc, "hit");
+    /* And a write after the outage reaches b through pub/sub again. */
+    snprintf(body, sizeof(body), "{\"base_price\":%ld}", old + 8);
+    r = th_store_req(a, store, a_admin, "PATCH", path, body);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    w.want = old + 8;
+    t0 = shopd_now_us();
+    assert_true(th_wait_until(price_seen, &w, 5000));
+    assert_true(shopd_now_us() - t0 < 1000000);
+
+    free(a_admin);
+    assert_int_equal(th_stop(a), 0);
+    assert_int_equal(th_stop(b), 0);
+    kill(redis, SIGTERM);
+    waitpid(redis, NULL, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The lean entry is rendered by shopd itself: names with quotes, backslashes, control
+ * characters and UTF-8 come back as they were stored. */
+static void
+test_lean_names(void **state)
+{
+    (void)state;
+    const char *name = "Tee \"Deluxe\" \\ 2\t\u00e9\u2713";
+    json_t *b = json_pack("{s:s, s:i, s:s}", "name", name, "base_price", 777, "status", "active");
+    char *body = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    th_resp_t r = admin_req(srv, "POST", "/api/v1/products", body);
+    free(body);
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    r = get(srv, "/api/v1/products?limit=1", NULL, NULL); /* newest first */
+    assert_int_equal(r.status, 200);
+    json_t *first = json_array_get(json_object_get(r.json, "data"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "name")), name);
+    assert_int_equal(json_integer_value(json_object_get(first, "price_min")), 777);
+    assert_true(json_is_false(json_object_get(first, "in_stock")));
+    assert_int_equal(json_integer_value(json_object_get(first, "variant_count")), 0);
+    th_resp_free(&r);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gzip_and_etags), cmocka_unit_test(test_io_thread_hits),
+        cmocka_unit_test(test_two_processes),  cmocka_unit_test(test_redis_lost),
+        cmocka_unit_test(test_lean_names),     TH_STOP_TEST,
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
