@@ -321,7 +321,7 @@ export async function seedStore(opts) {
   }
 
   // Variant ids by product slug (the import answers counts, not ids).
-  const list = must(await api('GET', '/api/v1/products?limit=100&status=active'), 'products', 200);
+  const list = must(await api('GET', '/api/v1/products?limit=100&status=active&expand=variants'), 'products', 200);
   const bySlug = new Map(list.data.map((p) => [p.slug, p]));
   const r = rng(4711);
   // A few favourites sell more, as in a real shop.

@@ -349,6 +349,25 @@ test_raw_upload_renditions_and_serving(void **state)
     json_t *imgs = json_object_get(r.json, "images");
     assert_int_equal(json_array_size(imgs), 1);
     assert_int_equal(json_array_size(json_object_get(json_array_get(imgs, 0), "renditions")), 6);
+    char main_url[600];
+    snprintf(main_url, sizeof(main_url), "%s",
+             json_string_value(json_object_get(json_array_get(imgs, 0), "url")));
+    th_resp_free(&r);
+    /* The lean list shows it as the product's main image, renditions included. */
+    r = th_store_req(srv, store_a, NULL, "GET", "/api/v1/products?limit=100", NULL);
+    assert_int_equal(r.status, 200);
+    json_t *main = NULL;
+    size_t ei;
+    json_t *e;
+    json_array_foreach(json_object_get(r.json, "data"), ei, e)
+    {
+        if (json_integer_value(json_object_get(e, "id")) == p)
+            main = json_object_get(e, "image");
+    }
+    assert_non_null(main);
+    assert_string_equal(json_string_value(json_object_get(main, "url")), main_url);
+    assert_string_equal(json_string_value(json_object_get(main, "state")), "ready");
+    assert_int_equal(json_array_size(json_object_get(main, "renditions")), 6);
     th_resp_free(&r);
     json_decref(ready);
 }

@@ -51,14 +51,23 @@
 
 /* The lean list entry of a product row p, s being its variants' summary (list_page's
  * LATERAL): what a product grid shows, as columns (slug, sort key, id, name, price_min,
- * price_max, in_stock, variant_count; the key and id where CAT_PRODUCT_JSON's page has
+ * price_max, in_stock, variant_count, main image; the key and id where CAT_PRODUCT_JSON's page has
  * them) that list_page renders as JSON itself: json_build_object was a third of the
  * database's time for a page. The full product (CAT_PRODUCT_JSON) is on the product
  * page and in the list with ?expand=variants. A product without variants has its base
  * price as its range and is not in stock. */
 #define CAT_PRODUCT_LEAN_COLS(p, s)                                                                \
     p ".name, coalesce(" s ".pmin, " p ".base_price), coalesce(" s ".pmax, " p ".base_price), " s  \
-      ".in_stock, " s ".n"
+      ".in_stock, " s ".n, " CAT_MAIN_IMAGE(p)
+/* The main image of product row p (the first by position) as JSON text, or NULL: what
+ * a grid shows of it (its URL, size, alt text and renditions). One index probe. */
+#define CAT_MAIN_IMAGE(p)                                                                          \
+    "(SELECT json_build_object('url', mi.url, 'width', mi.width, 'height', mi.height, 'alt', "     \
+    "mi.alt, 'state', mi.state, 'renditions', (SELECT coalesce(json_agg(json_build_object("        \
+    "'format', r.format, 'width', r.width, 'height', r.height, 'url', r.url) ORDER BY r.format, "  \
+    "r.width), '[]') FROM product_image_renditions r WHERE r.store_id = mi.store_id AND "          \
+    "r.image_id = mi.id))::text FROM product_images mi WHERE mi.store_id = " p ".store_id AND "    \
+    "mi.product_id = " p ".id ORDER BY mi.position, mi.id LIMIT 1)"
 /* The summary CAT_PRODUCT_LEAN_COLS reads, one index range per product. */
 #define CAT_VARIANT_SUMMARY(p)                                                                     \
     "LEFT JOIN LATERAL (SELECT count(*) AS n, min(coalesce(v.price, " p ".base_price)) AS pmin, "  \

@@ -295,18 +295,20 @@ sb_json_str(sbuf_t *b, const char *s)
 }
 
 /* Row i of a lean page (CAT_PRODUCT_LEAN_COLS: slug, key, id, name, price_min,
- * price_max, in_stock, variant_count) as its JSON entry. Numbers come as PostgreSQL's
+ * price_max, in_stock, variant_count, image) as its JSON entry. Numbers come as PostgreSQL's
  * decimal text, a slug is [a-z0-9-] by its CHECK, so only the name needs escaping. */
 static void
 lean_entry(sbuf_t *b, const PGresult *r, int i)
 {
     sb_printf(b, "{\"id\":%s,\"slug\":\"%s\",\"name\":", PQgetvalue(r, i, 2), PQgetvalue(r, i, 0));
     sb_json_str(b, PQgetvalue(r, i, 3));
+    /* The image is PostgreSQL's JSON (URLs and alt text escaped there). */
     sb_printf(b,
-              ",\"price_min\":%s,\"price_max\":%s,\"in_stock\":%s,\"image\":null,"
+              ",\"price_min\":%s,\"price_max\":%s,\"in_stock\":%s,\"image\":%s,"
               "\"variant_count\":%s}",
               PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
-              PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false", PQgetvalue(r, i, 7));
+              PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false",
+              PQgetisnull(r, i, 8) ? "null" : PQgetvalue(r, i, 8), PQgetvalue(r, i, 7));
 }
 
 /* Runs the page and the count of f on c (one round trip) and renders the answer. */
