@@ -108,9 +108,9 @@ typedef struct cfg_s {
     char *web_dir;          /**< the pages' folder (admin/, docs/) */
     char *docs_dir;         /**< the folder of openapi.yaml */
     char *vendor_dir;       /**< npm packages the pages use (swagger-ui-dist, uplot) */
-    int page_cache_mb;  /**< bytes (MiB) of the in-process catalog page cache (0: off) */
-    int page_stale_ms;  /**< how old a cached page's last version check may be while the
-                             catalog version subscription is down */
+    int page_cache_mb;      /**< bytes (MiB) of the in-process catalog page cache (0: off) */
+    int page_stale_ms;      /**< how old a cached page's last version check may be while the
+                                 catalog version subscription is down */
 } cfg_t;
 
 /** Loads defaults, then environment (envp may be NULL: use environ), then flags from

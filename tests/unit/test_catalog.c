@@ -29,10 +29,15 @@ test_public_newest(void **state)
     assert_string_equal(s.count_sql, "SELECT coalesce(sum(n), 0) FROM catalog_counts WHERE "
                                      "store_id = $1::bigint AND status = 'active'");
     assert_true(s.count_exact);
-    /* The lean entry by default: columns (rendered in C), no JSON built by PostgreSQL,
-     * and only the shown columns of the page's rows. */
+    /* The lean entry by default: columns (rendered in C), no JSON built by PostgreSQL
+     * but the main image's (only for a product that has one), and only the shown
+     * columns of the page's rows. */
     assert_non_null(strstr(s.page_sql, "AS in_stock"));
-    assert_null(strstr(s.page_sql, "json_build_object"));
+    const char *img = strstr(s.page_sql, "(SELECT json_build_object('url', mi.url");
+    assert_non_null(img);
+    assert_ptr_equal(strstr(s.page_sql, "json_build_object"), img + strlen("(SELECT "));
+    assert_non_null(strstr(img, "FROM product_images mi WHERE mi.store_id = p.store_id AND "
+                                "mi.product_id = p.id ORDER BY mi.position, mi.id LIMIT 1)"));
     assert_null(strstr(s.page_sql, "p.*"));
     assert_non_null(strstr(s.page_sql, "ORDER BY p.id DESC LIMIT $2::int OFFSET $3::int"));
     assert_int_equal(s.count_nparams, 1);
