@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,21 +48,12 @@ jobs_mime_header(const char *s, char *out, size_t cap)
         snprintf(out, cap, "%s", clean);
         return;
     }
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = strlen(clean), k = 0;
-    k += (size_t)snprintf(out, cap, "=?UTF-8?B?");
-    for (size_t i = 0; i < n && k + 5 < cap; i += 3) {
-        unsigned v = (unsigned char)clean[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned char)clean[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)clean[i + 2];
-        out[k++] = b64[(v >> 18) & 63];
-        out[k++] = b64[(v >> 12) & 63];
-        out[k++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-        out[k++] = i + 2 < n ? b64[v & 63] : '=';
-    }
-    snprintf(out + k, cap > k ? cap - k : 0, "?=");
+    /* Whole 4-character groups only, so a cut word still decodes. */
+    char enc[4 * (sizeof(clean) + 2) / 3 + 1];
+    size_t m = (size_t)EVP_EncodeBlock((unsigned char *)enc, (const unsigned char *)clean,
+                                       (int)strlen(clean));
+    size_t room = cap > 13 ? (cap - 13) / 4 * 4 : 0; /* "=?UTF-8?B?" "?=" NUL */
+    snprintf(out, cap, "=?UTF-8?B?%.*s?=", (int)(m < room ? m : room), enc);
 }
 
 /* A display name for From (RFC 5322 phrase): RFC 2047-encoded when it is
@@ -311,27 +303,17 @@ put_crlf(buf_t *b, const char *s)
     }
 }
 
-/* s base64-encoded in lines of 76 characters (RFC 2045), each ended by CRLF. */
+/* s base64-encoded in lines of 76 characters (RFC 2045), each ended by CRLF:
+ * 57 bytes a line. */
 static void
 put_base64(buf_t *b, const char *s, size_t n)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t col = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned char)s[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned char)s[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)s[i + 2];
-        bput(b, "%c%c%c%c", b64[(v >> 18) & 63], b64[(v >> 12) & 63],
-             i + 1 < n ? b64[(v >> 6) & 63] : '=', i + 2 < n ? b64[v & 63] : '=');
-        if ((col += 4) == 76) {
-            bput(b, "\r\n");
-            col = 0;
-        }
+    char line[77];
+    for (size_t i = 0; i < n; i += 57) {
+        int w = EVP_EncodeBlock((unsigned char *)line, (const unsigned char *)s + i,
+                                (int)(n - i < 57 ? n - i : 57));
+        bput(b, "%.*s\r\n", w, line);
     }
-    if (col)
-        bput(b, "\r\n");
 }
 
 /* ---- mailers ---- */
