@@ -20,6 +20,14 @@
 #                          store B browses with 8 connections, alone and while
 #                          store A is flooded by 64 (browse, then admin-list)
 #                          (goal: B's p99 within 2x of alone)
+#   bp / bp+a-browse / bp+a-list
+#                          the same with B paced (open loop, B_RATE requests/s,
+#                          default 2000, over its 8 connections): a store
+#                          browsing normally while another floods. A closed-loop
+#                          B saturates the machine alone, so a perfectly fair
+#                          split halves its throughput and, by Little's law,
+#                          doubles its latency: the paced runs show what the
+#                          scheduler costs B without that arithmetic.
 # A "while" case runs two shopbench processes at once: the load (logins, store
 # A) starts 1 s before the measured one and ends after it.
 #
@@ -35,7 +43,8 @@
 # the machine's load hits both columns alike.
 # Everything it started is stopped at the end, also on failure or Ctrl-C.
 #
-# Environment: BASE, BUILD_DIR, DURATION, REPEAT, KEEP=1 (keep the work folder: logs,
+# Environment: BASE, BUILD_DIR, DURATION, REPEAT, B_RATE, ONLY="b b+a-browse ..."
+# (only those runs; the w1 runs when it names one), KEEP=1 (keep the work folder: logs,
 # every run's output and JSON), PERF=<run>[,<run>...] (record `perf -e
 # cpu-clock -g` of shopd during those runs of each binary, e.g.
 # PERF=hot+login; the reports land in the work folder, which is then kept;
@@ -60,6 +69,7 @@ ROOT=$PWD
 BUILD=${BUILD_DIR:-$ROOT/build-release}
 DURATION=${DURATION:-3}
 REPEAT=${REPEAT:-3}
+B_RATE=${B_RATE:-2000}
 WARMUP=1
 PERF=${PERF:-}
 
@@ -392,6 +402,17 @@ measure() {
         sb b+a-list browse demo-b 8
         load_wait
         ;;
+    bp) sb bp browse demo-b 8 --rate "$B_RATE" ;;
+    bp+a-browse)
+        load_start a-browse-p browse demo 64
+        sb bp+a-browse browse demo-b 8 --rate "$B_RATE"
+        load_wait
+        ;;
+    bp+a-list)
+        load_start a-list-p admin-list demo 64
+        sb bp+a-list browse demo-b 8 --rate "$B_RATE"
+        load_wait
+        ;;
     browse-w*) sb "$1" browse demo 64 ;;
     list-w*) sb "$1" admin-list demo 64 ;;
     esac
@@ -403,12 +424,22 @@ measure() {
 # REPEAT rounds of it all; the report takes the median of each figure.
 for ROUND in $(seq 1 "$REPEAT"); do
     for w in 2 1; do
-        for i in "${!NAMES[@]}"; do start_shopd "${NAMES[$i]}" "${BINS[$i]}" "$w"; done
         if [[ $w -eq 2 ]]; then
-            RUNLIST=(list list+login hot hot+login b b+a-browse b+a-list browse-w2 list-w2)
+            RUNLIST=(list list+login hot hot+login b b+a-browse b+a-list bp bp+a-browse bp+a-list
+                browse-w2 list-w2)
         else
             RUNLIST=(browse-w1 list-w1)
         fi
+        if [[ -n ${ONLY:-} ]]; then
+            keep=()
+            for r in "${RUNLIST[@]}"; do
+                [[ " $ONLY " == *" $r "* ]] && keep+=("$r")
+            done
+            RUNLIST=("${keep[@]}")
+            [[ ${#RUNLIST[@]} -gt 0 ]] || continue
+        fi
+        for i in "${!NAMES[@]}"; do start_shopd "${NAMES[$i]}" "${BINS[$i]}" "$w"; done
+
         for r in "${RUNLIST[@]}"; do
             for n in "${NAMES[@]}"; do
                 use "$n"
@@ -506,14 +537,21 @@ MEM_MB=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
     row "1. uncached list p50, alone -> with 4 logins (goal <= 5x)" g_list
     row "2. browse one store, SHOPD_WORKERS=2 vs 1" g_browse
     row "3. hot-stock p99, alone -> with 8 logins (goal <= 1.25x)" g_hot
+    g_fair_paced() {
+        local r1 r2
+        r1=$(ratio "$(fig "$1" bp+a-browse p99)" "$(fig "$1" bp p99)")
+        r2=$(ratio "$(fig "$1" bp+a-list p99)" "$(fig "$1" bp p99)")
+        echo "$(fig "$1" bp p99) -> $(fig "$1" bp+a-browse p99) ms (A browse): **${r1}x** ($(verdict "$r1" 2)) [$(per_round "$1" bp+a-browse bp p99)]; -> $(fig "$1" bp+a-list p99) ms (A admin-list): **${r2}x** ($(verdict "$r2" 2)) [$(per_round "$1" bp+a-list bp p99)]"
+    }
     row "4. store B browse p99 (8 conns), alone -> A flooded by 64 (goal <= 2x)" g_fair
+    row "4b. the same, B paced at $B_RATE req/s (open loop)" g_fair_paced
     echo
     echo "## Every run (medians over the rounds)"
     echo
     echo "| run | scenario | store | conns | binary | req/s | p50 ms | p99 ms | p99.9 ms | max ms | failures |"
     echo "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"
     for r in list login4 list+login hot login8 hot+login b a-browse b+a-browse a-list b+a-list \
-        browse-w2 browse-w1 list-w2 list-w1; do
+        a-browse-p bp bp+a-browse a-list-p bp+a-list browse-w2 browse-w1 list-w2 list-w1; do
         for n in "${NAMES[@]}"; do
             meta=$(jq -r --arg k "$n-$r@1" '.[$k] | if . == null then "- | - | -" else
                 "\(.scenario) | \(.config.tenant) | \(.config.connections)" end' "$STEM.json")

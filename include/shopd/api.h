@@ -252,7 +252,26 @@ typedef struct api_module_s {
     /** At stop, with the ticker, before the actors stop: the module's threads
      *  end and send nothing more. May be NULL. */
     void (*stop)(app_t *app);
+    /** The control API_CONTROL_FLUSH, on the store's actor (ctx->store set): drops
+     *  what the module keeps of the store outside PostgreSQL (the tenant entry,
+     *  cached pages here and, through the catalog version, in other processes).
+     *  May be NULL. */
+    void (*flush)(api_ctx_t *ctx);
 } api_module_t;
+
+/** Control operations on one store (MSG_KIND_CONTROL). */
+typedef enum api_control_e {
+    API_CONTROL_FLUSH = 1, /**< every module's flush hook */
+} api_control_t;
+
+/** The control message kind: sends store_id's actor (lane 0) op, which it runs
+ *  in order after the mutations queued before it, so "flushed" means after
+ *  them. The answer (200 {store_id, op, modules}; 404 store_not_found for a
+ *  store that does not exist) is posted to reply_to with token when reply_to
+ *  is not NULL. OK, BUSY (the mailbox is full) or UNAVAILABLE (stopping); on an
+ *  error nothing is posted. Any thread. */
+shopd_rc_t api_control_send(app_t *app, uint64_t store_id, api_control_t op, void *reply_to,
+                            uint64_t token);
 
 /** The timers message kind: sends store_id's actor a message that runs run(ctx)
  *  there, in order with the store's other mutations (ctx has the store, an arena

@@ -44,6 +44,10 @@ struct admin_tasks_s {
 typedef struct op_s {
     const char *name, *help;
     net_reply_t *(*run)(app_t *app, json_t *args);
+    /** Instead of run, for an operation answered later by someone else (a
+     *  store's actor): returns the answer now (an error), or NULL once the
+     *  answer will be posted to reply_to with token. */
+    net_reply_t *(*run_later)(app_t *app, json_t *args, void *reply_to, uint64_t token);
 } op_t;
 
 /* ------------------------------------------------------------ helpers */
@@ -380,6 +384,47 @@ op_actors_get(app_t *app, json_t *args)
     return actors(app, id, (size_t)-1);
 }
 
+/* ------------------------------------------------------------ cache.flush */
+
+/* cache.flush {store}: a control message to the store's actor, which runs every
+ * module's flush hook (the tenant entry here; the catalog pages here and, by the
+ * version bump, in every process) after the mutations queued before it, then
+ * answers. The store: an id, a slug or a host name (looked up in PostgreSQL
+ * when this process has not cached it: this thread may block). */
+static net_reply_t *
+op_cache_flush(app_t *app, json_t *args, void *reply_to, uint64_t token)
+{
+    static const char *const allowed[] = {"store", NULL};
+    net_reply_t *bad = only(args, allowed);
+    if (bad)
+        return bad;
+    json_t *s = json_object_get(args, "store");
+    char key[STORE_KEY_MAX];
+    int krc = -1;
+    if (json_is_integer(s) && json_integer_value(s) > 0) {
+        snprintf(key, sizeof(key), "id:%lld", (long long)json_integer_value(s));
+        krc = 0;
+    } else if (json_is_string(s)) {
+        const char *v = json_string_value(s);
+        krc = strchr(v, '.') ? store_tenant_key(NULL, v, app->cfg->base_domain, key, sizeof(key))
+                             : store_tenant_key(v, NULL, NULL, key, sizeof(key));
+    }
+    if (krc != 0)
+        return invalid("store", "required: a store id, slug or host name");
+    store_snap_t snap;
+    shopd_rc_t rc = store_lookup(app, key, &snap);
+    if (rc == SHOPD_UNAVAILABLE)
+        return api_unavailable("database");
+    if (rc != SHOPD_OK || snap.id == 0)
+        return api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
+    rc = api_control_send(app, snap.id, API_CONTROL_FLUSH, reply_to, token);
+    if (rc == SHOPD_BUSY)
+        return api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
+    if (rc != SHOPD_OK)
+        return api_fail(SHOPD_UNAVAILABLE, "shutting_down", "the server is shutting down");
+    return NULL;
+}
+
 /* ------------------------------------------------------------ analytics */
 
 /* analytics.rebuild {store?}: recomputes one store's sales rollups (an id, or
@@ -427,6 +472,7 @@ static const op_t ops[] = {
     {"analytics.rebuild", "recomputes the sales rollups from the orders {store?}: one store, or every store without it", op_analytics_rebuild},
     {"actors.list", "live actors, deepest mailbox first {limit?}: store, lane, kind, depth, turns, messages, last batch, idle ms", op_actors_list},
     {"actors.get", "every actor (lane) of one store {store}", op_actors_get},
+    {"cache.flush", "the store's actor drops every cached copy of the store, after its queued mutations {store}: id, slug or host", NULL, op_cache_flush},
     {"migrations.status", "applied migrations and the pending files of SHOPD_SQL_DIR", op_migrations},
     {"users.create-super-admin", "creates a platform admin {email, password, name?}", op_create_super},
     {"users.disable", "disables any user {id}: signed out everywhere (token version bumped)", op_disable},
@@ -454,8 +500,10 @@ tasks_main(void *arg)
         pthread_mutex_unlock(&q->lock);
         if (t == NULL)
             return NULL; /* stop, and nothing left */
-        net_reply_t *r = t->op->run(q->app, t->args);
-        net_reply_post(t->reply_to, t->token, r);
+        net_reply_t *r = t->op->run ? t->op->run(q->app, t->args)
+                                    : t->op->run_later(q->app, t->args, t->reply_to, t->token);
+        if (r)
+            net_reply_post(t->reply_to, t->token, r);
         json_decref(t->args);
         shopd_free(t);
     }

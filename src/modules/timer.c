@@ -21,6 +21,7 @@
 
 #define MSG_TYPE_TIMER UINT32_C(0xfffffff2)
 #define MSG_TYPE_JOB UINT32_C(0xfffffff3)
+#define MSG_TYPE_CONTROL UINT32_C(0xfffffff4)
 
 typedef struct timer_msg_s {
     void (*run)(api_ctx_t *ctx);
@@ -37,6 +38,59 @@ api_timer_send(app_t *app, uint64_t store_id, void (*run)(api_ctx_t *ctx))
     if (rc != SHOPD_OK)
         act_msg_free(m);
     return rc;
+}
+
+/* ---- the control kind: the process tells a store's actor to do something ---- */
+
+typedef struct control_msg_s {
+    api_control_t op;
+} control_msg_t;
+
+shopd_rc_t
+api_control_send(app_t *app, uint64_t store_id, api_control_t op, void *reply_to, uint64_t token)
+{
+    if (store_id == 0 || store_id == ACT_PLATFORM_ID || op != API_CONTROL_FLUSH)
+        return SHOPD_INVALID;
+    control_msg_t *cm = shopd_malloc(sizeof(*cm));
+    cm->op = op;
+    act_msg_t *m = act_msg_new(MSG_TYPE_CONTROL, ACT_ID(store_id, 0), (char *)cm, sizeof(*cm));
+    m->reply_to = reply_to;
+    m->reply_token = token;
+    shopd_rc_t rc = act_send(app->actors, m);
+    if (rc != SHOPD_OK) {
+        m->reply_to = NULL;
+        act_msg_free(m);
+    }
+    return rc;
+}
+
+/* Runs a control message on the store's actor; the store is NULL when it does
+ * not exist (deleted meanwhile, or never). */
+static void
+control_run(api_ctx_t *ctx, const control_msg_t *cm, act_msg_t *m)
+{
+    net_reply_t *r;
+    if (ctx->store == NULL) {
+        r = api_fail(SHOPD_NOTFOUND, "store_not_found", "no such store");
+    } else {
+        json_t *mods = json_array();
+        for (size_t i = 0; i < api_nmodules; i++)
+            if (api_modules[i]->flush) {
+                api_modules[i]->flush(ctx);
+                json_array_append_new(mods, json_string(api_modules[i]->name));
+            }
+        r = api_json(SHOPD_OK,
+                     json_pack("{s:b,s:I,s:s,s:o}", "flushed", 1, "store_id",
+                               (json_int_t)ctx->store_id, "op", "flush", "modules", mods));
+        log_info("control op=flush store=%llu", (unsigned long long)ctx->store_id);
+    }
+    if (m->reply_to) {
+        r->store_id = ctx->store_id;
+        net_reply_post(m->reply_to, m->reply_token, r);
+        m->reply_to = NULL;
+    } else {
+        net_reply_free(r);
+    }
 }
 
 /* ---- the jobs kind: slow work of a store on its blocking lanes ---- */
@@ -97,7 +151,7 @@ store_of(app_t *app, uint64_t store_id, store_snap_t *snap)
 bool
 api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, arena_t *arena)
 {
-    if (m->type != MSG_TYPE_TIMER && m->type != MSG_TYPE_JOB)
+    if (m->type != MSG_TYPE_TIMER && m->type != MSG_TYPE_JOB && m->type != MSG_TYPE_CONTROL)
         return false;
     store_id = ACT_STORE_OF(store_id);
     store_snap_t snap;
@@ -120,6 +174,30 @@ api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, ar
                          .arena = arena,
                          .msg = m};
         j->run(&ctx, j->arg);
+        act_msg_free(m);
+        return true;
+    }
+    if (m->type == MSG_TYPE_CONTROL) {
+        /* The tenant entry may be stale (that may be why we are flushing): ask
+         * PostgreSQL whether the store still exists. */
+        store_snap_t fresh;
+        char key[32];
+        snprintf(key, sizeof(key), "id:%llu", (unsigned long long)store_id);
+        have = store_lookup(app, key, &fresh) == SHOPD_OK;
+        msg_env_t env;
+        memset(&env, 0, sizeof(env));
+        env.kind = MSG_KIND_CONTROL;
+        env.store_id = store_id;
+        env.type = msg_str("control");
+        api_ctx_t ctx = {.app = app,
+                         .worker = ws,
+                         .env = &env,
+                         .store_id = store_id,
+                         .store = have ? &fresh : NULL,
+                         .caller = &env.caller,
+                         .arena = arena,
+                         .msg = m};
+        control_run(&ctx, (const control_msg_t *)m->data, m);
         act_msg_free(m);
         return true;
     }

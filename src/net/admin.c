@@ -730,7 +730,6 @@ static const char *const process_ops[][2] = {
     {"config.show", "every setting and its value (secrets redacted)"},
     {"events.tail", "a stream of this process's log lines {store?, kinds?: [access, admin, log]}"},
     {"cancel", "ends the stream whose id this frame carries"},
-    {"cache.flush", "this process forgets its cached copy of a store {store}"},
     {"import.products",
      "bulk load {store, rows: [product with variants]}: batches of products.import, one answer"},
 };
@@ -854,29 +853,6 @@ store_key_of(app_t *app, const char *s, char *key, size_t n)
     if (strchr(s, '.'))
         return store_tenant_key(NULL, s, app->cfg->base_domain, key, n) == 0;
     return store_tenant_key(s, NULL, NULL, key, n) == 0;
-}
-
-/* cache.flush {store}: this process forgets what it cached of the store (its
- * tenant entry: slug, domain, status), so the next request looks it up again. */
-static void
-op_cache_flush(admin_conn_t *c, const admin_req_t *rq)
-{
-    char sbuf[256], key[STORE_KEY_MAX];
-    json_t *st = json_object_get(rq->args, "store");
-    store_snap_t snap;
-    if (st == NULL || json_object_size(rq->args) != 1 || !arg_text(st, sbuf, sizeof(sbuf)) ||
-        !store_key_of(c->t->srv->app, sbuf, key, sizeof(key))) {
-        send_frame(c, admin_err(rq->id, "validation_failed", "the request has invalid fields",
-                                json_pack("[{s:s,s:s}]", "field", "store", "issue",
-                                          "required: a store id, slug or host name")));
-        return;
-    }
-    store_cache_t *cache = c->t->srv->app->stores;
-    bool had = store_cache_get(cache, key, &snap) && snap.id != 0;
-    if (had)
-        store_cache_invalidate(cache, snap.id);
-    send_frame(c, admin_ok(rq->id, json_pack("{s:b,s:I}", "flushed", had, "store_id",
-                                             (json_int_t)(had ? snap.id : 0))));
 }
 
 typedef struct vals_s {
@@ -1177,13 +1153,6 @@ handle_frame(admin_conn_t *c, const unsigned char *p, size_t n)
     }
     if (!strcmp(rq.op, "ping")) {
         send_frame(c, admin_ok(rq.id, json_pack("{s:b}", "pong", 1)));
-        goto out;
-    }
-    if (!strcmp(rq.op, "cache.flush")) {
-        if (!platform_caller(c))
-            send_error(c, rq.id, "forbidden", "your role may not call this operation");
-        else
-            op_cache_flush(c, &rq);
         goto out;
     }
     if (!strcmp(rq.op, "import.products")) {

@@ -70,6 +70,32 @@ static const uint64_t hist_bounds_us[] = {100,    250,    500,     1000,    2500
 
 typedef struct net_thread_s net_thread_t;
 
+/* Fairness across stores on one I/O thread. A connection whose store has taken
+ * well over its share of this thread's recent time (microseconds spent answering
+ * its requests here: a cached page built into the output, an envelope packed, a
+ * worker's answer written; not the workers' or PostgreSQL's time, which the
+ * actor runtime's group cap shares), while other stores also send some, has its
+ * events at a lower libevent priority: the loop serves every
+ * ready connection of the other stores first, and the flooding store's the
+ * moment none is ready, so nothing idles and no store starves (its count decays
+ * and it is back at the normal priority). Cached pages are answered on this
+ * thread, so without this one store's flood is every other store's queue.
+ * Costs are per slot of a small direct-mapped table (two stores sharing a slot
+ * share a sum: an approximation that errs towards treating them alike) and
+ * halve every FAIR_WINDOW_US. */
+#define FAIR_SLOTS 256
+#define FAIR_WINDOW_US 10000
+#define PRI_CONTROL 0 /* the reply queue's wake-up */
+#define PRI_NORMAL 1
+#define PRI_OVER 2 /* a connection of a store over its share */
+#define NPRI 3
+typedef struct fair_s {
+    uint32_t n[FAIR_SLOTS];
+    uint32_t total;
+    uint32_t active; /* slots with n > 0 */
+    uint64_t window_end_us;
+} fair_t;
+
 typedef struct reply_node_s {
     struct reply_node_s *next;
     uint64_t token;
@@ -86,6 +112,8 @@ struct net_conn_s {
     bool lingering;   /* after an error: discard input until EOF or timeout */
     bool read_eof;    /* the client shut its sending side: answer what it sent, then close */
     bool out_blocked; /* unsent output above max_output: further requests wait */
+    uint8_t pri;      /* PRI_NORMAL or PRI_OVER (fair_t) */
+    uint64_t flow;    /* the store of its latest request (0: none named yet) */
     struct event *timer;
     char peer[48]; /* the client's IP address, text form (rate limits, logs) */
 };
@@ -111,12 +139,14 @@ struct net_thread_s {
     size_t nfree, free_cap;
     uint64_t rng[2];
     net_ext_t ext; /* another protocol's callbacks (admin.c); zero if none */
+    fair_t fair;
     /* Metrics: written only by this thread (relaxed load+store, no locked RMW
      * needed with a single writer), read by /metrics on any thread. */
     _Atomic uint64_t *counts; /* [(nlabels + 1) * NSTATUS] */
     _Atomic uint64_t hist[NBUCKETS];
     _Atomic uint64_t hist_sum_us;
     _Atomic uint64_t conns_open;
+    _Atomic uint64_t fair_demoted; /* connections moved to PRI_OVER */
 };
 
 struct net_server_s {
@@ -143,6 +173,72 @@ stat_add(_Atomic uint64_t *p, uint64_t v)
     /* Single writer (the owning thread): relaxed load + store is enough. */
     atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + v,
                           memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ fairness */
+
+static uint32_t *
+fair_slot(fair_t *f, uint64_t store_id)
+{
+    return &f->n[(store_id * UINT64_C(0x9e3779b97f4a7c15)) >> 56];
+}
+
+/* Halves every cost once a window has passed. */
+static void
+fair_decay(fair_t *f, uint64_t now)
+{
+    if (now < f->window_end_us)
+        return;
+    f->total = f->active = 0;
+    for (size_t i = 0; i < FAIR_SLOTS; i++) {
+        f->n[i] >>= 1;
+        f->total += f->n[i];
+        f->active += f->n[i] != 0;
+    }
+    f->window_end_us = now + FAIR_WINDOW_US;
+}
+
+/* Charges us microseconds of this thread to flow (0: nobody). */
+static void
+fair_charge(net_thread_t *t, uint64_t flow, uint64_t t0)
+{
+    if (flow == 0)
+        return;
+    uint64_t now = shopd_now_us();
+    fair_t *f = &t->fair;
+    fair_decay(f, now);
+    uint32_t *n = fair_slot(f, flow);
+    uint32_t us = (uint32_t)(now - t0 > 100000 ? 100000 : now - t0) + 1;
+    if (*n == 0)
+        f->active++;
+    if (*n < UINT32_MAX / 4) {
+        *n += us;
+        f->total += us;
+    }
+}
+
+/* c's request is of store_id: c moves to the priority its store's share calls
+ * for (fair_t). Over its share means more than 1.5 times an even split among
+ * the stores seen in the window (of two stores: more than 3/4 of the time); a
+ * lone store is never over. */
+static void
+fair_place(net_conn_t *c, uint64_t store_id)
+{
+    fair_t *f = &c->t->fair;
+    c->flow = store_id;
+    fair_decay(f, c->fr.req.start_us ? c->fr.req.start_us : shopd_now_us());
+    uint32_t n = *fair_slot(f, store_id);
+    uint8_t pri = f->active >= 2 && 2 * (uint64_t)n * f->active > 3 * (uint64_t)f->total
+                      ? PRI_OVER
+                      : PRI_NORMAL;
+    /* Fails for a TLS connection (libevent sets priorities on socket
+     * bufferevents only) and while one of its events is queued to run: it
+     * stays as it is and the next request tries again. */
+    if (pri != c->pri && bufferevent_priority_set(c->bev, pri) == 0) {
+        c->pri = pri;
+        if (pri == PRI_OVER)
+            stat_add(&c->t->fair_demoted, 1);
+    }
 }
 
 static uint64_t
@@ -442,7 +538,9 @@ dispatch(net_conn_t *c)
 
     c->in_flight = true;
     atomic_fetch_add_explicit(&srv->inflight, 1, memory_order_relaxed);
+    uint64_t t0 = shopd_now_us();
     srv->cfg.on_request(q, srv->cfg.ud);
+    fair_charge(t, c->flow, t0);
 }
 
 /* ------------------------------------------------------------ I/O callbacks */
@@ -640,6 +738,7 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     net_conn_t *c = shopd_calloc(1, sizeof(*c));
     c->t = t;
+    c->pri = PRI_NORMAL;
     c->fr.req.conn = c;
     if (sa && sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
@@ -719,7 +818,9 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         uint32_t s = (uint32_t)(n->token >> 32), gen = (uint32_t)n->token;
         net_conn_t *c = s < t->nslots && t->slots[s].gen == gen ? t->slots[s].conn : NULL;
         if (c && c->in_flight) {
+            uint64_t t0 = shopd_now_us();
             conn_send(c, n->reply, false, true);
+            fair_charge(t, c->flow, t0);
             if (!c->closing)
                 conn_parse(c);
         } else {
@@ -782,6 +883,8 @@ void
 net_req_set_store(net_request_t *req, uint64_t store_id)
 {
     req->store_id = store_id;
+    if (store_id != 0 && req->conn != NULL && req->conn->bev != NULL)
+        fair_place(req->conn, store_id);
 }
 
 bool
@@ -996,7 +1099,13 @@ net_server_new(const net_config_t *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "cannot create an event base");
             goto fail;
         }
+        /* Before any event exists: new events take the middle one, PRI_NORMAL. */
+        if (event_base_priority_init(t->base, NPRI) != 0) {
+            snprintf(err, errlen, "cannot set event priorities");
+            goto fail;
+        }
         t->wake = event_new(t->base, -1, EV_PERSIST | EV_READ, wake_cb, t);
+        event_priority_set(t->wake, PRI_CONTROL);
         event_add(t->wake, NULL);
         t->lst = evconnlistener_new_bind(t->base, accept_cb, t,
                                          LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
@@ -1180,6 +1289,16 @@ net_server_metrics(net_server_t *srv, size_t *lenp)
         atomic_load_explicit(&srv->conns, memory_order_relaxed),
         (unsigned long long)atomic_load_explicit(&srv->rejected_conns, memory_order_relaxed),
         (unsigned long long)atomic_load_explicit(&srv->inflight, memory_order_relaxed));
+    uint64_t demoted = 0;
+    for (int i = 0; i < srv->nthreads; i++)
+        demoted += atomic_load_explicit(&srv->threads[i].fair_demoted, memory_order_relaxed);
+    mbuf_printf(&buf, &len, &cap,
+                "# HELP shopd_http_fair_demotions_total Times a connection's events went to the "
+                "low priority because its store took over twice an even share of its I/O "
+                "thread's time.\n"
+                "# TYPE shopd_http_fair_demotions_total counter\n"
+                "shopd_http_fair_demotions_total %llu\n",
+                (unsigned long long)demoted);
     *lenp = len;
     return buf;
 }

@@ -373,9 +373,40 @@ test_tenant_rules_and_validation(void **state)
     a = ask(fd, 22, "tenant.resolve", json_pack("{s:s}", "key", "unknown.example.org"));
     assert_string_equal(err_code(a), "store_not_found");
     json_decref(a);
-    /* cache.flush: the store was resolved just now, so it was cached. */
+    /* cache.flush: a control message to the store's actor, which runs every
+     * module's flush hook and then answers: a cached catalog page is rebuilt
+     * (its store's version moved) and the tenant entry read again. */
+    r = th_store_req(srv, id, NULL, "GET", "/api/v1/products", NULL);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    r = th_store_req(srv, id, NULL, "GET", "/api/v1/products", NULL);
+    assert_string_equal(th_header(&r, "X-Cache"), "hit");
+    th_resp_free(&r);
     a = ask(fd, 23, "cache.flush", json_pack("{s:s}", "store", slug));
+    json_t *fres = json_object_get(a, "result");
+    assert_true(json_is_true(json_object_get(fres, "flushed")));
+    assert_int_equal(json_integer_value(json_object_get(fres, "store_id")), id);
+    json_t *mods = json_object_get(fres, "modules");
+    int seen = 0;
+    for (size_t i = 0; i < json_array_size(mods); i++) {
+        const char *mn = json_string_value(json_array_get(mods, i));
+        seen |= (!strcmp(mn, "store") ? 1 : 0) | (!strcmp(mn, "catalog") ? 2 : 0);
+    }
+    assert_int_equal(seen, 3);
+    json_decref(a);
+    r = th_store_req(srv, id, NULL, "GET", "/api/v1/products", NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_header(&r, "X-Cache"), "miss");
+    th_resp_free(&r);
+    /* By id and by host name too; an unknown store is 404, a missing one 422. */
+    a = ask(fd, 25, "cache.flush", json_pack("{s:I}", "store", (json_int_t)id));
     assert_true(json_is_true(json_object_get(json_object_get(a, "result"), "flushed")));
+    json_decref(a);
+    a = ask(fd, 26, "cache.flush", json_pack("{s:s}", "store", host));
+    assert_true(json_is_true(json_object_get(json_object_get(a, "result"), "flushed")));
+    json_decref(a);
+    a = ask(fd, 27, "cache.flush", json_pack("{s:s}", "store", "no-such-store-anywhere"));
+    assert_string_equal(err_code(a), "store_not_found");
     json_decref(a);
     a = ask(fd, 24, "cache.flush", json_object());
     assert_string_equal(err_code(a), "validation_failed");

@@ -362,6 +362,39 @@ test_redis_lost(void **state)
 
 /* The lean entry is rendered by shopd itself: names with quotes, backslashes, control
  * characters and UTF-8 come back as they were stored. */
+/* Fairness on the I/O thread: with one I/O thread, store A sends five cached
+ * page requests for each of store B's, so A takes over 3/4 of the thread's
+ * time and its connections go to the low priority (counted in /metrics),
+ * while every request of both stores is still answered, and B's from cache. */
+static void
+test_fair_io_thread(void **state)
+{
+    (void)state;
+    const char *env[] = {"SHOPD_IO_THREADS=1", NULL};
+    th_server_t *s = th_start(env);
+    long b = th_create_store(s, th_slug("fairb"), NULL);
+    char ta[64], tb[64];
+    snprintf(ta, sizeof(ta), "X-Tenant-Id: %ld", store);
+    snprintf(tb, sizeof(tb), "X-Tenant-Id: %ld", b);
+    const char *ha[] = {ta, NULL}, *hb[] = {tb, NULL};
+    assert_int_equal(metric(s, "shopd_http_fair_demotions_total"), 0);
+    int hits_b = 0;
+    for (int i = 0; i < 60; i++) {
+        th_resp_t r = th_req(s, "GET", "/api/v1/products", hb, NULL);
+        assert_int_equal(r.status, 200);
+        hits_b += th_header(&r, "X-Cache") && !strcmp(th_header(&r, "X-Cache"), "hit");
+        th_resp_free(&r);
+        for (int k = 0; k < 5; k++) {
+            r = th_req(s, "GET", "/api/v1/products", ha, NULL);
+            assert_int_equal(r.status, 200);
+            th_resp_free(&r);
+        }
+    }
+    assert_true(hits_b >= 50);
+    assert_true(metric(s, "shopd_http_fair_demotions_total") > 0);
+    assert_int_equal(th_stop(s), 0);
+}
+
 static void
 test_lean_names(void **state)
 {
@@ -388,9 +421,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gzip_and_etags), cmocka_unit_test(test_io_thread_hits),
-        cmocka_unit_test(test_two_processes),  cmocka_unit_test(test_redis_lost),
-        cmocka_unit_test(test_lean_names),     TH_STOP_TEST,
+        cmocka_unit_test(test_gzip_and_etags),
+        cmocka_unit_test(test_io_thread_hits),
+        cmocka_unit_test(test_two_processes),
+        cmocka_unit_test(test_redis_lost),
+        cmocka_unit_test(test_lean_names),
+        cmocka_unit_test(test_fair_io_thread),
+        TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -57,4 +57,7 @@ const api_module_t catalog_module = {
     .start = catalog_pages_start,
     .stop = catalog_pages_stop,
     .fini = catalog_pages_fini,
+    /* The control flush: a version bump drops the store's pages here and, by
+     * pub/sub and the version in Redis, in every other process. */
+    .flush = catalog_changed,
 };

@@ -35,10 +35,18 @@ store_module_fini(app_t *app)
     app->stores = NULL;
 }
 
+/* The control flush: the next request of the store reads its row again. */
+static void
+store_module_flush(api_ctx_t *ctx)
+{
+    store_cache_invalidate(ctx->app->stores, ctx->store_id);
+}
+
 const api_module_t store_module = {
     .name = "store",
     .routes = store_routes,
     .nroutes = SHOPD_ARRAY_LEN(store_routes),
     .init = store_module_init,
     .fini = store_module_fini,
+    .flush = store_module_flush,
 };
