@@ -638,7 +638,13 @@ co_params_free(co_params_t *q)
     "$14, $15, $16::jsonb, $17::jsonb, $18, $19 FROM " from " RETURNING id, number, total, "       \
     "currency), "
 
-/* The one-statement checkout (no Idempotency-Key, no discount code): locks the
+/* The variants are named by "v.id = ANY (ARRAY(SELECT variant_id FROM x0))" and
+ * not by a join or IN with x0: the planner takes a function over a JSON parameter
+ * for 100 rows, so the join became a sequential scan of the store's variants
+ * (0.3 ms at 3,000 variants, 1.1 ms under EXPLAIN ANALYZE, and growing with the
+ * catalog) where the array is a few probes of the primary key (0.09 ms).
+ *
+ * The one-statement checkout (no Idempotency-Key, no discount code): locks the
  * lines' variants in ascending id, checks that every line is in stock, and only
  * then takes the order number, inserts the order (ON CONFLICT on its cart:
  * nothing), takes the stock and writes the rest. It never fails for short stock
@@ -650,8 +656,8 @@ co_params_free(co_params_t *q)
 static const char co_one_sql[] =
     "WITH x0 AS (SELECT * FROM json_to_recordset($20::json) AS x0 (variant_id bigint, quantity "
     "int)), "
-    "lk AS (SELECT v.id, v.stock FROM product_variants v WHERE v.store_id = $1 AND v.id IN "
-    "(SELECT variant_id FROM x0) ORDER BY v.id FOR UPDATE), "
+    "lk AS (SELECT v.id, v.stock FROM product_variants v WHERE v.store_id = $1 AND v.id = ANY "
+    "(ARRAY(SELECT variant_id FROM x0)) ORDER BY v.id FOR UPDATE), "
     "ok AS (SELECT count(*) = (SELECT count(*) FROM x0) AND coalesce(bool_and(lk.stock >= "
     "x0.quantity), false) AS ok FROM x0 JOIN lk ON lk.id = x0.variant_id), "
     "n AS (INSERT INTO order_counters (store_id, last_number) SELECT $1, 1001 FROM ok WHERE "
@@ -661,7 +667,8 @@ static const char co_one_sql[] =
                                                          "stock = v.stock - x0.quantity, "
                                                          "updated_at = now() FROM "
                                                          "x0, o WHERE v.store_id = $1 AND v.id = "
-                                                         "x0.variant_id RETURNING "
+                                                         "x0.variant_id AND v.id = ANY (ARRAY("
+                                                         "SELECT variant_id FROM x0)) RETURNING "
                                                          "v.id), " CO_ORDER_TAIL
                                                          "SELECT (SELECT ok FROM ok), (SELECT id "
                                                          "FROM o), (SELECT number FROM o), (SELECT "

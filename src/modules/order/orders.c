@@ -795,7 +795,8 @@ refund_record(api_ctx_t *ctx, db_conn_t *c, refund_hop_t *h)
         "FROM x WHERE i.store_id = $1 AND i.order_id = $2 AND i.id = x.item_id AND "
         "i.refunded_quantity + x.quantity <= i.quantity RETURNING i.variant_id, x.quantity), "
         "s AS (UPDATE product_variants v SET stock = v.stock + it.quantity, updated_at = now() "
-        "FROM it WHERE v.store_id = $1 AND v.id = it.variant_id RETURNING v.id, it.quantity), "
+        "FROM it WHERE v.store_id = $1 AND v.id = it.variant_id AND v.id = ANY (ARRAY(SELECT "
+        "variant_id FROM it)) RETURNING v.id, it.quantity), " /* probes, not a scan: checkout.c */
         "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
         "actor_user_id, order_id) SELECT $1, s.id, s.quantity, 'refund restock', "
         "nullif($7, '')::bigint, $2 FROM s), "
