@@ -97,6 +97,49 @@ test_cache(void **state)
     }
     assert_true(store_cache_get(c, "slug:s04999", &out));
     assert_int_equal(out.id, 4999);
+
+    /* Every field comes back as it went in (the cache keeps a packed copy, shared
+     * by the store's keys), the longest values included, and a new put of a key
+     * replaces what both keys of the store see only for that key's entry. */
+    store_snap_t big = {.id = 9, .status = STORE_SUSPENDED, .rate_quota = 3};
+    strcpy(big.slug, "big-store");
+    memset(big.name, 'n', sizeof(big.name) - 1);
+    big.name[sizeof(big.name) - 1] = '\0';
+    strcpy(big.currency, "EUR");
+    memset(big.domain, 'd', sizeof(big.domain) - 1);
+    big.domain[sizeof(big.domain) - 1] = '\0';
+    memset(big.public_json, 'j', sizeof(big.public_json) - 1);
+    big.public_len = sizeof(big.public_json) - 1;
+    memset(big.cors, 'c', sizeof(big.cors) - 1);
+    big.cors[sizeof(big.cors) - 1] = '\0';
+    store_cache_put(c, "domain:shop.example", &big);
+    const char *keys[] = {"domain:shop.example", "id:9"};
+    for (int k = 0; k < 2; k++) {
+        memset(&out, 0x5a, sizeof(out));
+        assert_true(store_cache_get(c, keys[k], &out));
+        assert_int_equal(out.id, 9);
+        assert_int_equal(out.status, STORE_SUSPENDED);
+        assert_int_equal(out.rate_quota, 3);
+        assert_string_equal(out.slug, big.slug);
+        assert_string_equal(out.name, big.name);
+        assert_string_equal(out.currency, "EUR");
+        assert_string_equal(out.domain, big.domain);
+        assert_string_equal(out.cors, big.cors);
+        assert_int_equal(out.public_len, big.public_len);
+        assert_memory_equal(out.public_json, big.public_json, big.public_len);
+    }
+    strcpy(big.name, "Renamed");
+    big.public_len = 2;
+    memcpy(big.public_json, "{}", 3);
+    store_cache_put(c, "id:9", &big);
+    assert_true(store_cache_get(c, "id:9", &out));
+    assert_string_equal(out.name, "Renamed");
+    assert_int_equal(out.public_len, 2);
+    assert_true(store_cache_get(c, "domain:shop.example", &out));
+    assert_int_equal(out.name[0], 'n'); /* its own entry: refreshed by its own put */
+    store_cache_invalidate(c, 9);
+    assert_false(store_cache_get(c, "id:9", &out));
+    assert_false(store_cache_get(c, "domain:shop.example", &out));
     store_cache_free(c);
 
     store_cache_t *off = store_cache_new(0); /* TTL 0: caching disabled */
