@@ -881,9 +881,15 @@ api_submit(app_t *app, const api_call_t *c, uint64_t *store_id)
     env.query.n = clen;
     env.ae = c->ae;
     /* A public page the in-process cache holds, current: answered here, on the I/O
-     * thread. Anonymous callers only: a signed-in caller's token is checked on a
-     * worker (dispatch.c), and admins never read cached pages. */
-    if ((route->flags & API_PAGE) && env.store_id != 0 && c->caller.role == MSG_ROLE_ANONYMOUS) {
+     * thread, to anonymous callers and to customers. A customer's token was
+     * verified at the edge (signature, expiry); on a public route the worker
+     * treats a token of another store, or of a user since disabled, as no token
+     * at all (dispatch.c), so a public page answers a customer exactly as it
+     * answers anyone, and the worker's look-up of the user is skipped for it. A
+     * revoked token still fails on every route that is not public. Admins never
+     * read cached pages (they see drafts). */
+    bool page_caller = c->caller.role == MSG_ROLE_ANONYMOUS || c->caller.role == MSG_ROLE_CUSTOMER;
+    if ((route->flags & API_PAGE) && env.store_id != 0 && page_caller) {
         net_reply_t *hit = catalog_page_answer(&env);
         if (hit) {
             shopd_free(canon);

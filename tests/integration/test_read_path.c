@@ -199,7 +199,8 @@ test_gzip_and_etags(void **state)
     th_resp_free(&plain);
 }
 
-/* Anonymous hits never leave the I/O thread; signed-in callers go to a worker. */
+/* Anonymous and customers' hits never leave the I/O thread (a public page
+ * answers a customer as it answers anyone); admins' GETs go to a worker. */
 static void
 test_io_thread_hits(void **state)
 {
@@ -223,8 +224,25 @@ test_io_thread_hits(void **state)
     assert_string_equal(th_header(&r, "X-Cache"), "hit");
     th_resp_free(&r);
     free(cust);
-    assert_int_equal(metric(srv, "shopd_page_cache_hits_total{where=\"io\"}"), before + 10);
-    assert_int_equal(metric(srv, "shopd_page_cache_hits_total{where=\"worker\"}"), wbefore + 1);
+    assert_int_equal(metric(srv, "shopd_page_cache_hits_total{where=\"io\"}"), before + 11);
+    assert_int_equal(metric(srv, "shopd_page_cache_hits_total{where=\"worker\"}"), wbefore);
+    /* A customer of another store reads the public page like anyone else. */
+    long other = th_create_store(srv, th_slug("other"), NULL);
+    char *stranger = th_token(srv, "CUSTOMER", other);
+    r = th_store_req(srv, store, stranger, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_header(&r, "X-Cache"), "hit");
+    th_resp_free(&r);
+    free(stranger);
+    /* An admin's GET bypasses the cache (drafts are in it) on a worker. */
+    char *adm = th_token(srv, "STORE_ADMIN", store);
+    r = th_store_req(srv, store, adm, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    const char *axc = th_header(&r, "X-Cache");
+    assert_true(axc == NULL || strcmp(axc, "hit") != 0);
+    th_resp_free(&r);
+    free(adm);
+    assert_int_equal(metric(srv, "shopd_page_cache_hits_total{where=\"io\"}"), before + 12);
     assert_int_equal(metric(srv, "shopd_catalog_version_subscription_up"), 1);
 }
 
