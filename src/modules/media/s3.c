@@ -69,6 +69,34 @@ object_url(const char *key, const char *query, char *out, size_t cap)
              s3.endpoint + scheme, key, q, query ? query : "");
 }
 
+/* A query value in SigV4's canonical form (every byte but A-Z a-z 0-9 - . _ ~
+ * percent-encoded, uppercase hex): libcurl 7.88 signs the query as written,
+ * so a value sent any other way (an UploadId or a continuation token with
+ * "+", "/" or "=") would be signed in a form S3 does not compute. False if it
+ * does not fit. */
+static bool
+query_encode(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t k = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '.' || c == '_' || c == '~';
+        if (k + (plain ? 1 : 3) >= cap)
+            return false;
+        if (plain) {
+            out[k++] = (char)c;
+        } else {
+            out[k++] = '%';
+            out[k++] = hex[c >> 4];
+            out[k++] = hex[c & 15];
+        }
+    }
+    out[k] = '\0';
+    return true;
+}
+
 void
 media_s3_object_url(const char *key, char *out, size_t cap)
 {
@@ -179,6 +207,10 @@ put_part(const char *url, const void *p, size_t n, char *etag, size_t cap)
             usleep((useconds_t)(100000u << (2 * (attempt - 1))));
         CURL *h = curl_easy_init();
         struct curl_slist *hs = curl_slist_append(NULL, hsha);
+        /* Else libcurl adds application/x-www-form-urlencoded (a POSTFIELDS
+         * body) after signing: sent unsigned. S3 ignores a part's type; this
+         * one is at least signed like every other header. */
+        hs = curl_slist_append(hs, "Content-Type: application/octet-stream");
         buf_t hdr = {0}, body = {0};
         hdr.max = body.max = 1 << 20;
         curl_easy_setopt(h, CURLOPT_URL, url);
@@ -227,7 +259,7 @@ put_part(const char *url, const void *p, size_t n, char *etag, size_t cap)
 static shopd_rc_t
 multipart_put(const char *key, const void *p, size_t n, const char *mime)
 {
-    char url[1400];
+    char url[3200];
     /* "uploads=", not "uploads": libcurl 7.88 signs the query as written, and
      * SigV4's canonical form of a parameter without a value has the "="
      * (found by the aws4 cross-check in tests/s3). Parameters below are also
@@ -235,8 +267,9 @@ multipart_put(const char *key, const void *p, size_t n, const char *mime)
     object_url(key, "uploads=", url, sizeof(url));
     buf_t ans = {0};
     long st = request("POST", url, "", 0, mime, &ans);
-    char upload_id[512];
-    if (st != 200 || !xml_value(ans.p, "UploadId", upload_id, sizeof(upload_id))) {
+    char upload_id[512], uid[1600];
+    if (st != 200 || !xml_value(ans.p, "UploadId", upload_id, sizeof(upload_id)) ||
+        !query_encode(upload_id, uid, sizeof(uid))) {
         log_error("media s3: cannot start a multipart upload of %s (status %ld)", key, st);
         shopd_free(ans.p);
         return SHOPD_ERR;
@@ -248,8 +281,8 @@ multipart_put(const char *key, const void *p, size_t n, const char *mime)
     size_t xl = (size_t)snprintf(xml, cap, "<CompleteMultipartUpload>");
     shopd_rc_t rc = SHOPD_OK;
     for (size_t i = 0; i < nparts; i++) {
-        char q[700], etag[128] = "";
-        snprintf(q, sizeof(q), "partNumber=%zu&uploadId=%s", i + 1, upload_id);
+        char q[1700], etag[128] = "";
+        snprintf(q, sizeof(q), "partNumber=%zu&uploadId=%s", i + 1, uid);
         object_url(key, q, url, sizeof(url));
         size_t off = i * s3.multipart, len = n - off < s3.multipart ? n - off : s3.multipart;
         if (put_part(url, (const char *)p + off, len, etag, sizeof(etag)) != 200 || !etag[0]) {
@@ -260,8 +293,8 @@ multipart_put(const char *key, const void *p, size_t n, const char *mime)
                                "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
                                etag);
     }
-    char q[600];
-    snprintf(q, sizeof(q), "uploadId=%s", upload_id);
+    char q[1700];
+    snprintf(q, sizeof(q), "uploadId=%s", uid);
     object_url(key, q, url, sizeof(url));
     if (rc == SHOPD_OK) {
         xl += (size_t)snprintf(xml + xl, cap - xl, "</CompleteMultipartUpload>");
