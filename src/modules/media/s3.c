@@ -105,15 +105,6 @@ media_s3_object_url(const char *key, char *out, size_t cap)
 
 /* One request, retried on 5xx and transport errors. Returns the HTTP status
  * (0: no answer after the retries); the answer's body in *ans when not NULL. */
-/* A 403 SignatureDoesNotMatch on a first attempt is tried once more, signed
- * afresh (S3 clients retry it: a clock step between signing and sending, a
- * proxy that touched a header); a second refusal is the answer. */
-static bool
-stale_signature(long status, const buf_t *body)
-{
-    return status == 403 && body->p && strstr(body->p, "SignatureDoesNotMatch") != NULL;
-}
-
 static long
 request(const char *method, const char *url, const void *body, size_t blen, const char *mime,
         buf_t *ans)
@@ -157,7 +148,7 @@ request(const char *method, const char *url, const void *body, size_t blen, cons
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         curl_slist_free_all(hs);
         curl_easy_cleanup(h);
-        if (cc == CURLE_OK && status < 500 && !(attempt == 0 && stale_signature(status, &tmp))) {
+        if (cc == CURLE_OK && status < 500) {
             if (ans) {
                 shopd_free(ans->p);
                 *ans = tmp;
@@ -233,8 +224,7 @@ put_part(const char *url, const void *p, size_t n, char *etag, size_t cap)
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         curl_slist_free_all(hs);
         curl_easy_cleanup(h);
-        bool done =
-            cc == CURLE_OK && status < 500 && !(attempt == 0 && stale_signature(status, &body));
+        bool done = cc == CURLE_OK && status < 500;
         if (done && status == 200) {
             etag[0] = '\0';
             for (char *l = hdr.p; l && *l;) {
