@@ -7,13 +7,13 @@
  *    libcurl itself (libcurl 7.88 signs with its own clock), so the signer is
  *    checked here first and then trusted to check libcurl.
  * 2. shopd's real S3 client (src/modules/media/s3.c over libcurl) sending its
- *    requests (PUT, GET, DELETE, ListObjectsV2, multipart initiate, parts,
- *    complete and abort, a 503 retried) to a one-shot HTTP responder on a
- *    local socket that records each request's bytes and answers as S3 would.
- *    Each recorded request is signed again with the test signer, at the
- *    x-amz-date libcurl sent, over the headers its Authorization lists: the
- *    signatures must be equal, x-amz-content-sha256 must be the body's
- *    SHA-256, and the credential scope's date must be x-amz-date's.
+ *    requests (PUT, GET, DELETE, multipart initiate, parts, complete and
+ *    abort, a 503 retried, ListObjectsV2 pages by prefix with their deletes)
+ *    to a one-shot HTTP responder on a local socket that records each request's bytes and answers
+ * as S3 would. Each recorded request is signed again with the test signer, at the x-amz-date
+ * libcurl sent, over the headers its Authorization lists: the signatures must be equal,
+ * x-amz-content-sha256 must be the body's SHA-256, and the credential scope's date must be
+ * x-amz-date's.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -645,6 +645,23 @@ run_client(bool path_style, const char *host_of_endpoint, const char *prefix)
     assert_int_equal(st->put(KEY, "0123456789", 10, "image/png"), SHOPD_OK);
     assert_int_equal(verify_all(log, sizeof(log)), 2);
 
+    /* ListObjectsV2 by prefix (a store's purge): two pages, the continuation
+     * token carried encoded; each listed object deleted. */
+    reqs_clear();
+    rs.list_token = "1/ab+cd==";
+    assert_int_equal(st->purge("s7/"), SHOPD_OK);
+    assert_int_equal(verify_all(log, sizeof(log)), 4);
+    char k1[128], k2[128];
+    snprintf(k1, sizeof(k1), "s7/%064d.jpg", 0);
+    snprintf(k2, sizeof(k2), "s7/%064d.png", 2);
+    const char *root = path_style ? "/media" : "/";
+    snprintf(want, sizeof(want),
+             "GET %s?list-type=2&prefix=s7%%2F\n"
+             "DELETE %s%s\n"
+             "GET %s?continuation-token=1%%2Fab%%2Bcd%%3D%%3D&list-type=2&prefix=s7%%2F\n"
+             "DELETE %s%s\n",
+             root, prefix, k1, root, prefix, k2);
+    assert_string_equal(log, want);
     reqs_clear();
 }
 

@@ -345,11 +345,94 @@ s3_del(const char *key)
     return st == 204 || st == 200 || st == 404 ? SHOPD_OK : SHOPD_ERR;
 }
 
+/* xml (n bytes) with the five predefined entities decoded, into out. */
+static void
+xml_text(const char *xml, size_t n, char *out, size_t cap)
+{
+    static const char *const ent[][2] = {
+        {"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"}};
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < cap;) {
+        size_t e = 0;
+        while (xml[i] == '&' && e < 5 && strncmp(xml + i, ent[e][0], strlen(ent[e][0])) != 0)
+            e++;
+        if (xml[i] == '&' && e < 5) {
+            out[k++] = ent[e][1][0];
+            i += strlen(ent[e][0]);
+        } else {
+            out[k++] = xml[i++];
+        }
+    }
+    out[k] = '\0';
+}
+
+/* Every object under prefix: ListObjectsV2 pages (1000 keys each) by prefix,
+ * each listed object deleted. A key under the prefix that is not a media key
+ * (nothing shopd wrote) is left, and logged. */
+static shopd_rc_t
+s3_purge(const char *prefix)
+{
+    char pfx[300], token[1024] = "", tok[3100], q[3600], url[5200];
+    if (!query_encode(prefix, pfx, sizeof(pfx)))
+        return SHOPD_INVALID;
+    size_t pl = strlen(prefix);
+    shopd_rc_t rc = SHOPD_OK;
+    for (;;) {
+        /* In canonical order (sorted, encoded): libcurl signs it as written. */
+        if (token[0]) {
+            if (!query_encode(token, tok, sizeof(tok)))
+                return SHOPD_ERR;
+            snprintf(q, sizeof(q), "continuation-token=%s&list-type=2&prefix=%s", tok, pfx);
+        } else {
+            snprintf(q, sizeof(q), "list-type=2&prefix=%s", pfx);
+        }
+        if (s3.path_style) {
+            snprintf(url, sizeof(url), "%s/%s?%s", s3.endpoint, s3.bucket, q);
+        } else {
+            const char *host = strstr(s3.endpoint, "://");
+            size_t scheme = host ? (size_t)(host - s3.endpoint) + 3 : 0;
+            snprintf(url, sizeof(url), "%.*s%s.%s/?%s", (int)scheme, s3.endpoint, s3.bucket,
+                     s3.endpoint + scheme, q);
+        }
+        buf_t ans = {0};
+        long st = request("GET", url, NULL, 0, NULL, &ans);
+        if (st != 200 || ans.p == NULL) {
+            log_error("media s3: cannot list %s (status %ld)", prefix, st);
+            shopd_free(ans.p);
+            return SHOPD_ERR;
+        }
+        for (const char *a = strstr(ans.p, "<Key>"); a; a = strstr(a, "<Key>")) {
+            a += 5;
+            const char *b = strstr(a, "</Key>");
+            if (b == NULL)
+                break;
+            char key[1024];
+            xml_text(a, (size_t)(b - a), key, sizeof(key));
+            a = b + 6;
+            if (strncmp(key, prefix, pl) != 0 || !media_key_valid(key, strlen(key))) {
+                log_warn("media s3: %s is under %s but not a media key: left", key, prefix);
+                continue;
+            }
+            if (s3_del(key) != SHOPD_OK)
+                rc = SHOPD_ERR;
+        }
+        char next[1024];
+        bool more = strstr(ans.p, "<IsTruncated>true</IsTruncated>") != NULL &&
+                    xml_value(ans.p, "NextContinuationToken", next, sizeof(next));
+        if (more)
+            xml_text(next, strlen(next), token, sizeof(token));
+        shopd_free(ans.p);
+        if (!more)
+            return rc;
+    }
+}
+
 const media_store_t media_s3_store = {
     .name = "s3",
     .put = s3_put,
     .get = s3_get,
     .del = s3_del,
+    .purge = s3_purge,
 };
 
 int
