@@ -438,11 +438,12 @@ responder(void *arg)
         req_t *r = &rs.reqs[i];
         memset(r, 0, sizeof(*r));
         if (read_request(c, r)) {
-            answer(c, r, (int)i);
+            /* Counted before the answer: the client goes on when it has it. */
             pthread_mutex_lock(&rs.lock);
             if (rs.n < MAX_REQS)
                 rs.n++;
             pthread_mutex_unlock(&rs.lock);
+            answer(c, r, (int)i);
         }
         close(c);
     }
