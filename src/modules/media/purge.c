@@ -10,7 +10,8 @@
  * purge_run deletes every object under "s<store>/" (media_store_t.purge) and
  * then the row. A failure is retried on SHOPD_JOBS_RETRY_SCHEDULE; after the
  * last retry the row stays dead with its error (and a log line) for
- * operators. A row taken by a process that died before finishing is taken
+ * operators. Only processes that run jobs (SHOPD_JOBS_CONSUME) run purges.
+ * A row taken by a process that died before finishing is taken
  * again after SHOPD_JOBS_VISIBILITY_MS; a purge that runs twice finds nothing
  * the second time.
  *
@@ -96,6 +97,10 @@ purge_drop(void *arg)
 void
 media_tick(app_t *app)
 {
+    /* Like jobs: a process told to run none (SHOPD_JOBS_CONSUME=false) leaves
+     * purges to the ones that run them. */
+    if (!app->cfg->jobs_consume)
+        return;
     db_conn_t *c = db_acquire(app->db, 1000);
     if (c == NULL)
         return;
