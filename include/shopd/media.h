@@ -126,6 +126,9 @@ typedef struct media_store_s {
     shopd_rc_t (*get)(const char *key, char **out, size_t *n);
     /** Deletes the object; OK also when it was not there. */
     shopd_rc_t (*del)(const char *key);
+    /** Deletes every object under prefix ("s<store>/": a deleted store's);
+     *  OK when none is left (also when there was none). */
+    shopd_rc_t (*purge)(const char *prefix);
 } media_store_t;
 
 /** The configured backend (local disk under SHOPD_MEDIA_DIR). After init. */

@@ -4,7 +4,9 @@
  * truncated file, EXIF stripped (checked in the stored bytes) with its
  * orientation applied, renditions made by the media job (sizes read back from
  * the stored files), serving with ETag/304, PATCH and DELETE (objects removed
- * by the job), and another store's admin refused everywhere.
+ * by the job), another store's admin refused everywhere, and the renditions
+ * job failing every attempt: the image failed, a dead letter for operators,
+ * and ready after the cause is fixed and the letter retried.
  *
  * Test images are made here with libvips (the same library shopd links), and
  * the decompression bomb by hand: a valid PNG header claiming 50,000 x 50,000.
@@ -26,6 +28,7 @@
 
 static th_server_t *srv;
 static char media_dir[256];
+static const char *const *srv_env; /* the settings setup started srv with */
 static long store_a, store_b;
 static char *admin_a, *admin_b;
 
@@ -669,6 +672,178 @@ test_cross_tenant(void **state)
     (void)sp;
 }
 
+/* Restarts srv with env (the signing key of tokens is the server's own, so
+ * the admins get fresh ones). */
+static void
+restart(const char *const *env)
+{
+    assert_int_equal(th_stop(srv), 0);
+    srv = th_start(env);
+    free(admin_a);
+    free(admin_b);
+    admin_a = th_token(srv, "STORE_ADMIN", store_a);
+    admin_b = th_token(srv, "STORE_ADMIN", store_b);
+}
+
+/* The image's JSON once its state is want (20 s). */
+static json_t *
+wait_state(long store, long product, long image, const char *want)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/products/%ld/images", product);
+    for (int i = 0; i < 200; i++) {
+        th_resp_t r = th_store_req(srv, store, admin_a, "GET", path, NULL);
+        assert_int_equal(r.status, 200);
+        size_t k;
+        json_t *img;
+        json_array_foreach(json_object_get(r.json, "data"), k, img)
+        {
+            if (num(img, "id") == image && strcmp(str(img, "state"), want) == 0) {
+                json_t *out = json_incref(img);
+                th_resp_free(&r);
+                return out;
+            }
+        }
+        th_resp_free(&r);
+        usleep(100000);
+    }
+    fail_msg("image %ld never became %s", image, want);
+    return NULL;
+}
+
+/*
+ * The renditions job failing every attempt, for real: the stored original is
+ * taken away before any attempt runs (a server that relays jobs but runs none
+ * takes the upload, then one that runs them starts), so each attempt finds no
+ * original. After the retries of SHOPD_JOBS_RETRY_SCHEDULE=1,1 (three
+ * attempts) the image is failed in the API and the job is a dead letter in the
+ * operators' list, with its error and the image in its payload. With the
+ * original back, retrying the dead letter makes the image ready with its
+ * renditions.
+ */
+static void
+test_renditions_dead_letter_and_retry(void **state)
+{
+    (void)state;
+    /* 1. Jobs relayed but not run. */
+    const char **env = (const char **)srv_env;
+    env[6] = "SHOPD_JOBS_CONSUME=false";
+    restart(srv_env);
+    env[6] = NULL;
+    long p = product_new(store_a, admin_a);
+    size_t len;
+    void *png = make_image(40, 30, "png", 0, &len);
+    th_resp_t r = upload(store_a, admin_a, p, "image/png", png, len, NULL);
+    g_free(png);
+    assert_int_equal(r.status, 201);
+    json_t *img = json_array_get(json_object_get(r.json, "data"), 0);
+    long id = num(img, "id");
+    assert_string_equal(str(img, "state"), "processing");
+    char key[256], orig[512], away[560];
+    snprintf(key, sizeof(key), "%s", str(img, "url") + 7);
+    th_resp_free(&r);
+    snprintf(orig, sizeof(orig), "%s/%s", media_dir, key);
+    snprintf(away, sizeof(away), "%s.away", orig);
+    /* Its job exists and waits in the stream (relayed), unrun. */
+    char sid[24], iid[24];
+    snprintf(sid, sizeof(sid), "%ld", store_a);
+    snprintf(iid, sizeof(iid), "%ld", id);
+    const char *jp[] = {sid, iid, NULL};
+    const char *job_of_image =
+        "SELECT j.id || ' ' || j.state || ' ' || j.attempts FROM jobs j JOIN outbox o ON "
+        "o.store_id = j.store_id AND o.id = j.outbox_id WHERE j.store_id = $1 AND o.kind = "
+        "'media.uploaded' AND o.payload->>'image_id' = $2";
+    char row[128] = "";
+    for (int i = 0; i < 200; i++) {
+        snprintf(row, sizeof(row), "%s", th_sql(job_of_image, jp));
+        if (strstr(row, " queued "))
+            break;
+        usleep(100000);
+    }
+    long job = atol(row);
+    if (job <= 0 || strstr(row, " queued 0") == NULL)
+        fail_msg("the upload's job is not queued unrun: \"%s\"", row);
+    /* The cause: the original is gone from the storage. */
+    assert_int_equal(rename(orig, away), 0);
+
+    /* 2. A server that runs jobs: three attempts, then a dead letter. */
+    restart(srv_env);
+    json_t *failed = wait_state(store_a, p, id, "failed");
+    assert_int_equal(json_array_size(json_object_get(failed, "renditions")), 0);
+    json_decref(failed);
+    /* The product's JSON says so too (the catalog's cache was told). */
+    char ppath[128];
+    snprintf(ppath, sizeof(ppath), "/api/v1/products/%ld", p);
+    r = th_store_req(srv, store_a, admin_a, "GET", ppath, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(json_array_get(json_object_get(r.json, "images"), 0), "state"),
+                        "failed");
+    th_resp_free(&r);
+
+    /* Operators see it: the store's dead letters, and the letter itself. */
+    json_t *letter = NULL;
+    for (int i = 0; i < 100 && letter == NULL; i++) {
+        r = th_store_req(srv, store_a, admin_a, "GET", "/api/v1/admin/jobs/dead-letters", NULL);
+        assert_int_equal(r.status, 200);
+        size_t k;
+        json_t *x;
+        json_array_foreach(json_object_get(r.json, "data"), k, x)
+        {
+            if (num(x, "id") == job)
+                letter = json_incref(x);
+        }
+        th_resp_free(&r);
+        if (letter == NULL)
+            usleep(100000);
+    }
+    if (letter == NULL)
+        fail_msg("job %ld is not among the dead letters (%s)", job, th_sql(job_of_image, jp));
+    assert_string_equal(str(letter, "kind"), "media");
+    assert_string_equal(str(letter, "event"), "media.uploaded");
+    assert_string_equal(str(letter, "state"), "dead");
+    assert_int_equal(num(letter, "attempts"), 3);
+    assert_non_null(strstr(str(letter, "last_error"), "cannot read the original"));
+    assert_non_null(strstr(str(letter, "last_error"), key));
+    json_decref(letter);
+    char dpath[160];
+    snprintf(dpath, sizeof(dpath), "/api/v1/admin/jobs/dead-letters/%ld", job);
+    r = th_store_req(srv, store_a, admin_a, "GET", dpath, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(num(json_object_get(r.json, "payload"), "image_id"), id);
+    th_resp_free(&r);
+    /* Another store's admin does not see it. */
+    r = th_store_req(srv, store_b, admin_b, "GET", dpath, NULL);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+
+    /* 3. The cause fixed, the letter retried: ready, with its renditions. */
+    assert_int_equal(rename(away, orig), 0);
+    snprintf(dpath, sizeof(dpath), "/api/v1/admin/jobs/dead-letters/%ld/retry", job);
+    r = th_store_req(srv, store_a, admin_a, "POST", dpath, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str(r.json, "state"), "ready");
+    th_resp_free(&r);
+    json_t *ready = wait_state(store_a, p, id, "ready");
+    /* 16 and 32 wide, and 40 (the original's width, 1024 never enlarges), as
+     * WebP and JPEG: six, each stored. */
+    json_t *rends = json_object_get(ready, "renditions");
+    assert_int_equal(json_array_size(rends), 6);
+    size_t k;
+    json_t *x;
+    json_array_foreach(rends, k, x)
+    {
+        assert_true(num(x, "width") == 16 || num(x, "width") == 32 || num(x, "width") == 40);
+        assert_true(stored(str(x, "url") + 7));
+    }
+    json_decref(ready);
+    /* Done, and no longer a dead letter. */
+    assert_non_null(strstr(th_sql(job_of_image, jp), " done "));
+    snprintf(dpath, sizeof(dpath), "/api/v1/admin/jobs/dead-letters/%ld", job);
+    r = th_store_req(srv, store_a, admin_a, "GET", dpath, NULL);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+}
+
 static int
 setup(void **state)
 {
@@ -678,13 +853,16 @@ setup(void **state)
     snprintf(media_dir, sizeof(media_dir), "/tmp/shopd-media-test-%d", (int)getpid());
     static char md[300];
     snprintf(md, sizeof(md), "SHOPD_MEDIA_DIR=%s", media_dir);
-    const char *env[] = {md,
-                         "SHOPD_MEDIA_MAX_BYTES=200000",
-                         "SHOPD_MEDIA_SIZES=16,32,1024",
-                         "SHOPD_JOBS_POLL_MS=50",
-                         "SHOPD_JOBS_RETRY_SCHEDULE=1,1",
-                         "SHOPD_RATE_LIMIT=false",
-                         NULL};
+    /* The last slot stays NULL; the dead-letter test puts a setting in it. */
+    static const char *env[] = {md,
+                                "SHOPD_MEDIA_MAX_BYTES=200000",
+                                "SHOPD_MEDIA_SIZES=16,32,1024",
+                                "SHOPD_JOBS_POLL_MS=50",
+                                "SHOPD_JOBS_RETRY_SCHEDULE=1,1",
+                                "SHOPD_RATE_LIMIT=false",
+                                NULL,
+                                NULL};
+    srv_env = env;
     srv = th_start(env);
     store_a = th_create_store(srv, th_slug("media-a"), NULL);
     store_b = th_create_store(srv, th_slug("media-b"), NULL);
@@ -717,6 +895,7 @@ main(void)
         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_patch_delete_and_objects),
         cmocka_unit_test(test_cross_tenant),
+        cmocka_unit_test(test_renditions_dead_letter_and_retry),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);

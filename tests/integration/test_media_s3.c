@@ -5,7 +5,8 @@
  * aws4) and refuses any mismatch (s3rver itself checks no signature). Covers
  * path-style and virtual-hosted URLs, a multipart upload (an original above
  * SHOPD_S3_MULTIPART_BYTES), renditions read back from the bucket, retries on
- * 503, deletion, and that every signed request verified and none was refused.
+ * 503, deletion of an image and of a whole store (its prefix emptied), and
+ * that every signed request verified and none was refused.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -145,6 +146,7 @@ flow(bool path_style)
                          "SHOPD_MEDIA_SIZES=32,64",
                          "SHOPD_JOBS_POLL_MS=50",
                          "SHOPD_JOBS_RETRY_SCHEDULE=1,1",
+                         "SHOPD_SWEEP_INTERVAL_MS=100",
                          "SHOPD_RATE_LIMIT=false",
                          NULL};
     th_server_t *srv = th_start(env);
@@ -233,36 +235,77 @@ flow(bool path_style)
     r = th_store_req(srv, store, tok, "DELETE", path, NULL);
     assert_int_equal(r.status, 204);
     th_resp_free(&r);
-    long st = 200;
-    for (int i = 0; i < 200 && st == 200; i++) {
+    /* The job deletes the keys one after another: both polled until gone. */
+    long st = 200, rst = 200;
+    for (int i = 0; i < 200 && (st == 200 || rst == 200); i++) {
         st = s3_get(path_style ? "127.0.0.1" : "media.s3.localhost", objpath, &o);
         th_resp_free(&o);
-        if (st == 200)
+        rst = s3_get(path_style ? "127.0.0.1" : "media.s3.localhost", rpath, &o);
+        th_resp_free(&o);
+        if (st == 200 || rst == 200)
             usleep(100000);
     }
     assert_int_equal(st, 404);
-    assert_int_equal(s3_get(path_style ? "127.0.0.1" : "media.s3.localhost", rpath, &o), 404);
-    th_resp_free(&o);
+    assert_int_equal(rst, 404);
 
-    /* Every signed request verified by aws4 (none refused for a missing or
-     * unsigned header, a wrong payload hash or region), the 503s retried, the
-     * multipart upload through (its CompleteMultipartUpload verified). Under load
-     * a few in a hundred of libcurl 7.88's signatures are not the one aws4 makes
-     * from the same canonical request (cause not found: not the clock, not
-     * concurrency in shopd); the verifier lets them through and counts them, and
-     * they must stay rare: a wrong signer would get none right. */
+    /* Deleting the store deletes what it still has in the bucket: a second
+     * image (original and renditions) under s<store>/, listed (ListObjectsV2)
+     * and deleted by the purge, whose requests the verifier checks too. */
+    png = make_png(40, 30, &len);
+    r = upload(srv, store, tok, product, png, len);
+    g_free(png);
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    char list[128];
+    snprintf(list, sizeof(list), "/media?list-type=2&prefix=s%ld%%2F", store);
+    int keys = 0;
+    for (int i = 0; i < 200 && keys < 5; i++) {
+        assert_int_equal(s3_get("127.0.0.1", list, &o), 200);
+        keys = 0;
+        for (const char *k = strstr(o.body, "<Key>"); k; k = strstr(k + 5, "<Key>"))
+            keys++;
+        th_resp_free(&o);
+        if (keys < 5)
+            usleep(100000);
+    }
+    /* The original, and 32 and 40 px (64 is made at the original's 40) twice. */
+    assert_int_equal(keys, 5);
+    snprintf(path, sizeof(path), "/api/v1/stores/%ld", store);
+    r = th_platform(srv, "DELETE", path, NULL);
+    assert_int_equal(r.status, 204);
+    th_resp_free(&r);
+    for (int i = 0; i < 200 && keys > 0; i++) {
+        assert_int_equal(s3_get("127.0.0.1", list, &o), 200);
+        keys = 0;
+        for (const char *k = strstr(o.body, "<Key>"); k; k = strstr(k + 5, "<Key>"))
+            keys++;
+        th_resp_free(&o);
+        if (keys > 0)
+            usleep(100000);
+    }
+    assert_int_equal(keys, 0);
+
+    /* Every signed request verified by aws4: none refused for a missing or
+     * unsigned header, a wrong payload hash or region, or a signature aws4
+     * computes differently (the verifier signs with the request's own
+     * x-amz-date; it once used its own clock, and the requests checked in a
+     * later second than libcurl signed them were the "few in a hundred"
+     * mismatches). The 503s were retried and the multipart upload went through
+     * (its CompleteMultipartUpload verified). */
     assert_int_equal(s3_get("127.0.0.1", "/__stats", &f), 200);
     json_t *stats = f.json;
     if (json_integer_value(json_object_get(stats, "refused")) != refused0)
         fail_msg("the verifier refused requests: %s", refusals(stats));
     assert_int_equal(refused0, 0);
-    long mismatched = (long)json_integer_value(json_object_get(stats, "mismatched"));
-    if (mismatched * 10 > (long)json_integer_value(json_object_get(stats, "verified")))
-        fail_msg("too many signature mismatches (%ld): %s", mismatched, refusals(stats));
+    assert_int_equal(json_integer_value(json_object_get(stats, "mismatched")), 0);
+    print_message("s3 verifier: %lld signed requests verified, %lld mismatched\n",
+                  (long long)json_integer_value(json_object_get(stats, "verified")),
+                  (long long)json_integer_value(json_object_get(stats, "mismatched")));
     assert_int_equal(json_integer_value(json_object_get(stats, "failed")), failed0 + 2);
     assert_true(json_integer_value(json_object_get(stats, "verified")) >= 8);
     assert_non_null(strstr(f.body, "uploadId="));
     assert_non_null(strstr(f.body, "\"DELETE\""));
+    assert_non_null(strstr(f.body, "list-type=2"));
     th_resp_free(&f);
     free(tok);
     assert_int_equal(th_stop(srv), 0);

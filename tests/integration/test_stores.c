@@ -1,8 +1,9 @@
 /*
  * Stores and tenant resolution against the real binary: platform auth,
  * CRUD with validation errors, pagination, resolution by X-Tenant-Id,
- * subdomain and custom domain, unknown and suspended stores, and the cache
- * following every change.
+ * subdomain and custom domain, unknown and suspended stores, the cache
+ * following every change, and a deleted store leaving no row and no media
+ * object behind.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,16 +11,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
 #include <cmocka.h>
 
 #include "harness.h"
 
 static th_server_t *srv;
+static char media_dir[256];
 
 static int
 setup(void **state)
 {
-    srv = th_start(NULL);
+    if (VIPS_INIT("test_stores") != 0)
+        return -1;
+    /* Media in a folder of this run; the sweep that purges a deleted store's
+     * objects runs every 100 ms. */
+    snprintf(media_dir, sizeof(media_dir), "/tmp/shopd-stores-media-%d", (int)getpid());
+    static char md[300];
+    snprintf(md, sizeof(md), "SHOPD_MEDIA_DIR=%s", media_dir);
+    const char *env[] = {md, "SHOPD_SWEEP_INTERVAL_MS=100", "SHOPD_JOBS_POLL_MS=50",
+                         "SHOPD_JOBS_RETRY_SCHEDULE=1", NULL};
+    srv = th_start(env);
     return 0;
 }
 
@@ -29,6 +44,10 @@ teardown(void **state)
     if (srv == NULL)
         return -1;
     th_stop(srv); /* frees it: TH_STOP_TEST checked the exit status */
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", media_dir);
+    if (system(cmd) != 0) {
+    }
     return 0;
 }
 
@@ -424,7 +443,10 @@ created_id(th_resp_t r)
 
 /* Deleting a store leaves no row of it in any table: every tenant table is
  * reached by a cascade, directly or through its parent's composite key
- * (sql/0017 dropped the store keys the composite ones imply). */
+ * (sql/0017 dropped the store keys the composite ones imply). Nor any media
+ * object: its folder s<store>/ (an original and its renditions) is deleted
+ * by the purge the deletion asks for (sql/0019, run in the background), and
+ * the purge's own row goes when it is done. */
 static void
 test_delete_leaves_nothing(void **state)
 {
@@ -468,15 +490,57 @@ test_delete_leaves_nothing(void **state)
     created_id(sreq(id, tok, NULL, "POST", path, "{\"amount\":100,\"reason\":\"test\"}"));
     created_id(sreq(id, tok, NULL, "POST", "/api/v1/admin/webhooks",
                     "{\"url\":\"https://hooks.example.com/x\",\"events\":[\"*\"]}"));
+    /* An image of the product, with its renditions made. */
+    VipsImage *img = NULL;
+    assert_int_equal(vips_black(&img, 40, 30, "bands", 3, NULL), 0);
+    void *png = NULL;
+    size_t plen = 0;
+    assert_int_equal(vips_pngsave_buffer(img, &png, &plen, NULL), 0);
+    g_object_unref(img);
+    char tenant[64], auth[2048];
+    snprintf(path, sizeof(path), "/api/v1/products/%ld/images", prod);
+    snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", id);
+    th_auth_header(auth, sizeof(auth), tok);
+    const char *ih[] = {tenant, auth, "Content-Type: image/png", NULL};
+    r = th_req_n(srv, "POST", path, ih, png, plen);
+    g_free(png);
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    char folder[400];
+    snprintf(folder, sizeof(folder), "%s/s%ld", media_dir, id);
+    int files = 0;
+    for (int i = 0; i < 200 && files < 3; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "ls %s | wc -l", folder);
+        FILE *ls = popen(cmd, "r");
+        assert_non_null(ls);
+        if (fscanf(ls, "%d", &files) != 1)
+            files = 0;
+        pclose(ls);
+        if (files < 3)
+            usleep(100000);
+    }
+    /* The original and two renditions (the default sizes, 160 and up, are all
+     * made at its 40 px: one width, WebP and JPEG). */
+    assert_int_equal(files, 3);
 
     snprintf(path, sizeof(path), "/api/v1/stores/%ld", id);
     r = th_platform(srv, "DELETE", path, NULL);
     assert_int_equal(r.status, 204);
     th_resp_free(&r);
-    /* Every table with a store_id column: nothing of the store is left. */
+    /* The purge deletes the folder, then its row. */
     char sql[1024], sid[24];
     snprintf(sid, sizeof(sid), "%ld", id);
     const char *p[] = {sid, NULL};
+    struct stat st;
+    const char *purge =
+        "SELECT count(*) FROM media_store_purges WHERE deleted_store_id = $1::bigint";
+    for (int i = 0; i < 200 && (stat(folder, &st) == 0 || strcmp(th_sql(purge, p), "0") != 0); i++)
+        usleep(100000);
+    if (stat(folder, &st) == 0)
+        fail_msg("%s is still there after the store's deletion", folder);
+    assert_string_equal(th_sql(purge, p), "0");
+    /* Every table with a store_id column: nothing of the store is left. */
     snprintf(sql, sizeof(sql),
              "SELECT coalesce(string_agg(t, ', '), '') FROM (SELECT c.relname AS t, "
              "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %%I "
@@ -486,6 +550,61 @@ test_delete_leaves_nothing(void **state)
              "WHERE n > 0");
     assert_string_equal(th_sql(sql, p), "");
     th_user_free(&admin);
+}
+
+/* A purge that fails is retried (SHOPD_JOBS_RETRY_SCHEDULE=1: two attempts),
+ * then stays dead with its error; once the cause is gone, an operator sets
+ * the row ready again and the folder goes. The cause here: a folder inside
+ * s<store>/, which shopd never makes, so the purge refuses to guess. */
+static void
+test_delete_purge_retried_then_dead(void **state)
+{
+    (void)state;
+    long id = th_create_store(srv, th_slug("gone2"), NULL);
+    char folder[400], sub[460], path[128], sid[24];
+    snprintf(folder, sizeof(folder), "%s/s%ld", media_dir, id);
+    snprintf(sub, sizeof(sub), "%s/not-ours", folder);
+    mkdir(media_dir, 0755);
+    assert_int_equal(mkdir(folder, 0755), 0);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    /* An object beside it, as an upload would have left one. */
+    char obj[560];
+    snprintf(obj, sizeof(obj), "%s/%064d.png", folder, 7);
+    FILE *f = fopen(obj, "w");
+    assert_non_null(f);
+    fputs("x", f);
+    fclose(f);
+    snprintf(path, sizeof(path), "/api/v1/stores/%ld", id);
+    th_resp_t r = th_platform(srv, "DELETE", path, NULL);
+    assert_int_equal(r.status, 204);
+    th_resp_free(&r);
+    snprintf(sid, sizeof(sid), "%ld", id);
+    const char *p[] = {sid, NULL};
+    const char *row = "SELECT state || ' ' || attempts || ' ' || coalesce(last_error, '') FROM "
+                      "media_store_purges WHERE deleted_store_id = $1::bigint";
+    char got[600] = "";
+    for (int i = 0; i < 200; i++) {
+        snprintf(got, sizeof(got), "%s", th_sql(row, p));
+        if (strncmp(got, "dead ", 5) == 0)
+            break;
+        usleep(100000);
+    }
+    char want[160];
+    snprintf(want, sizeof(want), "dead 2 cannot delete the objects under s%ld/", id);
+    if (strncmp(got, want, strlen(want)) != 0)
+        fail_msg("the purge row is \"%s\", not \"%s...\"", got, want);
+    struct stat st;
+    assert_int_equal(stat(folder, &st), 0); /* left: the purge failed */
+
+    /* The cause removed, the row made ready again: the folder goes, then the row. */
+    assert_int_equal(rmdir(sub), 0);
+    th_sql("UPDATE media_store_purges SET state = 'ready', attempts = 0, next_at = now() WHERE "
+           "deleted_store_id = $1::bigint",
+           p);
+    for (int i = 0; i < 200 && (stat(folder, &st) == 0 || th_sql(row, p)[0] != '\0'); i++)
+        usleep(100000);
+    assert_int_not_equal(stat(folder, &st), 0);
+    assert_string_equal(th_sql(row, p), "");
 }
 
 int
@@ -499,6 +618,7 @@ main(void)
         cmocka_unit_test(test_tenant_resolution),
         cmocka_unit_test(test_cache_follows_changes),
         cmocka_unit_test(test_delete_leaves_nothing),
+        cmocka_unit_test(test_delete_purge_retried_then_dead),
         TH_STOP_TEST, /* last: the server must exit 0 on SIGTERM */
     };
     return cmocka_run_group_tests(tests, setup, teardown);

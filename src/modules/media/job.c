@@ -50,6 +50,18 @@ record_tx(db_conn_t *c, void *arg)
 {
     made_t *m = arg;
     const media_store_t *st = media_storage();
+    /* The image row held first: deleting it (or its store) waits until the
+     * renditions are recorded, so its objects, or the store's purge, come
+     * after; an image deleted already gets no objects written. */
+    const char *pi[] = {m->sid, m->iid};
+    PGresult *r =
+        db_exec(c, "media_image_hold",
+                "SELECT 1 FROM product_images WHERE store_id = $1 AND id = $2 FOR SHARE", 2, pi);
+    shopd_rc_t hold = db_result_rc(r);
+    int there = hold == SHOPD_OK ? PQntuples(r) : 0;
+    PQclear(r);
+    if (hold != SHOPD_OK || there == 0)
+        return hold;
     for (size_t i = 0; i < m->n; i++) {
         rend_t *x = &m->r[i];
         shopd_rc_t rc = lock_key(c, x->key);
@@ -76,10 +88,10 @@ record_tx(db_conn_t *c, void *arg)
             return rc;
     }
     const char *p[] = {m->sid, m->iid};
-    PGresult *r = db_exec(c, "media_ready",
-                          "UPDATE product_images SET state = 'ready', updated_at = now() WHERE "
-                          "store_id = $1 AND id = $2",
-                          2, p);
+    r = db_exec(c, "media_ready",
+                "UPDATE product_images SET state = 'ready', updated_at = now() WHERE "
+                "store_id = $1 AND id = $2",
+                2, p);
     shopd_rc_t rc = db_result_rc(r);
     PQclear(r);
     return rc;

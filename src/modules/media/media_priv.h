@@ -18,6 +18,9 @@ int media_s3_init(const cfg_t *cfg, char *err, size_t errlen);
 void media_s3_object_url(const char *key, char *out, size_t cap);
 const char *media_storage_dir(void);
 
+/* purge.c: a deleted store's objects (sql/0019), from the ticker */
+void media_tick(app_t *app);
+
 /* image.c: libvips, on the blocking pool only */
 int media_vips_init(char *err, size_t errlen);
 void media_vips_fini(void);

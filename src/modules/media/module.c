@@ -1,6 +1,7 @@
 /*
  * module.c: the media module's descriptor: product image routes, the media
- * server, libvips and the storage started before any thread runs.
+ * server, libvips and the storage started before any thread runs, and the
+ * sweep of deleted stores' objects (purge.c).
  */
 #include <stdio.h>
 
@@ -40,4 +41,5 @@ const api_module_t media_module = {
     .nroutes = SHOPD_ARRAY_LEN(media_routes),
     .init = media_init,
     .fini = NULL,
+    .tick = media_tick,
 };

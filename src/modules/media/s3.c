@@ -69,6 +69,34 @@ object_url(const char *key, const char *query, char *out, size_t cap)
              s3.endpoint + scheme, key, q, query ? query : "");
 }
 
+/* A query value in SigV4's canonical form (every byte but A-Z a-z 0-9 - . _ ~
+ * percent-encoded, uppercase hex): libcurl 7.88 signs the query as written,
+ * so a value sent any other way (an UploadId or a continuation token with
+ * "+", "/" or "=") would be signed in a form S3 does not compute. False if it
+ * does not fit. */
+static bool
+query_encode(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t k = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '.' || c == '_' || c == '~';
+        if (k + (plain ? 1 : 3) >= cap)
+            return false;
+        if (plain) {
+            out[k++] = (char)c;
+        } else {
+            out[k++] = '%';
+            out[k++] = hex[c >> 4];
+            out[k++] = hex[c & 15];
+        }
+    }
+    out[k] = '\0';
+    return true;
+}
+
 void
 media_s3_object_url(const char *key, char *out, size_t cap)
 {
@@ -77,15 +105,6 @@ media_s3_object_url(const char *key, char *out, size_t cap)
 
 /* One request, retried on 5xx and transport errors. Returns the HTTP status
  * (0: no answer after the retries); the answer's body in *ans when not NULL. */
-/* A 403 SignatureDoesNotMatch on a first attempt is tried once more, signed
- * afresh (S3 clients retry it: a clock step between signing and sending, a
- * proxy that touched a header); a second refusal is the answer. */
-static bool
-stale_signature(long status, const buf_t *body)
-{
-    return status == 403 && body->p && strstr(body->p, "SignatureDoesNotMatch") != NULL;
-}
-
 static long
 request(const char *method, const char *url, const void *body, size_t blen, const char *mime,
         buf_t *ans)
@@ -129,7 +148,7 @@ request(const char *method, const char *url, const void *body, size_t blen, cons
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         curl_slist_free_all(hs);
         curl_easy_cleanup(h);
-        if (cc == CURLE_OK && status < 500 && !(attempt == 0 && stale_signature(status, &tmp))) {
+        if (cc == CURLE_OK && status < 500) {
             if (ans) {
                 shopd_free(ans->p);
                 *ans = tmp;
@@ -179,6 +198,10 @@ put_part(const char *url, const void *p, size_t n, char *etag, size_t cap)
             usleep((useconds_t)(100000u << (2 * (attempt - 1))));
         CURL *h = curl_easy_init();
         struct curl_slist *hs = curl_slist_append(NULL, hsha);
+        /* Else libcurl adds application/x-www-form-urlencoded (a POSTFIELDS
+         * body) after signing: sent unsigned. S3 ignores a part's type; this
+         * one is at least signed like every other header. */
+        hs = curl_slist_append(hs, "Content-Type: application/octet-stream");
         buf_t hdr = {0}, body = {0};
         hdr.max = body.max = 1 << 20;
         curl_easy_setopt(h, CURLOPT_URL, url);
@@ -201,8 +224,7 @@ put_part(const char *url, const void *p, size_t n, char *etag, size_t cap)
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         curl_slist_free_all(hs);
         curl_easy_cleanup(h);
-        bool done =
-            cc == CURLE_OK && status < 500 && !(attempt == 0 && stale_signature(status, &body));
+        bool done = cc == CURLE_OK && status < 500;
         if (done && status == 200) {
             etag[0] = '\0';
             for (char *l = hdr.p; l && *l;) {
@@ -227,7 +249,7 @@ put_part(const char *url, const void *p, size_t n, char *etag, size_t cap)
 static shopd_rc_t
 multipart_put(const char *key, const void *p, size_t n, const char *mime)
 {
-    char url[1400];
+    char url[3200];
     /* "uploads=", not "uploads": libcurl 7.88 signs the query as written, and
      * SigV4's canonical form of a parameter without a value has the "="
      * (found by the aws4 cross-check in tests/s3). Parameters below are also
@@ -235,8 +257,9 @@ multipart_put(const char *key, const void *p, size_t n, const char *mime)
     object_url(key, "uploads=", url, sizeof(url));
     buf_t ans = {0};
     long st = request("POST", url, "", 0, mime, &ans);
-    char upload_id[512];
-    if (st != 200 || !xml_value(ans.p, "UploadId", upload_id, sizeof(upload_id))) {
+    char upload_id[512], uid[1600];
+    if (st != 200 || !xml_value(ans.p, "UploadId", upload_id, sizeof(upload_id)) ||
+        !query_encode(upload_id, uid, sizeof(uid))) {
         log_error("media s3: cannot start a multipart upload of %s (status %ld)", key, st);
         shopd_free(ans.p);
         return SHOPD_ERR;
@@ -248,8 +271,8 @@ multipart_put(const char *key, const void *p, size_t n, const char *mime)
     size_t xl = (size_t)snprintf(xml, cap, "<CompleteMultipartUpload>");
     shopd_rc_t rc = SHOPD_OK;
     for (size_t i = 0; i < nparts; i++) {
-        char q[700], etag[128] = "";
-        snprintf(q, sizeof(q), "partNumber=%zu&uploadId=%s", i + 1, upload_id);
+        char q[1700], etag[128] = "";
+        snprintf(q, sizeof(q), "partNumber=%zu&uploadId=%s", i + 1, uid);
         object_url(key, q, url, sizeof(url));
         size_t off = i * s3.multipart, len = n - off < s3.multipart ? n - off : s3.multipart;
         if (put_part(url, (const char *)p + off, len, etag, sizeof(etag)) != 200 || !etag[0]) {
@@ -260,8 +283,8 @@ multipart_put(const char *key, const void *p, size_t n, const char *mime)
                                "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
                                etag);
     }
-    char q[600];
-    snprintf(q, sizeof(q), "uploadId=%s", upload_id);
+    char q[1700];
+    snprintf(q, sizeof(q), "uploadId=%s", uid);
     object_url(key, q, url, sizeof(url));
     if (rc == SHOPD_OK) {
         xl += (size_t)snprintf(xml + xl, cap - xl, "</CompleteMultipartUpload>");
@@ -322,11 +345,94 @@ s3_del(const char *key)
     return st == 204 || st == 200 || st == 404 ? SHOPD_OK : SHOPD_ERR;
 }
 
+/* xml (n bytes) with the five predefined entities decoded, into out. */
+static void
+xml_text(const char *xml, size_t n, char *out, size_t cap)
+{
+    static const char *const ent[][2] = {
+        {"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&apos;", "'"}};
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < cap;) {
+        size_t e = 0;
+        while (xml[i] == '&' && e < 5 && strncmp(xml + i, ent[e][0], strlen(ent[e][0])) != 0)
+            e++;
+        if (xml[i] == '&' && e < 5) {
+            out[k++] = ent[e][1][0];
+            i += strlen(ent[e][0]);
+        } else {
+            out[k++] = xml[i++];
+        }
+    }
+    out[k] = '\0';
+}
+
+/* Every object under prefix: ListObjectsV2 pages (1000 keys each) by prefix,
+ * each listed object deleted. A key under the prefix that is not a media key
+ * (nothing shopd wrote) is left, and logged. */
+static shopd_rc_t
+s3_purge(const char *prefix)
+{
+    char pfx[300], token[1024] = "", tok[3100], q[3600], url[5200];
+    if (!query_encode(prefix, pfx, sizeof(pfx)))
+        return SHOPD_INVALID;
+    size_t pl = strlen(prefix);
+    shopd_rc_t rc = SHOPD_OK;
+    for (;;) {
+        /* In canonical order (sorted, encoded): libcurl signs it as written. */
+        if (token[0]) {
+            if (!query_encode(token, tok, sizeof(tok)))
+                return SHOPD_ERR;
+            snprintf(q, sizeof(q), "continuation-token=%s&list-type=2&prefix=%s", tok, pfx);
+        } else {
+            snprintf(q, sizeof(q), "list-type=2&prefix=%s", pfx);
+        }
+        if (s3.path_style) {
+            snprintf(url, sizeof(url), "%s/%s?%s", s3.endpoint, s3.bucket, q);
+        } else {
+            const char *host = strstr(s3.endpoint, "://");
+            size_t scheme = host ? (size_t)(host - s3.endpoint) + 3 : 0;
+            snprintf(url, sizeof(url), "%.*s%s.%s/?%s", (int)scheme, s3.endpoint, s3.bucket,
+                     s3.endpoint + scheme, q);
+        }
+        buf_t ans = {0};
+        long st = request("GET", url, NULL, 0, NULL, &ans);
+        if (st != 200 || ans.p == NULL) {
+            log_error("media s3: cannot list %s (status %ld)", prefix, st);
+            shopd_free(ans.p);
+            return SHOPD_ERR;
+        }
+        for (const char *a = strstr(ans.p, "<Key>"); a; a = strstr(a, "<Key>")) {
+            a += 5;
+            const char *b = strstr(a, "</Key>");
+            if (b == NULL)
+                break;
+            char key[1024];
+            xml_text(a, (size_t)(b - a), key, sizeof(key));
+            a = b + 6;
+            if (strncmp(key, prefix, pl) != 0 || !media_key_valid(key, strlen(key))) {
+                log_warn("media s3: %s is under %s but not a media key: left", key, prefix);
+                continue;
+            }
+            if (s3_del(key) != SHOPD_OK)
+                rc = SHOPD_ERR;
+        }
+        char next[1024];
+        bool more = strstr(ans.p, "<IsTruncated>true</IsTruncated>") != NULL &&
+                    xml_value(ans.p, "NextContinuationToken", next, sizeof(next));
+        if (more)
+            xml_text(next, strlen(next), token, sizeof(token));
+        shopd_free(ans.p);
+        if (!more)
+            return rc;
+    }
+}
+
 const media_store_t media_s3_store = {
     .name = "s3",
     .put = s3_put,
     .get = s3_get,
     .del = s3_del,
+    .purge = s3_purge,
 };
 
 int

@@ -6,6 +6,7 @@
  * Keys are content-addressed, so a rename over an existing file replaces it
  * with the same bytes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -124,11 +125,50 @@ local_del(const char *key)
     return SHOPD_OK;
 }
 
+/* The folder of prefix ("s<digits>/") and every file in it: objects, and the
+ * dot files of writes that never finished. shopd makes no subfolders, so one
+ * there is left and the purge fails (and is retried, then a dead row). */
+static shopd_rc_t
+local_purge(const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    if (pl < 3 || prefix[0] != 's' || prefix[pl - 1] != '/' ||
+        strspn(prefix + 1, "0123456789") != pl - 2)
+        return SHOPD_INVALID;
+    char dir[1400], path[1700];
+    snprintf(dir, sizeof(dir), "%s/%.*s", local_dir, (int)(pl - 1), prefix);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno == ENOENT)
+            return SHOPD_OK;
+        log_error("media: cannot open %s: %s", dir, strerror(errno));
+        return SHOPD_ERR;
+    }
+    shopd_rc_t rc = SHOPD_OK;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            log_error("media: cannot delete %s: %s", path, strerror(errno));
+            rc = SHOPD_ERR;
+        }
+    }
+    closedir(d);
+    if (rc == SHOPD_OK && rmdir(dir) != 0 && errno != ENOENT) {
+        log_error("media: cannot delete %s: %s", dir, strerror(errno));
+        rc = SHOPD_ERR;
+    }
+    return rc;
+}
+
 static const media_store_t local_store = {
     .name = "local",
     .put = local_put,
     .get = local_get,
     .del = local_del,
+    .purge = local_purge,
 };
 
 int
