@@ -89,6 +89,7 @@ typedef struct net_thread_s net_thread_t;
 #define PRI_NORMAL 1
 #define PRI_OVER 2 /* a connection of a store over its share */
 #define NPRI 3
+#define FAIR_MAX_OVER 4 /* low-priority callbacks between two polls */
 typedef struct fair_s {
     uint32_t n[FAIR_SLOTS];
     uint32_t total;
@@ -1094,7 +1095,16 @@ net_server_new(const net_config_t *cfg, char *err, size_t errlen)
         shopd_random(t->rng, sizeof(t->rng));
         t->rng[0] |= 1;
         t->counts = shopd_calloc((cfg->nlabels + 1) * NSTATUS, sizeof(_Atomic uint64_t));
-        t->base = event_base_new();
+        /* After FAIR_MAX_OVER callbacks of the low priority (connections of a
+         * store over its share) the loop polls again, so a request of another
+         * store that arrived meanwhile waits for a few of them, not for every
+         * ready one (libevent otherwise runs a whole priority queue in a row). */
+        struct event_config *ecfg = event_config_new();
+        if (ecfg)
+            event_config_set_max_dispatch_interval(ecfg, NULL, FAIR_MAX_OVER, PRI_OVER);
+        t->base = ecfg ? event_base_new_with_config(ecfg) : event_base_new();
+        if (ecfg)
+            event_config_free(ecfg);
         if (t->base == NULL) {
             snprintf(err, errlen, "cannot create an event base");
             goto fail;
