@@ -26,14 +26,13 @@
 CREATE FUNCTION search_attrs_of(attributes jsonb, options jsonb) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT coalesce(jsonb_object_agg(k, vals), '{}'::jsonb)
-     FROM (SELECT k, jsonb_agg(DISTINCT x ORDER BY x) AS vals
-             FROM (SELECT e.key AS k, x
-                     FROM jsonb_each(attributes) e, search_values(e.value) x
+     FROM (SELECT a.k, jsonb_agg(DISTINCT x ORDER BY x) AS vals
+             FROM (SELECT e.key AS k, e.value AS v FROM jsonb_each(attributes) e
                    UNION ALL
-                   SELECT e.key, x
-                     FROM jsonb_array_elements(options) o, jsonb_each(o.value) e,
-                          search_values(e.value) x) a
-            GROUP BY k) g $$;
+                   SELECT e.key, e.value
+                     FROM jsonb_array_elements(options) o, jsonb_each(o.value) e) a,
+                  search_values(a.v) x
+            GROUP BY a.k) g $$;
 
 -- STABLE, not IMMUTABLE: concat_ws is.
 CREATE FUNCTION search_doc_of(cfg regconfig, name text, brand text, description text, skus text,

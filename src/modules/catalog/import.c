@@ -39,14 +39,25 @@ typedef struct imp_row_s {
     json_t *err;          /* {index, code, message, details} once rejected */
 } imp_row_t;
 
+/* The JSON the insert reads: the products and variants of the rows not
+ * rejected as records, and the category slugs they name. */
+typedef struct imp_sql_s {
+    char *cat_slugs, *products, *variants;
+} imp_sql_t;
+
+/* One batch, from the blocking lane (checked, its JSON built) to the store's
+ * actor (written); owned by the pair (import_then or import_drop frees it). */
 typedef struct imp_s {
-    api_ctx_t *ctx;
-    json_t *body;
+    api_ctx_t *ctx; /* the handler's, then the actor's */
+    json_t *body;   /* a reference: the rows' strings are borrowed from it */
     imp_row_t *rows;
     size_t n;
-    const char *sid, *uid;
-    bool raced; /* the insert hit a unique key another writer took meanwhile */
-    bool again; /* rows hit a taken slug or SKU: rejected now, the rest to run again */
+    char sid[24], uidbuf[24];
+    const char *uid; /* uidbuf, or NULL (no user: a token) */
+    imp_sql_t sql;   /* built for the rows valid so far; rebuilt after rejections */
+    size_t built;    /* valid rows when sql was built */
+    bool raced;      /* the insert hit a unique key another writer took meanwhile */
+    bool again;      /* rows hit a taken slug or SKU: rejected now, the rest to run again */
     long long products, variants, categories;
 } imp_t;
 
@@ -211,12 +222,6 @@ check_twins(imp_t *im, bool skus)
     shopd_free(keys);
 }
 
-/* The JSON the insert reads: the products and variants of the rows not
- * rejected as records, and the category slugs they name. */
-typedef struct imp_sql_s {
-    char *cat_slugs, *products, *variants;
-} imp_sql_t;
-
 static void
 sql_free(imp_sql_t *s)
 {
@@ -226,10 +231,11 @@ sql_free(imp_sql_t *s)
     memset(s, 0, sizeof(*s));
 }
 
-static json_t *
-opt_str(const char *s)
+static void
+set_str(json_t *o, const char *key, const char *s)
 {
-    return s ? json_string(s) : json_null();
+    if (s)
+        json_object_set_new(o, key, json_string(s));
 }
 
 static void
@@ -243,19 +249,18 @@ build(const imp_t *im, imp_sql_t *s)
         const cat_prod_input_t *in = &r->in;
         if (r->category)
             json_array_append_new(cslugs, json_string(r->category));
-        json_t *row = json_object();
-        json_object_set_new(row, "i", json_integer((json_int_t)i));
-        json_object_set_new(row, "category_id",
-                            in->category[0] ? json_integer(atoll(in->category)) : json_null());
-        json_object_set_new(row, "category", opt_str(r->category));
-        json_object_set_new(row, "name", json_string(in->name));
-        json_object_set_new(row, "slug", json_string(in->slug));
-        json_object_set_new(row, "description", opt_str(in->description));
-        json_object_set_new(row, "base_price", json_integer(atoll(in->price)));
-        json_object_set_new(row, "status", opt_str(in->status));
-        json_object_set_new(row, "brand", opt_str(in->brand));
-        json_object_set_new(row, "attributes",
-                            in->attributes ? json_loads(in->attributes, 0, NULL) : json_null());
+        /* A field left out is NULL to json_to_recordset: nulls are not sent
+         * (less JSON for PostgreSQL to read). */
+        json_t *row = json_pack("{s:I,s:s,s:s,s:I}", "i", (json_int_t)i, "name", in->name, "slug",
+                                in->slug, "base_price", (json_int_t)atoll(in->price));
+        if (in->category[0])
+            json_object_set_new(row, "category_id", json_integer(atoll(in->category)));
+        set_str(row, "category", r->category);
+        set_str(row, "description", in->description);
+        set_str(row, "status", in->status);
+        set_str(row, "brand", in->brand);
+        if (in->attributes)
+            json_object_set_new(row, "attributes", json_loads(in->attributes, 0, NULL));
         json_array_append_new(prods, row);
         for (size_t j = 0; j < json_array_size(r->variants); j++) {
             json_t *v = json_array_get(r->variants, j);
@@ -265,9 +270,11 @@ build(const imp_t *im, imp_sql_t *s)
             static const char *const copy[] = {"price", "stock", "weight_g", "barcode", "position"};
             for (size_t k = 0; k < SHOPD_ARRAY_LEN(copy); k++) {
                 json_t *f = json_object_get(v, copy[k]);
-                json_object_set(vr, copy[k], f ? f : json_null());
+                if (f && !json_is_null(f))
+                    json_object_set(vr, copy[k], f);
             }
-            json_object_set(vr, "options", json_is_object(o) ? o : json_null());
+            if (json_is_object(o))
+                json_object_set(vr, "options", o);
             json_array_append_new(vars, vr);
         }
     }
@@ -435,11 +442,14 @@ import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
         return rc;
     }
     PQclear(r);
-    imp_sql_t s = {0};
-    build(im, &s);
-    const char *p[5] = {im->sid, s.products, s.variants, s.cat_slugs, im->uid};
+    size_t valid = valid_rows(im);
+    if (im->sql.products == NULL || im->built != valid) { /* rows rejected since it was built */
+        sql_free(&im->sql);
+        build(im, &im->sql);
+        im->built = valid;
+    }
+    const char *p[5] = {im->sid, im->sql.products, im->sql.variants, im->sql.cat_slugs, im->uid};
     r = db_exec(c, "imp_insert", imp_insert_sql, 5, p);
-    sql_free(&s);
     rc = db_result_rc(r);
     if (rc == SHOPD_CONFLICT)
         im->raced = true; /* a unique key the insert does not arbitrate (a lost race) */
@@ -466,6 +476,75 @@ import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     return SHOPD_OK;
 }
 
+static void
+imp_free(imp_t *im)
+{
+    if (im == NULL)
+        return;
+    for (size_t i = 0; i < im->n; i++) {
+        cat_product_input_free(&im->rows[i].in);
+        json_decref(im->rows[i].err);
+    }
+    shopd_free(im->rows);
+    sql_free(&im->sql);
+    json_decref(im->body);
+    shopd_free(im);
+}
+
+static void
+import_drop(void *arg)
+{
+    imp_free(arg);
+}
+
+/* {imported, variants, categories_created, rejected}: the batch's answer. */
+static net_reply_t *
+import_answer(const imp_t *im)
+{
+    json_t *rejected = json_array();
+    for (size_t i = 0; i < im->n; i++)
+        if (im->rows[i].err)
+            json_array_append(rejected, im->rows[i].err);
+    return api_json(SHOPD_OK, json_pack("{s:I,s:I,s:I,s:o}", "imported", (json_int_t)im->products,
+                                        "variants", (json_int_t)im->variants, "categories_created",
+                                        (json_int_t)im->categories, "rejected", rejected));
+}
+
+/* The ordered half, on the store's actor: the batch's transaction (run again
+ * without the rows an attempt found taken), the catalog version, the answer. */
+static net_reply_t *
+import_then(api_ctx_t *ctx, void *arg)
+{
+    imp_t *im = arg;
+    im->ctx = ctx;
+    net_reply_t *reply = NULL;
+    for (int attempt = 1; attempt <= IMP_ATTEMPTS; attempt++) {
+        im->raced = im->again = false;
+        reply = cat_tx(ctx, import_tx, im);
+        if (reply == NULL || !(im->raced || im->again) || attempt == IMP_ATTEMPTS)
+            break;
+        net_reply_free(reply);
+        reply = NULL;
+        im->products = im->variants = im->categories = 0; /* rolled back */
+        if (valid_rows(im) == 0)
+            break; /* every row is rejected: nothing left to write */
+    }
+    if (reply == NULL) {
+        if (im->products > 0)
+            cat_bump(ctx); /* once per batch */
+        reply = import_answer(im);
+    } /* else the batch failed as a whole: nothing of it was written */
+    imp_free(im);
+    return reply;
+}
+
+/* The route's handler runs on the store's blocking lane (products.import is
+ * API_BLOCKING | API_ONE_LANE): the body is read, every row checked and the
+ * insert's JSON built there, then the transaction goes to the store's actor
+ * (api_ordered_then), in order with its other mutations. So while the actor
+ * waits for PostgreSQL to write one batch, the lane reads and checks the next
+ * (an admin import keeps two batches in flight); one lane per store keeps the
+ * batches of an import in the order they came. */
 net_reply_t *
 catalog_h_product_import(api_ctx_t *ctx)
 {
@@ -482,48 +561,34 @@ catalog_h_product_import(api_ctx_t *ctx)
     }
     if (v.n)
         return api_val_reply(&v);
-    char sid[24], uid[24];
-    imp_t im = {
-        .ctx = ctx, .body = ctx->body, .n = json_array_size(rows), .sid = cat_sid(ctx, sid)};
+    imp_t *im = shopd_calloc(1, sizeof(*im));
+    im->ctx = ctx;
+    im->body = json_incref(ctx->body);
+    im->n = json_array_size(rows);
+    cat_sid(ctx, im->sid);
     if (ctx->caller && ctx->caller->user_id) {
-        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)ctx->caller->user_id);
-        im.uid = uid;
+        snprintf(im->uidbuf, sizeof(im->uidbuf), "%llu", (unsigned long long)ctx->caller->user_id);
+        im->uid = im->uidbuf;
     }
-    im.rows = shopd_calloc(im.n, sizeof(*im.rows));
-    net_reply_t *reply = NULL;
-    for (size_t i = 0; i < im.n; i++)
-        check_row(&im, i);
-    check_twins(&im, false);
-    check_twins(&im, true);
-    if (valid_rows(&im) > 0) {
-        for (int attempt = 1; attempt <= IMP_ATTEMPTS; attempt++) {
-            im.raced = im.again = false;
-            reply = cat_tx(ctx, import_tx, &im);
-            if (reply == NULL || !(im.raced || im.again) || attempt == IMP_ATTEMPTS)
-                break;
-            net_reply_free(reply);
-            reply = NULL;
-            im.products = im.variants = im.categories = 0; /* rolled back */
-            if (valid_rows(&im) == 0)
-                break; /* every row is rejected: nothing left to write */
-        }
-        if (reply != NULL)
-            goto out; /* the batch failed as a whole: nothing of it was written */
-        if (im.products > 0)
-            cat_bump(ctx); /* once per batch */
+    im->rows = shopd_calloc(im->n, sizeof(*im->rows));
+    for (size_t i = 0; i < im->n; i++)
+        check_row(im, i);
+    check_twins(im, false);
+    check_twins(im, true);
+    size_t valid = valid_rows(im);
+    if (valid == 0) {
+        net_reply_t *reply = import_answer(im);
+        imp_free(im);
+        return reply;
     }
-    json_t *rejected = json_array();
-    for (size_t i = 0; i < im.n; i++)
-        if (im.rows[i].err)
-            json_array_append(rejected, im.rows[i].err);
-    reply = api_json(SHOPD_OK, json_pack("{s:I,s:I,s:I,s:o}", "imported", (json_int_t)im.products,
-                                         "variants", (json_int_t)im.variants, "categories_created",
-                                         (json_int_t)im.categories, "rejected", rejected));
-out:
-    for (size_t i = 0; i < im.n; i++) {
-        cat_product_input_free(&im.rows[i].in);
-        json_decref(im.rows[i].err);
+    build(im, &im->sql);
+    im->built = valid;
+    im->ctx = NULL; /* the handler's ctx ends here; import_then sets the actor's */
+    net_reply_t *reply = api_ordered_then(ctx, import_then, import_drop, im);
+    if (reply == NULL) {
+        imp_free(im);
+        reply = api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
+        net_reply_add_header(reply, "Retry-After", "1");
     }
-    shopd_free(im.rows);
     return reply;
 }
