@@ -381,7 +381,9 @@ reject_listed(imp_t *im, const char *list, bool skus)
  * rows that conflicted; when there are any, the transaction is rolled back,
  * those rows are rejected, and the rest run again: nothing of a rejected row
  * is ever written. The categories the store had are read beside the new ones:
- * a statement's CTEs all see the snapshot from before it. */
+ * a statement's CTEs all see the snapshot from before it (so a category slug
+ * another writer made while the statement ran resolves to nothing: the batch
+ * runs again too). */
 static const char imp_insert_sql[] =
     "WITH r AS (SELECT * FROM json_to_recordset($2::json) AS r(i int, category_id bigint,"
     "  category text, name text, slug text, description text, base_price bigint, status text,"
@@ -424,7 +426,10 @@ static const char imp_insert_sql[] =
     "  (SELECT json_agg(r.i) FROM r LEFT JOIN p ON p.slug = r.slug WHERE p.slug IS NULL) END,"
     "  CASE WHEN (SELECT count(*) FROM v) < (SELECT count(*) FROM x) THEN"
     "  (SELECT json_agg(DISTINCT x.i) FROM x JOIN p ON p.slug = x.slug"
-    "   LEFT JOIN v ON v.sku = x.sku WHERE v.sku IS NULL) END";
+    "   LEFT JOIN v ON v.sku = x.sku WHERE v.sku IS NULL) END,"
+    /* A category another process made meanwhile: c skipped it, ac cannot see it. */
+    "  (SELECT count(*) FROM d LEFT JOIN ac ON ac.slug = d.category"
+    "   WHERE d.category IS NOT NULL AND ac.id IS NULL)";
 
 static shopd_rc_t
 import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
@@ -463,8 +468,10 @@ import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
         taken += reject_listed(im, PQgetvalue(r, 0, 3), false);
     if (!PQgetisnull(r, 0, 4))
         taken += reject_listed(im, PQgetvalue(r, 0, 4), true);
-    if (taken > 0) {
-        /* Rows of this attempt hit a taken key: undo it all, run the rest again. */
+    if (taken > 0 || atoll(PQgetvalue(r, 0, 5)) > 0) {
+        /* Rows of this attempt hit a taken key, or a category slug that another
+         * writer made while it ran: undo it all, run the rest again (the next
+         * attempt's snapshot sees that category). */
         im->again = true;
         PQclear(r);
         return SHOPD_CONFLICT;
