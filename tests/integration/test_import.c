@@ -585,10 +585,10 @@ test_import_search_like_api(void **state)
 }
 
 /* (After test_import_search_like_api, in its store.) A batch whose rows hit a
- * slug and a SKU the API took: those two rows are
- * refused (slug_taken, sku_taken), nothing of them is written (not the
- * product of the SKU row, not its other variant), the others go in whole, and
- * search and the counts see exactly the rows that went in. */
+ * slug and a SKU the API took: those two rows are refused (slug_taken,
+ * sku_taken), nothing of them is written (not the product of the SKU row, not
+ * its other variant), the others go in whole, and search and the counts see
+ * exactly the rows that went in. */
 static void
 test_import_taken_by_api(void **state)
 {
