@@ -439,7 +439,21 @@ import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     shopd_rc_t rc = check_categories(im, c, reply);
     if (rc != SHOPD_OK || valid_rows(im) == 0)
         return rc;
-    PGresult *r = db_exec(c, "imp_bulk", "SELECT set_config('shopd.bulk', 'on', true)", 0, NULL);
+    /* Plans this connection cached while the catalog was small (the foreign-key
+     * checks' above all: planned once per connection, kept until the table is
+     * analyzed) may scan what is now a large table, once per inserted row: a
+     * pooled connection that served the first products of a store checked each
+     * variant's product with a scan of the store's products, 2-5x the time of
+     * the whole batch, until autovacuum's ANALYZE. Dropping them costs a few
+     * plannings a batch; what is planned again sees the table's real size. */
+    PGresult *r = db_exec(c, NULL, "DISCARD PLANS", 0, NULL);
+    rc = db_result_rc(r);
+    PQclear(r);
+    if (rc != SHOPD_OK) {
+        *reply = api_internal(ctx, "product import: DISCARD PLANS failed");
+        return rc;
+    }
+    r = db_exec(c, "imp_bulk", "SELECT set_config('shopd.bulk', 'on', true)", 0, NULL);
     rc = db_result_rc(r);
     if (rc != SHOPD_OK) {
         *reply = api_db_error(ctx, r, "product import");
