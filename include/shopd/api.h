@@ -189,6 +189,12 @@ enum {
      *  anonymous GET of it on the I/O thread from the in-process page cache when it
      *  holds the current page (catalog_page_answer), without a worker. */
     API_PAGE = 1 << 8,
+    /** An API_BLOCKING route whose requests of one store all run on the same one
+     *  of its blocking lanes, one after the other in arrival order, so the
+     *  ordered endings they send to the store's actor (api_ordered_then) keep
+     *  that order: the batches of a bulk import, checked off the actor while it
+     *  writes the one before. */
+    API_ONE_LANE = 1 << 9,
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor

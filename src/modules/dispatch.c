@@ -61,7 +61,8 @@ api_dispatch(app_t *app, act_msg_t *m, const api_route_t *route, uint64_t store_
         m->store_id = ACT_ID(store_id, 1 + rr % read_lanes(app));
         return act_send(app->actors, m);
     case API_BLOCKING:
-        m->store_id = ACT_ID(store_id, 1 + rr % blocking_lanes(app));
+        m->store_id =
+            ACT_ID(store_id, 1 + (route->flags & API_ONE_LANE ? 0 : rr % blocking_lanes(app)));
         return act_send(app->blocking, m);
     default:
         m->store_id = ACT_ID(store_id, 0);

@@ -1027,13 +1027,15 @@ out:
 /* ------------------------------------------------------------ import.products */
 
 #define IMPORT_MAX_ROWS 5000
-#define IMPORT_WINDOW 2 /* batches of one import in flight: the actor always has the next */
+/* Batches of one import in flight: the store's lane checks one while its actor
+ * writes the other. */
+#define IMPORT_WINDOW 2
 
 /* import.products {store, rows: [products.create bodies with variants]}: the
  * rows cut into batches of products.import (its validation, its access, its
- * run class: one transaction per batch on the store's actor), one answer for
- * all: {imported, variants, categories_created, rejected: [{index, code,
- * message, details}], us}. */
+ * run class: checked on the store's blocking lane, one transaction per batch
+ * on the store's actor), one answer for all: {imported, variants,
+ * categories_created, rejected: [{index, code, message, details}], us}. */
 static void
 op_import(admin_conn_t *c, const admin_req_t *rq)
 {

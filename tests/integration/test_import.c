@@ -8,7 +8,12 @@
  * product, not its other variants), the stock of every variant and the ledger
  * identity (stock = sum of its movements, one "initial stock" row each), the
  * categories named by slug made once, the public catalog showing the rows,
- * and the body's own bounds.
+ * and the body's own bounds. Then, in a store of its own, imported products
+ * beside products made through the API: their search columns are what the
+ * trigger computes (sql/0019: the import writes them itself), search finds
+ * them by name, SKU and option value as it finds the API's, the catalog counts
+ * and the list totals count both, and a batch whose rows hit a slug and a SKU
+ * the API took refuses those rows alone, with nothing of them written.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -316,14 +321,343 @@ test_import_bounds(void **state)
     free(cust);
 }
 
+/* ------------------------------------------------------------ search and counts */
+
+static long store2;
+static char *admin2;
+static char sid2[32];
+
+static const char *
+q2(const char *sql)
+{
+    return th_sql(sql, (const char *[]){sid2, NULL});
+}
+
+static th_resp_t
+post2(const char *path, const char *body)
+{
+    return th_store_req(srv, store2, admin2, "POST", path, body);
+}
+
+static long
+api_create(const char *path, const char *body)
+{
+    th_resp_t r = post2(path, body);
+    if (r.status != 201)
+        fail_msg("POST %s %s: %ld %s", path, body, r.status, r.body);
+    long id = (long)json_integer_value(json_object_get(r.json, "id"));
+    th_resp_free(&r);
+    return id;
+}
+
+/* An API product with variants, as products.create then variants.create make it. */
+static void
+api_product(const char *fields, const char *const *variants)
+{
+    char body[1024], path[96];
+    snprintf(body, sizeof(body), "{%s}", fields);
+    long id = api_create("/api/v1/products", body);
+    snprintf(path, sizeof(path), "/api/v1/products/%ld/variants", id);
+    for (size_t i = 0; variants && variants[i]; i++)
+        api_create(path, variants[i]);
+}
+
+static json_t *
+import2(const char *rows_json)
+{
+    char *body = NULL;
+    size_t n = strlen(rows_json) + 16;
+    body = malloc(n);
+    snprintf(body, n, "{\"rows\":%s}", rows_json);
+    th_resp_t r = post2("/api/v1/imports/products", body);
+    free(body);
+    if (r.status != 200)
+        fail_msg("import: %ld %s", r.status, r.body);
+    json_t *j = json_incref(r.json);
+    th_resp_free(&r);
+    return j;
+}
+
+static long
+search_total(const char *query)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/search?%s", query);
+    th_resp_t r = th_store_req(srv, store2, NULL, "GET", path, NULL);
+    if (r.status != 200)
+        fail_msg("GET %s: %ld %s", path, r.status, r.body);
+    long n = (long)json_integer_value(json_object_get(r.json, "total"));
+    th_resp_free(&r);
+    return n;
+}
+
+/* The slugs a search answers, sorted and comma-joined. */
+static char *
+search_slugs(const char *query)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/search?%s", query);
+    th_resp_t r = th_store_req(srv, store2, NULL, "GET", path, NULL);
+    if (r.status != 200)
+        fail_msg("GET %s: %ld %s", path, r.status, r.body);
+    json_t *d = json_object_get(r.json, "data");
+    char *out = calloc(1, 4096);
+    size_t n = json_array_size(d);
+    const char **s = calloc(n ? n : 1, sizeof(*s));
+    for (size_t i = 0; i < n; i++)
+        s[i] = json_string_value(json_object_get(json_array_get(d, i), "slug"));
+    for (size_t i = 1; i < n; i++) /* insertion sort: a handful */
+        for (size_t j = i; j > 0 && strcmp(s[j - 1], s[j]) > 0; j--) {
+            const char *t = s[j];
+            s[j] = s[j - 1];
+            s[j - 1] = t;
+        }
+    for (size_t i = 0; i < n; i++) {
+        strcat(out, i ? "," : "");
+        strncat(out, s[i] ? s[i] : "?", 4000 - strlen(out));
+    }
+    free(s);
+    th_resp_free(&r);
+    return out;
+}
+
+static void
+expect_slugs(const char *query, const char *want)
+{
+    char *got = search_slugs(query);
+    if (strcmp(got, want) != 0)
+        fail_msg("search %s: got [%s], want [%s]", query, got, want);
+    free(got);
+}
+
+/* Pairs of twins, one made through the API, one imported: same fields but the
+ * slug, SKUs and a word of the name, so every search below must find exactly
+ * the pair (or one of it) whatever path made the product. */
+static void
+test_import_search_like_api(void **state)
+{
+    (void)state;
+    store2 = th_create_store(srv, th_slug("imps"), NULL);
+    snprintf(sid2, sizeof(sid2), "%ld", store2);
+    admin2 = th_token(srv, "STORE_ADMIN", store2);
+    long cat = api_create("/api/v1/categories", "{\"name\":\"Shoes\",\"slug\":\"shoes\"}");
+    char f[512];
+    /* Several option keys and values, attributes (an array among them), a brand. */
+    snprintf(f, sizeof(f),
+             "\"name\":\"Trail Runner Apiside\",\"slug\":\"trail-api\",\"base_price\":9900,"
+             "\"status\":\"active\",\"brand\":\"Zephyr\",\"category_id\":%ld,"
+             "\"description\":\"Grippy <b>trail</b> shoe for wet rock.\","
+             "\"attributes\":{\"material\":\"mesh\",\"season\":[\"spring\",\"autumn\"]}",
+             cat);
+    api_product(f, (const char *const[]){
+                       "{\"sku\":\"TR-API-40-TEAL\",\"options\":{\"size\":\"40\",\"colour\":"
+                       "\"teal\"},\"stock\":3}",
+                       "{\"sku\":\"TR-API-41-TEAL\",\"options\":{\"size\":\"41\",\"colour\":"
+                       "\"teal\"},\"stock\":0}",
+                       "{\"sku\":\"TR-API-41-ONYX\",\"options\":{\"size\":\"41\",\"colour\":"
+                       "\"onyx\"},\"price\":10900,\"stock\":5}",
+                       NULL});
+    /* No brand, no description, no options: the sparse case. */
+    api_product("\"name\":\"Plain Sock Apiside\",\"slug\":\"sock-api\",\"base_price\":500,"
+                "\"status\":\"active\"",
+                (const char *const[]){"{\"sku\":\"SOCK-API\",\"stock\":7}", NULL});
+    /* A draft, and a product without variants. */
+    api_product(
+        "\"name\":\"Draft Boot Apiside\",\"slug\":\"boot-api\",\"base_price\":15000,"
+        "\"status\":\"draft\",\"brand\":\"Zephyr\"",
+        (const char *const[]){"{\"sku\":\"BOOT-API\",\"options\":{\"size\":\"44\"}}", NULL});
+    api_product("\"name\":\"Lace Set Apiside\",\"slug\":\"lace-api\",\"base_price\":300,"
+                "\"status\":\"active\",\"attributes\":{\"material\":\"cotton\"}",
+                NULL);
+
+    char rows[4096];
+    snprintf(rows, sizeof(rows),
+             "[{\"name\":\"Trail Runner Bulkside\",\"slug\":\"trail-bulk\",\"base_price\":9900,"
+             "\"status\":\"active\",\"brand\":\"Zephyr\",\"category_id\":%ld,"
+             "\"description\":\"Grippy <b>trail</b> shoe for wet rock.\","
+             "\"attributes\":{\"material\":\"mesh\",\"season\":[\"spring\",\"autumn\"]},"
+             "\"variants\":[{\"sku\":\"TR-BULK-40-TEAL\",\"options\":{\"size\":\"40\","
+             "\"colour\":\"teal\"},\"stock\":3},"
+             "{\"sku\":\"TR-BULK-41-TEAL\",\"options\":{\"size\":\"41\",\"colour\":\"teal\"},"
+             "\"stock\":0},"
+             "{\"sku\":\"TR-BULK-41-ONYX\",\"options\":{\"colour\":\"onyx\",\"size\":\"41\"},"
+             "\"price\":10900,\"stock\":5}]},"
+             "{\"name\":\"Plain Sock Bulkside\",\"slug\":\"sock-bulk\",\"base_price\":500,"
+             "\"status\":\"active\",\"variants\":[{\"sku\":\"SOCK-BULK\",\"stock\":7}]},"
+             "{\"name\":\"Draft Boot Bulkside\",\"slug\":\"boot-bulk\",\"base_price\":15000,"
+             "\"status\":\"draft\",\"brand\":\"Zephyr\","
+             "\"variants\":[{\"sku\":\"BOOT-BULK\",\"options\":{\"size\":\"44\"}}]},"
+             "{\"name\":\"Lace Set Bulkside\",\"slug\":\"lace-bulk\",\"base_price\":300,"
+             "\"status\":\"active\",\"attributes\":{\"material\":\"cotton\"}}]",
+             cat);
+    json_t *a = import2(rows);
+    assert_int_equal(json_integer_value(json_object_get(a, "imported")), 4);
+    assert_int_equal(json_array_size(json_object_get(a, "rejected")), 0);
+    json_decref(a);
+
+    /* The columns the import wrote are the trigger's, term for term: an update
+     * that re-indexes each row (search_doc in its SET list fires the trigger,
+     * which reads the variants back) changes none of them. */
+    assert_string_equal(
+        q2("WITH u AS (UPDATE products p SET search_doc = '' WHERE p.store_id = $1::bigint"
+           " RETURNING p.id, p.search_doc, p.search_attrs, p.search_name)"
+           " SELECT count(*) FROM u JOIN products o ON o.store_id = $1::bigint AND o.id = u.id"
+           " WHERE o.slug LIKE '%-bulk' AND (o.search_doc <> u.search_doc"
+           " OR o.search_attrs <> u.search_attrs OR o.search_name <> u.search_name)"),
+        "0");
+    /* And twin for twin they match the API's once the one word that differs
+     * is swapped (in the name, "Apiside", and in the SKUs, "API"): the same
+     * lexemes with the same positions and weights. */
+    assert_string_equal(
+        q2("SELECT count(*) FROM products a JOIN products b ON b.store_id = a.store_id"
+           " AND b.slug = replace(a.slug, '-api', '-bulk')"
+           " WHERE a.store_id = $1::bigint AND a.slug LIKE '%-api'"
+           " AND (a.search_attrs <> b.search_attrs"
+           " OR replace(a.search_name, 'apiside', 'bulkside') <> b.search_name"
+           " OR (SELECT array_agg(t ORDER BY t) FROM (SELECT replace(l.lexeme, 'api', 'bulk')"
+           "  || l.positions::text || l.weights::text AS t FROM unnest(a.search_doc) l) x)"
+           " IS DISTINCT FROM (SELECT array_agg(t ORDER BY t) FROM (SELECT l.lexeme"
+           "  || l.positions::text || l.weights::text AS t FROM unnest(b.search_doc) l) y))"),
+        "0");
+    assert_string_equal(
+        q2("SELECT count(*) FROM products WHERE store_id = $1::bigint AND slug LIKE '%-bulk'"),
+        "4");
+
+    /* Search finds each pair by a name word, a SKU, an option value, an
+     * attribute value, a brand and a typo; drafts are not found. */
+    expect_slugs("q=runner", "trail-api,trail-bulk");
+    expect_slugs("q=TR-BULK-41-ONYX", "trail-bulk");
+    expect_slugs("q=TR-API-41-ONYX", "trail-api");
+    expect_slugs("q=onyx", "trail-api,trail-bulk");
+    expect_slugs("q=autumn", "trail-api,trail-bulk");
+    expect_slugs("q=SOCK-BULK", "sock-bulk");
+    expect_slugs("q=bulkside", "lace-bulk,sock-bulk,trail-bulk");
+    expect_slugs("q=zephyr", "trail-api,trail-bulk");
+    expect_slugs("q=boot", "");
+    expect_slugs("q=runnr", "trail-api,trail-bulk");
+    expect_slugs("attr.colour=teal", "trail-api,trail-bulk");
+    expect_slugs("attr.size=41&attr.colour=onyx", "trail-api,trail-bulk");
+    expect_slugs("attr.material=cotton", "lace-api,lace-bulk");
+    char qcat[64];
+    snprintf(qcat, sizeof(qcat), "category=%ld", cat);
+    expect_slugs(qcat, "trail-api,trail-bulk");
+    assert_int_equal(search_total("q=lace"), 2);
+
+    /* The counts: the triggers' table equals a recount, and the list totals
+     * (read from it) count imported and API products alike. */
+    assert_string_equal(
+        q2("SELECT count(*) FROM (SELECT coalesce(category_id, 0) AS c, status, count(*) AS n"
+           " FROM products WHERE store_id = $1::bigint GROUP BY 1, 2) a"
+           " FULL JOIN (SELECT category_id AS c, status, n FROM catalog_counts"
+           " WHERE store_id = $1::bigint AND n <> 0) k ON k.c = a.c AND k.status = a.status"
+           " WHERE a.n IS DISTINCT FROM k.n"),
+        "0");
+    assert_string_equal(q2("SELECT n FROM catalog_counts WHERE store_id = $1::bigint"
+                           " AND category_id = 0 AND status = 'active'"),
+                        "4");
+    assert_string_equal(q2("SELECT n FROM catalog_counts WHERE store_id = $1::bigint"
+                           " AND category_id = (SELECT id FROM categories WHERE store_id ="
+                           " $1::bigint AND slug = 'shoes') AND status = 'active'"),
+                        "2");
+    th_resp_t r = th_store_req(srv, store2, NULL, "GET", "/api/v1/products", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "total")), 6);
+    th_resp_free(&r);
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/products?category=%ld", cat);
+    r = th_store_req(srv, store2, NULL, "GET", path, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "total")), 2);
+    th_resp_free(&r);
+    r = th_store_req(srv, store2, admin2, "GET", "/api/v1/products?status=draft", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "total")), 2);
+    th_resp_free(&r);
+
+    /* The import's setting stays in its transaction: a product made through the
+     * API afterwards is indexed by the triggers as before. */
+    api_product(
+        "\"name\":\"After Import Apiside\",\"slug\":\"after-api\",\"base_price\":100,"
+        "\"status\":\"active\"",
+        (const char *const[]){"{\"sku\":\"AFTER-API\",\"options\":{\"size\":\"9\"}}", NULL});
+    expect_slugs("q=AFTER-API", "after-api");
+    expect_slugs("attr.size=9", "after-api");
+}
+
+/* (After test_import_search_like_api, in its store.) A batch whose rows hit a
+ * slug and a SKU the API took: those two rows are refused (slug_taken,
+ * sku_taken), nothing of them is written (not the product of the SKU row, not
+ * its other variant), the others go in whole, and search and the counts see
+ * exactly the rows that went in. */
+static void
+test_import_taken_by_api(void **state)
+{
+    (void)state;
+    long before = atol(q2("SELECT count(*) FROM products WHERE store_id = $1::bigint"));
+    long moves = atol(q2("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint"));
+    json_t *a = import2(
+        "[{\"name\":\"Fresh One\",\"slug\":\"fresh-one\",\"base_price\":1,\"status\":\"active\","
+        "\"variants\":[{\"sku\":\"FRESH-1\",\"options\":{\"size\":\"1\"},\"stock\":2}]},"
+        "{\"name\":\"Slug Thief\",\"slug\":\"trail-api\",\"base_price\":1,\"status\":\"active\","
+        "\"variants\":[{\"sku\":\"THIEF-1\",\"stock\":1}]},"
+        "{\"name\":\"Sku Thief\",\"slug\":\"sku-thief\",\"base_price\":1,\"status\":\"active\","
+        "\"variants\":[{\"sku\":\"THIEF-2\",\"options\":{\"size\":\"1\"},\"stock\":4},"
+        "{\"sku\":\"SOCK-API\",\"options\":{\"size\":\"2\"},\"stock\":4}]},"
+        "{\"name\":\"Fresh Two\",\"slug\":\"fresh-two\",\"base_price\":1,\"status\":\"active\","
+        "\"variants\":[{\"sku\":\"FRESH-2\",\"stock\":3}]}]");
+    assert_int_equal(json_integer_value(json_object_get(a, "imported")), 2);
+    assert_int_equal(json_integer_value(json_object_get(a, "variants")), 2);
+    json_t *rej = json_object_get(a, "rejected");
+    assert_int_equal(json_array_size(rej), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rej, 0), "index")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rej, 0), "code")),
+                        "slug_taken");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rej, 1), "index")), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rej, 1), "code")),
+                        "sku_taken");
+    json_decref(a);
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%ld", before + 2);
+    assert_string_equal(q2("SELECT count(*) FROM products WHERE store_id = $1::bigint"), buf);
+    snprintf(buf, sizeof(buf), "%ld", moves + 2);
+    assert_string_equal(q2("SELECT count(*) FROM inventory_movements WHERE store_id = $1::bigint"),
+                        buf);
+    assert_string_equal(q2("SELECT count(*) FROM products WHERE store_id = $1::bigint"
+                           " AND slug IN ('sku-thief', 'slug-thief')"),
+                        "0");
+    assert_string_equal(q2("SELECT count(*) FROM product_variants WHERE store_id = $1::bigint"
+                           " AND sku IN ('THIEF-1', 'THIEF-2')"),
+                        "0");
+    /* The API's rows are as they were. */
+    assert_string_equal(
+        q2("SELECT name FROM products WHERE store_id = $1::bigint AND slug = 'trail-api'"),
+        "Trail Runner Apiside");
+    assert_string_equal(q2("SELECT p.slug FROM product_variants v JOIN products p ON p.store_id"
+                           " = v.store_id AND p.id = v.product_id WHERE v.store_id = $1::bigint"
+                           " AND v.sku = 'SOCK-API'"),
+                        "sock-api");
+    expect_slugs("q=fresh", "fresh-one,fresh-two");
+    expect_slugs("q=thief", "");
+    expect_slugs("q=FRESH-1", "fresh-one");
+    assert_string_equal(q2("SELECT n FROM catalog_counts WHERE store_id = $1::bigint"
+                           " AND category_id = 0 AND status = 'active'"),
+                        "7");
+    assert_string_equal(
+        q2("SELECT count(*) FROM product_variants v WHERE v.store_id = $1::bigint AND v.stock"
+           " <> (SELECT coalesce(sum(delta), 0) FROM inventory_movements m WHERE m.store_id ="
+           " v.store_id AND m.variant_id = v.id)"),
+        "0");
+    free(admin2);
+    admin2 = NULL;
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_import_batches),
-        cmocka_unit_test(test_import_repeat),
-        cmocka_unit_test(test_import_bounds),
-        TH_STOP_TEST,
+        cmocka_unit_test(test_import_batches),      cmocka_unit_test(test_import_repeat),
+        cmocka_unit_test(test_import_bounds),       cmocka_unit_test(test_import_search_like_api),
+        cmocka_unit_test(test_import_taken_by_api), TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

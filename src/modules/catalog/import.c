@@ -7,19 +7,19 @@
  *
  * Why one statement and not products.create per row: a row per transaction is
  * a commit (an fsync) per product and a round trip per statement, about 600
- * rows/s; here a batch is three round trips (a check, the insert, the commit)
- * whatever its size, and the catalog version is bumped once.
+ * rows/s; here a batch is three round trips (the shopd.bulk setting, the
+ * insert, the commit) whatever its size, and the catalog version is bumped
+ * once. Each product row is written once, with its search columns (sql/0019).
  *
  * Each bad row is reported with its reason and the others still go in: rows
  * are checked in C first (the same validation as products.create and
  * variants.create), then against each other (a slug or a SKU twice in the
- * batch), then against the store (taken slugs and SKUs, unknown category ids)
- * in the transaction, before the insert. The insert itself then cannot fail
- * on a row, as long as nobody else writes the catalog: the store's actor is
- * the only writer in this process. Another process serving the same store may
- * still win a race on a slug; the insert then fails as a whole, and the batch
- * is run again (its check now sees the other process's rows), so nothing is
- * ever half-written.
+ * batch), then against the store in the transaction: unknown category ids
+ * before the insert, taken slugs and SKUs by the insert itself (ON CONFLICT DO
+ * NOTHING). When the insert reports rows that hit a taken key (the store had
+ * it, or another process serving the store took it meanwhile), the
+ * transaction is rolled back, those rows are rejected and the others run
+ * again, so nothing of a rejected row is ever written.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +27,10 @@
 
 #include "catalog_priv.h"
 
-#define IMP_ATTEMPTS 3 /* a lost race on a unique key: the batch is checked and run again */
+/* Attempts of a batch: the first finds the slugs and SKUs the store had, a
+ * later one only those another writer took meanwhile (or a lost race on a key
+ * the insert does not arbitrate); each rejects what it found and runs the rest. */
+#define IMP_ATTEMPTS 3
 
 typedef struct imp_row_s {
     cat_prod_input_t in;
@@ -36,13 +39,25 @@ typedef struct imp_row_s {
     json_t *err;          /* {index, code, message, details} once rejected */
 } imp_row_t;
 
+/* The JSON the insert reads: the products and variants of the rows not
+ * rejected as records, and the category slugs they name. */
+typedef struct imp_sql_s {
+    char *cat_slugs, *products, *variants;
+} imp_sql_t;
+
+/* One batch, from the blocking lane (checked, its JSON built) to the store's
+ * actor (written); owned by the pair (import_then or import_drop frees it). */
 typedef struct imp_s {
-    api_ctx_t *ctx;
-    json_t *body;
+    api_ctx_t *ctx; /* the handler's, then the actor's */
+    json_t *body;   /* a reference: the rows' strings are borrowed from it */
     imp_row_t *rows;
     size_t n;
-    const char *sid, *uid;
-    bool raced; /* the insert hit a unique key another writer took meanwhile */
+    char sid[24], uidbuf[24];
+    const char *uid; /* uidbuf, or NULL (no user: a token) */
+    imp_sql_t sql;   /* built for the rows valid so far; rebuilt after rejections */
+    size_t built;    /* valid rows when sql was built */
+    bool raced;      /* the insert hit a unique key another writer took meanwhile */
+    bool again;      /* rows hit a taken slug or SKU: rejected now, the rest to run again */
     long long products, variants, categories;
 } imp_t;
 
@@ -85,12 +100,6 @@ key_cmp(const void *a, const void *b)
     const imp_key_t *x = a, *y = b;
     int c = strcmp(x->key, y->key);
     return c ? c : (x->row < y->row ? -1 : x->row > y->row);
-}
-
-static int
-key_find(const void *k, const void *e)
-{
-    return strcmp(k, ((const imp_key_t *)e)->key);
 }
 
 /* Checks row i of the body into im->rows[i]: the product as products.create
@@ -213,90 +222,65 @@ check_twins(imp_t *im, bool skus)
     shopd_free(keys);
 }
 
-/* The JSON arrays the check and the insert read: slugs, SKUs, category ids
- * and slugs of the rows not rejected; the products and variants as records. */
-typedef struct imp_sql_s {
-    char *slugs, *skus, *cat_ids, *cat_slugs, *products, *variants;
-} imp_sql_t;
-
 static void
 sql_free(imp_sql_t *s)
 {
-    free(s->slugs);
-    free(s->skus);
-    free(s->cat_ids);
     free(s->cat_slugs);
     free(s->products);
     free(s->variants);
     memset(s, 0, sizeof(*s));
 }
 
-static json_t *
-opt_str(const char *s)
+static void
+set_str(json_t *o, const char *key, const char *s)
 {
-    return s ? json_string(s) : json_null();
+    if (s)
+        json_object_set_new(o, key, json_string(s));
 }
 
-/* records: the products and variants too (the insert's); without, the keys
- * alone (the check's). */
 static void
-build(const imp_t *im, imp_sql_t *s, bool records)
+build(const imp_t *im, imp_sql_t *s)
 {
-    json_t *slugs = json_array(), *skus = json_array(), *cids = json_array(),
-           *cslugs = json_array(), *prods = json_array(), *vars = json_array();
+    json_t *cslugs = json_array(), *prods = json_array(), *vars = json_array();
     for (size_t i = 0; i < im->n; i++) {
         const imp_row_t *r = &im->rows[i];
         if (r->err)
             continue;
         const cat_prod_input_t *in = &r->in;
-        json_array_append_new(slugs, json_string(in->slug));
-        if (in->category[0])
-            json_array_append_new(cids, json_string(in->category));
         if (r->category)
             json_array_append_new(cslugs, json_string(r->category));
-        if (!records) {
-            for (size_t j = 0; j < json_array_size(r->variants); j++)
-                json_array_append(skus, json_object_get(json_array_get(r->variants, j), "sku"));
-            continue;
-        }
-        json_t *row = json_object();
-        json_object_set_new(row, "i", json_integer((json_int_t)i));
-        json_object_set_new(row, "category_id",
-                            in->category[0] ? json_integer(atoll(in->category)) : json_null());
-        json_object_set_new(row, "category", opt_str(r->category));
-        json_object_set_new(row, "name", json_string(in->name));
-        json_object_set_new(row, "slug", json_string(in->slug));
-        json_object_set_new(row, "description", opt_str(in->description));
-        json_object_set_new(row, "base_price", json_integer(atoll(in->price)));
-        json_object_set_new(row, "status", opt_str(in->status));
-        json_object_set_new(row, "brand", opt_str(in->brand));
-        json_object_set_new(row, "attributes",
-                            in->attributes ? json_loads(in->attributes, 0, NULL) : json_null());
+        /* A field left out is NULL to json_to_recordset: nulls are not sent
+         * (less JSON for PostgreSQL to read). */
+        json_t *row = json_pack("{s:I,s:s,s:s,s:I}", "i", (json_int_t)i, "name", in->name, "slug",
+                                in->slug, "base_price", (json_int_t)atoll(in->price));
+        if (in->category[0])
+            json_object_set_new(row, "category_id", json_integer(atoll(in->category)));
+        set_str(row, "category", r->category);
+        set_str(row, "description", in->description);
+        set_str(row, "status", in->status);
+        set_str(row, "brand", in->brand);
+        if (in->attributes)
+            json_object_set_new(row, "attributes", json_loads(in->attributes, 0, NULL));
         json_array_append_new(prods, row);
         for (size_t j = 0; j < json_array_size(r->variants); j++) {
             json_t *v = json_array_get(r->variants, j);
-            json_array_append(skus, json_object_get(v, "sku"));
             json_t *o = json_object_get(v, "options");
-            json_t *vr = json_pack("{s:s,s:I,s:O}", "slug", in->slug, "n", (json_int_t)j, "sku",
-                                   json_object_get(v, "sku"));
+            json_t *vr = json_pack("{s:I,s:s,s:I,s:O}", "i", (json_int_t)i, "slug", in->slug, "n",
+                                   (json_int_t)j, "sku", json_object_get(v, "sku"));
             static const char *const copy[] = {"price", "stock", "weight_g", "barcode", "position"};
             for (size_t k = 0; k < SHOPD_ARRAY_LEN(copy); k++) {
                 json_t *f = json_object_get(v, copy[k]);
-                json_object_set(vr, copy[k], f ? f : json_null());
+                if (f && !json_is_null(f))
+                    json_object_set(vr, copy[k], f);
             }
-            json_object_set(vr, "options", json_is_object(o) ? o : json_null());
+            if (json_is_object(o))
+                json_object_set(vr, "options", o);
             json_array_append_new(vars, vr);
         }
     }
-    s->slugs = json_dumps(slugs, JSON_COMPACT);
-    s->skus = json_dumps(skus, JSON_COMPACT);
-    s->cat_ids = json_dumps(cids, JSON_COMPACT);
     s->cat_slugs = json_dumps(cslugs, JSON_COMPACT);
     s->products = json_dumps(prods, JSON_COMPACT);
     s->variants = json_dumps(vars, JSON_COMPACT);
-    json_decref(slugs);
-    json_decref(skus);
-    json_decref(cids);
     json_decref(cslugs);
     json_decref(prods);
     json_decref(vars);
@@ -311,143 +295,285 @@ valid_rows(const imp_t *im)
     return n;
 }
 
-/* Rejects the rows whose slug or SKU the store already has, or whose
- * category_id it has not (inside the transaction, before the insert). */
+/* Rejects the rows whose category_id the store has not (inside the
+ * transaction, before the insert). Only when a row gives one: a row naming its
+ * category by slug has it made, and taken slugs and SKUs are found by the
+ * insert itself (ON CONFLICT, below), not probed first. */
 static shopd_rc_t
-check_store(imp_t *im, db_conn_t *c, net_reply_t **reply)
+check_categories(imp_t *im, db_conn_t *c, net_reply_t **reply)
 {
-    imp_sql_t s = {0};
-    build(im, &s, false);
-    const char *p[4] = {im->sid, s.slugs, s.skus, s.cat_ids};
-    /* One probe of the unique index per key (LATERAL ... LIMIT 1 cannot turn
-     * into a scan of the store's rows, whatever the statistics say: a plain
-     * IN (SELECT ...) could, and that is quadratic over a large import). */
-    PGresult *r = db_exec(
-        c, "imp_check",
-        "SELECT 's', k.v FROM json_array_elements_text($2::json) k(v),"
-        " LATERAL (SELECT 1 FROM products p WHERE p.store_id = $1::bigint AND p.slug = k.v"
-        " LIMIT 1) x"
-        " UNION ALL SELECT 'k', k.v FROM json_array_elements_text($3::json) k(v),"
-        " LATERAL (SELECT 1 FROM product_variants w WHERE w.store_id = $1::bigint AND w.sku = k.v"
-        " LIMIT 1) x"
-        " UNION ALL SELECT 'c', id::text FROM categories WHERE store_id = $1::bigint"
-        " AND id = ANY (ARRAY(SELECT json_array_elements_text($4::json)::bigint))",
-        4, p);
-    sql_free(&s);
+    json_t *ids = json_array();
+    for (size_t i = 0; i < im->n; i++)
+        if (!im->rows[i].err && im->rows[i].in.category[0])
+            json_array_append_new(ids, json_string(im->rows[i].in.category));
+    if (json_array_size(ids) == 0) {
+        json_decref(ids);
+        return SHOPD_OK;
+    }
+    char *text = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    const char *p[2] = {im->sid, text};
+    PGresult *r =
+        db_exec(c, "imp_check_cats",
+                "SELECT id::text FROM categories WHERE store_id = $1::bigint"
+                " AND id = ANY (ARRAY(SELECT json_array_elements_text($2::json)::bigint))",
+                2, p);
+    free(text);
     shopd_rc_t rc = db_result_rc(r);
     if (rc != SHOPD_OK) {
         *reply = api_db_error(im->ctx, r, "product import check");
         PQclear(r);
         return rc;
     }
-    /* Lookup tables of the accepted rows: slug -> row, SKU -> row. */
-    size_t ns = 0, nk = 0, cap = 0;
-    for (size_t i = 0; i < im->n; i++)
-        cap += json_array_size(im->rows[i].variants);
-    imp_key_t *slugs = shopd_malloc((im->n ? im->n : 1) * sizeof(*slugs));
-    imp_key_t *skus = shopd_malloc((cap ? cap : 1) * sizeof(*skus));
+    json_t *found = json_object();
+    for (int t = 0; t < PQntuples(r); t++)
+        json_object_set_new(found, PQgetvalue(r, t, 0), json_true());
     for (size_t i = 0; i < im->n; i++) {
         imp_row_t *row = &im->rows[i];
-        if (row->err)
-            continue;
-        slugs[ns++] = (imp_key_t){row->in.slug, i};
-        for (size_t j = 0; j < json_array_size(row->variants); j++)
-            skus[nk++] = (imp_key_t){
-                json_string_value(json_object_get(json_array_get(row->variants, j), "sku")), i};
-    }
-    qsort(slugs, ns, sizeof(*slugs), key_cmp);
-    qsort(skus, nk, sizeof(*skus), key_cmp);
-    json_t *found_cats = json_object();
-    for (int t = 0; t < PQntuples(r); t++) {
-        const char *kind = PQgetvalue(r, t, 0), *val = PQgetvalue(r, t, 1);
-        if (kind[0] == 'c') {
-            json_object_set_new(found_cats, val, json_true());
-            continue;
-        }
-        imp_key_t *hit = bsearch(val, kind[0] == 's' ? slugs : skus, kind[0] == 's' ? ns : nk,
-                                 sizeof(imp_key_t), key_find);
-        if (hit == NULL)
-            continue;
-        if (kind[0] == 's')
-            reject(&im->rows[hit->row], hit->row, "slug_taken", "another product uses this slug",
-                   one_detail("slug", "already taken"));
-        else
-            reject(&im->rows[hit->row], hit->row, "sku_taken", "another variant uses this SKU",
-                   one_detail("variants.sku", "already taken"));
-    }
-    for (size_t i = 0; i < im->n; i++) {
-        imp_row_t *row = &im->rows[i];
-        if (!row->err && row->in.category[0] && !json_object_get(found_cats, row->in.category))
+        if (!row->err && row->in.category[0] && !json_object_get(found, row->in.category))
             reject(row, i, "validation_failed", "the row has invalid fields",
                    one_detail("category_id", "no such category"));
     }
-    json_decref(found_cats);
-    shopd_free(slugs);
-    shopd_free(skus);
+    json_decref(found);
     PQclear(r);
     return SHOPD_OK;
 }
+
+/* Rejects the rows listed in a JSON array of row indexes (the insert's
+ * conflicts); returns how many it rejected. */
+static size_t
+reject_listed(imp_t *im, const char *list, bool skus)
+{
+    json_t *a = json_loads(list, 0, NULL);
+    size_t k;
+    json_t *x;
+    size_t n = 0;
+    json_array_foreach(a, k, x)
+    {
+        json_int_t i = json_integer_value(x);
+        if (i < 0 || (size_t)i >= im->n || im->rows[i].err)
+            continue;
+        if (skus)
+            reject(&im->rows[i], (size_t)i, "sku_taken", "another variant uses this SKU",
+                   one_detail("variants.sku", "already taken"));
+        else
+            reject(&im->rows[i], (size_t)i, "slug_taken", "another product uses this slug",
+                   one_detail("slug", "already taken"));
+        n++;
+    }
+    json_decref(a);
+    return n;
+}
+
+/* The batch in one statement: missing categories first (named by their slug),
+ * then the products in row order, each with its search columns computed here
+ * from its own fields and its variants (sql/0019: search_attrs_of,
+ * search_doc_of, search_name_of, the functions the trigger uses), then their
+ * variants joined by slug (unique in the store), then the initial stock of
+ * each as its first ledger row, so stock = sum(delta). shopd.bulk, on for this
+ * transaction only, tells the search triggers the rows are indexed already:
+ * each product row is written once, not inserted and then re-indexed.
+ *
+ * Taken slugs and SKUs: ON CONFLICT DO NOTHING on the two unique keys (the
+ * index itself answers, whatever the planner thinks of a store that grew since
+ * its statistics; a per-key probe before the insert, planned for a store of
+ * "one row", scanned the whole store for every key). The statement returns the
+ * rows that conflicted; when there are any, the transaction is rolled back,
+ * those rows are rejected, and the rest run again: nothing of a rejected row
+ * is ever written. The categories the store had are read beside the new ones:
+ * a statement's CTEs all see the snapshot from before it (so a category slug
+ * another writer made while the statement ran resolves to nothing: the batch
+ * runs again too). */
+static const char imp_insert_sql[] =
+    "WITH r AS (SELECT * FROM json_to_recordset($2::json) AS r(i int, category_id bigint,"
+    "  category text, name text, slug text, description text, base_price bigint, status text,"
+    "  brand text, attributes jsonb)),"
+    " x AS (SELECT * FROM json_to_recordset($3::json) AS x(i int, slug text, n int, sku text,"
+    "  options jsonb, price bigint, stock int, weight_g int, barcode text, position int)),"
+    " c AS (INSERT INTO categories (store_id, name, slug)"
+    "  SELECT DISTINCT $1::bigint, s, s FROM json_array_elements_text($4::json) s"
+    "  ON CONFLICT (store_id, slug) DO NOTHING RETURNING id, slug),"
+    " ac AS (SELECT id, slug FROM c UNION ALL SELECT id, slug FROM categories"
+    "  WHERE store_id = $1::bigint"
+    "  AND slug = ANY (ARRAY(SELECT json_array_elements_text($4::json)))),"
+    " d0 AS (SELECT r.i, r.category_id, r.category, r.name, r.slug,"
+    "  coalesce(r.description, '') AS descr, r.base_price, coalesce(r.status, 'draft') AS status,"
+    "  r.brand, coalesce(r.attributes, '{}'::jsonb) AS attrs, xs.skus,"
+    "  coalesce(xs.opts, '[]'::jsonb) AS opts"
+    "  FROM r LEFT JOIN (SELECT slug, string_agg(sku, ' ' ORDER BY n) AS skus,"
+    "   jsonb_agg(coalesce(options, '{}'::jsonb) ORDER BY n) AS opts FROM x GROUP BY slug) xs"
+    "  ON xs.slug = r.slug),"
+    /* search_attrs_of once per distinct pair of attributes and option sets
+     * (products of a catalog mostly share their sizes and colours: about a
+     * tenth of the statement's time when each row had its call). Both
+     * MATERIALIZED: a subquery pulled up into its caller would evaluate the
+     * call per row of the join, or twice a row in p. */
+    " sa AS MATERIALIZED (SELECT attrs, opts, search_attrs_of(attrs, opts) AS sattrs"
+    "  FROM (SELECT DISTINCT attrs, opts FROM d0) u),"
+    " d AS MATERIALIZED (SELECT d0.*, sa.sattrs FROM d0 JOIN sa"
+    "  ON sa.attrs = d0.attrs AND sa.opts = d0.opts),"
+    " p AS (INSERT INTO products (store_id, category_id, name, slug, description, base_price,"
+    "  status, brand, attributes, search_doc, search_attrs, search_name)"
+    "  SELECT $1::bigint, coalesce(d.category_id, ac.id), d.name, d.slug, d.descr, d.base_price,"
+    "  d.status, d.brand, d.attrs,"
+    "  search_doc_of((SELECT search_config($1::bigint)), d.name, d.brand, d.descr, d.skus,"
+    "  d.sattrs), d.sattrs, search_name_of(d.name)"
+    "  FROM d LEFT JOIN ac ON ac.slug = d.category ORDER BY d.i"
+    "  ON CONFLICT (store_id, slug) DO NOTHING RETURNING id, slug),"
+    " v AS (INSERT INTO product_variants (store_id, product_id, sku, options, price, stock,"
+    "  weight_g, barcode, position)"
+    "  SELECT $1::bigint, p.id, x.sku, coalesce(x.options, '{}'::jsonb), x.price,"
+    "  coalesce(x.stock, 0), x.weight_g, x.barcode, coalesce(x.position, x.n)"
+    "  FROM x JOIN p ON p.slug = x.slug ORDER BY p.id, x.n"
+    "  ON CONFLICT (store_id, sku) DO NOTHING RETURNING store_id, id, stock, sku),"
+    " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id)"
+    "  SELECT store_id, id, stock, 'initial stock', $5::bigint FROM v WHERE stock > 0)"
+    /* The conflicts, looked for only when a count falls short. */
+    " SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM v), (SELECT count(*) FROM c),"
+    "  CASE WHEN (SELECT count(*) FROM p) < (SELECT count(*) FROM r) THEN"
+    "  (SELECT json_agg(r.i) FROM r LEFT JOIN p ON p.slug = r.slug WHERE p.slug IS NULL) END,"
+    "  CASE WHEN (SELECT count(*) FROM v) < (SELECT count(*) FROM x) THEN"
+    "  (SELECT json_agg(DISTINCT x.i) FROM x JOIN p ON p.slug = x.slug"
+    "   LEFT JOIN v ON v.sku = x.sku WHERE v.sku IS NULL) END,"
+    /* A category another process made meanwhile: c skipped it, ac cannot see it. */
+    "  (SELECT count(*) FROM d LEFT JOIN ac ON ac.slug = d.category"
+    "   WHERE d.category IS NOT NULL AND ac.id IS NULL)";
 
 static shopd_rc_t
 import_tx(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 {
     imp_t *im = arg;
     im->products = im->variants = im->categories = 0;
-    shopd_rc_t rc = check_store(im, c, reply);
+    shopd_rc_t rc = check_categories(im, c, reply);
     if (rc != SHOPD_OK || valid_rows(im) == 0)
         return rc;
-    imp_sql_t s = {0};
-    build(im, &s, true);
-    const char *p[5] = {im->sid, s.products, s.variants, s.cat_slugs, im->uid};
-    /* Missing categories first (named by their slug), then the products in row
-     * order, their variants joined by slug (unique in the store), and the
-     * initial stock of each as its first ledger row, so stock = sum(delta). The
-     * categories the store had are read beside the new ones: a statement's
-     * CTEs all see the snapshot from before it. */
-    PGresult *r = db_exec(
-        c, "imp_insert",
-        "WITH c AS (INSERT INTO categories (store_id, name, slug)"
-        " SELECT DISTINCT $1::bigint, s, s FROM json_array_elements_text($4::json) s"
-        " ON CONFLICT (store_id, slug) DO NOTHING RETURNING id, slug),"
-        " ac AS (SELECT id, slug FROM c UNION ALL SELECT id, slug FROM categories"
-        "  WHERE store_id = $1::bigint"
-        "  AND slug = ANY (ARRAY(SELECT json_array_elements_text($4::json)))),"
-        " p AS (INSERT INTO products (store_id, category_id, name, slug, description, base_price,"
-        "  status, brand, attributes)"
-        "  SELECT $1::bigint, coalesce(r.category_id, ac.id), r.name, r.slug,"
-        "  coalesce(r.description, ''), r.base_price, coalesce(r.status, 'draft'), r.brand,"
-        "  coalesce(r.attributes, '{}'::jsonb)"
-        "  FROM json_to_recordset($2::json) AS r(i int, category_id bigint, category text,"
-        "  name text, slug text, description text, base_price bigint, status text, brand text,"
-        "  attributes jsonb)"
-        "  LEFT JOIN ac ON ac.slug = r.category ORDER BY r.i RETURNING id, slug),"
-        " v AS (INSERT INTO product_variants (store_id, product_id, sku, options, price, stock,"
-        "  weight_g, barcode, position)"
-        "  SELECT $1::bigint, p.id, x.sku, coalesce(x.options, '{}'::jsonb), x.price,"
-        "  coalesce(x.stock, 0), x.weight_g, x.barcode, coalesce(x.position, x.n)"
-        "  FROM json_to_recordset($3::json) AS x(slug text, n int, sku text, options jsonb,"
-        "  price bigint, stock int, weight_g int, barcode text, position int)"
-        "  JOIN p ON p.slug = x.slug ORDER BY p.id, x.n RETURNING store_id, id, stock),"
-        " m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, "
-        "actor_user_id)"
-        "  SELECT store_id, id, stock, 'initial stock', $5::bigint FROM v WHERE stock > 0)"
-        " SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM v), (SELECT count(*) FROM c)",
-        5, p);
-    sql_free(&s);
+    /* Plans this connection cached while the catalog was small (the foreign-key
+     * checks' above all: planned once per connection, kept until the table is
+     * analyzed) may scan what is now a large table, once per inserted row: a
+     * pooled connection that served the first products of a store checked each
+     * variant's product with a scan of the store's products, 2-5x the time of
+     * the whole batch, until autovacuum's ANALYZE. Dropping them costs a few
+     * plannings a batch; what is planned again sees the table's real size. */
+    PGresult *r = db_exec(c, NULL, "DISCARD PLANS", 0, NULL);
     rc = db_result_rc(r);
-    if (rc == SHOPD_CONFLICT)
-        im->raced = true;
+    PQclear(r);
+    if (rc != SHOPD_OK) {
+        *reply = api_internal(ctx, "product import: DISCARD PLANS failed");
+        return rc;
+    }
+    r = db_exec(c, "imp_bulk", "SELECT set_config('shopd.bulk', 'on', true)", 0, NULL);
+    rc = db_result_rc(r);
     if (rc != SHOPD_OK) {
         *reply = api_db_error(ctx, r, "product import");
-    } else {
-        im->products = atoll(PQgetvalue(r, 0, 0));
-        im->variants = atoll(PQgetvalue(r, 0, 1));
-        im->categories = atoll(PQgetvalue(r, 0, 2));
+        PQclear(r);
+        return rc;
     }
     PQclear(r);
-    return rc;
+    size_t valid = valid_rows(im);
+    if (im->sql.products == NULL || im->built != valid) { /* rows rejected since it was built */
+        sql_free(&im->sql);
+        build(im, &im->sql);
+        im->built = valid;
+    }
+    const char *p[5] = {im->sid, im->sql.products, im->sql.variants, im->sql.cat_slugs, im->uid};
+    r = db_exec(c, "imp_insert", imp_insert_sql, 5, p);
+    rc = db_result_rc(r);
+    if (rc == SHOPD_CONFLICT)
+        im->raced = true; /* a unique key the insert does not arbitrate (a lost race) */
+    if (rc != SHOPD_OK) {
+        *reply = api_db_error(ctx, r, "product import");
+        PQclear(r);
+        return rc;
+    }
+    size_t taken = 0;
+    if (!PQgetisnull(r, 0, 3))
+        taken += reject_listed(im, PQgetvalue(r, 0, 3), false);
+    if (!PQgetisnull(r, 0, 4))
+        taken += reject_listed(im, PQgetvalue(r, 0, 4), true);
+    if (taken > 0 || atoll(PQgetvalue(r, 0, 5)) > 0) {
+        /* Rows of this attempt hit a taken key, or a category slug that another
+         * writer made while it ran: undo it all, run the rest again (the next
+         * attempt's snapshot sees that category). */
+        im->again = true;
+        PQclear(r);
+        return SHOPD_CONFLICT;
+    }
+    im->products = atoll(PQgetvalue(r, 0, 0));
+    im->variants = atoll(PQgetvalue(r, 0, 1));
+    im->categories = atoll(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return SHOPD_OK;
 }
 
+static void
+imp_free(imp_t *im)
+{
+    if (im == NULL)
+        return;
+    for (size_t i = 0; i < im->n; i++) {
+        cat_product_input_free(&im->rows[i].in);
+        json_decref(im->rows[i].err);
+    }
+    shopd_free(im->rows);
+    sql_free(&im->sql);
+    json_decref(im->body);
+    shopd_free(im);
+}
+
+static void
+import_drop(void *arg)
+{
+    imp_free(arg);
+}
+
+/* {imported, variants, categories_created, rejected}: the batch's answer. */
+static net_reply_t *
+import_answer(const imp_t *im)
+{
+    json_t *rejected = json_array();
+    for (size_t i = 0; i < im->n; i++)
+        if (im->rows[i].err)
+            json_array_append(rejected, im->rows[i].err);
+    return api_json(SHOPD_OK, json_pack("{s:I,s:I,s:I,s:o}", "imported", (json_int_t)im->products,
+                                        "variants", (json_int_t)im->variants, "categories_created",
+                                        (json_int_t)im->categories, "rejected", rejected));
+}
+
+/* The ordered half, on the store's actor: the batch's transaction (run again
+ * without the rows an attempt found taken), the catalog version, the answer. */
+static net_reply_t *
+import_then(api_ctx_t *ctx, void *arg)
+{
+    imp_t *im = arg;
+    im->ctx = ctx;
+    net_reply_t *reply = NULL;
+    for (int attempt = 1; attempt <= IMP_ATTEMPTS; attempt++) {
+        im->raced = im->again = false;
+        reply = cat_tx(ctx, import_tx, im);
+        if (reply == NULL || !(im->raced || im->again) || attempt == IMP_ATTEMPTS)
+            break;
+        net_reply_free(reply);
+        reply = NULL;
+        im->products = im->variants = im->categories = 0; /* rolled back */
+        if (valid_rows(im) == 0)
+            break; /* every row is rejected: nothing left to write */
+    }
+    if (reply == NULL) {
+        if (im->products > 0)
+            cat_bump(ctx); /* once per batch */
+        reply = import_answer(im);
+    } /* else the batch failed as a whole: nothing of it was written */
+    imp_free(im);
+    return reply;
+}
+
+/* The route's handler runs on the store's blocking lane (products.import is
+ * API_BLOCKING | API_ONE_LANE): the body is read, every row checked and the
+ * insert's JSON built there, then the transaction goes to the store's actor
+ * (api_ordered_then), in order with its other mutations. So while the actor
+ * waits for PostgreSQL to write one batch, the lane reads and checks the next
+ * (an admin import keeps two batches in flight); one lane per store keeps the
+ * batches of an import in the order they came. */
 net_reply_t *
 catalog_h_product_import(api_ctx_t *ctx)
 {
@@ -464,45 +590,34 @@ catalog_h_product_import(api_ctx_t *ctx)
     }
     if (v.n)
         return api_val_reply(&v);
-    char sid[24], uid[24];
-    imp_t im = {
-        .ctx = ctx, .body = ctx->body, .n = json_array_size(rows), .sid = cat_sid(ctx, sid)};
+    imp_t *im = shopd_calloc(1, sizeof(*im));
+    im->ctx = ctx;
+    im->body = json_incref(ctx->body);
+    im->n = json_array_size(rows);
+    cat_sid(ctx, im->sid);
     if (ctx->caller && ctx->caller->user_id) {
-        snprintf(uid, sizeof(uid), "%llu", (unsigned long long)ctx->caller->user_id);
-        im.uid = uid;
+        snprintf(im->uidbuf, sizeof(im->uidbuf), "%llu", (unsigned long long)ctx->caller->user_id);
+        im->uid = im->uidbuf;
     }
-    im.rows = shopd_calloc(im.n, sizeof(*im.rows));
-    net_reply_t *reply = NULL;
-    for (size_t i = 0; i < im.n; i++)
-        check_row(&im, i);
-    check_twins(&im, false);
-    check_twins(&im, true);
-    if (valid_rows(&im) > 0) {
-        for (int attempt = 1; attempt <= IMP_ATTEMPTS; attempt++) {
-            im.raced = false;
-            reply = cat_tx(ctx, import_tx, &im);
-            if (reply == NULL || !im.raced || attempt == IMP_ATTEMPTS)
-                break;
-            net_reply_free(reply);
-            reply = NULL;
-        }
-        if (reply != NULL)
-            goto out; /* the batch failed as a whole: nothing of it was written */
-        if (im.products > 0)
-            cat_bump(ctx); /* once per batch */
+    im->rows = shopd_calloc(im->n, sizeof(*im->rows));
+    for (size_t i = 0; i < im->n; i++)
+        check_row(im, i);
+    check_twins(im, false);
+    check_twins(im, true);
+    size_t valid = valid_rows(im);
+    if (valid == 0) {
+        net_reply_t *reply = import_answer(im);
+        imp_free(im);
+        return reply;
     }
-    json_t *rejected = json_array();
-    for (size_t i = 0; i < im.n; i++)
-        if (im.rows[i].err)
-            json_array_append(rejected, im.rows[i].err);
-    reply = api_json(SHOPD_OK, json_pack("{s:I,s:I,s:I,s:o}", "imported", (json_int_t)im.products,
-                                         "variants", (json_int_t)im.variants, "categories_created",
-                                         (json_int_t)im.categories, "rejected", rejected));
-out:
-    for (size_t i = 0; i < im.n; i++) {
-        cat_product_input_free(&im.rows[i].in);
-        json_decref(im.rows[i].err);
+    build(im, &im->sql);
+    im->built = valid;
+    im->ctx = NULL; /* the handler's ctx ends here; import_then sets the actor's */
+    net_reply_t *reply = api_ordered_then(ctx, import_then, import_drop, im);
+    if (reply == NULL) {
+        imp_free(im);
+        reply = api_fail(SHOPD_BUSY, "store_busy", "too many requests are queued for this store");
+        net_reply_add_header(reply, "Retry-After", "1");
     }
-    shopd_free(im.rows);
     return reply;
 }
