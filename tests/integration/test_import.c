@@ -10,7 +10,7 @@
  * categories named by slug made once, the public catalog showing the rows,
  * and the body's own bounds. Then, in a store of its own, imported products
  * beside products made through the API: their search columns are what the
- * trigger computes (sql/0019: the import writes them itself), search finds
+ * trigger computes (sql/0021: the import writes them itself), search finds
  * them by name, SKU and option value as it finds the API's, the catalog counts
  * and the list totals count both, and a batch whose rows hit a slug and a SKU
  * the API took refuses those rows alone, with nothing of them written.

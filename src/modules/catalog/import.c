@@ -9,7 +9,7 @@
  * a commit (an fsync) per product and a round trip per statement, about 600
  * rows/s; here a batch is three round trips (the shopd.bulk setting, the
  * insert, the commit) whatever its size, and the catalog version is bumped
- * once. Each product row is written once, with its search columns (sql/0019).
+ * once. Each product row is written once, with its search columns (sql/0021).
  *
  * Each bad row is reported with its reason and the others still go in: rows
  * are checked in C first (the same validation as products.create and
@@ -367,7 +367,7 @@ reject_listed(imp_t *im, const char *list, bool skus)
 
 /* The batch in one statement: missing categories first (named by their slug),
  * then the products in row order, each with its search columns computed here
- * from its own fields and its variants (sql/0019: search_attrs_of,
+ * from its own fields and its variants (sql/0021: search_attrs_of,
  * search_doc_of, search_name_of, the functions the trigger uses), then their
  * variants joined by slug (unique in the store), then the initial stock of
  * each as its first ledger row, so stock = sum(delta). shopd.bulk, on for this

@@ -1,4 +1,4 @@
--- 0019: a bulk import writes each product row once, its search columns
+-- 0021: a bulk import writes each product row once, its search columns
 -- already computed from its variants, instead of twice (its insert, then the
 -- re-index of 0018's statement trigger once its variants are in: a second
 -- version of the row in every product index, two trigram GINs among them, and
@@ -54,7 +54,7 @@ DECLARE
     opts jsonb;
 BEGIN
     IF TG_OP = 'INSERT' AND current_setting('shopd.bulk', true) = 'on' THEN
-        RETURN NEW; -- the import computed the search columns (see the top of 0019)
+        RETURN NEW; -- the import computed the search columns (see the top of 0021)
     END IF;
     -- A new product has no variants yet: its own attributes are all there is.
     IF TG_OP = 'UPDATE' THEN
@@ -74,7 +74,7 @@ $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         IF current_setting('shopd.bulk', true) = 'on' THEN
-            RETURN NULL; -- the import indexed their products with them (see the top of 0019)
+            RETURN NULL; -- the import indexed their products with them (see the top of 0021)
         END IF;
         UPDATE products p SET search_doc = ''
           FROM (SELECT DISTINCT store_id, product_id FROM new_rows) n
