@@ -166,9 +166,9 @@ void catalog_sql_free(catalog_sql_t *s);
 /* ---- the product page (page.c), public so tests can run and compare it ---- */
 /** The product page's statement by id and by slug: $1 the store, $2 the product id
  *  (bigint text) or slug, $3 "t" when the caller sees every status ("f": active only).
- *  Rows of text columns, column 0 saying what each is (0 the product with its category
- *  and option value ids, 1 a variant, 2 an image with one of its renditions); no
- *  product row when there is no such product for the caller. */
+ *  Rows of text columns, column 0 saying what each is (0 the product with its
+ *  category, 1 a variant, 2 an image with one of its renditions, 3 an option value id);
+ *  no product row when there is no such product for the caller. */
 extern const char catalog_page_id_sql[];
 extern const char catalog_page_slug_sql[];
 /** The product JSON (CAT_PRODUCT_JSON's document: same keys, order and values; jsonb
