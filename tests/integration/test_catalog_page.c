@@ -7,7 +7,8 @@
  * with unicode, quotes, backslashes and control characters, null and non-null
  * optional fields, a product with no variants at all, and a draft (admin only).
  * Both statements (by id, by slug) run straight on PostgreSQL, and the pages are
- * read through shopd too (a store admin's uncached GET, and the public's).
+ * read through shopd too (a store admin's uncached GET, and the public's), also from a
+ * server whose sessions are in another DateStyle (it falls back to CAT_PRODUCT_JSON).
  */
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -280,12 +281,36 @@ test_http_pages(void **state)
     th_resp_free(&r);
 }
 
+/* A server whose sessions are not in DateStyle ISO (PGDATESTYLE reaches libpq) answers
+ * with PostgreSQL's rendering instead (page.c reads ISO timestamps): the same JSON. */
+static void
+test_other_datestyle(void **state)
+{
+    (void)state;
+    const char *env[] = {"PGDATESTYLE=SQL, DMY", NULL};
+    th_server_t *other = th_start(env);
+    for (int i = 0; i < P_N; i++) {
+        size_t ol;
+        char *o = old_json(i, &ol);
+        char path[128];
+        snprintf(path, sizeof(path), "/api/v1/products/%s", pids[i]);
+        /* the platform token: a store admin's JWT is signed with the first server's key */
+        th_resp_t r = th_store_req(other, store, TH_PLATFORM_TOKEN, "GET", path, NULL);
+        assert_int_equal(r.status, 200);
+        same(path, o, ol, r.body, r.len);
+        th_resp_free(&r);
+        free(o);
+    }
+    assert_int_equal(th_stop(other), 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render_matches_sql),
         cmocka_unit_test(test_http_pages),
+        cmocka_unit_test(test_other_datestyle),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
