@@ -664,11 +664,7 @@ static PGresult *
 product_json(db_conn_t *c, const char *sid, const char *pid)
 {
     const char *p[2] = {sid, pid};
-    return db_exec(
-        c, "prod_json",
-        "SELECT " CAT_PRODUCT_JSON(
-            "p") "::text FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
-        2, p);
+    return db_exec(c, "prod_json", catalog_product_json_sql, 2, p);
 }
 
 /* A product write: its input and, once it ran, the product read back. */
