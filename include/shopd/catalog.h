@@ -163,6 +163,23 @@ extern const char catalog_descendants_sql[];
 void catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *out);
 void catalog_sql_free(catalog_sql_t *s);
 
+/* ---- the product page (page.c), public so tests can run and compare it ---- */
+/** The product page's statement by id and by slug: $1 the store, $2 the product id
+ *  (bigint text) or slug, $3 "t" when the caller sees every status ("f": active only).
+ *  Rows of text columns, column 0 saying what each is (0 the product with its
+ *  category, 1 a variant, 2 an image with one of its renditions, 3 an option value id);
+ *  no product row when there is no such product for the caller. */
+extern const char catalog_page_id_sql[];
+extern const char catalog_page_slug_sql[];
+/** The product JSON (CAT_PRODUCT_JSON's document: same keys, order and values; jsonb
+ *  columns as PostgreSQL prints them, so not compact) of a result of one of those
+ *  statements, read on a connection in DateStyle ISO. malloc'd (shopd_free), its
+ *  length in *len; NULL when the result has no product row. Pure, any thread. */
+char *catalog_page_render(const PGresult *r, size_t *len);
+/** The same product as PostgreSQL renders it ($1 store, $2 product id): what the write
+ *  routes answer with, and what tests compare catalog_page_render against. */
+extern const char catalog_product_json_sql[];
+
 /** The module descriptor (routes, start and stop hooks); listed in src/modules/routes.c. */
 typedef struct api_module_s api_module_t;
 extern const api_module_t catalog_module;

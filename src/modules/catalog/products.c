@@ -519,6 +519,27 @@ get_one(api_ctx_t *ctx)
     if (c == NULL)
         return reply;
     /* One statement per key: "id = $2 OR slug = $3" prepared once gets a generic plan
+     * that ORs two index scans (a bitmap) on every call, for one row. The rows are
+     * rendered here (page.c), which reads timestamps in DateStyle ISO: a server set to
+     * another style gets the page built by PostgreSQL as before (CAT_PRODUCT_JSON). */
+    const char *ds = PQparameterStatus(db_pg(c), "DateStyle");
+    if (ds && !strncmp(ds, "ISO", 3)) {
+        PGresult *r = numeric ? db_exec(c, "prod_page_id", catalog_page_id_sql, 3, params)
+                              : db_exec(c, "prod_page_slug", catalog_page_slug_sql, 3, params);
+        char *json = NULL;
+        size_t len = 0;
+        if (db_result_rc(r) != SHOPD_OK)
+            reply = api_db_error(ctx, r, "product get");
+        else if ((json = catalog_page_render(r, &len)) == NULL)
+            reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
+        else
+            reply = api_raw_json(SHOPD_OK, json, len);
+        shopd_free(json);
+        PQclear(r);
+        db_release(c);
+        return reply;
+    }
+    /* One statement per key: "id = $2 OR slug = $3" prepared once gets a generic plan
      * that ORs two index scans (a bitmap) on every call, for one row. */
     PGresult *r =
         numeric
@@ -643,11 +664,7 @@ static PGresult *
 product_json(db_conn_t *c, const char *sid, const char *pid)
 {
     const char *p[2] = {sid, pid};
-    return db_exec(
-        c, "prod_json",
-        "SELECT " CAT_PRODUCT_JSON(
-            "p") "::text FROM products p WHERE p.store_id = $1::bigint AND p.id = $2::bigint",
-        2, p);
+    return db_exec(c, "prod_json", catalog_product_json_sql, 2, p);
 }
 
 /* A product write: its input and, once it ran, the product read back. */
