@@ -296,6 +296,13 @@ write_batch(api_ctx_t *ctx, outcome_t *list, size_t n)
     lit_t *all[] = {&sids, &jids, &states, &waits, &errs};
     for (int i = 0; i < 5; i++)
         lit_put(all[i], "}", 1);
+    /* Counted before the write, as one job's outcome always was: whoever sees
+     * the row done sees the counter too. */
+    for (outcome_t *o = list; o; o = o->next)
+        atomic_fetch_add_explicit(strcmp(o->state, "done") == 0    ? &jobs_stats.done
+                                  : strcmp(o->state, "ready") == 0 ? &jobs_stats.retried
+                                                                   : &jobs_stats.dead,
+                                  1, memory_order_relaxed);
     PGresult *r = NULL;
     if (c) {
         const char *p[] = {sids.p, jids.p, states.p, waits.p, errs.p};
@@ -328,15 +335,8 @@ write_batch(api_ctx_t *ctx, outcome_t *list, size_t n)
     if (ok) {
         ack_all(ctx->worker->kv, list, n);
         for (outcome_t *o = list; o; o = o->next) {
-            if (strcmp(o->state, "done") == 0) {
-                atomic_fetch_add_explicit(&jobs_stats.done, 1, memory_order_relaxed);
+            if (strcmp(o->state, "dead") != 0)
                 continue;
-            }
-            if (strcmp(o->state, "ready") == 0) {
-                atomic_fetch_add_explicit(&jobs_stats.retried, 1, memory_order_relaxed);
-                continue;
-            }
-            atomic_fetch_add_explicit(&jobs_stats.dead, 1, memory_order_relaxed);
             bool wrote = false; /* the row was still running: it is a dead letter now */
             for (int k = 0; k < PQntuples(r) && !wrote; k++)
                 wrote = strtoull(PQgetvalue(r, k, 0), NULL, 10) == o->job_id;
