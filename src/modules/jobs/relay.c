@@ -1,19 +1,21 @@
 /*
  * relay.c: the pump, one thread per process. Every SHOPD_JOBS_POLL_MS it
  *  1. relays (if it is this step's leader: pg_try_advisory_xact_lock, so two
- *     processes never push the same rows at once): new outbox rows become jobs
- *     rows, marked relayed in the same transaction; due jobs (new ones and
- *     retries whose time came) are XADDed to their kind's stream and marked
- *     queued before COMMIT. A crash between XADD and COMMIT leaves the job
- *     ready, so the next step sends it again: twice, never zero times;
+ *     processes never push the same rows at once): in one statement new outbox
+ *     rows become jobs rows, inserted queued, the outbox rows are marked
+ *     relayed and due retries marked queued; all of them are XADDed to their
+ *     kind's stream before COMMIT. A crash between XADD and COMMIT rolls the
+ *     step back, so the next step sends them again: twice, never zero times;
  *  2. reconciles now and then: jobs queued or running for far longer than the
  *     visibility timeout (their stream entry was lost: Redis wiped or failed
  *     over) go back to ready; and refreshes the counts for /metrics;
  *  3. consumes (SHOPD_JOBS_CONSUME): takes over entries idle past the
  *     visibility timeout (XAUTOCLAIM: a consumer died mid-job), reads new
- *     entries of every stream with XREADGROUP (BLOCK: this is also the wait),
- *     and hands each to the blocking pool (api_job_send), at most
- *     SHOPD_JOBS_INFLIGHT at a time. The runner (run.c) dedupes by the job row.
+ *     entries of every stream with XREADGROUP (BLOCK: this is also the wait,
+ *     until the next step is due), takes the jobs of each read in one
+ *     statement (run.c: the job row dedupes) and hands a store's taken jobs to
+ *     its blocking lanes in chunks (api_job_send), at most SHOPD_JOBS_INFLIGHT
+ *     jobs at a time.
  * PostgreSQL is the record; with Redis down the outbox keeps filling and the
  * relay catches up when it returns.
  */
