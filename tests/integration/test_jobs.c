@@ -31,6 +31,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <libpq-fe.h>
+
 #include "harness.h"
 #include "shopd/kv.h"
 
@@ -1165,6 +1167,81 @@ test_ssrf_canary(void **state)
 
 /* kill -9 while e-mails are in flight, then a new process: every e-mail sent,
  * once, and the duplicate entries skipped. */
+/* 50 orders placed while the relay is held (the test keeps its advisory lock)
+ * reach the pump together: their jobs are taken a batch per read (one
+ * statement each, up to SHOPD_JOBS_INFLIGHT entries) and their outcomes
+ * written in groups, and still every order gets exactly one e-mail, each job
+ * counts one attempt, and the one job of the batch that fails for good (its
+ * template unknown) is a dead letter on its own while the others are done. */
+static void
+test_batch_of_orders(void **state)
+{
+    (void)state;
+    shop_t sh = shop_new(srv);
+    enum { N = 50 };
+    PGconn *hold = PQconnectdb(th_env("SHOPD_TEST_DATABASE_URL"));
+    assert_int_equal(PQstatus(hold), CONNECTION_OK);
+    PGresult *lr = PQexec(hold, "SELECT pg_advisory_lock(7417140001)"); /* the relay's step */
+    assert_int_equal(PQresultStatus(lr), PGRES_TUPLES_OK);
+    PQclear(lr);
+    long takes0 = metric(srv, "shopd_jobs_events_total{event=\"take_batch\"} ");
+    long fins0 = metric(srv, "shopd_jobs_events_total{event=\"finish_batch\"} ");
+    char to[N][128];
+    long numbers[N], ids[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(to[i], sizeof(to[i]), "%s", th_email("batch"));
+        numbers[i] = order(srv, &sh, to[i], &ids[i]);
+    }
+    char sql[512];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM jobs WHERE store_id = %ld", sh.id);
+    assert_int_equal(sql_long(sql), 0); /* nothing relayed while the lock is held */
+    /* One job of the batch will fail for good. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE outbox SET payload = payload || '{\"template\": \"no_such_template\"}' WHERE "
+             "store_id = %ld AND kind = 'order.placed' AND (payload->>'order_id')::bigint = %ld",
+             sh.id, ids[N / 2]);
+    th_sql(sql, NULL);
+    PQclear(PQexec(hold, "SELECT pg_advisory_unlock(7417140001)"));
+    PQfinish(hold);
+
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM jobs WHERE store_id = %ld AND kind = 'email' AND state IN "
+             "('done', 'dead')",
+             sh.id);
+    wait_sql(sql, N, 30000);
+    for (int i = 0; i < N; i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "Your order #%ld", numbers[i]);
+        assert_int_equal(mails(outbox, to[i], needle, NULL, 0), i == N / 2 ? 0 : 1);
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FILTER (WHERE state = 'done' AND attempts = 1 AND last_error IS "
+             "NULL) || ',' || count(*) FILTER (WHERE state = 'dead' AND attempts = 1 AND "
+             "last_error = 'unknown template no_such_template') || ',' || count(*) FROM jobs "
+             "WHERE store_id = %ld AND kind = 'email'",
+             sh.id);
+    char want[32];
+    snprintf(want, sizeof(want), "%d,1,%d", N - 1, N);
+    assert_string_equal(th_sql(sql, NULL), want);
+    /* The dead letter is listed for the operator. */
+    th_resp_t r =
+        rq(srv, sh.id, sh.admin.access, NULL, "GET", "/api/v1/admin/jobs/dead-letters", NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "data")), 1);
+    assert_int_equal(jint(json_array_get(json_object_get(r.json, "data"), 0), "attempts"), 1);
+    th_resp_free(&r);
+    /* Batches: the 50 entries came in a few reads (one take statement each, up
+     * to SHOPD_JOBS_INFLIGHT = 32 entries per read), never one per job; each
+     * take hands a store's jobs out in at most one chunk per lane of the store,
+     * and a chunk's outcomes are written in one statement. */
+    long takes = metric(srv, "shopd_jobs_events_total{event=\"take_batch\"} ") - takes0;
+    long fins = metric(srv, "shopd_jobs_events_total{event=\"finish_batch\"} ") - fins0;
+    print_message("batch of %d: %ld take statements, %ld finish statements\n", N, takes, fins);
+    assert_true(takes >= 2 && takes <= 6);
+    assert_true(fins >= 1 && fins < N / 2);
+    th_user_free(&sh.admin);
+}
+
 static void
 test_kill9_loses_nothing(void **state)
 {
@@ -1214,6 +1291,15 @@ test_kill9_loses_nothing(void **state)
         freeReplyObject(x);
     }
     kv_conn_free(kv);
+    /* The pump takes rows itself, so a live consumer may see the duplicates
+     * before it dies (their jobs are running, taken recently): both processes'
+     * counts together must show them. */
+    long dups_a = 0;
+    for (int i = 0; i < 40 && dups_a < 2; i++) {
+        dups_a = metric(a, "shopd_jobs_events_total{event=\"duplicate\"} ");
+        if (dups_a < 2)
+            usleep(50000);
+    }
     kill(a->pid, SIGKILL);
     assert_int_equal(th_stop(a), 128 + SIGKILL);
     close(stall);
@@ -1235,9 +1321,10 @@ test_kill9_loses_nothing(void **state)
      * the duplicates the time to come through. */
     long claimed = metric(b, "shopd_jobs_events_total{event=\"claimed\"} ");
     assert_true(claimed >= N);
-    for (int i = 0; i < 200 && metric(b, "shopd_jobs_events_total{event=\"duplicate\"} ") < 2; i++)
+    for (int i = 0;
+         i < 200 && dups_a + metric(b, "shopd_jobs_events_total{event=\"duplicate\"} ") < 2; i++)
         usleep(50000);
-    assert_true(metric(b, "shopd_jobs_events_total{event=\"duplicate\"} ") >= 2);
+    assert_true(dups_a + metric(b, "shopd_jobs_events_total{event=\"duplicate\"} ") >= 2);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM jobs WHERE store_id = %ld AND state <> 'done'",
              sh.id);
     assert_int_equal(sql_long(sql), 0);
@@ -1288,6 +1375,7 @@ main(void)
         cmocka_unit_test(test_failing_endpoint_disabled),
         cmocka_unit_test(test_reset_email_leaves_no_token),
         cmocka_unit_test(test_cross_store),
+        cmocka_unit_test(test_batch_of_orders),
         cmocka_unit_test(test_smtp),
         cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_ssrf_canary),

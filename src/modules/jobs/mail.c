@@ -134,34 +134,20 @@ bput(buf_t *b, const char *fmt, ...)
     }
 }
 
-/* The order's lines, totals and shipping address into data (for the order
- * confirmation's templates), money already formatted in its currency. */
+/* The order's lines, totals and shipping address (facts.order, read by the
+ * take) into data (for the order confirmation's templates), money already
+ * formatted in its currency. */
 static shopd_rc_t
-order_data(db_conn_t *c, uint64_t store_id, uint64_t order_id, json_t *data, char *err,
-           size_t errlen)
+order_data(json_t *facts, json_t *data, char *err, size_t errlen)
 {
-    char sid[24], oid[24];
-    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
-    snprintf(oid, sizeof(oid), "%llu", (unsigned long long)order_id);
-    const char *p[] = {sid, oid};
-    PGresult *r =
-        db_exec(c, "jobs_order_mail",
-                "SELECT o.currency, o.subtotal, o.discount_total, o.shipping_total, o.tax_total, "
-                "o.total, coalesce(o.shipping_address::text, 'null'), coalesce((SELECT "
-                "json_agg(json_build_object('name', i.name, 'sku', i.sku, 'quantity', "
-                "i.quantity, 'line_total', i.line_total) ORDER BY i.id)::text FROM order_items i "
-                "WHERE i.store_id = $1 AND i.order_id = o.id), '[]') FROM orders o "
-                "WHERE o.store_id = $1 AND o.id = $2",
-                2, p);
-    shopd_rc_t rc = db_result_rc(r);
-    if (rc != SHOPD_OK || PQntuples(r) != 1) {
-        snprintf(err, errlen, rc != SHOPD_OK ? "database unavailable" : "order not found");
-        PQclear(r);
-        return rc != SHOPD_OK ? SHOPD_AGAIN : SHOPD_INVALID;
+    json_t *o = json_object_get(facts, "order");
+    const char *cur = json_string_value(json_object_get(o, "currency"));
+    if (!json_is_object(o) || cur == NULL) {
+        snprintf(err, errlen, "order not found");
+        return SHOPD_INVALID;
     }
-    const char *cur = PQgetvalue(r, 0, 0);
     char m[64];
-    json_t *items = json_loads(PQgetvalue(r, 0, 7), 0, NULL);
+    json_t *items = json_deep_copy(json_object_get(o, "items"));
     size_t i;
     json_t *it;
     json_array_foreach(items, i, it)
@@ -169,56 +155,50 @@ order_data(db_conn_t *c, uint64_t store_id, uint64_t order_id, json_t *data, cha
         money(m, sizeof(m), json_integer_value(json_object_get(it, "line_total")), cur);
         json_object_set_new(it, "line_total", json_string(m));
     }
-    json_object_set_new(data, "items", items ? items : json_array());
+    json_object_set_new(data, "items", json_is_array(items) ? items : json_array());
+    if (!json_is_array(items))
+        json_decref(items);
     static const char *const labels[] = {"Subtotal", "Discount", "Shipping", "Tax", "Total"};
+    static const char *const keys[] = {"subtotal", "discount_total", "shipping_total", "tax_total",
+                                       "total"};
     json_t *totals = json_array();
     for (int k = 0; k < 5; k++) {
-        long long v = strtoll(PQgetvalue(r, 0, 1 + k), NULL, 10);
+        long long v = json_integer_value(json_object_get(o, keys[k]));
         if (v == 0 && (k == 1 || k == 3))
             continue; /* no discount, no tax: no line */
         money(m, sizeof(m), v, cur);
         json_array_append_new(totals, json_pack("{s:s, s:s}", "label", labels[k], "amount", m));
     }
     json_object_set_new(data, "totals", totals);
-    json_t *addr = json_loads(PQgetvalue(r, 0, 6), JSON_DECODE_ANY, NULL);
+    json_t *addr = json_object_get(o, "shipping_address");
     if (json_is_object(addr)) {
-        static const char *const keys[] = {"name", "line1",  "line2",   "postal_code",
-                                           "city", "region", "country", NULL};
+        static const char *const akeys[] = {"name", "line1",  "line2",   "postal_code",
+                                            "city", "region", "country", NULL};
         json_t *lines = json_array();
-        for (int k = 0; keys[k]; k++) {
-            const char *v = json_string_value(json_object_get(addr, keys[k]));
+        for (int k = 0; akeys[k]; k++) {
+            const char *v = json_string_value(json_object_get(addr, akeys[k]));
             if (v && *v)
                 json_array_append_new(lines, json_pack("{s:s}", "line", v));
         }
         json_object_set_new(data, "address", json_pack("{s:o}", "lines", lines));
     }
-    json_decref(addr);
-    PQclear(r);
     return SHOPD_OK;
 }
 
-/* The store's e-mail settings (settings.email: sender_name, logo_url,
+/* The store's e-mail settings (facts.shop.email: sender_name, logo_url,
  * reply_to) over its name: what every template shows of the shop. */
 static shopd_rc_t
-shop_data(api_ctx_t *ctx, db_conn_t *c, json_t *data, char *reply_to, size_t rlen, char *err,
-          size_t errlen)
+shop_data(json_t *facts, json_t *data, char *reply_to, size_t rlen, char *err, size_t errlen)
 {
-    char sid[24];
-    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)ctx->store_id);
-    const char *p[] = {sid};
-    PGresult *r = db_exec(c, "jobs_mail_shop",
-                          "SELECT name, coalesce(settings->'email', '{}')::text FROM stores "
-                          "WHERE id = $1",
-                          1, p);
-    shopd_rc_t rc = db_result_rc(r);
-    if (rc != SHOPD_OK || PQntuples(r) != 1) {
-        snprintf(err, errlen, rc != SHOPD_OK ? "database unavailable" : "store not found");
-        PQclear(r);
-        return rc != SHOPD_OK ? SHOPD_AGAIN : SHOPD_INVALID;
+    json_t *shop = json_object_get(facts, "shop");
+    const char *sname = json_string_value(json_object_get(shop, "name"));
+    if (sname == NULL) {
+        snprintf(err, errlen, "store not found");
+        return SHOPD_INVALID;
     }
-    json_t *em = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
+    json_t *em = json_object_get(shop, "email");
     const char *name = json_string_value(json_object_get(em, "sender_name"));
-    json_object_set_new(data, "shop", json_string(name && *name ? name : PQgetvalue(r, 0, 0)));
+    json_object_set_new(data, "shop", json_string(name && *name ? name : sname));
     const char *logo = json_string_value(json_object_get(em, "logo_url"));
     if (logo && *logo)
         json_object_set_new(data, "logo_url", json_string(logo));
@@ -228,16 +208,14 @@ shop_data(api_ctx_t *ctx, db_conn_t *c, json_t *data, char *reply_to, size_t rle
         snprintf(reply_to, rlen, "%s", rt);
         json_object_set_new(data, "reply_to", json_string(rt));
     }
-    json_decref(em);
-    PQclear(r);
     return SHOPD_OK;
 }
 
 /* The data of the template a payload names: the shop, then what the template
  * shows (the payload's own fields, and the order for a confirmation). */
 static shopd_rc_t
-template_data(api_ctx_t *ctx, db_conn_t *c, json_t *pl, const char *tpl, json_t *data,
-              char *reply_to, size_t rlen, char *err, size_t errlen)
+template_data(json_t *facts, json_t *pl, const char *tpl, json_t *data, char *reply_to, size_t rlen,
+              char *err, size_t errlen)
 {
     static const char *const known[] = {"order_confirmation", "order_shipped",  "order_cancelled",
                                         "webhook_disabled",   "password_reset", NULL};
@@ -260,11 +238,9 @@ template_data(api_ctx_t *ctx, db_conn_t *c, json_t *pl, const char *tpl, json_t 
         snprintf(err, errlen, "reset token missing");
         return SHOPD_INVALID;
     }
-    shopd_rc_t rc = shop_data(ctx, c, data, reply_to, rlen, err, errlen);
+    shopd_rc_t rc = shop_data(facts, data, reply_to, rlen, err, errlen);
     if (rc == SHOPD_OK && strcmp(tpl, "order_confirmation") == 0)
-        rc = order_data(c, ctx->store_id,
-                        (uint64_t)json_integer_value(json_object_get(pl, "order_id")), data, err,
-                        errlen);
+        rc = order_data(facts, data, err, errlen);
     return rc;
 }
 
@@ -428,10 +404,11 @@ jobs_mail_init(app_t *app, char *err, size_t errlen)
 }
 
 shopd_rc_t
-jobs_mail_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, const char *payload, char *err,
-              size_t errlen)
+jobs_mail_job(api_ctx_t *ctx, uint64_t job_id, const char *payload, const char *facts_text,
+              char *err, size_t errlen)
 {
     json_t *pl = json_loads(payload, 0, NULL);
+    json_t *facts = facts_text ? json_loads(facts_text, 0, NULL) : NULL;
     json_t *data = json_object();
     const char *to = json_string_value(json_object_get(pl, "email"));
     const char *tpl = json_string_value(json_object_get(pl, "template"));
@@ -449,7 +426,7 @@ jobs_mail_job(api_ctx_t *ctx, db_conn_t *c, uint64_t job_id, const char *payload
         rc = SHOPD_INVALID;
         goto out;
     }
-    rc = template_data(ctx, c, pl, tpl, data, reply_to, sizeof(reply_to), err, errlen);
+    rc = template_data(facts, pl, tpl, data, reply_to, sizeof(reply_to), err, errlen);
     if (rc != SHOPD_OK)
         goto out;
     text = render_part(tpl, "txt", data);
@@ -508,6 +485,7 @@ out:
     free(html);
     free(msg.p);
     json_decref(data);
+    json_decref(facts);
     json_decref(pl);
     return rc;
 }

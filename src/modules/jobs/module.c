@@ -142,10 +142,12 @@ jobs_metrics(char *buf, size_t cap)
         "shopd_jobs_events_total{event=\"claimed\"} %llu\n"
         "shopd_jobs_events_total{event=\"requeued\"} %llu\n"
         "shopd_jobs_events_total{event=\"relay_error\"} %llu\n"
+        "shopd_jobs_events_total{event=\"take_batch\"} %llu\n"
+        "shopd_jobs_events_total{event=\"finish_batch\"} %llu\n"
         "# HELP shopd_jobs_inflight Jobs running on this process's blocking pool.\n"
         "# TYPE shopd_jobs_inflight gauge\nshopd_jobs_inflight %ld\n",
         LOAD(relayed), LOAD(queued), LOAD(done), LOAD(retried), LOAD(dead), LOAD(duplicates),
-        LOAD(claimed), LOAD(requeued), LOAD(relay_errors),
+        LOAD(claimed), LOAD(requeued), LOAD(relay_errors), LOAD(take_batches), LOAD(finish_batches),
         atomic_load_explicit(&jobs_stats.inflight, memory_order_relaxed));
 #undef PUT
     return k;

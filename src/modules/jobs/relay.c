@@ -1,19 +1,21 @@
 /*
  * relay.c: the pump, one thread per process. Every SHOPD_JOBS_POLL_MS it
  *  1. relays (if it is this step's leader: pg_try_advisory_xact_lock, so two
- *     processes never push the same rows at once): new outbox rows become jobs
- *     rows, marked relayed in the same transaction; due jobs (new ones and
- *     retries whose time came) are XADDed to their kind's stream and marked
- *     queued before COMMIT. A crash between XADD and COMMIT leaves the job
- *     ready, so the next step sends it again: twice, never zero times;
+ *     processes never push the same rows at once): in one statement new outbox
+ *     rows become jobs rows, inserted queued, the outbox rows are marked
+ *     relayed and due retries marked queued; all of them are XADDed to their
+ *     kind's stream before COMMIT. A crash between XADD and COMMIT rolls the
+ *     step back, so the next step sends them again: twice, never zero times;
  *  2. reconciles now and then: jobs queued or running for far longer than the
  *     visibility timeout (their stream entry was lost: Redis wiped or failed
  *     over) go back to ready; and refreshes the counts for /metrics;
  *  3. consumes (SHOPD_JOBS_CONSUME): takes over entries idle past the
  *     visibility timeout (XAUTOCLAIM: a consumer died mid-job), reads new
- *     entries of every stream with XREADGROUP (BLOCK: this is also the wait),
- *     and hands each to the blocking pool (api_job_send), at most
- *     SHOPD_JOBS_INFLIGHT at a time. The runner (run.c) dedupes by the job row.
+ *     entries of every stream with XREADGROUP (BLOCK: this is also the wait,
+ *     until the next step is due), takes the jobs of each read in one
+ *     statement (run.c: the job row dedupes) and hands a store's taken jobs to
+ *     its blocking lanes in chunks (api_job_send), at most SHOPD_JOBS_INFLIGHT
+ *     jobs at a time.
  * PostgreSQL is the record; with Redis down the outbox keeps filling and the
  * relay catches up when it returns.
  */
@@ -28,7 +30,8 @@
 #include "shopd/analytics.h"
 #include "shopd/log.h"
 
-#define RELAY_BATCH 500
+#define RELAY_BATCH 500 /* outbox rows, and due retries, per step */
+#define RELAY_BATCH_S "500"
 #define RELAY_LOCK ANALYTICS_RELAY_LOCK /* advisory lock key of the relay step */
 
 /* noop: a job that does nothing, for measuring the machinery (outbox kind
@@ -54,20 +57,6 @@ typedef struct relay_s {
     size_t relayed, queued;
 } relay_t;
 
-/* Appends sep and v to buf (length len, capacity cap, kept NUL-terminated);
- * returns the new length. What does not fit is left out. */
-static size_t
-id_append(char *buf, size_t len, size_t cap, const char *sep, const char *v)
-{
-    size_t a = strlen(sep), b = strlen(v);
-    if (len + a + b + 1 > cap)
-        return len;
-    memcpy(buf + len, sep, a);
-    memcpy(buf + len + a, v, b);
-    buf[len + a + b] = '\0';
-    return len + a + b;
-}
-
 static shopd_rc_t
 relay_body(db_conn_t *c, void *arg)
 {
@@ -88,55 +77,60 @@ relay_body(db_conn_t *c, void *arg)
     if (rc != SHOPD_OK || !leader)
         return rc; /* another process relays this step */
 
-    /* Outbox rows -> jobs: an e-mail for a row with a template, one delivery per
-     * subscribed endpoint for an order event (never for other kinds: a password
-     * reset's token stays out of webhooks). */
-    const char *lim[] = {"500"};
-    r = db_exec(c, "jobs_expand",
-                "WITH o AS (SELECT store_id, id, kind, payload FROM outbox WHERE relayed_at IS "
-                "NULL ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED), "
-                "m AS (UPDATE outbox x SET relayed_at = now() FROM o WHERE x.store_id = "
-                "o.store_id AND x.id = o.id), "
-                "e AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'email' "
-                "FROM o WHERE o.payload ? 'template' AND o.payload ? 'email' "
-                "ON CONFLICT DO NOTHING), "
-                "w AS (INSERT INTO jobs (store_id, outbox_id, kind, endpoint_id) SELECT "
-                "o.store_id, o.id, 'webhook', we.id FROM o JOIN webhook_endpoints we ON "
-                "we.store_id = o.store_id AND we.enabled AND (o.kind = ANY (we.events) OR '*' = "
-                "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING), "
-                "i AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'media' "
-                "FROM o WHERE o.kind LIKE 'media.%' ON CONFLICT DO NOTHING), "
-                "n AS (INSERT INTO jobs (store_id, outbox_id, kind) SELECT store_id, id, 'noop' "
-                "FROM o WHERE o.kind = 'jobs.noop' ON CONFLICT DO NOTHING) "
-                "SELECT count(*), coalesce(array_agg(store_id), '{}')::text, "
-                "coalesce(array_agg(id), '{}')::text FROM o",
-                1, lim);
+    /* One statement: outbox rows -> jobs (an e-mail for a row with a template,
+     * one delivery per subscribed endpoint for an order event, never for other
+     * kinds: a password reset's token stays out of webhooks), inserted queued,
+     * and due retries marked queued; all of them come back to be XADDed before
+     * COMMIT (a failed XADD rolls the whole step back: nothing is relayed or
+     * queued). Rows the step locks are named by ctid (a TID scan), never joined
+     * back to their table. */
+    const char *lim[] = {RELAY_BATCH_S};
+    r = db_exec(
+        c, "jobs_relay",
+        "WITH o AS (SELECT ctid AS tid, store_id, id, kind, payload FROM outbox WHERE relayed_at "
+        "IS NULL ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED), "
+        "m AS (UPDATE outbox x SET relayed_at = now() WHERE x.ctid = ANY (ARRAY(SELECT tid FROM "
+        "o))), "
+        "e AS (INSERT INTO jobs (store_id, outbox_id, kind, state, queued_at) SELECT store_id, id, "
+        "'email', 'queued', now() FROM o WHERE o.payload ? 'template' AND o.payload ? 'email' "
+        "ON CONFLICT DO NOTHING RETURNING store_id, id, kind), "
+        "w AS (INSERT INTO jobs (store_id, outbox_id, kind, endpoint_id, state, queued_at) SELECT "
+        "o.store_id, o.id, 'webhook', we.id, 'queued', now() FROM o JOIN webhook_endpoints we ON "
+        "we.store_id = o.store_id AND we.enabled AND (o.kind = ANY (we.events) OR '*' = "
+        "ANY (we.events)) WHERE o.kind LIKE 'order.%' ON CONFLICT DO NOTHING RETURNING store_id, "
+        "id, kind), "
+        "i AS (INSERT INTO jobs (store_id, outbox_id, kind, state, queued_at) SELECT store_id, id, "
+        "'media', 'queued', now() FROM o WHERE o.kind LIKE 'media.%' ON CONFLICT DO NOTHING "
+        "RETURNING store_id, id, kind), "
+        "n AS (INSERT INTO jobs (store_id, outbox_id, kind, state, queued_at) SELECT store_id, id, "
+        "'noop', 'queued', now() FROM o WHERE o.kind = 'jobs.noop' ON CONFLICT DO NOTHING "
+        "RETURNING store_id, id, kind), "
+        "d AS (SELECT ctid AS tid FROM jobs WHERE state = 'ready' AND next_at <= now() ORDER BY "
+        "next_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
+        "q AS (UPDATE jobs SET state = 'queued', queued_at = now() WHERE ctid = ANY (ARRAY(SELECT "
+        "tid FROM d)) RETURNING store_id, id, kind), "
+        "x AS (SELECT * FROM e UNION ALL SELECT * FROM w UNION ALL SELECT * FROM i UNION ALL "
+        "SELECT * FROM n UNION ALL SELECT * FROM q) "
+        "SELECT a.n, a.s, a.i, x.store_id, x.id, x.kind FROM (SELECT count(*) AS n, "
+        "coalesce(array_agg(store_id), '{}')::text AS s, coalesce(array_agg(id), '{}')::text AS i "
+        "FROM o) a LEFT JOIN x ON true",
+        1, lim);
     rc = db_result_rc(r);
-    if (rc == SHOPD_OK)
-        rl->relayed = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    if (rc != SHOPD_OK || PQntuples(r) < 1) {
+        PQclear(r);
+        return rc == SHOPD_OK ? SHOPD_ERR : rc;
+    }
+    rl->relayed = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     /* The batch's order events move the sales rollups in this transaction:
      * marked relayed and counted together, so exactly once (sql/0011). */
-    if (rc == SHOPD_OK && rl->relayed > 0)
+    if (rl->relayed > 0)
         rc = analytics_relay_apply(c, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
-    PQclear(r);
-    if (rc != SHOPD_OK)
-        return rc;
-
-    /* Due jobs -> their streams. The rows stay locked until COMMIT, so a consumer
-     * that reads an entry first waits on the row and then sees it queued. */
-    r = db_exec(c, "jobs_due",
-                "SELECT store_id, id, kind FROM jobs WHERE state = 'ready' AND next_at <= now() "
-                "ORDER BY next_at LIMIT $1::int FOR UPDATE SKIP LOCKED",
-                1, lim);
-    rc = db_result_rc(r);
-    int n = rc == SHOPD_OK ? PQntuples(r) : 0;
-    if (n == 0) {
-        PQclear(r);
-        return rc;
-    }
-    for (int i = 0; i < n; i++) {
+    int rows = PQntuples(r), n = 0;
+    for (int k = 0; k < rows && rc == SHOPD_OK; k++) {
+        if (PQgetisnull(r, k, 4))
+            continue; /* the outbox rows alone: no job to send */
         char stream[64];
-        snprintf(stream, sizeof(stream), JOBS_STREAM_PREFIX "%s", PQgetvalue(r, i, 2));
+        snprintf(stream, sizeof(stream), JOBS_STREAM_PREFIX "%s", PQgetvalue(r, k, 5));
         const char *argv[] = {"XADD",
                               stream,
                               "MAXLEN",
@@ -144,71 +138,52 @@ relay_body(db_conn_t *c, void *arg)
                               JOBS_STREAM_MAXLEN,
                               "*",
                               "store",
-                              PQgetvalue(r, i, 0),
+                              PQgetvalue(r, k, 3),
                               "job",
-                              PQgetvalue(r, i, 1)};
+                              PQgetvalue(r, k, 4)};
         kv_appendv(rl->kv, 10, argv, NULL);
+        n++;
     }
-    /* Build the id lists for the UPDATE while the replies come back. */
-    size_t cap = (size_t)n * 24 + 4;
-    char *sids = shopd_malloc(cap), *jids = shopd_malloc(cap);
-    size_t ls = 0, lj = 0;
-    sids[ls++] = '{';
-    jids[lj++] = '{';
-    for (int i = 0; i < n; i++) {
-        /* Ids are bigints (at most 20 characters): cap holds them all. */
-        ls = id_append(sids, ls, cap, i ? "," : "", PQgetvalue(r, i, 0));
-        lj = id_append(jids, lj, cap, i ? "," : "", PQgetvalue(r, i, 1));
-    }
-    ls = id_append(sids, ls, cap, "}", "");
-    lj = id_append(jids, lj, cap, "}", "");
     PQclear(r);
     bool sent = true;
-    for (int i = 0; i < n; i++) {
+    for (int k = 0; k < n; k++) {
         redisReply *x = kv_get_reply(rl->kv);
         if (x == NULL || x->type == REDIS_REPLY_ERROR)
             sent = false;
         if (x)
             freeReplyObject(x);
     }
+    if (rc != SHOPD_OK)
+        return rc;
     if (!sent) {
         /* Some entries may be in a stream already: rolled back, they are sent
          * again next step and the runner dedupes. */
-        shopd_free(sids);
-        shopd_free(jids);
         return SHOPD_UNAVAILABLE;
     }
-    const char *p[] = {sids, jids};
-    r = db_exec(c, "jobs_queued",
-                "UPDATE jobs j SET state = 'queued', queued_at = now() FROM unnest($1::bigint[], "
-                "$2::bigint[]) AS u (s, i) WHERE j.store_id = u.s AND j.id = u.i",
-                2, p);
-    rc = db_result_rc(r);
-    PQclear(r);
-    shopd_free(sids);
-    shopd_free(jids);
-    if (rc == SHOPD_OK)
-        rl->queued = (size_t)n;
-    return rc;
+    rl->queued = (size_t)n;
+    return SHOPD_OK;
 }
 
-static void
+/* One relay step; true when it moved a whole batch (more may be waiting: the
+ * next step runs at once instead of after the poll interval). */
+static bool
 relay_step(app_t *app, kv_conn_t *kv)
 {
     db_conn_t *c = db_acquire(app->db, 1000);
     if (c == NULL) {
         atomic_fetch_add_explicit(&jobs_stats.relay_errors, 1, memory_order_relaxed);
-        return;
+        return false;
     }
     relay_t rl = {.kv = kv};
     shopd_rc_t rc = db_tx(c, relay_body, &rl);
     db_release(c);
     if (rc != SHOPD_OK) {
         atomic_fetch_add_explicit(&jobs_stats.relay_errors, 1, memory_order_relaxed);
-        return;
+        return false;
     }
     atomic_fetch_add_explicit(&jobs_stats.relayed, rl.relayed, memory_order_relaxed);
     atomic_fetch_add_explicit(&jobs_stats.queued, rl.queued, memory_order_relaxed);
+    return rl.relayed >= RELAY_BATCH || rl.queued >= RELAY_BATCH;
 }
 
 /* ---- reconcile and counts ---- */
@@ -282,10 +257,16 @@ field(const redisReply *fields, const char *name)
     return NULL;
 }
 
-/* Hands one stream entry ([id, [field, value...]]) to the blocking pool. An
- * entry the pool refuses stays pending: XAUTOCLAIM brings it back later. */
+/* Stream entries read in one go, taken in one statement, then handed out. */
+typedef struct batch_s {
+    jobs_task_t **ts;
+    size_t n, cap;
+} batch_t;
+
+/* Adds one stream entry ([id, [field, value...]]) to the batch; it holds a
+ * slot of SHOPD_JOBS_INFLIGHT from now on. */
 static void
-dispatch_entry(app_t *app, kv_conn_t *kv, const char *kind, const redisReply *e)
+collect_entry(kv_conn_t *kv, batch_t *b, const char *kind, const redisReply *e)
 {
     if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
         e->element[0]->type != REDIS_REPLY_STRING)
@@ -307,9 +288,109 @@ dispatch_entry(app_t *app, kv_conn_t *kv, const char *kind, const redisReply *e)
     t->job_id = j;
     snprintf(t->kind, sizeof(t->kind), "%s", kind);
     snprintf(t->entry, sizeof(t->entry), "%s", e->element[0]->str);
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 64;
+        b->ts = realloc(b->ts, b->cap * sizeof(*b->ts));
+        if (b->ts == NULL)
+            abort();
+    }
+    b->ts[b->n++] = t;
     atomic_fetch_add_explicit(&jobs_stats.inflight, 1, memory_order_relaxed);
-    if (api_job_send(app, s, jobs_run, jobs_drop, t) != SHOPD_OK)
-        jobs_drop(t);
+}
+
+static void
+task_drop(jobs_task_t *t)
+{
+    jobs_task_free(t);
+    atomic_fetch_sub_explicit(&jobs_stats.inflight, 1, memory_order_relaxed);
+}
+
+static int
+by_store(const void *a, const void *b)
+{
+    const jobs_task_t *x = *(jobs_task_t *const *)a, *y = *(jobs_task_t *const *)b;
+    return x->store_id < y->store_id ? -1 : x->store_id > y->store_id;
+}
+
+/* Takes the batch's jobs in one statement and hands each taken one to its
+ * store's blocking lanes; the duplicates are acknowledged (one XACK per kind).
+ * If the take fails the entries stay pending (XAUTOCLAIM brings them back). */
+static void
+dispatch_batch(app_t *app, kv_conn_t *kv, batch_t *b)
+{
+    if (b->n == 0)
+        return;
+    bool *taken = shopd_calloc(b->n, sizeof(*taken));
+    db_conn_t *c = db_acquire(app->db, 1000);
+    shopd_rc_t rc = c ? jobs_take_batch(c, app->cfg->jobs_visibility_ms, b->ts, b->n, taken)
+                      : SHOPD_UNAVAILABLE;
+    jobs_task_t **refused = shopd_malloc(b->n * sizeof(*refused));
+    size_t nref = 0;
+    if (rc == SHOPD_OK) {
+        for (size_t k = 0; k < NKINDS; k++) {
+            char stream[64];
+            snprintf(stream, sizeof(stream), JOBS_STREAM_PREFIX "%s", kinds[k]);
+            const char **argv = shopd_malloc((b->n + 3) * sizeof(*argv));
+            int argc = 3;
+            argv[0] = "XACK";
+            argv[1] = stream;
+            argv[2] = JOBS_GROUP;
+            for (size_t i = 0; i < b->n; i++)
+                if (!taken[i] && strcmp(b->ts[i]->kind, kinds[k]) == 0)
+                    argv[argc++] = b->ts[i]->entry;
+            if (argc > 3) {
+                /* Done, dead, gone with its store, or another consumer has it now. */
+                atomic_fetch_add_explicit(&jobs_stats.duplicates, (uint64_t)(argc - 3),
+                                          memory_order_relaxed);
+                redisReply *x = kv_commandv(kv, argc, argv, NULL);
+                if (x)
+                    freeReplyObject(x);
+            }
+            shopd_free(argv);
+        }
+    }
+    /* The taken jobs of each store in chunks, one per lane of the store at
+     * most (api_job_send spreads its messages over the lanes): a chunk runs
+     * its jobs in turn and writes their outcomes in one statement. */
+    size_t nt = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (taken[i])
+            b->ts[nt++] = b->ts[i];
+        else
+            task_drop(b->ts[i]);
+    }
+    qsort(b->ts, nt, sizeof(*b->ts), by_store);
+    unsigned lanes = (unsigned)(app->cfg->blocking_threads + 1) / 2; /* as api_job_send */
+    lanes = lanes < 1 ? 1 : lanes;
+    for (size_t i = 0; i < nt;) {
+        size_t j = i;
+        while (j < nt && b->ts[j]->store_id == b->ts[i]->store_id)
+            j++;
+        size_t per = (j - i + lanes - 1) / lanes;
+        for (size_t k = i; k < j; k += per) {
+            size_t m = j - k < per ? j - k : per;
+            jobs_chunk_t *ch = shopd_malloc(sizeof(*ch) + m * sizeof(ch->ts[0]));
+            ch->n = m;
+            memcpy(ch->ts, b->ts + k, m * sizeof(ch->ts[0]));
+            if (api_job_send(app, ch->ts[0]->store_id, jobs_run, jobs_drop, ch) != SHOPD_OK) {
+                /* the lane's queue is full */
+                memcpy(refused + nref, ch->ts, m * sizeof(ch->ts[0]));
+                nref += m;
+                shopd_free(ch);
+            }
+        }
+        i = j;
+    }
+    if (nref > 0 && c)
+        jobs_untake(c, refused, nref);
+    for (size_t i = 0; i < nref; i++)
+        task_drop(refused[i]);
+    if (nref > 0)
+        jobs_slot_freed();
+    db_release(c);
+    shopd_free(refused);
+    shopd_free(taken);
+    b->n = 0;
 }
 
 /* The pump waits here while every slot is taken, until a job ends: with a
@@ -326,6 +407,15 @@ jobs_slot_freed(void)
     pthread_mutex_unlock(&room_lock);
 }
 
+/* Reads wait until a quarter of the slots are free: entries then come in
+ * batches (one take statement each), not one per freed slot. */
+static long
+room_mark(app_t *app)
+{
+    long cap = app->cfg->jobs_inflight, q = cap / 4 > 0 ? cap / 4 : 1;
+    return cap - q;
+}
+
 static void
 wait_for_room(app_t *app, int ms)
 {
@@ -340,7 +430,7 @@ wait_for_room(app_t *app, int ms)
     pthread_mutex_lock(&room_lock);
     /* Checked under the lock: a job that ended before the wait has signalled
      * in vain, but then there is room and no wait. */
-    if (atomic_load_explicit(&jobs_stats.inflight, memory_order_relaxed) >= app->cfg->jobs_inflight)
+    if (atomic_load_explicit(&jobs_stats.inflight, memory_order_relaxed) > room_mark(app))
         pthread_cond_timedwait(&room_cond, &room_lock, &until);
     pthread_mutex_unlock(&room_lock);
 }
@@ -353,7 +443,7 @@ free_slots(app_t *app)
 }
 
 static void
-autoclaim(app_t *app, kv_conn_t *kv)
+autoclaim(app_t *app, kv_conn_t *kv, batch_t *b)
 {
     for (size_t k = 0; k < NKINDS; k++) {
         long room = free_slots(app);
@@ -366,7 +456,7 @@ autoclaim(app_t *app, kv_conn_t *kv)
             x->element[1]->type == REDIS_REPLY_ARRAY) {
             for (size_t i = 0; i < x->element[1]->elements; i++) {
                 atomic_fetch_add_explicit(&jobs_stats.claimed, 1, memory_order_relaxed);
-                dispatch_entry(app, kv, kinds[k], x->element[1]->element[i]);
+                collect_entry(kv, b, kinds[k], x->element[1]->element[i]);
             }
         } else if (x && x->type == REDIS_REPLY_ERROR && strstr(x->str, "NOGROUP")) {
             ensure_groups(kv);
@@ -376,18 +466,18 @@ autoclaim(app_t *app, kv_conn_t *kv)
     }
 }
 
-/* Reads new entries of every stream, waiting up to the poll interval. */
+/* Reads new entries of every stream into b, waiting up to ms for one. */
 static void
-read_new(app_t *app, kv_conn_t *kv)
+read_new(app_t *app, kv_conn_t *kv, batch_t *b, int ms)
 {
     long room = free_slots(app);
-    if (room <= 0) {
-        wait_for_room(app, app->cfg->jobs_poll_ms);
+    if (atomic_load_explicit(&jobs_stats.inflight, memory_order_relaxed) > room_mark(app)) {
+        wait_for_room(app, ms);
         return;
     }
     char count[24], block[24];
     snprintf(count, sizeof(count), "%ld", room);
-    snprintf(block, sizeof(block), "%d", app->cfg->jobs_poll_ms);
+    snprintf(block, sizeof(block), "%d", ms < 1 ? 1 : ms); /* BLOCK 0 would wait for ever */
     /* One read over every kind's stream: "STREAMS s1 s2 ... > > ...". */
     char streams[NKINDS][64];
     const char *argv[9 + 2 * NKINDS] = {"XREADGROUP", "GROUP", JOBS_GROUP, consumer, "COUNT",
@@ -401,7 +491,7 @@ read_new(app_t *app, kv_conn_t *kv)
         argv[argc++] = ">";
     redisReply *x = kv_commandv(kv, argc, argv, NULL);
     if (x == NULL) {
-        usleep((useconds_t)app->cfg->jobs_poll_ms * 1000); /* Redis down: wait, retry */
+        usleep((useconds_t)ms * 1000); /* Redis down: wait, retry */
         return;
     }
     if (x->type == REDIS_REPLY_ERROR && strstr(x->str, "NOGROUP"))
@@ -414,10 +504,25 @@ read_new(app_t *app, kv_conn_t *kv)
                 continue;
             const char *kind = st->element[0]->str + strlen(JOBS_STREAM_PREFIX);
             for (size_t e = 0; e < st->element[1]->elements; e++)
-                dispatch_entry(app, kv, kind, st->element[1]->element[e]);
+                collect_entry(kv, b, kind, st->element[1]->element[e]);
         }
     }
     freeReplyObject(x);
+}
+
+/* Consumes until the deadline (at least one read): the relay then runs again.
+ * A read that returns entries does not end the wait, so a pump whose slots
+ * free one by one (a backlog) runs its relay step once per poll interval,
+ * not once per job. */
+static void
+consume_until(app_t *app, kv_conn_t *kv, batch_t *b, uint64_t deadline)
+{
+    do {
+        uint64_t now = shopd_now_us();
+        int ms = now >= deadline ? 1 : (int)((deadline - now + 999) / 1000);
+        read_new(app, kv, b, ms);
+        dispatch_batch(app, kv, b);
+    } while (shopd_now_us() < deadline && !atomic_load_explicit(&pump_stop, memory_order_acquire));
 }
 
 static void *
@@ -428,9 +533,11 @@ pump_main(void *arg)
     if (kv == NULL)
         return NULL;
     ensure_groups(kv);
+    batch_t b = {0};
     uint64_t last_slow = 0;
     while (!atomic_load_explicit(&pump_stop, memory_order_acquire)) {
-        relay_step(app, kv);
+        uint64_t t0 = shopd_now_us();
+        bool more = relay_step(app, kv);
         uint64_t now = shopd_now_us();
         /* The slow part about once a second (or each visibility period, if shorter). */
         uint64_t every =
@@ -439,14 +546,18 @@ pump_main(void *arg)
         if (now - last_slow >= every) {
             last_slow = now;
             reconcile(app);
-            if (app->cfg->jobs_consume)
-                autoclaim(app, kv);
+            if (app->cfg->jobs_consume) {
+                autoclaim(app, kv, &b);
+                dispatch_batch(app, kv, &b);
+            }
         }
+        uint64_t deadline = more ? now : t0 + (uint64_t)app->cfg->jobs_poll_ms * 1000;
         if (app->cfg->jobs_consume)
-            read_new(app, kv);
-        else
+            consume_until(app, kv, &b, deadline);
+        else if (!more)
             usleep((useconds_t)app->cfg->jobs_poll_ms * 1000);
     }
+    free(b.ts);
     kv_conn_free(kv);
     return NULL;
 }
