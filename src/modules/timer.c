@@ -148,6 +148,26 @@ store_of(app_t *app, uint64_t store_id, store_snap_t *snap)
     return false;
 }
 
+/* The context a message of these kinds runs with: the store (NULL when it does
+ * not exist), an arena and the worker's connections; no caller, no body. */
+static api_ctx_t
+kind_ctx(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, arena_t *arena,
+         msg_env_t *env, int kind, const char *type, const store_snap_t *store)
+{
+    memset(env, 0, sizeof(*env));
+    env->kind = kind;
+    env->store_id = store_id;
+    env->type = msg_str(type);
+    return (api_ctx_t){.app = app,
+                       .worker = ws,
+                       .env = env,
+                       .store_id = store_id,
+                       .store = store,
+                       .caller = &env->caller,
+                       .arena = arena,
+                       .msg = m};
+}
+
 bool
 api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, arena_t *arena)
 {
@@ -155,67 +175,33 @@ api_timer_take(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, ar
         return false;
     store_id = ACT_STORE_OF(store_id);
     store_snap_t snap;
-    bool have = store_of(app, store_id, &snap);
-    if (m->type == MSG_TYPE_JOB) {
-        job_msg_t *j = (job_msg_t *)m->data;
-        msg_env_t env;
-        memset(&env, 0, sizeof(env));
-        env.kind = MSG_KIND_JOB;
-        env.store_id = store_id;
-        env.type = msg_str("job");
-        /* A store deleted since (its jobs went with it) or unreachable: run
-         * anyway with store NULL; the job reads its row and finds it or not. */
-        api_ctx_t ctx = {.app = app,
-                         .worker = ws,
-                         .env = &env,
-                         .store_id = store_id,
-                         .store = have ? &snap : NULL,
-                         .caller = &env.caller,
-                         .arena = arena,
-                         .msg = m};
-        j->run(&ctx, j->arg);
-        act_msg_free(m);
-        return true;
-    }
+    msg_env_t env;
     if (m->type == MSG_TYPE_CONTROL) {
         /* The tenant entry may be stale (that may be why we are flushing): ask
          * PostgreSQL whether the store still exists. */
-        store_snap_t fresh;
         char key[32];
         snprintf(key, sizeof(key), "id:%llu", (unsigned long long)store_id);
-        have = store_lookup(app, key, &fresh) == SHOPD_OK;
-        msg_env_t env;
-        memset(&env, 0, sizeof(env));
-        env.kind = MSG_KIND_CONTROL;
-        env.store_id = store_id;
-        env.type = msg_str("control");
-        api_ctx_t ctx = {.app = app,
-                         .worker = ws,
-                         .env = &env,
-                         .store_id = store_id,
-                         .store = have ? &fresh : NULL,
-                         .caller = &env.caller,
-                         .arena = arena,
-                         .msg = m};
+        bool have = store_lookup(app, key, &snap) == SHOPD_OK;
+        api_ctx_t ctx = kind_ctx(app, ws, store_id, m, arena, &env, MSG_KIND_CONTROL, "control",
+                                 have ? &snap : NULL);
         control_run(&ctx, (const control_msg_t *)m->data, m);
+        act_msg_free(m);
+        return true;
+    }
+    bool have = store_of(app, store_id, &snap);
+    if (m->type == MSG_TYPE_JOB) {
+        /* A store deleted since (its jobs went with it) or unreachable: run
+         * anyway with store NULL; the job reads its row and finds it or not. */
+        job_msg_t *j = (job_msg_t *)m->data;
+        api_ctx_t ctx =
+            kind_ctx(app, ws, store_id, m, arena, &env, MSG_KIND_JOB, "job", have ? &snap : NULL);
+        j->run(&ctx, j->arg);
         act_msg_free(m);
         return true;
     }
     timer_msg_t *t = (timer_msg_t *)m->data;
     if (have) {
-        msg_env_t env;
-        memset(&env, 0, sizeof(env));
-        env.kind = MSG_KIND_TIMER;
-        env.store_id = store_id;
-        env.type = msg_str("timer");
-        api_ctx_t ctx = {.app = app,
-                         .worker = ws,
-                         .env = &env,
-                         .store_id = store_id,
-                         .store = &snap,
-                         .caller = &env.caller,
-                         .arena = arena,
-                         .msg = m};
+        api_ctx_t ctx = kind_ctx(app, ws, store_id, m, arena, &env, MSG_KIND_TIMER, "timer", &snap);
         t->run(&ctx);
     }
     act_msg_free(m);

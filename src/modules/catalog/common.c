@@ -17,6 +17,7 @@
  * down the GET is served uncached.
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -612,4 +613,72 @@ done:
     free_reply(re);
     shopd_free(key);
     return out;
+}
+
+/* ------------------------------------------------------------ text buffer */
+
+void
+cat_buf_put(cat_buf_t *b, const char *s, size_t len)
+{
+    if (b->n + len + 1 > b->cap) {
+        b->cap = (b->n + len + 1) * 2;
+        b->p = shopd_realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+}
+
+void
+cat_buf_puts(cat_buf_t *b, const char *s)
+{
+    cat_buf_put(b, s, strlen(s));
+}
+
+void
+cat_buf_printf(cat_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+            return;
+        if (b->p && (size_t)k < b->cap - b->n) {
+            b->n += (size_t)k;
+            return;
+        }
+        b->cap = (b->cap + (size_t)k + 1) * 2;
+        b->p = shopd_realloc(b->p, b->cap);
+    }
+}
+
+void
+cat_buf_json_str(cat_buf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    cat_buf_put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        cat_buf_put(b, run, (size_t)(s - run));
+        run = s + 1;
+        const char *e = ch == '"'    ? "\\\""
+                        : ch == '\\' ? "\\\\"
+                        : ch == '\b' ? "\\b"
+                        : ch == '\f' ? "\\f"
+                        : ch == '\n' ? "\\n"
+                        : ch == '\r' ? "\\r"
+                        : ch == '\t' ? "\\t"
+                                     : NULL;
+        if (e)
+            cat_buf_puts(b, e);
+        else
+            cat_buf_put(b, (char[]){'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]}, 6);
+    }
+    cat_buf_put(b, run, (size_t)(s - run));
+    cat_buf_put(b, "\"", 1);
 }

@@ -71,87 +71,30 @@ const char catalog_product_json_sql[] =
     "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = $1::bigint AND "
                                     "p.id = $2::bigint";
 
-/* ---- output buffer ---- */
-
-typedef struct pbuf_s {
-    char *p;
-    size_t n, cap;
-} pbuf_t;
-
-static void
-put(pbuf_t *b, const char *s, size_t len)
-{
-    if (b->n + len + 1 > b->cap) {
-        b->cap = (b->n + len + 1) * 2;
-        b->p = shopd_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-}
-
-static void
-puts_(pbuf_t *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-/* s as a JSON string escaped as PostgreSQL's escape_json does (so the bytes match
- * CAT_PRODUCT_JSON's): \b \f \n \r \t \" \\ by name, other controls as \u00xx,
- * everything else (UTF-8 included) as it is. */
-static void
-put_str(pbuf_t *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    put(b, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        put(b, run, (size_t)(s - run));
-        run = s + 1;
-        const char *e = ch == '"'    ? "\\\""
-                        : ch == '\\' ? "\\\\"
-                        : ch == '\b' ? "\\b"
-                        : ch == '\f' ? "\\f"
-                        : ch == '\n' ? "\\n"
-                        : ch == '\r' ? "\\r"
-                        : ch == '\t' ? "\\t"
-                                     : NULL;
-        if (e)
-            puts_(b, e);
-        else
-            put(b, (char[]){'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]}, 6);
-    }
-    put(b, run, (size_t)(s - run));
-    put(b, "\"", 1);
-}
-
 /* A column: its text as it is (a number, or JSON text: jsonb, built arrays) or null. */
 static void
-put_raw(pbuf_t *b, const PGresult *r, int i, int col)
+put_raw(cat_buf_t *b, const PGresult *r, int i, int col)
 {
     if (PQgetisnull(r, i, col))
-        put(b, "null", 4);
+        cat_buf_put(b, "null", 4);
     else
-        put(b, PQgetvalue(r, i, col), (size_t)PQgetlength(r, i, col));
+        cat_buf_put(b, PQgetvalue(r, i, col), (size_t)PQgetlength(r, i, col));
 }
 
 static void
-put_text(pbuf_t *b, const PGresult *r, int i, int col)
+put_text(cat_buf_t *b, const PGresult *r, int i, int col)
 {
     if (PQgetisnull(r, i, col))
-        put(b, "null", 4);
+        cat_buf_put(b, "null", 4);
     else
-        put_str(b, PQgetvalue(r, i, col));
+        cat_buf_json_str(b, PQgetvalue(r, i, col));
 }
 
 /* A timestamptz column, text in DateStyle ISO ("2026-12-02 05:19:52.5+00"), as JSON
  * writes it (XSD: "2026-12-02T05:19:52.5+00:00"): a T for the space, and minutes on
  * an offset of whole hours. The session's time zone is the same either way. */
 static void
-put_ts(pbuf_t *b, const PGresult *r, int i, int col)
+put_ts(cat_buf_t *b, const PGresult *r, int i, int col)
 {
     const char *s = PQgetvalue(r, i, col);
     const char *sp = strchr(s, ' ');
@@ -159,14 +102,14 @@ put_ts(pbuf_t *b, const PGresult *r, int i, int col)
         put_text(b, r, i, col);
         return;
     }
-    put(b, "\"", 1);
-    put(b, s, (size_t)(sp - s));
-    put(b, "T", 1);
+    cat_buf_put(b, "\"", 1);
+    cat_buf_put(b, s, (size_t)(sp - s));
+    cat_buf_put(b, "T", 1);
     const char *t = sp + 1, *tz = t + strcspn(t, "+-");
-    put(b, t, strlen(t));
+    cat_buf_put(b, t, strlen(t));
     if (*tz && strchr(tz, ':') == NULL)
-        put(b, ":00", 3);
-    put(b, "\"", 1);
+        cat_buf_put(b, ":00", 3);
+    cat_buf_put(b, "\"", 1);
 }
 
 /* ---- rows, sorted ---- */
@@ -199,65 +142,65 @@ num(const PGresult *r, int i, int col)
 
 /* The image whose rendition rows are imgs[g..end) (one row with NULLs when it has none). */
 static void
-put_image(pbuf_t *b, const PGresult *r, const prow_t *imgs, int g, int end, const char *pid)
+put_image(cat_buf_t *b, const PGresult *r, const prow_t *imgs, int g, int end, const char *pid)
 {
     int i = imgs[g].row;
-    puts_(b, "{\"id\":");
+    cat_buf_puts(b, "{\"id\":");
     put_raw(b, r, i, 1);
-    puts_(b, ",\"product_id\":");
-    puts_(b, pid);
-    puts_(b, ",\"variant_id\":");
+    cat_buf_puts(b, ",\"product_id\":");
+    cat_buf_puts(b, pid);
+    cat_buf_puts(b, ",\"variant_id\":");
     put_raw(b, r, i, 2);
-    puts_(b, ",\"alt\":");
+    cat_buf_puts(b, ",\"alt\":");
     put_text(b, r, i, 3);
-    puts_(b, ",\"position\":");
+    cat_buf_puts(b, ",\"position\":");
     put_raw(b, r, i, 4);
-    puts_(b, ",\"state\":");
+    cat_buf_puts(b, ",\"state\":");
     put_text(b, r, i, 5);
-    puts_(b, ",\"url\":");
+    cat_buf_puts(b, ",\"url\":");
     put_text(b, r, i, 6);
-    puts_(b, ",\"width\":");
+    cat_buf_puts(b, ",\"width\":");
     put_raw(b, r, i, 7);
-    puts_(b, ",\"height\":");
+    cat_buf_puts(b, ",\"height\":");
     put_raw(b, r, i, 8);
-    puts_(b, ",\"mime\":");
+    cat_buf_puts(b, ",\"mime\":");
     put_text(b, r, i, 9);
-    puts_(b, ",\"bytes\":");
+    cat_buf_puts(b, ",\"bytes\":");
     put_raw(b, r, i, 10);
-    puts_(b, ",\"sha256\":");
+    cat_buf_puts(b, ",\"sha256\":");
     put_text(b, r, i, 11);
-    puts_(b, ",\"created_at\":");
+    cat_buf_puts(b, ",\"created_at\":");
     put_ts(b, r, i, 12);
-    puts_(b, ",\"updated_at\":");
+    cat_buf_puts(b, ",\"updated_at\":");
     put_ts(b, r, i, 13);
-    puts_(b, ",\"renditions\":[");
+    cat_buf_puts(b, ",\"renditions\":[");
     bool first = true;
     for (int k = g; k < end; k++) {
         int j = imgs[k].row;
         if (PQgetisnull(r, j, 14))
             continue;
-        puts_(b, first ? "{\"format\":" : ",{\"format\":");
+        cat_buf_puts(b, first ? "{\"format\":" : ",{\"format\":");
         first = false;
         put_text(b, r, j, 14);
-        puts_(b, ",\"width\":");
+        cat_buf_puts(b, ",\"width\":");
         put_raw(b, r, j, 15);
-        puts_(b, ",\"height\":");
+        cat_buf_puts(b, ",\"height\":");
         put_raw(b, r, j, 16);
-        puts_(b, ",\"bytes\":");
+        cat_buf_puts(b, ",\"bytes\":");
         put_raw(b, r, j, 17);
-        puts_(b, ",\"url\":");
+        cat_buf_puts(b, ",\"url\":");
         put_text(b, r, j, 18);
-        put(b, "}", 1);
+        cat_buf_put(b, "}", 1);
     }
-    puts_(b, "]}");
+    cat_buf_puts(b, "]}");
 }
 
 /* The images among imgs[0..n) of variant vid ("" = all of them), as a JSON array. */
 static void
-put_images(pbuf_t *b, const PGresult *r, const prow_t *imgs, int n, const char *vid,
+put_images(cat_buf_t *b, const PGresult *r, const prow_t *imgs, int n, const char *vid,
            const char *pid)
 {
-    put(b, "[", 1);
+    cat_buf_put(b, "[", 1);
     bool first = true;
     for (int g = 0, end; g < n; g = end) {
         for (end = g + 1; end < n && imgs[end].id == imgs[g].id; end++)
@@ -266,47 +209,47 @@ put_images(pbuf_t *b, const PGresult *r, const prow_t *imgs, int n, const char *
         if (*vid && (PQgetisnull(r, i, 2) || strcmp(PQgetvalue(r, i, 2), vid)))
             continue;
         if (!first)
-            put(b, ",", 1);
+            cat_buf_put(b, ",", 1);
         first = false;
         put_image(b, r, imgs, g, end, pid);
     }
-    put(b, "]", 1);
+    cat_buf_put(b, "]", 1);
 }
 
 static void
-put_variant(pbuf_t *b, const PGresult *r, int i, int prow, const prow_t *imgs, int nimg)
+put_variant(cat_buf_t *b, const PGresult *r, int i, int prow, const prow_t *imgs, int nimg)
 {
     const char *pid = PQgetvalue(r, prow, 1);
-    puts_(b, "{\"id\":");
+    cat_buf_puts(b, "{\"id\":");
     put_raw(b, r, i, 1);
-    puts_(b, ",\"product_id\":");
-    puts_(b, pid);
-    puts_(b, ",\"sku\":");
+    cat_buf_puts(b, ",\"product_id\":");
+    cat_buf_puts(b, pid);
+    cat_buf_puts(b, ",\"sku\":");
     put_text(b, r, i, 2);
-    puts_(b, ",\"options\":");
+    cat_buf_puts(b, ",\"options\":");
     put_raw(b, r, i, 3);
-    puts_(b, ",\"price\":"); /* coalesce(v.price, p.base_price) */
+    cat_buf_puts(b, ",\"price\":"); /* coalesce(v.price, p.base_price) */
     if (PQgetisnull(r, i, 4))
         put_raw(b, r, prow, 6);
     else
         put_raw(b, r, i, 4);
-    puts_(b, ",\"price_override\":");
+    cat_buf_puts(b, ",\"price_override\":");
     put_raw(b, r, i, 4);
-    puts_(b, ",\"stock\":");
+    cat_buf_puts(b, ",\"stock\":");
     put_raw(b, r, i, 5);
-    puts_(b, ",\"weight_g\":");
+    cat_buf_puts(b, ",\"weight_g\":");
     put_raw(b, r, i, 6);
-    puts_(b, ",\"barcode\":");
+    cat_buf_puts(b, ",\"barcode\":");
     put_text(b, r, i, 7);
-    puts_(b, ",\"position\":");
+    cat_buf_puts(b, ",\"position\":");
     put_raw(b, r, i, 8);
-    puts_(b, ",\"created_at\":");
+    cat_buf_puts(b, ",\"created_at\":");
     put_ts(b, r, i, 9);
-    puts_(b, ",\"updated_at\":");
+    cat_buf_puts(b, ",\"updated_at\":");
     put_ts(b, r, i, 10);
-    puts_(b, ",\"images\":");
+    cat_buf_puts(b, ",\"images\":");
     put_images(b, r, imgs, nimg, PQgetvalue(r, i, 1), pid);
-    put(b, "}", 1);
+    cat_buf_put(b, "}", 1);
 }
 
 char *
@@ -336,57 +279,57 @@ catalog_page_render(const PGresult *r, size_t *len)
     qsort(vars, (size_t)nvar, sizeof(prow_t), prow_cmp);
     qsort(imgs, (size_t)nimg, sizeof(prow_t), prow_cmp);
     qsort(opts, (size_t)nopt, sizeof(prow_t), prow_cmp);
-    pbuf_t b = {0};
+    cat_buf_t b = {0};
     const char *pid = PQgetvalue(r, prow, 1);
-    puts_(&b, "{\"id\":");
-    puts_(&b, pid);
-    puts_(&b, ",\"category_id\":");
+    cat_buf_puts(&b, "{\"id\":");
+    cat_buf_puts(&b, pid);
+    cat_buf_puts(&b, ",\"category_id\":");
     put_raw(&b, r, prow, 2);
-    puts_(&b, ",\"name\":");
+    cat_buf_puts(&b, ",\"name\":");
     put_text(&b, r, prow, 3);
-    puts_(&b, ",\"slug\":");
+    cat_buf_puts(&b, ",\"slug\":");
     put_text(&b, r, prow, 4);
-    puts_(&b, ",\"description\":");
+    cat_buf_puts(&b, ",\"description\":");
     put_text(&b, r, prow, 5);
-    puts_(&b, ",\"base_price\":");
+    cat_buf_puts(&b, ",\"base_price\":");
     put_raw(&b, r, prow, 6);
-    puts_(&b, ",\"status\":");
+    cat_buf_puts(&b, ",\"status\":");
     put_text(&b, r, prow, 7);
-    puts_(&b, ",\"brand\":");
+    cat_buf_puts(&b, ",\"brand\":");
     put_text(&b, r, prow, 8);
-    puts_(&b, ",\"attributes\":");
+    cat_buf_puts(&b, ",\"attributes\":");
     put_raw(&b, r, prow, 9);
-    puts_(&b, ",\"created_at\":");
+    cat_buf_puts(&b, ",\"created_at\":");
     put_ts(&b, r, prow, 10);
-    puts_(&b, ",\"updated_at\":");
+    cat_buf_puts(&b, ",\"updated_at\":");
     put_ts(&b, r, prow, 11);
-    puts_(&b, ",\"images\":");
+    cat_buf_puts(&b, ",\"images\":");
     put_images(&b, r, imgs, nimg, "", pid);
-    puts_(&b, ",\"category\":");
+    cat_buf_puts(&b, ",\"category\":");
     if (PQgetisnull(r, prow, 13)) { /* categories.slug is NOT NULL: no category row */
-        put(&b, "null", 4);
+        cat_buf_put(&b, "null", 4);
     } else {
-        puts_(&b, "{\"id\":");
+        cat_buf_puts(&b, "{\"id\":");
         put_raw(&b, r, prow, 2);
-        puts_(&b, ",\"name\":");
+        cat_buf_puts(&b, ",\"name\":");
         put_text(&b, r, prow, 12);
-        puts_(&b, ",\"slug\":");
+        cat_buf_puts(&b, ",\"slug\":");
         put_text(&b, r, prow, 13);
-        put(&b, "}", 1);
+        cat_buf_put(&b, "}", 1);
     }
-    puts_(&b, ",\"option_value_ids\":[");
+    cat_buf_puts(&b, ",\"option_value_ids\":[");
     for (int o = 0; o < nopt; o++) {
         if (o)
-            put(&b, ",", 1);
+            cat_buf_put(&b, ",", 1);
         put_raw(&b, r, opts[o].row, 1);
     }
-    puts_(&b, "],\"variants\":[");
+    cat_buf_puts(&b, "],\"variants\":[");
     for (int v = 0; v < nvar; v++) {
         if (v)
-            put(&b, ",", 1);
+            cat_buf_put(&b, ",", 1);
         put_variant(&b, r, vars[v].row, prow, imgs, nimg);
     }
-    puts_(&b, "]}");
+    cat_buf_puts(&b, "]}");
     out = b.p;
     *len = b.n;
 done:

@@ -9,7 +9,6 @@
  * the page selected in a subquery before the per-product JSON is rendered.
  * Price filters and sorts use the product's base price.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,39 +31,6 @@ addnum(catalog_sql_t *s, long long v)
     return addp(s, s->buf[s->nparams]);
 }
 
-typedef struct sbuf_s {
-    char *p;
-    size_t n, cap;
-} sbuf_t;
-
-static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf_t *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (b->p && (size_t)k < b->cap - b->n) {
-            b->n += (size_t)k;
-            return;
-        }
-        b->cap = (b->cap + (size_t)k + 1) * 2;
-        b->p = shopd_realloc(b->p, b->cap);
-    }
-}
-
-static void
-sb_put(sbuf_t *b, const char *s, size_t len)
-{
-    if (b->n + len + 1 > b->cap) {
-        b->cap = (b->n + len + 1) * 2;
-        b->p = shopd_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-}
-
 const char catalog_descendants_sql[] =
     "WITH RECURSIVE sub AS (SELECT id, 1 AS d FROM categories WHERE store_id = $1::bigint AND id = "
     "$2::bigint"
@@ -83,21 +49,21 @@ void
 catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
 {
     memset(s, 0, sizeof(*s));
-    sbuf_t w = {0}, with = {0};
+    cat_buf_t w = {0}, with = {0};
     addnum(s, (long long)f->store_id);
-    sb_printf(&w, "p.store_id = $1::bigint");
+    cat_buf_printf(&w, "p.store_id = $1::bigint");
     if (!f->admin)
-        sb_printf(&w, " AND p.status = 'active'");
+        cat_buf_printf(&w, " AND p.status = 'active'");
     else if (f->status) /* one of three validated words: inlined so partial indexes match */
-        sb_printf(&w, " AND p.status = '%s'", w_status(f->status));
+        cat_buf_printf(&w, " AND p.status = '%s'", w_status(f->status));
     if (f->category_ids)
-        sb_printf(&w, " AND p.category_id = ANY ($%d::bigint[])", addp(s, f->category_ids));
+        cat_buf_printf(&w, " AND p.category_id = ANY ($%d::bigint[])", addp(s, f->category_ids));
     if (f->min_price >= 0)
-        sb_printf(&w, " AND p.base_price >= $%d::bigint", addnum(s, f->min_price));
+        cat_buf_printf(&w, " AND p.base_price >= $%d::bigint", addnum(s, f->min_price));
     if (f->max_price >= 0)
-        sb_printf(&w, " AND p.base_price <= $%d::bigint", addnum(s, f->max_price));
+        cat_buf_printf(&w, " AND p.base_price <= $%d::bigint", addnum(s, f->max_price));
     if (f->brand)
-        sb_printf(&w, " AND p.brand = $%d", addp(s, f->brand));
+        cat_buf_printf(&w, " AND p.brand = $%d", addp(s, f->brand));
     if (f->q) {
         size_t n = strlen(f->q);
         s->pattern = shopd_malloc(2 * n + 3);
@@ -114,31 +80,31 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
         /* The matches are computed first, through the trigram indexes, then joined:
          * left to itself the planner may walk a sort index filtering every row with
          * ILIKE, hoping to fill the page early, which is a full scan for a rare word. */
-        sb_printf(&with,
-                  "WITH m AS MATERIALIZED (SELECT id FROM products WHERE store_id = $1::bigint"
-                  " AND (name ILIKE $%d OR description ILIKE $%d)) ",
-                  k, k);
+        cat_buf_printf(&with,
+                       "WITH m AS MATERIALIZED (SELECT id FROM products WHERE store_id = $1::bigint"
+                       " AND (name ILIKE $%d OR description ILIKE $%d)) ",
+                       k, k);
     }
     const char *from = f->q ? "products p JOIN m ON m.id = p.id" : "products p";
     s->count_nparams = s->nparams;
-    sbuf_t cq = {0};
+    cat_buf_t cq = {0};
     if (f->q == NULL && f->min_price < 0 && f->max_price < 0 && f->brand == NULL) {
         /* Only status and category: the counts kept by triggers (sql/0020) answer
          * exactly, whatever the store's size, from one row per category. */
-        sb_printf(&cq,
-                  "SELECT coalesce(sum(n), 0) FROM catalog_counts WHERE store_id = $1::bigint");
+        cat_buf_printf(
+            &cq, "SELECT coalesce(sum(n), 0) FROM catalog_counts WHERE store_id = $1::bigint");
         if (!f->admin || f->status)
-            sb_printf(&cq, " AND status = '%s'", !f->admin ? "active" : w_status(f->status));
+            cat_buf_printf(&cq, " AND status = '%s'", !f->admin ? "active" : w_status(f->status));
         if (f->category_ids)
-            sb_printf(&cq, " AND category_id = ANY ($2::bigint[])");
+            cat_buf_printf(&cq, " AND category_id = ANY ($2::bigint[])");
         s->count_exact = true;
     } else {
         /* Counting stops past CATALOG_COUNT_CAP: an exact count of most of a big store
          * would read all of it on every page. The ORDER BY makes the bounded count walk
          * an id index instead of reading the table until the cap is reached. */
-        sb_printf(&cq,
-                  "%sSELECT count(*) FROM (SELECT 1 FROM %s WHERE %s ORDER BY p.id LIMIT %d) c",
-                  with.p ? with.p : "", from, w.p, CATALOG_COUNT_CAP + 1);
+        cat_buf_printf(
+            &cq, "%sSELECT count(*) FROM (SELECT 1 FROM %s WHERE %s ORDER BY p.id LIMIT %d) c",
+            with.p ? with.p : "", from, w.p, CATALOG_COUNT_CAP + 1);
     }
     s->count_sql = cq.p;
 
@@ -170,12 +136,12 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     if (f->cursor_id) {
         int ki = addnum(s, (long long)f->cursor_id);
         if (key == NULL) {
-            sb_printf(&w, " AND p.id < $%d::bigint", ki);
+            cat_buf_printf(&w, " AND p.id < $%d::bigint", ki);
         } else {
             s->cursor_key = shopd_strdup(f->cursor_key ? f->cursor_key : "");
             int kk = addp(s, s->cursor_key);
-            sb_printf(&w, " AND (p.%s, p.id) %s ($%d::%s, $%d::bigint)", key, desc ? "<" : ">", kk,
-                      strcmp(key, "name") ? "bigint" : "text", ki);
+            cat_buf_printf(&w, " AND (p.%s, p.id) %s ($%d::%s, $%d::bigint)", key, desc ? "<" : ">",
+                           kk, strcmp(key, "name") ? "bigint" : "text", ki);
         }
     }
     /* The limit is written into the SQL (1..CATALOG_MAX_LIMIT: a few shapes more)
@@ -190,21 +156,23 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
         snprintf(lim, sizeof(lim), "LIMIT %d OFFSET $%d::int", f->limit, addnum(s, f->offset));
     else
         snprintf(lim, sizeof(lim), "LIMIT %d", f->limit);
-    sbuf_t q = {0};
+    cat_buf_t q = {0};
     if (f->expand_variants)
-        sb_printf(&q,
-                  "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
-                                                    "SELECT p.* FROM %s WHERE %s ORDER BY p.%s "
-                                                    "%s) p ORDER BY p.%s",
-                  with.p ? with.p : "", key ? key : "p.id", from, w.p, order, lim, order);
+        cat_buf_printf(
+            &q,
+            "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
+                                              "SELECT p.* FROM %s WHERE %s ORDER BY p.%s "
+                                              "%s) p ORDER BY p.%s",
+            with.p ? with.p : "", key ? key : "p.id", from, w.p, order, lim, order);
     else /* the page's rows first (only the columns shown), then one summary of each
           * row's variants */
-        sb_printf(&q,
-                  "%sSELECT p.slug, %s::text, p.id, " CAT_PRODUCT_LEAN_COLS(
-                      "p", "vs") " FROM (SELECT p.id, p.slug, p.name, p.base_price, p.store_id "
-                                 "FROM %s WHERE %s ORDER BY p.%s %s) p " CAT_VARIANT_SUMMARY(
-                                     "p") " ORDER BY p.%s",
-                  with.p ? with.p : "", key ? key : "p.id", from, w.p, order, lim, order);
+        cat_buf_printf(
+            &q,
+            "%sSELECT p.slug, %s::text, p.id, " CAT_PRODUCT_LEAN_COLS(
+                "p", "vs") " FROM (SELECT p.id, p.slug, p.name, p.base_price, p.store_id "
+                           "FROM %s WHERE %s ORDER BY p.%s %s) p " CAT_VARIANT_SUMMARY(
+                               "p") " ORDER BY p.%s",
+            with.p ? with.p : "", key ? key : "p.id", from, w.p, order, lim, order);
     s->page_sql = q.p;
     shopd_free(w.p);
     shopd_free(with.p);
@@ -280,44 +248,22 @@ parse_ll(const char *s, long long min, long long max, long long *out)
     return shopd_int_parse(s, min, max, out);
 }
 
-/* s as a JSON string (quotes, backslash and control characters escaped; UTF-8 as it is). */
-static void
-sb_json_str(sbuf_t *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    sb_put(b, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        sb_put(b, run, (size_t)(s - run));
-        char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-        if (ch == '"' || ch == '\\')
-            sb_put(b, (char[]){'\\', (char)ch}, 2);
-        else
-            sb_put(b, esc, 6);
-        run = s + 1;
-    }
-    sb_put(b, run, (size_t)(s - run));
-    sb_put(b, "\"", 1);
-}
-
 /* Row i of a lean page (CAT_PRODUCT_LEAN_COLS: slug, key, id, name, price_min,
  * price_max, in_stock, variant_count, image) as its JSON entry. Numbers come as PostgreSQL's
  * decimal text, a slug is [a-z0-9-] by its CHECK, so only the name needs escaping. */
 static void
-lean_entry(sbuf_t *b, const PGresult *r, int i)
+lean_entry(cat_buf_t *b, const PGresult *r, int i)
 {
-    sb_printf(b, "{\"id\":%s,\"slug\":\"%s\",\"name\":", PQgetvalue(r, i, 2), PQgetvalue(r, i, 0));
-    sb_json_str(b, PQgetvalue(r, i, 3));
+    cat_buf_printf(b, "{\"id\":%s,\"slug\":\"%s\",\"name\":", PQgetvalue(r, i, 2),
+                   PQgetvalue(r, i, 0));
+    cat_buf_json_str(b, PQgetvalue(r, i, 3));
     /* The image is PostgreSQL's JSON (URLs and alt text escaped there). */
-    sb_printf(b,
-              ",\"price_min\":%s,\"price_max\":%s,\"in_stock\":%s,\"image\":%s,"
-              "\"variant_count\":%s}",
-              PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
-              PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false",
-              PQgetisnull(r, i, 8) ? "null" : PQgetvalue(r, i, 8), PQgetvalue(r, i, 7));
+    cat_buf_printf(b,
+                   ",\"price_min\":%s,\"price_max\":%s,\"in_stock\":%s,\"image\":%s,"
+                   "\"variant_count\":%s}",
+                   PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
+                   PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false",
+                   PQgetisnull(r, i, 8) ? "null" : PQgetvalue(r, i, 8), PQgetvalue(r, i, 7));
 }
 
 /* Runs the page and the count of f on c (one round trip) and renders the answer. */
@@ -342,36 +288,37 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
         reply = api_db_error(ctx, res[0] && db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1],
                              "product list");
     } else {
-        sbuf_t b = {0};
+        cat_buf_t b = {0};
         int rows = PQntuples(res[0]);
-        sb_put(&b, "{\"data\":[", 9);
+        cat_buf_put(&b, "{\"data\":[", 9);
         for (int i = 0; i < rows; i++) {
             if (i)
-                sb_put(&b, ",", 1);
+                cat_buf_put(&b, ",", 1);
             if (f.expand_variants)
-                sb_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
+                cat_buf_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
             else
                 lean_entry(&b, res[0], i);
         }
         long total = atol(PQgetvalue(res[1], 0, 0));
         bool capped = !sql.count_exact && total > CATALOG_COUNT_CAP;
-        sb_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":",
-                  capped ? (long)CATALOG_COUNT_CAP : total, capped ? "true" : "false", f.limit);
+        cat_buf_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":",
+                       capped ? (long)CATALOG_COUNT_CAP : total, capped ? "true" : "false",
+                       f.limit);
         if (rows == f.limit && page == 0) {
-            sb_put(&b, "\"", 1);
+            cat_buf_put(&b, "\"", 1);
             if (f.sort != CATALOG_SORT_NEWEST) {
                 const char *k = PQgetvalue(res[0], rows - 1, 1);
                 for (; *k; k++)
-                    sb_printf(&b, "%02x", (unsigned char)*k);
-                sb_put(&b, ".", 1);
+                    cat_buf_printf(&b, "%02x", (unsigned char)*k);
+                cat_buf_put(&b, ".", 1);
             }
-            sb_printf(&b, "%s\"", PQgetvalue(res[0], rows - 1, 2));
+            cat_buf_printf(&b, "%s\"", PQgetvalue(res[0], rows - 1, 2));
         } else {
-            sb_put(&b, "null", 4);
+            cat_buf_put(&b, "null", 4);
         }
         if (page)
-            sb_printf(&b, ",\"page\":%lld", page);
-        sb_put(&b, "}", 1);
+            cat_buf_printf(&b, ",\"page\":%lld", page);
+        cat_buf_put(&b, "}", 1);
         reply = api_raw_json(SHOPD_OK, b.p, b.n);
         shopd_free(b.p);
     }
