@@ -132,17 +132,8 @@ export SHOPD_DATABASE_URL SHOPD_REDIS_URL SHOPD_SQL_DIR=$ROOT/sql
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export SHOPD_PLATFORM_TOKEN=$TOKEN
 
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((40000 + RANDOM % 20000))
-        if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # free_port, wait_http
 
 # start NAME RATE_LIMIT: a shopd on a free port (retried if the port was taken
 # meanwhile), waits for /healthz. Both share the database and Redis db 0: the store

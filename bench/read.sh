@@ -62,17 +62,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((40000 + RANDOM % 20000))
-        if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # free_port, wait_http
 wait_http() { # url [header]
     for _ in $(seq 1 150); do
         curl -fsS -o /dev/null ${2:+-H "$2"} "$1" 2>/dev/null && return 0

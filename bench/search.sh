@@ -48,24 +48,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((40000 + RANDOM % 20000))
-        if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port"
-}
-wait_http() {
-    for _ in $(seq 1 100); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    die "$1 did not answer"
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # free_port, wait_http
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j2 --target shopd >&2
