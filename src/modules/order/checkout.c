@@ -5,15 +5,17 @@
  *   1. each is read and priced on its own (cart, catalog, addresses, shipping
  *      rate, tax, discount, totals, expected_total): reads only, so a refusal
  *      here has touched nothing;
- *   2. one transaction for all of them (db_tx_batch: a savepoint each): per
- *      checkout, conditional decrements in ascending variant id (UPDATE ...
- *      WHERE stock >= n), pipelined, then one statement that writes the order
- *      number, the order, its items, the ledger rows naming it, its first event,
- *      the outbox row for the confirmation e-mail, its payment row and removes a
- *      user's cart, then the discount use. A checkout that finds short stock or
- *      a used-up code rolls back to its savepoint and fails alone; the stock an
- *      earlier checkout of the batch took counts for the later ones, since they
- *      share the transaction;
+ *   2. one transaction for all of them. The plain checkouts (no Idempotency-Key,
+ *      no discount code) are written set-based, in two round trips whatever
+ *      their number (apply_set): lock the batch's variants and read their stock,
+ *      decide in arrival order which checkouts fit, then one statement writes all
+ *      their orders, items, ledger rows, first events, outbox rows and payment
+ *      rows, takes a block of order numbers and the stock. The others follow,
+ *      each in a savepoint of its own: conditional decrements in ascending
+ *      variant id, the order, the discount use, the key. A checkout that finds
+ *      short stock or a used-up code fails alone; the stock an earlier checkout
+ *      of the batch took counts for the later ones, since they share the
+ *      transaction. The inline providers' answers are recorded in it too;
  *   3. after the commit, guest carts are retired and the payments created with
  *      the provider (order_pay_apply), then each answer is the order as it is.
  *
@@ -78,7 +80,23 @@ typedef struct tax_cache_s {
         shopd_rc_t rc;
         pricing_rate_t rate;
     } r[16];
+    /* the store's provider for a checkout that names none, and for "stripe" */
+    bool have_prov[2];
+    const pay_provider_t *prov[2];
 } tax_cache_t;
+
+static const pay_provider_t *
+provider_for(tax_cache_t *tc, db_conn_t *c, uint64_t store_id, const char *name)
+{
+    if (name && strcmp(name, "stripe") != 0)
+        return pay_provider_for_store(c, store_id, name); /* by name: no query */
+    int k = name != NULL;
+    if (!tc->have_prov[k]) {
+        tc->prov[k] = pay_provider_for_store(c, store_id, name);
+        tc->have_prov[k] = true;
+    }
+    return tc->prov[k];
+}
 
 static shopd_rc_t
 rate_for(tax_cache_t *tc, db_conn_t *c, uint64_t store_id, uint64_t rate_id, const char *country,
@@ -282,7 +300,7 @@ prepare(co_t *co, db_conn_t *c, tax_cache_t *tc)
     api_val_int(&v, body, "expected_total", 0, INT64_MAX, &expected);
     const char *code = api_val_string(&v, body, "discount_code", false, 1, 64);
     const char *prov = api_val_string(&v, body, "payment_provider", false, 1, 32);
-    co->provider = pay_provider_for_store(c, ctx->store_id, prov);
+    co->provider = provider_for(tc, c, ctx->store_id, prov);
     if (co->provider == NULL)
         api_val_add(&v, "payment_provider", "is not a payment provider of this store");
     co->ship = address_of(co, c, &v, "shipping_address", "address_id", false, &co->reply);
@@ -718,6 +736,284 @@ apply_simple(db_conn_t *c, co_t **simple, size_t n)
     return rc;
 }
 
+/* ---- the set-based checkout of a batch ----
+ *
+ * The one-statement checkouts of a turn, written by two round trips whatever
+ * their number: the first locks every variant the batch buys (ascending id, so
+ * two processes cannot deadlock) and reads their stock, together with the
+ * batch's carts that are orders already; C then walks the checkouts in arrival
+ * order and keeps those whose lines fit in what is left, exactly as the
+ * statements one by one would have; the second writes all the kept orders at
+ * once (co_many). Per order, PostgreSQL then only inserts rows: it no longer
+ * starts a statement of a dozen nodes, locks and re-reads the variants, nor
+ * writes a new version of a hot variant's row for every order (one per batch).
+ *
+ * Anything unexpected in co_many (a cart that another process turned into an
+ * order since the first round trip, say) rolls back to its savepoint, and the
+ * batch goes the statement-per-order way (apply_simple), which handles it. */
+typedef struct set_take_s {
+    uint64_t id;
+    int stock; /* what is left for the later checkouts of the batch */
+} set_take_t;
+
+static int
+take_cmp(const void *a, const void *b)
+{
+    const set_take_t *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static set_take_t *
+take_find(set_take_t *t, size_t n, uint64_t id)
+{
+    set_take_t key = {id, 0};
+    return bsearch(&key, t, n, sizeof(*t), take_cmp);
+}
+
+/* The kept checkouts as the JSON of co_many: one array of orders, one of lines. */
+static void
+set_json(co_t **keep, size_t n, char **orders, char **items)
+{
+    json_t *os = json_array(), *is = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const co_t *co = keep[i];
+        char ref[48];
+        cart_ref(&co->cart, ref);
+        json_t *o = json_pack(
+            "{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:O, s:O, s:s, s:i, s:b}", "ord",
+            (json_int_t)(i + 1), "email", co->email, "provider", co->provider->name, "subtotal",
+            (json_int_t)co->subtotal, "discount", (json_int_t)co->discount, "shipping",
+            (json_int_t)co->shipping, "tax", (json_int_t)co->tax_total, "total",
+            (json_int_t)co->total, "rate_id", (json_int_t)co->rate.id, "rate_name", co->rate.name,
+            "ship", co->ship, "bill", co->bill, "cart_ref", ref, "item_count", co->count,
+            "inclusive", co->tax.inclusive);
+        if (co->user_id)
+            json_object_set_new(o, "user_id", json_integer((json_int_t)co->user_id));
+        if (co->cart.user && co->cart.row_id)
+            json_object_set_new(o, "cart_row", json_integer((json_int_t)co->cart.row_id));
+        json_array_append_new(os, o);
+        for (size_t l = 0; l < co->cart.n; l++) {
+            const cart_item_t *it = &co->items[l];
+            json_t *x = json_pack("{s:I, s:I, s:I, s:s, s:s, s:I, s:i, s:I, s:I}", "ord",
+                                  (json_int_t)(i + 1), "variant_id", (json_int_t)it->variant_id,
+                                  "product_id", (json_int_t)it->product_id, "name", it->name, "sku",
+                                  it->sku, "unit_price", (json_int_t)it->unit_price, "quantity",
+                                  it->quantity, "line_total", (json_int_t)co->line_total[l], "tax",
+                                  (json_int_t)co->line_tax[l]);
+            json_t *opts = json_loads(it->options, 0, NULL);
+            json_object_set_new(x, "options", opts ? opts : json_object());
+            json_array_append_new(is, x);
+        }
+    }
+    *orders = json_dumps(os, JSON_COMPACT);
+    *items = json_dumps(is, JSON_COMPACT);
+    json_decref(os);
+    json_decref(is);
+}
+
+/* $1 store, $2 the orders, $3 their lines, $4 how many, $5 the currency. Numbers are taken as one
+ * block of $4 from the store's counter; the orders are inserted in their batch order, so ids and
+ * numbers rise together. */
+static const char co_many_sql[] =
+    "WITH xo AS (SELECT * FROM json_to_recordset($2::json) AS x (ord int, user_id bigint, email "
+    "text, provider text, subtotal bigint, discount bigint, shipping bigint, tax bigint, total "
+    "bigint, rate_id bigint, rate_name text, ship jsonb, bill jsonb, cart_ref text, item_count "
+    "int, cart_row bigint, inclusive boolean)), "
+    "xi AS (SELECT * FROM json_to_recordset($3::json) AS x (ord int, variant_id bigint, "
+    "product_id bigint, name text, sku text, options jsonb, unit_price bigint, quantity int, "
+    "line_total bigint, tax bigint)), "
+    "n AS (INSERT INTO order_counters (store_id, last_number) VALUES ($1, 1000 + $4::int) ON "
+    "CONFLICT (store_id) DO UPDATE SET last_number = order_counters.last_number + $4::int "
+    "RETURNING last_number), "
+    "o AS (INSERT INTO orders (store_id, number, user_id, email, payment_provider, currency, "
+    "prices_include_tax, subtotal, discount_total, shipping_total, tax_total, total, "
+    "shipping_rate_id, shipping_name, shipping_address, billing_address, cart_ref, item_count) "
+    "SELECT $1, n.last_number - $4::int + xo.ord, xo.user_id, xo.email, xo.provider, $5, "
+    "xo.inclusive, xo.subtotal, xo.discount, xo.shipping, xo.tax, xo.total, xo.rate_id, "
+    "xo.rate_name, xo.ship, xo.bill, xo.cart_ref, xo.item_count FROM n, xo ORDER BY xo.ord "
+    "RETURNING id, number, total, currency), "
+    "om AS (SELECT xo.ord, xo.user_id, xo.email, xo.provider, xo.cart_row, o.id, o.number, "
+    "o.total, o.currency FROM n, xo, o WHERE o.number = n.last_number - $4::int + xo.ord), "
+    "i AS (INSERT INTO order_items (store_id, order_id, variant_id, product_id, name, sku, "
+    "options, unit_price, quantity, line_total, tax) SELECT $1, om.id, xi.variant_id, "
+    "xi.product_id, xi.name, xi.sku, xi.options, xi.unit_price, xi.quantity, xi.line_total, "
+    "xi.tax FROM om JOIN xi ON xi.ord = om.ord ORDER BY om.ord), "
+    "m AS (INSERT INTO inventory_movements (store_id, variant_id, delta, reason, actor_user_id, "
+    "order_id) SELECT $1, xi.variant_id, -xi.quantity, 'order placed', om.user_id, om.id FROM om "
+    "JOIN xi ON xi.ord = om.ord ORDER BY om.ord), "
+    "e AS (INSERT INTO order_events (store_id, order_id, from_status, to_status, actor_user_id, "
+    "actor, note) SELECT $1, om.id, NULL, 'PENDING', om.user_id, 'customer', 'order placed' FROM "
+    "om ORDER BY om.ord), "
+    "ob AS (INSERT INTO outbox (store_id, kind, payload) SELECT $1, 'order.placed', "
+    "json_build_object('order_id', om.id, 'number', om.number, 'email', om.email, 'template', "
+    "'order_confirmation') FROM om ORDER BY om.ord), "
+    "d AS (DELETE FROM carts WHERE store_id = $1 AND id = ANY (ARRAY(SELECT cart_row FROM xo "
+    "WHERE cart_row IS NOT NULL))), "
+    "dec AS (UPDATE product_variants v SET stock = v.stock - t.q, updated_at = now() FROM "
+    "(SELECT variant_id, sum(quantity)::int AS q FROM xi GROUP BY variant_id) t WHERE v.store_id "
+    "= $1 AND v.id = t.variant_id AND v.id = ANY (ARRAY(SELECT variant_id FROM xi))), "
+    "p AS (INSERT INTO payments (store_id, order_id, provider, amount, currency) SELECT $1, "
+    "om.id, om.provider, om.total, om.currency FROM om ORDER BY om.ord RETURNING id, order_id) "
+    "SELECT om.ord, om.id, om.number, p.id FROM om JOIN p ON p.order_id = om.id";
+
+typedef struct set_run_s {
+    co_t **keep;
+    size_t n;
+    const char *p[5];
+    bool retry; /* a deadlock or serialization failure: the whole batch runs again */
+} set_run_t;
+
+static shopd_rc_t
+set_body(db_conn_t *c, void *arg)
+{
+    set_run_t *s = arg;
+    for (size_t i = 0; i < s->n; i++)
+        s->keep[i]->order_id = s->keep[i]->number = s->keep[i]->payment_id = 0;
+    PGresult *r = db_exec(c, "co_many", co_many_sql, 5, s->p);
+    shopd_rc_t rc = db_result_rc(r);
+    if (rc == SHOPD_OK && (size_t)PQntuples(r) != s->n)
+        rc = SHOPD_ERR;
+    for (int row = 0; rc == SHOPD_OK && row < PQntuples(r); row++) {
+        long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
+        if (ord < 1 || (size_t)ord > s->n) {
+            rc = SHOPD_ERR;
+            break;
+        }
+        co_t *co = s->keep[ord - 1];
+        co->order_id = strtoull(PQgetvalue(r, row, 1), NULL, 10);
+        co->number = strtoull(PQgetvalue(r, row, 2), NULL, 10);
+        co->payment_id = strtoull(PQgetvalue(r, row, 3), NULL, 10);
+    }
+    const char *st = db_sqlstate(r);
+    s->retry = strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0;
+    if (rc != SHOPD_OK && rc != SHOPD_UNAVAILABLE && !s->retry)
+        log_warn("checkout: the set statement failed (%s %s); one statement per order instead",
+                 db_sqlstate(r), r ? PQresultErrorMessage(r) : "");
+    PQclear(r);
+    return rc;
+}
+
+/* Step 2 for the one-statement checkouts of a batch, set-based (see above).
+ * Returns OK with the outcomes in each co, AGAIN when the batch must go the
+ * statement-per-order way instead, or UNAVAILABLE. */
+static shopd_rc_t
+apply_set(db_conn_t *c, co_t **simple, size_t n)
+{
+    if (n == 0)
+        return SHOPD_OK;
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)simple[0]->ctx->store_id);
+    size_t nv = 0, cap = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += simple[i]->cart.n;
+    set_take_t *t = shopd_calloc(cap ? cap : 1, sizeof(*t));
+    char *vids = shopd_malloc(cap * 21 + 3), *w = vids;
+    char *refs = shopd_malloc(n * 100 + 3), *rw = refs;
+    *w++ = '{';
+    *rw++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        co_t *co = simple[i];
+        net_reply_free(co->reply);
+        co->reply = NULL;
+        co->order_id = co->payment_id = co->number = 0;
+        co->short_stock = false;
+        char ref[48];
+        cart_ref(&co->cart, ref); /* "g:<hex>" or "u:<digits>": no quoting needed */
+        rw += sprintf(rw, "%s\"%s\"", i ? "," : "", ref);
+        for (size_t l = 0; l < co->cart.n; l++)
+            t[nv++].id = co->items[l].variant_id;
+    }
+    qsort(t, nv, sizeof(*t), take_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < nv; i++)
+        if (u == 0 || t[u - 1].id != t[i].id) {
+            w += sprintf(w, "%s%llu", u ? "," : "", (unsigned long long)t[i].id);
+            t[u++] = t[i];
+        }
+    nv = u;
+    strcpy(w, "}");
+    strcpy(rw, "}");
+    const char *lp[] = {sid, vids}, *rp[] = {sid, refs};
+    db_query_t qs[2] = {
+        {"co_lock",
+         "SELECT id, stock FROM product_variants WHERE store_id = $1 AND id = ANY ($2::bigint[]) "
+         "ORDER BY id FOR UPDATE",
+         2, lp},
+        {"co_ordered",
+         "SELECT cart_ref FROM orders WHERE store_id = $1 AND cart_ref = ANY ($2::text[])", 2, rp}};
+    PGresult *rs[2] = {NULL, NULL};
+    shopd_rc_t rc = db_pipeline(c, qs, 2, rs);
+    if (rc == SHOPD_OK)
+        rc = db_result_rc(rs[0]) != SHOPD_OK ? db_result_rc(rs[0]) : db_result_rc(rs[1]);
+    co_t **keep = NULL;
+    size_t nk = 0;
+    char *jo = NULL, *ji = NULL;
+    if (rc != SHOPD_OK)
+        goto out;
+    for (size_t i = 0; i < nv; i++)
+        t[i].stock = -1; /* not found: deleted since the cart was priced */
+    for (int row = 0; row < PQntuples(rs[0]); row++) {
+        set_take_t *e = take_find(t, nv, strtoull(PQgetvalue(rs[0], row, 0), NULL, 10));
+        if (e)
+            e->stock = atoi(PQgetvalue(rs[0], row, 1));
+    }
+    /* In arrival order, as the statements one by one: a cart already an order (or
+     * named twice in this batch) is refused, a checkout whose lines do not all fit
+     * in what is left is short, and what a kept one takes counts for the later. */
+    keep = shopd_calloc(n, sizeof(*keep));
+    for (size_t i = 0; i < n; i++) {
+        co_t *co = simple[i];
+        char ref[48];
+        cart_ref(&co->cart, ref);
+        bool ordered = false;
+        for (int row = 0; !ordered && row < PQntuples(rs[1]); row++)
+            ordered = strcmp(PQgetvalue(rs[1], row, 0), ref) == 0;
+        for (size_t j = 0; !ordered && j < nk; j++) {
+            char other[48];
+            ordered = strcmp(cart_ref(&keep[j]->cart, other), ref) == 0;
+        }
+        if (ordered) {
+            co->reply =
+                api_fail(SHOPD_CONFLICT, "cart_checked_out", "this cart is already an order");
+            continue;
+        }
+        size_t l = 0;
+        for (; l < co->cart.n; l++) {
+            set_take_t *e = take_find(t, nv, co->items[l].variant_id);
+            if (e->stock < co->items[l].quantity)
+                break;
+            e->stock -= co->items[l].quantity;
+        }
+        if (l < co->cart.n) { /* give back what the fitting lines took */
+            while (l-- > 0)
+                take_find(t, nv, co->items[l].variant_id)->stock += co->items[l].quantity;
+            co->short_stock = true;
+            continue;
+        }
+        keep[nk++] = co;
+    }
+    if (nk == 0)
+        goto out;
+    set_json(keep, nk, &jo, &ji);
+    char count[24];
+    snprintf(count, sizeof(count), "%zu", nk);
+    const api_ctx_t *ctx = keep[0]->ctx;
+    set_run_t s = {keep, nk, {sid, jo, ji, count, ctx->store ? ctx->store->currency : ""}};
+    rc = db_tx(c, set_body, &s); /* a savepoint: on failure the batch goes one by one */
+    if (rc != SHOPD_OK && rc != SHOPD_UNAVAILABLE && !s.retry)
+        rc = SHOPD_AGAIN; /* (a retry: the outer db_tx sees the failure and runs it all again) */
+out:
+    free(jo);
+    free(ji);
+    shopd_free(keep);
+    PQclear(rs[0]);
+    PQclear(rs[1]);
+    shopd_free(refs);
+    shopd_free(vids);
+    shopd_free(t);
+    return rc;
+}
+
 /* Step 2 for checkout i, inside its savepoint. May run more than once. */
 static shopd_rc_t
 apply_one(db_conn_t *c, size_t i, void *arg)
@@ -928,7 +1224,9 @@ batch_body(db_conn_t *c, void *arg)
     for (size_t i = 0; i < b->n; i++)
         if (is_simple(b->cos[i]))
             simple[ns++] = b->cos[i];
-    shopd_rc_t rc = apply_simple(c, simple, ns);
+    shopd_rc_t rc = apply_set(c, simple, ns);
+    if (rc == SHOPD_AGAIN)
+        rc = apply_simple(c, simple, ns);
     shopd_free(simple);
     if (rc != SHOPD_OK)
         return rc;

@@ -23,59 +23,66 @@ typedef struct pay_batch_s {
     size_t n;
 } pay_batch_t;
 
-/* One statement per payment, all in one pipeline (one round trip). */
+/* What the order's payment_status becomes for a provider's answer. */
+static const char *
+order_pay_status(pay_status_t st)
+{
+    return st == PAY_SUCCEEDED         ? "paid"
+           : st == PAY_FAILED          ? "failed"
+           : st == PAY_REQUIRES_ACTION ? "requires_action"
+           : st == PAY_CANCELLED       ? "voided"
+           : st == PAY_AUTHORIZED      ? "authorized"
+                                       : "pending";
+}
+
+/* All the outcomes of a turn in one statement, whatever their number: the
+ * payments, their orders (PENDING -> PAID on success) and the events of the
+ * orders paid. The rows are named by "id = ANY (ARRAY(SELECT ...))" as well as
+ * by the join, so the planner probes the primary keys (see checkout.c). */
 static shopd_rc_t
 record(db_conn_t *c, void *arg)
 {
     pay_batch_t *b = arg;
     char sid[24];
     snprintf(sid, sizeof(sid), "%llu", (unsigned long long)b->store_id);
-    db_query_t *qs = shopd_calloc(b->n, sizeof(*qs));
-    PGresult **rs = shopd_calloc(b->n, sizeof(*rs));
-    char(*ids)[2][24] = shopd_calloc(b->n, sizeof(*ids));
-    const char *(*params)[7] = shopd_calloc(b->n, sizeof(*params));
-    size_t k = 0;
+    json_t *a = json_array();
     for (size_t i = 0; i < b->n; i++) {
         order_pay_t *p = &b->pays[i];
         if (p->rc != SHOPD_OK)
             continue; /* the provider was not reached: the payment stays pending */
-        snprintf(ids[k][0], 24, "%llu", (unsigned long long)p->order_id);
-        snprintf(ids[k][1], 24, "%llu", (unsigned long long)p->payment_id);
-        const char *order_pay = p->result.status == PAY_SUCCEEDED         ? "paid"
-                                : p->result.status == PAY_FAILED          ? "failed"
-                                : p->result.status == PAY_REQUIRES_ACTION ? "requires_action"
-                                : p->result.status == PAY_CANCELLED       ? "voided"
-                                : p->result.status == PAY_AUTHORIZED      ? "authorized"
-                                                                          : "pending";
-        params[k][0] = sid;
-        params[k][1] = ids[k][0];
-        params[k][2] = ids[k][1];
-        params[k][3] = pay_status_name(p->result.status);
-        params[k][4] = p->result.ref;
-        params[k][5] = p->result.decline_code;
-        params[k][6] = order_pay;
-        qs[k] = (db_query_t){
-            "pay_record",
-            "WITH p AS (UPDATE payments SET status = $4, provider_ref = nullif($5, ''), "
-            "decline_code = nullif($6, ''), updated_at = now() WHERE store_id = $1 AND id = $3 "
-            "AND order_id = $2), "
-            "o AS (UPDATE orders SET payment_status = $7, "
-            "status = CASE WHEN $7 = 'paid' AND status = 'PENDING' THEN 'PAID' ELSE status END, "
-            "paid_at = CASE WHEN $7 = 'paid' AND status = 'PENDING' THEN now() ELSE paid_at END, "
-            "updated_at = now() WHERE store_id = $1 AND id = $2 RETURNING status) "
-            "INSERT INTO order_events (store_id, order_id, from_status, to_status, actor, note) "
-            "SELECT $1, $2, 'PENDING', 'PAID', 'provider', 'payment succeeded' FROM o "
-            "WHERE o.status = 'PAID' AND $7 = 'paid'",
-            7, params[k]};
-        k++;
+        json_array_append_new(
+            a, json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "order_id", (json_int_t)p->order_id,
+                         "payment_id", (json_int_t)p->payment_id, "status",
+                         pay_status_name(p->result.status), "ref", p->result.ref, "decline",
+                         p->result.decline_code, "order_pay", order_pay_status(p->result.status)));
     }
-    shopd_rc_t rc = k ? db_pipeline(c, qs, k, rs) : SHOPD_OK;
-    for (size_t i = 0; i < k; i++)
-        PQclear(rs[i]);
-    shopd_free(params);
-    shopd_free(ids);
-    shopd_free(rs);
-    shopd_free(qs);
+    shopd_rc_t rc = SHOPD_OK;
+    if (json_array_size(a)) {
+        char *js = json_dumps(a, JSON_COMPACT);
+        const char *params[] = {sid, js};
+        PGresult *r = db_exec(
+            c, "pay_record_many",
+            "WITH x AS (SELECT * FROM json_to_recordset($2::json) AS x (order_id bigint, "
+            "payment_id bigint, status text, ref text, decline text, order_pay text)), "
+            "p AS (UPDATE payments y SET status = x.status, provider_ref = nullif(x.ref, ''), "
+            "decline_code = nullif(x.decline, ''), updated_at = now() FROM x WHERE y.store_id = "
+            "$1 AND y.id = x.payment_id AND y.order_id = x.order_id AND y.id = ANY (ARRAY(SELECT "
+            "payment_id FROM x))), "
+            "o AS (UPDATE orders y SET payment_status = x.order_pay, status = CASE WHEN "
+            "x.order_pay = 'paid' AND y.status = 'PENDING' THEN 'PAID' ELSE y.status END, "
+            "paid_at = CASE WHEN x.order_pay = 'paid' AND y.status = 'PENDING' THEN now() ELSE "
+            "y.paid_at END, updated_at = now() FROM x WHERE y.store_id = $1 AND y.id = x.order_id "
+            "AND y.id = ANY (ARRAY(SELECT order_id FROM x)) RETURNING y.id, y.status, "
+            "x.order_pay) "
+            "INSERT INTO order_events (store_id, order_id, from_status, to_status, actor, note) "
+            "SELECT $1, o.id, 'PENDING', 'PAID', 'provider', 'payment succeeded' FROM o WHERE "
+            "o.status = 'PAID' AND o.order_pay = 'paid' ORDER BY o.id",
+            2, params);
+        rc = db_result_rc(r);
+        PQclear(r);
+        free(js);
+    }
+    json_decref(a);
     return rc;
 }
 
