@@ -60,7 +60,9 @@ typedef struct co_s {
     struct co_s *twin;  /* an earlier checkout of this batch with the same key */
     shopd_rc_t load_rc; /* loading the cart and pricing it (prefetch) */
     bool short_stock;   /* step 2 found a line short (SH001) */
-    char *rendered;     /* the order's JSON after the payment step (render_all), malloc'd */
+    bool set_paid;      /* apply_set asked its (inline) provider: pay holds the answer */
+    order_pay_t pay;
+    char *rendered; /* the order's JSON after the payment step (render_all), malloc'd */
     size_t rendered_len;
 } co_t;
 
@@ -787,6 +789,16 @@ set_json(co_t **keep, size_t n, char **orders, char **items)
             (json_int_t)co->total, "rate_id", (json_int_t)co->rate.id, "rate_name", co->rate.name,
             "ship", co->ship, "bill", co->bill, "cart_ref", ref, "item_count", co->count,
             "inclusive", co->tax.inclusive);
+        const pay_result_t *pr = co->set_paid && co->pay.rc == SHOPD_OK ? &co->pay.result : NULL;
+        pay_status_t st = pr ? pr->status : PAY_PENDING;
+        json_object_set_new(o, "id", json_integer((json_int_t)co->order_id));
+        json_object_set_new(o, "pay", json_string(pay_status_name(st)));
+        json_object_set_new(o, "order_pay", json_string(order_pay_status(st)));
+        json_object_set_new(o, "paid", json_boolean(st == PAY_SUCCEEDED));
+        if (pr && pr->ref[0])
+            json_object_set_new(o, "pay_ref", json_string(pr->ref));
+        if (pr && pr->decline_code[0])
+            json_object_set_new(o, "pay_decline", json_string(pr->decline_code));
         if (co->user_id)
             json_object_set_new(o, "user_id", json_integer((json_int_t)co->user_id));
         if (co->cart.user && co->cart.row_id)
@@ -811,29 +823,34 @@ set_json(co_t **keep, size_t n, char **orders, char **items)
     json_decref(is);
 }
 
-/* $1 store, $2 the orders, $3 their lines, $4 how many, $5 the currency. Numbers are taken as one
- * block of $4 from the store's counter; the orders are inserted in their batch order, so ids and
- * numbers rise together. */
+/* $1 store, $2 the orders, $3 their lines, $4 how many, $5 the currency. The
+ * orders' ids were drawn before (their inline providers were asked with them);
+ * their numbers are a block of $4 from the store's counter, in batch order. An
+ * order paid already is inserted PAID, with both its events in order (one
+ * INSERT: the order of separate CTEs is not defined). */
 static const char co_many_sql[] =
-    "WITH xo AS (SELECT * FROM json_to_recordset($2::json) AS x (ord int, user_id bigint, email "
-    "text, provider text, subtotal bigint, discount bigint, shipping bigint, tax bigint, total "
-    "bigint, rate_id bigint, rate_name text, ship jsonb, bill jsonb, cart_ref text, item_count "
-    "int, cart_row bigint, inclusive boolean)), "
+    "WITH xo AS (SELECT * FROM json_to_recordset($2::json) AS x (ord int, id bigint, user_id "
+    "bigint, email text, provider text, subtotal bigint, discount bigint, shipping bigint, tax "
+    "bigint, total bigint, rate_id bigint, rate_name text, ship jsonb, bill jsonb, cart_ref text, "
+    "item_count int, cart_row bigint, inclusive boolean, pay text, order_pay text, paid boolean, "
+    "pay_ref text, pay_decline text)), "
     "xi AS (SELECT * FROM json_to_recordset($3::json) AS x (ord int, variant_id bigint, "
     "product_id bigint, name text, sku text, options jsonb, unit_price bigint, quantity int, "
     "line_total bigint, tax bigint)), "
     "n AS (INSERT INTO order_counters (store_id, last_number) VALUES ($1, 1000 + $4::int) ON "
     "CONFLICT (store_id) DO UPDATE SET last_number = order_counters.last_number + $4::int "
     "RETURNING last_number), "
-    "o AS (INSERT INTO orders (store_id, number, user_id, email, payment_provider, currency, "
+    "o AS (INSERT INTO orders (id, store_id, number, user_id, email, payment_provider, currency, "
     "prices_include_tax, subtotal, discount_total, shipping_total, tax_total, total, "
-    "shipping_rate_id, shipping_name, shipping_address, billing_address, cart_ref, item_count) "
-    "SELECT $1, n.last_number - $4::int + xo.ord, xo.user_id, xo.email, xo.provider, $5, "
+    "shipping_rate_id, shipping_name, shipping_address, billing_address, cart_ref, item_count, "
+    "status, payment_status, paid_at) OVERRIDING SYSTEM VALUE "
+    "SELECT xo.id, $1, n.last_number - $4::int + xo.ord, xo.user_id, xo.email, xo.provider, $5, "
     "xo.inclusive, xo.subtotal, xo.discount, xo.shipping, xo.tax, xo.total, xo.rate_id, "
-    "xo.rate_name, xo.ship, xo.bill, xo.cart_ref, xo.item_count FROM n, xo ORDER BY xo.ord "
-    "RETURNING id, number, total, currency), "
-    "om AS (SELECT xo.ord, xo.user_id, xo.email, xo.provider, xo.cart_row, o.id, o.number, "
-    "o.total, o.currency FROM n, xo, o WHERE o.number = n.last_number - $4::int + xo.ord), "
+    "xo.rate_name, xo.ship, xo.bill, xo.cart_ref, xo.item_count, CASE WHEN xo.paid THEN 'PAID' "
+    "ELSE 'PENDING' END, xo.order_pay, CASE WHEN xo.paid THEN now() END FROM n, xo ORDER BY "
+    "xo.ord RETURNING id, number, total, currency), "
+    "om AS (SELECT xo.ord, xo.user_id, xo.email, xo.provider, xo.paid, xo.pay, xo.pay_ref, "
+    "xo.pay_decline, o.id, o.number, o.total, o.currency FROM xo JOIN o ON o.id = xo.id), "
     "i AS (INSERT INTO order_items (store_id, order_id, variant_id, product_id, name, sku, "
     "options, unit_price, quantity, line_total, tax) SELECT $1, om.id, xi.variant_id, "
     "xi.product_id, xi.name, xi.sku, xi.options, xi.unit_price, xi.quantity, xi.line_total, "
@@ -842,8 +859,11 @@ static const char co_many_sql[] =
     "order_id) SELECT $1, xi.variant_id, -xi.quantity, 'order placed', om.user_id, om.id FROM om "
     "JOIN xi ON xi.ord = om.ord ORDER BY om.ord), "
     "e AS (INSERT INTO order_events (store_id, order_id, from_status, to_status, actor_user_id, "
-    "actor, note) SELECT $1, om.id, NULL, 'PENDING', om.user_id, 'customer', 'order placed' FROM "
-    "om ORDER BY om.ord), "
+    "actor, note) SELECT $1, om.id, CASE ev.k WHEN 1 THEN NULL ELSE 'PENDING' END, CASE ev.k "
+    "WHEN 1 THEN 'PENDING' ELSE 'PAID' END, CASE ev.k WHEN 1 THEN om.user_id END, CASE ev.k WHEN "
+    "1 THEN 'customer' ELSE 'provider' END, CASE ev.k WHEN 1 THEN 'order placed' ELSE 'payment "
+    "succeeded' END FROM om CROSS JOIN (VALUES (1), (2)) AS ev (k) WHERE ev.k = 1 OR om.paid "
+    "ORDER BY om.ord, ev.k), "
     "ob AS (INSERT INTO outbox (store_id, kind, payload) SELECT $1, 'order.placed', "
     "json_build_object('order_id', om.id, 'number', om.number, 'email', om.email, 'template', "
     "'order_confirmation') FROM om ORDER BY om.ord), "
@@ -852,8 +872,10 @@ static const char co_many_sql[] =
     "dec AS (UPDATE product_variants v SET stock = v.stock - t.q, updated_at = now() FROM "
     "(SELECT variant_id, sum(quantity)::int AS q FROM xi GROUP BY variant_id) t WHERE v.store_id "
     "= $1 AND v.id = t.variant_id AND v.id = ANY (ARRAY(SELECT variant_id FROM xi))), "
-    "p AS (INSERT INTO payments (store_id, order_id, provider, amount, currency) SELECT $1, "
-    "om.id, om.provider, om.total, om.currency FROM om ORDER BY om.ord RETURNING id, order_id) "
+    "p AS (INSERT INTO payments (store_id, order_id, provider, amount, currency, status, "
+    "provider_ref, decline_code) SELECT $1, om.id, om.provider, om.total, om.currency, om.pay, "
+    "nullif(om.pay_ref, ''), nullif(om.pay_decline, '') FROM om ORDER BY om.ord RETURNING id, "
+    "order_id) "
     "SELECT om.ord, om.id, om.number, p.id FROM om JOIN p ON p.order_id = om.id";
 
 typedef struct set_run_s {
@@ -867,8 +889,6 @@ static shopd_rc_t
 set_body(db_conn_t *c, void *arg)
 {
     set_run_t *s = arg;
-    for (size_t i = 0; i < s->n; i++)
-        s->keep[i]->order_id = s->keep[i]->number = s->keep[i]->payment_id = 0;
     PGresult *r = db_exec(c, "co_many", co_many_sql, 5, s->p);
     shopd_rc_t rc = db_result_rc(r);
     if (rc == SHOPD_OK && (size_t)PQntuples(r) != s->n)
@@ -880,9 +900,10 @@ set_body(db_conn_t *c, void *arg)
             break;
         }
         co_t *co = s->keep[ord - 1];
-        co->order_id = strtoull(PQgetvalue(r, row, 1), NULL, 10);
         co->number = strtoull(PQgetvalue(r, row, 2), NULL, 10);
         co->payment_id = strtoull(PQgetvalue(r, row, 3), NULL, 10);
+        co->pay.number = co->number;
+        co->pay.payment_id = co->payment_id;
     }
     const char *st = db_sqlstate(r);
     s->retry = strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0;
@@ -917,6 +938,7 @@ apply_set(db_conn_t *c, co_t **simple, size_t n)
         co->reply = NULL;
         co->order_id = co->payment_id = co->number = 0;
         co->short_stock = false;
+        co->set_paid = false;
         char ref[48];
         cart_ref(&co->cart, ref); /* "g:<hex>" or "u:<digits>": no quoting needed */
         rw += sprintf(rw, "%s\"%s\"", i ? "," : "", ref);
@@ -933,18 +955,28 @@ apply_set(db_conn_t *c, co_t **simple, size_t n)
     nv = u;
     strcpy(w, "}");
     strcpy(rw, "}");
-    const char *lp[] = {sid, vids}, *rp[] = {sid, refs};
-    db_query_t qs[2] = {
+    char count[24];
+    snprintf(count, sizeof(count), "%zu", n);
+    const char *lp[] = {sid, vids}, *rp[] = {sid, refs}, *np[] = {count};
+    db_query_t qs[3] = {
         {"co_lock",
          "SELECT id, stock FROM product_variants WHERE store_id = $1 AND id = ANY ($2::bigint[]) "
          "ORDER BY id FOR UPDATE",
          2, lp},
         {"co_ordered",
-         "SELECT cart_ref FROM orders WHERE store_id = $1 AND cart_ref = ANY ($2::text[])", 2, rp}};
-    PGresult *rs[2] = {NULL, NULL};
-    shopd_rc_t rc = db_pipeline(c, qs, 2, rs);
-    if (rc == SHOPD_OK)
-        rc = db_result_rc(rs[0]) != SHOPD_OK ? db_result_rc(rs[0]) : db_result_rc(rs[1]);
+         "SELECT cart_ref FROM orders WHERE store_id = $1 AND cart_ref = ANY ($2::text[])", 2, rp},
+        /* ids for the orders, drawn now so that the inline providers can be asked
+         * before the orders are written (unused ones are gaps, as any rollback's) */
+        {"co_ids",
+         "SELECT nextval(pg_get_serial_sequence('orders', 'id')) FROM "
+         "generate_series(1, $1::int)",
+         1, np}};
+    PGresult *rs[3] = {NULL, NULL, NULL};
+    shopd_rc_t rc = db_pipeline(c, qs, 3, rs);
+    for (int q = 0; q < 3 && rc == SHOPD_OK; q++)
+        rc = db_result_rc(rs[q]);
+    if (rc == SHOPD_OK && (size_t)PQntuples(rs[2]) != n)
+        rc = SHOPD_ERR;
     co_t **keep = NULL;
     size_t nk = 0;
     char *jo = NULL, *ji = NULL;
@@ -994,20 +1026,51 @@ apply_set(db_conn_t *c, co_t **simple, size_t n)
     }
     if (nk == 0)
         goto out;
+    /* A provider without I/O (payment.h) is asked now, with the order's id, so its
+     * answer is written with the order: no second statement updating each order
+     * and payment row. Asking it again, should this batch go the other way, is
+     * harmless for the same reason. */
+    order_pay_t *pays = shopd_calloc(nk, sizeof(*pays));
+    size_t npay = 0;
+    for (size_t j = 0; j < nk; j++) {
+        co_t *co = keep[j];
+        co->order_id = strtoull(PQgetvalue(rs[2], (int)j, 0), NULL, 10);
+        if (co->provider->blocking)
+            continue;
+        order_pay_t *py = &pays[npay++];
+        py->order_id = co->order_id;
+        py->amount = co->total;
+        snprintf(py->currency, sizeof(py->currency), "%s",
+                 co->ctx->store ? co->ctx->store->currency : "");
+        snprintf(py->email, sizeof(py->email), "%s", co->email);
+        py->provider = co->provider;
+    }
+    order_pay_create(simple[0]->ctx->store_id, pays, npay);
+    for (size_t j = 0, q = 0; j < nk; j++) {
+        co_t *co = keep[j];
+        if (co->provider->blocking)
+            continue;
+        co->pay = pays[q++];
+        co->set_paid = true;
+    }
+    shopd_free(pays);
     set_json(keep, nk, &jo, &ji);
-    char count[24];
     snprintf(count, sizeof(count), "%zu", nk);
     const api_ctx_t *ctx = keep[0]->ctx;
     set_run_t s = {keep, nk, {sid, jo, ji, count, ctx->store ? ctx->store->currency : ""}};
     rc = db_tx(c, set_body, &s); /* a savepoint: on failure the batch goes one by one */
+    if (rc != SHOPD_OK)          /* the savepoint undid it: nothing of this batch is an order */
+        for (size_t j = 0; j < nk; j++)
+            keep[j]->order_id = keep[j]->number = keep[j]->payment_id = 0,
+            keep[j]->set_paid = false;
     if (rc != SHOPD_OK && rc != SHOPD_UNAVAILABLE && !s.retry)
         rc = SHOPD_AGAIN; /* (a retry: the outer db_tx sees the failure and runs it all again) */
 out:
     free(jo);
     free(ji);
     shopd_free(keep);
-    PQclear(rs[0]);
-    PQclear(rs[1]);
+    for (int q = 0; q < 3; q++)
+        PQclear(rs[q]);
     shopd_free(refs);
     shopd_free(vids);
     shopd_free(t);
@@ -1252,6 +1315,11 @@ batch_body(db_conn_t *c, void *arg)
         run->paid_inline[i] = false;
         if (run->results[i] != SHOPD_OK || co->order_id == 0 || co->provider->blocking)
             continue;
+        if (co->set_paid) { /* asked and recorded by apply_set */
+            run->pays[i] = co->pay;
+            run->paid_inline[i] = true;
+            continue;
+        }
         order_pay_t *py = &inl[k];
         memset(py, 0, sizeof(*py));
         py->order_id = co->order_id;

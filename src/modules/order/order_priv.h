@@ -43,6 +43,9 @@ shopd_rc_t order_pay_apply(db_conn_t *c, uint64_t store_id, order_pay_t *pays, s
  *  checkout's own transaction, so its outcome commits with the order. */
 void order_pay_create(uint64_t store_id, order_pay_t *pays, size_t n);
 shopd_rc_t order_pay_record(db_conn_t *c, uint64_t store_id, order_pay_t *pays, size_t n);
+/** What orders.payment_status becomes for a provider's answer ("paid", "failed",
+ *  "requires_action", "voided", "authorized", "pending"). */
+const char *order_pay_status(pay_status_t st);
 
 /** For a blocking provider: writes the payment's provider idempotency key, then
  *  creates the payment on the blocking pool and, back on the store's actor,

@@ -23,8 +23,7 @@ typedef struct pay_batch_s {
     size_t n;
 } pay_batch_t;
 
-/* What the order's payment_status becomes for a provider's answer. */
-static const char *
+const char *
 order_pay_status(pay_status_t st)
 {
     return st == PAY_SUCCEEDED         ? "paid"
