@@ -151,14 +151,15 @@ stmt_find(db_conn_t *c, const char *name, uint64_t name_hash)
     return NULL;
 }
 
-/* Whether s was prepared with this text. A byte compare rather than a stored
- * hash of the text: strcmp runs many bytes a step where FNV-1a takes one
- * multiply a byte, and on a match (the common case) both read the whole text,
- * so this is what each execution pays instead of hashing its SQL. */
+/* Whether sql is the text a statement was prepared with. A byte compare
+ * rather than a stored hash of the text: strcmp runs many bytes a step where
+ * FNV-1a takes one multiply a byte, and on a match (the common case) both read
+ * the whole text, so this is what each execution pays instead of hashing its
+ * SQL. */
 static bool
-stmt_same_sql(const db_stmt_t *s, const char *sql)
+same_sql(const char *prepared, const char *sql)
 {
-    return strcmp(s->sql, sql) == 0;
+    return strcmp(prepared, sql) == 0;
 }
 
 static void
@@ -571,7 +572,7 @@ exec_named(db_conn_t *c, const char *name, const char *sql, int nparams, const c
     uint64_t nh = fnv1a(name);
     for (int attempt = 0;; attempt++) {
         db_stmt_t *s = stmt_find(c, name, nh);
-        if (s != NULL && !stmt_same_sql(s, sql)) {
+        if (s != NULL && !same_sql(s->sql, sql)) {
             /* Two call sites share a name: running the other SQL would be a
              * silent wrong answer, so run this one unprepared and shout. */
             log_error("msg=\"prepared statement name reused for different SQL\" name=%s", name);
@@ -748,28 +749,25 @@ pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
         if (q->name != NULL) {
             uint64_t nh = fnv1a(q->name);
             db_stmt_t *s = stmt_find(c, q->name, nh);
-            if (s != NULL && !stmt_same_sql(s, q->sql)) {
+            const char *prepared = s ? s->sql : NULL; /* the text the name stands for */
+            /* A name new to the session may come twice in one pipeline: the
+             * first prepares it, with its own text. */
+            for (size_t j = 0; j < i && prepared == NULL; j++)
+                if (new_name[j] == nh && qs[j].name && strcmp(qs[j].name, q->name) == 0)
+                    prepared = qs[j].sql;
+            if (prepared != NULL && !same_sql(prepared, q->sql)) {
                 log_error("msg=\"prepared statement name reused for different SQL\" name=%s",
                           q->name);
                 ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
-                items[nitems++] = (db_pitem_t){(int)i, false};
-                if (!ok)
-                    goto send_failed;
-                continue;
-            }
-            if (s == NULL) {
-                bool dup = false; /* the same new name twice in one pipeline */
-                for (size_t j = 0; j < i; j++)
-                    if (new_name[j] == nh && qs[j].name && strcmp(qs[j].name, q->name) == 0)
-                        dup = true;
-                if (!dup) {
+            } else {
+                if (prepared == NULL) {
                     if (!PQsendPrepare(c->pg, q->name, q->sql, q->nparams, NULL))
                         goto send_failed;
                     items[nitems++] = (db_pitem_t){(int)i, true};
                     new_name[i] = nh;
                 }
+                ok = PQsendQueryPrepared(c->pg, q->name, q->nparams, q->params, NULL, NULL, 0);
             }
-            ok = PQsendQueryPrepared(c->pg, q->name, q->nparams, q->params, NULL, NULL, 0);
         } else {
             ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
         }

@@ -175,6 +175,21 @@ test_prepared_name_reused(void **state)
     assert_int_equal(exec_long(c, "t_reuse3", "SELECT $1::int - 1", "41"), 40);
     assert_int_equal(prepared_count(c, "t_reuse3", "SELECT $1::int - 1"), 1);
 
+    /* A name new to the session twice in one pipeline, with two texts: the
+     * first is prepared, the second runs as itself. */
+    db_query_t twice[3] = {
+        {"t_reuse4", "SELECT $1::int * 10", 1, p},
+        {"t_reuse4", "SELECT $1::int * 100", 1, p},
+        {"t_reuse4", "SELECT $1::int * 10", 1, p},
+    };
+    assert_int_equal(db_pipeline(c, twice, 3, res), SHOPD_OK);
+    assert_string_equal(PQgetvalue(res[0], 0, 0), "410");
+    assert_string_equal(PQgetvalue(res[1], 0, 0), "4100");
+    assert_string_equal(PQgetvalue(res[2], 0, 0), "410");
+    for (int i = 0; i < 3; i++)
+        PQclear(res[i]);
+    assert_int_equal(prepared_count(c, "t_reuse4", "SELECT $1::int * 10"), 1);
+
     db_release(c);
     db_pool_free(pool);
 }
