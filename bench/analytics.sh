@@ -24,35 +24,13 @@ BUILD=${BUILD_DIR:-$ROOT/build-release}
 N=${N:-200000}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-8}
-log() { echo "analytics: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+BENCH_NAME="analytics"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, free_port, wait_http, bench_init
 for t in wrk psql curl; do command -v "$t" >/dev/null || die "$t is not installed"; done
 
-WORK=$(mktemp -d /tmp/shopd-analytics.XXXXXX)
+bench_init shopd-analytics
 chmod 755 "$WORK"
-SVC=$WORK/services
-declare -a PIDS=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-    [[ -d $SVC ]] && "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || true
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        log "work folder kept: $WORK"
-    else
-        "$ROOT/scripts/services.sh" destroy "$SVC" >/dev/null 2>&1 || true
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh" # free_port, wait_http
 
 if [[ -z ${BUILD_DIR:-} ]]; then
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -31,11 +31,9 @@ API_PRODUCTS=${API_PRODUCTS:-50}
 K=${K:-10000}
 BROWSE_S=${BROWSE_S:-5}
 
-log() { echo "bench/import: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+BENCH_NAME="bench/import"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, free_port, bench_init
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j2 --target shopd shopctl shopbench >&2
@@ -50,43 +48,11 @@ if [[ $COMMIT != nocommit && -n $(git status --porcelain --untracked-files=no 2>
     COMMIT=$COMMIT-dirty
 fi
 STEM=$ROOT/bench/results/$DATE-$COMMIT-import
-WORK=$(mktemp -d /tmp/bulk-bench.XXXXXX)
-SVC=$WORK/services
+bench_init bulk-bench
 # The server runs as a copy named bulk-server: on a shared machine a broad
 # `pkill shopd` of someone else's script must not stop this run halfway.
 cp "$SHOPD" "$WORK/bulk-server"
 SERVER=$WORK/bulk-server
-SHOPD_PID=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n $SHOPD_PID ]] && kill -0 "$SHOPD_PID" 2>/dev/null; then
-        kill -TERM "$SHOPD_PID" 2>/dev/null || true
-        wait "$SHOPD_PID" 2>/dev/null || true
-    fi
-    [[ -d $SVC ]] && "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        log "work folder kept: $WORK"
-    else
-        "$ROOT/scripts/services.sh" destroy "$SVC" >/dev/null 2>&1 || true
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((40000 + RANDOM % 20000))
-        if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port"
-}
 
 log "starting PostgreSQL and Redis in $SVC"
 "$ROOT/scripts/services.sh" start "$SVC" >/dev/null
@@ -104,6 +70,7 @@ SHOPD_LISTEN=127.0.0.1:$PORT SHOPD_ADMIN_LISTEN=127.0.0.1:$APORT SHOPD_ADMIN_TOK
     SHOPD_AUTH_RATE_IP=0 SHOPD_AUTH_RATE_ACCOUNT=0 SHOPD_RATE_LIMIT=false \
     "$SERVER" serve >"$WORK/shopd.log" 2>&1 &
 SHOPD_PID=$!
+PIDS+=("$SHOPD_PID")
 for _ in $(seq 1 150); do
     curl -sf -o /dev/null "$URL/healthz" && break
     kill -0 "$SHOPD_PID" 2>/dev/null || die "shopd exited: $(tail -n 5 "$WORK/shopd.log")"

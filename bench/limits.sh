@@ -61,51 +61,23 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 PERF=${PERF:-0}
 
-log() { echo "limits: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
-
-# No "shopd" in the work folder's name nor in the server's: a broad `pkill shopd` (or
-# -f) of someone else's script on a shared machine must not stop this run halfway
-# (it did, twice, while this script was written).
-WORK=$(mktemp -d /tmp/limits-bench.XXXXXX)
-chmod 755 "$WORK" # PostgreSQL runs as `postgres` and must reach its data folder
-SVC=$WORK/services
-RUNS=$WORK/runs
-mkdir -p "$RUNS"
-[[ $PERF == 1 ]] && KEEP=1
+BENCH_NAME="limits"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, free_port, wait_http, bench_init
 
 declare -A PIDS=() URLS=() CG_RAW=()
 PERF_PID=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local p
-    if [[ -n $PERF_PID ]] && kill -0 "$PERF_PID" 2>/dev/null; then
-        kill -INT "$PERF_PID" 2>/dev/null || true
-        wait "$PERF_PID" 2>/dev/null || true
-    fi
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -TERM "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    if [[ -d $SVC ]]; then
-        "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || log "could not stop the services in $SVC"
-    fi
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        log "work folder kept: $WORK (shopd-*.log, runs/, perf-*)"
-    else
-        "$ROOT/scripts/services.sh" destroy "$SVC" >/dev/null 2>&1 || true
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# At the end, before PIDS: perf is interrupted (INT), so that it writes its data.
+bench_cleanup_hook() { bench_stop INT "$PERF_PID"; }
+BENCH_KEEPS="shopd-*.log, runs/, perf-*"
+# No "shopd" in the work folder's name nor in the server's: a broad `pkill shopd` (or
+# -f) of someone else's script on a shared machine must not stop this run halfway
+# (it did, twice, while this script was written).
+bench_init limits-bench
+chmod 755 "$WORK" # PostgreSQL runs as `postgres` and must reach its data folder
+RUNS=$WORK/runs
+mkdir -p "$RUNS"
+[[ $PERF == 1 ]] && KEEP=1
 
 for t in jq curl ss; do command -v "$t" >/dev/null || die "$t is needed"; done
 if [[ $PERF == 1 ]]; then command -v perf >/dev/null || die "PERF=1 needs perf (linux-perf)"; fi
@@ -131,9 +103,6 @@ export SHOPD_DATABASE_URL SHOPD_REDIS_URL SHOPD_SQL_DIR=$ROOT/sql
 "$SHOPD" migrate >"$WORK/migrate.log" 2>&1 || die "migration failed: $(tail -n 5 "$WORK/migrate.log")"
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export SHOPD_PLATFORM_TOKEN=$TOKEN
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh" # free_port, wait_http
 
 # start NAME RATE_LIMIT: a shopd on a free port (retried if the port was taken
 # meanwhile), waits for /healthz. Both share the database and Redis db 0: the store

@@ -24,36 +24,14 @@ ROOT=$PWD
 BUILD=${BUILD_DIR:-$ROOT/build-release}
 DURATION=${DURATION:-15}
 PEER_SRC=${PEER_SRC:-$ROOT/../shared/peers/seed-stack}
-log() { echo "orders: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+BENCH_NAME="orders"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, free_port, wait_http, bench_init
 for t in wrk pgbench node npm psql; do command -v "$t" >/dev/null || die "$t is not installed"; done
 [[ -d $PEER_SRC ]] || die "no peer at $PEER_SRC (PEER_SRC=...)"
 
-WORK=$(mktemp -d /tmp/shopd-orders.XXXXXX)
+bench_init shopd-orders
 chmod 755 "$WORK"
-SVC=$WORK/services
-declare -a PIDS=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-    [[ -d $SVC ]] && "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || true
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        log "work folder kept: $WORK"
-    else
-        "$ROOT/scripts/services.sh" destroy "$SVC" >/dev/null 2>&1 || true
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh" # free_port, wait_http
 
 # ---- builds, services -------------------------------------------------------------
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null

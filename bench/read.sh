@@ -31,39 +31,21 @@ DURATION=${DURATION:-10}
 PASSES=${PASSES:-1}
 PERF=${PERF:-1}
 PEER_SRC=${PEER_SRC:-$ROOT/../shared/peers/seed-stack}
-log() { echo "read: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+BENCH_NAME="read"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, free_port, bench_init (wait_http: below)
 for t in wrk pgbench node npm psql curl python3; do command -v "$t" >/dev/null || die "$t is not installed"; done
 [[ -d $PEER_SRC ]] || die "no peer at $PEER_SRC (PEER_SRC=...)"
 
-WORK=$(mktemp -d /tmp/shopd-read.XXXXXX)
-chmod 755 "$WORK"
-SVC=$WORK/services
-declare -a PIDS=()
 PEER_PID=""
 PERF_PID=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    [[ -n $PERF_PID ]] && kill -INT "$PERF_PID" 2>/dev/null && wait "$PERF_PID" 2>/dev/null || true
-    for p in "${PIDS[@]}" $PEER_PID; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-    [[ -d $SVC ]] && "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || true
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        log "work folder kept: $WORK"
-    else
-        "$ROOT/scripts/services.sh" destroy "$SVC" >/dev/null 2>&1 || true
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
+# At the end, before PIDS: perf is interrupted (INT, so it writes its data), the peer stopped.
+bench_cleanup_hook() {
+    bench_stop INT "$PERF_PID"
+    bench_stop TERM "$PEER_PID"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh" # free_port, wait_http
+bench_init shopd-read
+chmod 755 "$WORK"
 wait_http() { # url [header]
     for _ in $(seq 1 150); do
         curl -fsS -o /dev/null ${2:+-H "$2"} "$1" 2>/dev/null && return 0

@@ -73,58 +73,30 @@ B_RATE=${B_RATE:-2000}
 WARMUP=1
 PERF=${PERF:-}
 
-log() { echo "runclass: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
-
-WORK=$(mktemp -d /tmp/shopd-runclass.XXXXXX)
-# PostgreSQL runs as `postgres` and must be able to reach its data folder.
-chmod 755 "$WORK"
-SVC=$WORK/services
-RUNS=$WORK/runs
-mkdir -p "$RUNS"
-[[ -n $PERF ]] && KEEP=1
+BENCH_NAME="runclass"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, free_port, bench_init
 
 SHOPD_PID=""
 declare -A PIDS=() URLS=()
 LOAD_PID=""
 PERF_PID=""
 BASE_SRC=""
-# Stops what this script started, newest first. Runs once, on any exit.
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local p
-    for p in "$PERF_PID" "$LOAD_PID"; do
-        if [[ -n $p ]] && kill -0 "$p" 2>/dev/null; then
-            kill -INT "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -TERM "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    if [[ -d $SVC ]]; then
-        "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || log "could not stop the services in $SVC"
-    fi
+# At the end, before PIDS (the servers): perf and the load are interrupted (INT, so
+# they write what they have), and the base's temporary worktree goes.
+bench_cleanup_hook() {
+    bench_stop INT "$PERF_PID" "$LOAD_PID"
     if [[ -n $BASE_SRC && -d $BASE_SRC ]]; then
         git -C "$ROOT" worktree remove --force "$BASE_SRC" 2>/dev/null || true
     fi
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        log "work folder kept: $WORK (shopd-*.log, runs/, services)"
-    else
-        "$ROOT/scripts/services.sh" destroy "$SVC" >/dev/null 2>&1 || true
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+BENCH_KEEPS="shopd-*.log, runs/, services"
+bench_init shopd-runclass
+# PostgreSQL runs as `postgres` and must be able to reach its data folder.
+chmod 755 "$WORK"
+RUNS=$WORK/runs
+mkdir -p "$RUNS"
+[[ -n $PERF ]] && KEEP=1
 
 # ---- builds ----------------------------------------------------------------------
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -199,19 +171,6 @@ TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export SHOPD_PLATFORM_TOKEN=$TOKEN
 PORT=""
 URL=""
-
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((40000 + RANDOM % 20000))
-        # Any state: a client's ephemeral port in use also makes bind fail.
-        if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port"
-}
 
 # start_shopd NAME BINARY WORKERS: shopd on a free port, waits for /healthz;
 # then `use NAME` aims the runs at it.

@@ -22,34 +22,12 @@ ROOT=$PWD
 BUILD=${BUILD_DIR:-$ROOT/build-release}
 DURATION=${DURATION:-15}
 CONNS=${CONNS:-16}
-log() { echo "stripe: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+BENCH_NAME="stripe"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, free_port, wait_http, bench_init
 for t in node psql curl python3; do command -v "$t" >/dev/null || die "$t is not installed"; done
 
-WORK=$(mktemp -d /tmp/shopd-stripe.XXXXXX)
-SVC=$WORK/services
-declare -a PIDS=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-    [[ -d $SVC ]] && "$ROOT/scripts/services.sh" stop "$SVC" >/dev/null 2>&1 || true
-    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
-        log "work folder kept: $WORK"
-    else
-        "$ROOT/scripts/services.sh" destroy "$SVC" >/dev/null 2>&1 || true
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh" # free_port, wait_http
+bench_init shopd-stripe
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j2 --target shopd >&2

@@ -43,11 +43,13 @@
 #define DB_PENDING_MAX 8
 
 /* One statement prepared on a connection: the server knows it by name; the
- * SQL hash catches two callers using one name for different SQL. */
+ * SQL text it was prepared with catches two callers using one name for
+ * different SQL (a name or SQL built in a reused buffer can change behind the
+ * same pointer, so only the text itself can say). */
 typedef struct db_stmt_s {
     uint64_t name_hash;
-    uint64_t sql_hash;
     char *name;
+    char *sql;
 } db_stmt_t;
 
 struct db_conn_s {
@@ -138,7 +140,8 @@ fnv1a(const char *s)
 }
 
 /* A linear scan: a connection holds a few hundred statements at most and the
- * 64-bit hash compare is far cheaper than the round trip that follows. */
+ * 64-bit hash compare is far cheaper than the round trip that follows. Only
+ * the name is hashed (a few bytes); the SQL, often kilobytes, is not. */
 static db_stmt_t *
 stmt_find(db_conn_t *c, const char *name, uint64_t name_hash)
 {
@@ -148,20 +151,32 @@ stmt_find(db_conn_t *c, const char *name, uint64_t name_hash)
     return NULL;
 }
 
+/* Whether sql is the text a statement was prepared with. A byte compare
+ * rather than a stored hash of the text: strcmp runs many bytes a step where
+ * FNV-1a takes one multiply a byte, and on a match (the common case) both read
+ * the whole text, so this is what each execution pays instead of hashing its
+ * SQL. */
+static bool
+same_sql(const char *prepared, const char *sql)
+{
+    return strcmp(prepared, sql) == 0;
+}
+
 static void
-stmt_add(db_conn_t *c, const char *name, uint64_t name_hash, uint64_t sql_hash)
+stmt_add(db_conn_t *c, const char *name, uint64_t name_hash, const char *sql)
 {
     if (c->nstmts == c->capstmts) {
         c->capstmts = c->capstmts ? c->capstmts * 2 : 32;
         c->stmts = shopd_realloc(c->stmts, c->capstmts * sizeof(*c->stmts));
     }
-    c->stmts[c->nstmts++] = (db_stmt_t){name_hash, sql_hash, shopd_strdup(name)};
+    c->stmts[c->nstmts++] = (db_stmt_t){name_hash, shopd_strdup(name), shopd_strdup(sql)};
 }
 
 static void
 stmt_remove(db_conn_t *c, db_stmt_t *s)
 {
     shopd_free(s->name);
+    shopd_free(s->sql);
     *s = c->stmts[--c->nstmts];
 }
 
@@ -169,8 +184,10 @@ stmt_remove(db_conn_t *c, db_stmt_t *s)
 static void
 stmt_forget_all(db_conn_t *c)
 {
-    for (size_t i = 0; i < c->nstmts; i++)
+    for (size_t i = 0; i < c->nstmts; i++) {
         shopd_free(c->stmts[i].name);
+        shopd_free(c->stmts[i].sql);
+    }
     c->nstmts = 0;
 }
 
@@ -552,10 +569,10 @@ usable(db_conn_t *c)
 static PGresult *
 exec_named(db_conn_t *c, const char *name, const char *sql, int nparams, const char *const *params)
 {
-    uint64_t nh = fnv1a(name), sh = fnv1a(sql);
+    uint64_t nh = fnv1a(name);
     for (int attempt = 0;; attempt++) {
         db_stmt_t *s = stmt_find(c, name, nh);
-        if (s != NULL && s->sql_hash != sh) {
+        if (s != NULL && !same_sql(s->sql, sql)) {
             /* Two call sites share a name: running the other SQL would be a
              * silent wrong answer, so run this one unprepared and shout. */
             log_error("msg=\"prepared statement name reused for different SQL\" name=%s", name);
@@ -566,7 +583,7 @@ exec_named(db_conn_t *c, const char *name, const char *sql, int nparams, const c
             if (p == NULL || PQresultStatus(p) != PGRES_COMMAND_OK)
                 return p;
             PQclear(p);
-            stmt_add(c, name, nh, sh);
+            stmt_add(c, name, nh, sql);
         }
         PGresult *r = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
         if (r == NULL || attempt > 0 || PQresultStatus(r) != PGRES_FATAL_ERROR)
@@ -730,30 +747,27 @@ pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
         const db_query_t *q = &qs[i];
         int ok;
         if (q->name != NULL) {
-            uint64_t nh = fnv1a(q->name), sh = fnv1a(q->sql);
+            uint64_t nh = fnv1a(q->name);
             db_stmt_t *s = stmt_find(c, q->name, nh);
-            if (s != NULL && s->sql_hash != sh) {
+            const char *prepared = s ? s->sql : NULL; /* the text the name stands for */
+            /* A name new to the session may come twice in one pipeline: the
+             * first prepares it, with its own text. */
+            for (size_t j = 0; j < i && prepared == NULL; j++)
+                if (new_name[j] == nh && qs[j].name && strcmp(qs[j].name, q->name) == 0)
+                    prepared = qs[j].sql;
+            if (prepared != NULL && !same_sql(prepared, q->sql)) {
                 log_error("msg=\"prepared statement name reused for different SQL\" name=%s",
                           q->name);
                 ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
-                items[nitems++] = (db_pitem_t){(int)i, false};
-                if (!ok)
-                    goto send_failed;
-                continue;
-            }
-            if (s == NULL) {
-                bool dup = false; /* the same new name twice in one pipeline */
-                for (size_t j = 0; j < i; j++)
-                    if (new_name[j] == nh && qs[j].name && strcmp(qs[j].name, q->name) == 0)
-                        dup = true;
-                if (!dup) {
+            } else {
+                if (prepared == NULL) {
                     if (!PQsendPrepare(c->pg, q->name, q->sql, q->nparams, NULL))
                         goto send_failed;
                     items[nitems++] = (db_pitem_t){(int)i, true};
                     new_name[i] = nh;
                 }
+                ok = PQsendQueryPrepared(c->pg, q->name, q->nparams, q->params, NULL, NULL, 0);
             }
-            ok = PQsendQueryPrepared(c->pg, q->name, q->nparams, q->params, NULL, NULL, 0);
         } else {
             ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
         }
@@ -772,7 +786,7 @@ pipeline_run(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
         ExecStatusType st = PQresultStatus(r);
         if (items[k].prepare) {
             if (st == PGRES_COMMAND_OK) {
-                stmt_add(c, q->name, fnv1a(q->name), fnv1a(q->sql));
+                stmt_add(c, q->name, new_name[items[k].query], q->sql);
                 PQclear(r);
             } else {
                 /* Keep the prepare's error: it explains why the execution that

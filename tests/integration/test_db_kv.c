@@ -87,6 +87,113 @@ test_exec_and_prepared_reuse(void **state)
     db_pool_free(pool);
 }
 
+/* Runs name/sql with one parameter and returns its integer answer, -1 on failure. */
+static long
+exec_long(db_conn_t *c, const char *name, const char *sql, const char *arg)
+{
+    const char *p[] = {arg};
+    PGresult *r = db_exec(c, name, sql, 1, p);
+    long v = db_result_rc(r) == SHOPD_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return v;
+}
+
+/* How many statements the session holds under name with exactly this text. */
+static long
+prepared_count(db_conn_t *c, const char *name, const char *text)
+{
+    char q[256];
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM pg_prepared_statements WHERE name = '%s'"
+             " AND ('%s' = '' OR statement = '%s')",
+             name, text, text);
+    return th_query_long(c, q);
+}
+
+/* One name with other SQL, as a caller that renders its SQL (or its name) into
+ * a reused buffer could send: the pointers stay, the text changes. The pool
+ * must run the other text (unprepared) rather than the statement it prepared
+ * first, in db_exec and in a pipeline alike. */
+static void
+test_prepared_name_reused(void **state)
+{
+    (void)state;
+    db_pool_t *pool = th_pool_new(1);
+    db_conn_t *c = db_acquire(pool, 2000);
+    assert_non_null(c);
+    char name[16], sql[64];
+
+    snprintf(name, sizeof(name), "t_reuse");
+    snprintf(sql, sizeof(sql), "SELECT $1::int + 1");
+    assert_int_equal(exec_long(c, name, sql, "41"), 42);
+    snprintf(sql, sizeof(sql), "SELECT $1::int + 2");
+    assert_int_equal(exec_long(c, name, sql, "41"), 43);
+    snprintf(sql, sizeof(sql), "SELECT $1::int + 10"); /* the prepared text and more */
+    assert_int_equal(exec_long(c, name, sql, "41"), 51);
+    snprintf(sql, sizeof(sql), "SELECT $1::int +"); /* a prefix of it */
+    assert_int_equal(exec_long(c, name, sql, "41"), -1);
+    snprintf(sql, sizeof(sql), "SELECT $1::int + 1");
+    assert_int_equal(exec_long(c, name, sql, "41"), 42);
+    /* The session kept the first text under the name, prepared once. */
+    assert_int_equal(prepared_count(c, "t_reuse", ""), 1);
+    assert_int_equal(prepared_count(c, "t_reuse", "SELECT $1::int + 1"), 1);
+
+    /* The name's buffer changes too: another name is another statement. */
+    snprintf(name, sizeof(name), "t_reuse2");
+    snprintf(sql, sizeof(sql), "SELECT $1::int * 3");
+    assert_int_equal(exec_long(c, name, sql, "41"), 123);
+    assert_int_equal(exec_long(c, name, sql, "2"), 6);
+    assert_int_equal(prepared_count(c, "t_reuse2", "SELECT $1::int * 3"), 1);
+    snprintf(name, sizeof(name), "t_reuse");
+    assert_int_equal(exec_long(c, name, sql, "41"), 123);
+    assert_int_equal(prepared_count(c, "t_reuse", "SELECT $1::int + 1"), 1);
+
+    /* In a pipeline: each known name checked against its text. */
+    const char *p[] = {"41"};
+    char other[64];
+    snprintf(other, sizeof(other), "SELECT $1::int + 5");
+    db_query_t qs[3] = {
+        {"t_reuse", other, 1, p},
+        {"t_reuse2", "SELECT $1::int * 3", 1, p},
+        {"t_reuse", "SELECT $1::int + 1", 1, p},
+    };
+    PGresult *res[3];
+    assert_int_equal(db_pipeline(c, qs, 3, res), SHOPD_OK);
+    assert_string_equal(PQgetvalue(res[0], 0, 0), "46");
+    assert_string_equal(PQgetvalue(res[1], 0, 0), "123");
+    assert_string_equal(PQgetvalue(res[2], 0, 0), "42");
+    for (int i = 0; i < 3; i++)
+        PQclear(res[i]);
+    assert_int_equal(prepared_count(c, "t_reuse", "SELECT $1::int + 1"), 1);
+
+    /* A statement prepared in a pipeline keeps its own text for db_exec. */
+    db_query_t fresh[1] = {{"t_reuse3", "SELECT $1::int - 1", 1, p}};
+    assert_int_equal(db_pipeline(c, fresh, 1, res), SHOPD_OK);
+    assert_string_equal(PQgetvalue(res[0], 0, 0), "40");
+    PQclear(res[0]);
+    assert_int_equal(exec_long(c, "t_reuse3", "SELECT $1::int - 2", "41"), 39);
+    assert_int_equal(exec_long(c, "t_reuse3", "SELECT $1::int - 1", "41"), 40);
+    assert_int_equal(prepared_count(c, "t_reuse3", "SELECT $1::int - 1"), 1);
+
+    /* A name new to the session twice in one pipeline, with two texts: the
+     * first is prepared, the second runs as itself. */
+    db_query_t twice[3] = {
+        {"t_reuse4", "SELECT $1::int * 10", 1, p},
+        {"t_reuse4", "SELECT $1::int * 100", 1, p},
+        {"t_reuse4", "SELECT $1::int * 10", 1, p},
+    };
+    assert_int_equal(db_pipeline(c, twice, 3, res), SHOPD_OK);
+    assert_string_equal(PQgetvalue(res[0], 0, 0), "410");
+    assert_string_equal(PQgetvalue(res[1], 0, 0), "4100");
+    assert_string_equal(PQgetvalue(res[2], 0, 0), "410");
+    for (int i = 0; i < 3; i++)
+        PQclear(res[i]);
+    assert_int_equal(prepared_count(c, "t_reuse4", "SELECT $1::int * 10"), 1);
+
+    db_release(c);
+    db_pool_free(pool);
+}
+
 static void
 test_result_rc(void **state)
 {
@@ -887,6 +994,7 @@ main(void)
         cmocka_unit_test(test_kv_parse_url),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_exec_and_prepared_reuse),
+        cmocka_unit_test(test_prepared_name_reused),
         cmocka_unit_test(test_result_rc),
         cmocka_unit_test(test_tx_commit_rollback_retry),
         cmocka_unit_test(test_pipeline),

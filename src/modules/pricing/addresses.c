@@ -147,10 +147,12 @@ pricing_address_default(db_conn_t *c, uint64_t store_id, uint64_t user_id, bool 
 
 /* ------------------------------------------------------------ handlers */
 
+static const pr_nf_t addr_nf = {"address_not_found", "no such address"};
+
 static net_reply_t *
 addr_not_found(void)
 {
-    return api_fail(SHOPD_NOTFOUND, "address_not_found", "no such address");
+    return pr_not_found(&addr_nf);
 }
 
 /* The caller's user id as text, or NULL when the caller has no account in this
@@ -306,16 +308,13 @@ create_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                          str_of(a, "phone"),
                          in->def_ship == 1 ? "t" : "f",
                          in->def_bill == 1 ? "t" : "f"};
-    r = pr_exec(ctx, c, "pr_addr_insert",
-                "INSERT INTO addresses AS a (store_id, user_id, name, company, line1, line2, city,"
-                " region, postal_code, country, phone, is_default_shipping, is_default_billing)"
-                " VALUES ($1::bigint, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::bool,"
-                " $13::bool) RETURNING " ADDR_JSON("a") "::text",
-                13, p, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    *reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    return SHOPD_OK;
+    return pr_exec_json(
+        ctx, c, "pr_addr_insert",
+        "INSERT INTO addresses AS a (store_id, user_id, name, company, line1, line2, city,"
+        " region, postal_code, country, phone, is_default_shipping, is_default_billing)"
+        " VALUES ($1::bigint, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::bool,"
+        " $13::bool) RETURNING " ADDR_JSON("a") "::text",
+        13, p, SHOPD_CREATED, reply);
 }
 
 net_reply_t *
@@ -384,18 +383,15 @@ update_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
                          in->def_bill < 0 ? NULL
                          : in->def_bill   ? "t"
                                           : "f"};
-    r = pr_exec(ctx, c, "pr_addr_update",
-                "UPDATE addresses AS a SET name = $4, company = $5, line1 = $6, line2 = $7,"
-                " city = $8, region = $9, postal_code = $10, country = $11, phone = $12,"
-                " is_default_shipping = coalesce($13::bool, is_default_shipping),"
-                " is_default_billing = coalesce($14::bool, is_default_billing), updated_at = now()"
-                " WHERE a.store_id = $1::bigint AND a.user_id = $2::bigint AND a.id = $3::bigint"
-                " RETURNING " ADDR_JSON("a") "::text",
-                14, p, reply);
-    if (r == NULL)
-        goto out;
-    *reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    rc = SHOPD_OK;
+    rc = pr_exec_json(
+        ctx, c, "pr_addr_update",
+        "UPDATE addresses AS a SET name = $4, company = $5, line1 = $6, line2 = $7,"
+        " city = $8, region = $9, postal_code = $10, country = $11, phone = $12,"
+        " is_default_shipping = coalesce($13::bool, is_default_shipping),"
+        " is_default_billing = coalesce($14::bool, is_default_billing), updated_at = now()"
+        " WHERE a.store_id = $1::bigint AND a.user_id = $2::bigint AND a.id = $3::bigint"
+        " RETURNING " ADDR_JSON("a") "::text",
+        14, p, SHOPD_OK, reply);
 out:
     json_decref(a);
     return rc;
@@ -430,5 +426,5 @@ pricing_h_address_delete(api_ctx_t *ctx)
     return pr_delete(ctx, "pr_addr_delete",
                      "DELETE FROM addresses WHERE store_id = $1::bigint AND user_id = $2::bigint"
                      " AND id = $3::bigint RETURNING id",
-                     3, p, addr_not_found);
+                     3, p, &addr_nf);
 }

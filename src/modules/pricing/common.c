@@ -1,7 +1,10 @@
 /*
  * common.c: what every pricing handler shares: path ids, the write
  * transaction helper (db_tx, retried; one answer per attempt), reads,
- * PATCH-as-merge, field validators and the ISO 3166-1 list.
+ * PATCH-as-merge, field validators and the ISO 3166-1 list; and the shapes of
+ * the admin routes (list, get, create, patch, delete by id), so the tax,
+ * discount and shipping handlers give only their SQL, their fields' checks
+ * and their 404.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +142,18 @@ pr_read(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *c
 }
 
 net_reply_t *
+pr_not_found(const pr_nf_t *nf)
+{
+    return api_fail(SHOPD_NOTFOUND, nf->code, nf->message);
+}
+
+net_reply_t *
+pr_json_reply(PGresult *r, shopd_rc_t ok)
+{
+    return api_raw_json(ok, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+}
+
+net_reply_t *
 pr_row_reply(api_ctx_t *ctx, PGresult *r, shopd_rc_t ok, const char *what, const char *nf_code,
              const char *nf_message)
 {
@@ -146,7 +161,7 @@ pr_row_reply(api_ctx_t *ctx, PGresult *r, shopd_rc_t ok, const char *what, const
         return api_db_error(ctx, r, what);
     if (PQntuples(r) == 0)
         return api_fail(SHOPD_NOTFOUND, nf_code, nf_message);
-    return api_raw_json(ok, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    return pr_json_reply(r, ok);
 }
 
 PGresult *
@@ -161,11 +176,22 @@ pr_exec(api_ctx_t *ctx, db_conn_t *c, const char *name, const char *sql, int np,
     return r;
 }
 
+shopd_rc_t
+pr_exec_json(api_ctx_t *ctx, db_conn_t *c, const char *name, const char *sql, int np,
+             const char *const *p, shopd_rc_t ok, net_reply_t **reply)
+{
+    PGresult *r = pr_exec(ctx, c, name, sql, np, p, reply);
+    if (r == NULL)
+        return SHOPD_ERR;
+    *reply = pr_json_reply(r, ok);
+    return SHOPD_OK;
+}
+
 typedef struct pr_del_s {
     const char *name, *sql;
     int np;
     const char *const *p;
-    net_reply_t *(*nf)(void);
+    const pr_nf_t *nf;
 } pr_del_t;
 
 static shopd_rc_t
@@ -176,7 +202,7 @@ del_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     if (r == NULL)
         return SHOPD_ERR;
     if (PQntuples(r) == 0) {
-        *reply = d->nf();
+        *reply = pr_not_found(d->nf);
         return SHOPD_NOTFOUND;
     }
     *reply = api_empty(SHOPD_NO_CONTENT);
@@ -185,10 +211,104 @@ del_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 
 net_reply_t *
 pr_delete(api_ctx_t *ctx, const char *name, const char *sql, int np, const char *const *p,
-          net_reply_t *(*nf)(void))
+          const pr_nf_t *nf)
 {
     pr_del_t d = {name, sql, np, p, nf};
     return pr_tx(ctx, del_body, &d);
+}
+
+/* ------------------------------------------------------------ route shapes */
+
+net_reply_t *
+pr_list(api_ctx_t *ctx, const char *name, const char *sql, const char *what, const pr_nf_t *nf)
+{
+    char sid[24];
+    const char *p[1] = {pr_sid(ctx, sid)};
+    net_reply_t *reply = NULL;
+    PGresult *r = pr_read(ctx, name, sql, 1, p, &reply);
+    return reply ? reply : pr_row_reply(ctx, r, SHOPD_OK, what, nf->code, "");
+}
+
+net_reply_t *
+pr_get(api_ctx_t *ctx, const char *name, const char *sql, const char *what, const pr_nf_t *nf)
+{
+    char sid[24], id[24];
+    if (!pr_id_param(ctx, "id", id))
+        return pr_not_found(nf);
+    const char *p[2] = {pr_sid(ctx, sid), id};
+    net_reply_t *reply = NULL;
+    PGresult *r = pr_read(ctx, name, sql, 2, p, &reply);
+    return reply ? reply : pr_row_reply(ctx, r, SHOPD_OK, what, nf->code, nf->message);
+}
+
+net_reply_t *
+pr_delete_id(api_ctx_t *ctx, const char *name, const char *sql, const pr_nf_t *nf)
+{
+    char sid[24], id[24];
+    if (!pr_id_param(ctx, "id", id))
+        return pr_not_found(nf);
+    const char *p[2] = {pr_sid(ctx, sid), id};
+    return pr_delete(ctx, name, sql, 2, p, nf);
+}
+
+net_reply_t *
+pr_create(api_ctx_t *ctx, pr_validate_fn validate, void *in, pr_tx_fn body)
+{
+    api_val_t v = {0};
+    validate(&v, ctx->body, in);
+    return v.n ? api_val_reply(&v) : pr_tx(ctx, body, in);
+}
+
+/* One pr_patch: the route's description, the resource's struct, the row. */
+typedef struct pr_patchrun_s {
+    const pr_patch_t *d;
+    void *in;
+    const char *sid, *id;
+} pr_patchrun_t;
+
+static shopd_rc_t
+patch_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+{
+    pr_patchrun_t *t = arg;
+    const pr_patch_t *d = t->d;
+    const char *p[2 + PR_PATCH_MAXP] = {t->sid, t->id};
+    PGresult *r = pr_exec(ctx, c, d->cur_name, d->cur_sql, 2, p, reply);
+    if (r == NULL)
+        return SHOPD_ERR;
+    json_t *cur = pr_json_col(r, 0, 0);
+    if (cur == NULL) {
+        *reply = pr_not_found(d->nf);
+        return SHOPD_NOTFOUND;
+    }
+    json_t *m = pr_merge(cur, ctx->body);
+    json_decref(cur);
+    api_val_t v = {0};
+    shopd_rc_t rc;
+    d->validate(&v, m, t->in);
+    if (v.n) {
+        *reply = api_val_reply(&v);
+        rc = SHOPD_INVALID;
+    } else {
+        int np = 2 + d->params(t->in, p + 2);
+        rc = pr_exec_json(ctx, c, d->upd_name, d->upd_sql, np, p, SHOPD_OK, reply);
+    }
+    json_decref(m); /* in's strings pointed into m: nothing reads them past here */
+    return rc;
+}
+
+net_reply_t *
+pr_patch(api_ctx_t *ctx, const pr_patch_t *d, void *in)
+{
+    char sid[24], id[24];
+    if (!pr_id_param(ctx, "id", id))
+        return pr_not_found(d->nf);
+    /* Unknown fields are refused before the stored row is read. */
+    api_val_t v = {0};
+    api_val_only(&v, ctx->body, d->keys);
+    if (v.n)
+        return api_val_reply(&v);
+    pr_patchrun_t t = {d, in, pr_sid(ctx, sid), id};
+    return pr_tx(ctx, patch_body, &t);
 }
 
 json_t *
@@ -246,6 +366,26 @@ pr_val_bool(api_val_t *v, json_t *obj, const char *field, bool *out)
     }
     *out = json_is_true(x);
     return 1;
+}
+
+int
+pr_val_int_text(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
+                bool required, char *buf)
+{
+    long long x;
+    int got = pr_val_int(v, obj, field, min, max, &x);
+    buf[0] = '\0';
+    if (got == 1)
+        snprintf(buf, 24, "%lld", x);
+    else if (got == 0 && required)
+        api_val_add(v, field, "is required");
+    return got;
+}
+
+const char *
+pr_opt(const char *s)
+{
+    return s[0] ? s : NULL;
 }
 
 const char *

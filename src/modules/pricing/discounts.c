@@ -174,42 +174,26 @@ pricing_discount_release(db_conn_t *c, uint64_t store_id, uint64_t order_id)
 
 /* ------------------------------------------------------------ handlers */
 
-static net_reply_t *
-disc_not_found(void)
-{
-    return api_fail(SHOPD_NOTFOUND, "discount_not_found", "no such discount");
-}
+static const pr_nf_t disc_nf = {"discount_not_found", "no such discount"};
 
 net_reply_t *
 pricing_h_discount_list(api_ctx_t *ctx)
 {
-    char sid[24];
-    const char *p[1] = {pr_sid(ctx, sid)};
-    net_reply_t *reply = NULL;
-    PGresult *r = pr_read(ctx, "pr_disc_list",
-                          "SELECT json_build_object('data', coalesce(json_agg(" DISC_JSON(
-                              "d") " ORDER BY d.id), '[]'))::text"
-                                   " FROM discounts d WHERE d.store_id = $1::bigint",
-                          1, p, &reply);
-    return reply ? reply : pr_row_reply(ctx, r, SHOPD_OK, "discounts", "discount_not_found", "");
+    return pr_list(ctx, "pr_disc_list",
+                   "SELECT json_build_object('data', coalesce(json_agg(" DISC_JSON(
+                       "d") " ORDER BY d.id), '[]'))::text"
+                            " FROM discounts d WHERE d.store_id = $1::bigint",
+                   "discounts", &disc_nf);
 }
 
 net_reply_t *
 pricing_h_discount_get(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return disc_not_found();
-    const char *p[2] = {pr_sid(ctx, sid), id};
-    net_reply_t *reply = NULL;
-    PGresult *r = pr_read(ctx, "pr_disc_get",
-                          "SELECT " DISC_JSON("d") "::text FROM discounts d"
-                                                   " WHERE d.store_id = $1::bigint AND d.id = "
-                                                   "$2::bigint",
-                          2, p, &reply);
-    return reply ? reply
-                 : pr_row_reply(ctx, r, SHOPD_OK, "discount", "discount_not_found",
-                                "no such discount");
+    return pr_get(ctx, "pr_disc_get",
+                  "SELECT " DISC_JSON("d") "::text FROM discounts d"
+                                           " WHERE d.store_id = $1::bigint AND d.id = "
+                                           "$2::bigint",
+                  "discount", &disc_nf);
 }
 
 static const char *const disc_keys[] = {"code",      "kind",    "value",       "min_subtotal",
@@ -217,17 +201,11 @@ static const char *const disc_keys[] = {"code",      "kind",    "value",       "
                                         "active",    NULL};
 
 typedef struct disc_in_s {
-    const char *sid, *id;
+    const char *sid; /* create only: pr_patch passes the store itself */
     const char *code, *kind, *starts, *ends;
     char value[24], min_sub[24], limit[24], per[24]; /* "" = NULL */
     const char *active;
 } disc_in_t;
-
-static const char *
-opt(const char *s)
-{
-    return s[0] ? s : NULL;
-}
 
 static bool
 code_valid(const char *s)
@@ -257,9 +235,9 @@ val_time(api_val_t *v, json_t *b, const char *field, int64_t *us)
 
 /* Checks a whole discount (a create body, or the stored one with a PATCH over it). */
 static void
-disc_validate(api_val_t *v, json_t *b, disc_in_t *in)
+disc_validate(api_val_t *v, json_t *b, void *arg)
 {
-    long long x;
+    disc_in_t *in = arg;
     int64_t t0 = 0, t1 = 0;
     bool active = true;
     api_val_only(v, b, disc_keys);
@@ -273,19 +251,11 @@ disc_validate(api_val_t *v, json_t *b, disc_in_t *in)
         api_val_add(v, "kind", "must be percent or fixed");
         in->kind = NULL;
     }
-    in->value[0] = in->min_sub[0] = in->limit[0] = in->per[0] = '\0';
     bool percent = in->kind && strcmp(in->kind, "percent") == 0;
-    int got = pr_val_int(v, b, "value", 1, percent ? 10000 : PRICING_MONEY_MAX, &x);
-    if (got == 1)
-        snprintf(in->value, 24, "%lld", x);
-    else if (got == 0)
-        api_val_add(v, "value", "is required");
-    if (pr_val_int(v, b, "min_subtotal", 0, PRICING_MONEY_MAX, &x) == 1)
-        snprintf(in->min_sub, 24, "%lld", x);
-    if (pr_val_int(v, b, "usage_limit", 1, LIMIT_MAX, &x) == 1)
-        snprintf(in->limit, 24, "%lld", x);
-    if (pr_val_int(v, b, "per_customer_limit", 1, LIMIT_MAX, &x) == 1)
-        snprintf(in->per, 24, "%lld", x);
+    pr_val_int_text(v, b, "value", 1, percent ? 10000 : PRICING_MONEY_MAX, true, in->value);
+    pr_val_int_text(v, b, "min_subtotal", 0, PRICING_MONEY_MAX, false, in->min_sub);
+    pr_val_int_text(v, b, "usage_limit", 1, LIMIT_MAX, false, in->limit);
+    pr_val_int_text(v, b, "per_customer_limit", 1, LIMIT_MAX, false, in->per);
     in->starts = val_time(v, b, "starts_at", &t0);
     in->ends = val_time(v, b, "ends_at", &t1);
     if (in->starts && in->ends && t1 <= t0)
@@ -298,102 +268,67 @@ static shopd_rc_t
 disc_create_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 {
     disc_in_t *in = arg;
-    const char *p[10] = {in->sid,    in->code, in->kind,       in->value,    opt(in->min_sub),
-                         in->starts, in->ends, opt(in->limit), opt(in->per), in->active};
-    PGresult *r = pr_exec(
+    const char *p[10] = {
+        in->sid,    in->code, in->kind,          in->value,       pr_opt(in->min_sub),
+        in->starts, in->ends, pr_opt(in->limit), pr_opt(in->per), in->active};
+    return pr_exec_json(
         ctx, c, "pr_disc_insert",
         "INSERT INTO discounts AS d (store_id, code, kind, value, min_subtotal, starts_at, ends_at,"
         " usage_limit, per_customer_limit, active) VALUES ($1::bigint, $2, $3, $4::bigint,"
         " coalesce($5::bigint, 0), $6::timestamptz, $7::timestamptz, $8::int, $9::int, $10::bool)"
         " RETURNING " DISC_JSON("d") "::text",
-        10, p, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    *reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    return SHOPD_OK;
+        10, p, SHOPD_CREATED, reply);
 }
 
 net_reply_t *
 pricing_h_discount_create(api_ctx_t *ctx)
 {
     char sid[24];
-    api_val_t v = {0};
     disc_in_t in = {.sid = pr_sid(ctx, sid)};
-    disc_validate(&v, ctx->body, &in);
-    return v.n ? api_val_reply(&v) : pr_tx(ctx, disc_create_body, &in);
+    return pr_create(ctx, disc_validate, &in, disc_create_body);
 }
 
-static shopd_rc_t
-disc_update_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+static int
+disc_params(const void *arg, const char **p)
 {
-    disc_in_t *in = arg;
-    const char *p2[2] = {in->sid, in->id};
-    PGresult *r =
-        pr_exec(ctx, c, "pr_disc_current",
-                "SELECT json_build_object(" DISC_FIELDS(
-                    "d") ")::text FROM discounts d"
-                         " WHERE d.store_id = $1::bigint AND d.id = $2::bigint FOR UPDATE",
-                2, p2, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    json_t *cur = pr_json_col(r, 0, 0);
-    if (cur == NULL) {
-        *reply = disc_not_found();
-        return SHOPD_NOTFOUND;
-    }
-    json_t *m = pr_merge(cur, ctx->body);
-    json_decref(cur);
-    api_val_t v = {0};
-    shopd_rc_t rc = SHOPD_ERR;
-    disc_validate(&v, m, in);
-    if (v.n) {
-        *reply = api_val_reply(&v);
-        rc = SHOPD_INVALID;
-        goto out;
-    }
-    const char *p[11] = {in->sid,        in->id,           in->code,   in->kind,
-                         in->value,      opt(in->min_sub), in->starts, in->ends,
-                         opt(in->limit), opt(in->per),     in->active};
-    r = pr_exec(ctx, c, "pr_disc_update",
-                "UPDATE discounts AS d SET code = $3, kind = $4, value = $5::bigint,"
-                " min_subtotal = coalesce($6::bigint, 0), starts_at = $7::timestamptz,"
-                " ends_at = $8::timestamptz, usage_limit = $9::int, per_customer_limit = $10::int,"
-                " active = $11::bool, updated_at = now()"
-                " WHERE d.store_id = $1::bigint AND d.id = $2::bigint"
-                " RETURNING " DISC_JSON("d") "::text",
-                11, p, reply);
-    if (r == NULL)
-        goto out;
-    *reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    rc = SHOPD_OK;
-out:
-    json_decref(m);
-    return rc;
+    const disc_in_t *in = arg;
+    const char *mine[9] = {in->code,   in->kind, in->value,         pr_opt(in->min_sub),
+                           in->starts, in->ends, pr_opt(in->limit), pr_opt(in->per),
+                           in->active};
+    memcpy(p, mine, sizeof(mine));
+    return 9;
 }
+
+static const pr_patch_t disc_patch = {
+    .keys = disc_keys,
+    .nf = &disc_nf,
+    .cur_name = "pr_disc_current",
+    .cur_sql = "SELECT json_build_object(" DISC_FIELDS("d") ")::text FROM discounts d"
+                                                            " WHERE d.store_id = $1::bigint AND "
+                                                            "d.id = $2::bigint FOR UPDATE",
+    .upd_name = "pr_disc_update",
+    .upd_sql = "UPDATE discounts AS d SET code = $3, kind = $4, value = $5::bigint,"
+               " min_subtotal = coalesce($6::bigint, 0), starts_at = $7::timestamptz,"
+               " ends_at = $8::timestamptz, usage_limit = $9::int, per_customer_limit = $10::int,"
+               " active = $11::bool, updated_at = now()"
+               " WHERE d.store_id = $1::bigint AND d.id = $2::bigint"
+               " RETURNING " DISC_JSON("d") "::text",
+    .validate = disc_validate,
+    .params = disc_params,
+};
 
 net_reply_t *
 pricing_h_discount_update(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return disc_not_found();
-    api_val_t v = {0};
-    api_val_only(&v, ctx->body, disc_keys);
-    if (v.n)
-        return api_val_reply(&v);
-    disc_in_t in = {.sid = pr_sid(ctx, sid), .id = id};
-    return pr_tx(ctx, disc_update_body, &in);
+    disc_in_t in = {0};
+    return pr_patch(ctx, &disc_patch, &in);
 }
 
 net_reply_t *
 pricing_h_discount_delete(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return disc_not_found();
-    const char *p[2] = {pr_sid(ctx, sid), id};
-    return pr_delete(ctx, "pr_disc_delete",
-                     "DELETE FROM discounts WHERE store_id = $1::bigint AND id = $2::bigint"
-                     " RETURNING id",
-                     2, p, disc_not_found);
+    return pr_delete_id(ctx, "pr_disc_delete",
+                        "DELETE FROM discounts WHERE store_id = $1::bigint AND id = $2::bigint"
+                        " RETURNING id",
+                        &disc_nf);
 }

@@ -2,7 +2,9 @@
  * pricing_priv.h: what the pricing handlers share (common.c): path ids, the
  * write transaction helper, one-statement reads, PATCH as "merge into the
  * stored object, then validate the whole", field validators, RFC 3339 times,
- * and the handlers the route table (module.c) names.
+ * the admin routes' shapes (pr_list, pr_get, pr_create, pr_patch,
+ * pr_delete_id: a resource supplies its SQL, its checks and its 404), and the
+ * handlers the route table (module.c) names.
  */
 #ifndef SHOPD_PRICING_PRIV_H
 #define SHOPD_PRICING_PRIV_H
@@ -42,10 +44,69 @@ net_reply_t *pr_row_reply(api_ctx_t *ctx, PGresult *r, shopd_rc_t ok, const char
  *  *reply is the api_db_error answer and NULL is returned. */
 PGresult *pr_exec(api_ctx_t *ctx, db_conn_t *c, const char *name, const char *sql, int np,
                   const char *const *p, net_reply_t **reply);
+/** A resource's 404 (tax_rate_not_found, "no such tax rate"): what a bad path id
+ *  and a missing row both answer. */
+typedef struct pr_nf_s {
+    const char *code, *message;
+} pr_nf_t;
+/** The 404 answer nf names. */
+net_reply_t *pr_not_found(const pr_nf_t *nf);
+
+/** The answer ok carrying the JSON text in row 0, column 0 of r. */
+net_reply_t *pr_json_reply(PGresult *r, shopd_rc_t ok);
+/** pr_exec, then the JSON of its first row (column 0) as the answer ok: for an
+ *  INSERT or UPDATE ... RETURNING the object. SHOPD_ERR (*reply the error) if
+ *  the statement failed, else SHOPD_OK. */
+shopd_rc_t pr_exec_json(api_ctx_t *ctx, db_conn_t *c, const char *name, const char *sql, int np,
+                        const char *const *p, shopd_rc_t ok, net_reply_t **reply);
+
 /** A DELETE of one row (sql ends in RETURNING; its parameters name the store first)
- *  as one transaction: 204, or nf()'s answer when no row matched. */
+ *  as one transaction: 204, or nf's answer when no row matched. */
 net_reply_t *pr_delete(api_ctx_t *ctx, const char *name, const char *sql, int np,
-                       const char *const *p, net_reply_t *(*nf)(void));
+                       const char *const *p, const pr_nf_t *nf);
+
+/* ---- the admin routes' shapes: a resource's handlers supply its SQL and checks ---- */
+
+/** GET of a store-wide list: sql takes the store id ($1) and yields one row, one
+ *  JSON column (an aggregate, so never no row; nf's code stands there anyway). */
+net_reply_t *pr_list(api_ctx_t *ctx, const char *name, const char *sql, const char *what,
+                     const pr_nf_t *nf);
+/** GET by the path id: sql takes the store id ($1) and the id ($2) and yields the
+ *  JSON (column 0) of one row; a bad id or no row is nf's 404. */
+net_reply_t *pr_get(api_ctx_t *ctx, const char *name, const char *sql, const char *what,
+                    const pr_nf_t *nf);
+/** DELETE by the path id: sql takes the store id ($1) and the id ($2) and ends in
+ *  RETURNING; 204, or nf's 404 for a bad id or no row. */
+net_reply_t *pr_delete_id(api_ctx_t *ctx, const char *name, const char *sql, const pr_nf_t *nf);
+
+/** Checks a whole object (a create body, or the stored one with a PATCH over it)
+ *  and fills in (the resource's own struct) with its statement parameters,
+ *  which may point into obj. Every issue is recorded in v. */
+typedef void (*pr_validate_fn)(api_val_t *v, json_t *obj, void *in);
+/** POST: validate the body into in, then run body(in) as one transaction; the
+ *  422 when validation recorded anything. */
+net_reply_t *pr_create(api_ctx_t *ctx, pr_validate_fn validate, void *in, pr_tx_fn body);
+
+/** The most UPDATE parameters a pr_patch_t's params may add after $1 and $2. */
+#define PR_PATCH_MAXP 14
+/** PATCH of one row by the path id, as "lock the stored object, merge the body
+ *  over it, validate the whole, write it back". */
+typedef struct pr_patch_s {
+    const char *const *keys; /**< the fields a body may name (NULL-terminated) */
+    const pr_nf_t *nf;       /**< a bad id or a missing row */
+    /** $1 store, $2 id: the stored fields as one JSON object, FOR UPDATE. */
+    const char *cur_name, *cur_sql;
+    /** $1 store, $2 id, then params' own: UPDATE ... RETURNING the object's JSON. */
+    const char *upd_name, *upd_sql;
+    pr_validate_fn validate;
+    /** Puts the UPDATE's parameters from $3 on into p (validated in); returns how
+     *  many (at most PR_PATCH_MAXP). */
+    int (*params)(const void *in, const char **p);
+} pr_patch_t;
+/** Runs d for the path id: a bad id is d->nf's 404, an unknown field a 422
+ *  before the row is read, then one transaction (200 with the object, 404,
+ *  422, or the database's error). in is the resource's struct validate fills. */
+net_reply_t *pr_patch(api_ctx_t *ctx, const pr_patch_t *d, void *in);
 
 /** For PATCH: a copy of cur (the stored object as the API shows it) with every
  *  key of patch laid over it (new reference). Validating the result as a whole
@@ -62,6 +123,13 @@ int pr_val_int(api_val_t *v, json_t *obj, const char *field, long long min, long
 int pr_val_bool(api_val_t *v, json_t *obj, const char *field, bool *out);
 /** A country field: required or not; must be an assigned alpha-2 code. */
 const char *pr_val_country(api_val_t *v, json_t *obj, const char *field, bool required);
+/** Integer field as statement text: buf[24] gets its decimal text when valid,
+ *  "" otherwise (absent, null or invalid); absent or null records "is required"
+ *  when required. Returns as pr_val_int. */
+int pr_val_int_text(api_val_t *v, json_t *obj, const char *field, long long min, long long max,
+                    bool required, char *buf);
+/** NULL for "" (an absent optional parameter), else s. */
+const char *pr_opt(const char *s);
 
 /* ---- handlers (module.c's route table) ---- */
 net_reply_t *pricing_h_address_list(api_ctx_t *ctx);

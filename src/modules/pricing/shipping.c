@@ -121,48 +121,26 @@ pricing_shipping_rate(db_conn_t *c, uint64_t store_id, uint64_t rate_id, const c
 
 /* ------------------------------------------------------------ zones */
 
-static net_reply_t *
-zone_not_found(void)
-{
-    return api_fail(SHOPD_NOTFOUND, "shipping_zone_not_found", "no such shipping zone");
-}
-
-static net_reply_t *
-rate_not_found(void)
-{
-    return api_fail(SHOPD_NOTFOUND, "shipping_rate_not_found", "no such shipping rate");
-}
+static const pr_nf_t zone_nf = {"shipping_zone_not_found", "no such shipping zone"};
+static const pr_nf_t rate_nf = {"shipping_rate_not_found", "no such shipping rate"};
 
 net_reply_t *
 pricing_h_zone_list(api_ctx_t *ctx)
 {
-    char sid[24];
-    const char *p[1] = {pr_sid(ctx, sid)};
-    net_reply_t *reply = NULL;
-    PGresult *r = pr_read(ctx, "pr_zone_list",
-                          "SELECT json_build_object('data', coalesce(json_agg(" ZONE_JSON(
-                              "z") " ORDER BY z.id), '[]'))::text"
-                                   " FROM shipping_zones z WHERE z.store_id = $1::bigint",
-                          1, p, &reply);
-    return reply ? reply : pr_row_reply(ctx, r, SHOPD_OK, "zones", "shipping_zone_not_found", "");
+    return pr_list(ctx, "pr_zone_list",
+                   "SELECT json_build_object('data', coalesce(json_agg(" ZONE_JSON(
+                       "z") " ORDER BY z.id), '[]'))::text"
+                            " FROM shipping_zones z WHERE z.store_id = $1::bigint",
+                   "zones", &zone_nf);
 }
 
 net_reply_t *
 pricing_h_zone_get(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return zone_not_found();
-    const char *p[2] = {pr_sid(ctx, sid), id};
-    net_reply_t *reply = NULL;
-    PGresult *r =
-        pr_read(ctx, "pr_zone_get",
-                "SELECT " ZONE_JSON("z") "::text FROM shipping_zones z"
-                                         " WHERE z.store_id = $1::bigint AND z.id = $2::bigint",
-                2, p, &reply);
-    return reply ? reply
-                 : pr_row_reply(ctx, r, SHOPD_OK, "zone", "shipping_zone_not_found",
-                                "no such shipping zone");
+    return pr_get(ctx, "pr_zone_get",
+                  "SELECT " ZONE_JSON("z") "::text FROM shipping_zones z"
+                                           " WHERE z.store_id = $1::bigint AND z.id = $2::bigint",
+                  "zone", &zone_nf);
 }
 
 typedef struct zone_in_s {
@@ -299,7 +277,7 @@ zone_update_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     if (r == NULL)
         return SHOPD_ERR;
     if (PQntuples(r) == 0) {
-        *reply = zone_not_found();
+        *reply = pr_not_found(&zone_nf);
         return SHOPD_NOTFOUND;
     }
     shopd_rc_t rc = zone_countries(ctx, c, in, in->id, reply);
@@ -311,7 +289,7 @@ pricing_h_zone_update(api_ctx_t *ctx)
 {
     char sid[24], id[24];
     if (!pr_id_param(ctx, "id", id))
-        return zone_not_found();
+        return pr_not_found(&zone_nf);
     api_val_t v = {0};
     zone_in_t in = {pr_sid(ctx, sid), id, NULL, NULL};
     zone_validate(&v, ctx->body, false, &in);
@@ -323,14 +301,10 @@ pricing_h_zone_update(api_ctx_t *ctx)
 net_reply_t *
 pricing_h_zone_delete(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return zone_not_found();
-    const char *p[2] = {pr_sid(ctx, sid), id};
-    return pr_delete(ctx, "pr_zone_delete",
-                     "DELETE FROM shipping_zones WHERE store_id = $1::bigint AND id = $2::bigint"
-                     " RETURNING id",
-                     2, p, zone_not_found);
+    return pr_delete_id(ctx, "pr_zone_delete",
+                        "DELETE FROM shipping_zones WHERE store_id = $1::bigint AND id = $2::bigint"
+                        " RETURNING id",
+                        &zone_nf);
 }
 
 /* ------------------------------------------------------------ rates */
@@ -338,43 +312,30 @@ pricing_h_zone_delete(api_ctx_t *ctx)
 net_reply_t *
 pricing_h_rate_list(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return zone_not_found();
-    const char *p[2] = {pr_sid(ctx, sid), id};
-    net_reply_t *reply = NULL;
-    PGresult *r = pr_read(ctx, "pr_rate_list",
-                          "SELECT json_build_object('data', (SELECT coalesce(json_agg(" RATE_JSON(
-                              "r") " ORDER BY r.id), '[]') FROM shipping_rates r"
-                                   " WHERE r.store_id = z.store_id AND r.zone_id = z.id))::text"
-                                   " FROM shipping_zones z WHERE z.store_id = $1::bigint"
-                                   " AND z.id = $2::bigint",
-                          2, p, &reply);
-    return reply ? reply
-                 : pr_row_reply(ctx, r, SHOPD_OK, "rates", "shipping_zone_not_found",
-                                "no such shipping zone");
+    return pr_get(ctx, "pr_rate_list",
+                  "SELECT json_build_object('data', (SELECT coalesce(json_agg(" RATE_JSON(
+                      "r") " ORDER BY r.id), '[]') FROM shipping_rates r"
+                           " WHERE r.store_id = z.store_id AND r.zone_id = z.id))::text"
+                           " FROM shipping_zones z WHERE z.store_id = $1::bigint"
+                           " AND z.id = $2::bigint",
+                  "rates", &zone_nf);
 }
 
 /* The text parameters of a whole rate object (validated), for INSERT or UPDATE. */
 typedef struct rate_in_s {
-    const char *sid, *id; /* id: the zone (create) or the rate (update) */
+    const char *sid, *id; /* create only (pr_patch passes the rate itself): the zone */
     const char *name, *kind;
     char price[24], minw[24], maxw[24], free[24]; /* "" = NULL */
 } rate_in_t;
-
-static const char *
-opt(const char *s)
-{
-    return s[0] ? s : NULL;
-}
 
 static const char *const rate_keys[] = {"name",         "kind",       "price", "min_weight_g",
                                         "max_weight_g", "free_above", NULL};
 
 /* Checks a whole rate (a create body, or the stored rate with a PATCH over it). */
 static void
-rate_validate(api_val_t *v, json_t *b, rate_in_t *in)
+rate_validate(api_val_t *v, json_t *b, void *arg)
 {
+    rate_in_t *in = arg;
     long long x, minw = -1;
     api_val_only(v, b, rate_keys);
     in->name = api_val_string(v, b, "name", true, 1, 100);
@@ -383,17 +344,12 @@ rate_validate(api_val_t *v, json_t *b, rate_in_t *in)
         api_val_add(v, "kind", "must be flat or weight");
         in->kind = NULL;
     }
-    in->price[0] = in->minw[0] = in->maxw[0] = in->free[0] = '\0';
-    int got = pr_val_int(v, b, "price", 0, PRICING_MONEY_MAX, &x);
-    if (got == 1)
-        snprintf(in->price, 24, "%lld", x);
-    else if (got == 0)
-        api_val_add(v, "price", "is required");
-    if (pr_val_int(v, b, "free_above", 0, PRICING_MONEY_MAX, &x) == 1)
-        snprintf(in->free, 24, "%lld", x);
+    in->minw[0] = in->maxw[0] = '\0';
+    pr_val_int_text(v, b, "price", 0, PRICING_MONEY_MAX, true, in->price);
+    pr_val_int_text(v, b, "free_above", 0, PRICING_MONEY_MAX, false, in->free);
     bool weight = in->kind && strcmp(in->kind, "weight") == 0;
     bool flat = in->kind && strcmp(in->kind, "flat") == 0;
-    got = pr_val_int(v, b, "min_weight_g", 0, WEIGHT_MAX, &minw);
+    int got = pr_val_int(v, b, "min_weight_g", 0, WEIGHT_MAX, &minw);
     if (got == 1 && flat)
         api_val_add(v, "min_weight_g", "applies to kind weight only");
     else if (got == 1)
@@ -423,7 +379,7 @@ rate_create_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
     if (r == NULL)
         return SHOPD_ERR;
     if (PQntuples(r) == 0) {
-        *reply = zone_not_found();
+        *reply = pr_not_found(&zone_nf);
         return SHOPD_NOTFOUND;
     }
     if (atoll(PQgetvalue(r, 0, 0)) >= PRICING_MAX_RATES) {
@@ -431,18 +387,14 @@ rate_create_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
             api_fail(SHOPD_INVALID, "rate_limit_reached", "a shipping zone holds at most 32 rates");
         return SHOPD_INVALID;
     }
-    const char *p[8] = {in->sid,   in->id,        in->name,      in->kind,
-                        in->price, opt(in->minw), opt(in->maxw), opt(in->free)};
-    r = pr_exec(
+    const char *p[8] = {in->sid,   in->id,           in->name,         in->kind,
+                        in->price, pr_opt(in->minw), pr_opt(in->maxw), pr_opt(in->free)};
+    return pr_exec_json(
         ctx, c, "pr_rate_insert",
         "INSERT INTO shipping_rates AS r (store_id, zone_id, name, kind, price,"
         " min_weight_g, max_weight_g, free_above) VALUES ($1::bigint, $2::bigint, $3, $4,"
         " $5::bigint, $6::bigint, $7::bigint, $8::bigint) RETURNING " RATE_JSON("r") "::text",
-        8, p, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    *reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    return SHOPD_OK;
+        8, p, SHOPD_CREATED, reply);
 }
 
 net_reply_t *
@@ -450,82 +402,52 @@ pricing_h_rate_create(api_ctx_t *ctx)
 {
     char sid[24], id[24];
     if (!pr_id_param(ctx, "id", id))
-        return zone_not_found();
-    api_val_t v = {0};
+        return pr_not_found(&zone_nf);
     rate_in_t in = {.sid = pr_sid(ctx, sid), .id = id};
-    rate_validate(&v, ctx->body, &in);
-    return v.n ? api_val_reply(&v) : pr_tx(ctx, rate_create_body, &in);
+    return pr_create(ctx, rate_validate, &in, rate_create_body);
 }
 
-static shopd_rc_t
-rate_update_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+static int
+rate_params(const void *arg, const char **p)
 {
-    rate_in_t *in = arg;
-    const char *p2[2] = {in->sid, in->id};
-    PGresult *r =
-        pr_exec(ctx, c, "pr_rate_current",
-                "SELECT json_build_object(" RATE_FIELDS(
-                    "r") ")::text FROM shipping_rates r"
-                         " WHERE r.store_id = $1::bigint AND r.id = $2::bigint FOR UPDATE",
-                2, p2, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    json_t *cur = pr_json_col(r, 0, 0);
-    if (cur == NULL) {
-        *reply = rate_not_found();
-        return SHOPD_NOTFOUND;
-    }
-    json_t *m = pr_merge(cur, ctx->body);
-    json_decref(cur);
-    api_val_t v = {0};
-    rate_validate(&v, m, in);
-    shopd_rc_t rc = SHOPD_ERR;
-    if (v.n) {
-        *reply = api_val_reply(&v);
-        rc = SHOPD_INVALID;
-        goto out;
-    }
-    const char *p[8] = {in->sid,   in->id,        in->name,      in->kind,
-                        in->price, opt(in->minw), opt(in->maxw), opt(in->free)};
-    r = pr_exec(ctx, c, "pr_rate_update",
-                "UPDATE shipping_rates AS r SET name = $3, kind = $4, price = $5::bigint,"
-                " min_weight_g = $6::bigint, max_weight_g = $7::bigint, free_above = $8::bigint,"
-                " updated_at = now() WHERE r.store_id = $1::bigint AND r.id = $2::bigint"
-                " RETURNING " RATE_JSON("r") "::text",
-                8, p, reply);
-    if (r == NULL)
-        goto out;
-    *reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    rc = SHOPD_OK;
-out:
-    json_decref(m); /* in's strings pointed into m: nothing reads them past here */
-    return rc;
+    const rate_in_t *in = arg;
+    p[0] = in->name;
+    p[1] = in->kind;
+    p[2] = in->price;
+    p[3] = pr_opt(in->minw);
+    p[4] = pr_opt(in->maxw);
+    p[5] = pr_opt(in->free);
+    return 6;
 }
+
+static const pr_patch_t rate_patch = {
+    .keys = rate_keys,
+    .nf = &rate_nf,
+    .cur_name = "pr_rate_current",
+    .cur_sql = "SELECT json_build_object(" RATE_FIELDS("r") ")::text FROM shipping_rates r"
+                                                            " WHERE r.store_id = $1::bigint AND "
+                                                            "r.id = $2::bigint FOR UPDATE",
+    .upd_name = "pr_rate_update",
+    .upd_sql = "UPDATE shipping_rates AS r SET name = $3, kind = $4, price = $5::bigint,"
+               " min_weight_g = $6::bigint, max_weight_g = $7::bigint, free_above = $8::bigint,"
+               " updated_at = now() WHERE r.store_id = $1::bigint AND r.id = $2::bigint"
+               " RETURNING " RATE_JSON("r") "::text",
+    .validate = rate_validate,
+    .params = rate_params,
+};
 
 net_reply_t *
 pricing_h_rate_update(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return rate_not_found();
-    /* Unknown fields are refused before the stored rate is read. */
-    api_val_t v = {0};
-    api_val_only(&v, ctx->body, rate_keys);
-    if (v.n)
-        return api_val_reply(&v);
-    rate_in_t in = {.sid = pr_sid(ctx, sid), .id = id};
-    return pr_tx(ctx, rate_update_body, &in);
+    rate_in_t in = {0};
+    return pr_patch(ctx, &rate_patch, &in);
 }
 
 net_reply_t *
 pricing_h_rate_delete(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return rate_not_found();
-    const char *p[2] = {pr_sid(ctx, sid), id};
-    return pr_delete(ctx, "pr_rate_delete",
-                     "DELETE FROM shipping_rates WHERE store_id = $1::bigint AND id = $2::bigint"
-                     " RETURNING id",
-                     2, p, rate_not_found);
+    return pr_delete_id(ctx, "pr_rate_delete",
+                        "DELETE FROM shipping_rates WHERE store_id = $1::bigint AND id = $2::bigint"
+                        " RETURNING id",
+                        &rate_nf);
 }

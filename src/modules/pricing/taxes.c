@@ -55,48 +55,35 @@ pricing_tax_for(db_conn_t *c, uint64_t store_id, const char *country, const char
 
 /* ------------------------------------------------------------ handlers */
 
-static net_reply_t *
-tax_not_found(void)
-{
-    return api_fail(SHOPD_NOTFOUND, "tax_rate_not_found", "no such tax rate");
-}
+static const pr_nf_t tax_nf = {"tax_rate_not_found", "no such tax rate"};
 
 net_reply_t *
 pricing_h_tax_list(api_ctx_t *ctx)
 {
-    char sid[24];
-    const char *p[1] = {pr_sid(ctx, sid)};
-    net_reply_t *reply = NULL;
-    PGresult *r = pr_read(ctx, "pr_tax_list",
-                          "SELECT json_build_object('data', coalesce(json_agg(" TAX_JSON(
-                              "t") " ORDER BY t.country, t.region NULLS FIRST, t.id), '[]'))::text"
-                                   " FROM tax_rates t WHERE t.store_id = $1::bigint",
-                          1, p, &reply);
-    return reply ? reply : pr_row_reply(ctx, r, SHOPD_OK, "tax rates", "tax_rate_not_found", "");
+    return pr_list(ctx, "pr_tax_list",
+                   "SELECT json_build_object('data', coalesce(json_agg(" TAX_JSON(
+                       "t") " ORDER BY t.country, t.region NULLS FIRST, t.id), '[]'))::text"
+                            " FROM tax_rates t WHERE t.store_id = $1::bigint",
+                   "tax rates", &tax_nf);
 }
 
 static const char *const tax_keys[] = {"country", "region", "rate_bps", "name", NULL};
 
 typedef struct tax_in_s {
-    const char *sid, *id;
+    const char *sid; /* create only: pr_patch passes the store itself */
     const char *country, *region, *name;
     char bps[24];
 } tax_in_t;
 
 static void
-tax_validate(api_val_t *v, json_t *b, tax_in_t *in)
+tax_validate(api_val_t *v, json_t *b, void *arg)
 {
-    long long x;
+    tax_in_t *in = arg;
     api_val_only(v, b, tax_keys);
     in->country = pr_val_country(v, b, "country", true);
     in->region = api_val_string(v, b, "region", false, 1, 100);
     in->name = api_val_string(v, b, "name", true, 1, 100);
-    in->bps[0] = '\0';
-    int got = pr_val_int(v, b, "rate_bps", 0, 10000, &x);
-    if (got == 1)
-        snprintf(in->bps, sizeof(in->bps), "%lld", x);
-    else if (got == 0)
-        api_val_add(v, "rate_bps", "is required");
+    pr_val_int_text(v, b, "rate_bps", 0, 10000, true, in->bps);
 }
 
 static shopd_rc_t
@@ -104,96 +91,61 @@ tax_create_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
 {
     tax_in_t *in = arg;
     const char *p[5] = {in->sid, in->country, in->region, in->bps, in->name};
-    PGresult *r =
-        pr_exec(ctx, c, "pr_tax_insert",
-                "INSERT INTO tax_rates AS t (store_id, country, region, rate_bps, name)"
-                " VALUES ($1::bigint, $2, $3, $4::int, $5) RETURNING " TAX_JSON("t") "::text",
-                5, p, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    *reply = api_raw_json(SHOPD_CREATED, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    return SHOPD_OK;
+    return pr_exec_json(
+        ctx, c, "pr_tax_insert",
+        "INSERT INTO tax_rates AS t (store_id, country, region, rate_bps, name)"
+        " VALUES ($1::bigint, $2, $3, $4::int, $5) RETURNING " TAX_JSON("t") "::text",
+        5, p, SHOPD_CREATED, reply);
 }
 
 net_reply_t *
 pricing_h_tax_create(api_ctx_t *ctx)
 {
     char sid[24];
-    api_val_t v = {0};
     tax_in_t in = {.sid = pr_sid(ctx, sid)};
-    tax_validate(&v, ctx->body, &in);
-    return v.n ? api_val_reply(&v) : pr_tx(ctx, tax_create_body, &in);
+    return pr_create(ctx, tax_validate, &in, tax_create_body);
 }
 
-static shopd_rc_t
-tax_update_body(api_ctx_t *ctx, db_conn_t *c, void *arg, net_reply_t **reply)
+static int
+tax_params(const void *arg, const char **p)
 {
-    tax_in_t *in = arg;
-    const char *p2[2] = {in->sid, in->id};
-    PGresult *r =
-        pr_exec(ctx, c, "pr_tax_current",
-                "SELECT json_build_object(" TAX_FIELDS(
-                    "t") ")::text FROM tax_rates t"
-                         " WHERE t.store_id = $1::bigint AND t.id = $2::bigint FOR UPDATE",
-                2, p2, reply);
-    if (r == NULL)
-        return SHOPD_ERR;
-    json_t *cur = pr_json_col(r, 0, 0);
-    if (cur == NULL) {
-        *reply = tax_not_found();
-        return SHOPD_NOTFOUND;
-    }
-    json_t *m = pr_merge(cur, ctx->body);
-    json_decref(cur);
-    api_val_t v = {0};
-    shopd_rc_t rc = SHOPD_ERR;
-    tax_validate(&v, m, in);
-    if (v.n) {
-        *reply = api_val_reply(&v);
-        rc = SHOPD_INVALID;
-        goto out;
-    }
-    const char *p[6] = {in->sid, in->id, in->country, in->region, in->bps, in->name};
-    r = pr_exec(
-        ctx, c, "pr_tax_update",
-        "UPDATE tax_rates AS t SET country = $3, region = $4, rate_bps = $5::int, name = $6,"
-        " updated_at = now() WHERE t.store_id = $1::bigint AND t.id = $2::bigint"
-        " RETURNING " TAX_JSON("t") "::text",
-        6, p, reply);
-    if (r == NULL)
-        goto out;
-    *reply = api_raw_json(SHOPD_OK, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    rc = SHOPD_OK;
-out:
-    json_decref(m);
-    return rc;
+    const tax_in_t *in = arg;
+    p[0] = in->country;
+    p[1] = in->region;
+    p[2] = in->bps;
+    p[3] = in->name;
+    return 4;
 }
+
+static const pr_patch_t tax_patch = {
+    .keys = tax_keys,
+    .nf = &tax_nf,
+    .cur_name = "pr_tax_current",
+    .cur_sql = "SELECT json_build_object(" TAX_FIELDS("t") ")::text FROM tax_rates t"
+                                                           " WHERE t.store_id = $1::bigint AND "
+                                                           "t.id = $2::bigint FOR UPDATE",
+    .upd_name = "pr_tax_update",
+    .upd_sql = "UPDATE tax_rates AS t SET country = $3, region = $4, rate_bps = $5::int, name = $6,"
+               " updated_at = now() WHERE t.store_id = $1::bigint AND t.id = $2::bigint"
+               " RETURNING " TAX_JSON("t") "::text",
+    .validate = tax_validate,
+    .params = tax_params,
+};
 
 net_reply_t *
 pricing_h_tax_update(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return tax_not_found();
-    api_val_t v = {0};
-    api_val_only(&v, ctx->body, tax_keys);
-    if (v.n)
-        return api_val_reply(&v);
-    tax_in_t in = {.sid = pr_sid(ctx, sid), .id = id};
-    return pr_tx(ctx, tax_update_body, &in);
+    tax_in_t in = {0};
+    return pr_patch(ctx, &tax_patch, &in);
 }
 
 net_reply_t *
 pricing_h_tax_delete(api_ctx_t *ctx)
 {
-    char sid[24], id[24];
-    if (!pr_id_param(ctx, "id", id))
-        return tax_not_found();
-    const char *p[2] = {pr_sid(ctx, sid), id};
-    return pr_delete(ctx, "pr_tax_delete",
-                     "DELETE FROM tax_rates WHERE store_id = $1::bigint AND id = $2::bigint"
-                     " RETURNING id",
-                     2, p, tax_not_found);
+    return pr_delete_id(ctx, "pr_tax_delete",
+                        "DELETE FROM tax_rates WHERE store_id = $1::bigint AND id = $2::bigint"
+                        " RETURNING id",
+                        &tax_nf);
 }
 
 /* ---- settings ---- */
