@@ -488,16 +488,39 @@ order_checkout_answer(db_conn_t *c, uint64_t store_id, uint64_t order_id, uint64
     shopd_rc_t rrc;
     char *text = rendered ? NULL : order_render(c, store_id, order_id, 0, &len, &rrc);
     const char *json = rendered ? rendered : text;
+    pay_status_t status = py && py->rc == SHOPD_OK ? py->result.status : PAY_PENDING;
+    const char *secret = py && py->result.client_secret[0] ? py->result.client_secret : NULL;
+    const char *action = py && py->result.next_action[0] ? py->result.next_action : NULL;
+    json_t *pay = json_pack("{s:s, s:s?, s:s?}", "status", pay_status_name(status), "client_secret",
+                            secret, "next_action", action);
+    if (json && status != PAY_FAILED) {
+        /* The common answer: the order's JSON as PostgreSQL wrote it with "payment"
+         * spliced in before its closing brace, compacted as GET /orders/:id sends
+         * it; no parse and re-dump of the whole order. */
+        char *ps = json_dumps(pay, JSON_COMPACT);
+        size_t n = len;
+        while (n && json[n - 1] != '}')
+            n--;
+        net_reply_t *r = NULL;
+        if (n > 1 && json[0] == '{') {
+            char *buf = shopd_malloc(len + strlen(ps) + 16);
+            memcpy(buf, json, --n); /* without the closing brace */
+            n += (size_t)sprintf(buf + n, ",\"payment\":%s}", ps);
+            r = api_raw_json(SHOPD_CREATED, buf, n);
+            shopd_free(buf);
+        }
+        free(ps);
+        if (r) {
+            json_decref(pay);
+            free(text);
+            return r;
+        }
+    }
     json_t *order = json ? json_loadb(json, len, 0, NULL) : NULL;
     free(text);
     if (order == NULL) /* the order exists; only its rendering failed */
         order = json_pack("{s:I, s:I}", "id", (json_int_t)order_id, "number", (json_int_t)number);
-    pay_status_t status = py && py->rc == SHOPD_OK ? py->result.status : PAY_PENDING;
-    const char *secret = py && py->result.client_secret[0] ? py->result.client_secret : NULL;
-    const char *action = py && py->result.next_action[0] ? py->result.next_action : NULL;
-    json_object_set_new(order, "payment",
-                        json_pack("{s:s, s:s?, s:s?}", "status", pay_status_name(status),
-                                  "client_secret", secret, "next_action", action));
+    json_object_set_new(order, "payment", pay);
     if (status == PAY_FAILED) {
         json_t *e = json_pack(
             "{s:{s:s, s:s, s:[{s:s, s:s}], s:o}}", "error", "code", "payment_declined", "message",
