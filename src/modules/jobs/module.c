@@ -125,7 +125,8 @@ jobs_metrics(char *buf, size_t cap)
         if (w_ > 0)                                                                                \
             k = k + (size_t)w_ < cap ? k + (size_t)w_ : cap;                                       \
     } while (0)
-    PUT("# HELP shopd_jobs Jobs by kind and state (all stores; refreshed about once a second).\n"
+    PUT("# HELP shopd_jobs Open jobs by kind and state (all stores; refreshed about once a "
+        "second).\n"
         "# TYPE shopd_jobs gauge\n");
     pthread_mutex_lock(&counts_lock);
     for (size_t i = 0; i < c_len; i++)

@@ -209,9 +209,16 @@ reconcile(app_t *app)
         atomic_fetch_add_explicit(&jobs_stats.requeued, strtoull(PQcmdTuples(r), NULL, 10),
                                   memory_order_relaxed);
     PQclear(r);
+    /* The open states only, each through its partial index: done and discarded
+     * jobs are kept for 30 days, and counting them meant a scan of the whole
+     * table every second (70 ms at 870k jobs, on the database the checkouts
+     * wait for). The totals of what finished are in shopd_jobs_events_total. */
     r = db_exec(c, "jobs_counts",
-                "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY 1, 2", 0,
-                NULL);
+                "SELECT kind, 'ready' AS state, count(*) FROM jobs WHERE state = 'ready' GROUP BY "
+                "kind UNION ALL SELECT kind, state, count(*) FROM jobs WHERE state IN ('queued', "
+                "'running') GROUP BY kind, state UNION ALL SELECT kind, 'dead', count(*) FROM jobs "
+                "WHERE state = 'dead' GROUP BY kind ORDER BY 1, 2",
+                0, NULL);
     if (db_result_rc(r) == SHOPD_OK) {
         int n = PQntuples(r);
         if (n > 32)
