@@ -804,6 +804,47 @@ test_two_processes_one_store(void **state)
     shop_free(&s);
 }
 
+/* A cart that became an order behind this process's back (another process, say)
+ * while the cart itself still looks open: the batch's set statement fails on the
+ * unique cart_ref and the batch goes one statement per order. That cart is
+ * answered cart_checked_out with nothing taken; the checkouts sent with it
+ * still become orders. */
+static void
+test_set_statement_fallback(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    long v = variant(&s, 50, 300);
+    enum { N = 12 };
+    char(*carts)[64] = calloc(N, sizeof(*carts));
+    for (size_t i = 0; i < N; i++)
+        snprintf(carts[i], 64, "%s", add(&s, NULL, NULL, v, 1, 200));
+    char sql[600];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO orders (store_id, number, email, payment_provider, currency, subtotal, "
+             "total, shipping_address, billing_address, cart_ref, item_count) VALUES (%ld, "
+             "999999, 'other@example.com', 'test', 'EUR', 300, 300, '{}', '{}', 'g:%s', 1) "
+             "RETURNING id",
+             s.id, carts[0]);
+    long taken = atol(th_sql(sql, NULL));
+    assert_true(taken > 0);
+    race_t r;
+    race(&s, carts, N, N, &r);
+    assert_int_equal(r.other, 0);
+    assert_int_equal(r.checked_out, 1);
+    assert_int_equal(r.created, N - 1);
+    assert_int_equal(stock_of(&s, v), 50 - (N - 1));
+    assert_ledger(&s, v);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) || ' ' || count(DISTINCT number) FROM orders WHERE store_id = %ld",
+             s.id);
+    char want[32];
+    snprintf(want, sizeof(want), "%d %d", N, N);
+    assert_string_equal(th_sql(sql, NULL), want);
+    free(carts);
+    shop_free(&s);
+}
+
 /* Store A's cart and order ids mean nothing in store B. */
 static void
 test_cross_store(void **state)
@@ -1119,6 +1160,7 @@ main(void)
         cmocka_unit_test(test_hot_variant_no_oversell),
         cmocka_unit_test(test_two_variants_no_deadlock),
         cmocka_unit_test(test_two_processes_one_store),
+        cmocka_unit_test(test_set_statement_fallback),
         cmocka_unit_test(test_cross_store),
         cmocka_unit_test(test_sweeper),
         cmocka_unit_test(test_checkout_idempotency),

@@ -570,7 +570,9 @@ render_all(db_conn_t *c, batch_t *b)
              "SELECT o.id, %s FROM orders o WHERE o.store_id = $1 AND o.id = ANY ($2::bigint[])",
              order_json_sql);
     const char *p[] = {sid, ids};
-    PGresult *r = k ? db_exec(c, "co_render_all", sql, 2, p) : NULL;
+    /* Planned each time (unnamed): prepared, its generic plan was made while the
+     * store had a few orders, and then read all of them for every batch. */
+    PGresult *r = k ? db_exec(c, NULL, sql, 2, p) : NULL;
     for (int row = 0; r && db_result_rc(r) == SHOPD_OK && row < PQntuples(r); row++) {
         uint64_t id = strtoull(PQgetvalue(r, row, 0), NULL, 10);
         for (size_t i = 0; i < b->n; i++) {
@@ -952,9 +954,7 @@ apply_set(db_conn_t *c, co_t **simple, size_t n)
         cap += simple[i]->cart.n;
     set_take_t *t = shopd_calloc(cap ? cap : 1, sizeof(*t));
     char *vids = shopd_malloc(cap * 21 + 3), *w = vids;
-    char *refs = shopd_malloc(n * 100 + 3), *rw = refs;
     *w++ = '{';
-    *rw++ = '{';
     for (size_t i = 0; i < n; i++) {
         co_t *co = simple[i];
         net_reply_free(co->reply);
@@ -962,9 +962,6 @@ apply_set(db_conn_t *c, co_t **simple, size_t n)
         co->order_id = co->payment_id = co->number = 0;
         co->short_stock = false;
         co->set_paid = false;
-        char ref[48];
-        cart_ref(&co->cart, ref); /* "g:<hex>" or "u:<digits>": no quoting needed */
-        rw += sprintf(rw, "%s\"%s\"", i ? "," : "", ref);
         for (size_t l = 0; l < co->cart.n; l++)
             t[nv++].id = co->items[l].variant_id;
     }
@@ -977,28 +974,25 @@ apply_set(db_conn_t *c, co_t **simple, size_t n)
         }
     nv = u;
     strcpy(w, "}");
-    strcpy(rw, "}");
     char count[24];
     snprintf(count, sizeof(count), "%zu", n);
-    const char *lp[] = {sid, vids}, *rp[] = {sid, refs}, *np[] = {count};
-    db_query_t qs[3] = {
+    const char *lp[] = {sid, vids}, *np[] = {count};
+    db_query_t qs[2] = {
         {"co_lock",
          "SELECT id, stock FROM product_variants WHERE store_id = $1 AND id = ANY ($2::bigint[]) "
          "ORDER BY id FOR UPDATE",
          2, lp},
-        {"co_ordered",
-         "SELECT cart_ref FROM orders WHERE store_id = $1 AND cart_ref = ANY ($2::text[])", 2, rp},
         /* ids for the orders, drawn now so that the inline providers can be asked
          * before the orders are written (unused ones are gaps, as any rollback's) */
         {"co_ids",
          "SELECT nextval(pg_get_serial_sequence('orders', 'id')) FROM "
          "generate_series(1, $1::int)",
          1, np}};
-    PGresult *rs[3] = {NULL, NULL, NULL};
-    shopd_rc_t rc = db_pipeline(c, qs, 3, rs);
-    for (int q = 0; q < 3 && rc == SHOPD_OK; q++)
+    PGresult *rs[2] = {NULL, NULL};
+    shopd_rc_t rc = db_pipeline(c, qs, 2, rs);
+    for (int q = 0; q < 2 && rc == SHOPD_OK; q++)
         rc = db_result_rc(rs[q]);
-    if (rc == SHOPD_OK && (size_t)PQntuples(rs[2]) != n)
+    if (rc == SHOPD_OK && (size_t)PQntuples(rs[1]) != n)
         rc = SHOPD_ERR;
     co_t **keep = NULL;
     size_t nk = 0;
@@ -1012,17 +1006,20 @@ apply_set(db_conn_t *c, co_t **simple, size_t n)
         if (e)
             e->stock = atoi(PQgetvalue(rs[0], row, 1));
     }
-    /* In arrival order, as the statements one by one: a cart already an order (or
-     * named twice in this batch) is refused, a checkout whose lines do not all fit
-     * in what is left is short, and what a kept one takes counts for the later. */
+    /* In arrival order, as the statements one by one: a cart named twice in this
+     * batch is refused the second time, a checkout whose lines do not all fit in
+     * what is left is short, and what a kept one takes counts for the later. A
+     * cart that is an order already was refused by step 1 (the cart says so);
+     * one that another process made an order since makes co_many fail on the
+     * unique cart_ref, and the batch goes one by one (apply_simple), which
+     * answers it cart_checked_out. No look-up of the carts here: prepared, its
+     * generic plan made on a young orders table read all the store's orders. */
     keep = shopd_calloc(n, sizeof(*keep));
     for (size_t i = 0; i < n; i++) {
         co_t *co = simple[i];
         char ref[48];
         cart_ref(&co->cart, ref);
         bool ordered = false;
-        for (int row = 0; !ordered && row < PQntuples(rs[1]); row++)
-            ordered = strcmp(PQgetvalue(rs[1], row, 0), ref) == 0;
         for (size_t j = 0; !ordered && j < nk; j++) {
             char other[48];
             ordered = strcmp(cart_ref(&keep[j]->cart, other), ref) == 0;
@@ -1057,7 +1054,7 @@ apply_set(db_conn_t *c, co_t **simple, size_t n)
     size_t npay = 0;
     for (size_t j = 0; j < nk; j++) {
         co_t *co = keep[j];
-        co->order_id = strtoull(PQgetvalue(rs[2], (int)j, 0), NULL, 10);
+        co->order_id = strtoull(PQgetvalue(rs[1], (int)j, 0), NULL, 10);
         if (co->provider->blocking)
             continue;
         order_pay_t *py = &pays[npay++];
@@ -1092,9 +1089,8 @@ out:
     free(jo);
     free(ji);
     shopd_free(keep);
-    for (int q = 0; q < 3; q++)
+    for (int q = 0; q < 2; q++)
         PQclear(rs[q]);
-    shopd_free(refs);
     shopd_free(vids);
     shopd_free(t);
     return rc;
