@@ -104,6 +104,16 @@ net_reply_t *api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
 net_reply_t *api_ordered_then(api_ctx_t *ctx, net_reply_t *(*then)(api_ctx_t *ctx, void *arg),
                               void (*drop)(void *arg), void *arg);
 
+/** Work that follows an ordered step but needs no order itself: runs run(ctx,
+ *  arg) on one of the store's read lanes (the `any` class), so the actor can go
+ *  on with its mailbox. run answers by itself: arg carries the api_later handles
+ *  it answers (taken by the caller), and run frees arg; drop frees it (answering
+ *  every handle) when the message cannot run (shutdown). run's ctx is as for
+ *  then. OK, or BUSY when the lane's mailbox is full (arg not used: the caller
+ *  does the work itself). Any handler thread. */
+shopd_rc_t api_any_run(api_ctx_t *ctx, void (*run)(api_ctx_t *ctx, void *arg),
+                       void (*drop)(void *arg), void *arg);
+
 /** A handler runs on a worker, inside the actor of the request's store (or the
  *  platform actor) and returns the reply (never NULL). */
 typedef net_reply_t *(*api_handler_fn)(api_ctx_t *ctx);

@@ -251,6 +251,7 @@ api_later_answer(api_later_t *l, net_reply_t *r)
 }
 
 /* The types of the dispatcher's own messages (never route indexes). */
+#define MSG_TYPE_RUN UINT32_C(0xffffffef)  /* on a read lane: run run, which answers */
 #define MSG_TYPE_WORK UINT32_C(0xfffffff0) /* on a blocking lane: run work */
 #define MSG_TYPE_THEN UINT32_C(0xfffffff1) /* on the store's actor: run then */
 
@@ -258,6 +259,7 @@ typedef struct hop_s {
     api_later_t *later;
     void (*work)(void *arg);
     net_reply_t *(*then)(api_ctx_t *ctx, void *arg);
+    void (*run)(api_ctx_t *ctx, void *arg); /* MSG_TYPE_RUN: answers by itself */
     void (*drop)(void *arg);
     void *arg;
     uint64_t store_id;
@@ -349,7 +351,32 @@ api_ordered_then(api_ctx_t *ctx, net_reply_t *(*then)(api_ctx_t *ctx, void *arg)
     return NULL;
 }
 
-/* A dispatcher message (MSG_TYPE_WORK or MSG_TYPE_THEN); consumes m. */
+shopd_rc_t
+api_any_run(api_ctx_t *ctx, void (*run)(api_ctx_t *ctx, void *arg), void (*drop)(void *arg),
+            void *arg)
+{
+    hop_t *h = shopd_calloc(1, sizeof(*h));
+    *h = (hop_t){.run = run,
+                 .drop = drop,
+                 .arg = arg,
+                 .store_id = ctx->store_id,
+                 .caller = *ctx->caller,
+                 .have_store = ctx->store != NULL};
+    if (ctx->store)
+        h->snap = *ctx->store;
+    uint64_t rr = atomic_fetch_add_explicit(&lane_rr, 1, memory_order_relaxed);
+    act_msg_t *m = act_msg_new(MSG_TYPE_RUN, ACT_ID(ctx->store_id, 1 + rr % read_lanes(ctx->app)),
+                               (char *)h, sizeof(*h));
+    m->on_drop = hop_dropped;
+    if (act_send(ctx->app->actors, m) == SHOPD_OK)
+        return SHOPD_OK;
+    m->data = NULL; /* h, and arg, are still the caller's */
+    act_msg_free(m);
+    shopd_free(h);
+    return SHOPD_BUSY;
+}
+
+/* A dispatcher message (MSG_TYPE_WORK, _THEN or _RUN); consumes m. */
 static void
 run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)
 {
@@ -372,6 +399,7 @@ run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)
     msg_env_t env;
     memset(&env, 0, sizeof(env));
     env.store_id = h->store_id;
+    bool run = m->type == MSG_TYPE_RUN;
     env.caller = h->caller;
     api_ctx_t ctx = {.app = app,
                      .worker = ws,
@@ -381,6 +409,12 @@ run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)
                      .caller = &env.caller,
                      .arena = arena_take(ws),
                      .msg = m};
+    if (run) { /* the answers are run's to give (api_later_answer) */
+        h->run(&ctx, h->arg);
+        arena_give_back(ws, ctx.arena);
+        act_msg_free(m);
+        return;
+    }
     m->reply_to = h->later->reply_to; /* then may take it again with api_later */
     m->reply_token = h->later->token;
     ctx.idem = h->later->idem;
@@ -410,7 +444,7 @@ static bool
 prepare(app_t *app, api_worker_t *ws, uint64_t store_id, act_msg_t *m, prepared_t *p)
 {
     p->m = m;
-    if (m->type == MSG_TYPE_WORK || m->type == MSG_TYPE_THEN) {
+    if (m->type == MSG_TYPE_WORK || m->type == MSG_TYPE_THEN || m->type == MSG_TYPE_RUN) {
         run_hop(app, ws, m);
         return false;
     }
