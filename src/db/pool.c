@@ -64,7 +64,9 @@ struct db_conn_s {
     char last_state[6];  /* SQLSTATE of the last failed statement, for db_tx's retry */
     bool retry_seen;     /* a statement failed with 40001/40P01 since db_tx last looked */
     char retry_state[6]; /* ... and which of the two */
-    char pending[DB_PENDING_MAX][48]; /* savepoint commands sent ahead of the next statement */
+    /* Transaction commands sent ahead of the next statement: the BEGIN of a db_tx
+     * and the savepoint commands of nested ones and of batch items. */
+    char pending[DB_PENDING_MAX][48];
     int npending;
     uint64_t pending_sent; /* counts sends of the pending list (a batch item's "did it open") */
     bool pending_failed;   /* a pending savepoint command failed: the transaction is lost */
@@ -893,7 +895,8 @@ pending_add(db_conn_t *c, const char *verb, const char *sp)
 {
     if (c->npending == DB_PENDING_MAX)
         pending_flush(c);
-    snprintf(c->pending[c->npending++], sizeof(c->pending[0]), "%s %s", verb, sp);
+    snprintf(c->pending[c->npending++], sizeof(c->pending[0]), "%s%s%s", verb, sp[0] ? " " : "",
+             sp);
 }
 
 /* The transaction status once pending savepoint commands count: a failed item's
@@ -904,7 +907,12 @@ tx_status(db_conn_t *c)
 {
     if (c->npending > 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
         pending_flush(c);
-    return usable(c) ? PQtransactionStatus(c->pg) : PQTRANS_UNKNOWN;
+    if (!usable(c))
+        return PQTRANS_UNKNOWN;
+    /* A BEGIN not yet sent is a transaction all the same (db_tx). */
+    if (c->npending > 0 && strcmp(c->pending[0], "BEGIN") == 0)
+        return PQTRANS_INTRANS;
+    return PQtransactionStatus(c->pg);
 }
 
 /* ---- transactions -------------------------------------------------------- */
@@ -915,31 +923,32 @@ tx_status(db_conn_t *c)
 static shopd_rc_t
 tx_nested(db_conn_t *c, db_tx_fn fn, void *arg)
 {
-    char sp[64], sql[96];
+    char sp[64];
     snprintf(sp, sizeof(sp), "shopd_sp_%d", ++c->tx_depth);
-    snprintf(sql, sizeof(sql), "SAVEPOINT %s", sp);
-    shopd_rc_t rc = simple_cmd(c, sql);
-    if (rc == SHOPD_OK) {
-        rc = fn(c, arg);
-        if (!usable(c)) {
-            rc = SHOPD_UNAVAILABLE;
-        } else if (rc == SHOPD_OK && tx_status(c) != PQTRANS_INERROR) {
-            snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT %s", sp);
-            rc = simple_cmd(c, sql);
-        } else {
-            char state[6];
-            memcpy(state, c->last_state, sizeof(state));
-            if (rc == SHOPD_OK)
-                rc = SHOPD_ERR; /* fn swallowed a failed statement */
-            /* Whatever is pending closes savepoints inside sp, which this undoes anyway. */
-            c->npending = 0;
-            snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT %s", sp);
-            shopd_rc_t rb = simple_cmd(c, sql);
-            if (rb == SHOPD_UNAVAILABLE)
-                rc = rb;
-            /* Keep the inner failure visible to an outer db_tx's retry check. */
-            memcpy(c->last_state, state, sizeof(state));
-        }
+    /* Opened and released lazily (pending commands), like a batch item's: the
+     * commands share the round trip of the next statement. */
+    pending_add(c, "SAVEPOINT", sp);
+    uint64_t sent = c->pending_sent;
+    shopd_rc_t rc = fn(c, arg);
+    if (!usable(c)) {
+        rc = SHOPD_UNAVAILABLE;
+    } else if (c->pending_sent == sent) {
+        c->npending--; /* fn sent nothing: the savepoint was never opened */
+    } else if (rc == SHOPD_OK && tx_status(c) != PQTRANS_INERROR) {
+        pending_add(c, "RELEASE SAVEPOINT", sp);
+    } else {
+        char state[6], sql[96];
+        memcpy(state, c->last_state, sizeof(state));
+        if (rc == SHOPD_OK)
+            rc = SHOPD_ERR; /* fn swallowed a failed statement */
+        /* Whatever is pending closes savepoints inside sp, which this undoes anyway. */
+        c->npending = 0;
+        snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT %s", sp);
+        shopd_rc_t rb = simple_cmd(c, sql);
+        if (rb == SHOPD_UNAVAILABLE)
+            rc = rb;
+        /* Keep the inner failure visible to an outer db_tx's retry check. */
+        memcpy(c->last_state, state, sizeof(state));
     }
     c->tx_depth--;
     return rc;
@@ -959,12 +968,11 @@ db_tx(db_conn_t *c, db_tx_fn fn, void *arg)
     for (int attempt = 0;; attempt++) {
         c->npending = 0;
         c->pending_failed = false;
-        shopd_rc_t rc = simple_cmd(c, "BEGIN");
-        if (rc != SHOPD_OK)
-            return rc;
+        /* BEGIN goes out with the transaction's first statement (pending). */
+        pending_add(c, "BEGIN", "");
         c->last_state[0] = '\0';
         c->retry_seen = false;
-        rc = fn(c, arg);
+        shopd_rc_t rc = fn(c, arg);
         if (!usable(c))
             return SHOPD_UNAVAILABLE;
 
@@ -997,8 +1005,10 @@ db_tx(db_conn_t *c, db_tx_fn fn, void *arg)
                 return SHOPD_UNAVAILABLE;
         } else {
             memcpy(state, c->last_state, sizeof(state));
+            /* fn sent nothing: the BEGIN never left, there is nothing to end. */
+            bool opened = !(c->npending > 0 && strcmp(c->pending[0], "BEGIN") == 0);
             c->npending = 0; /* savepoints of this transaction: the ROLLBACK ends them all */
-            if (simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE)
+            if (opened && simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE)
                 return SHOPD_UNAVAILABLE;
         }
         /* A deadlock or serialization failure anywhere in the attempt, even one fn

@@ -292,6 +292,75 @@ tx_outer(db_conn_t *c, void *arg)
     return rc == SHOPD_INVALID ? SHOPD_OK : SHOPD_ERR;
 }
 
+/* A nested db_tx as the first thing an outer one does, before any statement has
+ * carried the outer BEGIN; then the outer one fails. */
+static shopd_rc_t
+tx_nested_first(db_conn_t *c, void *arg)
+{
+    tx_arg_t *inner = arg;
+    if (db_tx(c, tx_insert, inner) != SHOPD_OK)
+        return SHOPD_ERR;
+    return SHOPD_INVALID;
+}
+
+/* Sends nothing at all. */
+static shopd_rc_t
+tx_nothing(db_conn_t *c, void *arg)
+{
+    (void)c;
+    int *calls = arg;
+    (*calls)++;
+    return *calls == 1 ? SHOPD_OK : SHOPD_INVALID;
+}
+
+static shopd_rc_t
+tx_nested_nothing(db_conn_t *c, void *arg)
+{
+    int *calls = arg;
+    if (db_tx(c, tx_nothing, calls) != SHOPD_OK || db_tx(c, tx_nothing, calls) != SHOPD_INVALID)
+        return SHOPD_ERR;
+    tx_arg_t after = {.key = "after_empty_savepoints", .ret = SHOPD_OK};
+    return tx_insert(c, &after);
+}
+
+/* BEGIN and the savepoint commands go out with the next statement (pending):
+ * a transaction whose BEGIN has not left yet is still one to a nested db_tx, and
+ * savepoints that carried nothing leave no trace. */
+static void
+test_tx_lazy_begin(void **state)
+{
+    (void)state;
+    db_pool_t *pool = th_pool_new(1);
+    db_conn_t *c = db_acquire(pool, 2000);
+    assert_non_null(c);
+    th_exec_ok(c, "CREATE TEMP TABLE tx_t (k text PRIMARY KEY)");
+
+    /* The inner insert is a savepoint of the outer transaction: undone with it. */
+    tx_arg_t inner = {.key = "nested_first", .ret = SHOPD_OK};
+    assert_int_equal(db_tx(c, tx_nested_first, &inner), SHOPD_INVALID);
+    assert_int_equal(inner.calls, 1);
+    assert_int_equal(count_key(c, "nested_first"), 0);
+    assert_int_equal(PQtransactionStatus(db_pg(c)), PQTRANS_IDLE);
+
+    /* Empty transactions and empty savepoints, ok or failed, then a statement. */
+    int calls = 0;
+    assert_int_equal(db_tx(c, tx_nothing, &calls), SHOPD_OK);
+    assert_int_equal(db_tx(c, tx_nothing, &calls), SHOPD_INVALID);
+    assert_int_equal(PQtransactionStatus(db_pg(c)), PQTRANS_IDLE);
+    calls = 0;
+    assert_int_equal(db_tx(c, tx_nested_nothing, &calls), SHOPD_OK);
+    assert_int_equal(count_key(c, "after_empty_savepoints"), 1);
+    assert_int_equal(PQtransactionStatus(db_pg(c)), PQTRANS_IDLE);
+
+    /* A nested failure after a released one: only the failed one is undone. */
+    tx_arg_t in2 = {.key = "inner_failed", .ret = SHOPD_INVALID};
+    assert_int_equal(db_tx(c, tx_outer, &in2), SHOPD_OK);
+    assert_int_equal(count_key(c, "outer"), 1);
+    assert_int_equal(count_key(c, "inner_failed"), 0);
+    db_release(c);
+    db_pool_free(pool);
+}
+
 static void
 test_tx_commit_rollback_retry(void **state)
 {
@@ -684,7 +753,8 @@ test_reconnect_after_backend_killed(void **state)
         case 3: {
             tx_arg_t a = {.key = "never", .ret = SHOPD_OK};
             assert_int_equal(db_tx(c, tx_insert, &a), SHOPD_UNAVAILABLE);
-            assert_int_equal(a.calls, 0);
+            /* BEGIN rides with fn's first statement: fn runs once, that fails. */
+            assert_int_equal(a.calls, 1);
             break;
         }
         case 4:
@@ -997,6 +1067,7 @@ main(void)
         cmocka_unit_test(test_prepared_name_reused),
         cmocka_unit_test(test_result_rc),
         cmocka_unit_test(test_tx_commit_rollback_retry),
+        cmocka_unit_test(test_tx_lazy_begin),
         cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_pool_exhaustion),
         cmocka_unit_test(test_migrations),
