@@ -73,7 +73,11 @@ typedef shopd_rc_t (*db_tx_fn)(db_conn_t *c, void *arg);
  *  Nesting: called while a db_tx (or db_tx_batch) is open on c, it becomes a savepoint:
  *  fn's failure rolls back to it and is returned, the outer transaction goes on. No retry
  *  happens at that level: a serialization failure aborts the whole outer transaction,
- *  whose db_tx then runs everything again. */
+ *  whose db_tx then runs everything again.
+ *
+ *  Round trips: BEGIN, SAVEPOINT and RELEASE are not sent on their own but with the
+ *  next statement (or the COMMIT), so fn runs before the server has seen the BEGIN: a
+ *  lost connection shows as fn's first statement failing (SHOPD_UNAVAILABLE). */
 shopd_rc_t db_tx(db_conn_t *c, db_tx_fn fn, void *arg);
 
 /** One item of a batch: item i of db_tx_batch, run inside its own savepoint. Returns OK to
