@@ -899,6 +899,13 @@ pending_add(db_conn_t *c, const char *verb, const char *sp)
              sp);
 }
 
+/* True while db_tx's BEGIN waits for the transaction's first statement. */
+static bool
+begin_pending(const db_conn_t *c)
+{
+    return c->npending > 0 && strcmp(c->pending[0], "BEGIN") == 0;
+}
+
 /* The transaction status once pending savepoint commands count: a failed item's
  * ROLLBACK TO still waiting makes libpq say INERROR though the transaction is fine,
  * so it is sent first. */
@@ -910,7 +917,7 @@ tx_status(db_conn_t *c)
     if (!usable(c))
         return PQTRANS_UNKNOWN;
     /* A BEGIN not yet sent is a transaction all the same (db_tx). */
-    if (c->npending > 0 && strcmp(c->pending[0], "BEGIN") == 0)
+    if (begin_pending(c))
         return PQTRANS_INTRANS;
     return PQtransactionStatus(c->pg);
 }
@@ -1006,7 +1013,7 @@ db_tx(db_conn_t *c, db_tx_fn fn, void *arg)
         } else {
             memcpy(state, c->last_state, sizeof(state));
             /* fn sent nothing: the BEGIN never left, there is nothing to end. */
-            bool opened = !(c->npending > 0 && strcmp(c->pending[0], "BEGIN") == 0);
+            bool opened = !begin_pending(c);
             c->npending = 0; /* savepoints of this transaction: the ROLLBACK ends them all */
             if (opened && simple_cmd(c, "ROLLBACK") == SHOPD_UNAVAILABLE)
                 return SHOPD_UNAVAILABLE;

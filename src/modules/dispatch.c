@@ -286,21 +286,26 @@ hop_dropped(act_msg_t *m)
         h->drop(h->arg);
 }
 
+/* A hop from ctx's handler: who it runs for and what, not yet sent. */
+static hop_t *
+hop_new(const api_ctx_t *ctx, const hop_t *what)
+{
+    hop_t *h = shopd_calloc(1, sizeof(*h));
+    *h = *what;
+    h->store_id = ctx->store_id;
+    h->caller = *ctx->caller;
+    h->have_store = ctx->store != NULL;
+    if (ctx->store)
+        h->snap = *ctx->store;
+    return h;
+}
+
 net_reply_t *
 api_blocking_then(api_ctx_t *ctx, void (*work)(void *arg),
                   net_reply_t *(*then)(api_ctx_t *ctx, void *arg), void (*drop)(void *arg),
                   void *arg)
 {
-    hop_t *h = shopd_calloc(1, sizeof(*h));
-    *h = (hop_t){.work = work,
-                 .then = then,
-                 .drop = drop,
-                 .arg = arg,
-                 .store_id = ctx->store_id,
-                 .caller = *ctx->caller,
-                 .have_store = ctx->store != NULL};
-    if (ctx->store)
-        h->snap = *ctx->store;
+    hop_t *h = hop_new(ctx, &(hop_t){.work = work, .then = then, .drop = drop, .arg = arg});
     /* The answer route moves into h before the send: once sent, h belongs to the
      * blocking thread (act_send publishes it with the mailbox link). */
     h->later = api_later(ctx);
@@ -328,15 +333,7 @@ net_reply_t *
 api_ordered_then(api_ctx_t *ctx, net_reply_t *(*then)(api_ctx_t *ctx, void *arg),
                  void (*drop)(void *arg), void *arg)
 {
-    hop_t *h = shopd_calloc(1, sizeof(*h));
-    *h = (hop_t){.then = then,
-                 .drop = drop,
-                 .arg = arg,
-                 .store_id = ctx->store_id,
-                 .caller = *ctx->caller,
-                 .have_store = ctx->store != NULL};
-    if (ctx->store)
-        h->snap = *ctx->store;
+    hop_t *h = hop_new(ctx, &(hop_t){.then = then, .drop = drop, .arg = arg});
     h->later = api_later(ctx);
     act_msg_t *m = act_msg_new(MSG_TYPE_THEN, ACT_ID(ctx->store_id, 0), (char *)h, sizeof(*h));
     m->on_drop = hop_dropped;
@@ -355,15 +352,7 @@ shopd_rc_t
 api_any_run(api_ctx_t *ctx, void (*run)(api_ctx_t *ctx, void *arg), void (*drop)(void *arg),
             void *arg)
 {
-    hop_t *h = shopd_calloc(1, sizeof(*h));
-    *h = (hop_t){.run = run,
-                 .drop = drop,
-                 .arg = arg,
-                 .store_id = ctx->store_id,
-                 .caller = *ctx->caller,
-                 .have_store = ctx->store != NULL};
-    if (ctx->store)
-        h->snap = *ctx->store;
+    hop_t *h = hop_new(ctx, &(hop_t){.run = run, .drop = drop, .arg = arg});
     uint64_t rr = atomic_fetch_add_explicit(&lane_rr, 1, memory_order_relaxed);
     act_msg_t *m = act_msg_new(MSG_TYPE_RUN, ACT_ID(ctx->store_id, 1 + rr % read_lanes(ctx->app)),
                                (char *)h, sizeof(*h));
@@ -399,7 +388,6 @@ run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)
     msg_env_t env;
     memset(&env, 0, sizeof(env));
     env.store_id = h->store_id;
-    bool run = m->type == MSG_TYPE_RUN;
     env.caller = h->caller;
     api_ctx_t ctx = {.app = app,
                      .worker = ws,
@@ -409,7 +397,7 @@ run_hop(app_t *app, api_worker_t *ws, act_msg_t *m)
                      .caller = &env.caller,
                      .arena = arena_take(ws),
                      .msg = m};
-    if (run) { /* the answers are run's to give (api_later_answer) */
+    if (m->type == MSG_TYPE_RUN) { /* the answers are run's to give (api_later_answer) */
         h->run(&ctx, h->arg);
         arena_give_back(ws, ctx.arena);
         act_msg_free(m);
