@@ -92,15 +92,34 @@ typedef struct net_thread_s net_thread_t;
 #define FAIR_MAX_OVER 4 /* low-priority callbacks between two polls */
 typedef struct fair_s {
     uint32_t n[FAIR_SLOTS];
+    uint64_t store[FAIR_SLOTS]; /* the store last charged to each slot */
     uint32_t total;
     uint32_t active; /* slots with n > 0 */
     uint64_t window_end_us;
+    uint64_t flood_store;    /* the latest store found over its share on a busy thread */
+    uint64_t flood_until_us; /* ... which counts as flooding until then */
 } fair_t;
+
+/* The flood lane. Priorities order one thread's loop, but the kernel still
+ * shares the cores among threads: a light store's request that lands on an I/O
+ * thread a flood keeps busy waits for that thread's next time slice, however
+ * the loop orders it (B's p99 rose 9-12x under A's cached-page flood, while B
+ * served by a second, mostly idle process stayed at 1.1-1.2x). So, with two I/O
+ * threads or more, thread 0 is the flood lane: a connection whose store is over
+ * its share of a busy thread moves there between two requests, and a connection
+ * of another store moves off it while a flood is there, so the other threads
+ * sleep between the light stores' requests and wake at once for them. A flooding
+ * store is held to one thread while others send; alone it spreads back (rule 3
+ * of lane_pick). A connection moves at most once per LANE_HOLD_US. */
+#define LANE_HOLD_US 1000000
+#define LANE_FLOOD_US 200000 /* how long a flood seen keeps its lane */
 
 typedef struct reply_node_s {
     struct reply_node_s *next;
     uint64_t token;
     net_reply_t *reply;
+    struct net_conn_s *adopt; /* instead of a reply: a connection moving here */
+    evutil_socket_t fd;       /* ... and its socket */
 } reply_node_t;
 
 struct net_conn_s {
@@ -108,13 +127,15 @@ struct net_conn_s {
     struct bufferevent *bev;
     net_framer_t fr; /* framing state and the current request */
     uint32_t slot;
-    bool in_flight;   /* handed to the application, not answered yet */
-    bool closing;     /* last response queued; free when flushed */
-    bool lingering;   /* after an error: discard input until EOF or timeout */
-    bool read_eof;    /* the client shut its sending side: answer what it sent, then close */
-    bool out_blocked; /* unsent output above max_output: further requests wait */
-    uint8_t pri;      /* PRI_NORMAL or PRI_OVER (fair_t) */
-    uint64_t flow;    /* the store of its latest request (0: none named yet) */
+    bool in_flight;    /* handed to the application, not answered yet */
+    bool closing;      /* last response queued; free when flushed */
+    bool lingering;    /* after an error: discard input until EOF or timeout */
+    bool read_eof;     /* the client shut its sending side: answer what it sent, then close */
+    bool out_blocked;  /* unsent output above max_output: further requests wait */
+    uint8_t pri;       /* PRI_NORMAL or PRI_OVER (fair_t) */
+    int8_t lane_to;    /* the thread it moves to once idle (-1: stays) */
+    uint64_t flow;     /* the store of its latest request (0: none named yet) */
+    uint64_t moved_us; /* when it last moved between threads (0: never) */
     struct event *timer;
     char peer[48]; /* the client's IP address, text form (rate limits, logs) */
 };
@@ -141,6 +162,11 @@ struct net_thread_s {
     uint64_t rng[2];
     net_ext_t ext; /* another protocol's callbacks (admin.c); zero if none */
     fair_t fair;
+    uint64_t spread_after_us; /* the flood lane's next move back (lane_pick) */
+    /* Its fairness table in brief, for the other threads' lane_pick. */
+    _Atomic uint32_t pub_active;
+    _Atomic uint64_t pub_lead;  /* the store with the most time here */
+    _Atomic uint64_t pub_at_us; /* when: an idle thread stops publishing */
     /* Metrics: written only by this thread (relaxed load+store, no locked RMW
      * needed with a single writer), read by /metrics on any thread. */
     _Atomic uint64_t *counts; /* [(nlabels + 1) * NSTATUS] */
@@ -148,6 +174,7 @@ struct net_thread_s {
     _Atomic uint64_t hist_sum_us;
     _Atomic uint64_t conns_open;
     _Atomic uint64_t fair_demoted; /* connections moved to PRI_OVER */
+    _Atomic uint64_t lane_moves;   /* connections moved to another thread */
 };
 
 struct net_server_s {
@@ -184,19 +211,26 @@ fair_slot(fair_t *f, uint64_t store_id)
     return &f->n[(store_id * UINT64_C(0x9e3779b97f4a7c15)) >> 56];
 }
 
-/* Halves every cost once a window has passed. */
+/* Halves every cost once a window has passed, and publishes the summary. */
 static void
-fair_decay(fair_t *f, uint64_t now)
+fair_decay(net_thread_t *t, uint64_t now)
 {
+    fair_t *f = &t->fair;
     if (now < f->window_end_us)
         return;
     f->total = f->active = 0;
+    size_t lead = 0;
     for (size_t i = 0; i < FAIR_SLOTS; i++) {
         f->n[i] >>= 1;
         f->total += f->n[i];
         f->active += f->n[i] != 0;
+        if (f->n[i] > f->n[lead])
+            lead = i;
     }
     f->window_end_us = now + FAIR_WINDOW_US;
+    atomic_store_explicit(&t->pub_active, f->active, memory_order_relaxed);
+    atomic_store_explicit(&t->pub_lead, f->n[lead] ? f->store[lead] : 0, memory_order_relaxed);
+    atomic_store_explicit(&t->pub_at_us, now, memory_order_relaxed);
 }
 
 /* Charges us microseconds of this thread to flow (0: nobody). */
@@ -207,15 +241,80 @@ fair_charge(net_thread_t *t, uint64_t flow, uint64_t t0)
         return;
     uint64_t now = shopd_now_us();
     fair_t *f = &t->fair;
-    fair_decay(f, now);
+    fair_decay(t, now);
     uint32_t *n = fair_slot(f, flow);
     uint32_t us = (uint32_t)(now - t0 > 100000 ? 100000 : now - t0) + 1;
+    f->store[n - f->n] = flow;
     if (*n == 0)
         f->active++;
     if (*n < UINT32_MAX / 4) {
         *n += us;
         f->total += us;
     }
+}
+
+static uint64_t
+conns_of(net_thread_t *t)
+{
+    return atomic_load_explicit(&t->conns_open, memory_order_relaxed);
+}
+
+/* The thread c should move to once idle (the flood lane above), or -1. over:
+ * its store is over its share of this thread. The rules:
+ * 1. on another thread, a store over its share of a busy one goes to lane 0;
+ * 2. on lane 0, a store not over its share leaves while a flood is there, for
+ *    the other thread with the fewest connections;
+ * 3. on lane 0 with no flood, a store leaves for a thread that serves nobody
+ *    else and has fewer connections, one connection per FAIR_WINDOW_US (the
+ *    counts lag the moves): a flood that ended spreads over the threads again.
+ * A thread is busy when its recent time (halved every window, so about twice a
+ * window's worth in a steady state) is a quarter or more of its wall time. */
+static int
+lane_pick(net_conn_t *c, uint64_t store_id, bool over, uint64_t now)
+{
+    net_thread_t *t = c->t;
+    net_server_t *srv = t->srv;
+    fair_t *f = &t->fair;
+    if (srv->nthreads < 2 || srv->tls)
+        return -1;
+    bool flood = over && f->total >= FAIR_WINDOW_US / 2;
+    if (flood) {
+        f->flood_store = store_id;
+        f->flood_until_us = now + LANE_FLOOD_US;
+    }
+    if (c->moved_us != 0 && now - c->moved_us < LANE_HOLD_US)
+        return -1;
+    if (t->idx != 0)
+        return flood ? 0 : -1;
+    if (over)
+        return -1;
+    int best = -1;
+    if (f->flood_until_us > now && f->flood_store != store_id) {
+        for (int i = 1; i < srv->nthreads; i++)
+            if (best < 0 || conns_of(&srv->threads[i]) < conns_of(&srv->threads[best]))
+                best = i;
+        return best;
+    }
+    if (f->flood_until_us > now || now < t->spread_after_us)
+        return -1;
+    for (int i = 1; i < srv->nthreads; i++) {
+        net_thread_t *o = &srv->threads[i];
+        /* A thread publishes when it charges time; one silent for a while
+         * has served nobody since (its counts would have decayed to 0). */
+        uint32_t act =
+            now > atomic_load_explicit(&o->pub_at_us, memory_order_relaxed) + LANE_FLOOD_US
+                ? 0
+                : atomic_load_explicit(&o->pub_active, memory_order_relaxed);
+        bool only_us =
+            act == 0 ||
+            (act == 1 && atomic_load_explicit(&o->pub_lead, memory_order_relaxed) == store_id);
+        if (only_us && conns_of(o) + 1 < conns_of(t) &&
+            (best < 0 || conns_of(o) < conns_of(&srv->threads[best])))
+            best = i;
+    }
+    if (best >= 0)
+        t->spread_after_us = now + FAIR_WINDOW_US;
+    return best;
 }
 
 /* c's request is of store_id: c moves to the priority its store's share calls
@@ -230,7 +329,8 @@ fair_place(net_conn_t *c, uint64_t store_id)
 {
     fair_t *f = &c->t->fair;
     c->flow = store_id;
-    fair_decay(f, c->fr.req.start_us ? c->fr.req.start_us : shopd_now_us());
+    uint64_t now = c->fr.req.start_us ? c->fr.req.start_us : shopd_now_us();
+    fair_decay(c->t, now);
     uint32_t n = *fair_slot(f, store_id);
     uint8_t pri =
         f->active >= 2 && 4 * (uint64_t)n > 3 * (uint64_t)f->total ? PRI_OVER : PRI_NORMAL;
@@ -242,6 +342,7 @@ fair_place(net_conn_t *c, uint64_t store_id)
         if (pri == PRI_OVER)
             stat_add(&c->t->fair_demoted, 1);
     }
+    c->lane_to = (int8_t)lane_pick(c, store_id, pri == PRI_OVER, now);
 }
 
 static uint64_t
@@ -306,6 +407,9 @@ slot_release(net_thread_t *t, uint32_t s)
 /* ------------------------------------------------------------ connections */
 
 static void conn_parse(net_conn_t *c);
+static void queue_push(net_thread_t *t, reply_node_t *n);
+static bool conn_movable(net_conn_t *c);
+static void conn_move(net_conn_t *c);
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -638,6 +742,10 @@ static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
     net_conn_t *c = arg;
+    if (c->lane_to >= 0 && conn_movable(c)) {
+        conn_move(c); /* the answer is out and no request began: c goes */
+        return;
+    }
     if (c->out_blocked) {
         /* Drained to the low watermark set in conn_parse: resume. */
         c->out_blocked = false;
@@ -713,6 +821,87 @@ request_timeout_cb(evutil_socket_t fd, short what, void *arg)
         conn_parse(c);
 }
 
+/* c, whose bufferevent is made, starts to be served by t. */
+static void
+conn_attach(net_thread_t *t, net_conn_t *c)
+{
+    net_server_t *srv = t->srv;
+    c->t = t;
+    c->slot = slot_alloc(t, c);
+    stat_add(&t->conns_open, 1);
+    struct timeval idle = {srv->cfg.idle_timeout_s, 0};
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    /* Bound what one connection may buffer while its request is being handled. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, srv->cfg.max_header + srv->cfg.max_body + 4096);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* True if c may leave its thread now: between two requests, nothing buffered
+ * either way, no timer of a half-received request running. */
+static bool
+conn_movable(net_conn_t *c)
+{
+    return c->lane_to >= 0 && c->lane_to != c->t->idx && !c->in_flight && !c->closing &&
+           !c->lingering && !c->read_eof && !c->out_blocked &&
+           evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+           evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+           !(c->timer && evtimer_pending(c->timer, NULL));
+}
+
+/* Hands c's socket to the thread of c->lane_to (lane_pick), which adopts it in
+ * its wake_cb; the bufferevent and timer of this thread's base go. The socket
+ * is registered with neither loop meanwhile: the new one's poll reports bytes
+ * that arrived in between. */
+static void
+conn_move(net_conn_t *c)
+{
+    net_thread_t *from = c->t, *to = &from->srv->threads[c->lane_to];
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    /* Without a socket, freeing the bufferevent (CLOSE_ON_FREE) leaves it open. */
+    if (fd < 0 || bufferevent_setfd(c->bev, -1) != 0) {
+        c->lane_to = -1;
+        return;
+    }
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    if (c->timer) {
+        event_free(c->timer);
+        c->timer = NULL;
+    }
+    slot_release(from, c->slot);
+    stat_add(&from->conns_open, (uint64_t)-1);
+    stat_add(&from->lane_moves, 1);
+    c->t = to;
+    c->lane_to = -1;
+    c->pri = PRI_NORMAL;
+    c->moved_us = shopd_now_us();
+    reply_node_t *n = shopd_calloc(1, sizeof(*n));
+    n->adopt = c;
+    n->fd = fd;
+    queue_push(to, n);
+}
+
+/* The end of a move: c (c->t == t) is served here from now on, unless the
+ * server drains (it was idle: it just closes). */
+static void
+conn_adopt(net_thread_t *t, net_conn_t *c, evutil_socket_t fd)
+{
+    net_server_t *srv = t->srv;
+    c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL || atomic_load_explicit(&srv->draining, memory_order_relaxed)) {
+        if (c->bev == NULL)
+            evutil_closesocket(fd);
+        else
+            bufferevent_free(c->bev);
+        net_framer_free(&c->fr);
+        shopd_free(c);
+        atomic_fetch_sub_explicit(&srv->conns, 1, memory_order_relaxed);
+        return;
+    }
+    conn_attach(t, c);
+}
+
 static void
 accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -742,6 +931,7 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     net_conn_t *c = shopd_calloc(1, sizeof(*c));
     c->t = t;
     c->pri = PRI_NORMAL;
+    c->lane_to = -1;
     c->fr.req.conn = c;
     if (sa && sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
@@ -766,17 +956,10 @@ accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, i
     } else {
         c->bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
-    c->slot = slot_alloc(t, c);
     net_framer_init(&c->fr, srv->cfg.max_header, srv->cfg.max_body);
     c->fr.body_cap = srv->cfg.body_cap;
     c->fr.body_cap_ud = srv->cfg.ud;
-    stat_add(&t->conns_open, 1);
-    struct timeval idle = {srv->cfg.idle_timeout_s, 0};
-    bufferevent_set_timeouts(c->bev, &idle, &idle);
-    /* Bound what one connection may buffer while its request is being handled. */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, srv->cfg.max_header + srv->cfg.max_body + 4096);
-    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    conn_attach(t, c);
 }
 
 /* ------------------------------------------------------------ reply queue */
@@ -813,6 +996,11 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
     while (list) {
         reply_node_t *n = list;
         list = n->next;
+        if (n->adopt) {
+            conn_adopt(t, n->adopt, n->fd);
+            shopd_free(n);
+            continue;
+        }
         if ((n->token & NET_TOKEN_EXT) && t->ext.on_reply) {
             t->ext.on_reply(t->ext.ud, n->token, n->reply);
             shopd_free(n);
@@ -840,14 +1028,10 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(t->base);
 }
 
-void
-net_reply_post(void *reply_to, uint64_t token, net_reply_t *reply)
+static void
+queue_push(net_thread_t *t, reply_node_t *n)
 {
-    net_thread_t *t = reply_to;
-    reply_node_t *n = shopd_malloc(sizeof(*n));
     n->next = NULL;
-    n->token = token;
-    n->reply = reply;
     pthread_mutex_lock(&t->qlock);
     bool was_empty = t->qhead == NULL;
     if (t->qtail)
@@ -860,6 +1044,15 @@ net_reply_post(void *reply_to, uint64_t token, net_reply_t *reply)
      * callback takes the whole list. */
     if (was_empty)
         event_active(t->wake, EV_READ, 0);
+}
+
+void
+net_reply_post(void *reply_to, uint64_t token, net_reply_t *reply)
+{
+    reply_node_t *n = shopd_calloc(1, sizeof(*n));
+    n->token = token;
+    n->reply = reply;
+    queue_push(reply_to, n);
 }
 
 /* ------------------------------------------------------------ request API */
@@ -1197,6 +1390,11 @@ net_server_free(net_server_t *srv)
         reply_node_t *n = t->qhead;
         while (n) {
             reply_node_t *next = n->next;
+            if (n->adopt) {
+                evutil_closesocket(n->fd);
+                net_framer_free(&n->adopt->fr);
+                shopd_free(n->adopt);
+            }
             net_reply_free(n->reply);
             shopd_free(n);
             n = next;
@@ -1304,9 +1502,19 @@ net_server_metrics(net_server_t *srv, size_t *lenp)
     uint64_t demoted = 0;
     for (int i = 0; i < srv->nthreads; i++)
         demoted += atomic_load_explicit(&srv->threads[i].fair_demoted, memory_order_relaxed);
+    uint64_t moves = 0;
+    for (int i = 0; i < srv->nthreads; i++)
+        moves += atomic_load_explicit(&srv->threads[i].lane_moves, memory_order_relaxed);
+    mbuf_printf(&buf, &len, &cap,
+                "# HELP shopd_http_lane_moves_total Connections moved between I/O threads: "
+                "to the flood lane (thread 0) when their store took most of a busy thread's "
+                "time, or off it.\n"
+                "# TYPE shopd_http_lane_moves_total counter\n"
+                "shopd_http_lane_moves_total %llu\n",
+                (unsigned long long)moves);
     mbuf_printf(&buf, &len, &cap,
                 "# HELP shopd_http_fair_demotions_total Times a connection's events went to the "
-                "low priority because its store took over twice an even share of its I/O "
+                "low priority because its store took over 3/4 of its I/O "
                 "thread's time.\n"
                 "# TYPE shopd_http_fair_demotions_total counter\n"
                 "shopd_http_fair_demotions_total %llu\n",

@@ -17,6 +17,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
 #include <zlib.h>
 
 #include "harness.h"
@@ -413,6 +419,137 @@ test_fair_io_thread(void **state)
     assert_int_equal(th_stop(s), 0);
 }
 
+/* A keep-alive client: one connection, one request at a time. */
+static int
+ka_open(th_server_t *s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* GET path of store tenant on fd; the status, and the body into body (NUL-ended,
+ * up to cap - 1 bytes kept). -1 if the connection failed. */
+static int
+ka_get(int fd, long tenant, const char *path, char *body, size_t cap)
+{
+    char req[256], buf[65536];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nX-Tenant-Id: %ld\r\n\r\n",
+                     path, tenant);
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+        return -1;
+    size_t got = 0;
+    char *end = NULL;
+    while (!(end = memmem(buf, got, "\r\n\r\n", 4))) {
+        ssize_t k = recv(fd, buf + got, sizeof(buf) - got - 1, 0);
+        if (k <= 0)
+            return -1;
+        got += (size_t)k;
+    }
+    buf[got] = '\0';
+    const char *cl = strcasestr(buf, "\r\nContent-Length:");
+    size_t len = cl ? (size_t)atol(cl + 17) : 0, head = (size_t)(end + 4 - buf);
+    if (head + len > sizeof(buf) - 1)
+        return -1;
+    while (got < head + len) {
+        ssize_t k = recv(fd, buf + got, sizeof(buf) - got - 1, 0);
+        if (k <= 0)
+            return -1;
+        got += (size_t)k;
+    }
+    size_t keep = len < cap - 1 ? len : cap - 1;
+    memcpy(body, buf + head, keep);
+    body[keep] = '\0';
+    return atoi(buf + 9);
+}
+
+typedef struct flood_s {
+    th_server_t *s;
+    long tenant;
+    _Atomic bool stop;
+    _Atomic long ok, bad;
+} flood_t;
+
+static void *
+flood_main(void *arg)
+{
+    flood_t *f = arg;
+    int fd = ka_open(f->s);
+    char body[64];
+    while (!atomic_load(&f->stop)) {
+        if (ka_get(fd, f->tenant, "/api/v1/products", body, sizeof(body)) == 200)
+            atomic_fetch_add(&f->ok, 1);
+        else
+            atomic_fetch_add(&f->bad, 1);
+    }
+    close(fd);
+    return NULL;
+}
+
+/* The flood lane: with two I/O threads, store A floods cached pages over six
+ * keep-alive connections while store B sends over three, so whichever thread
+ * a connection was accepted on, A takes most of a busy thread and connections
+ * move between the threads (counted in /metrics) between two requests. Every
+ * answer of both stores is still right on the same connections: B's pages are
+ * B's, byte for byte, before, during and after the moves. */
+static void
+test_flood_lane(void **state)
+{
+    (void)state;
+    const char *env[] = {"SHOPD_IO_THREADS=2", NULL};
+    th_server_t *s = th_start(env);
+    long b = th_create_store(s, th_slug("laneb"), NULL);
+    char *b_admin = th_token(s, "STORE_ADMIN", b);
+    th_resp_t r = th_store_req(s, b, b_admin, "POST", "/api/v1/products",
+                               "{\"name\":\"Lane B\",\"base_price\":1234,\"status\":\"active\"}");
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    free(b_admin);
+    assert_int_equal(metric(s, "shopd_http_lane_moves_total"), 0);
+
+    int fb[3];
+    static char first[65536], page[65536];
+    for (int i = 0; i < 3; i++)
+        fb[i] = ka_open(s);
+    assert_int_equal(ka_get(fb[0], b, "/api/v1/products", first, sizeof(first)), 200);
+    assert_non_null(strstr(first, "Lane B"));
+
+    flood_t f = {.s = s, .tenant = store};
+    pthread_t th[6];
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, flood_main, &f), 0);
+    long b_ok = 0;
+    uint64_t t0 = shopd_now_us();
+    while (shopd_now_us() - t0 < 3000000) {
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(ka_get(fb[i], b, "/api/v1/products", page, sizeof(page)), 200);
+            assert_string_equal(page, first);
+            b_ok++;
+        }
+        if (metric(s, "shopd_http_lane_moves_total") > 0 && shopd_now_us() - t0 > 1500000)
+            break;
+        usleep(2000);
+    }
+    atomic_store(&f.stop, true);
+    for (int i = 0; i < 6; i++)
+        pthread_join(th[i], NULL);
+    assert_true(metric(s, "shopd_http_lane_moves_total") > 0);
+    assert_int_equal(atomic_load(&f.bad), 0);
+    assert_true(atomic_load(&f.ok) > 100);
+    assert_true(b_ok > 10);
+    /* After the flood, B's connections still answer (wherever they are now). */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ka_get(fb[i], b, "/api/v1/products", page, sizeof(page)), 200);
+        assert_string_equal(page, first);
+        close(fb[i]);
+    }
+    assert_int_equal(th_stop(s), 0);
+}
+
 static void
 test_lean_names(void **state)
 {
@@ -439,13 +576,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gzip_and_etags),
-        cmocka_unit_test(test_io_thread_hits),
-        cmocka_unit_test(test_two_processes),
-        cmocka_unit_test(test_redis_lost),
-        cmocka_unit_test(test_lean_names),
-        cmocka_unit_test(test_fair_io_thread),
-        TH_STOP_TEST,
+        cmocka_unit_test(test_gzip_and_etags), cmocka_unit_test(test_io_thread_hits),
+        cmocka_unit_test(test_two_processes),  cmocka_unit_test(test_redis_lost),
+        cmocka_unit_test(test_lean_names),     cmocka_unit_test(test_fair_io_thread),
+        cmocka_unit_test(test_flood_lane),     TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
