@@ -468,4 +468,27 @@ net_reply_t *store_h_current(api_ctx_t *ctx);
 /** Looks a tenant key up in PostgreSQL (platform actor). OK, NOTFOUND or UNAVAILABLE. */
 shopd_rc_t store_lookup(app_t *app, const char *key, store_snap_t *out);
 
+/* ------------------------------------------------------------ text buffer */
+
+/** A growing NUL-terminated text buffer, for SQL and for JSON written in C from
+ *  rows (the catalog's pages, orders). Zero-initialised is empty; the caller frees p. */
+typedef struct api_buf_s {
+    char *p;
+    size_t n, cap;
+} api_buf_t;
+void api_buf_put(api_buf_t *b, const char *s, size_t len);
+void api_buf_puts(api_buf_t *b, const char *s);
+void api_buf_printf(api_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** s as a JSON string, escaped as PostgreSQL's escape_json does (so JSON written
+ *  in C matches the bytes json_build_object wrote): \b \f \n \r \t \" \\ by
+ *  name, other control characters as \u00xx, everything else (UTF-8) as it is. */
+void api_buf_json_str(api_buf_t *b, const char *s);
+/** Column col of row i as JSON, null when NULL: its text as it is (numbers, JSON
+ *  text), as a string, as true/false, or (a timestamptz in DateStyle ISO) as
+ *  PostgreSQL's to_json writes it. */
+void api_buf_pg_raw(api_buf_t *b, const PGresult *r, int i, int col);
+void api_buf_pg_text(api_buf_t *b, const PGresult *r, int i, int col);
+void api_buf_pg_bool(api_buf_t *b, const PGresult *r, int i, int col);
+void api_buf_pg_ts(api_buf_t *b, const PGresult *r, int i, int col);
+
 #endif

@@ -5,6 +5,7 @@
  * RFC 3339 times.
  * The query (query.c) and database errors (dberr.c) are the rest of the kit.
  */
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,4 +265,125 @@ api_rfc3339(const char *s, int64_t *us)
     int64_t t = (int64_t)timegm(&tm) - sign * (oh * 3600 + om * 60);
     *us = t * 1000000 + frac;
     return true;
+}
+
+/* ------------------------------------------------------------ text buffer */
+
+void
+api_buf_put(api_buf_t *b, const char *s, size_t len)
+{
+    if (b->n + len + 1 > b->cap) {
+        b->cap = (b->n + len + 1) * 2;
+        b->p = shopd_realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+}
+
+void
+api_buf_puts(api_buf_t *b, const char *s)
+{
+    api_buf_put(b, s, strlen(s));
+}
+
+void
+api_buf_printf(api_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+            return;
+        if (b->p && (size_t)k < b->cap - b->n) {
+            b->n += (size_t)k;
+            return;
+        }
+        b->cap = (b->cap + (size_t)k + 1) * 2;
+        b->p = shopd_realloc(b->p, b->cap);
+    }
+}
+
+void
+api_buf_json_str(api_buf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    api_buf_put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        api_buf_put(b, run, (size_t)(s - run));
+        run = s + 1;
+        const char *e = ch == '"'    ? "\\\""
+                        : ch == '\\' ? "\\\\"
+                        : ch == '\b' ? "\\b"
+                        : ch == '\f' ? "\\f"
+                        : ch == '\n' ? "\\n"
+                        : ch == '\r' ? "\\r"
+                        : ch == '\t' ? "\\t"
+                                     : NULL;
+        if (e)
+            api_buf_puts(b, e);
+        else
+            api_buf_put(b, (char[]){'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]}, 6);
+    }
+    api_buf_put(b, run, (size_t)(s - run));
+    api_buf_put(b, "\"", 1);
+}
+
+/* A column of row i of r: its text as it is (a number, or JSON text: jsonb, built
+ * arrays), or null. */
+void
+api_buf_pg_raw(api_buf_t *b, const PGresult *r, int i, int col)
+{
+    if (PQgetisnull(r, i, col))
+        api_buf_put(b, "null", 4);
+    else
+        api_buf_put(b, PQgetvalue(r, i, col), (size_t)PQgetlength(r, i, col));
+}
+
+void
+api_buf_pg_text(api_buf_t *b, const PGresult *r, int i, int col)
+{
+    if (PQgetisnull(r, i, col))
+        api_buf_put(b, "null", 4);
+    else
+        api_buf_json_str(b, PQgetvalue(r, i, col));
+}
+
+void
+api_buf_pg_bool(api_buf_t *b, const PGresult *r, int i, int col)
+{
+    if (PQgetisnull(r, i, col))
+        api_buf_put(b, "null", 4);
+    else if (PQgetvalue(r, i, col)[0] == 't')
+        api_buf_put(b, "true", 4);
+    else
+        api_buf_put(b, "false", 5);
+}
+
+/* A timestamptz column, text in DateStyle ISO ("2026-12-02 05:19:52.5+00"), as JSON
+ * writes it (XSD: "2026-12-02T05:19:52.5+00:00"): a T for the space, and minutes on
+ * an offset of whole hours. The session's time zone is the same either way. */
+void
+api_buf_pg_ts(api_buf_t *b, const PGresult *r, int i, int col)
+{
+    const char *s = PQgetvalue(r, i, col);
+    const char *sp = strchr(s, ' ');
+    if (PQgetisnull(r, i, col) || sp == NULL) { /* null, or "infinity" as it is */
+        api_buf_pg_text(b, r, i, col);
+        return;
+    }
+    api_buf_put(b, "\"", 1);
+    api_buf_put(b, s, (size_t)(sp - s));
+    api_buf_put(b, "T", 1);
+    const char *t = sp + 1, *tz = t + strcspn(t, "+-");
+    api_buf_put(b, t, strlen(t));
+    if (*tz && strchr(tz, ':') == NULL)
+        api_buf_put(b, ":00", 3);
+    api_buf_put(b, "\"", 1);
 }

@@ -183,19 +183,6 @@ enum { PC_HIT_IO, PC_HIT_WORKER, PC_MISS };
 void pc_count(int what);
 
 /** Bumps the store's catalog version (after a committed write). */
-/* A growing NUL-terminated text buffer: the list's SQL and the pages' JSON
- * written in C (products.c, page.c). Zero-initialised is empty; the caller frees p. */
-typedef struct cat_buf_s {
-    char *p;
-    size_t n, cap;
-} cat_buf_t;
-void cat_buf_put(cat_buf_t *b, const char *s, size_t len);
-void cat_buf_puts(cat_buf_t *b, const char *s);
-void cat_buf_printf(cat_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/** s as a JSON string, escaped as PostgreSQL's escape_json does (so pages written
- *  in C match the bytes of those json_build_object wrote): \b \f \n \r \t \" \\ by
- *  name, other control characters as \u00xx, everything else (UTF-8) as it is. */
-void cat_buf_json_str(cat_buf_t *b, const char *s);
 void cat_bump(api_ctx_t *ctx);
 /** Serves a public GET through the cache: fn builds the fresh reply on a miss.
  *  Admin callers bypass it. Adds ETag, Cache-Control, and answers 304 on a match. */

@@ -71,47 +71,6 @@ const char catalog_product_json_sql[] =
     "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = $1::bigint AND "
                                     "p.id = $2::bigint";
 
-/* A column: its text as it is (a number, or JSON text: jsonb, built arrays) or null. */
-static void
-put_raw(cat_buf_t *b, const PGresult *r, int i, int col)
-{
-    if (PQgetisnull(r, i, col))
-        cat_buf_put(b, "null", 4);
-    else
-        cat_buf_put(b, PQgetvalue(r, i, col), (size_t)PQgetlength(r, i, col));
-}
-
-static void
-put_text(cat_buf_t *b, const PGresult *r, int i, int col)
-{
-    if (PQgetisnull(r, i, col))
-        cat_buf_put(b, "null", 4);
-    else
-        cat_buf_json_str(b, PQgetvalue(r, i, col));
-}
-
-/* A timestamptz column, text in DateStyle ISO ("2026-12-02 05:19:52.5+00"), as JSON
- * writes it (XSD: "2026-12-02T05:19:52.5+00:00"): a T for the space, and minutes on
- * an offset of whole hours. The session's time zone is the same either way. */
-static void
-put_ts(cat_buf_t *b, const PGresult *r, int i, int col)
-{
-    const char *s = PQgetvalue(r, i, col);
-    const char *sp = strchr(s, ' ');
-    if (PQgetisnull(r, i, col) || sp == NULL) { /* NOT NULL columns; "infinity" as it is */
-        put_text(b, r, i, col);
-        return;
-    }
-    cat_buf_put(b, "\"", 1);
-    cat_buf_put(b, s, (size_t)(sp - s));
-    cat_buf_put(b, "T", 1);
-    const char *t = sp + 1, *tz = t + strcspn(t, "+-");
-    cat_buf_put(b, t, strlen(t));
-    if (*tz && strchr(tz, ':') == NULL)
-        cat_buf_put(b, ":00", 3);
-    cat_buf_put(b, "\"", 1);
-}
-
 /* ---- rows, sorted ---- */
 
 typedef struct prow_s {
@@ -142,65 +101,65 @@ num(const PGresult *r, int i, int col)
 
 /* The image whose rendition rows are imgs[g..end) (one row with NULLs when it has none). */
 static void
-put_image(cat_buf_t *b, const PGresult *r, const prow_t *imgs, int g, int end, const char *pid)
+put_image(api_buf_t *b, const PGresult *r, const prow_t *imgs, int g, int end, const char *pid)
 {
     int i = imgs[g].row;
-    cat_buf_puts(b, "{\"id\":");
-    put_raw(b, r, i, 1);
-    cat_buf_puts(b, ",\"product_id\":");
-    cat_buf_puts(b, pid);
-    cat_buf_puts(b, ",\"variant_id\":");
-    put_raw(b, r, i, 2);
-    cat_buf_puts(b, ",\"alt\":");
-    put_text(b, r, i, 3);
-    cat_buf_puts(b, ",\"position\":");
-    put_raw(b, r, i, 4);
-    cat_buf_puts(b, ",\"state\":");
-    put_text(b, r, i, 5);
-    cat_buf_puts(b, ",\"url\":");
-    put_text(b, r, i, 6);
-    cat_buf_puts(b, ",\"width\":");
-    put_raw(b, r, i, 7);
-    cat_buf_puts(b, ",\"height\":");
-    put_raw(b, r, i, 8);
-    cat_buf_puts(b, ",\"mime\":");
-    put_text(b, r, i, 9);
-    cat_buf_puts(b, ",\"bytes\":");
-    put_raw(b, r, i, 10);
-    cat_buf_puts(b, ",\"sha256\":");
-    put_text(b, r, i, 11);
-    cat_buf_puts(b, ",\"created_at\":");
-    put_ts(b, r, i, 12);
-    cat_buf_puts(b, ",\"updated_at\":");
-    put_ts(b, r, i, 13);
-    cat_buf_puts(b, ",\"renditions\":[");
+    api_buf_puts(b, "{\"id\":");
+    api_buf_pg_raw(b, r, i, 1);
+    api_buf_puts(b, ",\"product_id\":");
+    api_buf_puts(b, pid);
+    api_buf_puts(b, ",\"variant_id\":");
+    api_buf_pg_raw(b, r, i, 2);
+    api_buf_puts(b, ",\"alt\":");
+    api_buf_pg_text(b, r, i, 3);
+    api_buf_puts(b, ",\"position\":");
+    api_buf_pg_raw(b, r, i, 4);
+    api_buf_puts(b, ",\"state\":");
+    api_buf_pg_text(b, r, i, 5);
+    api_buf_puts(b, ",\"url\":");
+    api_buf_pg_text(b, r, i, 6);
+    api_buf_puts(b, ",\"width\":");
+    api_buf_pg_raw(b, r, i, 7);
+    api_buf_puts(b, ",\"height\":");
+    api_buf_pg_raw(b, r, i, 8);
+    api_buf_puts(b, ",\"mime\":");
+    api_buf_pg_text(b, r, i, 9);
+    api_buf_puts(b, ",\"bytes\":");
+    api_buf_pg_raw(b, r, i, 10);
+    api_buf_puts(b, ",\"sha256\":");
+    api_buf_pg_text(b, r, i, 11);
+    api_buf_puts(b, ",\"created_at\":");
+    api_buf_pg_ts(b, r, i, 12);
+    api_buf_puts(b, ",\"updated_at\":");
+    api_buf_pg_ts(b, r, i, 13);
+    api_buf_puts(b, ",\"renditions\":[");
     bool first = true;
     for (int k = g; k < end; k++) {
         int j = imgs[k].row;
         if (PQgetisnull(r, j, 14))
             continue;
-        cat_buf_puts(b, first ? "{\"format\":" : ",{\"format\":");
+        api_buf_puts(b, first ? "{\"format\":" : ",{\"format\":");
         first = false;
-        put_text(b, r, j, 14);
-        cat_buf_puts(b, ",\"width\":");
-        put_raw(b, r, j, 15);
-        cat_buf_puts(b, ",\"height\":");
-        put_raw(b, r, j, 16);
-        cat_buf_puts(b, ",\"bytes\":");
-        put_raw(b, r, j, 17);
-        cat_buf_puts(b, ",\"url\":");
-        put_text(b, r, j, 18);
-        cat_buf_put(b, "}", 1);
+        api_buf_pg_text(b, r, j, 14);
+        api_buf_puts(b, ",\"width\":");
+        api_buf_pg_raw(b, r, j, 15);
+        api_buf_puts(b, ",\"height\":");
+        api_buf_pg_raw(b, r, j, 16);
+        api_buf_puts(b, ",\"bytes\":");
+        api_buf_pg_raw(b, r, j, 17);
+        api_buf_puts(b, ",\"url\":");
+        api_buf_pg_text(b, r, j, 18);
+        api_buf_put(b, "}", 1);
     }
-    cat_buf_puts(b, "]}");
+    api_buf_puts(b, "]}");
 }
 
 /* The images among imgs[0..n) of variant vid ("" = all of them), as a JSON array. */
 static void
-put_images(cat_buf_t *b, const PGresult *r, const prow_t *imgs, int n, const char *vid,
+put_images(api_buf_t *b, const PGresult *r, const prow_t *imgs, int n, const char *vid,
            const char *pid)
 {
-    cat_buf_put(b, "[", 1);
+    api_buf_put(b, "[", 1);
     bool first = true;
     for (int g = 0, end; g < n; g = end) {
         for (end = g + 1; end < n && imgs[end].id == imgs[g].id; end++)
@@ -209,47 +168,47 @@ put_images(cat_buf_t *b, const PGresult *r, const prow_t *imgs, int n, const cha
         if (*vid && (PQgetisnull(r, i, 2) || strcmp(PQgetvalue(r, i, 2), vid)))
             continue;
         if (!first)
-            cat_buf_put(b, ",", 1);
+            api_buf_put(b, ",", 1);
         first = false;
         put_image(b, r, imgs, g, end, pid);
     }
-    cat_buf_put(b, "]", 1);
+    api_buf_put(b, "]", 1);
 }
 
 static void
-put_variant(cat_buf_t *b, const PGresult *r, int i, int prow, const prow_t *imgs, int nimg)
+put_variant(api_buf_t *b, const PGresult *r, int i, int prow, const prow_t *imgs, int nimg)
 {
     const char *pid = PQgetvalue(r, prow, 1);
-    cat_buf_puts(b, "{\"id\":");
-    put_raw(b, r, i, 1);
-    cat_buf_puts(b, ",\"product_id\":");
-    cat_buf_puts(b, pid);
-    cat_buf_puts(b, ",\"sku\":");
-    put_text(b, r, i, 2);
-    cat_buf_puts(b, ",\"options\":");
-    put_raw(b, r, i, 3);
-    cat_buf_puts(b, ",\"price\":"); /* coalesce(v.price, p.base_price) */
+    api_buf_puts(b, "{\"id\":");
+    api_buf_pg_raw(b, r, i, 1);
+    api_buf_puts(b, ",\"product_id\":");
+    api_buf_puts(b, pid);
+    api_buf_puts(b, ",\"sku\":");
+    api_buf_pg_text(b, r, i, 2);
+    api_buf_puts(b, ",\"options\":");
+    api_buf_pg_raw(b, r, i, 3);
+    api_buf_puts(b, ",\"price\":"); /* coalesce(v.price, p.base_price) */
     if (PQgetisnull(r, i, 4))
-        put_raw(b, r, prow, 6);
+        api_buf_pg_raw(b, r, prow, 6);
     else
-        put_raw(b, r, i, 4);
-    cat_buf_puts(b, ",\"price_override\":");
-    put_raw(b, r, i, 4);
-    cat_buf_puts(b, ",\"stock\":");
-    put_raw(b, r, i, 5);
-    cat_buf_puts(b, ",\"weight_g\":");
-    put_raw(b, r, i, 6);
-    cat_buf_puts(b, ",\"barcode\":");
-    put_text(b, r, i, 7);
-    cat_buf_puts(b, ",\"position\":");
-    put_raw(b, r, i, 8);
-    cat_buf_puts(b, ",\"created_at\":");
-    put_ts(b, r, i, 9);
-    cat_buf_puts(b, ",\"updated_at\":");
-    put_ts(b, r, i, 10);
-    cat_buf_puts(b, ",\"images\":");
+        api_buf_pg_raw(b, r, i, 4);
+    api_buf_puts(b, ",\"price_override\":");
+    api_buf_pg_raw(b, r, i, 4);
+    api_buf_puts(b, ",\"stock\":");
+    api_buf_pg_raw(b, r, i, 5);
+    api_buf_puts(b, ",\"weight_g\":");
+    api_buf_pg_raw(b, r, i, 6);
+    api_buf_puts(b, ",\"barcode\":");
+    api_buf_pg_text(b, r, i, 7);
+    api_buf_puts(b, ",\"position\":");
+    api_buf_pg_raw(b, r, i, 8);
+    api_buf_puts(b, ",\"created_at\":");
+    api_buf_pg_ts(b, r, i, 9);
+    api_buf_puts(b, ",\"updated_at\":");
+    api_buf_pg_ts(b, r, i, 10);
+    api_buf_puts(b, ",\"images\":");
     put_images(b, r, imgs, nimg, PQgetvalue(r, i, 1), pid);
-    cat_buf_put(b, "}", 1);
+    api_buf_put(b, "}", 1);
 }
 
 char *
@@ -279,57 +238,57 @@ catalog_page_render(const PGresult *r, size_t *len)
     qsort(vars, (size_t)nvar, sizeof(prow_t), prow_cmp);
     qsort(imgs, (size_t)nimg, sizeof(prow_t), prow_cmp);
     qsort(opts, (size_t)nopt, sizeof(prow_t), prow_cmp);
-    cat_buf_t b = {0};
+    api_buf_t b = {0};
     const char *pid = PQgetvalue(r, prow, 1);
-    cat_buf_puts(&b, "{\"id\":");
-    cat_buf_puts(&b, pid);
-    cat_buf_puts(&b, ",\"category_id\":");
-    put_raw(&b, r, prow, 2);
-    cat_buf_puts(&b, ",\"name\":");
-    put_text(&b, r, prow, 3);
-    cat_buf_puts(&b, ",\"slug\":");
-    put_text(&b, r, prow, 4);
-    cat_buf_puts(&b, ",\"description\":");
-    put_text(&b, r, prow, 5);
-    cat_buf_puts(&b, ",\"base_price\":");
-    put_raw(&b, r, prow, 6);
-    cat_buf_puts(&b, ",\"status\":");
-    put_text(&b, r, prow, 7);
-    cat_buf_puts(&b, ",\"brand\":");
-    put_text(&b, r, prow, 8);
-    cat_buf_puts(&b, ",\"attributes\":");
-    put_raw(&b, r, prow, 9);
-    cat_buf_puts(&b, ",\"created_at\":");
-    put_ts(&b, r, prow, 10);
-    cat_buf_puts(&b, ",\"updated_at\":");
-    put_ts(&b, r, prow, 11);
-    cat_buf_puts(&b, ",\"images\":");
+    api_buf_puts(&b, "{\"id\":");
+    api_buf_puts(&b, pid);
+    api_buf_puts(&b, ",\"category_id\":");
+    api_buf_pg_raw(&b, r, prow, 2);
+    api_buf_puts(&b, ",\"name\":");
+    api_buf_pg_text(&b, r, prow, 3);
+    api_buf_puts(&b, ",\"slug\":");
+    api_buf_pg_text(&b, r, prow, 4);
+    api_buf_puts(&b, ",\"description\":");
+    api_buf_pg_text(&b, r, prow, 5);
+    api_buf_puts(&b, ",\"base_price\":");
+    api_buf_pg_raw(&b, r, prow, 6);
+    api_buf_puts(&b, ",\"status\":");
+    api_buf_pg_text(&b, r, prow, 7);
+    api_buf_puts(&b, ",\"brand\":");
+    api_buf_pg_text(&b, r, prow, 8);
+    api_buf_puts(&b, ",\"attributes\":");
+    api_buf_pg_raw(&b, r, prow, 9);
+    api_buf_puts(&b, ",\"created_at\":");
+    api_buf_pg_ts(&b, r, prow, 10);
+    api_buf_puts(&b, ",\"updated_at\":");
+    api_buf_pg_ts(&b, r, prow, 11);
+    api_buf_puts(&b, ",\"images\":");
     put_images(&b, r, imgs, nimg, "", pid);
-    cat_buf_puts(&b, ",\"category\":");
+    api_buf_puts(&b, ",\"category\":");
     if (PQgetisnull(r, prow, 13)) { /* categories.slug is NOT NULL: no category row */
-        cat_buf_put(&b, "null", 4);
+        api_buf_put(&b, "null", 4);
     } else {
-        cat_buf_puts(&b, "{\"id\":");
-        put_raw(&b, r, prow, 2);
-        cat_buf_puts(&b, ",\"name\":");
-        put_text(&b, r, prow, 12);
-        cat_buf_puts(&b, ",\"slug\":");
-        put_text(&b, r, prow, 13);
-        cat_buf_put(&b, "}", 1);
+        api_buf_puts(&b, "{\"id\":");
+        api_buf_pg_raw(&b, r, prow, 2);
+        api_buf_puts(&b, ",\"name\":");
+        api_buf_pg_text(&b, r, prow, 12);
+        api_buf_puts(&b, ",\"slug\":");
+        api_buf_pg_text(&b, r, prow, 13);
+        api_buf_put(&b, "}", 1);
     }
-    cat_buf_puts(&b, ",\"option_value_ids\":[");
+    api_buf_puts(&b, ",\"option_value_ids\":[");
     for (int o = 0; o < nopt; o++) {
         if (o)
-            cat_buf_put(&b, ",", 1);
-        put_raw(&b, r, opts[o].row, 1);
+            api_buf_put(&b, ",", 1);
+        api_buf_pg_raw(&b, r, opts[o].row, 1);
     }
-    cat_buf_puts(&b, "],\"variants\":[");
+    api_buf_puts(&b, "],\"variants\":[");
     for (int v = 0; v < nvar; v++) {
         if (v)
-            cat_buf_put(&b, ",", 1);
+            api_buf_put(&b, ",", 1);
         put_variant(&b, r, vars[v].row, prow, imgs, nimg);
     }
-    cat_buf_puts(&b, "]}");
+    api_buf_puts(&b, "]}");
     out = b.p;
     *len = b.n;
 done:

@@ -49,21 +49,21 @@ void
 catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
 {
     memset(s, 0, sizeof(*s));
-    cat_buf_t w = {0}, with = {0};
+    api_buf_t w = {0}, with = {0};
     addnum(s, (long long)f->store_id);
-    cat_buf_printf(&w, "p.store_id = $1::bigint");
+    api_buf_printf(&w, "p.store_id = $1::bigint");
     if (!f->admin)
-        cat_buf_printf(&w, " AND p.status = 'active'");
+        api_buf_printf(&w, " AND p.status = 'active'");
     else if (f->status) /* one of three validated words: inlined so partial indexes match */
-        cat_buf_printf(&w, " AND p.status = '%s'", w_status(f->status));
+        api_buf_printf(&w, " AND p.status = '%s'", w_status(f->status));
     if (f->category_ids)
-        cat_buf_printf(&w, " AND p.category_id = ANY ($%d::bigint[])", addp(s, f->category_ids));
+        api_buf_printf(&w, " AND p.category_id = ANY ($%d::bigint[])", addp(s, f->category_ids));
     if (f->min_price >= 0)
-        cat_buf_printf(&w, " AND p.base_price >= $%d::bigint", addnum(s, f->min_price));
+        api_buf_printf(&w, " AND p.base_price >= $%d::bigint", addnum(s, f->min_price));
     if (f->max_price >= 0)
-        cat_buf_printf(&w, " AND p.base_price <= $%d::bigint", addnum(s, f->max_price));
+        api_buf_printf(&w, " AND p.base_price <= $%d::bigint", addnum(s, f->max_price));
     if (f->brand)
-        cat_buf_printf(&w, " AND p.brand = $%d", addp(s, f->brand));
+        api_buf_printf(&w, " AND p.brand = $%d", addp(s, f->brand));
     if (f->q) {
         size_t n = strlen(f->q);
         s->pattern = shopd_malloc(2 * n + 3);
@@ -80,29 +80,29 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
         /* The matches are computed first, through the trigram indexes, then joined:
          * left to itself the planner may walk a sort index filtering every row with
          * ILIKE, hoping to fill the page early, which is a full scan for a rare word. */
-        cat_buf_printf(&with,
+        api_buf_printf(&with,
                        "WITH m AS MATERIALIZED (SELECT id FROM products WHERE store_id = $1::bigint"
                        " AND (name ILIKE $%d OR description ILIKE $%d)) ",
                        k, k);
     }
     const char *from = f->q ? "products p JOIN m ON m.id = p.id" : "products p";
     s->count_nparams = s->nparams;
-    cat_buf_t cq = {0};
+    api_buf_t cq = {0};
     if (f->q == NULL && f->min_price < 0 && f->max_price < 0 && f->brand == NULL) {
         /* Only status and category: the counts kept by triggers (sql/0020) answer
          * exactly, whatever the store's size, from one row per category. */
-        cat_buf_printf(
+        api_buf_printf(
             &cq, "SELECT coalesce(sum(n), 0) FROM catalog_counts WHERE store_id = $1::bigint");
         if (!f->admin || f->status)
-            cat_buf_printf(&cq, " AND status = '%s'", !f->admin ? "active" : w_status(f->status));
+            api_buf_printf(&cq, " AND status = '%s'", !f->admin ? "active" : w_status(f->status));
         if (f->category_ids)
-            cat_buf_printf(&cq, " AND category_id = ANY ($2::bigint[])");
+            api_buf_printf(&cq, " AND category_id = ANY ($2::bigint[])");
         s->count_exact = true;
     } else {
         /* Counting stops past CATALOG_COUNT_CAP: an exact count of most of a big store
          * would read all of it on every page. The ORDER BY makes the bounded count walk
          * an id index instead of reading the table until the cap is reached. */
-        cat_buf_printf(
+        api_buf_printf(
             &cq, "%sSELECT count(*) FROM (SELECT 1 FROM %s WHERE %s ORDER BY p.id LIMIT %d) c",
             with.p ? with.p : "", from, w.p, CATALOG_COUNT_CAP + 1);
     }
@@ -136,11 +136,11 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
     if (f->cursor_id) {
         int ki = addnum(s, (long long)f->cursor_id);
         if (key == NULL) {
-            cat_buf_printf(&w, " AND p.id < $%d::bigint", ki);
+            api_buf_printf(&w, " AND p.id < $%d::bigint", ki);
         } else {
             s->cursor_key = shopd_strdup(f->cursor_key ? f->cursor_key : "");
             int kk = addp(s, s->cursor_key);
-            cat_buf_printf(&w, " AND (p.%s, p.id) %s ($%d::%s, $%d::bigint)", key, desc ? "<" : ">",
+            api_buf_printf(&w, " AND (p.%s, p.id) %s ($%d::%s, $%d::bigint)", key, desc ? "<" : ">",
                            kk, strcmp(key, "name") ? "bigint" : "text", ki);
         }
     }
@@ -156,9 +156,9 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
         snprintf(lim, sizeof(lim), "LIMIT %d OFFSET $%d::int", f->limit, addnum(s, f->offset));
     else
         snprintf(lim, sizeof(lim), "LIMIT %d", f->limit);
-    cat_buf_t q = {0};
+    api_buf_t q = {0};
     if (f->expand_variants)
-        cat_buf_printf(
+        api_buf_printf(
             &q,
             "%sSELECT " CAT_PRODUCT_JSON("p") "::text, %s::text, p.id FROM ("
                                               "SELECT p.* FROM %s WHERE %s ORDER BY p.%s "
@@ -166,7 +166,7 @@ catalog_list_sql(const catalog_filter_t *f, catalog_sql_t *s)
             with.p ? with.p : "", key ? key : "p.id", from, w.p, order, lim, order);
     else /* the page's rows first (only the columns shown), then one summary of each
           * row's variants */
-        cat_buf_printf(
+        api_buf_printf(
             &q,
             "%sSELECT p.slug, %s::text, p.id, " CAT_PRODUCT_LEAN_COLS(
                 "p", "vs") " FROM (SELECT p.id, p.slug, p.name, p.base_price, p.store_id "
@@ -252,13 +252,13 @@ parse_ll(const char *s, long long min, long long max, long long *out)
  * price_max, in_stock, variant_count, image) as its JSON entry. Numbers come as PostgreSQL's
  * decimal text, a slug is [a-z0-9-] by its CHECK, so only the name needs escaping. */
 static void
-lean_entry(cat_buf_t *b, const PGresult *r, int i)
+lean_entry(api_buf_t *b, const PGresult *r, int i)
 {
-    cat_buf_printf(b, "{\"id\":%s,\"slug\":\"%s\",\"name\":", PQgetvalue(r, i, 2),
+    api_buf_printf(b, "{\"id\":%s,\"slug\":\"%s\",\"name\":", PQgetvalue(r, i, 2),
                    PQgetvalue(r, i, 0));
-    cat_buf_json_str(b, PQgetvalue(r, i, 3));
+    api_buf_json_str(b, PQgetvalue(r, i, 3));
     /* The image is PostgreSQL's JSON (URLs and alt text escaped there). */
-    cat_buf_printf(b,
+    api_buf_printf(b,
                    ",\"price_min\":%s,\"price_max\":%s,\"in_stock\":%s,\"image\":%s,"
                    "\"variant_count\":%s}",
                    PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
@@ -288,37 +288,37 @@ list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long pa
         reply = api_db_error(ctx, res[0] && db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1],
                              "product list");
     } else {
-        cat_buf_t b = {0};
+        api_buf_t b = {0};
         int rows = PQntuples(res[0]);
-        cat_buf_put(&b, "{\"data\":[", 9);
+        api_buf_put(&b, "{\"data\":[", 9);
         for (int i = 0; i < rows; i++) {
             if (i)
-                cat_buf_put(&b, ",", 1);
+                api_buf_put(&b, ",", 1);
             if (f.expand_variants)
-                cat_buf_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
+                api_buf_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
             else
                 lean_entry(&b, res[0], i);
         }
         long total = atol(PQgetvalue(res[1], 0, 0));
         bool capped = !sql.count_exact && total > CATALOG_COUNT_CAP;
-        cat_buf_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":",
+        api_buf_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":",
                        capped ? (long)CATALOG_COUNT_CAP : total, capped ? "true" : "false",
                        f.limit);
         if (rows == f.limit && page == 0) {
-            cat_buf_put(&b, "\"", 1);
+            api_buf_put(&b, "\"", 1);
             if (f.sort != CATALOG_SORT_NEWEST) {
                 const char *k = PQgetvalue(res[0], rows - 1, 1);
                 for (; *k; k++)
-                    cat_buf_printf(&b, "%02x", (unsigned char)*k);
-                cat_buf_put(&b, ".", 1);
+                    api_buf_printf(&b, "%02x", (unsigned char)*k);
+                api_buf_put(&b, ".", 1);
             }
-            cat_buf_printf(&b, "%s\"", PQgetvalue(res[0], rows - 1, 2));
+            api_buf_printf(&b, "%s\"", PQgetvalue(res[0], rows - 1, 2));
         } else {
-            cat_buf_put(&b, "null", 4);
+            api_buf_put(&b, "null", 4);
         }
         if (page)
-            cat_buf_printf(&b, ",\"page\":%lld", page);
-        cat_buf_put(&b, "}", 1);
+            api_buf_printf(&b, ",\"page\":%lld", page);
+        api_buf_put(&b, "}", 1);
         reply = api_raw_json(SHOPD_OK, b.p, b.n);
         shopd_free(b.p);
     }
