@@ -19,6 +19,8 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "shopd/db.h"
+#include "shopd/net.h"
 
 static th_server_t *srv;
 static __thread th_server_t *rq_srv; /* a thread's own server (two processes), else srv */
@@ -1150,6 +1152,86 @@ test_crash_during_checkouts(void **state)
     srv = main_srv;
 }
 
+/* The order answer as the old renderer wrote it (one json_build_object with four
+ * json_agg subplans per order, sql as of 2026-12-02): the oracle for the rows
+ * written in C (orders.c, order_render_many). */
+static const char old_order_json_sql[] =
+    "json_build_object('id', o.id, 'number', o.number, 'name', '#' || o.number, 'status', "
+    "o.status, 'payment_status', o.payment_status, 'payment_provider', o.payment_provider, "
+    "'email', o.email, 'user_id', o.user_id, 'currency', o.currency, 'prices_include_tax', "
+    "o.prices_include_tax, 'subtotal', o.subtotal, 'discount_total', o.discount_total, "
+    "'shipping_total', o.shipping_total, 'tax_total', o.tax_total, 'total', o.total, "
+    "'refunded_total', o.refunded_total, 'discount_code', o.discount_code, 'shipping_rate_id', "
+    "o.shipping_rate_id, 'shipping_name', o.shipping_name, 'shipping_address', "
+    "o.shipping_address, 'billing_address', o.billing_address, 'item_count', o.item_count, "
+    "'created_at', o.created_at, 'updated_at', o.updated_at, 'paid_at', o.paid_at, "
+    "'cancelled_at', o.cancelled_at, "
+    "'items', (SELECT coalesce(json_agg(json_build_object('id', i.id, 'variant_id', "
+    "i.variant_id, 'product_id', i.product_id, 'name', i.name, 'sku', i.sku, 'options', "
+    "i.options, 'unit_price', i.unit_price, 'quantity', i.quantity, 'line_total', i.line_total, "
+    "'tax', i.tax, 'restocked_quantity', i.refunded_quantity) ORDER BY i.id), '[]') FROM "
+    "order_items i WHERE i.store_id = o.store_id AND i.order_id = o.id), "
+    "'events', (SELECT coalesce(json_agg(json_build_object('id', e.id, 'from', e.from_status, "
+    "'to', e.to_status, 'actor', e.actor, 'actor_user_id', e.actor_user_id, 'note', e.note, "
+    "'tracking_number', e.tracking_number, 'at', e.created_at) ORDER BY e.id), '[]') FROM "
+    "order_events e WHERE e.store_id = o.store_id AND e.order_id = o.id), "
+    "'payments', (SELECT coalesce(json_agg(json_build_object('id', p.id, 'provider', "
+    "p.provider, 'status', p.status, 'amount', p.amount, 'currency', p.currency, "
+    "'provider_ref', p.provider_ref, 'decline_code', p.decline_code, 'created_at', "
+    "p.created_at) ORDER BY p.id), '[]') FROM payments p WHERE p.store_id = o.store_id AND "
+    "p.order_id = o.id), "
+    "'refunds', (SELECT coalesce(json_agg(json_build_object('id', r.id, 'amount', r.amount, "
+    "'reason', r.reason, 'status', r.status, 'restocked', r.restocked, 'created_at', "
+    "r.created_at) ORDER BY r.id), '[]') FROM refunds r WHERE r.store_id = o.store_id AND "
+    "r.order_id = o.id))";
+
+/* Every order the tests above made (guests, customers, declines, refunds,
+ * discounts, cancels, the sweeper's): GET /orders/:id is, byte for byte, the old
+ * renderer's JSON compacted, and a batch of them reads the same as one by one. */
+static void
+test_render_matches_sql(void **state)
+{
+    (void)state;
+    db_pool_t *pool = th_pool_new(1);
+    db_conn_t *c = db_acquire(pool, 2000);
+    assert_non_null(c);
+    char sql[8192];
+    snprintf(sql, sizeof(sql),
+             "SELECT o.store_id, o.id, %s::text FROM orders o ORDER BY EXISTS (SELECT 1 FROM "
+             "refunds x WHERE x.store_id = o.store_id AND x.order_id = o.id) DESC, EXISTS "
+             "(SELECT 1 FROM order_events x WHERE x.store_id = o.store_id AND x.order_id = "
+             "o.id AND x.from_status IS NOT NULL) DESC, o.id DESC LIMIT 400",
+             old_order_json_sql);
+    PGresult *r = db_exec(c, NULL, sql, 0, NULL);
+    assert_int_equal(db_result_rc(r), SHOPD_OK);
+    int n = PQntuples(r), refunds = 0, events = 0;
+    assert_true(n > 20);
+    for (int i = 0; i < n; i++) {
+        long store = atol(PQgetvalue(r, i, 0));
+        const char *want = PQgetvalue(r, i, 2);
+        size_t wl = (size_t)PQgetlength(r, i, 2);
+        char *compact = malloc(wl + 1);
+        compact[net_json_compact(compact, want, wl)] = '\0';
+        char path[96], tenant[64];
+        snprintf(path, sizeof(path), "/api/v1/orders/%s", PQgetvalue(r, i, 1));
+        snprintf(tenant, sizeof(tenant), "X-Tenant-Id: %ld", store);
+        const char *h[] = {"Authorization: Bearer " TH_PLATFORM_TOKEN, tenant, NULL};
+        th_resp_t g = th_req(srv, "GET", path, h, NULL);
+        assert_int_equal(g.status, 200);
+        assert_string_equal(g.body, compact);
+        refunds += strstr(compact, "\"refunds\":[{") != NULL;
+        events += strstr(compact, "\"events\":[{") != NULL;
+        th_resp_free(&g);
+        free(compact);
+    }
+    /* The earlier tests left orders with refunds and with events to compare. */
+    assert_true(refunds > 0);
+    assert_true(events > 0);
+    PQclear(r);
+    db_release(c);
+    db_pool_free(pool);
+}
+
 static int
 setup(void **state)
 {
@@ -1176,6 +1258,7 @@ main(void)
         cmocka_unit_test(test_sweeper),
         cmocka_unit_test(test_checkout_idempotency),
         cmocka_unit_test(test_crash_during_checkouts),
+        cmocka_unit_test(test_render_matches_sql),
         TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -553,44 +553,6 @@ retire_guest_carts(batch_t *b)
     shopd_free(ids);
 }
 
-/* The JSON of orders ids[0..n) of a store, as they stand, in one query: out[i]
- * (malloc'd, its length in lens[i]) for each one found, NULL for the others. */
-static void
-render_orders(db_conn_t *c, uint64_t store_id, const uint64_t *ids, size_t n, char **out,
-              size_t *lens)
-{
-    memset(out, 0, n * sizeof(*out));
-    if (n == 0)
-        return;
-    char sid[24];
-    snprintf(sid, sizeof(sid), "%llu", (unsigned long long)store_id);
-    char *arr = shopd_malloc(n * 21 + 3), *w = arr;
-    *w++ = '{';
-    for (size_t i = 0; i < n; i++)
-        w += sprintf(w, "%s%llu", i ? "," : "", (unsigned long long)ids[i]);
-    strcpy(w, "}");
-    char sql[4096];
-    snprintf(sql, sizeof(sql),
-             "SELECT o.id, %s FROM orders o WHERE o.store_id = $1 AND o.id = ANY ($2::bigint[])",
-             order_json_sql);
-    const char *p[] = {sid, arr};
-    /* Planned each time (unnamed): prepared, its generic plan was made while the
-     * store had a few orders, and then read all of them for every batch. */
-    PGresult *r = db_exec(c, NULL, sql, 2, p);
-    for (int row = 0; db_result_rc(r) == SHOPD_OK && row < PQntuples(r); row++) {
-        uint64_t id = strtoull(PQgetvalue(r, row, 0), NULL, 10);
-        for (size_t i = 0; i < n; i++) {
-            if (ids[i] != id || out[i])
-                continue;
-            lens[i] = (size_t)PQgetlength(r, row, 1);
-            out[i] = malloc(lens[i] + 1);
-            memcpy(out[i], PQgetvalue(r, row, 1), lens[i] + 1);
-        }
-    }
-    PQclear(r);
-    shopd_free(arr);
-}
-
 /* The JSON of every order the batch placed and answers on the actor, as it stands
  * after the payment step. A checkout left without it renders its own
  * (checkout_answer). */
@@ -601,12 +563,13 @@ render_all(db_conn_t *c, batch_t *b)
     co_t **of = shopd_calloc(b->n, sizeof(*of));
     char **out = shopd_calloc(b->n, sizeof(*out));
     size_t *lens = shopd_calloc(b->n, sizeof(*lens)), k = 0;
+    shopd_rc_t rrc; /* an order left without its text renders its own */
     for (size_t i = 0; i < b->n; i++)
         if (b->cos[i]->order_id && !b->cos[i]->twin && !b->cos[i]->late) {
             of[k] = b->cos[i];
             ids[k++] = b->cos[i]->order_id;
         }
-    render_orders(c, b->cos[0]->ctx->store_id, ids, k, out, lens);
+    order_render_many(c, b->cos[0]->ctx->store_id, ids, k, 0, out, lens, &rrc);
     for (size_t i = 0; i < k; i++) {
         of[i]->rendered = out[i];
         of[i]->rendered_len = lens[i];
@@ -641,8 +604,9 @@ late_answer(db_conn_t *c, late_t *lt)
     size_t *lens = shopd_calloc(lt->n, sizeof(*lens));
     for (size_t i = 0; i < lt->n; i++)
         ids[i] = lt->o[i].pay.order_id;
+    shopd_rc_t rrc; /* an order left without its text is answered without its body */
     if (c)
-        render_orders(c, lt->store_id, ids, lt->n, out, lens);
+        order_render_many(c, lt->store_id, ids, lt->n, 0, out, lens, &rrc);
     for (size_t i = 0; i < lt->n; i++) {
         const order_pay_t *py = &lt->o[i].pay;
         api_later_answer(lt->o[i].later, order_checkout_answer(c, lt->store_id, py->order_id,

@@ -11,9 +11,13 @@
 #include "shopd/order.h"
 #include "shopd/payment.h"
 
-/** The SQL expression rendering order o (alias o) as its JSON answer: totals,
- *  addresses, items, events, payments, refunds. */
-extern const char *const order_json_sql;
+/** The JSON answers of orders ids[0..n) of a store, as they stand, in one
+ *  statement: out[i] (malloc'd, caller frees; its length in lens[i]) for each
+ *  one found, NULL for the others (and, when user_id is not 0, for another
+ *  user's). *rc is the statement's result (UNAVAILABLE, ERR) or OK. The object:
+ *  totals, addresses, items, events, payments, refunds, compact. */
+void order_render_many(db_conn_t *c, uint64_t store_id, const uint64_t *ids, size_t n,
+                       uint64_t user_id, char **out, size_t *lens, shopd_rc_t *rc);
 
 /** The JSON text of order id (malloc'd, caller frees; *len set), or NULL with *rc
  *  (NOTFOUND, UNAVAILABLE, ERR). When user_id is not 0 the order must be that
