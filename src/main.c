@@ -195,6 +195,7 @@ cmd_serve(cfg_t *cfg)
     net_config_t ncfg = {.host = cfg->listen_host,
                          .port = cfg->listen_port,
                          .threads = cfg->io_threads,
+                         .flood_lane = cfg->io_flood_lane,
                          .max_body = (size_t)cfg->max_body,
                          .max_header = (size_t)cfg->max_header,
                          .max_output = (size_t)cfg->max_output,

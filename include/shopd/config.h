@@ -15,7 +15,8 @@ typedef struct cfg_s {
     char *listen;          /**< "host:port" */
     char listen_host[256]; /**< parsed from listen */
     int listen_port;
-    int io_threads; /**< 0 in the table means "number of cores", resolved by cfg_load */
+    int io_threads;     /**< 0 in the table means "number of cores", resolved by cfg_load */
+    bool io_flood_lane; /**< the flood lane of the I/O threads (net_config_t.flood_lane) */
     int workers;
     int blocking_threads; /**< threads of the blocking pool */
     int blocking_queue;   /**< queued tasks per blocking lane of a store */

@@ -169,6 +169,8 @@ typedef struct net_config_s {
     const char *host;
     int port;
     int threads;
+    bool flood_lane; /**< with 2+ threads, a flooding store's connections move to
+                          thread 0 and the others' off it (src/net/http.c) */
     size_t max_body;
     size_t max_header;
     size_t max_output; /**< unsent answer bytes on a connection beyond which

@@ -36,6 +36,7 @@ typedef struct cfg_row_s {
 static const cfg_row_t cfg_rows[] = {
     {"listen", "SHOPD_LISTEN", CFG_STR, O(listen), 0, 0, "127.0.0.1:8080", "address to serve HTTP on (host:port)"},
     {"io-threads", "SHOPD_IO_THREADS", CFG_INT, O(io_threads), 0, 256, "0", "HTTP I/O threads (0 = number of cores)"},
+    {"io-flood-lane", "SHOPD_IO_FLOOD_LANE", CFG_BOOL, O(io_flood_lane), 0, 0, "true", "with 2+ I/O threads, move the connections of a store flooding a busy thread to thread 0 (false: connections stay where they were accepted)"},
     {"workers", "SHOPD_WORKERS", CFG_INT, O(workers), 0, 256, "0", "actor worker threads (0 = number of cores)"},
     {"blocking-threads", "SHOPD_BLOCKING_THREADS", CFG_INT, O(blocking_threads), 0, 256, "0", "threads of the blocking pool: argon2, later outbound calls (0 = number of cores)"},
     {"blocking-queue", "SHOPD_BLOCKING_QUEUE", CFG_INT, O(blocking_queue), 1, 1000000, "256", "queued blocking tasks per store lane (over: 503 Retry-After)"},

@@ -275,7 +275,7 @@ lane_pick(net_conn_t *c, uint64_t store_id, bool over, uint64_t now)
     net_thread_t *t = c->t;
     net_server_t *srv = t->srv;
     fair_t *f = &t->fair;
-    if (srv->nthreads < 2 || srv->tls)
+    if (srv->nthreads < 2 || srv->tls || !srv->cfg.flood_lane)
         return -1;
     bool flood = over && f->total >= FAIR_WINDOW_US / 2;
     if (flood) {
