@@ -825,8 +825,8 @@ th_resp_free(th_resp_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-size_t
-th_raw(th_server_t *srv, const char *bytes, size_t len, char *out, size_t outcap, int timeout_ms)
+int
+th_connect(th_server_t *srv)
 {
     int port = srv->port;
     if (port == 0)
@@ -836,6 +836,13 @@ th_raw(th_server_t *srv, const char *bytes, size_t len, char *out, size_t outcap
                             .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+size_t
+th_raw(th_server_t *srv, const char *bytes, size_t len, char *out, size_t outcap, int timeout_ms)
+{
+    int fd = th_connect(srv);
     size_t sent = 0;
     while (sent < len) {
         ssize_t w = send(fd, bytes + sent, len - sent, MSG_NOSIGNAL);

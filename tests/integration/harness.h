@@ -102,6 +102,8 @@ const char *th_header(const th_resp_t *r, const char *name);
 const char *th_error_code(const th_resp_t *r);
 void th_resp_free(th_resp_t *r);
 
+/** A new TCP connection to the server (asserts it connects); the caller closes it. */
+int th_connect(th_server_t *srv);
 /** Sends raw bytes on a new connection and reads until the server closes or
  *  timeout_ms passes. Returns bytes read into out (NUL-terminated). */
 size_t th_raw(th_server_t *srv, const char *bytes, size_t len, char *out, size_t outcap,
