@@ -81,6 +81,13 @@ typedef void (*act_worker_fini_fn)(void *wstate, void *ud);
  *  short turns, so a worker returns to the run queue (other stores) sooner. Any
  *  worker thread; must be cheap and pure. */
 typedef size_t (*act_batch_fn)(uint64_t id, void *ud);
+/** Past the actor's batch_for limit, may its turn take one more message? `first` is
+ *  the turn's first message, `next` the mailbox's oldest (still queued), n the
+ *  messages taken so far (< batch_max). Lets a turn grow for messages that cost
+ *  less together (a read lane's pages built in one pipeline) while other turns stay
+ *  short. Any worker thread; must be cheap and pure. */
+typedef bool (*act_more_fn)(uint64_t id, const act_msg_t *first, const act_msg_t *next, size_t n,
+                            void *ud);
 /** The group an actor belongs to (shopd: its store, ACT_STORE_OF). Pure, cheap. */
 typedef uint64_t (*act_group_fn)(uint64_t id);
 
@@ -93,6 +100,7 @@ typedef struct act_config_s {
     act_worker_init_fn worker_init; /**< may be NULL */
     act_worker_fini_fn worker_fini; /**< may be NULL */
     act_batch_fn batch_for;         /**< may be NULL: every actor takes up to batch_max */
+    act_more_fn more;               /**< may be NULL: batch_for's limit is the limit */
     /** Fairness across groups (may be NULL/0: plain FIFO). A worker taking the next
      *  actor skips those whose group already runs group_cap actors, if an actor
      *  of another group is ready; when none is, it takes the head anyway, so the

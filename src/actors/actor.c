@@ -346,7 +346,14 @@ run_turn(act_worker_t *w, act_actor_t *a)
         size_t want = sys->cfg.batch_for(a->store_id, sys->cfg.ud);
         lim = want < 1 ? 1 : want < lim ? want : lim;
     }
-    while (n < lim) {
+    while (n < sys->cfg.batch_max) {
+        if (n >= lim) {
+            if (sys->cfg.more == NULL)
+                break;
+            const act_msg_t *next = act_mailbox_peek(&a->mb);
+            if (next == NULL || !sys->cfg.more(a->store_id, w->batch[0], next, n, sys->cfg.ud))
+                break;
+        }
         act_msg_t *m = act_mailbox_pop(&a->mb);
         if (m == NULL)
             break;

@@ -61,6 +61,16 @@ act_mailbox_push(act_mailbox_t *mb, act_msg_t *m)
 }
 
 act_msg_t *
+act_mailbox_peek(act_mailbox_t *mb)
+{
+    act_msg_t *tail = mb->tail;
+    /* acquire: as in act_mailbox_pop, the node's payload must be visible. */
+    if (tail == &mb->stub)
+        return atomic_load_explicit(&tail->next, memory_order_acquire);
+    return tail; /* the oldest node not yet popped, linked before we saw it */
+}
+
+act_msg_t *
 act_mailbox_pop(act_mailbox_t *mb)
 {
     act_msg_t *tail = mb->tail;

@@ -49,6 +49,12 @@ bool act_mailbox_push(act_mailbox_t *mb, act_msg_t *m);
  *  second case act_mailbox_mark_empty() fails, so the consumer retries later. */
 act_msg_t *act_mailbox_pop(act_mailbox_t *mb);
 
+/** The message act_mailbox_pop would return next, left in place (consumer only).
+ *  NULL when the mailbox is empty or its oldest push is not linked yet; a message
+ *  peeked is the one the next pop returns, unless that pop finds a producer
+ *  mid-push behind it and returns NULL. */
+act_msg_t *act_mailbox_peek(act_mailbox_t *mb);
+
 /** Consumer only. If the mailbox is empty, marks it so and returns true: the
  *  caller gives up ownership and must not touch the mailbox (or what embeds it)
  *  again, since the next pusher may schedule it elsewhere at once. Returns false

@@ -443,6 +443,93 @@ test_batch_per_actor(void **state)
     assert_int_equal(ACT_ID(42, 0), 42);
 }
 
+/* act_more_fn: a read lane held to 1 message per turn by batch_for still takes
+ * the messages of its first one's type queued right behind it, up to 4, and
+ * stops at the first of another type. */
+typedef struct more_ctx_s {
+    gate_t gate;
+    _Atomic int calls;
+    _Atomic uint32_t sizes[16], types[16]; /* per turn: messages, type of the first */
+    _Atomic int mixed;                     /* turns holding two types */
+} more_ctx_t;
+
+static void
+more_handler(act_worker_t *w, uint64_t id, act_msg_t **msgs, size_t n, void *ud)
+{
+    more_ctx_t *c = ud;
+    (void)w;
+    (void)id;
+    int k = atomic_fetch_add(&c->calls, 1);
+    if (k == 0)
+        gate_wait(&c->gate);
+    if (k < 16) {
+        atomic_store(&c->sizes[k], (uint32_t)n);
+        atomic_store(&c->types[k], msgs[0]->type);
+    }
+    uint32_t first = msgs[0]->type;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i]->type != first)
+            atomic_fetch_add(&c->mixed, 1);
+        act_msg_free(msgs[i]);
+    }
+}
+
+static size_t
+one_per_turn(uint64_t id, void *ud)
+{
+    (void)id;
+    (void)ud;
+    return 1;
+}
+
+static bool
+more_same_type(uint64_t id, const act_msg_t *first, const act_msg_t *next, size_t n, void *ud)
+{
+    (void)id;
+    (void)ud;
+    return next->type == first->type && n < 4;
+}
+
+static void
+test_more(void **state)
+{
+    (void)state;
+    more_ctx_t c;
+    memset(&c, 0, sizeof(c));
+    gate_init(&c.gate);
+    act_config_t cfg = {
+        .workers = 1,
+        .mailbox_cap = 1000,
+        .batch_max = BATCH_MAX,
+        .idle_reclaim_ms = 60000,
+        .handler = more_handler,
+        .batch_for = one_per_turn,
+        .more = more_same_type,
+        .ud = &c,
+    };
+    act_system_t *sys = act_system_new(&cfg);
+    assert_int_equal(act_system_start(sys), 0);
+    uint64_t id = ACT_ID(42, 1);
+    assert_int_equal(act_send(sys, act_msg_new(1, id, NULL, 0)), SHOPD_OK);
+    assert_true(wait_entered(&c.gate, 1));
+    /* Queued behind the gate: six of type 1, two of type 2, one of type 1. */
+    static const uint32_t types[] = {1, 1, 1, 1, 1, 1, 2, 2, 1};
+    for (size_t i = 0; i < SHOPD_ARRAY_LEN(types); i++)
+        assert_int_equal(act_send(sys, act_msg_new(types[i], id, NULL, 0)), SHOPD_OK);
+    gate_open(&c.gate);
+    assert_true(wait_processed(sys, 1 + SHOPD_ARRAY_LEN(types)));
+    assert_int_equal(act_system_stop(sys, 5000), 0);
+    static const uint32_t want_sizes[] = {1, 4, 2, 2, 1}, want_types[] = {1, 1, 1, 2, 1};
+    assert_int_equal(atomic_load(&c.calls), 5);
+    for (int k = 0; k < 5; k++) {
+        assert_int_equal(atomic_load(&c.sizes[k]), want_sizes[k]);
+        assert_int_equal(atomic_load(&c.types[k]), want_types[k]);
+    }
+    assert_int_equal(atomic_load(&c.mixed), 0);
+    act_system_free(sys);
+    gate_destroy(&c.gate);
+}
+
 /* group_cap: with store 42 already on one of two workers, the free worker takes
  * store 7's actor before store 42's second lane, although that lane was queued
  * first; and alone, one store still gets both workers (work-conserving). */
@@ -859,12 +946,19 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_invalid_config),        cmocka_unit_test(test_ordering_per_store),
-        cmocka_unit_test(test_ordering_with_reclaim), cmocka_unit_test(test_batches),
-        cmocka_unit_test(test_batch_per_actor),       cmocka_unit_test(test_group_cap),
-        cmocka_unit_test(test_mailbox_cap),           cmocka_unit_test(test_forward_from_handler),
-        cmocka_unit_test(test_stop_drains),           cmocka_unit_test(test_stop_deadline),
-        cmocka_unit_test(test_never_started),         cmocka_unit_test(test_idle_reclaim),
+        cmocka_unit_test(test_invalid_config),
+        cmocka_unit_test(test_ordering_per_store),
+        cmocka_unit_test(test_ordering_with_reclaim),
+        cmocka_unit_test(test_batches),
+        cmocka_unit_test(test_batch_per_actor),
+        cmocka_unit_test(test_more),
+        cmocka_unit_test(test_group_cap),
+        cmocka_unit_test(test_mailbox_cap),
+        cmocka_unit_test(test_forward_from_handler),
+        cmocka_unit_test(test_stop_drains),
+        cmocka_unit_test(test_stop_deadline),
+        cmocka_unit_test(test_never_started),
+        cmocka_unit_test(test_idle_reclaim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,8 +56,12 @@ test_fifo_single_thread(void **state)
         for (size_t i = 0; i < k; i++)
             act_mailbox_push(&mb, &m[next_in++ % 64]);
         size_t take = (size_t)(round % 3) + 1;
-        for (size_t i = 0; i < take && next_out < next_in; i++)
+        for (size_t i = 0; i < take && next_out < next_in; i++) {
+            /* peek shows what pop returns next, and leaves it in place */
+            assert_ptr_equal(act_mailbox_peek(&mb), &m[next_out % 64]);
+            assert_ptr_equal(act_mailbox_peek(&mb), &m[next_out % 64]);
             assert_ptr_equal(act_mailbox_pop(&mb), &m[next_out++ % 64]);
+        }
         if (next_in - next_out > 40) {
             while (next_out < next_in)
                 assert_ptr_equal(act_mailbox_pop(&mb), &m[next_out++ % 64]);
@@ -65,6 +69,7 @@ test_fifo_single_thread(void **state)
     }
     while (next_out < next_in)
         assert_ptr_equal(act_mailbox_pop(&mb), &m[next_out++ % 64]);
+    assert_null(act_mailbox_peek(&mb));
     assert_null(act_mailbox_pop(&mb));
     assert_true(act_mailbox_mark_empty(&mb));
 }
