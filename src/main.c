@@ -164,15 +164,18 @@ cmd_serve(cfg_t *cfg)
             goto out;
         }
     }
-    act_config_t acfg = {.workers = cfg->workers,
-                         .mailbox_cap = (size_t)cfg->mailbox_cap,
-                         .batch_max = (size_t)cfg->actor_batch,
-                         .idle_reclaim_ms = (unsigned)cfg->actor_idle_ms,
-                         .handler = api_actor_turn,
-                         .worker_init = api_worker_init,
-                         .worker_fini = api_worker_fini,
-                         .ud = &app};
+    act_config_t acfg = {
+        .workers = cfg->workers,
+        .mailbox_cap = (size_t)cfg->mailbox_cap,
+        .batch_max =
+            (size_t)(cfg->actor_batch > cfg->read_pipeline ? cfg->actor_batch : cfg->read_pipeline),
+        .idle_reclaim_ms = (unsigned)cfg->actor_idle_ms,
+        .handler = api_actor_turn,
+        .worker_init = api_worker_init,
+        .worker_fini = api_worker_fini,
+        .ud = &app};
     acfg.batch_for = api_batch_for;
+    acfg.more = api_more_for;
     acfg.group_of = api_store_of;
     acfg.group_cap = (unsigned)cfg->store_workers;
     app.actors = act_system_new(&acfg);
@@ -184,6 +187,7 @@ cmd_serve(cfg_t *cfg)
     bcfg.mailbox_cap = (size_t)cfg->blocking_queue;
     bcfg.batch_max = 1;
     bcfg.batch_for = api_blocking_batch_for;
+    bcfg.more = NULL;
     bcfg.worker_init = api_blocking_worker_init;
     bcfg.group_cap = (unsigned)(cfg->blocking_threads + 1) / 2; /* as many as a store's lanes */
     app.blocking = app.actors ? act_system_new(&bcfg) : NULL;

@@ -379,6 +379,12 @@ void *api_blocking_worker_init(int index, void *ud);
 /** The act_batch_fn of the workers' runtime: lane 0 (the store's actor) takes up to
  *  SHOPD_ACTOR_BATCH messages a turn, read lanes SHOPD_READ_BATCH (ud = app_t *). */
 size_t api_batch_for(uint64_t actor_id, void *ud);
+/** The act_more_fn of the workers' runtime: a read lane's turn that began with a
+ *  request of a batch route (product pages) goes on taking the requests of that
+ *  route queued behind it, up to SHOPD_READ_PIPELINE, since its batch handler
+ *  reads them in one pipeline; any other turn stops at api_batch_for. */
+bool api_more_for(uint64_t actor_id, const act_msg_t *first, const act_msg_t *next, size_t n,
+                  void *ud);
 /** The act_group_fn of both runtimes: an actor's store (fairness is per store). */
 uint64_t api_store_of(uint64_t actor_id);
 /** The act_batch_fn of the blocking pool: one task per turn. */

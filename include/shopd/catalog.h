@@ -65,6 +65,9 @@ net_reply_t *catalog_h_category_delete(api_ctx_t *ctx);
 net_reply_t *catalog_h_product_list(api_ctx_t *ctx);
 /** GET /products/:id where :id is a numeric id or a slug. */
 net_reply_t *catalog_h_product_get(api_ctx_t *ctx);
+/** The same for the product pages of one read-lane turn: the pages to build are
+ *  read in one pipeline (an api_batch_fn). */
+void catalog_b_product_get(api_ctx_t *ctxs, size_t n, net_reply_t **replies);
 net_reply_t *catalog_h_product_create(api_ctx_t *ctx);
 net_reply_t *catalog_h_product_update(api_ctx_t *ctx);
 net_reply_t *catalog_h_product_delete(api_ctx_t *ctx);

@@ -23,6 +23,7 @@ typedef struct cfg_s {
     int blocking_nice;    /**< nice value of the blocking threads */
     int store_workers;    /**< workers one store may hold while other stores wait */
     int read_batch;       /**< messages per turn of a read lane */
+    int read_pipeline;    /**< requests of one batch read route per turn, one pipeline */
     char *database_url;
     char *redis_url;
     int db_pool_size;

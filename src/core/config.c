@@ -43,6 +43,7 @@ static const cfg_row_t cfg_rows[] = {
     {"blocking-nice", "SHOPD_BLOCKING_NICE", CFG_INT, O(blocking_nice), 0, 19, "10", "nice value of the blocking pool's threads (argon2 yields the CPU to workers and PostgreSQL)"},
     {"store-workers", "SHOPD_STORE_WORKERS", CFG_INT, O(store_workers), 0, 256, "0", "workers one store's actors may hold while other stores wait (0 = workers - 1, at least 1)"},
     {"read-batch", "SHOPD_READ_BATCH", CFG_INT, O(read_batch), 1, 10000, "1", "messages a read lane takes in one turn (small: other stores get turns sooner)"},
+    {"read-pipeline", "SHOPD_READ_PIPELINE", CFG_INT, O(read_pipeline), 1, 256, "16", "requests of one batchable read route (product pages) a read lane's turn may take together, their statements in one pipeline"},
     {"database-url", "SHOPD_DATABASE_URL", CFG_STR, O(database_url), 0, 0, "postgresql://shopd@127.0.0.1:5432/shopd", "PostgreSQL connection URL"},
     {"redis-url", "SHOPD_REDIS_URL", CFG_STR, O(redis_url), 0, 0, "redis://127.0.0.1:6379/0", "Redis URL"},
     {"db-pool-size", "SHOPD_DB_POOL_SIZE", CFG_INT, O(db_pool_size), 0, 1000, "0", "PostgreSQL connections (0 = workers + blocking threads + 2)"},

@@ -80,6 +80,15 @@ api_batch_for(uint64_t actor_id, void *ud)
                                       : (size_t)app->cfg->read_batch;
 }
 
+bool
+api_more_for(uint64_t actor_id, const act_msg_t *first, const act_msg_t *next, size_t n, void *ud)
+{
+    const app_t *app = ud;
+    if (ACT_LANE_OF(actor_id) == 0 || first->type >= api_nroutes || next->type != first->type)
+        return false;
+    return api_routes[first->type].batch != NULL && n < (size_t)app->cfg->read_pipeline;
+}
+
 uint64_t
 api_store_of(uint64_t actor_id)
 {

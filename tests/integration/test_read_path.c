@@ -427,14 +427,16 @@ ka_open(th_server_t *s)
     return fd;
 }
 
-/* GET path of store tenant on fd; the status, and the body into body (NUL-ended,
- * up to cap - 1 bytes kept). -1 if the connection failed. */
+/* GET path of store tenant on fd, with the bearer token if not NULL; the status,
+ * and the body into body (NUL-ended, up to cap - 1 bytes kept). -1 if the
+ * connection failed. */
 static int
-ka_get(int fd, long tenant, const char *path, char *body, size_t cap)
+ka_req(int fd, long tenant, const char *path, const char *token, char *body, size_t cap)
 {
-    char req[256], buf[65536];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nX-Tenant-Id: %ld\r\n\r\n",
-                     path, tenant);
+    char req[1024], buf[65536];
+    int n = snprintf(
+        req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nX-Tenant-Id: %ld\r\n%s%s%s\r\n", path,
+        tenant, token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "");
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
         return -1;
     size_t got = 0;
@@ -460,6 +462,12 @@ ka_get(int fd, long tenant, const char *path, char *body, size_t cap)
     memcpy(body, buf + head, keep);
     body[keep] = '\0';
     return atoi(buf + 9);
+}
+
+static int
+ka_get(int fd, long tenant, const char *path, char *body, size_t cap)
+{
+    return ka_req(fd, tenant, path, NULL, body, cap);
 }
 
 typedef struct flood_s {
@@ -564,6 +572,143 @@ test_flood_lane(void **state)
     assert_int_equal(flood_run(false), 0);
 }
 
+/* ---- product pages read in one pipeline (catalog_b_product_get) ---- */
+
+#define PP_KEYS 48
+#define PP_CAP 16384
+typedef struct pp_case_s {
+    char path[96];
+    bool as_admin;
+    int status;
+    char body[PP_CAP];
+} pp_case_t;
+
+typedef struct pp_s {
+    th_server_t *s;
+    const char *admin; /* a STORE_ADMIN's token of s (each server signs its own) */
+    pp_case_t *cases;
+    size_t ncases;
+    _Atomic long ok, bad;
+    _Atomic bool stop;
+} pp_t;
+
+static void *
+pp_main(void *arg)
+{
+    pp_t *p = arg;
+    int fd = ka_open(p->s);
+    static _Thread_local char body[PP_CAP];
+    unsigned seed = (unsigned)(uintptr_t)&body;
+    while (!atomic_load(&p->stop)) {
+        const pp_case_t *c = &p->cases[rand_r(&seed) % p->ncases];
+        int st = ka_req(fd, store, c->path, c->as_admin ? p->admin : NULL, body, sizeof(body));
+        if (st == c->status && strcmp(body, c->body) == 0) {
+            atomic_fetch_add(&p->ok, 1);
+        } else {
+            if (atomic_fetch_add(&p->bad, 1) < 3)
+                fprintf(stderr, "pipelined page %s (admin %d): %d %.200s, want %d %.200s\n",
+                        c->path, (int)c->as_admin, st, body, c->status, c->body);
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+/* The product pages of a read lane's turn are read in one pipeline. With one
+ * worker (one read lane per store) and 12 keep-alive clients, turns hold many
+ * pages: ids and slugs, the store admin's view and the public one (misses, hits
+ * and, after each catalog write, pages built while the store's version moves), a
+ * draft only the admin sees, another store's product and keys that name nothing.
+ * Every answer must be the one the same request gets alone, byte for byte. */
+static void
+test_pipelined_pages(void **state)
+{
+    (void)state;
+    const char *env[] = {"SHOPD_WORKERS=1", NULL};
+    th_server_t *s = th_start(env);
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%ld", store);
+    const char *p1[] = {sid, NULL};
+    th_sql("INSERT INTO products (store_id, name, slug, base_price, status)"
+           " VALUES ($1::bigint, 'Hidden Draft', 'hidden-draft-pp', 500, 'draft')"
+           " ON CONFLICT DO NOTHING",
+           p1);
+    long draft = atol(th_sql(
+        "SELECT id FROM products WHERE store_id = $1::bigint AND slug = 'hidden-draft-pp'", p1));
+    char *s_admin = th_token(s, "STORE_ADMIN", store);
+    long other = th_create_store(s, th_slug("ppother"), NULL);
+    char *o_admin = th_token(s, "STORE_ADMIN", other);
+    th_resp_t r = th_store_req(s, other, o_admin, "POST", "/api/v1/products",
+                               "{\"name\":\"Not Yours\",\"base_price\":99,\"status\":\"active\"}");
+    assert_int_equal(r.status, 201);
+    long foreign = (long)json_integer_value(json_object_get(r.json, "id"));
+    th_resp_free(&r);
+    free(o_admin);
+
+    pp_case_t *cases = calloc(2 * PP_KEYS, sizeof(*cases));
+    size_t n = 0;
+    for (int i = 0; i < PP_KEYS; i++) {
+        char key[64];
+        if (i < 20)
+            snprintf(key, sizeof(key), "%ld", product + i);
+        else if (i < 36)
+            snprintf(key, sizeof(key), "organic-cotton-tee-%d", i - 19);
+        else if (i == 36)
+            snprintf(key, sizeof(key), "%ld", draft);
+        else if (i == 37)
+            snprintf(key, sizeof(key), "hidden-draft-pp");
+        else if (i == 38)
+            snprintf(key, sizeof(key), "%ld", foreign);
+        else if (i == 39)
+            snprintf(key, sizeof(key), "999999999999");
+        else if (i == 40)
+            snprintf(key, sizeof(key), "no-such-product");
+        else if (i == 41)
+            snprintf(key, sizeof(key), "Bad%%20Slug");
+        else
+            snprintf(key, sizeof(key), "%ld", product + (i % 20));
+        for (int a = 0; a < 2; a++) {
+            pp_case_t *c = &cases[n++];
+            snprintf(c->path, sizeof(c->path), "/api/v1/products/%s", key);
+            c->as_admin = a == 1;
+        }
+    }
+    /* What each request answers alone, on an idle server. */
+    int fd = ka_open(s);
+    for (size_t i = 0; i < n; i++) {
+        cases[i].status = ka_req(fd, store, cases[i].path, cases[i].as_admin ? s_admin : NULL,
+                                 cases[i].body, sizeof(cases[i].body));
+        assert_true(cases[i].status == 200 || cases[i].status == 404);
+    }
+    close(fd);
+    assert_int_equal(cases[2 * 36].status, 404); /* the draft, to the public */
+    assert_int_equal(cases[2 * 36 + 1].status, 200);
+    assert_int_equal(cases[2 * 38 + 1].status, 404); /* another store's product */
+
+    pp_t pp = {.s = s, .admin = s_admin, .cases = cases, .ncases = n};
+    pthread_t th[12];
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, pp_main, &pp), 0);
+    for (int round = 0; round < 6; round++) {
+        usleep(250000);
+        /* A catalog write that changes no product page: the public pages miss again. */
+        char body[96];
+        snprintf(body, sizeof(body), "{\"name\":\"PP Category %d\"}", round);
+        r = th_store_req(s, store, s_admin, "POST", "/api/v1/categories", body);
+        assert_int_equal(r.status, 201);
+        th_resp_free(&r);
+    }
+    atomic_store(&pp.stop, true);
+    for (int i = 0; i < 12; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&pp.bad), 0);
+    assert_true(atomic_load(&pp.ok) > 500);
+    assert_true(metric(s, "shopd_catalog_pages_pipelined_total") > 0);
+    assert_int_equal(th_stop(s), 0);
+    free(cases);
+    free(s_admin);
+}
+
 static void
 test_lean_names(void **state)
 {
@@ -590,10 +735,15 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gzip_and_etags), cmocka_unit_test(test_io_thread_hits),
-        cmocka_unit_test(test_two_processes),  cmocka_unit_test(test_redis_lost),
-        cmocka_unit_test(test_lean_names),     cmocka_unit_test(test_fair_io_thread),
-        cmocka_unit_test(test_flood_lane),     TH_STOP_TEST,
+        cmocka_unit_test(test_gzip_and_etags),
+        cmocka_unit_test(test_io_thread_hits),
+        cmocka_unit_test(test_two_processes),
+        cmocka_unit_test(test_redis_lost),
+        cmocka_unit_test(test_lean_names),
+        cmocka_unit_test(test_fair_io_thread),
+        cmocka_unit_test(test_flood_lane),
+        cmocka_unit_test(test_pipelined_pages),
+        TH_STOP_TEST,
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -179,7 +179,8 @@ void pc_version_learn(uint64_t store, uint64_t ver, uint64_t epoch);
 void pc_version_bumped(uint64_t store, uint64_t ver);
 /** The pub/sub channel bumps are published on ("shopd:cat:bump:<db>"). */
 const char *pc_channel_name(void);
-enum { PC_HIT_IO, PC_HIT_WORKER, PC_MISS };
+/** PC_PIPELINED: a page read from PostgreSQL in one pipeline with others. */
+enum { PC_HIT_IO, PC_HIT_WORKER, PC_MISS, PC_PIPELINED };
 void pc_count(int what);
 
 /** Bumps the store's catalog version (after a committed write). */
@@ -187,5 +188,21 @@ void cat_bump(api_ctx_t *ctx);
 /** Serves a public GET through the cache: fn builds the fresh reply on a miss.
  *  Admin callers bypass it. Adds ETag, Cache-Control, and answers 304 on a match. */
 net_reply_t *cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx));
+
+/** cat_cached in two halves, for a batch handler that builds the pages of its
+ *  misses together (one pipeline): cat_cache_begin answers a hit (freeing st's
+ *  contents) or returns NULL, and then the caller builds the fresh reply and hands
+ *  it to cat_cache_end, which keeps it (as cat_cached would) and returns the answer. */
+enum { CAT_CACHE_FILL = 0, CAT_CACHE_ADMIN, CAT_CACHE_BYPASS };
+typedef struct cat_cache_s {
+    int mode; /**< FILL: a miss to keep; ADMIN, BYPASS: answered as built */
+    char *key;
+    uint64_t ver;
+    bool have_ver, redis_ok;
+    pc_page_t *local;
+    struct redisReply *rv, *re;
+} cat_cache_t;
+net_reply_t *cat_cache_begin(api_ctx_t *ctx, cat_cache_t *st);
+net_reply_t *cat_cache_end(api_ctx_t *ctx, cat_cache_t *st, net_reply_t *fresh);
 
 #endif

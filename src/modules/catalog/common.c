@@ -506,90 +506,122 @@ version_of(const redisReply *r, uint64_t *ver)
     return true;
 }
 
-net_reply_t *
-cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
+/* Everything cat_cache_end frees on the way out. */
+static void
+cache_state_free(cat_cache_t *st)
 {
+    pc_page_unref(st->local);
+    free_reply(st->rv);
+    free_reply(st->re);
+    shopd_free(st->key);
+    memset(st, 0, sizeof(*st));
+}
+
+net_reply_t *
+cat_cache_begin(api_ctx_t *ctx, cat_cache_t *st)
+{
+    memset(st, 0, sizeof(*st));
     if (cat_is_admin(ctx)) {
-        net_reply_t *r = fn(ctx);
-        net_reply_add_header(r, "Cache-Control", "private, no-store");
-        /* The same URL answers differently per store: say so on every page. */
-        net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
-        return r;
+        st->mode = CAT_CACHE_ADMIN;
+        return NULL;
     }
     kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
     catalog_cache_recover(kv);
     if (dirty_has(ctx->store_id)) {
         /* A write of this store is not yet reflected in its version: what the caches
          * hold may predate it. Build the page, do not cache it. */
-        net_reply_t *r = fn(ctx);
-        net_reply_add_header(r, "Cache-Control", "no-cache");
-        net_reply_add_header(r, "Vary", "X-Tenant-Id, Host");
-        net_reply_add_header(r, "X-Cache", "bypass");
-        return r;
+        st->mode = CAT_CACHE_BYPASS;
+        return NULL;
     }
+    st->mode = CAT_CACHE_FILL;
     const msg_env_t *e = ctx->env;
-    char *key = cache_key(ctx->store_id, e);
+    st->key = cache_key(ctx->store_id, e);
     uint64_t epoch = pc_epoch(); /* before any version is read */
     net_reply_t *out = NULL;
-    redisReply *rv = NULL, *re = NULL;
     pc_page_t *fresh_page = NULL;
 
     /* 1. In process: current by the table, or confirmed by Redis recently. */
-    pc_page_t *local = pc_lookup(key);
-    if (local && pc_page_current(local)) {
+    st->local = pc_lookup(st->key);
+    if (st->local && pc_page_current(st->local)) {
         pc_count(PC_HIT_WORKER);
-        out = page_reply(local, e, ctx->store_id, "hit");
+        out = page_reply(st->local, e, ctx->store_id, "hit");
         goto done;
     }
     /* 2. The version: the table's while the subscription is healthy, else Redis's,
      * asked in one round trip with the page itself. */
-    uint64_t ver = 0;
-    bool have_ver = pc_sub_healthy() && pc_version(ctx->store_id, &ver);
-    bool redis_ok = false;
-    if (have_ver) {
-        re = kv ? kv_command(kv, "GET %s", key) : NULL;
-        redis_ok = re != NULL && re->type != REDIS_REPLY_ERROR;
+    st->have_ver = pc_sub_healthy() && pc_version(ctx->store_id, &st->ver);
+    if (st->have_ver) {
+        st->re = kv ? kv_command(kv, "GET %s", st->key) : NULL;
+        st->redis_ok = st->re != NULL && st->re->type != REDIS_REPLY_ERROR;
     } else if (kv &&
                kv_append(kv, "GET shopd:cat:ver:%llu", (unsigned long long)ctx->store_id) == 0) {
-        bool both = kv_append(kv, "GET %s", key) == 0;
-        rv = kv_get_reply(kv);
-        re = both ? kv_get_reply(kv) : NULL;
-        redis_ok = version_of(rv, &ver) && re != NULL && re->type != REDIS_REPLY_ERROR;
-        if (redis_ok) {
-            have_ver = true;
-            pc_version_learn(ctx->store_id, ver, epoch);
-            if (local && pc_page_version(local) == ver) {
-                pc_page_checked(local); /* Redis says it is still the current page */
+        bool both = kv_append(kv, "GET %s", st->key) == 0;
+        st->rv = kv_get_reply(kv);
+        st->re = both ? kv_get_reply(kv) : NULL;
+        st->redis_ok =
+            version_of(st->rv, &st->ver) && st->re != NULL && st->re->type != REDIS_REPLY_ERROR;
+        if (st->redis_ok) {
+            st->have_ver = true;
+            pc_version_learn(ctx->store_id, st->ver, epoch);
+            if (st->local && pc_page_version(st->local) == st->ver) {
+                pc_page_checked(st->local); /* Redis says it is still the current page */
                 pc_count(PC_HIT_WORKER);
-                out = page_reply(local, e, ctx->store_id, "hit");
+                out = page_reply(st->local, e, ctx->store_id, "hit");
                 goto done;
             }
         }
     }
     char verbuf[24], etag[24];
-    snprintf(verbuf, sizeof(verbuf), "%llu", (unsigned long long)ver);
+    snprintf(verbuf, sizeof(verbuf), "%llu", (unsigned long long)st->ver);
     const char *body;
     size_t len;
     /* 3. Redis's copy, built by another process (or before this one started). */
-    if (redis_ok && entry_parse(re, verbuf, etag, &body, &len)) {
-        fresh_page = pc_page_new(ctx->store_id, ver, key, etag, body, len);
+    if (st->redis_ok && entry_parse(st->re, verbuf, etag, &body, &len)) {
+        fresh_page = pc_page_new(ctx->store_id, st->ver, st->key, etag, body, len);
         pc_insert(fresh_page);
         pc_count(PC_HIT_WORKER);
         out = page_reply(fresh_page, e, ctx->store_id, "hit");
         goto done;
     }
-    /* 4. Built here. Kept only under a version known to be current (the table's or
+    /* 4. To be built by the caller (cat_cache_end). */
+    return NULL;
+done:
+    pc_page_unref(fresh_page);
+    cache_state_free(st);
+    return out;
+}
+
+net_reply_t *
+cat_cache_end(api_ctx_t *ctx, cat_cache_t *st, net_reply_t *fresh)
+{
+    if (st->mode == CAT_CACHE_ADMIN) {
+        net_reply_add_header(fresh, "Cache-Control", "private, no-store");
+        /* The same URL answers differently per store: say so on every page. */
+        net_reply_add_header(fresh, "Vary", "X-Tenant-Id, Host");
+        return fresh;
+    }
+    if (st->mode == CAT_CACHE_BYPASS) {
+        net_reply_add_header(fresh, "Cache-Control", "no-cache");
+        net_reply_add_header(fresh, "Vary", "X-Tenant-Id, Host");
+        net_reply_add_header(fresh, "X-Cache", "bypass");
+        return fresh;
+    }
+    /* Built here. Kept only under a version known to be current (the table's or
      * Redis's); with Redis down it is answered and forgotten. */
     pc_count(PC_MISS);
-    net_reply_t *fresh = fn(ctx);
+    net_reply_t *out = NULL;
+    pc_page_t *fresh_page = NULL;
     if (fresh->status != net_status_for_rc(SHOPD_OK)) { /* only a plain success is cached */
         out = fresh;
         goto done;
     }
-    body = fresh->body ? fresh->body : "";
+    char verbuf[24], etag[24];
+    snprintf(verbuf, sizeof(verbuf), "%llu", (unsigned long long)st->ver);
+    const char *body = fresh->body ? fresh->body : "";
     etag_of(body, fresh->len, etag);
-    fresh_page = pc_page_new(ctx->store_id, ver, key, etag, body, fresh->len);
-    if (redis_ok) {
+    fresh_page = pc_page_new(ctx->store_id, st->ver, st->key, etag, body, fresh->len);
+    kv_conn_t *kv = ctx->worker ? ctx->worker->kv : NULL;
+    if (st->redis_ok && kv) {
         size_t hl = strlen(verbuf) + strlen(etag) + 2;
         char *val = shopd_malloc(hl + fresh->len + 1);
         snprintf(val, hl + 1, "%s\n%s\n", verbuf, etag);
@@ -597,20 +629,25 @@ cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
             memcpy(val + hl, body, fresh->len);
         char ttl[16];
         snprintf(ttl, sizeof(ttl), "%d", CAT_CACHE_TTL_S);
-        const char *argv[5] = {"SET", key, val, "EX", ttl};
-        size_t argl[5] = {3, strlen(key), hl + fresh->len, 2, strlen(ttl)};
+        const char *argv[5] = {"SET", st->key, val, "EX", ttl};
+        size_t argl[5] = {3, strlen(st->key), hl + fresh->len, 2, strlen(ttl)};
         free_reply(kv_commandv(kv, 5, argv, argl));
         shopd_free(val);
     }
-    if (have_ver)
+    if (st->have_ver)
         pc_insert(fresh_page);
-    out = page_reply(fresh_page, e, ctx->store_id, "miss");
+    out = page_reply(fresh_page, ctx->env, ctx->store_id, "miss");
     net_reply_free(fresh);
 done:
     pc_page_unref(fresh_page);
-    pc_page_unref(local);
-    free_reply(rv);
-    free_reply(re);
-    shopd_free(key);
+    cache_state_free(st);
     return out;
+}
+
+net_reply_t *
+cat_cached(api_ctx_t *ctx, net_reply_t *(*fn)(api_ctx_t *ctx))
+{
+    cat_cache_t st;
+    net_reply_t *r = cat_cache_begin(ctx, &st);
+    return r ? r : cat_cache_end(ctx, &st, fn(ctx));
 }

@@ -25,7 +25,7 @@ static const api_route_t catalog_routes[] = {
     {"GET", "/api/v1/products", "products.list", API_PUBLIC, API_ANY, API_STORE | API_PAGE, NULL, catalog_h_product_list, NULL, q_products},
     {"POST", "/api/v1/products", "products.create", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, catalog_h_product_create, NULL, NULL},
     {"POST", "/api/v1/imports/products", "products.import", API_STORE_ADMIN, API_BLOCKING, API_STORE | API_BODY | API_ONE_LANE, NULL, catalog_h_product_import, NULL, NULL},
-    {"GET", "/api/v1/products/:id", "products.get", API_PUBLIC, API_ANY, API_STORE | API_PAGE, NULL, catalog_h_product_get, NULL, NULL},
+    {"GET", "/api/v1/products/:id", "products.get", API_PUBLIC, API_ANY, API_STORE | API_PAGE, NULL, catalog_h_product_get, catalog_b_product_get, NULL},
     {"PATCH", "/api/v1/products/:id", "products.update", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, catalog_h_product_update, NULL, NULL},
     {"DELETE", "/api/v1/products/:id", "products.delete", API_STORE_ADMIN, API_ORDERED, API_STORE, NULL, catalog_h_product_delete, NULL, NULL},
     {"GET", "/api/v1/products/:id/variants", "variants.list", API_PUBLIC, API_ANY, API_STORE | API_PAGE, NULL, catalog_h_variant_list, NULL, NULL},

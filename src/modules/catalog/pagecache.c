@@ -69,7 +69,7 @@ static _Atomic uint64_t sub_heard_us;
 static _Atomic uint64_t pv_epoch = 1;
 
 static _Atomic uint64_t st_io_hits, st_worker_hits, st_misses, st_evictions, st_resyncs,
-    st_bumps_heard, st_bytes;
+    st_bumps_heard, st_bytes, st_pipelined;
 
 /* ------------------------------------------------------------ versions */
 
@@ -523,6 +523,7 @@ pc_count(int what)
 {
     _Atomic uint64_t *c = what == PC_HIT_IO       ? &st_io_hits
                           : what == PC_HIT_WORKER ? &st_worker_hits
+                          : what == PC_PIPELINED  ? &st_pipelined
                                                   : &st_misses;
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
@@ -770,11 +771,14 @@ catalog_pages_metrics(char *buf, size_t cap)
         "# TYPE shopd_catalog_version_bumps_heard_total counter\n"
         "shopd_catalog_version_bumps_heard_total %llu\n"
         "# TYPE shopd_catalog_version_subscription_up gauge\n"
-        "shopd_catalog_version_subscription_up %d\n",
+        "shopd_catalog_version_subscription_up %d\n"
+        "# TYPE shopd_catalog_pages_pipelined_total counter\n"
+        "shopd_catalog_pages_pipelined_total %llu\n",
         (unsigned long long)atomic_load(&st_io_hits),
         (unsigned long long)atomic_load(&st_worker_hits),
         (unsigned long long)atomic_load(&st_misses), (unsigned long long)atomic_load(&st_evictions),
         (unsigned long long)atomic_load(&st_bytes), (unsigned long long)atomic_load(&st_resyncs),
-        (unsigned long long)atomic_load(&st_bumps_heard), pc_sub_healthy() ? 1 : 0);
+        (unsigned long long)atomic_load(&st_bumps_heard), pc_sub_healthy() ? 1 : 0,
+        (unsigned long long)atomic_load(&st_pipelined));
     return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }

@@ -447,60 +447,105 @@ catalog_h_product_list(api_ctx_t *ctx)
 
 /* ------------------------------------------------------------ one product */
 
-static net_reply_t *
-get_one(api_ctx_t *ctx)
-{
+/* The key of a product page request: its id or slug in idb, numeric saying which.
+ * NULL when it is fine, else the 404 for a key that names nothing. */
+typedef struct page_key_s {
     char sid[24], idb[128];
+    bool numeric;
+    const char *params[3];
+} page_key_t;
+
+static net_reply_t *
+page_key(api_ctx_t *ctx, page_key_t *k)
+{
     size_t n;
     const char *p = msg_param(ctx->env, "id", &n);
-    if (p == NULL || n == 0 || n >= sizeof(idb))
+    if (p == NULL || n == 0 || n >= sizeof(k->idb))
         return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
-    memcpy(idb, p, n);
-    idb[n] = '\0';
-    bool numeric = strspn(idb, "0123456789") == n && n <= 18;
-    if (!numeric && !cat_slug_valid(idb))
+    memcpy(k->idb, p, n);
+    k->idb[n] = '\0';
+    k->numeric = strspn(k->idb, "0123456789") == n && n <= 18;
+    if (!k->numeric && !cat_slug_valid(k->idb))
         return api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
-    const char *params[3] = {cat_sid(ctx, sid), idb, cat_is_admin(ctx) ? "t" : "f"};
-    net_reply_t *reply = NULL;
-    db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL)
-        return reply;
-    /* One statement per key: "id = $2 OR slug = $3" prepared once gets a generic plan
-     * that ORs two index scans (a bitmap) on every call, for one row. The rows are
-     * rendered here (page.c), which reads timestamps in DateStyle ISO: a server set to
-     * another style gets the page built by PostgreSQL as before (CAT_PRODUCT_JSON). */
+    k->params[0] = cat_sid(ctx, k->sid);
+    k->params[1] = k->idb;
+    k->params[2] = cat_is_admin(ctx) ? "t" : "f";
+    return NULL;
+}
+
+/* The page's rows are rendered here (page.c), which reads timestamps in DateStyle
+ * ISO: a server set to another style gets the page built by PostgreSQL as before
+ * (CAT_PRODUCT_JSON). */
+static bool
+page_in_c(db_conn_t *c)
+{
     const char *ds = PQparameterStatus(db_pg(c), "DateStyle");
-    if (ds && !strncmp(ds, "ISO", 3)) {
-        PGresult *r = numeric ? db_exec(c, "prod_page_id", catalog_page_id_sql, 3, params)
-                              : db_exec(c, "prod_page_slug", catalog_page_slug_sql, 3, params);
-        char *json = NULL;
-        size_t len = 0;
-        if (db_result_rc(r) != SHOPD_OK)
-            reply = api_db_error(ctx, r, "product get");
-        else if ((json = catalog_page_render(r, &len)) == NULL)
-            reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
-        else
-            reply = api_raw_json(SHOPD_OK, json, len);
-        shopd_free(json);
-        PQclear(r);
-        db_release(c);
-        return reply;
-    }
-    /* One statement per key: "id = $2 OR slug = $3" prepared once gets a generic plan
-     * that ORs two index scans (a bitmap) on every call, for one row. */
+    return ds && !strncmp(ds, "ISO", 3);
+}
+
+/* One statement per key: "id = $2 OR slug = $3" prepared once gets a generic plan
+ * that ORs two index scans (a bitmap) on every call, for one row. */
+static db_query_t
+page_query(const page_key_t *k)
+{
+    return k->numeric ? (db_query_t){"prod_page_id", catalog_page_id_sql, 3, k->params}
+                      : (db_query_t){"prod_page_slug", catalog_page_slug_sql, 3, k->params};
+}
+
+/* The answer for the rows of page_query (r is the caller's). */
+static net_reply_t *
+page_answer(api_ctx_t *ctx, PGresult *r)
+{
+    char *json = NULL;
+    size_t len = 0;
+    net_reply_t *reply;
+    if (db_result_rc(r) != SHOPD_OK)
+        reply = api_db_error(ctx, r, "product get");
+    else if ((json = catalog_page_render(r, &len)) == NULL)
+        reply = api_fail(SHOPD_NOTFOUND, "product_not_found", "no such product");
+    else
+        reply = api_raw_json(SHOPD_OK, json, len);
+    shopd_free(json);
+    return reply;
+}
+
+/* The page built by PostgreSQL (a server whose DateStyle is not ISO). */
+static net_reply_t *
+page_sql(api_ctx_t *ctx, db_conn_t *c, const page_key_t *k)
+{
     PGresult *r =
-        numeric
+        k->numeric
             ? db_exec(c, "prod_get_id",
                       "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = "
                                                       "$1::bigint AND p.id = $2::bigint"
                                                       " AND ($3::bool OR p.status = 'active')",
-                      3, params)
+                      3, k->params)
             : db_exec(c, "prod_get_slug",
                       "SELECT " CAT_PRODUCT_JSON("p") "::text FROM products p WHERE p.store_id = "
                                                       "$1::bigint AND p.slug = $2"
                                                       " AND ($3::bool OR p.status = 'active')",
-                      3, params);
-    reply = cat_one_row(ctx, r, "product get", "product_not_found", "no such product");
+                      3, k->params);
+    return cat_one_row(ctx, r, "product get", "product_not_found", "no such product");
+}
+
+static net_reply_t *
+get_one(api_ctx_t *ctx)
+{
+    page_key_t k;
+    net_reply_t *reply = page_key(ctx, &k);
+    if (reply)
+        return reply;
+    db_conn_t *c = cat_acquire(ctx, &reply);
+    if (c == NULL)
+        return reply;
+    if (page_in_c(c)) {
+        db_query_t q = page_query(&k);
+        PGresult *r = db_exec(c, q.name, q.sql, q.nparams, q.params);
+        reply = page_answer(ctx, r);
+        PQclear(r);
+    } else {
+        reply = page_sql(ctx, c, &k);
+    }
     db_release(c);
     return reply;
 }
@@ -509,6 +554,67 @@ net_reply_t *
 catalog_h_product_get(api_ctx_t *ctx)
 {
     return cat_cached(ctx, get_one);
+}
+
+/* The product pages of one read-lane turn (SHOPD_READ_BATCH): hits answered from
+ * the caches one by one, then the statements of every page to build sent in one
+ * pipeline, so n pages cost PostgreSQL and this worker one round trip and one
+ * wake-up instead of n. A statement of the pipeline that fails makes the ones
+ * behind it come back aborted; those run again on their own. */
+void
+catalog_b_product_get(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
+{
+    if (n == 1) {
+        replies[0] = catalog_h_product_get(&ctxs[0]);
+        return;
+    }
+    cat_cache_t *st = shopd_calloc(n, sizeof(*st));
+    page_key_t *keys = shopd_calloc(n, sizeof(*keys));
+    net_reply_t **fresh = shopd_calloc(n, sizeof(*fresh));
+    size_t *at = shopd_calloc(n, sizeof(*at)); /* the pages to build */
+    db_query_t *qs = shopd_calloc(n, sizeof(*qs));
+    PGresult **rs = shopd_calloc(n, sizeof(*rs));
+    size_t nb = 0, nq = 0;
+    for (size_t i = 0; i < n; i++) {
+        replies[i] = cat_cache_begin(&ctxs[i], &st[i]);
+        if (replies[i] == NULL && (fresh[i] = page_key(&ctxs[i], &keys[i])) == NULL)
+            at[nb++] = i;
+    }
+    db_conn_t *c = NULL;
+    if (nb && (c = cat_acquire(&ctxs[at[0]], &fresh[at[0]])) == NULL) {
+        for (size_t j = 1; j < nb; j++)
+            fresh[at[j]] = api_unavailable("the database");
+        nb = 0;
+    }
+    if (nb && !page_in_c(c)) {
+        for (size_t j = 0; j < nb; j++)
+            fresh[at[j]] = page_sql(&ctxs[at[j]], c, &keys[at[j]]);
+        nb = 0;
+    }
+    for (size_t j = 0; j < nb; j++)
+        qs[nq++] = page_query(&keys[at[j]]);
+    if (nq)
+        (void)db_pipeline(c, qs, nq, rs); /* each result is looked at below */
+    for (size_t j = 0; nq > 1 && j < nq; j++)
+        pc_count(PC_PIPELINED);
+    for (size_t j = 0; j < nq; j++) {
+        if (rs[j] && PQresultStatus(rs[j]) == PGRES_PIPELINE_ABORTED) {
+            PQclear(rs[j]);
+            rs[j] = db_exec(c, qs[j].name, qs[j].sql, qs[j].nparams, qs[j].params);
+        }
+        fresh[at[j]] = page_answer(&ctxs[at[j]], rs[j]);
+        PQclear(rs[j]);
+    }
+    db_release(c);
+    for (size_t i = 0; i < n; i++)
+        if (replies[i] == NULL)
+            replies[i] = cat_cache_end(&ctxs[i], &st[i], fresh[i]);
+    shopd_free(rs);
+    shopd_free(qs);
+    shopd_free(at);
+    shopd_free(fresh);
+    shopd_free(keys);
+    shopd_free(st);
 }
 
 /* ------------------------------------------------------------ writes */
