@@ -63,6 +63,8 @@ net_reply_t *catalog_h_category_delete(api_ctx_t *ctx);
 
 /* ---- products (products.c) ---- */
 net_reply_t *catalog_h_product_list(api_ctx_t *ctx);
+/** The same for the list pages of one read-lane turn, read in pipelines. */
+void catalog_b_product_list(api_ctx_t *ctxs, size_t n, net_reply_t **replies);
 /** GET /products/:id where :id is a numeric id or a slug. */
 net_reply_t *catalog_h_product_get(api_ctx_t *ctx);
 /** The same for the product pages of one read-lane turn: the pages to build are

@@ -118,6 +118,12 @@ typedef struct db_query_s {
  *  Returns OK if every statement succeeded, else the status of the first failure. */
 shopd_rc_t db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results);
 
+/** db_pipeline for statements that do not belong together (the reads of several
+ *  requests): one round trip, and a statement that came back aborted because one
+ *  before it failed runs again on its own, so each result is its own statement's.
+ *  Outside a transaction only. Every results[i] is set (caller PQclears each). */
+void db_pipeline_apart(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results);
+
 /** SELECT 1 on the connection; OK or UNAVAILABLE. */
 shopd_rc_t db_ping(db_conn_t *c);
 

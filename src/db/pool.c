@@ -880,6 +880,19 @@ db_pipeline(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
     return rc;
 }
 
+void
+db_pipeline_apart(db_conn_t *c, const db_query_t *qs, size_t n, PGresult **results)
+{
+    if (db_pipeline(c, qs, n, results) == SHOPD_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (results[i] == NULL || PQresultStatus(results[i]) == PGRES_PIPELINE_ABORTED) {
+            PQclear(results[i]);
+            results[i] = db_exec(c, qs[i].name, qs[i].sql, qs[i].nparams, qs[i].params);
+        }
+    }
+}
+
 /* Sends the pending savepoint commands now (nothing else to carry them). */
 static shopd_rc_t
 pending_flush(db_conn_t *c)

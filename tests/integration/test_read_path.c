@@ -575,9 +575,10 @@ test_flood_lane(void **state)
 /* ---- product pages read in one pipeline (catalog_b_product_get) ---- */
 
 #define PP_KEYS 48
+#define PP_LISTS 16
 #define PP_CAP 16384
 typedef struct pp_case_s {
-    char path[96];
+    char path[400];
     bool as_admin;
     int status;
     char body[PP_CAP];
@@ -586,8 +587,8 @@ typedef struct pp_case_s {
 typedef struct pp_s {
     th_server_t *s;
     const char *admin; /* a STORE_ADMIN's token of s (each server signs its own) */
-    pp_case_t *cases;
-    size_t ncases;
+    pp_case_t *cases;  /* the clients pick among cases[lo..ncases) */
+    size_t lo, ncases;
     _Atomic long ok, bad;
     _Atomic bool stop;
 } pp_t;
@@ -600,7 +601,7 @@ pp_main(void *arg)
     static _Thread_local char body[PP_CAP];
     unsigned seed = (unsigned)(uintptr_t)&body;
     while (!atomic_load(&p->stop)) {
-        const pp_case_t *c = &p->cases[rand_r(&seed) % p->ncases];
+        const pp_case_t *c = &p->cases[p->lo + rand_r(&seed) % (p->ncases - p->lo)];
         int st = ka_req(fd, store, c->path, c->as_admin ? p->admin : NULL, body, sizeof(body));
         if (st == c->status && strcmp(body, c->body) == 0) {
             atomic_fetch_add(&p->ok, 1);
@@ -614,12 +615,36 @@ pp_main(void *arg)
     return NULL;
 }
 
-/* The product pages of a read lane's turn are read in one pipeline. With one
- * worker (one read lane per store) and 12 keep-alive clients, turns hold many
- * pages: ids and slugs, the store admin's view and the public one (misses, hits
- * and, after each catalog write, pages built while the store's version moves), a
- * draft only the admin sees, another store's product and keys that name nothing.
- * Every answer must be the one the same request gets alone, byte for byte. */
+/* Runs 12 clients on p's cases for rounds x 250 ms, a catalog write that changes
+ * no page after each round (the public pages miss again). */
+static void
+pp_run(pp_t *p, int rounds)
+{
+    atomic_store(&p->stop, false);
+    pthread_t th[12];
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, pp_main, p), 0);
+    for (int round = 0; round < rounds; round++) {
+        usleep(250000);
+        char body[96];
+        snprintf(body, sizeof(body), "{\"name\":\"PP Category %d-%d\"}", (int)p->lo, round);
+        th_resp_t r = th_store_req(p->s, store, p->admin, "POST", "/api/v1/categories", body);
+        assert_int_equal(r.status, 201);
+        th_resp_free(&r);
+    }
+    atomic_store(&p->stop, true);
+    for (int i = 0; i < 12; i++)
+        pthread_join(th[i], NULL);
+}
+
+/* The product pages and list pages of a read lane's turn are read in pipelines.
+ * With one worker (one read lane per store) and 12 keep-alive clients, turns hold
+ * many pages: ids and slugs, lists with every kind of query (a category, sorts,
+ * pages, a cursor, a search, expanded variants, drafts, refusals), the store
+ * admin's view and the public one (misses, hits and, after each catalog write,
+ * pages built while the store's version moves), a draft only the admin sees,
+ * another store's product and keys that name nothing. Every answer must be the
+ * one the same request gets alone, byte for byte. */
 static void
 test_pipelined_pages(void **state)
 {
@@ -644,8 +669,28 @@ test_pipelined_pages(void **state)
     long foreign = (long)json_integer_value(json_object_get(r.json, "id"));
     th_resp_free(&r);
     free(o_admin);
+    r = th_store_req(s, store, s_admin, "POST", "/api/v1/categories", "{\"name\":\"PP Tees\"}");
+    assert_int_equal(r.status, 201);
+    long cat = (long)json_integer_value(json_object_get(r.json, "id"));
+    th_resp_free(&r);
+    char cats[24];
+    snprintf(cats, sizeof(cats), "%ld", cat);
+    const char *p2[] = {sid, cats, NULL};
+    th_sql("UPDATE products SET category_id = $2::bigint WHERE store_id = $1::bigint"
+           " AND slug IN ('organic-cotton-tee-3', 'organic-cotton-tee-4', 'organic-cotton-tee-9')",
+           p2);
+    /* The rows changed under the catalog: a write bumps the store's version. */
+    r = th_store_req(s, store, s_admin, "POST", "/api/v1/categories", "{\"name\":\"PP Bump\"}");
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    r = get(s, "/api/v1/products?limit=3&sort=price", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    char cursor[256];
+    snprintf(cursor, sizeof(cursor), "%s",
+             json_string_value(json_object_get(r.json, "next_cursor")));
+    th_resp_free(&r);
 
-    pp_case_t *cases = calloc(2 * PP_KEYS, sizeof(*cases));
+    pp_case_t *cases = calloc(2 * (PP_KEYS + PP_LISTS), sizeof(*cases));
     size_t n = 0;
     for (int i = 0; i < PP_KEYS; i++) {
         char key[64];
@@ -673,37 +718,69 @@ test_pipelined_pages(void **state)
             c->as_admin = a == 1;
         }
     }
+    size_t lists = n;
+    for (int i = 0; i < PP_LISTS; i++) {
+        char q[128];
+        static const char *const qs[] = {
+            "limit=5",
+            "limit=3&sort=price",
+            "limit=3&sort=-name",
+            "page=2&limit=4",
+            "limit=10&category=%ld",
+            "category=999999999",
+            "expand=variants&limit=2",
+            "status=draft",
+            "limit=0",
+            "q=tee&limit=3",
+            "min_price=2500&max_price=3000",
+            "limit=3&sort=price&cursor=%s",
+            "sort=name&limit=7&category=%ld",
+            "limit=2&sort=-price&page=3",
+            "brand=Acme&limit=4",
+            "limit=20",
+        };
+        if (strstr(qs[i], "%ld"))
+            snprintf(q, sizeof(q), qs[i], cat);
+        else if (strstr(qs[i], "%s"))
+            snprintf(q, sizeof(q), qs[i], cursor);
+        else
+            snprintf(q, sizeof(q), "%s", qs[i]);
+        for (int a = 0; a < 2; a++) {
+            pp_case_t *c = &cases[n++];
+            snprintf(c->path, sizeof(c->path), "/api/v1/products?%s", q);
+            c->as_admin = a == 1;
+        }
+    }
     /* What each request answers alone, on an idle server. */
     int fd = ka_open(s);
     for (size_t i = 0; i < n; i++) {
         cases[i].status = ka_req(fd, store, cases[i].path, cases[i].as_admin ? s_admin : NULL,
                                  cases[i].body, sizeof(cases[i].body));
-        assert_true(cases[i].status == 200 || cases[i].status == 404);
+        assert_true(cases[i].status == 200 || cases[i].status == 403 || cases[i].status == 404 ||
+                    cases[i].status == 422);
     }
     close(fd);
     assert_int_equal(cases[2 * 36].status, 404); /* the draft, to the public */
     assert_int_equal(cases[2 * 36 + 1].status, 200);
-    assert_int_equal(cases[2 * 38 + 1].status, 404); /* another store's product */
+    assert_int_equal(cases[2 * 38 + 1].status, 404);    /* another store's product */
+    assert_int_equal(cases[lists + 2 * 4].status, 200); /* the category's list */
+    assert_non_null(strstr(cases[lists + 2 * 4].body, "\"total\":3,"));
+    assert_int_equal(cases[lists + 2 * 7].status, 403); /* drafts, to the public */
+    assert_int_equal(cases[lists + 2 * 7 + 1].status, 200);
+    assert_non_null(strstr(cases[lists + 2 * 7 + 1].body, "hidden-draft-pp"));
+    assert_int_equal(cases[lists + 2 * 8].status, 422);
+    assert_int_equal(cases[lists + 2 * 11].status, 200); /* the cursor's next page */
 
+    /* Product pages and lists mixed, then lists alone. */
     pp_t pp = {.s = s, .admin = s_admin, .cases = cases, .ncases = n};
-    pthread_t th[12];
-    for (int i = 0; i < 12; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, pp_main, &pp), 0);
-    for (int round = 0; round < 6; round++) {
-        usleep(250000);
-        /* A catalog write that changes no product page: the public pages miss again. */
-        char body[96];
-        snprintf(body, sizeof(body), "{\"name\":\"PP Category %d\"}", round);
-        r = th_store_req(s, store, s_admin, "POST", "/api/v1/categories", body);
-        assert_int_equal(r.status, 201);
-        th_resp_free(&r);
-    }
-    atomic_store(&pp.stop, true);
-    for (int i = 0; i < 12; i++)
-        pthread_join(th[i], NULL);
+    pp_run(&pp, 6);
+    long piped = metric(s, "shopd_catalog_pages_pipelined_total");
+    assert_true(piped > 0);
+    pp.lo = lists;
+    pp_run(&pp, 3);
+    assert_true(metric(s, "shopd_catalog_pages_pipelined_total") > piped);
     assert_int_equal(atomic_load(&pp.bad), 0);
     assert_true(atomic_load(&pp.ok) > 500);
-    assert_true(metric(s, "shopd_catalog_pages_pipelined_total") > 0);
     assert_int_equal(th_stop(s), 0);
     free(cases);
     free(s_admin);

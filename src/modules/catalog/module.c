@@ -22,7 +22,7 @@ static const api_route_t catalog_routes[] = {
     {"GET", "/api/v1/categories/:id", "categories.get", API_PUBLIC, API_ANY, API_STORE | API_PAGE, NULL, catalog_h_category_get, NULL, NULL},
     {"PATCH", "/api/v1/categories/:id", "categories.update", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, catalog_h_category_update, NULL, NULL},
     {"DELETE", "/api/v1/categories/:id", "categories.delete", API_STORE_ADMIN, API_ORDERED, API_STORE, NULL, catalog_h_category_delete, NULL, q_category_delete},
-    {"GET", "/api/v1/products", "products.list", API_PUBLIC, API_ANY, API_STORE | API_PAGE, NULL, catalog_h_product_list, NULL, q_products},
+    {"GET", "/api/v1/products", "products.list", API_PUBLIC, API_ANY, API_STORE | API_PAGE, NULL, catalog_h_product_list, catalog_b_product_list, q_products},
     {"POST", "/api/v1/products", "products.create", API_STORE_ADMIN, API_ORDERED, API_STORE | API_BODY, NULL, catalog_h_product_create, NULL, NULL},
     {"POST", "/api/v1/imports/products", "products.import", API_STORE_ADMIN, API_BLOCKING, API_STORE | API_BODY | API_ONE_LANE, NULL, catalog_h_product_import, NULL, NULL},
     {"GET", "/api/v1/products/:id", "products.get", API_PUBLIC, API_ANY, API_STORE | API_PAGE, NULL, catalog_h_product_get, catalog_b_product_get, NULL},

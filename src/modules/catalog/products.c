@@ -266,120 +266,73 @@ lean_entry(api_buf_t *b, const PGresult *r, int i)
                    PQgetisnull(r, i, 8) ? "null" : PQgetvalue(r, i, 8), PQgetvalue(r, i, 7));
 }
 
-/* Runs the page and the count of f on c (one round trip) and renders the answer. */
-static net_reply_t *
-list_page(api_ctx_t *ctx, db_conn_t *c, const catalog_filter_t *fp, long long page)
-{
-    const catalog_filter_t f = *fp;
-    net_reply_t *reply;
-    catalog_sql_t sql;
-    catalog_list_sql(&f, &sql);
-    /* Prepared under a name made from the SQL text: the shapes are few (which filters,
-     * which sort, cursor or not, lean or expanded; every value is a parameter), so each
-     * connection plans each shape once instead of on every request. */
-    char pname[24], cname[24];
-    snprintf(pname, sizeof(pname), "pl_%016llx", (unsigned long long)cat_hash(sql.page_sql));
-    snprintf(cname, sizeof(cname), "pc_%016llx", (unsigned long long)cat_hash(sql.count_sql));
-    db_query_t qs[2] = {{pname, sql.page_sql, sql.nparams, sql.params},
-                        {cname, sql.count_sql, sql.count_nparams, sql.params}};
-    PGresult *res[2] = {NULL, NULL};
-    shopd_rc_t rc = db_pipeline(c, qs, 2, res); /* page and total in one round trip */
-    if (rc != SHOPD_OK) {
-        reply = api_db_error(ctx, res[0] && db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1],
-                             "product list");
-    } else {
-        api_buf_t b = {0};
-        int rows = PQntuples(res[0]);
-        api_buf_put(&b, "{\"data\":[", 9);
-        for (int i = 0; i < rows; i++) {
-            if (i)
-                api_buf_put(&b, ",", 1);
-            if (f.expand_variants)
-                api_buf_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
-            else
-                lean_entry(&b, res[0], i);
-        }
-        long total = atol(PQgetvalue(res[1], 0, 0));
-        bool capped = !sql.count_exact && total > CATALOG_COUNT_CAP;
-        api_buf_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":",
-                       capped ? (long)CATALOG_COUNT_CAP : total, capped ? "true" : "false",
-                       f.limit);
-        if (rows == f.limit && page == 0) {
-            api_buf_put(&b, "\"", 1);
-            if (f.sort != CATALOG_SORT_NEWEST) {
-                const char *k = PQgetvalue(res[0], rows - 1, 1);
-                for (; *k; k++)
-                    api_buf_printf(&b, "%02x", (unsigned char)*k);
-                api_buf_put(&b, ".", 1);
-            }
-            api_buf_printf(&b, "%s\"", PQgetvalue(res[0], rows - 1, 2));
-        } else {
-            api_buf_put(&b, "null", 4);
-        }
-        if (page)
-            api_buf_printf(&b, ",\"page\":%lld", page);
-        api_buf_put(&b, "}", 1);
-        reply = api_raw_json(SHOPD_OK, b.p, b.n);
-        shopd_free(b.p);
-    }
-    PQclear(res[0]);
-    PQclear(res[1]);
-    catalog_sql_free(&sql);
-    return reply;
-}
-
-static net_reply_t *
-list(api_ctx_t *ctx)
-{
-    api_val_t v = {0};
-    catalog_filter_t f = {.store_id = ctx->store_id,
-                          .admin = cat_is_admin(ctx),
-                          .min_price = -1,
-                          .max_price = -1,
-                          .limit = 20};
+/* One list request as it goes: its parameters (f points into the buffers), the
+ * category's descendants once read, and its two statements. */
+typedef struct list_req_s {
+    catalog_filter_t f;
     char b_cat[32], b_st[32], b_min[32], b_max[32], b_brand[512], b_q[512], b_sort[32], b_lim[32],
         b_cur[2600], b_page[32], b_exp[32];
     char ckey[1300]; /* a name sort key: up to 300 characters of UTF-8 */
-    const char *s, *category = NULL;
-    long long n, page = 0;
-    if ((s = api_query_param(ctx->env, "category", b_cat, sizeof(b_cat)))) {
+    const char *category;
+    long long page;
+    char sid[24];
+    const char *cparams[2];
+    char *cat_ids;
+    catalog_sql_t sql;
+    char pname[24], cname[24];
+} list_req_t;
+
+/* Reads and checks the query into q; the refusal, or NULL. */
+static net_reply_t *
+list_parse(api_ctx_t *ctx, list_req_t *q)
+{
+    api_val_t v = {0};
+    memset(q, 0, sizeof(*q));
+    q->f = (catalog_filter_t){.store_id = ctx->store_id,
+                              .admin = cat_is_admin(ctx),
+                              .min_price = -1,
+                              .max_price = -1,
+                              .limit = 20};
+    const char *s;
+    long long n;
+    if ((s = api_query_param(ctx->env, "category", q->b_cat, sizeof(q->b_cat)))) {
         if (parse_ll(s, 1, INT64_MAX, &n))
-            category = s;
+            q->category = s;
         else
             api_val_add(&v, "category", "must be a category id");
     }
-    if ((s = api_query_param(ctx->env, "status", b_st, sizeof(b_st)))) {
+    if ((s = api_query_param(ctx->env, "status", q->b_st, sizeof(q->b_st)))) {
         if (strcmp(s, "draft") && strcmp(s, "active") && strcmp(s, "archived"))
             api_val_add(&v, "status", "must be draft, active or archived");
-        else if (!f.admin && strcmp(s, "active"))
+        else if (!q->f.admin && strcmp(s, "active"))
             return api_fail_field(SHOPD_FORBIDDEN, "forbidden",
                                   "only store admins see products that are not active", "status",
                                   "admins only");
         else
-            f.status = s;
+            q->f.status = s;
     }
-    if ((s = api_query_param(ctx->env, "min_price", b_min, sizeof(b_min))) &&
-        !parse_ll(s, 0, INT64_MAX, &f.min_price))
+    if ((s = api_query_param(ctx->env, "min_price", q->b_min, sizeof(q->b_min))) &&
+        !parse_ll(s, 0, INT64_MAX, &q->f.min_price))
         api_val_add(&v, "min_price", "must be a non-negative integer (minor units)");
-    if ((s = api_query_param(ctx->env, "max_price", b_max, sizeof(b_max))) &&
-        !parse_ll(s, 0, INT64_MAX, &f.max_price))
+    if ((s = api_query_param(ctx->env, "max_price", q->b_max, sizeof(q->b_max))) &&
+        !parse_ll(s, 0, INT64_MAX, &q->f.max_price))
         api_val_add(&v, "max_price", "must be a non-negative integer (minor units)");
-    if (f.min_price >= 0 && f.max_price >= 0 && f.min_price > f.max_price)
+    if (q->f.min_price >= 0 && q->f.max_price >= 0 && q->f.min_price > q->f.max_price)
         api_val_add(&v, "max_price", "must not be below min_price");
-    if ((s = api_query_param(ctx->env, "brand", b_brand, sizeof(b_brand)))) {
+    if ((s = api_query_param(ctx->env, "brand", q->b_brand, sizeof(q->b_brand)))) {
         if (*s == '\0' || strlen(s) > 400)
             api_val_add(&v, "brand", "must be 1 to 100 characters long");
         else
-            f.brand = s;
+            q->f.brand = s;
     }
-    if ((s = api_query_param(ctx->env, "q", b_q, sizeof(b_q)))) {
+    if ((s = api_query_param(ctx->env, "q", q->b_q, sizeof(q->b_q)))) {
         size_t ql = strlen(s);
         if (ql < 2 || ql > 100)
             api_val_add(&v, "q", "must be 2 to 100 characters long");
         else
-            f.q = s;
+            q->f.q = s;
     }
-    if ((s = api_query_param(ctx->env, "sort", b_sort, sizeof(b_sort)))) {
+    if ((s = api_query_param(ctx->env, "sort", q->b_sort, sizeof(q->b_sort)))) {
         size_t i;
         for (i = 0; i < sizeof(sorts) / sizeof(sorts[0]); i++)
             if (!strcmp(sorts[i].name, s))
@@ -387,55 +340,159 @@ list(api_ctx_t *ctx)
         if (i == sizeof(sorts) / sizeof(sorts[0]))
             api_val_add(&v, "sort", "must be newest, price, -price, name or -name");
         else
-            f.sort = sorts[i].sort;
+            q->f.sort = sorts[i].sort;
     }
-    if ((s = api_query_param(ctx->env, "limit", b_lim, sizeof(b_lim)))) {
+    if ((s = api_query_param(ctx->env, "limit", q->b_lim, sizeof(q->b_lim)))) {
         if (parse_ll(s, 1, CATALOG_MAX_LIMIT, &n))
-            f.limit = (int)n;
+            q->f.limit = (int)n;
         else
             api_val_add(&v, "limit", "must be an integer from 1 to 100");
     }
-    if ((s = api_query_param(ctx->env, "page", b_page, sizeof(b_page))) &&
-        !parse_ll(s, 1, 100000, &page))
+    if ((s = api_query_param(ctx->env, "page", q->b_page, sizeof(q->b_page))) &&
+        !parse_ll(s, 1, 100000, &q->page))
         api_val_add(&v, "page", "must be an integer from 1 to 100000");
-    if ((s = api_query_param(ctx->env, "cursor", b_cur, sizeof(b_cur)))) {
-        if (page)
+    if ((s = api_query_param(ctx->env, "cursor", q->b_cur, sizeof(q->b_cur)))) {
+        if (q->page)
             api_val_add(&v, "cursor", "cannot be combined with page");
-        else if (!parse_cursor(s, f.sort, ckey, sizeof(ckey), &f.cursor_id))
+        else if (!parse_cursor(s, q->f.sort, q->ckey, sizeof(q->ckey), &q->f.cursor_id))
             api_val_add(&v, "cursor", "must be a next_cursor returned with the same sort");
         else
-            f.cursor_key = ckey;
+            q->f.cursor_key = q->ckey;
     }
-    if ((s = api_query_param(ctx->env, "expand", b_exp, sizeof(b_exp)))) {
+    if ((s = api_query_param(ctx->env, "expand", q->b_exp, sizeof(q->b_exp)))) {
         if (strcmp(s, "variants"))
             api_val_add(&v, "expand", "must be variants");
         else
-            f.expand_variants = true;
+            q->f.expand_variants = true;
     }
     if (v.n)
         return api_val_reply(&v);
-    if (page)
-        f.offset = (long)((page - 1) * f.limit);
+    if (q->page)
+        q->f.offset = (long)((q->page - 1) * q->f.limit);
+    return NULL;
+}
 
-    net_reply_t *reply = NULL;
-    db_conn_t *c = cat_acquire(ctx, &reply);
-    if (c == NULL)
-        return reply;
-    char sid[24], *cat_ids = NULL;
-    reply = NULL;
-    if (category) {
-        const char *cp[2] = {cat_sid(ctx, sid), category};
-        PGresult *cr = db_exec(c, "prod_list_cats", catalog_descendants_sql, 2, cp);
-        if (db_result_rc(cr) != SHOPD_OK)
-            reply = api_db_error(ctx, cr, "product list categories");
+/* The statement that reads the category's descendants (q->category set). */
+static db_query_t
+list_cat_query(api_ctx_t *ctx, list_req_t *q)
+{
+    q->cparams[0] = cat_sid(ctx, q->sid);
+    q->cparams[1] = q->category;
+    return (db_query_t){"prod_list_cats", catalog_descendants_sql, 2, q->cparams};
+}
+
+/* Takes the descendants' result into q->f; the error answer, or NULL. */
+static net_reply_t *
+list_cat_take(api_ctx_t *ctx, list_req_t *q, PGresult *cr)
+{
+    if (db_result_rc(cr) != SHOPD_OK)
+        return api_db_error(ctx, cr, "product list categories");
+    q->f.category_ids = q->cat_ids = shopd_strdup(PQgetvalue(cr, 0, 0));
+    return NULL;
+}
+
+/* The page and the count of q (qs[0], qs[1]). Prepared under a name made from the
+ * SQL text: the shapes are few (which filters, which sort, cursor or not, lean or
+ * expanded; every value is a parameter), so each connection plans each shape once
+ * instead of on every request. */
+static void
+list_queries(list_req_t *q, db_query_t *qs)
+{
+    catalog_list_sql(&q->f, &q->sql);
+    snprintf(q->pname, sizeof(q->pname), "pl_%016llx",
+             (unsigned long long)cat_hash(q->sql.page_sql));
+    snprintf(q->cname, sizeof(q->cname), "pc_%016llx",
+             (unsigned long long)cat_hash(q->sql.count_sql));
+    qs[0] = (db_query_t){q->pname, q->sql.page_sql, q->sql.nparams, q->sql.params};
+    qs[1] = (db_query_t){q->cname, q->sql.count_sql, q->sql.count_nparams, q->sql.params};
+}
+
+/* The answer for the page and the count of q (res[0], res[1]; the caller's). */
+static net_reply_t *
+list_render(api_ctx_t *ctx, const list_req_t *q, PGresult **res)
+{
+    const catalog_filter_t *f = &q->f;
+    if (db_result_rc(res[0]) != SHOPD_OK || db_result_rc(res[1]) != SHOPD_OK)
+        return api_db_error(ctx, db_result_rc(res[0]) != SHOPD_OK ? res[0] : res[1],
+                            "product list");
+    api_buf_t b = {0};
+    int rows = PQntuples(res[0]);
+    api_buf_put(&b, "{\"data\":[", 9);
+    for (int i = 0; i < rows; i++) {
+        if (i)
+            api_buf_put(&b, ",", 1);
+        if (f->expand_variants)
+            api_buf_put(&b, PQgetvalue(res[0], i, 0), (size_t)PQgetlength(res[0], i, 0));
         else
-            f.category_ids = cat_ids = shopd_strdup(PQgetvalue(cr, 0, 0));
-        PQclear(cr);
+            lean_entry(&b, res[0], i);
     }
-    if (reply == NULL)
-        reply = list_page(ctx, c, &f, page);
-    shopd_free(cat_ids);
+    long total = atol(PQgetvalue(res[1], 0, 0));
+    bool capped = !q->sql.count_exact && total > CATALOG_COUNT_CAP;
+    api_buf_printf(&b, "],\"total\":%ld,\"total_capped\":%s,\"limit\":%d,\"next_cursor\":",
+                   capped ? (long)CATALOG_COUNT_CAP : total, capped ? "true" : "false", f->limit);
+    if (rows == f->limit && q->page == 0) {
+        api_buf_put(&b, "\"", 1);
+        if (f->sort != CATALOG_SORT_NEWEST) {
+            const char *k = PQgetvalue(res[0], rows - 1, 1);
+            for (; *k; k++)
+                api_buf_printf(&b, "%02x", (unsigned char)*k);
+            api_buf_put(&b, ".", 1);
+        }
+        api_buf_printf(&b, "%s\"", PQgetvalue(res[0], rows - 1, 2));
+    } else {
+        api_buf_put(&b, "null", 4);
+    }
+    if (q->page)
+        api_buf_printf(&b, ",\"page\":%lld", q->page);
+    api_buf_put(&b, "}", 1);
+    net_reply_t *reply = api_raw_json(SHOPD_OK, b.p, b.n);
+    shopd_free(b.p);
+    return reply;
+}
+
+static void
+list_req_free(list_req_t *q)
+{
+    catalog_sql_free(&q->sql);
+    shopd_free(q->cat_ids);
+    q->cat_ids = NULL;
+}
+
+/* Runs q on c: the descendants if it names a category, then the page and the count
+ * in one round trip. */
+static net_reply_t *
+list_run(api_ctx_t *ctx, db_conn_t *c, list_req_t *q)
+{
+    net_reply_t *reply = NULL;
+    if (q->category) {
+        db_query_t cq = list_cat_query(ctx, q);
+        PGresult *cr = db_exec(c, cq.name, cq.sql, cq.nparams, cq.params);
+        reply = list_cat_take(ctx, q, cr);
+        PQclear(cr);
+        if (reply)
+            return reply;
+    }
+    db_query_t qs[2];
+    list_queries(q, qs);
+    PGresult *res[2] = {NULL, NULL};
+    (void)db_pipeline(c, qs, 2, res); /* list_render looks at each result */
+    reply = list_render(ctx, q, res);
+    PQclear(res[0]);
+    PQclear(res[1]);
+    return reply;
+}
+
+static net_reply_t *
+list(api_ctx_t *ctx)
+{
+    list_req_t *q = shopd_malloc(sizeof(*q));
+    net_reply_t *reply = list_parse(ctx, q);
+    db_conn_t *c = reply ? NULL : cat_acquire(ctx, &reply);
+    if (c)
+        reply = list_run(ctx, c, q);
     db_release(c);
+    list_req_free(q);
+    shopd_free(q);
     return reply;
 }
 
@@ -443,6 +500,79 @@ net_reply_t *
 catalog_h_product_list(api_ctx_t *ctx)
 {
     return cat_cached(ctx, list);
+}
+
+/* The list pages of one read-lane turn, as catalog_b_product_get does the product
+ * pages: hits first, then the descendants of every category asked for in one
+ * pipeline, then the page and the count of every list to build in another. */
+void
+catalog_b_product_list(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
+{
+    if (n == 1) {
+        replies[0] = catalog_h_product_list(&ctxs[0]);
+        return;
+    }
+    cat_cache_t *st = shopd_calloc(n, sizeof(*st));
+    list_req_t *lq = shopd_calloc(n, sizeof(*lq));
+    net_reply_t **fresh = shopd_calloc(n, sizeof(*fresh));
+    size_t *at = shopd_calloc(n, sizeof(*at)), *cat_at = shopd_calloc(n, sizeof(*cat_at));
+    db_query_t *qs = shopd_calloc(2 * n, sizeof(*qs));
+    PGresult **rs = shopd_calloc(2 * n, sizeof(*rs));
+    size_t nb = 0, nc = 0;
+    for (size_t i = 0; i < n; i++) {
+        replies[i] = cat_cache_begin(&ctxs[i], &st[i]);
+        if (replies[i] == NULL && (fresh[i] = list_parse(&ctxs[i], &lq[i])) == NULL)
+            at[nb++] = i;
+    }
+    db_conn_t *c = NULL;
+    if (nb && (c = cat_acquire(&ctxs[at[0]], &fresh[at[0]])) == NULL) {
+        for (size_t j = 1; j < nb; j++)
+            fresh[at[j]] = api_unavailable("the database");
+        nb = 0;
+    }
+    /* 1. The categories' descendants. */
+    for (size_t j = 0; j < nb; j++) {
+        if (lq[at[j]].category) {
+            qs[nc] = list_cat_query(&ctxs[at[j]], &lq[at[j]]);
+            cat_at[nc++] = at[j];
+        }
+    }
+    if (nc)
+        db_pipeline_apart(c, qs, nc, rs);
+    for (size_t j = 0; j < nc; j++) {
+        fresh[cat_at[j]] = list_cat_take(&ctxs[cat_at[j]], &lq[cat_at[j]], rs[j]);
+        PQclear(rs[j]);
+        rs[j] = NULL;
+    }
+    /* 2. The pages and their counts, of those still to build. */
+    size_t nq = 0;
+    for (size_t j = 0; j < nb; j++)
+        if (fresh[at[j]] == NULL)
+            at[nq++] = at[j];
+    for (size_t j = 0; j < nq; j++)
+        list_queries(&lq[at[j]], &qs[2 * j]);
+    if (nq)
+        db_pipeline_apart(c, qs, 2 * nq, rs);
+    for (size_t j = 0; nq > 1 && j < nq; j++)
+        pc_count(PC_PIPELINED);
+    for (size_t j = 0; j < nq; j++) {
+        fresh[at[j]] = list_render(&ctxs[at[j]], &lq[at[j]], &rs[2 * j]);
+        PQclear(rs[2 * j]);
+        PQclear(rs[2 * j + 1]);
+    }
+    db_release(c);
+    for (size_t i = 0; i < n; i++) {
+        list_req_free(&lq[i]);
+        if (replies[i] == NULL)
+            replies[i] = cat_cache_end(&ctxs[i], &st[i], fresh[i]);
+    }
+    shopd_free(rs);
+    shopd_free(qs);
+    shopd_free(cat_at);
+    shopd_free(at);
+    shopd_free(fresh);
+    shopd_free(lq);
+    shopd_free(st);
 }
 
 /* ------------------------------------------------------------ one product */
@@ -559,8 +689,7 @@ catalog_h_product_get(api_ctx_t *ctx)
 /* The product pages of one read-lane turn (SHOPD_READ_BATCH): hits answered from
  * the caches one by one, then the statements of every page to build sent in one
  * pipeline, so n pages cost PostgreSQL and this worker one round trip and one
- * wake-up instead of n. A statement of the pipeline that fails makes the ones
- * behind it come back aborted; those run again on their own. */
+ * wake-up instead of n (db_pipeline_apart: each page's statement stands alone). */
 void
 catalog_b_product_get(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
 {
@@ -594,14 +723,10 @@ catalog_b_product_get(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
     for (size_t j = 0; j < nb; j++)
         qs[nq++] = page_query(&keys[at[j]]);
     if (nq)
-        (void)db_pipeline(c, qs, nq, rs); /* each result is looked at below */
+        db_pipeline_apart(c, qs, nq, rs);
     for (size_t j = 0; nq > 1 && j < nq; j++)
         pc_count(PC_PIPELINED);
     for (size_t j = 0; j < nq; j++) {
-        if (rs[j] && PQresultStatus(rs[j]) == PGRES_PIPELINE_ABORTED) {
-            PQclear(rs[j]);
-            rs[j] = db_exec(c, qs[j].name, qs[j].sql, qs[j].nparams, qs[j].params);
-        }
         fresh[at[j]] = page_answer(&ctxs[at[j]], rs[j]);
         PQclear(rs[j]);
     }
