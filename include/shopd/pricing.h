@@ -112,6 +112,33 @@ shopd_rc_t pricing_shipping_rate(db_conn_t *c, uint64_t store_id, uint64_t rate_
                                  const char *country, int64_t subtotal, int64_t weight_g,
                                  pricing_rate_t *out);
 
+/** The table provider's rates for one country, loaded once (pricing_shipping_rules)
+ *  so that the carts of a checkout batch going there are priced in C
+ *  (pricing_rules_rate), one query for all of them instead of one per cart. */
+typedef struct pricing_rule_s {
+    pricing_rate_t rate;                            /**< id, name, zone; price before free_above */
+    bool weight;                                    /**< a weight band (else flat) */
+    int64_t min_weight_g, max_weight_g, free_above; /**< -1: none (NULL) */
+} pricing_rule_t;
+
+typedef struct pricing_rules_s {
+    size_t n;
+    pricing_rule_t r[PRICING_MAX_RATES];
+} pricing_rules_t;
+
+/** True when pricing_shipping_rates is the table provider's, so its rules can be
+ *  loaded and applied in C. Any thread. */
+bool pricing_rules_apply(void);
+/** Every rate of the zone that holds country (n = 0 when none does, or the country
+ *  is not valid). OK, or UNAVAILABLE/ERR. */
+shopd_rc_t pricing_shipping_rules(db_conn_t *c, uint64_t store_id, const char *country,
+                                  pricing_rules_t *out);
+/** Pure: the rate rate_id of rules as it applies to a cart of this subtotal and
+ *  weight, by the rules of pricing_shipping_rates (a weight band holds weight_g in
+ *  [min, max), free from free_above on). OK with *out, or NOTFOUND. */
+shopd_rc_t pricing_rules_rate(const pricing_rules_t *rules, uint64_t rate_id, int64_t subtotal,
+                              int64_t weight_g, pricing_rate_t *out);
+
 /* ---- taxes ---- */
 
 typedef struct pricing_tax_s {

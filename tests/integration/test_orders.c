@@ -7,6 +7,7 @@
  * one variant sell exactly its stock, with the ledger in step.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -695,6 +696,146 @@ race(shop_t *s, char (*carts)[64], size_t n, int threads, race_t *out)
     pthread_mutex_destroy(&out->lock);
 }
 
+/* ---- shipping rates in a batch ---- */
+
+typedef struct ship_case_s {
+    char cart[64];
+    const char *country;
+    long rate;
+    long want; /* the rate's price for this cart, -1: it does not apply */
+    long status, shipping;
+    char code[64];
+} ship_case_t;
+
+typedef struct ship_race_s {
+    shop_t *s;
+    ship_case_t *c;
+    size_t n;
+    _Atomic size_t next;
+} ship_race_t;
+
+static void *
+ship_racer(void *arg)
+{
+    ship_race_t *r = arg;
+    size_t i;
+    while ((i = atomic_fetch_add(&r->next, 1)) < r->n) {
+        ship_case_t *c = &r->c[i];
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"email\":\"ship@example.com\",\"shipping_address\":{\"name\":\"Ada\","
+                 "\"line1\":\"Str 1\",\"city\":\"X\",\"postal_code\":\"10115\",\"country\":"
+                 "\"%s\"},\"shipping_rate_id\":%ld}",
+                 c->country, c->rate);
+        th_resp_t resp = rq(r->s->id, NULL, c->cart, "POST", "/api/v1/checkout", body);
+        c->status = resp.status;
+        c->shipping = resp.status == 201 ? jint(resp.json, "shipping_total") : -1;
+        snprintf(c->code, sizeof(c->code), "%s", th_error_code(&resp));
+        th_resp_free(&resp);
+    }
+    return NULL;
+}
+
+static long
+rate_new(shop_t *s, long zone, const char *body)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/api/v1/admin/shipping-zones/%ld/rates", zone);
+    th_resp_t r = rq(s->id, s->admin.access, NULL, "POST", path, body);
+    assert_int_equal(r.status, 201);
+    long id = jint(r.json, "id");
+    th_resp_free(&r);
+    return id;
+}
+
+/* A turn's checkouts are priced from each country's rates loaded once (the
+ * table provider's rules applied in C): carts of every subtotal and weight, to
+ * two zones and to a country in none, checked out at once by 12 clients. Each
+ * checkout's shipping must be what GET /checkout/shipping-rates (the provider's
+ * SQL) says for its cart, and a rate that does not apply is refused. */
+static void
+test_shipping_in_batch(void **state)
+{
+    (void)state;
+    shop_t s = shop_new();
+    th_resp_t r = rq(s.id, s.admin.access, NULL, "GET", "/api/v1/admin/shipping-zones", NULL);
+    assert_int_equal(r.status, 200);
+    long de = jint(json_array_get(json_object_get(r.json, "data"), 0), "id");
+    th_resp_free(&r);
+    long light = rate_new(&s, de,
+                          "{\"name\":\"Light\",\"kind\":\"weight\",\"price\":300,"
+                          "\"min_weight_g\":0,\"max_weight_g\":1000}");
+    long heavy = rate_new(&s, de,
+                          "{\"name\":\"Heavy\",\"kind\":\"weight\",\"price\":800,"
+                          "\"min_weight_g\":1000,\"free_above\":5000}");
+    r = rq(s.id, s.admin.access, NULL, "POST", "/api/v1/admin/shipping-zones",
+           "{\"name\":\"France\",\"countries\":[\"FR\"]}");
+    assert_int_equal(r.status, 201);
+    long fr = jint(r.json, "id");
+    th_resp_free(&r);
+    long fr_flat = rate_new(&s, fr,
+                            "{\"name\":\"Colissimo\",\"kind\":\"flat\",\"price\":700,"
+                            "\"free_above\":3000}");
+    long vs[2];
+    static const long weights[2] = {200, 1500}, prices[2] = {1000, 2000};
+    for (int k = 0; k < 2; k++) {
+        vs[k] = variant(&s, 1000, prices[k]);
+        char path[96], body[64];
+        snprintf(path, sizeof(path), "/api/v1/variants/%ld", vs[k]);
+        snprintf(body, sizeof(body), "{\"weight_g\":%ld}", weights[k]);
+        r = rq(s.id, s.admin.access, NULL, "PATCH", path, body);
+        assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+    }
+    static const char *const countries[] = {"DE", "FR", "US"};
+    const long rates[] = {s.rate, light, heavy};
+    ship_case_t c[36];
+    size_t n = SHOPD_ARRAY_LEN(c), applies = 0;
+    for (size_t i = 0; i < n; i++) {
+        c[i].country = countries[i % 3];
+        /* DE: its three rates in turn; FR: its own, or one of DE's; US: no zone. */
+        c[i].rate = i % 3 == 0                       ? rates[(i / 3) % 3]
+                    : i % 3 == 1 && (i / 3) % 3 == 2 ? light
+                                                     : fr_flat;
+        int qty = 1 + (int)(i % 5);
+        snprintf(c[i].cart, sizeof(c[i].cart), "%s", add(&s, NULL, NULL, vs[i % 2], qty, 200));
+        if (i % 4 == 0) /* some carts hold both */
+            add(&s, NULL, c[i].cart, vs[(i + 1) % 2], 1, 200);
+        char path[96];
+        snprintf(path, sizeof(path), "/api/v1/checkout/shipping-rates?country=%s", c[i].country);
+        r = rq(s.id, NULL, c[i].cart, "GET", path, NULL);
+        assert_int_equal(r.status, 200);
+        c[i].want = -1;
+        json_t *a = json_object_get(r.json, "rates");
+        for (size_t k = 0; k < json_array_size(a); k++)
+            if (jint(json_array_get(a, k), "id") == c[i].rate)
+                c[i].want = jint(json_array_get(a, k), "price");
+        applies += c[i].want >= 0;
+        th_resp_free(&r);
+    }
+    assert_true(applies >= 8 && applies <= n - 8); /* both outcomes are exercised */
+    ship_race_t race = {.s = &s, .c = c, .n = n};
+    pthread_t t[12];
+    for (int i = 0; i < 12; i++)
+        pthread_create(&t[i], NULL, ship_racer, &race);
+    for (int i = 0; i < 12; i++)
+        pthread_join(t[i], NULL);
+    bool free_seen = false, priced_seen = false;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].want < 0) {
+            assert_int_equal(c[i].status, 422);
+            assert_string_equal(c[i].code, "shipping_rate_unavailable");
+            continue;
+        }
+        assert_int_equal(c[i].status, 201);
+        assert_int_equal(c[i].shipping, c[i].want);
+        free_seen = free_seen || c[i].want == 0;
+        priced_seen = priced_seen || c[i].want > 0;
+    }
+    assert_true(free_seen && priced_seen);
+    shop_free(&s);
+}
+
 /* 1,600 checkouts from 32 clients on a variant with stock 100: exactly 100 orders. */
 static void
 test_hot_variant_no_oversell(void **state)
@@ -1250,6 +1391,7 @@ main(void)
         cmocka_unit_test(test_discount_and_tax),
         cmocka_unit_test(test_saved_address_and_unavailable_line),
         cmocka_unit_test(test_single_use_code),
+        cmocka_unit_test(test_shipping_in_batch),
         cmocka_unit_test(test_hot_variant_no_oversell),
         cmocka_unit_test(test_two_variants_no_deadlock),
         cmocka_unit_test(test_two_processes_one_store),

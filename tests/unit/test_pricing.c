@@ -2,7 +2,9 @@
  * Pure pieces of the pricing module: the tax arithmetic (exclusive and
  * inclusive, half-up rounding, refunds mirrored, no overflow up to int64),
  * what a discount takes off, the refusal codes, the ISO 3166-1 country check
- * and RFC 3339 parsing. The rule itself is stated in include/shopd/pricing.h.
+ * and RFC 3339 parsing, and which shipping rate applies to a cart (the rules a
+ * checkout batch applies in C, the same as the table provider's SQL). The rule
+ * itself is stated in include/shopd/pricing.h.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -175,6 +177,40 @@ test_rfc3339(void **state)
     assert_false(api_rfc3339(NULL, &b));
 }
 
+static void
+test_rules_rate(void **state)
+{
+    (void)state;
+    pricing_rules_t rl = {0};
+    /* 1: flat 500, free from 5000; 2: band [0, 1000) 700; 3: band [1000, none) 1200;
+     * 4: a band with no lower bound (holds nothing, as NULL in SQL). */
+    rl.r[rl.n++] = (pricing_rule_t){{1, "Standard", 500, 9}, false, -1, -1, 5000};
+    rl.r[rl.n++] = (pricing_rule_t){{2, "Light", 700, 9}, true, 0, 1000, -1};
+    rl.r[rl.n++] = (pricing_rule_t){{3, "Heavy", 1200, 9}, true, 1000, -1, 20000};
+    rl.r[rl.n++] = (pricing_rule_t){{4, "Odd", 100, 9}, true, -1, 50, -1};
+    pricing_rate_t out;
+    assert_int_equal(pricing_rules_rate(&rl, 1, 4999, 123456, &out), SHOPD_OK);
+    assert_int_equal(out.price, 500);
+    assert_string_equal(out.name, "Standard");
+    assert_int_equal(out.zone_id, 9);
+    assert_int_equal(pricing_rules_rate(&rl, 1, 5000, 0, &out), SHOPD_OK);
+    assert_int_equal(out.price, 0); /* free from free_above on */
+    assert_int_equal(pricing_rules_rate(&rl, 2, 100, 0, &out), SHOPD_OK);
+    assert_int_equal(out.price, 700);
+    assert_int_equal(pricing_rules_rate(&rl, 2, 100, 999, &out), SHOPD_OK);
+    assert_int_equal(pricing_rules_rate(&rl, 2, 100, 1000, &out), SHOPD_NOTFOUND); /* [min, max) */
+    assert_int_equal(pricing_rules_rate(&rl, 3, 100, 999, &out), SHOPD_NOTFOUND);
+    assert_int_equal(pricing_rules_rate(&rl, 3, 100, 1000, &out), SHOPD_OK);
+    assert_int_equal(out.price, 1200);
+    assert_int_equal(pricing_rules_rate(&rl, 3, 20000, INT64_MAX / 2, &out), SHOPD_OK);
+    assert_int_equal(out.price, 0);
+    assert_int_equal(pricing_rules_rate(&rl, 4, 0, 0, &out), SHOPD_NOTFOUND);
+    assert_int_equal(pricing_rules_rate(&rl, 5, 0, 0, &out), SHOPD_NOTFOUND); /* not in the zone */
+    pricing_rules_t none = {0};
+    assert_int_equal(pricing_rules_rate(&none, 1, 0, 0, &out), SHOPD_NOTFOUND);
+    assert_true(pricing_rules_apply()); /* the table provider, by default */
+}
+
 int
 main(void)
 {
@@ -182,7 +218,7 @@ main(void)
         cmocka_unit_test(test_tax_exclusive),   cmocka_unit_test(test_tax_inclusive),
         cmocka_unit_test(test_tax_no_overflow), cmocka_unit_test(test_discount_amount),
         cmocka_unit_test(test_discount_codes),  cmocka_unit_test(test_countries),
-        cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_rfc3339),         cmocka_unit_test(test_rules_rate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

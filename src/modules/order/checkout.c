@@ -83,6 +83,13 @@ typedef struct tax_cache_s {
         shopd_rc_t rc;
         pricing_rate_t rate;
     } r[16];
+    /* With the table provider: the rates of each country, priced per cart in C,
+     * since carts differ in subtotal and weight far more than in country. */
+    size_t nz;
+    struct {
+        char country[4];
+        pricing_rules_t rules;
+    } z[4];
     /* the store's provider for a checkout that names none, and for "stripe" */
     bool have_prov[2];
     const pay_provider_t *prov[2];
@@ -106,6 +113,23 @@ rate_for(tax_cache_t *tc, db_conn_t *c, uint64_t store_id, uint64_t rate_id, con
          int64_t subtotal, int64_t weight, pricing_rate_t *out)
 {
     const char *cc = country ? country : "";
+    if (pricing_rules_apply()) {
+        size_t i;
+        for (i = 0; i < tc->nz && strcmp(tc->z[i].country, cc) != 0; i++)
+            ;
+        if (i == tc->nz) {
+            /* The last slot is reused: a fifth country in one batch is rare. */
+            i = tc->nz < SHOPD_ARRAY_LEN(tc->z) ? tc->nz : tc->nz - 1;
+            shopd_rc_t rc = pricing_shipping_rules(c, store_id, country, &tc->z[i].rules);
+            if (rc != SHOPD_OK) {
+                tc->nz = i; /* the slot holds nothing usable */
+                return rc;
+            }
+            snprintf(tc->z[i].country, sizeof(tc->z[0].country), "%s", cc);
+            tc->nz = i + 1;
+        }
+        return pricing_rules_rate(&tc->z[i].rules, rate_id, subtotal, weight, out);
+    }
     for (size_t i = 0; i < tc->nr; i++)
         if (tc->r[i].rate_id == rate_id && tc->r[i].subtotal == subtotal &&
             tc->r[i].weight == weight && strcmp(tc->r[i].country, cc) == 0) {

@@ -119,6 +119,70 @@ pricing_shipping_rate(db_conn_t *c, uint64_t store_id, uint64_t rate_id, const c
     return SHOPD_NOTFOUND;
 }
 
+bool
+pricing_rules_apply(void)
+{
+    return provider == &pricing_table_provider;
+}
+
+static int64_t
+opt_ll(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? -1 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+shopd_rc_t
+pricing_shipping_rules(db_conn_t *c, uint64_t store_id, const char *country, pricing_rules_t *out)
+{
+    out->n = 0;
+    if (!pricing_country_valid(country))
+        return SHOPD_OK; /* no zone can hold it */
+    char s[24], lim[24];
+    const char *p[3] = {pr_u64(store_id, s), country, pr_u64(PRICING_MAX_RATES, lim)};
+    PGresult *r = db_exec(c, "pr_ship_rules",
+                          "SELECT r.id, r.name, r.price, r.zone_id, r.kind = 'weight',"
+                          " r.min_weight_g, r.max_weight_g, r.free_above"
+                          " FROM shipping_zone_countries zc JOIN shipping_rates r"
+                          " ON r.store_id = zc.store_id AND r.zone_id = zc.zone_id"
+                          " WHERE zc.store_id = $1::bigint AND zc.country = $2"
+                          " ORDER BY r.id LIMIT $3::int",
+                          3, p);
+    shopd_rc_t rc = db_result_rc(r);
+    for (int i = 0; rc == SHOPD_OK && i < PQntuples(r) && i < PRICING_MAX_RATES; i++) {
+        pricing_rule_t *x = &out->r[out->n++];
+        x->rate.id = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+        snprintf(x->rate.name, sizeof(x->rate.name), "%s", PQgetvalue(r, i, 1));
+        x->rate.price = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        x->rate.zone_id = strtoull(PQgetvalue(r, i, 3), NULL, 10);
+        x->weight = PQgetvalue(r, i, 4)[0] == 't';
+        x->min_weight_g = opt_ll(r, i, 5);
+        x->max_weight_g = opt_ll(r, i, 6);
+        x->free_above = opt_ll(r, i, 7);
+    }
+    PQclear(r);
+    return rc;
+}
+
+shopd_rc_t
+pricing_rules_rate(const pricing_rules_t *rules, uint64_t rate_id, int64_t subtotal,
+                   int64_t weight_g, pricing_rate_t *out)
+{
+    for (size_t i = 0; i < rules->n; i++) {
+        const pricing_rule_t *x = &rules->r[i];
+        if (x->rate.id != rate_id)
+            continue;
+        /* As table_rates' WHERE: a band with no lower bound holds nothing (NULL). */
+        if (x->weight && (x->min_weight_g < 0 || weight_g < x->min_weight_g ||
+                          (x->max_weight_g >= 0 && weight_g >= x->max_weight_g)))
+            return SHOPD_NOTFOUND;
+        *out = x->rate;
+        if (x->free_above >= 0 && subtotal >= x->free_above)
+            out->price = 0;
+        return SHOPD_OK;
+    }
+    return SHOPD_NOTFOUND;
+}
+
 /* ------------------------------------------------------------ zones */
 
 static const pr_nf_t zone_nf = {"shipping_zone_not_found", "no such shipping zone"};
