@@ -208,7 +208,8 @@ enum {
 };
 
 /** A batch handler: the dispatcher hands it every consecutive message of one actor
- *  turn that targets the same route (1 <= n <= actor batch size), so it can commit
+ *  turn that targets the same route (1 <= n <= the turn's size: SHOPD_ACTOR_BATCH on
+ *  the store's actor, SHOPD_READ_PIPELINE on a read lane), so it can commit
  *  them together (one transaction, one pipeline). It must set replies[i] for each
  *  ctxs[i] (never NULL); each request succeeds or fails on its own. */
 typedef void (*api_batch_fn)(api_ctx_t *ctxs, size_t n, net_reply_t **replies);
