@@ -266,6 +266,19 @@ lean_entry(api_buf_t *b, const PGresult *r, int i)
                    PQgetisnull(r, i, 8) ? "null" : PQgetvalue(r, i, 8), PQgetvalue(r, i, 7));
 }
 
+/* One connection for the pages a batch must build (ctxs[at[0..nb)]); NULL when
+ * there are none, or when none can be had: then each of them is answered 503. */
+static db_conn_t *
+batch_acquire(api_ctx_t *ctxs, const size_t *at, size_t nb, net_reply_t **fresh)
+{
+    if (nb == 0)
+        return NULL;
+    db_conn_t *c = cat_acquire(&ctxs[at[0]], &fresh[at[0]]);
+    for (size_t j = 1; c == NULL && j < nb; j++)
+        fresh[at[j]] = api_unavailable("the database");
+    return c;
+}
+
 /* One list request as it goes: its parameters (f points into the buffers), the
  * category's descendants once read, and its two statements. */
 typedef struct list_req_s {
@@ -524,12 +537,9 @@ catalog_b_product_list(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         if (replies[i] == NULL && (fresh[i] = list_parse(&ctxs[i], &lq[i])) == NULL)
             at[nb++] = i;
     }
-    db_conn_t *c = NULL;
-    if (nb && (c = cat_acquire(&ctxs[at[0]], &fresh[at[0]])) == NULL) {
-        for (size_t j = 1; j < nb; j++)
-            fresh[at[j]] = api_unavailable("the database");
+    db_conn_t *c = batch_acquire(ctxs, at, nb, fresh);
+    if (c == NULL)
         nb = 0;
-    }
     /* 1. The categories' descendants. */
     for (size_t j = 0; j < nb; j++) {
         if (lq[at[j]].category) {
@@ -709,12 +719,9 @@ catalog_b_product_get(api_ctx_t *ctxs, size_t n, net_reply_t **replies)
         if (replies[i] == NULL && (fresh[i] = page_key(&ctxs[i], &keys[i])) == NULL)
             at[nb++] = i;
     }
-    db_conn_t *c = NULL;
-    if (nb && (c = cat_acquire(&ctxs[at[0]], &fresh[at[0]])) == NULL) {
-        for (size_t j = 1; j < nb; j++)
-            fresh[at[j]] = api_unavailable("the database");
+    db_conn_t *c = batch_acquire(ctxs, at, nb, fresh);
+    if (c == NULL)
         nb = 0;
-    }
     if (nb && !page_in_c(c)) {
         for (size_t j = 0; j < nb; j++)
             fresh[at[j]] = page_sql(&ctxs[at[j]], c, &keys[at[j]]);
