@@ -40,6 +40,9 @@ usage(FILE *out)
         "      --tenant SLUG    X-Tenant-Id for `store` (default demo)\n"
         "  -k, --stores K       stores for `tenants` and `seed` (default 100)\n"
         "      --zipf S         Zipf exponent of store popularity for `tenants` (default 1.0)\n"
+        "      --tenants-mode M `tenants`: store (GET /api/v1/store), browse (the catalog\n"
+        "                       mix; the catalogs must be seeded) or auto (default: browse\n"
+        "                       when bench-000001 and bench-K have products)\n"
         "      --stock N        starting stock of the hot variant for `hot-stock` (default 20000)\n"
         "      --token T        platform token for `seed` (default $SHOPD_PLATFORM_TOKEN)\n"
         "      --verify N       stores read back after seeding (default 20)\n"
@@ -198,6 +201,7 @@ enum {
     OPT_STOCK,
     OPT_TOKEN,
     OPT_VERIFY,
+    OPT_TENANTS_MODE,
     OPT_PRODUCTS,
     OPT_PER_REQUEST,
     OPT_VARIANTS,
@@ -222,6 +226,7 @@ static const struct option long_opts[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"tenant", required_argument, NULL, OPT_TENANT},
     {"zipf", required_argument, NULL, OPT_ZIPF},
+    {"tenants-mode", required_argument, NULL, OPT_TENANTS_MODE},
     {"stock", required_argument, NULL, OPT_STOCK},
     {"token", required_argument, NULL, OPT_TOKEN},
     {"verify", required_argument, NULL, OPT_VERIFY},
@@ -314,6 +319,16 @@ parse_args(int argc, char **argv, sb_opts_t *o, const char **url, bool *seed)
             if (!parse_double(optarg, 0, 10, &d))
                 bad = "--zipf wants 0..10";
             o->zipf_s = d;
+            break;
+        case OPT_TENANTS_MODE:
+            if (strcmp(optarg, "auto") == 0)
+                o->tenants_mode = SB_TENANTS_AUTO;
+            else if (strcmp(optarg, "store") == 0)
+                o->tenants_mode = SB_TENANTS_STORE;
+            else if (strcmp(optarg, "browse") == 0)
+                o->tenants_mode = SB_TENANTS_BROWSE;
+            else
+                bad = "--tenants-mode wants auto, store or browse";
             break;
         case OPT_TOKEN:
             if (strpbrk(optarg, "\r\n") != NULL)

@@ -95,18 +95,30 @@ tenants_setup(const sb_opts_t *o, void **shared, char *err, size_t errlen)
     /* Browse mode when `seed --products N` filled the catalogs: the first and the
      * last store both have products (a catalog seeded for fewer stores than K
      * would answer 404 for product pages). N: the smaller of the two totals. */
-    long first = tenants_products(o, 1);
-    long last = o->stores > 1 ? tenants_products(o, o->stores) : first;
-    long n = first < last ? first : last;
-    t->products = n > 0 ? (int)(n < 1000000 ? n : 1000000) : 0;
+    if (o->tenants_mode != SB_TENANTS_STORE) {
+        long first = tenants_products(o, 1);
+        long last = o->stores > 1 ? tenants_products(o, o->stores) : first;
+        long n = first < last ? first : last;
+        t->products = n > 0 ? (int)(n < 1000000 ? n : 1000000) : 0;
+    }
+    if (o->tenants_mode == SB_TENANTS_BROWSE && t->products == 0) {
+        free(cdf);
+        free(t);
+        snprintf(err, errlen,
+                 "--tenants-mode browse: bench-000001 or bench-%06d has no products "
+                 "(seed the catalogs with `shopbench seed --products N` first)",
+                 o->stores);
+        return -1;
+    }
     if (t->products > 0)
         printf("tenants: browse mode: list pages 60%%, product pages 30%%, searches 10%% over "
                "bench-product-1..%d of each store\n",
                t->products);
     else
-        printf("tenants: store mode: GET /api/v1/store (no seeded products in bench-000001 and "
-               "bench-%06d)\n",
-               o->stores);
+        printf("tenants: store mode: GET /api/v1/store%s\n",
+               o->tenants_mode == SB_TENANTS_STORE
+                   ? ""
+                   : " (no seeded products in bench-000001 and bench-K)");
     fflush(stdout);
     *shared = t;
     return 0;

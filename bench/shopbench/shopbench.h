@@ -33,6 +33,13 @@ typedef struct sb_target_s {
     bool loopback;       /**< the server runs on this machine */
 } sb_target_t;
 
+/* What `tenants` asks each store for. */
+typedef enum sb_tenants_mode_e {
+    SB_TENANTS_AUTO,   /* browse when the catalogs are seeded, else store */
+    SB_TENANTS_STORE,  /* GET /api/v1/store */
+    SB_TENANTS_BROWSE, /* the catalog browse mix */
+} sb_tenants_mode_t;
+
 typedef struct sb_opts_s {
     sb_target_t target;
     const char *scenario; /**< name in the scenario table */
@@ -40,11 +47,12 @@ typedef struct sb_opts_s {
     int conns;
     double duration_s;
     double warmup_s;
-    double rate;           /**< total requests per second; 0 = closed loop */
-    double timeout_s;      /**< a request unanswered this long is a timeout error */
-    const char *tenant;    /**< X-Tenant-Id for `store` */
-    int stores;            /**< K for `tenants` and `seed` */
-    double zipf_s;         /**< Zipf exponent for `tenants` */
+    double rate;        /**< total requests per second; 0 = closed loop */
+    double timeout_s;   /**< a request unanswered this long is a timeout error */
+    const char *tenant; /**< X-Tenant-Id for `store` */
+    int stores;         /**< K for `tenants` and `seed` */
+    double zipf_s;      /**< Zipf exponent for `tenants` */
+    sb_tenants_mode_t tenants_mode;
     long stock;            /**< starting stock of the hot variant for `hot-stock` */
     const char *token;     /**< platform token for `seed` */
     int verify;            /**< stores checked after seeding */
